@@ -1,0 +1,47 @@
+/*
+ * raftfs error codes.
+ *
+ * Fallible functions across raftfs return an int: 0 on success, a negated
+ * errno for OS-like failures (-EIO, -ENOSPC), or one of the RFS_E* codes
+ * below. The raftfs codes live below -30000 so they can never collide with
+ * an errno value; the table is defined once here and generates both the enum
+ * and rfs_strerror().
+ *
+ * Caveats:
+ * - fs/ maps these to a positive errno in exactly one place before replying
+ *   to the kernel; anything unknown there becomes EIO.
+ */
+#ifndef RAFTFS_COMMON_ERR_H
+#define RAFTFS_COMMON_ERR_H
+
+#define RFS_ERRMSG_SZ 256
+
+/* X(name, value, message) */
+#define RFS_ERR_TABLE(X)                                                    \
+    X(RFS_ENOTLEADER, -30001, "this node is not the leader")               \
+    X(RFS_ENOLEADER, -30002, "no leader is known")                         \
+    X(RFS_ESHUTDOWN, -30003, "shutting down")                              \
+    X(RFS_ECORRUPT, -30004, "corrupted record")                            \
+    X(RFS_EBUSY, -30005, "another change is in progress")                  \
+    X(RFS_EBADCONF, -30006, "invalid configuration change")                \
+    X(RFS_ECOMPACTED, -30007, "log entries were compacted away")           \
+    X(RFS_EUNAVAIL, -30008, "log entries are not available")              \
+    X(RFS_ETRANSFER, -30009, "leadership transfer in progress")            \
+    X(RFS_ETOOBIG, -30010, "uncommitted log is over its size limit")       \
+    X(RFS_EREMOVED, -30011, "this node was removed from the cluster")      \
+    X(RFS_EMALFORMED, -30012, "malformed message")                         \
+    X(RFS_ENOSNAP, -30013, "snapshot is not available")
+
+enum rfs_err {
+#define RFS_ERR_ENUM(name, value, msg) name = (value),
+    RFS_ERR_TABLE(RFS_ERR_ENUM)
+#undef RFS_ERR_ENUM
+};
+
+/*
+ * Human-readable text for a code returned by any raftfs function: a raftfs
+ * code, a negated errno, or 0. Never returns NULL; the string is static.
+ */
+const char *rfs_strerror(int code);
+
+#endif /* RAFTFS_COMMON_ERR_H */

@@ -1,0 +1,449 @@
+/*
+ * The Raft core: a deterministic state machine with no I/O.
+ *
+ * struct cons_node implements Raft as described in Ongaro's dissertation,
+ * with the extensions a production cluster needs: PreVote and CheckQuorum,
+ * pipelined and flow-controlled replication with fast conflict back-off,
+ * ReadIndex reads (on followers too), leadership transfer, single-server
+ * membership changes with learners, and log compaction with chunked snapshot
+ * transfer.
+ *
+ * The core reads no clock, opens no file or socket and starts no thread. The
+ * host drives it with a few calls (tick, step, propose, read_index, change,
+ * transfer, persisted, snapshot calls) and, after each batch of calls, takes a
+ * struct cons_update listing the work to do: hard state and entries to persist,
+ * messages to send, committed entries to apply, read requests that are ready,
+ * snapshot chunks to store. Because nothing else goes in or out, a test runs
+ * whole clusters of cores in one process, and a seed replays any run.
+ *
+ * The host loop, in this order, for every update taken:
+ *   1. Persist: the hard state (if changed), then the snapshot chunk or
+ *      install (if any), then the entries (truncating the stored log from the
+ *      first entry's index). Writes are applied in the order updates were taken;
+ *      a later update's writes never overtake an earlier one's.
+ *   2. Send: a message with wait_durable == false may be sent at once; one with
+ *      wait_durable == true only once every write of this update (and of the
+ *      updates before it) is durable. This lets a leader replicate in parallel
+ *      with its own disk write (thesis 10.2.1) while a vote or an ack is never
+ *      sent for state that could still be lost.
+ *   3. When the writes are durable, call cons_node_persisted() with the tag
+ *      of that update. The tag lets the core drop
+ *      a completion that raced with a truncation (etcd-io/raft's ABA case).
+ *   4. Apply the committed entries in order; they are all durable locally.
+ *   5. Complete the read requests listed in reads once the local applied index
+ *      reaches their index.
+ *
+ * Caveats:
+ * - Not thread-safe: one thread owns a node (the host's loop thread).
+ * - Pointers in a struct cons_update stay valid until the next call into the
+ *   same node; the host copies what it keeps.
+ * - Entry data given to the core is copied; the core never keeps a caller's
+ *   pointer.
+ */
+#ifndef RAFTFS_CONSENSUS_CORE_CORE_H
+#define RAFTFS_CONSENSUS_CORE_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../common/types.h"
+
+/* Longest peer address a configuration can carry, NUL included. */
+#define CONS_ADDR_MAX 64
+/* Most servers (voters plus learners) a configuration can hold. */
+#define CONS_MAX_SERVERS 64
+
+enum cons_role {
+    CONS_FOLLOWER = 0,
+    CONS_PRECANDIDATE,
+    CONS_CANDIDATE,
+    CONS_LEADER,
+};
+
+enum cons_entry_type {
+    CONS_ENTRY_NORMAL = 1, /* Opaque state machine command. */
+    CONS_ENTRY_NOOP = 2,   /* Appended by each new leader; empty. */
+    CONS_ENTRY_CONF = 3,   /* A whole new configuration, encoded. */
+};
+
+struct cons_entry {
+    rfs_term_t term;
+    rfs_index_t index;
+    uint8_t type;        /* enum cons_entry_type */
+    struct rfs_buf data; /* Owned by whoever holds the entry. */
+};
+
+enum cons_server_role {
+    CONS_VOTER = 1,
+    CONS_LEARNER = 2, /* Receives the log, never votes or campaigns. */
+};
+
+struct cons_server {
+    rfs_nodeid_t id;
+    uint8_t role; /* enum cons_server_role */
+    char addr[CONS_ADDR_MAX];
+};
+
+/* A cluster configuration: the set of servers and their roles. */
+struct cons_conf {
+    unsigned n;
+    struct cons_server servers[CONS_MAX_SERVERS];
+};
+
+/* The persistent state of Figure 2, plus the commit index (a hint). */
+struct cons_hard_state {
+    rfs_term_t term;
+    rfs_nodeid_t vote;
+    rfs_index_t commit;
+};
+
+/* What a snapshot stands for: every entry up to and including index. */
+struct cons_snap_meta {
+    rfs_index_t index;
+    rfs_term_t term;
+    struct cons_conf conf; /* The configuration in force at index. */
+    uint64_t size;         /* Bytes of the host's snapshot image. */
+};
+
+enum cons_msg_type {
+    CONS_MSG_APPEND = 1,       /* AppendEntries; doubles as a probe. */
+    CONS_MSG_APPEND_RESP,
+    CONS_MSG_VOTE,             /* RequestVote. */
+    CONS_MSG_VOTE_RESP,
+    CONS_MSG_PREVOTE,          /* PreVote (thesis 9.6). */
+    CONS_MSG_PREVOTE_RESP,
+    CONS_MSG_HEARTBEAT,        /* Commit index + read round; no entries. */
+    CONS_MSG_HEARTBEAT_RESP,
+    CONS_MSG_SNAPSHOT,         /* One chunk of InstallSnapshot. */
+    CONS_MSG_SNAPSHOT_RESP,
+    CONS_MSG_TIMEOUT_NOW,      /* Leadership transfer: campaign now. */
+    CONS_MSG_PROPOSE,          /* A follower forwarding proposals. */
+    CONS_MSG_READ_INDEX,       /* A follower asking for a read index. */
+    CONS_MSG_READ_INDEX_RESP,
+    CONS_MSG_TYPE_MAX,
+};
+
+/*
+ * One message. Fields are used per type as noted; the rest are zero. When the
+ * core hands a message out, entries and data point into core memory (valid
+ * until the next call); when the host steps a message in, the core copies what
+ * it keeps.
+ */
+struct cons_msg {
+    uint8_t type; /* enum cons_msg_type */
+    rfs_nodeid_t from;
+    rfs_nodeid_t to;
+    rfs_term_t term; /* Sender's term; 0 only for PROPOSE/READ_INDEX(_RESP). */
+
+    /* APPEND: prev_index/prev_term, entries, commit.
+     * VOTE/PREVOTE: last log position in prev_index/prev_term; transfer flag.
+     * HEARTBEAT: commit, round. SNAPSHOT: snap, offset, data, last. */
+    rfs_index_t prev_index;
+    rfs_term_t prev_term;
+    rfs_index_t commit;
+    unsigned n_entries;
+    struct cons_entry *entries;
+
+    /* APPEND_RESP: index = last index matched on success; on reject, index =
+     * the rejected prev_index and hint_index/hint_term = where to retry. */
+    bool reject;
+    rfs_index_t index;
+    rfs_index_t hint_index;
+    rfs_term_t hint_term;
+
+    uint64_t round;  /* HEARTBEAT(_RESP): read-confirmation round. */
+    uint64_t ctx;    /* READ_INDEX(_RESP): the requester's id. */
+    bool transfer;   /* VOTE/PREVOTE: campaign started by TIMEOUT_NOW. */
+    uint8_t hops;    /* PROPOSE: forwards so far (bounded, no loops). */
+
+    /* SNAPSHOT: chunk [offset, offset + data.len) of the image described by
+     * snap; last is set on the final chunk. The core never holds image bytes:
+     * a leader's outgoing chunk has data.base == NULL and data.len set, and the
+     * host fills it from its image before sending. SNAPSHOT_RESP: offset =
+     * bytes the follower holds; reject = restart from offset. */
+    struct cons_snap_meta *snap;
+    uint64_t offset;
+    struct rfs_buf data;
+    bool last;
+};
+
+/* An outgoing message and whether it must wait for this update's writes. */
+struct cons_out_msg {
+    struct cons_msg msg;
+    bool wait_durable;
+};
+
+/* A read request that is ready once applied index >= index. */
+struct cons_read_state {
+    uint64_t ctx;
+    rfs_index_t index;
+};
+
+/* A snapshot chunk the host must store (follower side). */
+struct cons_snap_chunk {
+    struct cons_snap_meta meta;
+    uint64_t offset;
+    struct rfs_buf data; /* Borrowed until the next call. */
+    bool last;           /* The image is complete: install it. */
+};
+
+/*
+ * Identifies one update's writes. seq orders updates; (term, index) is the
+ * last log position when the update was taken, so that a completion racing
+ * with a truncation is recognised as stale.
+ */
+struct cons_persist_tag {
+    uint64_t seq;
+    rfs_term_t term;
+    rfs_index_t index;
+};
+
+/*
+ * The work the core asks of the host. See the host loop in the file comment.
+ * All pointers are valid until the next call into the node.
+ */
+struct cons_update {
+    bool hs_changed;
+    struct cons_hard_state hs;
+
+    /* Snapshot chunks to store, in order; after a chunk with last set,
+     * install the image as the new state, discard the whole stored log and
+     * record chunk.meta as the snapshot (the log restarts after its index). */
+    unsigned n_chunks;
+    const struct cons_snap_chunk *chunks;
+
+    /* Entries to persist; the stored log is truncated from entries[0].index
+     * first. */
+    unsigned n_entries;
+    const struct cons_entry *entries;
+
+    /* Pass tag to cons_node_persisted() once every write above is durable.
+     * needs_persist is false when the update has nothing to write. */
+    bool needs_persist;
+    struct cons_persist_tag tag;
+
+    unsigned n_msgs;
+    const struct cons_out_msg *msgs;
+
+    /* Committed, locally durable entries to apply, in index order. */
+    unsigned n_committed;
+    const struct cons_entry *committed;
+
+    unsigned n_reads;
+    const struct cons_read_state *reads;
+    /* Read requests that failed (leadership lost before confirmation); the
+     * host may retry them under a fresh ctx. */
+    unsigned n_reads_failed;
+    const uint64_t *reads_failed;
+
+    /* Role changes since the last update, for the host's logs and waiters. */
+    bool role_changed;
+    enum cons_role role;
+    rfs_nodeid_t leader;
+};
+
+/* Tunables. Times are in ticks; the host chooses the tick length. */
+struct cons_options {
+    rfs_nodeid_t id;
+    unsigned election_ticks;    /* Base election timeout (>= 2 heartbeats). */
+    unsigned heartbeat_ticks;   /* Leader heartbeat interval. */
+    bool pre_vote;              /* PreVote (default true). */
+    bool check_quorum;          /* CheckQuorum + leader stickiness. */
+    unsigned max_inflight;      /* Unacked APPENDs per follower. */
+    size_t max_msg_bytes;       /* Payload bytes per APPEND (soft: >= 1 entry). */
+    size_t max_uncommitted;     /* Leader refuses proposals past this. */
+    size_t snap_chunk_bytes;    /* Bytes per SNAPSHOT chunk. */
+    uint64_t seed;              /* Seeds the election timeout PRNG. */
+    /* Trace hook: one line per protocol decision. May be NULL. */
+    void (*trace)(void *data, rfs_nodeid_t id, const char *line);
+    void *trace_data;
+};
+
+/* Fill opts with defaults for node id. */
+void cons_options_default(struct cons_options *opts, rfs_nodeid_t id);
+
+/*
+ * What the host loaded from disk at start. The core copies everything.
+ * entries are the stored log after snap.index, in order, contiguous.
+ * applied is the state machine's durable applied index (>= snap.index).
+ * A fresh node that will join an existing cluster loads nothing (all zero);
+ * a node that bootstraps a new cluster loads the entry made by
+ * cons_bootstrap_entry().
+ */
+struct cons_load {
+    struct cons_hard_state hs;
+    struct cons_snap_meta snap;
+    unsigned n_entries;
+    const struct cons_entry *entries;
+    rfs_index_t applied;
+};
+
+struct cons_node; /* Opaque. */
+
+/*
+ * Create a node from options and loaded state. On success *out is set and
+ * the caller frees it with cons_node_free(). Returns 0, -ENOMEM, or
+ * RFS_ECORRUPT if the loaded state is inconsistent (gaps, terms going down).
+ */
+int cons_node_new(const struct cons_options *opts, const struct cons_load *load,
+                  struct cons_node **out);
+void cons_node_free(struct cons_node *n);
+
+/*
+ * The first log entry of a new cluster: index 1, term 1, the configuration
+ * conf. Every founding member persists the same entry, so their logs agree.
+ * data.base is allocated with rfs_malloc; the caller frees it.
+ */
+int cons_bootstrap_entry(const struct cons_conf *conf, struct cons_entry *out);
+
+/* Advance logical time by one tick: elections, heartbeats, quorum checks. */
+void cons_node_tick(struct cons_node *n);
+
+/*
+ * Feed a received message. Messages from unknown or removed peers, from stale
+ * terms, or duplicated and reordered by the network are handled as Raft
+ * prescribes (ignored or answered); none can corrupt the node. Returns 0, or
+ * -ENOMEM (the message is dropped; the protocol retransmits).
+ */
+int cons_node_step(struct cons_node *n, const struct cons_msg *m);
+
+/*
+ * Propose a command. On the leader it is appended at once and *index (if not
+ * NULL) gets its index. On a follower that knows a leader it is forwarded there
+ * (*index = 0): the caller recognises the command when it is applied, by an id
+ * inside data, never by index. data is copied.
+ * Returns 0, RFS_ENOLEADER (no leader known: the caller waits and retries),
+ * RFS_ETRANSFER (leadership is being handed over), RFS_ETOOBIG (the leader's
+ * uncommitted log is full: quorum is probably lost), -ENOMEM.
+ * A forwarded proposal can still be lost (the leader changes meanwhile): the
+ * caller retries with the same id inside data, and the state machine applies
+ * it once.
+ */
+int cons_node_propose(struct cons_node *n, const struct rfs_buf *data,
+                      rfs_index_t *index);
+
+/*
+ * Ask for a linearizable read point. ctx must be unique per attempt. The
+ * answer comes later in an update's reads (or reads_failed). A follower asks
+ * its leader; that request can be lost, so the caller retries on a timeout
+ * with a fresh ctx. Returns 0, RFS_ENOLEADER, -ENOMEM.
+ */
+int cons_node_read_index(struct cons_node *n, uint64_t ctx);
+
+enum cons_change_type {
+    CONS_ADD_LEARNER = 1, /* New server, non-voting. */
+    CONS_PROMOTE,         /* Learner becomes voter. */
+    CONS_DEMOTE,          /* Voter becomes learner. */
+    CONS_REMOVE,          /* Server leaves. */
+};
+
+/*
+ * Propose a one-server configuration change (leader only). Safe by the
+ * thesis' rule plus its errata: at most one uncommitted configuration, and
+ * none before this leader committed an entry of its own term.
+ * Returns 0 (appended, *index set), RFS_ENOTLEADER, RFS_EBUSY (a change or
+ * this term's first commit is pending: retry later), RFS_EBADCONF (no such
+ * server, already a member, would leave no voter, bad address), -ENOMEM.
+ */
+int cons_node_change(struct cons_node *n, enum cons_change_type type,
+                     rfs_nodeid_t id, const char *addr, rfs_index_t *index);
+
+/*
+ * Hand leadership to voter `to` (0: the most up-to-date voter). The target is
+ * caught up, then sent TIMEOUT_NOW; proposals are refused meanwhile. The
+ * transfer is abandoned after one election timeout.
+ * Returns 0, RFS_ENOTLEADER, RFS_EBADCONF (not a voter, or self).
+ */
+int cons_node_transfer(struct cons_node *n, rfs_nodeid_t to);
+
+/*
+ * The writes of the update tagged tag (and so of every update before it) are
+ * durable. A stale tag (the log was truncated or rewritten since) marks no
+ * entry durable.
+ */
+void cons_node_persisted(struct cons_node *n,
+                         const struct cons_persist_tag *tag);
+
+/*
+ * The host took a snapshot of its state machine at applied index `index`
+ * (<= the last index the core handed out to apply) whose image is `size`
+ * bytes, and the core may drop entries up to index - trailing (keeping a few
+ * lets slightly lagging followers catch up from the log). *meta (may be NULL)
+ * receives the snapshot metadata to store with the image.
+ * Returns 0, -EINVAL (size 0), RFS_EUNAVAIL (index not handed out to apply
+ * yet), RFS_ECOMPACTED (older than the current snapshot).
+ */
+int cons_node_snapshot_taken(struct cons_node *n, rfs_index_t index,
+                             uint64_t size, rfs_index_t trailing,
+                             struct cons_snap_meta *meta);
+
+/* The host could not read the chunk for peer `to`: restart its transfer. */
+void cons_node_snapshot_failed(struct cons_node *n, rfs_nodeid_t to);
+
+/* Is there anything for cons_node_take_update() to return? */
+bool cons_node_has_update(const struct cons_node *n);
+
+/*
+ * Take the accumulated work. The update and everything it points to stays
+ * valid until the next call into n. The core assumes the host does what the
+ * update lists, in the order of the file comment.
+ */
+void cons_node_take_update(struct cons_node *n, struct cons_update *u);
+
+/* Introspection, for hosts, status pages and tests. */
+struct cons_status {
+    rfs_nodeid_t id;
+    enum cons_role role;
+    rfs_term_t term;
+    rfs_nodeid_t vote;
+    rfs_nodeid_t leader;
+    rfs_index_t first_index; /* First entry held in memory. */
+    rfs_index_t last_index;
+    rfs_term_t last_term;
+    rfs_index_t commit;
+    rfs_index_t stable;      /* Highest index known durable locally. */
+    rfs_index_t handed_out;  /* Highest index given to the host to apply. */
+    rfs_index_t snap_index;
+    rfs_index_t conf_index;  /* Index of the configuration in force. */
+    rfs_nodeid_t transferee; /* Leadership transfer target, or 0. */
+    size_t uncommitted_bytes;
+};
+
+void cons_node_status(const struct cons_node *n, struct cons_status *st);
+
+/* The configuration in force (the latest in the log, committed or not). */
+const struct cons_conf *cons_node_conf(const struct cons_node *n);
+
+enum cons_progress_state {
+    CONS_PROGRESS_PROBE = 0,
+    CONS_PROGRESS_REPLICATE,
+    CONS_PROGRESS_SNAPSHOT,
+};
+
+/* The leader's view of one peer's replication. */
+struct cons_progress {
+    rfs_index_t match;
+    rfs_index_t next;
+    enum cons_progress_state state;
+    bool recent_active;
+    unsigned inflight;
+};
+
+/* Leader only: fill *p for peer id. Returns 0, RFS_ENOTLEADER, RFS_EBADCONF. */
+int cons_node_progress(const struct cons_node *n, rfs_nodeid_t id,
+                       struct cons_progress *p);
+
+/* Configuration helpers. */
+const struct cons_server *cons_conf_get(const struct cons_conf *c,
+                                        rfs_nodeid_t id);
+unsigned cons_conf_voters(const struct cons_conf *c);
+/* Encode/decode a configuration for a CONF entry. Decode returns 0 or
+ * RFS_EMALFORMED; encode allocates out->base with rfs_malloc. */
+int cons_conf_encode(const struct cons_conf *c, struct rfs_buf *out);
+int cons_conf_decode(const struct rfs_buf *in, struct cons_conf *c);
+
+const char *cons_role_name(enum cons_role role);
+const char *cons_msg_type_name(int type);
+
+#endif /* RAFTFS_CONSENSUS_CORE_CORE_H */

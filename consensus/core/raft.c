@@ -1,0 +1,2207 @@
+/*
+ * The Raft protocol: roles, elections, replication, reads, membership,
+ * snapshots. See core.h for the contract with the host.
+ *
+ * Shape. Every input (tick, step, propose, ...) changes the node's fields and
+ * queues output in the outbox; cons_node_take_update() then flushes what is
+ * best done once per batch (AppendEntries to followers, a read-confirmation
+ * round) and hands everything to the host. Batching at that point is what
+ * makes group commit work: a host that drains many proposals before taking an
+ * update gets one disk write and one AppendEntries per follower for all of
+ * them.
+ *
+ * Durability. A message is marked wait_durable when it acknowledges state
+ * (a vote, entries, snapshot chunks) or when the node's term or vote changed
+ * and the host has not yet confirmed that write: nothing in a new term leaves
+ * before that term is on disk (RAFT-PITFALLS 1). A leader's replication
+ * traffic does not wait: the leader counts itself toward commitment only once
+ * cons_node_persisted() says its entries are durable (thesis 10.2.1).
+ *
+ * Roles are dispatched in one place, step_role(); term bookkeeping common to
+ * all roles happens before it, in cons_node_step().
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../common/assert.h"
+#include "../../common/err.h"
+#include "../../common/heap.h"
+#include "core_i.h"
+
+#define SNAP_WINDOW 4        /* Snapshot chunks in flight per follower. */
+#define MAX_FORWARD_HOPS 3   /* A forwarded proposal is dropped after this. */
+#define STALL_HEARTBEATS 2   /* Heartbeats without an ack before re-probing. */
+
+struct progress {
+    rfs_nodeid_t id;
+    rfs_index_t match;
+    rfs_index_t next;
+    enum cons_progress_state state;
+    bool probe_sent;     /* PROBE: one APPEND outstanding until answered. */
+    bool recent_active;  /* Heard from since the last quorum check. */
+    bool acked;          /* Any APPEND_RESP since the last heartbeat. */
+    unsigned stalls;     /* Heartbeats in REPLICATE with inflight and no ack. */
+    rfs_index_t sent_commit;
+    uint64_t round_acked;
+    unsigned in_n;   /* APPENDs in flight (REPLICATE)... */
+    unsigned in_head; /* ...as a ring in in_last, oldest first. */
+    /* SNAPSHOT state: which image, and how far. */
+    rfs_index_t snap_index;
+    uint64_t snap_acked;
+    uint64_t snap_sent;
+    bool snap_moved; /* An ack came since the last heartbeat. */
+    /* Last index of each APPEND in flight; kept last so that a reset can
+     * clear everything above it cheaply. */
+    rfs_index_t in_last[CONS_MAX_INFLIGHT];
+};
+
+struct pending_read {
+    uint64_t ctx;
+    rfs_nodeid_t from; /* 0: this node's host. */
+    rfs_index_t index;
+    uint64_t round;
+};
+
+struct read_queue {
+    struct pending_read *r;
+    size_t n;
+    size_t cap;
+};
+
+/* A queued message. APPEND entries are kept as an index range and resolved
+ * at take time, because the log array may move in between; a message whose
+ * range changed meanwhile is dropped (the protocol retransmits). */
+struct outbox_msg {
+    struct cons_out_msg out;
+    rfs_index_t first;
+    unsigned count;
+    rfs_term_t last_term;
+    struct cons_entry *owned; /* PROPOSE: copies of forwarded commands. */
+    unsigned owned_cap;
+};
+
+struct cons_node {
+    struct cons_options o;
+    rfs_nodeid_t id;
+    enum cons_role role;
+    rfs_term_t term;
+    rfs_nodeid_t vote;
+    rfs_nodeid_t leader;
+
+    struct cons_log log;
+    rfs_index_t commit;
+    rfs_index_t stable;     /* Highest index known durable here. */
+    rfs_index_t handed_out; /* Highest index given to the host to apply. */
+    struct cons_snap_meta snap;
+
+    struct cons_conf conf; /* In force: the latest in the log. */
+    rfs_index_t conf_index;
+
+    unsigned election_elapsed;
+    unsigned heartbeat_elapsed;
+    unsigned randomized_timeout;
+    unsigned transfer_elapsed;
+    uint64_t rng;
+
+    /* Candidate and pre-candidate. */
+    struct {
+        rfs_nodeid_t id;
+        bool granted;
+    } votes[CONS_MAX_SERVERS];
+    unsigned n_votes;
+
+    /* Leader. */
+    struct progress *prs; /* CONS_MAX_SERVERS slots. */
+    unsigned n_prs;
+    rfs_index_t term_start; /* Index of this term's no-op. */
+    rfs_nodeid_t transferee;
+    size_t uncommitted;
+    uint64_t read_round;
+    bool need_broadcast;
+    struct read_queue reads_noop;    /* Wait for this term's first commit. */
+    struct read_queue reads_unsent;  /* Wait for the next round. */
+    struct read_queue reads_pending; /* Wait for their round's quorum. */
+
+    /* Follower receiving a snapshot. */
+    rfs_index_t recv_index;
+    rfs_term_t recv_term;
+    uint64_t recv_offset;
+
+    /* Accumulated output. */
+    rfs_term_t taken_term;
+    rfs_nodeid_t taken_vote;
+    uint64_t seq;
+    uint64_t hs_pending_seq; /* Term/vote write not yet durable (0: none). */
+    rfs_index_t dirty_from;  /* First index to persist (0: none). */
+    struct outbox_msg *ob;
+    size_t ob_n;
+    size_t ob_cap;
+    struct cons_snap_chunk *chunks;
+    size_t chunks_n;
+    size_t chunks_cap;
+    struct cons_read_state *ready;
+    size_t ready_n;
+    size_t ready_cap;
+    uint64_t *failed;
+    size_t failed_n;
+    size_t failed_cap;
+    bool role_changed;
+
+    /* Handed to the host; released at the next take. */
+    struct cons_out_msg *msgs;
+    size_t msgs_cap;
+    struct outbox_msg *given;
+    size_t given_n;
+    size_t given_cap;
+    struct cons_snap_chunk *given_chunks;
+    size_t given_chunks_n;
+    size_t given_chunks_cap;
+    struct cons_read_state *given_ready;
+    size_t given_ready_cap;
+    uint64_t *given_failed;
+    size_t given_failed_cap;
+    struct cons_snap_meta out_snap; /* Meta pointed to by SNAPSHOT msgs. */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+
+static void trace(struct cons_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void trace(struct cons_node *n, const char *fmt, ...)
+{
+    if (n->o.trace == NULL) {
+        return;
+    }
+    char line[256];
+    int off = snprintf(line, sizeof(line), "term %llu %s: ",
+                       (unsigned long long)n->term, cons_role_name(n->role));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + off, sizeof(line) - (size_t)off, fmt, ap);
+    va_end(ap);
+    n->o.trace(n->o.trace_data, n->id, line);
+}
+
+/* Grow *arr (of *cap elements of size sz) to hold at least need. */
+static int grow(void **arr, size_t *cap, size_t need, size_t sz)
+{
+    if (need <= *cap) {
+        return 0;
+    }
+    size_t c = *cap == 0 ? 8 : *cap;
+    while (c < need) {
+        c *= 2;
+    }
+    void *p = rfs_realloc(*arr, c * sz);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    *arr = p;
+    *cap = c;
+    return 0;
+}
+
+static uint64_t rng_next(struct cons_node *n)
+{
+    /* xorshift64*: small, fast, and fully determined by the seed. */
+    uint64_t x = n->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    n->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static void reset_randomized_timeout(struct cons_node *n)
+{
+    unsigned et = n->o.election_ticks;
+    n->randomized_timeout = et + (unsigned)(rng_next(n) % et);
+}
+
+static rfs_index_t last_index(const struct cons_node *n)
+{
+    return cons__log_last_index(&n->log);
+}
+
+static rfs_term_t last_term(const struct cons_node *n)
+{
+    return cons__log_last_term(&n->log);
+}
+
+static rfs_term_t term_at(const struct cons_node *n, rfs_index_t i)
+{
+    return cons__log_term_or0(&n->log, i);
+}
+
+static bool is_voter(const struct cons_node *n, rfs_nodeid_t id)
+{
+    const struct cons_server *s = cons_conf_get(&n->conf, id);
+    return s != NULL && s->role == CONS_VOTER;
+}
+
+static unsigned quorum(const struct cons_node *n)
+{
+    return cons_conf_voters(&n->conf) / 2 + 1;
+}
+
+static struct progress *progress_get(struct cons_node *n, rfs_nodeid_t id)
+{
+    for (unsigned i = 0; i < n->n_prs; i++) {
+        if (n->prs[i].id == id) {
+            return &n->prs[i];
+        }
+    }
+    return NULL;
+}
+
+static int queue_push(struct read_queue *q, const struct pending_read *r)
+{
+    int rv = grow((void **)&q->r, &q->cap, q->n + 1, sizeof(*q->r));
+    if (rv != 0) {
+        return rv;
+    }
+    q->r[q->n++] = *r;
+    return 0;
+}
+
+static void mark_dirty(struct cons_node *n, rfs_index_t from)
+{
+    if (n->dirty_from == 0 || from < n->dirty_from) {
+        n->dirty_from = from;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Output                                                                    */
+
+static struct outbox_msg *ob_new(struct cons_node *n, uint8_t type,
+                                 rfs_nodeid_t to)
+{
+    if (grow((void **)&n->ob, &n->ob_cap, n->ob_n + 1, sizeof(*n->ob)) != 0) {
+        return NULL;
+    }
+    struct outbox_msg *m = &n->ob[n->ob_n++];
+    memset(m, 0, sizeof(*m));
+    m->out.msg.type = type;
+    m->out.msg.from = n->id;
+    m->out.msg.to = to;
+    m->out.msg.term = n->term;
+    return m;
+}
+
+/* Queue a message with no payload. Failure to allocate drops it: every
+ * message is retransmitted or re-derived by the protocol. */
+static struct cons_msg *send(struct cons_node *n, uint8_t type, rfs_nodeid_t to)
+{
+    struct outbox_msg *m = ob_new(n, type, to);
+    return m != NULL ? &m->out.msg : NULL;
+}
+
+static void read_ready(struct cons_node *n, const struct pending_read *r,
+                       rfs_index_t index)
+{
+    if (r->from == RFS_NODE_NONE || r->from == n->id) {
+        if (grow((void **)&n->ready, &n->ready_cap, n->ready_n + 1,
+                 sizeof(*n->ready)) == 0) {
+            n->ready[n->ready_n].ctx = r->ctx;
+            n->ready[n->ready_n].index = index;
+            n->ready_n++;
+        }
+        return;
+    }
+    struct cons_msg *m = send(n, CONS_MSG_READ_INDEX_RESP, r->from);
+    if (m != NULL) {
+        m->term = 0;
+        m->ctx = r->ctx;
+        m->index = index;
+    }
+}
+
+static void read_failed(struct cons_node *n, const struct pending_read *r)
+{
+    if (r->from != RFS_NODE_NONE && r->from != n->id) {
+        return; /* The remote asker times out and retries. */
+    }
+    if (grow((void **)&n->failed, &n->failed_cap, n->failed_n + 1,
+             sizeof(*n->failed)) == 0) {
+        n->failed[n->failed_n++] = r->ctx;
+    }
+}
+
+static void fail_queue(struct cons_node *n, struct read_queue *q)
+{
+    for (size_t i = 0; i < q->n; i++) {
+        read_failed(n, &q->r[i]);
+    }
+    q->n = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                             */
+
+static void progress_reset(struct cons_node *n, struct progress *p,
+                           rfs_nodeid_t id)
+{
+    memset(p, 0, offsetof(struct progress, in_last));
+    p->id = id;
+    p->next = last_index(n) + 1;
+    p->state = CONS_PROGRESS_PROBE;
+    if (id == n->id) {
+        p->match = n->stable;
+    }
+}
+
+/* Make the leader's progress set match the configuration: keep what is
+ * known about servers that stay, start new ones in PROBE. */
+static void progress_sync(struct cons_node *n)
+{
+    unsigned k = 0;
+    for (unsigned j = 0; j < n->n_prs; j++) {
+        if (cons_conf_get(&n->conf, n->prs[j].id) != NULL) {
+            if (k != j) {
+                n->prs[k] = n->prs[j];
+            }
+            k++;
+        }
+    }
+    n->n_prs = k;
+    for (unsigned i = 0; i < n->conf.n; i++) {
+        rfs_nodeid_t id = n->conf.servers[i].id;
+        if (progress_get(n, id) == NULL) {
+            RFS_ASSERT(n->n_prs < CONS_MAX_SERVERS);
+            progress_reset(n, &n->prs[n->n_prs++], id);
+        }
+    }
+}
+
+static void conf_set(struct cons_node *n, const struct cons_conf *c,
+                     rfs_index_t index)
+{
+    n->conf = *c;
+    n->conf_index = index;
+    trace(n, "configuration at %llu: %u servers, %u voters",
+          (unsigned long long)index, c->n, cons_conf_voters(c));
+    if (n->role == CONS_LEADER) {
+        progress_sync(n);
+        if (n->transferee != 0 && !is_voter(n, n->transferee)) {
+            n->transferee = 0;
+        }
+    }
+}
+
+/* A CONF entry entered the log: it is in force from now on (thesis 4.1). */
+static void conf_from_entry(struct cons_node *n, const struct cons_entry *e)
+{
+    struct cons_conf c;
+    if (cons_conf_decode(&e->data, &c) != 0) {
+        /* Every CONF entry was validated by the leader that made it. */
+        RFS_ASSERT(!"undecodable configuration entry");
+    }
+    conf_set(n, &c, e->index);
+}
+
+/* After truncating the log, fall back to the latest configuration that is
+ * still in it, or the snapshot's (RAFT-PITFALLS 4, rule 3). */
+static void conf_rollback(struct cons_node *n)
+{
+    for (rfs_index_t i = last_index(n); i > n->log.base_index; i--) {
+        const struct cons_entry *e = cons__log_get(&n->log, i);
+        if (e->type == CONS_ENTRY_CONF) {
+            conf_from_entry(n, e);
+            return;
+        }
+    }
+    conf_set(n, &n->snap.conf, n->snap.index);
+}
+
+/* The configuration in force at index (<= last index, >= snapshot). */
+static int conf_at(const struct cons_node *n, rfs_index_t index,
+                   struct cons_conf *out)
+{
+    for (rfs_index_t i = index; i > n->log.base_index; i--) {
+        const struct cons_entry *e = cons__log_get(&n->log, i);
+        if (e->type == CONS_ENTRY_CONF) {
+            return cons_conf_decode(&e->data, out);
+        }
+    }
+    *out = n->snap.conf;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Log mutation                                                              */
+
+/* Append one entry to the local log (leader side), taking data. */
+static int append_local(struct cons_node *n, uint8_t type, void *data,
+                        size_t len, rfs_index_t *index)
+{
+    struct cons_entry e = {
+        .term = n->term,
+        .index = last_index(n) + 1,
+        .type = type,
+        .data = {data, len},
+    };
+    int rv = cons__log_append_owned(&n->log, &e);
+    if (rv != 0) {
+        return rv;
+    }
+    mark_dirty(n, e.index);
+    n->uncommitted += len;
+    n->need_broadcast = true;
+    if (type == CONS_ENTRY_CONF) {
+        conf_from_entry(n, cons__log_get(&n->log, e.index));
+    }
+    if (index != NULL) {
+        *index = e.index;
+    }
+    return 0;
+}
+
+static void truncate_from(struct cons_node *n, rfs_index_t from)
+{
+    RFS_ASSERT(from > n->commit);
+    trace(n, "truncate log from %llu", (unsigned long long)from);
+    bool conf_lost = n->conf_index >= from;
+    cons__log_truncate(&n->log, from);
+    if (n->stable >= from) {
+        n->stable = from - 1;
+    }
+    if (conf_lost) {
+        conf_rollback(n);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Role transitions                                                          */
+
+static void set_role(struct cons_node *n, enum cons_role role)
+{
+    if (n->role != role) {
+        n->role_changed = true;
+    }
+    n->role = role;
+}
+
+static void leave_leadership(struct cons_node *n)
+{
+    fail_queue(n, &n->reads_noop);
+    fail_queue(n, &n->reads_unsent);
+    fail_queue(n, &n->reads_pending);
+    n->n_prs = 0;
+    n->transferee = 0;
+    n->need_broadcast = false;
+    n->uncommitted = 0;
+}
+
+static void become_follower(struct cons_node *n, rfs_term_t term,
+                            rfs_nodeid_t leader)
+{
+    if (n->role == CONS_LEADER) {
+        leave_leadership(n);
+    }
+    if (term > n->term) {
+        n->term = term;
+        n->vote = RFS_NODE_NONE;
+    }
+    if (n->leader != leader) {
+        n->role_changed = true;
+    }
+    n->leader = leader;
+    set_role(n, CONS_FOLLOWER);
+    n->election_elapsed = 0;
+    reset_randomized_timeout(n);
+    trace(n, "follower, leader %llu", (unsigned long long)leader);
+}
+
+static void become_leader(struct cons_node *n)
+{
+    set_role(n, CONS_LEADER);
+    n->leader = n->id;
+    n->role_changed = true;
+    n->election_elapsed = 0;
+    n->heartbeat_elapsed = 0;
+    n->transferee = 0;
+    n->uncommitted = 0;
+    n->n_prs = 0;
+    progress_sync(n);
+    for (unsigned i = 0; i < n->n_prs; i++) {
+        progress_reset(n, &n->prs[i], n->prs[i].id);
+        n->prs[i].recent_active = n->prs[i].id == n->id;
+    }
+    trace(n, "leader");
+    /* The no-op lets this term commit, and with it every earlier entry
+     * (thesis 3.6.2); reads wait for it (RAFT-PITFALLS 2). */
+    if (append_local(n, CONS_ENTRY_NOOP, NULL, 0, &n->term_start) != 0) {
+        /* Without the no-op this leader could never commit: give up. */
+        become_follower(n, n->term, RFS_NODE_NONE);
+    }
+}
+
+static bool promotable(const struct cons_node *n)
+{
+    return is_voter(n, n->id);
+}
+
+static void tally(struct cons_node *n, rfs_nodeid_t from, bool granted)
+{
+    for (unsigned i = 0; i < n->n_votes; i++) {
+        if (n->votes[i].id == from) {
+            return; /* Duplicates count once. */
+        }
+    }
+    if (n->n_votes < CONS_MAX_SERVERS) {
+        n->votes[n->n_votes].id = from;
+        n->votes[n->n_votes].granted = granted;
+        n->n_votes++;
+    }
+}
+
+/* 1: won, -1: lost, 0: undecided. Only voters of the configuration count. */
+static int poll(const struct cons_node *n)
+{
+    unsigned yes = 0, no = 0;
+    for (unsigned i = 0; i < n->n_votes; i++) {
+        if (!is_voter(n, n->votes[i].id)) {
+            continue;
+        }
+        if (n->votes[i].granted) {
+            yes++;
+        } else {
+            no++;
+        }
+    }
+    unsigned q = quorum(n);
+    if (yes >= q) {
+        return 1;
+    }
+    if (no > cons_conf_voters(&n->conf) - q) {
+        return -1;
+    }
+    return 0;
+}
+
+static void campaign(struct cons_node *n, bool pre, bool transfer);
+
+static void check_poll(struct cons_node *n)
+{
+    int r = poll(n);
+    if (r > 0) {
+        if (n->role == CONS_PRECANDIDATE) {
+            campaign(n, false, false);
+        } else {
+            become_leader(n);
+        }
+    } else if (r < 0) {
+        become_follower(n, n->term, RFS_NODE_NONE);
+    }
+}
+
+static void campaign(struct cons_node *n, bool pre, bool transfer)
+{
+    if (!promotable(n)) {
+        return; /* Learners and removed servers never campaign. */
+    }
+    if (n->role == CONS_LEADER) {
+        leave_leadership(n);
+    }
+    n->n_votes = 0;
+    n->leader = RFS_NODE_NONE;
+    n->election_elapsed = 0;
+    reset_randomized_timeout(n);
+    rfs_term_t t;
+    if (pre) {
+        /* PreVote (thesis 9.6): ask whether we could win before bumping the
+         * term, so a partitioned node cannot disrupt a healthy cluster. */
+        set_role(n, CONS_PRECANDIDATE);
+        t = n->term + 1;
+    } else {
+        set_role(n, CONS_CANDIDATE);
+        n->term++;
+        n->vote = n->id;
+        t = n->term;
+    }
+    n->role_changed = true;
+    trace(n, "campaign%s for term %llu", pre ? " (pre-vote)" : "",
+          (unsigned long long)t);
+    tally(n, n->id, true);
+    for (unsigned i = 0; i < n->conf.n; i++) {
+        const struct cons_server *s = &n->conf.servers[i];
+        if (s->id == n->id || s->role != CONS_VOTER) {
+            continue;
+        }
+        struct cons_msg *m =
+            send(n, pre ? CONS_MSG_PREVOTE : CONS_MSG_VOTE, s->id);
+        if (m != NULL) {
+            m->term = t;
+            m->prev_index = last_index(n);
+            m->prev_term = last_term(n);
+            m->transfer = transfer;
+        }
+    }
+    check_poll(n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Leader: replication                                                       */
+
+static void inflight_add(struct cons_node *n, struct progress *p,
+                         rfs_index_t last)
+{
+    unsigned cap = n->o.max_inflight;
+    RFS_ASSERT(p->in_n < cap);
+    p->in_last[(p->in_head + p->in_n) % cap] = last;
+    p->in_n++;
+}
+
+static void inflight_free_to(struct cons_node *n, struct progress *p,
+                             rfs_index_t index)
+{
+    unsigned cap = n->o.max_inflight;
+    while (p->in_n > 0 && p->in_last[p->in_head] <= index) {
+        p->in_head = (p->in_head + 1) % cap;
+        p->in_n--;
+    }
+}
+
+static void become_probe(struct progress *p)
+{
+    p->state = CONS_PROGRESS_PROBE;
+    p->probe_sent = false;
+    p->in_n = 0;
+    p->in_head = 0;
+    p->stalls = 0;
+    p->next = p->match + 1;
+}
+
+static void become_replicate(struct progress *p)
+{
+    p->state = CONS_PROGRESS_REPLICATE;
+    p->probe_sent = false;
+    p->in_n = 0;
+    p->in_head = 0;
+    p->stalls = 0;
+    p->next = p->match + 1;
+}
+
+static void send_snapshot_chunks(struct cons_node *n, struct progress *p)
+{
+    if (p->snap_index != n->snap.index) {
+        /* A newer image replaced the one being sent: start over with it. */
+        p->snap_index = n->snap.index;
+        p->snap_acked = 0;
+        p->snap_sent = 0;
+    }
+    uint64_t size = n->snap.size;
+    uint64_t chunk = n->o.snap_chunk_bytes;
+    while (p->snap_sent < size &&
+           p->snap_sent - p->snap_acked < SNAP_WINDOW * chunk) {
+        uint64_t len = size - p->snap_sent;
+        if (len > chunk) {
+            len = chunk;
+        }
+        struct outbox_msg *o = ob_new(n, CONS_MSG_SNAPSHOT, p->id);
+        if (o == NULL) {
+            return;
+        }
+        o->out.msg.offset = p->snap_sent;
+        o->out.msg.data.len = (size_t)len;
+        o->out.msg.last = p->snap_sent + len == size;
+        o->out.msg.index = n->snap.index;
+        o->first = n->snap.index; /* Resolved to the meta at take time. */
+        p->snap_sent += len;
+    }
+}
+
+static void start_snapshot(struct cons_node *n, struct progress *p)
+{
+    trace(n, "send snapshot %llu to %llu", (unsigned long long)n->snap.index,
+          (unsigned long long)p->id);
+    p->state = CONS_PROGRESS_SNAPSHOT;
+    p->in_n = 0;
+    p->in_head = 0;
+    p->snap_index = n->snap.index;
+    p->snap_acked = 0;
+    p->snap_sent = 0;
+    p->snap_moved = false;
+    send_snapshot_chunks(n, p);
+}
+
+/* Send what peer p lacks, if flow control allows. With empty set, an APPEND
+ * with no entries is sent to carry a newer commit index. */
+static void send_append(struct cons_node *n, struct progress *p, bool empty)
+{
+    if (p->id == n->id) {
+        return;
+    }
+    if (p->state == CONS_PROGRESS_SNAPSHOT) {
+        send_snapshot_chunks(n, p);
+        return;
+    }
+    if ((p->state == CONS_PROGRESS_PROBE && p->probe_sent) ||
+        (p->state == CONS_PROGRESS_REPLICATE &&
+         p->in_n >= n->o.max_inflight)) {
+        return;
+    }
+    rfs_index_t prev = p->next - 1;
+    rfs_term_t prev_term;
+    if (cons__log_term(&n->log, prev, &prev_term) != 0) {
+        start_snapshot(n, p);
+        return;
+    }
+    rfs_index_t last = last_index(n);
+    unsigned count = 0;
+    size_t bytes = 0;
+    while (p->next + count <= last) {
+        const struct cons_entry *e = cons__log_get(&n->log, p->next + count);
+        if (count > 0 && bytes + e->data.len > n->o.max_msg_bytes) {
+            break;
+        }
+        bytes += e->data.len;
+        count++;
+    }
+    if (count == 0 && !empty && p->state != CONS_PROGRESS_PROBE) {
+        return;
+    }
+    struct outbox_msg *o = ob_new(n, CONS_MSG_APPEND, p->id);
+    if (o == NULL) {
+        return;
+    }
+    o->out.msg.prev_index = prev;
+    o->out.msg.prev_term = prev_term;
+    o->out.msg.commit = n->commit;
+    o->first = p->next;
+    o->count = count;
+    o->last_term = count > 0 ? term_at(n, p->next + count - 1) : prev_term;
+    p->sent_commit = n->commit;
+    if (p->state == CONS_PROGRESS_REPLICATE) {
+        if (count > 0) {
+            p->next += count;
+            inflight_add(n, p, p->next - 1);
+        }
+    } else {
+        p->probe_sent = true;
+    }
+}
+
+static void broadcast_append(struct cons_node *n)
+{
+    for (unsigned i = 0; i < n->n_prs; i++) {
+        struct progress *p = &n->prs[i];
+        send_append(n, p, p->sent_commit < n->commit);
+    }
+}
+
+static void send_heartbeat(struct cons_node *n, struct progress *p)
+{
+    struct cons_msg *m = send(n, CONS_MSG_HEARTBEAT, p->id);
+    if (m == NULL) {
+        return;
+    }
+    /* Never tell a follower to commit past what it is known to hold: it
+     * cannot check the rest of its log against ours (RAFT-PITFALLS 3). */
+    m->commit = p->match < n->commit ? p->match : n->commit;
+    m->round = n->read_round;
+}
+
+static void broadcast_heartbeat(struct cons_node *n)
+{
+    for (unsigned i = 0; i < n->n_prs; i++) {
+        if (n->prs[i].id != n->id) {
+            send_heartbeat(n, &n->prs[i]);
+        }
+    }
+}
+
+/* Release every pending read whose round a quorum has acknowledged. */
+static void release_reads(struct cons_node *n)
+{
+    if (n->reads_pending.n == 0) {
+        return;
+    }
+    /* The highest round acknowledged by a quorum of voters. */
+    uint64_t acks[CONS_MAX_SERVERS];
+    unsigned k = 0;
+    for (unsigned i = 0; i < n->n_prs; i++) {
+        if (is_voter(n, n->prs[i].id)) {
+            acks[k++] = n->prs[i].id == n->id ? n->read_round
+                                              : n->prs[i].round_acked;
+        }
+    }
+    unsigned q = quorum(n);
+    if (k < q) {
+        return;
+    }
+    /* Sort descending (k is small). */
+    for (unsigned i = 1; i < k; i++) {
+        for (unsigned j = i; j > 0 && acks[j] > acks[j - 1]; j--) {
+            uint64_t t = acks[j];
+            acks[j] = acks[j - 1];
+            acks[j - 1] = t;
+        }
+    }
+    uint64_t confirmed = acks[q - 1];
+    size_t keep = 0;
+    for (size_t i = 0; i < n->reads_pending.n; i++) {
+        struct pending_read *r = &n->reads_pending.r[i];
+        if (r->round <= confirmed) {
+            read_ready(n, r, r->index);
+        } else {
+            n->reads_pending.r[keep++] = *r;
+        }
+    }
+    n->reads_pending.n = keep;
+}
+
+/* Move reads that waited for this term's first commit on to a round. */
+static void reads_after_noop(struct cons_node *n)
+{
+    if (n->commit < n->term_start) {
+        return;
+    }
+    for (size_t i = 0; i < n->reads_noop.n; i++) {
+        struct pending_read r = n->reads_noop.r[i];
+        r.index = n->commit;
+        if (queue_push(&n->reads_unsent, &r) != 0) {
+            read_failed(n, &r);
+        }
+    }
+    n->reads_noop.n = 0;
+}
+
+/* Commit by counting replicas, only for entries of this term (thesis
+ * Figure 3.7; RAFT-PITFALLS 2). Returns whether commit moved. */
+static bool maybe_commit(struct cons_node *n)
+{
+    rfs_index_t m[CONS_MAX_SERVERS];
+    unsigned k = 0;
+    for (unsigned i = 0; i < n->n_prs; i++) {
+        if (is_voter(n, n->prs[i].id)) {
+            m[k++] = n->prs[i].id == n->id ? n->stable : n->prs[i].match;
+        }
+    }
+    unsigned q = quorum(n);
+    if (k < q) {
+        return false;
+    }
+    for (unsigned i = 1; i < k; i++) {
+        for (unsigned j = i; j > 0 && m[j] > m[j - 1]; j--) {
+            rfs_index_t t = m[j];
+            m[j] = m[j - 1];
+            m[j - 1] = t;
+        }
+    }
+    rfs_index_t c = m[q - 1];
+    if (c <= n->commit || term_at(n, c) != n->term) {
+        return false;
+    }
+    for (rfs_index_t i = n->commit + 1; i <= c; i++) {
+        const struct cons_entry *e = cons__log_get(&n->log, i);
+        if (e != NULL && e->term == n->term) {
+            n->uncommitted -= e->data.len < n->uncommitted ? e->data.len
+                                                            : n->uncommitted;
+        }
+    }
+    n->commit = c;
+    n->need_broadcast = true;
+    reads_after_noop(n);
+    /* A leader removed or demoted by a committed configuration steps down
+     * (thesis 4.2.2; RAFT-PITFALLS 5). */
+    if (n->conf_index <= n->commit && !is_voter(n, n->id)) {
+        trace(n, "no longer a voter: step down");
+        become_follower(n, n->term, RFS_NODE_NONE);
+    }
+    return true;
+}
+
+static void maybe_send_timeout_now(struct cons_node *n, struct progress *p)
+{
+    if (n->transferee == p->id && p->match == last_index(n)) {
+        trace(n, "transfer: %llu caught up, send timeout-now",
+              (unsigned long long)p->id);
+        send(n, CONS_MSG_TIMEOUT_NOW, p->id);
+    }
+}
+
+static void leader_append_resp(struct cons_node *n, const struct cons_msg *m,
+                               struct progress *p)
+{
+    p->recent_active = true;
+    p->acked = true;
+    if (m->reject) {
+        bool stale = p->state == CONS_PROGRESS_REPLICATE
+                         ? m->index <= p->match
+                         : p->next - 1 != m->index;
+        if (stale || p->state == CONS_PROGRESS_SNAPSHOT) {
+            return;
+        }
+        /* Skip a whole conflicting term at once (thesis 5.3 optimization;
+         * etcd's findConflictByTerm). */
+        rfs_index_t probe = m->hint_index;
+        if (m->hint_term > 0) {
+            while (probe > n->log.base_index &&
+                   term_at(n, probe) > m->hint_term) {
+                probe--;
+            }
+        }
+        rfs_index_t next = m->index < probe + 1 ? m->index : probe + 1;
+        become_probe(p);
+        if (next > p->match + 1) {
+            p->next = next;
+        }
+        trace(n, "append rejected by %llu at %llu, retry from %llu",
+              (unsigned long long)p->id, (unsigned long long)m->index,
+              (unsigned long long)p->next);
+        send_append(n, p, false);
+        return;
+    }
+    inflight_free_to(n, p, m->index);
+    if (m->index <= p->match) {
+        if (p->state == CONS_PROGRESS_PROBE && p->next - 1 == m->index) {
+            p->probe_sent = false;
+            send_append(n, p, false);
+        }
+        return;
+    }
+    p->match = m->index;
+    if (p->next <= p->match) {
+        p->next = p->match + 1;
+    }
+    p->stalls = 0;
+    if (p->state == CONS_PROGRESS_PROBE) {
+        become_replicate(p);
+    } else if (p->state == CONS_PROGRESS_SNAPSHOT && p->match >= p->snap_index) {
+        become_replicate(p);
+    }
+    if (maybe_commit(n)) {
+        if (n->role != CONS_LEADER) {
+            return;
+        }
+    }
+    send_append(n, p, false);
+    maybe_send_timeout_now(n, p);
+}
+
+static void leader_snapshot_resp(struct cons_node *n, const struct cons_msg *m,
+                                 struct progress *p)
+{
+    p->recent_active = true;
+    if (p->state != CONS_PROGRESS_SNAPSHOT) {
+        return;
+    }
+    if (m->last && !m->reject) {
+        trace(n, "%llu installed snapshot %llu", (unsigned long long)p->id,
+              (unsigned long long)m->index);
+        if (m->index > p->match) {
+            p->match = m->index;
+        }
+        become_probe(p);
+        send_append(n, p, false);
+        return;
+    }
+    if (m->index != p->snap_index) {
+        return; /* About an image we no longer send. */
+    }
+    p->snap_moved = true;
+    if (m->reject) {
+        p->snap_acked = m->offset;
+        p->snap_sent = m->offset;
+    } else if (m->offset > p->snap_acked) {
+        p->snap_acked = m->offset;
+    }
+    send_snapshot_chunks(n, p);
+}
+
+static void leader_heartbeat_tick(struct cons_node *n)
+{
+    for (unsigned i = 0; i < n->n_prs; i++) {
+        struct progress *p = &n->prs[i];
+        if (p->id == n->id) {
+            continue;
+        }
+        if (p->state == CONS_PROGRESS_REPLICATE && p->in_n > 0) {
+            /* Acks can be lost on a broken link; rather than wait forever
+             * with a full window, fall back to probing. */
+            p->stalls = p->acked ? 0 : p->stalls + 1;
+            if (p->stalls >= STALL_HEARTBEATS) {
+                become_probe(p);
+            }
+        }
+        p->acked = false;
+        if (p->state == CONS_PROGRESS_SNAPSHOT) {
+            if (!p->snap_moved) {
+                p->snap_sent = p->snap_acked; /* Resend the window. */
+            }
+            p->snap_moved = false;
+            send_snapshot_chunks(n, p);
+        }
+        send_heartbeat(n, p);
+    }
+}
+
+static bool quorum_active(struct cons_node *n)
+{
+    unsigned active = 0;
+    for (unsigned i = 0; i < n->n_prs; i++) {
+        struct progress *p = &n->prs[i];
+        if (is_voter(n, p->id) && (p->recent_active || p->id == n->id)) {
+            active++;
+        }
+        if (p->id != n->id) {
+            p->recent_active = false;
+        }
+    }
+    return active >= quorum(n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Per-role message handling                                                 */
+
+static void respond_append(struct cons_node *n, const struct cons_msg *in,
+                           bool reject, rfs_index_t index,
+                           rfs_index_t hint_index, rfs_term_t hint_term)
+{
+    struct cons_msg *m = send(n, CONS_MSG_APPEND_RESP, in->from);
+    if (m != NULL) {
+        m->reject = reject;
+        m->index = index;
+        m->hint_index = hint_index;
+        m->hint_term = hint_term;
+    }
+}
+
+static void follower_commit_to(struct cons_node *n, rfs_index_t c)
+{
+    if (c > n->commit) {
+        n->commit = c;
+    }
+}
+
+static void handle_append(struct cons_node *n, const struct cons_msg *m)
+{
+    if (m->prev_index < n->commit) {
+        /* Everything up to commit is settled; say so and let the leader
+         * continue from there. */
+        respond_append(n, m, false, n->commit, 0, 0);
+        return;
+    }
+    rfs_term_t t;
+    if (cons__log_term(&n->log, m->prev_index, &t) != 0 ||
+        t != m->prev_term) {
+        /* Hint: the last index at or before prev_index whose term is at
+         * most prev_term; the leader can skip everything after it. */
+        rfs_index_t hint = m->prev_index < last_index(n) ? m->prev_index
+                                                          : last_index(n);
+        while (hint > n->log.base_index && term_at(n, hint) > m->prev_term) {
+            hint--;
+        }
+        trace(n, "reject append at %llu (hint %llu)",
+              (unsigned long long)m->prev_index, (unsigned long long)hint);
+        respond_append(n, m, true, m->prev_index, hint, term_at(n, hint));
+        return;
+    }
+    /* Find the first entry we do not already hold; only a real conflict
+     * truncates, so an old or duplicated message never shortens the log
+     * (RAFT-PITFALLS 3). */
+    unsigned i = 0;
+    for (; i < m->n_entries; i++) {
+        const struct cons_entry *e = &m->entries[i];
+        if (e->index != m->prev_index + 1 + i) {
+            return; /* Malformed: entries must be contiguous. */
+        }
+        rfs_term_t have;
+        if (cons__log_term(&n->log, e->index, &have) != 0) {
+            break;
+        }
+        if (have != e->term) {
+            truncate_from(n, e->index);
+            break;
+        }
+    }
+    for (; i < m->n_entries; i++) {
+        const struct cons_entry *e = &m->entries[i];
+        if (e->index != last_index(n) + 1 || e->term < last_term(n) ||
+            e->term > m->term) {
+            break; /* Malformed remainder: keep the valid prefix. */
+        }
+        struct cons_conf c;
+        if (e->type == CONS_ENTRY_CONF && cons_conf_decode(&e->data, &c) != 0) {
+            break;
+        }
+        if (cons__log_append(&n->log, e) != 0) {
+            break;
+        }
+        mark_dirty(n, e->index);
+        if (e->type == CONS_ENTRY_CONF) {
+            conf_from_entry(n, cons__log_get(&n->log, e->index));
+        }
+    }
+    rfs_index_t last_new = m->prev_index + i;
+    /* Commit no further than this message proved (RAFT-PITFALLS 3). */
+    follower_commit_to(n, m->commit < last_new ? m->commit : last_new);
+    respond_append(n, m, false, last_new, 0, 0);
+}
+
+static void handle_heartbeat(struct cons_node *n, const struct cons_msg *m)
+{
+    rfs_index_t c = m->commit < last_index(n) ? m->commit : last_index(n);
+    follower_commit_to(n, c);
+    struct cons_msg *r = send(n, CONS_MSG_HEARTBEAT_RESP, m->from);
+    if (r != NULL) {
+        r->round = m->round;
+    }
+}
+
+static void respond_snapshot(struct cons_node *n, const struct cons_msg *in,
+                             uint64_t offset, bool reject, bool last,
+                             rfs_index_t index)
+{
+    struct cons_msg *m = send(n, CONS_MSG_SNAPSHOT_RESP, in->from);
+    if (m != NULL) {
+        m->offset = offset;
+        m->reject = reject;
+        m->last = last;
+        m->index = index;
+    }
+}
+
+static void handle_snapshot(struct cons_node *n, const struct cons_msg *m)
+{
+    const struct cons_snap_meta *meta = m->snap;
+    if (meta == NULL) {
+        return;
+    }
+    if (meta->index <= n->commit ||
+        term_at(n, meta->index) == meta->term) {
+        /* We hold it already (committed, or the same entry by log
+         * matching): fast-forward instead of installing. */
+        follower_commit_to(n, meta->index <= last_index(n) ? meta->index
+                                                            : n->commit);
+        respond_snapshot(n, m, meta->size, false, true, meta->index);
+        return;
+    }
+    if (m->offset == 0) {
+        n->recv_index = meta->index;
+        n->recv_term = meta->term;
+        n->recv_offset = 0;
+    }
+    if (n->recv_index != meta->index || n->recv_term != meta->term ||
+        m->offset != n->recv_offset ||
+        m->offset + m->data.len > meta->size) {
+        bool same = n->recv_index == meta->index && n->recv_term == meta->term;
+        respond_snapshot(n, m, same ? n->recv_offset : 0, true, false,
+                         meta->index);
+        return;
+    }
+    if (grow((void **)&n->chunks, &n->chunks_cap, n->chunks_n + 1,
+             sizeof(*n->chunks)) != 0) {
+        return;
+    }
+    struct cons_snap_chunk *c = &n->chunks[n->chunks_n];
+    c->meta = *meta;
+    c->offset = m->offset;
+    c->last = m->last && m->offset + m->data.len == meta->size;
+    c->data.len = m->data.len;
+    c->data.base = NULL;
+    if (m->data.len > 0) {
+        c->data.base = rfs_memdup(m->data.base, m->data.len);
+        if (c->data.base == NULL) {
+            return;
+        }
+    }
+    n->chunks_n++;
+    n->recv_offset += m->data.len;
+    if (!c->last) {
+        respond_snapshot(n, m, n->recv_offset, false, false, meta->index);
+        return;
+    }
+    trace(n, "install snapshot %llu (term %llu)",
+          (unsigned long long)meta->index, (unsigned long long)meta->term);
+    /* Install: the image replaces state and log. Entries queued for
+     * persistence before it are superseded (the host discards the whole
+     * stored log when it installs). */
+    cons__log_reset(&n->log, meta->index, meta->term);
+    n->snap = *meta;
+    n->commit = meta->index;
+    n->stable = meta->index;
+    n->handed_out = meta->index;
+    n->dirty_from = 0;
+    n->recv_index = 0;
+    conf_set(n, &meta->conf, meta->index);
+    respond_snapshot(n, m, n->recv_offset, false, true, meta->index);
+}
+
+static int leader_propose(struct cons_node *n, const struct rfs_buf *data,
+                          rfs_index_t *index)
+{
+    if (n->transferee != RFS_NODE_NONE) {
+        return RFS_ETRANSFER;
+    }
+    if (n->uncommitted > 0 &&
+        n->uncommitted + data->len > n->o.max_uncommitted) {
+        return RFS_ETOOBIG;
+    }
+    void *copy = NULL;
+    if (data->len > 0) {
+        copy = rfs_memdup(data->base, data->len);
+        if (copy == NULL) {
+            return -ENOMEM;
+        }
+    }
+    int rv = append_local(n, CONS_ENTRY_NORMAL, copy, data->len, index);
+    if (rv != 0) {
+        rfs_free(copy);
+    }
+    return rv;
+}
+
+/* Queue a proposal for the leader, merging with a PROPOSE already queued for
+ * it so that a burst of forwarded writes travels as one message. */
+static int forward(struct cons_node *n, const struct rfs_buf *data,
+                   uint8_t hops)
+{
+    struct outbox_msg *o = NULL;
+    if (n->ob_n > 0) {
+        struct outbox_msg *last = &n->ob[n->ob_n - 1];
+        if (last->out.msg.type == CONS_MSG_PROPOSE &&
+            last->out.msg.to == n->leader && last->out.msg.hops == hops &&
+            last->out.msg.n_entries < 1024) {
+            o = last;
+        }
+    }
+    if (o == NULL) {
+        o = ob_new(n, CONS_MSG_PROPOSE, n->leader);
+        if (o == NULL) {
+            return -ENOMEM;
+        }
+        o->out.msg.term = 0;
+        o->out.msg.hops = hops;
+    }
+    size_t cap = o->owned_cap;
+    if (grow((void **)&o->owned, &cap, o->out.msg.n_entries + 1,
+             sizeof(*o->owned)) != 0) {
+        return -ENOMEM;
+    }
+    o->owned_cap = (unsigned)cap;
+    struct cons_entry *e = &o->owned[o->out.msg.n_entries];
+    memset(e, 0, sizeof(*e));
+    e->type = CONS_ENTRY_NORMAL;
+    e->data.len = data->len;
+    if (data->len > 0) {
+        e->data.base = rfs_memdup(data->base, data->len);
+        if (e->data.base == NULL) {
+            return -ENOMEM;
+        }
+    }
+    o->out.msg.n_entries++;
+    return 0;
+}
+
+static void handle_read_index(struct cons_node *n, const struct cons_msg *m);
+
+static void step_leader(struct cons_node *n, const struct cons_msg *m)
+{
+    struct progress *p = progress_get(n, m->from);
+    switch (m->type) {
+    case CONS_MSG_APPEND_RESP:
+        if (p != NULL) {
+            leader_append_resp(n, m, p);
+        }
+        break;
+    case CONS_MSG_HEARTBEAT_RESP:
+        if (p == NULL) {
+            break;
+        }
+        p->recent_active = true;
+        if (m->round > p->round_acked) {
+            p->round_acked = m->round;
+        }
+        if (p->state == CONS_PROGRESS_PROBE) {
+            p->probe_sent = false;
+        }
+        if (p->match < last_index(n)) {
+            send_append(n, p, false);
+        }
+        release_reads(n);
+        break;
+    case CONS_MSG_SNAPSHOT_RESP:
+        if (p != NULL) {
+            leader_snapshot_resp(n, m, p);
+        }
+        break;
+    case CONS_MSG_PROPOSE:
+        for (unsigned i = 0; i < m->n_entries; i++) {
+            if (leader_propose(n, &m->entries[i].data, NULL) != 0) {
+                break; /* Dropped: the proposer retries on its timeout. */
+            }
+        }
+        break;
+    case CONS_MSG_READ_INDEX:
+        handle_read_index(n, m);
+        break;
+    default:
+        break;
+    }
+}
+
+static void step_candidate(struct cons_node *n, const struct cons_msg *m)
+{
+    uint8_t want =
+        n->role == CONS_PRECANDIDATE ? CONS_MSG_PREVOTE_RESP : CONS_MSG_VOTE_RESP;
+    switch (m->type) {
+    case CONS_MSG_APPEND:
+    case CONS_MSG_HEARTBEAT:
+    case CONS_MSG_SNAPSHOT:
+        /* A leader exists for this term (m->term >= ours here). */
+        become_follower(n, m->term, m->from);
+        if (m->type == CONS_MSG_APPEND) {
+            handle_append(n, m);
+        } else if (m->type == CONS_MSG_HEARTBEAT) {
+            handle_heartbeat(n, m);
+        } else {
+            handle_snapshot(n, m);
+        }
+        break;
+    case CONS_MSG_VOTE_RESP:
+    case CONS_MSG_PREVOTE_RESP:
+        if (m->type != want) {
+            break;
+        }
+        tally(n, m->from, !m->reject);
+        check_poll(n);
+        break;
+    default:
+        break;
+    }
+}
+
+static void step_follower(struct cons_node *n, const struct cons_msg *m)
+{
+    switch (m->type) {
+    case CONS_MSG_APPEND:
+        n->election_elapsed = 0;
+        n->leader = m->from;
+        handle_append(n, m);
+        break;
+    case CONS_MSG_HEARTBEAT:
+        n->election_elapsed = 0;
+        n->leader = m->from;
+        handle_heartbeat(n, m);
+        break;
+    case CONS_MSG_SNAPSHOT:
+        n->election_elapsed = 0;
+        n->leader = m->from;
+        handle_snapshot(n, m);
+        break;
+    case CONS_MSG_TIMEOUT_NOW:
+        trace(n, "timeout-now from %llu", (unsigned long long)m->from);
+        campaign(n, false, true);
+        break;
+    case CONS_MSG_PROPOSE:
+        if (n->leader != RFS_NODE_NONE && m->hops < MAX_FORWARD_HOPS) {
+            for (unsigned i = 0; i < m->n_entries; i++) {
+                if (forward(n, &m->entries[i].data, m->hops + 1) != 0) {
+                    break;
+                }
+            }
+        }
+        break;
+    case CONS_MSG_READ_INDEX_RESP:
+        if (grow((void **)&n->ready, &n->ready_cap, n->ready_n + 1,
+                 sizeof(*n->ready)) == 0) {
+            n->ready[n->ready_n].ctx = m->ctx;
+            n->ready[n->ready_n].index = m->index;
+            n->ready_n++;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void step_role(struct cons_node *n, const struct cons_msg *m)
+{
+    switch (n->role) {
+    case CONS_LEADER:
+        step_leader(n, m);
+        break;
+    case CONS_CANDIDATE:
+    case CONS_PRECANDIDATE:
+        step_candidate(n, m);
+        break;
+    case CONS_FOLLOWER:
+        step_follower(n, m);
+        break;
+    }
+}
+
+static void handle_vote(struct cons_node *n, const struct cons_msg *m)
+{
+    bool pre = m->type == CONS_MSG_PREVOTE;
+    bool can_vote = n->vote == m->from ||
+                    (n->vote == RFS_NODE_NONE && n->leader == RFS_NODE_NONE) ||
+                    (pre && m->term > n->term);
+    /* Election restriction (thesis 3.6.1): only for a log at least as
+     * up-to-date as ours. */
+    bool up_to_date =
+        m->prev_term > last_term(n) ||
+        (m->prev_term == last_term(n) && m->prev_index >= last_index(n));
+    struct cons_msg *r =
+        send(n, pre ? CONS_MSG_PREVOTE_RESP : CONS_MSG_VOTE_RESP, m->from);
+    bool grant = can_vote && up_to_date;
+    trace(n, "%s from %llu for term %llu: %s", pre ? "pre-vote" : "vote",
+          (unsigned long long)m->from, (unsigned long long)m->term,
+          grant ? "grant" : "reject");
+    if (r == NULL) {
+        return;
+    }
+    if (grant) {
+        /* A pre-vote answer carries the term asked about, so the asker
+         * counts it; granting it changes nothing here. */
+        r->term = m->term;
+        if (!pre) {
+            n->vote = m->from;
+            n->election_elapsed = 0;
+        }
+    } else {
+        r->reject = true;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public API                                                                */
+
+void cons_options_default(struct cons_options *o, rfs_nodeid_t id)
+{
+    memset(o, 0, sizeof(*o));
+    o->id = id;
+    o->election_ticks = 10;
+    o->heartbeat_ticks = 1;
+    o->pre_vote = true;
+    o->check_quorum = true;
+    o->max_inflight = 64;
+    o->max_msg_bytes = 1 << 20;
+    o->max_uncommitted = 64u << 20;
+    o->snap_chunk_bytes = 1 << 20;
+    o->seed = id;
+}
+
+static int load(struct cons_node *n, const struct cons_load *l)
+{
+    n->snap = l->snap;
+    cons__log_reset(&n->log, l->snap.index, l->snap.term);
+    rfs_term_t prev = l->snap.term;
+    for (unsigned i = 0; i < l->n_entries; i++) {
+        const struct cons_entry *e = &l->entries[i];
+        if (e->index != l->snap.index + 1 + i || e->term < prev) {
+            return RFS_ECORRUPT;
+        }
+        if (e->type == CONS_ENTRY_CONF) {
+            struct cons_conf c;
+            if (cons_conf_decode(&e->data, &c) != 0) {
+                return RFS_ECORRUPT;
+            }
+        }
+        int rv = cons__log_append(&n->log, e);
+        if (rv != 0) {
+            return rv;
+        }
+        prev = e->term;
+    }
+    n->term = l->hs.term > last_term(n) ? l->hs.term : last_term(n);
+    n->vote = l->hs.vote;
+    /* The stored commit is only a hint and may lag what was applied
+     * (RAFT-PITFALLS 6); the applied index is exact. */
+    if (l->applied > last_index(n) || l->applied < l->snap.index) {
+        return RFS_ECORRUPT;
+    }
+    n->commit = l->hs.commit;
+    if (n->commit < l->applied) {
+        n->commit = l->applied;
+    }
+    if (n->commit > last_index(n)) {
+        n->commit = last_index(n);
+    }
+    n->stable = last_index(n);
+    n->handed_out = l->applied;
+    n->conf = l->snap.conf;
+    n->conf_index = l->snap.index;
+    conf_rollback(n);
+    n->taken_term = n->term;
+    n->taken_vote = n->vote;
+    return 0;
+}
+
+int cons_node_new(const struct cons_options *opts, const struct cons_load *l,
+                  struct cons_node **out)
+{
+    if (opts->id == RFS_NODE_NONE || opts->election_ticks < 2 ||
+        opts->heartbeat_ticks == 0 ||
+        opts->heartbeat_ticks >= opts->election_ticks ||
+        opts->max_inflight == 0 || opts->max_inflight > CONS_MAX_INFLIGHT ||
+        opts->snap_chunk_bytes == 0) {
+        return -EINVAL;
+    }
+    struct cons_node *n = rfs_calloc(1, sizeof(*n));
+    if (n == NULL) {
+        return -ENOMEM;
+    }
+    n->prs = rfs_calloc(CONS_MAX_SERVERS, sizeof(*n->prs));
+    if (n->prs == NULL) {
+        rfs_free(n);
+        return -ENOMEM;
+    }
+    n->o = *opts;
+    n->id = opts->id;
+    n->rng = opts->seed * 0x9E3779B97F4A7C15ULL + opts->id;
+    if (n->rng == 0) {
+        n->rng = 0x853c49e6748fea9bULL;
+    }
+    cons__log_init(&n->log);
+    int rv = load(n, l);
+    if (rv != 0) {
+        cons_node_free(n);
+        return rv;
+    }
+    n->role = CONS_FOLLOWER;
+    reset_randomized_timeout(n);
+    *out = n;
+    return 0;
+}
+
+static void release_given(struct cons_node *n)
+{
+    for (size_t i = 0; i < n->given_n; i++) {
+        struct outbox_msg *o = &n->given[i];
+        for (unsigned j = 0; j < o->out.msg.n_entries && o->owned; j++) {
+            rfs_free(o->owned[j].data.base);
+        }
+        rfs_free(o->owned);
+    }
+    n->given_n = 0;
+    for (size_t i = 0; i < n->given_chunks_n; i++) {
+        rfs_free(n->given_chunks[i].data.base);
+    }
+    n->given_chunks_n = 0;
+}
+
+void cons_node_free(struct cons_node *n)
+{
+    if (n == NULL) {
+        return;
+    }
+    release_given(n);
+    for (size_t i = 0; i < n->ob_n; i++) {
+        struct outbox_msg *o = &n->ob[i];
+        for (unsigned j = 0; j < o->out.msg.n_entries && o->owned; j++) {
+            rfs_free(o->owned[j].data.base);
+        }
+        rfs_free(o->owned);
+    }
+    for (size_t i = 0; i < n->chunks_n; i++) {
+        rfs_free(n->chunks[i].data.base);
+    }
+    cons__log_close(&n->log);
+    rfs_free(n->ob);
+    rfs_free(n->chunks);
+    rfs_free(n->ready);
+    rfs_free(n->failed);
+    rfs_free(n->msgs);
+    rfs_free(n->given);
+    rfs_free(n->given_chunks);
+    rfs_free(n->given_ready);
+    rfs_free(n->given_failed);
+    rfs_free(n->reads_noop.r);
+    rfs_free(n->reads_unsent.r);
+    rfs_free(n->reads_pending.r);
+    rfs_free(n->prs);
+    rfs_free(n);
+}
+
+int cons_bootstrap_entry(const struct cons_conf *conf, struct cons_entry *out)
+{
+    if (conf->n == 0 || cons_conf_voters(conf) == 0) {
+        return RFS_EBADCONF;
+    }
+    memset(out, 0, sizeof(*out));
+    out->term = 1;
+    out->index = 1;
+    out->type = CONS_ENTRY_CONF;
+    return cons_conf_encode(conf, &out->data);
+}
+
+void cons_node_tick(struct cons_node *n)
+{
+    if (n->role != CONS_LEADER) {
+        n->election_elapsed++;
+        if (promotable(n) && n->election_elapsed >= n->randomized_timeout) {
+            n->election_elapsed = 0;
+            campaign(n, n->o.pre_vote, false);
+        }
+        return;
+    }
+    n->heartbeat_elapsed++;
+    n->election_elapsed++;
+    if (n->transferee != RFS_NODE_NONE &&
+        ++n->transfer_elapsed >= n->o.election_ticks) {
+        trace(n, "transfer to %llu abandoned",
+              (unsigned long long)n->transferee);
+        n->transferee = RFS_NODE_NONE;
+    }
+    if (n->election_elapsed >= n->o.election_ticks) {
+        n->election_elapsed = 0;
+        /* CheckQuorum: a leader that has not heard from a quorum for an
+         * election timeout steps down, so a partitioned leader stops
+         * serving and the majority side can elect another. */
+        if (n->o.check_quorum && !quorum_active(n)) {
+            trace(n, "lost quorum: step down");
+            become_follower(n, n->term, RFS_NODE_NONE);
+            return;
+        }
+    }
+    if (n->heartbeat_elapsed >= n->o.heartbeat_ticks) {
+        n->heartbeat_elapsed = 0;
+        leader_heartbeat_tick(n);
+    }
+}
+
+static bool in_lease(const struct cons_node *n)
+{
+    return n->o.check_quorum && n->leader != RFS_NODE_NONE &&
+           n->election_elapsed < n->o.election_ticks;
+}
+
+int cons_node_step(struct cons_node *n, const struct cons_msg *m)
+{
+    if (m->type == 0 || m->type >= CONS_MSG_TYPE_MAX || m->from == n->id ||
+        m->from == RFS_NODE_NONE) {
+        return 0;
+    }
+    bool termless = m->type == CONS_MSG_PROPOSE ||
+                    m->type == CONS_MSG_READ_INDEX ||
+                    m->type == CONS_MSG_READ_INDEX_RESP;
+    if (termless) {
+        step_role(n, m);
+        return 0;
+    }
+    bool vote_req = m->type == CONS_MSG_VOTE || m->type == CONS_MSG_PREVOTE;
+    if (m->term > n->term) {
+        if (vote_req && !m->transfer && in_lease(n)) {
+            /* Leader stickiness: we heard from a live leader within the
+             * election timeout, so this candidate is disrupting, not
+             * replacing a dead leader (thesis 4.2.3). */
+            trace(n, "ignore %s from %llu: leader %llu is alive",
+                  cons_msg_type_name(m->type), (unsigned long long)m->from,
+                  (unsigned long long)n->leader);
+            return 0;
+        }
+        bool keep_term =
+            m->type == CONS_MSG_PREVOTE ||
+            (m->type == CONS_MSG_PREVOTE_RESP && !m->reject);
+        if (!keep_term) {
+            bool from_leader = m->type == CONS_MSG_APPEND ||
+                               m->type == CONS_MSG_HEARTBEAT ||
+                               m->type == CONS_MSG_SNAPSHOT;
+            become_follower(n, m->term, from_leader ? m->from : RFS_NODE_NONE);
+        }
+    } else if (m->term < n->term) {
+        if (m->type == CONS_MSG_APPEND || m->type == CONS_MSG_HEARTBEAT ||
+            m->type == CONS_MSG_SNAPSHOT) {
+            /* A stale leader: tell it our term so it steps down. With
+             * PreVote and CheckQuorum it would otherwise never learn. */
+            struct cons_msg *r = send(n, CONS_MSG_APPEND_RESP, m->from);
+            if (r != NULL) {
+                r->reject = true;
+            }
+        } else if (m->type == CONS_MSG_PREVOTE) {
+            struct cons_msg *r = send(n, CONS_MSG_PREVOTE_RESP, m->from);
+            if (r != NULL) {
+                r->reject = true;
+            }
+        }
+        return 0;
+    }
+    if (vote_req) {
+        handle_vote(n, m);
+        return 0;
+    }
+    step_role(n, m);
+    return 0;
+}
+
+int cons_node_propose(struct cons_node *n, const struct rfs_buf *data,
+                      rfs_index_t *index)
+{
+    if (index != NULL) {
+        *index = 0;
+    }
+    if (n->role == CONS_LEADER) {
+        return leader_propose(n, data, index);
+    }
+    if (n->role != CONS_FOLLOWER || n->leader == RFS_NODE_NONE) {
+        return RFS_ENOLEADER;
+    }
+    return forward(n, data, 0);
+}
+
+static void handle_read_index(struct cons_node *n, const struct cons_msg *m)
+{
+    struct pending_read r = {.ctx = m->ctx, .from = m->from};
+    if (n->commit < n->term_start) {
+        if (queue_push(&n->reads_noop, &r) != 0) {
+            read_failed(n, &r);
+        }
+        return;
+    }
+    r.index = n->commit;
+    if (queue_push(&n->reads_unsent, &r) != 0) {
+        read_failed(n, &r);
+    }
+}
+
+int cons_node_read_index(struct cons_node *n, uint64_t ctx)
+{
+    if (n->role == CONS_LEADER) {
+        struct cons_msg m = {.ctx = ctx, .from = RFS_NODE_NONE};
+        handle_read_index(n, &m);
+        return 0;
+    }
+    if (n->role != CONS_FOLLOWER || n->leader == RFS_NODE_NONE) {
+        return RFS_ENOLEADER;
+    }
+    struct cons_msg *m = send(n, CONS_MSG_READ_INDEX, n->leader);
+    if (m == NULL) {
+        return -ENOMEM;
+    }
+    m->term = 0;
+    m->ctx = ctx;
+    return 0;
+}
+
+int cons_node_change(struct cons_node *n, enum cons_change_type type,
+                     rfs_nodeid_t id, const char *addr, rfs_index_t *index)
+{
+    if (n->role != CONS_LEADER) {
+        return RFS_ENOTLEADER;
+    }
+    /* One change at a time, and none until this leader committed an entry
+     * of its own term: the fix to the single-server change bug (thesis
+     * errata; RAFT-PITFALLS 4). */
+    if (n->commit < n->term_start || n->conf_index > n->commit) {
+        return RFS_EBUSY;
+    }
+    if (id == RFS_NODE_NONE) {
+        return RFS_EBADCONF;
+    }
+    struct cons_conf c = n->conf;
+    struct cons_server *s = NULL;
+    for (unsigned i = 0; i < c.n; i++) {
+        if (c.servers[i].id == id) {
+            s = &c.servers[i];
+        }
+    }
+    switch (type) {
+    case CONS_ADD_LEARNER:
+        if (s != NULL || c.n >= CONS_MAX_SERVERS || addr == NULL ||
+            addr[0] == '\0' || strlen(addr) >= CONS_ADDR_MAX) {
+            return RFS_EBADCONF;
+        }
+        s = &c.servers[c.n++];
+        memset(s, 0, sizeof(*s));
+        s->id = id;
+        s->role = CONS_LEARNER;
+        strcpy(s->addr, addr);
+        break;
+    case CONS_PROMOTE:
+        if (s == NULL || s->role != CONS_LEARNER) {
+            return RFS_EBADCONF;
+        }
+        s->role = CONS_VOTER;
+        break;
+    case CONS_DEMOTE:
+        if (s == NULL || s->role != CONS_VOTER || cons_conf_voters(&c) < 2) {
+            return RFS_EBADCONF;
+        }
+        s->role = CONS_LEARNER;
+        break;
+    case CONS_REMOVE:
+        if (s == NULL ||
+            (s->role == CONS_VOTER && cons_conf_voters(&c) < 2)) {
+            return RFS_EBADCONF;
+        }
+        *s = c.servers[--c.n];
+        break;
+    default:
+        return RFS_EBADCONF;
+    }
+    struct rfs_buf buf;
+    int rv = cons_conf_encode(&c, &buf);
+    if (rv != 0) {
+        return rv;
+    }
+    trace(n, "propose configuration change %d for %llu", (int)type,
+          (unsigned long long)id);
+    rv = append_local(n, CONS_ENTRY_CONF, buf.base, buf.len, index);
+    if (rv != 0) {
+        rfs_free(buf.base);
+    }
+    return rv;
+}
+
+int cons_node_transfer(struct cons_node *n, rfs_nodeid_t to)
+{
+    if (n->role != CONS_LEADER) {
+        return RFS_ENOTLEADER;
+    }
+    if (to == RFS_NODE_NONE) {
+        rfs_index_t best = 0;
+        for (unsigned i = 0; i < n->n_prs; i++) {
+            struct progress *p = &n->prs[i];
+            if (p->id != n->id && is_voter(n, p->id) &&
+                (to == RFS_NODE_NONE || p->match > best)) {
+                to = p->id;
+                best = p->match;
+            }
+        }
+    }
+    /* Learners never lead (RAFT-PITFALLS 5). */
+    if (to == n->id || !is_voter(n, to)) {
+        return RFS_EBADCONF;
+    }
+    struct progress *p = progress_get(n, to);
+    if (p == NULL) {
+        return RFS_EBADCONF;
+    }
+    trace(n, "transfer leadership to %llu", (unsigned long long)to);
+    n->transferee = to;
+    n->transfer_elapsed = 0;
+    if (p->match == last_index(n)) {
+        maybe_send_timeout_now(n, p);
+    } else {
+        send_append(n, p, false);
+    }
+    return 0;
+}
+
+void cons_node_persisted(struct cons_node *n, const struct cons_persist_tag *t)
+{
+    if (n->hs_pending_seq != 0 && t->seq >= n->hs_pending_seq) {
+        n->hs_pending_seq = 0;
+    }
+    if (t->index <= n->stable) {
+        return;
+    }
+    rfs_term_t have;
+    if (cons__log_term(&n->log, t->index, &have) != 0 || have != t->term) {
+        trace(n, "stale persist completion (%llu, %llu) ignored",
+              (unsigned long long)t->term, (unsigned long long)t->index);
+        return; /* RAFT-PITFALLS 10: the log moved on since. */
+    }
+    n->stable = t->index;
+    if (n->role == CONS_LEADER) {
+        struct progress *self = progress_get(n, n->id);
+        if (self != NULL) {
+            self->match = n->stable;
+        }
+        maybe_commit(n);
+    }
+}
+
+int cons_node_snapshot_taken(struct cons_node *n, rfs_index_t index,
+                             uint64_t size, rfs_index_t trailing,
+                             struct cons_snap_meta *meta)
+{
+    if (size == 0) {
+        return -EINVAL; /* An image always has at least a header. */
+    }
+    if (index > n->handed_out) {
+        return RFS_EUNAVAIL;
+    }
+    if (index < n->snap.index || index < n->log.base_index) {
+        return RFS_ECOMPACTED;
+    }
+    struct cons_snap_meta s;
+    memset(&s, 0, sizeof(s));
+    s.index = index;
+    s.term = term_at(n, index);
+    s.size = size;
+    int rv = conf_at(n, index, &s.conf);
+    if (rv != 0) {
+        return rv;
+    }
+    n->snap = s;
+    rfs_index_t upto = index > trailing ? index - trailing : 0;
+    if (upto > n->log.base_index) {
+        cons__log_compact(&n->log, upto);
+    }
+    trace(n, "snapshot at %llu, log from %llu", (unsigned long long)index,
+          (unsigned long long)(n->log.base_index + 1));
+    if (meta != NULL) {
+        *meta = s;
+    }
+    return 0;
+}
+
+void cons_node_snapshot_failed(struct cons_node *n, rfs_nodeid_t to)
+{
+    struct progress *p = progress_get(n, to);
+    if (n->role == CONS_LEADER && p != NULL &&
+        p->state == CONS_PROGRESS_SNAPSHOT) {
+        p->snap_acked = 0;
+        p->snap_sent = 0;
+        p->snap_index = 0;
+    }
+}
+
+/* Work best done once per batch: replication and read rounds. */
+static void flush(struct cons_node *n)
+{
+    if (n->role != CONS_LEADER) {
+        return;
+    }
+    if (n->need_broadcast) {
+        n->need_broadcast = false;
+        broadcast_append(n);
+    }
+    if (n->reads_unsent.n > 0) {
+        n->read_round++;
+        for (size_t i = 0; i < n->reads_unsent.n; i++) {
+            struct pending_read r = n->reads_unsent.r[i];
+            r.round = n->read_round;
+            if (queue_push(&n->reads_pending, &r) != 0) {
+                read_failed(n, &r);
+            }
+        }
+        n->reads_unsent.n = 0;
+        broadcast_heartbeat(n);
+        release_reads(n);
+    }
+}
+
+bool cons_node_has_update(const struct cons_node *n)
+{
+    return n->ob_n > 0 || n->dirty_from != 0 || n->chunks_n > 0 ||
+           n->ready_n > 0 || n->failed_n > 0 || n->role_changed ||
+           n->term != n->taken_term || n->vote != n->taken_vote ||
+           n->handed_out < (n->commit < n->stable ? n->commit : n->stable) ||
+           (n->role == CONS_LEADER &&
+            (n->need_broadcast || n->reads_unsent.n > 0));
+}
+
+static bool acks_durable_state(const struct cons_msg *m)
+{
+    switch (m->type) {
+    case CONS_MSG_APPEND_RESP:
+    case CONS_MSG_SNAPSHOT_RESP:
+        return !m->reject;
+    case CONS_MSG_VOTE_RESP:
+        return !m->reject;
+    default:
+        return false;
+    }
+}
+
+void cons_node_take_update(struct cons_node *n, struct cons_update *u)
+{
+    release_given(n);
+    flush(n);
+    memset(u, 0, sizeof(*u));
+
+    u->hs.term = n->term;
+    u->hs.vote = n->vote;
+    u->hs.commit = n->commit;
+    u->hs_changed = n->term != n->taken_term || n->vote != n->taken_vote;
+    n->taken_term = n->term;
+    n->taken_vote = n->vote;
+
+    /* Swap chunk buffers: what was accumulated is given out. */
+    struct cons_snap_chunk *tc = n->given_chunks;
+    size_t tcap = n->given_chunks_cap;
+    n->given_chunks = n->chunks;
+    n->given_chunks_cap = n->chunks_cap;
+    n->given_chunks_n = n->chunks_n;
+    n->chunks = tc;
+    n->chunks_cap = tcap;
+    n->chunks_n = 0;
+    u->n_chunks = (unsigned)n->given_chunks_n;
+    u->chunks = n->given_chunks;
+
+    if (n->dirty_from != 0 && n->dirty_from <= last_index(n)) {
+        const struct cons_entry *e = cons__log_get(&n->log, n->dirty_from);
+        RFS_ASSERT(e != NULL);
+        u->entries = e;
+        u->n_entries = (unsigned)(last_index(n) - n->dirty_from + 1);
+    }
+    n->dirty_from = 0;
+
+    if (u->hs_changed || u->n_chunks > 0 || u->n_entries > 0) {
+        u->needs_persist = true;
+        u->tag.seq = ++n->seq;
+        u->tag.term = last_term(n);
+        u->tag.index = last_index(n);
+        if (u->hs_changed) {
+            n->hs_pending_seq = u->tag.seq;
+        }
+    }
+
+    /* Messages: resolve entry ranges against the log as it is now. */
+    struct outbox_msg *tg = n->given;
+    size_t tgcap = n->given_cap;
+    n->given = n->ob;
+    n->given_cap = n->ob_cap;
+    n->given_n = n->ob_n;
+    n->ob = tg;
+    n->ob_cap = tgcap;
+    n->ob_n = 0;
+    if (grow((void **)&n->msgs, &n->msgs_cap, n->given_n, sizeof(*n->msgs)) !=
+        0) {
+        n->given_n = n->msgs_cap < n->given_n ? n->msgs_cap : n->given_n;
+    }
+    n->out_snap = n->snap;
+    unsigned k = 0;
+    for (size_t i = 0; i < n->given_n; i++) {
+        struct outbox_msg *o = &n->given[i];
+        struct cons_msg *m = &o->out.msg;
+        if (m->type == CONS_MSG_APPEND && o->count > 0) {
+            rfs_index_t lastm = o->first + o->count - 1;
+            if (o->first <= n->log.base_index || lastm > last_index(n) ||
+                term_at(n, lastm) != o->last_term) {
+                continue; /* Compacted or rewritten meanwhile. */
+            }
+            m->entries = cons__log_get(&n->log, o->first);
+            m->n_entries = o->count;
+        } else if (m->type == CONS_MSG_SNAPSHOT) {
+            if (o->first != n->snap.index) {
+                continue;
+            }
+            m->snap = &n->out_snap;
+        } else if (m->type == CONS_MSG_PROPOSE) {
+            m->entries = o->owned;
+        }
+        o->out.wait_durable =
+            acks_durable_state(m) || (m->term != 0 && n->hs_pending_seq != 0);
+        n->msgs[k++] = o->out;
+    }
+    u->n_msgs = k;
+    u->msgs = n->msgs;
+
+    rfs_index_t upto = n->commit < n->stable ? n->commit : n->stable;
+    if (upto > n->handed_out) {
+        u->committed = cons__log_get(&n->log, n->handed_out + 1);
+        RFS_ASSERT(u->committed != NULL);
+        u->n_committed = (unsigned)(upto - n->handed_out);
+        n->handed_out = upto;
+    }
+
+    struct cons_read_state *tr = n->given_ready;
+    size_t trcap = n->given_ready_cap;
+    n->given_ready = n->ready;
+    n->given_ready_cap = n->ready_cap;
+    u->reads = n->given_ready;
+    u->n_reads = (unsigned)n->ready_n;
+    n->ready = tr;
+    n->ready_cap = trcap;
+    n->ready_n = 0;
+
+    uint64_t *tf = n->given_failed;
+    size_t tfcap = n->given_failed_cap;
+    n->given_failed = n->failed;
+    n->given_failed_cap = n->failed_cap;
+    u->reads_failed = n->given_failed;
+    u->n_reads_failed = (unsigned)n->failed_n;
+    n->failed = tf;
+    n->failed_cap = tfcap;
+    n->failed_n = 0;
+
+    u->role_changed = n->role_changed;
+    u->role = n->role;
+    u->leader = n->leader;
+    n->role_changed = false;
+}
+
+void cons_node_status(const struct cons_node *n, struct cons_status *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->id = n->id;
+    st->role = n->role;
+    st->term = n->term;
+    st->vote = n->vote;
+    st->leader = n->leader;
+    st->first_index = n->log.base_index + 1;
+    st->last_index = last_index(n);
+    st->last_term = last_term(n);
+    st->commit = n->commit;
+    st->stable = n->stable;
+    st->handed_out = n->handed_out;
+    st->snap_index = n->snap.index;
+    st->conf_index = n->conf_index;
+    st->transferee = n->transferee;
+    st->uncommitted_bytes = n->uncommitted;
+}
+
+const struct cons_conf *cons_node_conf(const struct cons_node *n)
+{
+    return &n->conf;
+}
+
+int cons_node_progress(const struct cons_node *n, rfs_nodeid_t id,
+                       struct cons_progress *out)
+{
+    if (n->role != CONS_LEADER) {
+        return RFS_ENOTLEADER;
+    }
+    for (unsigned i = 0; i < n->n_prs; i++) {
+        const struct progress *p = &n->prs[i];
+        if (p->id == id) {
+            out->match = p->id == n->id ? n->stable : p->match;
+            out->next = p->next;
+            out->state = p->state;
+            out->recent_active = p->recent_active;
+            out->inflight = p->in_n;
+            return 0;
+        }
+    }
+    return RFS_EBADCONF;
+}
+
+const char *cons_role_name(enum cons_role role)
+{
+    switch (role) {
+    case CONS_FOLLOWER:
+        return "follower";
+    case CONS_PRECANDIDATE:
+        return "pre-candidate";
+    case CONS_CANDIDATE:
+        return "candidate";
+    case CONS_LEADER:
+        return "leader";
+    }
+    return "?";
+}
+
+const char *cons_msg_type_name(int type)
+{
+    static const char *names[CONS_MSG_TYPE_MAX] = {
+        [CONS_MSG_APPEND] = "append",
+        [CONS_MSG_APPEND_RESP] = "append-resp",
+        [CONS_MSG_VOTE] = "vote",
+        [CONS_MSG_VOTE_RESP] = "vote-resp",
+        [CONS_MSG_PREVOTE] = "pre-vote",
+        [CONS_MSG_PREVOTE_RESP] = "pre-vote-resp",
+        [CONS_MSG_HEARTBEAT] = "heartbeat",
+        [CONS_MSG_HEARTBEAT_RESP] = "heartbeat-resp",
+        [CONS_MSG_SNAPSHOT] = "snapshot",
+        [CONS_MSG_SNAPSHOT_RESP] = "snapshot-resp",
+        [CONS_MSG_TIMEOUT_NOW] = "timeout-now",
+        [CONS_MSG_PROPOSE] = "propose",
+        [CONS_MSG_READ_INDEX] = "read-index",
+        [CONS_MSG_READ_INDEX_RESP] = "read-index-resp",
+    };
+    if (type <= 0 || type >= CONS_MSG_TYPE_MAX) {
+        return "?";
+    }
+    return names[type];
+}
