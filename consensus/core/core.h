@@ -412,6 +412,11 @@ struct cons_status {
 
 void cons_node_status(const struct cons_node *n, struct cons_status *st);
 
+/* The entry at index if the node holds it in memory, else NULL. Valid until
+ * the next call into n. */
+const struct cons_entry *cons_node_entry(const struct cons_node *n,
+                                         rfs_index_t index);
+
 /* The configuration in force (the latest in the log, committed or not). */
 const struct cons_conf *cons_node_conf(const struct cons_node *n);
 

@@ -30,6 +30,14 @@
 #include "../../common/heap.h"
 #include "core_i.h"
 
+/* Mutation testing: the test suite builds this file again with one known
+ * Raft bug switched on (CONS_MUTATION = k) and requires the simulator to
+ * catch it. The normal build has CONS_MUTATION == 0 and no mutant code. */
+#ifndef CONS_MUTATION
+#define CONS_MUTATION 0
+#endif
+#define MUTANT(k) (CONS_MUTATION == (k))
+
 #define SNAP_WINDOW 4        /* Snapshot chunks in flight per follower. */
 #define MAX_FORWARD_HOPS 3   /* A forwarded proposal is dropped after this. */
 #define STALL_HEARTBEATS 2   /* Heartbeats without an ack before re-probing. */
@@ -895,7 +903,7 @@ static bool maybe_commit(struct cons_node *n)
         }
     }
     rfs_index_t c = m[q - 1];
-    if (c <= n->commit || term_at(n, c) != n->term) {
+    if (c <= n->commit || (term_at(n, c) != n->term && !MUTANT(1))) {
         return false;
     }
     for (rfs_index_t i = n->commit + 1; i <= c; i++) {
@@ -932,9 +940,12 @@ static void leader_append_resp(struct cons_node *n, const struct cons_msg *m,
     p->recent_active = true;
     p->acked = true;
     if (m->reject) {
-        bool stale = p->state == CONS_PROGRESS_REPLICATE
-                         ? m->index <= p->match
-                         : p->next - 1 != m->index;
+        /* A reject at or below match answers an older message (or comes
+         * from a follower that lost acked entries): acting on it would
+         * resend forever, once per duplicate. */
+        bool stale = m->index <= p->match ||
+                     (p->state == CONS_PROGRESS_PROBE &&
+                      p->next - 1 != m->index);
         if (stale || p->state == CONS_PROGRESS_SNAPSHOT) {
             return;
         }
@@ -993,11 +1004,17 @@ static void leader_snapshot_resp(struct cons_node *n, const struct cons_msg *m,
         return;
     }
     if (m->last && !m->reject) {
-        trace(n, "%llu installed snapshot %llu", (unsigned long long)p->id,
-              (unsigned long long)m->index);
         if (m->index > p->match) {
             p->match = m->index;
         }
+        if (p->match < p->snap_index && p->match < n->log.base_index) {
+            /* It finished an older image (a transfer we replaced), which
+             * still leaves it short of our log: keep sending the current
+             * one rather than starting over on every such reply. */
+            return;
+        }
+        trace(n, "%llu installed snapshot %llu", (unsigned long long)p->id,
+              (unsigned long long)m->index);
         become_probe(p);
         send_append(n, p, false);
         return;
@@ -1141,7 +1158,8 @@ static void handle_append(struct cons_node *n, const struct cons_msg *m)
     }
     rfs_index_t last_new = m->prev_index + i;
     /* Commit no further than this message proved (RAFT-PITFALLS 3). */
-    follower_commit_to(n, m->commit < last_new ? m->commit : last_new);
+    follower_commit_to(n, m->commit < last_new || MUTANT(4) ? m->commit
+                                                            : last_new);
     respond_append(n, m, false, last_new, 0, 0);
 }
 
@@ -1183,7 +1201,12 @@ static void handle_snapshot(struct cons_node *n, const struct cons_msg *m)
         respond_snapshot(n, m, meta->size, false, true, meta->index);
         return;
     }
-    if (m->offset == 0) {
+    /* Images are a deterministic function of the state at (index, term),
+     * so a transfer of the same image resumes where we are, even from
+     * another leader; only a different image starts over. A duplicated
+     * first chunk therefore cannot reset a transfer in progress. */
+    if (m->offset == 0 &&
+        (n->recv_index != meta->index || n->recv_term != meta->term)) {
         n->recv_index = meta->index;
         n->recv_term = meta->term;
         n->recv_offset = 0;
@@ -1451,7 +1474,7 @@ static void handle_vote(struct cons_node *n, const struct cons_msg *m)
         (m->prev_term == last_term(n) && m->prev_index >= last_index(n));
     struct cons_msg *r =
         send(n, pre ? CONS_MSG_PREVOTE_RESP : CONS_MSG_VOTE_RESP, m->from);
-    bool grant = can_vote && up_to_date;
+    bool grant = can_vote && (up_to_date || MUTANT(5));
     trace(n, "%s from %llu for term %llu: %s", pre ? "pre-vote" : "vote",
           (unsigned long long)m->from, (unsigned long long)m->term,
           grant ? "grant" : "reject");
@@ -1750,7 +1773,7 @@ int cons_node_propose(struct cons_node *n, const struct rfs_buf *data,
 static void handle_read_index(struct cons_node *n, const struct cons_msg *m)
 {
     struct pending_read r = {.ctx = m->ctx, .from = m->from};
-    if (n->commit < n->term_start) {
+    if (n->commit < n->term_start && !MUTANT(3)) {
         if (queue_push(&n->reads_noop, &r) != 0) {
             read_failed(n, &r);
         }
@@ -1790,7 +1813,8 @@ int cons_node_change(struct cons_node *n, enum cons_change_type type,
     /* One change at a time, and none until this leader committed an entry
      * of its own term: the fix to the single-server change bug (thesis
      * errata; RAFT-PITFALLS 4). */
-    if (n->commit < n->term_start || n->conf_index > n->commit) {
+    if ((n->commit < n->term_start || n->conf_index > n->commit) &&
+        !MUTANT(6)) {
         return RFS_EBUSY;
     }
     if (id == RFS_NODE_NONE) {
@@ -1895,12 +1919,13 @@ void cons_node_persisted(struct cons_node *n, const struct cons_persist_tag *t)
         return;
     }
     rfs_term_t have;
-    if (cons__log_term(&n->log, t->index, &have) != 0 || have != t->term) {
+    if ((cons__log_term(&n->log, t->index, &have) != 0 || have != t->term) &&
+        !MUTANT(7)) {
         trace(n, "stale persist completion (%llu, %llu) ignored",
               (unsigned long long)t->term, (unsigned long long)t->index);
         return; /* RAFT-PITFALLS 10: the log moved on since. */
     }
-    n->stable = t->index;
+    n->stable = t->index < last_index(n) ? t->index : last_index(n);
     if (n->role == CONS_LEADER) {
         struct progress *self = progress_get(n, n->id);
         if (self != NULL) {
@@ -1998,7 +2023,7 @@ static bool acks_durable_state(const struct cons_msg *m)
     case CONS_MSG_SNAPSHOT_RESP:
         return !m->reject;
     case CONS_MSG_VOTE_RESP:
-        return !m->reject;
+        return !m->reject && !MUTANT(2);
     default:
         return false;
     }
@@ -2082,7 +2107,8 @@ void cons_node_take_update(struct cons_node *n, struct cons_update *u)
             m->entries = o->owned;
         }
         o->out.wait_durable =
-            acks_durable_state(m) || (m->term != 0 && n->hs_pending_seq != 0);
+            acks_durable_state(m) ||
+            (m->term != 0 && n->hs_pending_seq != 0 && !MUTANT(2));
         n->msgs[k++] = o->out;
     }
     u->n_msgs = k;
@@ -2140,6 +2166,12 @@ void cons_node_status(const struct cons_node *n, struct cons_status *st)
     st->conf_index = n->conf_index;
     st->transferee = n->transferee;
     st->uncommitted_bytes = n->uncommitted;
+}
+
+const struct cons_entry *cons_node_entry(const struct cons_node *n,
+                                         rfs_index_t index)
+{
+    return cons__log_get(&n->log, index);
 }
 
 const struct cons_conf *cons_node_conf(const struct cons_node *n)

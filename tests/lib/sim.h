@@ -1,0 +1,65 @@
+/*
+ * A deterministic simulator for whole clusters of Raft cores.
+ *
+ * One process, virtual time in milliseconds, one seeded PRNG: every run is a
+ * pure function of its options, so a failing seed replays exactly. Each
+ * simulated node is a real struct cons_node plus a host that follows the
+ * update protocol of core.h: an ordered queue of disk writes that complete
+ * after a random delay, messages held until their writes are durable, apply of
+ * committed entries to a small hashing state machine, snapshots taken when the
+ * log grows and sent in chunks.
+ *
+ * The network drops, delays (and so reorders) and duplicates messages, and
+ * partitions links, symmetrically or in one direction. The nemesis crashes
+ * nodes (losing every write not yet reported durable), pauses them (no tick,
+ * no message, then resumed with stale beliefs), changes membership and
+ * transfers leadership while clients propose and read from any node.
+ *
+ * Invariants are checked after every event: at most one leader per term,
+ * log matching, leader completeness, state machine safety (no two nodes apply
+ * different entries at one index, no entry applied twice), committed entries
+ * never lost or changed, and every ReadIndex answer at least the commit index
+ * known cluster-wide when the read was asked. At the end the network heals
+ * and the run must elect a leader that commits a new proposal on every voter.
+ *
+ * Caveats:
+ * - Not thread-safe; one struct sim per thread.
+ * - The disk is in memory, behind the disk_* functions of sim.c: the seam
+ *   where the RocksDB store plugs in when the node runtime exists.
+ */
+#ifndef RAFTFS_TESTS_LIB_SIM_H
+#define RAFTFS_TESTS_LIB_SIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct sim_options {
+    uint64_t seed;
+    unsigned nodes;        /* Initial voters: 3, 5 or 7 (0: chosen by seed). */
+    unsigned duration_ms;  /* Chaos phase length in virtual time. */
+    unsigned heal_ms;      /* Budget for recovery after healing. */
+    bool faults;           /* Nemesis on (partitions, crashes, pauses...). */
+    bool membership;       /* Membership changes during the run. */
+    bool transfers;        /* Leadership transfers during the run. */
+    FILE *trace;           /* Event and core trace, or NULL. */
+};
+
+struct sim_result {
+    uint64_t steps;      /* Events processed. */
+    unsigned violations; /* Invariant violations found. */
+    char first[512];     /* Description of the first violation. */
+    uint64_t committed;  /* Highest index committed cluster-wide. */
+    uint64_t proposals;  /* Proposals accepted by some node. */
+    uint64_t reads;      /* ReadIndex answers checked. */
+    uint64_t faults;     /* Nemesis actions taken. */
+    uint64_t snapshots_sent; /* Snapshots installed on followers. */
+    uint64_t elections;  /* Leaders elected. */
+};
+
+void sim_options_default(struct sim_options *o, uint64_t seed);
+
+/* Run one simulation; returns 0 when no invariant was violated. */
+int sim_run(const struct sim_options *o, struct sim_result *r);
+
+#endif /* RAFTFS_TESTS_LIB_SIM_H */
