@@ -992,7 +992,9 @@ static void leader_append_resp(struct cons_node *n, const struct cons_msg *m,
             return;
         }
     }
-    send_append(n, p, false);
+    /* Also tell it a commit index it has not seen: a follower applies (and
+     * answers its own clients) only once it learns the commit. */
+    send_append(n, p, p->sent_commit < n->commit);
     maybe_send_timeout_now(n, p);
 }
 

@@ -2,9 +2,10 @@
  * raftfs-sim: runs the cluster simulator over many seeds.
  *
  *   raftfs-sim [--seeds N] [--first S] [--seed S --trace] [--nodes K]
- *              [--duration MS] [--no-faults]
+ *              [--duration MS] [--no-faults] [--stop-at-first]
  *
- * The seed count defaults to $RAFTFS_SIM_SEEDS or 2000. A failing seed prints
+ * The seed count is --seeds, else $RAFTFS_SIM_SEEDS, else 2000; when both are
+ * given the larger wins, so a soak can raise the count the test suite uses. A failing seed prints
  * the one-line command that replays it with a full trace. The last line is
  * always "simulation: S seeds, N steps, V violations".
  */
@@ -20,7 +21,8 @@ static void usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--seeds N] [--first S] [--seed S] [--trace]\n"
-            "          [--nodes 3|5|7] [--duration MS] [--no-faults]\n",
+            "          [--nodes 3|5|7] [--duration MS] [--no-faults]\n"
+            "          [--stop-at-first]\n",
             argv0);
 }
 
@@ -37,7 +39,7 @@ static int parse_u64(const char *s, uint64_t *out)
 int main(int argc, char **argv)
 {
     uint64_t seeds = 2000, first = 1, nodes = 0, duration = 0;
-    bool one = false, trace = false, faults = true;
+    bool one = false, trace = false, faults = true, stop = false;
     const char *env = getenv("RAFTFS_SIM_SEEDS");
     if (env != NULL && parse_u64(env, &seeds) != 0) {
         fprintf(stderr, "raftfs-sim: RAFTFS_SIM_SEEDS=%s is not a number\n",
@@ -64,6 +66,8 @@ int main(int argc, char **argv)
             trace = true;
         } else if (strcmp(a, "--no-faults") == 0) {
             faults = false;
+        } else if (strcmp(a, "--stop-at-first") == 0) {
+            stop = true;
         } else {
             bad = 1;
         }
@@ -72,6 +76,12 @@ int main(int argc, char **argv)
                     v ? " " : "", v ? v : "");
             usage(argv[0]);
             return 2;
+        }
+    }
+    if (env != NULL) {
+        uint64_t e = strtoull(env, NULL, 10);
+        if (e > seeds) {
+            seeds = e;
         }
     }
     if (one) {
@@ -104,6 +114,10 @@ int main(int argc, char **argv)
             printf("  replay: %s --seed %" PRIu64 "%s%s --trace\n", argv[0],
                    seed, nodes ? " --nodes " : "",
                    nodes ? (nodes == 3 ? "3" : nodes == 5 ? "5" : "7") : "");
+        }
+        if (stop && failed > 0) {
+            seeds = k + 1;
+            break;
         }
         if (!one && (k + 1) % 250 == 0) {
             printf("  ... %" PRIu64 "/%" PRIu64 " seeds, %" PRIu64

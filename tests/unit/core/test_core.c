@@ -1,0 +1,995 @@
+/*
+ * Unit tests of the Raft core: one test per protocol rule, each built on the
+ * hand-driven cluster of tests/lib/cluster.h. Where a rule comes from a bug
+ * another implementation shipped, the test names the RAFT-PITFALLS entry.
+ *
+ * Run with an argument to run only the tests whose names match it (cmocka
+ * filter syntax); the mutation suite uses that to show each pinned rule fails
+ * against the core built with that rule broken.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../../common/err.h"
+#include "../../../common/heap.h"
+#include "../../lib/cluster.h"
+
+struct fixture {
+    struct cl c;
+};
+
+static int setup3(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    cl_init(&f->c, 3, 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    cl_close(&f->c);
+    free(f);
+    return 0;
+}
+
+/* Options for tests that want the bare protocol (no PreVote, no leases). */
+static struct cons_options plain_opts(void)
+{
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    o.pre_vote = false;
+    o.check_quorum = false;
+    return o;
+}
+
+static unsigned tick_until_role(struct cl *c, unsigned id, enum cons_role r)
+{
+    for (unsigned i = 0; i < 100; i++) {
+        if (cl_status(c, id).role == r) {
+            return i;
+        }
+        cl_tick(c, id, 1);
+    }
+    return 100;
+}
+
+/* Deliver messages one at a time until id leads (or the queue empties). */
+static void deliver_until_leader(struct cl *c, unsigned id)
+{
+    while (cl_status(c, id).role != CONS_LEADER && cl_deliver_one(c)) {
+    }
+}
+
+/* Tick every live node but `except` and deliver, until a leader other than
+ * `except` emerges. */
+static unsigned settle_leader(struct cl *c, unsigned except)
+{
+    for (unsigned round = 0; round < 200; round++) {
+        unsigned l = cl_leader(c);
+        if (l != 0 && l != except) {
+            return l;
+        }
+        for (unsigned i = 1; i <= c->n; i++) {
+            if (i != except) {
+                cl_tick(c, i, 1);
+            }
+        }
+        cl_deliver(c);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Elections                                                                 */
+
+/* A node that times out wins the election and commits a no-op of its term. */
+static void test_election_elects_one_leader(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    assert_int_equal(cl_leader(c), 1);
+    struct cons_status st = cl_status(c, 1);
+    assert_int_equal(st.term, 2);
+    for (unsigned i = 2; i <= 3; i++) {
+        assert_int_equal(cl_status(c, i).role, CONS_FOLLOWER);
+        assert_int_equal(cl_status(c, i).leader, 1);
+        assert_int_equal(cl_status(c, i).commit, 2);
+    }
+}
+
+/* The new leader's first entry is an empty no-op of its own term
+ * (RAFT-PITFALLS 2: without it, earlier entries and reads could stall). */
+static void test_election_appends_noop(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    const struct cons_entry *e = cons_node_entry(c->nodes[1].n, 2);
+    assert_non_null(e);
+    assert_int_equal(e->type, CONS_ENTRY_NOOP);
+    assert_int_equal(e->term, 2);
+    assert_int_equal(e->data.len, 0);
+}
+
+/* A single-node cluster elects itself and commits on its own disk write. */
+static void test_election_single_node(void **state)
+{
+    (void)state;
+    struct cl c;
+    cl_init(&c, 1, 0);
+    tick_until_role(&c, 1, CONS_LEADER);
+    assert_int_equal(cl_leader(&c), 1);
+    assert_int_equal(cl_propose(&c, 1, "solo"), 0);
+    assert_string_equal(c.nodes[1].last_applied, "solo");
+    cl_close(&c);
+}
+
+/* PreVote: a node cut off from the cluster campaigns without raising its
+ * term, so on return it does not depose the healthy leader (thesis 9.6). */
+static void test_prevote_partitioned_node_does_not_disrupt(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    cl_isolate(c, 3, true);
+    cl_tick(c, 3, 100);
+    cl_deliver(c);
+    assert_int_equal(cl_status(c, 3).term, 2);
+    cl_isolate(c, 3, false);
+    cl_tick(c, 3, 30);
+    cl_tick(c, 1, 1);
+    cl_deliver(c);
+    assert_int_equal(cl_leader(c), 1);
+    assert_int_equal(cl_status(c, 1).term, 2);
+}
+
+/* CheckQuorum: a leader that hears from no quorum for an election timeout
+ * steps down, so a partitioned leader stops acting as one. */
+static void test_check_quorum_leader_steps_down(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    cl_isolate(c, 1, true);
+    for (unsigned i = 0; i < 3 * c->opts.election_ticks; i++) {
+        cl_tick(c, 1, 1);
+        cl_deliver(c);
+    }
+    assert_int_equal(cl_status(c, 1).role, CONS_FOLLOWER);
+}
+
+/* Leader stickiness: a follower that heard from its leader within the
+ * election timeout ignores a vote request for a higher term. */
+static void test_vote_ignored_within_leader_lease(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    struct cons_msg m = {.type = CONS_MSG_VOTE, .from = 3, .to = 2,
+                         .term = 9, .prev_index = 100, .prev_term = 8};
+    cl_step(c, &m);
+    assert_int_equal(cl_status(c, 2).term, 2);
+    assert_null(cl_find(c, CONS_MSG_VOTE_RESP, 2, 3));
+}
+
+/* A vote is not answered before it is durable; a crash before the write
+ * loses the vote without having promised it (RAFT-PITFALLS 1). */
+static void test_vote_sent_only_after_durable(void **state)
+{
+    (void)state;
+    struct cl c;
+    struct cons_options o = plain_opts();
+    cl_init_opts(&c, 3, 0, &o);
+    cl_hold(&c, 2, true);
+    tick_until_role(&c, 1, CONS_CANDIDATE);
+    assert_non_null(cl_find(&c, CONS_MSG_VOTE, 1, 2));
+    cl_deliver_one(&c); /* The request to node 2. */
+    assert_int_equal(cl_status(&c, 2).vote, 1);
+    assert_null(cl_find(&c, CONS_MSG_VOTE_RESP, 2, 1));
+    cl_crash(&c, 2);
+    cl_restart(&c, 2);
+    assert_int_equal(cl_status(&c, 2).vote, RFS_NODE_NONE);
+    assert_int_equal(cl_status(&c, 2).term, 1);
+    cl_close(&c);
+}
+
+/* The candidate's own vote requests leave only once its new term and
+ * self-vote are durable (RAFT-PITFALLS 1, nebula#3415). */
+static void test_campaign_waits_for_term_durable(void **state)
+{
+    (void)state;
+    struct cl c;
+    struct cons_options o = plain_opts();
+    cl_init_opts(&c, 3, 0, &o);
+    cl_hold(&c, 1, true);
+    tick_until_role(&c, 1, CONS_CANDIDATE);
+    assert_null(cl_find(&c, CONS_MSG_VOTE, 1, 0));
+    cl_release(&c, 1);
+    assert_non_null(cl_find(&c, CONS_MSG_VOTE, 1, 2));
+    cl_close(&c);
+}
+
+/* A candidate counts each voter once, however often its answer arrives. */
+static void test_duplicate_votes_count_once(void **state)
+{
+    (void)state;
+    struct cl c;
+    struct cons_options o = plain_opts();
+    cl_init_opts(&c, 5, 0, &o);
+    tick_until_role(&c, 1, CONS_CANDIDATE);
+    rfs_term_t t = cl_status(&c, 1).term;
+    struct cons_msg m = {.type = CONS_MSG_VOTE_RESP, .from = 2, .to = 1,
+                         .term = t};
+    cl_step(&c, &m);
+    cl_step(&c, &m);
+    cl_step(&c, &m);
+    assert_int_equal(cl_status(&c, 1).role, CONS_CANDIDATE);
+    m.from = 3;
+    cl_step(&c, &m);
+    assert_int_equal(cl_status(&c, 1).role, CONS_LEADER);
+    cl_close(&c);
+}
+
+/* Election restriction: a voter refuses a candidate whose log is behind. */
+static void test_vote_refused_to_stale_log(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    cl_propose(c, 1, "x");
+    cl_deliver(c);
+    cl_tick(c, 2, 3 * c->opts.election_ticks); /* Leave the lease. */
+    cl_drop_all(c);
+    struct cons_msg m = {.type = CONS_MSG_VOTE, .from = 3, .to = 2,
+                         .term = 5, .prev_index = 2, .prev_term = 2};
+    cl_step(c, &m);
+    const struct cons_msg *r = cl_find(c, CONS_MSG_VOTE_RESP, 2, 3);
+    assert_non_null(r);
+    assert_true(r->reject);
+}
+
+/* Non-voters never campaign (RAFT-PITFALLS 5, hashicorp/raft#483). */
+static void test_learner_never_campaigns(void **state)
+{
+    (void)state;
+    struct cl c;
+    cl_init(&c, 3, 1);
+    cl_tick(&c, 4, 200);
+    assert_int_equal(cl_status(&c, 4).role, CONS_FOLLOWER);
+    assert_int_equal(cl_status(&c, 4).term, 1);
+    assert_int_equal(c.sent[CONS_MSG_PREVOTE] + c.sent[CONS_MSG_VOTE], 0);
+    cl_close(&c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Replication and commitment                                                */
+
+/* Figure 8 (thesis 3.6.2): a leader never commits an entry of an earlier
+ * term by counting replicas, since a node holding a later-term entry at that
+ * index could still be elected and overwrite it (RAFT-PITFALLS 2). */
+static void test_figure8_no_commit_of_old_term_by_count(void **state)
+{
+    (void)state;
+    struct cl c;
+    struct cons_options o = plain_opts();
+    o.max_msg_bytes = 1; /* One entry per AppendEntries. */
+    cl_init_opts(&c, 3, 0, &o);
+    cl_elect(&c, 1);
+    assert_int_equal(cl_status(&c, 1).commit, 2);
+    /* Leader 1 (term 2) appends index 3 but cannot replicate it. */
+    cl_isolate(&c, 1, true);
+    assert_int_equal(cl_propose(&c, 1, "old"), 0);
+    cl_drop_all(&c);
+    /* Node 2 wins term 3 and appends its no-op at index 3, unreplicated. */
+    tick_until_role(&c, 2, CONS_CANDIDATE);
+    deliver_until_leader(&c, 2);
+    assert_int_equal(cl_leader(&c), 2);
+    cl_isolate(&c, 2, true);
+    cl_drop_all(&c);
+    /* Node 1 restarts, comes back and wins a later term with node 3's
+     * vote (its log, ending in term 2 at index 3, beats node 3's). */
+    cl_crash(&c, 1);
+    cl_restart(&c, 1);
+    cl_isolate(&c, 1, false);
+    cl_cut(&c, 1, 2, true);
+    cl_cut(&c, 3, 2, true);
+    for (int i = 0; i < 100 && cl_status(&c, 1).role != CONS_LEADER; i++) {
+        cl_tick(&c, 1, 1);
+        deliver_until_leader(&c, 1);
+    }
+    assert_int_equal(cl_status(&c, 1).role, CONS_LEADER);
+    assert_true(cl_status(&c, 1).term >= 4);
+    /* It replicates "old" (term 2) to node 3 before its own no-op: a
+     * majority holds index 3, yet index 3 must not commit until the no-op
+     * of term 4 does. */
+    bool seen_old_only = false;
+    while (cl_deliver_one(&c)) {
+        if (cl_status(&c, 3).last_index == 3) {
+            seen_old_only = true;
+            assert_true(cl_status(&c, 1).commit < 3);
+        }
+    }
+    assert_true(seen_old_only);
+    assert_int_equal(cl_status(&c, 1).commit, 4);
+    cl_close(&c);
+}
+
+/* The leader replicates while its own write is in flight and commits on
+ * the followers' acks, but applies only what its own disk holds (thesis
+ * 10.2.1). */
+static void test_leader_replicates_before_own_write(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    unsigned applied = c->nodes[1].n_applied;
+    cl_hold(c, 1, true);
+    assert_int_equal(cl_propose(c, 1, "fast"), 0);
+    assert_non_null(cl_find(c, CONS_MSG_APPEND, 1, 2));
+    cl_deliver(c);
+    assert_int_equal(cl_status(c, 1).commit, 3);
+    assert_int_equal(cl_status(c, 1).stable, 2);
+    assert_int_equal(c->nodes[1].n_applied, applied);
+    cl_hold(c, 1, false);
+    cl_release(c, 1);
+    cl_process(c, 1);
+    assert_string_equal(c->nodes[1].last_applied, "fast");
+}
+
+/* A follower rejects an append whose previous entry it lacks, with a hint
+ * that lets the leader skip the whole gap or conflicting term at once. */
+static void test_append_reject_carries_hint(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    struct cons_entry e[3] = {
+        {.term = 2, .index = 2, .type = CONS_ENTRY_NORMAL},
+        {.term = 2, .index = 3, .type = CONS_ENTRY_NORMAL},
+        {.term = 2, .index = 4, .type = CONS_ENTRY_NORMAL},
+    };
+    struct cons_msg m = {.type = CONS_MSG_APPEND, .from = 1, .to = 2,
+                         .term = 2, .prev_index = 1, .prev_term = 1,
+                         .entries = e, .n_entries = 3};
+    cl_step(c, &m);
+    assert_int_equal(cl_status(c, 2).last_index, 4);
+    cl_drop_all(c);
+    struct cons_msg p = {.type = CONS_MSG_APPEND, .from = 3, .to = 2,
+                         .term = 3, .prev_index = 9, .prev_term = 3};
+    cl_step(c, &p);
+    const struct cons_msg *r = cl_find(c, CONS_MSG_APPEND_RESP, 2, 3);
+    assert_non_null(r);
+    assert_true(r->reject);
+    assert_int_equal(r->index, 9);
+    assert_int_equal(r->hint_index, 4);
+    assert_int_equal(r->hint_term, 2);
+}
+
+/* Only a real conflict truncates; an old or duplicated append never
+ * shortens the log (RAFT-PITFALLS 3, etcd maybeAppend). */
+static void test_append_truncates_only_on_conflict(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    struct cons_entry e[3] = {
+        {.term = 2, .index = 2, .type = CONS_ENTRY_NORMAL},
+        {.term = 2, .index = 3, .type = CONS_ENTRY_NORMAL},
+        {.term = 2, .index = 4, .type = CONS_ENTRY_NORMAL},
+    };
+    struct cons_msg m = {.type = CONS_MSG_APPEND, .from = 1, .to = 2,
+                         .term = 2, .prev_index = 1, .prev_term = 1,
+                         .entries = e, .n_entries = 3};
+    cl_step(c, &m);
+    m.n_entries = 1; /* A stale copy carrying only index 2. */
+    cl_step(c, &m);
+    assert_int_equal(cl_status(c, 2).last_index, 4);
+    /* A new leader's entry at index 3 conflicts: 3 and 4 go. */
+    struct cons_entry x = {.term = 3, .index = 3, .type = CONS_ENTRY_NORMAL};
+    struct cons_msg n3 = {.type = CONS_MSG_APPEND, .from = 3, .to = 2,
+                          .term = 3, .prev_index = 2, .prev_term = 2,
+                          .entries = &x, .n_entries = 1};
+    cl_step(c, &n3);
+    assert_int_equal(cl_status(c, 2).last_index, 3);
+    assert_int_equal(cl_status(c, 2).last_term, 3);
+}
+
+/* A follower commits no further than the last entry the message proved
+ * matches the leader (RAFT-PITFALLS 3, atomix/copycat#265). */
+static void test_append_commit_capped_by_proof(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    struct cons_entry e[3] = {
+        {.term = 1, .index = 2, .type = CONS_ENTRY_NORMAL},
+        {.term = 1, .index = 3, .type = CONS_ENTRY_NORMAL},
+        {.term = 1, .index = 4, .type = CONS_ENTRY_NORMAL},
+    };
+    /* Node 2 holds 2..4 from an old leader of term 1. */
+    struct cons_msg m = {.type = CONS_MSG_APPEND, .from = 1, .to = 2,
+                         .term = 1, .prev_index = 1, .prev_term = 1,
+                         .entries = e, .n_entries = 3};
+    cl_step(c, &m);
+    /* The term-2 leader proves only index 2 and says commit is 10. */
+    struct cons_entry y = {.term = 2, .index = 2, .type = CONS_ENTRY_NORMAL};
+    struct cons_msg p = {.type = CONS_MSG_APPEND, .from = 3, .to = 2,
+                         .term = 2, .prev_index = 1, .prev_term = 1,
+                         .entries = &y, .n_entries = 1, .commit = 10};
+    cl_step(c, &p);
+    assert_int_equal(cl_status(c, 2).commit, 2);
+}
+
+/* A lagging follower is found in one round trip thanks to the hint. */
+static void test_lagging_follower_catches_up_fast(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    cl_isolate(c, 3, true);
+    char buf[16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(buf, sizeof(buf), "e%d", i);
+        assert_int_equal(cl_propose(c, 1, buf), 0);
+        cl_deliver(c);
+    }
+    cl_isolate(c, 3, false);
+    unsigned before = c->sent[CONS_MSG_APPEND_RESP];
+    for (unsigned i = 0; i < 6 && cl_status(c, 3).commit < 42; i++) {
+        cl_tick(c, 1, 1);
+        cl_deliver(c);
+    }
+    assert_int_equal(cl_status(c, 3).commit, 42);
+    /* Reject, accept: a handful of answers, not one per missing entry. */
+    assert_true(c->sent[CONS_MSG_APPEND_RESP] - before < 10);
+}
+
+/* Flow control: at most max_inflight appends in flight to a follower, and
+ * no more than max_msg_bytes of payload in one (beyond the first entry). */
+static void test_flow_control_bounds_inflight(void **state)
+{
+    (void)state;
+    struct cl c;
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    o.max_inflight = 2;
+    o.max_msg_bytes = 8;
+    cl_init_opts(&c, 3, 0, &o);
+    cl_elect(&c, 1);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(cl_propose(&c, 1, "payload!"), 0);
+    }
+    assert_int_equal(cl_queued(&c, CONS_MSG_APPEND, 1) / 2, 2);
+    for (struct cl_msg *m = c.q; m; m = m->next) {
+        if (m->m.type == CONS_MSG_APPEND) {
+            assert_int_equal(m->m.n_entries, 1);
+        }
+    }
+    cl_deliver(&c);
+    for (int i = 0; i < 20 && cl_status(&c, 2).commit < 12; i++) {
+        cl_tick(&c, 1, 1);
+        cl_deliver(&c);
+    }
+    assert_int_equal(cl_status(&c, 2).commit, 12);
+    cl_close(&c);
+}
+
+/* Proposals on a follower go to the leader it knows. */
+static void test_propose_on_follower_is_forwarded(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    assert_int_equal(cl_propose(c, 2, "via-2"), 0);
+    cl_deliver(c);
+    assert_string_equal(c->nodes[1].last_applied, "via-2");
+    assert_string_equal(c->nodes[2].last_applied, "via-2");
+}
+
+/* Without a known leader a proposal is refused at once, not queued. */
+static void test_propose_without_leader_is_refused(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    assert_int_equal(cl_propose(c, 2, "nobody"), RFS_ENOLEADER);
+}
+
+/* With quorum lost, the leader's uncommitted log is bounded
+ * (etcd MaxUncommittedEntriesSize). */
+static void test_uncommitted_log_is_bounded(void **state)
+{
+    (void)state;
+    struct cl c;
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    o.max_uncommitted = 100;
+    cl_init_opts(&c, 3, 0, &o);
+    cl_elect(&c, 1);
+    cl_isolate(&c, 1, true);
+    char big[51];
+    memset(big, 'b', 50);
+    big[50] = '\0';
+    assert_int_equal(cl_propose(&c, 1, big), 0);
+    assert_int_equal(cl_propose(&c, 1, big), 0);
+    assert_int_equal(cl_propose(&c, 1, big), RFS_ETOOBIG);
+    cl_close(&c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reads                                                                     */
+
+/* ReadIndex waits for the leader's no-op to commit: before it, the leader's
+ * commit index may lag what earlier leaders committed (RAFT-PITFALLS 2,
+ * redisraft#22). */
+static void test_read_index_waits_for_noop(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    tick_until_role(c, 1, CONS_PRECANDIDATE);
+    deliver_until_leader(c, 1);
+    assert_int_equal(cl_status(c, 1).commit, 0);
+    assert_int_equal(cons_node_read_index(c->nodes[1].n, 77), 0);
+    cl_process(c, 1);
+    cl_deliver(c);
+    assert_int_equal(c->nodes[1].n_reads, 1);
+    assert_int_equal(c->nodes[1].reads_ctx[0], 77);
+    assert_true(c->nodes[1].reads_index[0] >= 2);
+}
+
+/* Many reads share one heartbeat round. */
+static void test_read_index_batches_reads(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    cl_drop_all(c);
+    for (uint64_t i = 0; i < 10; i++) {
+        assert_int_equal(cons_node_read_index(c->nodes[1].n, 100 + i), 0);
+    }
+    cl_process(c, 1);
+    assert_int_equal(cl_queued(c, CONS_MSG_HEARTBEAT, 1), 2);
+    cl_deliver(c);
+    assert_int_equal(c->nodes[1].n_reads, 10);
+    assert_int_equal(c->nodes[1].reads_index[9], cl_status(c, 1).commit);
+}
+
+/* A follower gets its read index from the leader. */
+static void test_read_index_on_follower(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    assert_int_equal(cons_node_read_index(c->nodes[3].n, 5), 0);
+    cl_process(c, 3);
+    cl_deliver(c);
+    assert_int_equal(c->nodes[3].n_reads, 1);
+    assert_int_equal(c->nodes[3].reads_index[0], cl_status(c, 1).commit);
+}
+
+/* A deposed leader that does not know it yet cannot confirm a read: no
+ * quorum answers its round, and the read fails when it steps down. */
+static void test_read_index_on_stale_leader_fails(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    cl_isolate(c, 1, true);
+    assert_true(settle_leader(c, 1) != 0);
+    assert_int_equal(cl_status(c, 1).role, CONS_LEADER);
+    assert_int_equal(cons_node_read_index(c->nodes[1].n, 9), 0);
+    cl_process(c, 1);
+    cl_deliver(c);
+    assert_int_equal(c->nodes[1].n_reads, 0);
+    cl_tick(c, 1, 3 * c->opts.election_ticks);
+    assert_int_equal(c->nodes[1].n_reads, 0);
+    assert_int_equal(c->nodes[1].n_failed, 1);
+    assert_int_equal(c->nodes[1].failed_ctx[0], 9);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Leadership transfer                                                       */
+
+/* The leader hands over to a caught-up voter with TimeoutNow. */
+static void test_transfer_hands_over(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    assert_int_equal(cons_node_transfer(c->nodes[1].n, 3), 0);
+    cl_process(c, 1);
+    cl_deliver(c);
+    assert_int_equal(cl_leader(c), 3);
+}
+
+/* A lagging target is caught up first; proposals are refused meanwhile,
+ * and the transfer is abandoned after an election timeout. */
+static void test_transfer_catches_up_and_times_out(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    cl_isolate(c, 3, true);
+    cl_propose(c, 1, "behind");
+    cl_deliver(c);
+    assert_int_equal(cons_node_transfer(c->nodes[1].n, 3), 0);
+    assert_int_equal(cl_propose(c, 1, "during"), RFS_ETRANSFER);
+    cl_tick(c, 1, c->opts.election_ticks + 1);
+    cl_deliver(c);
+    assert_int_equal(cl_status(c, 1).transferee, 0);
+    assert_int_equal(cl_propose(c, 1, "after"), 0);
+    cl_isolate(c, 3, false);
+    assert_int_equal(cons_node_transfer(c->nodes[1].n, 3), 0);
+    cl_process(c, 1);
+    for (int i = 0; i < 10 && cl_leader(c) != 3; i++) {
+        cl_tick(c, 1, 1);
+        cl_deliver(c);
+    }
+    assert_int_equal(cl_leader(c), 3);
+    assert_string_equal(c->nodes[3].last_applied, "after");
+}
+
+/* Learners are never picked for a transfer (RAFT-PITFALLS 5). */
+static void test_transfer_refuses_learner(void **state)
+{
+    (void)state;
+    struct cl c;
+    cl_init(&c, 3, 1);
+    cl_elect(&c, 1);
+    assert_int_equal(cons_node_transfer(c.nodes[1].n, 4), RFS_EBADCONF);
+    assert_int_equal(cons_node_transfer(c.nodes[1].n, 1), RFS_EBADCONF);
+    cl_close(&c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Membership                                                                */
+
+/* No change before this leader commits an entry of its term, and only one
+ * uncommitted change at a time (thesis errata; RAFT-PITFALLS 4). */
+static void test_conf_change_one_at_a_time(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    tick_until_role(c, 1, CONS_PRECANDIDATE);
+    deliver_until_leader(c, 1);
+    cl_drop_all(c);
+    assert_int_equal(cons_node_change(c->nodes[1].n, CONS_ADD_LEARNER, 4,
+                                      "n4", NULL),
+                     RFS_EBUSY);
+    cl_tick(c, 1, 2);
+    cl_deliver(c);
+    assert_int_equal(cl_status(c, 1).commit, 2);
+    cl_isolate(c, 1, true);
+    assert_int_equal(cons_node_change(c->nodes[1].n, CONS_ADD_LEARNER, 4,
+                                      "n4", NULL),
+                     0);
+    assert_int_equal(cons_node_change(c->nodes[1].n, CONS_ADD_LEARNER, 5,
+                                      "n5", NULL),
+                     RFS_EBUSY);
+    cl_isolate(c, 1, false);
+    cl_process(c, 1);
+    cl_tick(c, 1, 2);
+    cl_deliver(c);
+    assert_int_equal(cons_node_change(c->nodes[1].n, CONS_ADD_LEARNER, 5,
+                                      "n5", NULL),
+                     0);
+}
+
+/* Bad changes are refused with a clear code. */
+static void test_conf_change_validates(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    struct cons_node *n = c->nodes[1].n;
+    assert_int_equal(cons_node_change(n, CONS_ADD_LEARNER, 2, "x", NULL),
+                     RFS_EBADCONF);
+    assert_int_equal(cons_node_change(n, CONS_ADD_LEARNER, 7, "", NULL),
+                     RFS_EBADCONF);
+    assert_int_equal(cons_node_change(n, CONS_PROMOTE, 9, NULL, NULL),
+                     RFS_EBADCONF);
+    assert_int_equal(cons_node_change(n, CONS_REMOVE, 9, NULL, NULL),
+                     RFS_EBADCONF);
+    assert_int_equal(cons_node_change(c->nodes[2].n, CONS_ADD_LEARNER, 7,
+                                      "x", NULL),
+                     RFS_ENOTLEADER);
+}
+
+/* A learner is added, catches up, and is promoted to voter. */
+static void test_conf_add_learner_then_promote(void **state)
+{
+    (void)state;
+    struct cl c;
+    cl_init(&c, 3, 0);
+    c.n = 4; /* Node 4 starts empty: it joins. */
+    struct cons_options o = c.opts;
+    o.id = 4;
+    struct cons_load l;
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(cons_node_new(&o, &l, &c.nodes[4].n), 0);
+    c.nodes[4].up = true;
+    cl_elect(&c, 1);
+    assert_int_equal(cons_node_change(c.nodes[1].n, CONS_ADD_LEARNER, 4,
+                                      "n4", NULL),
+                     0);
+    cl_process(&c, 1);
+    for (int i = 0; i < 10; i++) {
+        cl_tick(&c, 1, 1);
+        cl_deliver(&c);
+    }
+    assert_int_equal(cl_status(&c, 4).commit, cl_status(&c, 1).commit);
+    assert_int_equal(cons_node_change(c.nodes[1].n, CONS_PROMOTE, 4, NULL,
+                                      NULL),
+                     0);
+    cl_process(&c, 1);
+    cl_deliver(&c);
+    const struct cons_server *s = cons_conf_get(cons_node_conf(c.nodes[4].n), 4);
+    assert_non_null(s);
+    assert_int_equal(s->role, CONS_VOTER);
+    cl_close(&c);
+}
+
+/* A leader that removes itself steps down once the change commits, and
+ * never campaigns again (RAFT-PITFALLS 5, etcd-io/raft#77). */
+static void test_conf_removed_leader_steps_down(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    assert_int_equal(cons_node_change(c->nodes[1].n, CONS_REMOVE, 1, NULL,
+                                      NULL),
+                     0);
+    cl_process(c, 1);
+    cl_deliver(c);
+    cl_tick(c, 1, 1);
+    cl_deliver(c);
+    assert_int_equal(cl_status(c, 1).role, CONS_FOLLOWER);
+    unsigned votes = c->sent[CONS_MSG_PREVOTE] + c->sent[CONS_MSG_VOTE];
+    cl_tick(c, 1, 100);
+    assert_int_equal(c->sent[CONS_MSG_PREVOTE] + c->sent[CONS_MSG_VOTE], votes);
+    unsigned l = settle_leader(c, 1);
+    assert_true(l == 2 || l == 3);
+}
+
+/* A follower whose uncommitted configuration entry is overwritten goes back
+ * to the previous configuration (RAFT-PITFALLS 4, rule 3). */
+static void test_conf_rolls_back_on_truncation(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    struct cons_conf conf = *cons_node_conf(c->nodes[2].n);
+    conf.servers[conf.n].id = 4;
+    conf.servers[conf.n].role = CONS_LEARNER;
+    strcpy(conf.servers[conf.n].addr, "n4");
+    conf.n++;
+    struct cons_entry e = {.term = 2, .index = 2, .type = CONS_ENTRY_CONF};
+    assert_int_equal(cons_conf_encode(&conf, &e.data), 0);
+    struct cons_msg m = {.type = CONS_MSG_APPEND, .from = 1, .to = 2,
+                         .term = 2, .prev_index = 1, .prev_term = 1,
+                         .entries = &e, .n_entries = 1};
+    cl_step(c, &m);
+    rfs_free(e.data.base);
+    assert_int_equal(cons_node_conf(c->nodes[2].n)->n, 4);
+    struct cons_entry x = {.term = 3, .index = 2, .type = CONS_ENTRY_NORMAL};
+    struct cons_msg p = {.type = CONS_MSG_APPEND, .from = 3, .to = 2,
+                         .term = 3, .prev_index = 1, .prev_term = 1,
+                         .entries = &x, .n_entries = 1};
+    cl_step(c, &p);
+    assert_int_equal(cons_node_conf(c->nodes[2].n)->n, 3);
+    assert_int_equal(cl_status(c, 2).conf_index, 1);
+}
+
+/* Configurations survive encoding, and malformed ones are refused. */
+static void test_conf_codec(void **state)
+{
+    (void)state;
+    struct cons_conf a;
+    memset(&a, 0, sizeof(a));
+    a.n = 2;
+    a.servers[0] = (struct cons_server){.id = 7, .role = CONS_VOTER};
+    strcpy(a.servers[0].addr, "10.0.0.7:7000");
+    a.servers[1] = (struct cons_server){.id = 9, .role = CONS_LEARNER};
+    strcpy(a.servers[1].addr, "h9:1");
+    struct rfs_buf b;
+    assert_int_equal(cons_conf_encode(&a, &b), 0);
+    struct cons_conf d;
+    assert_int_equal(cons_conf_decode(&b, &d), 0);
+    assert_int_equal(d.n, 2);
+    assert_int_equal(d.servers[1].id, 9);
+    assert_string_equal(d.servers[0].addr, "10.0.0.7:7000");
+    uint8_t *p = b.base;
+    for (size_t cut = 0; cut < b.len; cut++) {
+        struct rfs_buf t = {p, cut};
+        assert_int_equal(cons_conf_decode(&t, &d), RFS_EMALFORMED);
+    }
+    p[2 + 8] = 3; /* Bad role. */
+    assert_int_equal(cons_conf_decode(&b, &d), RFS_EMALFORMED);
+    p[2 + 8] = CONS_VOTER;
+    memcpy(p + 2 + 8 + 1 + 1 + 13, p + 2, 8); /* Duplicate id. */
+    assert_int_equal(cons_conf_decode(&b, &d), RFS_EMALFORMED);
+    rfs_free(b.base);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Snapshots, durability, restart                                           */
+
+/* A follower behind the compacted log gets the snapshot in chunks, installs
+ * it, and continues from the log. The snapshot carries the configuration. */
+static void test_snapshot_sent_to_lagging_follower(void **state)
+{
+    (void)state;
+    struct cl c;
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    o.snap_chunk_bytes = 32;
+    cl_init_opts(&c, 3, 0, &o);
+    cl_elect(&c, 1);
+    cl_isolate(&c, 3, true);
+    for (int i = 0; i < 20; i++) {
+        cl_propose(&c, 1, "s");
+        cl_deliver(&c);
+    }
+    rfs_index_t applied = c.nodes[1].applied;
+    struct cons_snap_meta meta;
+    assert_int_equal(cons_node_snapshot_taken(c.nodes[1].n, applied, 100, 0,
+                                              &meta),
+                     0);
+    assert_int_equal(meta.index, applied);
+    assert_int_equal(meta.conf.n, 3);
+    assert_int_equal(cl_status(&c, 1).first_index, applied + 1);
+    cl_propose(&c, 1, "tail");
+    cl_deliver(&c);
+    cl_isolate(&c, 3, false);
+    unsigned before = c.sent[CONS_MSG_SNAPSHOT];
+    for (int i = 0; i < 20 && cl_status(&c, 3).commit < applied + 1; i++) {
+        cl_tick(&c, 1, 1);
+        cl_deliver(&c);
+    }
+    assert_true(c.sent[CONS_MSG_SNAPSHOT] - before >= 4); /* 100 / 32. */
+    assert_int_equal(cl_status(&c, 3).snap_index, applied);
+    assert_int_equal(cl_status(&c, 3).commit, applied + 1);
+    assert_string_equal(c.nodes[3].last_applied, "tail");
+    cl_close(&c);
+}
+
+/* A snapshot cannot be taken past what was handed out to apply. */
+static void test_snapshot_only_of_applied_state(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    assert_int_equal(cons_node_snapshot_taken(c->nodes[1].n, 99, 10, 0, NULL),
+                     RFS_EUNAVAIL);
+    assert_int_equal(cons_node_snapshot_taken(c->nodes[1].n, 2, 0, 0, NULL),
+                     -EINVAL);
+}
+
+/* A completion for writes of a log suffix that was since replaced marks
+ * nothing durable (RAFT-PITFALLS 10, etcd's async-storage ABA case). */
+static void test_stale_persist_completion_ignored(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_hold(c, 2, true);
+    struct cons_entry e[2] = {
+        {.term = 2, .index = 2, .type = CONS_ENTRY_NORMAL},
+        {.term = 2, .index = 3, .type = CONS_ENTRY_NORMAL},
+    };
+    struct cons_msg m = {.type = CONS_MSG_APPEND, .from = 1, .to = 2,
+                         .term = 2, .prev_index = 1, .prev_term = 1,
+                         .entries = e, .n_entries = 2};
+    cl_step(c, &m);
+    struct cons_entry x = {.term = 3, .index = 2, .type = CONS_ENTRY_NORMAL};
+    struct cons_msg p = {.type = CONS_MSG_APPEND, .from = 3, .to = 2,
+                         .term = 3, .prev_index = 1, .prev_term = 1,
+                         .entries = &x, .n_entries = 1};
+    cl_step(c, &p);
+    assert_int_equal(cl_status(c, 2).stable, 1);
+    cl_release_one(c, 2); /* The first write: entries 2..3 of term 2. */
+    assert_int_equal(cl_status(c, 2).stable, 1);
+    cl_release_one(c, 2);
+    assert_int_equal(cl_status(c, 2).stable, 2);
+}
+
+/* Acks leave only after the entries they acknowledge are durable
+ * (RAFT-PITFALLS 1). */
+static void test_append_ack_after_durable(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_hold(c, 2, true);
+    struct cons_entry e = {.term = 2, .index = 2, .type = CONS_ENTRY_NORMAL};
+    struct cons_msg m = {.type = CONS_MSG_APPEND, .from = 1, .to = 2,
+                         .term = 2, .prev_index = 1, .prev_term = 1,
+                         .entries = &e, .n_entries = 1};
+    cl_step(c, &m);
+    assert_null(cl_find(c, CONS_MSG_APPEND_RESP, 2, 1));
+    cl_release(c, 2);
+    assert_non_null(cl_find(c, CONS_MSG_APPEND_RESP, 2, 1));
+}
+
+/* A restarted node resumes from its disk: term, vote and log, with commit
+ * never below what was applied (RAFT-PITFALLS 6). */
+static void test_restart_resumes_from_disk(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    cl_propose(c, 1, "kept");
+    cl_deliver(c);
+    struct cons_status before = cl_status(c, 2);
+    cl_crash(c, 2);
+    cl_restart(c, 2);
+    struct cons_status after = cl_status(c, 2);
+    assert_int_equal(after.term, before.term);
+    assert_int_equal(after.last_index, before.last_index);
+    assert_int_equal(after.last_term, before.last_term);
+    cl_tick(c, 1, 2);
+    cl_deliver(c);
+    assert_string_equal(c->nodes[2].last_applied, "kept");
+}
+
+/* Inconsistent loaded state is refused, not guessed at. */
+static void test_restart_refuses_corrupt_state(void **state)
+{
+    (void)state;
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    struct cons_entry e[2] = {
+        {.term = 1, .index = 1, .type = CONS_ENTRY_NOOP},
+        {.term = 1, .index = 3, .type = CONS_ENTRY_NOOP},
+    };
+    struct cons_load l;
+    memset(&l, 0, sizeof(l));
+    l.entries = e;
+    l.n_entries = 2;
+    struct cons_node *n = NULL;
+    assert_int_equal(cons_node_new(&o, &l, &n), RFS_ECORRUPT);
+    e[1].index = 2;
+    e[1].term = 0; /* Terms going down. */
+    assert_int_equal(cons_node_new(&o, &l, &n), RFS_ECORRUPT);
+    e[1].term = 1;
+    l.applied = 5; /* Applied past the log. */
+    assert_int_equal(cons_node_new(&o, &l, &n), RFS_ECORRUPT);
+    l.applied = 2;
+    l.hs.commit = 1;
+    assert_int_equal(cons_node_new(&o, &l, &n), 0);
+    struct cons_status st;
+    cons_node_status(n, &st);
+    assert_int_equal(st.commit, 2);
+    cons_node_free(n);
+    o.election_ticks = 1;
+    assert_int_equal(cons_node_new(&o, &l, &n), -EINVAL);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup3, teardown)
+        T(test_election_elects_one_leader),
+        T(test_election_appends_noop),
+        cmocka_unit_test(test_election_single_node),
+        T(test_prevote_partitioned_node_does_not_disrupt),
+        T(test_check_quorum_leader_steps_down),
+        T(test_vote_ignored_within_leader_lease),
+        cmocka_unit_test(test_vote_sent_only_after_durable),
+        cmocka_unit_test(test_campaign_waits_for_term_durable),
+        cmocka_unit_test(test_duplicate_votes_count_once),
+        T(test_vote_refused_to_stale_log),
+        cmocka_unit_test(test_learner_never_campaigns),
+        cmocka_unit_test(test_figure8_no_commit_of_old_term_by_count),
+        T(test_leader_replicates_before_own_write),
+        T(test_append_reject_carries_hint),
+        T(test_append_truncates_only_on_conflict),
+        T(test_append_commit_capped_by_proof),
+        T(test_lagging_follower_catches_up_fast),
+        cmocka_unit_test(test_flow_control_bounds_inflight),
+        T(test_propose_on_follower_is_forwarded),
+        T(test_propose_without_leader_is_refused),
+        cmocka_unit_test(test_uncommitted_log_is_bounded),
+        T(test_read_index_waits_for_noop),
+        T(test_read_index_batches_reads),
+        T(test_read_index_on_follower),
+        T(test_read_index_on_stale_leader_fails),
+        T(test_transfer_hands_over),
+        T(test_transfer_catches_up_and_times_out),
+        cmocka_unit_test(test_transfer_refuses_learner),
+        T(test_conf_change_one_at_a_time),
+        T(test_conf_change_validates),
+        cmocka_unit_test(test_conf_add_learner_then_promote),
+        T(test_conf_removed_leader_steps_down),
+        T(test_conf_rolls_back_on_truncation),
+        cmocka_unit_test(test_conf_codec),
+        cmocka_unit_test(test_snapshot_sent_to_lagging_follower),
+        T(test_snapshot_only_of_applied_state),
+        T(test_stale_persist_completion_ignored),
+        T(test_append_ack_after_durable),
+        T(test_restart_resumes_from_disk),
+        cmocka_unit_test(test_restart_refuses_corrupt_state),
+#undef T
+    };
+    if (argc > 1) {
+        cmocka_set_test_filter(argv[1]);
+    }
+    return cmocka_run_group_tests_name("core", tests, NULL, NULL);
+}
