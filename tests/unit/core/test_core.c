@@ -836,6 +836,47 @@ static void test_snapshot_sent_to_lagging_follower(void **state)
     cl_close(&c);
 }
 
+/* A follower that crashes halfway through receiving a snapshot gets it
+ * again from the start; the leader is never stuck in snapshot state
+ * (RAFT-PITFALLS, dgraph#2707). */
+static void test_snapshot_resumes_after_follower_crash(void **state)
+{
+    (void)state;
+    struct cl c;
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    o.snap_chunk_bytes = 10;
+    cl_init_opts(&c, 3, 0, &o);
+    cl_elect(&c, 1);
+    cl_isolate(&c, 3, true);
+    for (int i = 0; i < 5; i++) {
+        cl_propose(&c, 1, "z");
+        cl_deliver(&c);
+    }
+    rfs_index_t applied = c.nodes[1].applied;
+    assert_int_equal(cons_node_snapshot_taken(c.nodes[1].n, applied, 95, 0,
+                                              NULL),
+                     0);
+    cl_isolate(&c, 3, false);
+    cl_tick(&c, 1, 1);
+    /* Let two chunks through, then crash the receiver. */
+    for (int i = 0; i < 6 && cl_deliver_one(&c); i++) {
+    }
+    cl_crash(&c, 3);
+    cl_drop_all(&c);
+    cl_restart(&c, 3);
+    for (int i = 0; i < 40 && cl_status(&c, 3).snap_index < applied; i++) {
+        cl_tick(&c, 1, 1);
+        cl_deliver(&c);
+    }
+    assert_int_equal(cl_status(&c, 3).snap_index, applied);
+    struct cons_progress p;
+    assert_int_equal(cons_node_progress(c.nodes[1].n, 3, &p), 0);
+    assert_int_equal(p.match, applied);
+    assert_int_not_equal(p.state, CONS_PROGRESS_SNAPSHOT);
+    cl_close(&c);
+}
+
 /* A snapshot cannot be taken past what was handed out to apply. */
 static void test_snapshot_only_of_applied_state(void **state)
 {
@@ -981,6 +1022,7 @@ int main(int argc, char **argv)
         T(test_conf_rolls_back_on_truncation),
         cmocka_unit_test(test_conf_codec),
         cmocka_unit_test(test_snapshot_sent_to_lagging_follower),
+        cmocka_unit_test(test_snapshot_resumes_after_follower_crash),
         T(test_snapshot_only_of_applied_state),
         T(test_stale_persist_completion_ignored),
         T(test_append_ack_after_durable),
