@@ -1,0 +1,1233 @@
+/*
+ * The filesystem state machine: apply and read.
+ *
+ * Apply. Each committed entry becomes one RocksDB WriteBatch holding the
+ * change, the new applied index and the client's session record, written
+ * unsynced: the log entry is already durable, and a batch lost in a crash is
+ * simply applied again from the log, because the applied index moves with the
+ * change (RAFT-PITFALLS 6). Entries apply one batch at a time so that each
+ * reads the state its predecessors left; every condition is checked here,
+ * never at proposal time, so every node reaches the same result.
+ *
+ * Exactly once. A command carries (client, boot, seq, first_outstanding).
+ * The session table keeps the result of each applied seq above
+ * first_outstanding (everything below has been answered and is forgotten), so
+ * a request retried after a leader change returns its first result instead
+ * of applying twice. A new boot id for a client ends its previous boot's
+ * session; a request from an older boot than the one recorded is refused
+ * (ESTALE): its process is gone, and its session with it.
+ *
+ * Reads come straight from RocksDB on any thread, optionally through a view
+ * (a RocksDB snapshot), so a reader is never torn by a concurrent apply.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/heap.h"
+#include "store_i.h"
+
+
+struct tx {
+    struct store *s;
+    rocksdb_writebatch_t *b;
+    rfs_index_t index;
+    int64_t now;
+};
+
+/* ---- Encodings -------------------------------------------------------- */
+
+void store__attr_encode(const struct store_attr *a, uint8_t *p)
+{
+    p[0] = a->type;
+    put_le32(p + 1, a->mode);
+    put_le32(p + 5, a->uid);
+    put_le32(p + 9, a->gid);
+    put_le32(p + 13, a->nlink);
+    put_le64(p + 17, a->size);
+    put_le64(p + 25, (uint64_t)a->atime_ns);
+    put_le64(p + 33, (uint64_t)a->mtime_ns);
+    put_le64(p + 41, (uint64_t)a->ctime_ns);
+    put_le64(p + 49, a->revision);
+    put_le64(p + 57, a->parent);
+}
+
+int store__attr_decode(uint64_t ino, const char *v, size_t len,
+                       struct store_attr *a)
+{
+    const uint8_t *p = (const uint8_t *)v;
+    if (len < INODE_VALUE_SIZE || p[0] < STORE_FILE || p[0] > STORE_SYMLINK) {
+        return RFS_ECORRUPT;
+    }
+    a->ino = ino;
+    a->type = p[0];
+    a->mode = get_le32(p + 1);
+    a->uid = get_le32(p + 5);
+    a->gid = get_le32(p + 9);
+    a->nlink = get_le32(p + 13);
+    a->size = get_le64(p + 17);
+    a->atime_ns = (int64_t)get_le64(p + 25);
+    a->mtime_ns = (int64_t)get_le64(p + 33);
+    a->ctime_ns = (int64_t)get_le64(p + 41);
+    a->revision = get_le64(p + 49);
+    a->parent = get_le64(p + 57);
+    return 0;
+}
+
+static void chunk_key(uint8_t *k, uint64_t ino, uint64_t chunk)
+{
+    put_be64(k, ino);
+    put_be64(k + 8, chunk);
+}
+
+/* ---- Low-level reads (any thread) ------------------------------------- */
+
+static int get(struct store *s, const rocksdb_readoptions_t *ro, int cf,
+               const void *key, size_t klen, char **v, size_t *vlen,
+               const char *what)
+{
+    char *err = NULL;
+    *v = rocksdb_get_cf(s->db, ro, s->cf[cf], key, klen, vlen, &err);
+    if (err != NULL) {
+        return store__rocks_err(s, err, "%s", what);
+    }
+    return 0;
+}
+
+static int inode_get(struct store *s, const rocksdb_readoptions_t *ro,
+                     uint64_t ino, struct store_attr *a, char **raw,
+                     size_t *rawlen)
+{
+    uint8_t k[8];
+    put_be64(k, ino);
+    char *v;
+    size_t len;
+    int rv = get(s, ro, CF_INODES, k, 8, &v, &len, "reading an inode");
+    if (rv != 0) {
+        return rv;
+    }
+    if (v == NULL) {
+        return -ENOENT;
+    }
+    rv = store__attr_decode(ino, v, len, a);
+    if (rv != 0) {
+        rocksdb_free(v);
+        return store__set_err(s, rv, "inode %llu in %s is damaged",
+                              (unsigned long long)ino, s->dir);
+    }
+    if (raw != NULL) {
+        *raw = v;
+        *rawlen = len;
+    } else {
+        rocksdb_free(v);
+    }
+    return 0;
+}
+
+static int dentry_get(struct store *s, const rocksdb_readoptions_t *ro,
+                      uint64_t parent, const char *name, size_t len,
+                      uint64_t *ino, uint8_t *type)
+{
+    uint8_t k[8 + STORE_NAME_MAX];
+    if (len > STORE_NAME_MAX) {
+        return -ENAMETOOLONG;
+    }
+    put_be64(k, parent);
+    memcpy(k + 8, name, len);
+    char *v;
+    size_t vlen;
+    int rv = get(s, ro, CF_DENTRIES, k, 8 + len, &v, &vlen,
+                 "reading a directory entry");
+    if (rv != 0) {
+        return rv;
+    }
+    if (v == NULL) {
+        return -ENOENT;
+    }
+    if (vlen != 9) {
+        rocksdb_free(v);
+        return store__set_err(s, RFS_ECORRUPT,
+                              "directory entry in %llu of %s is damaged",
+                              (unsigned long long)parent, s->dir);
+    }
+    *ino = get_le64((const uint8_t *)v);
+    *type = (uint8_t)v[8];
+    rocksdb_free(v);
+    return 0;
+}
+
+/* ---- Writes into the entry's batch ------------------------------------ */
+
+static void inode_put(struct tx *t, const struct store_attr *a,
+                      const void *target, size_t tlen)
+{
+    uint8_t k[8];
+    uint8_t v[INODE_VALUE_SIZE + STORE_SYMLINK_MAX];
+    put_be64(k, a->ino);
+    store__attr_encode(a, v);
+    if (tlen > 0) {
+        memcpy(v + INODE_VALUE_SIZE, target, tlen);
+    }
+    rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_INODES], (char *)k, 8,
+                              (char *)v, INODE_VALUE_SIZE + tlen);
+}
+
+/* Rewrite an inode's attributes, keeping a symlink's target. */
+static int inode_update(struct tx *t, const struct store_attr *a)
+{
+    if (a->type != STORE_SYMLINK) {
+        inode_put(t, a, NULL, 0);
+        return 0;
+    }
+    struct store_attr old;
+    char *raw;
+    size_t len;
+    int rv = inode_get(t->s, t->s->ro, a->ino, &old, &raw, &len);
+    if (rv != 0) {
+        return rv;
+    }
+    inode_put(t, a, raw + INODE_VALUE_SIZE, len - INODE_VALUE_SIZE);
+    rocksdb_free(raw);
+    return 0;
+}
+
+static void dentry_put(struct tx *t, uint64_t parent, const char *name,
+                       size_t len, uint64_t ino, uint8_t type)
+{
+    uint8_t k[8 + STORE_NAME_MAX], v[9];
+    put_be64(k, parent);
+    memcpy(k + 8, name, len);
+    put_le64(v, ino);
+    v[8] = type;
+    rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_DENTRIES], (char *)k, 8 + len,
+                              (char *)v, 9);
+}
+
+static void dentry_del(struct tx *t, uint64_t parent, const char *name,
+                       size_t len)
+{
+    uint8_t k[8 + STORE_NAME_MAX];
+    put_be64(k, parent);
+    memcpy(k + 8, name, len);
+    rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_DENTRIES], (char *)k,
+                                 8 + len);
+}
+
+/* Drop every chunk of ino from chunk number `from` on. */
+static void chunks_drop(struct tx *t, uint64_t ino, uint64_t from)
+{
+    uint8_t a[16], z[16];
+    chunk_key(a, ino, from);
+    chunk_key(z, ino + 1, 0);
+    rocksdb_writebatch_delete_range_cf(t->b, t->s->cf[CF_CHUNKS], (char *)a,
+                                       16, (char *)z, 16);
+}
+
+static void inode_drop(struct tx *t, uint64_t ino)
+{
+    uint8_t k[8];
+    put_be64(k, ino);
+    rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_INODES], (char *)k, 8);
+    chunks_drop(t, ino, 0);
+}
+
+static int dir_is_empty(struct store *s, const rocksdb_readoptions_t *ro,
+                        uint64_t ino, bool *empty)
+{
+    uint8_t k[8];
+    put_be64(k, ino);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_DENTRIES]);
+    rocksdb_iter_seek(it, (char *)k, 8);
+    *empty = true;
+    if (rocksdb_iter_valid(it)) {
+        size_t klen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        *empty = !(klen >= 8 && memcmp(key, k, 8) == 0);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(s, err, "listing directory %llu",
+                                (unsigned long long)ino);
+    }
+    return 0;
+}
+
+/* ---- Operations ------------------------------------------------------- */
+
+static int check_name(const char *name, size_t len)
+{
+    if (len == 0 || memchr(name, '/', len) != NULL ||
+        memchr(name, '\0', len) != NULL || (len == 1 && name[0] == '.') ||
+        (len == 2 && name[0] == '.' && name[1] == '.')) {
+        return EINVAL;
+    }
+    if (len > STORE_NAME_MAX) {
+        return ENAMETOOLONG;
+    }
+    return 0;
+}
+
+/* Negative codes are store failures (abort the entry); positive are the
+ * operation's result. */
+static int dir_get(struct tx *t, uint64_t ino, struct store_attr *a)
+{
+    int rv = inode_get(t->s, t->s->ro, ino, a, NULL, NULL);
+    if (rv == -ENOENT) {
+        return ENOENT;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    return a->type == STORE_DIR ? 0 : ENOTDIR;
+}
+
+/* New inode ids come from the index of the entry that creates them: the same
+ * on every node, never reused. Offset by one so that no index, not even 1,
+ * can collide with the root directory. */
+static uint64_t new_ino(const struct tx *t)
+{
+    return t->index + STORE_ROOT_INO;
+}
+
+static void touch(struct tx *t, struct store_attr *a)
+{
+    a->mtime_ns = a->ctime_ns = t->now;
+    a->revision = t->index;
+}
+
+/* Write data at offset into file a (whose size is a->size as seen so far in
+ * this entry), updating a. Bytes past the old size read as zeros. */
+static int write_data(struct tx *t, struct store_attr *a, uint64_t off,
+                      const uint8_t *data, size_t len)
+{
+    if (len == 0) {
+        return 0;
+    }
+    if (off + len > t->s->o.max_file_size || off + len < off) {
+        return EFBIG;
+    }
+    uint8_t *buf = rfs_malloc(STORE_CHUNK_SIZE);
+    if (buf == NULL) {
+        return -ENOMEM;
+    }
+    size_t done = 0;
+    while (done < len) {
+        uint64_t pos = off + done;
+        uint64_t cn = pos / STORE_CHUNK_SIZE;
+        uint64_t cstart = cn * STORE_CHUNK_SIZE;
+        size_t in = (size_t)(pos - cstart);
+        size_t n = STORE_CHUNK_SIZE - in;
+        if (n > len - done) {
+            n = len - done;
+        }
+        /* Existing bytes of this chunk that lie within the file. */
+        size_t have = 0;
+        memset(buf, 0, STORE_CHUNK_SIZE);
+        if (cstart < a->size && (in > 0 || n < STORE_CHUNK_SIZE)) {
+            uint8_t k[16];
+            chunk_key(k, a->ino, cn);
+            char *v;
+            size_t vlen;
+            int rv = get(t->s, t->s->ro, CF_CHUNKS, k, 16, &v, &vlen,
+                         "reading a chunk");
+            if (rv != 0) {
+                rfs_free(buf);
+                return rv;
+            }
+            if (v != NULL) {
+                have = vlen;
+                if (cstart + have > a->size) {
+                    have = (size_t)(a->size - cstart);
+                }
+                memcpy(buf, v, have);
+                rocksdb_free(v);
+            }
+        }
+        memcpy(buf + in, data + done, n);
+        size_t clen = in + n > have ? in + n : have;
+        uint8_t k[16];
+        chunk_key(k, a->ino, cn);
+        rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_CHUNKS], (char *)k, 16,
+                                  (char *)buf, clen);
+        done += n;
+    }
+    rfs_free(buf);
+    if (off + len > a->size) {
+        a->size = off + len;
+    }
+    return 0;
+}
+
+/* Truncate or extend file a to size. */
+static int set_size(struct tx *t, struct store_attr *a, uint64_t size)
+{
+    if (size > t->s->o.max_file_size) {
+        return EFBIG;
+    }
+    if (size < a->size) {
+        uint64_t keep = (size + STORE_CHUNK_SIZE - 1) / STORE_CHUNK_SIZE;
+        chunks_drop(t, a->ino, keep);
+        size_t tail = (size_t)(size % STORE_CHUNK_SIZE);
+        if (tail != 0) {
+            /* Trim the last partial chunk so stale bytes never reappear
+             * when the file grows again. */
+            uint8_t k[16];
+            chunk_key(k, a->ino, size / STORE_CHUNK_SIZE);
+            char *v;
+            size_t vlen;
+            int rv = get(t->s, t->s->ro, CF_CHUNKS, k, 16, &v, &vlen,
+                         "reading a chunk");
+            if (rv != 0) {
+                return rv;
+            }
+            if (v != NULL && vlen > tail) {
+                rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_CHUNKS],
+                                          (char *)k, 16, v, tail);
+            }
+            rocksdb_free(v);
+        }
+    }
+    a->size = size;
+    return 0;
+}
+
+static int op_create(struct tx *t, const struct store_cmd *c, uint64_t *ino)
+{
+    int rv = check_name(c->name, c->name_len);
+    if (rv != 0) {
+        return rv;
+    }
+    struct store_attr dir;
+    rv = dir_get(t, c->parent, &dir);
+    if (rv != 0) {
+        return rv;
+    }
+    uint64_t have;
+    uint8_t type;
+    rv = dentry_get(t->s, t->s->ro, c->parent, c->name, c->name_len, &have,
+                    &type);
+    struct store_attr a;
+    if (rv == 0) {
+        if (c->flags & STORE_EXCL) {
+            return EEXIST;
+        }
+        if (type == STORE_DIR) {
+            return EISDIR;
+        }
+        if (type != STORE_FILE) {
+            return EEXIST;
+        }
+        rv = inode_get(t->s, t->s->ro, have, &a, NULL, NULL);
+        if (rv != 0) {
+            return rv == -ENOENT ? ENOENT : rv;
+        }
+        if (c->flags & STORE_TRUNC) {
+            rv = set_size(t, &a, 0);
+            if (rv != 0) {
+                return rv;
+            }
+            touch(t, &a);
+        }
+    } else if (rv == -ENOENT) {
+        memset(&a, 0, sizeof(a));
+        a.ino = new_ino(t);
+        a.type = STORE_FILE;
+        a.mode = c->mode & 07777;
+        a.uid = c->uid;
+        a.gid = c->gid;
+        a.nlink = 1;
+        a.atime_ns = t->now;
+        touch(t, &a);
+        dentry_put(t, c->parent, c->name, c->name_len, a.ino, STORE_FILE);
+        touch(t, &dir);
+        inode_put(t, &dir, NULL, 0);
+    } else {
+        return rv;
+    }
+    uint64_t off = c->flags & STORE_APPEND ? a.size : c->offset;
+    rv = write_data(t, &a, off, c->data, c->data_len);
+    if (rv != 0) {
+        return rv;
+    }
+    if (c->data_len > 0) {
+        touch(t, &a);
+    }
+    inode_put(t, &a, NULL, 0);
+    *ino = a.ino;
+    return 0;
+}
+
+static int op_write(struct tx *t, const struct store_cmd *c, uint64_t *ino)
+{
+    struct store_attr a;
+    int rv = inode_get(t->s, t->s->ro, c->ino, &a, NULL, NULL);
+    if (rv == -ENOENT) {
+        return ESTALE; /* Unlinked meanwhile, anywhere in the cluster. */
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (a.type == STORE_DIR) {
+        return EISDIR;
+    }
+    if (a.type != STORE_FILE) {
+        return EINVAL;
+    }
+    if (c->flags & STORE_TRUNC) {
+        rv = set_size(t, &a, 0);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    uint64_t off = c->flags & STORE_APPEND ? a.size : c->offset;
+    rv = write_data(t, &a, off, c->data, c->data_len);
+    if (rv != 0) {
+        return rv;
+    }
+    touch(t, &a);
+    inode_put(t, &a, NULL, 0);
+    *ino = a.ino;
+    return 0;
+}
+
+static int op_setattr(struct tx *t, const struct store_cmd *c, uint64_t *ino)
+{
+    struct store_attr a;
+    int rv = inode_get(t->s, t->s->ro, c->ino, &a, NULL, NULL);
+    if (rv == -ENOENT) {
+        return ESTALE;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (c->valid & STORE_SET_SIZE) {
+        if (a.type == STORE_DIR) {
+            return EISDIR;
+        }
+        if (a.type != STORE_FILE) {
+            return EINVAL;
+        }
+        rv = set_size(t, &a, c->size);
+        if (rv != 0) {
+            return rv;
+        }
+        a.mtime_ns = t->now;
+    }
+    if (c->valid & STORE_SET_MODE) {
+        a.mode = c->mode & 07777;
+    }
+    if (c->valid & STORE_SET_UID) {
+        a.uid = c->uid;
+    }
+    if (c->valid & STORE_SET_GID) {
+        a.gid = c->gid;
+    }
+    if (c->valid & STORE_SET_ATIME) {
+        a.atime_ns = c->atime_ns;
+    }
+    if (c->valid & STORE_SET_MTIME) {
+        a.mtime_ns = c->mtime_ns;
+    }
+    a.ctime_ns = t->now;
+    a.revision = t->index;
+    rv = inode_update(t, &a);
+    if (rv != 0) {
+        return rv;
+    }
+    *ino = a.ino;
+    return 0;
+}
+
+static int op_mknode(struct tx *t, const struct store_cmd *c, uint8_t type,
+                     uint64_t *ino)
+{
+    int rv = check_name(c->name, c->name_len);
+    if (rv != 0) {
+        return rv;
+    }
+    if (type == STORE_SYMLINK &&
+        (c->data_len == 0 || c->data_len > STORE_SYMLINK_MAX)) {
+        return c->data_len == 0 ? ENOENT : ENAMETOOLONG;
+    }
+    struct store_attr dir;
+    rv = dir_get(t, c->parent, &dir);
+    if (rv != 0) {
+        return rv;
+    }
+    uint64_t have;
+    uint8_t htype;
+    rv = dentry_get(t->s, t->s->ro, c->parent, c->name, c->name_len, &have,
+                    &htype);
+    if (rv == 0) {
+        return EEXIST;
+    }
+    if (rv != -ENOENT) {
+        return rv;
+    }
+    struct store_attr a;
+    memset(&a, 0, sizeof(a));
+    a.ino = new_ino(t);
+    a.type = type;
+    a.uid = c->uid;
+    a.gid = c->gid;
+    a.atime_ns = t->now;
+    touch(t, &a);
+    if (type == STORE_DIR) {
+        a.mode = c->mode & 07777;
+        a.nlink = 2;
+        a.parent = c->parent;
+        dir.nlink++;
+        inode_put(t, &a, NULL, 0);
+    } else {
+        a.mode = 0777;
+        a.nlink = 1;
+        a.size = c->data_len;
+        inode_put(t, &a, c->data, c->data_len);
+    }
+    dentry_put(t, c->parent, c->name, c->name_len, a.ino, type);
+    touch(t, &dir);
+    inode_put(t, &dir, NULL, 0);
+    *ino = a.ino;
+    return 0;
+}
+
+static int op_remove(struct tx *t, const struct store_cmd *c, bool dir_op)
+{
+    int rv = check_name(c->name, c->name_len);
+    if (rv != 0) {
+        return rv == ENAMETOOLONG ? rv : (dir_op ? EINVAL : rv);
+    }
+    struct store_attr dir;
+    rv = dir_get(t, c->parent, &dir);
+    if (rv != 0) {
+        return rv;
+    }
+    uint64_t ino;
+    uint8_t type;
+    rv = dentry_get(t->s, t->s->ro, c->parent, c->name, c->name_len, &ino,
+                    &type);
+    if (rv == -ENOENT) {
+        return ENOENT;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (dir_op && type != STORE_DIR) {
+        return ENOTDIR;
+    }
+    if (!dir_op && type == STORE_DIR) {
+        return EISDIR;
+    }
+    if (dir_op) {
+        bool empty;
+        rv = dir_is_empty(t->s, t->s->ro, ino, &empty);
+        if (rv != 0) {
+            return rv;
+        }
+        if (!empty) {
+            return ENOTEMPTY;
+        }
+        dir.nlink--;
+    }
+    dentry_del(t, c->parent, c->name, c->name_len);
+    inode_drop(t, ino);
+    touch(t, &dir);
+    inode_put(t, &dir, NULL, 0);
+    return 0;
+}
+
+/* Is `dir` the directory `anc` or inside it? Walks parent pointers up. */
+static int is_within(struct tx *t, uint64_t dir, uint64_t anc, bool *within)
+{
+    *within = false;
+    for (unsigned depth = 0; depth < 100000; depth++) {
+        if (dir == anc) {
+            *within = true;
+            return 0;
+        }
+        if (dir == STORE_ROOT_INO) {
+            return 0;
+        }
+        struct store_attr a;
+        int rv = inode_get(t->s, t->s->ro, dir, &a, NULL, NULL);
+        if (rv != 0) {
+            return rv == -ENOENT ? 0 : rv;
+        }
+        dir = a.parent;
+    }
+    return store__set_err(t->s, RFS_ECORRUPT,
+                          "directory parents of %s loop", t->s->dir);
+}
+
+static int op_rename(struct tx *t, const struct store_cmd *c, uint64_t *out)
+{
+    int rv = check_name(c->name, c->name_len);
+    if (rv == 0) {
+        rv = check_name(c->new_name, c->new_name_len);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if ((c->flags & STORE_NOREPLACE) && (c->flags & STORE_EXCHANGE)) {
+        return EINVAL;
+    }
+    struct store_attr sp, dp;
+    rv = dir_get(t, c->parent, &sp);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = dir_get(t, c->new_parent, &dp);
+    if (rv != 0) {
+        return rv;
+    }
+    uint64_t sino, dino = 0;
+    uint8_t stype, dtype = 0;
+    rv = dentry_get(t->s, t->s->ro, c->parent, c->name, c->name_len, &sino,
+                    &stype);
+    if (rv == -ENOENT) {
+        return ENOENT;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    rv = dentry_get(t->s, t->s->ro, c->new_parent, c->new_name,
+                    c->new_name_len, &dino, &dtype);
+    bool dst = rv == 0;
+    if (rv != 0 && rv != -ENOENT) {
+        return rv;
+    }
+    bool same_dir = c->parent == c->new_parent;
+    *out = sino;
+    /* A directory cannot move into itself or its own subtree. */
+    if (stype == STORE_DIR && !same_dir) {
+        bool within;
+        rv = is_within(t, c->new_parent, sino, &within);
+        if (rv != 0) {
+            return rv;
+        }
+        if (within) {
+            return EINVAL;
+        }
+    }
+    if (c->flags & STORE_EXCHANGE) {
+        if (!dst) {
+            return ENOENT;
+        }
+        if (dtype == STORE_DIR && !same_dir) {
+            bool within;
+            rv = is_within(t, c->parent, dino, &within);
+            if (rv != 0) {
+                return rv;
+            }
+            if (within) {
+                return EINVAL;
+            }
+        }
+        if (sino == dino) {
+            return 0;
+        }
+        dentry_put(t, c->parent, c->name, c->name_len, dino, dtype);
+        dentry_put(t, c->new_parent, c->new_name, c->new_name_len, sino,
+                   stype);
+        if (!same_dir) {
+            int dirs = (stype == STORE_DIR) - (dtype == STORE_DIR);
+            sp.nlink = (uint32_t)((int)sp.nlink - dirs);
+            dp.nlink = (uint32_t)((int)dp.nlink + dirs);
+            struct store_attr a;
+            if (stype == STORE_DIR) {
+                rv = inode_get(t->s, t->s->ro, sino, &a, NULL, NULL);
+                if (rv != 0) {
+                    return rv;
+                }
+                a.parent = c->new_parent;
+                a.ctime_ns = t->now;
+                a.revision = t->index;
+                inode_put(t, &a, NULL, 0);
+            }
+            if (dtype == STORE_DIR) {
+                rv = inode_get(t->s, t->s->ro, dino, &a, NULL, NULL);
+                if (rv != 0) {
+                    return rv;
+                }
+                a.parent = c->parent;
+                a.ctime_ns = t->now;
+                a.revision = t->index;
+                inode_put(t, &a, NULL, 0);
+            }
+        }
+        goto touch_parents;
+    }
+    if (dst) {
+        if (c->flags & STORE_NOREPLACE) {
+            return EEXIST;
+        }
+        if (sino == dino) {
+            return 0; /* Two names of one file: POSIX says do nothing. */
+        }
+        if (dtype == STORE_DIR) {
+            if (stype != STORE_DIR) {
+                return EISDIR;
+            }
+            bool empty;
+            rv = dir_is_empty(t->s, t->s->ro, dino, &empty);
+            if (rv != 0) {
+                return rv;
+            }
+            if (!empty) {
+                return ENOTEMPTY;
+            }
+            dp.nlink--;
+        } else if (stype == STORE_DIR) {
+            return ENOTDIR;
+        }
+        inode_drop(t, dino);
+    }
+    dentry_del(t, c->parent, c->name, c->name_len);
+    dentry_put(t, c->new_parent, c->new_name, c->new_name_len, sino, stype);
+    {
+        struct store_attr a;
+        char *raw;
+        size_t len;
+        rv = inode_get(t->s, t->s->ro, sino, &a, &raw, &len);
+        if (rv != 0) {
+            return rv == -ENOENT ? ENOENT : rv;
+        }
+        if (stype == STORE_DIR && !same_dir) {
+            a.parent = c->new_parent;
+            sp.nlink--;
+            dp.nlink++;
+        }
+        a.ctime_ns = t->now;
+        a.revision = t->index;
+        inode_put(t, &a, raw + INODE_VALUE_SIZE, len - INODE_VALUE_SIZE);
+        rocksdb_free(raw);
+    }
+touch_parents:
+    if (same_dir) {
+        /* sp and dp are the same directory; only dp's copy was changed
+         * (link counts move only between different directories). */
+        touch(t, &dp);
+        inode_put(t, &dp, NULL, 0);
+    } else {
+        touch(t, &sp);
+        touch(t, &dp);
+        inode_put(t, &sp, NULL, 0);
+        inode_put(t, &dp, NULL, 0);
+    }
+    return 0;
+}
+
+/* ---- Sessions --------------------------------------------------------- */
+
+static void session_key(uint8_t *k, rfs_nodeid_t client, uint64_t boot,
+                        uint64_t seq)
+{
+    k[0] = 'S';
+    put_be64(k + 1, client);
+    put_be64(k + 9, boot);
+    put_be64(k + 17, seq);
+}
+
+enum session_state {
+    SESSION_NEW,       /* Apply it. */
+    SESSION_DUPLICATE, /* Applied before: *r holds the first result. */
+    SESSION_STALE,     /* From a client boot that has since been replaced. */
+};
+
+/* Look the request up; writes nothing. *old_boot gets the boot recorded for
+ * the client (0 if none). */
+static int session_check(struct tx *t, const struct store_cmd *c,
+                         struct store_result *r, enum session_state *st,
+                         uint64_t *old_boot)
+{
+    uint8_t bk[9];
+    bk[0] = 'B';
+    put_be64(bk + 1, c->client);
+    char *v;
+    size_t len;
+    int rv = get(t->s, t->s->ro, CF_SESSIONS, bk, 9, &v, &len,
+                 "reading a session");
+    if (rv != 0) {
+        return rv;
+    }
+    *old_boot = v != NULL && len == 8 ? get_le64((uint8_t *)v) : 0;
+    rocksdb_free(v);
+    *st = SESSION_NEW;
+    if (c->boot < *old_boot) {
+        *st = SESSION_STALE;
+        return 0;
+    }
+    if (c->boot > *old_boot) {
+        return 0;
+    }
+    uint8_t k[25];
+    session_key(k, c->client, c->boot, c->seq);
+    rv = get(t->s, t->s->ro, CF_SESSIONS, k, 25, &v, &len,
+             "reading a session");
+    if (rv != 0) {
+        return rv;
+    }
+    if (v != NULL) {
+        if (len == 12) {
+            r->err = (int)get_le32((uint8_t *)v);
+            r->ino = get_le64((uint8_t *)v + 4);
+        }
+        r->duplicate = true;
+        *st = SESSION_DUPLICATE;
+        rocksdb_free(v);
+    }
+    return 0;
+}
+
+/* Record the result of a new request, start the client's new boot if this is
+ * one (ending the old boot's session), and forget answered requests. */
+static void session_record(struct tx *t, const struct store_cmd *c,
+                           uint64_t old_boot, const struct store_result *r)
+{
+    uint8_t a[25], z[25];
+    if (c->boot > old_boot) {
+        if (old_boot != 0) {
+            session_key(a, c->client, old_boot, 0);
+            session_key(z, c->client, old_boot + 1, 0);
+            rocksdb_writebatch_delete_range_cf(t->b, t->s->cf[CF_SESSIONS],
+                                               (char *)a, 25, (char *)z, 25);
+        }
+        uint8_t bk[9], bv[8];
+        bk[0] = 'B';
+        put_be64(bk + 1, c->client);
+        put_le64(bv, c->boot);
+        rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_SESSIONS], (char *)bk, 9,
+                                  (char *)bv, 8);
+    }
+    uint8_t k[25], v[12];
+    session_key(k, c->client, c->boot, c->seq);
+    put_le32(v, (uint32_t)r->err);
+    put_le64(v + 4, r->ino);
+    rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_SESSIONS], (char *)k, 25,
+                              (char *)v, 12);
+    /* Everything below first_outstanding was answered: forget it, which
+     * bounds the table by the client's requests in flight. */
+    if (c->first_outstanding > 0) {
+        session_key(a, c->client, c->boot, 0);
+        session_key(z, c->client, c->boot, c->first_outstanding);
+        rocksdb_writebatch_delete_range_cf(t->b, t->s->cf[CF_SESSIONS],
+                                           (char *)a, 25, (char *)z, 25);
+    }
+}
+
+/* ---- Apply ------------------------------------------------------------ */
+
+static int apply_cmd(struct tx *t, const struct store_cmd *c,
+                     struct store_result *r)
+{
+    uint64_t ino = 0;
+    int rv;
+    switch (c->op) {
+    case STORE_OP_NOOP:
+        rv = 0;
+        break;
+    case STORE_OP_CREATE:
+        rv = op_create(t, c, &ino);
+        break;
+    case STORE_OP_MKDIR:
+        rv = op_mknode(t, c, STORE_DIR, &ino);
+        break;
+    case STORE_OP_SYMLINK:
+        rv = op_mknode(t, c, STORE_SYMLINK, &ino);
+        break;
+    case STORE_OP_UNLINK:
+        rv = op_remove(t, c, false);
+        break;
+    case STORE_OP_RMDIR:
+        rv = op_remove(t, c, true);
+        break;
+    case STORE_OP_RENAME:
+        rv = op_rename(t, c, &ino);
+        break;
+    case STORE_OP_WRITE:
+        rv = op_write(t, c, &ino);
+        break;
+    case STORE_OP_SETATTR:
+        rv = op_setattr(t, c, &ino);
+        break;
+    default:
+        rv = EINVAL;
+        break;
+    }
+    if (rv < 0) {
+        return rv; /* The store failed: nothing of this entry applies. */
+    }
+    r->err = rv;
+    r->ino = rv == 0 ? ino : 0;
+    return 0;
+}
+
+static int apply_one(struct store *s, const struct cons_entry *e,
+                     struct store_result *r)
+{
+    memset(r, 0, sizeof(*r));
+    struct tx t = {.s = s, .index = e->index};
+    t.b = rocksdb_writebatch_create();
+    int rv = 0;
+    struct store_cmd c;
+    if (e->type != CONS_ENTRY_NORMAL) {
+        /* CONF and NOOP entries only move the applied index. */
+    } else if (store_cmd_decode(&e->data, &c) != 0) {
+        r->err = EINVAL; /* The same bytes fail the same way everywhere. */
+    } else {
+        t.now = c.time_ns;
+        enum session_state st = SESSION_NEW;
+        uint64_t old_boot = 0;
+        if (c.client != 0) {
+            rv = session_check(&t, &c, r, &st, &old_boot);
+        }
+        if (rv == 0 && st == SESSION_STALE) {
+            r->err = ESTALE;
+        } else if (rv == 0 && st == SESSION_NEW) {
+            rv = apply_cmd(&t, &c, r);
+            if (rv == 0 && r->err != 0) {
+                /* A refused operation changes nothing but its session. */
+                rocksdb_writebatch_clear(t.b);
+            }
+            if (rv == 0 && c.client != 0) {
+                session_record(&t, &c, old_boot, r);
+            }
+        }
+    }
+    if (rv == 0) {
+        uint8_t v[8];
+        put_le64(v, e->index);
+        rocksdb_writebatch_put_cf(t.b, s->cf[CF_META], "applied", 7,
+                                  (char *)v, 8);
+        char what[64];
+        snprintf(what, sizeof(what), "applying entry %llu",
+                 (unsigned long long)e->index);
+        rv = store__write(s, t.b, false, what);
+    }
+    rocksdb_writebatch_destroy(t.b);
+    if (rv == 0) {
+        s->applied = e->index;
+    }
+    return rv;
+}
+
+int store_apply(struct store *s, const struct cons_entry *entries, unsigned n,
+                struct store_result *results)
+{
+    for (unsigned i = 0; i < n; i++) {
+        struct store_result r;
+        if (entries[i].index <= s->applied) {
+            if (results != NULL) {
+                memset(&results[i], 0, sizeof(results[i]));
+                results[i].duplicate = true;
+            }
+            continue;
+        }
+        if (entries[i].index != s->applied + 1) {
+            return store__set_err(s, -EINVAL,
+                                  "apply %llu after %llu in %s: a gap",
+                                  (unsigned long long)entries[i].index,
+                                  (unsigned long long)s->applied, s->dir);
+        }
+        int rv = apply_one(s, &entries[i], &r);
+        if (rv != 0) {
+            return rv;
+        }
+        if (results != NULL) {
+            results[i] = r;
+        }
+    }
+    return 0;
+}
+
+rfs_index_t store_applied(struct store *s)
+{
+    return s->applied;
+}
+
+/* ---- Reads ------------------------------------------------------------ */
+
+struct store_view *store_view_new(struct store *s)
+{
+    struct store_view *v = rfs_calloc(1, sizeof(*v));
+    if (v == NULL) {
+        return NULL;
+    }
+    v->snap = rocksdb_create_snapshot(s->db);
+    v->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(v->ro, 1);
+    rocksdb_readoptions_set_snapshot(v->ro, v->snap);
+    return v;
+}
+
+void store_view_free(struct store *s, struct store_view *v)
+{
+    if (v == NULL) {
+        return;
+    }
+    rocksdb_readoptions_destroy(v->ro);
+    rocksdb_release_snapshot(s->db, v->snap);
+    rfs_free(v);
+}
+
+int store_getattr(struct store *s, const struct store_view *v, uint64_t ino,
+                  struct store_attr *out)
+{
+    return inode_get(s, store__ro(s, v), ino, out, NULL, NULL);
+}
+
+int store_lookup(struct store *s, const struct store_view *v, uint64_t parent,
+                 const char *name, size_t name_len, struct store_attr *out)
+{
+    const rocksdb_readoptions_t *ro = store__ro(s, v);
+    uint64_t ino;
+    uint8_t type;
+    int rv = dentry_get(s, ro, parent, name, name_len, &ino, &type);
+    if (rv != 0) {
+        return rv;
+    }
+    return inode_get(s, ro, ino, out, NULL, NULL);
+}
+
+int store_read(struct store *s, const struct store_view *v, uint64_t ino,
+               uint64_t off, size_t len, void *buf, size_t *got)
+{
+    const rocksdb_readoptions_t *ro = store__ro(s, v);
+    struct store_attr a;
+    *got = 0;
+    int rv = inode_get(s, ro, ino, &a, NULL, NULL);
+    if (rv != 0) {
+        return rv;
+    }
+    if (a.type == STORE_DIR) {
+        return -EISDIR;
+    }
+    if (off >= a.size) {
+        return 0;
+    }
+    if (len > a.size - off) {
+        len = (size_t)(a.size - off);
+    }
+    memset(buf, 0, len); /* Holes read as zeros. */
+    uint8_t from[16];
+    chunk_key(from, ino, off / STORE_CHUNK_SIZE);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_CHUNKS]);
+    for (rocksdb_iter_seek(it, (char *)from, 16); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
+        if (klen != 16 || get_be64(k) != ino) {
+            break;
+        }
+        uint64_t cstart = get_be64(k + 8) * STORE_CHUNK_SIZE;
+        if (cstart >= off + len) {
+            break;
+        }
+        const char *val = rocksdb_iter_value(it, &vlen);
+        uint64_t a0 = cstart > off ? cstart : off;
+        uint64_t a1 = cstart + vlen < off + len ? cstart + vlen : off + len;
+        if (a1 > a0) {
+            memcpy((uint8_t *)buf + (a0 - off), val + (a0 - cstart),
+                   (size_t)(a1 - a0));
+        }
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(s, err, "reading file %llu",
+                                (unsigned long long)ino);
+    }
+    *got = len;
+    return 0;
+}
+
+int store_readlink(struct store *s, const struct store_view *v, uint64_t ino,
+                   char *buf, size_t cap, size_t *len)
+{
+    struct store_attr a;
+    char *raw;
+    size_t rawlen;
+    int rv = inode_get(s, store__ro(s, v), ino, &a, &raw, &rawlen);
+    if (rv != 0) {
+        return rv;
+    }
+    if (a.type != STORE_SYMLINK) {
+        rocksdb_free(raw);
+        return -EINVAL;
+    }
+    size_t n = rawlen - INODE_VALUE_SIZE;
+    *len = n;
+    memcpy(buf, raw + INODE_VALUE_SIZE, n < cap ? n : cap);
+    rocksdb_free(raw);
+    return 0;
+}
+
+int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
+                  const char *after, size_t after_len, store_dirent_cb cb,
+                  void *arg)
+{
+    const rocksdb_readoptions_t *ro = store__ro(s, v);
+    uint8_t k[8 + STORE_NAME_MAX + 1];
+    put_be64(k, ino);
+    size_t klen0 = 8;
+    if (after != NULL && after_len <= STORE_NAME_MAX) {
+        memcpy(k + 8, after, after_len);
+        k[8 + after_len] = '\0'; /* Just past `after` in key order. */
+        klen0 = 8 + after_len + 1;
+    }
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_DENTRIES]);
+    for (rocksdb_iter_seek(it, (char *)k, klen0); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &klen);
+        if (klen < 8 || get_be64(key) != ino) {
+            break;
+        }
+        const char *val = rocksdb_iter_value(it, &vlen);
+        if (vlen != 9) {
+            continue;
+        }
+        if (cb(arg, (const char *)key + 8, klen - 8,
+               get_le64((const uint8_t *)val), (uint8_t)val[8]) != 0) {
+            break;
+        }
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(s, err, "listing directory %llu",
+                                (unsigned long long)ino);
+    }
+    return 0;
+}
+
+int store_usage(struct store *s, struct store_usage *u)
+{
+    memset(u, 0, sizeof(*u));
+    char *v = rocksdb_property_value_cf(s->db, s->cf[CF_INODES],
+                                        "rocksdb.estimate-num-keys");
+    if (v != NULL) {
+        u->files = strtoull(v, NULL, 10);
+        rocksdb_free(v);
+    }
+    const char *props[] = {"rocksdb.total-sst-files-size",
+                           "rocksdb.cur-size-all-mem-tables"};
+    for (int cf = 0; cf < CF_COUNT; cf++) {
+        for (int i = 0; i < 2; i++) {
+            v = rocksdb_property_value_cf(s->db, s->cf[cf], props[i]);
+            if (v != NULL) {
+                u->bytes += strtoull(v, NULL, 10);
+                rocksdb_free(v);
+            }
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,277 @@
+/*
+ * store: everything raftfs keeps on disk, in one RocksDB database.
+ *
+ * Two halves share the database so that one WriteBatch can span them:
+ *
+ * - The Raft log and its metadata (column families "log" and "meta"): entries
+ *   keyed by big-endian index, each stored with a CRC32C that is verified on
+ *   every read; the hard state; the snapshot metadata. Log writes are synced
+ *   WriteBatches, one per group of updates (group commit).
+ * - The filesystem state machine (column families "inodes", "dentries",
+ *   "chunks", "sessions"): files and directories have cluster-wide inode ids
+ *   (the index of the entry that created them), directory entries map
+ *   (parent, name) to an id, file contents live in 64 KiB chunks keyed by
+ *   (id, chunk number). Each applied entry is one WriteBatch holding the
+ *   change, the applied index and the client's de-duplication record, so a
+ *   crash at any point leaves a state equal to applying a prefix of the log.
+ *
+ * Commands (the payload of NORMAL log entries) are encoded by store_cmd_*
+ * and decided at apply time only: every condition (EEXIST, ENOTEMPTY, ...) is
+ * checked against the state at that index, identically on every node.
+ *
+ * Caveats:
+ * - One writer thread: log writes, apply and snapshot install must not run
+ *   concurrently with each other. Reads (store_*_get, readdir, read) are
+ *   thread-safe and may run from any thread, concurrently with the writer.
+ * - Errors are negative codes (see common/err.h); the store's errmsg (see
+ *   store_errmsg) names the file, index or key concerned.
+ * - After an I/O error or ENOSPC on a write, the store refuses further writes
+ *   (store_failed() says why) until reopened: it never acknowledges anything
+ *   that might not be durable.
+ */
+#ifndef RAFTFS_STORE_STORE_H
+#define RAFTFS_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../common/types.h"
+#include "../consensus/core/core.h"
+
+#define STORE_ROOT_INO 1
+#define STORE_CHUNK_SIZE (64 * 1024)
+#define STORE_NAME_MAX 255
+#define STORE_SYMLINK_MAX 4095
+
+struct store;
+
+struct store_options {
+    uint64_t max_file_size; /* EFBIG past this (default 64 MiB). */
+    bool sync;              /* Sync log writes (default true; tests only). */
+};
+
+void store_options_default(struct store_options *o);
+
+/*
+ * Open (creating if needed) the database in directory dir. On failure
+ * returns a negative code and fills errmsg (RFS_ERRMSG_SZ bytes).
+ * Returns 0, -EIO, -ENOSPC, -EACCES, RFS_ECORRUPT.
+ */
+int store_open(const char *dir, const struct store_options *o,
+               struct store **out, char *errmsg);
+void store_close(struct store *s);
+
+/* The last error's description (valid until the next call on s). */
+const char *store_errmsg(const struct store *s);
+/* Non-zero once a write failed: the code it failed with. */
+int store_failed(const struct store *s);
+
+/* ---- The Raft log ----------------------------------------------------- */
+
+/*
+ * Everything the core needs at start. entries/n_entries: the log after the
+ * snapshot, allocated here; free with store_loaded_free(). Every record is
+ * checksum-verified; a bad one fails with RFS_ECORRUPT naming its index.
+ */
+struct store_loaded {
+    struct cons_hard_state hs;
+    struct cons_snap_meta snap;
+    struct cons_entry *entries;
+    unsigned n_entries;
+    rfs_index_t applied;
+};
+int store_load(struct store *s, struct store_loaded *out);
+void store_loaded_free(struct store_loaded *l);
+
+/*
+ * One synced write of a group of core updates: hard state (if hs != NULL),
+ * then entries, which replace the stored log from entries[0].index on.
+ * Returns 0, -EIO, -ENOSPC (the store then refuses further writes).
+ */
+int store_log_write(struct store *s, const struct cons_hard_state *hs,
+                    const struct cons_entry *entries, unsigned n);
+
+/* Drop stored log entries up to and including upto (after a snapshot). */
+int store_log_compact(struct store *s, rfs_index_t upto);
+
+/* Read one stored entry (verifying its checksum); caller frees data.base
+ * with rfs_free. Returns 0, -ENOENT, RFS_ECORRUPT. */
+int store_log_get(struct store *s, rfs_index_t index, struct cons_entry *e);
+
+/* ---- Commands --------------------------------------------------------- */
+
+enum store_op {
+    STORE_OP_NOOP = 0,
+    STORE_OP_CREATE,   /* parent, name, mode, uid, gid, flags, [data]. */
+    STORE_OP_MKDIR,    /* parent, name, mode, uid, gid. */
+    STORE_OP_SYMLINK,  /* parent, name, target (data), uid, gid. */
+    STORE_OP_UNLINK,   /* parent, name. */
+    STORE_OP_RMDIR,    /* parent, name. */
+    STORE_OP_RENAME,   /* parent, name, new_parent, new_name, flags. */
+    STORE_OP_WRITE,    /* ino, offset, data, flags (STORE_TRUNC first). */
+    STORE_OP_SETATTR,  /* ino, valid, mode, uid, gid, size, atime, mtime. */
+    STORE_OP_MAX,
+};
+
+/* Flags. */
+#define STORE_EXCL 0x1     /* CREATE: fail with EEXIST if the name exists. */
+#define STORE_TRUNC 0x2    /* CREATE/WRITE: truncate to 0 first. */
+#define STORE_NOREPLACE 0x4 /* RENAME_NOREPLACE. */
+#define STORE_EXCHANGE 0x8  /* RENAME_EXCHANGE. */
+#define STORE_APPEND 0x10   /* CREATE/WRITE: at the end of file as of apply
+                             * time, so appends from several nodes never
+                             * overwrite each other (O_APPEND, `>>`). */
+
+/* SETATTR valid bits. */
+#define STORE_SET_MODE 0x1
+#define STORE_SET_UID 0x2
+#define STORE_SET_GID 0x4
+#define STORE_SET_SIZE 0x8
+#define STORE_SET_ATIME 0x10
+#define STORE_SET_MTIME 0x20
+
+/*
+ * A filesystem command. Strings and data are borrowed when encoding and
+ * point into the encoded buffer after decoding.
+ */
+struct store_cmd {
+    /* Client identity: who asked, for exactly-once application. */
+    rfs_nodeid_t client;
+    uint64_t boot;
+    uint64_t seq;
+    uint64_t first_outstanding; /* Every seq below is answered: forget it. */
+    int64_t time_ns;            /* Proposer's clock, for mtime/ctime. */
+    uint8_t op;
+    uint32_t flags;
+    uint32_t valid;
+    uint64_t ino;               /* WRITE, SETATTR. */
+    uint64_t parent;
+    uint64_t new_parent;
+    uint32_t mode;
+    uint32_t uid;
+    uint32_t gid;
+    uint64_t offset;            /* WRITE. */
+    uint64_t size;              /* SETATTR. */
+    int64_t atime_ns;
+    int64_t mtime_ns;
+    const char *name;           /* Not NUL-terminated after decode. */
+    uint16_t name_len;
+    const char *new_name;
+    uint16_t new_name_len;
+    const void *data;           /* WRITE/CREATE data, SYMLINK target. */
+    uint32_t data_len;
+};
+
+/* Encode into a buffer allocated with rfs_malloc. 0 or -ENOMEM, -EINVAL. */
+int store_cmd_encode(const struct store_cmd *c, struct rfs_buf *out);
+/* Decode (no allocation). 0 or RFS_EMALFORMED. */
+int store_cmd_decode(const struct rfs_buf *in, struct store_cmd *c);
+
+/* ---- The state machine ------------------------------------------------ */
+
+/* The outcome of applying one entry: 0 or a positive errno, and the inode
+ * the command created or changed (0 if none). */
+struct store_result {
+    int err;
+    uint64_t ino;
+    bool duplicate; /* A retry of an applied request: first result returned. */
+};
+
+/*
+ * Apply committed entries in order; entries at or below the applied index
+ * are skipped (replay after a crash is idempotent). results[i] (may be
+ * NULL) gets each entry's outcome. CONF and NOOP entries only advance the
+ * applied index. Returns 0, -EIO, -ENOSPC (nothing of the failed entry is
+ * applied, and the store refuses further writes), RFS_EMALFORMED is not an
+ * error: a malformed command applies as EINVAL, identically everywhere.
+ */
+int store_apply(struct store *s, const struct cons_entry *entries, unsigned n,
+                struct store_result *results);
+
+rfs_index_t store_applied(struct store *s);
+
+enum store_type {
+    STORE_FILE = 1,
+    STORE_DIR = 2,
+    STORE_SYMLINK = 3,
+};
+
+struct store_attr {
+    uint64_t ino;
+    uint8_t type; /* enum store_type */
+    uint32_t mode; /* Permission bits only. */
+    uint32_t uid;
+    uint32_t gid;
+    uint32_t nlink;
+    uint64_t size;
+    int64_t atime_ns;
+    int64_t mtime_ns;
+    int64_t ctime_ns;
+    uint64_t revision; /* Index of the entry that last changed it. */
+    uint64_t parent;   /* Directories: the parent directory. */
+};
+
+/* A consistent read view (a RocksDB snapshot); NULL means "latest". */
+struct store_view;
+struct store_view *store_view_new(struct store *s);
+void store_view_free(struct store *s, struct store_view *v);
+
+/* Look up name in directory parent. 0, -ENOENT, -ENOTDIR, -EIO. */
+int store_lookup(struct store *s, const struct store_view *v, uint64_t parent,
+                 const char *name, size_t name_len, struct store_attr *out);
+/* Attributes of ino. 0, -ENOENT, -EIO. */
+int store_getattr(struct store *s, const struct store_view *v, uint64_t ino,
+                  struct store_attr *out);
+/* Read up to len bytes at off; *got is set (short at end of file). */
+int store_read(struct store *s, const struct store_view *v, uint64_t ino,
+               uint64_t off, size_t len, void *buf, size_t *got);
+/* A symlink's target (up to cap bytes). */
+int store_readlink(struct store *s, const struct store_view *v, uint64_t ino,
+                   char *buf, size_t cap, size_t *len);
+
+/* List directory ino starting after name `after` (NULL: from the start).
+ * cb returns non-zero to stop. Entries come in name order. */
+typedef int (*store_dirent_cb)(void *arg, const char *name, size_t name_len,
+                               uint64_t ino, uint8_t type);
+int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
+                  const char *after, size_t after_len, store_dirent_cb cb,
+                  void *arg);
+
+/* Usage for statfs: files and bytes stored. */
+struct store_usage {
+    uint64_t files;
+    uint64_t bytes;
+};
+int store_usage(struct store *s, struct store_usage *u);
+
+/* ---- Snapshots -------------------------------------------------------- */
+
+/*
+ * Write a point-in-time image of the state at the current applied index to
+ * path (written to a temporary file, fsynced, renamed, directory fsynced).
+ * The image is a deterministic function of the state: two nodes with the
+ * same applied index produce the same bytes. *index and *size get the
+ * image's applied index and length. Returns 0, -EIO, -ENOSPC.
+ */
+int store_snapshot_write(struct store *s, const char *path,
+                         rfs_index_t *index, uint64_t *size);
+
+/*
+ * Replace the whole state by the image at path (checksum-verified first),
+ * drop the whole stored log, and record meta as the snapshot. Atomic: after
+ * a crash either the old or the new state is found. Returns 0, -EIO,
+ * RFS_ECORRUPT (the image is damaged: nothing changed).
+ */
+int store_snapshot_install(struct store *s, const char *path,
+                           const struct cons_snap_meta *meta);
+
+/* Record snapshot metadata after a local snapshot (synced). */
+int store_snapshot_meta_put(struct store *s, const struct cons_snap_meta *m);
+
+/* ---- Helpers ---------------------------------------------------------- */
+
+uint32_t store_crc32c(uint32_t crc, const void *data, size_t len);
+
+#endif /* RAFTFS_STORE_STORE_H */

@@ -1,0 +1,111 @@
+/*
+ * Private to store/: the struct behind struct store, column families, key
+ * and value encodings, and error mapping shared by the store's files.
+ */
+#ifndef RAFTFS_STORE_STORE_I_H
+#define RAFTFS_STORE_STORE_I_H
+
+#include <pthread.h>
+#include <rocksdb/c.h>
+
+#include "../common/err.h"
+#include "store.h"
+
+enum store_cf {
+    CF_DEFAULT = 0,
+    CF_LOG,      /* BE index -> crc, term, type, data. */
+    CF_META,     /* "hs", "snap", "applied". */
+    CF_INODES,   /* BE ino -> struct store_attr (+ symlink target). */
+    CF_DENTRIES, /* BE parent + name -> ino, type. */
+    CF_CHUNKS,   /* BE ino + BE chunk -> bytes. */
+    CF_SESSIONS, /* 'S' client boot seq -> result; 'B' client -> boot. */
+    CF_COUNT,
+};
+
+struct store {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_column_family_handle_t *cf[CF_COUNT];
+    rocksdb_writeoptions_t *wo_sync;
+    rocksdb_writeoptions_t *wo_async;
+    rocksdb_readoptions_t *ro;
+    struct store_options o;
+    char dir[4096];
+    pthread_mutex_t err_lock; /* Protects errmsg. */
+    char errmsg[RFS_ERRMSG_SZ];
+    int failed;          /* First write failure; writes refused after it. */
+    rfs_index_t applied; /* Writer thread only. */
+};
+
+struct store_view {
+    const rocksdb_snapshot_t *snap;
+    rocksdb_readoptions_t *ro;
+};
+
+/* Record a RocksDB error (err is freed here) and map it to a code. */
+int store__rocks_err(struct store *s, char *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Record an error message. Returns code. */
+int store__set_err(struct store *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Write a batch; on failure the store enters the failed state. */
+int store__write(struct store *s, rocksdb_writebatch_t *b, bool sync,
+                 const char *what);
+const rocksdb_readoptions_t *store__ro(const struct store *s,
+                                       const struct store_view *v);
+
+/* Fixed-width encodings. Keys are big-endian (they sort); values are
+ * little-endian. */
+static inline void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static inline uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+static inline void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static inline uint64_t get_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static inline uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+#define INODE_VALUE_SIZE 65
+
+void store__attr_encode(const struct store_attr *a, uint8_t *out);
+int store__attr_decode(uint64_t ino, const char *v, size_t len,
+                       struct store_attr *a);
+
+#endif /* RAFTFS_STORE_STORE_I_H */

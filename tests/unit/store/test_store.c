@@ -1,0 +1,729 @@
+/*
+ * Unit tests of store/: the log, the filesystem state machine and its
+ * errnos, exactly-once application, snapshots, corruption. Real RocksDB in a
+ * temporary folder per test.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../../common/err.h"
+#include "../../../common/heap.h"
+#include "../../../store/store_i.h"
+
+struct fixture {
+    char dir[256];
+    struct store *s;
+    rfs_index_t next; /* Next log index to apply. */
+    uint64_t seq;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/raftfs-store-XXXXXX");
+    if (mkdtemp(f->dir) == NULL) {
+        return -1;
+    }
+    strcat(f->dir, "/db");
+    char err[RFS_ERRMSG_SZ];
+    if (store_open(f->dir, NULL, &f->s, err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    f->next = 1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    store_close(f->s);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%.*s'", (int)(strlen(f->dir) - 3),
+             f->dir);
+    if (system(cmd) != 0) {
+        return -1;
+    }
+    free(f);
+    return 0;
+}
+
+/* Apply one command as the next log entry; returns its result. */
+static struct store_result apply(struct fixture *f, struct store_cmd *c)
+{
+    if (c->seq == 0) {
+        c->client = 7;
+        c->boot = 1;
+        c->seq = ++f->seq;
+    }
+    if (c->time_ns == 0) {
+        c->time_ns = 1000 * (int64_t)f->next;
+    }
+    struct rfs_buf b;
+    assert_int_equal(store_cmd_encode(c, &b), 0);
+    struct cons_entry e = {.term = 1, .index = f->next++,
+                           .type = CONS_ENTRY_NORMAL, .data = b};
+    struct store_result r;
+    assert_int_equal(store_apply(f->s, &e, 1, &r), 0);
+    rfs_free(b.base);
+    return r;
+}
+
+static int op(struct fixture *f, uint8_t opc, uint64_t parent,
+              const char *name, uint64_t *ino)
+{
+    struct store_cmd c = {.op = opc, .parent = parent, .name = name,
+                          .name_len = (uint16_t)strlen(name), .mode = 0644,
+                          .uid = 1000, .gid = 1000};
+    if (opc == STORE_OP_SYMLINK) {
+        c.data = "target";
+        c.data_len = 6;
+    }
+    struct store_result r = apply(f, &c);
+    if (ino != NULL) {
+        *ino = r.ino;
+    }
+    return r.err;
+}
+
+static int mv(struct fixture *f, uint64_t p, const char *a, uint64_t np,
+              const char *b, uint32_t flags)
+{
+    struct store_cmd c = {.op = STORE_OP_RENAME, .parent = p, .name = a,
+                          .name_len = (uint16_t)strlen(a), .new_parent = np,
+                          .new_name = b, .new_name_len = (uint16_t)strlen(b),
+                          .flags = flags};
+    return apply(f, &c).err;
+}
+
+static int wr(struct fixture *f, uint64_t ino, uint64_t off, const char *data,
+              size_t len, uint32_t flags)
+{
+    struct store_cmd c = {.op = STORE_OP_WRITE, .ino = ino, .offset = off,
+                          .data = data, .data_len = (uint32_t)len,
+                          .flags = flags};
+    return apply(f, &c).err;
+}
+
+static uint64_t lookup(struct fixture *f, uint64_t parent, const char *name)
+{
+    struct store_attr a;
+    int rv = store_lookup(f->s, NULL, parent, name, strlen(name), &a);
+    return rv == 0 ? a.ino : 0;
+}
+
+static size_t readf(struct fixture *f, uint64_t ino, uint64_t off, char *buf,
+                    size_t len)
+{
+    size_t got;
+    assert_int_equal(store_read(f->s, NULL, ino, off, len, buf, &got), 0);
+    return got;
+}
+
+/* ---- Log -------------------------------------------------------------- */
+
+/* Entries and hard state written together come back on load; a later write
+ * replaces the suffix from its first index. */
+static void test_log_write_load_truncate(void **state)
+{
+    struct fixture *f = *state;
+    struct cons_entry e[5];
+    char data[5][8];
+    for (int i = 0; i < 5; i++) {
+        snprintf(data[i], sizeof(data[i]), "e%d", i + 1);
+        e[i] = (struct cons_entry){.term = 1, .index = (rfs_index_t)i + 1,
+                                   .type = CONS_ENTRY_NORMAL,
+                                   .data = {data[i], strlen(data[i])}};
+    }
+    struct cons_hard_state hs = {.term = 3, .vote = 2, .commit = 2};
+    assert_int_equal(store_log_write(f->s, &hs, e, 5), 0);
+    struct cons_entry x = {.term = 3, .index = 3, .type = CONS_ENTRY_NORMAL,
+                           .data = {(void *)"new", 3}};
+    assert_int_equal(store_log_write(f->s, NULL, &x, 1), 0);
+    struct store_loaded l;
+    assert_int_equal(store_load(f->s, &l), 0);
+    assert_int_equal(l.hs.term, 3);
+    assert_int_equal(l.hs.vote, 2);
+    assert_int_equal(l.n_entries, 3);
+    assert_int_equal(l.entries[2].term, 3);
+    assert_memory_equal(l.entries[2].data.base, "new", 3);
+    store_loaded_free(&l);
+}
+
+/* A record whose bytes changed is reported with its index, never used. */
+static void test_log_corrupt_record_detected(void **state)
+{
+    struct fixture *f = *state;
+    struct cons_entry e[3];
+    for (int i = 0; i < 3; i++) {
+        e[i] = (struct cons_entry){.term = 1, .index = (rfs_index_t)i + 1,
+                                   .type = CONS_ENTRY_NORMAL,
+                                   .data = {(void *)"abcdef", 6}};
+    }
+    assert_int_equal(store_log_write(f->s, NULL, e, 3), 0);
+    /* Flip one bit of record 2's payload, behind the store's back. */
+    uint8_t k[8];
+    put_be64(k, 2);
+    char *err = NULL;
+    size_t len;
+    char *v = rocksdb_get_cf(f->s->db, f->s->ro, f->s->cf[CF_LOG], (char *)k,
+                             8, &len, &err);
+    assert_null(err);
+    v[len - 1] ^= 0x01;
+    rocksdb_put_cf(f->s->db, f->s->wo_sync, f->s->cf[CF_LOG], (char *)k, 8, v,
+                   len, &err);
+    assert_null(err);
+    rocksdb_free(v);
+    struct store_loaded l;
+    assert_int_equal(store_load(f->s, &l), RFS_ECORRUPT);
+    assert_non_null(strstr(store_errmsg(f->s), "log record 2 "));
+    struct cons_entry got;
+    assert_int_equal(store_log_get(f->s, 2, &got), RFS_ECORRUPT);
+    assert_int_equal(store_log_get(f->s, 3, &got), 0);
+    rfs_free(got.data.base);
+}
+
+/* Bytes flipped in the database files themselves fail the open or the read
+ * (RocksDB's own checksums, paranoid checks on). */
+static void test_log_corrupt_file_detected(void **state)
+{
+    struct fixture *f = *state;
+    struct cons_entry e = {.term = 1, .index = 1, .type = CONS_ENTRY_NORMAL,
+                           .data = {(void *)"payload-payload-payload", 23}};
+    assert_int_equal(store_log_write(f->s, NULL, &e, 1), 0);
+    rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(fo, 1);
+    char *err = NULL;
+    rocksdb_flush_cf(f->s->db, fo, f->s->cf[CF_LOG], &err);
+    assert_null(err);
+    rocksdb_flushoptions_destroy(fo);
+    store_close(f->s);
+    f->s = NULL;
+    /* Flip a byte in the middle of each table file. */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "for t in '%s'/*.sst; do sz=$(stat -c %%s \"$t\"); "
+             "printf '\\377\\377\\377\\377' | dd of=\"$t\" bs=1 seek=$((sz/3)) "
+             "conv=notrunc status=none; done",
+             f->dir);
+    assert_int_equal(system(cmd), 0);
+    char msg[RFS_ERRMSG_SZ];
+    int rv = store_open(f->dir, NULL, &f->s, msg);
+    if (rv == 0) {
+        struct store_loaded l;
+        rv = store_load(f->s, &l);
+        if (rv == 0) {
+            store_loaded_free(&l);
+        }
+    } else {
+        f->s = NULL;
+    }
+    assert_int_equal(rv, RFS_ECORRUPT);
+    if (f->s == NULL) {
+        /* Reopen a fresh store so teardown has something to close. */
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(store_open(f->dir, NULL, &f->s, msg), 0);
+    }
+}
+
+/* ---- State machine ---------------------------------------------------- */
+
+/* create, write, read back; O_EXCL create answers EEXIST. */
+static void test_create_write_read(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t ino;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "a", &ino), 0);
+    assert_int_equal(ino, 2); /* Index of the creating entry, plus one. */
+    assert_int_equal(wr(f, ino, 0, "hello", 5, 0), 0);
+    char buf[16];
+    assert_int_equal(readf(f, ino, 0, buf, sizeof(buf)), 5);
+    assert_memory_equal(buf, "hello", 5);
+    struct store_cmd c = {.op = STORE_OP_CREATE, .parent = STORE_ROOT_INO,
+                          .name = "a", .name_len = 1, .flags = STORE_EXCL};
+    assert_int_equal(apply(f, &c).err, EEXIST);
+    struct store_attr a;
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), 0);
+    assert_int_equal(a.size, 5);
+    assert_int_equal(a.uid, 1000);
+    assert_int_equal(a.revision, 2);
+}
+
+/* `echo v > f` as one entry: create with truncate and data. */
+static void test_create_fused_with_write(void **state)
+{
+    struct fixture *f = *state;
+    struct store_cmd c = {.op = STORE_OP_CREATE, .parent = STORE_ROOT_INO,
+                          .name = "cfg", .name_len = 3, .flags = STORE_TRUNC,
+                          .data = "old contents\n", .data_len = 13};
+    uint64_t ino = apply(f, &c).ino;
+    struct store_cmd d = {.op = STORE_OP_CREATE, .parent = STORE_ROOT_INO,
+                          .name = "cfg", .name_len = 3, .flags = STORE_TRUNC,
+                          .data = "v\n", .data_len = 2};
+    struct store_result r = apply(f, &d);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.ino, ino);
+    char buf[32];
+    assert_int_equal(readf(f, ino, 0, buf, sizeof(buf)), 2);
+    assert_memory_equal(buf, "v\n", 2);
+}
+
+/* Writes cost O(bytes written): a write inside a large file touches one
+ * chunk, sparse regions read as zeros, and truncation trims. */
+static void test_write_chunks_holes_truncate(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t ino;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "big", &ino), 0);
+    uint64_t far = 3 * STORE_CHUNK_SIZE + 10;
+    assert_int_equal(wr(f, ino, far, "xyz", 3, 0), 0);
+    char buf[8];
+    assert_int_equal(readf(f, ino, far - 2, buf, 5), 5);
+    assert_memory_equal(buf, "\0\0xyz", 5);
+    assert_int_equal(readf(f, ino, 100, buf, 4), 4);
+    assert_memory_equal(buf, "\0\0\0\0", 4);
+    /* A write across a chunk boundary. */
+    assert_int_equal(wr(f, ino, STORE_CHUNK_SIZE - 2, "ABCD", 4, 0), 0);
+    assert_int_equal(readf(f, ino, STORE_CHUNK_SIZE - 2, buf, 4), 4);
+    assert_memory_equal(buf, "ABCD", 4);
+    /* Shrink into the middle of "ABCD", grow again: no stale bytes. */
+    struct store_cmd t = {.op = STORE_OP_SETATTR, .ino = ino,
+                          .valid = STORE_SET_SIZE,
+                          .size = STORE_CHUNK_SIZE - 1};
+    assert_int_equal(apply(f, &t).err, 0);
+    t.size = STORE_CHUNK_SIZE + 2;
+    t.seq = 0; /* A new request, not a retry of the last one. */
+    assert_int_equal(apply(f, &t).err, 0);
+    assert_int_equal(readf(f, ino, STORE_CHUNK_SIZE - 2, buf, 4), 4);
+    assert_memory_equal(buf, "A\0\0\0", 4);
+}
+
+/* Past the size cap, writes and truncates answer EFBIG and change nothing. */
+static void test_efbig(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t ino;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "f", &ino), 0);
+    assert_int_equal(wr(f, ino, 64ull << 20, "x", 1, 0), EFBIG);
+    struct store_cmd t = {.op = STORE_OP_SETATTR, .ino = ino,
+                          .valid = STORE_SET_SIZE, .size = (64ull << 20) + 1};
+    assert_int_equal(apply(f, &t).err, EFBIG);
+    struct store_attr a;
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), 0);
+    assert_int_equal(a.size, 0);
+}
+
+/* Appends land at the end as of apply time, so two appenders never
+ * overwrite each other even with stale offsets. */
+static void test_append_at_apply_time(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t ino;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "log", &ino), 0);
+    assert_int_equal(wr(f, ino, 0, "one\n", 4, STORE_APPEND), 0);
+    assert_int_equal(wr(f, ino, 0, "two\n", 4, STORE_APPEND), 0);
+    char buf[16];
+    assert_int_equal(readf(f, ino, 0, buf, sizeof(buf)), 8);
+    assert_memory_equal(buf, "one\ntwo\n", 8);
+}
+
+/* mkdir/rmdir/unlink and their errnos, as a local filesystem answers. */
+static void test_dirs_and_errnos(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t d, x;
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", NULL), EEXIST);
+    assert_int_equal(op(f, STORE_OP_CREATE, d, "x", &x), 0);
+    assert_int_equal(op(f, STORE_OP_RMDIR, STORE_ROOT_INO, "d", NULL),
+                     ENOTEMPTY);
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "d", NULL),
+                     EISDIR);
+    assert_int_equal(op(f, STORE_OP_RMDIR, d, "x", NULL), ENOTDIR);
+    assert_int_equal(op(f, STORE_OP_CREATE, x, "y", NULL), ENOTDIR);
+    assert_int_equal(op(f, STORE_OP_UNLINK, d, "nope", NULL), ENOENT);
+    assert_int_equal(op(f, STORE_OP_CREATE, 999, "y", NULL), ENOENT);
+    char longname[300];
+    memset(longname, 'n', 256);
+    longname[256] = '\0';
+    assert_int_equal(op(f, STORE_OP_CREATE, d, longname, NULL), ENAMETOOLONG);
+    assert_int_equal(op(f, STORE_OP_CREATE, d, "a/b", NULL), EINVAL);
+    assert_int_equal(op(f, STORE_OP_CREATE, d, "..", NULL), EINVAL);
+    struct store_attr root;
+    assert_int_equal(store_getattr(f->s, NULL, STORE_ROOT_INO, &root), 0);
+    assert_int_equal(root.nlink, 3);
+    assert_int_equal(op(f, STORE_OP_UNLINK, d, "x", NULL), 0);
+    assert_int_equal(op(f, STORE_OP_RMDIR, STORE_ROOT_INO, "d", NULL), 0);
+    assert_int_equal(store_getattr(f->s, NULL, STORE_ROOT_INO, &root), 0);
+    assert_int_equal(root.nlink, 2);
+    assert_int_equal(lookup(f, STORE_ROOT_INO, "d"), 0);
+    /* A write to a file unlinked meanwhile answers ESTALE. */
+    assert_int_equal(wr(f, x, 0, "late", 4, 0), ESTALE);
+}
+
+/* Symlinks keep their target; names in a directory list in order. */
+static void test_symlink_and_readdir(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t l;
+    assert_int_equal(op(f, STORE_OP_SYMLINK, STORE_ROOT_INO, "ln", &l), 0);
+    char buf[16];
+    size_t len;
+    assert_int_equal(store_readlink(f->s, NULL, l, buf, sizeof(buf), &len), 0);
+    assert_int_equal(len, 6);
+    assert_memory_equal(buf, "target", 6);
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "b", NULL), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "a", NULL), 0);
+    /* chmod on a symlink keeps the target. */
+    struct store_cmd c = {.op = STORE_OP_SETATTR, .ino = l,
+                          .valid = STORE_SET_UID, .uid = 5};
+    assert_int_equal(apply(f, &c).err, 0);
+    assert_int_equal(store_readlink(f->s, NULL, l, buf, sizeof(buf), &len), 0);
+    assert_memory_equal(buf, "target", 6);
+}
+
+struct names {
+    char s[8][16];
+    int n;
+};
+
+static int collect(void *arg, const char *name, size_t len, uint64_t ino,
+                   uint8_t type)
+{
+    (void)ino;
+    (void)type;
+    struct names *n = arg;
+    snprintf(n->s[n->n++], 16, "%.*s", (int)len, name);
+    return n->n == 8;
+}
+
+static void test_readdir_order_and_resume(void **state)
+{
+    struct fixture *f = *state;
+    const char *names[] = {"c", "a", "b", "ab"};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, names[i], NULL),
+                         0);
+    }
+    struct names n = {0};
+    assert_int_equal(store_readdir(f->s, NULL, STORE_ROOT_INO, NULL, 0,
+                                   collect, &n),
+                     0);
+    assert_int_equal(n.n, 4);
+    assert_string_equal(n.s[0], "a");
+    assert_string_equal(n.s[1], "ab");
+    assert_string_equal(n.s[3], "c");
+    struct names m = {0};
+    assert_int_equal(store_readdir(f->s, NULL, STORE_ROOT_INO, "ab", 2,
+                                   collect, &m),
+                     0);
+    assert_int_equal(m.n, 2);
+    assert_string_equal(m.s[0], "b");
+}
+
+/* rename: replace, NOREPLACE, EXCHANGE, into own subtree, dir over file,
+ * file over dir, onto a non-empty dir, same file. */
+static void test_rename_corner_cases(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t a, b, d, e, sub;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "a", &a), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "b", &b), 0);
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "e", &e), 0);
+    assert_int_equal(op(f, STORE_OP_MKDIR, d, "sub", &sub), 0);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "a", STORE_ROOT_INO, "b",
+                        STORE_NOREPLACE),
+                     EEXIST);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "a", STORE_ROOT_INO, "b",
+                        STORE_EXCHANGE),
+                     0);
+    assert_int_equal(lookup(f, STORE_ROOT_INO, "a"), b);
+    assert_int_equal(lookup(f, STORE_ROOT_INO, "b"), a);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "a", STORE_ROOT_INO, "b", 0), 0);
+    assert_int_equal(lookup(f, STORE_ROOT_INO, "b"), b);
+    assert_int_equal(lookup(f, STORE_ROOT_INO, "a"), 0);
+    struct store_attr gone;
+    assert_int_equal(store_getattr(f->s, NULL, a, &gone), -ENOENT);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "d", sub, "x", 0), EINVAL);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "d", d, "x", 0), EINVAL);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "d", STORE_ROOT_INO, "b", 0),
+                     ENOTDIR);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "b", STORE_ROOT_INO, "d", 0),
+                     EISDIR);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "e", STORE_ROOT_INO, "d", 0),
+                     ENOTEMPTY);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "zz", STORE_ROOT_INO, "y", 0),
+                     ENOENT);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "b", STORE_ROOT_INO, "y",
+                        STORE_EXCHANGE),
+                     ENOENT);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "b", STORE_ROOT_INO, "b", 0), 0);
+    /* Empty dir e replaced by dir d: link counts follow. */
+    assert_int_equal(mv(f, STORE_ROOT_INO, "d", STORE_ROOT_INO, "e", 0), 0);
+    struct store_attr root;
+    assert_int_equal(store_getattr(f->s, NULL, STORE_ROOT_INO, &root), 0);
+    assert_int_equal(root.nlink, 3);
+    assert_int_equal(lookup(f, STORE_ROOT_INO, "e"), d);
+}
+
+/* Renaming a directory with descendants is one small change: the subtree
+ * follows, and inode numbers stay. */
+static void test_rename_directory_with_descendants(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t top, mid, leaf, other;
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "top", &top), 0);
+    assert_int_equal(op(f, STORE_OP_MKDIR, top, "mid", &mid), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, mid, "leaf", &leaf), 0);
+    assert_int_equal(wr(f, leaf, 0, "deep", 4, 0), 0);
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "other", &other),
+                     0);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "top", other, "moved", 0), 0);
+    uint64_t m = lookup(f, other, "moved");
+    assert_int_equal(m, top);
+    assert_int_equal(lookup(f, lookup(f, m, "mid"), "leaf"), leaf);
+    char buf[8];
+    assert_int_equal(readf(f, leaf, 0, buf, 8), 4);
+    struct store_attr a;
+    assert_int_equal(store_getattr(f->s, NULL, top, &a), 0);
+    assert_int_equal(a.parent, other);
+    assert_int_equal(store_getattr(f->s, NULL, other, &a), 0);
+    assert_int_equal(a.nlink, 3);
+    /* And now "other" cannot move under "mid". */
+    assert_int_equal(mv(f, STORE_ROOT_INO, "other", mid, "loop", 0), EINVAL);
+}
+
+/* chmod, chown, utimens. */
+static void test_setattr(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t ino;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "f", &ino), 0);
+    struct store_cmd c = {.op = STORE_OP_SETATTR, .ino = ino,
+                          .valid = STORE_SET_MODE | STORE_SET_UID |
+                                   STORE_SET_GID | STORE_SET_MTIME |
+                                   STORE_SET_ATIME,
+                          .mode = 0600, .uid = 1, .gid = 2,
+                          .mtime_ns = 42, .atime_ns = 43};
+    assert_int_equal(apply(f, &c).err, 0);
+    struct store_attr a;
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), 0);
+    assert_int_equal(a.mode, 0600);
+    assert_int_equal(a.uid, 1);
+    assert_int_equal(a.gid, 2);
+    assert_int_equal(a.mtime_ns, 42);
+    assert_int_equal(a.atime_ns, 43);
+    struct store_cmd g = {.op = STORE_OP_SETATTR, .ino = 9999,
+                          .valid = STORE_SET_MODE};
+    assert_int_equal(apply(f, &g).err, ESTALE);
+}
+
+/* ---- Exactly once, restart, views ------------------------------------- */
+
+/* A retried request (same client, boot, seq) is not applied again; its
+ * first result comes back. */
+static void test_duplicate_request_applied_once(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t ino;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "f", &ino), 0);
+    struct store_cmd c = {.op = STORE_OP_WRITE, .ino = ino, .data = "x",
+                          .data_len = 1, .flags = STORE_APPEND,
+                          .client = 9, .boot = 5, .seq = 1};
+    struct store_result r1 = apply(f, &c);
+    struct store_result r2 = apply(f, &c);
+    assert_false(r1.duplicate);
+    assert_true(r2.duplicate);
+    assert_int_equal(r2.err, r1.err);
+    struct store_attr a;
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), 0);
+    assert_int_equal(a.size, 1);
+    /* A failed request is remembered as failed. */
+    struct store_cmd e = {.op = STORE_OP_MKDIR, .parent = STORE_ROOT_INO,
+                          .name = "f", .name_len = 1, .client = 9, .boot = 5,
+                          .seq = 2};
+    assert_int_equal(apply(f, &e).err, EEXIST);
+    struct store_result r3 = apply(f, &e);
+    assert_true(r3.duplicate);
+    assert_int_equal(r3.err, EEXIST);
+    /* Requests of an older boot of the client are refused. */
+    struct store_cmd n = c;
+    n.boot = 6;
+    n.seq = 1;
+    assert_false(apply(f, &n).duplicate);
+    struct store_cmd old = c;
+    old.seq = 3;
+    assert_int_equal(apply(f, &old).err, ESTALE);
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), 0);
+    assert_int_equal(a.size, 2);
+}
+
+/* The applied index survives a restart, and re-applying the log from the
+ * start skips what was applied. */
+static void test_reapply_after_restart_is_idempotent(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t ino;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "f", &ino), 0);
+    struct store_cmd c = {.op = STORE_OP_WRITE, .ino = ino, .data = "ab",
+                          .data_len = 2, .flags = STORE_APPEND};
+    struct rfs_buf b;
+    c.client = 3;
+    c.boot = 1;
+    c.seq = 1;
+    assert_int_equal(store_cmd_encode(&c, &b), 0);
+    struct cons_entry e = {.term = 1, .index = f->next++,
+                           .type = CONS_ENTRY_NORMAL, .data = b};
+    assert_int_equal(store_apply(f->s, &e, 1, NULL), 0);
+    store_close(f->s);
+    char msg[RFS_ERRMSG_SZ];
+    assert_int_equal(store_open(f->dir, NULL, &f->s, msg), 0);
+    assert_int_equal(store_applied(f->s), 2);
+    struct store_result r;
+    assert_int_equal(store_apply(f->s, &e, 1, &r), 0);
+    assert_true(r.duplicate);
+    struct store_attr a;
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), 0);
+    assert_int_equal(a.size, 2);
+    rfs_free(b.base);
+}
+
+/* A view keeps reading the state as of its creation. */
+static void test_view_is_point_in_time(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t ino;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "f", &ino), 0);
+    assert_int_equal(wr(f, ino, 0, "before", 6, 0), 0);
+    struct store_view *v = store_view_new(f->s);
+    assert_int_equal(wr(f, ino, 0, "AFTER!", 6, 0), 0);
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "f", NULL), 0);
+    char buf[8];
+    size_t got;
+    assert_int_equal(store_read(f->s, v, ino, 0, 6, buf, &got), 0);
+    assert_memory_equal(buf, "before", 6);
+    assert_int_equal(store_read(f->s, NULL, ino, 0, 6, buf, &got), -ENOENT);
+    store_view_free(f->s, v);
+}
+
+/* A malformed command applies as EINVAL, identically everywhere, and the
+ * applied index still moves. */
+static void test_malformed_command(void **state)
+{
+    struct fixture *f = *state;
+    struct cons_entry e = {.term = 1, .index = 1, .type = CONS_ENTRY_NORMAL,
+                           .data = {(void *)"garbage", 7}};
+    struct store_result r;
+    assert_int_equal(store_apply(f->s, &e, 1, &r), 0);
+    assert_int_equal(r.err, EINVAL);
+    assert_int_equal(store_applied(f->s), 1);
+}
+
+/* ---- Snapshots -------------------------------------------------------- */
+
+/* An image installed elsewhere reproduces the state, byte for byte, and
+ * replaces what the target had. A damaged image changes nothing. */
+static void test_snapshot_roundtrip(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t d, x;
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, d, "x", &x), 0);
+    assert_int_equal(wr(f, x, 0, "snapshot me", 11, 0), 0);
+    char img[700], img2[700];
+    snprintf(img, sizeof(img), "%s/../a.img", f->dir);
+    snprintf(img2, sizeof(img2), "%s/../b.img", f->dir);
+    rfs_index_t idx;
+    uint64_t size;
+    assert_int_equal(store_snapshot_write(f->s, img, &idx, &size), 0);
+    assert_int_equal(idx, 3);
+
+    struct fixture g = {0};
+    snprintf(g.dir, sizeof(g.dir), "%.200s2", f->dir);
+    char msg[RFS_ERRMSG_SZ];
+    assert_int_equal(store_open(g.dir, NULL, &g.s, msg), 0);
+    g.next = 1;
+    assert_int_equal(op(&g, STORE_OP_CREATE, STORE_ROOT_INO, "junk", NULL), 0);
+    struct cons_entry le = {.term = 1, .index = 1, .type = CONS_ENTRY_NOOP};
+    assert_int_equal(store_log_write(g.s, NULL, &le, 1), 0);
+    struct cons_snap_meta meta = {.index = idx, .term = 2, .size = size};
+    meta.conf.n = 1;
+    meta.conf.servers[0].id = 1;
+    meta.conf.servers[0].role = CONS_VOTER;
+
+    /* Damage a copy: refused, nothing changed. */
+    char cmd[2400];
+    snprintf(cmd, sizeof(cmd),
+             "cp '%s' '%s.bad' && printf X | dd of='%s.bad' bs=1 seek=40 "
+             "conv=notrunc status=none",
+             img, img, img);
+    assert_int_equal(system(cmd), 0);
+    char bad[720];
+    snprintf(bad, sizeof(bad), "%s.bad", img);
+    assert_int_equal(store_snapshot_install(g.s, bad, &meta), RFS_ECORRUPT);
+    assert_int_not_equal(lookup(&g, STORE_ROOT_INO, "junk"), 0);
+
+    assert_int_equal(store_snapshot_install(g.s, img, &meta), 0);
+    assert_int_equal(lookup(&g, STORE_ROOT_INO, "junk"), 0);
+    assert_int_equal(lookup(&g, d, "x"), x);
+    assert_int_equal(store_applied(g.s), idx);
+    struct store_loaded l;
+    assert_int_equal(store_load(g.s, &l), 0);
+    assert_int_equal(l.snap.index, idx);
+    assert_int_equal(l.n_entries, 0);
+    assert_int_equal(l.applied, idx);
+    store_loaded_free(&l);
+    /* Same state, same bytes. */
+    rfs_index_t idx2;
+    uint64_t size2;
+    assert_int_equal(store_snapshot_write(g.s, img2, &idx2, &size2), 0);
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", img, img2);
+    assert_int_equal(system(cmd), 0);
+    store_close(g.s);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g.dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(int argc, char **argv)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_log_write_load_truncate),
+        T(test_log_corrupt_record_detected),
+        T(test_log_corrupt_file_detected),
+        T(test_create_write_read),
+        T(test_create_fused_with_write),
+        T(test_write_chunks_holes_truncate),
+        T(test_efbig),
+        T(test_append_at_apply_time),
+        T(test_dirs_and_errnos),
+        T(test_symlink_and_readdir),
+        T(test_readdir_order_and_resume),
+        T(test_rename_corner_cases),
+        T(test_rename_directory_with_descendants),
+        T(test_setattr),
+        T(test_duplicate_request_applied_once),
+        T(test_reapply_after_restart_is_idempotent),
+        T(test_view_is_point_in_time),
+        T(test_malformed_command),
+        T(test_snapshot_roundtrip),
+    };
+#undef T
+    if (argc > 1) {
+        cmocka_set_test_filter(argv[1]);
+    }
+    return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
