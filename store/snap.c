@@ -313,6 +313,7 @@ int store_snapshot_install(struct store *s, const char *path,
     rocksdb_writebatch_destroy(b);
     if (rv == 0) {
         s->applied = meta->index;
+        s->log_last = meta->index;
     }
 out:
     rfs_free(p);

@@ -214,22 +214,34 @@ static void dentry_del(struct tx *t, uint64_t parent, const char *name,
                                  8 + len);
 }
 
-/* Drop every chunk of ino from chunk number `from` on. */
-static void chunks_drop(struct tx *t, uint64_t ino, uint64_t from)
+/* Drop the chunks of file a from chunk number `from` on. Point deletes, one
+ * per chunk the size covers: RocksDB 7.8 re-fragments every range tombstone
+ * in the memtable on each read, so range deletes stay off the apply path. */
+static void chunks_drop(struct tx *t, const struct store_attr *a,
+                        uint64_t from)
 {
-    uint8_t a[16], z[16];
-    chunk_key(a, ino, from);
-    chunk_key(z, ino + 1, 0);
-    rocksdb_writebatch_delete_range_cf(t->b, t->s->cf[CF_CHUNKS], (char *)a,
-                                       16, (char *)z, 16);
+    uint64_t end = (a->size + STORE_CHUNK_SIZE - 1) / STORE_CHUNK_SIZE;
+    for (uint64_t cn = from; cn < end; cn++) {
+        uint8_t k[16];
+        chunk_key(k, a->ino, cn);
+        rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_CHUNKS], (char *)k, 16);
+    }
 }
 
-static void inode_drop(struct tx *t, uint64_t ino)
+static int inode_drop(struct tx *t, uint64_t ino)
 {
+    struct store_attr a;
+    int rv = inode_get(t->s, t->s->ro, ino, &a, NULL, NULL);
+    if (rv != 0) {
+        return rv == -ENOENT ? 0 : rv;
+    }
     uint8_t k[8];
     put_be64(k, ino);
     rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_INODES], (char *)k, 8);
-    chunks_drop(t, ino, 0);
+    if (a.type == STORE_FILE) {
+        chunks_drop(t, &a, 0);
+    }
+    return 0;
 }
 
 static int dir_is_empty(struct store *s, const rocksdb_readoptions_t *ro,
@@ -370,7 +382,7 @@ static int set_size(struct tx *t, struct store_attr *a, uint64_t size)
     }
     if (size < a->size) {
         uint64_t keep = (size + STORE_CHUNK_SIZE - 1) / STORE_CHUNK_SIZE;
-        chunks_drop(t, a->ino, keep);
+        chunks_drop(t, a, keep);
         size_t tail = (size_t)(size % STORE_CHUNK_SIZE);
         if (tail != 0) {
             /* Trim the last partial chunk so stale bytes never reappear
@@ -634,7 +646,10 @@ static int op_remove(struct tx *t, const struct store_cmd *c, bool dir_op)
         dir.nlink--;
     }
     dentry_del(t, c->parent, c->name, c->name_len);
-    inode_drop(t, ino);
+    rv = inode_drop(t, ino);
+    if (rv != 0) {
+        return rv;
+    }
     touch(t, &dir);
     inode_put(t, &dir, NULL, 0);
     return 0;
@@ -784,7 +799,10 @@ static int op_rename(struct tx *t, const struct store_cmd *c, uint64_t *out)
         } else if (stype == STORE_DIR) {
             return ENOTDIR;
         }
-        inode_drop(t, dino);
+        rv = inode_drop(t, dino);
+        if (rv != 0) {
+            return rv;
+        }
     }
     dentry_del(t, c->parent, c->name, c->name_len);
     dentry_put(t, c->new_parent, c->new_name, c->new_name_len, sino, stype);
@@ -838,11 +856,18 @@ enum session_state {
     SESSION_STALE,     /* From a client boot that has since been replaced. */
 };
 
-/* Look the request up; writes nothing. *old_boot gets the boot recorded for
- * the client (0 if none). */
+/* The client's record: its current boot and how far its answered
+ * requests were forgotten. */
+struct session_head {
+    bool found;
+    uint64_t boot;
+    uint64_t purged; /* Seqs below this have no record left. */
+};
+
+/* Look the request up; writes nothing. */
 static int session_check(struct tx *t, const struct store_cmd *c,
                          struct store_result *r, enum session_state *st,
-                         uint64_t *old_boot)
+                         struct session_head *h)
 {
     uint8_t bk[9];
     bk[0] = 'B';
@@ -854,14 +879,25 @@ static int session_check(struct tx *t, const struct store_cmd *c,
     if (rv != 0) {
         return rv;
     }
-    *old_boot = v != NULL && len == 8 ? get_le64((uint8_t *)v) : 0;
+    memset(h, 0, sizeof(*h));
+    if (v != NULL && len == 16) {
+        h->found = true;
+        h->boot = get_le64((uint8_t *)v);
+        h->purged = get_le64((uint8_t *)v + 8);
+    }
     rocksdb_free(v);
     *st = SESSION_NEW;
-    if (c->boot < *old_boot) {
+    if (h->found && c->boot < h->boot) {
         *st = SESSION_STALE;
         return 0;
     }
-    if (c->boot > *old_boot) {
+    if (!h->found || c->boot > h->boot) {
+        return 0;
+    }
+    if (c->seq < h->purged) {
+        /* Answered and forgotten: the client moved past it, so this copy
+         * is a stray duplicate that nobody waits for. Never apply twice. */
+        *st = SESSION_STALE;
         return 0;
     }
     uint8_t k[25];
@@ -883,40 +919,75 @@ static int session_check(struct tx *t, const struct store_cmd *c,
     return 0;
 }
 
-/* Record the result of a new request, start the client's new boot if this is
- * one (ending the old boot's session), and forget answered requests. */
-static void session_record(struct tx *t, const struct store_cmd *c,
-                           uint64_t old_boot, const struct store_result *r)
+/* Point-delete the records of client/boot with seq in [from, to). */
+static int session_forget(struct tx *t, rfs_nodeid_t client, uint64_t boot,
+                          uint64_t from, uint64_t to)
 {
     uint8_t a[25], z[25];
-    if (c->boot > old_boot) {
-        if (old_boot != 0) {
-            session_key(a, c->client, old_boot, 0);
-            session_key(z, c->client, old_boot + 1, 0);
-            rocksdb_writebatch_delete_range_cf(t->b, t->s->cf[CF_SESSIONS],
-                                               (char *)a, 25, (char *)z, 25);
+    session_key(a, client, boot, from);
+    session_key(z, client, boot, to);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(t->s->db, t->s->ro, t->s->cf[CF_SESSIONS]);
+    for (rocksdb_iter_seek(it, (char *)a, 25); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (klen != 25 || memcmp(k, z, 25) >= 0) {
+            break;
         }
-        uint8_t bk[9], bv[8];
-        bk[0] = 'B';
-        put_be64(bk + 1, c->client);
-        put_le64(bv, c->boot);
-        rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_SESSIONS], (char *)bk, 9,
-                                  (char *)bv, 8);
+        rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_SESSIONS], k, klen);
     }
-    uint8_t k[25], v[12];
-    session_key(k, c->client, c->boot, c->seq);
-    put_le32(v, (uint32_t)r->err);
-    put_le64(v + 4, r->ino);
-    rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_SESSIONS], (char *)k, 25,
-                              (char *)v, 12);
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(t->s, err, "forgetting answered requests");
+    }
+    return 0;
+}
+
+/* Record the result of a new request, start the client's new boot if this is
+ * one (ending the old boot's session), and forget answered requests. */
+static int session_record(struct tx *t, const struct store_cmd *c,
+                          const struct session_head *h,
+                          const struct store_result *r)
+{
+    struct session_head nh = *h;
+    int rv = 0;
+    if (!h->found || c->boot > h->boot) {
+        if (h->found) {
+            rv = session_forget(t, c->client, h->boot, 0, UINT64_MAX);
+        }
+        nh.boot = c->boot;
+        nh.purged = 0;
+    }
     /* Everything below first_outstanding was answered: forget it, which
-     * bounds the table by the client's requests in flight. */
-    if (c->first_outstanding > 0) {
-        session_key(a, c->client, c->boot, 0);
-        session_key(z, c->client, c->boot, c->first_outstanding);
-        rocksdb_writebatch_delete_range_cf(t->b, t->s->cf[CF_SESSIONS],
-                                           (char *)a, 25, (char *)z, 25);
+     * bounds the table by the client's requests in flight. Each record is
+     * deleted once, when the low-water mark passes it. */
+    if (rv == 0 && c->first_outstanding > nh.purged) {
+        rv = session_forget(t, c->client, c->boot, nh.purged,
+                            c->first_outstanding);
+        nh.purged = c->first_outstanding;
     }
+    if (rv != 0) {
+        return rv;
+    }
+    uint8_t bk[9], bv[16];
+    bk[0] = 'B';
+    put_be64(bk + 1, c->client);
+    put_le64(bv, nh.boot);
+    put_le64(bv + 8, nh.purged);
+    rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_SESSIONS], (char *)bk, 9,
+                              (char *)bv, 16);
+    if (c->seq >= nh.purged) {
+        uint8_t k[25], v[12];
+        session_key(k, c->client, c->boot, c->seq);
+        put_le32(v, (uint32_t)r->err);
+        put_le64(v + 4, r->ino);
+        rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_SESSIONS], (char *)k, 25,
+                                  (char *)v, 12);
+    }
+    return 0;
 }
 
 /* ---- Apply ------------------------------------------------------------ */
@@ -981,9 +1052,9 @@ static int apply_one(struct store *s, const struct cons_entry *e,
     } else {
         t.now = c.time_ns;
         enum session_state st = SESSION_NEW;
-        uint64_t old_boot = 0;
+        struct session_head h = {0};
         if (c.client != 0) {
-            rv = session_check(&t, &c, r, &st, &old_boot);
+            rv = session_check(&t, &c, r, &st, &h);
         }
         if (rv == 0 && st == SESSION_STALE) {
             r->err = ESTALE;
@@ -994,7 +1065,7 @@ static int apply_one(struct store *s, const struct cons_entry *e,
                 rocksdb_writebatch_clear(t.b);
             }
             if (rv == 0 && c.client != 0) {
-                session_record(&t, &c, old_boot, r);
+                rv = session_record(&t, &c, &h, r);
             }
         }
     }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "../common/heap.h"
 #include "store_i.h"
@@ -29,6 +30,7 @@ void store_options_default(struct store_options *o)
     memset(o, 0, sizeof(*o));
     o->max_file_size = 64ull << 20;
     o->sync = true;
+    o->min_free_bytes = 128ull << 20;
 }
 
 int store__set_err(struct store *s, int code, const char *fmt, ...)
@@ -72,11 +74,37 @@ int store__rocks_err(struct store *s, char *err, const char *fmt, ...)
     return code;
 }
 
+/* Refuse a write when the disk is nearly full. RocksDB must never meet
+ * ENOSPC itself: Debian's build asserts (aborts) on the write after a failed
+ * WAL append, and a half-failed write leaves its state unknown. Refusing
+ * first is clean: nothing was written, and writes resume once space is
+ * freed. */
+static int check_space(struct store *s, const char *what)
+{
+    struct statvfs v;
+    if (s->o.min_free_bytes == 0 || statvfs(s->dir, &v) != 0) {
+        return 0;
+    }
+    uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+    if (avail >= s->o.min_free_bytes) {
+        return 0;
+    }
+    return store__set_err(s, -ENOSPC,
+                          "%s refused: disk nearly full, %llu bytes free in "
+                          "%s, below the %llu byte reserve",
+                          what, (unsigned long long)avail, s->dir,
+                          (unsigned long long)s->o.min_free_bytes);
+}
+
 int store__write(struct store *s, rocksdb_writebatch_t *b, bool sync,
                  const char *what)
 {
     if (s->failed != 0) {
         return s->failed;
+    }
+    int rv = check_space(s, what);
+    if (rv != 0) {
+        return rv;
     }
     char *err = NULL;
     rocksdb_write(s->db, sync && s->o.sync ? s->wo_sync : s->wo_async, b,
@@ -180,6 +208,17 @@ int store_open(const char *dir, const struct store_options *o,
         s->applied = get_le64((const uint8_t *)v);
     }
     rocksdb_free(v);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CF_LOG]);
+    rocksdb_iter_seek_to_last(it);
+    if (rocksdb_iter_valid(it)) {
+        size_t klen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (klen == 8) {
+            s->log_last = get_be64((const uint8_t *)k);
+        }
+    }
+    rocksdb_iter_destroy(it);
     struct store_attr root;
     if (store_getattr(s, NULL, STORE_ROOT_INO, &root) == -ENOENT) {
         memset(&root, 0, sizeof(root));
@@ -323,12 +362,15 @@ int store_log_write(struct store *s, const struct cons_hard_state *hs,
     int rv = 0;
     if (n > 0) {
         /* The new entries replace whatever suffix was stored from the first
-         * one on: a conflicting tail left behind would be read at restart. */
-        uint8_t from[8], to[8];
-        put_be64(from, entries[0].index);
-        memset(to, 0xff, 8);
-        rocksdb_writebatch_delete_range_cf(b, s->cf[CF_LOG], (char *)from, 8,
-                                           (char *)to, 8);
+         * one on: a conflicting tail left behind would be read at restart.
+         * Only a real truncation deletes (point deletes: RocksDB 7.8 pays
+         * for every range tombstone in the memtable on each read). */
+        rfs_index_t new_last = entries[n - 1].index;
+        for (rfs_index_t i = new_last + 1; i <= s->log_last; i++) {
+            uint8_t k[8];
+            put_be64(k, i);
+            rocksdb_writebatch_delete_cf(b, s->cf[CF_LOG], (char *)k, 8);
+        }
         size_t max = 0;
         for (unsigned i = 0; i < n; i++) {
             if (entries[i].data.len > max) {
@@ -351,6 +393,9 @@ int store_log_write(struct store *s, const struct cons_hard_state *hs,
              n ? (unsigned long long)entries[n - 1].index : 0ull);
     rv = store__write(s, b, true, what);
     rocksdb_writebatch_destroy(b);
+    if (rv == 0 && n > 0) {
+        s->log_last = entries[n - 1].index;
+    }
     return rv;
 }
 

@@ -25,9 +25,11 @@
  *   thread-safe and may run from any thread, concurrently with the writer.
  * - Errors are negative codes (see common/err.h); the store's errmsg (see
  *   store_errmsg) names the file, index or key concerned.
- * - After an I/O error or ENOSPC on a write, the store refuses further writes
- *   (store_failed() says why) until reopened: it never acknowledges anything
- *   that might not be durable.
+ * - Writes are refused with -ENOSPC while the disk has less free space than
+ *   the reserve (min_free_bytes): nothing is written, and writes resume once
+ *   space is freed. After any other write error, the store refuses further
+ *   writes (store_failed() says why) until reopened: it never acknowledges
+ *   anything that might not be durable.
  */
 #ifndef RAFTFS_STORE_STORE_H
 #define RAFTFS_STORE_STORE_H
@@ -48,8 +50,10 @@
 struct store;
 
 struct store_options {
-    uint64_t max_file_size; /* EFBIG past this (default 64 MiB). */
-    bool sync;              /* Sync log writes (default true; tests only). */
+    uint64_t max_file_size;  /* EFBIG past this (default 64 MiB). */
+    bool sync;               /* Sync log writes (default true; tests only). */
+    uint64_t min_free_bytes; /* Refuse writes below this much free disk
+                              * (default 128 MiB; 0 disables). */
 };
 
 void store_options_default(struct store_options *o);

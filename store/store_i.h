@@ -34,7 +34,8 @@ struct store {
     pthread_mutex_t err_lock; /* Protects errmsg. */
     char errmsg[RFS_ERRMSG_SZ];
     int failed;          /* First write failure; writes refused after it. */
-    rfs_index_t applied; /* Writer thread only. */
+    rfs_index_t applied;  /* Writer thread only. */
+    rfs_index_t log_last; /* Last stored log index; writer thread only. */
 };
 
 struct store_view {
