@@ -57,7 +57,7 @@ static void out_flush(struct out *o)
 
 static void out_put(struct out *o, const void *p, size_t len)
 {
-    o->crc = store_crc32c(o->crc, p, len);
+    o->crc = rfs_crc32c(o->crc, p, len);
     o->total += len;
     const uint8_t *b = p;
     while (len > 0) {
@@ -251,7 +251,7 @@ int store_snapshot_install(struct store *s, const char *path,
     /* Verify everything before changing anything. */
     rv = RFS_ECORRUPT;
     if (len < 16 + 9 + 4 || memcmp(p, SNAP_MAGIC, 8) != 0 ||
-        get_le32(p + len - 4) != store_crc32c(0, p, len - 4)) {
+        get_le32(p + len - 4) != rfs_crc32c(0, p, len - 4)) {
         store__set_err(s, rv, "snapshot %s is damaged (checksum)", path);
         goto out;
     }

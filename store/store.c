@@ -276,8 +276,8 @@ static uint32_t log_crc(rfs_index_t index, const uint8_t *rec, size_t len)
 {
     uint8_t k[8];
     put_be64(k, index);
-    uint32_t c = store_crc32c(0, k, 8);
-    return store_crc32c(c, rec + 4, len - 4);
+    uint32_t c = rfs_crc32c(0, k, 8);
+    return rfs_crc32c(c, rec + 4, len - 4);
 }
 
 static int log_decode(struct store *s, rfs_index_t index, const char *v,
@@ -347,7 +347,7 @@ static void put_hs(struct store *s, rocksdb_writebatch_t *b,
     put_le64(v + 4, hs->term);
     put_le64(v + 12, hs->vote);
     put_le64(v + 20, hs->commit);
-    put_le32(v, store_crc32c(0, v + 4, 24));
+    put_le32(v, rfs_crc32c(0, v + 4, 24));
     rocksdb_writebatch_put_cf(b, s->cf[CF_META], "hs", 2, (char *)v,
                               sizeof(v));
 }
@@ -432,7 +432,7 @@ static int snap_encode(const struct cons_snap_meta *m, struct rfs_buf *out)
     put_le64(p + 20, m->size);
     memcpy(p + 28, conf.base, conf.len);
     rfs_free(conf.base);
-    put_le32(p, store_crc32c(0, p + 4, len - 4));
+    put_le32(p, rfs_crc32c(0, p + 4, len - 4));
     out->base = p;
     out->len = len;
     return 0;
@@ -499,7 +499,7 @@ int store_load(struct store *s, struct store_loaded *l)
     }
     if (v != NULL) {
         const uint8_t *p = (const uint8_t *)v;
-        if (len != 28 || get_le32(p) != store_crc32c(0, p + 4, 24)) {
+        if (len != 28 || get_le32(p) != rfs_crc32c(0, p + 4, 24)) {
             rocksdb_free(v);
             return store__set_err(s, RFS_ECORRUPT,
                                   "hard state in %s fails its checksum",
@@ -517,7 +517,7 @@ int store_load(struct store *s, struct store_loaded *l)
     if (v != NULL) {
         const uint8_t *p = (const uint8_t *)v;
         struct rfs_buf conf = {(void *)(p + 28), len >= 28 ? len - 28 : 0};
-        if (len < 28 || get_le32(p) != store_crc32c(0, p + 4, len - 4) ||
+        if (len < 28 || get_le32(p) != rfs_crc32c(0, p + 4, len - 4) ||
             cons_conf_decode(&conf, &l->snap.conf) != 0) {
             rocksdb_free(v);
             return store__set_err(s, RFS_ECORRUPT,

@@ -274,8 +274,4 @@ int store_snapshot_install(struct store *s, const char *path,
 /* Record snapshot metadata after a local snapshot (synced). */
 int store_snapshot_meta_put(struct store *s, const struct cons_snap_meta *m);
 
-/* ---- Helpers ---------------------------------------------------------- */
-
-uint32_t store_crc32c(uint32_t crc, const void *data, size_t len);
-
 #endif /* RAFTFS_STORE_STORE_H */

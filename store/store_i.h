@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <rocksdb/c.h>
 
+#include "../common/crc32c.h"
 #include "../common/err.h"
 #include "store.h"
 

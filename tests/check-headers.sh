@@ -4,7 +4,8 @@ set -eu
 cc=${CC:-cc}
 src=${1:?usage: check-headers.sh SOURCE_ROOT}
 n=0
-for h in "$src"/common/*.h "$src"/consensus/core/*.h "$src"/tests/lib/*.h; do
+for h in "$src"/common/*.h "$src"/consensus/*.h "$src"/consensus/core/*.h \
+         "$src"/store/*.h "$src"/tests/lib/*.h; do
     printf '#include "%s"\n' "$h" | $cc -std=gnu17 -Wall -Wextra -Werror \
         -fsyntax-only -x c - || { echo "header does not compile alone: $h" >&2; exit 1; }
     n=$((n + 1))

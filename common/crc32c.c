@@ -1,13 +1,13 @@
 /*
- * CRC32C (Castagnoli), the checksum of every stored log record and snapshot
- * image. Uses the SSE4.2 instruction where the CPU has it (checked once at
+ * CRC32C (Castagnoli): the checksum of every stored log record, snapshot
+ * image and wire frame. Uses the SSE4.2 instruction where the CPU has it (checked once at
  * run time), else a table; both give the same value. Thread-safe.
  */
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store.h"
+#include "crc32c.h"
 
 static uint32_t table[256];
 static int have_hw;
@@ -51,7 +51,7 @@ __attribute__((target("sse4.2"))) static uint32_t hw(uint32_t crc,
 }
 #endif
 
-uint32_t store_crc32c(uint32_t crc, const void *data, size_t len)
+uint32_t rfs_crc32c(uint32_t crc, const void *data, size_t len)
 {
     pthread_once(&once, init);
     const uint8_t *p = data;
