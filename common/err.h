@@ -30,7 +30,8 @@
     X(RFS_ETOOBIG, -30010, "uncommitted log is over its size limit")       \
     X(RFS_EREMOVED, -30011, "this node was removed from the cluster")      \
     X(RFS_EMALFORMED, -30012, "malformed message")                         \
-    X(RFS_ENOSNAP, -30013, "snapshot is not available")
+    X(RFS_ENOSNAP, -30013, "snapshot is not available")                    \
+    X(RFS_EAUTH, -30014, "peer failed authentication")
 
 enum rfs_err {
 #define RFS_ERR_ENUM(name, value, msg) name = (value),
