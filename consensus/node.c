@@ -1,0 +1,1524 @@
+/*
+ * The node runtime: the core, the store and the peers on one libuv loop.
+ *
+ * Host loop, for every update the core hands out (see core.h), in order:
+ *   1. Persist: hard state, snapshot chunks and entries join the next
+ *      storage batch. One batch is written at a time, in libuv's threadpool,
+ *      as one synced RocksDB WriteBatch; updates taken meanwhile accumulate
+ *      in the next batch (group commit).
+ *   2. Send: messages that need no durability go now; the others ride on the
+ *      batch holding the writes they depend on and leave when it is durable.
+ *      A leader's AppendEntries therefore go out while its own write is in
+ *      flight (thesis 10.2.1).
+ *   3. When a batch is durable: cons_node_persisted(tag), release its
+ *      messages, start the next batch.
+ *   4. Apply committed entries (on this thread; the store's apply writes are
+ *      unsynced and cheap), and complete this node's requests by their
+ *      (boot, seq) identity, never by log index (RAFT-PITFALLS 7).
+ *   5. Complete read barriers whose index is applied.
+ *
+ * Failure handling. A request that is not applied within commit_timeout_ms
+ * fails with -ETIMEDOUT and a log line saying why (no leader known, or how
+ * many voters are reachable). Proposals are re-sent after a leader change and
+ * periodically; the state machine applies each (boot, seq) once. A disk that
+ * refuses a batch for lack of space is retried every second while nothing
+ * is acknowledged; any other storage error stops the node's Raft activity.
+ * Peers that fail the handshake, or send anything malformed, are dropped and
+ * logged with their address.
+ */
+#include "node.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "../common/assert.h"
+#include "../common/err.h"
+#include "../common/heap.h"
+#include "secure.h"
+#include "wire.h"
+
+#define MAX_PEERS CONS_MAX_SERVERS
+#define SEND_LIMIT (32u << 20) /* Bytes queued per connection. */
+
+enum req_kind { REQ_PROPOSE = 1, REQ_READ };
+
+struct req {
+    struct req *next;
+    enum req_kind kind;
+    node_cb cb;
+    void *arg;
+    struct store_cmd cmd; /* Strings point into the same allocation. */
+    struct rfs_buf enc;   /* Encoded command, once it has a seq. */
+    uint64_t seq;
+    uint64_t deadline;
+    uint64_t last_try;
+    uint64_t ctx;           /* Reads: the current ReadIndex attempt. */
+    rfs_index_t read_index; /* Reads: answered index (0: not yet). */
+};
+
+struct out_buf {
+    struct out_buf *next;
+    rfs_nodeid_t to;
+    struct rfs_buf plain; /* Encoded message, before sealing. */
+};
+
+struct chunk_copy {
+    struct cons_snap_meta meta;
+    uint64_t offset;
+    void *data;
+    size_t len;
+    bool last;
+};
+
+struct batch {
+    uv_work_t work;
+    struct node *n;
+    bool has_hs;
+    struct cons_hard_state hs;
+    struct cons_entry *ents;
+    unsigned n_ents;
+    unsigned cap_ents;
+    struct chunk_copy *chunks;
+    unsigned n_chunks;
+    struct cons_persist_tag tag;
+    struct out_buf *held;
+    struct out_buf **held_tail;
+    int rv;
+    char err[RFS_ERRMSG_SZ];
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    struct node *n;
+    bool outgoing;
+    rfs_nodeid_t peer_id; /* Outgoing: whom we called. */
+    bool closing;
+    bool open;
+    struct secure sec;
+    struct wire_reader rd;
+    size_t queued; /* Bytes written but not yet completed. */
+    char addr[64];
+    uv_connect_t creq;
+    struct conn *next; /* In n->conns. */
+};
+
+struct peer {
+    rfs_nodeid_t id;
+    char addr[CONS_ADDR_MAX];
+    struct conn *out;
+    uint64_t next_attempt;
+    uint64_t backoff;
+    struct out_buf *waiting; /* Until the connection opens. */
+    unsigned n_waiting;
+};
+
+struct node {
+    struct node_options o;
+    char dir[1024];
+    uint8_t secret[SECURE_KEY_BYTES];
+    struct store *store;
+    struct cons_node *core;
+    uint64_t boot;
+
+    pthread_t thread;
+    uv_loop_t loop;
+    uv_timer_t tick;
+    uv_async_t wake;
+    uv_tcp_t listener;
+    uv_timer_t retry_disk;
+    bool stopping;
+    bool failed;    /* Storage failed: no more Raft activity. */
+    bool disk_full; /* A batch waits for free space. */
+
+    pthread_mutex_t lock;   /* Protects inbox, stop_requested, status. */
+    struct req *inbox;
+    bool stop_requested;
+    struct node_status status;
+
+    struct req *pending; /* Proposals and reads in flight, any order. */
+    uint64_t seq;
+    uint64_t ctx;
+    uint64_t proposed;
+    uint64_t batches;
+
+    struct batch *inflight;
+    struct batch *next_batch;
+
+    struct peer peers[MAX_PEERS];
+    unsigned n_peers;
+    struct conn *conns;
+    unsigned conf_n; /* Size of the configuration the peers reflect. */
+    rfs_index_t conf_index_seen;
+
+    rfs_index_t snap_index; /* Last local snapshot. */
+    uint64_t last_status_log;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                   */
+
+static void nlog(struct node *n, enum node_log_level lv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void nlog(struct node *n, enum node_log_level lv, const char *fmt, ...)
+{
+    if (lv > n->o.log_level) {
+        return;
+    }
+    char line[512];
+    static const char *names[] = {"ERROR", "WARN", "INFO", "DEBUG", "TRACE"};
+    int off = snprintf(line, sizeof(line), "node %" PRIu64 " %s: ", n->o.id,
+                       names[lv]);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + off, sizeof(line) - (size_t)off, fmt, ap);
+    va_end(ap);
+    if (n->o.log != NULL) {
+        n->o.log(n->o.log_data, lv, line);
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        fprintf(stderr, "%ld.%03ld %s\n", (long)ts.tv_sec,
+                ts.tv_nsec / 1000000, line);
+    }
+}
+
+static void core_trace(void *data, rfs_nodeid_t id, const char *line)
+{
+    (void)id;
+    nlog(data, NODE_LOG_DEBUG, "raft: %s", line);
+}
+
+void node_options_default(struct node_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->tick_ms = 20;
+    o->election_ticks = 10;
+    o->heartbeat_ticks = 2;
+    o->commit_timeout_ms = 30000;
+    o->snapshot_entries = 20000;
+    o->log_level = NODE_LOG_INFO;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests                                                                  */
+
+static void complete(struct node *n, struct req *r, int err,
+                     const struct store_result *res)
+{
+    /* Unlink from pending. */
+    for (struct req **p = &n->pending; *p; p = &(*p)->next) {
+        if (*p == r) {
+            *p = r->next;
+            break;
+        }
+    }
+    struct store_result none = {0};
+    r->cb(r->arg, err, res != NULL ? res : &none);
+    rfs_free(r->enc.base);
+    rfs_free(r);
+}
+
+static uint64_t first_outstanding(struct node *n)
+{
+    uint64_t lo = n->seq + 1;
+    for (struct req *r = n->pending; r; r = r->next) {
+        if (r->kind == REQ_PROPOSE && r->seq < lo) {
+            lo = r->seq;
+        }
+    }
+    return lo;
+}
+
+static void try_send(struct node *n, struct req *r)
+{
+    r->last_try = uv_now(&n->loop);
+    if (n->failed) {
+        return;
+    }
+    if (r->kind == REQ_PROPOSE) {
+        int rv = cons_node_propose(n->core, &r->enc, NULL);
+        if (rv != 0) {
+            nlog(n, NODE_LOG_DEBUG, "propose seq %" PRIu64 " deferred: %s",
+                 r->seq, rfs_strerror(rv));
+        }
+        return;
+    }
+    r->ctx = ++n->ctx;
+    r->read_index = 0;
+    (void)cons_node_read_index(n->core, r->ctx);
+}
+
+/* Why a request could not complete, for the timeout's log line. */
+static void why_stuck(struct node *n, char *buf, size_t len)
+{
+    struct cons_status st;
+    cons_node_status(n->core, &st);
+    if (n->failed) {
+        snprintf(buf, len, "storage failed: %s", store_errmsg(n->store));
+        return;
+    }
+    if (st.leader == RFS_NODE_NONE) {
+        const struct cons_conf *c = cons_node_conf(n->core);
+        unsigned voters = cons_conf_voters(c), up = 0;
+        for (unsigned i = 0; i < c->n; i++) {
+            if (c->servers[i].role != CONS_VOTER) {
+                continue;
+            }
+            if (c->servers[i].id == n->o.id) {
+                up++;
+                continue;
+            }
+            for (unsigned k = 0; k < n->n_peers; k++) {
+                if (n->peers[k].id == c->servers[i].id && n->peers[k].out &&
+                    n->peers[k].out->open) {
+                    up++;
+                }
+            }
+        }
+        snprintf(buf, len, "no leader; no quorum: %u of %u voters reachable",
+                 up, voters);
+        return;
+    }
+    snprintf(buf, len, "leader %" PRIu64 " did not commit it in time",
+             st.leader);
+}
+
+static void check_requests(struct node *n)
+{
+    uint64_t now = uv_now(&n->loop);
+    uint64_t retry = 2ull * n->o.election_ticks * n->o.tick_ms;
+    struct req *r = n->pending;
+    while (r != NULL) {
+        struct req *next = r->next;
+        if (now >= r->deadline) {
+            char why[160];
+            why_stuck(n, why, sizeof(why));
+            nlog(n, NODE_LOG_WARN, "%s %" PRIu64 " timed out after %u ms: %s",
+                 r->kind == REQ_PROPOSE ? "write" : "read barrier",
+                 r->kind == REQ_PROPOSE ? r->seq : r->ctx,
+                 n->o.commit_timeout_ms, why);
+            complete(n, r, -ETIMEDOUT, NULL);
+        } else if (now - r->last_try >= retry &&
+                   (r->kind == REQ_PROPOSE || r->read_index == 0)) {
+            try_send(n, r);
+        }
+        r = next;
+    }
+}
+
+static void drain_inbox(struct node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    struct req *in = n->inbox;
+    n->inbox = NULL;
+    pthread_mutex_unlock(&n->lock);
+    /* The inbox is LIFO; reverse to keep submission order. */
+    struct req *rev = NULL;
+    while (in) {
+        struct req *next = in->next;
+        in->next = rev;
+        rev = in;
+        in = next;
+    }
+    uint64_t now = uv_now(&n->loop);
+    while (rev) {
+        struct req *r = rev;
+        rev = r->next;
+        r->deadline = now + n->o.commit_timeout_ms;
+        if (n->stopping) {
+            r->next = NULL;
+            struct store_result none = {0};
+            r->cb(r->arg, RFS_ESHUTDOWN, &none);
+            rfs_free(r);
+            continue;
+        }
+        if (r->kind == REQ_PROPOSE) {
+            r->seq = ++n->seq;
+            r->cmd.client = n->o.id;
+            r->cmd.boot = n->boot;
+            r->cmd.seq = r->seq;
+            r->cmd.first_outstanding = first_outstanding(n);
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            r->cmd.time_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+            if (store_cmd_encode(&r->cmd, &r->enc) != 0) {
+                struct store_result none = {0};
+                r->cb(r->arg, -ENOMEM, &none);
+                rfs_free(r);
+                continue;
+            }
+            n->proposed++;
+        }
+        r->next = n->pending;
+        n->pending = r;
+        try_send(n, r);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Peers and connections                                                     */
+
+static int parse_addr(const char *s, struct sockaddr_in *sa)
+{
+    char host[CONS_ADDR_MAX];
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || (size_t)(colon - s) >= sizeof(host)) {
+        return -EINVAL;
+    }
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || port <= 0 || port > 65535) {
+        return -EINVAL;
+    }
+    return uv_ip4_addr(host, (int)port, sa) == 0 ? 0 : -EINVAL;
+}
+
+static void conn_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    wire_reader_close(&c->rd);
+    secure_close(&c->sec);
+    rfs_free(c);
+}
+
+static void conn_close(struct conn *c, const char *why)
+{
+    if (c->closing) {
+        return;
+    }
+    struct node *n = c->n;
+    c->closing = true;
+    if (why != NULL) {
+        nlog(n, NODE_LOG_WARN, "dropping %s connection %s (%s %" PRIu64
+                               "): %s",
+             c->outgoing ? "outgoing" : "incoming", c->addr,
+             c->outgoing || c->open ? "node" : "claims node",
+             c->outgoing ? c->peer_id : c->sec.peer, why);
+    }
+    for (struct conn **p = &n->conns; *p; p = &(*p)->next) {
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    }
+    if (c->outgoing) {
+        for (unsigned i = 0; i < n->n_peers; i++) {
+            struct peer *p = &n->peers[i];
+            if (p->out == c) {
+                p->out = NULL;
+                p->backoff = p->backoff ? p->backoff * 2 : 50;
+                if (p->backoff > 2000) {
+                    p->backoff = 2000;
+                }
+                p->next_attempt = uv_now(&n->loop) + p->backoff;
+            }
+        }
+    }
+    uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+struct write_req {
+    uv_write_t req;
+    struct conn *c;
+    size_t len;
+    uint8_t buf[];
+};
+
+static void written(uv_write_t *w, int status)
+{
+    struct write_req *wr = (struct write_req *)w;
+    if (!wr->c->closing) {
+        wr->c->queued -= wr->len;
+        if (status < 0) {
+            conn_close(wr->c, uv_strerror(status));
+        }
+    }
+    rfs_free(wr);
+}
+
+/* Frame and write a body; RAFT bodies are sealed first. */
+static void conn_send(struct conn *c, uint8_t type, const void *body,
+                      size_t len)
+{
+    if (c->closing) {
+        return;
+    }
+    size_t blen = type == WIRE_RAFT ? len + SECURE_OVERHEAD : len;
+    if (c->queued + blen > SEND_LIMIT) {
+        nlog(c->n, NODE_LOG_DEBUG, "send queue to %s full: message dropped",
+             c->addr);
+        return; /* Raft retransmits what matters. */
+    }
+    struct write_req *wr = rfs_malloc(sizeof(*wr) + WIRE_HDR + blen);
+    if (wr == NULL) {
+        return;
+    }
+    wr->c = c;
+    wr->len = blen;
+    uint8_t *b = wr->buf + WIRE_HDR;
+    if (type == WIRE_RAFT) {
+        if (secure_seal(&c->sec, body, len, b) != 0) {
+            rfs_free(wr);
+            return;
+        }
+    } else {
+        memcpy(b, body, len);
+    }
+    wire_frame_header(type, b, (uint32_t)blen, wr->buf);
+    uv_buf_t ub = uv_buf_init((char *)wr->buf, (unsigned)(WIRE_HDR + blen));
+    c->queued += blen;
+    int rv = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &ub, 1, written);
+    if (rv != 0) {
+        c->queued -= blen;
+        rfs_free(wr);
+        conn_close(c, uv_strerror(rv));
+    }
+}
+
+static struct peer *peer_get(struct node *n, rfs_nodeid_t id)
+{
+    for (unsigned i = 0; i < n->n_peers; i++) {
+        if (n->peers[i].id == id) {
+            return &n->peers[i];
+        }
+    }
+    return NULL;
+}
+
+static void flush_waiting(struct peer *p)
+{
+    while (p->waiting) {
+        struct out_buf *o = p->waiting;
+        p->waiting = o->next;
+        conn_send(p->out, WIRE_RAFT, o->plain.base, o->plain.len);
+        rfs_free(o->plain.base);
+        rfs_free(o);
+    }
+    p->n_waiting = 0;
+}
+
+static void on_frame(struct conn *c, const struct wire_frame *f)
+{
+    struct node *n = c->n;
+    if (!c->open) {
+        struct secure_out out;
+        if (secure_handshake(&c->sec, f->type, f->body, f->len, &out) != 0) {
+            conn_close(c, c->sec.why);
+            return;
+        }
+        if (out.type != 0) {
+            conn_send(c, out.type, out.body, out.len);
+        }
+        if (c->sec.state == SECURE_OPEN) {
+            c->open = true;
+            nlog(n, NODE_LOG_INFO, "%s connection %s with node %" PRIu64
+                                   " authenticated",
+                 c->outgoing ? "outgoing" : "incoming", c->addr, c->sec.peer);
+            if (c->outgoing) {
+                struct peer *p = peer_get(n, c->peer_id);
+                if (p != NULL && p->out == c) {
+                    p->backoff = 0;
+                    flush_waiting(p);
+                }
+            }
+        }
+        return;
+    }
+    if (f->type != WIRE_RAFT || c->outgoing) {
+        conn_close(c, "unexpected frame");
+        return;
+    }
+    if (f->len < SECURE_OVERHEAD) {
+        conn_close(c, "short frame");
+        return;
+    }
+    uint8_t *plain = rfs_malloc(f->len);
+    if (plain == NULL) {
+        return;
+    }
+    if (secure_open(&c->sec, f->body, f->len, plain) != 0) {
+        rfs_free(plain);
+        conn_close(c, c->sec.why);
+        return;
+    }
+    struct cons_msg m;
+    int rv = wire_msg_decode(plain, f->len - SECURE_OVERHEAD, &m);
+    if (rv != 0) {
+        rfs_free(plain);
+        conn_close(c, "malformed Raft message");
+        return;
+    }
+    /* The sender is who the handshake proved, whatever the message says. */
+    if (m.from != c->sec.peer || m.to != n->o.id) {
+        wire_msg_free(&m);
+        rfs_free(plain);
+        conn_close(c, "message claims another sender or recipient");
+        return;
+    }
+    if (!n->failed) {
+        cons_node_step(n->core, &m);
+    }
+    wire_msg_free(&m);
+    rfs_free(plain);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    (void)h;
+    size_t len = hint < 65536 ? 65536 : hint;
+    buf->base = rfs_malloc(len);
+    buf->len = buf->base ? len : 0;
+}
+
+static void process(struct node *n);
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    struct node *n = c->n;
+    if (nread < 0) {
+        rfs_free(buf->base);
+        const char *why = nread == UV_EOF ? NULL : uv_strerror((int)nread);
+        if (why == NULL && !c->open && !c->outgoing) {
+            /* Hung up mid-handshake: typically a process that found out
+             * we hold a secret it does not. Say so, with its address. */
+            why = "closed before authenticating (wrong cluster secret?)";
+        }
+        conn_close(c, why);
+        return;
+    }
+    if (nread > 0 && !c->closing) {
+        if (wire_reader_feed(&c->rd, buf->base, (size_t)nread) != 0) {
+            conn_close(c, c->rd.errmsg[0] ? c->rd.errmsg : "out of memory");
+        } else {
+            struct wire_frame f;
+            int rv;
+            while (!c->closing && (rv = wire_reader_next(&c->rd, &f)) == 1) {
+                on_frame(c, &f);
+            }
+            if (!c->closing && rv < 0) {
+                conn_close(c, c->rd.errmsg);
+            }
+        }
+    }
+    rfs_free(buf->base);
+    process(n);
+}
+
+static struct conn *conn_new(struct node *n, bool outgoing)
+{
+    struct conn *c = rfs_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    c->n = n;
+    c->outgoing = outgoing;
+    wire_reader_init(&c->rd);
+    uv_tcp_init(&n->loop, &c->tcp);
+    c->tcp.data = c;
+    c->next = n->conns;
+    n->conns = c;
+    return c;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct conn *c = req->data;
+    if (c->closing) {
+        return;
+    }
+    if (status < 0) {
+        nlog(c->n, NODE_LOG_DEBUG, "cannot reach node %" PRIu64 " at %s: %s",
+             c->peer_id, c->addr, uv_strerror(status));
+        conn_close(c, NULL);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct secure_out out;
+    secure_init(&c->sec, true, c->n->o.id, c->peer_id, c->n->secret, &out);
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    conn_send(c, out.type, out.body, out.len);
+}
+
+static void peer_connect(struct node *n, struct peer *p)
+{
+    struct sockaddr_in sa;
+    if (parse_addr(p->addr, &sa) != 0) {
+        nlog(n, NODE_LOG_ERROR, "node %" PRIu64 " has a bad address '%s'",
+             p->id, p->addr);
+        p->next_attempt = uv_now(&n->loop) + 10000;
+        return;
+    }
+    struct conn *c = conn_new(n, true);
+    if (c == NULL) {
+        return;
+    }
+    c->peer_id = p->id;
+    snprintf(c->addr, sizeof(c->addr), "%s", p->addr);
+    c->creq.data = c;
+    p->out = c;
+    int rv = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&sa,
+                            on_connect);
+    if (rv != 0) {
+        conn_close(c, uv_strerror(rv));
+    }
+}
+
+/* Keep one outgoing connection per member of the configuration. */
+static void sync_peers(struct node *n)
+{
+    const struct cons_conf *c = cons_node_conf(n->core);
+    struct cons_status st;
+    cons_node_status(n->core, &st);
+    if (st.conf_index != n->conf_index_seen || c->n != n->conf_n) {
+        n->conf_index_seen = st.conf_index;
+        n->conf_n = c->n;
+        /* Drop peers that left. */
+        unsigned k = 0;
+        for (unsigned i = 0; i < n->n_peers; i++) {
+            struct peer *p = &n->peers[i];
+            if (cons_conf_get(c, p->id) != NULL) {
+                n->peers[k++] = *p;
+                continue;
+            }
+            if (p->out) {
+                conn_close(p->out, NULL);
+            }
+            while (p->waiting) {
+                struct out_buf *o = p->waiting;
+                p->waiting = o->next;
+                rfs_free(o->plain.base);
+                rfs_free(o);
+            }
+        }
+        n->n_peers = k;
+        for (unsigned i = 0; i < c->n; i++) {
+            const struct cons_server *s = &c->servers[i];
+            if (s->id == n->o.id || peer_get(n, s->id) != NULL ||
+                n->n_peers >= MAX_PEERS) {
+                continue;
+            }
+            struct peer *p = &n->peers[n->n_peers++];
+            memset(p, 0, sizeof(*p));
+            p->id = s->id;
+            snprintf(p->addr, sizeof(p->addr), "%s", s->addr);
+        }
+        /* An outgoing conn's peer pointer may have moved: rebind. */
+        for (struct conn *cn = n->conns; cn; cn = cn->next) {
+            if (cn->outgoing && !cn->closing) {
+                struct peer *p = peer_get(n, cn->peer_id);
+                if (p != NULL) {
+                    p->out = cn;
+                }
+            }
+        }
+    }
+    uint64_t now = uv_now(&n->loop);
+    for (unsigned i = 0; i < n->n_peers; i++) {
+        struct peer *p = &n->peers[i];
+        if (p->out == NULL && now >= p->next_attempt && !n->stopping) {
+            peer_connect(n, p);
+        }
+    }
+}
+
+static void send_plain(struct node *n, rfs_nodeid_t to, struct rfs_buf plain)
+{
+    struct peer *p = peer_get(n, to);
+    if (p == NULL) {
+        rfs_free(plain.base);
+        return;
+    }
+    if (p->out != NULL && p->out->open) {
+        conn_send(p->out, WIRE_RAFT, plain.base, plain.len);
+        rfs_free(plain.base);
+        return;
+    }
+    if (p->n_waiting >= 256) {
+        rfs_free(plain.base); /* Bounded: the oldest state is stale anyway. */
+        return;
+    }
+    struct out_buf *o = rfs_malloc(sizeof(*o));
+    if (o == NULL) {
+        rfs_free(plain.base);
+        return;
+    }
+    o->plain = plain;
+    o->next = NULL;
+    struct out_buf **t = &p->waiting;
+    while (*t) {
+        t = &(*t)->next;
+    }
+    *t = o;
+    p->n_waiting++;
+}
+
+static void on_accept(uv_stream_t *server, int status)
+{
+    struct node *n = server->data;
+    if (status < 0 || n->stopping) {
+        return;
+    }
+    struct conn *c = conn_new(n, false);
+    if (c == NULL) {
+        return;
+    }
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c, NULL);
+        return;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    snprintf(c->addr, sizeof(c->addr), "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0 &&
+        ss.ss_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        char ip[32];
+        uv_ip4_name(sin, ip, sizeof(ip));
+        snprintf(c->addr, sizeof(c->addr), "%s:%u", ip, ntohs(sin->sin_port));
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct secure_out out;
+    secure_init(&c->sec, false, n->o.id, 0, n->secret, &out);
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Storage batches                                                           */
+
+static void snap_path(struct node *n, char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/snapshots/%s", n->dir, name);
+}
+
+static void batch_work(uv_work_t *w)
+{
+    struct batch *b = w->data;
+    struct node *n = b->n;
+    b->rv = 0;
+    for (unsigned i = 0; i < b->n_chunks && b->rv == 0; i++) {
+        struct chunk_copy *c = &b->chunks[i];
+        char path[1200];
+        snap_path(n, path, sizeof(path), "receiving.img");
+        int fd = open(path, O_CREAT | O_WRONLY | (c->offset == 0 ? O_TRUNC : 0),
+                      0600);
+        if (fd < 0 || pwrite(fd, c->data, c->len, (off_t)c->offset) !=
+                          (ssize_t)c->len ||
+            (c->last && fsync(fd) != 0)) {
+            b->rv = -EIO;
+            snprintf(b->err, sizeof(b->err), "writing %.150s: %.60s", path,
+                     strerror(errno));
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (b->rv == 0 && c->last) {
+            b->rv = store_snapshot_install(n->store, path, &c->meta);
+            if (b->rv != 0) {
+                snprintf(b->err, sizeof(b->err), "%s",
+                         store_errmsg(n->store));
+            } else {
+                char img[1200];
+                snprintf(img, sizeof(img), "%s/snapshots/snap-%" PRIu64 ".img",
+                         n->dir, c->meta.index);
+                rename(path, img);
+            }
+        }
+    }
+    if (b->rv == 0 && (b->has_hs || b->n_ents > 0)) {
+        b->rv = store_log_write(n->store, b->has_hs ? &b->hs : NULL, b->ents,
+                                b->n_ents);
+        if (b->rv != 0) {
+            snprintf(b->err, sizeof(b->err), "%s", store_errmsg(n->store));
+        }
+    }
+}
+
+static void batch_free(struct batch *b)
+{
+    for (unsigned i = 0; i < b->n_ents; i++) {
+        rfs_free(b->ents[i].data.base);
+    }
+    rfs_free(b->ents);
+    for (unsigned i = 0; i < b->n_chunks; i++) {
+        rfs_free(b->chunks[i].data);
+    }
+    rfs_free(b->chunks);
+    while (b->held) {
+        struct out_buf *o = b->held;
+        b->held = o->next;
+        rfs_free(o->plain.base);
+        rfs_free(o);
+    }
+    rfs_free(b);
+}
+
+static void start_batch(struct node *n);
+
+static void batch_done(uv_work_t *w, int status);
+
+static void retry_disk(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    if (n->inflight != NULL && !n->stopping) {
+        uv_queue_work(&n->loop, &n->inflight->work, batch_work, batch_done);
+    }
+}
+
+static void batch_done(uv_work_t *w, int status)
+{
+    struct batch *b = w->data;
+    struct node *n = b->n;
+    (void)status;
+    if (b->rv == -ENOSPC && !n->stopping) {
+        /* Nothing was written. Keep the batch (and the acks it holds) and
+         * try again in a second: no write is acknowledged meanwhile, and
+         * writing resumes by itself once space is freed. */
+        if (!n->disk_full) {
+            nlog(n, NODE_LOG_ERROR, "not accepting writes: %s", b->err);
+            n->disk_full = true;
+        }
+        uv_timer_start(&n->retry_disk, retry_disk, 1000, 0);
+        return;
+    }
+    n->inflight = NULL;
+    if (b->rv != 0) {
+        nlog(n, NODE_LOG_ERROR, "storage failed, this node stops: %s", b->err);
+        n->failed = true;
+        batch_free(b);
+        return;
+    }
+    if (n->disk_full) {
+        nlog(n, NODE_LOG_INFO, "disk has room again: accepting writes");
+        n->disk_full = false;
+    }
+    n->batches++;
+    cons_node_persisted(n->core, &b->tag);
+    while (b->held) {
+        struct out_buf *o = b->held;
+        b->held = o->next;
+        send_plain(n, o->to, o->plain);
+        rfs_free(o);
+    }
+    batch_free(b);
+    start_batch(n);
+    process(n);
+}
+
+static void start_batch(struct node *n)
+{
+    if (n->inflight != NULL || n->next_batch == NULL || n->failed) {
+        return;
+    }
+    n->inflight = n->next_batch;
+    n->next_batch = NULL;
+    n->inflight->work.data = n->inflight;
+    uv_queue_work(&n->loop, &n->inflight->work, batch_work, batch_done);
+}
+
+static struct batch *batch_for_writes(struct node *n)
+{
+    if (n->next_batch == NULL) {
+        n->next_batch = rfs_calloc(1, sizeof(*n->next_batch));
+        RFS_ASSERT(n->next_batch != NULL); /* Out of memory: stop. */
+        n->next_batch->n = n;
+        n->next_batch->held_tail = &n->next_batch->held;
+    }
+    return n->next_batch;
+}
+
+static void batch_add(struct node *n, const struct cons_update *u)
+{
+    struct batch *b = batch_for_writes(n);
+    if (u->hs_changed) {
+        b->has_hs = true;
+        b->hs = u->hs;
+    }
+    for (unsigned i = 0; i < u->n_chunks; i++) {
+        b->chunks = rfs_realloc(b->chunks,
+                                (b->n_chunks + 1) * sizeof(*b->chunks));
+        RFS_ASSERT(b->chunks != NULL);
+        struct chunk_copy *c = &b->chunks[b->n_chunks++];
+        c->meta = u->chunks[i].meta;
+        c->offset = u->chunks[i].offset;
+        c->len = u->chunks[i].data.len;
+        c->data = rfs_memdup(u->chunks[i].data.base, c->len);
+        c->last = u->chunks[i].last;
+        if (c->last) {
+            /* The install drops the log: earlier entries of this batch go. */
+            for (unsigned k = 0; k < b->n_ents; k++) {
+                rfs_free(b->ents[k].data.base);
+            }
+            b->n_ents = 0;
+        }
+    }
+    if (u->n_entries > 0) {
+        unsigned keep = 0;
+        while (keep < b->n_ents &&
+               b->ents[keep].index < u->entries[0].index) {
+            keep++;
+        }
+        for (unsigned k = keep; k < b->n_ents; k++) {
+            rfs_free(b->ents[k].data.base);
+        }
+        b->n_ents = keep;
+        if (keep + u->n_entries > b->cap_ents) {
+            b->cap_ents = (keep + u->n_entries) * 2;
+            b->ents = rfs_realloc(b->ents, b->cap_ents * sizeof(*b->ents));
+            RFS_ASSERT(b->ents != NULL);
+        }
+        for (unsigned i = 0; i < u->n_entries; i++) {
+            struct cons_entry *e = &b->ents[b->n_ents++];
+            *e = u->entries[i];
+            e->data.base = rfs_memdup(u->entries[i].data.base,
+                                      u->entries[i].data.len);
+        }
+    }
+    b->tag = u->tag;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Apply, snapshots, the host loop                                           */
+
+static void maybe_snapshot(struct node *n)
+{
+    rfs_index_t applied = store_applied(n->store);
+    if (applied < n->snap_index + n->o.snapshot_entries) {
+        return;
+    }
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/snapshots/snap-%" PRIu64 ".img", n->dir,
+             applied);
+    rfs_index_t idx;
+    uint64_t size;
+    int rv = store_snapshot_write(n->store, path, &idx, &size);
+    if (rv != 0) {
+        nlog(n, NODE_LOG_ERROR, "snapshot failed: %s", store_errmsg(n->store));
+        n->snap_index = applied; /* Try again after as many entries. */
+        return;
+    }
+    rfs_index_t trailing = n->o.snapshot_entries / 4;
+    struct cons_snap_meta meta;
+    rv = cons_node_snapshot_taken(n->core, idx, size, trailing, &meta);
+    if (rv == 0) {
+        rv = store_snapshot_meta_put(n->store, &meta);
+    }
+    if (rv == 0 && idx > trailing) {
+        rv = store_log_compact(n->store, idx - trailing);
+    }
+    char old[1200];
+    snprintf(old, sizeof(old), "%s/snapshots/snap-%" PRIu64 ".img", n->dir,
+             n->snap_index);
+    if (n->snap_index != 0 && n->snap_index != idx) {
+        unlink(old);
+    }
+    n->snap_index = idx;
+    nlog(n, NODE_LOG_INFO, "snapshot at %" PRIu64 " (%" PRIu64 " bytes)%s",
+         idx, size, rv == 0 ? "" : ", but recording it failed");
+}
+
+static void apply(struct node *n, const struct cons_update *u)
+{
+    struct store_result *res = rfs_calloc(u->n_committed, sizeof(*res));
+    if (res == NULL) {
+        return;
+    }
+    int rv = store_apply(n->store, u->committed, u->n_committed, res);
+    if (rv != 0) {
+        nlog(n, NODE_LOG_ERROR, "apply failed, this node stops: %s",
+             store_errmsg(n->store));
+        n->failed = true;
+        rfs_free(res);
+        return;
+    }
+    for (unsigned i = 0; i < u->n_committed; i++) {
+        const struct cons_entry *e = &u->committed[i];
+        struct store_cmd c;
+        if (e->type != CONS_ENTRY_NORMAL ||
+            store_cmd_decode(&e->data, &c) != 0 || c.client != n->o.id ||
+            c.boot != n->boot) {
+            continue;
+        }
+        for (struct req *r = n->pending; r; r = r->next) {
+            if (r->kind == REQ_PROPOSE && r->seq == c.seq) {
+                complete(n, r, 0, &res[i]);
+                break;
+            }
+        }
+    }
+    rfs_free(res);
+}
+
+static void check_reads(struct node *n)
+{
+    rfs_index_t applied = store_applied(n->store);
+    struct req *r = n->pending;
+    while (r) {
+        struct req *next = r->next;
+        if (r->kind == REQ_READ && r->read_index != 0 &&
+            r->read_index <= applied) {
+            complete(n, r, 0, NULL);
+        }
+        r = next;
+    }
+}
+
+static void handle_msg(struct node *n, const struct cons_out_msg *om)
+{
+    struct cons_msg m = om->msg;
+    void *chunk = NULL;
+    if (m.type == CONS_MSG_SNAPSHOT) {
+        char path[1200];
+        snprintf(path, sizeof(path), "%s/snapshots/snap-%" PRIu64 ".img",
+                 n->dir, m.snap->index);
+        int fd = open(path, O_RDONLY);
+        chunk = rfs_malloc(m.data.len + 1);
+        if (fd < 0 || chunk == NULL ||
+            pread(fd, chunk, m.data.len, (off_t)m.offset) !=
+                (ssize_t)m.data.len) {
+            if (fd >= 0) {
+                close(fd);
+            }
+            rfs_free(chunk);
+            cons_node_snapshot_failed(n->core, m.to);
+            return;
+        }
+        close(fd);
+        m.data.base = chunk;
+    }
+    struct rfs_buf plain;
+    int rv = wire_msg_encode(&m, &plain);
+    rfs_free(chunk);
+    if (rv != 0) {
+        return;
+    }
+    struct batch *b = om->wait_durable
+                          ? (n->next_batch ? n->next_batch : n->inflight)
+                          : NULL;
+    if (b == NULL) {
+        send_plain(n, m.to, plain);
+        return;
+    }
+    struct out_buf *o = rfs_malloc(sizeof(*o));
+    if (o == NULL) {
+        rfs_free(plain.base);
+        return;
+    }
+    o->to = m.to;
+    o->plain = plain;
+    o->next = NULL;
+    *b->held_tail = o;
+    b->held_tail = &o->next;
+}
+
+static void publish_status(struct node *n)
+{
+    struct node_status st;
+    memset(&st, 0, sizeof(st));
+    cons_node_status(n->core, &st.core);
+    st.applied = store_applied(n->store);
+    st.entries_proposed = n->proposed;
+    st.batches_written = n->batches;
+    for (unsigned i = 0; i < n->n_peers; i++) {
+        st.peers_connected += n->peers[i].out && n->peers[i].out->open;
+    }
+    pthread_mutex_lock(&n->lock);
+    n->status = st;
+    pthread_mutex_unlock(&n->lock);
+}
+
+static void process(struct node *n)
+{
+    if (n->failed) {
+        return;
+    }
+    bool changed = false;
+    while (cons_node_has_update(n->core)) {
+        struct cons_update u;
+        cons_node_take_update(n->core, &u);
+        if (u.role_changed) {
+            nlog(n, NODE_LOG_INFO, "%s in term %" PRIu64 ", leader %" PRIu64,
+                 cons_role_name(u.role), u.hs.term, u.leader);
+            changed = true;
+        }
+        if (u.needs_persist) {
+            batch_add(n, &u);
+        }
+        for (unsigned i = 0; i < u.n_msgs; i++) {
+            handle_msg(n, &u.msgs[i]);
+        }
+        if (u.n_committed > 0) {
+            apply(n, &u);
+            if (n->failed) {
+                return;
+            }
+        }
+        for (unsigned i = 0; i < u.n_reads; i++) {
+            for (struct req *r = n->pending; r; r = r->next) {
+                if (r->kind == REQ_READ && r->ctx == u.reads[i].ctx) {
+                    r->read_index = u.reads[i].index;
+                }
+            }
+        }
+        for (unsigned i = 0; i < u.n_reads_failed; i++) {
+            for (struct req *r = n->pending; r; r = r->next) {
+                if (r->kind == REQ_READ && r->ctx == u.reads_failed[i]) {
+                    try_send(n, r);
+                }
+            }
+        }
+        start_batch(n);
+    }
+    check_reads(n);
+    if (changed) {
+        /* A new leader: re-send what it may not have seen. */
+        for (struct req *r = n->pending; r; r = r->next) {
+            if (r->kind == REQ_PROPOSE || r->read_index == 0) {
+                try_send(n, r);
+            }
+        }
+        if (cons_node_has_update(n->core)) {
+            process(n);
+            return;
+        }
+    }
+    maybe_snapshot(n);
+    sync_peers(n);
+    publish_status(n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loop                                                                      */
+
+static void on_tick(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    if (!n->failed) {
+        cons_node_tick(n->core);
+    }
+    check_requests(n);
+    process(n);
+}
+
+static void close_all(struct node *n)
+{
+    uv_timer_stop(&n->tick);
+    uv_timer_stop(&n->retry_disk);
+    uv_close((uv_handle_t *)&n->tick, NULL);
+    uv_close((uv_handle_t *)&n->retry_disk, NULL);
+    uv_close((uv_handle_t *)&n->wake, NULL);
+    uv_close((uv_handle_t *)&n->listener, NULL);
+    while (n->conns) {
+        conn_close(n->conns, NULL);
+    }
+    for (unsigned i = 0; i < n->n_peers; i++) {
+        while (n->peers[i].waiting) {
+            struct out_buf *o = n->peers[i].waiting;
+            n->peers[i].waiting = o->next;
+            rfs_free(o->plain.base);
+            rfs_free(o);
+        }
+    }
+    while (n->pending) {
+        complete(n, n->pending, RFS_ESHUTDOWN, NULL);
+    }
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct node *n = a->data;
+    pthread_mutex_lock(&n->lock);
+    bool stop = n->stop_requested;
+    pthread_mutex_unlock(&n->lock);
+    drain_inbox(n);
+    if (stop && !n->stopping) {
+        n->stopping = true;
+        nlog(n, NODE_LOG_INFO, "stopping");
+        close_all(n);
+        return;
+    }
+    process(n);
+}
+
+static void *loop_main(void *arg)
+{
+    struct node *n = arg;
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static int load_core(struct node *n, char *errmsg)
+{
+    struct store_loaded l;
+    int rv = store_load(n->store, &l);
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "%s", store_errmsg(n->store));
+        return rv;
+    }
+    if (l.hs.term == 0 && l.n_entries == 0 && l.snap.index == 0 &&
+        n->o.bootstrap != NULL) {
+        store_loaded_free(&l);
+        struct cons_entry e;
+        rv = cons_bootstrap_entry(n->o.bootstrap, &e);
+        if (rv == 0) {
+            rv = store_log_write(n->store, NULL, &e, 1);
+            rfs_free(e.data.base);
+        }
+        if (rv != 0) {
+            snprintf(errmsg, RFS_ERRMSG_SZ, "bootstrapping %.150s: %.60s", n->dir,
+                     rfs_strerror(rv));
+            return rv;
+        }
+        nlog(n, NODE_LOG_INFO, "founded a cluster of %u", n->o.bootstrap->n);
+        rv = store_load(n->store, &l);
+        if (rv != 0) {
+            snprintf(errmsg, RFS_ERRMSG_SZ, "%s", store_errmsg(n->store));
+            return rv;
+        }
+    }
+    struct cons_options co;
+    cons_options_default(&co, n->o.id);
+    co.election_ticks = n->o.election_ticks;
+    co.heartbeat_ticks = n->o.heartbeat_ticks;
+    co.seed = n->boot ^ n->o.id;
+    co.trace = core_trace;
+    co.trace_data = n;
+    struct cons_load cl = {.hs = l.hs, .snap = l.snap, .entries = l.entries,
+                           .n_entries = l.n_entries, .applied = l.applied};
+    rv = cons_node_new(&co, &cl, &n->core);
+    n->snap_index = l.snap.index;
+    store_loaded_free(&l);
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "the Raft state in %.150s is unusable: %.60s",
+                 n->dir, rfs_strerror(rv));
+    }
+    return rv;
+}
+
+int node_start(const struct node_options *o, struct node **out, char *errmsg)
+{
+    if (o->id == RFS_NODE_NONE || o->dir == NULL || o->listen == NULL) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "node id, data folder and listen "
+                                        "address are required");
+        return -EINVAL;
+    }
+    if (secure_global_init() != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "libsodium failed to initialize");
+        return -EIO;
+    }
+    struct node *n = rfs_calloc(1, sizeof(*n));
+    if (n == NULL) {
+        return -ENOMEM;
+    }
+    n->o = *o;
+    struct node_options def;
+    node_options_default(&def);
+    if (n->o.tick_ms == 0) {
+        n->o.tick_ms = def.tick_ms;
+    }
+    if (n->o.election_ticks == 0) {
+        n->o.election_ticks = def.election_ticks;
+    }
+    if (n->o.heartbeat_ticks == 0) {
+        n->o.heartbeat_ticks = def.heartbeat_ticks;
+    }
+    if (n->o.commit_timeout_ms == 0) {
+        n->o.commit_timeout_ms = def.commit_timeout_ms;
+    }
+    if (n->o.snapshot_entries == 0) {
+        n->o.snapshot_entries = def.snapshot_entries;
+    }
+    snprintf(n->dir, sizeof(n->dir), "%s", o->dir);
+    n->o.dir = n->dir;
+    pthread_mutex_init(&n->lock, NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    /* Boot ids grow with time, so a restart always starts a newer session
+     * than any request of the previous process still in flight. */
+    n->boot = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/secret", n->dir);
+    int rv = secure_secret_load(path, n->secret);
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "cluster secret %.150s: %.60s", path,
+                 rv == -EACCES ? "readable by others (chmod 600)"
+                 : rv == -EINVAL ? "not a 32-byte key"
+                                 : strerror(-rv));
+        goto err_free;
+    }
+    snprintf(path, sizeof(path), "%s/snapshots", n->dir);
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        rv = -errno;
+        snprintf(errmsg, RFS_ERRMSG_SZ, "cannot create %.150s: %.60s", path,
+                 strerror(errno));
+        goto err_free;
+    }
+    snprintf(path, sizeof(path), "%s/db", n->dir);
+    rv = store_open(path, NULL, &n->store, errmsg);
+    if (rv != 0) {
+        goto err_free;
+    }
+    rv = load_core(n, errmsg);
+    if (rv != 0) {
+        goto err_after_store;
+    }
+    struct sockaddr_in sa;
+    if (parse_addr(o->listen, &sa) != 0) {
+        rv = -EINVAL;
+        snprintf(errmsg, RFS_ERRMSG_SZ, "bad listen address '%s' (want "
+                                        "IPv4:port)",
+                 o->listen);
+        goto err_after_core;
+    }
+    uv_loop_init(&n->loop);
+    uv_tcp_init(&n->loop, &n->listener);
+    n->listener.data = n;
+    rv = uv_tcp_bind(&n->listener, (struct sockaddr *)&sa, 0);
+    if (rv == 0) {
+        rv = uv_listen((uv_stream_t *)&n->listener, 64, on_accept);
+    }
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "cannot listen on %s: %s", o->listen,
+                 uv_strerror(rv));
+        uv_close((uv_handle_t *)&n->listener, NULL);
+        uv_run(&n->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&n->loop);
+        goto err_after_core;
+    }
+    uv_timer_init(&n->loop, &n->tick);
+    n->tick.data = n;
+    uv_timer_init(&n->loop, &n->retry_disk);
+    n->retry_disk.data = n;
+    uv_async_init(&n->loop, &n->wake, on_wake);
+    n->wake.data = n;
+    uv_timer_start(&n->tick, on_tick, n->o.tick_ms, n->o.tick_ms);
+    process(n);
+    if (pthread_create(&n->thread, NULL, loop_main, n) != 0) {
+        rv = -EAGAIN;
+        snprintf(errmsg, RFS_ERRMSG_SZ, "cannot start the loop thread");
+        goto err_after_core; /* Handles leak here; the process exits. */
+    }
+    nlog(n, NODE_LOG_INFO, "listening on %s, data in %s", o->listen, n->dir);
+    *out = n;
+    return 0;
+
+err_after_core:
+    cons_node_free(n->core);
+err_after_store:
+    store_close(n->store);
+err_free:
+    pthread_mutex_destroy(&n->lock);
+    rfs_free(n);
+    return rv;
+}
+
+void node_stop(struct node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    n->stop_requested = true;
+    pthread_mutex_unlock(&n->lock);
+    uv_async_send(&n->wake);
+    pthread_join(n->thread, NULL);
+    if (n->inflight != NULL) {
+        batch_free(n->inflight);
+    }
+    if (n->next_batch != NULL) {
+        batch_free(n->next_batch);
+    }
+    uv_loop_close(&n->loop);
+    cons_node_free(n->core);
+    store_close(n->store);
+    pthread_mutex_destroy(&n->lock);
+    rfs_free(n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Submission (any thread)                                                   */
+
+static int enqueue(struct node *n, struct req *r)
+{
+    pthread_mutex_lock(&n->lock);
+    bool stopped = n->stop_requested;
+    if (!stopped) {
+        r->next = n->inbox;
+        n->inbox = r;
+    }
+    pthread_mutex_unlock(&n->lock);
+    if (stopped) {
+        struct store_result none = {0};
+        r->cb(r->arg, RFS_ESHUTDOWN, &none);
+        rfs_free(r);
+        return 0;
+    }
+    uv_async_send(&n->wake);
+    return 0;
+}
+
+int node_submit(struct node *n, const struct store_cmd *cmd, node_cb cb,
+                void *arg)
+{
+    size_t extra = (size_t)cmd->name_len + cmd->new_name_len + cmd->data_len;
+    struct req *r = rfs_calloc(1, sizeof(*r) + extra);
+    if (r == NULL) {
+        return -ENOMEM;
+    }
+    r->kind = REQ_PROPOSE;
+    r->cb = cb;
+    r->arg = arg;
+    r->cmd = *cmd;
+    char *p = (char *)(r + 1);
+    if (cmd->name_len) {
+        memcpy(p, cmd->name, cmd->name_len);
+    }
+    r->cmd.name = p;
+    p += cmd->name_len;
+    if (cmd->new_name_len) {
+        memcpy(p, cmd->new_name, cmd->new_name_len);
+    }
+    r->cmd.new_name = p;
+    p += cmd->new_name_len;
+    if (cmd->data_len) {
+        memcpy(p, cmd->data, cmd->data_len);
+    }
+    r->cmd.data = p;
+    return enqueue(n, r);
+}
+
+int node_read_barrier(struct node *n, node_cb cb, void *arg)
+{
+    struct req *r = rfs_calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return -ENOMEM;
+    }
+    r->kind = REQ_READ;
+    r->cb = cb;
+    r->arg = arg;
+    return enqueue(n, r);
+}
+
+struct store *node_store(struct node *n)
+{
+    return n->store;
+}
+
+void node_status(struct node *n, struct node_status *st)
+{
+    pthread_mutex_lock(&n->lock);
+    *st = n->status;
+    pthread_mutex_unlock(&n->lock);
+}

@@ -1,0 +1,100 @@
+/*
+ * node: a running raftfs node. The Raft core, the store and the peer
+ * transport, driven by one libuv loop thread.
+ *
+ * The loop thread owns the core, the peer connections and the timers; no
+ * other thread touches them. Synced log writes run in libuv's threadpool one
+ * batch at a time, each batch holding every update taken while the previous
+ * one was in flight (group commit); messages that must wait for durability
+ * leave when their batch completes. Committed entries are applied in order on
+ * the loop thread.
+ *
+ * Other threads (FUSE workers, tests) submit commands and read barriers with
+ * node_submit() and node_read_barrier(); the callback runs on the loop thread
+ * once the command is applied on this node (with its result) or the barrier
+ * is passed, or with an error. A command is identified by (this node, boot
+ * id, sequence number), so one retried after a leader change is applied once.
+ *
+ * Caveats:
+ * - Callbacks run on the loop thread: they must not block.
+ * - Every submitted callback runs exactly once, with RFS_ESHUTDOWN if the node
+ *   stops first.
+ */
+#ifndef RAFTFS_CONSENSUS_NODE_H
+#define RAFTFS_CONSENSUS_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../common/types.h"
+#include "../store/store.h"
+#include "core/core.h"
+
+enum node_log_level {
+    NODE_LOG_ERROR = 0,
+    NODE_LOG_WARN,
+    NODE_LOG_INFO,
+    NODE_LOG_DEBUG,
+    NODE_LOG_TRACE,
+};
+
+struct node_options {
+    rfs_nodeid_t id;
+    const char *dir;            /* Data folder: db/, secret, snapshots/. */
+    const char *listen;         /* "host:port" for peers. */
+    unsigned tick_ms;           /* Logical clock (default 20). */
+    unsigned election_ticks;    /* Default 10. */
+    unsigned heartbeat_ticks;   /* Default 2. */
+    unsigned commit_timeout_ms; /* Default 30000. */
+    uint64_t snapshot_entries;  /* Snapshot after this many applied. */
+    /* If set and the store is empty: found a cluster with this
+     * configuration (every founder must use the same one). */
+    const struct cons_conf *bootstrap;
+    enum node_log_level log_level;
+    void (*log)(void *data, enum node_log_level level, const char *line);
+    void *log_data;
+};
+
+void node_options_default(struct node_options *o);
+
+struct node;
+
+/* Open the store, start the loop thread and listen. 0 or a negative code
+ * with errmsg (RFS_ERRMSG_SZ) naming the file or address concerned. */
+int node_start(const struct node_options *o, struct node **out,
+               char *errmsg);
+/* Stop: pending callbacks run with RFS_ESHUTDOWN; then close everything. */
+void node_stop(struct node *n);
+
+/* Completion: err is 0 or a negative code; r is the apply result (valid
+ * only when err == 0; r->err is the operation's own errno). */
+typedef void (*node_cb)(void *arg, int err, const struct store_result *r);
+
+/*
+ * Submit a command (any thread). The node fills client, boot, seq,
+ * first_outstanding and time_ns; strings and data are copied. cb runs once:
+ * with 0 once applied here, -ETIMEDOUT after commit_timeout_ms (the log says
+ * why), RFS_ESHUTDOWN. Returns 0 or -ENOMEM (cb then never runs).
+ */
+int node_submit(struct node *n, const struct store_cmd *cmd, node_cb cb,
+                void *arg);
+
+/* Linearizable read barrier (any thread): cb runs once this node applied
+ * everything committed before the call. Same errors as node_submit. */
+int node_read_barrier(struct node *n, node_cb cb, void *arg);
+
+/* The store, for reads (thread-safe). */
+struct store *node_store(struct node *n);
+
+struct node_status {
+    struct cons_status core;
+    rfs_index_t applied;
+    uint64_t entries_proposed; /* Proposals this node submitted. */
+    uint64_t batches_written;  /* Synced log writes. */
+    unsigned peers_connected;
+};
+
+/* A consistent copy of the node's state (any thread). */
+void node_status(struct node *n, struct node_status *st);
+
+#endif /* RAFTFS_CONSENSUS_NODE_H */

@@ -1,0 +1,196 @@
+/*
+ * raftfs-testnode: one raftfs node driven over stdin/stdout, for integration
+ * tests until the FUSE mount exists.
+ *
+ *   raftfs-testnode --id N --dir DIR --listen IP:PORT
+ *                   [--bootstrap 1=IP:PORT,2=IP:PORT,...]
+ *                   [--snapshot-entries K] [--timeout-ms T] [--tick-ms T]
+ *
+ * Commands, one per line:      Answers (asynchronous, in any order):
+ *   put ID NAME VALUE            done ID ERR INO     (ERR: the op's errno)
+ *   get ID NAME                  val ID VALUE | val ID -ERRNO
+ *   status                       status id=.. role=.. term=.. leader=..
+ *                                       commit=.. applied=.. peers=..
+ * A failed submission answers "done ID -CODE" / "val ID -CODE".
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../common/err.h"
+#include "../../consensus/node.h"
+
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct node *node;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    pthread_mutex_lock(&out_lock);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+    pthread_mutex_unlock(&out_lock);
+}
+
+struct op {
+    long id;
+    char name[256];
+};
+
+static void put_done(void *arg, int err, const struct store_result *r)
+{
+    struct op *o = arg;
+    if (err != 0) {
+        say("done %ld %d 0\n", o->id, err);
+    } else {
+        say("done %ld %d %llu\n", o->id, r->err, (unsigned long long)r->ino);
+    }
+    free(o);
+}
+
+static void get_done(void *arg, int err, const struct store_result *r)
+{
+    (void)r;
+    struct op *o = arg;
+    if (err != 0) {
+        say("val %ld %d\n", o->id, err);
+        free(o);
+        return;
+    }
+    struct store *s = node_store(node);
+    struct store_attr a;
+    int rv = store_lookup(s, NULL, STORE_ROOT_INO, o->name, strlen(o->name),
+                          &a);
+    char buf[4096];
+    size_t got = 0;
+    if (rv == 0) {
+        rv = store_read(s, NULL, a.ino, 0, sizeof(buf) - 1, buf, &got);
+    }
+    buf[got] = '\0';
+    if (rv != 0) {
+        say("val %ld %d\n", o->id, rv);
+    } else {
+        say("val %ld %s\n", o->id, buf);
+    }
+    free(o);
+}
+
+static int parse_conf(const char *s, struct cons_conf *c)
+{
+    memset(c, 0, sizeof(*c));
+    char copy[2048];
+    snprintf(copy, sizeof(copy), "%s", s);
+    for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
+        char *eq = strchr(tok, '=');
+        if (eq == NULL || c->n >= CONS_MAX_SERVERS) {
+            return -1;
+        }
+        *eq = '\0';
+        c->servers[c->n].id = strtoull(tok, NULL, 10);
+        c->servers[c->n].role = CONS_VOTER;
+        snprintf(c->servers[c->n].addr, CONS_ADDR_MAX, "%s", eq + 1);
+        c->n++;
+    }
+    return c->n > 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    struct node_options o;
+    node_options_default(&o);
+    struct cons_conf conf;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (strcmp(k, "--id") == 0) {
+            o.id = strtoull(v, NULL, 10);
+        } else if (strcmp(k, "--dir") == 0) {
+            o.dir = v;
+        } else if (strcmp(k, "--listen") == 0) {
+            o.listen = v;
+        } else if (strcmp(k, "--bootstrap") == 0) {
+            if (parse_conf(v, &conf) != 0) {
+                fprintf(stderr, "bad --bootstrap '%s'\n", v);
+                return 2;
+            }
+            o.bootstrap = &conf;
+        } else if (strcmp(k, "--snapshot-entries") == 0) {
+            o.snapshot_entries = strtoull(v, NULL, 10);
+        } else if (strcmp(k, "--timeout-ms") == 0) {
+            o.commit_timeout_ms = (unsigned)atoi(v);
+        } else if (strcmp(k, "--tick-ms") == 0) {
+            o.tick_ms = (unsigned)atoi(v);
+        } else {
+            fprintf(stderr, "unknown option %s\n", k);
+            return 2;
+        }
+    }
+    if (getenv("RAFTFS_DEBUG") != NULL) {
+        o.log_level = NODE_LOG_DEBUG;
+    }
+    char err[RFS_ERRMSG_SZ];
+    int rv = node_start(&o, &node, err);
+    if (rv != 0) {
+        fprintf(stderr, "raftfs-testnode: %s\n", err);
+        say("error %s\n", err);
+        return 1;
+    }
+    say("started %llu\n", (unsigned long long)o.id);
+    char line[8192];
+    while (fgets(line, sizeof(line), stdin) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        char cmd[16], name[256];
+        long id;
+        int off = 0;
+        if (sscanf(line, "%15s", cmd) != 1) {
+            continue;
+        }
+        if (strcmp(cmd, "put") == 0 &&
+            sscanf(line, "put %ld %255s %n", &id, name, &off) == 2) {
+            struct op *op = calloc(1, sizeof(*op));
+            op->id = id;
+            const char *value = line + off;
+            struct store_cmd c = {.op = STORE_OP_CREATE,
+                                  .parent = STORE_ROOT_INO, .name = name,
+                                  .name_len = (uint16_t)strlen(name),
+                                  .mode = 0644, .flags = STORE_TRUNC,
+                                  .data = value,
+                                  .data_len = (uint32_t)strlen(value)};
+            if (node_submit(node, &c, put_done, op) != 0) {
+                say("done %ld %d 0\n", id, -ENOMEM);
+                free(op);
+            }
+        } else if (strcmp(cmd, "get") == 0 &&
+                   sscanf(line, "get %ld %255s", &id, name) == 2) {
+            struct op *op = calloc(1, sizeof(*op));
+            op->id = id;
+            snprintf(op->name, sizeof(op->name), "%s", name);
+            if (node_read_barrier(node, get_done, op) != 0) {
+                say("val %ld %d\n", id, -ENOMEM);
+                free(op);
+            }
+        } else if (strcmp(cmd, "status") == 0) {
+            struct node_status st;
+            node_status(node, &st);
+            say("status id=%llu role=%s term=%llu leader=%llu commit=%llu "
+                "applied=%llu peers=%u snap=%llu first=%llu\n",
+                (unsigned long long)o.id, cons_role_name(st.core.role),
+                (unsigned long long)st.core.term,
+                (unsigned long long)st.core.leader,
+                (unsigned long long)st.core.commit,
+                (unsigned long long)st.applied, st.peers_connected,
+                (unsigned long long)st.core.snap_index,
+                (unsigned long long)st.core.first_index);
+        } else {
+            say("error unknown command\n");
+        }
+    }
+    node_stop(node);
+    return 0;
+}
