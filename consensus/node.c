@@ -45,6 +45,7 @@
 #include "../common/assert.h"
 #include "../common/err.h"
 #include "../common/heap.h"
+#include "batch.h"
 #include "secure.h"
 #include "wire.h"
 
@@ -73,25 +74,10 @@ struct out_buf {
     struct rfs_buf plain; /* Encoded message, before sealing. */
 };
 
-struct chunk_copy {
-    struct cons_snap_meta meta;
-    uint64_t offset;
-    void *data;
-    size_t len;
-    bool last;
-};
-
 struct batch {
     uv_work_t work;
     struct node *n;
-    bool has_hs;
-    struct cons_hard_state hs;
-    struct cons_entry *ents;
-    unsigned n_ents;
-    unsigned cap_ents;
-    struct chunk_copy *chunks;
-    unsigned n_chunks;
-    struct cons_persist_tag tag;
+    struct batch_writes w;
     struct out_buf *held;
     struct out_buf **held_tail;
     int rv;
@@ -810,14 +796,15 @@ static void batch_work(uv_work_t *w)
     struct batch *b = w->data;
     struct node *n = b->n;
     b->rv = 0;
-    for (unsigned i = 0; i < b->n_chunks && b->rv == 0; i++) {
-        struct chunk_copy *c = &b->chunks[i];
+    for (unsigned i = 0; i < b->w.n_chunks && b->rv == 0; i++) {
+        struct batch_chunk *c = &b->w.chunks[i];
         char path[1200];
         snap_path(n, path, sizeof(path), "receiving.img");
         int fd = open(path, O_CREAT | O_WRONLY | (c->offset == 0 ? O_TRUNC : 0),
                       0600);
-        if (fd < 0 || pwrite(fd, c->data, c->len, (off_t)c->offset) !=
-                          (ssize_t)c->len ||
+        if (fd < 0 ||
+            pwrite(fd, c->data.base, c->data.len, (off_t)c->offset) !=
+                (ssize_t)c->data.len ||
             (c->last && fsync(fd) != 0)) {
             b->rv = -EIO;
             snprintf(b->err, sizeof(b->err), "writing %.150s: %.60s", path,
@@ -839,9 +826,9 @@ static void batch_work(uv_work_t *w)
             }
         }
     }
-    if (b->rv == 0 && (b->has_hs || b->n_ents > 0)) {
-        b->rv = store_log_write(n->store, b->has_hs ? &b->hs : NULL, b->ents,
-                                b->n_ents);
+    if (b->rv == 0 && (b->w.has_hs || b->w.n_ents > 0)) {
+        b->rv = store_log_write(n->store, b->w.has_hs ? &b->w.hs : NULL,
+                                b->w.ents, b->w.n_ents);
         if (b->rv != 0) {
             snprintf(b->err, sizeof(b->err), "%s", store_errmsg(n->store));
         }
@@ -850,14 +837,7 @@ static void batch_work(uv_work_t *w)
 
 static void batch_free(struct batch *b)
 {
-    for (unsigned i = 0; i < b->n_ents; i++) {
-        rfs_free(b->ents[i].data.base);
-    }
-    rfs_free(b->ents);
-    for (unsigned i = 0; i < b->n_chunks; i++) {
-        rfs_free(b->chunks[i].data);
-    }
-    rfs_free(b->chunks);
+    batch_writes_close(&b->w);
     while (b->held) {
         struct out_buf *o = b->held;
         b->held = o->next;
@@ -907,7 +887,7 @@ static void batch_done(uv_work_t *w, int status)
         n->disk_full = false;
     }
     n->batches++;
-    cons_node_persisted(n->core, &b->tag);
+    cons_node_persisted(n->core, &b->w.tag);
     while (b->held) {
         struct out_buf *o = b->held;
         b->held = o->next;
@@ -937,6 +917,7 @@ static struct batch *batch_for_writes(struct node *n)
         RFS_ASSERT(n->next_batch != NULL); /* Out of memory: stop. */
         n->next_batch->n = n;
         n->next_batch->held_tail = &n->next_batch->held;
+        batch_writes_init(&n->next_batch->w);
     }
     return n->next_batch;
 }
@@ -944,51 +925,9 @@ static struct batch *batch_for_writes(struct node *n)
 static void batch_add(struct node *n, const struct cons_update *u)
 {
     struct batch *b = batch_for_writes(n);
-    if (u->hs_changed) {
-        b->has_hs = true;
-        b->hs = u->hs;
-    }
-    for (unsigned i = 0; i < u->n_chunks; i++) {
-        b->chunks = rfs_realloc(b->chunks,
-                                (b->n_chunks + 1) * sizeof(*b->chunks));
-        RFS_ASSERT(b->chunks != NULL);
-        struct chunk_copy *c = &b->chunks[b->n_chunks++];
-        c->meta = u->chunks[i].meta;
-        c->offset = u->chunks[i].offset;
-        c->len = u->chunks[i].data.len;
-        c->data = rfs_memdup(u->chunks[i].data.base, c->len);
-        c->last = u->chunks[i].last;
-        if (c->last) {
-            /* The install drops the log: earlier entries of this batch go. */
-            for (unsigned k = 0; k < b->n_ents; k++) {
-                rfs_free(b->ents[k].data.base);
-            }
-            b->n_ents = 0;
-        }
-    }
-    if (u->n_entries > 0) {
-        unsigned keep = 0;
-        while (keep < b->n_ents &&
-               b->ents[keep].index < u->entries[0].index) {
-            keep++;
-        }
-        for (unsigned k = keep; k < b->n_ents; k++) {
-            rfs_free(b->ents[k].data.base);
-        }
-        b->n_ents = keep;
-        if (keep + u->n_entries > b->cap_ents) {
-            b->cap_ents = (keep + u->n_entries) * 2;
-            b->ents = rfs_realloc(b->ents, b->cap_ents * sizeof(*b->ents));
-            RFS_ASSERT(b->ents != NULL);
-        }
-        for (unsigned i = 0; i < u->n_entries; i++) {
-            struct cons_entry *e = &b->ents[b->n_ents++];
-            *e = u->entries[i];
-            e->data.base = rfs_memdup(u->entries[i].data.base,
-                                      u->entries[i].data.len);
-        }
-    }
-    b->tag = u->tag;
+    /* Out of memory while holding writes the core counts on: stop rather
+     * than acknowledge something never written. */
+    RFS_ASSERT(batch_writes_add(&b->w, u) == 0);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -20,6 +20,7 @@
 
 #include "../../common/assert.h"
 #include "../../common/heap.h"
+#include "../../consensus/batch.h"
 #include "../../consensus/core/core.h"
 
 #define MAX_NODES 16
@@ -56,17 +57,11 @@ struct ev {
     struct smsg *msg;
 };
 
-/* A write queued to a node's disk: completes at done_at, in order. */
+/* A write queued to a node's disk: completes at done_at, in order. The
+ * merging of updates into it is the node runtime's own (consensus/batch.c). */
 struct pwrite {
     uint64_t done_at;
-    bool has_hs;
-    struct cons_hard_state hs;
-    struct cons_entry *ents;
-    unsigned n_ents;
-    struct cons_snap_chunk *chunks;
-    unsigned n_chunks;
-    bool has_tag;
-    struct cons_persist_tag tag;
+    struct batch_writes w;
     struct smsg *held; /* wait_durable messages released on completion. */
     struct pwrite *next;
 };
@@ -599,7 +594,7 @@ static void disk_install(struct sim *s, struct snode *n,
 }
 
 static void disk_chunk(struct sim *s, struct snode *n,
-                       const struct cons_snap_chunk *c)
+                       const struct batch_chunk *c)
 {
     if (c->offset == 0) {
         free(n->d.recv);
@@ -621,11 +616,7 @@ static void disk_chunk(struct sim *s, struct snode *n,
 
 static void pwrite_free(struct pwrite *w)
 {
-    free_entries(w->ents, w->n_ents);
-    for (unsigned i = 0; i < w->n_chunks; i++) {
-        free(w->chunks[i].data.base);
-    }
-    free(w->chunks);
+    batch_writes_close(&w->w);
     while (w->held != NULL) {
         struct smsg *m = w->held;
         w->held = m->next;
@@ -756,6 +747,7 @@ static void queue_write(struct sim *s, struct snode *n,
     if (w == NULL || w == n->wq) {
         w = calloc(1, sizeof(*w));
         RFS_ASSERT(w != NULL);
+        batch_writes_init(&w->w);
         uint64_t start = n->wq_tail ? n->wq_tail->done_at : s->now;
         if (start < s->now) {
             start = s->now;
@@ -769,51 +761,7 @@ static void queue_write(struct sim *s, struct snode *n,
         }
         n->wq_tail = w;
     }
-    if (u->hs_changed) {
-        w->has_hs = true;
-        w->hs = u->hs;
-    }
-    if (u->n_chunks > 0) {
-        w->chunks = realloc(w->chunks,
-                            (w->n_chunks + u->n_chunks) * sizeof(*w->chunks));
-        RFS_ASSERT(w->chunks != NULL);
-        for (unsigned i = 0; i < u->n_chunks; i++) {
-            struct cons_snap_chunk *c = &w->chunks[w->n_chunks++];
-            *c = u->chunks[i];
-            c->data.base = NULL;
-            if (u->chunks[i].data.len > 0) {
-                c->data.base = malloc(u->chunks[i].data.len);
-                RFS_ASSERT(c->data.base != NULL);
-                memcpy(c->data.base, u->chunks[i].data.base,
-                       u->chunks[i].data.len);
-            }
-            if (c->last) {
-                /* The install discards the log: earlier entries of this
-                 * batch must not be written after it. */
-                free_entries(w->ents, w->n_ents);
-                w->ents = NULL;
-                w->n_ents = 0;
-            }
-        }
-    }
-    if (u->n_entries > 0) {
-        /* The new entries replace any suffix from their first index. */
-        unsigned keep = 0;
-        while (keep < w->n_ents && w->ents[keep].index < u->entries[0].index) {
-            keep++;
-        }
-        for (unsigned i = keep; i < w->n_ents; i++) {
-            free(w->ents[i].data.base);
-        }
-        w->ents = realloc(w->ents, (keep + u->n_entries) * sizeof(*w->ents));
-        RFS_ASSERT(w->ents != NULL);
-        for (unsigned i = 0; i < u->n_entries; i++) {
-            copy_entry(&w->ents[keep + i], &u->entries[i]);
-        }
-        w->n_ents = keep + u->n_entries;
-    }
-    w->has_tag = true;
-    w->tag = u->tag;
+    RFS_ASSERT(batch_writes_add(&w->w, u) == 0);
 }
 
 static void host_process(struct sim *s, struct snode *n)
@@ -863,16 +811,16 @@ static void disk_done(struct sim *s, struct snode *n)
         if (n->wq == NULL) {
             n->wq_tail = NULL;
         }
-        if (w->has_hs) {
-            n->d.hs = w->hs;
+        if (w->w.has_hs) {
+            n->d.hs = w->w.hs;
         }
-        for (unsigned i = 0; i < w->n_chunks; i++) {
-            disk_chunk(s, n, &w->chunks[i]);
+        for (unsigned i = 0; i < w->w.n_chunks; i++) {
+            disk_chunk(s, n, &w->w.chunks[i]);
         }
-        if (w->n_ents > 0) {
-            disk_truncate(&n->d, w->ents[0].index);
-            for (unsigned i = 0; i < w->n_ents; i++) {
-                disk_append(&n->d, &w->ents[i]);
+        if (w->w.n_ents > 0) {
+            disk_truncate(&n->d, w->w.ents[0].index);
+            for (unsigned i = 0; i < w->w.n_ents; i++) {
+                disk_append(&n->d, &w->w.ents[i]);
             }
         }
         while (w->held != NULL) {
@@ -881,7 +829,7 @@ static void disk_done(struct sim *s, struct snode *n)
             m->next = NULL;
             net_send(s, m);
         }
-        cons_node_persisted(n->core, &w->tag);
+        cons_node_persisted(n->core, &w->w.tag);
         pwrite_free(w);
     }
     if (n->wq != NULL) {
