@@ -148,6 +148,7 @@ struct node {
     rfs_index_t conf_index_seen;
 
     rfs_index_t snap_index; /* Last local snapshot. */
+    uint64_t bytes_since_snap; /* Entry bytes applied since it. */
     uint64_t last_status_log;
 };
 
@@ -194,6 +195,7 @@ void node_options_default(struct node_options *o)
     o->heartbeat_ticks = 2;
     o->commit_timeout_ms = 30000;
     o->snapshot_entries = 20000;
+    o->snapshot_bytes = 64ull << 20;
     o->log_level = NODE_LOG_INFO;
 }
 
@@ -936,9 +938,11 @@ static void batch_add(struct node *n, const struct cons_update *u)
 static void maybe_snapshot(struct node *n)
 {
     rfs_index_t applied = store_applied(n->store);
-    if (applied < n->snap_index + n->o.snapshot_entries) {
+    if (applied < n->snap_index + n->o.snapshot_entries &&
+        n->bytes_since_snap < n->o.snapshot_bytes) {
         return;
     }
+    n->bytes_since_snap = 0;
     char path[1200];
     snprintf(path, sizeof(path), "%s/snapshots/snap-%" PRIu64 ".img", n->dir,
              applied);
@@ -977,6 +981,9 @@ static void apply(struct node *n, const struct cons_update *u)
         return;
     }
     int rv = store_apply(n->store, u->committed, u->n_committed, res);
+    for (unsigned i = 0; i < u->n_committed; i++) {
+        n->bytes_since_snap += u->committed[i].data.len;
+    }
     if (rv != 0) {
         nlog(n, NODE_LOG_ERROR, "apply failed, this node stops: %s",
              store_errmsg(n->store));
@@ -1280,6 +1287,9 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
     }
     if (n->o.snapshot_entries == 0) {
         n->o.snapshot_entries = def.snapshot_entries;
+    }
+    if (n->o.snapshot_bytes == 0) {
+        n->o.snapshot_bytes = def.snapshot_bytes;
     }
     snprintf(n->dir, sizeof(n->dir), "%s", o->dir);
     n->o.dir = n->dir;

@@ -46,7 +46,8 @@ struct node_options {
     unsigned election_ticks;    /* Default 10. */
     unsigned heartbeat_ticks;   /* Default 2. */
     unsigned commit_timeout_ms; /* Default 30000. */
-    uint64_t snapshot_entries;  /* Snapshot after this many applied. */
+    uint64_t snapshot_entries;  /* Snapshot after this many applied... */
+    uint64_t snapshot_bytes;    /* ...or this many bytes of entries. */
     /* If set and the store is empty: found a cluster with this
      * configuration (every founder must use the same one). */
     const struct cons_conf *bootstrap;
