@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/endian.h"
 #include "../common/err.h"
 #include "wire.h"
 
@@ -30,22 +31,6 @@ _Static_assert(crypto_secretstream_xchacha20poly1305_ABYTES ==
 #define S_HELLO_LEN (1 + 8 + SECURE_NONCE_BYTES + SECURE_MAC_BYTES)
 #define C_AUTH_LEN (SECURE_MAC_BYTES + HEADER_BYTES)
 #define S_AUTH_LEN (HEADER_BYTES)
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
 
 static crypto_secretstream_xchacha20poly1305_state *tx(struct secure *s)
 {
@@ -76,8 +61,8 @@ static void transcript(const struct secure *s, uint8_t *t)
     rfs_nodeid_t v = s->client ? s->peer : s->self;
     const uint8_t *nc = s->client ? s->nonce_self : s->nonce_peer;
     const uint8_t *ns = s->client ? s->nonce_peer : s->nonce_self;
-    put64(t, c);
-    put64(t + 8, v);
+    rfs_put_le64(t, c);
+    rfs_put_le64(t + 8, v);
     memcpy(t + 16, nc, SECURE_NONCE_BYTES);
     memcpy(t + 16 + SECURE_NONCE_BYTES, ns, SECURE_NONCE_BYTES);
 }
@@ -128,8 +113,8 @@ void secure_init(struct secure *s, bool client, rfs_nodeid_t self,
     if (client) {
         out->type = WIRE_HELLO;
         out->body[0] = 'C';
-        put64(out->body + 1, self);
-        put64(out->body + 9, peer);
+        rfs_put_le64(out->body + 1, self);
+        rfs_put_le64(out->body + 9, peer);
         memcpy(out->body + 17, s->nonce_self, SECURE_NONCE_BYTES);
         out->len = C_HELLO_LEN;
     }
@@ -141,21 +126,21 @@ static int server_hello(struct secure *s, const uint8_t *b, size_t len,
     if (len != C_HELLO_LEN || b[0] != 'C') {
         return fail(s, "malformed hello");
     }
-    rfs_nodeid_t expect = get64(b + 9);
+    rfs_nodeid_t expect = rfs_get_le64(b + 9);
     if (expect != 0 && expect != s->self) {
         char why[96];
         snprintf(why, sizeof(why), "peer wanted node %llu, this is node %llu",
                  (unsigned long long)expect, (unsigned long long)s->self);
         return fail(s, why);
     }
-    s->peer = get64(b + 1);
+    s->peer = rfs_get_le64(b + 1);
     if (s->peer == RFS_NODE_NONE || s->peer == s->self) {
         return fail(s, "peer claims an invalid node id");
     }
     memcpy(s->nonce_peer, b + 17, SECURE_NONCE_BYTES);
     out->type = WIRE_HELLO;
     out->body[0] = 'S';
-    put64(out->body + 1, s->self);
+    rfs_put_le64(out->body + 1, s->self);
     memcpy(out->body + 9, s->nonce_self, SECURE_NONCE_BYTES);
     mac(s, 'S', out->body + 9 + SECURE_NONCE_BYTES);
     out->len = S_HELLO_LEN;
@@ -169,7 +154,7 @@ static int client_hello(struct secure *s, const uint8_t *b, size_t len,
     if (len != S_HELLO_LEN || b[0] != 'S') {
         return fail(s, "malformed hello");
     }
-    rfs_nodeid_t id = get64(b + 1);
+    rfs_nodeid_t id = rfs_get_le64(b + 1);
     if (s->peer != 0 && id != s->peer) {
         char why[96];
         snprintf(why, sizeof(why), "expected node %llu, reached node %llu",

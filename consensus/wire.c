@@ -13,47 +13,23 @@
 #include <string.h>
 
 #include "../common/crc32c.h"
+#include "../common/endian.h"
 #include "../common/err.h"
 #include "../common/heap.h"
 
 #define ENTRY_HDR 21 /* term u64, index u64, type u8, len u32 */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 void wire_frame_header(uint8_t type, const void *body, uint32_t len,
                        uint8_t hdr[WIRE_HDR])
 {
-    put32(hdr, WIRE_MAGIC);
+    rfs_put_le32(hdr, WIRE_MAGIC);
     hdr[4] = WIRE_VERSION;
     hdr[5] = type;
     hdr[6] = 0;
     hdr[7] = 0;
-    put32(hdr + 8, len);
+    rfs_put_le32(hdr + 8, len);
     uint32_t c = rfs_crc32c(0, hdr, 12);
-    put32(hdr + 12, rfs_crc32c(c, body, len));
+    rfs_put_le32(hdr + 12, rfs_crc32c(c, body, len));
 }
 
 /* ---- Reader ----------------------------------------------------------- */
@@ -127,7 +103,7 @@ int wire_reader_next(struct wire_reader *r, struct wire_frame *f)
         return 0;
     }
     const uint8_t *h = r->buf;
-    if (get32(h) != WIRE_MAGIC) {
+    if (rfs_get_le32(h) != WIRE_MAGIC) {
         return fail(r, "bad magic: not a raftfs peer");
     }
     if (h[4] != WIRE_VERSION) {
@@ -136,7 +112,7 @@ int wire_reader_next(struct wire_reader *r, struct wire_frame *f)
     if (h[5] == 0 || h[5] >= WIRE_TYPE_MAX || h[6] != 0 || h[7] != 0) {
         return fail(r, "bad frame type or flags");
     }
-    uint32_t len = get32(h + 8);
+    uint32_t len = rfs_get_le32(h + 8);
     if (len > WIRE_MAX_BODY) {
         return fail(r, "frame longer than the limit");
     }
@@ -144,7 +120,7 @@ int wire_reader_next(struct wire_reader *r, struct wire_frame *f)
         return 0;
     }
     uint32_t c = rfs_crc32c(0, h, 12);
-    if (rfs_crc32c(c, h + WIRE_HDR, len) != get32(h + 12)) {
+    if (rfs_crc32c(c, h + WIRE_HDR, len) != rfs_get_le32(h + 12)) {
         return fail(r, "frame checksum mismatch");
     }
     f->type = h[5];
@@ -184,28 +160,28 @@ int wire_msg_encode(const struct cons_msg *m, struct rfs_buf *out)
     }
     uint8_t *q = p;
     *q++ = m->type;
-    put64(q, m->from), q += 8;
-    put64(q, m->to), q += 8;
-    put64(q, m->term), q += 8;
-    put64(q, m->prev_index), q += 8;
-    put64(q, m->prev_term), q += 8;
-    put64(q, m->commit), q += 8;
+    rfs_put_le64(q, m->from), q += 8;
+    rfs_put_le64(q, m->to), q += 8;
+    rfs_put_le64(q, m->term), q += 8;
+    rfs_put_le64(q, m->prev_index), q += 8;
+    rfs_put_le64(q, m->prev_term), q += 8;
+    rfs_put_le64(q, m->commit), q += 8;
     *q++ = (uint8_t)(m->reject | m->transfer << 1 | m->last << 2);
-    put64(q, m->index), q += 8;
-    put64(q, m->hint_index), q += 8;
-    put64(q, m->hint_term), q += 8;
-    put64(q, m->round), q += 8;
-    put64(q, m->ctx), q += 8;
+    rfs_put_le64(q, m->index), q += 8;
+    rfs_put_le64(q, m->hint_index), q += 8;
+    rfs_put_le64(q, m->hint_term), q += 8;
+    rfs_put_le64(q, m->round), q += 8;
+    rfs_put_le64(q, m->ctx), q += 8;
     *q++ = m->hops;
-    put64(q, m->offset), q += 8;
-    put32(q, 0), q += 4; /* Reserved. */
-    put32(q, m->n_entries), q += 4;
+    rfs_put_le64(q, m->offset), q += 8;
+    rfs_put_le32(q, 0), q += 4; /* Reserved. */
+    rfs_put_le32(q, m->n_entries), q += 4;
     for (unsigned i = 0; i < m->n_entries; i++) {
         const struct cons_entry *e = &m->entries[i];
-        put64(q, e->term), q += 8;
-        put64(q, e->index), q += 8;
+        rfs_put_le64(q, e->term), q += 8;
+        rfs_put_le64(q, e->index), q += 8;
         *q++ = e->type;
-        put32(q, (uint32_t)e->data.len), q += 4;
+        rfs_put_le32(q, (uint32_t)e->data.len), q += 4;
         if (e->data.len > 0) {
             memcpy(q, e->data.base, e->data.len);
         }
@@ -213,15 +189,15 @@ int wire_msg_encode(const struct cons_msg *m, struct rfs_buf *out)
     }
     *q++ = m->snap != NULL;
     if (m->snap != NULL) {
-        put64(q, m->snap->index), q += 8;
-        put64(q, m->snap->term), q += 8;
-        put64(q, m->snap->size), q += 8;
-        put32(q, (uint32_t)conf.len), q += 4;
+        rfs_put_le64(q, m->snap->index), q += 8;
+        rfs_put_le64(q, m->snap->term), q += 8;
+        rfs_put_le64(q, m->snap->size), q += 8;
+        rfs_put_le32(q, (uint32_t)conf.len), q += 4;
         memcpy(q, conf.base, conf.len);
         q += conf.len;
         rfs_free(conf.base);
     }
-    put32(q, (uint32_t)m->data.len), q += 4;
+    rfs_put_le32(q, (uint32_t)m->data.len), q += 4;
     if (m->data.len > 0) {
         memcpy(q, m->data.base, m->data.len);
     }
@@ -250,12 +226,12 @@ int wire_msg_decode(const uint8_t *p, size_t len, struct cons_msg *m)
     if (m->type == 0 || m->type >= CONS_MSG_TYPE_MAX) {
         return RFS_EMALFORMED;
     }
-    m->from = get64(q), q += 8;
-    m->to = get64(q), q += 8;
-    m->term = get64(q), q += 8;
-    m->prev_index = get64(q), q += 8;
-    m->prev_term = get64(q), q += 8;
-    m->commit = get64(q), q += 8;
+    m->from = rfs_get_le64(q), q += 8;
+    m->to = rfs_get_le64(q), q += 8;
+    m->term = rfs_get_le64(q), q += 8;
+    m->prev_index = rfs_get_le64(q), q += 8;
+    m->prev_term = rfs_get_le64(q), q += 8;
+    m->commit = rfs_get_le64(q), q += 8;
     uint8_t flags = *q++;
     if (flags & ~7u) {
         return RFS_EMALFORMED;
@@ -263,15 +239,15 @@ int wire_msg_decode(const uint8_t *p, size_t len, struct cons_msg *m)
     m->reject = flags & 1;
     m->transfer = (flags >> 1) & 1;
     m->last = (flags >> 2) & 1;
-    m->index = get64(q), q += 8;
-    m->hint_index = get64(q), q += 8;
-    m->hint_term = get64(q), q += 8;
-    m->round = get64(q), q += 8;
-    m->ctx = get64(q), q += 8;
+    m->index = rfs_get_le64(q), q += 8;
+    m->hint_index = rfs_get_le64(q), q += 8;
+    m->hint_term = rfs_get_le64(q), q += 8;
+    m->round = rfs_get_le64(q), q += 8;
+    m->ctx = rfs_get_le64(q), q += 8;
     m->hops = *q++;
-    m->offset = get64(q), q += 8;
+    m->offset = rfs_get_le64(q), q += 8;
     q += 4; /* Reserved. */
-    uint32_t n = get32(q);
+    uint32_t n = rfs_get_le32(q);
     q += 4;
     /* Each entry needs at least its header: bound n before allocating. */
     if ((size_t)n > (size_t)(end - q) / ENTRY_HDR) {
@@ -288,10 +264,10 @@ int wire_msg_decode(const uint8_t *p, size_t len, struct cons_msg *m)
             goto bad;
         }
         struct cons_entry *e = &m->entries[i];
-        e->term = get64(q), q += 8;
-        e->index = get64(q), q += 8;
+        e->term = rfs_get_le64(q), q += 8;
+        e->index = rfs_get_le64(q), q += 8;
         e->type = *q++;
-        uint32_t dl = get32(q);
+        uint32_t dl = rfs_get_le32(q);
         q += 4;
         if (e->type < CONS_ENTRY_NORMAL || e->type > CONS_ENTRY_CONF ||
             dl > (size_t)(end - q)) {
@@ -318,10 +294,10 @@ int wire_msg_decode(const uint8_t *p, size_t len, struct cons_msg *m)
             wire_msg_free(m);
             return -ENOMEM;
         }
-        m->snap->index = get64(q), q += 8;
-        m->snap->term = get64(q), q += 8;
-        m->snap->size = get64(q), q += 8;
-        uint32_t cl = get32(q);
+        m->snap->index = rfs_get_le64(q), q += 8;
+        m->snap->term = rfs_get_le64(q), q += 8;
+        m->snap->size = rfs_get_le64(q), q += 8;
+        uint32_t cl = rfs_get_le32(q);
         q += 4;
         if (cl > (size_t)(end - q)) {
             goto bad;
@@ -335,7 +311,7 @@ int wire_msg_decode(const uint8_t *p, size_t len, struct cons_msg *m)
     if (end - q < 4) {
         goto bad;
     }
-    uint32_t dl = get32(q);
+    uint32_t dl = rfs_get_le32(q);
     q += 4;
     if (dl != (size_t)(end - q)) {
         goto bad;

@@ -119,13 +119,13 @@ int store_snapshot_write(struct store *s, const char *path,
     if (err != NULL) {
         rv = store__rocks_err(s, err, "reading the applied index");
     } else if (av != NULL && alen == 8) {
-        applied = get_le64((uint8_t *)av);
+        applied = rfs_get_le64((uint8_t *)av);
     }
     rocksdb_free(av);
 
     uint8_t hdr[16];
     memcpy(hdr, SNAP_MAGIC, 8);
-    put_le64(hdr + 8, applied);
+    rfs_put_le64(hdr + 8, applied);
     out_put(&o, hdr, 16);
     uint64_t count = 0;
     for (size_t i = 0; rv == 0 && i < sizeof(state_cfs) / sizeof(*state_cfs);
@@ -139,8 +139,8 @@ int store_snapshot_write(struct store *s, const char *path,
             const char *v = rocksdb_iter_value(it, &vlen);
             uint8_t rh[9];
             rh[0] = (uint8_t)state_cfs[i];
-            put_le32(rh + 1, (uint32_t)klen);
-            put_le32(rh + 5, (uint32_t)vlen);
+            rfs_put_le32(rh + 1, (uint32_t)klen);
+            rfs_put_le32(rh + 5, (uint32_t)vlen);
             out_put(&o, rh, 9);
             out_put(&o, k, klen);
             out_put(&o, v, vlen);
@@ -154,10 +154,10 @@ int store_snapshot_write(struct store *s, const char *path,
     }
     uint8_t tr[9];
     tr[0] = 0xff;
-    put_le64(tr + 1, count);
+    rfs_put_le64(tr + 1, count);
     out_put(&o, tr, 9);
     uint8_t c[4];
-    put_le32(c, o.crc);
+    rfs_put_le32(c, o.crc);
     o.total += 4;
     memcpy(o.buf + o.n, c, 4);
     o.n += 4;
@@ -251,13 +251,13 @@ int store_snapshot_install(struct store *s, const char *path,
     /* Verify everything before changing anything. */
     rv = RFS_ECORRUPT;
     if (len < 16 + 9 + 4 || memcmp(p, SNAP_MAGIC, 8) != 0 ||
-        get_le32(p + len - 4) != rfs_crc32c(0, p, len - 4)) {
+        rfs_get_le32(p + len - 4) != rfs_crc32c(0, p, len - 4)) {
         store__set_err(s, rv, "snapshot %s is damaged (checksum)", path);
         goto out;
     }
-    if (get_le64(p + 8) != meta->index) {
+    if (rfs_get_le64(p + 8) != meta->index) {
         store__set_err(s, rv, "snapshot %s holds index %llu, expected %llu",
-                       path, (unsigned long long)get_le64(p + 8),
+                       path, (unsigned long long)rfs_get_le64(p + 8),
                        (unsigned long long)meta->index);
         goto out;
     }
@@ -268,7 +268,7 @@ int store_snapshot_install(struct store *s, const char *path,
             break;
         }
         uint8_t cf = p[off];
-        uint32_t kl = get_le32(p + off + 1), vl = get_le32(p + off + 5);
+        uint32_t kl = rfs_get_le32(p + off + 1), vl = rfs_get_le32(p + off + 5);
         if ((cf != CF_INODES && cf != CF_DENTRIES && cf != CF_CHUNKS &&
              cf != CF_SESSIONS) ||
             (uint64_t)kl + vl > len - 4 - off - 9) {
@@ -277,7 +277,7 @@ int store_snapshot_install(struct store *s, const char *path,
         off += 9 + (size_t)kl + vl;
         count++;
     }
-    if (off != len - 13 || p[off] != 0xff || get_le64(p + off + 1) != count) {
+    if (off != len - 13 || p[off] != 0xff || rfs_get_le64(p + off + 1) != count) {
         store__set_err(s, rv, "snapshot %s is damaged (record %llu)", path,
                        (unsigned long long)count);
         goto out;
@@ -294,7 +294,7 @@ int store_snapshot_install(struct store *s, const char *path,
                                        (char *)hi, 9);
     for (off = 16; off < len - 13;) {
         uint8_t cf = p[off];
-        uint32_t kl = get_le32(p + off + 1), vl = get_le32(p + off + 5);
+        uint32_t kl = rfs_get_le32(p + off + 1), vl = rfs_get_le32(p + off + 5);
         rocksdb_writebatch_put_cf(b, s->cf[cf], (char *)p + off + 9, kl,
                                   (char *)p + off + 9 + kl, vl);
         off += 9 + (size_t)kl + vl;
@@ -305,7 +305,7 @@ int store_snapshot_install(struct store *s, const char *path,
         store__put_snap_meta(s, b, &enc);
         rfs_free(enc.base);
         uint8_t v[8];
-        put_le64(v, meta->index);
+        rfs_put_le64(v, meta->index);
         rocksdb_writebatch_put_cf(b, s->cf[CF_META], "applied", 7, (char *)v,
                                   8);
         rv = store__write(s, b, true, "installing a snapshot");

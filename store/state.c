@@ -41,16 +41,16 @@ struct tx {
 void store__attr_encode(const struct store_attr *a, uint8_t *p)
 {
     p[0] = a->type;
-    put_le32(p + 1, a->mode);
-    put_le32(p + 5, a->uid);
-    put_le32(p + 9, a->gid);
-    put_le32(p + 13, a->nlink);
-    put_le64(p + 17, a->size);
-    put_le64(p + 25, (uint64_t)a->atime_ns);
-    put_le64(p + 33, (uint64_t)a->mtime_ns);
-    put_le64(p + 41, (uint64_t)a->ctime_ns);
-    put_le64(p + 49, a->revision);
-    put_le64(p + 57, a->parent);
+    rfs_put_le32(p + 1, a->mode);
+    rfs_put_le32(p + 5, a->uid);
+    rfs_put_le32(p + 9, a->gid);
+    rfs_put_le32(p + 13, a->nlink);
+    rfs_put_le64(p + 17, a->size);
+    rfs_put_le64(p + 25, (uint64_t)a->atime_ns);
+    rfs_put_le64(p + 33, (uint64_t)a->mtime_ns);
+    rfs_put_le64(p + 41, (uint64_t)a->ctime_ns);
+    rfs_put_le64(p + 49, a->revision);
+    rfs_put_le64(p + 57, a->parent);
 }
 
 int store__attr_decode(uint64_t ino, const char *v, size_t len,
@@ -62,23 +62,23 @@ int store__attr_decode(uint64_t ino, const char *v, size_t len,
     }
     a->ino = ino;
     a->type = p[0];
-    a->mode = get_le32(p + 1);
-    a->uid = get_le32(p + 5);
-    a->gid = get_le32(p + 9);
-    a->nlink = get_le32(p + 13);
-    a->size = get_le64(p + 17);
-    a->atime_ns = (int64_t)get_le64(p + 25);
-    a->mtime_ns = (int64_t)get_le64(p + 33);
-    a->ctime_ns = (int64_t)get_le64(p + 41);
-    a->revision = get_le64(p + 49);
-    a->parent = get_le64(p + 57);
+    a->mode = rfs_get_le32(p + 1);
+    a->uid = rfs_get_le32(p + 5);
+    a->gid = rfs_get_le32(p + 9);
+    a->nlink = rfs_get_le32(p + 13);
+    a->size = rfs_get_le64(p + 17);
+    a->atime_ns = (int64_t)rfs_get_le64(p + 25);
+    a->mtime_ns = (int64_t)rfs_get_le64(p + 33);
+    a->ctime_ns = (int64_t)rfs_get_le64(p + 41);
+    a->revision = rfs_get_le64(p + 49);
+    a->parent = rfs_get_le64(p + 57);
     return 0;
 }
 
 static void chunk_key(uint8_t *k, uint64_t ino, uint64_t chunk)
 {
-    put_be64(k, ino);
-    put_be64(k + 8, chunk);
+    rfs_put_be64(k, ino);
+    rfs_put_be64(k + 8, chunk);
 }
 
 /* ---- Low-level reads (any thread) ------------------------------------- */
@@ -100,7 +100,7 @@ static int inode_get(struct store *s, const rocksdb_readoptions_t *ro,
                      size_t *rawlen)
 {
     uint8_t k[8];
-    put_be64(k, ino);
+    rfs_put_be64(k, ino);
     char *v;
     size_t len;
     int rv = get(s, ro, CF_INODES, k, 8, &v, &len, "reading an inode");
@@ -133,7 +133,7 @@ static int dentry_get(struct store *s, const rocksdb_readoptions_t *ro,
     if (len > STORE_NAME_MAX) {
         return -ENAMETOOLONG;
     }
-    put_be64(k, parent);
+    rfs_put_be64(k, parent);
     memcpy(k + 8, name, len);
     char *v;
     size_t vlen;
@@ -151,7 +151,7 @@ static int dentry_get(struct store *s, const rocksdb_readoptions_t *ro,
                               "directory entry in %llu of %s is damaged",
                               (unsigned long long)parent, s->dir);
     }
-    *ino = get_le64((const uint8_t *)v);
+    *ino = rfs_get_le64((const uint8_t *)v);
     *type = (uint8_t)v[8];
     rocksdb_free(v);
     return 0;
@@ -164,7 +164,7 @@ static void inode_put(struct tx *t, const struct store_attr *a,
 {
     uint8_t k[8];
     uint8_t v[INODE_VALUE_SIZE + STORE_SYMLINK_MAX];
-    put_be64(k, a->ino);
+    rfs_put_be64(k, a->ino);
     store__attr_encode(a, v);
     if (tlen > 0) {
         memcpy(v + INODE_VALUE_SIZE, target, tlen);
@@ -196,9 +196,9 @@ static void dentry_put(struct tx *t, uint64_t parent, const char *name,
                        size_t len, uint64_t ino, uint8_t type)
 {
     uint8_t k[8 + STORE_NAME_MAX], v[9];
-    put_be64(k, parent);
+    rfs_put_be64(k, parent);
     memcpy(k + 8, name, len);
-    put_le64(v, ino);
+    rfs_put_le64(v, ino);
     v[8] = type;
     rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_DENTRIES], (char *)k, 8 + len,
                               (char *)v, 9);
@@ -208,7 +208,7 @@ static void dentry_del(struct tx *t, uint64_t parent, const char *name,
                        size_t len)
 {
     uint8_t k[8 + STORE_NAME_MAX];
-    put_be64(k, parent);
+    rfs_put_be64(k, parent);
     memcpy(k + 8, name, len);
     rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_DENTRIES], (char *)k,
                                  8 + len);
@@ -236,7 +236,7 @@ static int inode_drop(struct tx *t, uint64_t ino)
         return rv == -ENOENT ? 0 : rv;
     }
     uint8_t k[8];
-    put_be64(k, ino);
+    rfs_put_be64(k, ino);
     rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_INODES], (char *)k, 8);
     if (a.type == STORE_FILE) {
         chunks_drop(t, &a, 0);
@@ -248,7 +248,7 @@ static int dir_is_empty(struct store *s, const rocksdb_readoptions_t *ro,
                         uint64_t ino, bool *empty)
 {
     uint8_t k[8];
-    put_be64(k, ino);
+    rfs_put_be64(k, ino);
     rocksdb_iterator_t *it =
         rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_DENTRIES]);
     rocksdb_iter_seek(it, (char *)k, 8);
@@ -678,6 +678,21 @@ static int is_within(struct tx *t, uint64_t dir, uint64_t anc, bool *within)
                           "directory parents of %s loop", t->s->dir);
 }
 
+/* A directory moved to another parent records its new parent. */
+static int set_parent(struct tx *t, uint64_t dir, uint64_t parent)
+{
+    struct store_attr a;
+    int rv = inode_get(t->s, t->s->ro, dir, &a, NULL, NULL);
+    if (rv != 0) {
+        return rv;
+    }
+    a.parent = parent;
+    a.ctime_ns = t->now;
+    a.revision = t->index;
+    inode_put(t, &a, NULL, 0);
+    return 0;
+}
+
 static int op_rename(struct tx *t, const struct store_cmd *c, uint64_t *out)
 {
     int rv = check_name(c->name, c->name_len);
@@ -752,26 +767,14 @@ static int op_rename(struct tx *t, const struct store_cmd *c, uint64_t *out)
             int dirs = (stype == STORE_DIR) - (dtype == STORE_DIR);
             sp.nlink = (uint32_t)((int)sp.nlink - dirs);
             dp.nlink = (uint32_t)((int)dp.nlink + dirs);
-            struct store_attr a;
             if (stype == STORE_DIR) {
-                rv = inode_get(t->s, t->s->ro, sino, &a, NULL, NULL);
-                if (rv != 0) {
-                    return rv;
-                }
-                a.parent = c->new_parent;
-                a.ctime_ns = t->now;
-                a.revision = t->index;
-                inode_put(t, &a, NULL, 0);
+                rv = set_parent(t, sino, c->new_parent);
             }
-            if (dtype == STORE_DIR) {
-                rv = inode_get(t->s, t->s->ro, dino, &a, NULL, NULL);
-                if (rv != 0) {
-                    return rv;
-                }
-                a.parent = c->parent;
-                a.ctime_ns = t->now;
-                a.revision = t->index;
-                inode_put(t, &a, NULL, 0);
+            if (rv == 0 && dtype == STORE_DIR) {
+                rv = set_parent(t, dino, c->parent);
+            }
+            if (rv != 0) {
+                return rv;
             }
         }
         goto touch_parents;
@@ -845,9 +848,9 @@ static void session_key(uint8_t *k, rfs_nodeid_t client, uint64_t boot,
                         uint64_t seq)
 {
     k[0] = 'S';
-    put_be64(k + 1, client);
-    put_be64(k + 9, boot);
-    put_be64(k + 17, seq);
+    rfs_put_be64(k + 1, client);
+    rfs_put_be64(k + 9, boot);
+    rfs_put_be64(k + 17, seq);
 }
 
 enum session_state {
@@ -871,7 +874,7 @@ static int session_check(struct tx *t, const struct store_cmd *c,
 {
     uint8_t bk[9];
     bk[0] = 'B';
-    put_be64(bk + 1, c->client);
+    rfs_put_be64(bk + 1, c->client);
     char *v;
     size_t len;
     int rv = get(t->s, t->s->ro, CF_SESSIONS, bk, 9, &v, &len,
@@ -882,8 +885,8 @@ static int session_check(struct tx *t, const struct store_cmd *c,
     memset(h, 0, sizeof(*h));
     if (v != NULL && len == 16) {
         h->found = true;
-        h->boot = get_le64((uint8_t *)v);
-        h->purged = get_le64((uint8_t *)v + 8);
+        h->boot = rfs_get_le64((uint8_t *)v);
+        h->purged = rfs_get_le64((uint8_t *)v + 8);
     }
     rocksdb_free(v);
     *st = SESSION_NEW;
@@ -909,8 +912,8 @@ static int session_check(struct tx *t, const struct store_cmd *c,
     }
     if (v != NULL) {
         if (len == 12) {
-            r->err = (int)get_le32((uint8_t *)v);
-            r->ino = get_le64((uint8_t *)v + 4);
+            r->err = (int)rfs_get_le32((uint8_t *)v);
+            r->ino = rfs_get_le64((uint8_t *)v + 4);
         }
         r->duplicate = true;
         *st = SESSION_DUPLICATE;
@@ -974,16 +977,16 @@ static int session_record(struct tx *t, const struct store_cmd *c,
     }
     uint8_t bk[9], bv[16];
     bk[0] = 'B';
-    put_be64(bk + 1, c->client);
-    put_le64(bv, nh.boot);
-    put_le64(bv + 8, nh.purged);
+    rfs_put_be64(bk + 1, c->client);
+    rfs_put_le64(bv, nh.boot);
+    rfs_put_le64(bv + 8, nh.purged);
     rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_SESSIONS], (char *)bk, 9,
                               (char *)bv, 16);
     if (c->seq >= nh.purged) {
         uint8_t k[25], v[12];
         session_key(k, c->client, c->boot, c->seq);
-        put_le32(v, (uint32_t)r->err);
-        put_le64(v + 4, r->ino);
+        rfs_put_le32(v, (uint32_t)r->err);
+        rfs_put_le64(v + 4, r->ino);
         rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_SESSIONS], (char *)k, 25,
                                   (char *)v, 12);
     }
@@ -1071,7 +1074,7 @@ static int apply_one(struct store *s, const struct cons_entry *e,
     }
     if (rv == 0) {
         uint8_t v[8];
-        put_le64(v, e->index);
+        rfs_put_le64(v, e->index);
         rocksdb_writebatch_put_cf(t.b, s->cf[CF_META], "applied", 7,
                                   (char *)v, 8);
         char what[64];
@@ -1192,10 +1195,10 @@ int store_read(struct store *s, const struct store_view *v, uint64_t ino,
          rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
-        if (klen != 16 || get_be64(k) != ino) {
+        if (klen != 16 || rfs_get_be64(k) != ino) {
             break;
         }
-        uint64_t cstart = get_be64(k + 8) * STORE_CHUNK_SIZE;
+        uint64_t cstart = rfs_get_be64(k + 8) * STORE_CHUNK_SIZE;
         if (cstart >= off + len) {
             break;
         }
@@ -1245,7 +1248,7 @@ int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
 {
     const rocksdb_readoptions_t *ro = store__ro(s, v);
     uint8_t k[8 + STORE_NAME_MAX + 1];
-    put_be64(k, ino);
+    rfs_put_be64(k, ino);
     size_t klen0 = 8;
     if (after != NULL && after_len <= STORE_NAME_MAX) {
         memcpy(k + 8, after, after_len);
@@ -1258,7 +1261,7 @@ int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
          rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &klen);
-        if (klen < 8 || get_be64(key) != ino) {
+        if (klen < 8 || rfs_get_be64(key) != ino) {
             break;
         }
         const char *val = rocksdb_iter_value(it, &vlen);
@@ -1266,7 +1269,7 @@ int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
             continue;
         }
         if (cb(arg, (const char *)key + 8, klen - 8,
-               get_le64((const uint8_t *)val), (uint8_t)val[8]) != 0) {
+               rfs_get_le64((const uint8_t *)val), (uint8_t)val[8]) != 0) {
             break;
         }
     }

@@ -205,7 +205,7 @@ int store_open(const char *dir, const struct store_options *o,
         return code;
     }
     if (v != NULL && len == 8) {
-        s->applied = get_le64((const uint8_t *)v);
+        s->applied = rfs_get_le64((const uint8_t *)v);
     }
     rocksdb_free(v);
     rocksdb_iterator_t *it =
@@ -215,7 +215,7 @@ int store_open(const char *dir, const struct store_options *o,
         size_t klen;
         const char *k = rocksdb_iter_key(it, &klen);
         if (klen == 8) {
-            s->log_last = get_be64((const uint8_t *)k);
+            s->log_last = rfs_get_be64((const uint8_t *)k);
         }
     }
     rocksdb_iter_destroy(it);
@@ -228,7 +228,7 @@ int store_open(const char *dir, const struct store_options *o,
         root.nlink = 2;
         root.parent = STORE_ROOT_INO;
         uint8_t key[8], val[INODE_VALUE_SIZE];
-        put_be64(key, STORE_ROOT_INO);
+        rfs_put_be64(key, STORE_ROOT_INO);
         store__attr_encode(&root, val);
         rocksdb_writebatch_t *b = rocksdb_writebatch_create();
         rocksdb_writebatch_put_cf(b, s->cf[CF_INODES], (char *)key, 8,
@@ -275,7 +275,7 @@ void store_close(struct store *s)
 static uint32_t log_crc(rfs_index_t index, const uint8_t *rec, size_t len)
 {
     uint8_t k[8];
-    put_be64(k, index);
+    rfs_put_be64(k, index);
     uint32_t c = rfs_crc32c(0, k, 8);
     return rfs_crc32c(c, rec + 4, len - 4);
 }
@@ -284,7 +284,7 @@ static int log_decode(struct store *s, rfs_index_t index, const char *v,
                       size_t len, struct cons_entry *e)
 {
     const uint8_t *p = (const uint8_t *)v;
-    if (len < LOG_HDR || get_le32(p) != log_crc(index, p, len)) {
+    if (len < LOG_HDR || rfs_get_le32(p) != log_crc(index, p, len)) {
         return store__set_err(s, RFS_ECORRUPT,
                               "log record %llu in %s fails its checksum: "
                               "refusing to use it",
@@ -292,7 +292,7 @@ static int log_decode(struct store *s, rfs_index_t index, const char *v,
     }
     memset(e, 0, sizeof(*e));
     e->index = index;
-    e->term = get_le64(p + 4);
+    e->term = rfs_get_le64(p + 4);
     e->type = p[12];
     e->data.len = len - LOG_HDR;
     if (e->data.len > 0) {
@@ -307,7 +307,7 @@ static int log_decode(struct store *s, rfs_index_t index, const char *v,
 int store_log_get(struct store *s, rfs_index_t index, struct cons_entry *e)
 {
     uint8_t k[8];
-    put_be64(k, index);
+    rfs_put_be64(k, index);
     char *err = NULL;
     size_t len;
     char *v = rocksdb_get_cf(s->db, s->ro, s->cf[CF_LOG], (char *)k, 8, &len,
@@ -328,14 +328,14 @@ static void put_entry(struct store *s, rocksdb_writebatch_t *b,
                       const struct cons_entry *e, uint8_t *rec)
 {
     uint8_t k[8];
-    put_be64(k, e->index);
-    put_le64(rec + 4, e->term);
+    rfs_put_be64(k, e->index);
+    rfs_put_le64(rec + 4, e->term);
     rec[12] = e->type;
     if (e->data.len > 0) {
         memcpy(rec + LOG_HDR, e->data.base, e->data.len);
     }
     size_t len = LOG_HDR + e->data.len;
-    put_le32(rec, log_crc(e->index, rec, len));
+    rfs_put_le32(rec, log_crc(e->index, rec, len));
     rocksdb_writebatch_put_cf(b, s->cf[CF_LOG], (char *)k, 8, (char *)rec,
                               len);
 }
@@ -344,10 +344,10 @@ static void put_hs(struct store *s, rocksdb_writebatch_t *b,
                    const struct cons_hard_state *hs)
 {
     uint8_t v[28];
-    put_le64(v + 4, hs->term);
-    put_le64(v + 12, hs->vote);
-    put_le64(v + 20, hs->commit);
-    put_le32(v, rfs_crc32c(0, v + 4, 24));
+    rfs_put_le64(v + 4, hs->term);
+    rfs_put_le64(v + 12, hs->vote);
+    rfs_put_le64(v + 20, hs->commit);
+    rfs_put_le32(v, rfs_crc32c(0, v + 4, 24));
     rocksdb_writebatch_put_cf(b, s->cf[CF_META], "hs", 2, (char *)v,
                               sizeof(v));
 }
@@ -368,7 +368,7 @@ int store_log_write(struct store *s, const struct cons_hard_state *hs,
         rfs_index_t new_last = entries[n - 1].index;
         for (rfs_index_t i = new_last + 1; i <= s->log_last; i++) {
             uint8_t k[8];
-            put_be64(k, i);
+            rfs_put_be64(k, i);
             rocksdb_writebatch_delete_cf(b, s->cf[CF_LOG], (char *)k, 8);
         }
         size_t max = 0;
@@ -402,8 +402,8 @@ int store_log_write(struct store *s, const struct cons_hard_state *hs,
 int store_log_compact(struct store *s, rfs_index_t upto)
 {
     uint8_t from[8], to[8];
-    put_be64(from, 0);
-    put_be64(to, upto + 1);
+    rfs_put_be64(from, 0);
+    rfs_put_be64(to, upto + 1);
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     rocksdb_writebatch_delete_range_cf(b, s->cf[CF_LOG], (char *)from, 8,
                                        (char *)to, 8);
@@ -427,12 +427,12 @@ static int snap_encode(const struct cons_snap_meta *m, struct rfs_buf *out)
         rfs_free(conf.base);
         return -ENOMEM;
     }
-    put_le64(p + 4, m->index);
-    put_le64(p + 12, m->term);
-    put_le64(p + 20, m->size);
+    rfs_put_le64(p + 4, m->index);
+    rfs_put_le64(p + 12, m->term);
+    rfs_put_le64(p + 20, m->size);
     memcpy(p + 28, conf.base, conf.len);
     rfs_free(conf.base);
-    put_le32(p, rfs_crc32c(0, p + 4, len - 4));
+    rfs_put_le32(p, rfs_crc32c(0, p + 4, len - 4));
     out->base = p;
     out->len = len;
     return 0;
@@ -499,15 +499,15 @@ int store_load(struct store *s, struct store_loaded *l)
     }
     if (v != NULL) {
         const uint8_t *p = (const uint8_t *)v;
-        if (len != 28 || get_le32(p) != rfs_crc32c(0, p + 4, 24)) {
+        if (len != 28 || rfs_get_le32(p) != rfs_crc32c(0, p + 4, 24)) {
             rocksdb_free(v);
             return store__set_err(s, RFS_ECORRUPT,
                                   "hard state in %s fails its checksum",
                                   s->dir);
         }
-        l->hs.term = get_le64(p + 4);
-        l->hs.vote = get_le64(p + 12);
-        l->hs.commit = get_le64(p + 20);
+        l->hs.term = rfs_get_le64(p + 4);
+        l->hs.vote = rfs_get_le64(p + 12);
+        l->hs.commit = rfs_get_le64(p + 20);
         rocksdb_free(v);
     }
     rv = get_meta(s, "snap", &v, &len);
@@ -517,16 +517,16 @@ int store_load(struct store *s, struct store_loaded *l)
     if (v != NULL) {
         const uint8_t *p = (const uint8_t *)v;
         struct rfs_buf conf = {(void *)(p + 28), len >= 28 ? len - 28 : 0};
-        if (len < 28 || get_le32(p) != rfs_crc32c(0, p + 4, len - 4) ||
+        if (len < 28 || rfs_get_le32(p) != rfs_crc32c(0, p + 4, len - 4) ||
             cons_conf_decode(&conf, &l->snap.conf) != 0) {
             rocksdb_free(v);
             return store__set_err(s, RFS_ECORRUPT,
                                   "snapshot metadata in %s is damaged",
                                   s->dir);
         }
-        l->snap.index = get_le64(p + 4);
-        l->snap.term = get_le64(p + 12);
-        l->snap.size = get_le64(p + 20);
+        l->snap.index = rfs_get_le64(p + 4);
+        l->snap.term = rfs_get_le64(p + 12);
+        l->snap.size = rfs_get_le64(p + 20);
         rocksdb_free(v);
     }
     l->applied = s->applied;
@@ -535,7 +535,7 @@ int store_load(struct store *s, struct store_loaded *l)
     rocksdb_iterator_t *it =
         rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CF_LOG]);
     uint8_t k[8];
-    put_be64(k, l->snap.index + 1);
+    rfs_put_be64(k, l->snap.index + 1);
     rocksdb_iter_seek(it, (char *)k, 8);
     size_t cap = 0;
     rfs_index_t expect = l->snap.index + 1;
@@ -547,7 +547,7 @@ int store_load(struct store *s, struct store_loaded *l)
             rv = store__set_err(s, RFS_ECORRUPT, "bad log key in %s", s->dir);
             break;
         }
-        rfs_index_t idx = get_be64((const uint8_t *)key);
+        rfs_index_t idx = rfs_get_be64((const uint8_t *)key);
         if (idx != expect) {
             rv = store__set_err(s, RFS_ECORRUPT,
                                 "log in %s has a gap: %llu follows %llu",

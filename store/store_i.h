@@ -9,6 +9,7 @@
 #include <rocksdb/c.h>
 
 #include "../common/crc32c.h"
+#include "../common/endian.h"
 #include "../common/err.h"
 #include "store.h"
 
@@ -56,53 +57,7 @@ int store__write(struct store *s, rocksdb_writebatch_t *b, bool sync,
 const rocksdb_readoptions_t *store__ro(const struct store *s,
                                        const struct store_view *v);
 
-/* Fixed-width encodings. Keys are big-endian (they sort); values are
- * little-endian. */
-static inline void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static inline uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-static inline void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static inline uint64_t get_le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-static inline void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static inline uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
+/* Keys are big-endian (they sort); values little-endian (common/endian.h). */
 
 #define INODE_VALUE_SIZE 65
 

@@ -174,7 +174,7 @@ static void test_log_corrupt_record_detected(void **state)
     assert_int_equal(store_log_write(f->s, NULL, e, 3), 0);
     /* Flip one bit of record 2's payload, behind the store's back. */
     uint8_t k[8];
-    put_be64(k, 2);
+    rfs_put_be64(k, 2);
     char *err = NULL;
     size_t len;
     char *v = rocksdb_get_cf(f->s->db, f->s->ro, f->s->cf[CF_LOG], (char *)k,
