@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,26 +47,20 @@
 #include "../common/err.h"
 #include "../common/heap.h"
 #include "batch.h"
+#include "requests.h"
 #include "secure.h"
 #include "wire.h"
 
 #define MAX_PEERS CONS_MAX_SERVERS
 #define SEND_LIMIT (32u << 20) /* Bytes queued per connection. */
 
-enum req_kind { REQ_PROPOSE = 1, REQ_READ };
-
-struct req {
-    struct req *next;
-    enum req_kind kind;
+/* A submission from another thread, waiting in the inbox. */
+struct sub {
+    struct sub *next;
+    bool read;
     node_cb cb;
     void *arg;
     struct store_cmd cmd; /* Strings point into the same allocation. */
-    struct rfs_buf enc;   /* Encoded command, once it has a seq. */
-    uint64_t seq;
-    uint64_t deadline;
-    uint64_t last_try;
-    uint64_t ctx;           /* Reads: the current ReadIndex attempt. */
-    rfs_index_t read_index; /* Reads: answered index (0: not yet). */
 };
 
 struct out_buf {
@@ -128,13 +123,11 @@ struct node {
     bool disk_full; /* A batch waits for free space. */
 
     pthread_mutex_t lock;   /* Protects inbox, stop_requested, status. */
-    struct req *inbox;
+    struct sub *inbox;
     bool stop_requested;
     struct node_status status;
 
-    struct req *pending; /* Proposals and reads in flight, any order. */
-    uint64_t seq;
-    uint64_t ctx;
+    struct requests rq; /* Proposals and reads in flight. */
     uint64_t proposed;
     uint64_t batches;
 
@@ -202,52 +195,6 @@ void node_options_default(struct node_options *o)
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                  */
 
-static void complete(struct node *n, struct req *r, int err,
-                     const struct store_result *res)
-{
-    /* Unlink from pending. */
-    for (struct req **p = &n->pending; *p; p = &(*p)->next) {
-        if (*p == r) {
-            *p = r->next;
-            break;
-        }
-    }
-    struct store_result none = {0};
-    r->cb(r->arg, err, res != NULL ? res : &none);
-    rfs_free(r->enc.base);
-    rfs_free(r);
-}
-
-static uint64_t first_outstanding(struct node *n)
-{
-    uint64_t lo = n->seq + 1;
-    for (struct req *r = n->pending; r; r = r->next) {
-        if (r->kind == REQ_PROPOSE && r->seq < lo) {
-            lo = r->seq;
-        }
-    }
-    return lo;
-}
-
-static void try_send(struct node *n, struct req *r)
-{
-    r->last_try = uv_now(&n->loop);
-    if (n->failed) {
-        return;
-    }
-    if (r->kind == REQ_PROPOSE) {
-        int rv = cons_node_propose(n->core, &r->enc, NULL);
-        if (rv != 0) {
-            nlog(n, NODE_LOG_DEBUG, "propose seq %" PRIu64 " deferred: %s",
-                 r->seq, rfs_strerror(rv));
-        }
-        return;
-    }
-    r->ctx = ++n->ctx;
-    r->read_index = 0;
-    (void)cons_node_read_index(n->core, r->ctx);
-}
-
 /* Why a request could not complete, for the timeout's log line. */
 static void why_stuck(struct node *n, char *buf, size_t len)
 {
@@ -283,75 +230,68 @@ static void why_stuck(struct node *n, char *buf, size_t len)
              st.leader);
 }
 
-static void check_requests(struct node *n)
+static void on_expired(void *data, bool read, uint64_t id)
 {
-    uint64_t now = uv_now(&n->loop);
-    uint64_t retry = 2ull * n->o.election_ticks * n->o.tick_ms;
-    struct req *r = n->pending;
-    while (r != NULL) {
-        struct req *next = r->next;
-        if (now >= r->deadline) {
-            char why[160];
-            why_stuck(n, why, sizeof(why));
-            nlog(n, NODE_LOG_WARN, "%s %" PRIu64 " timed out after %u ms: %s",
-                 r->kind == REQ_PROPOSE ? "write" : "read barrier",
-                 r->kind == REQ_PROPOSE ? r->seq : r->ctx,
-                 n->o.commit_timeout_ms, why);
-            complete(n, r, -ETIMEDOUT, NULL);
-        } else if (now - r->last_try >= retry &&
-                   (r->kind == REQ_PROPOSE || r->read_index == 0)) {
-            try_send(n, r);
-        }
-        r = next;
-    }
+    struct node *n = data;
+    char why[160];
+    why_stuck(n, why, sizeof(why));
+    nlog(n, NODE_LOG_WARN, "%s %" PRIu64 " timed out after %u ms: %s",
+         read ? "read barrier" : "write", id, n->o.commit_timeout_ms, why);
+}
+
+/* The requests module's completion, handed on to the submitter's. */
+static void sub_done(void *arg, int err, const void *result)
+{
+    struct sub *s = arg;
+    struct store_result none = {0};
+    s->cb(s->arg, err, result != NULL ? result : &none);
+    rfs_free(s);
 }
 
 static void drain_inbox(struct node *n)
 {
     pthread_mutex_lock(&n->lock);
-    struct req *in = n->inbox;
+    struct sub *in = n->inbox;
     n->inbox = NULL;
     pthread_mutex_unlock(&n->lock);
     /* The inbox is LIFO; reverse to keep submission order. */
-    struct req *rev = NULL;
+    struct sub *rev = NULL;
     while (in) {
-        struct req *next = in->next;
+        struct sub *next = in->next;
         in->next = rev;
         rev = in;
         in = next;
     }
     uint64_t now = uv_now(&n->loop);
     while (rev) {
-        struct req *r = rev;
-        rev = r->next;
-        r->deadline = now + n->o.commit_timeout_ms;
+        struct sub *s = rev;
+        rev = s->next;
         if (n->stopping) {
-            r->next = NULL;
-            struct store_result none = {0};
-            r->cb(r->arg, RFS_ESHUTDOWN, &none);
-            rfs_free(r);
+            sub_done(s, RFS_ESHUTDOWN, NULL);
             continue;
         }
-        if (r->kind == REQ_PROPOSE) {
-            r->seq = ++n->seq;
-            r->cmd.client = n->o.id;
-            r->cmd.boot = n->boot;
-            r->cmd.seq = r->seq;
-            r->cmd.first_outstanding = first_outstanding(n);
+        int rv;
+        if (s->read) {
+            rv = requests_read(&n->rq, n->core, now, sub_done, s);
+        } else {
+            s->cmd.client = n->o.id;
+            s->cmd.boot = n->boot;
+            s->cmd.seq = requests_next_seq(&n->rq);
+            s->cmd.first_outstanding = requests_first_outstanding(&n->rq);
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            r->cmd.time_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-            if (store_cmd_encode(&r->cmd, &r->enc) != 0) {
-                struct store_result none = {0};
-                r->cb(r->arg, -ENOMEM, &none);
-                rfs_free(r);
-                continue;
+            s->cmd.time_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+            struct rfs_buf enc;
+            rv = store_cmd_encode(&s->cmd, &enc);
+            if (rv == 0) {
+                rv = requests_propose(&n->rq, n->core, s->cmd.seq, enc, now,
+                                      sub_done, s);
+                n->proposed++;
             }
-            n->proposed++;
         }
-        r->next = n->pending;
-        n->pending = r;
-        try_send(n, r);
+        if (rv != 0) {
+            sub_done(s, rv, NULL);
+        }
     }
 }
 
@@ -994,33 +934,13 @@ static void apply(struct node *n, const struct cons_update *u)
     for (unsigned i = 0; i < u->n_committed; i++) {
         const struct cons_entry *e = &u->committed[i];
         struct store_cmd c;
-        if (e->type != CONS_ENTRY_NORMAL ||
-            store_cmd_decode(&e->data, &c) != 0 || c.client != n->o.id ||
-            c.boot != n->boot) {
-            continue;
-        }
-        for (struct req *r = n->pending; r; r = r->next) {
-            if (r->kind == REQ_PROPOSE && r->seq == c.seq) {
-                complete(n, r, 0, &res[i]);
-                break;
-            }
+        if (e->type == CONS_ENTRY_NORMAL &&
+            store_cmd_decode(&e->data, &c) == 0 && c.client == n->o.id &&
+            c.boot == n->boot) {
+            requests_applied(&n->rq, c.seq, &res[i]);
         }
     }
     rfs_free(res);
-}
-
-static void check_reads(struct node *n)
-{
-    rfs_index_t applied = store_applied(n->store);
-    struct req *r = n->pending;
-    while (r) {
-        struct req *next = r->next;
-        if (r->kind == REQ_READ && r->read_index != 0 &&
-            r->read_index <= applied) {
-            complete(n, r, 0, NULL);
-        }
-        r = next;
-    }
 }
 
 static void handle_msg(struct node *n, const struct cons_out_msg *om)
@@ -1092,14 +1012,12 @@ static void process(struct node *n)
     if (n->failed) {
         return;
     }
-    bool changed = false;
     while (cons_node_has_update(n->core)) {
         struct cons_update u;
         cons_node_take_update(n->core, &u);
         if (u.role_changed) {
             nlog(n, NODE_LOG_INFO, "%s in term %" PRIu64 ", leader %" PRIu64,
                  cons_role_name(u.role), u.hs.term, u.leader);
-            changed = true;
         }
         if (u.needs_persist) {
             batch_add(n, &u);
@@ -1113,34 +1031,14 @@ static void process(struct node *n)
                 return;
             }
         }
-        for (unsigned i = 0; i < u.n_reads; i++) {
-            for (struct req *r = n->pending; r; r = r->next) {
-                if (r->kind == REQ_READ && r->ctx == u.reads[i].ctx) {
-                    r->read_index = u.reads[i].index;
-                }
-            }
-        }
-        for (unsigned i = 0; i < u.n_reads_failed; i++) {
-            for (struct req *r = n->pending; r; r = r->next) {
-                if (r->kind == REQ_READ && r->ctx == u.reads_failed[i]) {
-                    try_send(n, r);
-                }
-            }
-        }
+        requests_update(&n->rq, n->core, &u, uv_now(&n->loop));
         start_batch(n);
     }
-    check_reads(n);
-    if (changed) {
-        /* A new leader: re-send what it may not have seen. */
-        for (struct req *r = n->pending; r; r = r->next) {
-            if (r->kind == REQ_PROPOSE || r->read_index == 0) {
-                try_send(n, r);
-            }
-        }
-        if (cons_node_has_update(n->core)) {
-            process(n);
-            return;
-        }
+    requests_check(&n->rq, n->core, store_applied(n->store),
+                   uv_now(&n->loop));
+    if (cons_node_has_update(n->core)) {
+        process(n); /* Re-sent requests produced work. */
+        return;
     }
     maybe_snapshot(n);
     sync_peers(n);
@@ -1156,7 +1054,6 @@ static void on_tick(uv_timer_t *t)
     if (!n->failed) {
         cons_node_tick(n->core);
     }
-    check_requests(n);
     process(n);
 }
 
@@ -1179,9 +1076,7 @@ static void close_all(struct node *n)
             rfs_free(o);
         }
     }
-    while (n->pending) {
-        complete(n, n->pending, RFS_ESHUTDOWN, NULL);
-    }
+    requests_close(&n->rq, RFS_ESHUTDOWN);
 }
 
 static void on_wake(uv_async_t *a)
@@ -1293,6 +1188,13 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
     }
     snprintf(n->dir, sizeof(n->dir), "%s", o->dir);
     n->o.dir = n->dir;
+    /* Re-send an unanswered request every two election timeouts. */
+    uint64_t ids_from;
+    randombytes_buf(&ids_from, sizeof(ids_from));
+    requests_init(&n->rq, n->o.commit_timeout_ms,
+                  2ull * n->o.election_ticks * n->o.tick_ms, ids_from);
+    n->rq.expired = on_expired;
+    n->rq.expired_data = n;
     pthread_mutex_init(&n->lock, NULL);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -1399,19 +1301,17 @@ void node_stop(struct node *n)
 /* ------------------------------------------------------------------------ */
 /* Submission (any thread)                                                   */
 
-static int enqueue(struct node *n, struct req *r)
+static int enqueue(struct node *n, struct sub *s)
 {
     pthread_mutex_lock(&n->lock);
     bool stopped = n->stop_requested;
     if (!stopped) {
-        r->next = n->inbox;
-        n->inbox = r;
+        s->next = n->inbox;
+        n->inbox = s;
     }
     pthread_mutex_unlock(&n->lock);
     if (stopped) {
-        struct store_result none = {0};
-        r->cb(r->arg, RFS_ESHUTDOWN, &none);
-        rfs_free(r);
+        sub_done(s, RFS_ESHUTDOWN, NULL);
         return 0;
     }
     uv_async_send(&n->wake);
@@ -1422,42 +1322,41 @@ int node_submit(struct node *n, const struct store_cmd *cmd, node_cb cb,
                 void *arg)
 {
     size_t extra = (size_t)cmd->name_len + cmd->new_name_len + cmd->data_len;
-    struct req *r = rfs_calloc(1, sizeof(*r) + extra);
-    if (r == NULL) {
+    struct sub *s = rfs_calloc(1, sizeof(*s) + extra);
+    if (s == NULL) {
         return -ENOMEM;
     }
-    r->kind = REQ_PROPOSE;
-    r->cb = cb;
-    r->arg = arg;
-    r->cmd = *cmd;
-    char *p = (char *)(r + 1);
+    s->cb = cb;
+    s->arg = arg;
+    s->cmd = *cmd;
+    char *p = (char *)(s + 1);
     if (cmd->name_len) {
         memcpy(p, cmd->name, cmd->name_len);
     }
-    r->cmd.name = p;
+    s->cmd.name = p;
     p += cmd->name_len;
     if (cmd->new_name_len) {
         memcpy(p, cmd->new_name, cmd->new_name_len);
     }
-    r->cmd.new_name = p;
+    s->cmd.new_name = p;
     p += cmd->new_name_len;
     if (cmd->data_len) {
         memcpy(p, cmd->data, cmd->data_len);
     }
-    r->cmd.data = p;
-    return enqueue(n, r);
+    s->cmd.data = p;
+    return enqueue(n, s);
 }
 
 int node_read_barrier(struct node *n, node_cb cb, void *arg)
 {
-    struct req *r = rfs_calloc(1, sizeof(*r));
-    if (r == NULL) {
+    struct sub *s = rfs_calloc(1, sizeof(*s));
+    if (s == NULL) {
         return -ENOMEM;
     }
-    r->kind = REQ_READ;
-    r->cb = cb;
-    r->arg = arg;
-    return enqueue(n, r);
+    s->read = true;
+    s->cb = cb;
+    s->arg = arg;
+    return enqueue(n, s);
 }
 
 struct store *node_store(struct node *n)

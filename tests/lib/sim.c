@@ -13,14 +13,17 @@
  */
 #include "sim.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/assert.h"
+#include "../../common/err.h"
 #include "../../common/heap.h"
 #include "../../consensus/batch.h"
+#include "../../consensus/requests.h"
 #include "../../consensus/core/core.h"
 
 #define MAX_NODES 16
@@ -106,6 +109,16 @@ struct snode {
     size_t n_reads;
     size_t cap_reads;
     rfs_index_t seen_commit;
+    struct requests rq; /* The node runtime's request tracking. */
+};
+
+/* A client request made through a node's requests tracker. */
+struct sreq {
+    struct sim *s;
+    rfs_nodeid_t node;
+    bool read;
+    rfs_index_t min; /* Reads: cluster commit index when asked. */
+    unsigned completions;
 };
 
 struct sim {
@@ -143,6 +156,9 @@ struct sim {
     rfs_index_t global_commit;
     rfs_nodeid_t *leaders; /* By term. */
     size_t leaders_cap;
+    struct sreq **reqs;
+    size_t n_reqs;
+    size_t cap_reqs;
     char marker[32];
     bool marker_sent;
     uint64_t marker_at;        /* When it was last proposed. */
@@ -208,6 +224,55 @@ static void core_trace(void *data, rfs_nodeid_t id, const char *line)
 {
     struct sim *s = data;
     tracef(s, "n%" PRIu64 " %s", id, line);
+}
+
+static void req_done(void *arg, int err, const void *result)
+{
+    struct sreq *q = arg;
+    struct sim *s = q->s;
+    q->completions++;
+    if (q->completions > 1) {
+        violation(s, "a request of n%" PRIu64 " completed twice", q->node);
+        return;
+    }
+    if (err == 0 && q->read) {
+        /* A read barrier is linearizable only if this node has applied
+         * everything committed anywhere before it was asked; and it keeps
+         * its contract of waiting until the answered index is applied. */
+        rfs_index_t index = *(const rfs_index_t *)result;
+        if (index < q->min || s->nodes[q->node].d.applied < index) {
+            violation(s, "read barrier on n%" PRIu64 " passed with index %"
+                         PRIu64 " at applied %" PRIu64,
+                      q->node, index, s->nodes[q->node].d.applied);
+        }
+        if (s->nodes[q->node].d.applied < q->min) {
+            violation(s, "read barrier on n%" PRIu64 " passed at applied %"
+                         PRIu64 ", below commit %" PRIu64 " known when asked",
+                      q->node, s->nodes[q->node].d.applied, q->min);
+        }
+        s->r->barriers++;
+    } else if (err == 0) {
+        s->r->acked++;
+    } else if (err == -ETIMEDOUT) {
+        s->r->timeouts++;
+    }
+}
+
+static struct sreq *sreq_new(struct sim *s, rfs_nodeid_t node, bool read)
+{
+    if (s->n_reqs == s->cap_reqs) {
+        s->cap_reqs = s->cap_reqs ? s->cap_reqs * 2 : 256;
+        s->reqs = realloc(s->reqs, s->cap_reqs * sizeof(*s->reqs));
+        RFS_ASSERT(s->reqs != NULL);
+    }
+    struct sreq *q = calloc(1, sizeof(*q));
+    RFS_ASSERT(q != NULL);
+    q->s = s;
+    q->node = node;
+    q->read = read;
+    q->min = s->global_commit;
+    s->reqs[s->n_reqs++] = q;
+    return q;
 }
 
 static uint64_t fnv(uint64_t h, const void *p, size_t len)
@@ -535,6 +600,19 @@ static void sm_apply(struct sim *s, struct snode *n, const struct cons_entry *e)
         violation(s, "n%" PRIu64 " state after %" PRIu64 " differs",
                   n->id, e->index);
     }
+    /* A request of this node's current boot: complete it by identity. */
+    unsigned long long node, boot, seq;
+    char text[64];
+    size_t len = e->data.len < sizeof(text) - 1 ? e->data.len
+                                                : sizeof(text) - 1;
+    if (e->type == CONS_ENTRY_NORMAL && len > 0) {
+        memcpy(text, e->data.base, len);
+        text[len] = '\0';
+        if (sscanf(text, "r:%llu:%llu:%llu", &node, &boot, &seq) == 3 &&
+            node == n->id && boot == n->boot) {
+            requests_applied(&n->rq, seq, e);
+        }
+    }
 }
 
 /* Take a snapshot when the log has grown past the threshold. */
@@ -785,9 +863,15 @@ static void host_process(struct sim *s, struct snode *n)
             sm_apply(s, n, &u.committed[i]);
         }
         check_reads(s, n, &u);
+        requests_update(&n->rq, n->core, &u, s->now);
         if (u.n_committed > 0) {
             maybe_snapshot(s, n);
         }
+    }
+    requests_check(&n->rq, n->core, n->d.applied, s->now);
+    if (cons_node_has_update(n->core)) {
+        host_process(s, n); /* Re-sent requests produced work. */
+        return;
     }
     /* Commits seen by this node join the ledger. */
     struct cons_status st;
@@ -884,6 +968,9 @@ static void node_start(struct sim *s, struct snode *n)
     cons_node_status(n->core, &st);
     n->seen_commit = st.commit;
     n->n_reads = 0;
+    /* As the runtime: 2 s to complete, re-send every two election
+     * timeouts. */
+    requests_init(&n->rq, 2000, 2ull * ELECTION_TICKS * TICK_MS, rnd(s));
     push(s, s->now + 1 + rndn(s, TICK_MS), EV_TICK, (int)n->id, NULL);
 }
 
@@ -906,6 +993,7 @@ static void node_crash(struct sim *s, struct snode *n)
     free(n->d.recv); /* A partial image does not survive. */
     n->d.recv = NULL;
     n->d.recv_len = 0;
+    requests_close(&n->rq, RFS_ESHUTDOWN); /* The process died with them. */
     cons_node_free(n->core);
     n->core = NULL;
     n->up = false;
@@ -1029,7 +1117,8 @@ static void client(struct sim *s)
 {
     struct snode *n = random_up(s);
     if (n != NULL) {
-        if (chance(s, 70)) {
+        unsigned what = rndn(s, 100);
+        if (what < 35) {
             char buf[48];
             int len = snprintf(buf, sizeof(buf), "p%" PRIu64 "-n%" PRIu64,
                                ++s->next_prop, n->id);
@@ -1037,8 +1126,25 @@ static void client(struct sim *s)
             if (cons_node_propose(n->core, &b, NULL) == 0) {
                 s->r->proposals++;
             }
+        } else if (what < 70) {
+            /* Through the runtime's request tracking: identity inside. */
+            uint64_t seq = requests_next_seq(&n->rq);
+            char buf[80];
+            int len = snprintf(buf, sizeof(buf), "r:%" PRIu64 ":%" PRIu64
+                                                 ":%" PRIu64 ":%" PRIu64,
+                               n->id, n->boot, seq, ++s->next_prop);
+            struct rfs_buf b = {rfs_memdup(buf, (size_t)len), (size_t)len};
+            struct sreq *q = sreq_new(s, n->id, false);
+            RFS_ASSERT(requests_propose(&n->rq, n->core, seq, b, s->now,
+                                        req_done, q) == 0);
+            s->r->proposals++;
+        } else if (what < 85) {
+            struct sreq *q = sreq_new(s, n->id, true);
+            RFS_ASSERT(requests_read(&n->rq, n->core, s->now, req_done, q) ==
+                       0);
         } else {
-            uint64_t ctx = ++s->next_ctx;
+            /* Raw ReadIndex ids live apart from the request tracker's. */
+            uint64_t ctx = ++s->next_ctx | (1ull << 63);
             if (cons_node_read_index(n->core, ctx) == 0) {
                 if (n->n_reads == n->cap_reads) {
                     n->cap_reads = n->cap_reads ? n->cap_reads * 2 : 16;
@@ -1445,6 +1551,10 @@ int sim_run(const struct sim_options *o, struct sim_result *r)
         disk_free(&n->d);
         free(n->reads);
     }
+    for (size_t i = 0; i < s->n_reqs; i++) {
+        free(s->reqs[i]);
+    }
+    free(s->reqs);
     free(s->heap);
     free(s->ledger);
     free(s->leaders);

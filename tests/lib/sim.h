@@ -19,7 +19,10 @@
  * log matching, leader completeness, state machine safety (no two nodes apply
  * different entries at one index, no entry applied twice), committed entries
  * never lost or changed, and every ReadIndex answer at least the commit index
- * known cluster-wide when the read was asked. At the end the network heals
+ * known cluster-wide when the read was asked. Clients also go through the
+ * node runtime's own request tracking (consensus/requests.c): every request
+ * completes exactly once, and a read barrier passes only once its node has
+ * applied everything committed before it was asked. At the end the network heals
  * and the run must elect a leader that commits a new proposal on every voter.
  *
  * Caveats:
@@ -55,6 +58,9 @@ struct sim_result {
     uint64_t faults;     /* Nemesis actions taken. */
     uint64_t snapshots_sent; /* Snapshots installed on followers. */
     uint64_t elections;  /* Leaders elected. */
+    uint64_t acked;      /* Requests completed as applied (requests.c). */
+    uint64_t barriers;   /* Read barriers passed and checked. */
+    uint64_t timeouts;   /* Requests that timed out. */
 };
 
 void sim_options_default(struct sim_options *o, uint64_t seed);

@@ -88,7 +88,7 @@ int main(int argc, char **argv)
         seeds = 1;
     }
     uint64_t steps = 0, violations = 0, failed = 0, reads = 0, commits = 0,
-             faults_n = 0, snaps = 0;
+             faults_n = 0, snaps = 0, acked = 0, barriers = 0, timeouts = 0;
     time_t start = time(NULL);
     for (uint64_t k = 0; k < seeds; k++) {
         uint64_t seed = first + k;
@@ -108,6 +108,9 @@ int main(int argc, char **argv)
         commits += r.committed;
         faults_n += r.faults;
         snaps += r.snapshots_sent;
+        acked += r.acked;
+        barriers += r.barriers;
+        timeouts += r.timeouts;
         if (r.violations > 0) {
             failed++;
             printf("seed %" PRIu64 " FAILED: %s\n", seed, r.first);
@@ -130,6 +133,9 @@ int main(int argc, char **argv)
            " reads checked, %" PRIu64 " faults, %" PRIu64
            " snapshots installed\n",
            commits, reads, faults_n, snaps);
+    printf("requests: %" PRIu64 " writes acknowledged, %" PRIu64
+           " read barriers checked, %" PRIu64 " timed out\n",
+           acked, barriers, timeouts);
     printf("simulation: %" PRIu64 " seeds, %" PRIu64 " steps, %" PRIu64
            " violations\n",
            seeds, steps, violations);

@@ -571,6 +571,31 @@ static void test_duplicate_request_applied_once(void **state)
     assert_int_equal(a.size, 2);
 }
 
+/* A request that says "nothing below me is outstanding" keeps its own
+ * record: its retry returns the first result, not ESTALE. (The runtime once
+ * sent first_outstanding = seq + 1 and made the state machine forget the
+ * request it was applying.) */
+static void test_duplicate_of_lowest_outstanding(void **state)
+{
+    struct fixture *f = *state;
+    struct store_cmd c = {.op = STORE_OP_MKDIR, .parent = STORE_ROOT_INO,
+                          .name = "d", .name_len = 1, .client = 4, .boot = 1,
+                          .seq = 5, .first_outstanding = 5};
+    struct store_result r1 = apply(f, &c);
+    struct store_result r2 = apply(f, &c);
+    assert_int_equal(r1.err, 0);
+    assert_true(r2.duplicate);
+    assert_int_equal(r2.err, 0);
+    assert_int_equal(r2.ino, r1.ino);
+    /* Once the client moves past it, a stray copy is refused, not applied. */
+    struct store_cmd next = c;
+    next.name = "e";
+    next.seq = 6;
+    next.first_outstanding = 6;
+    assert_int_equal(apply(f, &next).err, 0);
+    assert_int_equal(apply(f, &c).err, ESTALE);
+}
+
 /* The applied index survives a restart, and re-applying the log from the
  * start skips what was applied. */
 static void test_reapply_after_restart_is_idempotent(void **state)
@@ -716,6 +741,7 @@ int main(int argc, char **argv)
         T(test_rename_directory_with_descendants),
         T(test_setattr),
         T(test_duplicate_request_applied_once),
+        T(test_duplicate_of_lowest_outstanding),
         T(test_reapply_after_restart_is_idempotent),
         T(test_view_is_point_in_time),
         T(test_malformed_command),
