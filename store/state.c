@@ -407,6 +407,29 @@ static int set_size(struct tx *t, struct store_attr *a, uint64_t size)
     return 0;
 }
 
+/* Apply a command's data to file a: truncated first if asked, written at the
+ * offset or (append) at the end as of apply time; then stored. */
+static int file_write(struct tx *t, struct store_attr *a,
+                      const struct store_cmd *c)
+{
+    int rv = 0;
+    if (c->flags & STORE_TRUNC) {
+        rv = set_size(t, a, 0);
+    }
+    uint64_t off = c->flags & STORE_APPEND ? a->size : c->offset;
+    if (rv == 0) {
+        rv = write_data(t, a, off, c->data, c->data_len);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if ((c->flags & STORE_TRUNC) || c->data_len > 0) {
+        touch(t, a);
+    }
+    inode_put(t, a, NULL, 0);
+    return 0;
+}
+
 static int op_create(struct tx *t, const struct store_cmd *c, uint64_t *ino)
 {
     int rv = check_name(c->name, c->name_len);
@@ -437,13 +460,6 @@ static int op_create(struct tx *t, const struct store_cmd *c, uint64_t *ino)
         if (rv != 0) {
             return rv == -ENOENT ? ENOENT : rv;
         }
-        if (c->flags & STORE_TRUNC) {
-            rv = set_size(t, &a, 0);
-            if (rv != 0) {
-                return rv;
-            }
-            touch(t, &a);
-        }
     } else if (rv == -ENOENT) {
         memset(&a, 0, sizeof(a));
         a.ino = new_ino(t);
@@ -460,15 +476,10 @@ static int op_create(struct tx *t, const struct store_cmd *c, uint64_t *ino)
     } else {
         return rv;
     }
-    uint64_t off = c->flags & STORE_APPEND ? a.size : c->offset;
-    rv = write_data(t, &a, off, c->data, c->data_len);
+    rv = file_write(t, &a, c);
     if (rv != 0) {
         return rv;
     }
-    if (c->data_len > 0) {
-        touch(t, &a);
-    }
-    inode_put(t, &a, NULL, 0);
     *ino = a.ino;
     return 0;
 }
@@ -489,19 +500,10 @@ static int op_write(struct tx *t, const struct store_cmd *c, uint64_t *ino)
     if (a.type != STORE_FILE) {
         return EINVAL;
     }
-    if (c->flags & STORE_TRUNC) {
-        rv = set_size(t, &a, 0);
-        if (rv != 0) {
-            return rv;
-        }
-    }
-    uint64_t off = c->flags & STORE_APPEND ? a.size : c->offset;
-    rv = write_data(t, &a, off, c->data, c->data_len);
+    rv = file_write(t, &a, c);
     if (rv != 0) {
         return rv;
     }
-    touch(t, &a);
-    inode_put(t, &a, NULL, 0);
     *ino = a.ino;
     return 0;
 }

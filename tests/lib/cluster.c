@@ -287,18 +287,8 @@ void cl_release_one(struct cl *c, unsigned id)
 
 void cl_release(struct cl *c, unsigned id)
 {
-    struct cl_node *x = &c->nodes[id];
-    while (x->writes) {
-        struct cl_write *w = x->writes;
-        x->writes = w->next;
-        disk_apply(x, w);
-        while (w->held) {
-            struct cl_msg *m = w->held;
-            w->held = m->next;
-            wire(c, m);
-        }
-        cons_node_persisted(x->n, &w->tag);
-        write_free(w);
+    while (c->nodes[id].writes != NULL) {
+        cl_release_one(c, id);
     }
 }
 
