@@ -484,13 +484,18 @@ static int op_create(struct tx *t, const struct store_cmd *c, uint64_t *ino)
     return 0;
 }
 
+/* The inode an open handle names: ESTALE once it was unlinked, anywhere in
+ * the cluster. */
+static int handle_get(struct tx *t, uint64_t ino, struct store_attr *a)
+{
+    int rv = inode_get(t->s, t->s->ro, ino, a, NULL, NULL);
+    return rv == -ENOENT ? ESTALE : rv;
+}
+
 static int op_write(struct tx *t, const struct store_cmd *c, uint64_t *ino)
 {
     struct store_attr a;
-    int rv = inode_get(t->s, t->s->ro, c->ino, &a, NULL, NULL);
-    if (rv == -ENOENT) {
-        return ESTALE; /* Unlinked meanwhile, anywhere in the cluster. */
-    }
+    int rv = handle_get(t, c->ino, &a);
     if (rv != 0) {
         return rv;
     }
@@ -511,10 +516,7 @@ static int op_write(struct tx *t, const struct store_cmd *c, uint64_t *ino)
 static int op_setattr(struct tx *t, const struct store_cmd *c, uint64_t *ino)
 {
     struct store_attr a;
-    int rv = inode_get(t->s, t->s->ro, c->ino, &a, NULL, NULL);
-    if (rv == -ENOENT) {
-        return ESTALE;
-    }
+    int rv = handle_get(t, c->ino, &a);
     if (rv != 0) {
         return rv;
     }

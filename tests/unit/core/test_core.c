@@ -797,22 +797,30 @@ static void test_conf_codec(void **state)
 /* ------------------------------------------------------------------------ */
 /* Snapshots, durability, restart                                           */
 
+/* A 3-node cluster led by node 1 with snapshot chunks of `chunk` bytes, and
+ * `entries` entries committed while node 3 was cut off. */
+static void lagging_follower(struct cl *c, size_t chunk, int entries,
+                             const char *data)
+{
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    o.snap_chunk_bytes = chunk;
+    cl_init_opts(c, 3, 0, &o);
+    cl_elect(c, 1);
+    cl_isolate(c, 3, true);
+    for (int i = 0; i < entries; i++) {
+        cl_propose(c, 1, data);
+        cl_deliver(c);
+    }
+}
+
 /* A follower behind the compacted log gets the snapshot in chunks, installs
  * it, and continues from the log. The snapshot carries the configuration. */
 static void test_snapshot_sent_to_lagging_follower(void **state)
 {
     (void)state;
     struct cl c;
-    struct cons_options o;
-    cons_options_default(&o, 1);
-    o.snap_chunk_bytes = 32;
-    cl_init_opts(&c, 3, 0, &o);
-    cl_elect(&c, 1);
-    cl_isolate(&c, 3, true);
-    for (int i = 0; i < 20; i++) {
-        cl_propose(&c, 1, "s");
-        cl_deliver(&c);
-    }
+    lagging_follower(&c, 32, 20, "s");
     rfs_index_t applied = c.nodes[1].applied;
     struct cons_snap_meta meta;
     assert_int_equal(cons_node_snapshot_taken(c.nodes[1].n, applied, 100, 0,
@@ -843,16 +851,7 @@ static void test_snapshot_resumes_after_follower_crash(void **state)
 {
     (void)state;
     struct cl c;
-    struct cons_options o;
-    cons_options_default(&o, 1);
-    o.snap_chunk_bytes = 10;
-    cl_init_opts(&c, 3, 0, &o);
-    cl_elect(&c, 1);
-    cl_isolate(&c, 3, true);
-    for (int i = 0; i < 5; i++) {
-        cl_propose(&c, 1, "z");
-        cl_deliver(&c);
-    }
+    lagging_follower(&c, 10, 5, "z");
     rfs_index_t applied = c.nodes[1].applied;
     assert_int_equal(cons_node_snapshot_taken(c.nodes[1].n, applied, 95, 0,
                                               NULL),
