@@ -76,6 +76,7 @@ struct batch {
     struct out_buf *held;
     struct out_buf **held_tail;
     int rv;
+    bool installed; /* A snapshot replaced the state. */
     char err[RFS_ERRMSG_SZ];
 };
 
@@ -757,6 +758,7 @@ static void batch_work(uv_work_t *w)
         }
         if (b->rv == 0 && c->last) {
             b->rv = store_snapshot_install(n->store, path, &c->meta);
+            b->installed = b->rv == 0;
             if (b->rv != 0) {
                 snprintf(b->err, sizeof(b->err), "%s",
                          store_errmsg(n->store));
@@ -829,6 +831,10 @@ static void batch_done(uv_work_t *w, int status)
         n->disk_full = false;
     }
     n->batches++;
+    if (b->installed && n->o.on_apply != NULL) {
+        n->o.on_apply(n->o.apply_data, store_applied(n->store), NULL, NULL,
+                      false);
+    }
     cons_node_persisted(n->core, &b->w.tag);
     while (b->held) {
         struct out_buf *o = b->held;
@@ -934,9 +940,15 @@ static void apply(struct node *n, const struct cons_update *u)
     for (unsigned i = 0; i < u->n_committed; i++) {
         const struct cons_entry *e = &u->committed[i];
         struct store_cmd c;
-        if (e->type == CONS_ENTRY_NORMAL &&
-            store_cmd_decode(&e->data, &c) == 0 && c.client == n->o.id &&
-            c.boot == n->boot) {
+        if (e->type != CONS_ENTRY_NORMAL ||
+            store_cmd_decode(&e->data, &c) != 0) {
+            continue;
+        }
+        bool own = c.client == n->o.id && c.boot == n->boot;
+        if (n->o.on_apply != NULL && c.op != STORE_OP_NOOP) {
+            n->o.on_apply(n->o.apply_data, e->index, &c, &res[i], own);
+        }
+        if (own) {
             requests_applied(&n->rq, c.seq, &res[i]);
         }
     }
@@ -999,6 +1011,8 @@ static void publish_status(struct node *n)
     st.applied = store_applied(n->store);
     st.entries_proposed = n->proposed;
     st.batches_written = n->batches;
+    st.conf = *cons_node_conf(n->core);
+    snprintf(st.listen, sizeof(st.listen), "%s", n->o.listen);
     for (unsigned i = 0; i < n->n_peers; i++) {
         st.peers_connected += n->peers[i].out && n->peers[i].out->open;
     }

@@ -54,6 +54,13 @@ struct node_options {
     enum node_log_level log_level;
     void (*log)(void *data, enum node_log_level level, const char *line);
     void *log_data;
+    /* If set: called on the loop thread after every applied command, from
+     * any proposer (own: this node process submitted it), so a host can
+     * invalidate caches. After a snapshot replaced the whole state it is
+     * called once with c == NULL and r == NULL. Must not block. */
+    void (*on_apply)(void *data, rfs_index_t index, const struct store_cmd *c,
+                     const struct store_result *r, bool own);
+    void *apply_data;
 };
 
 void node_options_default(struct node_options *o);
@@ -93,6 +100,8 @@ struct node_status {
     uint64_t entries_proposed; /* Proposals this node submitted. */
     uint64_t batches_written;  /* Synced log writes. */
     unsigned peers_connected;
+    struct cons_conf conf;     /* The configuration in force. */
+    char listen[CONS_ADDR_MAX]; /* This node's peer address. */
 };
 
 /* A consistent copy of the node's state (any thread). */

@@ -297,12 +297,32 @@ static int dir_get(struct tx *t, uint64_t ino, struct store_attr *a)
     return a->type == STORE_DIR ? 0 : ENOTDIR;
 }
 
-/* New inode ids come from the index of the entry that creates them: the same
- * on every node, never reused. Offset by one so that no index, not even 1,
- * can collide with the root directory. */
-static uint64_t new_ino(const struct tx *t)
+/* New inode ids: a proposer that had to name the inode before the entry
+ * committed (the filesystem's staged create) proposes one in c->ino, with
+ * STORE_INO_CHOSEN set so it can never meet an index-derived id; otherwise
+ * the id is the index of the creating entry, plus one so that no index, not
+ * even 1, collides with the root. Either way every node decides the same.
+ * A proposed id already in use (a 62-bit random collision, or a malformed
+ * entry) fails with EAGAIN: the proposer retries under a fresh id. */
+static int new_ino(struct tx *t, const struct store_cmd *c, uint64_t *ino)
 {
-    return t->index + STORE_ROOT_INO;
+    if (c->ino == 0) {
+        *ino = t->index + STORE_ROOT_INO;
+        return 0;
+    }
+    if ((c->ino & STORE_INO_CHOSEN_MASK) != STORE_INO_CHOSEN) {
+        return EINVAL;
+    }
+    struct store_attr a;
+    int rv = inode_get(t->s, t->s->ro, c->ino, &a, NULL, NULL);
+    if (rv == 0) {
+        return EAGAIN;
+    }
+    if (rv != -ENOENT) {
+        return rv;
+    }
+    *ino = c->ino;
+    return 0;
 }
 
 static void touch(struct tx *t, struct store_attr *a)
@@ -462,7 +482,10 @@ static int op_create(struct tx *t, const struct store_cmd *c, uint64_t *ino)
         }
     } else if (rv == -ENOENT) {
         memset(&a, 0, sizeof(a));
-        a.ino = new_ino(t);
+        rv = new_ino(t, c, &a.ino);
+        if (rv != 0) {
+            return rv;
+        }
         a.type = STORE_FILE;
         a.mode = c->mode & 07777;
         a.uid = c->uid;
@@ -586,7 +609,10 @@ static int op_mknode(struct tx *t, const struct store_cmd *c, uint8_t type,
     }
     struct store_attr a;
     memset(&a, 0, sizeof(a));
-    a.ino = new_ino(t);
+    rv = new_ino(t, c, &a.ino);
+    if (rv != 0) {
+        return rv;
+    }
     a.type = type;
     a.uid = c->uid;
     a.gid = c->gid;

@@ -9,7 +9,8 @@
  *   WriteBatches, one per group of updates (group commit).
  * - The filesystem state machine (column families "inodes", "dentries",
  *   "chunks", "sessions"): files and directories have cluster-wide inode ids
- *   (the index of the entry that created them), directory entries map
+ *   (the index of the entry that created them, or an id its proposer chose
+ *   in advance), directory entries map
  *   (parent, name) to an id, file contents live in 64 KiB chunks keyed by
  *   (id, chunk number). Each applied entry is one WriteBatch holding the
  *   change, the applied index and the client's de-duplication record, so a
@@ -46,6 +47,12 @@
 #define STORE_CHUNK_SIZE (64 * 1024)
 #define STORE_NAME_MAX 255
 #define STORE_SYMLINK_MAX 4095
+
+/* Inode ids a proposer may choose (CREATE/MKDIR/SYMLINK with ino != 0):
+ * bit 62 set, bit 63 clear. Index-derived ids stay below 2^62, and ids with
+ * bit 63 set are free for a host's own virtual files. */
+#define STORE_INO_CHOSEN (UINT64_C(1) << 62)
+#define STORE_INO_CHOSEN_MASK (UINT64_C(3) << 62)
 
 struct store;
 
@@ -150,7 +157,9 @@ struct store_cmd {
     uint8_t op;
     uint32_t flags;
     uint32_t valid;
-    uint64_t ino;               /* WRITE, SETATTR. */
+    uint64_t ino;               /* WRITE, SETATTR; CREATE, MKDIR, SYMLINK:
+                                 * 0, or the id to give the new inode
+                                 * (see STORE_INO_CHOSEN). */
     uint64_t parent;
     uint64_t new_parent;
     uint32_t mode;

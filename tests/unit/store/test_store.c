@@ -280,6 +280,37 @@ static void test_create_fused_with_write(void **state)
     assert_memory_equal(buf, "v\n", 2);
 }
 
+/* The filesystem names a staged file before its entry commits: the id it
+ * proposes is used as is, on every node; a collision or an id outside the
+ * proposer's range is refused deterministically. */
+static void test_proposer_chosen_ino(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t id = STORE_INO_CHOSEN | 0x1234;
+    struct store_cmd c = {.op = STORE_OP_CREATE, .parent = STORE_ROOT_INO,
+                          .name = "x", .name_len = 1, .ino = id,
+                          .data = "v\n", .data_len = 2};
+    struct store_result r = apply(f, &c);
+    assert_int_equal(r.err, 0);
+    assert_true(r.ino == id);
+    assert_true(lookup(f, STORE_ROOT_INO, "x") == id);
+    struct store_cmd d = {.op = STORE_OP_MKDIR, .parent = STORE_ROOT_INO,
+                          .name = "d", .name_len = 1, .ino = id};
+    assert_int_equal(apply(f, &d).err, EAGAIN);
+    assert_true(lookup(f, STORE_ROOT_INO, "d") == 0);
+    d.seq = 0; /* A new request, not a retry of the last. */
+    d.ino = 77; /* Not in the chosen range: could meet an index-derived id. */
+    assert_int_equal(apply(f, &d).err, EINVAL);
+    d.seq = 0;
+    d.ino = id | (UINT64_C(1) << 63);
+    assert_int_equal(apply(f, &d).err, EINVAL);
+    d.seq = 0;
+    d.ino = id + 1;
+    r = apply(f, &d);
+    assert_int_equal(r.err, 0);
+    assert_true(r.ino == id + 1);
+}
+
 /* Writes cost O(bytes written): a write inside a large file touches one
  * chunk, sparse regions read as zeros, and truncation trims. */
 static void test_write_chunks_holes_truncate(void **state)
@@ -731,6 +762,7 @@ int main(int argc, char **argv)
         T(test_log_corrupt_file_detected),
         T(test_create_write_read),
         T(test_create_fused_with_write),
+        T(test_proposer_chosen_ino),
         T(test_write_chunks_holes_truncate),
         T(test_efbig),
         T(test_append_at_apply_time),

@@ -1,0 +1,114 @@
+#include "status.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+/* Appends to a bounded buffer and counts what did not fit. */
+struct out {
+    char *buf;
+    size_t cap;
+    size_t len;
+};
+
+static void put(struct out *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void put(struct out *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = o->len < o->cap ? o->cap - o->len : 0;
+    int n = vsnprintf(room ? o->buf + o->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        o->len += (size_t)n;
+    }
+}
+
+static const char *addr_of(const struct node_status *st, rfs_nodeid_t id)
+{
+    for (unsigned i = 0; i < st->conf.n; i++) {
+        if (st->conf.servers[i].id == id) {
+            return st->conf.servers[i].addr;
+        }
+    }
+    return "";
+}
+
+/* Addresses are host:port strings we parsed ourselves, but a JSON writer
+ * must not trust that. */
+static void put_json_string(struct out *o, const char *s)
+{
+    put(o, "\"");
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            put(o, "\\%c", ch);
+        } else if (ch < 0x20) {
+            put(o, "\\u%04x", ch);
+        } else {
+            put(o, "%c", ch);
+        }
+    }
+    put(o, "\"");
+}
+
+size_t status_json(const struct node_status *st, char *buf, size_t cap)
+{
+    struct out o = {buf, cap, 0};
+    if (cap > 0) {
+        buf[0] = '\0';
+    }
+    put(&o,
+        "{\"id\":%" PRIu64 ",\"role\":\"%s\",\"term\":%" PRIu64
+        ",\"leader\":%" PRIu64 ",\"commit_index\":%" PRIu64
+        ",\"applied_index\":%" PRIu64 ",\"last_index\":%" PRIu64
+        ",\"snapshot_index\":%" PRIu64 ",\"entries_proposed\":%" PRIu64
+        ",\"batches_written\":%" PRIu64 ",\"peers_connected\":%u,\"address\":",
+        st->core.id, cons_role_name(st->core.role), st->core.term,
+        st->core.leader, st->core.commit, st->applied, st->core.last_index,
+        st->core.snap_index, st->entries_proposed, st->batches_written,
+        st->peers_connected);
+    put_json_string(&o, st->listen);
+    put(&o, ",\"members\":[");
+    for (unsigned i = 0; i < st->conf.n; i++) {
+        const struct cons_server *s = &st->conf.servers[i];
+        put(&o, "%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", s->id);
+        put_json_string(&o, s->addr);
+        put(&o, ",\"role\":\"%s\"}",
+            s->role == CONS_VOTER ? "voter" : "learner");
+    }
+    put(&o, "]}\n");
+    return o.len;
+}
+
+size_t status_leader(const struct node_status *st, char *buf, size_t cap)
+{
+    struct out o = {buf, cap, 0};
+    if (cap > 0) {
+        buf[0] = '\0';
+    }
+    if (st->core.leader == RFS_NODE_NONE) {
+        put(&o, "none\n");
+    } else {
+        put(&o, "%" PRIu64 " %s\n", st->core.leader,
+            addr_of(st, st->core.leader));
+    }
+    return o.len;
+}
+
+size_t status_members(const struct node_status *st, char *buf, size_t cap)
+{
+    struct out o = {buf, cap, 0};
+    if (cap > 0) {
+        buf[0] = '\0';
+    }
+    for (unsigned i = 0; i < st->conf.n; i++) {
+        const struct cons_server *s = &st->conf.servers[i];
+        put(&o, "%" PRIu64 " %s %s%s%s\n", s->id, s->addr,
+            s->role == CONS_VOTER ? "voter" : "learner",
+            s->id == st->core.leader ? " leader" : "",
+            s->id == st->core.id ? " self" : "");
+    }
+    return o.len;
+}

@@ -1,0 +1,24 @@
+/*
+ * status: a node's status as text, for `raftfs status`, the mount's
+ * /.raftfs/ files and the admin socket, so every view says the same thing.
+ *
+ * Each renderer writes at most cap bytes (always NUL-terminated when cap >
+ * 0) and returns the length the full text needs, like snprintf.
+ */
+#ifndef RAFTFS_CONSENSUS_STATUS_H
+#define RAFTFS_CONSENSUS_STATUS_H
+
+#include <stddef.h>
+
+#include "node.h"
+
+/* One JSON object: id, role, term, leader, commit_index, applied_index,
+ * last_index, entries_proposed, batches_written, peers_connected, members
+ * (objects with id, address, role). */
+size_t status_json(const struct node_status *st, char *buf, size_t cap);
+/* "ID ADDRESS\n" of the leader this node knows, or "none\n". */
+size_t status_leader(const struct node_status *st, char *buf, size_t cap);
+/* One line per member: "ID ADDRESS voter|learner[ leader][ self]\n". */
+size_t status_members(const struct node_status *st, char *buf, size_t cap);
+
+#endif /* RAFTFS_CONSENSUS_STATUS_H */

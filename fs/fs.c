@@ -1,0 +1,624 @@
+/*
+ * The filesystem's shared machinery: handles, staged creates, aliases, read
+ * barriers, error mapping, the /.raftfs/ files and the invalidation thread.
+ * The operations themselves are in ops_read.c and ops_write.c.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../common/err.h"
+#include "../common/heap.h"
+#include "../consensus/status.h"
+#include "fs_i.h"
+
+void fs_options_default(struct fs_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->linearizable = true;
+    o->cache_timeout = 1.0;
+    o->max_write = 1u << 20;
+}
+
+int fs_errno(int code)
+{
+    if (code >= 0) {
+        return code; /* Already a positive errno (an apply result). */
+    }
+    if (code > -4096) {
+        return -code;
+    }
+    switch (code) {
+    case RFS_ESHUTDOWN:
+        /* The mount is going away: what a dead FUSE daemon answers too. */
+        return ENOTCONN;
+    case RFS_EREMOVED:
+        /* This node left the cluster: its copy no longer changes. */
+        return EROFS;
+    case RFS_ETOOBIG:
+    case RFS_EBUSY:
+        return EAGAIN;
+    default:
+        return EIO;
+    }
+}
+
+double fs__timeout(const struct fs *fs)
+{
+    return fs->o.linearizable ? 0.0 : fs->o.cache_timeout;
+}
+
+void fs__reply_err(fuse_req_t req, int code)
+{
+    fuse_reply_err(req, fs_errno(code));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Attributes                                                                */
+
+void fs__attr_to_stat(const struct store_attr *a, struct stat *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->st_ino = a->ino;
+    mode_t type = a->type == STORE_DIR       ? S_IFDIR
+                  : a->type == STORE_SYMLINK ? S_IFLNK
+                                             : S_IFREG;
+    st->st_mode = type | (a->mode & 07777);
+    st->st_nlink = a->nlink;
+    st->st_uid = a->uid;
+    st->st_gid = a->gid;
+    st->st_size = (off_t)a->size;
+    st->st_blksize = 4096;
+    st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+    st->st_atim.tv_sec = a->atime_ns / 1000000000;
+    st->st_atim.tv_nsec = a->atime_ns % 1000000000;
+    st->st_mtim.tv_sec = a->mtime_ns / 1000000000;
+    st->st_mtim.tv_nsec = a->mtime_ns % 1000000000;
+    st->st_ctim.tv_sec = a->ctime_ns / 1000000000;
+    st->st_ctim.tv_nsec = a->ctime_ns % 1000000000;
+}
+
+void fs__reply_entry(struct fs *fs, fuse_req_t req, const struct store_attr *a)
+{
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    e.ino = a->ino;
+    fs__attr_to_stat(a, &e.attr);
+    e.attr_timeout = fs__timeout(fs);
+    e.entry_timeout = fs__timeout(fs);
+    fuse_reply_entry(req, &e);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handles                                                                   */
+
+struct fs_handle *fs__handle_new(struct fs *fs, enum fs_handle_kind kind,
+                                 uint64_t ino)
+{
+    struct fs_handle *h = rfs_calloc(1, sizeof(*h));
+    if (h == NULL) {
+        return NULL;
+    }
+    h->fs = fs;
+    atomic_init(&h->refs, 1);
+    h->kind = kind;
+    h->kino = ino;
+    h->ino = ino;
+    pthread_mutex_init(&h->dlock, NULL);
+    return h;
+}
+
+bool fs__handle_tryget(struct fs_handle *h)
+{
+    int r = atomic_load(&h->refs);
+    while (r > 0 && !atomic_compare_exchange_weak(&h->refs, &r, r + 1)) {
+    }
+    return r > 0;
+}
+
+void fs__handle_put(struct fs_handle *h)
+{
+    if (h == NULL || atomic_fetch_sub(&h->refs, 1) != 1) {
+        return;
+    }
+    struct fs *fs = h->fs;
+    pthread_mutex_lock(&fs->lock);
+    if (h->pending) {
+        fs__pending_remove(fs, h);
+    }
+    pthread_mutex_unlock(&fs->lock);
+    if (h->view != NULL) {
+        store_view_free(node_store(fs->node), h->view);
+    }
+    for (size_t i = 0; i < h->n_ents; i++) {
+        rfs_free(h->ents[i].name);
+    }
+    rfs_free(h->ents);
+    rfs_free(h->text);
+    pthread_mutex_destroy(&h->dlock);
+    rfs_free(h);
+}
+
+struct fs_handle *fs__pending_by_ino(struct fs *fs, uint64_t kino)
+{
+    for (struct fs_handle *h = fs->pending; h; h = h->pnext) {
+        if (h->kino == kino) {
+            return h;
+        }
+    }
+    return NULL;
+}
+
+struct fs_handle *fs__pending_by_name(struct fs *fs, uint64_t parent,
+                                      const char *name, size_t len)
+{
+    for (struct fs_handle *h = fs->pending; h; h = h->pnext) {
+        if (h->parent == parent && h->name_len == len &&
+            memcmp(h->name, name, len) == 0) {
+            return h;
+        }
+    }
+    return NULL;
+}
+
+void fs__pending_remove(struct fs *fs, struct fs_handle *h)
+{
+    for (struct fs_handle **p = &fs->pending; *p; p = &(*p)->pnext) {
+        if (*p == h) {
+            *p = h->pnext;
+            break;
+        }
+    }
+    h->pending = false;
+    h->pnext = NULL;
+}
+
+/* What a staged file looks like until its create applies: empty, new. */
+void fs__pending_attr(const struct fs_handle *h, struct store_attr *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->ino = h->kino;
+    a->type = STORE_FILE;
+    a->mode = h->mode & 07777;
+    a->uid = h->uid;
+    a->gid = h->gid;
+    a->nlink = 1;
+    a->atime_ns = a->mtime_ns = a->ctime_ns = h->ctime_ns;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Aliases: a staged create that found the name taken at apply time wrote
+ * into the existing file; the kernel still knows the id it was told.      */
+
+uint64_t fs__resolve(struct fs *fs, uint64_t ino)
+{
+    if ((ino & STORE_INO_CHOSEN_MASK) != STORE_INO_CHOSEN) {
+        return ino;
+    }
+    pthread_mutex_lock(&fs->lock);
+    for (size_t i = 0; i < fs->n_aliases; i++) {
+        if (fs->aliases[i].from == ino) {
+            ino = fs->aliases[i].to;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&fs->lock);
+    return ino;
+}
+
+void fs__alias_add(struct fs *fs, uint64_t from, uint64_t to)
+{
+    pthread_mutex_lock(&fs->lock);
+    if (fs->n_aliases == fs->cap_aliases) {
+        size_t cap = fs->cap_aliases ? 2 * fs->cap_aliases : 8;
+        struct fs_alias *a = rfs_realloc(fs->aliases, cap * sizeof(*a));
+        if (a == NULL) {
+            /* The kernel's id then reads as gone (ESTALE), which is what
+             * an unlinked file looks like: degraded, not wrong. */
+            pthread_mutex_unlock(&fs->lock);
+            return;
+        }
+        fs->aliases = a;
+        fs->cap_aliases = cap;
+    }
+    fs->aliases[fs->n_aliases++] = (struct fs_alias){from, to};
+    pthread_mutex_unlock(&fs->lock);
+}
+
+void fs__alias_drop(struct fs *fs, uint64_t from)
+{
+    pthread_mutex_lock(&fs->lock);
+    for (size_t i = 0; i < fs->n_aliases; i++) {
+        if (fs->aliases[i].from == from) {
+            fs->aliases[i] = fs->aliases[--fs->n_aliases];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&fs->lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Read barriers                                                             */
+
+struct barrier {
+    struct fs *fs;
+    fuse_req_t req;
+    fs_read_fn fn;
+    void *arg;
+};
+
+static void barrier_done(void *data, int err, const struct store_result *r)
+{
+    (void)r;
+    struct barrier *b = data;
+    if (err != 0) {
+        if (err == -ETIMEDOUT) {
+            pthread_mutex_lock(&b->fs->lock);
+            b->fs->quorum_lost = true;
+            pthread_mutex_unlock(&b->fs->lock);
+        }
+        fs__reply_err(b->req, err);
+        rfs_free(b->arg);
+    } else {
+        b->fn(b->fs, b->req, b->arg);
+    }
+    rfs_free(b);
+}
+
+bool fs__degraded(struct fs *fs)
+{
+    pthread_mutex_lock(&fs->lock);
+    bool lost = fs->quorum_lost;
+    pthread_mutex_unlock(&fs->lock);
+    if (!lost) {
+        return false;
+    }
+    struct node_status st;
+    node_status(fs->node, &st);
+    if (st.core.leader == RFS_NODE_NONE) {
+        return true;
+    }
+    pthread_mutex_lock(&fs->lock);
+    fs->quorum_lost = false;
+    pthread_mutex_unlock(&fs->lock);
+    return false;
+}
+
+void fs__after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
+                       void *arg)
+{
+    if (!fs->o.linearizable) {
+        fn(fs, req, arg);
+        return;
+    }
+    if (fs__degraded(fs)) {
+        /* The last wait for a quorum already ran out and no leader has
+         * shown since: answer at once, as the wait would have. */
+        fuse_reply_err(req, ETIMEDOUT);
+        rfs_free(arg);
+        return;
+    }
+    struct barrier *b = rfs_malloc(sizeof(*b));
+    if (b == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        rfs_free(arg);
+        return;
+    }
+    *b = (struct barrier){fs, req, fn, arg};
+    pthread_mutex_lock(&fs->lock);
+    fs->cnt.barriers++;
+    pthread_mutex_unlock(&fs->lock);
+    /* Concurrent barriers share one ReadIndex round: the core confirms
+     * leadership once for every read asked since its last round. */
+    int rv = node_read_barrier(fs->node, barrier_done, b);
+    if (rv != 0) {
+        fs__reply_err(req, rv);
+        rfs_free(arg);
+        rfs_free(b);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* /.raftfs/                                                                 */
+
+static const char *const vnames[FS_VF_END] = {
+    [FS_VF_STATUS] = "status",
+    [FS_VF_LEADER] = "leader",
+    [FS_VF_MEMBERS] = "members",
+};
+
+bool fs__is_vname(uint64_t parent, const char *name)
+{
+    return parent == STORE_ROOT_INO && strcmp(name, FS_VDIR_NAME) == 0;
+}
+
+uint64_t fs__vlookup(const char *name)
+{
+    for (unsigned k = FS_VF_STATUS; k < FS_VF_END; k++) {
+        if (strcmp(name, vnames[k]) == 0) {
+            return FS_VIRT_BIT | k;
+        }
+    }
+    return 0;
+}
+
+const char *fs__vname(uint64_t ino)
+{
+    uint64_t k = ino & ~FS_VIRT_BIT;
+    return k >= FS_VF_STATUS && k < FS_VF_END ? vnames[k] : NULL;
+}
+
+int fs__vrender(struct fs *fs, uint64_t ino, char **text, size_t *len)
+{
+    struct node_status st;
+    node_status(fs->node, &st);
+    size_t (*render)(const struct node_status *, char *, size_t);
+    switch (ino & ~FS_VIRT_BIT) {
+    case FS_VF_STATUS:
+        render = status_json;
+        break;
+    case FS_VF_LEADER:
+        render = status_leader;
+        break;
+    case FS_VF_MEMBERS:
+        render = status_members;
+        break;
+    default:
+        return -ENOENT;
+    }
+    size_t need = render(&st, NULL, 0);
+    char *buf = rfs_malloc(need + 1);
+    if (buf == NULL) {
+        return -ENOMEM;
+    }
+    render(&st, buf, need + 1);
+    *text = buf;
+    *len = need;
+    return 0;
+}
+
+int fs__vattr(struct fs *fs, uint64_t ino, struct store_attr *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->ino = ino;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    a->atime_ns = a->mtime_ns = a->ctime_ns =
+        (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    if (ino == FS_VDIR_INO) {
+        a->type = STORE_DIR;
+        a->mode = 0555;
+        a->nlink = 2;
+        return 0;
+    }
+    char *text;
+    size_t len;
+    int rv = fs__vrender(fs, ino, &text, &len);
+    if (rv != 0) {
+        return rv;
+    }
+    rfs_free(text);
+    a->type = STORE_FILE;
+    a->mode = 0444;
+    a->nlink = 1;
+    a->size = len;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Invalidation (reads=local)                                                */
+
+static void inval_push(struct fs *fs, uint64_t ino, uint64_t parent,
+                       const char *name, uint16_t name_len)
+{
+    struct fs_inval *v = rfs_malloc(sizeof(*v) + name_len);
+    if (v == NULL) {
+        return; /* The cache timeout still bounds the staleness. */
+    }
+    v->next = NULL;
+    v->ino = ino;
+    v->parent = parent;
+    v->name_len = name_len;
+    if (name_len) {
+        memcpy(v->name, name, name_len);
+    }
+    pthread_mutex_lock(&fs->lock);
+    *fs->inval_tail = v;
+    fs->inval_tail = &v->next;
+    pthread_cond_signal(&fs->inval_cond);
+    pthread_mutex_unlock(&fs->lock);
+}
+
+static void *inval_main(void *arg)
+{
+    struct fs *fs = arg;
+    pthread_mutex_lock(&fs->lock);
+    for (;;) {
+        while (fs->inval_head == NULL && !fs->inval_stop) {
+            pthread_cond_wait(&fs->inval_cond, &fs->lock);
+        }
+        if (fs->inval_stop) {
+            break;
+        }
+        struct fs_inval *v = fs->inval_head;
+        fs->inval_head = v->next;
+        if (fs->inval_head == NULL) {
+            fs->inval_tail = &fs->inval_head;
+        }
+        struct fuse_session *se = fs->se;
+        fs->cnt.invalidations++;
+        pthread_mutex_unlock(&fs->lock);
+        /* -ENOENT only means the kernel holds nothing to drop. */
+        if (se != NULL && v->parent != 0) {
+            fuse_lowlevel_notify_inval_entry(se, v->parent, v->name,
+                                             v->name_len);
+        }
+        if (se != NULL && v->ino != 0) {
+            fuse_lowlevel_notify_inval_inode(se, v->ino, 0, 0);
+        }
+        rfs_free(v);
+        pthread_mutex_lock(&fs->lock);
+    }
+    pthread_mutex_unlock(&fs->lock);
+    return NULL;
+}
+
+void fs_on_apply(void *data, rfs_index_t index, const struct store_cmd *c,
+                 const struct store_result *r, bool own)
+{
+    (void)index;
+    struct fs *fs = data;
+    /* Linearizable mounts cache nothing; changes made through this mount
+     * are known to the kernel already. */
+    if (fs->o.linearizable || own) {
+        return;
+    }
+    if (c == NULL) {
+        /* A snapshot replaced everything. There is no "drop all" call;
+         * the root's attributes go now and the rest age out within the
+         * cache timeout (docs/fs.md). */
+        inval_push(fs, STORE_ROOT_INO, 0, NULL, 0);
+        return;
+    }
+    if (r->err != 0 || r->duplicate) {
+        return;
+    }
+    switch (c->op) {
+    case STORE_OP_WRITE:
+    case STORE_OP_SETATTR:
+        inval_push(fs, c->ino, 0, NULL, 0);
+        break;
+    case STORE_OP_CREATE:
+        inval_push(fs, r->ino, c->parent, c->name, c->name_len);
+        inval_push(fs, c->parent, 0, NULL, 0);
+        break;
+    case STORE_OP_MKDIR:
+    case STORE_OP_SYMLINK:
+    case STORE_OP_UNLINK:
+    case STORE_OP_RMDIR:
+        inval_push(fs, c->parent, c->parent, c->name, c->name_len);
+        break;
+    case STORE_OP_RENAME:
+        inval_push(fs, c->parent, c->parent, c->name, c->name_len);
+        inval_push(fs, c->new_parent, c->new_parent, c->new_name,
+                   c->new_name_len);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lifecycle                                                                 */
+
+int fs_new(const struct fs_options *o, struct fs **out)
+{
+    struct fs *fs = rfs_calloc(1, sizeof(*fs));
+    if (fs == NULL) {
+        return -ENOMEM;
+    }
+    fs->o = *o;
+    if (o->data_dir != NULL) {
+        snprintf(fs->data_dir, sizeof(fs->data_dir), "%s", o->data_dir);
+    }
+    fs->o.data_dir = fs->data_dir;
+    if (fs->o.max_write == 0) {
+        fs->o.max_write = 1u << 20;
+    }
+    pthread_mutex_init(&fs->lock, NULL);
+    pthread_cond_init(&fs->inval_cond, NULL);
+    fs->inval_tail = &fs->inval_head;
+    if (!fs->o.linearizable) {
+        if (pthread_create(&fs->inval_thread, NULL, inval_main, fs) != 0) {
+            pthread_cond_destroy(&fs->inval_cond);
+            pthread_mutex_destroy(&fs->lock);
+            rfs_free(fs);
+            return -EAGAIN;
+        }
+        fs->inval_started = true;
+    }
+    *out = fs;
+    return 0;
+}
+
+void fs_attach(struct fs *fs, struct node *n, struct fuse_session *se)
+{
+    pthread_mutex_lock(&fs->lock);
+    fs->node = n;
+    fs->se = se;
+    pthread_mutex_unlock(&fs->lock);
+}
+
+void fs_set_mount_id(struct fs *fs, uint64_t mnt_id)
+{
+    pthread_mutex_lock(&fs->lock);
+    fs->mnt_id = mnt_id;
+    pthread_mutex_unlock(&fs->lock);
+}
+
+void fs_counters(struct fs *fs, struct fs_counters *c)
+{
+    pthread_mutex_lock(&fs->lock);
+    *c = fs->cnt;
+    pthread_mutex_unlock(&fs->lock);
+}
+
+void fs_free(struct fs *fs)
+{
+    if (fs == NULL) {
+        return;
+    }
+    if (fs->inval_started) {
+        pthread_mutex_lock(&fs->lock);
+        fs->inval_stop = true;
+        pthread_cond_signal(&fs->inval_cond);
+        pthread_mutex_unlock(&fs->lock);
+        pthread_join(fs->inval_thread, NULL);
+    }
+    while (fs->inval_head) {
+        struct fs_inval *v = fs->inval_head;
+        fs->inval_head = v->next;
+        rfs_free(v);
+    }
+    rfs_free(fs->aliases);
+    pthread_cond_destroy(&fs->inval_cond);
+    pthread_mutex_destroy(&fs->lock);
+    rfs_free(fs);
+}
+
+const struct fuse_lowlevel_ops fs_ops = {
+    .init = fs__op_init,
+    .lookup = fs__op_lookup,
+    .forget = fs__op_forget,
+    .forget_multi = fs__op_forget_multi,
+    .getattr = fs__op_getattr,
+    .setattr = fs__op_setattr,
+    .readlink = fs__op_readlink,
+    .mknod = fs__op_mknod,
+    .mkdir = fs__op_mkdir,
+    .unlink = fs__op_unlink,
+    .rmdir = fs__op_rmdir,
+    .symlink = fs__op_symlink,
+    .rename = fs__op_rename,
+    .link = fs__op_link,
+    .open = fs__op_open,
+    .read = fs__op_read,
+    .write = fs__op_write,
+    .flush = fs__op_flush,
+    .release = fs__op_release,
+    .fsync = fs__op_fsync,
+    .opendir = fs__op_opendir,
+    .readdir = fs__op_readdir,
+    .readdirplus = fs__op_readdirplus,
+    .releasedir = fs__op_releasedir,
+    .statfs = fs__op_statfs,
+    .setxattr = fs__op_setxattr,
+    .getxattr = fs__op_getxattr,
+    .listxattr = fs__op_listxattr,
+    .removexattr = fs__op_removexattr,
+    .create = fs__op_create,
+};

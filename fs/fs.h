@@ -1,0 +1,87 @@
+/*
+ * fs: the replicated state machine as a POSIX directory tree, through the
+ * libfuse3 low-level API.
+ *
+ * Contract (see docs/fs.md for the user-facing version):
+ * - Every change (write, create, truncate, unlink, mkdir, rmdir, rename,
+ *   symlink, chmod, chown, utimens) is answered only once its entry is
+ *   committed and applied on this node. The waiting fuse_req_t is parked
+ *   with the node's request and answered from its completion on the node's
+ *   loop thread: no FUSE worker thread waits for consensus.
+ * - A non-exclusive create and an O_TRUNC open are staged: the kernel gets
+ *   its answer at once (with an inode id chosen here, see STORE_INO_CHOSEN),
+ *   and the staged create or truncate travels in the same entry as the first
+ *   write, so `echo v > f` is one Raft entry. A handle closed without
+ *   writing commits what it staged at flush. O_EXCL creates, mkdir and
+ *   rename commit before answering: their conditions are decided at apply
+ *   time, identically on every node, so they are cluster-wide locks.
+ * - reads=linearizable: lookup, getattr, open, opendir, readlink and
+ *   getxattr pass a ReadIndex barrier first, and the kernel caches nothing
+ *   (zero timeouts, page cache dropped at open). reads=local: served from
+ *   this node's state with kernel caching; changes applied here that other
+ *   nodes made invalidate the kernel's pages and entries (from a separate
+ *   thread: a notification may wait for a kernel lock held by a request
+ *   that waits for the loop thread).
+ * - A read-only handle reads one RocksDB snapshot taken at open; a writable
+ *   handle reads the latest state, hence its own writes.
+ * - Errors: see fs_errno() and docs/fs.md. After a change times out, and
+ *   while no leader is known, further changes fail at once with EROFS.
+ *
+ * Threads: the fuse_lowlevel_ops run on FUSE worker threads; completions run
+ * on the node's loop thread. All fs state they share is under one mutex.
+ */
+#ifndef RAFTFS_FS_FS_H
+#define RAFTFS_FS_FS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+#include <fuse_lowlevel.h>
+
+#include "../consensus/node.h"
+
+struct fs_options {
+    bool linearizable;          /* reads=linearizable (default) or local. */
+    double cache_timeout;       /* reads=local: attr/entry cache seconds. */
+    uint32_t max_write;         /* Largest write asked of the kernel. */
+    const char *data_dir;       /* For statfs: the disk the store is on. */
+    uint64_t min_free_bytes;    /* statfs: the store's reserve. */
+    uint64_t max_file_size;     /* statfs and docs: EFBIG past this. */
+};
+
+void fs_options_default(struct fs_options *o);
+
+struct fs;
+
+/* Create the filesystem state. The node is attached later (fs_attach),
+ * because the node's options must point at fs_on_apply first. */
+int fs_new(const struct fs_options *o, struct fs **out);
+void fs_attach(struct fs *fs, struct node *n, struct fuse_session *se);
+/* After mounting: the mount's id (mountinfo's first field), so that a
+ * flush can tell whether its caller still holds the file (see ops_write.c). */
+void fs_set_mount_id(struct fs *fs, uint64_t mnt_id);
+/* Stop the invalidation thread; call after the session loop ended and the
+ * node stopped. */
+void fs_free(struct fs *fs);
+
+/* The operations; userdata for fuse_session_new() is the struct fs. */
+extern const struct fuse_lowlevel_ops fs_ops;
+
+/* The node's on_apply hook (node_options.on_apply, apply_data = fs). */
+void fs_on_apply(void *data, rfs_index_t index, const struct store_cmd *c,
+                 const struct store_result *r, bool own);
+
+/* The positive errno a caller sees for a raftfs or negated errno code. */
+int fs_errno(int code);
+
+/* Counters, for tests and status. */
+struct fs_counters {
+    uint64_t changes;        /* Changes submitted. */
+    uint64_t fused;          /* Staged creates/truncates sent with data. */
+    uint64_t barriers;       /* Read barriers asked. */
+    uint64_t invalidations;  /* Kernel notifications sent. */
+};
+void fs_counters(struct fs *fs, struct fs_counters *c);
+
+#endif /* RAFTFS_FS_FS_H */

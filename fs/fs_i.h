@@ -1,0 +1,204 @@
+/* Private to fs/: the state the FUSE operations share. */
+#ifndef RAFTFS_FS_FS_I_H
+#define RAFTFS_FS_FS_I_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "fs.h"
+
+/* Ids of the read-only /.raftfs/ folder: bit 63, which the store never
+ * hands out (see STORE_INO_CHOSEN). */
+#define FS_VIRT_BIT (UINT64_C(1) << 63)
+#define FS_VDIR_INO (FS_VIRT_BIT | 1)
+#define FS_VDIR_NAME ".raftfs"
+enum fs_vfile {
+    FS_VF_STATUS = 2,
+    FS_VF_LEADER,
+    FS_VF_MEMBERS,
+    FS_VF_END,
+};
+#define FS_REVISION_XATTR "user.raftfs.revision"
+
+enum fs_handle_kind {
+    FS_H_FILE = 1,
+    FS_H_DIR,
+    FS_H_VIRT,
+};
+
+struct fs_dent {
+    uint64_t ino;
+    uint8_t type; /* enum store_type */
+    char *name;
+};
+
+/*
+ * An open file or directory (fuse_file_info.fh). Counted references: the
+ * kernel's (until release) and one per change in flight that names it.
+ */
+struct fs_handle {
+    struct fs *fs;
+    atomic_int refs;
+    enum fs_handle_kind kind;
+    uint64_t kino;       /* The id the kernel knows. */
+    uint64_t ino;        /* The store's id (differs after an alias). */
+    bool writable;
+    bool append;
+    struct store_view *view; /* Read-only files, directories. */
+
+    /* Staged changes, under fs->lock. staged_create/staged_trunc: not yet
+     * sent. pending: the create was staged or sent but is not applied, so
+     * lookup and getattr answer from the fields below. */
+    bool staged_create;
+    bool staged_trunc;
+    bool pending;
+    uint32_t open_flags;
+    uint64_t parent;
+    char name[STORE_NAME_MAX + 1];
+    uint16_t name_len;
+    uint32_t mode;
+    uint32_t uid;
+    uint32_t gid;
+    int64_t ctime_ns;
+    struct fs_handle *pnext; /* In fs->pending. */
+
+    /* Directories: the listing, taken from the view at the first readdir. */
+    pthread_mutex_t dlock;
+    struct fs_dent *ents;
+    size_t n_ents;
+    bool listed;
+
+    /* /.raftfs/ files: the text rendered at open. */
+    char *text;
+    size_t text_len;
+};
+
+/* A kernel notification waiting for the invalidation thread. */
+struct fs_inval {
+    struct fs_inval *next;
+    uint64_t ino;    /* Inode to invalidate, or 0. */
+    uint64_t parent; /* With name: entry to invalidate, or 0. */
+    uint16_t name_len;
+    char name[];
+};
+
+struct fs_alias {
+    uint64_t from; /* Id the kernel was told at create. */
+    uint64_t to;   /* Id the store gave the file (it existed already). */
+};
+
+struct fs {
+    struct fs_options o;
+    char data_dir[1024];
+    struct node *node;
+    struct fuse_session *se;
+    uint64_t mnt_id; /* The kernel's id for our mount, or 0 if unknown. */
+
+    pthread_mutex_t lock; /* Everything below. */
+    struct fs_handle *pending;
+    struct fs_alias *aliases;
+    size_t n_aliases;
+    size_t cap_aliases;
+    bool quorum_lost; /* A request timed out; cleared once a leader shows. */
+    struct fs_counters cnt;
+
+    pthread_t inval_thread;
+    bool inval_started;
+    bool inval_stop;
+    pthread_cond_t inval_cond;
+    struct fs_inval *inval_head;
+    struct fs_inval **inval_tail;
+};
+
+/* fs.c */
+double fs__timeout(const struct fs *fs);
+uint64_t fs__resolve(struct fs *fs, uint64_t ino);
+void fs__alias_add(struct fs *fs, uint64_t from, uint64_t to);
+void fs__alias_drop(struct fs *fs, uint64_t from);
+void fs__attr_to_stat(const struct store_attr *a, struct stat *st);
+void fs__reply_entry(struct fs *fs, fuse_req_t req,
+                     const struct store_attr *a);
+void fs__reply_err(fuse_req_t req, int code);
+struct fs_handle *fs__handle_new(struct fs *fs, enum fs_handle_kind kind,
+                                 uint64_t ino);
+void fs__handle_put(struct fs_handle *h);
+/* A reference to a handle found in fs->pending (under fs->lock), unless
+ * its last reference is being dropped concurrently. */
+bool fs__handle_tryget(struct fs_handle *h);
+/* A pending create for kernel id kino or (parent, name); under fs->lock. */
+struct fs_handle *fs__pending_by_ino(struct fs *fs, uint64_t kino);
+struct fs_handle *fs__pending_by_name(struct fs *fs, uint64_t parent,
+                                      const char *name, size_t len);
+void fs__pending_attr(const struct fs_handle *h, struct store_attr *a);
+void fs__pending_remove(struct fs *fs, struct fs_handle *h);
+bool fs__is_vname(uint64_t parent, const char *name);
+int fs__vattr(struct fs *fs, uint64_t ino, struct store_attr *a);
+uint64_t fs__vlookup(const char *name);  /* /.raftfs/NAME's id, or 0. */
+const char *fs__vname(uint64_t ino);      /* Its name, or NULL. */
+int fs__vrender(struct fs *fs, uint64_t ino, char **text, size_t *len);
+
+/* A request timed out and no leader is known since: changes fail at once
+ * with EROFS, linearizable reads with ETIMEDOUT. */
+bool fs__degraded(struct fs *fs);
+
+/* Read barrier (linearizable mode) then fn on the loop thread; at once on
+ * this thread in local mode. On a barrier error, replies with it. */
+typedef void (*fs_read_fn)(struct fs *fs, fuse_req_t req, void *arg);
+void fs__after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
+                       void *arg);
+
+/* ops_read.c */
+void fs__op_init(void *userdata, struct fuse_conn_info *conn);
+void fs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs__op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void fs__op_forget_multi(fuse_req_t req, size_t count,
+                         struct fuse_forget_data *forgets);
+void fs__op_getattr(fuse_req_t req, fuse_ino_t ino,
+                    struct fuse_file_info *fi);
+void fs__op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs__op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                 struct fuse_file_info *fi);
+void fs__op_opendir(fuse_req_t req, fuse_ino_t ino,
+                    struct fuse_file_info *fi);
+void fs__op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi);
+void fs__op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+                        off_t off, struct fuse_file_info *fi);
+void fs__op_releasedir(fuse_req_t req, fuse_ino_t ino,
+                       struct fuse_file_info *fi);
+void fs__op_readlink(fuse_req_t req, fuse_ino_t ino);
+void fs__op_statfs(fuse_req_t req, fuse_ino_t ino);
+void fs__op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                     size_t size);
+void fs__op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs__op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                     const char *value, size_t size, int flags);
+void fs__op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+/* ops_write.c */
+void fs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+                    int to_set, struct fuse_file_info *fi);
+void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                   mode_t mode, struct fuse_file_info *fi);
+void fs__op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+                  size_t size, off_t off, struct fuse_file_info *fi);
+void fs__op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs__op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+                  struct fuse_file_info *fi);
+void fs__op_release(fuse_req_t req, fuse_ino_t ino,
+                    struct fuse_file_info *fi);
+void fs__op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+                  mode_t mode);
+void fs__op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+                    const char *name);
+void fs__op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+                  mode_t mode, dev_t rdev);
+void fs__op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs__op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs__op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+                   fuse_ino_t newparent, const char *newname,
+                   unsigned int flags);
+void fs__op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+                 const char *newname);
+
+#endif /* RAFTFS_FS_FS_I_H */

@@ -1,0 +1,713 @@
+/*
+ * The operations that change nothing: lookup, getattr, open, read,
+ * directories, symlinks, statfs, xattrs. In linearizable mode each one that
+ * could show stale state passes a read barrier first and then runs on the
+ * loop thread; reads of an open handle's data need none (the handle's
+ * snapshot was taken after one).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "../common/heap.h"
+#include "fs_i.h"
+
+void fs__op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    struct fs *fs = userdata;
+    /* O_TRUNC comes with open, so the truncate can be staged and fused
+     * with the first write instead of arriving as a separate setattr. */
+    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) {
+        conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+    }
+    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) {
+        conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    }
+    /* Write-through: a write returns only once committed, so the kernel
+     * must not buffer writes in its page cache. */
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    /* One write() of up to max_write bytes arrives as one request, hence
+     * one entry; libfuse asks the kernel for the pages this needs. */
+    conn->max_write = fs->o.max_write;
+}
+
+/* ------------------------------------------------------------------------ */
+/* lookup                                                                    */
+
+struct lookup_arg {
+    uint64_t parent;
+    size_t len;
+    char name[];
+};
+
+static void lookup_run(struct fs *fs, fuse_req_t req, void *arg)
+{
+    struct lookup_arg *l = arg;
+    struct store_attr a;
+    int rv = store_lookup(node_store(fs->node), NULL, l->parent, l->name,
+                          l->len, &a);
+    if (rv == -ENOENT) {
+        pthread_mutex_lock(&fs->lock);
+        struct fs_handle *h =
+            fs__pending_by_name(fs, l->parent, l->name, l->len);
+        if (h != NULL) {
+            fs__pending_attr(h, &a);
+            rv = 0;
+        }
+        pthread_mutex_unlock(&fs->lock);
+    }
+    rfs_free(l);
+    if (rv == 0) {
+        fs__reply_entry(fs, req, &a);
+    } else if (rv == -ENOENT && fs__timeout(fs) > 0) {
+        /* A negative entry, cached like the positive ones (and dropped
+         * when a create elsewhere applies here). */
+        struct fuse_entry_param e;
+        memset(&e, 0, sizeof(e));
+        e.entry_timeout = fs__timeout(fs);
+        fuse_reply_entry(req, &e);
+    } else {
+        fs__reply_err(req, rv);
+    }
+}
+
+void fs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    size_t len = strlen(name);
+    if (len > STORE_NAME_MAX) {
+        fuse_reply_err(req, ENAMETOOLONG);
+        return;
+    }
+    struct store_attr a;
+    if (parent == FS_VDIR_INO || fs__is_vname(parent, name)) {
+        uint64_t ino = parent == FS_VDIR_INO ? fs__vlookup(name)
+                                             : FS_VDIR_INO;
+        int rv = ino ? fs__vattr(fs, ino, &a) : -ENOENT;
+        if (rv != 0) {
+            fs__reply_err(req, rv);
+            return;
+        }
+        struct fuse_entry_param e;
+        memset(&e, 0, sizeof(e));
+        e.ino = ino;
+        fs__attr_to_stat(&a, &e.attr);
+        fuse_reply_entry(req, &e);
+        return;
+    }
+    struct lookup_arg *l = rfs_malloc(sizeof(*l) + len);
+    if (l == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    l->parent = parent;
+    l->len = len;
+    memcpy(l->name, name, len);
+    fs__after_barrier(fs, req, lookup_run, l);
+}
+
+void fs__op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    (void)nlookup;
+    /* Ids are the store's, so there is nothing to count, except an alias:
+     * the kernel only ever learnt that id from the create that staged it,
+     * so once it forgets the id the alias can go. */
+    if ((ino & STORE_INO_CHOSEN_MASK) == STORE_INO_CHOSEN) {
+        fs__alias_drop(fuse_req_userdata(req), ino);
+    }
+    fuse_reply_none(req);
+}
+
+void fs__op_forget_multi(fuse_req_t req, size_t count,
+                         struct fuse_forget_data *forgets)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    for (size_t i = 0; i < count; i++) {
+        if ((forgets[i].ino & STORE_INO_CHOSEN_MASK) == STORE_INO_CHOSEN) {
+            fs__alias_drop(fs, forgets[i].ino);
+        }
+    }
+    fuse_reply_none(req);
+}
+
+/* ------------------------------------------------------------------------ */
+/* getattr                                                                   */
+
+struct getattr_arg {
+    uint64_t ino;
+    struct fs_handle *h; /* A reference, if asked through an open file. */
+};
+
+static void getattr_run(struct fs *fs, fuse_req_t req, void *arg)
+{
+    struct getattr_arg *g = arg;
+    struct store_attr a;
+    struct store *s = node_store(fs->node);
+    int rv = store_getattr(s, NULL, fs__resolve(fs, g->ino), &a);
+    if (rv == -ENOENT && g->h != NULL && g->h->view != NULL) {
+        /* Unlinked elsewhere while this handle reads its snapshot: what
+         * fstat shows for an unlinked open file. */
+        rv = store_getattr(s, g->h->view, g->h->ino, &a);
+        a.nlink = 0;
+    }
+    if (rv == 0) {
+        struct stat st;
+        fs__attr_to_stat(&a, &st);
+        fuse_reply_attr(req, &st, fs__timeout(fs));
+    } else {
+        fs__reply_err(req, rv);
+    }
+    fs__handle_put(g->h);
+    rfs_free(g);
+}
+
+void fs__op_getattr(fuse_req_t req, fuse_ino_t ino,
+                    struct fuse_file_info *fi)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    struct store_attr a;
+    struct stat st;
+    if (ino & FS_VIRT_BIT) {
+        int rv = fs__vattr(fs, ino, &a);
+        if (rv != 0) {
+            fs__reply_err(req, rv);
+            return;
+        }
+        fs__attr_to_stat(&a, &st);
+        fuse_reply_attr(req, &st, 0);
+        return;
+    }
+    pthread_mutex_lock(&fs->lock);
+    struct fs_handle *p = fs__pending_by_ino(fs, ino);
+    if (p != NULL) {
+        fs__pending_attr(p, &a);
+    }
+    pthread_mutex_unlock(&fs->lock);
+    if (p != NULL) {
+        fs__attr_to_stat(&a, &st);
+        fuse_reply_attr(req, &st, 0);
+        return;
+    }
+    struct getattr_arg *g = rfs_calloc(1, sizeof(*g));
+    if (g == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    g->ino = ino;
+    if (fi != NULL && fi->fh != 0) {
+        g->h = (struct fs_handle *)(uintptr_t)fi->fh;
+        if (g->h->kind == FS_H_FILE) {
+            atomic_fetch_add(&g->h->refs, 1);
+        } else {
+            g->h = NULL;
+        }
+    }
+    if (ino == STORE_ROOT_INO && fs->o.linearizable && fs__degraded(fs)) {
+        /* Every path walk checks the root's permissions first: answer it
+         * from the local copy so that /.raftfs/status stays readable to
+         * say why nothing else is (docs/fs.md). */
+        getattr_run(fs, req, g);
+        return;
+    }
+    fs__after_barrier(fs, req, getattr_run, g);
+}
+
+/* ------------------------------------------------------------------------ */
+/* open, read                                                                */
+
+struct open_arg {
+    uint64_t ino;
+    struct fuse_file_info fi;
+};
+
+static void open_run(struct fs *fs, fuse_req_t req, void *arg)
+{
+    struct open_arg *o = arg;
+    uint64_t real = fs__resolve(fs, o->ino);
+    struct store_attr a;
+    int rv = store_getattr(node_store(fs->node), NULL, real, &a);
+    if (rv == -ENOENT) {
+        pthread_mutex_lock(&fs->lock);
+        if (fs__pending_by_ino(fs, o->ino) != NULL) {
+            rv = 0; /* Its create is on the way; writes follow it. */
+            a.type = STORE_FILE;
+        }
+        pthread_mutex_unlock(&fs->lock);
+    }
+    if (rv == 0 && a.type == STORE_DIR) {
+        rv = -EISDIR;
+    }
+    struct fs_handle *h = NULL;
+    if (rv == 0) {
+        h = fs__handle_new(fs, FS_H_FILE, o->ino);
+        rv = h == NULL ? -ENOMEM : 0;
+    }
+    if (rv != 0) {
+        fs__reply_err(req, rv);
+        rfs_free(o);
+        return;
+    }
+    h->ino = real;
+    int acc = o->fi.flags & O_ACCMODE;
+    h->writable = acc != O_RDONLY;
+    h->append = (o->fi.flags & O_APPEND) != 0;
+    h->open_flags = (uint32_t)o->fi.flags;
+    if (!h->writable) {
+        /* Taken after the barrier: the whole file as of a linearizable
+         * point, never torn by a writer. */
+        h->view = store_view_new(node_store(fs->node));
+    } else if (o->fi.flags & O_TRUNC) {
+        pthread_mutex_lock(&fs->lock);
+        h->staged_trunc = true;
+        pthread_mutex_unlock(&fs->lock);
+    }
+    o->fi.fh = (uintptr_t)h;
+    o->fi.keep_cache = !fs->o.linearizable;
+    o->fi.direct_io = 0;
+    if (fuse_reply_open(req, &o->fi) != 0) {
+        fs__handle_put(h); /* The caller was interrupted and is gone. */
+    }
+    rfs_free(o);
+}
+
+void fs__op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    if (ino & FS_VIRT_BIT) {
+        if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+            fuse_reply_err(req, EACCES);
+            return;
+        }
+        struct fs_handle *h = fs__handle_new(fs, FS_H_VIRT, ino);
+        int rv = h ? fs__vrender(fs, ino, &h->text, &h->text_len) : -ENOMEM;
+        if (rv != 0) {
+            fs__handle_put(h);
+            fs__reply_err(req, rv);
+            return;
+        }
+        fi->fh = (uintptr_t)h;
+        fi->direct_io = 1; /* Its size changes with every render. */
+        if (fuse_reply_open(req, fi) != 0) {
+            fs__handle_put(h);
+        }
+        return;
+    }
+    struct open_arg *o = rfs_malloc(sizeof(*o));
+    if (o == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    o->ino = ino;
+    o->fi = *fi;
+    if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+        /* A writable handle reads the latest state and its writes are
+         * decided at apply time (ESTALE if the file is gone by then):
+         * nothing it does depends on a barrier here. */
+        open_run(fs, req, o);
+        return;
+    }
+    fs__after_barrier(fs, req, open_run, o);
+}
+
+void fs__op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                 struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct fs *fs = fuse_req_userdata(req);
+    struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+    if (h->kind == FS_H_VIRT) {
+        size_t o = (size_t)off < h->text_len ? (size_t)off : h->text_len;
+        size_t n = h->text_len - o < size ? h->text_len - o : size;
+        fuse_reply_buf(req, h->text + o, n);
+        return;
+    }
+    if (h->kind != FS_H_FILE) {
+        fuse_reply_err(req, EISDIR);
+        return;
+    }
+    pthread_mutex_lock(&fs->lock);
+    bool empty = h->staged_trunc || h->pending;
+    uint64_t real = h->ino;
+    pthread_mutex_unlock(&fs->lock);
+    if (empty) {
+        fuse_reply_buf(req, NULL, 0); /* As the staged change will leave it. */
+        return;
+    }
+    char *buf = rfs_malloc(size ? size : 1);
+    if (buf == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    size_t got = 0;
+    int rv = store_read(node_store(fs->node), h->view, real, (uint64_t)off,
+                        size, buf, &got);
+    if (rv == -ENOENT) {
+        rv = -ESTALE; /* A writable handle's file was unlinked elsewhere. */
+    }
+    if (rv == 0) {
+        fuse_reply_buf(req, buf, got);
+    } else {
+        fs__reply_err(req, rv);
+    }
+    rfs_free(buf);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Directories                                                               */
+
+static void opendir_run(struct fs *fs, fuse_req_t req, void *arg)
+{
+    struct open_arg *o = arg;
+    struct store_attr a;
+    int rv = store_getattr(node_store(fs->node), NULL, o->ino, &a);
+    if (rv == 0 && a.type != STORE_DIR) {
+        rv = -ENOTDIR;
+    }
+    struct fs_handle *h = NULL;
+    if (rv == 0) {
+        h = fs__handle_new(fs, FS_H_DIR, o->ino);
+        rv = h == NULL ? -ENOMEM : 0;
+    }
+    if (rv != 0) {
+        fs__reply_err(req, rv);
+        rfs_free(o);
+        return;
+    }
+    h->view = store_view_new(node_store(fs->node));
+    o->fi.fh = (uintptr_t)h;
+    if (fuse_reply_open(req, &o->fi) != 0) {
+        fs__handle_put(h);
+    }
+    rfs_free(o);
+}
+
+void fs__op_opendir(fuse_req_t req, fuse_ino_t ino,
+                    struct fuse_file_info *fi)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    if (ino == FS_VDIR_INO) {
+        struct fs_handle *h = fs__handle_new(fs, FS_H_DIR, ino);
+        if (h == NULL) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        fi->fh = (uintptr_t)h;
+        if (fuse_reply_open(req, fi) != 0) {
+            fs__handle_put(h);
+        }
+        return;
+    }
+    struct open_arg *o = rfs_malloc(sizeof(*o));
+    if (o == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    o->ino = ino;
+    o->fi = *fi;
+    fs__after_barrier(fs, req, opendir_run, o);
+}
+
+static int dent_add(struct fs_handle *h, const char *name, size_t len,
+                    uint64_t ino, uint8_t type)
+{
+    if ((h->n_ents & (h->n_ents + 1)) == 0) { /* 0, 1, 3, 7, ...: grow. */
+        struct fs_dent *e =
+            rfs_realloc(h->ents, 2 * (h->n_ents + 1) * sizeof(*e));
+        if (e == NULL) {
+            return -ENOMEM;
+        }
+        h->ents = e;
+    }
+    char *copy = rfs_malloc(len + 1);
+    if (copy == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(copy, name, len);
+    copy[len] = '\0';
+    h->ents[h->n_ents++] = (struct fs_dent){ino, type, copy};
+    return 0;
+}
+
+static int dent_cb(void *arg, const char *name, size_t name_len, uint64_t ino,
+                   uint8_t type)
+{
+    return dent_add(arg, name, name_len, ino, type) != 0;
+}
+
+/* The whole listing, once per handle (and again on rewind): FUSE offsets
+ * are positions in it, stable however the directory changes meanwhile. */
+static int list_dir(struct fs *fs, struct fs_handle *h)
+{
+    for (size_t i = 0; i < h->n_ents; i++) {
+        rfs_free(h->ents[i].name);
+    }
+    rfs_free(h->ents);
+    h->ents = NULL;
+    h->n_ents = 0;
+    int rv = dent_add(h, ".", 1, h->ino, STORE_DIR);
+    if (rv == 0) {
+        rv = dent_add(h, "..", 2, h->ino, STORE_DIR);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (h->ino == FS_VDIR_INO) {
+        for (unsigned k = FS_VF_STATUS; k < FS_VF_END && rv == 0; k++) {
+            const char *n = fs__vname(FS_VIRT_BIT | k);
+            rv = dent_add(h, n, strlen(n), FS_VIRT_BIT | k, STORE_FILE);
+        }
+        return rv;
+    }
+    if (h->ino == STORE_ROOT_INO) {
+        rv = dent_add(h, FS_VDIR_NAME, strlen(FS_VDIR_NAME), FS_VDIR_INO,
+                      STORE_DIR);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return store_readdir(node_store(fs->node), h->view, h->ino, NULL, 0,
+                         dent_cb, h);
+}
+
+static mode_t type_mode(uint8_t type)
+{
+    return type == STORE_DIR ? S_IFDIR : type == STORE_SYMLINK ? S_IFLNK
+                                                               : S_IFREG;
+}
+
+static void readdir_common(fuse_req_t req, size_t size, off_t off,
+                           struct fuse_file_info *fi, bool plus)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+    pthread_mutex_lock(&h->dlock);
+    if (off == 0 || !h->listed) {
+        int rv = list_dir(fs, h);
+        if (rv != 0) {
+            pthread_mutex_unlock(&h->dlock);
+            fs__reply_err(req, rv);
+            return;
+        }
+        h->listed = true;
+    }
+    char *buf = rfs_malloc(size ? size : 1);
+    if (buf == NULL) {
+        pthread_mutex_unlock(&h->dlock);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    size_t pos = 0;
+    for (size_t i = (size_t)off; i < h->n_ents; i++) {
+        const struct fs_dent *d = &h->ents[i];
+        size_t need;
+        if (!plus) {
+            struct stat st;
+            memset(&st, 0, sizeof(st));
+            st.st_ino = d->ino;
+            st.st_mode = type_mode(d->type);
+            need = fuse_add_direntry(req, buf + pos, size - pos, d->name, &st,
+                                     (off_t)i + 1);
+        } else {
+            struct fuse_entry_param e;
+            memset(&e, 0, sizeof(e));
+            if (i < 2) {
+                /* "." and "..": no entry, so no lookup to count. */
+                e.attr.st_ino = d->ino;
+                e.attr.st_mode = S_IFDIR;
+            } else {
+                struct store_attr a;
+                int rv = d->ino & FS_VIRT_BIT
+                             ? fs__vattr(fs, d->ino, &a)
+                             : store_getattr(node_store(fs->node), h->view,
+                                             d->ino, &a);
+                if (rv != 0) {
+                    continue;
+                }
+                e.ino = d->ino;
+                fs__attr_to_stat(&a, &e.attr);
+                bool virt = d->ino & FS_VIRT_BIT;
+                e.attr_timeout = virt ? 0 : fs__timeout(fs);
+                e.entry_timeout = virt ? 0 : fs__timeout(fs);
+            }
+            need = fuse_add_direntry_plus(req, buf + pos, size - pos, d->name,
+                                          &e, (off_t)i + 1);
+        }
+        if (need > size - pos) {
+            break;
+        }
+        pos += need;
+    }
+    pthread_mutex_unlock(&h->dlock);
+    fuse_reply_buf(req, buf, pos);
+    rfs_free(buf);
+}
+
+void fs__op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    (void)ino;
+    readdir_common(req, size, off, fi, false);
+}
+
+void fs__op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+                        off_t off, struct fuse_file_info *fi)
+{
+    (void)ino;
+    readdir_common(req, size, off, fi, true);
+}
+
+void fs__op_releasedir(fuse_req_t req, fuse_ino_t ino,
+                       struct fuse_file_info *fi)
+{
+    (void)ino;
+    fs__handle_put((struct fs_handle *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* readlink, statfs                                                          */
+
+struct ino_arg {
+    uint64_t ino;
+    size_t size;
+};
+
+static void readlink_run(struct fs *fs, fuse_req_t req, void *arg)
+{
+    struct ino_arg *r = arg;
+    char buf[STORE_SYMLINK_MAX + 1];
+    size_t len = 0;
+    int rv = store_readlink(node_store(fs->node), NULL, r->ino, buf,
+                            sizeof(buf) - 1, &len);
+    rfs_free(r);
+    if (rv != 0) {
+        fs__reply_err(req, rv);
+        return;
+    }
+    buf[len] = '\0';
+    fuse_reply_readlink(req, buf);
+}
+
+void fs__op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    if (ino & FS_VIRT_BIT) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    struct ino_arg *r = rfs_calloc(1, sizeof(*r));
+    if (r == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    r->ino = ino;
+    fs__after_barrier(fs, req, readlink_run, r);
+}
+
+void fs__op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    (void)ino;
+    struct fs *fs = fuse_req_userdata(req);
+    struct statvfs disk;
+    if (statvfs(fs->data_dir[0] ? fs->data_dir : "/", &disk) != 0) {
+        fuse_reply_err(req, errno);
+        return;
+    }
+    struct store_usage u = {0};
+    store_usage(node_store(fs->node), &u);
+    /* The disk's real size and free space, less the reserve below which
+     * the store refuses writes (ENOSPC) so it can always apply what it
+     * has committed. */
+    uint64_t frsize = disk.f_frsize ? disk.f_frsize : 4096;
+    uint64_t reserve = fs->o.min_free_bytes / frsize;
+    struct statvfs st;
+    memset(&st, 0, sizeof(st));
+    st.f_bsize = 4096;
+    st.f_frsize = frsize;
+    st.f_blocks = disk.f_blocks;
+    st.f_bfree = disk.f_bfree > reserve ? disk.f_bfree - reserve : 0;
+    st.f_bavail = disk.f_bavail > reserve ? disk.f_bavail - reserve : 0;
+    st.f_files = u.files + disk.f_favail;
+    st.f_ffree = disk.f_favail;
+    st.f_favail = disk.f_favail;
+    st.f_namemax = STORE_NAME_MAX;
+    fuse_reply_statfs(req, &st);
+}
+
+/* ------------------------------------------------------------------------ */
+/* xattrs: one, read-only: the index of the entry that last changed a file */
+
+static void getxattr_run(struct fs *fs, fuse_req_t req, void *arg)
+{
+    struct ino_arg *x = arg;
+    struct store_attr a;
+    int rv = store_getattr(node_store(fs->node), NULL,
+                           fs__resolve(fs, x->ino), &a);
+    size_t size = x->size;
+    rfs_free(x);
+    if (rv != 0) {
+        fs__reply_err(req, rv);
+        return;
+    }
+    char val[32];
+    int len = snprintf(val, sizeof(val), "%" PRIu64, a.revision);
+    if (size == 0) {
+        fuse_reply_xattr(req, (size_t)len);
+    } else if (size < (size_t)len) {
+        fuse_reply_err(req, ERANGE);
+    } else {
+        fuse_reply_buf(req, val, (size_t)len);
+    }
+}
+
+void fs__op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                     size_t size)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    if ((ino & FS_VIRT_BIT) || strcmp(name, FS_REVISION_XATTR) != 0) {
+        fuse_reply_err(req, ENODATA);
+        return;
+    }
+    struct ino_arg *x = rfs_calloc(1, sizeof(*x));
+    if (x == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    x->ino = ino;
+    x->size = size;
+    fs__after_barrier(fs, req, getxattr_run, x);
+}
+
+void fs__op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    static const char names[] = FS_REVISION_XATTR; /* With its NUL. */
+    size_t len = ino & FS_VIRT_BIT ? 0 : sizeof(names);
+    if (size == 0) {
+        fuse_reply_xattr(req, len);
+    } else if (size < len) {
+        fuse_reply_err(req, ERANGE);
+    } else {
+        fuse_reply_buf(req, names, len);
+    }
+}
+
+void fs__op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                     const char *value, size_t size, int flags)
+{
+    (void)ino, (void)value, (void)size, (void)flags;
+    /* The revision is the log's to set; no other attribute is stored. */
+    fuse_reply_err(req, strcmp(name, FS_REVISION_XATTR) == 0 ? EPERM
+                                                             : ENOTSUP);
+}
+
+void fs__op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+    (void)ino;
+    fuse_reply_err(req, strcmp(name, FS_REVISION_XATTR) == 0 ? EPERM
+                                                             : ENOTSUP);
+}

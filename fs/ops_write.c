@@ -1,0 +1,697 @@
+/*
+ * The operations that change the tree. Each builds one store command,
+ * parks its fuse_req_t with it (struct change) and answers from the node's
+ * completion on the loop thread, once the entry is applied here.
+ *
+ * Staging: a non-exclusive create and an O_TRUNC open change nothing yet.
+ * The first write carries them in its own entry; flush, fsync and release
+ * send them alone if no write came; a setattr on a staged file sends them
+ * first and itself second.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/err.h"
+#include "../common/heap.h"
+#include "fs_i.h"
+
+enum reply {
+    R_ERR,     /* fuse_reply_err(0) */
+    R_WRITE,   /* fuse_reply_write(size) */
+    R_ENTRY,   /* fuse_reply_entry of the created inode */
+    R_ATTR,    /* fuse_reply_attr of the changed inode */
+    R_CREATE,  /* fuse_reply_create with a new handle */
+    R_RELEASE, /* fuse_reply_err(0); the handle's last kernel reference */
+};
+
+struct change {
+    struct fs *fs;
+    fuse_req_t req;
+    enum reply reply;
+    struct fs_handle *h;        /* A reference, or NULL. */
+    size_t size;                /* R_WRITE */
+    uint64_t staged_ino;        /* This command carries a staged create. */
+    bool by_path;               /* ESTALE reads as ENOENT. */
+    struct fuse_file_info fi;   /* R_CREATE */
+    bool has_then;              /* Send then (a SETATTR) once applied. */
+    struct store_cmd then;
+};
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static struct change *change_new(fuse_req_t req, enum reply reply,
+                                 struct fs_handle *h)
+{
+    struct change *w = rfs_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return NULL;
+    }
+    w->fs = fuse_req_userdata(req);
+    w->req = req;
+    w->reply = reply;
+    if (h != NULL) {
+        atomic_fetch_add(&h->refs, 1);
+        w->h = h;
+    }
+    return w;
+}
+
+static void change_free(struct change *w)
+{
+    fs__handle_put(w->h);
+    rfs_free(w);
+}
+
+/* Answer with an error; a staged create that rode on this command did not
+ * happen, so it stops answering lookups. */
+static void change_fail(struct change *w, int code)
+{
+    if (w->staged_ino != 0 && w->h != NULL) {
+        pthread_mutex_lock(&w->fs->lock);
+        if (w->h->pending) {
+            fs__pending_remove(w->fs, w->h);
+        }
+        pthread_mutex_unlock(&w->fs->lock);
+    }
+    int e = fs_errno(code);
+    if (e == ESTALE && w->by_path) {
+        e = ENOENT;
+    }
+    fuse_reply_err(w->req, e);
+    if (w->reply == R_RELEASE) {
+        fs__handle_put(w->h); /* The kernel's reference. */
+    }
+    change_free(w);
+}
+
+static void submit(struct change *w, const struct store_cmd *c);
+
+static void reply_inode(struct change *w, uint64_t ino)
+{
+    struct fs *fs = w->fs;
+    struct store_attr a;
+    int rv = store_getattr(node_store(fs->node), NULL, ino, &a);
+    if (rv != 0) {
+        /* Changed again (removed) by a later entry already applied. */
+        fs__reply_err(w->req, rv);
+        return;
+    }
+    if (w->reply == R_ENTRY) {
+        fs__reply_entry(fs, w->req, &a);
+        return;
+    }
+    if (w->reply == R_ATTR) {
+        struct stat st;
+        fs__attr_to_stat(&a, &st);
+        fuse_reply_attr(w->req, &st, fs__timeout(fs));
+        return;
+    }
+    /* R_CREATE: an exclusive create, committed before the answer. */
+    struct fs_handle *h = fs__handle_new(fs, FS_H_FILE, ino);
+    if (h == NULL) {
+        fuse_reply_err(w->req, ENOMEM);
+        return;
+    }
+    h->writable = (w->fi.flags & O_ACCMODE) != O_RDONLY;
+    h->append = (w->fi.flags & O_APPEND) != 0;
+    h->open_flags = (uint32_t)w->fi.flags;
+    if (!h->writable) {
+        h->view = store_view_new(node_store(fs->node));
+    }
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    e.ino = ino;
+    fs__attr_to_stat(&a, &e.attr);
+    e.attr_timeout = e.entry_timeout = fs__timeout(fs);
+    w->fi.fh = (uintptr_t)h;
+    w->fi.keep_cache = !fs->o.linearizable;
+    if (fuse_reply_create(w->req, &e, &w->fi) != 0) {
+        fs__handle_put(h);
+    }
+}
+
+/* The node's completion, on the loop thread. */
+static void change_done(void *arg, int err, const struct store_result *r)
+{
+    struct change *w = arg;
+    struct fs *fs = w->fs;
+    if (err != 0) {
+        if (err == -ETIMEDOUT) {
+            pthread_mutex_lock(&fs->lock);
+            fs->quorum_lost = true;
+            pthread_mutex_unlock(&fs->lock);
+        }
+        change_fail(w, err);
+        return;
+    }
+    pthread_mutex_lock(&fs->lock);
+    fs->quorum_lost = false;
+    if (w->staged_ino != 0 && w->h != NULL) {
+        if (w->h->pending) {
+            fs__pending_remove(fs, w->h);
+        }
+        if (r->err == 0) {
+            w->h->ino = r->ino;
+        }
+    }
+    pthread_mutex_unlock(&fs->lock);
+    if (w->staged_ino != 0 && r->err == 0 && r->ino != w->staged_ino) {
+        /* The name existed when the create applied (made elsewhere after
+         * our lookup): we wrote into that file, whose id the kernel does
+         * not know. */
+        fs__alias_add(fs, w->staged_ino, r->ino);
+    }
+    if (r->err != 0) {
+        change_fail(w, r->err);
+        return;
+    }
+    if (w->has_then) {
+        w->has_then = false;
+        w->staged_ino = 0;
+        struct store_cmd then = w->then;
+        if (w->h != NULL) {
+            then.ino = w->h->ino;
+        }
+        submit(w, &then);
+        return;
+    }
+    switch (w->reply) {
+    case R_ERR:
+        fuse_reply_err(w->req, 0);
+        break;
+    case R_RELEASE:
+        fuse_reply_err(w->req, 0);
+        fs__handle_put(w->h); /* The kernel's reference. */
+        break;
+    case R_WRITE:
+        fuse_reply_write(w->req, w->size);
+        break;
+    default:
+        reply_inode(w, r->ino);
+        break;
+    }
+    change_free(w);
+}
+
+static void submit(struct change *w, const struct store_cmd *c)
+{
+    struct fs *fs = w->fs;
+    int rv = fs__degraded(fs) ? -EROFS : 0;
+    if (rv == 0) {
+        pthread_mutex_lock(&fs->lock);
+        fs->cnt.changes++;
+        pthread_mutex_unlock(&fs->lock);
+        rv = node_submit(fs->node, c, change_done, w);
+    }
+    if (rv != 0) {
+        change_fail(w, rv);
+    }
+}
+
+/*
+ * Take what h has staged into c: 2 for a create (c is a CREATE with the id
+ * the kernel was given), 1 for a truncate (c is a truncating WRITE), 0 if
+ * nothing. The caller adds data, if any.
+ */
+static int unstage(struct fs *fs, struct fs_handle *h, struct store_cmd *c)
+{
+    memset(c, 0, sizeof(*c));
+    int what = 0;
+    pthread_mutex_lock(&fs->lock);
+    if (h->staged_create) {
+        c->op = STORE_OP_CREATE;
+        c->parent = h->parent;
+        c->name = h->name;
+        c->name_len = h->name_len;
+        c->mode = h->mode;
+        c->uid = h->uid;
+        c->gid = h->gid;
+        c->ino = h->kino;
+        c->flags = h->open_flags & O_TRUNC ? STORE_TRUNC : 0;
+        what = 2;
+    } else if (h->staged_trunc) {
+        c->op = STORE_OP_WRITE;
+        c->ino = h->ino;
+        c->flags = STORE_TRUNC;
+        what = 1;
+    } else {
+        c->op = STORE_OP_WRITE;
+        c->ino = h->ino;
+    }
+    h->staged_create = false;
+    h->staged_trunc = false;
+    if (what != 0) {
+        fs->cnt.fused++;
+    }
+    pthread_mutex_unlock(&fs->lock);
+    return what;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Files                                                                     */
+
+void fs__op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+                  size_t size, off_t off, struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct fs *fs = fuse_req_userdata(req);
+    struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+    if (h->kind != FS_H_FILE || !h->writable) {
+        fuse_reply_err(req, EBADF);
+        return;
+    }
+    struct change *w = change_new(req, R_WRITE, h);
+    if (w == NULL) {
+        return;
+    }
+    struct store_cmd c;
+    if (unstage(fs, h, &c) == 2) {
+        w->staged_ino = h->kino;
+    }
+    c.offset = (uint64_t)off;
+    c.data = buf;
+    c.data_len = (uint32_t)size;
+    if (h->append) {
+        c.flags |= STORE_APPEND;
+    }
+    w->size = size;
+    submit(w, &c);
+}
+
+/*
+ * Whether process pid still holds a descriptor for kernel inode kino on
+ * this mount. A shell's `echo v > f` opens f, dup2()s it onto stdout and
+ * closes the original: that close flushes before the first write. Since
+ * close() removes the descriptor before flushing, a flush from a process
+ * that still has the file open is not its last; the staged change then
+ * waits for the write (one entry), or for the last flush or release.
+ * /proc/PID/fdinfo is read without entering any filesystem, so this cannot
+ * deadlock on our own mount. Unreadable (another user's process, or one
+ * exiting): assume not, and commit now.
+ */
+static bool still_open(struct fs *fs, pid_t pid, uint64_t kino)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL) {
+        return false;
+    }
+    bool found = false;
+    struct dirent *de;
+    while (!found && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9') {
+            continue;
+        }
+        char p2[96], buf[512];
+        snprintf(p2, sizeof(p2), "%s/%.20s", path, de->d_name);
+        int fd = open(p2, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            continue;
+        }
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0) {
+            continue;
+        }
+        buf[n] = '\0';
+        const char *m = strstr(buf, "mnt_id:");
+        const char *i = strstr(buf, "ino:");
+        if (m == NULL || i == NULL) {
+            continue;
+        }
+        unsigned long long mnt = strtoull(m + 7, NULL, 10);
+        unsigned long long ino = strtoull(i + 4, NULL, 10);
+        found = ino == kino && (fs->mnt_id == 0 || mnt == fs->mnt_id);
+    }
+    closedir(d);
+    return found;
+}
+
+/* flush and fsync: everything acknowledged is already durable on a
+ * majority; only a staged create or truncate is left to send. */
+static void send_staged(fuse_req_t req, struct fuse_file_info *fi,
+                        enum reply reply, bool is_flush)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+    pthread_mutex_lock(&fs->lock);
+    bool staged = h->staged_create || h->staged_trunc;
+    pthread_mutex_unlock(&fs->lock);
+    if (staged && is_flush && still_open(fs, fuse_req_ctx(req)->pid,
+                                         h->kino)) {
+        fuse_reply_err(req, 0);
+        return;
+    }
+    struct store_cmd c;
+    int what = h->kind == FS_H_FILE ? unstage(fs, h, &c) : 0;
+    if (what == 0) {
+        fuse_reply_err(req, 0);
+        if (reply == R_RELEASE) {
+            fs__handle_put(h);
+        }
+        return;
+    }
+    struct change *w = change_new(req, reply, h);
+    if (w == NULL) {
+        if (reply == R_RELEASE) {
+            fs__handle_put(h);
+        }
+        return;
+    }
+    if (what == 2) {
+        w->staged_ino = h->kino;
+    }
+    submit(w, &c);
+}
+
+void fs__op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    send_staged(req, fi, R_ERR, true);
+}
+
+void fs__op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+                  struct fuse_file_info *fi)
+{
+    (void)ino, (void)datasync;
+    send_staged(req, fi, R_ERR, false);
+}
+
+void fs__op_release(fuse_req_t req, fuse_ino_t ino,
+                    struct fuse_file_info *fi)
+{
+    (void)ino;
+    send_staged(req, fi, R_RELEASE, false);
+}
+
+void fs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+                    int to_set, struct fuse_file_info *fi)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    if (ino & FS_VIRT_BIT) {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
+    struct store_cmd s;
+    memset(&s, 0, sizeof(s));
+    s.op = STORE_OP_SETATTR;
+    if (to_set & FUSE_SET_ATTR_MODE) {
+        s.valid |= STORE_SET_MODE;
+        s.mode = attr->st_mode & 07777;
+    }
+    if (to_set & FUSE_SET_ATTR_UID) {
+        s.valid |= STORE_SET_UID;
+        s.uid = attr->st_uid;
+    }
+    if (to_set & FUSE_SET_ATTR_GID) {
+        s.valid |= STORE_SET_GID;
+        s.gid = attr->st_gid;
+    }
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+        s.valid |= STORE_SET_SIZE;
+        s.size = (uint64_t)attr->st_size;
+    }
+    int64_t now = now_ns();
+    if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
+        s.valid |= STORE_SET_ATIME;
+        s.atime_ns = to_set & FUSE_SET_ATTR_ATIME_NOW
+                         ? now
+                         : (int64_t)attr->st_atim.tv_sec * 1000000000 +
+                               attr->st_atim.tv_nsec;
+    }
+    if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
+        s.valid |= STORE_SET_MTIME;
+        s.mtime_ns = to_set & FUSE_SET_ATTR_MTIME_NOW
+                         ? now
+                         : (int64_t)attr->st_mtim.tv_sec * 1000000000 +
+                               attr->st_mtim.tv_nsec;
+    }
+    struct fs_handle *h = NULL;
+    if (fi != NULL && fi->fh != 0) {
+        h = (struct fs_handle *)(uintptr_t)fi->fh;
+        if (h->kind != FS_H_FILE) {
+            h = NULL;
+        }
+    }
+    bool found = false;
+    if (h == NULL) {
+        /* touch(1) on a file another process staged: by id. */
+        pthread_mutex_lock(&fs->lock);
+        h = fs__pending_by_ino(fs, ino);
+        found = h != NULL && fs__handle_tryget(h);
+        h = found ? h : NULL;
+        pthread_mutex_unlock(&fs->lock);
+    }
+    struct change *w = change_new(req, R_ATTR, h);
+    if (found) {
+        fs__handle_put(h); /* change_new took its own. */
+    }
+    if (w == NULL) {
+        return;
+    }
+    w->by_path = fi == NULL;
+    s.ino = h != NULL ? h->ino : fs__resolve(fs, ino);
+    struct store_cmd c;
+    int what = h != NULL ? unstage(fs, h, &c) : 0;
+    if (what == 0) {
+        submit(w, &s);
+        return;
+    }
+    /* The staged create or truncate first, then this. */
+    if (what == 2) {
+        w->staged_ino = h->kino;
+    }
+    w->has_then = true;
+    w->then = s;
+    submit(w, &c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Names                                                                     */
+
+/* Refuse changes under /.raftfs/ and to its name. 0 if name may change. */
+static int check_name(fuse_req_t req, uint64_t parent, const char *name,
+                      int exists_err)
+{
+    int e = 0;
+    if (parent == FS_VDIR_INO) {
+        e = EPERM;
+    } else if (fs__is_vname(parent, name)) {
+        e = exists_err;
+    } else if (strlen(name) > STORE_NAME_MAX) {
+        e = ENAMETOOLONG;
+    }
+    if (e != 0) {
+        fuse_reply_err(req, e);
+    }
+    return e;
+}
+
+static uint64_t chosen_ino(void)
+{
+    uint64_t x = 0;
+    while (getrandom(&x, sizeof(x), 0) != (ssize_t)sizeof(x)) {
+        /* Interrupted; the pool never runs dry once initialised. */
+    }
+    return (x & ~STORE_INO_CHOSEN_MASK) | STORE_INO_CHOSEN;
+}
+
+static void name_cmd(struct store_cmd *c, uint8_t op, uint64_t parent,
+                     const char *name)
+{
+    memset(c, 0, sizeof(*c));
+    c->op = op;
+    c->parent = parent;
+    c->name = name;
+    c->name_len = (uint16_t)strlen(name);
+}
+
+void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                   mode_t mode, struct fuse_file_info *fi)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    if (check_name(req, parent, name, EEXIST) != 0) {
+        return;
+    }
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    if (fi->flags & O_EXCL) {
+        /* A lock file: the answer must say whether we won, so it waits
+         * for the apply that decides. */
+        struct change *w = change_new(req, R_CREATE, NULL);
+        if (w == NULL) {
+            return;
+        }
+        w->fi = *fi;
+        struct store_cmd c;
+        name_cmd(&c, STORE_OP_CREATE, parent, name);
+        c.flags = STORE_EXCL;
+        c.mode = mode & 07777;
+        c.uid = ctx->uid;
+        c.gid = ctx->gid;
+        submit(w, &c);
+        return;
+    }
+    struct fs_handle *h = fs__handle_new(fs, FS_H_FILE, chosen_ino());
+    if (h == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    h->writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+    h->append = (fi->flags & O_APPEND) != 0;
+    h->open_flags = (uint32_t)fi->flags;
+    h->parent = parent;
+    h->name_len = (uint16_t)strlen(name);
+    memcpy(h->name, name, h->name_len);
+    h->mode = mode & 07777;
+    h->uid = ctx->uid;
+    h->gid = ctx->gid;
+    h->ctime_ns = now_ns();
+    struct store_attr a;
+    fs__pending_attr(h, &a);
+    pthread_mutex_lock(&fs->lock);
+    h->staged_create = true;
+    h->pending = true;
+    h->pnext = fs->pending;
+    fs->pending = h;
+    pthread_mutex_unlock(&fs->lock);
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    e.ino = h->kino;
+    fs__attr_to_stat(&a, &e.attr);
+    fi->fh = (uintptr_t)h;
+    fi->keep_cache = 0;
+    if (fuse_reply_create(req, &e, fi) != 0) {
+        fs__handle_put(h);
+    }
+}
+
+static void simple(fuse_req_t req, enum reply reply, struct store_cmd *c)
+{
+    struct change *w = change_new(req, reply, NULL);
+    if (w != NULL) {
+        submit(w, c);
+    }
+}
+
+void fs__op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+                  mode_t mode)
+{
+    if (check_name(req, parent, name, EEXIST) != 0) {
+        return;
+    }
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    struct store_cmd c;
+    name_cmd(&c, STORE_OP_MKDIR, parent, name);
+    c.mode = mode & 07777;
+    c.uid = ctx->uid;
+    c.gid = ctx->gid;
+    simple(req, R_ENTRY, &c);
+}
+
+void fs__op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+                    const char *name)
+{
+    if (check_name(req, parent, name, EEXIST) != 0) {
+        return;
+    }
+    size_t len = strlen(link);
+    if (len > STORE_SYMLINK_MAX) {
+        fuse_reply_err(req, ENAMETOOLONG);
+        return;
+    }
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    struct store_cmd c;
+    name_cmd(&c, STORE_OP_SYMLINK, parent, name);
+    c.data = link;
+    c.data_len = (uint32_t)len;
+    c.uid = ctx->uid;
+    c.gid = ctx->gid;
+    simple(req, R_ENTRY, &c);
+}
+
+void fs__op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+                  mode_t mode, dev_t rdev)
+{
+    (void)rdev;
+    if (!S_ISREG(mode)) {
+        /* Devices, fifos and sockets have no meaning in a replicated map. */
+        fuse_reply_err(req, EPERM);
+        return;
+    }
+    if (check_name(req, parent, name, EEXIST) != 0) {
+        return;
+    }
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    struct store_cmd c;
+    name_cmd(&c, STORE_OP_CREATE, parent, name);
+    c.flags = STORE_EXCL;
+    c.mode = mode & 07777;
+    c.uid = ctx->uid;
+    c.gid = ctx->gid;
+    simple(req, R_ENTRY, &c);
+}
+
+void fs__op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    if (check_name(req, parent, name, EPERM) != 0) {
+        return;
+    }
+    struct store_cmd c;
+    name_cmd(&c, STORE_OP_UNLINK, parent, name);
+    simple(req, R_ERR, &c);
+}
+
+void fs__op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    if (check_name(req, parent, name, EPERM) != 0) {
+        return;
+    }
+    struct store_cmd c;
+    name_cmd(&c, STORE_OP_RMDIR, parent, name);
+    simple(req, R_ERR, &c);
+}
+
+void fs__op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+                   fuse_ino_t newparent, const char *newname,
+                   unsigned int flags)
+{
+    if (check_name(req, parent, name, EPERM) != 0 ||
+        check_name(req, newparent, newname, EPERM) != 0) {
+        return;
+    }
+    if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+        fuse_reply_err(req, EINVAL); /* RENAME_WHITEOUT: overlayfs only. */
+        return;
+    }
+    struct store_cmd c;
+    name_cmd(&c, STORE_OP_RENAME, parent, name);
+    c.new_parent = newparent;
+    c.new_name = newname;
+    c.new_name_len = (uint16_t)strlen(newname);
+    c.flags = (flags & RENAME_NOREPLACE ? STORE_NOREPLACE : 0) |
+              (flags & RENAME_EXCHANGE ? STORE_EXCHANGE : 0);
+    simple(req, R_ERR, &c);
+}
+
+void fs__op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+                 const char *newname)
+{
+    (void)ino, (void)newparent, (void)newname;
+    /* A path maps to one value; a second name for it has no meaning. */
+    fuse_reply_err(req, EPERM);
+}

@@ -1,0 +1,106 @@
+#!/bin/sh
+# shell-tools.sh N1 N2 N3: everyday shell tools on three mounts of one
+# cluster (linearizable reads): each change made through one mount is read
+# back through the others as soon as the command that made it returns.
+set -u
+n1=$1 n2=$2 n3=$3
+fails=0
+step=0
+check() { # check DESCRIPTION EXPECTED ACTUAL
+    step=$((step + 1))
+    if [ "$2" = "$3" ]; then
+        echo "ok $step - $1"
+    else
+        echo "not ok $step - $1"
+        echo "#   expected: $(printf '%s' "$2" | od -c | head -5)"
+        echo "#   actual:   $(printf '%s' "$3" | od -c | head -5)"
+        fails=$((fails + 1))
+    fi
+}
+run() { # run DESCRIPTION COMMAND...: the command must succeed
+    d=$1
+    shift
+    step=$((step + 1))
+    if out=$("$@" 2>&1); then
+        echo "ok $step - $d"
+    else
+        echo "not ok $step - $d: $out"
+        fails=$((fails + 1))
+    fi
+}
+fail() { # fail DESCRIPTION COMMAND...: the command must fail
+    d=$1
+    shift
+    step=$((step + 1))
+    if out=$("$@" 2>&1); then
+        echo "not ok $step - $d: succeeded"
+        fails=$((fails + 1))
+    else
+        echo "ok $step - $d ($out)"
+    fi
+}
+
+echo hello > "$n1/greeting"
+check "echo on n1, cat on n2" hello "$(cat "$n2/greeting")"
+check "cat on n3" hello "$(cat "$n3/greeting")"
+
+printf 'one\n' > "$n2/log"
+printf 'two\n' >> "$n3/log"
+printf 'three\n' >> "$n1/log"
+check "printf >> appends from three nodes" "one
+two
+three" "$(cat "$n2/log")"
+
+run "mkdir -p" mkdir -p "$n1/etc/app/conf.d"
+check "mkdir -p visible elsewhere" "conf.d" "$(ls "$n3/etc/app")"
+echo "port=80" > "$n2/etc/app/conf.d/web.conf"
+run "cp" cp "$n3/etc/app/conf.d/web.conf" "$n3/etc/app/web.conf.bak"
+check "cp copy read on n1" "port=80" "$(cat "$n1/etc/app/web.conf.bak")"
+run "mv" mv "$n1/etc/app/web.conf.bak" "$n1/etc/app/web.conf.old"
+fail "old name gone" cat "$n2/etc/app/web.conf.bak"
+check "mv target on n2" "port=80" "$(cat "$n2/etc/app/web.conf.old")"
+run "sed -i" sed -i 's/80/8080/' "$n2/etc/app/conf.d/web.conf"
+check "sed -i result on n3" "port=8080" "$(cat "$n3/etc/app/conf.d/web.conf")"
+
+run "touch" touch "$n1/empty"
+check "touch: empty file on n2" "0" "$(stat -c %s "$n2/empty")"
+run "touch -d" touch -d '2001-02-03 04:05:06 UTC' "$n3/empty"
+check "mtime set on n3, read on n1" "981173106" "$(stat -c %Y "$n1/empty")"
+run "chmod" chmod 640 "$n1/greeting"
+check "mode on n3" "640" "$(stat -c %a "$n3/greeting")"
+run "chown" chown 1234:5678 "$n2/greeting"
+check "owner on n1" "1234:5678" "$(stat -c %u:%g "$n1/greeting")"
+
+run "ln -s" ln -s etc/app/conf.d/web.conf "$n2/web"
+check "readlink on n3" "etc/app/conf.d/web.conf" "$(readlink "$n3/web")"
+check "cat through the link on n1" "port=8080" "$(cat "$n1/web")"
+fail "hard links refused" ln "$n1/greeting" "$n1/hard"
+
+check "ls -l lists the root on n3" "empty etc greeting log web" \
+    "$(ls "$n3" | tr '\n' ' ' | sed 's/ $//')"
+check "ls -la shows /.raftfs" ".raftfs" "$(ls -a "$n1" | grep raftfs)"
+check "ls -i agrees across nodes" "$(ls -i "$n1/greeting" | cut -d' ' -f1)" \
+    "$(ls -i "$n3/greeting" | cut -d' ' -f1)"
+
+run "rm" rm "$n3/etc/app/web.conf.old"
+fail "rmdir of a non-empty directory" rmdir "$n1/etc/app"
+run "rm -r" rm -r "$n1/etc"
+fail "removed tree gone on n2" ls "$n2/etc"
+run "rmdir" sh -c "mkdir '$n2/d' && rmdir '$n3/d'"
+fail "mkdir on an existing name" mkdir "$n1/greeting"
+
+echo "v1" > "$n1/cfg"
+echo "v2" > "$n2/cfg.tmp"
+run "mv -f replaces atomically" mv -f "$n2/cfg.tmp" "$n2/cfg"
+check "replaced value on n3" "v2" "$(cat "$n3/cfg")"
+# noclobber: the shell's O_EXCL lock
+fail "set -C refuses an existing file" sh -c "set -C; echo x > '$n3/cfg'"
+run "set -C creates a new file" sh -c "set -C; echo \$\$ > '$n3/lockfile'"
+fail "/.raftfs/status is read-only" sh -c "echo x > '$n1/.raftfs/status'"
+fail "/.raftfs files cannot be removed" rm "$n1/.raftfs/leader"
+check "/.raftfs/members lists three" "3" "$(wc -l < "$n2/.raftfs/members")"
+check "df shows the mount" "fuse.raftfs" "$(df --output=fstype "$n1" | tail -1)"
+fail "mkfifo refused" mkfifo "$n1/fifo"
+
+echo "# $step checks, $fails failed"
+[ "$fails" -eq 0 ]

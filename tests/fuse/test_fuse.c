@@ -1,0 +1,631 @@
+/*
+ * The filesystem, end to end: three `raftfs mount` processes on loopback,
+ * three real FUSE mounts, driven by shell tools and by system calls from
+ * this program (and its children, racing). Nodes are killed with SIGKILL
+ * and stopped for real. Every mount is detached at teardown, and by an
+ * exit hook if the test dies (tests/lib/mounts.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../lib/mounts.h"
+#include "../lib/procs.h"
+
+static const char *shell_tools; /* tests/fuse/shell-tools.sh */
+
+static void fail_hook(void)
+{
+    fail_msg("harness failure (see above)");
+}
+
+static int setup3(void **state, const char *opts)
+{
+    struct mcluster *c = calloc(1, sizeof(*c));
+    mc_init(c, 3, opts);
+    *state = c;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    return setup3(state, NULL);
+}
+
+static int setup_local(void **state)
+{
+    /* A long cache timeout: only invalidation can make changes show. */
+    return setup3(state, "reads=local,cache_timeout=60");
+}
+
+static int setup_short_timeout(void **state)
+{
+    return setup3(state, "commit_timeout=3");
+}
+
+static int setup_local_short_timeout(void **state)
+{
+    return setup3(state, "reads=local,commit_timeout=3");
+}
+
+static int teardown(void **state)
+{
+    struct mcluster *c = *state;
+    mc_destroy(c);
+    free(c);
+    return 0;
+}
+
+static void read_str(const char *path, char *buf, size_t cap)
+{
+    ssize_t n = mc_read(path, buf, cap - 1);
+    if (n < 0) {
+        fail_msg("read %s: %s", path, strerror((int)-n));
+    }
+    buf[n] = '\0';
+}
+
+/* ---- Everyday use ------------------------------------------------------ */
+
+static void test_shell_tools(void **state)
+{
+    struct mcluster *c = *state;
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "sh %s %s %s %s", shell_tools, c->mnt[1],
+             c->mnt[2], c->mnt[3]);
+    int rv = system(cmd);
+    if (rv != 0) {
+        mc_dump_logs(c);
+    }
+    assert_int_equal(rv, 0);
+}
+
+/* Linearizable mode: a value written through one node is read through
+ * every other node as soon as the write returned, every time. */
+static void test_read_after_write_everywhere(void **state)
+{
+    struct mcluster *c = *state;
+    for (int k = 0; k < 30; k++) {
+        char v[32], got[32];
+        snprintf(v, sizeof(v), "value-%d", k);
+        assert_int_equal(mc_write(mc_path(c, 1 + k % 3, "reg"), v, strlen(v)),
+                         0);
+        for (int i = 1; i <= 3; i++) {
+            read_str(mc_path(c, i, "reg"), got, sizeof(got));
+            assert_string_equal(got, v);
+        }
+    }
+}
+
+/* `echo v > f` is one Raft entry, new file or not, on the leader or on a
+ * follower; so is one write() of 1 MiB. */
+static void test_one_entry_per_echo(void **state)
+{
+    struct mcluster *c = *state;
+    int l = mc_wait_leader(c, 5000);
+    int f = l == 1 ? 2 : 1;
+    int nodes[2] = {l, f};
+    for (int k = 0; k < 2; k++) {
+        int i = nodes[k];
+        char cmd[512];
+        for (int round = 0; round < 3; round++) {
+            uint64_t before = mc_status(c, i, "entries_proposed");
+            uint64_t last = mc_status(c, l, "last_index");
+            snprintf(cmd, sizeof(cmd), "echo v%d > %s", round,
+                     mc_path(c, i, "echo-file"));
+            assert_int_equal(system(cmd), 0);
+            assert_int_equal(mc_status(c, i, "entries_proposed"), before + 1);
+            assert_int_equal(mc_status(c, l, "last_index"), last + 1);
+        }
+        uint64_t before = mc_status(c, i, "entries_proposed");
+        snprintf(cmd, sizeof(cmd), ": > %s", mc_path(c, i, "echo-file"));
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(mc_status(c, i, "entries_proposed"), before + 1);
+    }
+    size_t big = 1 << 20;
+    char *buf = malloc(big);
+    memset(buf, 'x', big);
+    uint64_t before = mc_status(c, f, "entries_proposed");
+    int fd = open(mc_path(c, f, "big-one"), O_WRONLY | O_CREAT | O_TRUNC,
+                  0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, buf, big), (ssize_t)big);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(mc_status(c, f, "entries_proposed"), before + 1);
+    struct stat st;
+    assert_int_equal(stat(mc_path(c, l, "big-one"), &st), 0);
+    assert_int_equal(st.st_size, big);
+    free(buf);
+}
+
+/* ---- Cluster-wide locks ------------------------------------------------- */
+
+/* procs processes spread over the three mounts race, round after round,
+ * to take the same lock with O_EXCL (or mkdir): exactly one wins each. */
+static void race(struct mcluster *c, bool use_mkdir)
+{
+    enum { PROCS = 6, ROUNDS = 15 };
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t kids[PROCS];
+    for (int k = 0; k < PROCS; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            close(p[0]);
+            for (int r = 0; r < ROUNDS; r++) {
+                char name[32];
+                snprintf(name, sizeof(name), "lock-%d", r);
+                const char *path = mc_path(c, 1 + k % 3, name);
+                int ok;
+                if (use_mkdir) {
+                    ok = mkdir(path, 0755) == 0;
+                } else {
+                    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+                    ok = fd >= 0;
+                    if (fd >= 0) {
+                        close(fd);
+                    }
+                }
+                if (!ok && errno != EEXIST) {
+                    ok = 100; /* Any other error is a failure too. */
+                }
+                char rec[2] = {(char)r, (char)ok};
+                if (write(p[1], rec, 2) != 2) {
+                    _exit(2);
+                }
+            }
+            _exit(0);
+        }
+    }
+    close(p[1]);
+    int wins[ROUNDS] = {0}, answers = 0;
+    char rec[2];
+    while (read(p[0], rec, 2) == 2) {
+        assert_true(rec[1] == 0 || rec[1] == 1);
+        wins[(int)rec[0]] += rec[1];
+        answers++;
+    }
+    close(p[0]);
+    for (int k = 0; k < PROCS; k++) {
+        int st;
+        waitpid(kids[k], &st, 0);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    assert_int_equal(answers, PROCS * ROUNDS);
+    for (int r = 0; r < ROUNDS; r++) {
+        assert_int_equal(wins[r], 1);
+    }
+}
+
+static void test_excl_create_race(void **state)
+{
+    race(*state, false);
+}
+
+static void test_mkdir_race(void **state)
+{
+    race(*state, true);
+}
+
+/* ---- Big files --------------------------------------------------------- */
+
+static void test_large_file(void **state)
+{
+    struct mcluster *c = *state;
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "head -c 33554432 /dev/urandom > %s/big.src && "
+             "cp %s/big.src %s && cmp %s/big.src %s && cmp %s/big.src %s && "
+             "cmp %s/big.src %s",
+             c->dir, c->dir, mc_path(c, 1, "big"), c->dir,
+             mc_path(c, 1, "big"), c->dir, mc_path(c, 2, "big"), c->dir,
+             mc_path(c, 3, "big"));
+    assert_int_equal(system(cmd), 0);
+}
+
+/* ---- Failures ---------------------------------------------------------- */
+
+struct writer {
+    struct mcluster *c;
+    int node;
+    volatile bool stop;
+    int acked; /* Files w<node>-0 .. w<node>-(acked-1) were acknowledged. */
+    int failed;
+};
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    for (int k = 0; !w->stop && k < 100000; k++) {
+        char name[32], val[32];
+        snprintf(name, sizeof(name), "w%d-%d", w->node, k);
+        snprintf(val, sizeof(val), "%d:%d", w->node, k);
+        int rv = mc_write(mc_path(w->c, w->node, name), val, strlen(val));
+        if (rv != 0) {
+            w->failed++;
+            fprintf(stderr, "writer %d: %s: %s\n", w->node, name,
+                    strerror(-rv));
+            return NULL;
+        }
+        w->acked = k + 1;
+    }
+    return NULL;
+}
+
+/* The leader dies while writers run on the other nodes: their writes
+ * pause, then complete; nothing acknowledged is lost, on any node. */
+static void test_leader_killed_under_writers(void **state)
+{
+    struct mcluster *c = *state;
+    int l = mc_wait_leader(c, 5000);
+    struct writer w[3];
+    pthread_t t[3];
+    int nw = 0;
+    for (int i = 1; i <= 3; i++) {
+        if (i != l) {
+            w[nw] = (struct writer){.c = c, .node = i};
+            pthread_create(&t[nw], NULL, writer_main, &w[nw]);
+            nw++;
+        }
+    }
+    usleep(700000);
+    int before[2] = {w[0].acked, w[1].acked};
+    mc_kill9(c, l);
+    long killed = pc_now_ms();
+    usleep(2500000);
+    for (int k = 0; k < nw; k++) {
+        w[k].stop = true;
+        pthread_join(t[k], NULL);
+        assert_int_equal(w[k].failed, 0);
+        assert_true(w[k].acked > before[k]); /* They went on after. */
+    }
+    fprintf(stderr, "# writers acked %d and %d files; leader killed %ld ms "
+                    "before the end\n",
+            w[0].acked, w[1].acked, pc_now_ms() - killed);
+    mc_start(c, l);
+    assert_int_not_equal(mc_wait_leader(c, 10000), 0);
+    for (int k = 0; k < nw; k++) {
+        for (int j = 0; j < w[k].acked; j++) {
+            char name[32], want[32], got[32];
+            snprintf(name, sizeof(name), "w%d-%d", w[k].node, j);
+            snprintf(want, sizeof(want), "%d:%d", w[k].node, j);
+            for (int i = 1; i <= 3; i++) {
+                read_str(mc_path(c, i, name), got, sizeof(got));
+                assert_string_equal(got, want);
+            }
+        }
+    }
+}
+
+/* Two of three nodes stop. A linearizable mount: a write on an open file
+ * fails with ETIMEDOUT after the commit timeout (3 s here), the next one at
+ * once with EROFS; reads fail at once with ETIMEDOUT; nothing says EACCES.
+ * Once a quorum is back, writes work again. */
+static void test_no_quorum(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mc_write(mc_path(c, 1, "k"), "before", 6), 0);
+    int fd = open(mc_path(c, 1, "k"), O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(mc_stop(c, 2), 0);
+    assert_int_equal(mc_stop(c, 3), 0);
+    long t0 = pc_now_ms();
+    assert_int_equal(pwrite(fd, "after", 5, 0), -1);
+    long took = pc_now_ms() - t0;
+    fprintf(stderr, "# write without quorum: %s after %ld ms\n",
+            strerror(errno), took);
+    assert_int_equal(errno, ETIMEDOUT);
+    assert_true(took >= 2500 && took < 10000);
+    t0 = pc_now_ms();
+    assert_int_equal(pwrite(fd, "again", 5, 0), -1);
+    took = pc_now_ms() - t0;
+    fprintf(stderr, "# next write: %s after %ld ms\n", strerror(errno),
+            took);
+    assert_int_equal(errno, EROFS);
+    assert_true(took < 1000);
+    struct stat st;
+    t0 = pc_now_ms();
+    assert_int_equal(stat(mc_path(c, 1, "k"), &st), -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    assert_true(pc_now_ms() - t0 < 1000);
+    close(fd);
+    mc_start(c, 2);
+    assert_int_not_equal(mc_wait_leader(c, 10000), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "k"), "later", 5), 0);
+    char buf[32];
+    read_str(mc_path(c, 2, "k"), buf, sizeof(buf));
+    assert_string_equal(buf, "later");
+}
+
+/* The same with reads=local: changes fail (ETIMEDOUT, then EROFS at once)
+ * while local reads go on answering. */
+static void test_no_quorum_local_reads(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mc_write(mc_path(c, 1, "k"), "before", 6), 0);
+    assert_int_equal(mc_stop(c, 2), 0);
+    assert_int_equal(mc_stop(c, 3), 0);
+    long t0 = pc_now_ms();
+    assert_int_equal(mc_write(mc_path(c, 1, "k"), "after", 5), -ETIMEDOUT);
+    assert_true(pc_now_ms() - t0 >= 2500);
+    t0 = pc_now_ms();
+    assert_int_equal(mc_write(mc_path(c, 1, "new"), "x", 1), -EROFS);
+    assert_int_equal(mkdir(mc_path(c, 1, "dir"), 0755), -1);
+    assert_int_equal(errno, EROFS);
+    assert_true(pc_now_ms() - t0 < 1000);
+    char buf[32];
+    for (int k = 0; k < 5; k++) {
+        read_str(mc_path(c, 1, "k"), buf, sizeof(buf));
+        assert_string_equal(buf, "before");
+    }
+    struct stat st;
+    assert_int_equal(stat(mc_path(c, 1, "k"), &st), 0);
+}
+
+/* ---- Handles and consistency ------------------------------------------- */
+
+struct torn {
+    struct mcluster *c;
+    int node;
+    volatile bool stop;
+    long reads;
+    long torn;
+};
+
+static void *torn_reader(void *arg)
+{
+    struct torn *t = arg;
+    static __thread char buf[300000];
+    while (!t->stop) {
+        ssize_t n = mc_read(mc_path(t->c, t->node, "replaced"), buf,
+                            sizeof(buf));
+        if (n == -ENOENT) {
+            continue;
+        }
+        t->reads++;
+        bool bad = n != 200000;
+        for (ssize_t i = 1; i < n && !bad; i++) {
+            bad = buf[i] != buf[0];
+        }
+        if (bad) {
+            t->torn++;
+        }
+    }
+    return NULL;
+}
+
+/* A writer replaces a 200 KB file via rename while readers on the other
+ * nodes read it: each read sees one whole version, never a mix. */
+static void test_no_torn_reads_across_rename(void **state)
+{
+    struct mcluster *c = *state;
+    static char data[200000];
+    struct torn t[2] = {{.c = c, .node = 2}, {.c = c, .node = 3}};
+    pthread_t th[2];
+    memset(data, 'a', sizeof(data));
+    assert_int_equal(mc_write(mc_path(c, 1, "replaced"), data, sizeof(data)),
+                     0);
+    for (int k = 0; k < 2; k++) {
+        pthread_create(&th[k], NULL, torn_reader, &t[k]);
+    }
+    for (int v = 0; v < 40; v++) {
+        memset(data, 'a' + v % 26, sizeof(data));
+        assert_int_equal(
+            mc_write(mc_path(c, 1, "replaced.tmp"), data, sizeof(data)), 0);
+        assert_int_equal(rename(mc_path(c, 1, "replaced.tmp"),
+                                mc_path(c, 1, "replaced")),
+                         0);
+    }
+    for (int k = 0; k < 2; k++) {
+        t[k].stop = true;
+        pthread_join(th[k], NULL);
+        fprintf(stderr, "# reader on node %d: %ld reads, %ld torn\n",
+                t[k].node, t[k].reads, t[k].torn);
+        assert_true(t[k].reads > 0);
+        assert_int_equal(t[k].torn, 0);
+    }
+}
+
+/* One open read-only handle reads one snapshot, even across a writer and
+ * an unlink elsewhere; a writable handle follows its file across renames
+ * made elsewhere, and answers ESTALE once the file is gone. */
+static void test_handles(void **state)
+{
+    struct mcluster *c = *state;
+    static char big[300000];
+    memset(big, 'o', sizeof(big));
+    assert_int_equal(mc_write(mc_path(c, 1, "snap"), big, sizeof(big)), 0);
+    int rfd = open(mc_path(c, 2, "snap"), O_RDONLY);
+    assert_true(rfd >= 0);
+    char buf[4096];
+    assert_int_equal(pread(rfd, buf, 10, 0), 10);
+    assert_memory_equal(buf, "oooooooooo", 10);
+    memset(big, 'n', sizeof(big));
+    assert_int_equal(mc_write(mc_path(c, 3, "snap"), big, sizeof(big)), 0);
+    assert_int_equal(unlink(mc_path(c, 3, "snap")), 0);
+    assert_int_equal(pread(rfd, buf, 10, 250000), 10); /* Still the old. */
+    assert_memory_equal(buf, "oooooooooo", 10);
+    close(rfd);
+
+    assert_int_equal(mc_write(mc_path(c, 1, "moving"), "abc", 3), 0);
+    int wfd = open(mc_path(c, 1, "moving"), O_WRONLY);
+    assert_true(wfd >= 0);
+    assert_int_equal(rename(mc_path(c, 2, "moving"), mc_path(c, 2, "moved")),
+                     0);
+    assert_int_equal(pwrite(wfd, "XY", 2, 1), 2);
+    read_str(mc_path(c, 3, "moved"), buf, sizeof(buf));
+    assert_string_equal(buf, "aXY");
+    assert_int_equal(unlink(mc_path(c, 3, "moved")), 0);
+    assert_int_equal(pwrite(wfd, "Z", 1, 0), -1);
+    assert_int_equal(errno, ESTALE);
+    close(wfd);
+
+    /* Inode numbers are cluster-wide. */
+    assert_int_equal(mc_write(mc_path(c, 2, "ino"), "i", 1), 0);
+    struct stat s1, s2, s3;
+    assert_int_equal(stat(mc_path(c, 1, "ino"), &s1), 0);
+    assert_int_equal(stat(mc_path(c, 2, "ino"), &s2), 0);
+    assert_int_equal(stat(mc_path(c, 3, "ino"), &s3), 0);
+    assert_true(s1.st_ino == s2.st_ino && s2.st_ino == s3.st_ino);
+
+    /* The revision xattr: the index that last changed the file. */
+    char rev[32];
+    ssize_t n = getxattr(mc_path(c, 3, "ino"), "user.raftfs.revision", rev,
+                         sizeof(rev) - 1);
+    assert_true(n > 0);
+    rev[n] = '\0';
+    assert_true(strtoull(rev, NULL, 10) > 0);
+    assert_int_equal(setxattr(mc_path(c, 3, "ino"), "user.other", "x", 1, 0),
+                     -1);
+    assert_int_equal(errno, ENOTSUP);
+}
+
+/* mmap reads and shared writes through the mount; the written bytes are
+ * committed (msync) and read on another node. */
+static void mmap_roundtrip(struct mcluster *c)
+{
+    static char data[8192];
+    memset(data, 'm', sizeof(data));
+    assert_int_equal(mc_write(mc_path(c, 1, "mapped"), data, sizeof(data)), 0);
+    int fd = open(mc_path(c, 2, "mapped"), O_RDWR);
+    assert_true(fd >= 0);
+    char *p = mmap(NULL, sizeof(data), PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                   0);
+    assert_true(p != MAP_FAILED);
+    assert_int_equal(p[4000], 'm');
+    memcpy(p + 4096, "mapped!", 7);
+    assert_int_equal(msync(p, sizeof(data), MS_SYNC), 0);
+    munmap(p, sizeof(data));
+    close(fd);
+    char buf[8192];
+    long deadline = pc_now_ms() + 3000;
+    do {
+        assert_int_equal(mc_read(mc_path(c, 3, "mapped"), buf, sizeof(buf)),
+                         sizeof(buf));
+    } while (memcmp(buf + 4096, "mapped!", 7) != 0 && pc_now_ms() < deadline);
+    assert_memory_equal(buf + 4096, "mapped!", 7);
+    assert_int_equal(buf[4095], 'm');
+}
+
+static void test_mmap(void **state)
+{
+    mmap_roundtrip(*state);
+}
+
+static void test_mmap_local(void **state)
+{
+    mmap_roundtrip(*state);
+}
+
+/* reads=local with a 60 s cache: what other nodes change reaches the
+ * kernel's caches through invalidation, not expiry. */
+static void test_local_invalidation(void **state)
+{
+    struct mcluster *c = *state;
+    char buf[64];
+    assert_int_equal(mc_write(mc_path(c, 1, "cached"), "one", 3), 0);
+    long deadline = pc_now_ms() + 3000;
+    while (mc_read(mc_path(c, 2, "cached"), buf, sizeof(buf)) != 3 &&
+           pc_now_ms() < deadline) {
+        usleep(10000);
+    }
+    read_str(mc_path(c, 2, "cached"), buf, sizeof(buf)); /* Now cached. */
+    assert_string_equal(buf, "one");
+    assert_int_equal(mc_write(mc_path(c, 1, "cached"), "two!", 4), 0);
+    deadline = pc_now_ms() + 3000;
+    do {
+        read_str(mc_path(c, 2, "cached"), buf, sizeof(buf));
+    } while (strcmp(buf, "two!") != 0 && pc_now_ms() < deadline);
+    assert_string_equal(buf, "two!");
+    assert_int_equal(unlink(mc_path(c, 1, "cached")), 0);
+    deadline = pc_now_ms() + 3000;
+    while (access(mc_path(c, 2, "cached"), F_OK) == 0 &&
+           pc_now_ms() < deadline) {
+        usleep(10000);
+    }
+    assert_int_equal(access(mc_path(c, 2, "cached"), F_OK), -1);
+}
+
+/* Unmount (SIGTERM, and fusermount3 -u) leaves the node consistent and the
+ * process exits 0; mounting again resumes where it left off. */
+static void test_unmount_and_remount(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mc_write(mc_path(c, 1, "kept"), "yes", 3), 0);
+    int st = mc_stop(c, 1);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    mc_start(c, 1);
+    char buf[16];
+    read_str(mc_path(c, 1, "kept"), buf, sizeof(buf));
+    assert_string_equal(buf, "yes");
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "fusermount3 -u %s", c->mnt[3]);
+    assert_int_equal(system(cmd), 0);
+    int status;
+    assert_int_equal(waitpid(c->pid[3], &status, 0), c->pid[3]);
+    c->pid[3] = 0;
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(mc_write(mc_path(c, 2, "kept"), "again", 5), 0);
+    mc_start(c, 3);
+    read_str(mc_path(c, 3, "kept"), buf, sizeof(buf));
+    assert_string_equal(buf, "again");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: test_fuse RAFTFS SHELL_TOOLS\n");
+        return 2;
+    }
+    mc_exe = argv[1];
+    shell_tools = argv[2];
+    pc_fail_hook = fail_hook;
+    if (access("/dev/fuse", R_OK | W_OK) != 0) {
+        fprintf(stderr, "/dev/fuse is not available: skipping\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_shell_tools, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_after_write_everywhere,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_entry_per_echo, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_excl_create_race, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_mkdir_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_killed_under_writers,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_quorum, setup_short_timeout,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_no_quorum_local_reads,
+                                        setup_local_short_timeout, teardown),
+        cmocka_unit_test_setup_teardown(test_no_torn_reads_across_rename,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mmap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mmap_local, setup_local,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_local_invalidation, setup_local,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unmount_and_remount, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests_name("fuse", tests, NULL, NULL);
+}

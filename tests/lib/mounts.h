@@ -1,0 +1,57 @@
+/*
+ * Clusters of real raftfs mounts on 127.0.0.1, for the filesystem's
+ * integration tests and the benchmarks.
+ *
+ * mc_init() makes a temporary folder with one data folder (raftfs init) and
+ * one mount point per node, starts `raftfs mount -f` for each as a child
+ * process, and returns once every mount answers and a leader is known.
+ * mc_destroy() unmounts every mount it made, kills every process it started
+ * (by PID) and removes the folder; an atexit/signal hook does the same if
+ * the test dies first, so no mount outlives its test.
+ *
+ * Caveats: test-only; harness failures call pc_fail() (tests/lib/procs.h).
+ */
+#ifndef RAFTFS_TESTS_LIB_MOUNTS_H
+#define RAFTFS_TESTS_LIB_MOUNTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define MC_MAX 7
+
+struct mcluster {
+    char dir[128];
+    int n;
+    int base;                   /* Node i listens on 127.0.0.1:base+i. */
+    pid_t pid[MC_MAX + 1];      /* 0 when not running. */
+    char mnt[MC_MAX + 1][192];  /* DIR/nI */
+    char data[MC_MAX + 1][192]; /* DIR/dI */
+    char opts[MC_MAX + 1][256]; /* Mount options of each node. */
+};
+
+extern const char *mc_exe; /* Path of the raftfs binary. */
+
+/* n nodes founding one cluster, each mounted with options opts (may be
+ * NULL). */
+void mc_init(struct mcluster *c, int n, const char *opts);
+void mc_destroy(struct mcluster *c);
+/* Mount node i again (after mc_kill9/mc_stop), with its options. */
+void mc_start(struct mcluster *c, int i);
+/* SIGKILL node i, reap it and detach its dead mount. */
+void mc_kill9(struct mcluster *c, int i);
+/* SIGTERM node i and wait: a clean unmount. Returns its exit status. */
+int mc_stop(struct mcluster *c, int i);
+/* The leader every running node reports, or 0 after timeout_ms. */
+int mc_wait_leader(struct mcluster *c, long timeout_ms);
+/* A number from node i's /.raftfs/status (e.g. "entries_proposed"). */
+uint64_t mc_status(struct mcluster *c, int i, const char *key);
+/* path under node i's mount, in a static rotating buffer. */
+const char *mc_path(struct mcluster *c, int i, const char *rel);
+/* Whole-file helpers; mc_read returns bytes read or -errno. */
+int mc_write(const char *path, const void *data, size_t len);
+ssize_t mc_read(const char *path, void *buf, size_t cap);
+/* Print every node's log to stderr (on failure). */
+void mc_dump_logs(struct mcluster *c);
+
+#endif /* RAFTFS_TESTS_LIB_MOUNTS_H */
