@@ -211,8 +211,10 @@ void mc_init(struct mcluster *c, int n, const char *opts)
                                 c->base + i);
     }
     for (int i = 1; i <= n; i++) {
-        snprintf(c->mnt[i], sizeof(c->mnt[i]), "%s/n%d", c->dir, i);
-        snprintf(c->data[i], sizeof(c->data[i]), "%s/d%d", c->dir, i);
+        char dir[sizeof(c->dir)];
+        memcpy(dir, c->dir, sizeof(dir)); /* Not an overlapping source. */
+        snprintf(c->mnt[i], sizeof(c->mnt[i]), "%s/n%d", dir, i);
+        snprintf(c->data[i], sizeof(c->data[i]), "%s/d%d", dir, i);
         snprintf(c->opts[i], sizeof(c->opts[i]), "%s", opts ? opts : "");
         if (mkdir(c->mnt[i], 0755) != 0) {
             pc_fail("mkdir %s: %s", c->mnt[i], strerror(errno));
@@ -254,8 +256,11 @@ int mc_stop(struct mcluster *c, int i)
         c->pid[i] = 0;
     }
     if (mounted(c->mnt[i])) {
+        fprintf(stderr, "node %d exited (status %d) but left %s mounted\n",
+                i, status, c->mnt[i]);
+        mc_dump_logs(c);
         detach(c->mnt[i]);
-        return -2; /* It left its mount behind: a failure. */
+        return -2; /* A failure. */
     }
     return status;
 }
