@@ -46,13 +46,25 @@
 #include "../common/assert.h"
 #include "../common/err.h"
 #include "../common/heap.h"
+#include "../common/endian.h"
 #include "batch.h"
+#include "config.h"
 #include "requests.h"
 #include "secure.h"
+#include "status.h"
 #include "wire.h"
 
 #define MAX_PEERS CONS_MAX_SERVERS
 #define SEND_LIMIT (32u << 20) /* Bytes queued per connection. */
+
+/* An admin request forwarded to the leader, waiting for its answer. */
+struct admin {
+    struct admin *next;
+    uint64_t id;
+    uint64_t deadline;
+    node_admin_cb cb;
+    void *arg;
+};
 
 /* A submission from another thread, waiting in the inbox. */
 struct sub {
@@ -60,12 +72,14 @@ struct sub {
     bool read;
     node_cb cb;
     void *arg;
+    node_admin_cb admin_cb; /* An admin command (cmd.name holds it). */
     struct store_cmd cmd; /* Strings point into the same allocation. */
 };
 
 struct out_buf {
     struct out_buf *next;
     rfs_nodeid_t to;
+    uint8_t type; /* WIRE_RAFT or WIRE_ADMIN. */
     struct rfs_buf plain; /* Encoded message, before sealing. */
 };
 
@@ -102,6 +116,8 @@ struct peer {
     uint64_t next_attempt;
     uint64_t backoff;
     struct out_buf *waiting; /* Until the connection opens. */
+    bool contact; /* Not in our configuration: a node that called us while
+                   * we join, known by the address it announced. */
     unsigned n_waiting;
 };
 
@@ -141,6 +157,10 @@ struct node {
     unsigned conf_n; /* Size of the configuration the peers reflect. */
     rfs_index_t conf_index_seen;
 
+    struct admin *admins;   /* Admin requests waiting for the leader. */
+    uint64_t admin_ids;
+    bool removed;           /* Our configuration no longer holds us. */
+    bool snapshot_now;      /* An operator asked for a snapshot. */
     rfs_index_t snap_index; /* Last local snapshot. */
     uint64_t bytes_since_snap; /* Entry bytes applied since it. */
     uint64_t last_status_log;
@@ -165,6 +185,13 @@ static void nlog(struct node *n, enum node_log_level lv, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line + off, sizeof(line) - (size_t)off, fmt, ap);
     va_end(ap);
+    if (lv <= NODE_LOG_WARN) {
+        /* For `raftfs status`: the last thing that went wrong. */
+        pthread_mutex_lock(&n->lock);
+        snprintf(n->status.last_error, sizeof(n->status.last_error), "%s",
+                 line + off);
+        pthread_mutex_unlock(&n->lock);
+    }
     if (n->o.log != NULL) {
         n->o.log(n->o.log_data, lv, line);
     } else {
@@ -244,10 +271,17 @@ static void on_expired(void *data, bool read, uint64_t id)
 static void sub_done(void *arg, int err, const void *result)
 {
     struct sub *s = arg;
+    if (s->admin_cb != NULL) {
+        s->admin_cb(s->arg, err, rfs_strerror(err));
+        rfs_free(s);
+        return;
+    }
     struct store_result none = {0};
     s->cb(s->arg, err, result != NULL ? result : &none);
     rfs_free(s);
 }
+
+static void admin_start(struct node *n, struct sub *s);
 
 static void drain_inbox(struct node *n)
 {
@@ -267,8 +301,16 @@ static void drain_inbox(struct node *n)
     while (rev) {
         struct sub *s = rev;
         rev = s->next;
+        if (s->admin_cb != NULL) {
+            admin_start(n, s);
+            continue;
+        }
         if (n->stopping) {
             sub_done(s, RFS_ESHUTDOWN, NULL);
+            continue;
+        }
+        if (n->removed) {
+            sub_done(s, RFS_EREMOVED, NULL);
             continue;
         }
         int rv;
@@ -386,7 +428,8 @@ static void conn_send(struct conn *c, uint8_t type, const void *body,
     if (c->closing) {
         return;
     }
-    size_t blen = type == WIRE_RAFT ? len + SECURE_OVERHEAD : len;
+    bool sealed = type == WIRE_RAFT || type == WIRE_ADMIN;
+    size_t blen = sealed ? len + SECURE_OVERHEAD : len;
     if (c->queued + blen > SEND_LIMIT) {
         nlog(c->n, NODE_LOG_DEBUG, "send queue to %s full: message dropped",
              c->addr);
@@ -399,7 +442,7 @@ static void conn_send(struct conn *c, uint8_t type, const void *body,
     wr->c = c;
     wr->len = blen;
     uint8_t *b = wr->buf + WIRE_HDR;
-    if (type == WIRE_RAFT) {
+    if (sealed) {
         if (secure_seal(&c->sec, body, len, b) != 0) {
             rfs_free(wr);
             return;
@@ -433,12 +476,17 @@ static void flush_waiting(struct peer *p)
     while (p->waiting) {
         struct out_buf *o = p->waiting;
         p->waiting = o->next;
-        conn_send(p->out, WIRE_RAFT, o->plain.base, o->plain.len);
+        conn_send(p->out, o->type, o->plain.base, o->plain.len);
         rfs_free(o->plain.base);
         rfs_free(o);
     }
     p->n_waiting = 0;
 }
+
+static void admin_frame(struct node *n, rfs_nodeid_t from, const uint8_t *b,
+                        size_t len);
+static void admin_send(struct node *n, rfs_nodeid_t to, uint8_t kind,
+                       uint64_t id, int code, const char *text);
 
 static void on_frame(struct conn *c, const struct wire_frame *f)
 {
@@ -458,6 +506,9 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
                                    " authenticated",
                  c->outgoing ? "outgoing" : "incoming", c->addr, c->sec.peer);
             if (c->outgoing) {
+                /* Say where we listen: a node that is joining knows no
+                 * one, and answers its leader through this address. */
+                admin_send(n, c->peer_id, 3, 0, 0, n->o.listen);
                 struct peer *p = peer_get(n, c->peer_id);
                 if (p != NULL && p->out == c) {
                     p->backoff = 0;
@@ -467,7 +518,7 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
         }
         return;
     }
-    if (f->type != WIRE_RAFT || c->outgoing) {
+    if ((f->type != WIRE_RAFT && f->type != WIRE_ADMIN) || c->outgoing) {
         conn_close(c, "unexpected frame");
         return;
     }
@@ -484,6 +535,11 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
         conn_close(c, c->sec.why);
         return;
     }
+    if (f->type == WIRE_ADMIN) {
+        admin_frame(n, c->sec.peer, plain, f->len - SECURE_OVERHEAD);
+        rfs_free(plain);
+        return;
+    }
     struct cons_msg m;
     int rv = wire_msg_decode(plain, f->len - SECURE_OVERHEAD, &m);
     if (rv != 0) {
@@ -497,6 +553,13 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
         rfs_free(plain);
         conn_close(c, "message claims another sender or recipient");
         return;
+    }
+    if (m.type == CONS_MSG_APPEND && n->removed) {
+        /* A leader replicates to us again: we were added back. */
+        n->removed = false;
+        nlog(n, NODE_LOG_INFO, "node %" PRIu64 " replicates to this node "
+                               "again: serving as a member",
+             m.from);
     }
     if (!n->failed) {
         cons_node_step(n->core, &m);
@@ -620,7 +683,8 @@ static void sync_peers(struct node *n)
         unsigned k = 0;
         for (unsigned i = 0; i < n->n_peers; i++) {
             struct peer *p = &n->peers[i];
-            if (cons_conf_get(c, p->id) != NULL) {
+            if (cons_conf_get(c, p->id) != NULL ||
+                (p->contact && cons_conf_get(c, n->o.id) == NULL)) {
                 n->peers[k++] = *p;
                 continue;
             }
@@ -665,7 +729,8 @@ static void sync_peers(struct node *n)
     }
 }
 
-static void send_plain(struct node *n, rfs_nodeid_t to, struct rfs_buf plain)
+static void send_frame(struct node *n, rfs_nodeid_t to, uint8_t type,
+                       struct rfs_buf plain)
 {
     struct peer *p = peer_get(n, to);
     if (p == NULL) {
@@ -673,7 +738,7 @@ static void send_plain(struct node *n, rfs_nodeid_t to, struct rfs_buf plain)
         return;
     }
     if (p->out != NULL && p->out->open) {
-        conn_send(p->out, WIRE_RAFT, plain.base, plain.len);
+        conn_send(p->out, type, plain.base, plain.len);
         rfs_free(plain.base);
         return;
     }
@@ -687,6 +752,7 @@ static void send_plain(struct node *n, rfs_nodeid_t to, struct rfs_buf plain)
         return;
     }
     o->plain = plain;
+    o->type = type;
     o->next = NULL;
     struct out_buf **t = &p->waiting;
     while (*t) {
@@ -694,6 +760,11 @@ static void send_plain(struct node *n, rfs_nodeid_t to, struct rfs_buf plain)
     }
     *t = o;
     p->n_waiting++;
+}
+
+static void send_plain(struct node *n, rfs_nodeid_t to, struct rfs_buf plain)
+{
+    send_frame(n, to, WIRE_RAFT, plain);
 }
 
 static void on_accept(uv_stream_t *server, int status)
@@ -884,9 +955,13 @@ static void batch_add(struct node *n, const struct cons_update *u)
 static void maybe_snapshot(struct node *n)
 {
     rfs_index_t applied = store_applied(n->store);
-    if (applied < n->snap_index + n->o.snapshot_entries &&
+    if (!n->snapshot_now && applied < n->snap_index + n->o.snapshot_entries &&
         n->bytes_since_snap < n->o.snapshot_bytes) {
         return;
+    }
+    n->snapshot_now = false;
+    if (applied == n->snap_index) {
+        return; /* Nothing new since the last one. */
     }
     n->bytes_since_snap = 0;
     char path[1200];
@@ -1012,11 +1087,23 @@ static void publish_status(struct node *n)
     st.entries_proposed = n->proposed;
     st.batches_written = n->batches;
     st.conf = *cons_node_conf(n->core);
+    st.removed = n->removed;
+    for (unsigned i = 0; i < st.conf.n && i < CONS_MAX_SERVERS; i++) {
+        struct cons_progress p;
+        st.match[i] = cons_node_progress(n->core, st.conf.servers[i].id,
+                                         &p) == 0
+                          ? p.match
+                          : 0;
+        if (st.conf.servers[i].id == n->o.id) {
+            st.match[i] = st.core.last_index;
+        }
+    }
     snprintf(st.listen, sizeof(st.listen), "%s", n->o.listen);
     for (unsigned i = 0; i < n->n_peers; i++) {
         st.peers_connected += n->peers[i].out && n->peers[i].out->open;
     }
     pthread_mutex_lock(&n->lock);
+    memcpy(st.last_error, n->status.last_error, sizeof(st.last_error));
     n->status = st;
     pthread_mutex_unlock(&n->lock);
 }
@@ -1059,6 +1146,295 @@ static void process(struct node *n)
     publish_status(n);
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* Admin commands                                                            */
+
+/*
+ * Commands an operator sends through node_admin() (the admin socket):
+ *   status                  this node's status, one JSON object
+ *   snapshot                take a snapshot here now
+ *   members                 the leader's view: one line per member with
+ *                           its replication progress
+ *   add ID ADDR             add a learner (promoted once caught up)
+ *   remove ID               remove a member
+ *   transfer [ID]           hand leadership to ID (0/none: the best voter)
+ * The last four run on the leader: a follower forwards them in a WIRE_ADMIN
+ * frame (kind 1: u64 id, text) and relays the answer (kind 2: u64 id, i32
+ * code, text).
+ */
+#define ADMIN_TIMEOUT_MS 10000
+#define ADMIN_TEXT_MAX 8192
+
+static void admin_members(struct node *n, char *out, size_t cap)
+{
+    const struct cons_conf *c = cons_node_conf(n->core);
+    struct cons_status st;
+    cons_node_status(n->core, &st);
+    size_t off = 0;
+    for (unsigned i = 0; i < c->n && off < cap; i++) {
+        const struct cons_server *sv = &c->servers[i];
+        struct cons_progress p;
+        char prog[96] = "";
+        if (sv->id == n->o.id) {
+            snprintf(prog, sizeof(prog), " match=%" PRIu64 " lag=0 leader",
+                     st.last_index);
+        } else if (cons_node_progress(n->core, sv->id, &p) == 0) {
+            static const char *const states[] = {"probe", "replicate",
+                                                 "snapshot"};
+            snprintf(prog, sizeof(prog),
+                     " match=%" PRIu64 " lag=%" PRIu64 " %s%s", p.match,
+                     st.last_index - p.match, states[p.state],
+                     p.recent_active ? "" : " unreachable");
+        }
+        off += (size_t)snprintf(out + off, cap - off, "%" PRIu64 " %s %s%s\n",
+                                sv->id, sv->addr,
+                                sv->role == CONS_VOTER ? "voter" : "learner",
+                                prog);
+    }
+}
+
+/* Run a leader command here. Returns 0 or a code; out gets the text. */
+static int admin_exec(struct node *n, const char *line, char *out, size_t cap)
+{
+    char verb[16] = "", arg1[80] = "", arg2[CONS_ADDR_MAX + 8] = "";
+    int k = sscanf(line, "%15s %79s %71s", verb, arg1, arg2);
+    char err[RFS_ERRMSG_SZ];
+    rfs_nodeid_t id = 0;
+    rfs_index_t idx = 0;
+    int rv;
+    out[0] = '\0';
+    if (strcmp(verb, "members") == 0 && k == 1) {
+        struct cons_status st;
+        cons_node_status(n->core, &st);
+        if (st.role != CONS_LEADER) {
+            return RFS_ENOTLEADER;
+        }
+        admin_members(n, out, cap);
+        return 0;
+    }
+    if ((strcmp(verb, "add") == 0 && k == 3) ||
+        (strcmp(verb, "remove") == 0 && k == 2)) {
+        if (config_parse_id(arg1, &id, err) != 0 ||
+            (k == 3 && config_parse_addr(arg2, err) != 0)) {
+            snprintf(out, cap, "%s", err);
+            return -EINVAL;
+        }
+        const struct cons_server *have =
+            cons_conf_get(cons_node_conf(n->core), id);
+        if (k == 3 && have != NULL) {
+            snprintf(out, cap, "node %" PRIu64 " is already a member (%s)",
+                     id, have->addr);
+            return -EEXIST;
+        }
+        if (k == 2 && have == NULL) {
+            snprintf(out, cap, "node %" PRIu64 " is not a member", id);
+            return -ENOENT;
+        }
+        rv = cons_node_change(n->core, k == 3 ? CONS_ADD_LEARNER : CONS_REMOVE,
+                              id, k == 3 ? arg2 : NULL, &idx);
+        if (rv == 0) {
+            snprintf(out, cap, "%s node %" PRIu64 " at index %" PRIu64,
+                     k == 3 ? "adding learner" : "removing", id, idx);
+            nlog(n, NODE_LOG_INFO, "%s", out);
+        } else {
+            snprintf(out, cap, "%s", rfs_strerror(rv));
+        }
+        return rv;
+    }
+    if (strcmp(verb, "transfer") == 0 && k <= 2) {
+        if (k == 2 && strcmp(arg1, "0") != 0 &&
+            config_parse_id(arg1, &id, err) != 0) {
+            snprintf(out, cap, "%s", err);
+            return -EINVAL;
+        }
+        rv = cons_node_transfer(n->core, id);
+        snprintf(out, cap, "%s", rv == 0 ? "transferring leadership"
+                                         : rfs_strerror(rv));
+        return rv;
+    }
+    snprintf(out, cap, "unknown admin command '%.60s'", line);
+    return -EINVAL;
+}
+
+static void admin_send(struct node *n, rfs_nodeid_t to, uint8_t kind,
+                       uint64_t id, int code, const char *text)
+{
+    size_t tl = strnlen(text, ADMIN_TEXT_MAX);
+    struct rfs_buf b = {rfs_malloc(13 + tl), 13 + tl};
+    if (b.base == NULL) {
+        return;
+    }
+    uint8_t *p = b.base;
+    p[0] = kind;
+    rfs_put_le64(p + 1, id);
+    rfs_put_le32(p + 9, (uint32_t)code);
+    memcpy(p + 13, text, tl);
+    send_frame(n, to, WIRE_ADMIN, b);
+}
+
+static void admin_frame(struct node *n, rfs_nodeid_t from, const uint8_t *b,
+                        size_t len)
+{
+    if (len < 13 || len > 13 + ADMIN_TEXT_MAX) {
+        nlog(n, NODE_LOG_WARN, "malformed admin frame from node %" PRIu64,
+             from);
+        return;
+    }
+    uint64_t id = rfs_get_le64(b + 1);
+    char text[ADMIN_TEXT_MAX + 1];
+    memcpy(text, b + 13, len - 13);
+    text[len - 13] = '\0';
+    if (b[0] == 3) {
+        char err[RFS_ERRMSG_SZ];
+        if (peer_get(n, from) != NULL || n->n_peers >= MAX_PEERS ||
+            from == n->o.id || config_parse_addr(text, err) != 0) {
+            return;
+        }
+        struct peer *p = &n->peers[n->n_peers++];
+        memset(p, 0, sizeof(*p));
+        p->id = from;
+        p->contact = true;
+        snprintf(p->addr, sizeof(p->addr), "%.63s", text);
+        nlog(n, NODE_LOG_INFO, "node %" PRIu64 " at %s called: answering it "
+                               "there", from, p->addr);
+        return;
+    }
+    if (b[0] == 1) {
+        char out[ADMIN_TEXT_MAX];
+        int rv = admin_exec(n, text, out, sizeof(out));
+        nlog(n, NODE_LOG_INFO, "admin '%.80s' from node %" PRIu64 ": %s",
+             text, from, rv == 0 ? "done" : out);
+        admin_send(n, from, 2, id, rv, out);
+        process(n);
+        return;
+    }
+    int code = (int32_t)rfs_get_le32(b + 9);
+    for (struct admin **a = &n->admins; *a; a = &(*a)->next) {
+        if ((*a)->id == id) {
+            struct admin *d = *a;
+            *a = d->next;
+            d->cb(d->arg, code, text);
+            rfs_free(d);
+            return;
+        }
+    }
+}
+
+static void admin_expire(struct node *n)
+{
+    uint64_t now = uv_now(&n->loop);
+    for (struct admin **a = &n->admins; *a;) {
+        struct admin *d = *a;
+        if (now < d->deadline && !n->stopping) {
+            a = &d->next;
+            continue;
+        }
+        *a = d->next;
+        d->cb(d->arg, n->stopping ? RFS_ESHUTDOWN : -ETIMEDOUT,
+              n->stopping ? "shutting down"
+                          : "the leader did not answer within 10 s");
+        rfs_free(d);
+    }
+}
+
+static void admin_start(struct node *n, struct sub *s)
+{
+    const char *line = s->cmd.name;
+    char out[ADMIN_TEXT_MAX];
+    int rv = 0;
+    if (strcmp(line, "status") == 0) {
+        struct node_status st;
+        publish_status(n);
+        node_status(n, &st);
+        status_json(&st, out, sizeof(out));
+    } else if (strcmp(line, "snapshot") == 0) {
+        n->snapshot_now = true;
+        maybe_snapshot(n);
+        snprintf(out, sizeof(out), "snapshot at index %" PRIu64, n->snap_index);
+    } else {
+        struct cons_status st;
+        cons_node_status(n->core, &st);
+        if (st.role == CONS_LEADER || n->stopping) {
+            rv = n->stopping ? RFS_ESHUTDOWN
+                             : admin_exec(n, line, out, sizeof(out));
+            process(n);
+        } else if (st.leader == RFS_NODE_NONE) {
+            rv = RFS_ENOLEADER;
+            snprintf(out, sizeof(out), "no leader is known; try again when "
+                                       "the cluster has a quorum");
+        } else {
+            struct admin *a = rfs_calloc(1, sizeof(*a));
+            if (a == NULL) {
+                rv = -ENOMEM;
+                snprintf(out, sizeof(out), "out of memory");
+            } else {
+                a->id = ++n->admin_ids;
+                a->deadline = uv_now(&n->loop) + ADMIN_TIMEOUT_MS;
+                a->cb = s->admin_cb;
+                a->arg = s->arg;
+                a->next = n->admins;
+                n->admins = a;
+                admin_send(n, st.leader, 1, a->id, 0, line);
+                rfs_free(s);
+                return;
+            }
+        }
+    }
+    s->admin_cb(s->arg, rv, out);
+    rfs_free(s);
+}
+
+/* The leader promotes a learner once it has caught up (within a few
+ * entries of the log's end, replicating normally): joining needs no second
+ * step from the operator. One change at a time; the core refuses others. */
+static void promote_learners(struct node *n)
+{
+    struct cons_status st;
+    cons_node_status(n->core, &st);
+    if (st.role != CONS_LEADER || st.conf_index > st.commit) {
+        return;
+    }
+    const struct cons_conf *c = cons_node_conf(n->core);
+    for (unsigned i = 0; i < c->n; i++) {
+        struct cons_progress p;
+        if (c->servers[i].role != CONS_LEARNER ||
+            cons_node_progress(n->core, c->servers[i].id, &p) != 0 ||
+            p.state != CONS_PROGRESS_REPLICATE || p.match + 64 < st.last_index) {
+            continue;
+        }
+        rfs_nodeid_t id = c->servers[i].id;
+        rfs_index_t idx;
+        if (cons_node_change(n->core, CONS_PROMOTE, id, NULL, &idx) == 0) {
+            nlog(n, NODE_LOG_INFO, "learner %" PRIu64 " caught up (match %"
+                 PRIu64 " of %" PRIu64 "): promoting it to voter at index %"
+                 PRIu64, id, p.match, st.last_index, idx);
+        }
+        return;
+    }
+}
+
+/* A configuration that no longer holds this node, once committed, means it
+ * was removed: it stops serving changes and says so, once. */
+static void check_removed(struct node *n)
+{
+    struct cons_status st;
+    cons_node_status(n->core, &st);
+    const struct cons_conf *c = cons_node_conf(n->core);
+    bool member = cons_conf_get(c, n->o.id) != NULL;
+    /* Uncommitted, the configuration could still be truncated away; but
+     * with no leader either, nothing could be served anyway, and a leader
+     * replicating to us again clears the flag (on_frame). */
+    if (!member && c->n > 0 && st.conf_index > 0 && !n->removed &&
+        (st.conf_index <= st.commit || st.leader == RFS_NODE_NONE)) {
+        n->removed = true;
+        nlog(n, NODE_LOG_ERROR, "this node was removed from the cluster (by "
+             "the configuration at index %" PRIu64 "): it serves no more "
+             "changes or linearizable reads", st.conf_index);
+        requests_close(&n->rq, RFS_EREMOVED);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Loop                                                                      */
 
@@ -1067,7 +1443,10 @@ static void on_tick(uv_timer_t *t)
     struct node *n = t->data;
     if (!n->failed) {
         cons_node_tick(n->core);
+        promote_learners(n);
+        check_removed(n);
     }
+    admin_expire(n);
     process(n);
 }
 
@@ -1370,6 +1749,22 @@ int node_read_barrier(struct node *n, node_cb cb, void *arg)
     s->read = true;
     s->cb = cb;
     s->arg = arg;
+    return enqueue(n, s);
+}
+
+int node_admin(struct node *n, const char *line, node_admin_cb cb, void *arg)
+{
+    size_t len = strnlen(line, ADMIN_TEXT_MAX);
+    struct sub *s = rfs_calloc(1, sizeof(*s) + len + 1);
+    if (s == NULL) {
+        return -ENOMEM;
+    }
+    s->admin_cb = cb;
+    s->arg = arg;
+    char *p = (char *)(s + 1);
+    memcpy(p, line, len);
+    p[len] = '\0';
+    s->cmd.name = p;
     return enqueue(n, s);
 }
 

@@ -19,6 +19,9 @@
  * - Callbacks run on the loop thread: they must not block.
  * - Every submitted callback runs exactly once, with RFS_ESHUTDOWN if the node
  *   stops first.
+ * - A node removed from the cluster answers every new request with
+ *   RFS_EREMOVED (and fails those in flight) until a leader replicates to
+ *   it again (it was added back).
  */
 #ifndef RAFTFS_CONSENSUS_NODE_H
 #define RAFTFS_CONSENSUS_NODE_H
@@ -91,6 +94,15 @@ int node_submit(struct node *n, const struct store_cmd *cmd, node_cb cb,
  * everything committed before the call. Same errors as node_submit. */
 int node_read_barrier(struct node *n, node_cb cb, void *arg);
 
+/*
+ * An operator's command (any thread): "status", "snapshot", "members",
+ * "add ID ADDR", "remove ID", "transfer [ID]" (the last four run on the
+ * leader; a follower forwards them). cb runs once on the loop thread with 0
+ * or a code and a text (the answer or the reason). Returns 0 or -ENOMEM.
+ */
+typedef void (*node_admin_cb)(void *arg, int err, const char *text);
+int node_admin(struct node *n, const char *line, node_admin_cb cb, void *arg);
+
 /* The store, for reads (thread-safe). */
 struct store *node_store(struct node *n);
 
@@ -101,6 +113,10 @@ struct node_status {
     uint64_t batches_written;  /* Synced log writes. */
     unsigned peers_connected;
     struct cons_conf conf;     /* The configuration in force. */
+    /* Leader only: each member's replicated index (conf order), else 0. */
+    rfs_index_t match[CONS_MAX_SERVERS];
+    bool removed;              /* This node was removed from the cluster. */
+    char last_error[192];      /* The last warning or error logged. */
     char listen[CONS_ADDR_MAX]; /* This node's peer address. */
 };
 

@@ -70,13 +70,23 @@ size_t status_json(const struct node_status *st, char *buf, size_t cap)
         st->core.snap_index, st->entries_proposed, st->batches_written,
         st->peers_connected);
     put_json_string(&o, st->listen);
+    put(&o, ",\"removed\":%s,\"last_error\":",
+        st->removed ? "true" : "false");
+    put_json_string(&o, st->last_error);
     put(&o, ",\"members\":[");
+    bool leader = st->core.role == CONS_LEADER;
     for (unsigned i = 0; i < st->conf.n; i++) {
         const struct cons_server *s = &st->conf.servers[i];
         put(&o, "%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", s->id);
         put_json_string(&o, s->addr);
-        put(&o, ",\"role\":\"%s\"}",
+        put(&o, ",\"role\":\"%s\"",
             s->role == CONS_VOTER ? "voter" : "learner");
+        if (leader) {
+            /* Only the leader knows how far each member has replicated. */
+            put(&o, ",\"match\":%" PRIu64 ",\"lag\":%" PRIu64, st->match[i],
+                st->core.last_index - st->match[i]);
+        }
+        put(&o, "}");
     }
     put(&o, "]}\n");
     return o.len;

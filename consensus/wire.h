@@ -40,6 +40,8 @@ enum wire_type {
     WIRE_HELLO = 1,  /* Handshake: identity and challenge. */
     WIRE_AUTH = 2,   /* Handshake: proof of the cluster secret. */
     WIRE_RAFT = 3,   /* One struct cons_msg. */
+    WIRE_ADMIN = 4,  /* An admin request forwarded to the leader, or its
+                      * answer (sealed like WIRE_RAFT; see node.c). */
     WIRE_TYPE_MAX,
 };
 

@@ -249,12 +249,16 @@ struct barrier {
     fuse_req_t req;
     fs_read_fn fn;
     void *arg;
+    bool local_if_cut_off;
 };
 
 static void barrier_done(void *data, int err, const struct store_result *r)
 {
     (void)r;
     struct barrier *b = data;
+    if (b->local_if_cut_off && (err == RFS_EREMOVED || err == -ETIMEDOUT)) {
+        err = 0; /* See fs__after_barrier_or_local(). */
+    }
     if (err != 0) {
         if (err == -ETIMEDOUT) {
             pthread_mutex_lock(&b->fs->lock);
@@ -288,8 +292,30 @@ bool fs__degraded(struct fs *fs)
     return false;
 }
 
+bool fs__removed(struct fs *fs)
+{
+    struct node_status st;
+    node_status(fs->node, &st);
+    return st.removed;
+}
+
+static void after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
+                          void *arg, bool local_if_cut_off);
+
 void fs__after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
                        void *arg)
+{
+    after_barrier(fs, req, fn, arg, false);
+}
+
+void fs__after_barrier_or_local(struct fs *fs, fuse_req_t req, fs_read_fn fn,
+                                void *arg)
+{
+    after_barrier(fs, req, fn, arg, true);
+}
+
+static void after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
+                          void *arg, bool local_if_cut_off)
 {
     if (!fs->o.linearizable) {
         fn(fs, req, arg);
@@ -308,7 +334,7 @@ void fs__after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
         rfs_free(arg);
         return;
     }
-    *b = (struct barrier){fs, req, fn, arg};
+    *b = (struct barrier){fs, req, fn, arg, local_if_cut_off};
     pthread_mutex_lock(&fs->lock);
     fs->cnt.barriers++;
     pthread_mutex_unlock(&fs->lock);

@@ -140,12 +140,19 @@ int fs__vrender(struct fs *fs, uint64_t ino, char **text, size_t *len);
 /* A request timed out and no leader is known since: changes fail at once
  * with EROFS, linearizable reads with ETIMEDOUT. */
 bool fs__degraded(struct fs *fs);
+/* This node was removed from the cluster. */
+bool fs__removed(struct fs *fs);
 
 /* Read barrier (linearizable mode) then fn on the loop thread; at once on
  * this thread in local mode. On a barrier error, replies with it. */
 typedef void (*fs_read_fn)(struct fs *fs, fuse_req_t req, void *arg);
 void fs__after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
                        void *arg);
+/* The same, but if the node turns out cut off from the cluster (removed,
+ * or the barrier timed out), fn runs anyway on the local state: for the
+ * root's attributes, which every path walk needs, /.raftfs/ included. */
+void fs__after_barrier_or_local(struct fs *fs, fuse_req_t req, fs_read_fn fn,
+                                void *arg);
 
 /* ops_read.c */
 void fs__op_init(void *userdata, struct fuse_conn_info *conn);

@@ -207,11 +207,15 @@ void fs__op_getattr(fuse_req_t req, fuse_ino_t ino,
             g->h = NULL;
         }
     }
-    if (ino == STORE_ROOT_INO && fs->o.linearizable && fs__degraded(fs)) {
-        /* Every path walk checks the root's permissions first: answer it
-         * from the local copy so that /.raftfs/status stays readable to
-         * say why nothing else is (docs/fs.md). */
-        getattr_run(fs, req, g);
+    if (ino == STORE_ROOT_INO && fs->o.linearizable) {
+        /* Every path walk checks the root's permissions first: when the
+         * node is cut off, answer from the local copy so that
+         * /.raftfs/status stays readable to say why nothing else is. */
+        if (fs__degraded(fs) || fs__removed(fs)) {
+            getattr_run(fs, req, g);
+        } else {
+            fs__after_barrier_or_local(fs, req, getattr_run, g);
+        }
         return;
     }
     fs__after_barrier(fs, req, getattr_run, g);
@@ -314,12 +318,28 @@ void fs__op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fs__after_barrier(fs, req, open_run, o);
 }
 
+static void read_handle(struct fs *fs, fuse_req_t req, struct fs_handle *h,
+                        size_t size, off_t off);
+
 void fs__op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                  struct fuse_file_info *fi)
 {
     (void)ino;
     struct fs *fs = fuse_req_userdata(req);
     struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+    /* Hold the handle while replying from it: FUSE workers may run this
+     * read and the handle's release out of order (ASan caught one). */
+    if (!fs__handle_tryget(h)) {
+        fuse_reply_err(req, EBADF);
+        return;
+    }
+    read_handle(fs, req, h, size, off);
+    fs__handle_put(h);
+}
+
+static void read_handle(struct fs *fs, fuse_req_t req, struct fs_handle *h,
+                        size_t size, off_t off)
+{
     if (h->kind == FS_H_VIRT) {
         size_t o = (size_t)off < h->text_len ? (size_t)off : h->text_len;
         size_t n = h->text_len - o < size ? h->text_len - o : size;

@@ -18,7 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -36,6 +40,10 @@ static const char usage[] =
     "  raftfs init DATADIR --id N --listen IP:PORT [--peers LIST | --join]\n"
     "                      [--secret FILE]\n"
     "  raftfs mount DATADIR MOUNTPOINT [-f] [-o OPTION[,OPTION...]]\n"
+    "  raftfs status [-d DATADIR] [--json]\n"
+    "  raftfs members [-d DATADIR] list | add ID IP:PORT | remove ID\n"
+    "  raftfs leader [-d DATADIR] transfer [ID]\n"
+    "  raftfs snapshot [-d DATADIR]\n"
     "  raftfs --help | --version\n"
     "\n"
     "init creates a node's data folder. With --peers (ID=IP:PORT,...; this\n"
@@ -49,6 +57,13 @@ static const char usage[] =
     "the background (-f: in the foreground, logging to stderr; otherwise\n"
     "the log is DATADIR/raftfs.log). Unmounting (umount, fusermount3 -u),\n"
     "SIGTERM or SIGINT stop it cleanly.\n"
+    "\n"
+    "status, members, leader and snapshot talk to the running node of\n"
+    "DATADIR (default $RAFTFS_DATA, else /var/lib/raftfs) over the Unix\n"
+    "socket DATADIR/admin.sock (mode 0600); members and leader commands\n"
+    "are carried out by the leader, whichever node they are run on.\n"
+    "`members add` adds a learner, shows its progress while it catches up,\n"
+    "and returns once the leader has promoted it to voter.\n"
     "\n"
     "mount options:\n"
     "  reads=linearizable   every lookup, stat, open and listing first\n"
@@ -297,6 +312,390 @@ static int cmd_init(int argc, char **argv)
         printf("raftfs: cluster secret: %s (copy it to every other node's "
                "`raftfs init --secret`)\n", spath);
     }
+    return 0;
+}
+
+
+/* ------------------------------------------------------------------------ */
+/* The admin socket: DATADIR/admin.sock, one command line per connection    */
+
+struct admin_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int err;
+    char text[8192];
+};
+
+static void admin_answered(void *arg, int err, const char *text)
+{
+    struct admin_wait *w = arg;
+    pthread_mutex_lock(&w->lock);
+    w->err = err;
+    snprintf(w->text, sizeof(w->text), "%s", text);
+    w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+struct admin_server {
+    int fd;
+    char path[PATH_MAX];
+    struct node *node;
+    pthread_t thread;
+};
+
+static void admin_serve_one(struct admin_server *a, int c)
+{
+    struct timeval tv = {5, 0};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char line[1024];
+    size_t len = 0;
+    while (len < sizeof(line) - 1) {
+        ssize_t n = read(c, line + len, sizeof(line) - 1 - len);
+        if (n <= 0) {
+            break;
+        }
+        len += (size_t)n;
+        if (memchr(line, '\n', len) != NULL) {
+            break;
+        }
+    }
+    line[len] = '\0';
+    line[strcspn(line, "\r\n")] = '\0';
+    struct admin_wait w = {.done = false};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    if (node_admin(a->node, line, admin_answered, &w) != 0) {
+        admin_answered(&w, -ENOMEM, "out of memory");
+    }
+    pthread_mutex_lock(&w.lock);
+    while (!w.done) {
+        pthread_cond_wait(&w.cond, &w.lock);
+    }
+    pthread_mutex_unlock(&w.lock);
+    dprintf(c, "%s %d\n%s%s", w.err == 0 ? "OK" : "ERR", fs_errno(w.err),
+            w.text, w.text[0] && w.text[strlen(w.text) - 1] != '\n' ? "\n"
+                                                                    : "");
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.lock);
+}
+
+static void *admin_main(void *arg)
+{
+    struct admin_server *a = arg;
+    for (;;) {
+        int c = accept4(a->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            return NULL; /* Shut down. */
+        }
+        admin_serve_one(a, c);
+        close(c);
+    }
+}
+
+static int admin_open(struct admin_server *a, const char *dir,
+                      struct node *node)
+{
+    a->node = node;
+    conf_path(dir, a->path, sizeof(a->path), "admin.sock");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(a->path) >= sizeof(sa.sun_path)) {
+        fprintf(stderr, "raftfs: %s: path too long for a Unix socket; admin "
+                        "commands will not reach this node\n", a->path);
+        return -1;
+    }
+    strcpy(sa.sun_path, a->path);
+    unlink(a->path); /* A stale one: the data folder lock says we own it. */
+    a->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    mode_t old = umask(077); /* Born 0600: no window where others connect. */
+    int rv = a->fd < 0 ? -1
+                       : bind(a->fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rv != 0 || chmod(a->path, 0600) != 0 || listen(a->fd, 16) != 0 ||
+        pthread_create(&a->thread, NULL, admin_main, a) != 0) {
+        fprintf(stderr, "raftfs: admin socket %s: %s\n", a->path,
+                strerror(errno));
+        if (a->fd >= 0) {
+            close(a->fd);
+        }
+        a->fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+static void admin_close(struct admin_server *a)
+{
+    if (a->fd < 0) {
+        return;
+    }
+    shutdown(a->fd, SHUT_RDWR); /* Wakes accept(). */
+    pthread_join(a->thread, NULL);
+    close(a->fd);
+    unlink(a->path);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Admin commands (clients of the socket)                                   */
+
+static const char *data_dir_arg(int *argc, char ***argv)
+{
+    const char *dir = getenv("RAFTFS_DATA");
+    for (int i = 0; i < *argc; i++) {
+        if ((strcmp((*argv)[i], "-d") == 0 ||
+             strcmp((*argv)[i], "--data") == 0) && i + 1 < *argc) {
+            dir = (*argv)[i + 1];
+            for (int k = i; k + 2 <= *argc; k++) {
+                (*argv)[k] = (*argv)[k + 2];
+            }
+            *argc -= 2;
+            break;
+        }
+    }
+    return dir != NULL ? dir : "/var/lib/raftfs";
+}
+
+/* Send one command to the node of dir; returns its errno (0 = OK) and the
+ * text in out. Exits with a clear message if the node is not running. */
+static int admin_call(const char *dir, const char *line, char *out,
+                      size_t cap)
+{
+    char path[PATH_MAX];
+    conf_path(dir, path, sizeof(path), "admin.sock");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        die("%s: path too long for a Unix socket", path);
+    }
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        char conf[PATH_MAX];
+        conf_path(dir, conf, sizeof(conf), CONF_NAME);
+        if (access(conf, F_OK) != 0) {
+            die("%s is not a raftfs data folder (no %s); use -d DATADIR",
+                dir, CONF_NAME);
+        }
+        die("the node of %s is not running (%s: %s); start it with "
+            "`raftfs mount %s MOUNTPOINT`", dir, path, strerror(errno), dir);
+    }
+    dprintf(fd, "%s\n", line);
+    size_t len = 0;
+    ssize_t n;
+    while (len < cap - 1 && (n = read(fd, out + len, cap - 1 - len)) > 0) {
+        len += (size_t)n;
+    }
+    close(fd);
+    out[len] = '\0';
+    int code = 0;
+    char word[8] = "";
+    if (sscanf(out, "%7s %d", word, &code) != 2) {
+        die("the node of %s gave no answer to '%s'", dir, line);
+    }
+    char *nl = strchr(out, '\n');
+    memmove(out, nl ? nl + 1 : out + len, strlen(nl ? nl + 1 : out + len) + 1);
+    return strcmp(word, "OK") == 0 ? 0 : (code ? code : EIO);
+}
+
+/* A number or string field of the status JSON we print ourselves. */
+static unsigned long long json_num(const char *j, const char *key)
+{
+    char want[64];
+    snprintf(want, sizeof(want), "\"%s\":", key);
+    const char *p = strstr(j, want);
+    return p ? strtoull(p + strlen(want), NULL, 10) : 0;
+}
+
+static void json_str(const char *j, const char *key, char *out, size_t cap)
+{
+    char want[64];
+    snprintf(want, sizeof(want), "\"%s\":\"", key);
+    const char *p = strstr(j, want);
+    size_t k = 0;
+    if (p != NULL) {
+        for (p += strlen(want); *p && *p != '"' && k + 1 < cap; p++) {
+            if (*p == '\\' && p[1]) {
+                p++;
+            }
+            out[k++] = *p;
+        }
+    }
+    out[k] = '\0';
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    const char *dir = data_dir_arg(&argc, &argv);
+    bool json = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else {
+            die("status: unknown argument '%s' (see raftfs --help)", argv[i]);
+        }
+    }
+    char st[16384], members[16384];
+    int rv = admin_call(dir, "status", st, sizeof(st));
+    if (rv != 0) {
+        die("status: %s", st);
+    }
+    if (json) {
+        fputs(st, stdout);
+        return 0;
+    }
+    char role[32], addr[80], err[200];
+    json_str(st, "role", role, sizeof(role));
+    json_str(st, "address", addr, sizeof(addr));
+    json_str(st, "last_error", err, sizeof(err));
+    printf("node %llu at %s: %s, term %llu%s\n", json_num(st, "id"), addr,
+           role, json_num(st, "term"),
+           strstr(st, "\"removed\":true") ? " (REMOVED from the cluster)" : "");
+    unsigned long long leader = json_num(st, "leader");
+    if (leader) {
+        printf("leader: node %llu\n", leader);
+    } else {
+        printf("leader: none known\n");
+    }
+    printf("commit index %llu, applied index %llu, last index %llu, "
+           "snapshot at %llu\n",
+           json_num(st, "commit_index"), json_num(st, "applied_index"),
+           json_num(st, "last_index"), json_num(st, "snapshot_index"));
+    printf("last error: %s\n", err[0] ? err : "none");
+    if (admin_call(dir, "members", members, sizeof(members)) == 0) {
+        printf("members (ID ADDRESS ROLE, replication as the leader sees "
+               "it):\n");
+        for (char *l = strtok(members, "\n"); l; l = strtok(NULL, "\n")) {
+            printf("  %s\n", l);
+        }
+    } else {
+        printf("members: %s (from this node's configuration:)\n",
+               members[0] ? strtok(members, "\n") : "unknown");
+        const char *p = strstr(st, "\"members\":[");
+        while (p && (p = strstr(p + 1, "{\"id\":")) != NULL) {
+            char a[80], r[16];
+            json_str(p, "address", a, sizeof(a));
+            json_str(p, "role", r, sizeof(r));
+            printf("  %llu %s %s\n", json_num(p, "id"), a, r);
+        }
+    }
+    return 0;
+}
+
+static int cmd_members(int argc, char **argv)
+{
+    const char *dir = data_dir_arg(&argc, &argv);
+    char out[16384], line[256], err[RFS_ERRMSG_SZ];
+    if (argc == 0 || (strcmp(argv[0], "list") == 0 && argc == 1)) {
+        int rv = admin_call(dir, "members", out, sizeof(out));
+        if (rv != 0) {
+            die("members list: %s", out);
+        }
+        fputs(out, stdout);
+        return 0;
+    }
+    if (strcmp(argv[0], "remove") == 0 && argc == 2) {
+        rfs_nodeid_t id;
+        if (config_parse_id(argv[1], &id, err) != 0) {
+            die("members remove: %s", err);
+        }
+        snprintf(line, sizeof(line), "remove %" PRIu64, id);
+        int rv = admin_call(dir, line, out, sizeof(out));
+        if (rv != 0) {
+            die("members remove %" PRIu64 ": %s", id, out);
+        }
+        printf("raftfs: %s", out);
+        return 0;
+    }
+    if (strcmp(argv[0], "add") != 0 || argc != 3) {
+        die("members: expected list, add ID IP:PORT or remove ID (see "
+            "raftfs --help)");
+    }
+    rfs_nodeid_t id;
+    if (config_parse_id(argv[1], &id, err) != 0 ||
+        config_parse_addr(argv[2], err) != 0) {
+        die("members add: %s", err);
+    }
+    snprintf(line, sizeof(line), "add %" PRIu64 " %s", id, argv[2]);
+    int rv = admin_call(dir, line, out, sizeof(out));
+    if (rv != 0) {
+        die("members add %" PRIu64 ": %s", id, out);
+    }
+    printf("raftfs: %s", out);
+    /* Follow the learner until the leader promotes it. */
+    char want[64];
+    snprintf(want, sizeof(want), "%" PRIu64 " %s voter", id, argv[2]);
+    char last[256] = "";
+    for (int tick = 0; tick < 6000; tick++) {
+        if (admin_call(dir, "members", out, sizeof(out)) == 0) {
+            char *l = strstr(out, want);
+            if (l != NULL && (l == out || l[-1] == '\n')) {
+                printf("raftfs: node %" PRIu64 " caught up and is a voter\n",
+                       id);
+                return 0;
+            }
+            char prefix[32];
+            snprintf(prefix, sizeof(prefix), "%" PRIu64 " ", id);
+            for (char *m = strtok(out, "\n"); m; m = strtok(NULL, "\n")) {
+                if (strncmp(m, prefix, strlen(prefix)) == 0 &&
+                    strcmp(m, last) != 0) {
+                    printf("raftfs: catching up: %s\n", m);
+                    fflush(stdout);
+                    snprintf(last, sizeof(last), "%s", m);
+                }
+            }
+        }
+        usleep(100000);
+    }
+    die("members add: node %" PRIu64 " is still not a voter after 10 "
+        "minutes; see `raftfs status` and its log", id);
+}
+
+static int cmd_leader(int argc, char **argv)
+{
+    const char *dir = data_dir_arg(&argc, &argv);
+    if (argc < 1 || strcmp(argv[0], "transfer") != 0 || argc > 2) {
+        die("leader: expected `leader transfer [ID]`");
+    }
+    char line[64], out[4096], err[RFS_ERRMSG_SZ];
+    rfs_nodeid_t id = 0;
+    if (argc == 2 && config_parse_id(argv[1], &id, err) != 0) {
+        die("leader transfer: %s", err);
+    }
+    snprintf(line, sizeof(line), "transfer %" PRIu64, id);
+    int rv = admin_call(dir, line, out, sizeof(out));
+    if (rv != 0) {
+        die("leader transfer: %s", out);
+    }
+    for (int i = 0; i < 100; i++) {
+        char st[16384];
+        if (admin_call(dir, "status", st, sizeof(st)) == 0) {
+            unsigned long long l = json_num(st, "leader");
+            if (l != 0 && (id == 0 || l == id) && strstr(out, "transfer") &&
+                i > 0) {
+                printf("raftfs: node %llu is the leader\n", l);
+                return 0;
+            }
+        }
+        usleep(100000);
+    }
+    die("leader transfer: no new leader within 10 s");
+}
+
+static int cmd_snapshot(int argc, char **argv)
+{
+    const char *dir = data_dir_arg(&argc, &argv);
+    if (argc != 0) {
+        die("snapshot: unexpected argument '%s'", argv[0]);
+    }
+    char out[4096];
+    int rv = admin_call(dir, "snapshot", out, sizeof(out));
+    if (rv != 0) {
+        die("snapshot: %s", out);
+    }
+    printf("raftfs: %s", out);
     return 0;
 }
 
@@ -645,6 +1044,8 @@ static int cmd_mount(int argc, char **argv)
         fail("cannot mount at %s (see the messages above)", mnt);
     }
     fs_set_mount_id(fs, mount_id(mnt));
+    struct admin_server admin = {.fd = -1};
+    admin_open(&admin, dir, node);
     log_line(NULL, NODE_LOG_INFO, "mounted");
     fprintf(stderr, "raftfs: node %" PRIu64 " mounted at %s (reads=%s)\n",
             conf.id, mnt, m.fs.linearizable ? "linearizable" : "local");
@@ -655,6 +1056,7 @@ static int cmd_mount(int argc, char **argv)
     rv = fuse_session_loop_mt(se, lc);
     fuse_loop_cfg_destroy(lc);
     log_line(NULL, NODE_LOG_INFO, "unmounting");
+    admin_close(&admin);
     /* The node first: its last callbacks still answer the kernel through
      * the session, which must outlive them. */
     node_stop(node);
@@ -667,8 +1069,38 @@ static int cmd_mount(int argc, char **argv)
     return rv < 0 ? 1 : 0;
 }
 
+/* mount(8) runs `mount.raftfs SPEC DIR [-sfnv] [-N NS] [-o OPTS]` for
+ * `mount -t raftfs` and fstab lines: the same as `raftfs mount`, minus the
+ * flags that concern mount(8) itself. */
+static int mount_helper(int argc, char **argv)
+{
+    char *args[64];
+    int n = 0;
+    for (int i = 1; i < argc && n < 60; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-o") == 0 && i + 1 < argc) {
+            args[n++] = argv[i];
+            args[n++] = argv[++i];
+        } else if (strcmp(a, "-N") == 0 && i + 1 < argc) {
+            i++; /* A namespace: we mount in our own. */
+        } else if (a[0] == '-' && strspn(a + 1, "sfnv") == strlen(a + 1)) {
+            continue; /* sloppy, fake, no-mtab, verbose: mount(8)'s. */
+        } else {
+            args[n++] = argv[i];
+        }
+    }
+    args[n] = NULL;
+    return cmd_mount(n, args);
+}
+
 int main(int argc, char **argv)
 {
+    const char *base = strrchr(argv[0], '/');
+    base = base ? base + 1 : argv[0];
+    if (strcmp(base, "mount.raftfs") == 0 ||
+        strcmp(base, "mount.fuse.raftfs") == 0) {
+        return mount_helper(argc, argv);
+    }
     if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);
@@ -683,6 +1115,18 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "mount") == 0) {
         return cmd_mount(argc - 2, argv + 2);
+    }
+    if (strcmp(argv[1], "status") == 0) {
+        return cmd_status(argc - 2, argv + 2);
+    }
+    if (strcmp(argv[1], "members") == 0) {
+        return cmd_members(argc - 2, argv + 2);
+    }
+    if (strcmp(argv[1], "leader") == 0) {
+        return cmd_leader(argc - 2, argv + 2);
+    }
+    if (strcmp(argv[1], "snapshot") == 0) {
+        return cmd_snapshot(argc - 2, argv + 2);
     }
     die("unknown command '%s' (see raftfs --help)", argv[1]);
 }

@@ -31,6 +31,7 @@ static const char *shell_tools; /* tests/fuse/shell-tools.sh */
 
 static void fail_hook(void)
 {
+    mc_cleanup_all(); /* A failed setup gets no teardown. */
     fail_msg("harness failure (see above)");
 }
 
@@ -505,7 +506,13 @@ static void mmap_roundtrip(struct mcluster *c)
     static char data[8192];
     memset(data, 'm', sizeof(data));
     assert_int_equal(mc_write(mc_path(c, 1, "mapped"), data, sizeof(data)), 0);
-    int fd = open(mc_path(c, 2, "mapped"), O_RDWR);
+    /* reads=local: node 2 may not have applied the create yet. */
+    long until = pc_now_ms() + 3000;
+    int fd;
+    while ((fd = open(mc_path(c, 2, "mapped"), O_RDWR)) < 0 &&
+           pc_now_ms() < until) {
+        usleep(10000);
+    }
     assert_true(fd >= 0);
     char *p = mmap(NULL, sizeof(data), PROT_READ | PROT_WRITE, MAP_SHARED, fd,
                    0);

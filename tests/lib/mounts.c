@@ -18,11 +18,47 @@
 const char *mc_exe = "./raftfs";
 
 /* Every cluster alive, for the exit and signal hook. */
-static struct mcluster *live[8];
+static struct mcluster *live[64];
+
+/* A daemon that died can leave its connection holding requests (seen
+ * with a write-back in flight): abort it through fusectl, so nothing of
+ * ours waits on it, then detach the mount. */
+static void abort_conn(const char *mnt)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    if (f == NULL) {
+        return;
+    }
+    char line[2048], want[300];
+    snprintf(want, sizeof(want), " %s ", mnt);
+    unsigned major, minor = 0;
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        found = strstr(line, want) != NULL && strstr(line, "fuse") &&
+                sscanf(line, "%*u %*u %u:%u", &major, &minor) == 2;
+    }
+    fclose(f);
+    if (!found) {
+        return;
+    }
+    if (system("grep -q fusectl /proc/self/mounts || "
+               "mount -t fusectl none /sys/fs/fuse/connections "
+               "2>/dev/null") != 0) {
+        /* Without fusectl, the lazy unmount below is all we can do. */
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", minor);
+    FILE *a = fopen(path, "w");
+    if (a != NULL) {
+        fputs("1", a);
+        fclose(a);
+    }
+}
 
 static void detach(const char *mnt)
 {
     char cmd[512];
+    abort_conn(mnt);
     snprintf(cmd, sizeof(cmd),
              "grep -q ' %s fuse' /proc/self/mounts && "
              "{ fusermount3 -u -z %s 2>/dev/null || umount -l %s; }; true",
@@ -237,6 +273,45 @@ void mc_init(struct mcluster *c, int n, const char *opts)
     }
 }
 
+void mc_prepare_join(struct mcluster *c, int i, const char *opts,
+                     bool own_secret)
+{
+    char dir[sizeof(c->dir)];
+    memcpy(dir, c->dir, sizeof(dir));
+    snprintf(c->mnt[i], sizeof(c->mnt[i]), "%s/n%d", dir, i);
+    snprintf(c->data[i], sizeof(c->data[i]), "%s/d%d", dir, i);
+    snprintf(c->opts[i], sizeof(c->opts[i]), "%s", opts ? opts : "");
+    if (mkdir(c->mnt[i], 0755) != 0) {
+        pc_fail("mkdir %s: %s", c->mnt[i], strerror(errno));
+    }
+    char secret[256] = "";
+    if (!own_secret) {
+        snprintf(secret, sizeof(secret), "--secret %s/secret", c->data[1]);
+    }
+    pc_sh("%s init %s --id %d --listen 127.0.0.1:%d --join %s >/dev/null",
+          mc_exe, c->data[i], i, c->base + i, secret);
+    if (i > c->n) {
+        c->n = i;
+    }
+}
+
+int mc_raftfs(struct mcluster *c, int i, const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s %s >> %s/admin.log 2>&1", mc_exe, args,
+             c->dir);
+    char *d = strstr(cmd, "DATA");
+    if (d != NULL) {
+        /* "DATA" in args stands for node i's data folder. */
+        char rest[1024];
+        snprintf(rest, sizeof(rest), "%s", d + 4);
+        snprintf(d, sizeof(cmd) - (size_t)(d - cmd), "%s%s", c->data[i],
+                 rest);
+    }
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 void mc_kill9(struct mcluster *c, int i)
 {
     if (c->pid[i] > 0) {
@@ -263,6 +338,11 @@ int mc_stop(struct mcluster *c, int i)
         return -2; /* A failure. */
     }
     return status;
+}
+
+void mc_cleanup_all(void)
+{
+    cleanup_all();
 }
 
 void mc_destroy(struct mcluster *c)

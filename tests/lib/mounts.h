@@ -36,6 +36,15 @@ extern const char *mc_exe; /* Path of the raftfs binary. */
  * NULL). */
 void mc_init(struct mcluster *c, int n, const char *opts);
 void mc_destroy(struct mcluster *c);
+/* Kill and detach everything every cluster started (on harness failure). */
+void mc_cleanup_all(void);
+/* Prepare node i (> c->n so far) to join: raftfs init --join, with the
+ * cluster's secret (or a fresh one if own_secret), mount options opts. */
+void mc_prepare_join(struct mcluster *c, int i, const char *opts,
+                     bool own_secret);
+/* Run `raftfs ARGS` (a command line) for node i's data folder; returns
+ * the exit status, output appended to DIR/admin.log. */
+int mc_raftfs(struct mcluster *c, int i, const char *args);
 /* Mount node i again (after mc_kill9/mc_stop), with its options. */
 void mc_start(struct mcluster *c, int i);
 /* SIGKILL node i, reap it and detach its dead mount. */

@@ -1,0 +1,363 @@
+/*
+ * Membership on real processes and mounts: growing a cluster while writers
+ * run, a node joining a cluster of 10,000 files by snapshot, removing the
+ * leader, replacing a dead node, refusing a node with another cluster's
+ * secret, and `mount -t raftfs` from an fstab file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../lib/mounts.h"
+#include "../lib/procs.h"
+
+static const char *cli_errors; /* tests/fuse/cli-errors.sh */
+
+static void fail_hook(void)
+{
+    mc_cleanup_all();
+    fail_msg("harness failure (see above)");
+}
+
+static int setup(void **state)
+{
+    struct mcluster *c = calloc(1, sizeof(*c));
+    mc_init(c, 3, NULL);
+    *state = c;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct mcluster *c = *state;
+    mc_destroy(c);
+    free(c);
+    return 0;
+}
+
+static void read_str(const char *path, char *buf, size_t cap)
+{
+    ssize_t n = mc_read(path, buf, cap - 1);
+    if (n < 0) {
+        fail_msg("read %s: %s", path, strerror((int)-n));
+    }
+    buf[n] = '\0';
+}
+
+static int add(struct mcluster *c, int via, int id)
+{
+    char args[256];
+    snprintf(args, sizeof(args), "members -d DATA add %d 127.0.0.1:%d", id,
+             c->base + id);
+    return mc_raftfs(c, via, args);
+}
+
+/* Voters in node i's view of the configuration. */
+static int voters(struct mcluster *c, int i)
+{
+    char buf[8192];
+    ssize_t n = mc_read(mc_path(c, i, ".raftfs/members"), buf,
+                        sizeof(buf) - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    int k = 0;
+    for (char *p = buf; (p = strstr(p, " voter")) != NULL; p++) {
+        k++;
+    }
+    return k;
+}
+
+struct writer {
+    struct mcluster *c;
+    int node;
+    volatile bool stop;
+    int acked;
+    int failed;
+};
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    for (int k = 0; !w->stop; k++) {
+        char name[32], val[32];
+        snprintf(name, sizeof(name), "w%d-%d", w->node, k);
+        snprintf(val, sizeof(val), "%d", k);
+        if (mc_write(mc_path(w->c, w->node, name), val, strlen(val)) != 0) {
+            w->failed++;
+            return NULL;
+        }
+        w->acked = k + 1;
+    }
+    return NULL;
+}
+
+/* 3 -> 5 while two writers run: each new node joins as a learner, catches
+ * up and is promoted by the leader; no write fails, none is lost. */
+static void test_grow_3_to_5_under_writers(void **state)
+{
+    struct mcluster *c = *state;
+    struct writer w[2] = {{.c = c, .node = 1}, {.c = c, .node = 2}};
+    pthread_t t[2];
+    for (int k = 0; k < 2; k++) {
+        pthread_create(&t[k], NULL, writer_main, &w[k]);
+    }
+    for (int id = 4; id <= 5; id++) {
+        mc_prepare_join(c, id, NULL, false);
+        mc_start(c, id);
+        assert_int_equal(add(c, id == 4 ? 2 : 3, id), 0);
+    }
+    usleep(300000);
+    for (int k = 0; k < 2; k++) {
+        w[k].stop = true;
+        pthread_join(t[k], NULL);
+        assert_int_equal(w[k].failed, 0);
+        assert_true(w[k].acked > 0);
+    }
+    assert_int_equal(voters(c, 5), 5);
+    assert_int_equal(voters(c, 1), 5);
+    for (int k = 0; k < 2; k++) {
+        for (int j = 0; j < w[k].acked; j += 7) {
+            char name[32], want[32], got[32];
+            snprintf(name, sizeof(name), "w%d-%d", w[k].node, j);
+            snprintf(want, sizeof(want), "%d", j);
+            read_str(mc_path(c, 5, name), got, sizeof(got));
+            assert_string_equal(got, want);
+        }
+    }
+}
+
+struct filler {
+    struct mcluster *c;
+    int node;
+    int from, to;
+    int failed;
+};
+
+static void *fill_main(void *arg)
+{
+    struct filler *f = arg;
+    for (int k = f->from; k < f->to; k++) {
+        char name[32], val[32];
+        snprintf(name, sizeof(name), "d/f%05d", k);
+        snprintf(val, sizeof(val), "v%d", k);
+        if (mc_write(mc_path(f->c, f->node, name), val, strlen(val)) != 0) {
+            f->failed++;
+        }
+    }
+    return NULL;
+}
+
+/* A node joins a cluster holding 10,000 files whose log was compacted by a
+ * snapshot: it catches up by snapshot, becomes a voter, and serves every
+ * file. */
+static void test_join_by_snapshot(void **state)
+{
+    struct mcluster *c = *state;
+    enum { FILES = 10000, THREADS = 8 };
+    assert_int_equal(mkdir(mc_path(c, 1, "d"), 0755), 0);
+    struct filler f[THREADS];
+    pthread_t t[THREADS];
+    long t0 = pc_now_ms();
+    for (int k = 0; k < THREADS; k++) {
+        f[k] = (struct filler){c, 1 + k % 3, k * FILES / THREADS,
+                               (k + 1) * FILES / THREADS, 0};
+        pthread_create(&t[k], NULL, fill_main, &f[k]);
+    }
+    for (int k = 0; k < THREADS; k++) {
+        pthread_join(t[k], NULL);
+        assert_int_equal(f[k].failed, 0);
+    }
+    fprintf(stderr, "# %d files written in %ld ms\n", FILES, pc_now_ms() - t0);
+    int l = mc_wait_leader(c, 5000);
+    assert_int_equal(mc_raftfs(c, l, "snapshot -d DATA"), 0);
+    mc_prepare_join(c, 4, "reads=local", false);
+    mc_start(c, 4);
+    t0 = pc_now_ms();
+    assert_int_equal(add(c, l, 4), 0);
+    fprintf(stderr, "# node 4 a voter after %ld ms\n", pc_now_ms() - t0);
+    assert_true(mc_status(c, 4, "snapshot_index") > 0); /* Installed one. */
+    for (int k = 0; k < FILES; k++) {
+        char name[32], want[32], got[32];
+        snprintf(name, sizeof(name), "d/f%05d", k);
+        snprintf(want, sizeof(want), "v%d", k);
+        read_str(mc_path(c, 4, name), got, sizeof(got));
+        assert_string_equal(got, want);
+    }
+    fprintf(stderr, "# node 4 served all %d files %ld ms after the add\n",
+            FILES, pc_now_ms() - t0);
+}
+
+/* The leader is removed: the others elect a new one and go on; the removed
+ * node says so and answers changes with EROFS. */
+static void test_remove_leader(void **state)
+{
+    struct mcluster *c = *state;
+    int l = mc_wait_leader(c, 5000);
+    int other = l == 1 ? 2 : 1;
+    char args[64];
+    snprintf(args, sizeof(args), "members -d DATA remove %d", l);
+    assert_int_equal(mc_raftfs(c, other, args), 0);
+    long deadline = pc_now_ms() + 10000;
+    while (mc_status(c, l, "removed") == 0 && pc_now_ms() < deadline) {
+        usleep(50000);
+    }
+    char st[4096];
+    read_str(mc_path(c, l, ".raftfs/status"), st, sizeof(st));
+    assert_non_null(strstr(st, "\"removed\":true"));
+    assert_int_equal(mc_write(mc_path(c, l, "x"), "x", 1), -EROFS);
+    int nl = 0;
+    deadline = pc_now_ms() + 10000;
+    while ((nl == 0 || nl == l) && pc_now_ms() < deadline) {
+        nl = (int)mc_status(c, other, "leader");
+        usleep(50000);
+    }
+    assert_true(nl != 0 && nl != l);
+    assert_int_equal(mc_write(mc_path(c, other, "after"), "ok", 2), 0);
+    assert_int_equal(voters(c, other), 2);
+}
+
+/* A dead node is replaced: removed while down, and a new node (new id and
+ * address) added; the cluster is back to three voters and serves writes
+ * with one more node down. */
+static void test_replace_dead_node(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mc_write(mc_path(c, 1, "before"), "b", 1), 0);
+    mc_kill9(c, 3);
+    c->pid[3] = 0;
+    assert_int_not_equal(mc_wait_leader(c, 10000), 0); /* 3 may have led. */
+    assert_int_equal(mc_raftfs(c, 1, "members -d DATA remove 3"), 0);
+    mc_prepare_join(c, 4, NULL, false);
+    mc_start(c, 4);
+    assert_int_equal(add(c, 2, 4), 0);
+    assert_int_equal(voters(c, 4), 3);
+    char buf[8];
+    read_str(mc_path(c, 4, "before"), buf, sizeof(buf));
+    assert_string_equal(buf, "b");
+    /* 1, 2, 4 are the voters: losing 1 still leaves a quorum. */
+    int l = mc_wait_leader(c, 5000);
+    int down = l == 4 ? 1 : (l == 1 ? 2 : 1);
+    mc_kill9(c, down);
+    int up = down == 1 ? 2 : 1;
+    assert_int_equal(mc_write(mc_path(c, up, "after"), "a", 1), 0);
+    read_str(mc_path(c, 4, "after"), buf, sizeof(buf));
+    assert_string_equal(buf, "a");
+}
+
+/* A node with another cluster's secret is refused by every member: it
+ * never catches up, and both sides log why. */
+static void test_wrong_secret_refused(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mc_write(mc_path(c, 1, "secret-data"), "s", 1), 0);
+    int l = mc_wait_leader(c, 5000); /* Before node 4 counts as running. */
+    mc_prepare_join(c, 4, "reads=local", true);
+    mc_start(c, 4);
+    char add_cmd[1024];
+    snprintf(add_cmd, sizeof(add_cmd),
+             "timeout 3 %s members -d %s add 4 127.0.0.1:%d >/dev/null",
+             mc_exe, c->data[l], c->base + 4);
+    assert_int_not_equal(system(add_cmd), 0); /* It never catches up. */
+    assert_int_equal(access(mc_path(c, 4, "secret-data"), F_OK), -1);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "grep -q 'authenticat\\|secret' %s/node4.log && "
+             "grep -q 'authenticat\\|secret' %s/node%d.log",
+             c->dir, c->dir, l);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(voters(c, 1), 3);
+}
+
+/* `mount -t raftfs` from an fstab line (with _netdev), then umount stops
+ * the node (it daemonized: its PID is in the data folder). */
+static void test_fstab(void **state)
+{
+    struct mcluster *c = *state;
+    (void)c;
+    char dir[] = "/tmp/raftfs-fstab-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "set -e; cd %s; mkdir m; "
+             "%s init d --id 9 --listen 127.0.0.1:%d >/dev/null; "
+             "helper=/sbin/mount.raftfs; made=0; "
+             "if [ ! -e $helper ]; then ln -s %s $helper; made=1; fi; "
+             "trap 'set +e; [ $made = 1 ] && rm -f $helper; "
+             "umount %s/m 2>/dev/null' EXIT; "
+             "echo '%s/d %s/m raftfs _netdev,reads=local 0 0' > fstab; "
+             "mount -T %s/fstab %s/m; "
+             "grep -q ' %s/m fuse.raftfs' /proc/mounts; "
+             "echo hello > m/x; test \"$(cat m/x)\" = hello; "
+             "pid=$(cat d/raftfs.pid); kill -0 $pid; "
+             "umount %s/m; "
+             "for i in $(seq 50); do kill -0 $pid 2>/dev/null || break; "
+             "sleep 0.1; done; ! kill -0 $pid 2>/dev/null",
+             dir, mc_exe, c->base + 9, mc_exe, dir, dir, dir, dir, dir, dir,
+             dir);
+    int rv = system(cmd);
+    snprintf(cmd, sizeof(cmd), "cat %s/d/raftfs.log >&2; rm -rf %s",
+             rv ? dir : "/nonexistent", dir);
+    if (system(cmd) != 0) {
+        /* Nothing to show. */
+    }
+    assert_int_equal(rv, 0);
+}
+
+/* Bad input, each with a clear message and a non-zero exit. */
+static void test_cli_errors(void **state)
+{
+    struct mcluster *c = *state;
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "sh %s %s %s %s", cli_errors, mc_exe, c->dir,
+             c->data[1]);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: test_members RAFTFS CLI_ERRORS\n");
+        return 2;
+    }
+    static char exe[4096];
+    if (realpath(argv[1], exe) == NULL) {
+        perror(argv[1]);
+        return 2;
+    }
+    mc_exe = exe; /* Absolute: some tests change directory. */
+    cli_errors = argv[2];
+    pc_fail_hook = fail_hook;
+    if (access("/dev/fuse", R_OK | W_OK) != 0) {
+        fprintf(stderr, "/dev/fuse is not available: skipping\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_grow_3_to_5_under_writers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_join_by_snapshot, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_remove_leader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_dead_node, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_secret_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_fstab, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_errors, setup, teardown),
+    };
+    if (getenv("RAFTFS_TEST_FILTER") != NULL) {
+        cmocka_set_test_filter(getenv("RAFTFS_TEST_FILTER"));
+    }
+    return cmocka_run_group_tests_name("members", tests, NULL, NULL);
+}
