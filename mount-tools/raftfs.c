@@ -38,7 +38,7 @@
 static const char usage[] =
     "usage:\n"
     "  raftfs init DATADIR --id N --listen IP:PORT [--peers LIST | --join]\n"
-    "                      [--secret FILE]\n"
+    "                      [--secret FILE] [--restore IMAGE]\n"
     "  raftfs mount DATADIR MOUNTPOINT [-f] [-o OPTION[,OPTION...]]\n"
     "  raftfs status [-d DATADIR] [--json]\n"
     "  raftfs members [-d DATADIR] list | add ID IP:PORT | remove ID\n"
@@ -52,6 +52,9 @@ static const char usage[] =
     "--join it waits to be added by `raftfs members add` on the cluster.\n"
     "--secret copies the cluster's 32-byte secret file (every node of a\n"
     "cluster needs the same one); without it a new secret is made.\n"
+    "--restore founds a one-node cluster holding the state of IMAGE, a\n"
+    "snapshot image (DATADIR/snapshots/snap-N.img, made by\n"
+    "`raftfs snapshot`); grow it with `raftfs members add`.\n"
     "\n"
     "mount starts the node and mounts its tree at MOUNTPOINT, then runs in\n"
     "the background (-f: in the foreground, logging to stderr; otherwise\n"
@@ -202,13 +205,83 @@ static void make_secret(const char *to)
     close(out);
 }
 
+/* Install a snapshot image as the whole state of a new one-node cluster:
+ * the snapshot's configuration is this node alone. */
+static void restore_image(const char *dir, const char *image, rfs_nodeid_t id,
+                          const char *listen)
+{
+    int fd = open(image, O_RDONLY);
+    unsigned char hdr[16];
+    if (fd < 0 || read(fd, hdr, sizeof(hdr)) != (ssize_t)sizeof(hdr) ||
+        memcmp(hdr, "RFSSNAP1", 8) != 0) {
+        die("init: --restore %s: %s", image,
+            fd < 0 ? strerror(errno) : "not a raftfs snapshot image");
+    }
+    struct stat st;
+    fstat(fd, &st);
+    close(fd);
+    uint64_t index = 0;
+    for (int i = 7; i >= 0; i--) {
+        index = index << 8 | hdr[8 + i];
+    }
+    char db[PATH_MAX], snaps[PATH_MAX], copy[PATH_MAX + 64], err[RFS_ERRMSG_SZ];
+    conf_path(dir, db, sizeof(db), "db");
+    conf_path(dir, snaps, sizeof(snaps), "snapshots");
+    snprintf(copy, sizeof(copy), "%s/snap-%" PRIu64 ".img", snaps, index);
+    struct store_options so;
+    store_options_default(&so);
+    struct store *s;
+    if (store_open(db, &so, &s, err) != 0) {
+        die("init: %s", err);
+    }
+    struct cons_snap_meta meta;
+    memset(&meta, 0, sizeof(meta));
+    meta.index = index;
+    meta.term = 1;
+    meta.size = (uint64_t)st.st_size;
+    meta.conf.n = 1;
+    meta.conf.servers[0].id = id;
+    meta.conf.servers[0].role = CONS_VOTER;
+    snprintf(meta.conf.servers[0].addr, CONS_ADDR_MAX, "%s", listen);
+    struct cons_hard_state hs = {.term = 1, .vote = 0, .commit = index};
+    int rv = store_snapshot_install(s, image, &meta);
+    if (rv == 0) {
+        rv = store_log_write(s, &hs, NULL, 0);
+    }
+    if (rv != 0) {
+        die("init: --restore %s: %s", image, store_errmsg(s));
+    }
+    store_close(s);
+    /* The node serves the image to followers that need it. */
+    if (mkdir(snaps, 0700) != 0 && errno != EEXIST) {
+        die("init: %s: %s", snaps, strerror(errno));
+    }
+    int in = open(image, O_RDONLY), out = open(copy, O_WRONLY | O_CREAT |
+                                                         O_TRUNC, 0600);
+    char buf[1 << 16];
+    ssize_t n;
+    while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0) {
+        if (write(out, buf, (size_t)n) != n) {
+            die("init: %s: %s", copy, strerror(errno));
+        }
+    }
+    if (in < 0 || out < 0 || fsync(out) != 0) {
+        die("init: %s: %s", copy, strerror(errno));
+    }
+    close(in);
+    close(out);
+    printf("raftfs: restored the state at index %" PRIu64 " from %s\n",
+           index, image);
+}
+
 static int cmd_init(int argc, char **argv)
 {
     if (argc < 1 || argv[0][0] == '-') {
         die("init: missing DATADIR\n%s", usage);
     }
     const char *dir = argv[0];
-    const char *id_s = NULL, *listen = NULL, *peers = NULL, *secret = NULL;
+    const char *id_s = NULL, *listen = NULL, *peers = NULL, *secret = NULL,
+               *restore = NULL;
     bool join = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -216,6 +289,7 @@ static int cmd_init(int argc, char **argv)
                            : strcmp(a, "--listen") == 0 ? &listen
                            : strcmp(a, "--peers") == 0  ? &peers
                            : strcmp(a, "--secret") == 0 ? &secret
+                           : strcmp(a, "--restore") == 0 ? &restore
                                                         : NULL;
         if (dst != NULL) {
             if (i + 1 >= argc) {
@@ -240,6 +314,10 @@ static int cmd_init(int argc, char **argv)
     if (join && peers != NULL) {
         die("init: --join and --peers exclude each other: --peers founds a "
             "new cluster, --join enters an existing one");
+    }
+    if (restore != NULL && (join || peers != NULL)) {
+        die("init: --restore founds a one-node cluster: it excludes --join "
+            "and --peers (add the other nodes afterwards)");
     }
     char self[CONS_ADDR_MAX + 24];
     snprintf(self, sizeof(self), "%" PRIu64 "=%s", id, listen);
@@ -286,6 +364,9 @@ static int cmd_init(int argc, char **argv)
         copy_secret(secret, spath);
     } else {
         make_secret(spath);
+    }
+    if (restore != NULL) {
+        restore_image(dir, restore, id, listen);
     }
     char tmp[PATH_MAX + 8];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);

@@ -315,6 +315,30 @@ static void test_fstab(void **state)
     assert_int_equal(rv, 0);
 }
 
+/* Backup and restore: `raftfs snapshot` writes an image; a new one-node
+ * cluster founded from it (`raftfs init --restore`) holds exactly that
+ * state, and takes writes. */
+static void test_backup_restore(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mkdir(mc_path(c, 2, "etc"), 0755), 0);
+    assert_int_equal(mc_write(mc_path(c, 2, "etc/app.conf"), "port=1", 6), 0);
+    assert_int_equal(mc_raftfs(c, 3, "snapshot -d DATA"), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "later"), "x", 1), 0);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "set -e; cd %s; img=$(ls -t d3/snapshots/snap-*.img | head -1); "
+             "%s init r --id 1 --listen 127.0.0.1:%d --restore $img "
+             ">/dev/null; mkdir rm; %s mount r rm -o reads=local; "
+             "trap 'umount %s/rm' EXIT; "
+             "for i in $(seq 50); do "
+             "grep -q leader rm/.raftfs/status && break; sleep 0.1; done; "
+             "test \"$(cat rm/etc/app.conf)\" = port=1; "
+             "test ! -e rm/later; echo y > rm/new; test \"$(cat rm/new)\" = y",
+             c->dir, mc_exe, c->base + 8, mc_exe, c->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* Bad input, each with a clear message and a non-zero exit. */
 static void test_cli_errors(void **state)
 {
@@ -354,6 +378,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_wrong_secret_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fstab, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backup_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_errors, setup, teardown),
     };
     if (getenv("RAFTFS_TEST_FILTER") != NULL) {
