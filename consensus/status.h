@@ -13,8 +13,9 @@
 #include "node.h"
 
 /* One JSON object: id, role, term, leader, commit_index, applied_index,
- * last_index, entries_proposed, batches_written, peers_connected, members
- * (objects with id, address, role). */
+ * last_index, snapshot_index, entries_proposed, batches_written,
+ * peers_connected, address, removed, last_error, members (objects with id,
+ * address, role, and on the leader match and lag). */
 size_t status_json(const struct node_status *st, char *buf, size_t cap);
 /* "ID ADDRESS\n" of the leader this node knows, or "none\n". */
 size_t status_leader(const struct node_status *st, char *buf, size_t cap);

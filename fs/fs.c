@@ -109,8 +109,17 @@ struct fs_handle *fs__handle_new(struct fs *fs, enum fs_handle_kind kind,
     h->kino = ino;
     h->ino = ino;
     pthread_mutex_init(&h->dlock, NULL);
+    pthread_mutex_lock(&fs->lock);
+    h->anext = fs->all;
+    if (fs->all != NULL) {
+        fs->all->aprev = h;
+    }
+    fs->all = h;
+    pthread_mutex_unlock(&fs->lock);
     return h;
 }
+
+static void handle_free(struct fs *fs, struct fs_handle *h);
 
 bool fs__handle_tryget(struct fs_handle *h)
 {
@@ -130,7 +139,20 @@ void fs__handle_put(struct fs_handle *h)
     if (h->pending) {
         fs__pending_remove(fs, h);
     }
+    if (h->aprev != NULL) {
+        h->aprev->anext = h->anext;
+    } else {
+        fs->all = h->anext;
+    }
+    if (h->anext != NULL) {
+        h->anext->aprev = h->aprev;
+    }
     pthread_mutex_unlock(&fs->lock);
+    handle_free(fs, h);
+}
+
+static void handle_free(struct fs *fs, struct fs_handle *h)
+{
     if (h->view != NULL) {
         store_view_free(node_store(fs->node), h->view);
     }
@@ -593,10 +615,28 @@ void fs_counters(struct fs *fs, struct fs_counters *c)
     pthread_mutex_unlock(&fs->lock);
 }
 
+void fs_drop_views(struct fs *fs)
+{
+    pthread_mutex_lock(&fs->lock);
+    for (struct fs_handle *h = fs->all; h; h = h->anext) {
+        if (h->view != NULL) {
+            store_view_free(node_store(fs->node), h->view);
+            h->view = NULL;
+        }
+    }
+    pthread_mutex_unlock(&fs->lock);
+}
+
 void fs_free(struct fs *fs)
 {
     if (fs == NULL) {
         return;
+    }
+    /* Handles the kernel never released (files open at unmount). */
+    while (fs->all != NULL) {
+        struct fs_handle *h = fs->all;
+        fs->all = h->anext;
+        handle_free(fs, h);
     }
     if (fs->inval_started) {
         pthread_mutex_lock(&fs->lock);

@@ -61,8 +61,12 @@ void fs_attach(struct fs *fs, struct node *n, struct fuse_session *se);
 /* After mounting: the mount's id (mountinfo's first field), so that a
  * flush can tell whether its caller still holds the file (see ops_write.c). */
 void fs_set_mount_id(struct fs *fs, uint64_t mnt_id);
-/* Stop the invalidation thread; call after the session loop ended and the
- * node stopped. */
+/* After the session loop ended, before node_stop(): release the store
+ * views of handles the kernel still holds (the store closes with the
+ * node). */
+void fs_drop_views(struct fs *fs);
+/* Stop the invalidation thread and free every handle left; call after the
+ * session loop ended and the node stopped. */
 void fs_free(struct fs *fs);
 
 /* The operations; userdata for fuse_session_new() is the struct fs. */

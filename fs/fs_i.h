@@ -61,6 +61,7 @@ struct fs_handle {
     uint32_t gid;
     int64_t ctime_ns;
     struct fs_handle *pnext; /* In fs->pending. */
+    struct fs_handle *anext, *aprev; /* In fs->all. */
 
     /* Directories: the listing, taken from the view at the first readdir. */
     pthread_mutex_t dlock;
@@ -96,6 +97,7 @@ struct fs {
 
     pthread_mutex_t lock; /* Everything below. */
     struct fs_handle *pending;
+    struct fs_handle *all; /* Every live handle, for shutdown. */
     struct fs_alias *aliases;
     size_t n_aliases;
     size_t cap_aliases;

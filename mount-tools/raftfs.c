@@ -1138,6 +1138,7 @@ static int cmd_mount(int argc, char **argv)
     fuse_loop_cfg_destroy(lc);
     log_line(NULL, NODE_LOG_INFO, "unmounting");
     admin_close(&admin);
+    fs_drop_views(fs);
     /* The node first: its last callbacks still answer the kernel through
      * the session, which must outlive them. */
     node_stop(node);

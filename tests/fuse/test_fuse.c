@@ -578,6 +578,9 @@ static void test_unmount_and_remount(void **state)
     struct mcluster *c = *state;
     assert_int_equal(mc_write(mc_path(c, 1, "kept"), "yes", 3), 0);
     int st = mc_stop(c, 1);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        mc_dump_logs(c);
+    }
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     mc_start(c, 1);
     char buf[16];
@@ -589,6 +592,9 @@ static void test_unmount_and_remount(void **state)
     int status;
     assert_int_equal(waitpid(c->pid[3], &status, 0), c->pid[3]);
     c->pid[3] = 0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        mc_dump_logs(c);
+    }
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     assert_int_equal(mc_write(mc_path(c, 2, "kept"), "again", 5), 0);
     mc_start(c, 3);
