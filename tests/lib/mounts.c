@@ -16,6 +16,7 @@
 #include "procs.h"
 
 const char *mc_exe = "./raftfs";
+void (*mc_pre_exec)(struct mcluster *c, int i);
 
 /* Every cluster alive, for the exit and signal hook. */
 static struct mcluster *live[64];
@@ -194,6 +195,9 @@ void mc_start(struct mcluster *c, int i)
             argv[k++] = c->opts[i];
         }
         argv[k] = NULL;
+        if (mc_pre_exec != NULL) {
+            mc_pre_exec(c, i);
+        }
         execv(mc_exe, argv);
         _exit(127);
     }
@@ -216,6 +220,17 @@ void mc_start(struct mcluster *c, int i)
     }
     mc_dump_logs(c);
     pc_fail("node %d: mount %s did not answer in 10 s", i, c->mnt[i]);
+}
+
+void mc_register(struct mcluster *c)
+{
+    hook_once();
+    for (unsigned k = 0; k < sizeof(live) / sizeof(live[0]); k++) {
+        if (live[k] == NULL) {
+            live[k] = c;
+            return;
+        }
+    }
 }
 
 void mc_init(struct mcluster *c, int n, const char *opts)

@@ -31,6 +31,12 @@ struct mcluster {
 };
 
 extern const char *mc_exe; /* Path of the raftfs binary. */
+/* If set: runs in the child before it execs node i (e.g. to enter a
+ * network namespace). */
+extern void (*mc_pre_exec)(struct mcluster *c, int i);
+
+/* Track a cluster built by hand (not by mc_init) for the exit hook. */
+void mc_register(struct mcluster *c);
 
 /* n nodes founding one cluster, each mounted with options opts (may be
  * NULL). */

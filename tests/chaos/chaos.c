@@ -1,0 +1,587 @@
+/*
+ * raftfs-chaos: a cluster under faults, checked for linearizability.
+ *
+ *   raftfs-chaos RAFTFS NET_SH [--seed S] [--seconds T] [--nodes N]
+ *
+ * N nodes (default 5), each in its own network namespace with its own
+ * mount (tests/chaos/net.sh builds and removes the network). One client
+ * per node writes and reads register files through its mount; every
+ * operation is recorded with its invocation and completion time and its
+ * outcome (ok, failed, unknown). A nemesis, randomized from the seed,
+ * partitions the network (majority/minority, isolated leader, one-way),
+ * kills nodes with SIGKILL and restarts them, pauses them with SIGSTOP
+ * for longer than an election timeout, and transfers leadership. Then it
+ * heals everything, every client reads every key, and the history is
+ * checked: per-key linearizability (checker.h), which also finds lost
+ * acknowledged writes; and every replica must reach the same state.
+ *
+ * The last line is `chaos: seed=S ops=O faults=F anomalies=A`; on failure
+ * the offending key's history and the replay command come before it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../lib/mounts.h"
+#include "../lib/procs.h"
+#include "checker.h"
+
+#define KEYS 5
+
+static const char *net_sh;
+static char tag[16];
+static struct mcluster C;
+static uint64_t seed = 1;
+static int seconds = 40;
+static uint64_t t0_ns;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec - t0_ns;
+}
+
+/* Deterministic choices from the seed (the schedule, not the timing). */
+static uint64_t rng_state;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void net(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void net(const char *fmt, ...)
+{
+    char args[256], cmd[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "sh %s %s >/dev/null 2>&1", net_sh, args);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "chaos: net.sh %s failed\n", args);
+    }
+}
+
+static void enter_netns(struct mcluster *c, int i)
+{
+    (void)c;
+    char path[128];
+    snprintf(path, sizeof(path), "/run/netns/%s-%d", tag, i);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+        perror(path);
+        _exit(126);
+    }
+    close(fd);
+}
+
+/* ---- Nodes, guarded against clients walking into a bare directory ---- */
+
+static pthread_rwlock_t guard[MC_MAX + 1];
+static atomic_bool up[MC_MAX + 1];
+static atomic_bool stopped[MC_MAX + 1];
+
+static void node_kill(int i)
+{
+    kill(C.pid[i], SIGKILL); /* In-flight operations fail now... */
+    pthread_rwlock_wrlock(&guard[i]);
+    mc_kill9(&C, i); /* ...then the dead mount is detached. */
+    up[i] = false;
+    pthread_rwlock_unlock(&guard[i]);
+}
+
+static void node_restart(int i)
+{
+    pthread_rwlock_wrlock(&guard[i]);
+    mc_start(&C, i);
+    up[i] = true;
+    pthread_rwlock_unlock(&guard[i]);
+}
+
+/* The leader as node i's admin socket says (no FUSE involved). */
+static int leader_of(int i)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "timeout 2 %s status -d %s --json 2>/dev/null | "
+             "sed -n 's/.*\"leader\":\\([0-9]*\\).*/\\1/p'",
+             mc_exe, C.data[i]);
+    FILE *f = popen(cmd, "r");
+    int l = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%d", &l) != 1) {
+            l = 0;
+        }
+        pclose(f);
+    }
+    return l;
+}
+
+static int any_leader(void)
+{
+    for (int i = 1; i <= C.n; i++) {
+        if (up[i] && !stopped[i]) {
+            int l = leader_of(i);
+            if (l > 0) {
+                return l;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- Clients ---------------------------------------------------------- */
+
+struct history {
+    pthread_mutex_t lock;
+    struct lin_op *ops;
+    size_t n, cap;
+    size_t ok, failed, unknown;
+};
+static struct history H = {.lock = PTHREAD_MUTEX_INITIALIZER};
+static atomic_bool clients_stop;
+
+static void record(const struct lin_op *op, int outcome)
+{
+    pthread_mutex_lock(&H.lock);
+    if (outcome < 0) {
+        H.failed++;
+    } else {
+        if (H.n == H.cap) {
+            H.cap = H.cap ? 2 * H.cap : 1024;
+            H.ops = realloc(H.ops, H.cap * sizeof(*H.ops));
+        }
+        H.ops[H.n++] = *op;
+        if (outcome == 0) {
+            H.ok++;
+        } else {
+            H.unknown++;
+        }
+    }
+    pthread_mutex_unlock(&H.lock);
+}
+
+/* One write: open with O_TRUNC (nothing is sent yet: the truncate is
+ * staged), write (one entry with the data), close. Returns 0 ok, -1 not
+ * applied, 1 unknown. */
+static int do_write(const char *path, int64_t v)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        return -1; /* Nothing was proposed. */
+    }
+    char buf[32];
+    int len = snprintf(buf, sizeof(buf), "%" PRId64, v);
+    ssize_t n = write(fd, buf, (size_t)len);
+    int e = errno;
+    close(fd);
+    if (n == len) {
+        return 0;
+    }
+    return e == EROFS ? -1 : 1; /* EROFS: refused before proposing. */
+}
+
+/* One read: 0 with *v (LIN_ABSENT if no file), or -1 (no information). */
+static int do_read(const char *path, int64_t *v)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            *v = LIN_ABSENT;
+            return 0;
+        }
+        return -1;
+    }
+    char buf[32];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n < 0) {
+        return -1;
+    }
+    buf[n] = '\0';
+    *v = n == 0 ? LIN_ABSENT : strtoll(buf, NULL, 10);
+    return 0;
+}
+
+static void *client_main(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    uint64_t r = seed * 7919 + (uint64_t)i;
+    int64_t seq = 0;
+    while (!clients_stop) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        int key = (int)(r % KEYS);
+        bool wr = (r >> 8) % 2 == 0;
+        pthread_rwlock_rdlock(&guard[i]);
+        if (!up[i]) {
+            pthread_rwlock_unlock(&guard[i]);
+            usleep(50000);
+            continue;
+        }
+        char name[16];
+        snprintf(name, sizeof(name), "r%d", key);
+        const char *path = mc_path(&C, i, name);
+        struct lin_op op = {.key = key, .client = i, .call = now_ns()};
+        int outcome;
+        if (wr) {
+            op.kind = LIN_WRITE;
+            op.value = (int64_t)i * 1000000 + ++seq;
+            outcome = do_write(path, op.value);
+        } else {
+            op.kind = LIN_READ;
+            outcome = do_read(path, &op.value);
+        }
+        op.ret = outcome == 1 ? LIN_NEVER : now_ns();
+        pthread_rwlock_unlock(&guard[i]);
+        if (!wr && outcome != 0) {
+            outcome = -1; /* A failed read tells nothing. */
+        }
+        record(&op, outcome);
+        usleep(5000 + (unsigned)(r % 20000));
+    }
+    return NULL;
+}
+
+/* ---- Nemesis ---------------------------------------------------------- */
+
+static int faults;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("nemesis: t=%.1fs ", (double)now_ns() / 1e9);
+    vprintf(fmt, ap);
+    printf("\n");
+    fflush(stdout);
+    va_end(ap);
+}
+
+static void cut_both(int a, int b)
+{
+    net("cut %s %d %d %d", tag, C.n, a, b);
+    net("cut %s %d %d %d", tag, C.n, b, a);
+}
+
+static void nemesis_once(void)
+{
+    int n = C.n;
+    int kind = (int)(rnd() % 6);
+    faults++;
+    switch (kind) {
+    case 0: { /* Majority / minority. */
+        int side[MC_MAX + 1], minority = (int)(rnd() % (unsigned)(n / 2)) + 1;
+        char desc[64] = "";
+        for (int i = 1; i <= n; i++) {
+            side[i] = 0;
+        }
+        for (int k = 0; k < minority;) {
+            int i = 1 + (int)(rnd() % (unsigned)n);
+            if (!side[i]) {
+                side[i] = 1;
+                k++;
+                snprintf(desc + strlen(desc), sizeof(desc) - strlen(desc),
+                         " %d", i);
+            }
+        }
+        say("partition: minority {%s } from the rest", desc);
+        for (int a = 1; a <= n; a++) {
+            for (int b = a + 1; b <= n; b++) {
+                if (side[a] != side[b]) {
+                    cut_both(a, b);
+                }
+            }
+        }
+        usleep(2500000);
+        break;
+    }
+    case 1: { /* Isolated leader. */
+        int l = any_leader();
+        if (l == 0) {
+            say("isolate leader: none known");
+            break;
+        }
+        say("partition: leader %d isolated", l);
+        for (int i = 1; i <= n; i++) {
+            if (i != l) {
+                cut_both(l, i);
+            }
+        }
+        usleep(2500000);
+        break;
+    }
+    case 2: { /* One-way: the leader hears nobody. */
+        int l = any_leader();
+        if (l == 0) {
+            break;
+        }
+        say("partition: leader %d hears no one (one-way)", l);
+        for (int i = 1; i <= n; i++) {
+            if (i != l) {
+                net("cut %s %d %d %d", tag, n, i, l);
+            }
+        }
+        usleep(2500000);
+        break;
+    }
+    case 3: { /* kill -9 and restart. */
+        int i = 1 + (int)(rnd() % (unsigned)n);
+        say("kill -9 node %d", i);
+        node_kill(i);
+        usleep(1000000 + (unsigned)(rnd() % 2000000));
+        say("restart node %d", i);
+        node_restart(i);
+        break;
+    }
+    case 4: { /* Pause longer than an election timeout. */
+        int i = 1 + (int)(rnd() % (unsigned)n);
+        say("SIGSTOP node %d for 1.5 s", i);
+        stopped[i] = true;
+        kill(C.pid[i], SIGSTOP);
+        usleep(1500000);
+        kill(C.pid[i], SIGCONT);
+        stopped[i] = false;
+        break;
+    }
+    default: { /* Leadership transfer. */
+        int l = any_leader();
+        if (l == 0) {
+            break;
+        }
+        say("leader transfer away from %d", l);
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd),
+                 "timeout 5 %s leader -d %s transfer >/dev/null 2>&1",
+                 mc_exe, C.data[l]);
+        if (system(cmd) != 0) {
+            say("leader transfer did not complete");
+        }
+        break;
+    }
+    }
+    net("heal %s %d", tag, n);
+    usleep(500000 + (unsigned)(rnd() % 1000000));
+}
+
+/* ---- Main ------------------------------------------------------------- */
+
+static void teardown(void)
+{
+    if (C.n > 0) {
+        for (int i = 1; i <= C.n; i++) {
+            if (C.pid[i] > 0) {
+                kill(C.pid[i], SIGCONT);
+            }
+        }
+        mc_destroy(&C);
+        net("down %s %d", tag, C.n);
+        C.n = 0;
+    }
+}
+
+static void on_fail(void)
+{
+    teardown();
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: raftfs-chaos RAFTFS NET_SH [--seed S] "
+                        "[--seconds T] [--nodes N]\n");
+        return 2;
+    }
+    static char exe[4096];
+    if (realpath(argv[1], exe) == NULL) {
+        perror(argv[1]);
+        return 2;
+    }
+    mc_exe = exe;
+    net_sh = argv[2];
+    int n = 5;
+    seed = (uint64_t)time(NULL);
+    if (getenv("RAFTFS_CHAOS_SEED")) {
+        seed = strtoull(getenv("RAFTFS_CHAOS_SEED"), NULL, 10);
+    }
+    for (int i = 3; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--seed") == 0) {
+            seed = strtoull(argv[i + 1], NULL, 10);
+        } else if (strcmp(argv[i], "--seconds") == 0) {
+            seconds = atoi(argv[i + 1]);
+        } else if (strcmp(argv[i], "--nodes") == 0) {
+            n = atoi(argv[i + 1]);
+        }
+    }
+    if (n < 3 || n > MC_MAX) {
+        fprintf(stderr, "raftfs-chaos: --nodes must be 3 to %d\n", MC_MAX);
+        return 2;
+    }
+    if (access("/dev/fuse", R_OK | W_OK) != 0 || geteuid() != 0) {
+        fprintf(stderr, "raftfs-chaos: needs root and /dev/fuse: skipping\n");
+        return 77;
+    }
+    rng_state = seed * 2654435761u + 1;
+    printf("chaos: seed %" PRIu64 ", %d nodes, %d s of faults\n", seed, n,
+           seconds);
+    fflush(stdout);
+    snprintf(tag, sizeof(tag), "rc%d", (int)(getpid() % 100000));
+    pc_fail_hook = on_fail;
+    mc_pre_exec = enter_netns;
+
+    memset(&C, 0, sizeof(C));
+    C.n = n;
+    snprintf(C.dir, sizeof(C.dir), "/tmp/raftfs-chaos-XXXXXX");
+    if (mkdtemp(C.dir) == NULL) {
+        perror("mkdtemp");
+        return 2;
+    }
+    mc_register(&C);
+    atexit(teardown);
+    net("down %s %d", tag, n); /* Leftovers of an earlier run, if any. */
+    net("up %s %d", tag, n);
+    char peers[512] = "";
+    for (int i = 1; i <= n; i++) {
+        snprintf(peers + strlen(peers), sizeof(peers) - strlen(peers),
+                 "%s%d=10.91.0.%d:7100", i > 1 ? "," : "", i, i);
+    }
+    char dir[sizeof(C.dir)];
+    memcpy(dir, C.dir, sizeof(dir));
+    for (int i = 1; i <= n; i++) {
+        snprintf(C.mnt[i], sizeof(C.mnt[i]), "%s/n%d", dir, i);
+        snprintf(C.data[i], sizeof(C.data[i]), "%s/d%d", dir, i);
+        /* RAFTFS_CHAOS_OPTS=reads=local shows the harness catching the
+         * stale reads that mode allows. */
+        const char *o = getenv("RAFTFS_CHAOS_OPTS");
+        snprintf(C.opts[i], sizeof(C.opts[i]), "commit_timeout=4%s%s",
+                 o ? "," : "", o ? o : "");
+        mkdir(C.mnt[i], 0755);
+        char secret[256] = "";
+        if (i > 1) {
+            snprintf(secret, sizeof(secret), "--secret %s/secret", C.data[1]);
+        }
+        pc_sh("%s init %s --id %d --listen 10.91.0.%d:7100 --peers %s %s "
+              ">/dev/null",
+              mc_exe, C.data[i], i, i, peers, secret);
+        pthread_rwlock_init(&guard[i], NULL);
+    }
+    t0_ns = 0;
+    t0_ns = now_ns();
+    for (int i = 1; i <= n; i++) {
+        mc_start(&C, i);
+        up[i] = true;
+    }
+    long deadline = pc_now_ms() + 15000;
+    while (any_leader() == 0 && pc_now_ms() < deadline) {
+        usleep(100000);
+    }
+    printf("chaos: cluster up, leader %d\n", any_leader());
+
+    pthread_t clients[MC_MAX + 1];
+    for (int i = 1; i <= n; i++) {
+        pthread_create(&clients[i], NULL, client_main, (void *)(intptr_t)i);
+    }
+    long end = pc_now_ms() + (long)seconds * 1000;
+    while (pc_now_ms() < end) {
+        nemesis_once();
+    }
+    say("healing everything");
+    net("heal %s %d", tag, n);
+    for (int i = 1; i <= n; i++) {
+        kill(C.pid[i], SIGCONT);
+        if (!up[i]) {
+            node_restart(i);
+        }
+    }
+    usleep(3000000); /* Clients go on in the healed cluster. */
+    clients_stop = true;
+    for (int i = 1; i <= n; i++) {
+        pthread_join(clients[i], NULL);
+    }
+    /* Everyone reads every key: lost writes show up as anomalies. */
+    for (int i = 1; i <= n; i++) {
+        for (int k = 0; k < KEYS; k++) {
+            char name[16];
+            snprintf(name, sizeof(name), "r%d", k);
+            struct lin_op op = {.key = k, .client = i, .kind = LIN_READ,
+                                .call = now_ns()};
+            int rv = -1;
+            for (int tries = 0; rv != 0 && tries < 20; tries++) {
+                rv = do_read(mc_path(&C, i, name), &op.value);
+                if (rv != 0) {
+                    usleep(500000);
+                }
+            }
+            op.ret = now_ns();
+            if (rv != 0) {
+                printf("chaos: node %d cannot read %s after healing\n", i,
+                       name);
+            }
+            record(&op, rv == 0 ? 0 : -1);
+        }
+    }
+    /* Replicas converge: same applied index, same values. */
+    int anomalies = 0;
+    deadline = pc_now_ms() + 15000;
+    bool same = false;
+    while (!same && pc_now_ms() < deadline) {
+        uint64_t a1 = mc_status(&C, 1, "applied_index");
+        same = true;
+        for (int i = 2; i <= n; i++) {
+            same &= mc_status(&C, i, "applied_index") == a1;
+        }
+        if (!same) {
+            usleep(200000);
+        }
+    }
+    if (!same) {
+        printf("chaos: ANOMALY replicas did not converge to one applied "
+               "index\n");
+        anomalies++;
+    }
+    struct lin_report rep;
+    size_t bad = lin_check(H.ops, H.n, &rep);
+    printf("chaos: %zu operations recorded (%zu ok, %zu unknown outcome, "
+           "%zu failed and left out), %zu keys checked, %zu search states, "
+           "%d faults injected\n",
+           H.ok + H.unknown + H.failed, H.ok, H.unknown, H.failed, rep.keys,
+           rep.explored, faults);
+    if (bad > 0) {
+        printf("chaos: ANOMALY: key r%d has no linearization; its history "
+               "(client, op, value, [invoked, completed] ns):\n",
+               rep.first_bad_key);
+        fflush(stdout);
+        lin_print_key(H.ops, H.n, rep.first_bad_key);
+        anomalies += (int)bad;
+    }
+    if (H.ok == 0) {
+        printf("chaos: ANOMALY: no operation succeeded\n");
+        anomalies++;
+    }
+    if (anomalies > 0) {
+        printf("chaos: replay: %s %s %s --seed %" PRIu64 " --seconds %d "
+               "--nodes %d\n",
+               argv[0], argv[1], argv[2], seed, seconds, n);
+    }
+    teardown();
+    printf("chaos: seed=%" PRIu64 " ops=%zu faults=%d anomalies=%d\n", seed,
+           H.ok + H.unknown + H.failed, faults, anomalies);
+    return anomalies ? 1 : 0;
+}
