@@ -27,8 +27,14 @@
  * - Errors: see fs_errno() and docs/fs.md. After a change times out, and
  *   while no leader is known, further changes fail at once with EROFS.
  *
- * Threads: the fuse_lowlevel_ops run on FUSE worker threads; completions run
- * on the node's loop thread. All fs state they share is under one mutex.
+ * Caveats:
+ * - The fuse_lowlevel_ops run on FUSE worker threads; completions run on the
+ *   node's loop thread. All fs state they share is under one mutex; handles
+ *   are reference-counted (the kernel's, and one per change in flight).
+ * - A flush reads the caller's /proc/PID/fdinfo (see ops_write.c): run the
+ *   daemon as root, or as the user of the mount, for one entry per
+ *   `echo v > f`; otherwise staged changes go at the first flush (two
+ *   entries, still correct).
  */
 #ifndef RAFTFS_FS_FS_H
 #define RAFTFS_FS_FS_H
