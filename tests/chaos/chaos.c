@@ -155,6 +155,15 @@ struct history {
     size_t ok, failed, unknown;
 };
 static struct history H = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* A lock held for sure: from the return of its O_EXCL create to the call of
+ * its unlink. Two of these must never overlap. */
+struct hold {
+    int client;
+    uint64_t from, to;
+};
+static struct hold *holds;
+static size_t n_holds, cap_holds, lock_tries;
 static atomic_bool clients_stop;
 
 static void record(const struct lin_op *op, int outcome)
@@ -219,6 +228,41 @@ static int do_read(const char *path, int64_t *v)
     return 0;
 }
 
+/* The lock file: create it with O_EXCL (the cluster-wide lock of shell
+ * scripts, `set -C`), hold it a moment, remove it. */
+static bool owes_unlink[MC_MAX + 1]; /* A holder whose unlink failed. */
+
+static void do_lock(int i)
+{
+    const char *path = mc_path(&C, i, "lock");
+    if (owes_unlink[i]) {
+        /* Still ours (nobody else removes it): release it now. */
+        if (unlink(path) == 0 || errno == ENOENT) {
+            owes_unlink[i] = false;
+        }
+        return;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0) {
+        return; /* EEXIST: someone holds it; other errors: unknown. */
+    }
+    uint64_t from = now_ns();
+    close(fd);
+    usleep(20000);
+    uint64_t to = now_ns();
+    if (unlink(path) != 0) {
+        /* Held until now for sure anyway; release it when we can. */
+        owes_unlink[i] = true;
+    }
+    pthread_mutex_lock(&H.lock);
+    if (n_holds == cap_holds) {
+        cap_holds = cap_holds ? 2 * cap_holds : 256;
+        holds = realloc(holds, cap_holds * sizeof(*holds));
+    }
+    holds[n_holds++] = (struct hold){i, from, to};
+    pthread_mutex_unlock(&H.lock);
+}
+
 static void *client_main(void *arg)
 {
     int i = (int)(intptr_t)arg;
@@ -232,6 +276,12 @@ static void *client_main(void *arg)
         if (!up[i]) {
             pthread_rwlock_unlock(&guard[i]);
             usleep(50000);
+            continue;
+        }
+        if ((r >> 16) % 8 == 0 || owes_unlink[i]) {
+            __atomic_fetch_add(&lock_tries, 1, __ATOMIC_RELAXED);
+            do_lock(i);
+            pthread_rwlock_unlock(&guard[i]);
             continue;
         }
         char name[16];
@@ -571,6 +621,23 @@ int main(int argc, char **argv)
         lin_print_key(H.ops, H.n, rep.first_bad_key);
         anomalies += (int)bad;
     }
+    int lock_bad = 0;
+    for (size_t a = 0; a < n_holds; a++) {
+        for (size_t b = a + 1; b < n_holds; b++) {
+            if (holds[a].from < holds[b].to && holds[b].from < holds[a].to) {
+                printf("chaos: ANOMALY: clients %d and %d held the lock "
+                       "together ([%" PRIu64 ", %" PRIu64 "] and [%" PRIu64
+                       ", %" PRIu64 "] ns)\n",
+                       holds[a].client, holds[b].client, holds[a].from,
+                       holds[a].to, holds[b].from, holds[b].to);
+                lock_bad++;
+            }
+        }
+    }
+    printf("chaos: lock: %zu attempts, %zu times held, never by two at "
+           "once: %s\n",
+           lock_tries, n_holds, lock_bad ? "NO, see above" : "yes");
+    anomalies += lock_bad;
     if (H.ok == 0) {
         printf("chaos: ANOMALY: no operation succeeded\n");
         anomalies++;

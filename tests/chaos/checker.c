@@ -238,6 +238,7 @@ size_t lin_check(const struct lin_op *ops, size_t n, struct lin_report *rep)
 
 void lin_print_key(const struct lin_op *ops, size_t n, int key)
 {
+    fflush(stdout);
     struct lin_op *s = malloc((n ? n : 1) * sizeof(*s));
     memcpy(s, ops, n * sizeof(*s));
     qsort(s, n, sizeof(*s), by_key_then_call);
@@ -251,7 +252,7 @@ void lin_print_key(const struct lin_op *ops, size_t n, int key)
         } else {
             snprintf(ret, sizeof(ret), "%llu", (unsigned long long)s[i].ret);
         }
-        fprintf(stderr, "  client %d %s %lld  [%llu, %s]\n", s[i].client,
+        fprintf(stdout, "  client %d %s %lld  [%llu, %s]\n", s[i].client,
                 s[i].kind == LIN_WRITE ? "write" : "read ",
                 (long long)s[i].value, (unsigned long long)s[i].call, ret);
     }

@@ -47,7 +47,7 @@ struct lin_report {
  * linearization (0: linearizable), and fills rep. */
 size_t lin_check(const struct lin_op *ops, size_t n, struct lin_report *rep);
 
-/* Print the operations of key, in call order, to stderr (for failures). */
+/* Print the operations of key, in call order, to stdout (for failures). */
 void lin_print_key(const struct lin_op *ops, size_t n, int key);
 
 #endif /* RAFTFS_TESTS_CHAOS_CHECKER_H */
