@@ -64,6 +64,11 @@ static int setup_local_short_timeout(void **state)
     return setup3(state, "reads=local,commit_timeout=3");
 }
 
+static int setup_allow_other(void **state)
+{
+    return setup3(state, "allow_other");
+}
+
 static int teardown(void **state)
 {
     struct mcluster *c = *state;
@@ -571,6 +576,43 @@ static void test_local_invalidation(void **state)
     assert_int_equal(access(mc_path(c, 2, "cached"), F_OK), -1);
 }
 
+/* Ownership and permissions as on a local filesystem: a new file belongs to
+ * its creator (on every node), the kernel enforces modes
+ * (default_permissions), and a denial is EACCES from the kernel, never
+ * from quorum trouble. Run as user nobody through allow_other. */
+static void test_permissions(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(chmod(c->dir, 0755), 0); /* mkdtemp made it 0700. */
+    assert_int_equal(mkdir(mc_path(c, 1, "home"), 0755), 0);
+    assert_int_equal(chown(mc_path(c, 1, "home"), 65534, 65534), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "rootfile"), "r", 1), 0);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c '"
+             "echo mine > %s && test \"$(cat %s)\" = mine && "
+             "! (echo no > %s) 2>/dev/null && ! mkdir %s 2>/dev/null && "
+             "chmod 600 %s'",
+             mc_path(c, 2, "home/own"), mc_path(c, 3, "home/own"),
+             mc_path(c, 2, "rootfile"), mc_path(c, 2, "nope"),
+             mc_path(c, 2, "home/own"));
+    assert_int_equal(system(cmd), 0);
+    struct stat st;
+    assert_int_equal(stat(mc_path(c, 3, "home/own"), &st), 0);
+    assert_int_equal(st.st_uid, 65534);
+    assert_int_equal(st.st_gid, 65534);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    /* Another user cannot read it now; root still can. */
+    snprintf(cmd, sizeof(cmd),
+             "setpriv --reuid=1000 --regid=1000 --clear-groups "
+             "cat %s 2>&1 | grep -q 'Permission denied'",
+             mc_path(c, 1, "home/own"));
+    assert_int_equal(system(cmd), 0);
+    char buf[16];
+    read_str(mc_path(c, 1, "home/own"), buf, sizeof(buf));
+    assert_string_equal(buf, "mine\n");
+}
+
 /* Unmount (SIGTERM, and fusermount3 -u) leaves the node consistent and the
  * process exits 0; mounting again resumes where it left off. */
 static void test_unmount_and_remount(void **state)
@@ -638,6 +680,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_mmap_local, setup_local,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_local_invalidation, setup_local,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_permissions, setup_allow_other,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unmount_and_remount, setup,
                                         teardown),
