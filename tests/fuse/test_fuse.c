@@ -450,6 +450,56 @@ static void test_no_torn_reads_across_rename(void **state)
     }
 }
 
+struct rewriter {
+    struct mcluster *c;
+    int id;
+    long rounds;
+    long empty;
+};
+
+static void *rewriter_main(void *arg)
+{
+    struct rewriter *w = arg;
+    char path[512], buf[64];
+    snprintf(path, sizeof(path), "%s", mc_path(w->c, 1 + w->id % 3, "shared"));
+    long until = pc_now_ms() + 3000;
+    for (long k = 0; pc_now_ms() < until; k++) {
+        char v[32];
+        int len = snprintf(v, sizeof(v), "%d-%06ld", w->id, k);
+        assert_int_equal(mc_write(path, v, (size_t)len), 0);
+        ssize_t n = mc_read(path, buf, sizeof(buf));
+        if (n <= 0) {
+            w->empty++;
+        }
+        w->rounds++;
+    }
+    return NULL;
+}
+
+/* Two writers per node rewrite one file with `echo`-style writes and read
+ * it back: a reader never sees the empty file that a writer's O_TRUNC open
+ * makes the kernel believe in before its (staged) truncate exists. */
+static void test_no_empty_reads_during_rewrites(void **state)
+{
+    struct mcluster *c = *state;
+    struct rewriter w[6];
+    pthread_t t[6];
+    for (int k = 0; k < 6; k++) {
+        w[k] = (struct rewriter){.c = c, .id = k};
+        pthread_create(&t[k], NULL, rewriter_main, &w[k]);
+    }
+    long rounds = 0, empty = 0;
+    for (int k = 0; k < 6; k++) {
+        pthread_join(t[k], NULL);
+        rounds += w[k].rounds;
+        empty += w[k].empty;
+    }
+    fprintf(stderr, "# %ld write+read rounds, %ld empty reads\n", rounds,
+            empty);
+    assert_true(rounds > 100);
+    assert_int_equal(empty, 0);
+}
+
 /* One open read-only handle reads one snapshot, even across a writer and
  * an unlink elsewhere; a writable handle follows its file across renames
  * made elsewhere, and answers ESTALE once the file is gone. */
@@ -674,6 +724,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_no_quorum_local_reads,
                                         setup_local_short_timeout, teardown),
         cmocka_unit_test_setup_teardown(test_no_torn_reads_across_rename,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_empty_reads_during_rewrites,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_handles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mmap, setup, teardown),

@@ -108,8 +108,10 @@ static void hook_once(void)
 
 const char *mc_path(struct mcluster *c, int i, const char *rel)
 {
-    static char bufs[8][512];
-    static unsigned next;
+    /* Per thread: clients on several threads build paths at once (a
+     * shared rotation once made one thread unlink another's file). */
+    static __thread char bufs[8][512];
+    static __thread unsigned next;
     char *b = bufs[next++ % 8];
     snprintf(b, 512, "%s/%s", c->mnt[i], rel);
     return b;

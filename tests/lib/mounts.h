@@ -61,7 +61,7 @@ int mc_stop(struct mcluster *c, int i);
 int mc_wait_leader(struct mcluster *c, long timeout_ms);
 /* A number from node i's /.raftfs/status (e.g. "entries_proposed"). */
 uint64_t mc_status(struct mcluster *c, int i, const char *key);
-/* path under node i's mount, in a static rotating buffer. */
+/* path under node i's mount, in a rotating buffer of 8 per thread. */
 const char *mc_path(struct mcluster *c, int i, const char *rel);
 /* Whole-file helpers; mc_read returns bytes read or -errno. */
 int mc_write(const char *path, const void *data, size_t len);
