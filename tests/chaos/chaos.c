@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +47,8 @@ static struct mcluster C;
 static uint64_t seed = 1;
 static int seconds = 40;
 static uint64_t t0_ns;
+/* --local: mounts with reads=local, checked for the weaker promise. */
+static bool local_mode;
 
 static uint64_t now_ns(void)
 {
@@ -164,6 +167,18 @@ struct hold {
 };
 static struct hold *holds;
 static size_t n_holds, cap_holds, lock_tries;
+
+/* --local: every read with the revision its node had, and the values of
+ * writes that definitely failed (they must never be read). */
+struct local_read {
+    int client, key;
+    int64_t value;
+    uint64_t revision, call;
+};
+static struct local_read *lreads;
+static size_t n_lreads, cap_lreads;
+static int64_t *failed_writes;
+static size_t n_failed_writes, cap_failed_writes;
 static atomic_bool clients_stop;
 
 static void record(const struct lin_op *op, int outcome)
@@ -171,6 +186,15 @@ static void record(const struct lin_op *op, int outcome)
     pthread_mutex_lock(&H.lock);
     if (outcome < 0) {
         H.failed++;
+        if (op->kind == LIN_WRITE) {
+            if (n_failed_writes == cap_failed_writes) {
+                cap_failed_writes = cap_failed_writes ? 2 * cap_failed_writes
+                                                      : 256;
+                failed_writes = realloc(failed_writes, cap_failed_writes *
+                                                           sizeof(int64_t));
+            }
+            failed_writes[n_failed_writes++] = op->value;
+        }
     } else {
         if (H.n == H.cap) {
             H.cap = H.cap ? 2 * H.cap : 1024;
@@ -206,9 +230,25 @@ static int do_write(const char *path, int64_t v)
     return e == EROFS ? -1 : 1; /* EROFS: refused before proposing. */
 }
 
+/* The revision (log index of the last change) this node has for fd's
+ * file, or 0. */
+static uint64_t revision_of(int fd)
+{
+    char rev[32];
+    ssize_t n = fgetxattr(fd, "user.raftfs.revision", rev, sizeof(rev) - 1);
+    if (n <= 0) {
+        return 0;
+    }
+    rev[n] = '\0';
+    return strtoull(rev, NULL, 10);
+}
+
+static __thread uint64_t last_revision;
+
 /* One read: 0 with *v (LIN_ABSENT if no file), or -1 (no information). */
 static int do_read(const char *path, int64_t *v)
 {
+    last_revision = 0;
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
         if (errno == ENOENT) {
@@ -221,6 +261,10 @@ static int do_read(const char *path, int64_t *v)
         return -1;
     }
     char buf[32];
+    /* --local: the revision first, so the content read is no older. */
+    if (local_mode) {
+        last_revision = revision_of(fd);
+    }
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
     close(fd);
     if (n < 0) {
@@ -307,6 +351,16 @@ static void *client_main(void *arg)
         pthread_rwlock_unlock(&guard[i]);
         if (!wr && outcome != 0) {
             outcome = -1; /* A failed read tells nothing. */
+        }
+        if (!wr && outcome == 0 && local_mode) {
+            pthread_mutex_lock(&H.lock);
+            if (n_lreads == cap_lreads) {
+                cap_lreads = cap_lreads ? 2 * cap_lreads : 1024;
+                lreads = realloc(lreads, cap_lreads * sizeof(*lreads));
+            }
+            lreads[n_lreads++] = (struct local_read){
+                i, key, op.value, last_revision, op.call};
+            pthread_mutex_unlock(&H.lock);
         }
         record(&op, outcome);
         usleep(5000 + (unsigned)(r % 20000));
@@ -443,6 +497,63 @@ static void nemesis_once(void)
     usleep(500000 + (unsigned)(rnd() % 1000000));
 }
 
+/* ---- The promise of reads=local ---------------------------------------- */
+
+static int by_client_key_call(const void *a, const void *b)
+{
+    const struct local_read *x = a, *y = b;
+    if (x->client != y->client) {
+        return x->client - y->client;
+    }
+    if (x->key != y->key) {
+        return x->key - y->key;
+    }
+    return x->call < y->call ? -1 : x->call > y->call;
+}
+
+/* Every value read was written by a write that did not definitely fail
+ * (so it was committed at some point), and a node's reads of a key never
+ * go back in time (the revisions it reports never decrease). */
+static int check_local(void)
+{
+    int bad = 0;
+    for (size_t r = 0; r < n_lreads; r++) {
+        int64_t v = lreads[r].value;
+        if (v == LIN_ABSENT) {
+            continue;
+        }
+        bool written = false, failed = false;
+        for (size_t k = 0; k < H.n && !written; k++) {
+            written = H.ops[k].kind == LIN_WRITE && H.ops[k].value == v;
+        }
+        for (size_t k = 0; k < n_failed_writes && !failed; k++) {
+            failed = failed_writes[k] == v;
+        }
+        if (!written || failed) {
+            printf("chaos: ANOMALY: client %d read r%d = %" PRId64
+                   ", which no write %s\n",
+                   lreads[r].client, lreads[r].key, v,
+                   failed ? "that failed may produce" : "produced");
+            bad++;
+        }
+    }
+    qsort(lreads, n_lreads, sizeof(*lreads), by_client_key_call);
+    for (size_t r = 1; r < n_lreads; r++) {
+        const struct local_read *a = &lreads[r - 1], *b = &lreads[r];
+        if (a->client == b->client && a->key == b->key &&
+            b->revision < a->revision) {
+            printf("chaos: ANOMALY: node %d went back in time on r%d: "
+                   "revision %" PRIu64 " after %" PRIu64 "\n",
+                   b->client, b->key, b->revision, a->revision);
+            bad++;
+        }
+    }
+    printf("chaos: reads=local: %zu reads, every value committed, never "
+           "back in time: %s\n",
+           n_lreads, bad ? "NO, see above" : "yes");
+    return bad;
+}
+
 /* ---- Main ------------------------------------------------------------- */
 
 static void teardown(void)
@@ -484,13 +595,19 @@ int main(int argc, char **argv)
     if (getenv("RAFTFS_CHAOS_SEED")) {
         seed = strtoull(getenv("RAFTFS_CHAOS_SEED"), NULL, 10);
     }
-    for (int i = 3; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--seed") == 0) {
-            seed = strtoull(argv[i + 1], NULL, 10);
-        } else if (strcmp(argv[i], "--seconds") == 0) {
-            seconds = atoi(argv[i + 1]);
-        } else if (strcmp(argv[i], "--nodes") == 0) {
-            n = atoi(argv[i + 1]);
+    for (int i = 3; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--local") == 0) {
+            local_mode = true;
+        } else if (v != NULL && strcmp(a, "--seed") == 0) {
+            seed = strtoull(v, NULL, 10), i++;
+        } else if (v != NULL && strcmp(a, "--seconds") == 0) {
+            seconds = atoi(v), i++;
+        } else if (v != NULL && strcmp(a, "--nodes") == 0) {
+            n = atoi(v), i++;
+        } else {
+            fprintf(stderr, "raftfs-chaos: unknown argument '%s'\n", a);
+            return 2;
         }
     }
     if (n < 3 || n > MC_MAX) {
@@ -502,8 +619,8 @@ int main(int argc, char **argv)
         return 77;
     }
     rng_state = seed * 2654435761u + 1;
-    printf("chaos: seed %" PRIu64 ", %d nodes, %d s of faults\n", seed, n,
-           seconds);
+    printf("chaos: seed %" PRIu64 ", %d nodes, %d s of faults, reads=%s\n",
+           seed, n, seconds, local_mode ? "local" : "linearizable");
     fflush(stdout);
     snprintf(tag, sizeof(tag), "rc%d", (int)(getpid() % 100000));
     pc_fail_hook = on_fail;
@@ -533,8 +650,9 @@ int main(int argc, char **argv)
         /* RAFTFS_CHAOS_OPTS=reads=local shows the harness catching the
          * stale reads that mode allows. */
         const char *o = getenv("RAFTFS_CHAOS_OPTS");
-        snprintf(C.opts[i], sizeof(C.opts[i]), "commit_timeout=4%s%s",
-                 o ? "," : "", o ? o : "");
+        snprintf(C.opts[i], sizeof(C.opts[i]), "commit_timeout=4%s%s%s",
+                 local_mode ? ",reads=local" : "", o ? "," : "",
+                 o ? o : "");
         mkdir(C.mnt[i], 0755);
         char secret[256] = "";
         if (i > 1) {
@@ -620,7 +738,13 @@ int main(int argc, char **argv)
         anomalies++;
     }
     struct lin_report rep;
-    size_t bad = lin_check(H.ops, H.n, &rep);
+    memset(&rep, 0, sizeof(rep));
+    size_t bad = 0;
+    if (local_mode) {
+        anomalies += check_local();
+    } else {
+        bad = lin_check(H.ops, H.n, &rep);
+    }
     printf("chaos: %zu operations recorded (%zu ok, %zu unknown outcome, "
            "%zu failed and left out), %zu keys checked, %zu search states, "
            "%d faults injected\n",
@@ -657,8 +781,9 @@ int main(int argc, char **argv)
     }
     if (anomalies > 0) {
         printf("chaos: replay: %s %s %s --seed %" PRIu64 " --seconds %d "
-               "--nodes %d\n",
-               argv[0], argv[1], argv[2], seed, seconds, n);
+               "--nodes %d%s\n",
+               argv[0], argv[1], argv[2], seed, seconds, n,
+               local_mode ? " --local" : "");
     }
     teardown();
     printf("chaos: seed=%" PRIu64 " ops=%zu faults=%d anomalies=%d\n", seed,
