@@ -1431,7 +1431,10 @@ static void check_removed(struct node *n)
         nlog(n, NODE_LOG_ERROR, "this node was removed from the cluster (by "
              "the configuration at index %" PRIu64 "): it serves no more "
              "changes or linearizable reads", st.conf_index);
-        requests_close(&n->rq, RFS_EREMOVED);
+        /* What is in flight may still have committed: its outcome is
+         * unknown, which is what a timeout says. New requests are refused
+         * (RFS_EREMOVED) before they are proposed. */
+        requests_close(&n->rq, -ETIMEDOUT);
     }
 }
 

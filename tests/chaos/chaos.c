@@ -10,7 +10,8 @@
  * outcome (ok, failed, unknown). A nemesis, randomized from the seed,
  * partitions the network (majority/minority, isolated leader, one-way),
  * kills nodes with SIGKILL and restarts them, pauses them with SIGSTOP
- * for longer than an election timeout, and transfers leadership. Then it
+ * for longer than an election timeout, transfers leadership, and removes
+ * a member and adds it back. Then it
  * heals everything, every client reads every key, and the history is
  * checked: per-key linearizability (checker.h), which also finds lost
  * acknowledged writes; and every replica must reach the same state.
@@ -393,13 +394,13 @@ static void cut_both(int a, int b)
 static void nemesis_once(void)
 {
     int n = C.n;
-    int kind = (int)(rnd() % 6);
+    int kind = (int)(rnd() % 7);
     /* RAFTFS_CHAOS_KINDS=05 limits the nemesis to those faults (0
      * partition, 1 isolated leader, 2 one-way, 3 kill, 4 pause, 5
-     * transfer), to narrow down a failure. */
+     * transfer, 6 remove and re-add), to narrow down a failure. */
     const char *only = getenv("RAFTFS_CHAOS_KINDS");
     while (only != NULL && *only && strchr(only, '0' + kind) == NULL) {
-        kind = (int)(rnd() % 6);
+        kind = (int)(rnd() % 7);
     }
     faults++;
     switch (kind) {
@@ -475,6 +476,36 @@ static void nemesis_once(void)
         usleep(1500000);
         kill(C.pid[i], SIGCONT);
         stopped[i] = false;
+        break;
+    }
+    case 6: { /* Membership: remove a member, add it back. */
+        int l = any_leader();
+        if (l == 0) {
+            break;
+        }
+        int x = 1 + (int)(rnd() % (unsigned)n);
+        if (x == l) {
+            x = x % n + 1;
+        }
+        char cmd[1024];
+        say("remove node %d from the cluster", x);
+        snprintf(cmd, sizeof(cmd),
+                 "timeout 10 %s members -d %s remove %d >/dev/null 2>&1",
+                 mc_exe, C.data[l], x);
+        if (system(cmd) != 0) {
+            say("remove did not complete");
+            break;
+        }
+        usleep(1500000);
+        l = any_leader();
+        say("add node %d back", x);
+        snprintf(cmd, sizeof(cmd),
+                 "timeout 20 %s members -d %s add %d 10.91.0.%d:7100 "
+                 ">/dev/null 2>&1",
+                 mc_exe, C.data[l ? l : 1], x, x);
+        if (system(cmd) != 0) {
+            say("add did not complete in 20 s");
+        }
         break;
     }
     default: { /* Leadership transfer. */
@@ -684,6 +715,24 @@ int main(int argc, char **argv)
         nemesis_once();
     }
     say("healing everything");
+    /* A node removed by the nemesis and not yet back: add it again. */
+    for (int i = 1; i <= n; i++) {
+        char cmd[1024];
+        int l = any_leader();
+        snprintf(cmd, sizeof(cmd),
+                 "%s members -d %s list 2>/dev/null | grep -q '^%d '",
+                 mc_exe, C.data[l ? l : 1], i);
+        if (l != 0 && system(cmd) != 0) {
+            say("add node %d back", i);
+            snprintf(cmd, sizeof(cmd),
+                     "timeout 30 %s members -d %s add %d 10.91.0.%d:7100 "
+                     ">/dev/null 2>&1",
+                     mc_exe, C.data[l], i, i);
+            if (system(cmd) != 0) {
+                say("add of node %d did not complete", i);
+            }
+        }
+    }
     net("heal %s %d", tag, n);
     for (int i = 1; i <= n; i++) {
         kill(C.pid[i], SIGCONT);
