@@ -8,7 +8,8 @@
  * per node writes and reads register files through its mount; every
  * operation is recorded with its invocation and completion time and its
  * outcome (ok, failed, unknown). A nemesis, randomized from the seed,
- * partitions the network (majority/minority, isolated leader, one-way),
+ * partitions the network (majority/minority, isolated leader, one-way,
+ * bridge),
  * kills nodes with SIGKILL and restarts them, pauses them with SIGSTOP
  * for longer than an election timeout, transfers leadership, and removes
  * a member and adds it back. Then it
@@ -394,13 +395,14 @@ static void cut_both(int a, int b)
 static void nemesis_once(void)
 {
     int n = C.n;
-    int kind = (int)(rnd() % 7);
+    int kind = (int)(rnd() % 8);
     /* RAFTFS_CHAOS_KINDS=05 limits the nemesis to those faults (0
      * partition, 1 isolated leader, 2 one-way, 3 kill, 4 pause, 5
-     * transfer, 6 remove and re-add), to narrow down a failure. */
+     * transfer, 6 remove and re-add, 7 bridge), to narrow down a
+     * failure. */
     const char *only = getenv("RAFTFS_CHAOS_KINDS");
     while (only != NULL && *only && strchr(only, '0' + kind) == NULL) {
-        kind = (int)(rnd() % 7);
+        kind = (int)(rnd() % 8);
     }
     faults++;
     switch (kind) {
@@ -476,6 +478,31 @@ static void nemesis_once(void)
         usleep(1500000);
         kill(C.pid[i], SIGCONT);
         stopped[i] = false;
+        break;
+    }
+    case 7: { /* Bridge: two halves that hear each other only through
+               * one node. */
+        int b = 1 + (int)(rnd() % (unsigned)n);
+        int side[MC_MAX + 1];
+        char d1[32] = "", d2[32] = "";
+        for (int i = 1, k = 0; i <= n; i++) {
+            if (i == b) {
+                side[i] = -1;
+                continue;
+            }
+            side[i] = k++ % 2;
+            char *d = side[i] ? d2 : d1;
+            snprintf(d + strlen(d), 32 - strlen(d), " %d", i);
+        }
+        say("bridge: {%s } and {%s } meet only through node %d", d1, d2, b);
+        for (int a = 1; a <= n; a++) {
+            for (int c = a + 1; c <= n; c++) {
+                if (side[a] >= 0 && side[c] >= 0 && side[a] != side[c]) {
+                    cut_both(a, c);
+                }
+            }
+        }
+        usleep(2500000);
         break;
     }
     case 6: { /* Membership: remove a member, add it back. */
@@ -656,6 +683,7 @@ int main(int argc, char **argv)
     snprintf(tag, sizeof(tag), "rc%d", (int)(getpid() % 100000));
     pc_fail_hook = on_fail;
     mc_pre_exec = enter_netns;
+    signal(SIGPIPE, SIG_IGN); /* A closed output must not skip clean-up. */
 
     memset(&C, 0, sizeof(C));
     C.n = n;
