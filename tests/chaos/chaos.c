@@ -814,6 +814,32 @@ int main(int argc, char **argv)
                "index\n");
         anomalies++;
     }
+    /* Same state everywhere: a hash of every file's name and contents, as
+     * each node's mount shows it. */
+    uint64_t h1 = 0;
+    for (int i = 1; i <= n; i++) {
+        uint64_t h = 1469598103934665603ull;
+        const char *names[KEYS + 1] = {"r0", "r1", "r2", "r3", "r4", "lock"};
+        for (int k = 0; k <= KEYS; k++) {
+            char buf[64] = "";
+            ssize_t got = mc_read(mc_path(&C, i, names[k]), buf,
+                                  sizeof(buf) - 1);
+            char line[128];
+            snprintf(line, sizeof(line), "%s=%s;", names[k],
+                     got >= 0 ? buf : "(none)");
+            for (const char *p = line; *p; p++) {
+                h = (h ^ (uint8_t)*p) * 1099511628211ull;
+            }
+        }
+        printf("chaos: node %d state hash %016" PRIx64 "\n", i, h);
+        if (i == 1) {
+            h1 = h;
+        } else if (h != h1) {
+            printf("chaos: ANOMALY: node %d's state differs from node 1's\n",
+                   i);
+            anomalies++;
+        }
+    }
     struct lin_report rep;
     memset(&rep, 0, sizeof(rep));
     size_t bad = 0;
@@ -828,11 +854,13 @@ int main(int argc, char **argv)
            H.ok + H.unknown + H.failed, H.ok, H.unknown, H.failed, rep.keys,
            rep.explored, faults);
     if (bad > 0) {
-        printf("chaos: ANOMALY: key r%d has no linearization; its history "
-               "(client, op, value, [invoked, completed] ns):\n",
-               rep.first_bad_key);
+        size_t pre = lin_minimal_prefix(H.ops, H.n, rep.first_bad_key);
+        printf("chaos: ANOMALY: key r%d has no linearization; the first %zu "
+               "of its operations already have none; their last 16 (client, "
+               "op, value, [invoked, completed] ns):\n",
+               rep.first_bad_key, pre);
         fflush(stdout);
-        lin_print_key(H.ops, H.n, rep.first_bad_key);
+        lin_print_key_range(H.ops, H.n, rep.first_bad_key, pre, 16);
         anomalies += (int)bad;
     }
     int lock_bad = 0;

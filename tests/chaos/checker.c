@@ -258,3 +258,51 @@ void lin_print_key(const struct lin_op *ops, size_t n, int key)
     }
     free(s);
 }
+
+/* The ops of key, in call order, copied into a new array. */
+static struct lin_op *key_ops(const struct lin_op *ops, size_t n, int key,
+                              size_t *m)
+{
+    struct lin_op *s = malloc((n ? n : 1) * sizeof(*s));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].key == key) {
+            s[k++] = ops[i];
+        }
+    }
+    qsort(s, k, sizeof(*s), by_key_then_call);
+    *m = k;
+    return s;
+}
+
+size_t lin_minimal_prefix(const struct lin_op *ops, size_t n, int key)
+{
+    size_t m;
+    struct lin_op *s = key_ops(ops, n, key, &m);
+    /* Non-linearizability is monotonic in the prefix: bisect. */
+    size_t lo = 1, hi = m;
+    struct lin_report rep;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (lin_check(s, mid, &rep) > 0) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    free(s);
+    return lo;
+}
+
+void lin_print_key_range(const struct lin_op *ops, size_t n, int key,
+                         size_t upto, size_t limit)
+{
+    size_t m;
+    struct lin_op *s = key_ops(ops, n, key, &m);
+    if (upto == 0 || upto > m) {
+        upto = m;
+    }
+    size_t from = limit && upto > limit ? upto - limit : 0;
+    lin_print_key(s + from, upto - from, key);
+    free(s);
+}

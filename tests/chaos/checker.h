@@ -47,6 +47,15 @@ struct lin_report {
  * linearization (0: linearizable), and fills rep. */
 size_t lin_check(const struct lin_op *ops, size_t n, struct lin_report *rep);
 
+/* For a key with no linearization: the shortest prefix of its operations
+ * (in call order) that already has none. Returns its length. */
+size_t lin_minimal_prefix(const struct lin_op *ops, size_t n, int key);
+
+/* Print the operations of key, in call order, to stdout (for failures):
+ * all of them (limit 0) or the last `limit` of the first `upto`. */
+void lin_print_key_range(const struct lin_op *ops, size_t n, int key,
+                         size_t upto, size_t limit);
+
 /* Print the operations of key, in call order, to stdout (for failures). */
 void lin_print_key(const struct lin_op *ops, size_t n, int key);
 
