@@ -57,6 +57,18 @@
 #define MAX_PEERS CONS_MAX_SERVERS
 #define SEND_LIMIT (32u << 20) /* Bytes queued per connection. */
 
+/* Test-only fault layer (RAFTFS_TEST_NET_FAULTS): an outgoing frame held
+ * back for a random few milliseconds, so frames arrive late and out of
+ * order, as netem would make them (which this kernel lacks). */
+struct delayed {
+    uv_timer_t timer;
+    struct node *n;
+    struct delayed *prev, *next;
+    rfs_nodeid_t to;
+    uint8_t type;
+    struct rfs_buf plain;
+};
+
 /* An admin request forwarded to the leader, waiting for its answer. */
 struct admin {
     struct admin *next;
@@ -158,6 +170,9 @@ struct node {
     rfs_index_t conf_index_seen;
 
     struct admin *admins;   /* Admin requests waiting for the leader. */
+    unsigned fault_jitter_ms; /* Test fault layer: 0 = off. */
+    uint64_t fault_rng;
+    struct delayed *delayed;
     uint64_t admin_ids;
     bool removed;           /* Our configuration no longer holds us. */
     bool snapshot_now;      /* An operator asked for a snapshot. */
@@ -729,8 +744,60 @@ static void sync_peers(struct node *n)
     }
 }
 
+static void send_frame_now(struct node *n, rfs_nodeid_t to, uint8_t type,
+                           struct rfs_buf plain);
+
+static void delayed_freed(uv_handle_t *h)
+{
+    rfs_free(h->data);
+}
+
+static void delayed_fire(uv_timer_t *t)
+{
+    struct delayed *d = t->data;
+    struct node *n = d->n;
+    if (d->prev) {
+        d->prev->next = d->next;
+    } else {
+        n->delayed = d->next;
+    }
+    if (d->next) {
+        d->next->prev = d->prev;
+    }
+    send_frame_now(n, d->to, d->type, d->plain);
+    uv_close((uv_handle_t *)&d->timer, delayed_freed);
+}
+
 static void send_frame(struct node *n, rfs_nodeid_t to, uint8_t type,
                        struct rfs_buf plain)
+{
+    if (n->fault_jitter_ms > 0 && !n->stopping) {
+        n->fault_rng ^= n->fault_rng << 13;
+        n->fault_rng ^= n->fault_rng >> 7;
+        n->fault_rng ^= n->fault_rng << 17;
+        unsigned ms = (unsigned)(n->fault_rng % (n->fault_jitter_ms + 1));
+        struct delayed *d = ms > 0 ? rfs_calloc(1, sizeof(*d)) : NULL;
+        if (d != NULL) {
+            d->n = n;
+            d->to = to;
+            d->type = type;
+            d->plain = plain;
+            uv_timer_init(&n->loop, &d->timer);
+            d->timer.data = d;
+            d->next = n->delayed;
+            if (n->delayed) {
+                n->delayed->prev = d;
+            }
+            n->delayed = d;
+            uv_timer_start(&d->timer, delayed_fire, ms, 0);
+            return;
+        }
+    }
+    send_frame_now(n, to, type, plain);
+}
+
+static void send_frame_now(struct node *n, rfs_nodeid_t to, uint8_t type,
+                           struct rfs_buf plain)
 {
     struct peer *p = peer_get(n, to);
     if (p == NULL) {
@@ -1472,6 +1539,13 @@ static void close_all(struct node *n)
             rfs_free(o);
         }
     }
+    while (n->delayed) {
+        struct delayed *d = n->delayed;
+        n->delayed = d->next;
+        uv_timer_stop(&d->timer);
+        rfs_free(d->plain.base);
+        uv_close((uv_handle_t *)&d->timer, delayed_freed);
+    }
     requests_close(&n->rq, RFS_ESHUTDOWN);
 }
 
@@ -1652,6 +1726,19 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
     uv_timer_init(&n->loop, &n->retry_disk);
     n->retry_disk.data = n;
     uv_async_init(&n->loop, &n->wake, on_wake);
+    /* RAFTFS_TEST_NET_FAULTS=MS:SEED (tests only): hold each outgoing frame
+     * back 0..MS ms, drawn from SEED, so frames arrive late and reordered. */
+    const char *faults = getenv("RAFTFS_TEST_NET_FAULTS");
+    if (faults != NULL) {
+        unsigned long long ms = 0, seed = 1;
+        if (sscanf(faults, "%llu:%llu", &ms, &seed) >= 1 && ms > 0 &&
+            ms <= 1000) {
+            n->fault_jitter_ms = (unsigned)ms;
+            n->fault_rng = (seed ? seed : 1) * 2654435761u + n->o.id;
+            nlog(n, NODE_LOG_WARN, "test fault layer on: outgoing frames "
+                 "delayed 0..%llu ms (RAFTFS_TEST_NET_FAULTS)", ms);
+        }
+    }
     n->wake.data = n;
     uv_timer_start(&n->tick, on_tick, n->o.tick_ms, n->o.tick_ms);
     process(n);

@@ -684,6 +684,11 @@ int main(int argc, char **argv)
     pc_fail_hook = on_fail;
     mc_pre_exec = enter_netns;
     signal(SIGPIPE, SIG_IGN); /* A closed output must not skip clean-up. */
+    /* Delays and reordering come from the nodes' test fault layer (this
+     * kernel has no netem): every frame is held back 0..3 ms. */
+    char netfaults[64];
+    snprintf(netfaults, sizeof(netfaults), "3:%" PRIu64, seed);
+    setenv("RAFTFS_TEST_NET_FAULTS", netfaults, 0);
 
     memset(&C, 0, sizeof(C));
     C.n = n;
