@@ -155,6 +155,12 @@ static void getattr_run(struct fs *fs, fuse_req_t req, void *arg)
         rv = store_getattr(s, g->h->view, g->h->ino, &a);
         a.nlink = 0;
     }
+    if (rv == -ENOENT) {
+        /* The inode went (unlinked or replaced elsewhere) after the kernel
+         * looked its name up: ESTALE makes the kernel look the path up
+         * again, where ENOENT would claim the name is gone. */
+        rv = -ESTALE;
+    }
     if (rv == 0) {
         struct stat st;
         fs__attr_to_stat(&a, &st);
@@ -242,6 +248,9 @@ static void open_run(struct fs *fs, fuse_req_t req, void *arg)
             a.type = STORE_FILE;
         }
         pthread_mutex_unlock(&fs->lock);
+    }
+    if (rv == -ENOENT) {
+        rv = -ESTALE; /* As in getattr_run: re-resolve the path. */
     }
     if (rv == 0 && a.type == STORE_DIR) {
         rv = -EISDIR;
@@ -391,6 +400,9 @@ static void opendir_run(struct fs *fs, fuse_req_t req, void *arg)
     struct open_arg *o = arg;
     struct store_attr a;
     int rv = store_getattr(node_store(fs->node), NULL, o->ino, &a);
+    if (rv == -ENOENT) {
+        rv = -ESTALE;
+    }
     if (rv == 0 && a.type != STORE_DIR) {
         rv = -ENOTDIR;
     }
@@ -611,6 +623,9 @@ static void readlink_run(struct fs *fs, fuse_req_t req, void *arg)
     int rv = store_readlink(node_store(fs->node), NULL, r->ino, buf,
                             sizeof(buf) - 1, &len);
     rfs_free(r);
+    if (rv == -ENOENT) {
+        rv = -ESTALE;
+    }
     if (rv != 0) {
         fs__reply_err(req, rv);
         return;
@@ -676,6 +691,9 @@ static void getxattr_run(struct fs *fs, fuse_req_t req, void *arg)
                            fs__resolve(fs, x->ino), &a);
     size_t size = x->size;
     rfs_free(x);
+    if (rv == -ENOENT) {
+        rv = -ESTALE;
+    }
     if (rv != 0) {
         fs__reply_err(req, rv);
         return;

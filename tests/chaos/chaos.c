@@ -284,6 +284,67 @@ static int do_read(const char *path, int64_t *v)
  * scripts, `set -C`), hold it a moment, remove it. */
 static bool owes_unlink[MC_MAX + 1]; /* A holder whose unlink failed. */
 
+/* Appends to the shared file "log": each a token "C-N\n" of client C.
+ * outcome: 0 acknowledged, 1 unknown, -1 refused. */
+struct append {
+    int client;
+    int seq;
+    int outcome;
+};
+static struct append *appends;
+static size_t n_appends, cap_appends;
+
+static void do_append(int i, int seq)
+{
+    char tok[32];
+    int len = snprintf(tok, sizeof(tok), "%d-%d\n", i, seq);
+    int fd = open(mc_path(&C, i, "log"), O_WRONLY | O_CREAT | O_APPEND,
+                  0644);
+    int outcome = -1; /* open proposes nothing */
+    if (fd >= 0) {
+        ssize_t n = write(fd, tok, (size_t)len);
+        int e = errno;
+        close(fd);
+        outcome = n == len ? 0 : (e == EROFS ? -1 : 1);
+    }
+    pthread_mutex_lock(&H.lock);
+    if (n_appends == cap_appends) {
+        cap_appends = cap_appends ? 2 * cap_appends : 256;
+        appends = realloc(appends, cap_appends * sizeof(*appends));
+    }
+    appends[n_appends++] = (struct append){i, seq, outcome};
+    pthread_mutex_unlock(&H.lock);
+}
+
+/* A register write by replacement: a temporary file renamed over it, as
+ * scripts replace configuration. 0 ok, -1 not applied, 1 unknown. */
+static int do_replace(int i, const char *path, int64_t v)
+{
+    char tmp[32];
+    snprintf(tmp, sizeof(tmp), "tmp-%d", i);
+    char tpath[512];
+    snprintf(tpath, sizeof(tpath), "%s", mc_path(&C, i, tmp));
+    char buf[32];
+    int len = snprintf(buf, sizeof(buf), "%" PRId64, v);
+    if (mc_write(tpath, buf, (size_t)len) != 0) {
+        return -1; /* The register is untouched. */
+    }
+    if (rename(tpath, path) == 0) {
+        return 0;
+    }
+    return errno == EROFS ? -1 : 1;
+}
+
+/* A register write from the shell, as `echo V > f` in a script. Its exit
+ * status cannot tell refused from unknown: a failure counts as unknown. */
+static int do_shell_write(const char *path, int64_t v)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "printf %%s %" PRId64 " > '%s' 2>/dev/null",
+             v, path);
+    return system(cmd) == 0 ? 0 : 1;
+}
+
 static void do_lock(int i)
 {
     const char *path = mc_path(&C, i, "lock");
@@ -330,6 +391,11 @@ static void *client_main(void *arg)
             usleep(50000);
             continue;
         }
+        if ((r >> 20) % 10 == 0 && !owes_unlink[i]) {
+            do_append(i, (int)++seq);
+            pthread_rwlock_unlock(&guard[i]);
+            continue;
+        }
         if ((r >> 16) % 8 == 0 || owes_unlink[i]) {
             __atomic_fetch_add(&lock_tries, 1, __ATOMIC_RELAXED);
             do_lock(i);
@@ -344,7 +410,10 @@ static void *client_main(void *arg)
         if (wr) {
             op.kind = LIN_WRITE;
             op.value = (int64_t)i * 1000000 + ++seq;
-            outcome = do_write(path, op.value);
+            unsigned how = (unsigned)((r >> 24) % 10);
+            outcome = how < 2   ? do_replace(i, path, op.value)
+                      : how < 3 ? do_shell_write(path, op.value)
+                                : do_write(path, op.value);
         } else {
             op.kind = LIN_READ;
             outcome = do_read(path, &op.value);
@@ -824,16 +893,21 @@ int main(int argc, char **argv)
     uint64_t h1 = 0;
     for (int i = 1; i <= n; i++) {
         uint64_t h = 1469598103934665603ull;
-        const char *names[KEYS + 1] = {"r0", "r1", "r2", "r3", "r4", "lock"};
-        for (int k = 0; k <= KEYS; k++) {
-            char buf[64] = "";
+        const char *names[KEYS + 2] = {"r0", "r1", "r2", "r3", "r4", "lock",
+                                       "log"};
+        for (int k = 0; k <= KEYS + 1; k++) {
+            static char buf[1 << 20];
+            buf[0] = '\0';
             ssize_t got = mc_read(mc_path(&C, i, names[k]), buf,
                                   sizeof(buf) - 1);
-            char line[128];
-            snprintf(line, sizeof(line), "%s=%s;", names[k],
-                     got >= 0 ? buf : "(none)");
-            for (const char *p = line; *p; p++) {
-                h = (h ^ (uint8_t)*p) * 1099511628211ull;
+            if (got >= 0) {
+                buf[got] = '\0';
+            }
+            const char *parts[3] = {names[k], "=", got >= 0 ? buf : "(none)"};
+            for (int q = 0; q < 3; q++) {
+                for (const char *p = parts[q]; *p; p++) {
+                    h = (h ^ (uint8_t)*p) * 1099511628211ull;
+                }
             }
         }
         printf("chaos: node %d state hash %016" PRIx64 "\n", i, h);
@@ -843,6 +917,46 @@ int main(int argc, char **argv)
             printf("chaos: ANOMALY: node %d's state differs from node 1's\n",
                    i);
             anomalies++;
+        }
+    }
+    /* Appends: every acknowledged token exactly once, an unknown one at
+     * most once, a refused one never, as node 1 reads the log. */
+    {
+        static char logbuf[1 << 20];
+        ssize_t got = mc_read(mc_path(&C, 1, "log"), logbuf,
+                              sizeof(logbuf) - 1);
+        logbuf[got > 0 ? got : 0] = '\0';
+        int lost = 0, dup = 0, ghost = 0;
+        for (size_t a = 0; a < n_appends; a++) {
+            char tok[40];
+            snprintf(tok, sizeof(tok), "%s%d-%d\n", "\n", appends[a].client,
+                     appends[a].seq);
+            /* Count occurrences at line starts. */
+            int count = 0;
+            size_t tl = strlen(tok + 1);
+            for (char *p = logbuf; (p = strstr(p, tok + 1)) != NULL; p++) {
+                if (p == logbuf || p[-1] == '\n') {
+                    count++;
+                }
+            }
+            (void)tl;
+            if (appends[a].outcome == 0 && count == 0) {
+                lost++;
+            }
+            if (count > 1) {
+                dup++;
+            }
+            if (appends[a].outcome < 0 && count > 0) {
+                ghost++;
+            }
+        }
+        printf("chaos: appends: %zu, lost %d, duplicated %d, refused but "
+               "present %d\n",
+               n_appends, lost, dup, ghost);
+        if (lost || dup || ghost) {
+            printf("chaos: ANOMALY: appends lost, duplicated or from "
+                   "nowhere\n");
+            anomalies += lost + dup + ghost;
         }
     }
     struct lin_report rep;
