@@ -284,9 +284,8 @@ static void open_run(struct fs *fs, fuse_req_t req, void *arg)
     /* A linearizable read-only handle reads its snapshot exactly, past
      * whatever size the kernel cached: a writer's O_TRUNC open on this
      * node sets the kernel's size to 0 before the truncate (staged with
-     * its first write) exists anywhere, and attributes fetched in the
-     * current jiffy count as fresh. The chaos test caught readers getting
-     * 0 bytes. The cost: such a handle cannot be mmapped MAP_SHARED. */
+     * its first write) exists anywhere, and readers there got 0 bytes.
+     * The cost: such a handle cannot be mmapped MAP_SHARED. */
     o->fi.direct_io = fs->o.linearizable && !h->writable;
     if (fuse_reply_open(req, &o->fi) != 0) {
         fs__handle_put(h); /* The caller was interrupted and is gone. */
