@@ -281,6 +281,10 @@ void fs__op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
     struct store_cmd c;
     if (unstage(fs, h, &c) == 2) {
         w->staged_ino = h->kino;
+    } else if (c.op == STORE_OP_WRITE) {
+        /* Opened while another local create of the same name was staged:
+         * if that create landed in an existing file, write there too. */
+        c.ino = fs__resolve(fs, c.ino);
     }
     c.offset = (uint64_t)off;
     c.data = buf;
