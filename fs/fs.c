@@ -314,13 +314,6 @@ bool fs__degraded(struct fs *fs)
     return false;
 }
 
-bool fs__removed(struct fs *fs)
-{
-    struct node_status st;
-    node_status(fs->node, &st);
-    return st.removed;
-}
-
 static void after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
                           void *arg, bool local_if_cut_off);
 

@@ -142,8 +142,6 @@ int fs__vrender(struct fs *fs, uint64_t ino, char **text, size_t *len);
 /* A request timed out and no leader is known since: changes fail at once
  * with EROFS, linearizable reads with ETIMEDOUT. */
 bool fs__degraded(struct fs *fs);
-/* This node was removed from the cluster. */
-bool fs__removed(struct fs *fs);
 
 /* Read barrier (linearizable mode) then fn on the loop thread; at once on
  * this thread in local mode. On a barrier error, replies with it. */

@@ -217,7 +217,7 @@ void fs__op_getattr(fuse_req_t req, fuse_ino_t ino,
         /* Every path walk checks the root's permissions first: when the
          * node is cut off, answer from the local copy so that
          * /.raftfs/status stays readable to say why nothing else is. */
-        if (fs__degraded(fs) || fs__removed(fs)) {
+        if (fs__degraded(fs)) {
             getattr_run(fs, req, g);
         } else {
             fs__after_barrier_or_local(fs, req, getattr_run, g);
@@ -234,6 +234,30 @@ struct open_arg {
     uint64_t ino;
     struct fuse_file_info fi;
 };
+
+static struct open_arg *open_arg_new(fuse_req_t req, uint64_t ino,
+                                     const struct fuse_file_info *fi)
+{
+    struct open_arg *o = rfs_malloc(sizeof(*o));
+    if (o == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return NULL;
+    }
+    o->ino = ino;
+    o->fi = *fi;
+    return o;
+}
+
+/* Hand h to the kernel; if the caller was interrupted and is gone, drop
+ * it. */
+static void reply_open(fuse_req_t req, struct fuse_file_info *fi,
+                       struct fs_handle *h)
+{
+    fi->fh = (uintptr_t)h;
+    if (fuse_reply_open(req, fi) != 0) {
+        fs__handle_put(h);
+    }
+}
 
 static void open_run(struct fs *fs, fuse_req_t req, void *arg)
 {
@@ -279,7 +303,6 @@ static void open_run(struct fs *fs, fuse_req_t req, void *arg)
         h->staged_trunc = true;
         pthread_mutex_unlock(&fs->lock);
     }
-    o->fi.fh = (uintptr_t)h;
     o->fi.keep_cache = !fs->o.linearizable;
     /* A linearizable read-only handle reads its snapshot exactly, past
      * whatever size the kernel cached: a writer's O_TRUNC open on this
@@ -287,9 +310,7 @@ static void open_run(struct fs *fs, fuse_req_t req, void *arg)
      * its first write) exists anywhere, and readers there got 0 bytes.
      * The cost: such a handle cannot be mmapped MAP_SHARED. */
     o->fi.direct_io = fs->o.linearizable && !h->writable;
-    if (fuse_reply_open(req, &o->fi) != 0) {
-        fs__handle_put(h); /* The caller was interrupted and is gone. */
-    }
+    reply_open(req, &o->fi, h);
     rfs_free(o);
 }
 
@@ -308,20 +329,14 @@ void fs__op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             fs__reply_err(req, rv);
             return;
         }
-        fi->fh = (uintptr_t)h;
         fi->direct_io = 1; /* Its size changes with every render. */
-        if (fuse_reply_open(req, fi) != 0) {
-            fs__handle_put(h);
-        }
+        reply_open(req, fi, h);
         return;
     }
-    struct open_arg *o = rfs_malloc(sizeof(*o));
+    struct open_arg *o = open_arg_new(req, ino, fi);
     if (o == NULL) {
-        fuse_reply_err(req, ENOMEM);
         return;
     }
-    o->ino = ino;
-    o->fi = *fi;
     if ((fi->flags & O_ACCMODE) != O_RDONLY) {
         /* A writable handle reads the latest state and its writes are
          * decided at apply time (ESTALE if the file is gone by then):
@@ -416,10 +431,7 @@ static void opendir_run(struct fs *fs, fuse_req_t req, void *arg)
         return;
     }
     h->view = store_view_new(node_store(fs->node));
-    o->fi.fh = (uintptr_t)h;
-    if (fuse_reply_open(req, &o->fi) != 0) {
-        fs__handle_put(h);
-    }
+    reply_open(req, &o->fi, h);
     rfs_free(o);
 }
 
@@ -433,20 +445,13 @@ void fs__op_opendir(fuse_req_t req, fuse_ino_t ino,
             fuse_reply_err(req, ENOMEM);
             return;
         }
-        fi->fh = (uintptr_t)h;
-        if (fuse_reply_open(req, fi) != 0) {
-            fs__handle_put(h);
-        }
+        reply_open(req, fi, h);
         return;
     }
-    struct open_arg *o = rfs_malloc(sizeof(*o));
-    if (o == NULL) {
-        fuse_reply_err(req, ENOMEM);
-        return;
+    struct open_arg *o = open_arg_new(req, ino, fi);
+    if (o != NULL) {
+        fs__after_barrier(fs, req, opendir_run, o);
     }
-    o->ino = ino;
-    o->fi = *fi;
-    fs__after_barrier(fs, req, opendir_run, o);
 }
 
 static int dent_add(struct fs_handle *h, const char *name, size_t len,

@@ -525,6 +525,17 @@ static void name_cmd(struct store_cmd *c, uint8_t op, uint64_t parent,
     c->name_len = (uint16_t)strlen(name);
 }
 
+/* A command creating name, owned by the caller. */
+static void owned_cmd(fuse_req_t req, struct store_cmd *c, uint8_t op,
+                      uint64_t parent, const char *name, mode_t mode)
+{
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    name_cmd(c, op, parent, name);
+    c->mode = mode & 07777;
+    c->uid = ctx->uid;
+    c->gid = ctx->gid;
+}
+
 void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
                    mode_t mode, struct fuse_file_info *fi)
 {
@@ -542,11 +553,8 @@ void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
         }
         w->fi = *fi;
         struct store_cmd c;
-        name_cmd(&c, STORE_OP_CREATE, parent, name);
+        owned_cmd(req, &c, STORE_OP_CREATE, parent, name, mode);
         c.flags = STORE_EXCL;
-        c.mode = mode & 07777;
-        c.uid = ctx->uid;
-        c.gid = ctx->gid;
         submit(w, &c);
         return;
     }
@@ -598,12 +606,8 @@ void fs__op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
     if (check_name(req, parent, name, EEXIST) != 0) {
         return;
     }
-    const struct fuse_ctx *ctx = fuse_req_ctx(req);
     struct store_cmd c;
-    name_cmd(&c, STORE_OP_MKDIR, parent, name);
-    c.mode = mode & 07777;
-    c.uid = ctx->uid;
-    c.gid = ctx->gid;
+    owned_cmd(req, &c, STORE_OP_MKDIR, parent, name, mode);
     simple(req, R_ENTRY, &c);
 }
 
@@ -618,13 +622,10 @@ void fs__op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
         fuse_reply_err(req, ENAMETOOLONG);
         return;
     }
-    const struct fuse_ctx *ctx = fuse_req_ctx(req);
     struct store_cmd c;
-    name_cmd(&c, STORE_OP_SYMLINK, parent, name);
+    owned_cmd(req, &c, STORE_OP_SYMLINK, parent, name, 0);
     c.data = link;
     c.data_len = (uint32_t)len;
-    c.uid = ctx->uid;
-    c.gid = ctx->gid;
     simple(req, R_ENTRY, &c);
 }
 
@@ -640,34 +641,31 @@ void fs__op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
     if (check_name(req, parent, name, EEXIST) != 0) {
         return;
     }
-    const struct fuse_ctx *ctx = fuse_req_ctx(req);
     struct store_cmd c;
-    name_cmd(&c, STORE_OP_CREATE, parent, name);
+    owned_cmd(req, &c, STORE_OP_CREATE, parent, name, mode);
     c.flags = STORE_EXCL;
-    c.mode = mode & 07777;
-    c.uid = ctx->uid;
-    c.gid = ctx->gid;
     simple(req, R_ENTRY, &c);
+}
+
+static void remove_name(fuse_req_t req, uint8_t op, uint64_t parent,
+                        const char *name)
+{
+    if (check_name(req, parent, name, EPERM) != 0) {
+        return;
+    }
+    struct store_cmd c;
+    name_cmd(&c, op, parent, name);
+    simple(req, R_ERR, &c);
 }
 
 void fs__op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    if (check_name(req, parent, name, EPERM) != 0) {
-        return;
-    }
-    struct store_cmd c;
-    name_cmd(&c, STORE_OP_UNLINK, parent, name);
-    simple(req, R_ERR, &c);
+    remove_name(req, STORE_OP_UNLINK, parent, name);
 }
 
 void fs__op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    if (check_name(req, parent, name, EPERM) != 0) {
-        return;
-    }
-    struct store_cmd c;
-    name_cmd(&c, STORE_OP_RMDIR, parent, name);
-    simple(req, R_ERR, &c);
+    remove_name(req, STORE_OP_RMDIR, parent, name);
 }
 
 void fs__op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
