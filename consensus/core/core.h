@@ -250,6 +250,16 @@ struct cons_options {
     unsigned heartbeat_ticks;   /* Leader heartbeat interval. */
     bool pre_vote;              /* PreVote (default true). */
     bool check_quorum;          /* CheckQuorum + leader stickiness. */
+    /* Leader lease reads: a leader that a quorum answered within the last
+     * election timeout (less a margin) answers ReadIndex at once, without a
+     * heartbeat round. Needs check_quorum, and ticks that follow real time
+     * at rates within about 10% of each other: the host catches up missed
+     * ticks before it steps anything (docs/core.md). Off by default. */
+    bool lease_reads;
+    /* Ignore candidates for the first election timeout after start, as
+     * lease_reads does. A cluster whose members differ in lease_reads must
+     * set this on all of them: any leader's lease counts on every voter. */
+    bool boot_hold;
     unsigned max_inflight;      /* Unacked APPENDs per follower. */
     size_t max_msg_bytes;       /* Payload bytes per APPEND (soft: >= 1 entry). */
     size_t max_uncommitted;     /* Leader refuses proposals past this. */
@@ -327,7 +337,8 @@ int cons_node_propose(struct cons_node *n, const struct rfs_buf *data,
  * Ask for a linearizable read point. ctx must be unique per attempt. The
  * answer comes later in an update's reads (or reads_failed). A follower asks
  * its leader; that request can be lost, so the caller retries on a timeout
- * with a fresh ctx. Returns 0, RFS_ENOLEADER, -ENOMEM.
+ * with a fresh ctx. A leader holding a lease (lease_reads) answers in the
+ * next update, without a round. Returns 0, RFS_ENOLEADER, -ENOMEM.
  */
 int cons_node_read_index(struct cons_node *n, uint64_t ctx);
 

@@ -41,6 +41,13 @@
 #define SNAP_WINDOW 4        /* Snapshot chunks in flight per follower. */
 #define MAX_FORWARD_HOPS 3   /* A forwarded proposal is dropped after this. */
 #define STALL_HEARTBEATS 2   /* Heartbeats without an ack before re-probing. */
+/* Read rounds whose send tick a leader remembers for its lease. */
+#define ROUND_RING 64
+/* Ticks a lease falls short of the election timeout: one for the tick
+ * quantization of the follower's timer, one for clock-rate drift (up to
+ * about 10% between the leader's and a follower's clock at the default
+ * timeouts). */
+#define LEASE_MARGIN_TICKS 2
 
 struct progress {
     rfs_nodeid_t id;
@@ -107,6 +114,7 @@ struct cons_node {
     struct cons_conf conf; /* In force: the latest in the log. */
     rfs_index_t conf_index;
 
+    uint64_t ticks; /* Since this core was created. */
     unsigned election_elapsed;
     unsigned heartbeat_elapsed;
     unsigned randomized_timeout;
@@ -127,6 +135,8 @@ struct cons_node {
     rfs_nodeid_t transferee;
     size_t uncommitted;
     uint64_t read_round;
+    uint64_t round_tick[ROUND_RING]; /* Tick at which each round was sent. */
+    bool lease_off; /* TIMEOUT_NOW sent: no lease reads for this term. */
     bool need_broadcast;
     struct read_queue reads_noop;    /* Wait for this term's first commit. */
     struct read_queue reads_unsent;  /* Wait for the next round. */
@@ -533,6 +543,7 @@ static void become_leader(struct cons_node *n)
     n->election_elapsed = 0;
     n->heartbeat_elapsed = 0;
     n->transferee = 0;
+    n->lease_off = false;
     n->uncommitted = 0;
     n->n_prs = 0;
     progress_sync(n);
@@ -824,13 +835,17 @@ static void broadcast_heartbeat(struct cons_node *n)
     }
 }
 
-/* Release every pending read whose round a quorum has acknowledged. */
-static void release_reads(struct cons_node *n)
+/* Start a read round: every heartbeat sent from now on carries it, and its
+ * quorum of acks proves this node was leader at the round's tick. */
+static void new_round(struct cons_node *n)
 {
-    if (n->reads_pending.n == 0) {
-        return;
-    }
-    /* The highest round acknowledged by a quorum of voters. */
+    n->read_round++;
+    n->round_tick[n->read_round % ROUND_RING] = n->ticks;
+}
+
+/* The highest read round acknowledged by a quorum of voters (0: none). */
+static uint64_t quorum_round(const struct cons_node *n)
+{
     uint64_t acks[CONS_MAX_SERVERS];
     unsigned k = 0;
     for (unsigned i = 0; i < n->n_prs; i++) {
@@ -841,7 +856,7 @@ static void release_reads(struct cons_node *n)
     }
     unsigned q = quorum(n);
     if (k < q) {
-        return;
+        return 0;
     }
     /* Sort descending (k is small). */
     for (unsigned i = 1; i < k; i++) {
@@ -851,7 +866,46 @@ static void release_reads(struct cons_node *n)
             acks[j - 1] = t;
         }
     }
-    uint64_t confirmed = acks[q - 1];
+    return acks[q - 1];
+}
+
+/*
+ * Whether this leader may answer a read from its commit index without a
+ * round. A quorum acknowledged a round sent at tick t; each of those voters
+ * then ignores candidates for an election timeout from when it heard it
+ * (leader stickiness, and the boot hold in in_lease), so no other leader
+ * can exist before t + election_ticks - 1 ticks of a follower's clock. The
+ * lease ends LEASE_MARGIN_TICKS before that on this node's clock. Ticks
+ * must follow real time: the host catches up missed ticks before it steps
+ * anything (docs/core.md). A leader that sent TIMEOUT_NOW gave its
+ * followers leave to ignore the lease, so it stops using it.
+ */
+static bool lease_valid(const struct cons_node *n)
+{
+    if (!n->o.lease_reads || n->lease_off || n->commit < n->term_start) {
+        return false;
+    }
+    uint64_t r = quorum_round(n);
+    if (r == 0 || n->read_round - r >= ROUND_RING) {
+        return false;
+    }
+    if (MUTANT(8)) {
+        return true; /* A lease without an end. */
+    }
+    uint64_t sent = n->round_tick[r % ROUND_RING];
+    return n->ticks - sent + 1 + LEASE_MARGIN_TICKS <= n->o.election_ticks;
+}
+
+/* Release every pending read whose round a quorum has acknowledged. */
+static void release_reads(struct cons_node *n)
+{
+    if (n->reads_pending.n == 0) {
+        return;
+    }
+    uint64_t confirmed = quorum_round(n);
+    if (confirmed == 0) {
+        return;
+    }
     size_t keep = 0;
     for (size_t i = 0; i < n->reads_pending.n; i++) {
         struct pending_read *r = &n->reads_pending.r[i];
@@ -930,6 +984,7 @@ static void maybe_send_timeout_now(struct cons_node *n, struct progress *p)
     if (n->transferee == p->id && p->match == last_index(n)) {
         trace(n, "transfer: %llu caught up, send timeout-now",
               (unsigned long long)p->id);
+        n->lease_off = true;
         send(n, CONS_MSG_TIMEOUT_NOW, p->id);
     }
 }
@@ -1036,6 +1091,9 @@ static void leader_snapshot_resp(struct cons_node *n, const struct cons_msg *m,
 
 static void leader_heartbeat_tick(struct cons_node *n)
 {
+    if (n->o.lease_reads) {
+        new_round(n); /* Renews the lease while a quorum answers. */
+    }
     for (unsigned i = 0; i < n->n_prs; i++) {
         struct progress *p = &n->prs[i];
         if (p->id == n->id) {
@@ -1567,7 +1625,10 @@ int cons_node_new(const struct cons_options *opts, const struct cons_load *l,
         opts->heartbeat_ticks == 0 ||
         opts->heartbeat_ticks >= opts->election_ticks ||
         opts->max_inflight == 0 || opts->max_inflight > CONS_MAX_INFLIGHT ||
-        opts->snap_chunk_bytes == 0) {
+        opts->snap_chunk_bytes == 0 ||
+        (opts->lease_reads &&
+         (!opts->check_quorum ||
+          opts->election_ticks <= LEASE_MARGIN_TICKS + 1))) {
         return -EINVAL;
     }
     struct cons_node *n = rfs_calloc(1, sizeof(*n));
@@ -1660,6 +1721,7 @@ int cons_bootstrap_entry(const struct cons_conf *conf, struct cons_entry *out)
 
 void cons_node_tick(struct cons_node *n)
 {
+    n->ticks++;
     if (n->role != CONS_LEADER) {
         n->election_elapsed++;
         if (promotable(n) && n->election_elapsed >= n->randomized_timeout) {
@@ -1695,7 +1757,13 @@ void cons_node_tick(struct cons_node *n)
 
 static bool in_lease(const struct cons_node *n)
 {
-    return n->o.check_quorum && n->leader != RFS_NODE_NONE &&
+    /* With lease reads, a node that just started may have acknowledged a
+     * leader's round before it went down, and that leader counts on it:
+     * it holds off candidates for its first election timeout as well. */
+    bool boot = (n->o.lease_reads || n->o.boot_hold) &&
+                n->ticks < n->o.election_ticks &&
+                !MUTANT(9);
+    return n->o.check_quorum && (n->leader != RFS_NODE_NONE || boot) &&
            n->election_elapsed < n->o.election_ticks;
 }
 
@@ -1782,6 +1850,10 @@ static void handle_read_index(struct cons_node *n, const struct cons_msg *m)
         return;
     }
     r.index = n->commit;
+    if (lease_valid(n)) {
+        read_ready(n, &r, r.index);
+        return;
+    }
     if (queue_push(&n->reads_unsent, &r) != 0) {
         read_failed(n, &r);
     }
@@ -1994,7 +2066,7 @@ static void flush(struct cons_node *n)
         broadcast_append(n);
     }
     if (n->reads_unsent.n > 0) {
-        n->read_round++;
+        new_round(n);
         for (size_t i = 0; i < n->reads_unsent.n; i++) {
             struct pending_read r = n->reads_unsent.r[i];
             r.round = n->read_round;

@@ -577,6 +577,129 @@ static void test_read_index_on_stale_leader_fails(void **state)
     assert_int_equal(c->nodes[1].failed_ctx[0], 9);
 }
 
+/* Lease reads: a 3-node cluster whose leader 1 holds a fresh lease. */
+static void lease_cluster(struct cl *c)
+{
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    o.lease_reads = true;
+    cl_init_opts(c, 3, 0, &o);
+    /* Past the boot hold (see test_lease_restarted_voter_holds_off), alone,
+     * so that nobody wins an election meanwhile. */
+    for (unsigned i = 2; i <= 3; i++) {
+        cl_isolate(c, i, true);
+        cl_tick(c, i, o.election_ticks);
+        cl_isolate(c, i, false);
+    }
+    cl_drop_all(c);
+    cl_elect(c, 1);
+    assert_int_equal(cl_status(c, 1).role, CONS_LEADER);
+    cl_tick(c, 1, o.heartbeat_ticks); /* A round the followers answer. */
+    cl_deliver(c);
+}
+
+/* A leader with a lease answers a read at once: no heartbeat goes out. */
+static void test_lease_read_needs_no_round(void **state)
+{
+    (void)state;
+    struct cl c;
+    lease_cluster(&c);
+    unsigned before = c.sent[CONS_MSG_HEARTBEAT];
+    assert_int_equal(cons_node_read_index(c.nodes[1].n, 41), 0);
+    cl_process(&c, 1);
+    assert_int_equal(c.nodes[1].n_reads, 1);
+    assert_int_equal(c.nodes[1].reads_index[0], cl_status(&c, 1).commit);
+    assert_int_equal(c.sent[CONS_MSG_HEARTBEAT], before);
+    /* A follower's read costs one trip to the leader and back. */
+    assert_int_equal(cons_node_read_index(c.nodes[3].n, 42), 0);
+    cl_process(&c, 3);
+    cl_deliver(&c);
+    assert_int_equal(c.nodes[3].n_reads, 1);
+    assert_int_equal(c.sent[CONS_MSG_HEARTBEAT], before);
+    cl_close(&c);
+}
+
+/* A leader cut off from its followers loses the lease before any of them
+ * may vote for someone else; past that point a read needs a round, which
+ * no quorum answers. */
+static void test_lease_expires_without_acks(void **state)
+{
+    (void)state;
+    struct cl c;
+    lease_cluster(&c);
+    cl_isolate(&c, 1, true);
+    /* Short of CheckQuorum's step-down, past the lease. */
+    cl_tick(&c, 1, c.opts.election_ticks - 2);
+    cl_drop_all(&c);
+    assert_int_equal(cons_node_read_index(c.nodes[1].n, 7), 0);
+    cl_process(&c, 1);
+    cl_deliver(&c);
+    assert_int_equal(c.nodes[1].n_reads, 0);
+    cl_close(&c);
+}
+
+/* A voter that restarts may have answered the leader's last round before
+ * it went down: it ignores candidates for its first election timeout, as
+ * it would have had it stayed up. */
+static void test_lease_restarted_voter_holds_off(void **state)
+{
+    (void)state;
+    struct cl c;
+    lease_cluster(&c);
+    cl_crash(&c, 2);
+    cl_restart(&c, 2);
+    rfs_term_t t = cl_status(&c, 2).term;
+    struct cons_msg m = {.type = CONS_MSG_VOTE, .from = 3, .to = 2,
+                         .term = t + 1, .prev_index = 100,
+                         .prev_term = t};
+    cl_step(&c, &m);
+    assert_null(cl_find(&c, CONS_MSG_VOTE_RESP, 2, 3));
+    assert_int_equal(cl_status(&c, 2).term, t);
+    /* One election timeout later it votes again. */
+    cl_isolate(&c, 2, true);
+    cl_tick(&c, 2, c.opts.election_ticks);
+    cl_isolate(&c, 2, false);
+    cl_drop_all(&c);
+    struct cons_status st = cl_status(&c, 2);
+    m.term = st.term + 1;
+    cl_step(&c, &m);
+    assert_int_equal(cl_status(&c, 2).term, st.term + 1);
+    cl_close(&c);
+}
+
+/* A leader that sent TIMEOUT_NOW gave its followers leave to ignore its
+ * lease: from then on its reads take a round. */
+static void test_lease_dropped_by_transfer(void **state)
+{
+    (void)state;
+    struct cl c;
+    lease_cluster(&c);
+    cl_cut(&c, 1, 3, true);
+    assert_int_equal(cons_node_transfer(c.nodes[1].n, 2), 0);
+    cl_process(&c, 1);
+    assert_non_null(cl_find(&c, CONS_MSG_TIMEOUT_NOW, 1, 2));
+    cl_drop_all(&c);
+    assert_int_equal(cons_node_read_index(c.nodes[1].n, 8), 0);
+    cl_process(&c, 1);
+    assert_int_equal(c.nodes[1].n_reads, 0);
+    cl_close(&c);
+}
+
+/* Lease reads without CheckQuorum would rest on nothing: refused. */
+static void test_lease_needs_check_quorum(void **state)
+{
+    (void)state;
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    o.lease_reads = true;
+    o.check_quorum = false;
+    struct cons_load l;
+    memset(&l, 0, sizeof(l));
+    struct cons_node *n = NULL;
+    assert_int_equal(cons_node_new(&o, &l, &n), -EINVAL);
+    assert_null(n);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Leadership transfer                                                       */
 
@@ -1011,6 +1134,11 @@ int main(int argc, char **argv)
         T(test_read_index_batches_reads),
         T(test_read_index_on_follower),
         T(test_read_index_on_stale_leader_fails),
+        T(test_lease_read_needs_no_round),
+        T(test_lease_expires_without_acks),
+        T(test_lease_restarted_voter_holds_off),
+        T(test_lease_dropped_by_transfer),
+        T(test_lease_needs_check_quorum),
         T(test_transfer_hands_over),
         T(test_transfer_catches_up_and_times_out),
         cmocka_unit_test(test_transfer_refuses_learner),
