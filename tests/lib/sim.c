@@ -98,6 +98,9 @@ struct snode {
     bool exists;
     bool up;
     bool paused;
+    unsigned missed;   /* Ticks due while paused. */
+    int drift_pm;      /* Clock rate error, per mille. */
+    unsigned tick_acc; /* Tick period remainder, in µs. */
     uint64_t boot;
     struct cons_node *core;
     struct disk d;
@@ -935,6 +938,7 @@ static void node_start(struct sim *s, struct snode *n)
     o.seed = rnd(s);
     o.trace = s->o.trace ? core_trace : NULL;
     o.trace_data = s;
+    o.lease_reads = s->o.lease_reads;
     struct cons_load l;
     memset(&l, 0, sizeof(l));
     l.hs = n->d.hs;
@@ -963,6 +967,10 @@ static void node_start(struct sim *s, struct snode *n)
     }
     n->up = true;
     n->paused = false;
+    n->missed = 0;
+    if (s->o.lease_reads) {
+        n->drift_pm = (int)rndn(s, 101) - 50;
+    }
     n->boot++;
     struct cons_status st;
     cons_node_status(n->core, &st);
@@ -1308,6 +1316,16 @@ static void resume(struct sim *s, struct snode *n)
     }
     tracef(s, "n%" PRIu64 " RESUME", n->id);
     n->paused = false;
+    /* As the runtime does: the ticks the pause swallowed come first, so a
+     * leader learns its lease ran out before it answers anything. */
+    unsigned catch_up = n->missed;
+    if (catch_up > 2 * ELECTION_TICKS + 2) {
+        catch_up = 2 * ELECTION_TICKS + 2;
+    }
+    n->missed = 0;
+    for (unsigned i = 0; i < catch_up; i++) {
+        cons_node_tick(n->core);
+    }
     struct smsg *m = n->held;
     n->held = n->held_tail = NULL;
     while (m != NULL) {
@@ -1323,6 +1341,15 @@ static void resume(struct sim *s, struct snode *n)
     host_process(s, n);
 }
 
+/* The next tick's delay on n's drifting clock, in whole ms. */
+static uint64_t tick_period(struct snode *n)
+{
+    n->tick_acc += (unsigned)(TICK_MS * (1000 + n->drift_pm));
+    uint64_t ms = n->tick_acc / 1000;
+    n->tick_acc %= 1000;
+    return ms;
+}
+
 static void handle(struct sim *s, const struct ev *e)
 {
     struct snode *n = e->node > 0 ? &s->nodes[e->node] : NULL;
@@ -1331,10 +1358,12 @@ static void handle(struct sim *s, const struct ev *e)
         if (!n->up || e->boot != n->boot) {
             break;
         }
-        push(s, s->now + TICK_MS, EV_TICK, e->node, NULL);
+        push(s, s->now + tick_period(n), EV_TICK, e->node, NULL);
         if (!n->paused) {
             cons_node_tick(n->core);
             host_process(s, n);
+        } else {
+            n->missed++;
         }
         break;
     case EV_DELIVER:
@@ -1398,6 +1427,7 @@ void sim_options_default(struct sim_options *o, uint64_t seed)
     o->faults = true;
     o->membership = true;
     o->transfers = true;
+    o->lease_reads = seed % 2 == 1;
 }
 
 /* After healing: a leader must emerge and commit a fresh proposal on every
@@ -1446,6 +1476,7 @@ int sim_run(const struct sim_options *o, struct sim_result *r)
     s->o = *o;
     s->r = r;
     s->rng = o->seed;
+    r->lease_runs = o->lease_reads;
     unsigned nodes = o->nodes;
     if (nodes == 0) {
         static const unsigned sizes[] = {3, 5, 7};
@@ -1463,10 +1494,11 @@ int sim_run(const struct sim_options *o, struct sim_result *r)
     s->disk_span = slow ? 30 : 4;
     tracef(s,
            "seed %" PRIu64 ": %u nodes, drop %u%%, dup %u%%, delay <= %u ms, "
-           "snapshot every %u, chunk %zu, disk %u-%u ms",
+           "snapshot every %u, chunk %zu, disk %u-%u ms%s",
            o->seed, nodes, s->drop_pct, s->dup_pct, s->delay_max,
            s->snap_every, s->chunk_bytes, s->disk_min,
-           s->disk_min + s->disk_span);
+           s->disk_min + s->disk_span,
+           o->lease_reads ? ", lease reads" : "");
 
     struct cons_conf conf;
     memset(&conf, 0, sizeof(conf));

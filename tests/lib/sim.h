@@ -45,6 +45,7 @@ struct sim_options {
     bool faults;           /* Nemesis on (partitions, crashes, pauses...). */
     bool membership;       /* Membership changes during the run. */
     bool transfers;        /* Leadership transfers during the run. */
+    bool lease_reads;      /* Leader lease reads, clocks drifting ±5%. */
     FILE *trace;           /* Event and core trace, or NULL. */
 };
 
@@ -61,6 +62,7 @@ struct sim_result {
     uint64_t acked;      /* Requests completed as applied (requests.c). */
     uint64_t barriers;   /* Read barriers passed and checked. */
     uint64_t timeouts;   /* Requests that timed out. */
+    uint64_t lease_runs; /* 1 if this run used lease reads. */
 };
 
 void sim_options_default(struct sim_options *o, uint64_t seed);

@@ -88,7 +88,8 @@ int main(int argc, char **argv)
         seeds = 1;
     }
     uint64_t steps = 0, violations = 0, failed = 0, reads = 0, commits = 0,
-             faults_n = 0, snaps = 0, acked = 0, barriers = 0, timeouts = 0;
+             faults_n = 0, snaps = 0, acked = 0, barriers = 0, timeouts = 0,
+             leases = 0;
     time_t start = time(NULL);
     for (uint64_t k = 0; k < seeds; k++) {
         uint64_t seed = first + k;
@@ -111,6 +112,7 @@ int main(int argc, char **argv)
         acked += r.acked;
         barriers += r.barriers;
         timeouts += r.timeouts;
+        leases += r.lease_runs;
         if (r.violations > 0) {
             failed++;
             printf("seed %" PRIu64 " FAILED: %s\n", seed, r.first);
@@ -136,6 +138,9 @@ int main(int argc, char **argv)
     printf("requests: %" PRIu64 " writes acknowledged, %" PRIu64
            " read barriers checked, %" PRIu64 " timed out\n",
            acked, barriers, timeouts);
+    printf("leases: %" PRIu64 " of the seeds ran with lease reads and "
+           "drifting clocks\n",
+           leases);
     printf("simulation: %" PRIu64 " seeds, %" PRIu64 " steps, %" PRIu64
            " violations\n",
            seeds, steps, violations);
