@@ -144,6 +144,8 @@ struct node {
     pthread_t thread;
     uv_loop_t loop;
     uv_timer_t tick;
+    uint64_t clock_origin_ns; /* CLOCK_BOOTTIME at start. */
+    uint64_t ticks_given;     /* Ticks handed to the core so far. */
     uv_async_t wake;
     uv_tcp_t listener;
     uv_timer_t retry_disk;
@@ -230,6 +232,7 @@ void node_options_default(struct node_options *o)
     o->election_ticks = 10;
     o->heartbeat_ticks = 2;
     o->commit_timeout_ms = 30000;
+    o->lease_reads = true;
     o->snapshot_entries = 20000;
     o->snapshot_bytes = 64ull << 20;
     o->log_level = NODE_LOG_INFO;
@@ -298,6 +301,8 @@ static void sub_done(void *arg, int err, const void *result)
 
 static void admin_start(struct node *n, struct sub *s);
 
+static void clock_catch_up(struct node *n);
+
 static void drain_inbox(struct node *n)
 {
     pthread_mutex_lock(&n->lock);
@@ -313,6 +318,7 @@ static void drain_inbox(struct node *n)
         in = next;
     }
     uint64_t now = uv_now(&n->loop);
+    clock_catch_up(n);
     while (rev) {
         struct sub *s = rev;
         rev = s->next;
@@ -577,6 +583,7 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
              m.from);
     }
     if (!n->failed) {
+        clock_catch_up(n);
         cons_node_step(n->core, &m);
     }
     wire_msg_free(&m);
@@ -1508,11 +1515,41 @@ static void check_removed(struct node *n)
 /* ------------------------------------------------------------------------ */
 /* Loop                                                                      */
 
+static uint64_t boottime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Give the core every tick that real time says is due. The timer alone
+ * would not do: after a stall (SIGSTOP, a long fsync, a suspended host) it
+ * fires once, and the first thing the loop sees may be a peer's message or
+ * a read. A leader must learn that its lease ran out before it answers
+ * anything, so this runs before every step and every read as well. More
+ * than two election timeouts at once are as good as two.
+ */
+static void clock_catch_up(struct node *n)
+{
+    uint64_t due = (boottime_ns() - n->clock_origin_ns) /
+                   ((uint64_t)n->o.tick_ms * 1000000u);
+    if (due <= n->ticks_given || n->failed) {
+        return;
+    }
+    uint64_t k = due - n->ticks_given;
+    uint64_t cap = 2ull * n->o.election_ticks + 2;
+    n->ticks_given = due;
+    for (uint64_t i = 0; i < (k < cap ? k : cap); i++) {
+        cons_node_tick(n->core);
+    }
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct node *n = t->data;
+    clock_catch_up(n);
     if (!n->failed) {
-        cons_node_tick(n->core);
         promote_learners(n);
         check_removed(n);
     }
@@ -1605,6 +1642,8 @@ static int load_core(struct node *n, char *errmsg)
     cons_options_default(&co, n->o.id);
     co.election_ticks = n->o.election_ticks;
     co.heartbeat_ticks = n->o.heartbeat_ticks;
+    co.lease_reads = n->o.lease_reads;
+    co.boot_hold = true; /* Other members may use leases. */
     co.seed = n->boot ^ n->o.id;
     co.trace = core_trace;
     co.trace_data = n;
@@ -1740,6 +1779,7 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
         }
     }
     n->wake.data = n;
+    n->clock_origin_ns = boottime_ns();
     uv_timer_start(&n->tick, on_tick, n->o.tick_ms, n->o.tick_ms);
     process(n);
     if (pthread_create(&n->thread, NULL, loop_main, n) != 0) {

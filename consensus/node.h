@@ -49,6 +49,10 @@ struct node_options {
     unsigned election_ticks;    /* Default 10. */
     unsigned heartbeat_ticks;   /* Default 2. */
     unsigned commit_timeout_ms; /* Default 30000. */
+    /* Leader lease reads (default on): see cons_options.lease_reads. The
+     * node keeps its ticks on CLOCK_BOOTTIME, so a paused or suspended
+     * process learns at once that its lease ran out. */
+    bool lease_reads;
     uint64_t snapshot_entries;  /* Snapshot after this many applied... */
     uint64_t snapshot_bytes;    /* ...or this many bytes of entries. */
     /* If set and the store is empty: found a cluster with this

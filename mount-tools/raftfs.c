@@ -74,6 +74,10 @@ static const char usage[] =
     "                       committed state (default)\n"
     "  reads=local          serve reads from this node's copy, with kernel\n"
     "                       caching; may be stale by the replication lag\n"
+    "  lease=on|off         reads=linearizable: the leader answers read\n"
+    "                       barriers from its lease, without a quorum round\n"
+    "                       (default on; safe while clocks tick at rates\n"
+    "                       within 10% of each other, see docs/core.md)\n"
     "  commit_timeout=S     a change or linearizable read that cannot\n"
     "                       complete in S seconds fails with ETIMEDOUT\n"
     "                       (default 30)\n"
@@ -786,6 +790,7 @@ static int cmd_snapshot(int argc, char **argv)
 struct mount_opts {
     struct fs_options fs;
     unsigned commit_timeout_s;
+    bool lease;
     bool allow_other;
     bool debug;
     bool foreground;
@@ -832,6 +837,12 @@ static void parse_mount_opts(char *list, struct mount_opts *m)
         } else if (strcmp(o, "reads") == 0) {
             die("mount option reads=%s: expected reads=linearizable or "
                 "reads=local", v ? v : "");
+        } else if (strcmp(o, "lease") == 0 && v &&
+                   (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)) {
+            m->lease = strcmp(v, "on") == 0;
+        } else if (strcmp(o, "lease") == 0) {
+            die("mount option lease=%s: expected lease=on or lease=off",
+                v ? v : "");
         } else if (strcmp(o, "commit_timeout") == 0) {
             if (!v || !parse_seconds(v, 86400, &d) || d < 1) {
                 die("mount option commit_timeout=%s: expected whole seconds "
@@ -985,6 +996,7 @@ static int cmd_mount(int argc, char **argv)
     memset(&m, 0, sizeof(m));
     fs_options_default(&m.fs);
     m.commit_timeout_s = 30;
+    m.lease = true;
     m.log_level = NODE_LOG_INFO;
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
@@ -1092,6 +1104,7 @@ static int cmd_mount(int argc, char **argv)
     no.listen = conf.listen;
     no.bootstrap = conf.peers[0] ? &peers : NULL;
     no.commit_timeout_ms = m.commit_timeout_s * 1000;
+    no.lease_reads = m.lease;
     no.log_level = m.log_level;
     no.log = log_line;
     no.log_data = &log_node;

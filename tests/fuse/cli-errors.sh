@@ -40,6 +40,7 @@ expect "unknown mount option" "$r" mount "$live" "$t/m" -o bogus=1
 expect "reads=linearizable or reads=local" "$r" mount "$live" "$t/m" \
     -o reads=bogus
 expect "whole seconds" "$r" mount "$live" "$t/m" -o commit_timeout=0
+expect "lease=on or lease=off" "$r" mount "$live" "$t/m" -o lease=maybe
 busy=$(grep " $dir/n1 fuse" /proc/mounts | cut -d' ' -f2)
 expect "busy" "$r" mount "$live" "$busy"
 expect "in use by another raftfs process" "$r" mount "$live" "$t/m"
