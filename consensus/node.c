@@ -145,7 +145,9 @@ struct node {
     uv_loop_t loop;
     uv_timer_t tick;
     uint64_t clock_origin_ns; /* CLOCK_BOOTTIME at start. */
-    uint64_t ticks_given;     /* Ticks handed to the core so far. */
+    uint64_t ticks_given;     /* Ticks real time says are due. */
+    uint64_t core_ticks;      /* Ticks handed to the core (fewer after a
+                               * stall: see clock_catch_up). */
     uv_async_t wake;
     uv_tcp_t listener;
     uv_timer_t retry_disk;
@@ -153,7 +155,16 @@ struct node {
     bool failed;    /* Storage failed: no more Raft activity. */
     bool disk_full; /* A batch waits for free space. */
 
-    pthread_mutex_t lock;   /* Protects inbox, stop_requested, status. */
+    pthread_mutex_t lock;   /* Protects inbox, stop_requested, status,
+                             * fast. */
+    /* What a reader on another thread needs to pass a barrier without the
+     * loop: see node_read_barrier(). */
+    struct {
+        uint64_t lease_end_ns; /* CLOCK_BOOTTIME; 0: no lease. */
+        rfs_index_t commit;    /* The leader's, published before any
+                                * message or answer reveals it. */
+        rfs_index_t applied;   /* In the store, readable now. */
+    } fast;
     struct sub *inbox;
     bool stop_requested;
     struct node_status status;
@@ -302,6 +313,7 @@ static void sub_done(void *arg, int err, const void *result)
 static void admin_start(struct node *n, struct sub *s);
 
 static void clock_catch_up(struct node *n);
+static void publish_fast(struct node *n);
 
 static void drain_inbox(struct node *n)
 {
@@ -1190,6 +1202,7 @@ static void process(struct node *n)
     while (cons_node_has_update(n->core)) {
         struct cons_update u;
         cons_node_take_update(n->core, &u);
+        publish_fast(n);
         if (u.role_changed) {
             nlog(n, NODE_LOG_INFO, "%s in term %" PRIu64 ", leader %" PRIu64,
                  cons_role_name(u.role), u.hs.term, u.leader);
@@ -1217,6 +1230,7 @@ static void process(struct node *n)
     }
     maybe_snapshot(n);
     sync_peers(n);
+    publish_fast(n);
     publish_status(n);
 }
 
@@ -1542,7 +1556,35 @@ static void clock_catch_up(struct node *n)
     n->ticks_given = due;
     for (uint64_t i = 0; i < (k < cap ? k : cap); i++) {
         cons_node_tick(n->core);
+        n->core_ticks++;
     }
+}
+
+/*
+ * Publish the lease and the commit index for node_read_barrier()'s fast
+ * path. Called after every update is taken and before its messages go out
+ * or its entries are applied, so no follower and no local caller can know
+ * of a commit that a reader on another thread does not see here. The
+ * lease's end is in core ticks; after a stall the core counts fewer ticks
+ * than real time (clock_catch_up), so the offset is added back.
+ */
+static void publish_fast(struct node *n)
+{
+    uint64_t end = n->removed || n->failed || n->stopping
+                       ? 0
+                       : cons_node_lease_end(n->core);
+    uint64_t end_ns = 0;
+    if (end != 0 && end != UINT64_MAX) {
+        uint64_t real_tick = end + (n->ticks_given - n->core_ticks);
+        end_ns = n->clock_origin_ns + real_tick * n->o.tick_ms * 1000000u;
+    }
+    struct cons_status st;
+    cons_node_status(n->core, &st);
+    pthread_mutex_lock(&n->lock);
+    n->fast.lease_end_ns = end_ns;
+    n->fast.commit = st.commit;
+    n->fast.applied = store_applied(n->store);
+    pthread_mutex_unlock(&n->lock);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -1872,6 +1914,18 @@ int node_submit(struct node *n, const struct store_cmd *cmd, node_cb cb,
 
 int node_read_barrier(struct node *n, node_cb cb, void *arg)
 {
+    /* A leader inside its lease that has applied its whole commit index
+     * answers here, on the caller's thread: the loop would only confirm
+     * the same thing one thread hop later. */
+    pthread_mutex_lock(&n->lock);
+    bool now = n->fast.lease_end_ns != 0 &&
+               n->fast.applied >= n->fast.commit &&
+               boottime_ns() < n->fast.lease_end_ns;
+    pthread_mutex_unlock(&n->lock);
+    if (now) {
+        cb(arg, 0, NULL);
+        return 0;
+    }
     struct sub *s = rfs_calloc(1, sizeof(*s));
     if (s == NULL) {
         return -ENOMEM;

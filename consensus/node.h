@@ -95,7 +95,9 @@ int node_submit(struct node *n, const struct store_cmd *cmd, node_cb cb,
                 void *arg);
 
 /* Linearizable read barrier (any thread): cb runs once this node applied
- * everything committed before the call. Same errors as node_submit. */
+ * everything committed before the call. Same errors as node_submit. A
+ * leader inside its lease that has applied its commit index runs cb at
+ * once, on the calling thread, before this returns. */
 int node_read_barrier(struct node *n, node_cb cb, void *arg);
 
 /*

@@ -342,6 +342,15 @@ int cons_node_propose(struct cons_node *n, const struct rfs_buf *data,
  */
 int cons_node_read_index(struct cons_node *n, uint64_t ctx);
 
+/*
+ * The lease, for a host that answers reads off its loop thread: the tick
+ * count (as counted by cons_node_tick) at which this leader's lease ends, or
+ * 0 when it holds none. Until then, reading a state that includes this
+ * node's commit index (as of this call) is linearizable. It only moves when
+ * the node is stepped or ticked.
+ */
+uint64_t cons_node_lease_end(const struct cons_node *n);
+
 enum cons_change_type {
     CONS_ADD_LEARNER = 1, /* New server, non-voting. */
     CONS_PROMOTE,         /* Learner becomes voter. */

@@ -880,9 +880,10 @@ static uint64_t quorum_round(const struct cons_node *n)
  * anything (docs/core.md). A leader that sent TIMEOUT_NOW gave its
  * followers leave to ignore the lease, so it stops using it.
  */
-static bool lease_valid(const struct cons_node *n)
+static bool lease_last_tick(const struct cons_node *n, uint64_t *last)
 {
-    if (!n->o.lease_reads || n->lease_off || n->commit < n->term_start) {
+    if (n->role != CONS_LEADER || !n->o.lease_reads || n->lease_off ||
+        n->commit < n->term_start) {
         return false;
     }
     uint64_t r = quorum_round(n);
@@ -890,10 +891,18 @@ static bool lease_valid(const struct cons_node *n)
         return false;
     }
     if (MUTANT(8)) {
-        return true; /* A lease without an end. */
+        *last = UINT64_MAX; /* A lease without an end. */
+        return true;
     }
     uint64_t sent = n->round_tick[r % ROUND_RING];
-    return n->ticks - sent + 1 + LEASE_MARGIN_TICKS <= n->o.election_ticks;
+    *last = sent + n->o.election_ticks - 1 - LEASE_MARGIN_TICKS;
+    return true;
+}
+
+static bool lease_valid(const struct cons_node *n)
+{
+    uint64_t last;
+    return lease_last_tick(n, &last) && n->ticks <= last;
 }
 
 /* Release every pending read whose round a quorum has acknowledged. */
@@ -1857,6 +1866,15 @@ static void handle_read_index(struct cons_node *n, const struct cons_msg *m)
     if (queue_push(&n->reads_unsent, &r) != 0) {
         read_failed(n, &r);
     }
+}
+
+uint64_t cons_node_lease_end(const struct cons_node *n)
+{
+    uint64_t last;
+    if (!lease_last_tick(n, &last) || n->ticks > last) {
+        return 0;
+    }
+    return last == UINT64_MAX ? last : last + 1;
 }
 
 int cons_node_read_index(struct cons_node *n, uint64_t ctx)
