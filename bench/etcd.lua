@@ -1,6 +1,7 @@
 -- wrk script for etcd's v3 JSON gateway (bench/run). Arguments after "--":
 --   put        distinct new keys, 100-byte values (W1, W1f, W2)
 --   load       keys r0..r1999, for the reads
+--   load_j     keys j0..j9999, for the join (J1); one thread only
 --   get        linearizable reads of r0..r1999 (R1)
 --   get_s      serializable reads (R1l)
 -- Prints one WRKRESULT line with the median and p99 latency in us.
@@ -34,10 +35,12 @@ end
 function request()
   counter = counter + 1
   local t = tid or 0
-  if op == "put" or op == "load" then
+  if op == "put" or op == "load" or op == "load_j" then
     local key
     if op == "put" then
       key = "k" .. t .. "-" .. counter .. "-" .. math.random(1000000000)
+    elseif op == "load_j" then
+      key = "j" .. (counter % 10000)
     else
       key = "r" .. (counter % 2000)
     end
