@@ -310,6 +310,9 @@ static void open_run(struct fs *fs, fuse_req_t req, void *arg)
      * its first write) exists anywhere, and readers there got 0 bytes.
      * The cost: such a handle cannot be mmapped MAP_SHARED. */
     o->fi.direct_io = fs->o.linearizable && !h->writable;
+    /* Nothing is ever staged on a read-only handle, so its close needs no
+     * FLUSH round trip (the kernel skips it, FOPEN_NOFLUSH). */
+    o->fi.noflush = !h->writable;
     reply_open(req, &o->fi, h);
     rfs_free(o);
 }
@@ -330,6 +333,7 @@ void fs__op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             return;
         }
         fi->direct_io = 1; /* Its size changes with every render. */
+        fi->noflush = 1;
         reply_open(req, fi, h);
         return;
     }
