@@ -508,6 +508,15 @@ static void *inval_main(void *arg)
     return NULL;
 }
 
+bool fs__test_stuck(struct fs *fs, uint64_t parent, const char *name)
+{
+    if (fs->test_stuck[0] == '\0' || strcmp(name, fs->test_stuck) != 0) {
+        return false;
+    }
+    inval_push(fs, 0, parent, name, (uint16_t)strlen(name));
+    return true;
+}
+
 void fs_on_apply(void *data, rfs_index_t index, const struct store_cmd *c,
                  const struct store_result *r, bool own)
 {
@@ -581,6 +590,10 @@ int fs_new(const struct fs_options *o, struct fs **out)
             return -EAGAIN;
         }
         fs->inval_started = true;
+        const char *stuck = getenv("RAFTFS_TEST_STUCK_LOOKUP");
+        if (stuck != NULL) {
+            snprintf(fs->test_stuck, sizeof(fs->test_stuck), "%s", stuck);
+        }
     }
     *out = fs;
     return 0;

@@ -110,10 +110,19 @@ struct fs {
     pthread_cond_t inval_cond;
     struct fs_inval *inval_head;
     struct fs_inval **inval_tail;
+
+    /* RAFTFS_TEST_STUCK_LOOKUP (tests only): see fs__test_stuck(). */
+    char test_stuck[64];
 };
 
 /* fs.c */
 double fs__timeout(const struct fs *fs);
+/* Tests only: true if this lookup is the one RAFTFS_TEST_STUCK_LOOKUP
+ * names. It is then never answered, and the invalidation thread is sent to
+ * drop that very entry, so it waits uninterruptibly for the directory lock
+ * the lookup holds: the state in which a kill -9 cannot finish, which the
+ * watchdog in mount-tools/raftfs.c exists for. */
+bool fs__test_stuck(struct fs *fs, uint64_t parent, const char *name);
 uint64_t fs__resolve(struct fs *fs, uint64_t ino);
 void fs__alias_add(struct fs *fs, uint64_t from, uint64_t to);
 void fs__alias_drop(struct fs *fs, uint64_t from);

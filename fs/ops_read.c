@@ -100,6 +100,9 @@ void fs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_entry(req, &e);
         return;
     }
+    if (fs__test_stuck(fs, parent, name)) {
+        return; /* Tests only: never answered (see fs_i.h). */
+    }
     struct lookup_arg *l = rfs_malloc(sizeof(*l) + len);
     if (l == NULL) {
         fuse_reply_err(req, ENOMEM);

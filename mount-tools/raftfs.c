@@ -20,6 +20,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -929,6 +930,174 @@ static uint64_t mount_id(const char *path)
     return id;
 }
 
+/* The FUSE connection number of the (last) mount at path: its device's
+ * minor number, which names it in /sys/fs/fuse/connections. 0 if none. */
+static unsigned mount_conn(const char *path)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    if (f == NULL) {
+        return 0;
+    }
+    char line[8192];
+    unsigned conn = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char mnt[PATH_MAX];
+        unsigned maj, min;
+        if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &maj, &min, mnt) == 3 &&
+            strcmp(mnt, path) == 0) {
+            conn = min;
+        }
+    }
+    fclose(f);
+    return conn;
+}
+
+/*
+ * The watchdog: a child that holds nothing but a pipe from the daemon.
+ * When the daemon dies without saying goodbye (kill -9, the OOM killer, a
+ * crash), it aborts the FUSE connection, so callers get ENOTCONN at once,
+ * as with any dead FUSE daemon. Without it a killed daemon can fail to die
+ * at all: in reads=local its invalidation thread may be waiting,
+ * uninterruptibly, for a directory lock that a caller's request holds,
+ * and that request waits for the dead daemon. The thread never ends, so
+ * the process never finishes exiting and its descriptors (/dev/fuse, and
+ * this pipe) stay open, and everything that touches the mount hangs
+ * (found by the chaos test). So the watchdog learns of the death from the
+ * parent-death signal, which the kernel sends when the thread that forked
+ * it ends, stuck siblings or not; the pipe's end of file covers the rest.
+ * Forked before any thread exists; the child calls only async-signal-safe
+ * functions.
+ */
+static int watchdog_fd = -1;
+static volatile sig_atomic_t watchdog_orphaned;
+
+static void watchdog_on_parent_death(int sig)
+{
+    (void)sig;
+    watchdog_orphaned = 1;
+}
+
+static void watchdog_abort(const unsigned char b[8])
+{
+    uint64_t conn = 0;
+    for (int i = 7; i >= 0; i--) {
+        conn = conn << 8 | b[i];
+    }
+    char digits[24];
+    int k = 0;
+    do {
+        digits[k++] = (char)('0' + conn % 10);
+        conn /= 10;
+    } while (conn > 0 && k < 20);
+    char path[80] = "/sys/fs/fuse/connections/";
+    size_t len = strlen(path);
+    while (k > 0) {
+        path[len++] = digits[--k];
+    }
+    memcpy(path + len, "/abort", 7);
+    int fd = open(path, O_WRONLY);
+    if (fd >= 0) {
+        if (write(fd, "1", 1) != 1) {
+            /* Already gone. */
+        }
+        close(fd);
+    }
+}
+
+static void watchdog_main(int rd, pid_t parent)
+{
+    prctl(PR_SET_NAME, "raftfs-watch", 0, 0, 0);
+    for (int fd = 0; fd < 1024; fd++) {
+        if (fd != rd) {
+            close(fd); /* Above all the pid file's lock and the log. */
+        }
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = watchdog_on_parent_death; /* No SA_RESTART: wake read. */
+    sigaction(SIGUSR1, &sa, NULL);
+    prctl(PR_SET_PDEATHSIG, SIGUSR1, 0, 0, 0);
+    if (getppid() != parent) {
+        _exit(0); /* It died before we could watch: nothing was mounted. */
+    }
+    unsigned char b[8];
+    size_t got = 0;
+    while (got < sizeof(b)) {
+        ssize_t n = read(rd, b + got, sizeof(b) - got);
+        if (n == 0 || (n < 0 && (errno != EINTR || watchdog_orphaned))) {
+            _exit(0); /* Gone before mounting: nothing to abort. */
+        }
+        got += n > 0 ? (size_t)n : 0;
+    }
+    char c;
+    ssize_t n;
+    do {
+        n = read(rd, &c, 1);
+    } while (n < 0 && errno == EINTR && !watchdog_orphaned);
+    if (n < 0) {
+        /* Orphaned: a clean exit would have said so first. */
+        fcntl(rd, F_SETFL, O_NONBLOCK);
+        n = read(rd, &c, 1);
+    }
+    if (n == 1) {
+        _exit(0); /* A clean exit: the daemon unmounted. */
+    }
+    watchdog_abort(b);
+    _exit(0);
+}
+
+static void watchdog_start(void)
+{
+    int p[2];
+    if (pipe(p) != 0) {
+        fprintf(stderr, "raftfs: no watchdog (pipe: %s)\n", strerror(errno));
+        return;
+    }
+    pid_t self = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "raftfs: no watchdog (fork: %s)\n", strerror(errno));
+        close(p[0]);
+        close(p[1]);
+        return;
+    }
+    if (pid == 0) {
+        watchdog_main(p[0], self);
+    }
+    close(p[0]);
+    watchdog_fd = p[1];
+    fcntl(watchdog_fd, F_SETFD, FD_CLOEXEC);
+}
+
+/* Tell the watchdog which connection to abort should we die. */
+static void watchdog_arm(const char *mnt)
+{
+    unsigned conn = mount_conn(mnt);
+    if (watchdog_fd < 0 || conn == 0) {
+        return;
+    }
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++) {
+        b[i] = (unsigned char)((uint64_t)conn >> (8 * i));
+    }
+    if (write(watchdog_fd, b, sizeof(b)) != (ssize_t)sizeof(b)) {
+        fprintf(stderr, "raftfs: the watchdog is gone\n");
+    }
+}
+
+/* A clean exit: unmounted, nothing for the watchdog to do. */
+static void watchdog_disarm(void)
+{
+    if (watchdog_fd >= 0) {
+        signal(SIGPIPE, SIG_IGN);
+        if (write(watchdog_fd, "c", 1) != 1) {
+            /* It is gone already; so is its job. */
+        }
+        close(watchdog_fd);
+        watchdog_fd = -1;
+    }
+}
+
 /* The daemon reports its start-up outcome to the waiting parent here. */
 static int ready_fd = -1;
 
@@ -1088,6 +1257,7 @@ static int cmd_mount(int argc, char **argv)
         close(nul);
     }
     setvbuf(stderr, NULL, _IOLBF, 0);
+    watchdog_start();
 
     struct store_options so;
     store_options_default(&so);
@@ -1140,6 +1310,7 @@ static int cmd_mount(int argc, char **argv)
         fail("cannot mount at %s (see the messages above)", mnt);
     }
     fs_set_mount_id(fs, mount_id(mnt));
+    watchdog_arm(mnt);
     struct admin_server admin = {.fd = -1};
     admin_open(&admin, dir, node);
     log_line(NULL, NODE_LOG_INFO, "mounted");
@@ -1160,6 +1331,7 @@ static int cmd_mount(int argc, char **argv)
     fs_free(fs);
     fuse_remove_signal_handlers(se);
     fuse_session_unmount(se);
+    watchdog_disarm();
     fuse_session_destroy(se);
     fuse_opt_free_args(&args);
     log_line(NULL, NODE_LOG_INFO, "stopped");

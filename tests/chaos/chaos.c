@@ -104,7 +104,13 @@ static atomic_bool stopped[MC_MAX + 1];
 
 static void node_kill(int i)
 {
-    kill(C.pid[i], SIGKILL); /* In-flight operations fail now... */
+    kill(C.pid[i], SIGKILL);
+    /* In-flight operations fail now, as when the kernel sees a daemon
+     * die; the kernel may not see it at once (a daemon thread can be stuck
+     * on a lock a client's request holds: see the watchdog in
+     * mount-tools/raftfs.c), and a client waiting forever would keep the
+     * guard below from ever being taken. */
+    mc_abort(&C, i);
     pthread_rwlock_wrlock(&guard[i]);
     mc_kill9(&C, i); /* ...then the dead mount is detached. */
     up[i] = false;

@@ -55,6 +55,9 @@ int mc_raftfs(struct mcluster *c, int i, const char *args);
 void mc_start(struct mcluster *c, int i);
 /* SIGKILL node i, reap it and detach its dead mount. */
 void mc_kill9(struct mcluster *c, int i);
+/* Abort node i's FUSE connection (fusectl): what the kernel does when a
+ * daemon dies, done now, so no caller waits on a daemon that is gone. */
+void mc_abort(struct mcluster *c, int i);
 /* SIGTERM node i and wait: a clean unmount. Returns its exit status. */
 int mc_stop(struct mcluster *c, int i);
 /* The leader every running node reports, or 0 after timeout_ms. */
