@@ -908,48 +908,36 @@ static void log_line(void *data, enum node_log_level level, const char *line)
     }
 }
 
-/* The id of the (last) mount at path in the kernel's list, or 0. */
-static uint64_t mount_id(const char *path)
+/* The kernel's id of the (last) mount at path, and its device's minor
+ * number, which for FUSE names the connection in /sys/fs/fuse/connections;
+ * 0 and 0 if nothing is mounted there. */
+struct mount_ids {
+    uint64_t id;
+    unsigned conn;
+};
+
+static struct mount_ids mount_ids(const char *path)
 {
+    struct mount_ids m = {0, 0};
     FILE *f = fopen("/proc/self/mountinfo", "r");
     if (f == NULL) {
-        return 0;
+        return m;
     }
     char line[8192];
-    uint64_t id = 0;
     while (fgets(line, sizeof(line), f) != NULL) {
         char mnt[PATH_MAX];
         unsigned long long mid;
-        /* Field 5 is the mount point, with spaces escaped as \040. */
-        if (sscanf(line, "%llu %*s %*s %*s %4095s", &mid, mnt) == 2 &&
-            strcmp(mnt, path) == 0) {
-            id = mid;
-        }
-    }
-    fclose(f);
-    return id;
-}
-
-/* The FUSE connection number of the (last) mount at path: its device's
- * minor number, which names it in /sys/fs/fuse/connections. 0 if none. */
-static unsigned mount_conn(const char *path)
-{
-    FILE *f = fopen("/proc/self/mountinfo", "r");
-    if (f == NULL) {
-        return 0;
-    }
-    char line[8192];
-    unsigned conn = 0;
-    while (fgets(line, sizeof(line), f) != NULL) {
-        char mnt[PATH_MAX];
         unsigned maj, min;
-        if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &maj, &min, mnt) == 3 &&
+        /* Field 5 is the mount point, with spaces escaped as \040. */
+        if (sscanf(line, "%llu %*s %u:%u %*s %4095s", &mid, &maj, &min,
+                   mnt) == 4 &&
             strcmp(mnt, path) == 0) {
-            conn = min;
+            m.id = mid;
+            m.conn = min;
         }
     }
     fclose(f);
-    return conn;
+    return m;
 }
 
 /*
@@ -1070,9 +1058,8 @@ static void watchdog_start(void)
 }
 
 /* Tell the watchdog which connection to abort should we die. */
-static void watchdog_arm(const char *mnt)
+static void watchdog_arm(unsigned conn)
 {
-    unsigned conn = mount_conn(mnt);
     if (watchdog_fd < 0 || conn == 0) {
         return;
     }
@@ -1205,7 +1192,7 @@ static int cmd_mount(int argc, char **argv)
     if (stat(mnt, &st) != 0 || !S_ISDIR(st.st_mode)) {
         die("mount point %s is not a directory", mnt);
     }
-    if (mount_id(mnt) != 0) {
+    if (mount_ids(mnt).id != 0) {
         die("mount point %s is busy: something is mounted there already",
             mnt);
     }
@@ -1309,8 +1296,9 @@ static int cmd_mount(int argc, char **argv)
         node_stop(node);
         fail("cannot mount at %s (see the messages above)", mnt);
     }
-    fs_set_mount_id(fs, mount_id(mnt));
-    watchdog_arm(mnt);
+    struct mount_ids ids = mount_ids(mnt);
+    fs_set_mount_id(fs, ids.id);
+    watchdog_arm(ids.conn);
     struct admin_server admin = {.fd = -1};
     admin_open(&admin, dir, node);
     log_line(NULL, NODE_LOG_INFO, "mounted");

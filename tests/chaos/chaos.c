@@ -189,25 +189,33 @@ static int64_t *failed_writes;
 static size_t n_failed_writes, cap_failed_writes;
 static atomic_bool clients_stop;
 
+/* Room for element n of a growing array of elements of size bytes. */
+static void *room_for(void *p, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap) {
+        return p;
+    }
+    *cap = *cap ? 2 * *cap : 256;
+    p = realloc(p, *cap * size);
+    if (p == NULL) {
+        fprintf(stderr, "chaos: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
 static void record(const struct lin_op *op, int outcome)
 {
     pthread_mutex_lock(&H.lock);
     if (outcome < 0) {
         H.failed++;
         if (op->kind == LIN_WRITE) {
-            if (n_failed_writes == cap_failed_writes) {
-                cap_failed_writes = cap_failed_writes ? 2 * cap_failed_writes
-                                                      : 256;
-                failed_writes = realloc(failed_writes, cap_failed_writes *
-                                                           sizeof(int64_t));
-            }
+            failed_writes = room_for(failed_writes, &cap_failed_writes,
+                                     n_failed_writes, sizeof(int64_t));
             failed_writes[n_failed_writes++] = op->value;
         }
     } else {
-        if (H.n == H.cap) {
-            H.cap = H.cap ? 2 * H.cap : 1024;
-            H.ops = realloc(H.ops, H.cap * sizeof(*H.ops));
-        }
+        H.ops = room_for(H.ops, &H.cap, H.n, sizeof(*H.ops));
         H.ops[H.n++] = *op;
         if (outcome == 0) {
             H.ok++;
@@ -314,10 +322,7 @@ static void do_append(int i, int seq)
         outcome = n == len ? 0 : (e == EROFS ? -1 : 1);
     }
     pthread_mutex_lock(&H.lock);
-    if (n_appends == cap_appends) {
-        cap_appends = cap_appends ? 2 * cap_appends : 256;
-        appends = realloc(appends, cap_appends * sizeof(*appends));
-    }
+    appends = room_for(appends, &cap_appends, n_appends, sizeof(*appends));
     appends[n_appends++] = (struct append){i, seq, outcome};
     pthread_mutex_unlock(&H.lock);
 }
@@ -374,10 +379,7 @@ static void do_lock(int i)
         owes_unlink[i] = true;
     }
     pthread_mutex_lock(&H.lock);
-    if (n_holds == cap_holds) {
-        cap_holds = cap_holds ? 2 * cap_holds : 256;
-        holds = realloc(holds, cap_holds * sizeof(*holds));
-    }
+    holds = room_for(holds, &cap_holds, n_holds, sizeof(*holds));
     holds[n_holds++] = (struct hold){i, from, to};
     pthread_mutex_unlock(&H.lock);
 }
@@ -431,10 +433,8 @@ static void *client_main(void *arg)
         }
         if (!wr && outcome == 0 && local_mode) {
             pthread_mutex_lock(&H.lock);
-            if (n_lreads == cap_lreads) {
-                cap_lreads = cap_lreads ? 2 * cap_lreads : 1024;
-                lreads = realloc(lreads, cap_lreads * sizeof(*lreads));
-            }
+            lreads = room_for(lreads, &cap_lreads, n_lreads,
+                              sizeof(*lreads));
             lreads[n_lreads++] = (struct local_read){
                 i, key, op.value, last_revision, op.call};
             pthread_mutex_unlock(&H.lock);
