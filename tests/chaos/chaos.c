@@ -964,6 +964,9 @@ int main(int argc, char **argv)
             }
             (void)tl;
             if (appends[a].outcome == 0 && count == 0) {
+                printf("chaos: append %d-%d (client %d) was acknowledged "
+                       "but is not in the log\n",
+                       appends[a].client, appends[a].seq, appends[a].client);
                 lost++;
             }
             if (count > 1) {
