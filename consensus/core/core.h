@@ -237,7 +237,9 @@ struct cons_update {
     unsigned n_reads_failed;
     const uint64_t *reads_failed;
 
-    /* Role changes since the last update, for the host's logs and waiters. */
+    /* The role or the known leader changed since the last update, for the
+     * host's logs and waiters (a follower learning its new leader counts:
+     * proposals held back while none was known can go now). */
     bool role_changed;
     enum cons_role role;
     rfs_nodeid_t leader;

@@ -1470,22 +1470,32 @@ static void step_candidate(struct cons_node *n, const struct cons_msg *m)
     }
 }
 
+/* A follower hears from the leader of its term. Learning who that is counts
+ * as a change for the host: a voter learns the winner only from its first
+ * message, and proposals the host could not send while no leader was known
+ * must go out now, not one retry interval later. */
+static void heard_leader(struct cons_node *n, rfs_nodeid_t from)
+{
+    n->election_elapsed = 0;
+    if (n->leader != from) {
+        n->leader = from;
+        n->role_changed = true;
+    }
+}
+
 static void step_follower(struct cons_node *n, const struct cons_msg *m)
 {
     switch (m->type) {
     case CONS_MSG_APPEND:
-        n->election_elapsed = 0;
-        n->leader = m->from;
+        heard_leader(n, m->from);
         handle_append(n, m);
         break;
     case CONS_MSG_HEARTBEAT:
-        n->election_elapsed = 0;
-        n->leader = m->from;
+        heard_leader(n, m->from);
         handle_heartbeat(n, m);
         break;
     case CONS_MSG_SNAPSHOT:
-        n->election_elapsed = 0;
-        n->leader = m->from;
+        heard_leader(n, m->from);
         handle_snapshot(n, m);
         break;
     case CONS_MSG_TIMEOUT_NOW:

@@ -721,6 +721,8 @@ static void on_fail(void)
 
 int main(int argc, char **argv)
 {
+    /* Line by line: a crash must not eat the tail of what we printed. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 3) {
         fprintf(stderr, "usage: raftfs-chaos RAFTFS NET_SH [--seed S] "
                         "[--seconds T] [--nodes N]\n");

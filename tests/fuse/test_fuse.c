@@ -255,6 +255,7 @@ struct writer {
     volatile bool stop;
     int acked; /* Files w<node>-0 .. w<node>-(acked-1) were acknowledged. */
     int failed;
+    long longest_ms; /* The longest single write: the failover pause. */
 };
 
 static void *writer_main(void *arg)
@@ -264,7 +265,11 @@ static void *writer_main(void *arg)
         char name[32], val[32];
         snprintf(name, sizeof(name), "w%d-%d", w->node, k);
         snprintf(val, sizeof(val), "%d:%d", w->node, k);
+        long t0 = pc_now_ms();
         int rv = mc_write(mc_path(w->c, w->node, name), val, strlen(val));
+        if (pc_now_ms() - t0 > w->longest_ms) {
+            w->longest_ms = pc_now_ms() - t0;
+        }
         if (rv != 0) {
             w->failed++;
             fprintf(stderr, "writer %d: %s: %s\n", w->node, name,
@@ -297,15 +302,24 @@ static void test_leader_killed_under_writers(void **state)
     mc_kill9(c, l);
     long killed = pc_now_ms();
     usleep(2500000);
+    /* Every writer stops before anything is asserted: a failed assert
+     * leaves this frame, and a writer still running would write into it. */
     for (int k = 0; k < nw; k++) {
         w[k].stop = true;
+    }
+    for (int k = 0; k < nw; k++) {
         pthread_join(t[k], NULL);
+    }
+    printf("# writers on nodes %d and %d acked %d (%d before the kill) and "
+           "%d (%d before), longest write %ld and %ld ms; leader %d killed "
+           "%ld ms before the end\n",
+           w[0].node, w[1].node, w[0].acked, before[0], w[1].acked,
+           before[1], w[0].longest_ms, w[1].longest_ms, l,
+           pc_now_ms() - killed);
+    for (int k = 0; k < nw; k++) {
         assert_int_equal(w[k].failed, 0);
         assert_true(w[k].acked > before[k]); /* They went on after. */
     }
-    fprintf(stderr, "# writers acked %d and %d files; leader killed %ld ms "
-                    "before the end\n",
-            w[0].acked, w[1].acked, pc_now_ms() - killed);
     mc_start(c, l);
     assert_int_not_equal(mc_wait_leader(c, 10000), 0);
     for (int k = 0; k < nw; k++) {
@@ -444,17 +458,25 @@ static void test_no_torn_reads_across_rename(void **state)
     for (int k = 0; k < 2; k++) {
         pthread_create(&th[k], NULL, torn_reader, &t[k]);
     }
+    /* Failures are asserted once the readers are joined: a failed assert
+     * leaves this frame, and a reader still running would read from it. */
+    int wrote = 0, renamed = 0;
     for (int v = 0; v < 40; v++) {
         memset(data, 'a' + v % 26, sizeof(data));
-        assert_int_equal(
-            mc_write(mc_path(c, 1, "replaced.tmp"), data, sizeof(data)), 0);
-        assert_int_equal(rename(mc_path(c, 1, "replaced.tmp"),
-                                mc_path(c, 1, "replaced")),
-                         0);
+        wrote += mc_write(mc_path(c, 1, "replaced.tmp"), data,
+                          sizeof(data)) == 0;
+        renamed += rename(mc_path(c, 1, "replaced.tmp"),
+                          mc_path(c, 1, "replaced")) == 0;
     }
     for (int k = 0; k < 2; k++) {
         t[k].stop = true;
+    }
+    for (int k = 0; k < 2; k++) {
         pthread_join(th[k], NULL);
+    }
+    assert_int_equal(wrote, 40);
+    assert_int_equal(renamed, 40);
+    for (int k = 0; k < 2; k++) {
         fprintf(stderr, "# reader on node %d: %ld reads, %ld torn, %ld "
                         "found no file, %ld failed (ESTALE twice)\n",
                 t[k].node, t[k].reads, t[k].torn, t[k].vanished,
@@ -800,6 +822,8 @@ static void test_unmount_and_remount(void **state)
 
 int main(int argc, char **argv)
 {
+    /* Line by line: a crash must not eat the tail of what we printed. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 3) {
         fprintf(stderr, "usage: test_fuse RAFTFS SHELL_TOOLS\n");
         return 2;

@@ -113,15 +113,24 @@ static void test_grow_3_to_5_under_writers(void **state)
     for (int k = 0; k < 2; k++) {
         pthread_create(&t[k], NULL, writer_main, &w[k]);
     }
+    /* Asserted once the writers are joined: a failed assert leaves this
+     * frame, and a writer still running would write into it. */
+    int added[2];
     for (int id = 4; id <= 5; id++) {
         mc_prepare_join(c, id, NULL, false);
         mc_start(c, id);
-        assert_int_equal(add(c, id == 4 ? 2 : 3, id), 0);
+        added[id - 4] = add(c, id == 4 ? 2 : 3, id);
     }
     usleep(300000);
     for (int k = 0; k < 2; k++) {
         w[k].stop = true;
+    }
+    for (int k = 0; k < 2; k++) {
         pthread_join(t[k], NULL);
+    }
+    assert_int_equal(added[0], 0);
+    assert_int_equal(added[1], 0);
+    for (int k = 0; k < 2; k++) {
         assert_int_equal(w[k].failed, 0);
         assert_true(w[k].acked > 0);
     }
@@ -177,6 +186,8 @@ static void test_join_by_snapshot(void **state)
     }
     for (int k = 0; k < THREADS; k++) {
         pthread_join(t[k], NULL);
+    }
+    for (int k = 0; k < THREADS; k++) {
         assert_int_equal(f[k].failed, 0);
     }
     fprintf(stderr, "# %d files written in %ld ms\n", FILES, pc_now_ms() - t0);
@@ -351,6 +362,8 @@ static void test_cli_errors(void **state)
 
 int main(int argc, char **argv)
 {
+    /* Line by line: a crash must not eat the tail of what we printed. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 3) {
         fprintf(stderr, "usage: test_members RAFTFS CLI_ERRORS\n");
         return 2;

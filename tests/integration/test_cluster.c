@@ -201,6 +201,8 @@ static void harness_failed(void)
 
 int main(int argc, char **argv)
 {
+    /* Line by line: a crash must not eat the tail of what we printed. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     pc_fail_hook = harness_failed;
     pc_exe = argc > 1 ? argv[1] : "./raftfs-testnode";
     signal(SIGPIPE, SIG_IGN);

@@ -217,6 +217,9 @@ void cl_process(struct cl *c, unsigned id)
     while (cons_node_has_update(x->n)) {
         struct cons_update u;
         cons_node_take_update(x->n, &u);
+        if (u.role_changed) {
+            x->told_leader = u.leader;
+        }
         if (u.needs_persist) {
             struct cl_write *w = write_new(&u);
             struct cl_write **p = &x->writes;

@@ -53,6 +53,9 @@ struct cl_node {
     unsigned n_reads;
     uint64_t failed_ctx[64];
     unsigned n_failed;
+    /* The leader the last update flagged as changed (role_changed): what a
+     * host would re-send its proposals to. */
+    rfs_nodeid_t told_leader;
     /* What this node persisted, for restart tests. */
     struct cons_hard_state hs;
     struct cons_entry log[512];

@@ -94,6 +94,22 @@ static void on_signal(int sig)
     raise(sig);
 }
 
+/* A crash (a test bug, or a fault ASan traps) must not leave mounts behind
+ * either: clean up, put back the handler that was there (ASan's, or the
+ * default), and return, so the faulting instruction runs again and that
+ * handler reports it with the real context. */
+static struct sigaction before_fault[NSIG];
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    cleanup_all();
+    sigaction(sig, &before_fault[sig], NULL);
+    if (si->si_code <= 0) {
+        raise(sig); /* Sent, not a fault: nothing would run again. */
+    }
+}
+
 static void hook_once(void)
 {
     static bool done;
@@ -103,6 +119,15 @@ static void hook_once(void)
         signal(SIGTERM, on_signal);
         signal(SIGINT, on_signal);
         signal(SIGABRT, on_signal);
+        static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+        for (unsigned k = 0; k < sizeof(faults) / sizeof(faults[0]); k++) {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof(sa));
+            sa.sa_sigaction = on_fault;
+            sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+            sigemptyset(&sa.sa_mask);
+            sigaction(faults[k], &sa, &before_fault[faults[k]]);
+        }
     }
 }
 

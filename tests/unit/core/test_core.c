@@ -107,6 +107,35 @@ static void test_election_elects_one_leader(void **state)
     }
 }
 
+/* A voter learns who won only from the winner's first message. That must
+ * reach the host as a change (role_changed with the leader), or proposals
+ * it held back while no leader was known wait a whole retry interval: a
+ * 400 ms pause on every failover, measured in test_fuse before the fix. */
+static void test_follower_reports_the_leader_it_learns(void **state)
+{
+    (void)state;
+    struct cl cl;
+    struct cl *c = &cl;
+    /* Without PreVote and leases node 3 grants at once; with them it only
+     * grants later, by the same path. */
+    struct cons_options o = plain_opts();
+    cl_init_opts(c, 3, 0, &o);
+    cl_elect(c, 1);
+    assert_int_equal(c->nodes[3].told_leader, 1);
+    cl_crash(c, 1);
+    /* Node 2 times out and wins; node 3 only votes, which tells it "a new
+     * term, no leader yet". */
+    tick_until_role(c, 2, CONS_CANDIDATE);
+    deliver_until_leader(c, 2);
+    assert_int_equal(cl_status(c, 2).role, CONS_LEADER);
+    assert_int_equal(cl_status(c, 3).role, CONS_FOLLOWER);
+    assert_int_equal(c->nodes[3].told_leader, RFS_NODE_NONE);
+    cl_deliver(c); /* The winner's first append. */
+    assert_int_equal(cl_status(c, 3).leader, 2);
+    assert_int_equal(c->nodes[3].told_leader, 2);
+    cl_close(c);
+}
+
 /* The new leader's first entry is an empty no-op of its own term
  * (RAFT-PITFALLS 2: without it, earlier entries and reads could stall). */
 static void test_election_appends_noop(void **state)
@@ -1110,6 +1139,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup3, teardown)
         T(test_election_elects_one_leader),
+        T(test_follower_reports_the_leader_it_learns),
         T(test_election_appends_noop),
         cmocka_unit_test(test_election_single_node),
         T(test_prevote_partitioned_node_does_not_disrupt),
