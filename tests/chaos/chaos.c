@@ -304,6 +304,7 @@ struct append {
     int client;
     int seq;
     int outcome;
+    uint64_t call, ret; /* now_ns(): places a loss among nemesis events. */
 };
 static struct append *appends;
 static size_t n_appends, cap_appends;
@@ -312,6 +313,7 @@ static void do_append(int i, int seq)
 {
     char tok[32];
     int len = snprintf(tok, sizeof(tok), "%d-%d\n", i, seq);
+    uint64_t call = now_ns();
     int fd = open(mc_path(&C, i, "log"), O_WRONLY | O_CREAT | O_APPEND,
                   0644);
     int outcome = -1; /* open proposes nothing */
@@ -323,7 +325,7 @@ static void do_append(int i, int seq)
     }
     pthread_mutex_lock(&H.lock);
     appends = room_for(appends, &cap_appends, n_appends, sizeof(*appends));
-    appends[n_appends++] = (struct append){i, seq, outcome};
+    appends[n_appends++] = (struct append){i, seq, outcome, call, now_ns()};
     pthread_mutex_unlock(&H.lock);
 }
 
@@ -967,8 +969,11 @@ int main(int argc, char **argv)
             (void)tl;
             if (appends[a].outcome == 0 && count == 0) {
                 printf("chaos: append %d-%d (client %d) was acknowledged "
-                       "but is not in the log\n",
-                       appends[a].client, appends[a].seq, appends[a].client);
+                       "but is not in the log (write() from t=%.3fs to "
+                       "t=%.3fs)\n",
+                       appends[a].client, appends[a].seq, appends[a].client,
+                       (double)appends[a].call / 1e9,
+                       (double)appends[a].ret / 1e9);
                 lost++;
             }
             if (count > 1) {
@@ -978,13 +983,30 @@ int main(int argc, char **argv)
                 ghost++;
             }
         }
+        /* A token written over another leaves a line that is no token: that
+         * tells an overwrite from an append that never applied. */
+        int lines = 0, malformed = 0;
+        for (char *p = logbuf; *p != '\0';) {
+            char *nl = strchr(p, '\n');
+            size_t len = nl ? (size_t)(nl - p) : strlen(p);
+            int c, q, used = 0;
+            lines++;
+            if (sscanf(p, "%d-%d%n", &c, &q, &used) != 2 ||
+                (size_t)used != len || nl == NULL) {
+                if (++malformed <= 3) {
+                    printf("chaos: log line %d is no token: \"%.*s\"\n",
+                           lines, (int)(len < 40 ? len : 40), p);
+                }
+            }
+            p = nl ? nl + 1 : p + len;
+        }
         printf("chaos: appends: %zu, lost %d, duplicated %d, refused but "
-               "present %d\n",
-               n_appends, lost, dup, ghost);
-        if (lost || dup || ghost) {
-            printf("chaos: ANOMALY: appends lost, duplicated or from "
-                   "nowhere\n");
-            anomalies += lost + dup + ghost;
+               "present %d; the log: %zd bytes, %d lines, %d no token\n",
+               n_appends, lost, dup, ghost, got, lines, malformed);
+        if (lost || dup || ghost || malformed) {
+            printf("chaos: ANOMALY: appends lost, duplicated, from nowhere "
+                   "or torn\n");
+            anomalies += lost + dup + ghost + malformed;
         }
     }
     struct lin_report rep;
