@@ -1085,6 +1085,11 @@ static void apply(struct node *n, const struct cons_update *u)
 {
     struct store_result *res = rfs_calloc(u->n_committed, sizeof(*res));
     if (res == NULL) {
+        /* The core has handed these entries out and will not again: going
+         * on without them would leave a hole in this replica. */
+        nlog(n, NODE_LOG_ERROR, "out of memory applying %u entries, this "
+             "node stops", u->n_committed);
+        n->failed = true;
         return;
     }
     int rv = store_apply(n->store, u->committed, u->n_committed, res);

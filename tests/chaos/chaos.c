@@ -715,6 +715,50 @@ static void teardown(void)
     }
 }
 
+/* A sanitizer report in a node's log is a defect even when every check
+ * passed: count it. After an anomaly, show each node's last errors too: CI
+ * keeps only this output, and the folder with the logs goes at teardown. */
+static int scan_node_logs(bool show_errors)
+{
+    int reports = 0;
+    for (int i = 1; i <= C.n; i++) {
+        char path[300];
+        snprintf(path, sizeof(path), "%s/node%d.log", C.dir, i);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) {
+            continue;
+        }
+        char line[512], last[3][512];
+        int errors = 0, here = 0;
+        while (fgets(line, sizeof(line), f) != NULL) {
+            if (strstr(line, "Sanitizer") != NULL ||
+                strstr(line, "runtime error:") != NULL) {
+                if (here++ < 3) {
+                    printf("chaos: ANOMALY: node %d: %s", i, line);
+                }
+            }
+            if (strstr(line, " ERROR: ") != NULL ||
+                strstr(line, " WARN: ") != NULL) {
+                snprintf(last[errors++ % 3], sizeof(last[0]), "%s", line);
+            }
+        }
+        fclose(f);
+        reports += here;
+        if (show_errors) {
+            int from = errors > 3 ? errors - 3 : 0;
+            printf("chaos: node %d logged %d warnings and errors%s\n", i,
+                   errors, errors ? ", the last:" : "");
+            for (int k = from; k < errors; k++) {
+                printf("chaos:   %s", last[k % 3]);
+            }
+        }
+    }
+    if (reports > 0) {
+        printf("chaos: %d sanitizer report(s) in the nodes' logs\n", reports);
+    }
+    return reports;
+}
+
 static void on_fail(void)
 {
     teardown();
@@ -1053,6 +1097,7 @@ int main(int argc, char **argv)
         printf("chaos: ANOMALY: no operation succeeded\n");
         anomalies++;
     }
+    anomalies += scan_node_logs(anomalies > 0);
     if (anomalies > 0) {
         printf("chaos: replay: %s %s %s --seed %" PRIu64 " --seconds %d "
                "--nodes %d%s\n",
