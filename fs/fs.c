@@ -52,6 +52,28 @@ double fs__timeout(const struct fs *fs)
     return fs->o.linearizable ? 0.0 : fs->o.cache_timeout;
 }
 
+void fs__handle_flags(const struct fs *fs, const struct fs_handle *h,
+                      struct fuse_file_info *fi)
+{
+    fi->keep_cache = !fs->o.linearizable;
+    /* A linearizable read-only handle reads its snapshot exactly, past
+     * whatever size the kernel cached: a writer's O_TRUNC open on this
+     * node sets the kernel's size to 0 before the truncate (staged with
+     * its first write) exists anywhere, and readers there got 0 bytes.
+     * The cost: such a handle cannot be mmapped MAP_SHARED.
+     * An O_APPEND handle writes around the page cache as well: through
+     * it, the kernel splits a write that starts inside a page it does not
+     * hold into two requests, and each is applied at the end of the file
+     * as of its own apply, so another node's append could land between
+     * the halves and tear both (found by the chaos run). Direct I/O sends
+     * each write() whole, up to max_write; MAP_SHARED is refused there
+     * too (ENODEV; libfuse 3.14 cannot ask for FUSE_DIRECT_IO_ALLOW_MMAP). */
+    fi->direct_io = h->writable ? h->append : fs->o.linearizable;
+    /* Nothing is ever staged on a read-only handle, so its close needs no
+     * FLUSH round trip (the kernel skips it, FOPEN_NOFLUSH). */
+    fi->noflush = !h->writable;
+}
+
 void fs__reply_err(fuse_req_t req, int code)
 {
     fuse_reply_err(req, fs_errno(code));

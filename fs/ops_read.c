@@ -306,16 +306,7 @@ static void open_run(struct fs *fs, fuse_req_t req, void *arg)
         h->staged_trunc = true;
         pthread_mutex_unlock(&fs->lock);
     }
-    o->fi.keep_cache = !fs->o.linearizable;
-    /* A linearizable read-only handle reads its snapshot exactly, past
-     * whatever size the kernel cached: a writer's O_TRUNC open on this
-     * node sets the kernel's size to 0 before the truncate (staged with
-     * its first write) exists anywhere, and readers there got 0 bytes.
-     * The cost: such a handle cannot be mmapped MAP_SHARED. */
-    o->fi.direct_io = fs->o.linearizable && !h->writable;
-    /* Nothing is ever staged on a read-only handle, so its close needs no
-     * FLUSH round trip (the kernel skips it, FOPEN_NOFLUSH). */
-    o->fi.noflush = !h->writable;
+    fs__handle_flags(fs, h, &o->fi);
     reply_open(req, &o->fi, h);
     rfs_free(o);
 }

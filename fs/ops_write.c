@@ -138,7 +138,7 @@ static void reply_inode(struct change *w, uint64_t ino)
     fs__attr_to_stat(&a, &e.attr);
     e.attr_timeout = e.entry_timeout = fs__timeout(fs);
     w->fi.fh = (uintptr_t)h;
-    w->fi.keep_cache = !fs->o.linearizable;
+    fs__handle_flags(fs, h, &w->fi);
     if (fuse_reply_create(w->req, &e, &w->fi) != 0) {
         fs__handle_put(h);
     }
@@ -289,7 +289,9 @@ void fs__op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
     c.offset = (uint64_t)off;
     c.data = buf;
     c.data_len = (uint32_t)size;
-    if (h->append) {
+    /* fcntl(F_SETFL) can set O_APPEND after open: each write carries the
+     * descriptor's flags as they are now. */
+    if (h->append || (fi->flags & O_APPEND)) {
         c.flags |= STORE_APPEND;
     }
     w->size = size;
@@ -586,6 +588,9 @@ void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
     e.ino = h->kino;
     fs__attr_to_stat(&a, &e.attr);
     fi->fh = (uintptr_t)h;
+    fs__handle_flags(fs, h, fi);
+    /* Nothing of this file is cached yet, and what a lookup of it would
+     * fetch does not exist before the create commits. */
     fi->keep_cache = 0;
     if (fuse_reply_create(req, &e, fi) != 0) {
         fs__handle_put(h);

@@ -386,6 +386,10 @@ static void do_lock(int i)
     pthread_mutex_unlock(&H.lock);
 }
 
+/* Percent of operations that append to the shared log (10; the
+ * environment's RAFTFS_CHAOS_APPENDS raises it to stress that path). */
+static unsigned append_pct = 10;
+
 static void *client_main(void *arg)
 {
     int i = (int)(intptr_t)arg;
@@ -401,7 +405,7 @@ static void *client_main(void *arg)
             usleep(50000);
             continue;
         }
-        if ((r >> 20) % 10 == 0 && !owes_unlink[i]) {
+        if ((r >> 20) % 100 < append_pct && !owes_unlink[i]) {
             do_append(i, (int)++seq);
             pthread_rwlock_unlock(&guard[i]);
             continue;
@@ -783,6 +787,10 @@ int main(int argc, char **argv)
     net_sh = argv[2];
     int n = 5;
     seed = (uint64_t)time(NULL);
+    if (getenv("RAFTFS_CHAOS_APPENDS")) {
+        append_pct = (unsigned)strtoul(getenv("RAFTFS_CHAOS_APPENDS"), NULL,
+                                       10);
+    }
     if (getenv("RAFTFS_CHAOS_SEED")) {
         seed = strtoull(getenv("RAFTFS_CHAOS_SEED"), NULL, 10);
     }
