@@ -97,7 +97,9 @@ static void on_signal(int sig)
 /* A crash (a test bug, or a fault ASan traps) must not leave mounts behind
  * either: clean up, put back the handler that was there (ASan's, or the
  * default), and return, so the faulting instruction runs again and that
- * handler reports it with the real context. */
+ * handler reports it with the real context. Inside a cmocka test, cmocka's
+ * own handler takes these signals instead (it records a failure and goes
+ * on), and the exit hook cleans up at the end. */
 static struct sigaction before_fault[NSIG];
 
 static void on_fault(int sig, siginfo_t *si, void *uc)
