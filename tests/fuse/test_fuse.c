@@ -187,6 +187,18 @@ static void test_append_is_one_entry_across_pages(void **state)
     static char all[8192];
     assert_int_equal(mc_read(mc_path(c, l, "grow"), all, sizeof(all)), 4106);
     assert_memory_equal(all + 4090, piece, 16);
+    /* The price of direct I/O (docs/fs.md): no shared mapping of such a
+     * descriptor; a private one works. */
+    fd = open(mc_path(c, f, "grow"), O_RDWR | O_APPEND);
+    assert_true(fd >= 0);
+    void *m = mmap(NULL, 4106, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(m == MAP_FAILED);
+    assert_int_equal(errno, ENODEV);
+    m = mmap(NULL, 4106, PROT_READ, MAP_PRIVATE, fd, 0);
+    assert_true(m != MAP_FAILED);
+    assert_memory_equal((char *)m + 4090, piece, 16);
+    munmap(m, 4106);
+    close(fd);
 }
 
 struct appender {
