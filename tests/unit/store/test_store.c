@@ -339,6 +339,18 @@ static void test_write_chunks_holes_truncate(void **state)
     assert_int_equal(apply(f, &t).err, 0);
     assert_int_equal(readf(f, ino, STORE_CHUNK_SIZE - 2, buf, 4), 4);
     assert_memory_equal(buf, "A\0\0\0", 4);
+    /* Grown by truncate past what the last chunk holds: a read there,
+     * inside that one chunk, finds zeros. (The shrink above dropped the
+     * chunk of "xyz".) */
+    assert_int_equal(wr(f, ino, far, "xyz", 3, 0), 0);
+    t.size = far + 100;
+    t.seq = 0;
+    assert_int_equal(apply(f, &t).err, 0);
+    memset(buf, 'q', sizeof(buf));
+    assert_int_equal(readf(f, ino, far + 1, buf, 5), 5);
+    assert_memory_equal(buf, "yz\0\0\0", 5);
+    assert_int_equal(readf(f, ino, far + 20, buf, 5), 5);
+    assert_memory_equal(buf, "\0\0\0\0\0", 5);
 }
 
 /* Past the size cap, writes and truncates answer EFBIG and change nothing. */
