@@ -201,6 +201,20 @@ static void test_append_is_one_entry_across_pages(void **state)
     close(fd);
 }
 
+/* A create through a read-only descriptor is staged like any other, and
+ * committed by the close that ends it: the kernel must send that close's
+ * FLUSH, so that close() returns only once the file exists everywhere. */
+static void test_readonly_create_commits_at_close(void **state)
+{
+    struct mcluster *c = *state;
+    int fd = open(mc_path(c, 1, "made-ro"), O_RDONLY | O_CREAT, 0640);
+    assert_true(fd >= 0);
+    assert_int_equal(close(fd), 0);
+    struct stat st;
+    assert_int_equal(stat(mc_path(c, 2, "made-ro"), &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0640);
+}
+
 struct appender {
     struct mcluster *c;
     int node;
@@ -960,6 +974,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_one_entry_per_echo, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_append_is_one_entry_across_pages,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_create_commits_at_close,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_appends_stay_whole,
                                         setup, teardown),
