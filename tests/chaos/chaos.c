@@ -1035,8 +1035,8 @@ int main(int argc, char **argv)
                 ghost++;
             }
         }
-        /* A token written over another leaves a line that is no token: that
-         * tells an overwrite from an append that never applied. */
+        /* A torn or overwritten token leaves a line that is no token: that
+         * tells those apart from an append that never applied. */
         int lines = 0, malformed = 0;
         for (char *p = logbuf; *p != '\0';) {
             char *nl = strchr(p, '\n');
