@@ -69,9 +69,19 @@ void fs__handle_flags(const struct fs *fs, const struct fs_handle *h,
      * each write() whole, up to max_write; MAP_SHARED is refused there
      * too (ENODEV; libfuse 3.14 cannot ask for FUSE_DIRECT_IO_ALLOW_MMAP). */
     fi->direct_io = h->writable ? h->append : fs->o.linearizable;
-    /* Nothing is ever staged on a read-only handle, so its close needs no
-     * FLUSH round trip (the kernel skips it, FOPEN_NOFLUSH). */
+    /* Nothing is staged on a read-only handle, so its close needs no FLUSH
+     * round trip (the kernel skips it, FOPEN_NOFLUSH). */
     fi->noflush = !h->writable;
+    if (h->staged_create) {
+        /* Except a create through it: the close that ends the handle
+         * commits the create, so its FLUSH must come. Nothing of the file
+         * is cached yet, nor is there a snapshot to read directly; a
+         * lookup would find nothing before the create commits. (Set by
+         * this thread before the kernel knows the handle.) */
+        fi->keep_cache = 0;
+        fi->noflush = 0;
+        fi->direct_io = h->writable && h->append;
+    }
 }
 
 void fs__reply_err(fuse_req_t req, int code)

@@ -118,7 +118,8 @@ struct fs {
 /* fs.c */
 double fs__timeout(const struct fs *fs);
 /* The kernel's caching of a new file handle h (keep_cache, direct_io,
- * noflush), decided in one place for open and both kinds of create. */
+ * noflush), decided in one place for open and both kinds of create
+ * (h->staged_create already set for a staged one). */
 void fs__handle_flags(const struct fs *fs, const struct fs_handle *h,
                       struct fuse_file_info *fi);
 /* Tests only: true if this lookup is the one RAFTFS_TEST_STUCK_LOOKUP

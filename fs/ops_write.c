@@ -589,14 +589,6 @@ void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
     fs__attr_to_stat(&a, &e.attr);
     fi->fh = (uintptr_t)h;
     fs__handle_flags(fs, h, fi);
-    /* Nothing of this file is cached yet, and what a lookup of it would
-     * fetch does not exist before the create commits. The close that
-     * ends this handle commits the staged create, so its FLUSH must come
-     * even when the handle is read-only; and such a handle has no snapshot
-     * to read with direct I/O. */
-    fi->keep_cache = 0;
-    fi->noflush = 0;
-    fi->direct_io = h->writable && h->append;
     if (fuse_reply_create(req, &e, fi) != 0) {
         fs__handle_put(h);
     }
