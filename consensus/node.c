@@ -1,28 +1,14 @@
 /*
- * The node runtime: the core, the store and the peers on one libuv loop.
+ * The node runtime: the host driver (host.c) on one libuv loop, with the
+ * store, the snapshot files and the peers as its I/O.
  *
- * Host loop, for every update the core hands out (see core.h), in order:
- *   1. Persist: hard state, snapshot chunks and entries join the next
- *      storage batch. One batch is written at a time, in libuv's threadpool,
- *      as one synced RocksDB WriteBatch; updates taken meanwhile accumulate
- *      in the next batch (group commit).
- *   2. Send: messages that need no durability go now; the others ride on the
- *      batch holding the writes they depend on and leave when it is durable.
- *      A leader's AppendEntries therefore go out while its own write is in
- *      flight (thesis 10.2.1).
- *   3. When a batch is durable: cons_node_persisted(tag), release its
- *      messages, start the next batch.
- *   4. Apply committed entries (on this thread; the store's apply writes are
- *      unsynced and cheap), and complete this node's requests by their
- *      (boot, seq) identity, never by log index (RAFT-PITFALLS 7).
- *   5. Complete read barriers whose index is applied.
+ * The ordering around the core (persist, send, apply, reply; group commit;
+ * the clock; requests; the snapshot policy) is host.c's, the same code the
+ * simulator runs. This file only does what host_io asks: synced batch
+ * writes, snapshot images and chunk reads in libuv's threadpool (blocking
+ * file I/O never runs on the loop thread), applies into the store on the
+ * loop thread (unsynced and cheap), frames to peers, and the clock.
  *
- * Failure handling. A request that is not applied within commit_timeout_ms
- * fails with -ETIMEDOUT and a log line saying why (no leader known, or how
- * many voters are reachable). Proposals are re-sent after a leader change and
- * periodically; the state machine applies each (boot, seq) once. A disk that
- * refuses a batch for lack of space is retried every second while nothing
- * is acknowledged; any other storage error stops the node's Raft activity.
  * Peers that fail the handshake, or send anything malformed, are dropped and
  * logged with their address.
  */
@@ -48,6 +34,7 @@
 #include "../common/heap.h"
 #include "../common/endian.h"
 #include "batch.h"
+#include "host.h"
 #include "config.h"
 #include "requests.h"
 #include "secure.h"
@@ -95,14 +82,15 @@ struct out_buf {
     struct rfs_buf plain; /* Encoded message, before sealing. */
 };
 
-struct batch {
+/* A job in libuv's threadpool: a batch write, a snapshot, a chunk read. */
+struct job {
     uv_work_t work;
     struct node *n;
-    struct batch_writes w;
-    struct out_buf *held;
-    struct out_buf **held_tail;
+    const struct batch_writes *w; /* Writes. */
+    struct host_chunk *chunk;     /* Chunk reads. */
+    rfs_index_t index;            /* Snapshots: the image's applied index. */
+    uint64_t size;
     int rv;
-    bool installed; /* A snapshot replaced the state. */
     char err[RFS_ERRMSG_SZ];
 };
 
@@ -138,22 +126,16 @@ struct node {
     char dir[1024];
     uint8_t secret[SECURE_KEY_BYTES];
     struct store *store;
-    struct cons_node *core;
+    struct host *host;
     uint64_t boot;
 
     pthread_t thread;
     uv_loop_t loop;
     uv_timer_t tick;
-    uint64_t clock_origin_ns; /* CLOCK_BOOTTIME at start. */
-    uint64_t ticks_given;     /* Ticks real time says are due. */
-    uint64_t core_ticks;      /* Ticks handed to the core (fewer after a
-                               * stall: see clock_catch_up). */
     uv_async_t wake;
     uv_tcp_t listener;
-    uv_timer_t retry_disk;
     bool stopping;
-    bool failed;    /* Storage failed: no more Raft activity. */
-    bool disk_full; /* A batch waits for free space. */
+    char disk_err[RFS_ERRMSG_SZ]; /* The last storage error. */
 
     pthread_mutex_t lock;   /* Protects inbox, stop_requested, status,
                              * fast. */
@@ -169,13 +151,6 @@ struct node {
     bool stop_requested;
     struct node_status status;
 
-    struct requests rq; /* Proposals and reads in flight. */
-    uint64_t proposed;
-    uint64_t batches;
-
-    struct batch *inflight;
-    struct batch *next_batch;
-
     struct peer peers[MAX_PEERS];
     unsigned n_peers;
     struct conn *conns;
@@ -187,11 +162,6 @@ struct node {
     uint64_t fault_rng;
     struct delayed *delayed;
     uint64_t admin_ids;
-    bool removed;           /* Our configuration no longer holds us. */
-    bool snapshot_now;      /* An operator asked for a snapshot. */
-    rfs_index_t snap_index; /* Last local snapshot. */
-    uint64_t bytes_since_snap; /* Entry bytes applied since it. */
-    uint64_t last_status_log;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -252,50 +222,6 @@ void node_options_default(struct node_options *o)
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                  */
 
-/* Why a request could not complete, for the timeout's log line. */
-static void why_stuck(struct node *n, char *buf, size_t len)
-{
-    struct cons_status st;
-    cons_node_status(n->core, &st);
-    if (n->failed) {
-        snprintf(buf, len, "storage failed: %s", store_errmsg(n->store));
-        return;
-    }
-    if (st.leader == RFS_NODE_NONE) {
-        const struct cons_conf *c = cons_node_conf(n->core);
-        unsigned voters = cons_conf_voters(c), up = 0;
-        for (unsigned i = 0; i < c->n; i++) {
-            if (c->servers[i].role != CONS_VOTER) {
-                continue;
-            }
-            if (c->servers[i].id == n->o.id) {
-                up++;
-                continue;
-            }
-            for (unsigned k = 0; k < n->n_peers; k++) {
-                if (n->peers[k].id == c->servers[i].id && n->peers[k].out &&
-                    n->peers[k].out->open) {
-                    up++;
-                }
-            }
-        }
-        snprintf(buf, len, "no leader; no quorum: %u of %u voters reachable",
-                 up, voters);
-        return;
-    }
-    snprintf(buf, len, "leader %" PRIu64 " did not commit it in time",
-             st.leader);
-}
-
-static void on_expired(void *data, bool read, uint64_t id)
-{
-    struct node *n = data;
-    char why[160];
-    why_stuck(n, why, sizeof(why));
-    nlog(n, NODE_LOG_WARN, "%s %" PRIu64 " timed out after %u ms: %s",
-         read ? "read barrier" : "write", id, n->o.commit_timeout_ms, why);
-}
-
 /* The requests module's completion, handed on to the submitter's. */
 static void sub_done(void *arg, int err, const void *result)
 {
@@ -312,9 +238,6 @@ static void sub_done(void *arg, int err, const void *result)
 
 static void admin_start(struct node *n, struct sub *s);
 
-static void clock_catch_up(struct node *n);
-static void publish_fast(struct node *n);
-
 static void drain_inbox(struct node *n)
 {
     pthread_mutex_lock(&n->lock);
@@ -329,8 +252,6 @@ static void drain_inbox(struct node *n)
         rev = in;
         in = next;
     }
-    uint64_t now = uv_now(&n->loop);
-    clock_catch_up(n);
     while (rev) {
         struct sub *s = rev;
         rev = s->next;
@@ -342,29 +263,8 @@ static void drain_inbox(struct node *n)
             sub_done(s, RFS_ESHUTDOWN, NULL);
             continue;
         }
-        if (n->removed) {
-            sub_done(s, RFS_EREMOVED, NULL);
-            continue;
-        }
-        int rv;
-        if (s->read) {
-            rv = requests_read(&n->rq, n->core, now, sub_done, s);
-        } else {
-            s->cmd.client = n->o.id;
-            s->cmd.boot = n->boot;
-            s->cmd.seq = requests_next_seq(&n->rq);
-            s->cmd.first_outstanding = requests_first_outstanding(&n->rq);
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            s->cmd.time_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-            struct rfs_buf enc;
-            rv = store_cmd_encode(&s->cmd, &enc);
-            if (rv == 0) {
-                rv = requests_propose(&n->rq, n->core, s->cmd.seq, enc, now,
-                                      sub_done, s);
-                n->proposed++;
-            }
-        }
+        int rv = s->read ? host_read(n->host, sub_done, s)
+                         : host_submit(n->host, &s->cmd, sub_done, s);
         if (rv != 0) {
             sub_done(s, rv, NULL);
         }
@@ -587,17 +487,7 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
         conn_close(c, "message claims another sender or recipient");
         return;
     }
-    if (m.type == CONS_MSG_APPEND && n->removed) {
-        /* A leader replicates to us again: we were added back. */
-        n->removed = false;
-        nlog(n, NODE_LOG_INFO, "node %" PRIu64 " replicates to this node "
-                               "again: serving as a member",
-             m.from);
-    }
-    if (!n->failed) {
-        clock_catch_up(n);
-        cons_node_step(n->core, &m);
-    }
+    host_recv(n->host, &m);
     wire_msg_free(&m);
     rfs_free(plain);
 }
@@ -609,8 +499,6 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     buf->base = rfs_malloc(len);
     buf->len = buf->base ? len : 0;
 }
-
-static void process(struct node *n);
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
@@ -642,7 +530,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
     }
     rfs_free(buf->base);
-    process(n);
+    /* A handshake or admin frame may have changed what the driver can do
+     * (a peer opened, a command ran); it catches up the clock first. */
+    host_poke(n->host);
 }
 
 static struct conn *conn_new(struct node *n, bool outgoing)
@@ -707,9 +597,9 @@ static void peer_connect(struct node *n, struct peer *p)
 /* Keep one outgoing connection per member of the configuration. */
 static void sync_peers(struct node *n)
 {
-    const struct cons_conf *c = cons_node_conf(n->core);
+    const struct cons_conf *c = cons_node_conf(host_core(n->host));
     struct cons_status st;
-    cons_node_status(n->core, &st);
+    cons_node_status(host_core(n->host), &st);
     if (st.conf_index != n->conf_index_seen || c->n != n->conf_n) {
         n->conf_index_seen = st.conf_index;
         n->conf_n = c->n;
@@ -884,305 +774,309 @@ static void on_accept(uv_stream_t *server, int status)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Storage batches                                                           */
+/* The driver's I/O: disk jobs in the threadpool, apply, clock               */
 
-static void snap_path(struct node *n, char *buf, size_t len, const char *name)
+static void snap_path(struct node *n, char *buf, size_t len, rfs_index_t idx)
 {
-    snprintf(buf, len, "%s/snapshots/%s", n->dir, name);
+    snprintf(buf, len, "%s/snapshots/snap-%" PRIu64 ".img", n->dir, idx);
 }
 
-static void batch_work(uv_work_t *w)
+/* After a rename, the directory entry itself must reach the disk, or a
+ * power loss can bring back the old name (etcd-io/etcd#6368). */
+static int fsync_snapdir(struct node *n)
 {
-    struct batch *b = w->data;
-    struct node *n = b->n;
-    b->rv = 0;
-    for (unsigned i = 0; i < b->w.n_chunks && b->rv == 0; i++) {
-        struct batch_chunk *c = &b->w.chunks[i];
+    char dir[1100];
+    snprintf(dir, sizeof(dir), "%s/snapshots", n->dir);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rv = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rv;
+}
+
+static uint64_t boottime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t io_now_ns(void *data)
+{
+    (void)data;
+    return boottime_ns();
+}
+
+static int64_t io_wall_ns(void *data)
+{
+    (void)data;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static struct job *job_new(struct node *n)
+{
+    struct job *j = rfs_calloc(1, sizeof(*j));
+    RFS_ASSERT(j != NULL); /* Out of memory with the core waiting: stop. */
+    j->n = n;
+    j->work.data = j;
+    return j;
+}
+
+static void write_work(uv_work_t *w)
+{
+    struct job *j = w->data;
+    struct node *n = j->n;
+    j->rv = 0;
+    for (unsigned i = 0; i < j->w->n_chunks && j->rv == 0; i++) {
+        struct batch_chunk *c = &j->w->chunks[i];
         char path[1200];
-        snap_path(n, path, sizeof(path), "receiving.img");
+        snprintf(path, sizeof(path), "%s/snapshots/receiving.img", n->dir);
         int fd = open(path, O_CREAT | O_WRONLY | (c->offset == 0 ? O_TRUNC : 0),
                       0600);
         if (fd < 0 ||
             pwrite(fd, c->data.base, c->data.len, (off_t)c->offset) !=
                 (ssize_t)c->data.len ||
             (c->last && fsync(fd) != 0)) {
-            b->rv = -EIO;
-            snprintf(b->err, sizeof(b->err), "writing %.150s: %.60s", path,
+            j->rv = -EIO;
+            snprintf(j->err, sizeof(j->err), "writing %.150s: %.60s", path,
                      strerror(errno));
         }
         if (fd >= 0) {
             close(fd);
         }
-        if (b->rv == 0 && c->last) {
-            b->rv = store_snapshot_install(n->store, path, &c->meta);
-            b->installed = b->rv == 0;
-            if (b->rv != 0) {
-                snprintf(b->err, sizeof(b->err), "%s",
+        if (j->rv == 0 && c->last) {
+            j->rv = store_snapshot_install(n->store, path, &c->meta);
+            if (j->rv != 0) {
+                snprintf(j->err, sizeof(j->err), "%s",
                          store_errmsg(n->store));
             } else {
                 char img[1200];
-                snprintf(img, sizeof(img), "%s/snapshots/snap-%" PRIu64 ".img",
-                         n->dir, c->meta.index);
-                rename(path, img);
+                snap_path(n, img, sizeof(img), c->meta.index);
+                if (rename(path, img) != 0 || fsync_snapdir(n) != 0) {
+                    /* The state is installed; only the image to serve
+                     * other followers from is missing, and the next
+                     * snapshot taken here makes a new one. */
+                    nlog(n, NODE_LOG_WARN, "keeping the received image "
+                         "as %.150s failed: %s", img, strerror(errno));
+                }
             }
         }
     }
-    if (b->rv == 0 && (b->w.has_hs || b->w.n_ents > 0)) {
-        b->rv = store_log_write(n->store, b->w.has_hs ? &b->w.hs : NULL,
-                                b->w.ents, b->w.n_ents);
-        if (b->rv != 0) {
-            snprintf(b->err, sizeof(b->err), "%s", store_errmsg(n->store));
+    if (j->rv == 0 && (j->w->has_hs || j->w->n_ents > 0)) {
+        j->rv = store_log_write(n->store, j->w->has_hs ? &j->w->hs : NULL,
+                                j->w->ents, j->w->n_ents);
+        if (j->rv != 0) {
+            snprintf(j->err, sizeof(j->err), "%s", store_errmsg(n->store));
         }
     }
 }
 
-static void batch_free(struct batch *b)
+static void write_done(uv_work_t *w, int status)
 {
-    batch_writes_close(&b->w);
-    while (b->held) {
-        struct out_buf *o = b->held;
-        b->held = o->next;
-        rfs_free(o->plain.base);
-        rfs_free(o);
-    }
-    rfs_free(b);
-}
-
-static void start_batch(struct node *n);
-
-static void batch_done(uv_work_t *w, int status);
-
-static void retry_disk(uv_timer_t *t)
-{
-    struct node *n = t->data;
-    if (n->inflight != NULL && !n->stopping) {
-        uv_queue_work(&n->loop, &n->inflight->work, batch_work, batch_done);
-    }
-}
-
-static void batch_done(uv_work_t *w, int status)
-{
-    struct batch *b = w->data;
-    struct node *n = b->n;
+    struct job *j = w->data;
+    struct node *n = j->n;
     (void)status;
-    if (b->rv == -ENOSPC && !n->stopping) {
-        /* Nothing was written. Keep the batch (and the acks it holds) and
-         * try again in a second: no write is acknowledged meanwhile, and
-         * writing resumes by itself once space is freed. */
-        if (!n->disk_full) {
-            nlog(n, NODE_LOG_ERROR, "not accepting writes: %s", b->err);
-            n->disk_full = true;
-        }
-        uv_timer_start(&n->retry_disk, retry_disk, 1000, 0);
-        return;
+    if (j->rv != 0) {
+        snprintf(n->disk_err, sizeof(n->disk_err), "%s", j->err);
     }
-    n->inflight = NULL;
-    if (b->rv != 0) {
-        nlog(n, NODE_LOG_ERROR, "storage failed, this node stops: %s", b->err);
-        n->failed = true;
-        batch_free(b);
-        return;
-    }
-    if (n->disk_full) {
-        nlog(n, NODE_LOG_INFO, "disk has room again: accepting writes");
-        n->disk_full = false;
-    }
-    n->batches++;
-    if (b->installed && n->o.on_apply != NULL) {
-        n->o.on_apply(n->o.apply_data, store_applied(n->store), NULL, NULL,
-                      false);
-    }
-    cons_node_persisted(n->core, &b->w.tag);
-    while (b->held) {
-        struct out_buf *o = b->held;
-        b->held = o->next;
-        send_plain(n, o->to, o->plain);
-        rfs_free(o);
-    }
-    batch_free(b);
-    start_batch(n);
-    process(n);
+    int rv = j->rv == -ENOSPC && n->stopping ? -EIO : j->rv;
+    char err[RFS_ERRMSG_SZ];
+    snprintf(err, sizeof(err), "%s", j->err);
+    rfs_free(j);
+    host_write_done(n->host, rv, err);
 }
 
-static void start_batch(struct node *n)
+static void io_write(void *data, const struct batch_writes *w)
 {
-    if (n->inflight != NULL || n->next_batch == NULL || n->failed) {
-        return;
-    }
-    n->inflight = n->next_batch;
-    n->next_batch = NULL;
-    n->inflight->work.data = n->inflight;
-    uv_queue_work(&n->loop, &n->inflight->work, batch_work, batch_done);
+    struct node *n = data;
+    struct job *j = job_new(n);
+    j->w = w;
+    uv_queue_work(&n->loop, &j->work, write_work, write_done);
 }
 
-static struct batch *batch_for_writes(struct node *n)
+static void chunk_work(uv_work_t *w)
 {
-    if (n->next_batch == NULL) {
-        n->next_batch = rfs_calloc(1, sizeof(*n->next_batch));
-        RFS_ASSERT(n->next_batch != NULL); /* Out of memory: stop. */
-        n->next_batch->n = n;
-        n->next_batch->held_tail = &n->next_batch->held;
-        batch_writes_init(&n->next_batch->w);
-    }
-    return n->next_batch;
-}
-
-static void batch_add(struct node *n, const struct cons_update *u)
-{
-    struct batch *b = batch_for_writes(n);
-    /* Out of memory while holding writes the core counts on: stop rather
-     * than acknowledge something never written. */
-    RFS_ASSERT(batch_writes_add(&b->w, u) == 0);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Apply, snapshots, the host loop                                           */
-
-static void maybe_snapshot(struct node *n)
-{
-    rfs_index_t applied = store_applied(n->store);
-    if (!n->snapshot_now && applied < n->snap_index + n->o.snapshot_entries &&
-        n->bytes_since_snap < n->o.snapshot_bytes) {
-        return;
-    }
-    n->snapshot_now = false;
-    if (applied == n->snap_index) {
-        return; /* Nothing new since the last one. */
-    }
-    n->bytes_since_snap = 0;
+    struct job *j = w->data;
     char path[1200];
-    snprintf(path, sizeof(path), "%s/snapshots/snap-%" PRIu64 ".img", n->dir,
-             applied);
-    rfs_index_t idx;
-    uint64_t size;
-    int rv = store_snapshot_write(n->store, path, &idx, &size);
-    if (rv != 0) {
-        nlog(n, NODE_LOG_ERROR, "snapshot failed: %s", store_errmsg(n->store));
-        n->snap_index = applied; /* Try again after as many entries. */
+    snap_path(j->n, path, sizeof(path), j->chunk->snap_index);
+    int fd = open(path, O_RDONLY);
+    j->rv = fd >= 0 && pread(fd, j->chunk->buf, j->chunk->len,
+                             (off_t)j->chunk->offset) ==
+                           (ssize_t)j->chunk->len
+                ? 0
+                : -EIO;
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
+static void chunk_done(uv_work_t *w, int status)
+{
+    struct job *j = w->data;
+    (void)status;
+    struct node *n = j->n;
+    struct host_chunk *c = j->chunk;
+    int rv = j->rv;
+    rfs_free(j);
+    host_chunk_done(n->host, c, rv);
+}
+
+static void io_read_chunk(void *data, struct host_chunk *c)
+{
+    struct node *n = data;
+    struct job *j = job_new(n);
+    j->chunk = c;
+    uv_queue_work(&n->loop, &j->work, chunk_work, chunk_done);
+}
+
+/* The image is written from a RocksDB snapshot of the state, so applies go
+ * on meanwhile; its name is only known once the image says which applied
+ * index it holds. */
+static void snapshot_work(uv_work_t *w)
+{
+    struct job *j = w->data;
+    struct node *n = j->n;
+    char tmp[1200], path[1200];
+    snprintf(tmp, sizeof(tmp), "%s/snapshots/taking.img", n->dir);
+    j->rv = store_snapshot_write(n->store, tmp, &j->index, &j->size);
+    if (j->rv != 0) {
+        snprintf(j->err, sizeof(j->err), "%s", store_errmsg(n->store));
         return;
     }
-    rfs_index_t trailing = n->o.snapshot_entries / 4;
-    struct cons_snap_meta meta;
-    rv = cons_node_snapshot_taken(n->core, idx, size, trailing, &meta);
-    if (rv == 0) {
-        rv = store_snapshot_meta_put(n->store, &meta);
+    snap_path(n, path, sizeof(path), j->index);
+    if (rename(tmp, path) != 0 || fsync_snapdir(n) != 0) {
+        j->rv = -errno;
+        snprintf(j->err, sizeof(j->err), "renaming %.150s: %.60s", tmp,
+                 strerror(errno));
     }
-    if (rv == 0 && idx > trailing) {
-        rv = store_log_compact(n->store, idx - trailing);
+}
+
+static void snapshot_done(uv_work_t *w, int status)
+{
+    struct job *j = w->data;
+    struct node *n = j->n;
+    (void)status;
+    if (j->rv != 0) {
+        snprintf(n->disk_err, sizeof(n->disk_err), "%s", j->err);
     }
-    char old[1200];
-    snprintf(old, sizeof(old), "%s/snapshots/snap-%" PRIu64 ".img", n->dir,
-             n->snap_index);
-    if (n->snap_index != 0 && n->snap_index != idx) {
+    int rv = j->rv;
+    rfs_index_t idx = j->index;
+    uint64_t size = j->size;
+    rfs_free(j);
+    host_snapshot_done(n->host, rv, idx, size);
+}
+
+static void io_snapshot(void *data)
+{
+    struct node *n = data;
+    struct job *j = job_new(n);
+    uv_queue_work(&n->loop, &j->work, snapshot_work, snapshot_done);
+}
+
+static int io_snapshot_record(void *data, const struct cons_snap_meta *meta,
+                              rfs_index_t compact_to, rfs_index_t old_index)
+{
+    struct node *n = data;
+    int rv = store_snapshot_meta_put(n->store, meta);
+    if (rv == 0 && compact_to > 0) {
+        rv = store_log_compact(n->store, compact_to);
+    }
+    if (rv != 0) {
+        snprintf(n->disk_err, sizeof(n->disk_err), "%s",
+                 store_errmsg(n->store));
+    }
+    if (old_index != 0) {
+        char old[1200];
+        snap_path(n, old, sizeof(old), old_index);
         unlink(old);
     }
-    n->snap_index = idx;
-    nlog(n, NODE_LOG_INFO, "snapshot at %" PRIu64 " (%" PRIu64 " bytes)%s",
-         idx, size, rv == 0 ? "" : ", but recording it failed");
+    return rv;
 }
 
-static void apply(struct node *n, const struct cons_update *u)
+static int io_apply(void *data, const struct cons_entry *e, unsigned cnt,
+                    struct store_result *res)
 {
-    struct store_result *res = rfs_calloc(u->n_committed, sizeof(*res));
-    if (res == NULL) {
-        /* The core has handed these entries out and will not again: going
-         * on without them would leave a hole in this replica. */
-        nlog(n, NODE_LOG_ERROR, "out of memory applying %u entries, this "
-             "node stops", u->n_committed);
-        n->failed = true;
-        return;
-    }
-    int rv = store_apply(n->store, u->committed, u->n_committed, res);
-    for (unsigned i = 0; i < u->n_committed; i++) {
-        n->bytes_since_snap += u->committed[i].data.len;
-    }
+    struct node *n = data;
+    int rv = store_apply(n->store, e, cnt, res);
     if (rv != 0) {
-        nlog(n, NODE_LOG_ERROR, "apply failed, this node stops: %s",
-             store_errmsg(n->store));
-        n->failed = true;
-        rfs_free(res);
-        return;
+        snprintf(n->disk_err, sizeof(n->disk_err), "%s",
+                 store_errmsg(n->store));
     }
-    for (unsigned i = 0; i < u->n_committed; i++) {
-        const struct cons_entry *e = &u->committed[i];
-        struct store_cmd c;
-        if (e->type != CONS_ENTRY_NORMAL ||
-            store_cmd_decode(&e->data, &c) != 0) {
-            continue;
-        }
-        bool own = c.client == n->o.id && c.boot == n->boot;
-        if (n->o.on_apply != NULL && c.op != STORE_OP_NOOP) {
-            n->o.on_apply(n->o.apply_data, e->index, &c, &res[i], own);
-        }
-        if (own) {
-            requests_applied(&n->rq, c.seq, &res[i]);
-        }
-    }
-    rfs_free(res);
+    return rv;
 }
 
-static void handle_msg(struct node *n, const struct cons_out_msg *om)
+static rfs_index_t io_applied(void *data)
 {
-    struct cons_msg m = om->msg;
-    void *chunk = NULL;
-    if (m.type == CONS_MSG_SNAPSHOT) {
-        char path[1200];
-        snprintf(path, sizeof(path), "%s/snapshots/snap-%" PRIu64 ".img",
-                 n->dir, m.snap->index);
-        int fd = open(path, O_RDONLY);
-        chunk = rfs_malloc(m.data.len + 1);
-        if (fd < 0 || chunk == NULL ||
-            pread(fd, chunk, m.data.len, (off_t)m.offset) !=
-                (ssize_t)m.data.len) {
-            if (fd >= 0) {
-                close(fd);
-            }
-            rfs_free(chunk);
-            cons_node_snapshot_failed(n->core, m.to);
-            return;
-        }
-        close(fd);
-        m.data.base = chunk;
-    }
-    struct rfs_buf plain;
-    int rv = wire_msg_encode(&m, &plain);
-    rfs_free(chunk);
-    if (rv != 0) {
+    struct node *n = data;
+    return store_applied(n->store);
+}
+
+static bool io_connected(void *data, rfs_nodeid_t id)
+{
+    struct node *n = data;
+    struct peer *p = peer_get(n, id);
+    return p != NULL && p->out != NULL && p->out->open;
+}
+
+static const char *io_errmsg(void *data)
+{
+    struct node *n = data;
+    return n->disk_err[0] != '\0' ? n->disk_err : store_errmsg(n->store);
+}
+
+static void io_send(void *data, rfs_nodeid_t to, struct rfs_buf plain)
+{
+    struct node *n = data;
+    if (n->stopping) {
+        rfs_free(plain.base); /* The connections are closing. */
         return;
     }
-    struct batch *b = om->wait_durable
-                          ? (n->next_batch ? n->next_batch : n->inflight)
-                          : NULL;
-    if (b == NULL) {
-        send_plain(n, m.to, plain);
-        return;
-    }
-    struct out_buf *o = rfs_malloc(sizeof(*o));
-    if (o == NULL) {
-        rfs_free(plain.base);
-        return;
-    }
-    o->to = m.to;
-    o->plain = plain;
-    o->next = NULL;
-    *b->held_tail = o;
-    b->held_tail = &o->next;
+    send_plain(n, to, plain);
+}
+
+static void io_log(void *data, enum host_log_level lv, const char *line)
+{
+    nlog(data, (enum node_log_level)lv, "%s", line);
+}
+
+/*
+ * Publish the lease and the commit index for node_read_barrier()'s fast
+ * path. The driver calls this after every update is taken and before its
+ * messages go out or its entries are applied, so no follower and no local
+ * caller can know of a commit that a reader on another thread does not see
+ * here.
+ */
+static void io_publish(void *data)
+{
+    struct node *n = data;
+    uint64_t end_ns = n->stopping ? 0 : host_lease_end_ns(n->host);
+    struct cons_status st;
+    cons_node_status(host_core(n->host), &st);
+    pthread_mutex_lock(&n->lock);
+    n->fast.lease_end_ns = end_ns;
+    n->fast.commit = st.commit;
+    n->fast.applied = store_applied(n->store);
+    pthread_mutex_unlock(&n->lock);
 }
 
 static void publish_status(struct node *n)
 {
+    struct cons_node *core = host_core(n->host);
     struct node_status st;
     memset(&st, 0, sizeof(st));
-    cons_node_status(n->core, &st.core);
+    cons_node_status(core, &st.core);
     st.applied = store_applied(n->store);
-    st.entries_proposed = n->proposed;
-    st.batches_written = n->batches;
-    st.conf = *cons_node_conf(n->core);
-    st.removed = n->removed;
+    st.entries_proposed = host_proposed(n->host);
+    st.batches_written = host_batches(n->host);
+    st.conf = *cons_node_conf(core);
+    st.removed = host_removed(n->host);
     for (unsigned i = 0; i < st.conf.n && i < CONS_MAX_SERVERS; i++) {
         struct cons_progress p;
-        st.match[i] = cons_node_progress(n->core, st.conf.servers[i].id,
-                                         &p) == 0
+        st.match[i] = cons_node_progress(core, st.conf.servers[i].id, &p) == 0
                           ? p.match
                           : 0;
         if (st.conf.servers[i].id == n->o.id) {
@@ -1199,46 +1093,12 @@ static void publish_status(struct node *n)
     pthread_mutex_unlock(&n->lock);
 }
 
-static void process(struct node *n)
+static void io_idle(void *data)
 {
-    if (n->failed) {
-        return;
-    }
-    while (cons_node_has_update(n->core)) {
-        struct cons_update u;
-        cons_node_take_update(n->core, &u);
-        publish_fast(n);
-        if (u.role_changed) {
-            nlog(n, NODE_LOG_INFO, "%s in term %" PRIu64 ", leader %" PRIu64,
-                 cons_role_name(u.role), u.hs.term, u.leader);
-        }
-        if (u.needs_persist) {
-            batch_add(n, &u);
-        }
-        for (unsigned i = 0; i < u.n_msgs; i++) {
-            handle_msg(n, &u.msgs[i]);
-        }
-        if (u.n_committed > 0) {
-            apply(n, &u);
-            if (n->failed) {
-                return;
-            }
-        }
-        requests_update(&n->rq, n->core, &u, uv_now(&n->loop));
-        start_batch(n);
-    }
-    requests_check(&n->rq, n->core, store_applied(n->store),
-                   uv_now(&n->loop));
-    if (cons_node_has_update(n->core)) {
-        process(n); /* Re-sent requests produced work. */
-        return;
-    }
-    maybe_snapshot(n);
+    struct node *n = data;
     sync_peers(n);
-    publish_fast(n);
     publish_status(n);
 }
-
 
 /* ------------------------------------------------------------------------ */
 /* Admin commands                                                            */
@@ -1261,9 +1121,9 @@ static void process(struct node *n)
 
 static void admin_members(struct node *n, char *out, size_t cap)
 {
-    const struct cons_conf *c = cons_node_conf(n->core);
+    const struct cons_conf *c = cons_node_conf(host_core(n->host));
     struct cons_status st;
-    cons_node_status(n->core, &st);
+    cons_node_status(host_core(n->host), &st);
     size_t off = 0;
     for (unsigned i = 0; i < c->n && off < cap; i++) {
         const struct cons_server *sv = &c->servers[i];
@@ -1272,7 +1132,7 @@ static void admin_members(struct node *n, char *out, size_t cap)
         if (sv->id == n->o.id) {
             snprintf(prog, sizeof(prog), " match=%" PRIu64 " lag=0 leader",
                      st.last_index);
-        } else if (cons_node_progress(n->core, sv->id, &p) == 0) {
+        } else if (cons_node_progress(host_core(n->host), sv->id, &p) == 0) {
             static const char *const states[] = {"probe", "replicate",
                                                  "snapshot"};
             snprintf(prog, sizeof(prog),
@@ -1299,7 +1159,7 @@ static int admin_exec(struct node *n, const char *line, char *out, size_t cap)
     out[0] = '\0';
     if (strcmp(verb, "members") == 0 && k == 1) {
         struct cons_status st;
-        cons_node_status(n->core, &st);
+        cons_node_status(host_core(n->host), &st);
         if (st.role != CONS_LEADER) {
             return RFS_ENOTLEADER;
         }
@@ -1314,7 +1174,7 @@ static int admin_exec(struct node *n, const char *line, char *out, size_t cap)
             return -EINVAL;
         }
         const struct cons_server *have =
-            cons_conf_get(cons_node_conf(n->core), id);
+            cons_conf_get(cons_node_conf(host_core(n->host)), id);
         if (k == 3 && have != NULL) {
             snprintf(out, cap, "node %" PRIu64 " is already a member (%s)",
                      id, have->addr);
@@ -1324,7 +1184,7 @@ static int admin_exec(struct node *n, const char *line, char *out, size_t cap)
             snprintf(out, cap, "node %" PRIu64 " is not a member", id);
             return -ENOENT;
         }
-        rv = cons_node_change(n->core, k == 3 ? CONS_ADD_LEARNER : CONS_REMOVE,
+        rv = cons_node_change(host_core(n->host), k == 3 ? CONS_ADD_LEARNER : CONS_REMOVE,
                               id, k == 3 ? arg2 : NULL, &idx);
         if (rv == 0) {
             snprintf(out, cap, "%s node %" PRIu64 " at index %" PRIu64,
@@ -1341,7 +1201,7 @@ static int admin_exec(struct node *n, const char *line, char *out, size_t cap)
             snprintf(out, cap, "%s", err);
             return -EINVAL;
         }
-        rv = cons_node_transfer(n->core, id);
+        rv = cons_node_transfer(host_core(n->host), id);
         snprintf(out, cap, "%s", rv == 0 ? "transferring leadership"
                                          : rfs_strerror(rv));
         return rv;
@@ -1399,7 +1259,6 @@ static void admin_frame(struct node *n, rfs_nodeid_t from, const uint8_t *b,
         nlog(n, NODE_LOG_INFO, "admin '%.80s' from node %" PRIu64 ": %s",
              text, from, rv == 0 ? "done" : out);
         admin_send(n, from, 2, id, rv, out);
-        process(n);
         return;
     }
     int code = (int32_t)rfs_get_le32(b + 9);
@@ -1442,16 +1301,17 @@ static void admin_start(struct node *n, struct sub *s)
         node_status(n, &st);
         status_json(&st, out, sizeof(out));
     } else if (strcmp(line, "snapshot") == 0) {
-        n->snapshot_now = true;
-        maybe_snapshot(n);
-        snprintf(out, sizeof(out), "snapshot at index %" PRIu64, n->snap_index);
+        /* The image is written in the background: say which one this
+         * node holds now; `raftfs status` shows the new one once taken. */
+        host_snapshot_now(n->host);
+        snprintf(out, sizeof(out), "snapshot requested (the last one is at "
+                 "index %" PRIu64 ")", host_snap_index(n->host));
     } else {
         struct cons_status st;
-        cons_node_status(n->core, &st);
+        cons_node_status(host_core(n->host), &st);
         if (st.role == CONS_LEADER || n->stopping) {
             rv = n->stopping ? RFS_ESHUTDOWN
                              : admin_exec(n, line, out, sizeof(out));
-            process(n);
         } else if (st.leader == RFS_NODE_NONE) {
             rv = RFS_ENOLEADER;
             snprintf(out, sizeof(out), "no leader is known; try again when "
@@ -1478,138 +1338,17 @@ static void admin_start(struct node *n, struct sub *s)
     rfs_free(s);
 }
 
-/* The leader promotes a learner once it has caught up (within a few
- * entries of the log's end, replicating normally): joining needs no second
- * step from the operator. One change at a time; the core refuses others. */
-static void promote_learners(struct node *n)
-{
-    struct cons_status st;
-    cons_node_status(n->core, &st);
-    if (st.role != CONS_LEADER || st.conf_index > st.commit) {
-        return;
-    }
-    const struct cons_conf *c = cons_node_conf(n->core);
-    for (unsigned i = 0; i < c->n; i++) {
-        struct cons_progress p;
-        if (c->servers[i].role != CONS_LEARNER ||
-            cons_node_progress(n->core, c->servers[i].id, &p) != 0 ||
-            p.state != CONS_PROGRESS_REPLICATE || p.match + 64 < st.last_index) {
-            continue;
-        }
-        rfs_nodeid_t id = c->servers[i].id;
-        rfs_index_t idx;
-        if (cons_node_change(n->core, CONS_PROMOTE, id, NULL, &idx) == 0) {
-            nlog(n, NODE_LOG_INFO, "learner %" PRIu64 " caught up (match %"
-                 PRIu64 " of %" PRIu64 "): promoting it to voter at index %"
-                 PRIu64, id, p.match, st.last_index, idx);
-        }
-        return;
-    }
-}
-
-/* A configuration that no longer holds this node, once committed, means it
- * was removed: it stops serving changes and says so, once. */
-static void check_removed(struct node *n)
-{
-    struct cons_status st;
-    cons_node_status(n->core, &st);
-    const struct cons_conf *c = cons_node_conf(n->core);
-    bool member = cons_conf_get(c, n->o.id) != NULL;
-    /* Uncommitted, the configuration could still be truncated away; but
-     * with no leader either, nothing could be served anyway, and a leader
-     * replicating to us again clears the flag (on_frame). */
-    if (!member && c->n > 0 && st.conf_index > 0 && !n->removed &&
-        (st.conf_index <= st.commit || st.leader == RFS_NODE_NONE)) {
-        n->removed = true;
-        nlog(n, NODE_LOG_ERROR, "this node was removed from the cluster (by "
-             "the configuration at index %" PRIu64 "): it serves no more "
-             "changes or linearizable reads", st.conf_index);
-        /* What is in flight may still have committed: its outcome is
-         * unknown, which is what a timeout says. New requests are refused
-         * (RFS_EREMOVED) before they are proposed. */
-        requests_close(&n->rq, -ETIMEDOUT);
-    }
-}
-
-/* ------------------------------------------------------------------------ */
-/* Loop                                                                      */
-
-static uint64_t boottime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_BOOTTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/*
- * Give the core every tick that real time says is due. The timer alone
- * would not do: after a stall (SIGSTOP, a long fsync, a suspended host) it
- * fires once, and the first thing the loop sees may be a peer's message or
- * a read. A leader must learn that its lease ran out before it answers
- * anything, so this runs before every step and every read as well. More
- * than two election timeouts at once are as good as two.
- */
-static void clock_catch_up(struct node *n)
-{
-    uint64_t due = (boottime_ns() - n->clock_origin_ns) /
-                   ((uint64_t)n->o.tick_ms * 1000000u);
-    if (due <= n->ticks_given || n->failed) {
-        return;
-    }
-    uint64_t k = due - n->ticks_given;
-    uint64_t cap = 2ull * n->o.election_ticks + 2;
-    n->ticks_given = due;
-    for (uint64_t i = 0; i < (k < cap ? k : cap); i++) {
-        cons_node_tick(n->core);
-        n->core_ticks++;
-    }
-}
-
-/*
- * Publish the lease and the commit index for node_read_barrier()'s fast
- * path. Called after every update is taken and before its messages go out
- * or its entries are applied, so no follower and no local caller can know
- * of a commit that a reader on another thread does not see here. The
- * lease's end is in core ticks; after a stall the core counts fewer ticks
- * than real time (clock_catch_up), so the offset is added back.
- */
-static void publish_fast(struct node *n)
-{
-    uint64_t end = n->removed || n->failed || n->stopping
-                       ? 0
-                       : cons_node_lease_end(n->core);
-    uint64_t end_ns = 0;
-    if (end != 0 && end != UINT64_MAX) {
-        uint64_t real_tick = end + (n->ticks_given - n->core_ticks);
-        end_ns = n->clock_origin_ns + real_tick * n->o.tick_ms * 1000000u;
-    }
-    struct cons_status st;
-    cons_node_status(n->core, &st);
-    pthread_mutex_lock(&n->lock);
-    n->fast.lease_end_ns = end_ns;
-    n->fast.commit = st.commit;
-    n->fast.applied = store_applied(n->store);
-    pthread_mutex_unlock(&n->lock);
-}
-
 static void on_tick(uv_timer_t *t)
 {
     struct node *n = t->data;
-    clock_catch_up(n);
-    if (!n->failed) {
-        promote_learners(n);
-        check_removed(n);
-    }
     admin_expire(n);
-    process(n);
+    host_tick(n->host);
 }
 
 static void close_all(struct node *n)
 {
     uv_timer_stop(&n->tick);
-    uv_timer_stop(&n->retry_disk);
     uv_close((uv_handle_t *)&n->tick, NULL);
-    uv_close((uv_handle_t *)&n->retry_disk, NULL);
     uv_close((uv_handle_t *)&n->wake, NULL);
     uv_close((uv_handle_t *)&n->listener, NULL);
     while (n->conns) {
@@ -1630,7 +1369,8 @@ static void close_all(struct node *n)
         rfs_free(d->plain.base);
         uv_close((uv_handle_t *)&d->timer, delayed_freed);
     }
-    requests_close(&n->rq, RFS_ESHUTDOWN);
+    host_close(n->host, RFS_ESHUTDOWN);
+    io_publish(n); /* No lease for the fast path once stopping. */
 }
 
 static void on_wake(uv_async_t *a)
@@ -1646,7 +1386,7 @@ static void on_wake(uv_async_t *a)
         close_all(n);
         return;
     }
-    process(n);
+    host_poke(n->host);
 }
 
 static void *loop_main(void *arg)
@@ -1685,19 +1425,45 @@ static int load_core(struct node *n, char *errmsg)
             return rv;
         }
     }
-    struct cons_options co;
-    cons_options_default(&co, n->o.id);
-    co.election_ticks = n->o.election_ticks;
-    co.heartbeat_ticks = n->o.heartbeat_ticks;
-    co.lease_reads = n->o.lease_reads;
-    co.boot_hold = true; /* Other members may use leases. */
-    co.seed = n->boot ^ n->o.id;
-    co.trace = core_trace;
-    co.trace_data = n;
+    struct host_options ho = {
+        .id = n->o.id,
+        .boot = n->boot,
+        .tick_ms = n->o.tick_ms,
+        .election_ticks = n->o.election_ticks,
+        .heartbeat_ticks = n->o.heartbeat_ticks,
+        .commit_timeout_ms = n->o.commit_timeout_ms,
+        .lease_reads = n->o.lease_reads,
+        .boot_hold = true, /* Other members may use leases. */
+        .snapshot_entries = n->o.snapshot_entries,
+        .snapshot_bytes = n->o.snapshot_bytes,
+        .snap_index = l.snap.index,
+        .seed = n->boot ^ n->o.id,
+        .trace = core_trace,
+        .trace_data = n,
+        .on_apply = n->o.on_apply,
+        .apply_data = n->o.apply_data,
+    };
+    randombytes_buf(&ho.ids_from, sizeof(ho.ids_from));
+    const struct host_io io = {
+        .data = n,
+        .now_ns = io_now_ns,
+        .wall_ns = io_wall_ns,
+        .write = io_write,
+        .send = io_send,
+        .read_chunk = io_read_chunk,
+        .snapshot = io_snapshot,
+        .snapshot_record = io_snapshot_record,
+        .apply = io_apply,
+        .applied = io_applied,
+        .connected = io_connected,
+        .errmsg = io_errmsg,
+        .publish = io_publish,
+        .idle = io_idle,
+        .log = io_log,
+    };
     struct cons_load cl = {.hs = l.hs, .snap = l.snap, .entries = l.entries,
                            .n_entries = l.n_entries, .applied = l.applied};
-    rv = cons_node_new(&co, &cl, &n->core);
-    n->snap_index = l.snap.index;
+    rv = host_new(&ho, &io, &cl, &n->host);
     store_loaded_free(&l);
     if (rv != 0) {
         snprintf(errmsg, RFS_ERRMSG_SZ, "the Raft state in %.150s is unusable: %.60s",
@@ -1744,13 +1510,6 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
     }
     snprintf(n->dir, sizeof(n->dir), "%s", o->dir);
     n->o.dir = n->dir;
-    /* Re-send an unanswered request every two election timeouts. */
-    uint64_t ids_from;
-    randombytes_buf(&ids_from, sizeof(ids_from));
-    requests_init(&n->rq, n->o.commit_timeout_ms,
-                  2ull * n->o.election_ticks * n->o.tick_ms, ids_from);
-    n->rq.expired = on_expired;
-    n->rq.expired_data = n;
     pthread_mutex_init(&n->lock, NULL);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -1809,8 +1568,6 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
     }
     uv_timer_init(&n->loop, &n->tick);
     n->tick.data = n;
-    uv_timer_init(&n->loop, &n->retry_disk);
-    n->retry_disk.data = n;
     uv_async_init(&n->loop, &n->wake, on_wake);
     /* RAFTFS_TEST_NET_FAULTS=MS:SEED (tests only): hold each outgoing frame
      * back 0..MS ms, drawn from SEED, so frames arrive late and reordered. */
@@ -1826,9 +1583,8 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
         }
     }
     n->wake.data = n;
-    n->clock_origin_ns = boottime_ns();
     uv_timer_start(&n->tick, on_tick, n->o.tick_ms, n->o.tick_ms);
-    process(n);
+    host_poke(n->host);
     if (pthread_create(&n->thread, NULL, loop_main, n) != 0) {
         rv = -EAGAIN;
         snprintf(errmsg, RFS_ERRMSG_SZ, "cannot start the loop thread");
@@ -1839,7 +1595,7 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
     return 0;
 
 err_after_core:
-    cons_node_free(n->core);
+    host_free(n->host);
 err_after_store:
     store_close(n->store);
 err_free:
@@ -1855,14 +1611,8 @@ void node_stop(struct node *n)
     pthread_mutex_unlock(&n->lock);
     uv_async_send(&n->wake);
     pthread_join(n->thread, NULL);
-    if (n->inflight != NULL) {
-        batch_free(n->inflight);
-    }
-    if (n->next_batch != NULL) {
-        batch_free(n->next_batch);
-    }
     uv_loop_close(&n->loop);
-    cons_node_free(n->core);
+    host_free(n->host);
     store_close(n->store);
     pthread_mutex_destroy(&n->lock);
     rfs_free(n);

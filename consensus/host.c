@@ -1,0 +1,799 @@
+/*
+ * The host driver: the ordering around the Raft core. See host.h for the
+ * numbered host loop; process() below is where it reads in one place.
+ *
+ * Failure handling. A request that is not applied within commit_timeout_ms
+ * fails with -ETIMEDOUT and a log line saying why (no leader known, or how
+ * many voters are reachable). Proposals are re-sent after a leader change
+ * and periodically; the state machine applies each (client, boot, seq)
+ * once. A write refused for lack of space is retried every second while
+ * nothing is acknowledged; any other storage error stops Raft activity.
+ */
+#include "host.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/assert.h"
+#include "../common/err.h"
+#include "../common/heap.h"
+#include "wire.h"
+
+#define DISK_RETRY_MS 1000
+
+/* Test builds re-introduce one known bug each (see MUTANT() in
+ * core/raft.c); 10 is the driver's: only the timer catches up the clock. */
+#ifndef CONS_MUTATION
+#define CONS_MUTATION 0
+#endif
+#define MUTANT(k) (CONS_MUTATION == (k))
+
+/* An encoded message, held until the batch it depends on is durable. */
+struct held {
+    struct held *next;
+    rfs_nodeid_t to;
+    struct rfs_buf plain;
+};
+
+struct hbatch {
+    struct batch_writes w;
+    struct held *held;
+    struct held **held_tail;
+};
+
+/* An outgoing SNAPSHOT message whose chunk is being read. */
+struct pending_chunk {
+    struct host_chunk c; /* First: host_chunk_done() gets it back. */
+    struct cons_msg m;
+    struct cons_snap_meta meta;
+    struct pending_chunk *next;
+};
+
+struct host {
+    struct host_options o;
+    struct host_io io;
+    struct cons_node *core;
+    struct requests rq;
+
+    uint64_t clock_origin_ns; /* The I/O clock at start. */
+    uint64_t ticks_given;     /* Ticks real time says are due. */
+    uint64_t core_ticks;      /* Ticks handed to the core (fewer after a
+                               * stall: see catch_up). */
+
+    struct hbatch *inflight;
+    struct hbatch *next_batch;
+    uint64_t disk_retry_at;   /* ns; 0: no write waits for space. */
+    bool disk_full;
+    bool failed;              /* Storage failed: no more Raft activity. */
+    bool closed;
+    int close_err;
+    bool removed;             /* Our configuration no longer holds us. */
+
+    struct pending_chunk *chunks; /* Reads in flight. */
+    bool snapshot_running;
+    bool snapshot_now;
+    rfs_index_t snap_index;      /* Last local snapshot. */
+    uint64_t bytes_since_snap;   /* Entry bytes applied since it. */
+
+    uint64_t proposed;
+    uint64_t batches;
+    unsigned depth; /* Nested entry points (a callback calling in). */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                   */
+
+static void hlog(struct host *h, enum host_log_level lv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void hlog(struct host *h, enum host_log_level lv, const char *fmt, ...)
+{
+    if (h->io.log == NULL) {
+        return;
+    }
+    char line[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    h->io.log(h->io.data, lv, line);
+}
+
+static uint64_t now_ms(struct host *h)
+{
+    return h->io.now_ns(h->io.data) / 1000000u;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The clock                                                                 */
+
+/*
+ * Give the core every tick that the I/O clock says is due. The timer alone
+ * would not do: after a stall it fires once, and the first thing to arrive
+ * may be a peer's message, a disk completion or a read. A leader must learn
+ * that its lease ran out before it answers anything, so every entry point
+ * runs this first. More than two election timeouts at once are as good as
+ * two.
+ */
+static void catch_up(struct host *h)
+{
+    uint64_t due = (h->io.now_ns(h->io.data) - h->clock_origin_ns) /
+                   ((uint64_t)h->o.tick_ms * 1000000u);
+    if (due <= h->ticks_given || h->failed) {
+        return;
+    }
+    uint64_t k = due - h->ticks_given;
+    uint64_t cap = 2ull * h->o.election_ticks + 2;
+    h->ticks_given = due;
+    for (uint64_t i = 0; i < (k < cap ? k : cap); i++) {
+        cons_node_tick(h->core);
+        h->core_ticks++;
+    }
+}
+
+uint64_t host_lease_end_ns(const struct host *h)
+{
+    if (h->removed || h->failed || h->closed) {
+        return 0;
+    }
+    uint64_t end = cons_node_lease_end(h->core);
+    if (end == 0 || end == UINT64_MAX) {
+        return 0;
+    }
+    /* The lease's end is in core ticks; after a stall the core counts fewer
+     * ticks than real time (catch_up), so the difference is added back. */
+    uint64_t real_tick = end + (h->ticks_given - h->core_ticks);
+    return h->clock_origin_ns + real_tick * h->o.tick_ms * 1000000u;
+}
+
+static void publish(struct host *h)
+{
+    if (h->io.publish != NULL) {
+        h->io.publish(h->io.data);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests                                                                  */
+
+/* Why a request could not complete, for the timeout's log line. */
+static void why_stuck(struct host *h, char *buf, size_t len)
+{
+    struct cons_status st;
+    cons_node_status(h->core, &st);
+    if (h->failed) {
+        snprintf(buf, len, "storage failed: %s", h->io.errmsg(h->io.data));
+        return;
+    }
+    if (h->disk_full) {
+        snprintf(buf, len, "the disk is full: %s", h->io.errmsg(h->io.data));
+        return;
+    }
+    if (st.leader == RFS_NODE_NONE) {
+        const struct cons_conf *c = cons_node_conf(h->core);
+        unsigned voters = cons_conf_voters(c), up = 0;
+        for (unsigned i = 0; i < c->n; i++) {
+            if (c->servers[i].role != CONS_VOTER) {
+                continue;
+            }
+            up += c->servers[i].id == h->o.id ||
+                  h->io.connected(h->io.data, c->servers[i].id);
+        }
+        snprintf(buf, len, "no leader; no quorum: %u of %u voters reachable",
+                 up, voters);
+        return;
+    }
+    snprintf(buf, len, "leader %" PRIu64 " did not commit it in time",
+             st.leader);
+}
+
+static void on_expired(void *data, bool read, uint64_t id)
+{
+    struct host *h = data;
+    char why[160];
+    why_stuck(h, why, sizeof(why));
+    hlog(h, HOST_LOG_WARN, "%s %" PRIu64 " timed out after %u ms: %s",
+         read ? "read barrier" : "write", id, h->o.commit_timeout_ms, why);
+}
+
+/* Storage failed: no more Raft work here. What waits fails now with EIO
+ * (its outcome is unknown: it may still commit on the others), and so does
+ * every later request, instead of each waiting out commit_timeout. */
+static void stop(struct host *h)
+{
+    h->failed = true;
+    requests_close(&h->rq, -EIO);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Write batches (group commit)                                              */
+
+static void batch_free(struct hbatch *b)
+{
+    batch_writes_close(&b->w);
+    while (b->held) {
+        struct held *o = b->held;
+        b->held = o->next;
+        rfs_free(o->plain.base);
+        rfs_free(o);
+    }
+    rfs_free(b);
+}
+
+static void start_batch(struct host *h)
+{
+    if (h->inflight != NULL || h->next_batch == NULL || h->failed) {
+        return;
+    }
+    h->inflight = h->next_batch;
+    h->next_batch = NULL;
+    h->io.write(h->io.data, &h->inflight->w);
+}
+
+static void batch_add(struct host *h, const struct cons_update *u)
+{
+    if (h->next_batch == NULL) {
+        h->next_batch = rfs_calloc(1, sizeof(*h->next_batch));
+        RFS_ASSERT(h->next_batch != NULL); /* Out of memory: stop. */
+        h->next_batch->held_tail = &h->next_batch->held;
+        batch_writes_init(&h->next_batch->w);
+    }
+    /* Out of memory while holding writes the core counts on: stop rather
+     * than acknowledge something never written. */
+    RFS_ASSERT(batch_writes_add(&h->next_batch->w, u) == 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Messages                                                                  */
+
+static void send_now(struct host *h, rfs_nodeid_t to, struct rfs_buf plain)
+{
+    h->io.send(h->io.data, to, plain);
+}
+
+/* Encode m and send it now, or hold it behind the batch its writes are in
+ * (the one being filled, or else the one in flight). */
+static void send_msg(struct host *h, const struct cons_msg *m,
+                     bool wait_durable)
+{
+    struct rfs_buf plain;
+    if (wire_msg_encode(m, &plain) != 0) {
+        return; /* Out of memory: Raft retransmits. */
+    }
+    struct hbatch *b = wait_durable
+                           ? (h->next_batch ? h->next_batch : h->inflight)
+                           : NULL;
+    if (b == NULL) {
+        send_now(h, m->to, plain);
+        return;
+    }
+    struct held *o = rfs_malloc(sizeof(*o));
+    if (o == NULL) {
+        rfs_free(plain.base);
+        return;
+    }
+    o->to = m->to;
+    o->plain = plain;
+    o->next = NULL;
+    *b->held_tail = o;
+    b->held_tail = &o->next;
+}
+
+/* A SNAPSHOT message carries no bytes from the core: read its chunk from
+ * the image first, off the owner thread. */
+static void send_chunk(struct host *h, const struct cons_out_msg *om)
+{
+    struct pending_chunk *p = rfs_calloc(1, sizeof(*p));
+    void *buf = rfs_malloc(om->msg.data.len + 1);
+    if (p == NULL || buf == NULL) {
+        rfs_free(p);
+        rfs_free(buf);
+        cons_node_snapshot_failed(h->core, om->msg.to);
+        return;
+    }
+    p->m = om->msg;
+    p->meta = *om->msg.snap;
+    p->m.snap = &p->meta;
+    p->c.snap_index = p->meta.index;
+    p->c.offset = p->m.offset;
+    p->c.len = p->m.data.len;
+    p->c.buf = buf;
+    p->next = h->chunks;
+    h->chunks = p;
+    h->io.read_chunk(h->io.data, &p->c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Apply and snapshots                                                       */
+
+static void apply(struct host *h, const struct cons_update *u)
+{
+    struct store_result *res = rfs_calloc(u->n_committed, sizeof(*res));
+    if (res == NULL) {
+        /* The core has handed these entries out and will not again: going
+         * on without them would leave a hole in this replica. */
+        hlog(h, HOST_LOG_ERROR, "out of memory applying %u entries, this "
+             "node stops", u->n_committed);
+        stop(h);
+        return;
+    }
+    int rv = h->io.apply(h->io.data, u->committed, u->n_committed, res);
+    for (unsigned i = 0; i < u->n_committed; i++) {
+        h->bytes_since_snap += u->committed[i].data.len;
+    }
+    if (rv != 0) {
+        hlog(h, HOST_LOG_ERROR, "apply failed, this node stops: %s",
+             h->io.errmsg(h->io.data));
+        stop(h);
+        rfs_free(res);
+        return;
+    }
+    for (unsigned i = 0; i < u->n_committed; i++) {
+        const struct cons_entry *e = &u->committed[i];
+        struct store_cmd c;
+        if (e->type != CONS_ENTRY_NORMAL ||
+            store_cmd_decode(&e->data, &c) != 0) {
+            continue;
+        }
+        bool own = c.client == h->o.id && c.boot == h->o.boot;
+        if (h->o.on_apply != NULL && c.op != STORE_OP_NOOP) {
+            h->o.on_apply(h->o.apply_data, e->index, &c, &res[i], own);
+        }
+        if (own) {
+            requests_applied(&h->rq, c.seq, &res[i]);
+        }
+    }
+    rfs_free(res);
+}
+
+static void maybe_snapshot(struct host *h)
+{
+    if (h->snapshot_running || h->failed || h->closed) {
+        return;
+    }
+    rfs_index_t applied = h->io.applied(h->io.data);
+    if (!h->snapshot_now &&
+        applied < h->snap_index + h->o.snapshot_entries &&
+        h->bytes_since_snap < h->o.snapshot_bytes) {
+        return;
+    }
+    h->snapshot_now = false;
+    if (applied == h->snap_index) {
+        return; /* Nothing new since the last one. */
+    }
+    h->bytes_since_snap = 0;
+    h->snapshot_running = true;
+    h->io.snapshot(h->io.data);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Membership housekeeping (the leader's, and a removed node's)              */
+
+/* The leader promotes a learner once it has caught up (within a few
+ * entries of the log's end, replicating normally): joining needs no second
+ * step from the operator. One change at a time; the core refuses others. */
+static void promote_learners(struct host *h)
+{
+    struct cons_status st;
+    cons_node_status(h->core, &st);
+    if (st.role != CONS_LEADER || st.conf_index > st.commit) {
+        return;
+    }
+    const struct cons_conf *c = cons_node_conf(h->core);
+    for (unsigned i = 0; i < c->n; i++) {
+        struct cons_progress p;
+        if (c->servers[i].role != CONS_LEARNER ||
+            cons_node_progress(h->core, c->servers[i].id, &p) != 0 ||
+            p.state != CONS_PROGRESS_REPLICATE || p.match + 64 < st.last_index) {
+            continue;
+        }
+        rfs_nodeid_t id = c->servers[i].id;
+        rfs_index_t idx;
+        if (cons_node_change(h->core, CONS_PROMOTE, id, NULL, &idx) == 0) {
+            hlog(h, HOST_LOG_INFO, "learner %" PRIu64 " caught up (match %"
+                 PRIu64 " of %" PRIu64 "): promoting it to voter at index %"
+                 PRIu64, id, p.match, st.last_index, idx);
+        }
+        return;
+    }
+}
+
+/* A configuration that no longer holds this node, once committed, means it
+ * was removed: it stops serving changes and says so, once. */
+static void check_removed(struct host *h)
+{
+    struct cons_status st;
+    cons_node_status(h->core, &st);
+    const struct cons_conf *c = cons_node_conf(h->core);
+    bool member = cons_conf_get(c, h->o.id) != NULL;
+    /* Uncommitted, the configuration could still be truncated away; but
+     * with no leader either, nothing could be served anyway, and a leader
+     * replicating to us again clears the flag (host_recv). */
+    if (!member && c->n > 0 && st.conf_index > 0 && !h->removed &&
+        (st.conf_index <= st.commit || st.leader == RFS_NODE_NONE)) {
+        h->removed = true;
+        hlog(h, HOST_LOG_ERROR, "this node was removed from the cluster (by "
+             "the configuration at index %" PRIu64 "): it serves no more "
+             "changes or linearizable reads", st.conf_index);
+        /* What is in flight may still have committed: its outcome is
+         * unknown, which is what a timeout says. New requests are refused
+         * (RFS_EREMOVED) before they are proposed. */
+        requests_close(&h->rq, -ETIMEDOUT);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The host loop                                                             */
+
+static void process(struct host *h)
+{
+    if (h->failed) {
+        return;
+    }
+    while (cons_node_has_update(h->core)) {
+        struct cons_update u;
+        cons_node_take_update(h->core, &u);
+        publish(h);
+        if (u.role_changed) {
+            hlog(h, HOST_LOG_INFO, "%s in term %" PRIu64 ", leader %" PRIu64,
+                 cons_role_name(u.role), u.hs.term, u.leader);
+        }
+        /* 1. Persist: join the next batch. */
+        if (u.needs_persist) {
+            batch_add(h, &u);
+        }
+        /* 2. Send, or hold behind the batch. */
+        for (unsigned i = 0; i < u.n_msgs; i++) {
+            if (u.msgs[i].msg.type == CONS_MSG_SNAPSHOT) {
+                send_chunk(h, &u.msgs[i]);
+            } else {
+                send_msg(h, &u.msgs[i].msg, u.msgs[i].wait_durable);
+            }
+        }
+        /* 4. Apply, and complete this node's proposals. */
+        if (u.n_committed > 0) {
+            apply(h, &u);
+            if (h->failed) {
+                return;
+            }
+        }
+        /* 5. Read answers and leader changes. */
+        requests_update(&h->rq, h->core, &u, now_ms(h));
+        start_batch(h);
+    }
+    requests_check(&h->rq, h->core, h->io.applied(h->io.data), now_ms(h));
+    if (cons_node_has_update(h->core)) {
+        process(h); /* Re-sent requests produced work. */
+        return;
+    }
+    /* 6. Snapshot policy. */
+    maybe_snapshot(h);
+    publish(h);
+}
+
+/* Every entry point: clock first, then the work, then the loop. */
+static void enter_as(struct host *h, bool timer)
+{
+    h->depth++;
+    if (timer || !MUTANT(10)) {
+        catch_up(h);
+    }
+}
+
+static void enter(struct host *h)
+{
+    enter_as(h, false);
+}
+
+static void leave(struct host *h)
+{
+    process(h);
+    if (--h->depth == 0 && h->io.idle != NULL) {
+        h->io.idle(h->io.data);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Entry points                                                              */
+
+void host_tick(struct host *h)
+{
+    enter_as(h, true);
+    if (!h->failed) {
+        promote_learners(h);
+        check_removed(h);
+        if (h->disk_retry_at != 0 && h->inflight != NULL &&
+            h->io.now_ns(h->io.data) >= h->disk_retry_at && !h->closed) {
+            h->disk_retry_at = 0;
+            h->io.write(h->io.data, &h->inflight->w);
+        }
+    }
+    leave(h);
+}
+
+void host_recv(struct host *h, const struct cons_msg *m)
+{
+    enter(h);
+    if (m->type == CONS_MSG_APPEND && h->removed) {
+        /* A leader replicates to us again: we were added back. */
+        h->removed = false;
+        hlog(h, HOST_LOG_INFO, "node %" PRIu64 " replicates to this node "
+             "again: serving as a member", m->from);
+    }
+    if (!h->failed) {
+        cons_node_step(h->core, m);
+    }
+    leave(h);
+}
+
+void host_poke(struct host *h)
+{
+    enter(h);
+    leave(h);
+}
+
+void host_write_done(struct host *h, int rv, const char *errmsg)
+{
+    enter(h);
+    struct hbatch *b = h->inflight;
+    RFS_ASSERT(b != NULL);
+    if (rv == -ENOSPC && !h->closed) {
+        /* Nothing was written. Keep the batch (and the acks it holds) and
+         * try again in a second: no write is acknowledged meanwhile, and
+         * writing resumes by itself once space is freed. */
+        if (!h->disk_full) {
+            hlog(h, HOST_LOG_ERROR, "not accepting writes: %s", errmsg);
+            h->disk_full = true;
+        }
+        h->disk_retry_at = h->io.now_ns(h->io.data) +
+                           DISK_RETRY_MS * 1000000ull;
+        leave(h);
+        return;
+    }
+    h->inflight = NULL;
+    if (rv != 0) {
+        hlog(h, HOST_LOG_ERROR, "storage failed, this node stops: %s",
+             errmsg);
+        stop(h);
+        batch_free(b);
+        leave(h);
+        return;
+    }
+    if (h->disk_full) {
+        hlog(h, HOST_LOG_INFO, "disk has room again: accepting writes");
+        h->disk_full = false;
+    }
+    h->batches++;
+    /* 3. Durable: tell the core, release what waited. */
+    for (unsigned i = 0; i < b->w.n_chunks; i++) {
+        if (b->w.chunks[i].last) {
+            /* The installed image is now this node's snapshot: the next
+             * one taken here replaces (and deletes) it. */
+            h->snap_index = b->w.chunks[i].meta.index;
+            h->bytes_since_snap = 0;
+            if (h->o.on_apply != NULL) {
+                h->o.on_apply(h->o.apply_data, h->io.applied(h->io.data),
+                              NULL, NULL, false);
+            }
+        }
+    }
+    cons_node_persisted(h->core, &b->w.tag);
+    while (b->held) {
+        struct held *o = b->held;
+        b->held = o->next;
+        send_now(h, o->to, o->plain);
+        rfs_free(o);
+    }
+    b->held_tail = &b->held;
+    batch_free(b);
+    start_batch(h);
+    leave(h);
+}
+
+void host_chunk_done(struct host *h, struct host_chunk *c, int rv)
+{
+    enter(h);
+    struct pending_chunk *p = (struct pending_chunk *)c;
+    for (struct pending_chunk **q = &h->chunks; *q; q = &(*q)->next) {
+        if (*q == p) {
+            *q = p->next;
+            break;
+        }
+    }
+    if (rv != 0) {
+        cons_node_snapshot_failed(h->core, p->m.to);
+    } else {
+        p->m.data.base = p->c.buf;
+        send_msg(h, &p->m, false);
+    }
+    rfs_free(p->c.buf);
+    rfs_free(p);
+    leave(h);
+}
+
+void host_snapshot_done(struct host *h, int rv, rfs_index_t idx,
+                        uint64_t size)
+{
+    enter(h);
+    h->snapshot_running = false;
+    if (rv != 0) {
+        hlog(h, HOST_LOG_ERROR, "snapshot failed: %s",
+             h->io.errmsg(h->io.data));
+        /* Try again after as many entries. */
+        h->snap_index = h->io.applied(h->io.data);
+        leave(h);
+        return;
+    }
+    rfs_index_t trailing = h->o.snapshot_entries / 4;
+    struct cons_snap_meta meta;
+    rv = cons_node_snapshot_taken(h->core, idx, size, trailing, &meta);
+    if (rv == 0) {
+        rfs_index_t old = h->snap_index != idx ? h->snap_index : 0;
+        rv = h->io.snapshot_record(h->io.data, &meta,
+                                   idx > trailing ? idx - trailing : 0, old);
+        h->snap_index = idx;
+    }
+    hlog(h, HOST_LOG_INFO, "snapshot at %" PRIu64 " (%" PRIu64 " bytes)%s",
+         idx, size, rv == 0 ? "" : ", but recording it failed");
+    leave(h);
+}
+
+int host_submit(struct host *h, const struct store_cmd *cmd, request_cb cb,
+                void *arg)
+{
+    if (h->closed) {
+        return h->close_err;
+    }
+    if (h->removed || h->failed) {
+        return h->failed ? -EIO : RFS_EREMOVED;
+    }
+    enter(h);
+    struct store_cmd c = *cmd;
+    c.client = h->o.id;
+    c.boot = h->o.boot;
+    c.seq = requests_next_seq(&h->rq);
+    c.first_outstanding = requests_first_outstanding(&h->rq);
+    c.time_ns = h->io.wall_ns(h->io.data);
+    struct rfs_buf enc;
+    int rv = store_cmd_encode(&c, &enc);
+    if (rv == 0) {
+        rv = requests_propose(&h->rq, h->core, c.seq, enc, now_ms(h), cb,
+                              arg);
+        h->proposed += rv == 0;
+    }
+    leave(h);
+    return rv;
+}
+
+int host_read(struct host *h, request_cb cb, void *arg)
+{
+    if (h->closed) {
+        return h->close_err;
+    }
+    if (h->removed || h->failed) {
+        return h->failed ? -EIO : RFS_EREMOVED;
+    }
+    enter(h);
+    int rv = requests_read(&h->rq, h->core, now_ms(h), cb, arg);
+    leave(h);
+    return rv;
+}
+
+void host_snapshot_now(struct host *h)
+{
+    enter(h);
+    h->snapshot_now = true;
+    maybe_snapshot(h);
+    leave(h);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Life cycle and state                                                      */
+
+int host_new(const struct host_options *o, const struct host_io *io,
+             const struct cons_load *l, struct host **out)
+{
+    struct host *h = rfs_calloc(1, sizeof(*h));
+    if (h == NULL) {
+        return -ENOMEM;
+    }
+    h->o = *o;
+    h->io = *io;
+    struct cons_options co;
+    cons_options_default(&co, o->id);
+    co.election_ticks = o->election_ticks;
+    co.heartbeat_ticks = o->heartbeat_ticks;
+    co.lease_reads = o->lease_reads;
+    co.boot_hold = o->boot_hold;
+    co.seed = o->seed;
+    co.trace = o->trace;
+    co.trace_data = o->trace_data;
+    if (o->max_inflight != 0) {
+        co.max_inflight = o->max_inflight;
+    }
+    if (o->max_msg_bytes != 0) {
+        co.max_msg_bytes = o->max_msg_bytes;
+    }
+    if (o->max_uncommitted != 0) {
+        co.max_uncommitted = o->max_uncommitted;
+    }
+    if (o->snap_chunk_bytes != 0) {
+        co.snap_chunk_bytes = o->snap_chunk_bytes;
+    }
+    int rv = cons_node_new(&co, l, &h->core);
+    if (rv != 0) {
+        rfs_free(h);
+        return rv;
+    }
+    /* Re-send an unanswered request every two election timeouts. */
+    requests_init(&h->rq, o->commit_timeout_ms,
+                  2ull * o->election_ticks * o->tick_ms, o->ids_from);
+    h->rq.expired = on_expired;
+    h->rq.expired_data = h;
+    h->snap_index = o->snap_index;
+    h->clock_origin_ns = io->now_ns(io->data);
+    *out = h;
+    return 0;
+}
+
+void host_close(struct host *h, int err)
+{
+    h->closed = true;
+    h->close_err = err;
+    requests_close(&h->rq, err);
+}
+
+void host_free(struct host *h)
+{
+    if (h == NULL) {
+        return;
+    }
+    requests_close(&h->rq, h->closed ? h->close_err : RFS_ESHUTDOWN);
+    if (h->inflight != NULL) {
+        batch_free(h->inflight);
+    }
+    if (h->next_batch != NULL) {
+        batch_free(h->next_batch);
+    }
+    while (h->chunks != NULL) {
+        struct pending_chunk *p = h->chunks;
+        h->chunks = p->next;
+        rfs_free(p->c.buf);
+        rfs_free(p);
+    }
+    cons_node_free(h->core);
+    rfs_free(h);
+}
+
+struct cons_node *host_core(struct host *h)
+{
+    return h->core;
+}
+
+bool host_failed(const struct host *h)
+{
+    return h->failed;
+}
+
+bool host_removed(const struct host *h)
+{
+    return h->removed;
+}
+
+rfs_index_t host_snap_index(const struct host *h)
+{
+    return h->snap_index;
+}
+
+uint64_t host_proposed(const struct host *h)
+{
+    return h->proposed;
+}
+
+uint64_t host_batches(const struct host *h)
+{
+    return h->batches;
+}

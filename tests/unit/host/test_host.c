@@ -1,0 +1,531 @@
+/*
+ * Unit tests of the host driver (consensus/host.c) with a hand-driven fake
+ * I/O: a clock the test sets, writes that complete when the test says so,
+ * messages that travel encoded (through the wire codec, as on TCP) when the
+ * test delivers them. Three drivers make a cluster.
+ *
+ * The rules pinned here are the driver's own: the clock is caught up at
+ * every entry point (RAFT-PITFALLS 8: a stalled leader must learn that its
+ * lease ran out before anything else runs), nothing waits behind a write
+ * that is not durable, and requests complete by identity.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../../common/err.h"
+#include "../../../common/heap.h"
+#include "../../../consensus/host.h"
+#include "../../../consensus/wire.h"
+
+#define N 3
+#define TICK_MS 10
+#define ELECTION_TICKS 10
+
+struct fmsg {
+    struct fmsg *next;
+    rfs_nodeid_t from, to;
+    struct rfs_buf plain;
+};
+
+struct fnode {
+    struct fix *f;
+    rfs_nodeid_t id;
+    struct host *h;
+    const struct batch_writes *writing; /* In flight, not yet durable. */
+    rfs_index_t applied;
+    struct host_chunk *chunk;
+    bool snapshotting;
+    bool down; /* Paused: nothing delivered, no entry point called. */
+};
+
+struct fix {
+    uint64_t now_ns;
+    struct fnode nodes[N + 1];
+    struct fmsg *net;
+    unsigned sent;
+};
+
+static uint64_t f_now(void *d)
+{
+    return ((struct fnode *)d)->f->now_ns;
+}
+
+static int64_t f_wall(void *d)
+{
+    return (int64_t)((struct fnode *)d)->f->now_ns;
+}
+
+static void f_write(void *d, const struct batch_writes *w)
+{
+    struct fnode *n = d;
+    assert_null(n->writing); /* One write at a time. */
+    n->writing = w;
+}
+
+static void f_send(void *d, rfs_nodeid_t to, struct rfs_buf plain)
+{
+    struct fnode *n = d;
+    struct fmsg *m = calloc(1, sizeof(*m));
+    m->from = n->id;
+    m->to = to;
+    m->plain = plain;
+    struct fmsg **t = &n->f->net;
+    while (*t) {
+        t = &(*t)->next;
+    }
+    *t = m;
+    n->f->sent++;
+}
+
+static void f_read_chunk(void *d, struct host_chunk *c)
+{
+    ((struct fnode *)d)->chunk = c;
+}
+
+static void f_snapshot(void *d)
+{
+    ((struct fnode *)d)->snapshotting = true;
+}
+
+static int f_snapshot_record(void *d, const struct cons_snap_meta *m,
+                             rfs_index_t compact_to, rfs_index_t old)
+{
+    (void)d, (void)m, (void)compact_to, (void)old;
+    return 0;
+}
+
+static int f_apply(void *d, const struct cons_entry *e, unsigned cnt,
+                   struct store_result *res)
+{
+    struct fnode *n = d;
+    for (unsigned i = 0; i < cnt; i++) {
+        assert_int_equal(e[i].index, n->applied + 1);
+        n->applied = e[i].index;
+        res[i].err = 0;
+        res[i].ino = e[i].index;
+    }
+    return 0;
+}
+
+static rfs_index_t f_applied(void *d)
+{
+    return ((struct fnode *)d)->applied;
+}
+
+static bool f_connected(void *d, rfs_nodeid_t id)
+{
+    (void)d, (void)id;
+    return true;
+}
+
+static const char *f_errmsg(void *d)
+{
+    (void)d;
+    return "fake disk";
+}
+
+static void start(struct fix *f, unsigned i, const struct cons_entry *boot)
+{
+    struct fnode *n = &f->nodes[i];
+    n->f = f;
+    n->id = i;
+    struct host_options o = {
+        .id = i,
+        .boot = 1,
+        .tick_ms = TICK_MS,
+        .election_ticks = ELECTION_TICKS,
+        .heartbeat_ticks = 2,
+        .commit_timeout_ms = 5000,
+        .ids_from = (uint64_t)i << 40,
+        .lease_reads = true,
+        .boot_hold = true,
+        .snapshot_entries = 1000000,
+        .snapshot_bytes = 1ull << 40,
+        .seed = i,
+    };
+    struct host_io io = {
+        .data = n,
+        .now_ns = f_now,
+        .wall_ns = f_wall,
+        .write = f_write,
+        .send = f_send,
+        .read_chunk = f_read_chunk,
+        .snapshot = f_snapshot,
+        .snapshot_record = f_snapshot_record,
+        .apply = f_apply,
+        .applied = f_applied,
+        .connected = f_connected,
+        .errmsg = f_errmsg,
+    };
+    struct cons_load l = {.entries = boot, .n_entries = 1};
+    assert_int_equal(host_new(&o, &io, &l, &n->h), 0);
+}
+
+static int setup(void **state)
+{
+    struct fix *f = calloc(1, sizeof(*f));
+    f->now_ns = 1000000000ull;
+    struct cons_conf conf = {.n = N};
+    for (unsigned i = 0; i < N; i++) {
+        conf.servers[i].id = i + 1;
+        conf.servers[i].role = CONS_VOTER;
+        snprintf(conf.servers[i].addr, CONS_ADDR_MAX, "fake:%u", i + 1);
+    }
+    struct cons_entry e;
+    assert_int_equal(cons_bootstrap_entry(&conf, &e), 0);
+    for (unsigned i = 1; i <= N; i++) {
+        start(f, i, &e);
+    }
+    rfs_free(e.data.base);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fix *f = *state;
+    for (unsigned i = 1; i <= N; i++) {
+        host_close(f->nodes[i].h, RFS_ESHUTDOWN);
+        host_free(f->nodes[i].h);
+    }
+    while (f->net) {
+        struct fmsg *m = f->net;
+        f->net = m->next;
+        rfs_free(m->plain.base);
+        free(m);
+    }
+    free(f);
+    return 0;
+}
+
+/* Complete every write in flight and deliver every message, until quiet.
+ * Paused nodes neither write nor receive (their messages are dropped). */
+static void settle(struct fix *f)
+{
+    for (unsigned round = 0; round < 1000; round++) {
+        bool any = false;
+        for (unsigned i = 1; i <= N; i++) {
+            struct fnode *n = &f->nodes[i];
+            if (n->writing != NULL && !n->down) {
+                n->writing = NULL;
+                host_write_done(n->h, 0, NULL);
+                any = true;
+            }
+        }
+        while (f->net) {
+            struct fmsg *m = f->net;
+            f->net = m->next;
+            struct fnode *to = &f->nodes[m->to];
+            if (!to->down && !f->nodes[m->from].down) {
+                struct cons_msg cm;
+                assert_int_equal(wire_msg_decode(m->plain.base, m->plain.len,
+                                                 &cm),
+                                 0);
+                host_recv(to->h, &cm);
+                wire_msg_free(&cm);
+            }
+            rfs_free(m->plain.base);
+            free(m);
+            any = true;
+        }
+        if (!any) {
+            return;
+        }
+    }
+    fail_msg("the cluster never went quiet");
+}
+
+/* Advance the clock one tick at a time, ticking the running nodes. */
+static void run_ms(struct fix *f, unsigned ms)
+{
+    for (unsigned t = 0; t < ms; t += TICK_MS) {
+        f->now_ns += TICK_MS * 1000000ull;
+        for (unsigned i = 1; i <= N; i++) {
+            if (!f->nodes[i].down) {
+                host_tick(f->nodes[i].h);
+            }
+        }
+        settle(f);
+    }
+}
+
+static unsigned leader_of(struct fix *f)
+{
+    for (unsigned i = 1; i <= N; i++) {
+        struct cons_status st;
+        cons_node_status(host_core(f->nodes[i].h), &st);
+        if (st.role == CONS_LEADER && !f->nodes[i].down) {
+            return i;
+        }
+    }
+    return 0;
+}
+
+static unsigned elect(struct fix *f)
+{
+    for (unsigned ms = 0; ms < 5000; ms += TICK_MS) {
+        run_ms(f, TICK_MS);
+        unsigned l = leader_of(f);
+        if (l != 0 && host_lease_end_ns(f->nodes[l].h) > f->now_ns) {
+            return l;
+        }
+    }
+    fail_msg("no leader with a lease in 5 s");
+    return 0;
+}
+
+static void ignore(void *arg, int err, const void *res)
+{
+    (void)arg, (void)err, (void)res;
+}
+
+/* The entry points, each called once right after a long stall. */
+enum entry { E_POKE, E_WRITE_DONE, E_RECV, E_SNAPSHOT, E_READ, E_SUBMIT };
+
+static void stall_then(struct fix *f, enum entry e)
+{
+    unsigned l = elect(f);
+    struct fnode *n = &f->nodes[l];
+    if (e == E_WRITE_DONE) {
+        struct store_cmd c = {.op = STORE_OP_NOOP};
+        assert_int_equal(host_submit(n->h, &c, ignore, NULL), 0);
+        assert_non_null(n->writing);
+    }
+    if (e == E_SNAPSHOT) {
+        host_snapshot_now(n->h);
+        assert_true(n->snapshotting);
+    }
+    /* The leader's process stops for three election timeouts: no timer,
+     * no message, nothing. The core still believes it holds its lease. */
+    assert_int_not_equal(cons_node_lease_end(host_core(n->h)), 0);
+    n->down = true;
+    f->now_ns += 3ull * ELECTION_TICKS * TICK_MS * 1000000ull;
+    n->down = false;
+    switch (e) {
+    case E_POKE:
+        host_poke(n->h);
+        break;
+    case E_WRITE_DONE:
+        n->writing = NULL;
+        host_write_done(n->h, 0, NULL);
+        break;
+    case E_RECV: {
+        /* A stale message from a follower: any frame will do. */
+        struct cons_msg m = {.type = CONS_MSG_HEARTBEAT_RESP,
+                             .from = l == 1 ? 2 : 1, .to = l, .term = 1};
+        host_recv(n->h, &m);
+        break;
+    }
+    case E_SNAPSHOT:
+        n->snapshotting = false;
+        host_snapshot_done(n->h, 0, n->applied, 100);
+        break;
+    case E_READ:
+        assert_int_equal(host_read(n->h, ignore, NULL), 0);
+        break;
+    case E_SUBMIT: {
+        struct store_cmd c = {.op = STORE_OP_NOOP};
+        assert_int_equal(host_submit(n->h, &c, ignore, NULL), 0);
+        break;
+    }
+    }
+    /* Whatever came first, the core has been told the time: its own lease
+     * check (the one its ReadIndex handling uses) says expired. */
+    assert_int_equal(cons_node_lease_end(host_core(n->h)), 0);
+    assert_int_equal(host_lease_end_ns(n->h), 0);
+}
+
+/* After a stall, a disk completion that arrives before the timer fires
+ * catches up the clock first (the stale-read path of issue 12). */
+static void test_host_write_done_catches_up_clock(void **state)
+{
+    stall_then(*state, E_WRITE_DONE);
+}
+
+/* Likewise a peer's message. */
+static void test_host_recv_catches_up_clock(void **state)
+{
+    stall_then(*state, E_RECV);
+}
+
+/* Likewise a handshake or admin frame (the runtime pokes the driver). */
+static void test_host_poke_catches_up_clock(void **state)
+{
+    stall_then(*state, E_POKE);
+}
+
+/* Likewise a snapshot that finished while the process was stopped. */
+static void test_host_snapshot_done_catches_up_clock(void **state)
+{
+    stall_then(*state, E_SNAPSHOT);
+}
+
+/* Likewise a read or a proposal from a local caller. */
+static void test_host_read_catches_up_clock(void **state)
+{
+    stall_then(*state, E_READ);
+}
+
+static void test_host_submit_catches_up_clock(void **state)
+{
+    stall_then(*state, E_SUBMIT);
+}
+
+/* A follower's vote or ack never leaves before the write it depends on is
+ * durable; a leader's appends go out while its own write is in flight. */
+static void test_host_holds_messages_until_durable(void **state)
+{
+    struct fix *f = *state;
+    unsigned l = elect(f);
+    unsigned fo = l == 1 ? 2 : 1;
+    struct fnode *ln = &f->nodes[l];
+    struct store_cmd c = {.op = STORE_OP_NOOP};
+    assert_int_equal(host_submit(ln->h, &c, ignore, NULL), 0);
+    /* The leader's write is in flight; its append is already out. */
+    assert_non_null(ln->writing);
+    bool append_out = false;
+    for (struct fmsg *m = f->net; m; m = m->next) {
+        append_out |= m->from == l && m->to == fo;
+    }
+    assert_true(append_out);
+    /* Deliver to the follower without completing its write: no answer. */
+    struct fmsg *keep = NULL;
+    while (f->net) {
+        struct fmsg *m = f->net;
+        f->net = m->next;
+        if (m->to == fo) {
+            struct cons_msg cm;
+            assert_int_equal(wire_msg_decode(m->plain.base, m->plain.len,
+                                             &cm),
+                             0);
+            host_recv(f->nodes[fo].h, &cm);
+            wire_msg_free(&cm);
+            rfs_free(m->plain.base);
+            free(m);
+        } else {
+            m->next = keep;
+            keep = m;
+        }
+    }
+    f->net = keep;
+    assert_non_null(f->nodes[fo].writing);
+    for (struct fmsg *m = f->net; m; m = m->next) {
+        assert_false(m->from == fo && m->to == l);
+    }
+    /* Durable: the answer leaves. */
+    f->nodes[fo].writing = NULL;
+    host_write_done(f->nodes[fo].h, 0, NULL);
+    bool answered = false;
+    for (struct fmsg *m = f->net; m; m = m->next) {
+        answered |= m->from == fo && m->to == l;
+    }
+    assert_true(answered);
+}
+
+struct done {
+    unsigned calls;
+    int err;
+    rfs_index_t ino;
+};
+
+static void on_done(void *arg, int err, const void *res)
+{
+    struct done *d = arg;
+    d->calls++;
+    d->err = err;
+    if (err == 0 && res != NULL) {
+        d->ino = ((const struct store_result *)res)->ino;
+    }
+}
+
+/* A proposal made on a follower is forwarded, and its callback runs once,
+ * on that follower, when the entry is applied there. */
+static void test_host_follower_proposal_completes_once(void **state)
+{
+    struct fix *f = *state;
+    unsigned l = elect(f);
+    unsigned fo = l == 1 ? 2 : 1;
+    struct done d = {0};
+    struct store_cmd c = {.op = STORE_OP_NOOP};
+    assert_int_equal(host_submit(f->nodes[fo].h, &c, on_done, &d), 0);
+    run_ms(f, 100);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.err, 0);
+    assert_true(d.ino > 0);
+    assert_true(f->nodes[fo].applied >= d.ino);
+}
+
+/* A storage failure stops the driver: what waits fails with EIO at once
+ * (not after commit_timeout), and so does what comes after. */
+static void test_host_write_failure_stops(void **state)
+{
+    struct fix *f = *state;
+    unsigned l = elect(f);
+    struct fnode *n = &f->nodes[l];
+    struct done d = {0};
+    struct store_cmd c = {.op = STORE_OP_NOOP};
+    assert_int_equal(host_submit(n->h, &c, on_done, &d), 0);
+    n->writing = NULL;
+    host_write_done(n->h, -EIO, "test: the disk said EIO");
+    assert_true(host_failed(n->h));
+    assert_null(n->writing);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.err, -EIO);
+    assert_int_equal(host_submit(n->h, &c, on_done, &d), -EIO);
+    assert_int_equal(host_read(n->h, on_done, &d), -EIO);
+    assert_int_equal(d.calls, 1);
+}
+
+/* ENOSPC: nothing acknowledged, the same batch retried a second later. */
+static void test_host_enospc_retries_same_batch(void **state)
+{
+    struct fix *f = *state;
+    unsigned l = elect(f);
+    struct fnode *n = &f->nodes[l];
+    struct done d = {0};
+    struct store_cmd c = {.op = STORE_OP_NOOP};
+    assert_int_equal(host_submit(n->h, &c, on_done, &d), 0);
+    const struct batch_writes *w = n->writing;
+    n->writing = NULL;
+    host_write_done(n->h, -ENOSPC, "test: no space");
+    assert_false(host_failed(n->h));
+    run_ms(f, 500);
+    assert_null(n->writing);
+    f->now_ns += 600000000ull;
+    host_tick(n->h);
+    assert_ptr_equal(n->writing, w);
+    settle(f);
+    run_ms(f, 50);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.err, 0);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        T(test_host_write_done_catches_up_clock),
+        T(test_host_recv_catches_up_clock),
+        T(test_host_poke_catches_up_clock),
+        T(test_host_snapshot_done_catches_up_clock),
+        T(test_host_read_catches_up_clock),
+        T(test_host_submit_catches_up_clock),
+        T(test_host_holds_messages_until_durable),
+        T(test_host_follower_proposal_completes_once),
+        T(test_host_write_failure_stops),
+        T(test_host_enospc_retries_same_batch),
+#undef T
+    };
+    if (argc > 1) {
+        cmocka_set_test_filter(argv[1]);
+    }
+    return cmocka_run_group_tests_name("host", tests, NULL, NULL);
+}
