@@ -49,6 +49,8 @@ struct pending_chunk {
     struct host_chunk c; /* First: host_chunk_done() gets it back. */
     struct cons_msg m;
     struct cons_snap_meta meta;
+    bool done;
+    int rv;
     struct pending_chunk *next;
 };
 
@@ -72,7 +74,12 @@ struct host {
     int close_err;
     bool removed;             /* Our configuration no longer holds us. */
 
-    struct pending_chunk *chunks; /* Reads in flight. */
+    /* Chunk reads in flight, in the order the core sent them: reads may
+     * finish out of order (several pool threads), but the chunks leave in
+     * order, or the follower would reject each one that overtook another
+     * and the transfer would thrash. */
+    struct pending_chunk *chunks;
+    struct pending_chunk **chunks_tail;
     bool snapshot_running;
     bool snapshot_now;
     rfs_index_t snap_index;      /* Last local snapshot. */
@@ -120,7 +127,11 @@ static uint64_t now_ms(struct host *h)
  */
 static void catch_up(struct host *h)
 {
-    uint64_t due = (h->io.now_ns(h->io.data) - h->clock_origin_ns) /
+    uint64_t now = h->io.now_ns(h->io.data);
+    if (now < h->clock_origin_ns) {
+        return; /* A clock that went back: wait for it. */
+    }
+    uint64_t due = (now - h->clock_origin_ns) /
                    ((uint64_t)h->o.tick_ms * 1000000u);
     if (due <= h->ticks_given || h->failed) {
         return;
@@ -301,8 +312,8 @@ static void send_chunk(struct host *h, const struct cons_out_msg *om)
     p->c.offset = p->m.offset;
     p->c.len = p->m.data.len;
     p->c.buf = buf;
-    p->next = h->chunks;
-    h->chunks = p;
+    *h->chunks_tail = p;
+    h->chunks_tail = &p->next;
     h->io.read_chunk(h->io.data, &p->c);
 }
 
@@ -436,6 +447,9 @@ static void process(struct host *h)
     while (cons_node_has_update(h->core)) {
         struct cons_update u;
         cons_node_take_update(h->core, &u);
+        if (h->io.observe != NULL) {
+            h->io.observe(h->io.data, &u);
+        }
         publish(h);
         if (u.role_changed) {
             hlog(h, HOST_LOG_INFO, "%s in term %" PRIu64 ", leader %" PRIu64,
@@ -597,20 +611,23 @@ void host_chunk_done(struct host *h, struct host_chunk *c, int rv)
 {
     enter(h);
     struct pending_chunk *p = (struct pending_chunk *)c;
-    for (struct pending_chunk **q = &h->chunks; *q; q = &(*q)->next) {
-        if (*q == p) {
-            *q = p->next;
-            break;
+    p->done = true;
+    p->rv = rv;
+    while (h->chunks != NULL && h->chunks->done) {
+        p = h->chunks;
+        h->chunks = p->next;
+        if (h->chunks == NULL) {
+            h->chunks_tail = &h->chunks;
         }
+        if (p->rv != 0) {
+            cons_node_snapshot_failed(h->core, p->m.to);
+        } else {
+            p->m.data.base = p->c.buf;
+            send_msg(h, &p->m, false);
+        }
+        rfs_free(p->c.buf);
+        rfs_free(p);
     }
-    if (rv != 0) {
-        cons_node_snapshot_failed(h->core, p->m.to);
-    } else {
-        p->m.data.base = p->c.buf;
-        send_msg(h, &p->m, false);
-    }
-    rfs_free(p->c.buf);
-    rfs_free(p);
     leave(h);
 }
 
@@ -734,6 +751,7 @@ int host_new(const struct host_options *o, const struct host_io *io,
     h->rq.expired = on_expired;
     h->rq.expired_data = h;
     h->snap_index = o->snap_index;
+    h->chunks_tail = &h->chunks;
     h->clock_origin_ns = io->now_ns(io->data);
     *out = h;
     return 0;

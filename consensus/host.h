@@ -120,6 +120,9 @@ struct host_io {
     void (*idle)(void *data);
     /* One log line (optional). */
     void (*log)(void *data, enum host_log_level lv, const char *line);
+    /* Every update as it is taken, before any of its work (optional; the
+     * simulator's invariant checks read them). */
+    void (*observe)(void *data, const struct cons_update *u);
 };
 
 struct host_options {

@@ -67,6 +67,7 @@ struct progress {
     uint64_t snap_acked;
     uint64_t snap_sent;
     bool snap_moved; /* An ack came since the last heartbeat. */
+    bool snap_rewound; /* Resending from snap_acked after a reject. */
     /* Last index of each APPEND in flight; kept last so that a reset can
      * clear everything above it cheaply. */
     rfs_index_t in_last[CONS_MAX_INFLIGHT];
@@ -713,6 +714,7 @@ static void send_snapshot_chunks(struct cons_node *n, struct progress *p)
         p->snap_index = n->snap.index;
         p->snap_acked = 0;
         p->snap_sent = 0;
+        p->snap_rewound = false;
     }
     uint64_t size = n->snap.size;
     uint64_t chunk = n->o.snap_chunk_bytes;
@@ -745,6 +747,7 @@ static void start_snapshot(struct cons_node *n, struct progress *p)
     p->snap_index = n->snap.index;
     p->snap_acked = 0;
     p->snap_sent = 0;
+    p->snap_rewound = false;
     p->snap_moved = false;
     send_snapshot_chunks(n, p);
 }
@@ -1088,12 +1091,26 @@ static void leader_snapshot_resp(struct cons_node *n, const struct cons_msg *m,
     if (m->index != p->snap_index) {
         return; /* About an image we no longer send. */
     }
-    p->snap_moved = true;
     if (m->reject) {
+        /* Go back to where the follower is, once: until the transfer
+         * moves again or the next heartbeat, further rejects are the
+         * window's other chunks (or older replies) answering the same
+         * gap. Acting on each resends the window once per reply, and
+         * each resent chunk draws another reply: with many chunks in
+         * flight that fed on itself (the simulator's larger images found
+         * it). A reject that was right after all (the follower restarted
+         * and holds less) is acted on at the next heartbeat. */
+        if (p->snap_rewound) {
+            return;
+        }
+        p->snap_moved = true;
         p->snap_acked = m->offset;
         p->snap_sent = m->offset;
+        p->snap_rewound = true;
     } else if (m->offset > p->snap_acked) {
+        p->snap_moved = true;
         p->snap_acked = m->offset;
+        p->snap_rewound = false;
     }
     send_snapshot_chunks(n, p);
 }
@@ -1122,6 +1139,7 @@ static void leader_heartbeat_tick(struct cons_node *n)
                 p->snap_sent = p->snap_acked; /* Resend the window. */
             }
             p->snap_moved = false;
+            p->snap_rewound = false;
             send_snapshot_chunks(n, p);
         }
         send_heartbeat(n, p);
@@ -2079,6 +2097,7 @@ void cons_node_snapshot_failed(struct cons_node *n, rfs_nodeid_t to)
         p->state == CONS_PROGRESS_SNAPSHOT) {
         p->snap_acked = 0;
         p->snap_sent = 0;
+        p->snap_rewound = false;
         p->snap_index = 0;
     }
 }

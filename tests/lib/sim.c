@@ -2,14 +2,25 @@
  * The cluster simulator. See sim.h.
  *
  * Everything happens in an event heap ordered by (virtual time, sequence):
- * ticks, message deliveries, disk write completions, client requests and
- * nemesis actions. After every event the nodes it touched hand over their
- * updates (host_process), and the invariant checks run.
+ * ticks, message deliveries, disk completions, chunk reads, snapshots,
+ * client requests and nemesis actions. Each simulated node is the real host
+ * driver (consensus/host.c, the code the node runtime runs) around a real
+ * core; this file is only its I/O, done deterministically:
  *
- * The host side of each node follows core.h to the letter, because the point
- * is to find bugs in the core, not to hide them behind a lenient host:
- * writes complete in order; a wait_durable message leaves only after the
- * writes queued before it; a crash throws away every write not yet complete.
+ * - the clock: virtual time, running 5% fast or slow per node when leases
+ *   are on, and jumping forward or back when the nemesis says so;
+ * - the network: frames encoded by the wire codec, dropped, delayed,
+ *   reordered, duplicated and partitioned;
+ * - the disk: one synced write at a time, completing after a random delay,
+ *   sometimes refused (ENOSPC, retried by the driver) or failed (EIO: the
+ *   node stops, and the operator restarts it);
+ * - the state machine: registers and exactly-once sessions modelled on the
+ *   store's (store/state.c), applied unsynced, as RocksDB applies them: a
+ *   crash keeps only what the last synced write carried to the disk, and a
+ *   restarted node applies the rest again from its log.
+ *
+ * A crash loses the write in flight, or lands it whole (a RocksDB WriteBatch
+ * is atomic; a torn tail is dropped at recovery), at random.
  */
 #include "sim.h"
 
@@ -23,14 +34,22 @@
 #include "../../common/err.h"
 #include "../../common/heap.h"
 #include "../../consensus/batch.h"
-#include "../../consensus/requests.h"
 #include "../../consensus/core/core.h"
+#include "../../consensus/host.h"
+#include "../../consensus/wire.h"
+#include "../../store/store.h"
 
 #define MAX_NODES 16
 #define TICK_MS 10
 #define ELECTION_TICKS 10
 #define HEARTBEAT_TICKS 2
-#define IMG_MAGIC 0x52465353494d4721ULL
+#define IMG_MAGIC 0x52465353494d4722ULL
+#define KEYS 4
+#define COMMIT_TIMEOUT_MS 2000
+/* Liveness: a connected majority, stable this long, must commit. */
+#define LIVE_WINDOW_MS 3000
+
+#define CORE(n) host_core((n)->h)
 
 enum ev_type {
     EV_TICK = 1,
@@ -41,13 +60,14 @@ enum ev_type {
     EV_RESTART,
     EV_RESUME,
     EV_HEAL,
+    EV_CHUNK,
+    EV_SNAP,
 };
 
+/* A frame on the wire: the encoded message, as TCP would carry it. */
 struct smsg {
-    struct cons_msg m;
-    struct cons_entry *ents;
-    struct cons_snap_meta snap;
-    void *data;
+    rfs_nodeid_t from, to;
+    struct rfs_buf plain;
     struct smsg *next;
 };
 
@@ -58,31 +78,44 @@ struct ev {
     int node;
     uint64_t boot;
     struct smsg *msg;
+    void *ptr; /* EV_CHUNK: the driver's chunk. */
 };
 
-/* A write queued to a node's disk: completes at done_at, in order. The
- * merging of updates into it is the node runtime's own (consensus/batch.c). */
-struct pwrite {
-    uint64_t done_at;
-    struct batch_writes w;
-    struct smsg *held; /* wait_durable messages released on completion. */
-    struct pwrite *next;
+/* One client's exactly-once record, as the store keeps it. */
+struct sess {
+    bool found;
+    uint64_t boot;
+    uint64_t purged;   /* Seqs below have no record left. */
+    uint64_t *seqs;    /* Applied seqs >= purged, with their results. */
+    rfs_index_t *at;
+    size_t n, cap;
+};
+
+/* The state machine: registers written by commands, a hash of everything
+ * applied (the ledger compares it across nodes), and the sessions. */
+struct sm {
+    rfs_index_t applied;
+    uint64_t hash;
+    uint64_t reg[KEYS];
+    rfs_index_t reg_at[KEYS]; /* Index of the write that set it. */
+    struct sess sess[MAX_NODES + 1];
 };
 
 /* What survives a crash. */
 struct disk {
     struct cons_hard_state hs;
     struct cons_snap_meta snap;
-    uint8_t *img;
+    uint8_t *img; /* The state machine at snap.index, encoded. */
     size_t img_len;
     struct cons_entry *log; /* Entries after log_base. */
     size_t n;
     size_t cap;
     rfs_index_t log_base;
     rfs_term_t log_base_term;
-    /* The state machine, written atomically with its applied index. */
-    rfs_index_t applied;
-    uint64_t hash;
+    /* The state machine's applied index that the last synced write carried
+     * to the disk: RocksDB's WAL is one file, so a sync makes every apply
+     * written before it durable too. */
+    rfs_index_t durable_applied;
     /* A snapshot being received. */
     uint8_t *recv;
     size_t recv_len;
@@ -94,34 +127,52 @@ struct pending_read {
 };
 
 struct snode {
+    struct sim *s;
     rfs_nodeid_t id;
     bool exists;
     bool up;
     bool paused;
-    unsigned missed;   /* Ticks due while paused. */
-    int drift_pm;      /* Clock rate error, per mille. */
-    unsigned tick_acc; /* Tick period remainder, in µs. */
+    int drift_pm;        /* Clock rate error, per mille. */
+    int64_t clock_off;   /* ms the local clock is ahead (jumps, restarts). */
     uint64_t boot;
-    struct cons_node *core;
+    struct host *h;
+    struct sm sm;        /* Applied, not necessarily durable. */
     struct disk d;
-    struct pwrite *wq;
-    struct pwrite *wq_tail;
-    struct smsg *held; /* Delivered while paused. */
+    const struct batch_writes *writing; /* In flight. */
+    rfs_index_t write_applied;          /* sm.applied when it started. */
+    uint8_t *snap_img;   /* Being taken: the image, and its index. */
+    size_t snap_len;
+    rfs_index_t snap_idx;
+    uint8_t *taken_img;  /* Taken, being reported to the driver. */
+    size_t taken_len;
+    rfs_index_t taken_idx;
+    struct smsg *held;   /* Delivered while paused. */
     struct smsg *held_tail;
     struct pending_read *reads;
     size_t n_reads;
     size_t cap_reads;
     rfs_index_t seen_commit;
-    struct requests rq; /* The node runtime's request tracking. */
+    uint64_t stable_since; /* Up and running, unpaused, since then. */
 };
 
-/* A client request made through a node's requests tracker. */
+/* A client request made through a node's host driver. */
 struct sreq {
     struct sim *s;
     rfs_nodeid_t node;
+    uint64_t node_boot;
     bool read;
+    unsigned key;
+    uint64_t value;  /* Writes. */
     rfs_index_t min; /* Reads: cluster commit index when asked. */
+    rfs_index_t min_write; /* Reads: newest acked write of key when asked. */
     unsigned completions;
+};
+
+/* (client, boot, seq) -> the index where it took effect. */
+struct applied_id {
+    rfs_nodeid_t client;
+    uint64_t boot, seq;
+    rfs_index_t index;
 };
 
 struct sim {
@@ -136,7 +187,8 @@ struct sim {
     struct snode nodes[MAX_NODES + 1]; /* Index = node id. */
     unsigned n_ids;                    /* Highest id created. */
     bool blocked[MAX_NODES + 1][MAX_NODES + 1];
-    /* Network fault rates, per seed. */
+    uint64_t link_since[MAX_NODES + 1][MAX_NODES + 1]; /* Unblocked since. */
+    /* Network and disk fault rates, per seed. */
     unsigned drop_pct;
     unsigned dup_pct;
     unsigned delay_max;
@@ -144,9 +196,11 @@ struct sim {
     size_t chunk_bytes;
     unsigned disk_min;  /* Write latency range, ms. */
     unsigned disk_span;
+    unsigned enospc_pm; /* Per mille of writes refused for space. */
+    unsigned eio_pm;    /* Per mille of writes failing (node stops). */
     bool chaos;        /* Chaos phase (nemesis, membership, transfers). */
     uint64_t next_ctx;
-    uint64_t next_prop;
+    uint64_t next_value;
     /* Ledgers: what the cluster committed and applied, by index. */
     struct {
         rfs_term_t term;
@@ -157,11 +211,15 @@ struct sim {
     } *ledger;
     size_t ledger_cap;
     rfs_index_t global_commit;
+    uint64_t commit_at;  /* When global_commit last moved. */
     rfs_nodeid_t *leaders; /* By term. */
     size_t leaders_cap;
     struct sreq **reqs;
     size_t n_reqs;
     size_t cap_reqs;
+    struct applied_id *ids; /* Open addressing, cap a power of two. */
+    size_t n_ids_applied, cap_ids;
+    rfs_index_t acked_write[KEYS]; /* Newest acked write's index per key. */
     char marker[32];
     bool marker_sent;
     uint64_t marker_at;        /* When it was last proposed. */
@@ -169,7 +227,6 @@ struct sim {
 };
 
 /* ------------------------------------------------------------------------ */
-
 static uint64_t rnd(struct sim *s)
 {
     /* splitmix64: one state word, good enough spread for fault choices. */
@@ -223,80 +280,6 @@ static void violation(struct sim *s, const char *fmt, ...)
     tracef(s, "VIOLATION: %s", buf);
 }
 
-static void core_trace(void *data, rfs_nodeid_t id, const char *line)
-{
-    struct sim *s = data;
-    tracef(s, "n%" PRIu64 " %s", id, line);
-}
-
-static void req_done(void *arg, int err, const void *result)
-{
-    struct sreq *q = arg;
-    struct sim *s = q->s;
-    q->completions++;
-    if (q->completions > 1) {
-        violation(s, "a request of n%" PRIu64 " completed twice", q->node);
-        return;
-    }
-    if (err == 0 && q->read) {
-        /* A read barrier is linearizable only if this node has applied
-         * everything committed anywhere before it was asked; and it keeps
-         * its contract of waiting until the answered index is applied. */
-        rfs_index_t index = *(const rfs_index_t *)result;
-        if (index < q->min || s->nodes[q->node].d.applied < index) {
-            violation(s, "read barrier on n%" PRIu64 " passed with index %"
-                         PRIu64 " at applied %" PRIu64,
-                      q->node, index, s->nodes[q->node].d.applied);
-        }
-        if (s->nodes[q->node].d.applied < q->min) {
-            violation(s, "read barrier on n%" PRIu64 " passed at applied %"
-                         PRIu64 ", below commit %" PRIu64 " known when asked",
-                      q->node, s->nodes[q->node].d.applied, q->min);
-        }
-        s->r->barriers++;
-    } else if (err == 0) {
-        s->r->acked++;
-    } else if (err == -ETIMEDOUT) {
-        s->r->timeouts++;
-    }
-}
-
-static struct sreq *sreq_new(struct sim *s, rfs_nodeid_t node, bool read)
-{
-    if (s->n_reqs == s->cap_reqs) {
-        s->cap_reqs = s->cap_reqs ? s->cap_reqs * 2 : 256;
-        s->reqs = realloc(s->reqs, s->cap_reqs * sizeof(*s->reqs));
-        RFS_ASSERT(s->reqs != NULL);
-    }
-    struct sreq *q = calloc(1, sizeof(*q));
-    RFS_ASSERT(q != NULL);
-    q->s = s;
-    q->node = node;
-    q->read = read;
-    q->min = s->global_commit;
-    s->reqs[s->n_reqs++] = q;
-    return q;
-}
-
-static uint64_t fnv(uint64_t h, const void *p, size_t len)
-{
-    const uint8_t *b = p;
-    for (size_t i = 0; i < len; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
-static uint64_t entry_hash(const struct cons_entry *e)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    h = fnv(h, &e->term, sizeof(e->term));
-    h = fnv(h, &e->index, sizeof(e->index));
-    h = fnv(h, &e->type, sizeof(e->type));
-    return fnv(h, e->data.base, e->data.len);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Event heap                                                                */
 
@@ -305,8 +288,8 @@ static bool ev_less(const struct ev *a, const struct ev *b)
     return a->at != b->at ? a->at < b->at : a->seq < b->seq;
 }
 
-static void push(struct sim *s, uint64_t at, int type, int node,
-                 struct smsg *msg)
+static void push_ptr(struct sim *s, uint64_t at, int type, int node,
+                     struct smsg *msg, void *ptr)
 {
     if (s->heap_n == s->heap_cap) {
         s->heap_cap = s->heap_cap ? s->heap_cap * 2 : 256;
@@ -314,7 +297,7 @@ static void push(struct sim *s, uint64_t at, int type, int node,
         RFS_ASSERT(s->heap != NULL);
     }
     struct ev e = {at, s->seq++, type, node,
-                   node > 0 ? s->nodes[node].boot : 0, msg};
+                   node > 0 ? s->nodes[node].boot : 0, msg, ptr};
     size_t i = s->heap_n++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
@@ -325,6 +308,12 @@ static void push(struct sim *s, uint64_t at, int type, int node,
         i = p;
     }
     s->heap[i] = e;
+}
+
+static void push(struct sim *s, uint64_t at, int type, int node,
+                 struct smsg *msg)
+{
+    push_ptr(s, at, type, node, msg, NULL);
 }
 
 static bool pop(struct sim *s, struct ev *out)
@@ -356,8 +345,87 @@ static bool pop(struct sim *s, struct ev *out)
     return true;
 }
 
+static void core_trace(void *data, rfs_nodeid_t id, const char *line)
+{
+    struct sim *s = data;
+    tracef(s, "n%" PRIu64 " %s", id, line);
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t len)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < len; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static uint64_t entry_hash(const struct cons_entry *e)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    h = fnv(h, &e->term, sizeof(e->term));
+    h = fnv(h, &e->index, sizeof(e->index));
+    h = fnv(h, &e->type, sizeof(e->type));
+    return fnv(h, e->data.base, e->data.len);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Messages                                                                  */
+
+static void msg_free(struct smsg *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    rfs_free(m->plain.base);
+    free(m);
+}
+
+static struct smsg *msg_dup(const struct smsg *m)
+{
+    struct smsg *c = calloc(1, sizeof(*c));
+    RFS_ASSERT(c != NULL);
+    *c = *m;
+    c->next = NULL;
+    c->plain.base = rfs_malloc(m->plain.len + 1);
+    RFS_ASSERT(c->plain.base != NULL);
+    memcpy(c->plain.base, m->plain.base, m->plain.len);
+    return c;
+}
+
+static void describe(const struct cons_msg *m, char *buf, size_t len)
+{
+    snprintf(buf, len,
+             "%s t%" PRIu64 " prev=%" PRIu64 "/%" PRIu64 " n=%u commit=%" PRIu64
+             " idx=%" PRIu64 "%s off=%" PRIu64 " round=%" PRIu64,
+             cons_msg_type_name(m->type), m->term, m->prev_index, m->prev_term,
+             m->n_entries, m->commit, m->index, m->reject ? " reject" : "",
+             m->offset, m->round);
+}
+
+/* Put a frame on the wire: maybe dropped, delayed or duplicated. */
+static void net_send(struct sim *s, struct smsg *m)
+{
+    rfs_nodeid_t from = m->from, to = m->to;
+    if (to == 0 || to > s->n_ids || s->blocked[from][to] ||
+        chance(s, s->drop_pct)) {
+        msg_free(m);
+        return;
+    }
+    unsigned delay = 1 + rndn(s, s->delay_max);
+    if (chance(s, 2)) {
+        delay += 50 + rndn(s, 200); /* A straggler: reordering. */
+    }
+    if (chance(s, s->dup_pct)) {
+        push(s, s->now + delay + rndn(s, 30), EV_DELIVER, (int)to,
+             msg_dup(m));
+    }
+    push(s, s->now + delay, EV_DELIVER, (int)to, m);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Disk                                                                      */
 
 static void copy_entry(struct cons_entry *dst, const struct cons_entry *src)
 {
@@ -377,75 +445,6 @@ static void free_entries(struct cons_entry *e, size_t n)
     }
     free(e);
 }
-
-static struct smsg *msg_copy(const struct cons_msg *m)
-{
-    struct smsg *c = calloc(1, sizeof(*c));
-    RFS_ASSERT(c != NULL);
-    c->m = *m;
-    if (m->n_entries > 0) {
-        c->ents = calloc(m->n_entries, sizeof(*c->ents));
-        RFS_ASSERT(c->ents != NULL);
-        for (unsigned i = 0; i < m->n_entries; i++) {
-            copy_entry(&c->ents[i], &m->entries[i]);
-        }
-    }
-    c->m.entries = c->ents;
-    if (m->snap != NULL) {
-        c->snap = *m->snap;
-        c->m.snap = &c->snap;
-    }
-    if (m->data.len > 0 && m->data.base != NULL) {
-        c->data = malloc(m->data.len);
-        RFS_ASSERT(c->data != NULL);
-        memcpy(c->data, m->data.base, m->data.len);
-        c->m.data.base = c->data;
-    }
-    return c;
-}
-
-static void msg_free(struct smsg *m)
-{
-    if (m == NULL) {
-        return;
-    }
-    free_entries(m->ents, m->m.n_entries);
-    free(m->data);
-    free(m);
-}
-
-static void describe(const struct cons_msg *m, char *buf, size_t len)
-{
-    snprintf(buf, len,
-             "%s t%" PRIu64 " prev=%" PRIu64 "/%" PRIu64 " n=%u commit=%" PRIu64
-             " idx=%" PRIu64 "%s off=%" PRIu64 " round=%" PRIu64,
-             cons_msg_type_name(m->type), m->term, m->prev_index, m->prev_term,
-             m->n_entries, m->commit, m->index, m->reject ? " reject" : "",
-             m->offset, m->round);
-}
-
-/* Put a message on the wire: maybe dropped, delayed or duplicated. */
-static void net_send(struct sim *s, struct smsg *m)
-{
-    rfs_nodeid_t from = m->m.from, to = m->m.to;
-    if (to == 0 || to > s->n_ids || s->blocked[from][to] ||
-        chance(s, s->drop_pct)) {
-        msg_free(m);
-        return;
-    }
-    unsigned delay = 1 + rndn(s, s->delay_max);
-    if (chance(s, 2)) {
-        delay += 50 + rndn(s, 200); /* A straggler: reordering. */
-    }
-    if (chance(s, s->dup_pct)) {
-        push(s, s->now + delay + rndn(s, 30), EV_DELIVER, (int)to,
-             msg_copy(&m->m));
-    }
-    push(s, s->now + delay, EV_DELIVER, (int)to, m);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Disk and state machine                                                    */
 
 static void disk_truncate(struct disk *d, rfs_index_t from)
 {
@@ -499,42 +498,135 @@ static void disk_free(struct disk *d)
     memset(d, 0, sizeof(*d));
 }
 
-/* The image: applied index, hash, magic, then filler derived from the hash,
- * so a chunk put back in the wrong place is caught at install. */
-static uint8_t *image_make(rfs_index_t applied, uint64_t hash, size_t *len)
+static const struct cons_entry *disk_entry(const struct disk *d,
+                                           rfs_index_t i)
 {
-    size_t n = 24 + (size_t)(hash % 200);
-    uint8_t *p = malloc(n);
-    RFS_ASSERT(p != NULL);
-    uint64_t magic = IMG_MAGIC;
-    memcpy(p, &applied, 8);
-    memcpy(p + 8, &hash, 8);
-    memcpy(p + 16, &magic, 8);
-    for (size_t i = 24; i < n; i++) {
-        p[i] = (uint8_t)(hash >> (i % 56)) ^ (uint8_t)i;
+    if (i <= d->log_base || i > d->log_base + d->n) {
+        return NULL;
     }
-    *len = n;
-    return p;
+    return &d->log[i - d->log_base - 1];
 }
 
-static bool image_read(const uint8_t *p, size_t n, rfs_index_t *applied,
-                       uint64_t *hash)
+/* ------------------------------------------------------------------------ */
+/* The state machine: registers and sessions                                 */
+
+static void sm_free(struct sm *m)
 {
-    uint64_t magic;
-    if (n < 24) {
-        return false;
+    for (unsigned i = 0; i <= MAX_NODES; i++) {
+        free(m->sess[i].seqs);
+        free(m->sess[i].at);
     }
-    memcpy(applied, p, 8);
-    memcpy(hash, p + 8, 8);
-    memcpy(&magic, p + 16, 8);
-    if (magic != IMG_MAGIC || n != 24 + (size_t)(*hash % 200)) {
-        return false;
-    }
-    for (size_t i = 24; i < n; i++) {
-        if (p[i] != ((uint8_t)(*hash >> (i % 56)) ^ (uint8_t)i)) {
-            return false;
+    memset(m, 0, sizeof(*m));
+}
+
+static void sess_forget_below(struct sess *x, uint64_t below)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < x->n; i++) {
+        if (x->seqs[i] >= below) {
+            x->seqs[k] = x->seqs[i];
+            x->at[k++] = x->at[i];
         }
     }
+    x->n = k;
+}
+
+static void sess_add(struct sess *x, uint64_t seq, rfs_index_t at)
+{
+    if (x->n == x->cap) {
+        x->cap = x->cap ? x->cap * 2 : 16;
+        x->seqs = realloc(x->seqs, x->cap * sizeof(*x->seqs));
+        x->at = realloc(x->at, x->cap * sizeof(*x->at));
+        RFS_ASSERT(x->seqs != NULL && x->at != NULL);
+    }
+    x->seqs[x->n] = seq;
+    x->at[x->n++] = at;
+}
+
+/* The image: magic, applied, hash, registers, sessions, then a checksum of
+ * all of it, so a chunk put back in the wrong place is caught at install. */
+static uint8_t *sm_encode(const struct sm *m, size_t *len)
+{
+    size_t n = 8 * (3 + 2 * KEYS) + 8;
+    for (unsigned i = 0; i <= MAX_NODES; i++) {
+        n += 8 * 4 + 16 * m->sess[i].n;
+    }
+    uint64_t *p = malloc(n);
+    RFS_ASSERT(p != NULL);
+    size_t k = 0;
+    p[k++] = IMG_MAGIC;
+    p[k++] = m->applied;
+    p[k++] = m->hash;
+    for (unsigned i = 0; i < KEYS; i++) {
+        p[k++] = m->reg[i];
+        p[k++] = m->reg_at[i];
+    }
+    for (unsigned i = 0; i <= MAX_NODES; i++) {
+        const struct sess *x = &m->sess[i];
+        p[k++] = x->found;
+        p[k++] = x->boot;
+        p[k++] = x->purged;
+        p[k++] = x->n;
+        for (size_t j = 0; j < x->n; j++) {
+            p[k++] = x->seqs[j];
+            p[k++] = x->at[j];
+        }
+    }
+    p[k] = fnv(0xcbf29ce484222325ULL, p, k * 8);
+    *len = n;
+    return (uint8_t *)p;
+}
+
+static bool sm_decode_words(const uint64_t *p, size_t n, size_t *kp,
+                            struct sm *m);
+
+static bool sm_decode(const uint8_t *b, size_t len, struct sm *m)
+{
+    memset(m, 0, sizeof(*m));
+    if (len % 8 != 0 || len < 8 * (4 + 2 * KEYS)) {
+        return false;
+    }
+    uint64_t *p = malloc(len);
+    RFS_ASSERT(p != NULL);
+    memcpy(p, b, len);
+    size_t n = len / 8, k = 0;
+    bool ok = sm_decode_words(p, n, &k, m);
+    free(p);
+    return ok && k == n - 1;
+}
+
+static bool sm_decode_words(const uint64_t *p, size_t n, size_t *kp,
+                            struct sm *m)
+{
+    size_t k = 0;
+    if (p[n - 1] != fnv(0xcbf29ce484222325ULL, p, (n - 1) * 8) ||
+        p[k++] != IMG_MAGIC) {
+        return false;
+    }
+    m->applied = p[k++];
+    m->hash = p[k++];
+    for (unsigned i = 0; i < KEYS; i++) {
+        m->reg[i] = p[k++];
+        m->reg_at[i] = p[k++];
+    }
+    for (unsigned i = 0; i <= MAX_NODES; i++) {
+        struct sess *x = &m->sess[i];
+        if (k + 4 > n - 1) {
+            return false;
+        }
+        x->found = p[k++] != 0;
+        x->boot = p[k++];
+        x->purged = p[k++];
+        uint64_t cnt = p[k++];
+        if (k + 2 * cnt > n - 1) {
+            return false;
+        }
+        for (uint64_t j = 0; j < cnt; j++) {
+            sess_add(x, p[k], p[k + 1]);
+            k += 2;
+        }
+    }
+    *kp = k;
     return true;
 }
 
@@ -561,7 +653,7 @@ static void ledger_commit(struct sim *s, struct snode *n,
     ledger_reserve(s, e->index);
     uint64_t h = entry_hash(e);
     struct cons_status st;
-    cons_node_status(n->core, &st);
+    cons_node_status(CORE(n), &st);
     if (s->ledger[e->index].seen == 0 || st.term < s->ledger[e->index].seen) {
         s->ledger[e->index].seen = st.term;
     }
@@ -576,6 +668,7 @@ static void ledger_commit(struct sim *s, struct snode *n,
     }
     if (e->index > s->global_commit) {
         s->global_commit = e->index;
+        s->commit_at = s->now;
     }
     if (s->marker_sent && s->marker_index == 0 &&
         e->type == CONS_ENTRY_NORMAL && e->data.len == strlen(s->marker) &&
@@ -584,126 +677,365 @@ static void ledger_commit(struct sim *s, struct snode *n,
     }
 }
 
-static void sm_apply(struct sim *s, struct snode *n, const struct cons_entry *e)
+/* The index where (client, boot, seq) took effect, or 0; with set != 0,
+ * record it there. */
+static rfs_index_t applied_id(struct sim *s, rfs_nodeid_t client,
+                              uint64_t boot, uint64_t seq, rfs_index_t set)
 {
-    if (e->index != n->d.applied + 1) {
-        violation(s, "n%" PRIu64 " applies %" PRIu64 " after %" PRIu64
-                     " (double or skipped apply)",
-                  n->id, e->index, n->d.applied);
+    if (set != 0 && (s->n_ids_applied + 1) * 2 > s->cap_ids) {
+        size_t cap = s->cap_ids ? s->cap_ids * 2 : 1024;
+        struct applied_id *t = calloc(cap, sizeof(*t));
+        RFS_ASSERT(t != NULL);
+        for (size_t i = 0; i < s->cap_ids; i++) {
+            if (s->ids[i].index == 0) {
+                continue;
+            }
+            uint64_t h = fnv(fnv(fnv(0, &s->ids[i].client, 8),
+                                 &s->ids[i].boot, 8),
+                             &s->ids[i].seq, 8);
+            size_t j = h & (cap - 1);
+            while (t[j].index != 0) {
+                j = (j + 1) & (cap - 1);
+            }
+            t[j] = s->ids[i];
+        }
+        free(s->ids);
+        s->ids = t;
+        s->cap_ids = cap;
+    }
+    if (s->cap_ids == 0) {
+        return 0;
+    }
+    uint64_t h = fnv(fnv(fnv(0, &client, 8), &boot, 8), &seq, 8);
+    size_t j = h & (s->cap_ids - 1);
+    while (s->ids[j].index != 0) {
+        struct applied_id *a = &s->ids[j];
+        if (a->client == client && a->boot == boot && a->seq == seq) {
+            return a->index;
+        }
+        j = (j + 1) & (s->cap_ids - 1);
+    }
+    if (set != 0) {
+        s->ids[j] = (struct applied_id){client, boot, seq, set};
+        s->n_ids_applied++;
+    }
+    return 0;
+}
+
+/* Apply one command's session rules, as store/state.c does: a request from
+ * a replaced boot, or one already forgotten, changes nothing (ESTALE); a
+ * duplicate returns its first result; a new one is applied and recorded,
+ * and what the client says it no longer waits for is forgotten. */
+static void sm_cmd(struct sim *s, struct snode *n, struct sm *m,
+                   const struct cons_entry *e, const struct store_cmd *c,
+                   struct store_result *r, bool live)
+{
+    memset(r, 0, sizeof(*r));
+    if (c->client == 0 || c->client > MAX_NODES) {
+        r->err = EINVAL;
         return;
     }
-    ledger_commit(s, n, e);
-    n->d.hash = fnv(n->d.hash, &e->index, sizeof(e->index));
-    n->d.hash = fnv(n->d.hash, &e->term, sizeof(e->term));
-    n->d.hash = fnv(n->d.hash, e->data.base, e->data.len);
-    n->d.applied = e->index;
-    if (s->ledger[e->index].cum == 0) {
-        s->ledger[e->index].cum = n->d.hash;
-    } else if (s->ledger[e->index].cum != n->d.hash) {
-        violation(s, "n%" PRIu64 " state after %" PRIu64 " differs",
-                  n->id, e->index);
+    struct sess *x = &m->sess[c->client];
+    if (x->found && c->boot < x->boot) {
+        r->err = ESTALE;
+        return;
     }
-    /* A request of this node's current boot: complete it by identity. */
-    unsigned long long node, boot, seq;
-    char text[64];
-    size_t len = e->data.len < sizeof(text) - 1 ? e->data.len
-                                                : sizeof(text) - 1;
-    if (e->type == CONS_ENTRY_NORMAL && len > 0) {
-        memcpy(text, e->data.base, len);
-        text[len] = '\0';
-        if (sscanf(text, "r:%llu:%llu:%llu", &node, &boot, &seq) == 3 &&
-            node == n->id && boot == n->boot) {
-            requests_applied(&n->rq, seq, e);
+    if (x->found && c->boot == x->boot) {
+        if (c->seq < x->purged) {
+            r->err = ESTALE;
+            return;
+        }
+        for (size_t i = 0; i < x->n; i++) {
+            if (x->seqs[i] == c->seq) {
+                r->ino = x->at[i];
+                r->duplicate = true;
+                return;
+            }
         }
     }
+    /* New: it takes effect here. Across the cluster's history a request
+     * may take effect at one index only, whatever the retries. */
+    if (live) {
+        rfs_index_t at = applied_id(s, c->client, c->boot, c->seq, 0);
+        if (at != 0 && at != e->index) {
+            violation(s, "n%" PRIu64 " applies request (n%" PRIu64
+                         ", boot %" PRIu64 ", seq %" PRIu64 ") at %" PRIu64
+                         ", already applied at %" PRIu64 " (applied twice)",
+                      n->id, c->client, c->boot, c->seq, e->index, at);
+        } else if (at == 0) {
+            applied_id(s, c->client, c->boot, c->seq, e->index);
+        }
+    }
+    if (c->op == STORE_OP_WRITE && c->data_len == 8) {
+        unsigned k = (unsigned)(c->ino % KEYS);
+        memcpy(&m->reg[k], c->data, 8);
+        m->reg_at[k] = e->index;
+    }
+    r->ino = e->index;
+    if (!x->found || c->boot > x->boot) {
+        x->found = true;
+        x->boot = c->boot;
+        x->purged = 0;
+        x->n = 0;
+    }
+    if (c->first_outstanding > x->purged) {
+        x->purged = c->first_outstanding;
+        sess_forget_below(x, x->purged);
+    }
+    if (c->seq >= x->purged) {
+        sess_add(x, c->seq, e->index);
+    }
 }
 
-/* Take a snapshot when the log has grown past the threshold. */
-static void maybe_snapshot(struct sim *s, struct snode *n)
+/* Apply entry e to m. live: a running node applying (ledgers checked);
+ * otherwise a restart rebuilding what RocksDB kept. */
+static void sm_apply(struct sim *s, struct snode *n, struct sm *m,
+                     const struct cons_entry *e, struct store_result *r,
+                     bool live)
 {
-    if (n->d.applied < n->d.snap.index + s->snap_every) {
+    if (e->index != m->applied + 1) {
+        violation(s, "n%" PRIu64 " applies %" PRIu64 " after %" PRIu64
+                     " (double or skipped apply)",
+                  n->id, e->index, m->applied);
         return;
     }
-    size_t len;
-    uint8_t *img = image_make(n->d.applied, n->d.hash, &len);
-    struct cons_snap_meta meta;
-    rfs_index_t trailing = rndn(s, 6);
-    int rv = cons_node_snapshot_taken(n->core, n->d.applied, len, trailing,
-                                      &meta);
-    if (rv != 0) {
-        free(img);
-        return;
+    if (live) {
+        ledger_commit(s, n, e);
     }
-    free(n->d.img);
-    n->d.img = img;
-    n->d.img_len = len;
-    n->d.snap = meta;
-    rfs_index_t upto = meta.index > trailing ? meta.index - trailing : 0;
-    disk_compact(&n->d, upto);
+    m->hash = fnv(m->hash, &e->index, sizeof(e->index));
+    m->hash = fnv(m->hash, &e->term, sizeof(e->term));
+    m->hash = fnv(m->hash, e->data.base, e->data.len);
+    m->applied = e->index;
+    struct store_result none;
+    struct store_cmd c;
+    if (e->type == CONS_ENTRY_NORMAL && store_cmd_decode(&e->data, &c) == 0) {
+        sm_cmd(s, n, m, e, &c, r ? r : &none, live);
+    }
+    m->hash = fnv(m->hash, m->reg, sizeof(m->reg));
+    ledger_reserve(s, e->index);
+    if (s->ledger[e->index].cum == 0) {
+        s->ledger[e->index].cum = m->hash;
+    } else if (s->ledger[e->index].cum != m->hash) {
+        violation(s, "n%" PRIu64 " state after %" PRIu64 " differs", n->id,
+                  e->index);
+    }
 }
 
-static void disk_install(struct sim *s, struct snode *n,
-                         const struct cons_snap_meta *meta)
+/* After a crash: the state machine is what the disk kept, the snapshot
+ * image plus the applies the last synced write made durable. */
+static void sm_rebuild(struct sim *s, struct snode *n)
 {
-    rfs_index_t applied;
-    uint64_t hash;
-    if (!image_read(n->d.recv, n->d.recv_len, &applied, &hash) ||
-        applied != meta->index) {
-        violation(s, "n%" PRIu64 " received a damaged snapshot image %" PRIu64,
-                  n->id, meta->index);
+    sm_free(&n->sm);
+    if (n->d.img != NULL && !sm_decode(n->d.img, n->d.img_len, &n->sm)) {
+        violation(s, "n%" PRIu64 " cannot read its own snapshot image",
+                  n->id);
         return;
     }
-    if (applied < s->ledger_cap && s->ledger[applied].cum != 0 &&
-        s->ledger[applied].cum != hash) {
-        violation(s, "n%" PRIu64 " snapshot %" PRIu64 " has another state",
-                  n->id, applied);
-    }
-    free(n->d.img);
-    n->d.img = n->d.recv;
-    n->d.img_len = n->d.recv_len;
-    n->d.recv = NULL;
-    n->d.recv_len = 0;
-    n->d.snap = *meta;
-    free_entries(n->d.log, n->d.n);
-    n->d.log = NULL;
-    n->d.n = n->d.cap = 0;
-    n->d.log_base = meta->index;
-    n->d.log_base_term = meta->term;
-    n->d.applied = applied;
-    n->d.hash = hash;
-    s->r->snapshots_sent++;
-}
-
-static void disk_chunk(struct sim *s, struct snode *n,
-                       const struct batch_chunk *c)
-{
-    if (c->offset == 0) {
-        free(n->d.recv);
-        n->d.recv = NULL;
-        n->d.recv_len = 0;
-    }
-    RFS_ASSERT(c->offset == n->d.recv_len);
-    n->d.recv = realloc(n->d.recv, n->d.recv_len + c->data.len + 1);
-    RFS_ASSERT(n->d.recv != NULL);
-    memcpy(n->d.recv + n->d.recv_len, c->data.base, c->data.len);
-    n->d.recv_len += c->data.len;
-    if (c->last) {
-        disk_install(s, n, &c->meta);
+    for (rfs_index_t i = n->sm.applied + 1; i <= n->d.durable_applied; i++) {
+        const struct cons_entry *e = disk_entry(&n->d, i);
+        if (e == NULL) {
+            violation(s, "n%" PRIu64 " applied %" PRIu64 " durably but its "
+                         "log lacks it",
+                      n->id, i);
+            return;
+        }
+        sm_apply(s, n, &n->sm, e, NULL, false);
     }
 }
 
 /* ------------------------------------------------------------------------ */
-/* Host                                                                      */
+/* Clients' requests                                                         */
 
-static void pwrite_free(struct pwrite *w)
+static void req_done(void *arg, int err, const void *result)
 {
-    batch_writes_close(&w->w);
-    while (w->held != NULL) {
-        struct smsg *m = w->held;
-        w->held = m->next;
-        msg_free(m);
+    struct sreq *q = arg;
+    struct sim *s = q->s;
+    struct snode *n = &s->nodes[q->node];
+    q->completions++;
+    if (q->completions > 1) {
+        violation(s, "a request of n%" PRIu64 " completed twice", q->node);
+        return;
     }
-    free(w);
+    if (err == 0 && q->read) {
+        /* A read barrier is linearizable only if this node has applied
+         * everything committed anywhere before it was asked; and it keeps
+         * its contract of waiting until the answered index is applied. */
+        rfs_index_t index = *(const rfs_index_t *)result;
+        if (index < q->min || n->sm.applied < index) {
+            violation(s, "read barrier on n%" PRIu64 " passed with index %"
+                         PRIu64 " at applied %" PRIu64,
+                      q->node, index, n->sm.applied);
+        }
+        if (n->sm.applied < q->min) {
+            violation(s, "read barrier on n%" PRIu64 " passed at applied %"
+                         PRIu64 ", below commit %" PRIu64 " known when asked",
+                      q->node, n->sm.applied, q->min);
+        }
+        /* The register read now: never older than a write that returned
+         * to its caller before this read was asked (linearizability of
+         * each register, in simulated time). */
+        if (n->sm.reg_at[q->key] < q->min_write) {
+            violation(s, "stale read on n%" PRIu64 ": key %u holds the write "
+                         "at %" PRIu64 ", but the write at %" PRIu64
+                         " had returned before the read began",
+                      q->node, q->key, n->sm.reg_at[q->key], q->min_write);
+        }
+        s->r->barriers++;
+    } else if (err == 0) {
+        const struct store_result *r = result;
+        s->r->acked++;
+        if (r->err == 0 && r->ino > s->acked_write[q->key]) {
+            s->acked_write[q->key] = r->ino;
+        }
+        if (r->err != 0) {
+            /* ESTALE here means the session forgot a request its client
+             * still waited for: a retry could then apply twice. */
+            violation(s, "write on n%" PRIu64 " answered errno %d", q->node,
+                      r->err);
+        }
+    } else if (err == -ETIMEDOUT) {
+        s->r->timeouts++;
+    }
+}
+
+static struct sreq *sreq_new(struct sim *s, rfs_nodeid_t node, bool read)
+{
+    if (s->n_reqs == s->cap_reqs) {
+        s->cap_reqs = s->cap_reqs ? s->cap_reqs * 2 : 256;
+        s->reqs = realloc(s->reqs, s->cap_reqs * sizeof(*s->reqs));
+        RFS_ASSERT(s->reqs != NULL);
+    }
+    struct sreq *q = calloc(1, sizeof(*q));
+    RFS_ASSERT(q != NULL);
+    q->s = s;
+    q->node = node;
+    q->node_boot = s->nodes[node].boot;
+    q->read = read;
+    q->min = s->global_commit;
+    q->key = rndn(s, KEYS);
+    q->min_write = s->acked_write[q->key];
+    s->reqs[s->n_reqs++] = q;
+    return q;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The driver's I/O                                                          */
+
+/* The node's clock: virtual time at its own rate, plus any jump. */
+static uint64_t io_now_ns(void *data)
+{
+    struct snode *n = data;
+    int64_t ms = (int64_t)(n->s->now * (uint64_t)(1000 + n->drift_pm) / 1000) +
+                 n->clock_off;
+    return (uint64_t)(ms > 0 ? ms : 0) * 1000000u + 1000000000000ull;
+}
+
+static int64_t io_wall_ns(void *data)
+{
+    struct snode *n = data;
+    return (int64_t)n->s->now * 1000000;
+}
+
+static void io_write(void *data, const struct batch_writes *w)
+{
+    struct snode *n = data;
+    struct sim *s = n->s;
+    RFS_ASSERT(n->writing == NULL); /* The driver writes one at a time. */
+    n->writing = w;
+    n->write_applied = n->sm.applied;
+    push(s, s->now + s->disk_min + rndn(s, s->disk_span), EV_DISK,
+         (int)n->id, NULL);
+}
+
+static void io_send(void *data, rfs_nodeid_t to, struct rfs_buf plain)
+{
+    struct snode *n = data;
+    struct smsg *m = calloc(1, sizeof(*m));
+    RFS_ASSERT(m != NULL);
+    m->from = n->id;
+    m->to = to;
+    m->plain = plain;
+    if (n->s->o.trace != NULL) {
+        struct cons_msg cm;
+        if (wire_msg_decode(plain.base, plain.len, &cm) == 0) {
+            char buf[200];
+            describe(&cm, buf, sizeof(buf));
+            tracef(n->s, "n%" PRIu64 " -> n%" PRIu64 " %s", n->id, to, buf);
+            wire_msg_free(&cm);
+        }
+    }
+    net_send(n->s, m);
+}
+
+static void io_read_chunk(void *data, struct host_chunk *c)
+{
+    struct snode *n = data;
+    push_ptr(n->s, n->s->now + 1 + rndn(n->s, 3), EV_CHUNK, (int)n->id, NULL,
+             c);
+}
+
+static void io_snapshot(void *data)
+{
+    struct snode *n = data;
+    struct sim *s = n->s;
+    RFS_ASSERT(n->snap_img == NULL);
+    /* As RocksDB's snapshot: the state as of now, written meanwhile. */
+    n->snap_img = sm_encode(&n->sm, &n->snap_len);
+    n->snap_idx = n->sm.applied;
+    push(s, s->now + 1 + rndn(s, 20), EV_SNAP, (int)n->id, NULL);
+}
+
+static int io_snapshot_record(void *data, const struct cons_snap_meta *meta,
+                              rfs_index_t compact_to, rfs_index_t old_index)
+{
+    struct snode *n = data;
+    (void)old_index;
+    RFS_ASSERT(n->taken_img != NULL && meta->index == n->taken_idx);
+    free(n->d.img);
+    n->d.img = n->taken_img;
+    n->d.img_len = n->taken_len;
+    n->taken_img = NULL;
+    n->d.snap = *meta;
+    /* Recording the metadata is a synced write: the applies before it are
+     * durable with it. */
+    n->d.durable_applied = n->sm.applied;
+    disk_compact(&n->d, compact_to);
+    return 0;
+}
+
+static int io_apply(void *data, const struct cons_entry *e, unsigned cnt,
+                    struct store_result *res)
+{
+    struct snode *n = data;
+    for (unsigned i = 0; i < cnt; i++) {
+        sm_apply(n->s, n, &n->sm, &e[i], &res[i], true);
+    }
+    return 0;
+}
+
+static rfs_index_t io_applied(void *data)
+{
+    return ((struct snode *)data)->sm.applied;
+}
+
+static bool io_connected(void *data, rfs_nodeid_t id)
+{
+    struct snode *n = data;
+    return id <= n->s->n_ids && n->s->nodes[id].up &&
+           !n->s->blocked[n->id][id];
+}
+
+static const char *io_errmsg(void *data)
+{
+    (void)data;
+    return "simulated disk error";
+}
+
+static void io_log(void *data, enum host_log_level lv, const char *line)
+{
+    struct snode *n = data;
+    (void)lv;
+    tracef(n->s, "n%" PRIu64 " host: %s", n->id, line);
 }
 
 static void check_reads(struct sim *s, struct snode *n,
@@ -738,7 +1070,7 @@ static void check_reads(struct sim *s, struct snode *n,
 static void check_new_leader(struct sim *s, struct snode *n)
 {
     struct cons_status st;
-    cons_node_status(n->core, &st);
+    cons_node_status(CORE(n), &st);
     if (st.term >= s->leaders_cap) {
         size_t cap = s->leaders_cap ? s->leaders_cap : 64;
         while (cap <= st.term) {
@@ -764,7 +1096,7 @@ static void check_new_leader(struct sim *s, struct snode *n)
             s->ledger[i].seen >= st.term) {
             continue;
         }
-        const struct cons_entry *e = cons_node_entry(n->core, i);
+        const struct cons_entry *e = cons_node_entry(CORE(n), i);
         if (e == NULL) {
             if (i > st.last_index) {
                 violation(s, "leader completeness: n%" PRIu64
@@ -783,104 +1115,27 @@ static void check_new_leader(struct sim *s, struct snode *n)
     }
 }
 
-/* Release a message now, or hold it behind the last queued write. */
-static void host_send(struct sim *s, struct snode *n,
-                      const struct cons_out_msg *om)
+static void io_observe(void *data, const struct cons_update *u)
 {
-    struct smsg *m = msg_copy(&om->msg);
-    if (m->m.type == CONS_MSG_SNAPSHOT) {
-        /* Fill the chunk from the stored image, as a real host would. */
-        if (n->d.img == NULL || n->d.snap.index != m->m.snap->index ||
-            m->m.offset + m->m.data.len > n->d.img_len) {
-            cons_node_snapshot_failed(n->core, m->m.to);
-            msg_free(m);
-            return;
-        }
-        m->data = malloc(m->m.data.len + 1);
-        RFS_ASSERT(m->data != NULL);
-        memcpy(m->data, n->d.img + m->m.offset, m->m.data.len);
-        m->m.data.base = m->data;
+    struct snode *n = data;
+    if (u->role_changed && u->role == CONS_LEADER) {
+        check_new_leader(n->s, n);
     }
-    if (s->o.trace != NULL) {
-        char buf[200];
-        describe(&m->m, buf, sizeof(buf));
-        tracef(s, "n%" PRIu64 " -> n%" PRIu64 " %s%s", m->m.from, m->m.to, buf,
-               om->wait_durable && n->wq ? " (after disk)" : "");
-    }
-    if (om->wait_durable && n->wq_tail != NULL) {
-        struct smsg **p = &n->wq_tail->held;
-        while (*p != NULL) {
-            p = &(*p)->next;
-        }
-        *p = m;
-        return;
-    }
-    net_send(s, m);
+    check_reads(n->s, n, u);
 }
 
-/* Queue an update's writes. One write is in flight at a time; updates
- * taken meanwhile merge into the next one, which is group commit as a real
- * host does it (and what keeps a slow disk from building a backlog). */
-static void queue_write(struct sim *s, struct snode *n,
-                        const struct cons_update *u)
+/* After each call into the driver: commits it saw join the ledger. */
+static void io_idle(void *data)
 {
-    struct pwrite *w = n->wq_tail;
-    if (w == NULL || w == n->wq) {
-        w = calloc(1, sizeof(*w));
-        RFS_ASSERT(w != NULL);
-        batch_writes_init(&w->w);
-        uint64_t start = n->wq_tail ? n->wq_tail->done_at : s->now;
-        if (start < s->now) {
-            start = s->now;
-        }
-        w->done_at = start + s->disk_min + rndn(s, s->disk_span);
-        if (n->wq_tail) {
-            n->wq_tail->next = w;
-        } else {
-            n->wq = w;
-            push(s, w->done_at, EV_DISK, (int)n->id, NULL);
-        }
-        n->wq_tail = w;
-    }
-    RFS_ASSERT(batch_writes_add(&w->w, u) == 0);
-}
-
-static void host_process(struct sim *s, struct snode *n)
-{
-    if (!n->up || n->paused) {
+    struct snode *n = data;
+    struct sim *s = n->s;
+    if (n->h == NULL) {
         return;
     }
-    while (cons_node_has_update(n->core)) {
-        struct cons_update u;
-        cons_node_take_update(n->core, &u);
-        if (u.role_changed && u.role == CONS_LEADER) {
-            check_new_leader(s, n);
-        }
-        if (u.needs_persist) {
-            queue_write(s, n, &u);
-        }
-        for (unsigned i = 0; i < u.n_msgs; i++) {
-            host_send(s, n, &u.msgs[i]);
-        }
-        for (unsigned i = 0; i < u.n_committed; i++) {
-            sm_apply(s, n, &u.committed[i]);
-        }
-        check_reads(s, n, &u);
-        requests_update(&n->rq, n->core, &u, s->now);
-        if (u.n_committed > 0) {
-            maybe_snapshot(s, n);
-        }
-    }
-    requests_check(&n->rq, n->core, n->d.applied, s->now);
-    if (cons_node_has_update(n->core)) {
-        host_process(s, n); /* Re-sent requests produced work. */
-        return;
-    }
-    /* Commits seen by this node join the ledger. */
     struct cons_status st;
-    cons_node_status(n->core, &st);
+    cons_node_status(CORE(n), &st);
     for (rfs_index_t i = n->seen_commit + 1; i <= st.commit; i++) {
-        const struct cons_entry *e = cons_node_entry(n->core, i);
+        const struct cons_entry *e = cons_node_entry(CORE(n), i);
         if (e != NULL) {
             ledger_commit(s, n, e);
         }
@@ -890,62 +1145,174 @@ static void host_process(struct sim *s, struct snode *n)
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* Nodes: start, disk completions, crash                                     */
+
+static void disk_chunk(struct sim *s, struct snode *n,
+                       const struct batch_chunk *c)
+{
+    if (c->offset == 0) {
+        free(n->d.recv);
+        n->d.recv = NULL;
+        n->d.recv_len = 0;
+    }
+    RFS_ASSERT(c->offset == n->d.recv_len);
+    n->d.recv = realloc(n->d.recv, n->d.recv_len + c->data.len + 1);
+    RFS_ASSERT(n->d.recv != NULL);
+    memcpy(n->d.recv + n->d.recv_len, c->data.base, c->data.len);
+    n->d.recv_len += c->data.len;
+    if (!c->last) {
+        return;
+    }
+    struct sm m;
+    if (!sm_decode(n->d.recv, n->d.recv_len, &m) ||
+        m.applied != c->meta.index) {
+        violation(s, "n%" PRIu64 " received a damaged snapshot image %" PRIu64,
+                  n->id, c->meta.index);
+        sm_free(&m);
+        return;
+    }
+    if (m.applied < s->ledger_cap && s->ledger[m.applied].cum != 0 &&
+        s->ledger[m.applied].cum != m.hash) {
+        violation(s, "n%" PRIu64 " snapshot %" PRIu64 " has another state",
+                  n->id, m.applied);
+    }
+    free(n->d.img);
+    n->d.img = n->d.recv;
+    n->d.img_len = n->d.recv_len;
+    n->d.recv = NULL;
+    n->d.recv_len = 0;
+    n->d.snap = c->meta;
+    free_entries(n->d.log, n->d.n);
+    n->d.log = NULL;
+    n->d.n = n->d.cap = 0;
+    n->d.log_base = c->meta.index;
+    n->d.log_base_term = c->meta.term;
+    sm_free(&n->sm);
+    n->sm = m;
+    s->r->snapshots_sent++;
+}
+
+/* The write in flight reaches the disk whole (RocksDB's WriteBatch is
+ * atomic: a torn one is dropped at recovery, as if it never started). */
+static void disk_land(struct sim *s, struct snode *n,
+                      const struct batch_writes *w)
+{
+    if (w->has_hs) {
+        n->d.hs = w->hs;
+    }
+    for (unsigned i = 0; i < w->n_chunks; i++) {
+        disk_chunk(s, n, &w->chunks[i]);
+    }
+    if (w->n_ents > 0) {
+        disk_truncate(&n->d, w->ents[0].index);
+        for (unsigned i = 0; i < w->n_ents; i++) {
+            disk_append(&n->d, &w->ents[i]);
+        }
+    }
+    bool installed = false;
+    for (unsigned i = 0; i < w->n_chunks; i++) {
+        installed |= w->chunks[i].last;
+    }
+    if (installed) {
+        n->d.durable_applied = n->sm.applied;
+    } else if (n->write_applied > n->d.durable_applied) {
+        n->d.durable_applied = n->write_applied;
+    }
+}
+
+static void node_crash(struct sim *s, struct snode *n);
+
 static void disk_done(struct sim *s, struct snode *n)
 {
-    while (n->wq != NULL && n->wq->done_at <= s->now) {
-        struct pwrite *w = n->wq;
-        n->wq = w->next;
-        if (n->wq == NULL) {
-            n->wq_tail = NULL;
-        }
-        if (w->w.has_hs) {
-            n->d.hs = w->w.hs;
-        }
-        for (unsigned i = 0; i < w->w.n_chunks; i++) {
-            disk_chunk(s, n, &w->w.chunks[i]);
-        }
-        if (w->w.n_ents > 0) {
-            disk_truncate(&n->d, w->w.ents[0].index);
-            for (unsigned i = 0; i < w->w.n_ents; i++) {
-                disk_append(&n->d, &w->w.ents[i]);
-            }
-        }
-        while (w->held != NULL) {
-            struct smsg *m = w->held;
-            w->held = m->next;
-            m->next = NULL;
-            net_send(s, m);
-        }
-        cons_node_persisted(n->core, &w->w.tag);
-        pwrite_free(w);
+    const struct batch_writes *w = n->writing;
+    if (w == NULL) {
+        return;
     }
-    if (n->wq != NULL) {
-        push(s, n->wq->done_at, EV_DISK, (int)n->id, NULL);
+    if (s->chaos && s->enospc_pm > 0 && rndn(s, 1000) < s->enospc_pm) {
+        /* Refused for lack of space: nothing written; the driver retries
+         * the same batch and acknowledges nothing meanwhile. */
+        tracef(s, "n%" PRIu64 " DISK FULL", n->id);
+        n->writing = NULL;
+        host_write_done(n->h, -ENOSPC, "simulated ENOSPC");
+        return;
     }
-    host_process(s, n);
+    if (s->chaos && s->eio_pm > 0 && rndn(s, 1000) < s->eio_pm) {
+        /* The fsync failed: whether anything reached the disk is unknown
+         * (half the time it did). The driver stops; the operator restarts
+         * the node after checking its disk. */
+        tracef(s, "n%" PRIu64 " DISK EIO", n->id);
+        n->writing = NULL;
+        bool landed = chance(s, 50);
+        if (landed) {
+            disk_land(s, n, w);
+        }
+        host_write_done(n->h, -EIO, "simulated fsync failure");
+        if (!host_failed(n->h)) {
+            violation(s, "n%" PRIu64 " goes on after its fsync failed", n->id);
+        }
+        node_crash(s, n);
+        push(s, s->now + 100 + rndn(s, 400), EV_RESTART, (int)n->id, NULL);
+        return;
+    }
+    n->writing = NULL;
+    disk_land(s, n, w);
+    host_write_done(n->h, 0, NULL);
 }
 
 static void node_start(struct sim *s, struct snode *n)
 {
-    struct cons_options o;
-    cons_options_default(&o, n->id);
-    o.election_ticks = ELECTION_TICKS;
-    o.heartbeat_ticks = HEARTBEAT_TICKS;
-    o.max_inflight = 8;
-    o.max_msg_bytes = 64;
-    o.max_uncommitted = 4096;
-    o.snap_chunk_bytes = s->chunk_bytes;
-    o.seed = rnd(s);
-    o.trace = s->o.trace ? core_trace : NULL;
-    o.trace_data = s;
-    o.lease_reads = s->o.lease_reads;
+    n->s = s;
+    if (s->o.lease_reads) {
+        n->drift_pm = (int)rndn(s, 101) - 50;
+    }
+    n->boot++;
+    /* A restarted process reads the clock afresh; its ticks restart. */
+    struct host_options o = {
+        .id = n->id,
+        .boot = n->boot,
+        .tick_ms = TICK_MS,
+        .election_ticks = ELECTION_TICKS,
+        .heartbeat_ticks = HEARTBEAT_TICKS,
+        .commit_timeout_ms = COMMIT_TIMEOUT_MS,
+        .ids_from = rnd(s),
+        .lease_reads = s->o.lease_reads,
+        .boot_hold = s->o.lease_reads,
+        .snapshot_entries = s->snap_every,
+        .snapshot_bytes = UINT64_MAX,
+        .snap_index = n->d.snap.index,
+        .seed = rnd(s),
+        .max_inflight = 8,
+        .max_msg_bytes = 64,
+        .max_uncommitted = 4096,
+        .snap_chunk_bytes = s->chunk_bytes,
+        .trace = s->o.trace ? core_trace : NULL,
+        .trace_data = s,
+    };
+    struct host_io io = {
+        .data = n,
+        .now_ns = io_now_ns,
+        .wall_ns = io_wall_ns,
+        .write = io_write,
+        .send = io_send,
+        .read_chunk = io_read_chunk,
+        .snapshot = io_snapshot,
+        .snapshot_record = io_snapshot_record,
+        .apply = io_apply,
+        .applied = io_applied,
+        .connected = io_connected,
+        .errmsg = io_errmsg,
+        .idle = io_idle,
+        .log = io_log,
+        .observe = io_observe,
+    };
     struct cons_load l;
     memset(&l, 0, sizeof(l));
     l.hs = n->d.hs;
     l.snap = n->d.snap;
     l.entries = n->d.log;
     l.n_entries = (unsigned)n->d.n;
-    l.applied = n->d.applied;
+    l.applied = n->sm.applied;
     if (l.snap.index < n->d.log_base) {
         /* Never: the disk log starts at or before the snapshot point. */
         RFS_ASSERT(!"disk log starts after the snapshot");
@@ -958,40 +1325,33 @@ static void node_start(struct sim *s, struct snode *n)
     }
     l.entries += skip;
     l.n_entries -= (unsigned)skip;
-    int rv = cons_node_new(&o, &l, &n->core);
+    int rv = host_new(&o, &io, &l, &n->h);
     if (rv != 0) {
         violation(s, "n%" PRIu64 " cannot restart from its disk: %d", n->id,
                   rv);
         n->up = false;
+        n->h = NULL;
         return;
     }
     n->up = true;
     n->paused = false;
-    n->missed = 0;
-    if (s->o.lease_reads) {
-        n->drift_pm = (int)rndn(s, 101) - 50;
-    }
-    n->boot++;
+    n->stable_since = s->now;
     struct cons_status st;
-    cons_node_status(n->core, &st);
+    cons_node_status(CORE(n), &st);
     n->seen_commit = st.commit;
     n->n_reads = 0;
-    /* As the runtime: 2 s to complete, re-send every two election
-     * timeouts. */
-    requests_init(&n->rq, 2000, 2ull * ELECTION_TICKS * TICK_MS, rnd(s));
     push(s, s->now + 1 + rndn(s, TICK_MS), EV_TICK, (int)n->id, NULL);
 }
 
 static void node_crash(struct sim *s, struct snode *n)
 {
     tracef(s, "n%" PRIu64 " CRASH (%s)", n->id,
-           n->wq ? "unsynced writes lost" : "nothing pending");
-    while (n->wq != NULL) {
-        struct pwrite *w = n->wq;
-        n->wq = w->next;
-        pwrite_free(w);
+           n->writing ? "write in flight" : "nothing pending");
+    if (n->writing != NULL && chance(s, 50)) {
+        tracef(s, "n%" PRIu64 " its write in flight reached the disk", n->id);
+        disk_land(s, n, n->writing);
     }
-    n->wq_tail = NULL;
+    n->writing = NULL;
     while (n->held != NULL) {
         struct smsg *m = n->held;
         n->held = m->next;
@@ -1001,12 +1361,19 @@ static void node_crash(struct sim *s, struct snode *n)
     free(n->d.recv); /* A partial image does not survive. */
     n->d.recv = NULL;
     n->d.recv_len = 0;
-    requests_close(&n->rq, RFS_ESHUTDOWN); /* The process died with them. */
-    cons_node_free(n->core);
-    n->core = NULL;
+    free(n->snap_img);
+    n->snap_img = NULL;
+    free(n->taken_img);
+    n->taken_img = NULL;
+    /* The process died with its waiting requests. */
+    host_close(n->h, RFS_ESHUTDOWN);
+    host_free(n->h);
+    n->h = NULL;
     n->up = false;
     n->paused = false;
     n->boot++;
+    /* What RocksDB kept: unsynced applies are gone. */
+    sm_rebuild(s, n);
 }
 
 static struct snode *node_create(struct sim *s, bool founder,
@@ -1017,6 +1384,10 @@ static struct snode *node_create(struct sim *s, bool founder,
     memset(n, 0, sizeof(*n));
     n->id = s->n_ids;
     n->exists = true;
+    n->s = s;
+    for (unsigned i = 1; i <= MAX_NODES; i++) {
+        s->link_since[n->id][i] = s->link_since[i][n->id] = s->now;
+    }
     if (founder) {
         struct cons_entry e;
         RFS_ASSERT(cons_bootstrap_entry(conf, &e) == 0);
@@ -1040,30 +1411,30 @@ static void check_log_matching(struct sim *s)
             continue;
         }
         struct cons_status sa;
-        cons_node_status(x->core, &sa);
+        cons_node_status(CORE(x), &sa);
         for (unsigned b = a + 1; b <= s->n_ids; b++) {
             struct snode *y = &s->nodes[b];
             if (!y->up) {
                 continue;
             }
             struct cons_status sb;
-            cons_node_status(y->core, &sb);
+            cons_node_status(CORE(y), &sb);
             rfs_index_t lo = sa.first_index > sb.first_index ? sa.first_index
                                                               : sb.first_index;
             rfs_index_t hi = sa.last_index < sb.last_index ? sa.last_index
                                                             : sb.last_index;
             rfs_index_t top = 0;
             for (rfs_index_t i = hi; i >= lo && i > 0; i--) {
-                const struct cons_entry *ea = cons_node_entry(x->core, i);
-                const struct cons_entry *eb = cons_node_entry(y->core, i);
+                const struct cons_entry *ea = cons_node_entry(CORE(x), i);
+                const struct cons_entry *eb = cons_node_entry(CORE(y), i);
                 if (ea && eb && ea->term == eb->term) {
                     top = i;
                     break;
                 }
             }
             for (rfs_index_t i = lo; i <= top; i++) {
-                const struct cons_entry *ea = cons_node_entry(x->core, i);
-                const struct cons_entry *eb = cons_node_entry(y->core, i);
+                const struct cons_entry *ea = cons_node_entry(CORE(x), i);
+                const struct cons_entry *eb = cons_node_entry(CORE(y), i);
                 if (ea && eb && entry_hash(ea) != entry_hash(eb)) {
                     violation(s, "log matching: n%u and n%u agree at %" PRIu64
                                  " but differ at %" PRIu64,
@@ -1074,9 +1445,6 @@ static void check_log_matching(struct sim *s)
         }
     }
 }
-
-/* ------------------------------------------------------------------------ */
-/* Clients and nemesis                                                       */
 
 static struct snode *random_up(struct sim *s)
 {
@@ -1095,7 +1463,7 @@ static struct snode *with_pending_writes(struct sim *s)
     unsigned k = 0;
     unsigned ids[MAX_NODES];
     for (unsigned i = 1; i <= s->n_ids; i++) {
-        if (s->nodes[i].up && s->nodes[i].wq != NULL) {
+        if (s->nodes[i].up && s->nodes[i].writing != NULL) {
             ids[k++] = i;
         }
     }
@@ -1112,7 +1480,7 @@ static struct snode *find_leader(struct sim *s)
             continue;
         }
         struct cons_status st;
-        cons_node_status(n->core, &st);
+        cons_node_status(CORE(n), &st);
         if (st.role == CONS_LEADER && st.term >= best_term) {
             best = n;
             best_term = st.term;
@@ -1121,39 +1489,121 @@ static struct snode *find_leader(struct sim *s)
     return best;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Liveness during the run                                                   */
+
+/*
+ * A majority of the voters that has been up, unpaused and fully connected
+ * for LIVE_WINDOW_MS must have committed something meanwhile (clients
+ * propose all the time). Checked during the chaos phase, not only after the
+ * final heal: a cluster that recovers only once every fault is gone is not
+ * live. The configuration is that of the node with the newest committed
+ * one.
+ */
+static void check_liveness(struct sim *s)
+{
+    if (!s->chaos || s->now < LIVE_WINDOW_MS + 500) {
+        return;
+    }
+    const struct cons_conf *c = NULL;
+    rfs_index_t best = 0;
+    for (unsigned i = 1; i <= s->n_ids; i++) {
+        struct snode *n = &s->nodes[i];
+        if (!n->up) {
+            continue;
+        }
+        struct cons_status st;
+        cons_node_status(CORE(n), &st);
+        if (c == NULL || (st.conf_index <= st.commit && st.conf_index > best)) {
+            c = cons_node_conf(CORE(n));
+            best = st.conf_index;
+        }
+    }
+    if (c == NULL) {
+        return;
+    }
+    /* The voters, and whether each is steady. */
+    rfs_nodeid_t v[CONS_MAX_SERVERS];
+    unsigned nv = 0, voters = 0;
+    uint64_t since = s->now - LIVE_WINDOW_MS;
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].role != CONS_VOTER) {
+            continue;
+        }
+        voters++;
+        rfs_nodeid_t id = c->servers[i].id;
+        if (id <= s->n_ids && s->nodes[id].up && !s->nodes[id].paused &&
+            s->nodes[id].stable_since <= since) {
+            v[nv++] = id;
+        }
+    }
+    if (nv < voters / 2 + 1 || nv > 16) {
+        return;
+    }
+    /* Any majority among them, pairwise connected both ways the whole
+     * window? (At most 7 voters: try every subset.) */
+    bool found = false;
+    for (unsigned mask = 1; mask < (1u << nv) && !found; mask++) {
+        if ((unsigned)__builtin_popcount(mask) < voters / 2 + 1) {
+            continue;
+        }
+        bool ok = true;
+        for (unsigned a = 0; a < nv && ok; a++) {
+            for (unsigned b = 0; b < nv && ok; b++) {
+                if (a == b || !(mask & (1u << a)) || !(mask & (1u << b))) {
+                    continue;
+                }
+                ok = !s->blocked[v[a]][v[b]] &&
+                     s->link_since[v[a]][v[b]] <= since;
+            }
+        }
+        found = ok;
+    }
+    if (found && s->commit_at < since) {
+        violation(s, "liveness: a majority of %u voters has been up and "
+                     "connected for %u ms, and nothing committed since t=%"
+                     PRIu64, voters, LIVE_WINDOW_MS, s->commit_at);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Clients                                                                   */
+
 static void client(struct sim *s)
 {
     struct snode *n = random_up(s);
     if (n != NULL) {
         unsigned what = rndn(s, 100);
-        if (what < 35) {
+        if (what < 25) {
+            /* Straight to the core: a command with no session. */
             char buf[48];
             int len = snprintf(buf, sizeof(buf), "p%" PRIu64 "-n%" PRIu64,
-                               ++s->next_prop, n->id);
+                               ++s->next_value, n->id);
             struct rfs_buf b = {buf, (size_t)len};
-            if (cons_node_propose(n->core, &b, NULL) == 0) {
+            if (cons_node_propose(CORE(n), &b, NULL) == 0) {
                 s->r->proposals++;
             }
-        } else if (what < 70) {
-            /* Through the runtime's request tracking: identity inside. */
-            uint64_t seq = requests_next_seq(&n->rq);
-            char buf[80];
-            int len = snprintf(buf, sizeof(buf), "r:%" PRIu64 ":%" PRIu64
-                                                 ":%" PRIu64 ":%" PRIu64,
-                               n->id, n->boot, seq, ++s->next_prop);
-            struct rfs_buf b = {rfs_memdup(buf, (size_t)len), (size_t)len};
+            host_poke(n->h);
+        } else if (what < 65) {
+            /* Through the driver, as a FUSE write: a session, retries. */
             struct sreq *q = sreq_new(s, n->id, false);
-            RFS_ASSERT(requests_propose(&n->rq, n->core, seq, b, s->now,
-                                        req_done, q) == 0);
-            s->r->proposals++;
+            q->value = ++s->next_value;
+            struct store_cmd c = {.op = STORE_OP_WRITE, .ino = q->key,
+                                  .data = &q->value, .data_len = 8};
+            if (host_submit(n->h, &c, req_done, q) == 0) {
+                s->r->proposals++;
+            } else {
+                q->completions = 1; /* Refused: never runs. */
+            }
         } else if (what < 85) {
             struct sreq *q = sreq_new(s, n->id, true);
-            RFS_ASSERT(requests_read(&n->rq, n->core, s->now, req_done, q) ==
-                       0);
+            if (host_read(n->h, req_done, q) != 0) {
+                q->completions = 1;
+            }
         } else {
-            /* Raw ReadIndex ids live apart from the request tracker's. */
+            /* Raw ReadIndex ids live apart from the driver's. */
             uint64_t ctx = ++s->next_ctx | (1ull << 63);
-            if (cons_node_read_index(n->core, ctx) == 0) {
+            if (cons_node_read_index(CORE(n), ctx) == 0) {
                 if (n->n_reads == n->cap_reads) {
                     n->cap_reads = n->cap_reads ? n->cap_reads * 2 : 16;
                     n->reads = realloc(n->reads,
@@ -1164,8 +1614,8 @@ static void client(struct sim *s)
                 n->reads[n->n_reads].min = s->global_commit;
                 n->n_reads++;
             }
+            host_poke(n->h);
         }
-        host_process(s, n);
     }
     if (s->chaos) {
         push(s, s->now + 1 + rndn(s, 25), EV_CLIENT, 0, NULL);
@@ -1175,6 +1625,13 @@ static void client(struct sim *s)
 static void heal(struct sim *s)
 {
     tracef(s, "HEAL network");
+    for (unsigned i = 0; i <= MAX_NODES; i++) {
+        for (unsigned j = 0; j <= MAX_NODES; j++) {
+            if (s->blocked[i][j]) {
+                s->link_since[i][j] = s->now;
+            }
+        }
+    }
     memset(s->blocked, 0, sizeof(s->blocked));
 }
 
@@ -1184,7 +1641,7 @@ static void membership(struct sim *s)
     if (l == NULL) {
         return;
     }
-    const struct cons_conf *c = cons_node_conf(l->core);
+    const struct cons_conf *c = cons_node_conf(CORE(l));
     unsigned voters = cons_conf_voters(c);
     int rv = 0;
     unsigned pick = rndn(s, 4);
@@ -1193,7 +1650,7 @@ static void membership(struct sim *s)
         rfs_nodeid_t id = s->n_ids + 1;
         char addr[32];
         snprintf(addr, sizeof(addr), "sim:%" PRIu64, id);
-        rv = cons_node_change(l->core, CONS_ADD_LEARNER, id, addr, NULL);
+        rv = cons_node_change(CORE(l), CONS_ADD_LEARNER, id, addr, NULL);
         tracef(s, "NEMESIS add learner n%" PRIu64 ": %d", id, rv);
         if (rv == 0) {
             node_create(s, false, NULL);
@@ -1201,7 +1658,7 @@ static void membership(struct sim *s)
     } else if (pick == 1) {
         for (unsigned i = 0; i < c->n; i++) {
             if (c->servers[i].role == CONS_LEARNER) {
-                rv = cons_node_change(l->core, CONS_PROMOTE, c->servers[i].id,
+                rv = cons_node_change(CORE(l), CONS_PROMOTE, c->servers[i].id,
                                       NULL, NULL);
                 tracef(s, "NEMESIS promote n%" PRIu64 ": %d", c->servers[i].id,
                        rv);
@@ -1212,12 +1669,12 @@ static void membership(struct sim *s)
         const struct cons_server *v = &c->servers[rndn(s, c->n)];
         rfs_nodeid_t id = v->id;
         bool demote = chance(s, 30) && v->role == CONS_VOTER;
-        rv = cons_node_change(l->core, demote ? CONS_DEMOTE : CONS_REMOVE, id,
+        rv = cons_node_change(CORE(l), demote ? CONS_DEMOTE : CONS_REMOVE, id,
                               NULL, NULL);
         tracef(s, "NEMESIS %s n%" PRIu64 ": %d", demote ? "demote" : "remove",
                id, rv);
     }
-    host_process(s, l);
+    host_poke(l->h);
 }
 
 static void nemesis(struct sim *s)
@@ -1285,9 +1742,23 @@ static void nemesis(struct sim *s)
         }
         tracef(s, "NEMESIS pause n%" PRIu64, v->id);
         v->paused = true;
+        v->stable_since = UINT64_MAX;
         push(s, s->now + 150 + rndn(s, 1500), EV_RESUME, (int)v->id, NULL);
-    } else if (what < 65) {
+    } else if (what < 62) {
         heal(s);
+    } else if (what < 65) {
+        /* The monotonic clock leaps forward (a suspend it kept counting
+         * through). On a follower that breaks the drift bound leases rest
+         * on, so with leases only the leader's leaps: it then just holds
+         * its lease for less time. */
+        struct snode *v = s->o.lease_reads ? find_leader(s) : random_up(s);
+        if (v == NULL) {
+            return;
+        }
+        unsigned ms = 50 + rndn(s, 2000);
+        tracef(s, "NEMESIS clock of n%" PRIu64 " jumps %u ms ahead", v->id,
+               ms);
+        v->clock_off += ms;
     } else if (what < 85) {
         /* Sometimes a burst: a correct leader refuses all but the first
          * change until it commits. */
@@ -1298,10 +1769,10 @@ static void nemesis(struct sim *s)
     } else {
         struct snode *l = find_leader(s);
         if (l != NULL && s->o.transfers) {
-            int rv = cons_node_transfer(l->core, 0);
+            int rv = cons_node_transfer(CORE(l), 0);
             tracef(s, "NEMESIS transfer leadership from n%" PRIu64 ": %d",
                    l->id, rv);
-            host_process(s, l);
+            host_poke(l->h);
         }
     }
 }
@@ -1316,38 +1787,29 @@ static void resume(struct sim *s, struct snode *n)
     }
     tracef(s, "n%" PRIu64 " RESUME", n->id);
     n->paused = false;
-    /* As the runtime does: the ticks the pause swallowed come first, so a
-     * leader learns its lease ran out before it answers anything. */
-    unsigned catch_up = n->missed;
-    if (catch_up > 2 * ELECTION_TICKS + 2) {
-        catch_up = 2 * ELECTION_TICKS + 2;
-    }
-    n->missed = 0;
-    for (unsigned i = 0; i < catch_up; i++) {
-        cons_node_tick(n->core);
-    }
+    n->stable_since = s->now;
+    /* Whatever arrived meanwhile comes first, as a real loop runs I/O
+     * callbacks before timers: the driver must catch up its clock itself. */
     struct smsg *m = n->held;
     n->held = n->held_tail = NULL;
-    while (m != NULL) {
+    while (m != NULL && n->up && !n->paused) {
         struct smsg *next = m->next;
-        m->next = NULL;
-        cons_node_step(n->core, &m->m);
+        struct cons_msg cm;
+        if (wire_msg_decode(m->plain.base, m->plain.len, &cm) == 0) {
+            host_recv(n->h, &cm);
+            wire_msg_free(&cm);
+        }
         msg_free(m);
         m = next;
     }
-    if (n->wq != NULL) {
+    while (m != NULL) {
+        struct smsg *next = m->next;
+        msg_free(m);
+        m = next;
+    }
+    if (n->writing != NULL) {
         push(s, s->now, EV_DISK, (int)n->id, NULL);
     }
-    host_process(s, n);
-}
-
-/* The next tick's delay on n's drifting clock, in whole ms. */
-static uint64_t tick_period(struct snode *n)
-{
-    n->tick_acc += (unsigned)(TICK_MS * (1000 + n->drift_pm));
-    uint64_t ms = n->tick_acc / 1000;
-    n->tick_acc %= 1000;
-    return ms;
 }
 
 static void handle(struct sim *s, const struct ev *e)
@@ -1358,15 +1820,12 @@ static void handle(struct sim *s, const struct ev *e)
         if (!n->up || e->boot != n->boot) {
             break;
         }
-        push(s, s->now + tick_period(n), EV_TICK, e->node, NULL);
+        push(s, s->now + TICK_MS, EV_TICK, e->node, NULL);
         if (!n->paused) {
-            cons_node_tick(n->core);
-            host_process(s, n);
-        } else {
-            n->missed++;
+            host_tick(n->h);
         }
         break;
-    case EV_DELIVER:
+    case EV_DELIVER: {
         if (!n->up) {
             msg_free(e->msg);
             break;
@@ -1381,19 +1840,63 @@ static void handle(struct sim *s, const struct ev *e)
             n->held_tail = e->msg;
             break;
         }
+        struct cons_msg cm;
+        if (wire_msg_decode(e->msg->plain.base, e->msg->plain.len, &cm) !=
+            0) {
+            violation(s, "n%" PRIu64 " cannot decode a frame from n%" PRIu64,
+                      n->id, e->msg->from);
+            msg_free(e->msg);
+            break;
+        }
         if (s->o.trace != NULL) {
             char buf[200];
-            describe(&e->msg->m, buf, sizeof(buf));
-            tracef(s, "n%" PRIu64 " <- n%" PRIu64 " %s", e->msg->m.to,
-                   e->msg->m.from, buf);
+            describe(&cm, buf, sizeof(buf));
+            tracef(s, "n%" PRIu64 " <- n%" PRIu64 " %s", cm.to, cm.from, buf);
         }
-        cons_node_step(n->core, &e->msg->m);
+        host_recv(n->h, &cm);
+        wire_msg_free(&cm);
         msg_free(e->msg);
-        host_process(s, n);
         break;
+    }
     case EV_DISK:
-        if (n->up && !n->paused && e->boot == n->boot) {
+        if (n->up && e->boot == n->boot) {
+            if (n->paused) {
+                /* The completion waits for the process to run again. */
+                break;
+            }
             disk_done(s, n);
+        }
+        break;
+    case EV_CHUNK:
+        if (n->up && e->boot == n->boot) {
+            if (n->paused) {
+                push_ptr(s, s->now + 10, EV_CHUNK, e->node, NULL, e->ptr);
+                break;
+            }
+            struct host_chunk *c = e->ptr;
+            int rv = -EIO;
+            if (n->d.img != NULL && n->d.snap.index == c->snap_index &&
+                c->offset + c->len <= n->d.img_len) {
+                memcpy(c->buf, n->d.img + c->offset, c->len);
+                rv = 0;
+            }
+            host_chunk_done(n->h, c, rv);
+        }
+        break;
+    case EV_SNAP:
+        if (n->up && e->boot == n->boot && n->snap_img != NULL) {
+            if (n->paused) {
+                push(s, s->now + 10, EV_SNAP, e->node, NULL);
+                break;
+            }
+            n->taken_img = n->snap_img;
+            n->taken_len = n->snap_len;
+            n->taken_idx = n->snap_idx;
+            n->snap_img = NULL;
+            host_snapshot_done(n->h, 0, n->taken_idx, n->taken_len);
+            /* Not recorded (an install overtook it): drop the image. */
+            free(n->taken_img);
+            n->taken_img = NULL;
         }
         break;
     case EV_CLIENT:
@@ -1401,12 +1904,15 @@ static void handle(struct sim *s, const struct ev *e)
         break;
     case EV_NEMESIS:
         nemesis(s);
+        check_liveness(s);
         break;
     case EV_RESTART:
         if (!n->up) {
             tracef(s, "n%" PRIu64 " RESTART", n->id);
             node_start(s, n);
-            host_process(s, n);
+            if (n->h != NULL) {
+                host_poke(n->h);
+            }
         }
         break;
     case EV_RESUME:
@@ -1444,24 +1950,24 @@ static bool recovered(struct sim *s)
             snprintf(s->marker, sizeof(s->marker), "marker-%" PRIu64,
                      s->o.seed);
             struct rfs_buf b = {s->marker, strlen(s->marker)};
-            int rv = cons_node_propose(l->core, &b, NULL);
+            int rv = cons_node_propose(CORE(l), &b, NULL);
             tracef(s, "CHECK propose %s at leader n%" PRIu64 ": %d", s->marker,
                    l->id, rv);
             if (rv == 0) {
                 s->marker_sent = true;
                 s->marker_at = s->now;
             }
-            host_process(s, l);
+            host_poke(l->h);
         }
         return false;
     }
-    const struct cons_conf *c = cons_node_conf(l->core);
+    const struct cons_conf *c = cons_node_conf(CORE(l));
     for (unsigned i = 0; i < c->n; i++) {
         if (c->servers[i].role != CONS_VOTER) {
             continue;
         }
         rfs_nodeid_t id = c->servers[i].id;
-        if (id > s->n_ids || s->nodes[id].d.applied < s->marker_index) {
+        if (id > s->n_ids || s->nodes[id].sm.applied < s->marker_index) {
             return false;
         }
     }
@@ -1488,16 +1994,20 @@ int sim_run(const struct sim_options *o, struct sim_result *r)
     s->snap_every = 8 + rndn(s, 40);
     s->chunk_bytes = 16 + rndn(s, 64);
     /* Some seeds get a slow disk: wider windows between a decision and its
-     * durability, where crash bugs live. */
+     * durability, where crash bugs live; some a disk that fills up or
+     * fails. */
     bool slow = chance(s, 40);
     s->disk_min = slow ? 3 : 1;
     s->disk_span = slow ? 30 : 4;
+    s->enospc_pm = o->faults && chance(s, 20) ? 1 + rndn(s, 20) : 0;
+    s->eio_pm = o->faults && chance(s, 10) ? 1 + rndn(s, 3) : 0;
     tracef(s,
            "seed %" PRIu64 ": %u nodes, drop %u%%, dup %u%%, delay <= %u ms, "
-           "snapshot every %u, chunk %zu, disk %u-%u ms%s",
+           "snapshot every %u, chunk %zu, disk %u-%u ms, ENOSPC %u/1000, "
+           "EIO %u/1000%s",
            o->seed, nodes, s->drop_pct, s->dup_pct, s->delay_max,
            s->snap_every, s->chunk_bytes, s->disk_min,
-           s->disk_min + s->disk_span,
+           s->disk_min + s->disk_span, s->enospc_pm, s->eio_pm,
            o->lease_reads ? ", lease reads" : "");
 
     struct cons_conf conf;
@@ -1570,6 +2080,12 @@ int sim_run(const struct sim_options *o, struct sim_result *r)
 
     /* Tear down, quietly: these are not crashes of the run. */
     s->o.trace = NULL;
+    for (unsigned i = 1; i <= s->n_ids; i++) {
+        struct snode *n = &s->nodes[i];
+        if (n->up) {
+            node_crash(s, n);
+        }
+    }
     while (pop(s, &e)) {
         if (e.type == EV_DELIVER) {
             msg_free(e.msg);
@@ -1577,16 +2093,15 @@ int sim_run(const struct sim_options *o, struct sim_result *r)
     }
     for (unsigned i = 1; i <= s->n_ids; i++) {
         struct snode *n = &s->nodes[i];
-        if (n->up) {
-            node_crash(s, n);
-        }
         disk_free(&n->d);
+        sm_free(&n->sm);
         free(n->reads);
     }
     for (size_t i = 0; i < s->n_reqs; i++) {
         free(s->reqs[i]);
     }
     free(s->reqs);
+    free(s->ids);
     free(s->heap);
     free(s->ledger);
     free(s->leaders);

@@ -1028,6 +1028,56 @@ static void test_snapshot_resumes_after_follower_crash(void **state)
     cl_close(&c);
 }
 
+/* A burst of rejects answering one gap (the window's chunks that overtook
+ * each other, or old replies) makes the leader go back and resend the
+ * window once, not once per reply: each resent chunk draws another reply,
+ * and with many chunks in flight that fed on itself until the simulator's
+ * larger images never finished. */
+static void test_snapshot_rejects_resend_window_once(void **state)
+{
+    (void)state;
+    struct cl c;
+    lagging_follower(&c, 10, 5, "r");
+    rfs_index_t applied = c.nodes[1].applied;
+    assert_int_equal(cons_node_snapshot_taken(c.nodes[1].n, applied, 95, 0,
+                                              NULL),
+                     0);
+    cl_isolate(&c, 3, false);
+    struct cons_progress p;
+    for (int i = 0; i < 10; i++) {
+        cl_tick(&c, 1, 1);
+        /* Until the leader starts the transfer; its chunks are lost. */
+        while (cl_deliver_one(&c)) {
+            assert_int_equal(cons_node_progress(c.nodes[1].n, 3, &p), 0);
+            if (p.state == CONS_PROGRESS_SNAPSHOT) {
+                break;
+            }
+        }
+        if (p.state == CONS_PROGRESS_SNAPSHOT) {
+            break;
+        }
+    }
+    cl_drop_all(&c);
+    assert_int_equal(p.state, CONS_PROGRESS_SNAPSHOT);
+    unsigned before = c.sent[CONS_MSG_SNAPSHOT];
+    struct cons_msg r = {.type = CONS_MSG_SNAPSHOT_RESP, .from = 3, .to = 1,
+                         .term = cl_status(&c, 1).term, .reject = true,
+                         .offset = 0, .index = applied};
+    for (int i = 0; i < 20; i++) {
+        cl_step(&c, &r);
+    }
+    unsigned resent = c.sent[CONS_MSG_SNAPSHOT] - before;
+    assert_true(resent > 0);
+    assert_true(resent <= 10); /* One window at most (95 / 10 chunks). */
+    /* And the transfer still completes. */
+    for (int i = 0; i < 40 && cl_status(&c, 3).snap_index < applied; i++) {
+        cl_tick(&c, 1, 1);
+        cl_deliver(&c);
+    }
+    assert_int_equal(cl_status(&c, 3).snap_index, applied);
+    cl_close(&c);
+}
+
 /* A snapshot cannot be taken past what was handed out to apply. */
 static void test_snapshot_only_of_applied_state(void **state)
 {
@@ -1180,6 +1230,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_conf_codec),
         cmocka_unit_test(test_snapshot_sent_to_lagging_follower),
         cmocka_unit_test(test_snapshot_resumes_after_follower_crash),
+        cmocka_unit_test(test_snapshot_rejects_resend_window_once),
         T(test_snapshot_only_of_applied_state),
         T(test_stale_persist_completion_ignored),
         T(test_append_ack_after_durable),
