@@ -92,14 +92,34 @@ void fs__reply_err(fuse_req_t req, int code)
 /* ------------------------------------------------------------------------ */
 /* Attributes                                                                */
 
+mode_t fs__type_mode(uint8_t type)
+{
+    switch (type) {
+    case STORE_DIR:
+        return S_IFDIR;
+    case STORE_SYMLINK:
+        return S_IFLNK;
+    case STORE_FIFO:
+        return S_IFIFO;
+    case STORE_SOCK:
+        return S_IFSOCK;
+    case STORE_CHR:
+        return S_IFCHR;
+    case STORE_BLK:
+        return S_IFBLK;
+    default:
+        return S_IFREG;
+    }
+}
+
 void fs__attr_to_stat(const struct store_attr *a, struct stat *st)
 {
     memset(st, 0, sizeof(*st));
     st->st_ino = a->ino;
-    mode_t type = a->type == STORE_DIR       ? S_IFDIR
-                  : a->type == STORE_SYMLINK ? S_IFLNK
-                                             : S_IFREG;
-    st->st_mode = type | (a->mode & 07777);
+    /* A fifo, socket or device: the kernel sees its type and number and
+     * serves its I/O itself; nothing of it reaches us but its name. */
+    st->st_mode = fs__type_mode(a->type) | (a->mode & 07777);
+    st->st_rdev = (dev_t)a->rdev;
     st->st_nlink = a->nlink;
     st->st_uid = a->uid;
     st->st_gid = a->gid;
@@ -580,9 +600,16 @@ void fs_on_apply(void *data, rfs_index_t index, const struct store_cmd *c,
         break;
     case STORE_OP_MKDIR:
     case STORE_OP_SYMLINK:
-    case STORE_OP_UNLINK:
+    case STORE_OP_MKNOD:
     case STORE_OP_RMDIR:
         inval_push(fs, c->parent, c->parent, c->name, c->name_len);
+        break;
+    case STORE_OP_UNLINK:
+    case STORE_OP_LINK:
+        /* The file's other names show its new nlink and ctime: the
+         * kernel caches them per inode, not per name. */
+        inval_push(fs, c->parent, c->parent, c->name, c->name_len);
+        inval_push(fs, r->ino, 0, NULL, 0);
         break;
     case STORE_OP_RENAME:
         inval_push(fs, c->parent, c->parent, c->name, c->name_len);

@@ -131,6 +131,8 @@ bool fs__test_stuck(struct fs *fs, uint64_t parent, const char *name);
 uint64_t fs__resolve(struct fs *fs, uint64_t ino);
 void fs__alias_add(struct fs *fs, uint64_t from, uint64_t to);
 void fs__alias_drop(struct fs *fs, uint64_t from);
+/* S_IFREG, S_IFDIR, ... for an enum store_type. */
+mode_t fs__type_mode(uint8_t type);
 void fs__attr_to_stat(const struct store_attr *a, struct stat *st);
 void fs__reply_entry(struct fs *fs, fuse_req_t req,
                      const struct store_attr *a);

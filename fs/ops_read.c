@@ -514,12 +514,6 @@ static int list_dir(struct fs *fs, struct fs_handle *h)
                          dent_cb, h);
 }
 
-static mode_t type_mode(uint8_t type)
-{
-    return type == STORE_DIR ? S_IFDIR : type == STORE_SYMLINK ? S_IFLNK
-                                                               : S_IFREG;
-}
-
 static void readdir_common(fuse_req_t req, size_t size, off_t off,
                            struct fuse_file_info *fi, bool plus)
 {
@@ -549,7 +543,7 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
             struct stat st;
             memset(&st, 0, sizeof(st));
             st.st_ino = d->ino;
-            st.st_mode = type_mode(d->type);
+            st.st_mode = fs__type_mode(d->type);
             need = fuse_add_direntry(req, buf + pos, size - pos, d->name, &st,
                                      (off_t)i + 1);
         } else {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -41,8 +42,11 @@ struct change {
     uint64_t staged_ino;        /* This command carries a staged create. */
     bool by_path;               /* ESTALE reads as ENOENT. */
     struct fuse_file_info fi;   /* R_CREATE */
-    bool has_then;              /* Send then (a SETATTR) once applied. */
+    bool has_then;              /* Send then (a SETATTR or LINK) once
+                                 * applied. */
     struct store_cmd then;
+    char then_name[STORE_NAME_MAX + 1]; /* then's name: the request's
+                                         * dies with its handler. */
 };
 
 static int64_t now_ns(void)
@@ -631,21 +635,63 @@ void fs__op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
     simple(req, R_ENTRY, &c);
 }
 
+/*
+ * Whether the caller may make a device node: CAP_MKNOD in its effective
+ * set, the rule of ext4. The kernel asks the same before it sends MKNOD;
+ * asking again here keeps the rule raftfs's own, whatever path the request
+ * took. /proc/PID/status never enters a filesystem, so this cannot wait on
+ * our mount. Unreadable (a caller in another pid namespace has pid 0):
+ * root (uid 0) may, others may not.
+ */
+static bool may_mknod(fuse_req_t req)
+{
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    bool allowed = ctx->uid == 0;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)ctx->pid);
+    FILE *f = ctx->pid > 0 ? fopen(path, "re") : NULL;
+    if (f == NULL) {
+        return allowed;
+    }
+    char line[256];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "CapEff:", 7) == 0) {
+            unsigned long long eff = strtoull(line + 7, NULL, 16);
+            allowed = (eff >> CAP_MKNOD) & 1;
+            break;
+        }
+    }
+    fclose(f);
+    return allowed;
+}
+
 void fs__op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
                   mode_t mode, dev_t rdev)
 {
-    (void)rdev;
-    if (!S_ISREG(mode)) {
-        /* Devices, fifos and sockets have no meaning in a replicated map. */
-        fuse_reply_err(req, EPERM);
-        return;
-    }
     if (check_name(req, parent, name, EEXIST) != 0) {
         return;
     }
     struct store_cmd c;
-    owned_cmd(req, &c, STORE_OP_CREATE, parent, name, mode);
-    c.flags = STORE_EXCL;
+    if (S_ISREG(mode)) {
+        owned_cmd(req, &c, STORE_OP_CREATE, parent, name, mode);
+        c.flags = STORE_EXCL;
+        simple(req, R_ENTRY, &c);
+        return;
+    }
+    if (!S_ISFIFO(mode) && !S_ISSOCK(mode) && !S_ISCHR(mode) &&
+        !S_ISBLK(mode)) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    if ((S_ISCHR(mode) || S_ISBLK(mode)) && !may_mknod(req)) {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
+    /* Fifos and sockets: anyone who may write the directory, which the
+     * kernel checked (default_permissions). */
+    owned_cmd(req, &c, STORE_OP_MKNOD, parent, name, mode);
+    c.mode = mode & (S_IFMT | 07777);
+    c.offset = S_ISCHR(mode) || S_ISBLK(mode) ? (uint64_t)rdev : 0;
     simple(req, R_ENTRY, &c);
 }
 
@@ -692,10 +738,51 @@ void fs__op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
     simple(req, R_ERR, &c);
 }
 
+/*
+ * link(2). The store decides everything (EEXIST, EPERM for a directory,
+ * EMLINK, ENOENT) at apply time. A file whose create is still staged on
+ * this node (`exec 3>f; ln f g`) exists nowhere yet: its create is sent
+ * first and the link second, naming the id the create gave it (an alias,
+ * if the name existed by then).
+ */
 void fs__op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
                  const char *newname)
 {
-    (void)ino, (void)newparent, (void)newname;
-    /* A path maps to one value; a second name for it has no meaning. */
-    fuse_reply_err(req, EPERM);
+    struct fs *fs = fuse_req_userdata(req);
+    if (ino & FS_VIRT_BIT) {
+        fuse_reply_err(req, EPERM); /* /.raftfs/ files: read-only. */
+        return;
+    }
+    if (check_name(req, newparent, newname, EEXIST) != 0) {
+        return;
+    }
+    pthread_mutex_lock(&fs->lock);
+    struct fs_handle *h = fs__pending_by_ino(fs, ino);
+    bool found = h != NULL && fs__handle_tryget(h);
+    h = found ? h : NULL;
+    pthread_mutex_unlock(&fs->lock);
+    struct change *w = change_new(req, R_ENTRY, h);
+    if (found) {
+        fs__handle_put(h); /* change_new took its own. */
+    }
+    if (w == NULL) {
+        return;
+    }
+    struct store_cmd l;
+    size_t len = strlen(newname);
+    memcpy(w->then_name, newname, len);
+    name_cmd(&l, STORE_OP_LINK, newparent, w->then_name);
+    l.ino = h != NULL ? h->ino : fs__resolve(fs, ino);
+    struct store_cmd c;
+    int what = h != NULL ? unstage(fs, h, &c) : 0;
+    if (what == 0) {
+        submit(w, &l);
+        return;
+    }
+    if (what == 2) {
+        w->staged_ino = h->kino;
+    }
+    w->has_then = true;
+    w->then = l;
+    submit(w, &c);
 }

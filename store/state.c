@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../common/heap.h"
 #include "store_i.h"
@@ -57,9 +58,14 @@ int store__attr_decode(uint64_t ino, const char *v, size_t len,
                        struct store_attr *a)
 {
     const uint8_t *p = (const uint8_t *)v;
-    if (len < INODE_VALUE_SIZE || p[0] < STORE_FILE || p[0] > STORE_SYMLINK) {
+    if (len < INODE_VALUE_SIZE || p[0] < STORE_FILE || p[0] > STORE_BLK) {
         return RFS_ECORRUPT;
     }
+    bool dev = p[0] == STORE_CHR || p[0] == STORE_BLK;
+    if (dev && len != INODE_VALUE_SIZE + INODE_RDEV_SIZE) {
+        return RFS_ECORRUPT;
+    }
+    a->rdev = dev ? rfs_get_le64(p + INODE_VALUE_SIZE) : 0;
     a->ino = ino;
     a->type = p[0];
     a->mode = rfs_get_le32(p + 1);
@@ -166,6 +172,14 @@ static void inode_put(struct tx *t, const struct store_attr *a,
     uint8_t v[INODE_VALUE_SIZE + STORE_SYMLINK_MAX];
     rfs_put_be64(k, a->ino);
     store__attr_encode(a, v);
+    uint8_t rdev[INODE_RDEV_SIZE];
+    if (a->type == STORE_CHR || a->type == STORE_BLK) {
+        /* A device's number is its record's tail, as a symlink's target
+         * is: records of the other types keep their old length. */
+        rfs_put_le64(rdev, a->rdev);
+        target = rdev;
+        tlen = sizeof(rdev);
+    }
     if (tlen > 0) {
         memcpy(v + INODE_VALUE_SIZE, target, tlen);
     }
@@ -228,12 +242,19 @@ static void chunks_drop(struct tx *t, const struct store_attr *a,
     }
 }
 
+static int name_drop(struct tx *t, struct store_attr *a);
+
+/* Drop one name's hold on ino: the inode, and a file's chunks, go with its
+ * last name. */
 static int inode_drop(struct tx *t, uint64_t ino)
 {
     struct store_attr a;
     int rv = inode_get(t->s, t->s->ro, ino, &a, NULL, NULL);
     if (rv != 0) {
         return rv == -ENOENT ? 0 : rv;
+    }
+    if (a.type != STORE_DIR && a.nlink > 1) {
+        return name_drop(t, &a);
     }
     uint8_t k[8];
     rfs_put_be64(k, ino);
@@ -625,7 +646,8 @@ static int op_mknode(struct tx *t, const struct store_cmd *c, uint8_t type,
         dir.nlink++;
         inode_put(t, &a, NULL, 0);
     } else {
-        a.mode = 0777;
+        a.mode = type == STORE_SYMLINK ? 0777 : c->mode & 07777;
+        a.rdev = type == STORE_CHR || type == STORE_BLK ? c->offset : 0;
         a.nlink = 1;
         a.size = c->data_len;
         inode_put(t, &a, c->data, c->data_len);
@@ -637,7 +659,8 @@ static int op_mknode(struct tx *t, const struct store_cmd *c, uint8_t type,
     return 0;
 }
 
-static int op_remove(struct tx *t, const struct store_cmd *c, bool dir_op)
+static int op_remove(struct tx *t, const struct store_cmd *c, bool dir_op,
+                     uint64_t *removed)
 {
     int rv = check_name(c->name, c->name_len);
     if (rv != 0) {
@@ -682,6 +705,7 @@ static int op_remove(struct tx *t, const struct store_cmd *c, bool dir_op)
     }
     touch(t, &dir);
     inode_put(t, &dir, NULL, 0);
+    *removed = ino; /* A file's other names see its nlink change. */
     return 0;
 }
 
@@ -872,6 +896,101 @@ touch_parents:
     return 0;
 }
 
+/* ---- Special files and hard links ------------------------------------ */
+
+/* A fifo, socket or device node: only its type and number are stored; the
+ * kernel of each node serves its I/O. Who may create a device is the
+ * proposer's check (CAP_MKNOD, fs/), made before the entry exists. */
+static int op_mknod(struct tx *t, const struct store_cmd *c, uint64_t *ino)
+{
+    uint8_t type;
+    switch (c->mode & S_IFMT) {
+    case S_IFIFO:
+        type = STORE_FIFO;
+        break;
+    case S_IFSOCK:
+        type = STORE_SOCK;
+        break;
+    case S_IFCHR:
+        type = STORE_CHR;
+        break;
+    case S_IFBLK:
+        type = STORE_BLK;
+        break;
+    default:
+        /* Regular files are CREATE, directories MKDIR. */
+        return EINVAL;
+    }
+    if (c->data_len != 0) {
+        return EINVAL;
+    }
+    return op_mknode(t, c, type, ino);
+}
+
+/* One name fewer for a non-directory that keeps others: its ctime moves
+ * (POSIX), and so does its revision, since its nlink changed. */
+static int name_drop(struct tx *t, struct store_attr *a)
+{
+    a->nlink--;
+    a->ctime_ns = t->now;
+    a->revision = t->index;
+    return inode_update(t, a);
+}
+
+/* link(2): a new name in c->parent for inode c->ino. The checks come in the
+ * kernel's order: the new name's directory, the name, then the inode.
+ * Directories never get a second name (EPERM, as on ext4: their parent
+ * pointer, and rename's loop check, rely on one name). An inode with no
+ * name left (open, unlinked) cannot get one back (ENOENT, as Linux). */
+static int op_link(struct tx *t, const struct store_cmd *c, uint64_t *ino)
+{
+    int rv = check_name(c->name, c->name_len);
+    if (rv != 0) {
+        return rv;
+    }
+    struct store_attr dir;
+    rv = dir_get(t, c->parent, &dir);
+    if (rv != 0) {
+        return rv;
+    }
+    uint64_t have;
+    uint8_t htype;
+    rv = dentry_get(t->s, t->s->ro, c->parent, c->name, c->name_len, &have,
+                    &htype);
+    if (rv == 0) {
+        return EEXIST;
+    }
+    if (rv != -ENOENT) {
+        return rv;
+    }
+    struct store_attr a;
+    rv = inode_get(t->s, t->s->ro, c->ino, &a, NULL, NULL);
+    if (rv == -ENOENT || (rv == 0 && a.nlink == 0)) {
+        return ENOENT;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (a.type == STORE_DIR) {
+        return EPERM;
+    }
+    if (a.nlink >= STORE_LINK_MAX) {
+        return EMLINK;
+    }
+    dentry_put(t, c->parent, c->name, c->name_len, a.ino, a.type);
+    a.nlink++;
+    a.ctime_ns = t->now;
+    a.revision = t->index;
+    rv = inode_update(t, &a);
+    if (rv != 0) {
+        return rv;
+    }
+    touch(t, &dir);
+    inode_put(t, &dir, NULL, 0);
+    *ino = a.ino;
+    return 0;
+}
+
 /* ---- Sessions --------------------------------------------------------- */
 
 static void session_key(uint8_t *k, rfs_nodeid_t client, uint64_t boot,
@@ -1044,10 +1163,10 @@ static int apply_cmd(struct tx *t, const struct store_cmd *c,
         rv = op_mknode(t, c, STORE_SYMLINK, &ino);
         break;
     case STORE_OP_UNLINK:
-        rv = op_remove(t, c, false);
+        rv = op_remove(t, c, false, &ino);
         break;
     case STORE_OP_RMDIR:
-        rv = op_remove(t, c, true);
+        rv = op_remove(t, c, true, &ino);
         break;
     case STORE_OP_RENAME:
         rv = op_rename(t, c, &ino);
@@ -1057,6 +1176,12 @@ static int apply_cmd(struct tx *t, const struct store_cmd *c,
         break;
     case STORE_OP_SETATTR:
         rv = op_setattr(t, c, &ino);
+        break;
+    case STORE_OP_MKNOD:
+        rv = op_mknod(t, c, &ino);
+        break;
+    case STORE_OP_LINK:
+        rv = op_link(t, c, &ino);
         break;
     default:
         rv = EINVAL;

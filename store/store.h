@@ -123,6 +123,9 @@ enum store_op {
     STORE_OP_RENAME,   /* parent, name, new_parent, new_name, flags. */
     STORE_OP_WRITE,    /* ino, offset, data, flags (STORE_TRUNC first). */
     STORE_OP_SETATTR,  /* ino, valid, mode, uid, gid, size, atime, mtime. */
+    STORE_OP_MKNOD,    /* parent, name, mode (S_IFIFO/S_IFSOCK/S_IFCHR/
+                        * S_IFBLK | permissions), uid, gid, offset (rdev). */
+    STORE_OP_LINK,     /* ino, parent, name: a new name for ino. */
     STORE_OP_MAX,
 };
 
@@ -157,7 +160,8 @@ struct store_cmd {
     uint8_t op;
     uint32_t flags;
     uint32_t valid;
-    uint64_t ino;               /* WRITE, SETATTR; CREATE, MKDIR, SYMLINK:
+    uint64_t ino;               /* WRITE, SETATTR, LINK; CREATE, MKDIR,
+                                 * SYMLINK, MKNOD:
                                  * 0, or the id to give the new inode
                                  * (see STORE_INO_CHOSEN). */
     uint64_t parent;
@@ -165,7 +169,7 @@ struct store_cmd {
     uint32_t mode;
     uint32_t uid;
     uint32_t gid;
-    uint64_t offset;            /* WRITE. */
+    uint64_t offset;            /* WRITE; MKNOD: the device number. */
     uint64_t size;              /* SETATTR. */
     int64_t atime_ns;
     int64_t mtime_ns;
@@ -209,7 +213,15 @@ enum store_type {
     STORE_FILE = 1,
     STORE_DIR = 2,
     STORE_SYMLINK = 3,
+    STORE_FIFO = 4,
+    STORE_SOCK = 5,
+    STORE_CHR = 6, /* Character device: rdev is its number. */
+    STORE_BLK = 7, /* Block device: rdev is its number. */
 };
+
+/* Most names one inode may have (LINK beyond it: EMLINK). ext4's limit,
+ * so a tree copied from ext4 fits. */
+#define STORE_LINK_MAX 65000
 
 struct store_attr {
     uint64_t ino;
@@ -223,7 +235,10 @@ struct store_attr {
     int64_t mtime_ns;
     int64_t ctime_ns;
     uint64_t revision; /* Index of the entry that last changed it. */
-    uint64_t parent;   /* Directories: the parent directory. */
+    uint64_t parent;   /* Directories: the parent directory. Files may
+                        * have several names (nlink), so no parent. */
+    uint64_t rdev;     /* STORE_CHR, STORE_BLK: the device number
+                        * (dev_t as makedev() builds it); else 0. */
 };
 
 /* A consistent read view (a RocksDB snapshot); NULL means "latest". */

@@ -17,7 +17,7 @@ enum store_cf {
     CF_DEFAULT = 0,
     CF_LOG,      /* BE index -> crc, term, type, data. */
     CF_META,     /* "hs", "snap", "applied". */
-    CF_INODES,   /* BE ino -> struct store_attr (+ symlink target). */
+    CF_INODES,   /* BE ino -> struct store_attr (+ symlink target or rdev). */
     CF_DENTRIES, /* BE parent + name -> ino, type. */
     CF_CHUNKS,   /* BE ino + BE chunk -> bytes. */
     CF_SESSIONS, /* 'S' client boot seq -> result; 'B' client -> boot. */
@@ -60,6 +60,8 @@ const rocksdb_readoptions_t *store__ro(const struct store *s,
 /* Keys are big-endian (they sort); values little-endian (common/endian.h). */
 
 #define INODE_VALUE_SIZE 65
+/* Device inodes (STORE_CHR, STORE_BLK) add their number, LE u64. */
+#define INODE_RDEV_SIZE 8
 
 void store__attr_encode(const struct store_attr *a, uint8_t *out);
 int store__attr_decode(uint64_t ino, const char *v, size_t len,

@@ -74,7 +74,6 @@ check "owner on n1" "1234:5678" "$(stat -c %u:%g "$n1/greeting")"
 run "ln -s" ln -s etc/app/conf.d/web.conf "$n2/web"
 check "readlink on n3" "etc/app/conf.d/web.conf" "$(readlink "$n3/web")"
 check "cat through the link on n1" "port=8080" "$(cat "$n1/web")"
-fail "hard links refused" ln "$n1/greeting" "$n1/hard"
 
 check "ls -l lists the root on n3" "empty etc greeting log web" \
     "$(ls "$n3" | tr '\n' ' ' | sed 's/ $//')"
@@ -100,7 +99,33 @@ fail "/.raftfs/status is read-only" sh -c "echo x > '$n1/.raftfs/status'"
 fail "/.raftfs files cannot be removed" rm "$n1/.raftfs/leader"
 check "/.raftfs/members lists three" "3" "$(wc -l < "$n2/.raftfs/members")"
 check "df shows the mount" "fuse.raftfs" "$(df --output=fstype "$n1" | tail -1)"
-fail "mkfifo refused" mkfifo "$n1/fifo"
+
+# Hard links: nlink is replicated state, the same on every node.
+echo linked > "$n1/orig"
+run "ln" ln "$n1/orig" "$n1/hard"
+for n in "$n1" "$n2" "$n3"; do
+    check "stat -c %h: two names on $n" "2 2" \
+        "$(stat -c %h "$n/orig") $(stat -c %h "$n/hard")"
+done
+check "one inode, two names" "$(stat -c %i "$n3/orig")" \
+    "$(stat -c %i "$n3/hard")"
+run "rm one name" rm "$n2/orig"
+for n in "$n1" "$n2" "$n3"; do
+    check "the other name still reads on $n" "linked 1" \
+        "$(cat "$n/hard") $(stat -c %h "$n/hard")"
+done
+run "rm the last name" rm "$n3/hard"
+fail "gone everywhere" cat "$n1/hard"
+
+# Fifos, sockets and devices: the kernel serves them; the cluster keeps
+# their type and number.
+run "mkfifo" mkfifo "$n1/fifo"
+check "a fifo on n2" "fifo" "$(stat -c %F "$n2/fifo")"
+check "the fifo carries data between two processes on n1" "through" \
+    "$(sh -c "echo through > '$n1/fifo'" & cat "$n1/fifo"; wait)"
+run "mknod c" mknod "$n1/null" c 1 3
+check "major:minor on n3" "character special file 1:3" \
+    "$(stat -c '%F %Hr:%Lr' "$n3/null")"
 
 echo "# $step checks, $fails failed"
 [ "$fails" -eq 0 ]

@@ -22,6 +22,12 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+
 #include <cmocka.h>
 
 #include "../lib/mounts.h"
@@ -863,6 +869,278 @@ static void test_permissions(void **state)
     assert_string_equal(buf, "mine\n");
 }
 
+/* ---- Special files and hard links -------------------------------------- */
+
+static void stat_ok(const char *path, struct stat *st)
+{
+    if (stat(path, st) != 0) {
+        fail_msg("stat %s: %s", path, strerror(errno));
+    }
+}
+
+/* As user nobody (no capabilities): a device node is refused (EPERM), a
+ * fifo is not; a link into a directory it cannot write is EACCES. Exits
+ * with the number of the first check that failed. */
+static int nobody_checks(struct mcluster *c)
+{
+    if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+        setresuid(65534, 65534, 65534) != 0) {
+        return 1;
+    }
+    if (mknod(mc_path(c, 2, "home/dev"), S_IFCHR | 0600, makedev(1, 3)) ==
+            0 ||
+        errno != EPERM) {
+        return 2;
+    }
+    if (mknod(mc_path(c, 2, "home/blk"), S_IFBLK | 0600, makedev(7, 0)) ==
+            0 ||
+        errno != EPERM) {
+        return 3;
+    }
+    if (mkfifo(mc_path(c, 2, "home/fifo"), 0644) != 0) {
+        return 4;
+    }
+    if (link(mc_path(c, 2, "home/fifo"), mc_path(c, 2, "rootonly")) == 0 ||
+        errno != EACCES) {
+        return 5;
+    }
+    return 0;
+}
+
+/* Fifos, unix sockets and device nodes inside the mount: the kernel serves
+ * them on each node, the cluster keeps their type, mode and number. A fifo
+ * carries data between two processes of one node; a socket bound in the
+ * mount accepts a connection there; `mknod c` works for root and shows its
+ * major/minor everywhere, and is EPERM for an unprivileged user. */
+static void test_special_files(void **state)
+{
+    struct mcluster *c = *state;
+    /* A fifo made on node 1 carries data there, and is a fifo on 2 and 3. */
+    assert_int_equal(mkfifo(mc_path(c, 1, "fifo"), 0640), 0);
+    pid_t w = fork();
+    if (w == 0) {
+        int fd = open(mc_path(c, 1, "fifo"), O_WRONLY);
+        _exit(fd >= 0 && write(fd, "through", 7) == 7 ? 0 : 1);
+    }
+    int fd = open(mc_path(c, 1, "fifo"), O_RDONLY);
+    assert_true(fd >= 0);
+    char buf[32];
+    size_t got = 0;
+    ssize_t n;
+    while ((n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0) {
+        got += (size_t)n;
+    }
+    close(fd);
+    int status;
+    assert_int_equal(waitpid(w, &status, 0), w);
+    assert_int_equal(status, 0);
+    assert_int_equal(got, 7);
+    assert_memory_equal(buf, "through", 7);
+    struct stat st;
+    for (int i = 1; i <= 3; i++) {
+        stat_ok(mc_path(c, i, "fifo"), &st);
+        assert_true(S_ISFIFO(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, 0640 & ~0022 & 07777);
+    }
+
+    /* A unix socket bound in the mount takes a connection on node 1. */
+    int ls = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(ls >= 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    assert_true(strlen(mc_path(c, 1, "sock")) < sizeof(sa.sun_path));
+    strcpy(sa.sun_path, mc_path(c, 1, "sock"));
+    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(ls, 1), 0);
+    int cs = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(connect(cs, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    int as = accept(ls, NULL, NULL);
+    assert_true(as >= 0);
+    assert_int_equal(write(cs, "ping", 4), 4);
+    assert_int_equal(read(as, buf, sizeof(buf)), 4);
+    assert_memory_equal(buf, "ping", 4);
+    close(as);
+    close(cs);
+    close(ls);
+    stat_ok(mc_path(c, 3, "sock"), &st);
+    assert_true(S_ISSOCK(st.st_mode));
+
+    /* Devices: root may; the number shows on every node, and in listings. */
+    assert_int_equal(mknod(mc_path(c, 1, "null"), S_IFCHR | 0666,
+                           makedev(1, 3)), 0);
+    assert_int_equal(mknod(mc_path(c, 2, "loop"), S_IFBLK | 0660,
+                           makedev(7, 300)), 0);
+    for (int i = 1; i <= 3; i++) {
+        stat_ok(mc_path(c, i, "null"), &st);
+        assert_true(S_ISCHR(st.st_mode));
+        assert_int_equal(major(st.st_rdev), 1);
+        assert_int_equal(minor(st.st_rdev), 3);
+        stat_ok(mc_path(c, i, "loop"), &st);
+        assert_true(S_ISBLK(st.st_mode));
+        assert_int_equal(major(st.st_rdev), 7);
+        assert_int_equal(minor(st.st_rdev), 300);
+    }
+    assert_int_equal(mknod(mc_path(c, 3, "null"), S_IFIFO | 0600, 0), -1);
+    assert_int_equal(errno, EEXIST);
+    DIR *d = opendir(c->mnt[3]);
+    assert_non_null(d);
+    int seen = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        seen |= strcmp(de->d_name, "fifo") == 0 && de->d_type == DT_FIFO;
+        seen |= (strcmp(de->d_name, "sock") == 0 && de->d_type == DT_SOCK)
+                << 1;
+        seen |= (strcmp(de->d_name, "null") == 0 && de->d_type == DT_CHR)
+                << 2;
+        seen |= (strcmp(de->d_name, "loop") == 0 && de->d_type == DT_BLK)
+                << 3;
+    }
+    closedir(d);
+    assert_int_equal(seen, 15);
+
+    /* An unprivileged user: no devices, fifos yes (allow_other). */
+    assert_int_equal(chmod(c->dir, 0755), 0); /* mkdtemp made it 0700. */
+    assert_int_equal(mkdir(mc_path(c, 1, "home"), 0755), 0);
+    assert_int_equal(chown(mc_path(c, 1, "home"), 65534, 65534), 0);
+    pid_t p = fork();
+    if (p == 0) {
+        _exit(nobody_checks(c));
+    }
+    assert_int_equal(waitpid(p, &status, 0), p);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    stat_ok(mc_path(c, 3, "home/fifo"), &st);
+    assert_true(S_ISFIFO(st.st_mode));
+    assert_int_equal(st.st_uid, 65534);
+    assert_int_equal(access(mc_path(c, 3, "home/dev"), F_OK), -1);
+}
+
+static long nlink_of(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_nlink : -errno;
+}
+
+static uint64_t revision_of(const char *path)
+{
+    char v[32];
+    ssize_t n = getxattr(path, "user.raftfs.revision", v, sizeof(v) - 1);
+    if (n < 0) {
+        fail_msg("getxattr %s: %s", path, strerror(errno));
+    }
+    v[n] = '\0';
+    return strtoull(v, NULL, 10);
+}
+
+/* Hard links: nlink counts names and reads the same on every node; a name
+ * removed leaves the others (and an open handle) working; rename onto
+ * another name of the same file does nothing; a directory cannot be
+ * linked; a file still staged on this node can be. */
+static void test_hard_links(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mkdir(mc_path(c, 1, "dir"), 0755), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "orig"), "linked", 6), 0);
+    struct stat before, st;
+    stat_ok(mc_path(c, 2, "orig"), &before);
+    uint64_t rev0 = revision_of(mc_path(c, 3, "orig"));
+    usleep(2000); /* The ctime must be able to move. */
+    assert_int_equal(link(mc_path(c, 1, "orig"), mc_path(c, 1, "dir/hard")),
+                     0);
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(nlink_of(mc_path(c, i, "orig")), 2);
+        assert_int_equal(nlink_of(mc_path(c, i, "dir/hard")), 2);
+        stat_ok(mc_path(c, i, "dir/hard"), &st);
+        assert_int_equal(st.st_ino, before.st_ino);
+        assert_true(st.st_ctim.tv_sec > before.st_ctim.tv_sec ||
+                    (st.st_ctim.tv_sec == before.st_ctim.tv_sec &&
+                     st.st_ctim.tv_nsec > before.st_ctim.tv_nsec));
+        assert_true(revision_of(mc_path(c, i, "dir/hard")) > rev0);
+    }
+    /* rename(2) onto another name of the same file: success, both stay.
+     * From another node too, where the kernel may not know both. */
+    assert_int_equal(rename(mc_path(c, 2, "orig"), mc_path(c, 2, "dir/hard")),
+                     0);
+    assert_int_equal(rename(mc_path(c, 3, "dir/hard"), mc_path(c, 3, "orig")),
+                     0);
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(nlink_of(mc_path(c, i, "orig")), 2);
+        assert_int_equal(nlink_of(mc_path(c, i, "dir/hard")), 2);
+    }
+    /* The errors of link(2). */
+    assert_int_equal(link(mc_path(c, 1, "dir"), mc_path(c, 1, "dirlink")), -1);
+    assert_int_equal(errno, EPERM);
+    assert_int_equal(link(mc_path(c, 2, "orig"), mc_path(c, 2, "dir/hard")),
+                     -1);
+    assert_int_equal(errno, EEXIST);
+    assert_int_equal(link(mc_path(c, 2, "orig"), mc_path(c, 2, "no/hard")),
+                     -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(link(mc_path(c, 2, "orig"), mc_path(c, 2, ".raftfs/x")),
+                     -1);
+    assert_int_equal(errno, EPERM);
+
+    /* One name goes: the other reads the content everywhere, and a handle
+     * open on node 3 still writes (the file was not unlinked). */
+    int fd = open(mc_path(c, 3, "dir/hard"), O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(unlink(mc_path(c, 2, "orig")), 0);
+    char buf[32];
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(access(mc_path(c, i, "orig"), F_OK), -1);
+        assert_int_equal(nlink_of(mc_path(c, i, "dir/hard")), 1);
+        read_str(mc_path(c, i, "dir/hard"), buf, sizeof(buf));
+        assert_string_equal(buf, "linked");
+    }
+    assert_int_equal(pwrite(fd, "L", 1, 0), 1);
+    close(fd);
+    read_str(mc_path(c, 1, "dir/hard"), buf, sizeof(buf));
+    assert_string_equal(buf, "Linked");
+    /* The last name goes: the file is gone everywhere. */
+    assert_int_equal(unlink(mc_path(c, 1, "dir/hard")), 0);
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(access(mc_path(c, i, "dir/hard"), F_OK), -1);
+    }
+
+    /* A create still staged on node 1 (nothing written yet) is sent
+     * before the link that names it. */
+    fd = open(mc_path(c, 1, "staged"), O_WRONLY | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(link(mc_path(c, 1, "staged"),
+                          mc_path(c, 1, "staged-link")), 0);
+    assert_int_equal(write(fd, "both", 4), 4);
+    close(fd);
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(nlink_of(mc_path(c, i, "staged")), 2);
+        read_str(mc_path(c, i, "staged-link"), buf, sizeof(buf));
+        assert_string_equal(buf, "both");
+    }
+}
+
+/* reads=local with a 60 s cache: a link or unlink made elsewhere reaches
+ * the nlink this node's kernel caches for the file's other names. */
+static void test_local_link_counts(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mc_write(mc_path(c, 1, "f"), "x", 1), 0);
+    long deadline = pc_now_ms() + 3000;
+    while (nlink_of(mc_path(c, 2, "f")) != 1 && pc_now_ms() < deadline) {
+        usleep(10000);
+    }
+    assert_int_equal(nlink_of(mc_path(c, 2, "f")), 1); /* Now cached. */
+    assert_int_equal(link(mc_path(c, 1, "f"), mc_path(c, 1, "g")), 0);
+    deadline = pc_now_ms() + 3000;
+    while (nlink_of(mc_path(c, 2, "f")) != 2 && pc_now_ms() < deadline) {
+        usleep(10000);
+    }
+    assert_int_equal(nlink_of(mc_path(c, 2, "f")), 2);
+    assert_int_equal(unlink(mc_path(c, 1, "g")), 0);
+    deadline = pc_now_ms() + 3000;
+    while (nlink_of(mc_path(c, 2, "f")) != 1 && pc_now_ms() < deadline) {
+        usleep(10000);
+    }
+    assert_int_equal(nlink_of(mc_path(c, 2, "f")), 1);
+}
+
 /* A daemon killed with -9 never leaves its mount hanging, even in the hard
  * case: in reads=local the invalidation thread waits for a directory lock
  * that a caller's request holds while that request waits for the daemon.
@@ -1025,6 +1303,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_permissions, setup_allow_other,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unmount_and_remount, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_special_files, setup_allow_other,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_hard_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_local_link_counts, setup_local,
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_killed_daemon_never_hangs_its_mount, setup, teardown),

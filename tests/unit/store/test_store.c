@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -700,6 +702,345 @@ static void test_malformed_command(void **state)
     assert_int_equal(store_applied(f->s), 1);
 }
 
+/* ---- Special files and hard links ------------------------------------- */
+
+static int mknod_at(struct fixture *f, uint64_t parent, const char *name,
+                    uint32_t mode, uint64_t rdev, uint64_t *ino)
+{
+    struct store_cmd c = {.op = STORE_OP_MKNOD, .parent = parent,
+                          .name = name, .name_len = (uint16_t)strlen(name),
+                          .mode = mode, .offset = rdev, .uid = 1000,
+                          .gid = 1000};
+    struct store_result r = apply(f, &c);
+    if (ino != NULL) {
+        *ino = r.ino;
+    }
+    return r.err;
+}
+
+static int link_at(struct fixture *f, uint64_t ino, uint64_t parent,
+                   const char *name)
+{
+    struct store_cmd c = {.op = STORE_OP_LINK, .ino = ino, .parent = parent,
+                          .name = name, .name_len = (uint16_t)strlen(name)};
+    return apply(f, &c).err;
+}
+
+static uint32_t nlink_of(struct fixture *f, uint64_t ino)
+{
+    struct store_attr a;
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), 0);
+    return a.nlink;
+}
+
+/* How many chunk keys the store holds for ino (a file's data). */
+static unsigned chunk_keys(struct fixture *f, uint64_t ino)
+{
+    uint8_t k[8];
+    rfs_put_be64(k, ino);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(f->s->db, f->s->ro, f->s->cf[CF_CHUNKS]);
+    unsigned n = 0;
+    for (rocksdb_iter_seek(it, (char *)k, 8); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        if (klen < 8 || memcmp(key, k, 8) != 0) {
+            break;
+        }
+        n++;
+    }
+    rocksdb_iter_destroy(it);
+    return n;
+}
+
+static int collect_type(void *arg, const char *name, size_t len,
+                        uint64_t ino, uint8_t type)
+{
+    (void)name, (void)len, (void)ino;
+    uint8_t *types = arg;
+    size_t i = 0;
+    while (types[i] != 0) {
+        i++;
+    }
+    types[i] = type;
+    return i == 6;
+}
+
+/* Fifos, sockets and devices keep their type, permissions and device
+ * number (through a reopen: the record is on disk); a taken name is
+ * EEXIST, and MKNOD of a regular file or directory is EINVAL. */
+static void test_mknod_types_and_rdev(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t fifo, sock, chr, blk;
+    assert_int_equal(mknod_at(f, STORE_ROOT_INO, "p", S_IFIFO | 0640, 0,
+                              &fifo), 0);
+    assert_int_equal(mknod_at(f, STORE_ROOT_INO, "s", S_IFSOCK | 0755, 0,
+                              &sock), 0);
+    assert_int_equal(mknod_at(f, STORE_ROOT_INO, "c", S_IFCHR | 0600,
+                              makedev(1, 3), &chr), 0);
+    assert_int_equal(mknod_at(f, STORE_ROOT_INO, "b", S_IFBLK | 0660,
+                              makedev(259, 70000), &blk), 0);
+    assert_int_equal(mknod_at(f, STORE_ROOT_INO, "p", S_IFIFO | 0640, 0,
+                              NULL), EEXIST);
+    assert_int_equal(mknod_at(f, STORE_ROOT_INO, "r", S_IFREG | 0640, 0,
+                              NULL), EINVAL);
+    assert_int_equal(mknod_at(f, STORE_ROOT_INO, "r", S_IFDIR | 0640, 0,
+                              NULL), EINVAL);
+    assert_int_equal(mknod_at(f, 999, "r", S_IFIFO | 0640, 0, NULL), ENOENT);
+    /* chmod keeps a device's number. */
+    struct store_cmd m = {.op = STORE_OP_SETATTR, .ino = chr,
+                          .valid = STORE_SET_MODE, .mode = 0620};
+    assert_int_equal(apply(f, &m).err, 0);
+
+    store_close(f->s);
+    char err[RFS_ERRMSG_SZ];
+    assert_int_equal(store_open(f->dir, NULL, &f->s, err), 0);
+    struct store_attr a;
+    assert_int_equal(store_lookup(f->s, NULL, STORE_ROOT_INO, "p", 1, &a), 0);
+    assert_int_equal(a.ino, fifo);
+    assert_int_equal(a.type, STORE_FIFO);
+    assert_int_equal(a.mode, 0640);
+    assert_int_equal(a.nlink, 1);
+    assert_int_equal(a.rdev, 0);
+    assert_int_equal(a.uid, 1000);
+    assert_int_equal(store_getattr(f->s, NULL, sock, &a), 0);
+    assert_int_equal(a.type, STORE_SOCK);
+    assert_int_equal(store_getattr(f->s, NULL, chr, &a), 0);
+    assert_int_equal(a.type, STORE_CHR);
+    assert_int_equal(a.mode, 0620);
+    assert_int_equal(a.rdev, makedev(1, 3));
+    assert_int_equal(store_getattr(f->s, NULL, blk, &a), 0);
+    assert_int_equal(a.type, STORE_BLK);
+    assert_int_equal(a.rdev, makedev(259, 70000));
+    /* Listing order b, c, p, s; each entry carries its type. */
+    uint8_t types[8] = {0};
+    assert_int_equal(store_readdir(f->s, NULL, STORE_ROOT_INO, NULL, 0,
+                                   collect_type, types), 0);
+    assert_int_equal(types[0], STORE_BLK);
+    assert_int_equal(types[1], STORE_CHR);
+    assert_int_equal(types[2], STORE_FIFO);
+    assert_int_equal(types[3], STORE_SOCK);
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "c", NULL), 0);
+    assert_int_equal(store_getattr(f->s, NULL, chr, &a), -ENOENT);
+}
+
+/* nlink counts names: every name reads the same file; removing one name
+ * keeps the inode and its data, the last name takes both. The inode's
+ * ctime and revision move with each link and unlink, and so do the
+ * directory's mtime and ctime. */
+static void test_link_counts_names(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t d, x;
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "x", &x), 0);
+    static char big[3 * STORE_CHUNK_SIZE];
+    memset(big, 'z', sizeof(big));
+    assert_int_equal(wr(f, x, 0, big, sizeof(big), 0), 0);
+    assert_int_equal(chunk_keys(f, x), 3);
+    struct store_attr before, dir_before;
+    assert_int_equal(store_getattr(f->s, NULL, x, &before), 0);
+    assert_int_equal(store_getattr(f->s, NULL, d, &dir_before), 0);
+
+    assert_int_equal(link_at(f, x, d, "y"), 0);
+    rfs_index_t linked = f->next - 1;
+    assert_int_equal(lookup(f, d, "y"), x);
+    assert_int_equal(nlink_of(f, x), 2);
+    struct store_attr a, dir;
+    assert_int_equal(store_lookup(f->s, NULL, d, "y", 1, &a), 0);
+    assert_int_equal(a.nlink, 2);
+    assert_true(a.ctime_ns > before.ctime_ns);
+    assert_int_equal(a.mtime_ns, before.mtime_ns);
+    assert_int_equal(a.revision, linked);
+    assert_int_equal(a.size, sizeof(big));
+    assert_int_equal(store_getattr(f->s, NULL, d, &dir), 0);
+    assert_true(dir.mtime_ns > dir_before.mtime_ns);
+    assert_true(dir.ctime_ns > dir_before.ctime_ns);
+    assert_int_equal(dir.nlink, 2); /* Files do not count in a dir's nlink. */
+    struct names n = {0};
+    assert_int_equal(store_readdir(f->s, NULL, d, NULL, 0, collect, &n), 0);
+    assert_int_equal(n.n, 1);
+    assert_string_equal(n.s[0], "y");
+
+    assert_int_equal(link_at(f, x, STORE_ROOT_INO, "z"), 0);
+    assert_int_equal(nlink_of(f, x), 3);
+
+    /* Unlink one name: the others still read the content. */
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "x", NULL), 0);
+    assert_int_equal(lookup(f, STORE_ROOT_INO, "x"), 0);
+    assert_int_equal(store_getattr(f->s, NULL, x, &a), 0);
+    assert_int_equal(a.nlink, 2);
+    assert_int_equal(a.ctime_ns, 1000 * (int64_t)(f->next - 1));
+    char buf[16];
+    assert_int_equal(readf(f, lookup(f, d, "y"), 0, buf, 4), 4);
+    assert_memory_equal(buf, "zzzz", 4);
+    assert_int_equal(chunk_keys(f, x), 3);
+    /* A write through a handle still reaches it: it was not unlinked. */
+    assert_int_equal(wr(f, x, 0, "abcd", 4, 0), 0);
+    assert_int_equal(readf(f, lookup(f, STORE_ROOT_INO, "z"), 0, buf, 4), 4);
+    assert_memory_equal(buf, "abcd", 4);
+
+    assert_int_equal(op(f, STORE_OP_UNLINK, d, "y", NULL), 0);
+    assert_int_equal(nlink_of(f, x), 1);
+    assert_int_equal(chunk_keys(f, x), 3);
+    /* The last name takes the inode and every chunk. */
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "z", NULL), 0);
+    assert_int_equal(store_getattr(f->s, NULL, x, &a), -ENOENT);
+    assert_int_equal(chunk_keys(f, x), 0);
+    assert_int_equal(wr(f, x, 0, "late", 4, 0), ESTALE);
+}
+
+/* The errors link(2) gives: a directory EPERM, a taken name EEXIST (even
+ * for a directory), a missing or non-directory parent ENOENT/ENOTDIR, a
+ * vanished inode ENOENT, too many names EMLINK. Special files and
+ * symlinks link like files, keeping their target or device number. */
+static void test_link_errors(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t d, x, l, c;
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "x", &x), 0);
+    assert_int_equal(link_at(f, d, STORE_ROOT_INO, "d2"), EPERM);
+    assert_int_equal(link_at(f, d, STORE_ROOT_INO, "x"), EEXIST);
+    assert_int_equal(link_at(f, x, STORE_ROOT_INO, "d"), EEXIST);
+    assert_int_equal(link_at(f, x, STORE_ROOT_INO, "x"), EEXIST);
+    assert_int_equal(link_at(f, x, 999, "y"), ENOENT);
+    assert_int_equal(link_at(f, x, x, "y"), ENOTDIR);
+    assert_int_equal(link_at(f, 999, STORE_ROOT_INO, "y"), ENOENT);
+    assert_int_equal(link_at(f, x, STORE_ROOT_INO, ".."), EINVAL);
+    assert_int_equal(nlink_of(f, x), 1);
+    assert_int_equal(nlink_of(f, d), 2);
+
+    assert_int_equal(op(f, STORE_OP_SYMLINK, STORE_ROOT_INO, "l", &l), 0);
+    assert_int_equal(link_at(f, l, d, "l2"), 0);
+    char buf[16];
+    size_t len;
+    assert_int_equal(store_readlink(f->s, NULL, l, buf, sizeof(buf), &len), 0);
+    assert_int_equal(len, 6);
+    assert_memory_equal(buf, "target", 6);
+    assert_int_equal(mknod_at(f, STORE_ROOT_INO, "c", S_IFCHR | 0600,
+                              makedev(4, 5), &c), 0);
+    assert_int_equal(link_at(f, c, d, "c2"), 0);
+    struct store_attr a;
+    assert_int_equal(store_lookup(f->s, NULL, d, "c2", 2, &a), 0);
+    assert_int_equal(a.type, STORE_CHR);
+    assert_int_equal(a.rdev, makedev(4, 5));
+    assert_int_equal(a.nlink, 2);
+
+    /* EMLINK: put the count at the limit directly (65000 applies would
+     * only slow the test down). */
+    assert_int_equal(store_getattr(f->s, NULL, x, &a), 0);
+    a.nlink = STORE_LINK_MAX;
+    uint8_t k[8], v[INODE_VALUE_SIZE];
+    rfs_put_be64(k, x);
+    store__attr_encode(&a, v);
+    char *err = NULL;
+    rocksdb_put_cf(f->s->db, f->s->wo_sync, f->s->cf[CF_INODES], (char *)k, 8,
+                   (char *)v, sizeof(v), &err);
+    assert_null(err);
+    assert_int_equal(link_at(f, x, d, "many"), EMLINK);
+    a.nlink = STORE_LINK_MAX - 1;
+    store__attr_encode(&a, v);
+    rocksdb_put_cf(f->s->db, f->s->wo_sync, f->s->cf[CF_INODES], (char *)k, 8,
+                   (char *)v, sizeof(v), &err);
+    assert_null(err);
+    assert_int_equal(link_at(f, x, d, "many"), 0);
+    assert_int_equal(nlink_of(f, x), STORE_LINK_MAX);
+}
+
+/* rename onto another name of the same inode does nothing and succeeds
+ * (POSIX); rename over one name of a linked file leaves its other names
+ * and data alone. */
+static void test_rename_and_links(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t x, y;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "x", &x), 0);
+    assert_int_equal(wr(f, x, 0, "keep", 4, 0), 0);
+    assert_int_equal(link_at(f, x, STORE_ROOT_INO, "x2"), 0);
+    struct store_attr before, after;
+    assert_int_equal(store_getattr(f->s, NULL, x, &before), 0);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "x", STORE_ROOT_INO, "x2", 0), 0);
+    assert_int_equal(lookup(f, STORE_ROOT_INO, "x"), x);
+    assert_int_equal(lookup(f, STORE_ROOT_INO, "x2"), x);
+    assert_int_equal(store_getattr(f->s, NULL, x, &after), 0);
+    assert_int_equal(after.nlink, 2);
+    assert_int_equal(after.revision, before.revision);
+
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "y", &y), 0);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "y", STORE_ROOT_INO, "x2", 0), 0);
+    assert_int_equal(lookup(f, STORE_ROOT_INO, "x2"), y);
+    assert_int_equal(nlink_of(f, x), 1);
+    char buf[8];
+    assert_int_equal(readf(f, x, 0, buf, sizeof(buf)), 4);
+    assert_memory_equal(buf, "keep", 4);
+    assert_int_equal(chunk_keys(f, x), 1);
+    /* And the last name replaced takes the data. */
+    assert_int_equal(mv(f, STORE_ROOT_INO, "x2", STORE_ROOT_INO, "x", 0), 0);
+    struct store_attr a;
+    assert_int_equal(store_getattr(f->s, NULL, x, &a), -ENOENT);
+    assert_int_equal(chunk_keys(f, x), 0);
+}
+
+/* Two stores applying the same entries (links, unlinks, special files)
+ * reach the same state: their snapshot images are the same bytes, and an
+ * image installed elsewhere keeps nlink and device numbers. */
+static void test_links_and_nodes_apply_deterministically(void **state)
+{
+    struct fixture *f = *state;
+    struct fixture g = {0};
+    snprintf(g.dir, sizeof(g.dir), "%.200s2", f->dir);
+    char msg[RFS_ERRMSG_SZ];
+    assert_int_equal(store_open(g.dir, NULL, &g.s, msg), 0);
+    g.next = 1;
+    struct fixture *both[2] = {f, &g};
+    uint64_t x = 0, c = 0;
+    for (int i = 0; i < 2; i++) {
+        struct fixture *h = both[i];
+        assert_int_equal(op(h, STORE_OP_CREATE, STORE_ROOT_INO, "x", &x), 0);
+        assert_int_equal(wr(h, x, 0, "data", 4, 0), 0);
+        assert_int_equal(link_at(h, x, STORE_ROOT_INO, "y"), 0);
+        assert_int_equal(link_at(h, x, STORE_ROOT_INO, "z"), 0);
+        assert_int_equal(op(h, STORE_OP_UNLINK, STORE_ROOT_INO, "x", NULL), 0);
+        assert_int_equal(mknod_at(h, STORE_ROOT_INO, "c", S_IFCHR | 0600,
+                                  makedev(1, 5), &c), 0);
+        assert_int_equal(mknod_at(h, STORE_ROOT_INO, "p", S_IFIFO | 0600, 0,
+                                  NULL), 0);
+        assert_int_equal(link_at(h, c, STORE_ROOT_INO, "c2"), 0);
+    }
+    char img[700], img2[700], cmd[1500];
+    snprintf(img, sizeof(img), "%s/../a.img", f->dir);
+    snprintf(img2, sizeof(img2), "%s/../b.img", f->dir);
+    rfs_index_t idx, idx2;
+    uint64_t size, size2;
+    assert_int_equal(store_snapshot_write(f->s, img, &idx, &size), 0);
+    assert_int_equal(store_snapshot_write(g.s, img2, &idx2, &size2), 0);
+    assert_int_equal(idx, idx2);
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", img, img2);
+    assert_int_equal(system(cmd), 0);
+
+    /* Installed over a store that had something else. */
+    assert_int_equal(op(&g, STORE_OP_UNLINK, STORE_ROOT_INO, "y", NULL), 0);
+    struct cons_snap_meta meta = {.index = idx, .term = 2, .size = size};
+    meta.conf.n = 1;
+    meta.conf.servers[0].id = 1;
+    meta.conf.servers[0].role = CONS_VOTER;
+    assert_int_equal(store_snapshot_install(g.s, img, &meta), 0);
+    struct store_attr a;
+    assert_int_equal(store_lookup(g.s, NULL, STORE_ROOT_INO, "y", 1, &a), 0);
+    assert_int_equal(a.ino, x);
+    assert_int_equal(a.nlink, 2);
+    assert_int_equal(store_lookup(g.s, NULL, STORE_ROOT_INO, "c2", 2, &a), 0);
+    assert_int_equal(a.type, STORE_CHR);
+    assert_int_equal(a.rdev, makedev(1, 5));
+    assert_int_equal(a.nlink, 2);
+    store_close(g.s);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g.dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* ---- Snapshots -------------------------------------------------------- */
 
 /* An image installed elsewhere reproduces the state, byte for byte, and
@@ -790,6 +1131,11 @@ int main(int argc, char **argv)
         T(test_view_is_point_in_time),
         T(test_malformed_command),
         T(test_snapshot_roundtrip),
+        T(test_mknod_types_and_rdev),
+        T(test_link_counts_names),
+        T(test_link_errors),
+        T(test_rename_and_links),
+        T(test_links_and_nodes_apply_deterministically),
     };
 #undef T
     if (argc > 1) {
