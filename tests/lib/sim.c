@@ -62,6 +62,8 @@ enum ev_type {
     EV_HEAL,
     EV_CHUNK,
     EV_SNAP,
+    EV_ATTACK, /* The lease attack's second step. */
+    EV_READ,   /* A linearizable read on one node. */
 };
 
 /* A frame on the wire: the encoded message, as TCP would carry it. */
@@ -220,6 +222,7 @@ struct sim {
     struct applied_id *ids; /* Open addressing, cap a power of two. */
     size_t n_ids_applied, cap_ids;
     rfs_index_t acked_write[KEYS]; /* Newest acked write's index per key. */
+    uint64_t quiet_until; /* Lease attack: no writes, no other fault. */
     char marker[32];
     bool marker_sent;
     uint64_t marker_at;        /* When it was last proposed. */
@@ -1574,6 +1577,9 @@ static void client(struct sim *s)
     struct snode *n = random_up(s);
     if (n != NULL) {
         unsigned what = rndn(s, 100);
+        if (s->now < s->quiet_until && what < 65) {
+            what = 65; /* Only reads while the lease attack sets up. */
+        }
         if (what < 25) {
             /* Straight to the core: a command with no session. */
             char buf[48];
@@ -1677,12 +1683,113 @@ static void membership(struct sim *s)
     host_poke(l->h);
 }
 
+static void cut(struct sim *s, rfs_nodeid_t a, rfs_nodeid_t b)
+{
+    s->blocked[a][b] = s->blocked[b][a] = true;
+}
+
+/*
+ * The case a restarted voter's hold protects (RAFT-PITFALLS 8): leader L
+ * is cut from a minority M; a follower F of L's majority restarts at once
+ * and is cut from L. M with F is a majority; F must not vote for one of M
+ * before its election timeout is up, because L still counts on its last
+ * ack for its lease and serves reads from it. Reads on L follow.
+ *
+ * Two steps: M is cut first, long enough for its election timers to run
+ * out (the majority keeps ignoring it: it hears from L); then F restarts.
+ * No writes meanwhile, so that M's logs stay as fresh as F's (else F's
+ * election restriction, not its hold, would refuse them); writes resume
+ * with the restart, and reach whoever M and F elect.
+ */
+static void lease_attack(struct sim *s)
+{
+    struct snode *l = find_leader(s);
+    if (l == NULL) {
+        return;
+    }
+    const struct cons_conf *c = cons_node_conf(CORE(l));
+    struct cons_status st;
+    cons_node_status(CORE(l), &st);
+    unsigned voters = cons_conf_voters(c), fresh = 0, cuts = 0;
+    rfs_nodeid_t m[CONS_MAX_SERVERS];
+    /* Only voters with the leader's whole log: M must be electable. */
+    for (unsigned i = 0; i < c->n; i++) {
+        rfs_nodeid_t id = c->servers[i].id;
+        struct cons_progress p;
+        if (c->servers[i].role == CONS_VOTER && id != l->id &&
+            id <= s->n_ids && s->nodes[id].up && !s->nodes[id].paused &&
+            cons_node_progress(CORE(l), id, &p) == 0 &&
+            p.match == st.last_index) {
+            m[fresh++] = id;
+        }
+    }
+    if (fresh < voters / 2 + 1) {
+        return; /* Not enough up-to-date voters for M and F. */
+    }
+    for (unsigned i = 0; i < voters / 2; i++) {
+        cut(s, l->id, m[i]);
+        cuts++;
+    }
+    tracef(s, "NEMESIS lease attack on leader n%" PRIu64 ": %u cut off",
+           l->id, cuts);
+    uint64_t step2 = s->now + 2 * ELECTION_TICKS * TICK_MS + rndn(s, 60);
+    s->quiet_until = step2;
+    push(s, step2, EV_ATTACK, (int)l->id, NULL);
+    push(s, s->now + 600 + rndn(s, 700), EV_HEAL, 0, NULL);
+}
+
+static void lease_attack_restart(struct sim *s, struct snode *l)
+{
+    if (!l->up || l->paused) {
+        return;
+    }
+    const struct cons_conf *c = cons_node_conf(CORE(l));
+    rfs_nodeid_t others[CONS_MAX_SERVERS];
+    unsigned k = 0, voters = 0;
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].role != CONS_VOTER) {
+            continue;
+        }
+        voters++;
+        if (c->servers[i].id != l->id && c->servers[i].id <= s->n_ids &&
+            s->nodes[c->servers[i].id].up) {
+            others[k++] = c->servers[i].id;
+        }
+    }
+    /* F: one the leader still hears from. */
+    rfs_nodeid_t f = 0;
+    for (unsigned i = 0; i < k && f == 0; i++) {
+        if (!s->blocked[l->id][others[i]]) {
+            f = others[i];
+        }
+    }
+    (void)voters;
+    if (f == 0 || !l->up || l->paused) {
+        return;
+    }
+    tracef(s, "NEMESIS lease attack on leader n%" PRIu64 ": restart n%" PRIu64
+              " and cut it from the leader",
+           l->id, f);
+    struct snode *fn = &s->nodes[f];
+    node_crash(s, fn);
+    cut(s, l->id, f);
+    /* Reads on L for as long as its lease could last. */
+    for (unsigned t = 5; t < 2 * ELECTION_TICKS * TICK_MS; t += 5) {
+        push(s, s->now + t, EV_READ, (int)l->id, NULL);
+    }
+    push(s, s->now + 1 + rndn(s, 5), EV_RESTART, (int)f, NULL);
+    push(s, s->now + 300 + rndn(s, 700), EV_HEAL, 0, NULL);
+}
+
 static void nemesis(struct sim *s)
 {
     if (!s->chaos) {
         return;
     }
     push(s, s->now + 30 + rndn(s, 250), EV_NEMESIS, 0, NULL);
+    if (s->now < s->quiet_until + 200) {
+        return; /* Let the lease attack play out. */
+    }
     unsigned what = rndn(s, 100);
     if (!s->o.faults) {
         what = 90 + rndn(s, 10);
@@ -1744,8 +1851,12 @@ static void nemesis(struct sim *s)
         v->paused = true;
         v->stable_since = UINT64_MAX;
         push(s, s->now + 150 + rndn(s, 1500), EV_RESUME, (int)v->id, NULL);
-    } else if (what < 62) {
+    } else if (what < 61) {
         heal(s);
+    } else if (what < 63) {
+        if (s->o.lease_reads) {
+            lease_attack(s);
+        }
     } else if (what < 65) {
         /* The monotonic clock leaps forward (a suspend it kept counting
          * through). On a follower that breaks the drift bound leases rest
@@ -1788,7 +1899,17 @@ static void resume(struct sim *s, struct snode *n)
     tracef(s, "n%" PRIu64 " RESUME", n->id);
     n->paused = false;
     n->stable_since = s->now;
-    /* Whatever arrived meanwhile comes first, as a real loop runs I/O
+    /* A caller's read may race the sockets: after SIGCONT the loop sees
+     * the FUSE thread's wake-up and the peers' frames at once, in any
+     * order. A stale leader must not answer it from its old lease. */
+    if (chance(s, 50)) {
+        struct sreq *q = sreq_new(s, n->id, true);
+        tracef(s, "n%" PRIu64 " read before any message", n->id);
+        if (host_read(n->h, req_done, q) != 0) {
+            q->completions = 1;
+        }
+    }
+    /* Whatever arrived meanwhile comes next, as a real loop runs I/O
      * callbacks before timers: the driver must catch up its clock itself. */
     struct smsg *m = n->held;
     n->held = n->held_tail = NULL;
@@ -1920,6 +2041,19 @@ static void handle(struct sim *s, const struct ev *e)
         break;
     case EV_HEAL:
         heal(s);
+        break;
+    case EV_ATTACK:
+        if (s->chaos && n->up && e->boot == n->boot) {
+            lease_attack_restart(s, n);
+        }
+        break;
+    case EV_READ:
+        if (n->up && !n->paused && e->boot == n->boot) {
+            struct sreq *q = sreq_new(s, n->id, true);
+            if (host_read(n->h, req_done, q) != 0) {
+                q->completions = 1;
+            }
+        }
         break;
     }
 }
