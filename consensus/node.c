@@ -38,6 +38,7 @@
 #include "config.h"
 #include "requests.h"
 #include "secure.h"
+#include "snapfiles.h"
 #include "status.h"
 #include "wire.h"
 
@@ -127,6 +128,7 @@ struct node {
     uint8_t secret[SECURE_KEY_BYTES];
     struct store *store;
     struct host *host;
+    struct snapfiles snaps;
     uint64_t boot;
 
     pthread_t thread;
@@ -776,26 +778,6 @@ static void on_accept(uv_stream_t *server, int status)
 /* ------------------------------------------------------------------------ */
 /* The driver's I/O: disk jobs in the threadpool, apply, clock               */
 
-static void snap_path(struct node *n, char *buf, size_t len, rfs_index_t idx)
-{
-    snprintf(buf, len, "%s/snapshots/snap-%" PRIu64 ".img", n->dir, idx);
-}
-
-/* After a rename, the directory entry itself must reach the disk, or a
- * power loss can bring back the old name (etcd-io/etcd#6368). */
-static int fsync_snapdir(struct node *n)
-{
-    char dir[1100];
-    snprintf(dir, sizeof(dir), "%s/snapshots", n->dir);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rv = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rv;
-}
-
 static uint64_t boottime_ns(void)
 {
     struct timespec ts;
@@ -832,39 +814,9 @@ static void write_work(uv_work_t *w)
     struct node *n = j->n;
     j->rv = 0;
     for (unsigned i = 0; i < j->w->n_chunks && j->rv == 0; i++) {
-        struct batch_chunk *c = &j->w->chunks[i];
-        char path[1200];
-        snprintf(path, sizeof(path), "%s/snapshots/receiving.img", n->dir);
-        int fd = open(path, O_CREAT | O_WRONLY | (c->offset == 0 ? O_TRUNC : 0),
-                      0600);
-        if (fd < 0 ||
-            pwrite(fd, c->data.base, c->data.len, (off_t)c->offset) !=
-                (ssize_t)c->data.len ||
-            (c->last && fsync(fd) != 0)) {
-            j->rv = -EIO;
-            snprintf(j->err, sizeof(j->err), "writing %.150s: %.60s", path,
-                     strerror(errno));
-        }
-        if (fd >= 0) {
-            close(fd);
-        }
-        if (j->rv == 0 && c->last) {
-            j->rv = store_snapshot_install(n->store, path, &c->meta);
-            if (j->rv != 0) {
-                snprintf(j->err, sizeof(j->err), "%s",
-                         store_errmsg(n->store));
-            } else {
-                char img[1200];
-                snap_path(n, img, sizeof(img), c->meta.index);
-                if (rename(path, img) != 0 || fsync_snapdir(n) != 0) {
-                    /* The state is installed; only the image to serve
-                     * other followers from is missing, and the next
-                     * snapshot taken here makes a new one. */
-                    nlog(n, NODE_LOG_WARN, "keeping the received image "
-                         "as %.150s failed: %s", img, strerror(errno));
-                }
-            }
-        }
+        const struct batch_chunk *c = &j->w->chunks[i];
+        j->rv = snapfiles_receive(&n->snaps, n->store, &c->meta, c->offset,
+                                  c->data.base, c->data.len, c->last, j->err);
     }
     if (j->rv == 0 && (j->w->has_hs || j->w->n_ents > 0)) {
         j->rv = store_log_write(n->store, j->w->has_hs ? &j->w->hs : NULL,
@@ -901,17 +853,8 @@ static void io_write(void *data, const struct batch_writes *w)
 static void chunk_work(uv_work_t *w)
 {
     struct job *j = w->data;
-    char path[1200];
-    snap_path(j->n, path, sizeof(path), j->chunk->snap_index);
-    int fd = open(path, O_RDONLY);
-    j->rv = fd >= 0 && pread(fd, j->chunk->buf, j->chunk->len,
-                             (off_t)j->chunk->offset) ==
-                           (ssize_t)j->chunk->len
-                ? 0
-                : -EIO;
-    if (fd >= 0) {
-        close(fd);
-    }
+    j->rv = snapfiles_read(&j->n->snaps, j->chunk->snap_index,
+                           j->chunk->offset, j->chunk->buf, j->chunk->len);
 }
 
 static void chunk_done(uv_work_t *w, int status)
@@ -939,20 +882,8 @@ static void io_read_chunk(void *data, struct host_chunk *c)
 static void snapshot_work(uv_work_t *w)
 {
     struct job *j = w->data;
-    struct node *n = j->n;
-    char tmp[1200], path[1200];
-    snprintf(tmp, sizeof(tmp), "%s/snapshots/taking.img", n->dir);
-    j->rv = store_snapshot_write(n->store, tmp, &j->index, &j->size);
-    if (j->rv != 0) {
-        snprintf(j->err, sizeof(j->err), "%s", store_errmsg(n->store));
-        return;
-    }
-    snap_path(n, path, sizeof(path), j->index);
-    if (rename(tmp, path) != 0 || fsync_snapdir(n) != 0) {
-        j->rv = -errno;
-        snprintf(j->err, sizeof(j->err), "renaming %.150s: %.60s", tmp,
-                 strerror(errno));
-    }
+    j->rv = snapfiles_take(&j->n->snaps, j->n->store, &j->index, &j->size,
+                           j->err);
 }
 
 static void snapshot_done(uv_work_t *w, int status)
@@ -990,9 +921,7 @@ static int io_snapshot_record(void *data, const struct cons_snap_meta *meta,
                  store_errmsg(n->store));
     }
     if (old_index != 0) {
-        char old[1200];
-        snap_path(n, old, sizeof(old), old_index);
-        unlink(old);
+        snapfiles_drop(&n->snaps, old_index);
     }
     return rv;
 }
@@ -1527,11 +1456,8 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
                                  : strerror(-rv));
         goto err_free;
     }
-    snprintf(path, sizeof(path), "%s/snapshots", n->dir);
-    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-        rv = -errno;
-        snprintf(errmsg, RFS_ERRMSG_SZ, "cannot create %.150s: %.60s", path,
-                 strerror(errno));
+    rv = snapfiles_init(&n->snaps, n->dir, errmsg);
+    if (rv != 0) {
         goto err_free;
     }
     snprintf(path, sizeof(path), "%s/db", n->dir);

@@ -31,6 +31,7 @@
 
 #include "../common/err.h"
 #include "../consensus/config.h"
+#include "../consensus/snapfiles.h"
 #include "../fs/fs.h"
 
 #define CONF_NAME "raftfs.conf"
@@ -215,68 +216,45 @@ static void make_secret(const char *to)
 static void restore_image(const char *dir, const char *image, rfs_nodeid_t id,
                           const char *listen)
 {
-    int fd = open(image, O_RDONLY);
-    unsigned char hdr[16];
-    if (fd < 0 || read(fd, hdr, sizeof(hdr)) != (ssize_t)sizeof(hdr) ||
-        memcmp(hdr, "RFSSNAP1", 8) != 0) {
-        die("init: --restore %s: %s", image,
-            fd < 0 ? strerror(errno) : "not a raftfs snapshot image");
-    }
-    struct stat st;
-    fstat(fd, &st);
-    close(fd);
-    uint64_t index = 0;
-    for (int i = 7; i >= 0; i--) {
-        index = index << 8 | hdr[8 + i];
-    }
-    char db[PATH_MAX], snaps[PATH_MAX], copy[PATH_MAX + 64], err[RFS_ERRMSG_SZ];
+    char db[PATH_MAX], err[RFS_ERRMSG_SZ];
     conf_path(dir, db, sizeof(db), "db");
-    conf_path(dir, snaps, sizeof(snaps), "snapshots");
-    snprintf(copy, sizeof(copy), "%s/snap-%" PRIu64 ".img", snaps, index);
+    uint64_t size;
+    if (snapfiles_image_index(image, &size) == 0) {
+        die("init: --restore %s: not a raftfs snapshot image", image);
+    }
+    struct snapfiles snaps;
+    if (snapfiles_init(&snaps, dir, err) != 0) {
+        die("init: %s", err);
+    }
     struct store_options so;
     store_options_default(&so);
     struct store *s;
     if (store_open(db, &so, &s, err) != 0) {
         die("init: %s", err);
     }
+    /* The image's state becomes the whole state of a new one-node cluster:
+     * its configuration is this node alone. */
     struct cons_snap_meta meta;
     memset(&meta, 0, sizeof(meta));
-    meta.index = index;
     meta.term = 1;
-    meta.size = (uint64_t)st.st_size;
     meta.conf.n = 1;
     meta.conf.servers[0].id = id;
     meta.conf.servers[0].role = CONS_VOTER;
     snprintf(meta.conf.servers[0].addr, CONS_ADDR_MAX, "%s", listen);
-    struct cons_hard_state hs = {.term = 1, .vote = 0, .commit = index};
-    int rv = store_snapshot_install(s, image, &meta);
+    int rv = snapfiles_restore(&snaps, s, image, &meta, err);
+    struct cons_hard_state hs = {.term = 1, .vote = 0, .commit = meta.index};
     if (rv == 0) {
         rv = store_log_write(s, &hs, NULL, 0);
-    }
-    if (rv != 0) {
-        die("init: --restore %s: %s", image, store_errmsg(s));
-    }
-    store_close(s);
-    /* The node serves the image to followers that need it. */
-    if (mkdir(snaps, 0700) != 0 && errno != EEXIST) {
-        die("init: %s: %s", snaps, strerror(errno));
-    }
-    int in = open(image, O_RDONLY), out = open(copy, O_WRONLY | O_CREAT |
-                                                         O_TRUNC, 0600);
-    char buf[1 << 16];
-    ssize_t n;
-    while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0) {
-        if (write(out, buf, (size_t)n) != n) {
-            die("init: %s: %s", copy, strerror(errno));
+        if (rv != 0) {
+            snprintf(err, sizeof(err), "%s", store_errmsg(s));
         }
     }
-    if (in < 0 || out < 0 || fsync(out) != 0) {
-        die("init: %s: %s", copy, strerror(errno));
+    if (rv != 0) {
+        die("init: --restore %s", err);
     }
-    close(in);
-    close(out);
+    store_close(s);
     printf("raftfs: restored the state at index %" PRIu64 " from %s\n",
-           index, image);
+           meta.index, image);
 }
 
 static int cmd_init(int argc, char **argv)

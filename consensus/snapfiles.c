@@ -1,0 +1,199 @@
+/* Snapshot image files. See snapfiles.h. */
+#include "snapfiles.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/endian.h"
+#include "../common/err.h"
+
+int snapfiles_init(struct snapfiles *f, const char *datadir, char *errmsg)
+{
+    memset(f, 0, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "%s/snapshots", datadir);
+    if (mkdir(f->dir, 0700) != 0 && errno != EEXIST) {
+        int rv = -errno;
+        snprintf(errmsg, RFS_ERRMSG_SZ, "cannot create %.150s: %.60s", f->dir,
+                 strerror(errno));
+        return rv;
+    }
+    return 0;
+}
+
+void snapfiles_path(const struct snapfiles *f, rfs_index_t index, char *buf,
+                    size_t len)
+{
+    snprintf(buf, len, "%s/snap-%" PRIu64 ".img", f->dir, index);
+}
+
+static void named(const struct snapfiles *f, const char *name, char *buf,
+                  size_t len)
+{
+    snprintf(buf, len, "%s/%s", f->dir, name);
+}
+
+/* After a rename, the folder's entry must reach the disk too, or a power
+ * loss can bring back the old name (etcd-io/etcd#6368). */
+static int sync_dir(const struct snapfiles *f)
+{
+    int fd = open(f->dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rv = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rv;
+}
+
+/* Give a finished image its name, durably. */
+static int keep(struct snapfiles *f, const char *from, rfs_index_t index,
+                char *errmsg)
+{
+    char to[1200];
+    snapfiles_path(f, index, to, sizeof(to));
+    if (rename(from, to) != 0 || sync_dir(f) != 0) {
+        int rv = errno == ENOSPC ? -ENOSPC : -EIO;
+        snprintf(errmsg, RFS_ERRMSG_SZ, "keeping %.150s: %.60s", to,
+                 strerror(errno));
+        return rv;
+    }
+    return 0;
+}
+
+int snapfiles_receive(struct snapfiles *f, struct store *s,
+                      const struct cons_snap_meta *meta, uint64_t offset,
+                      const void *data, size_t len, bool last, char *errmsg)
+{
+    if (meta->index == f->installed) {
+        return 0; /* A retried batch: this image is in already. */
+    }
+    char path[1200];
+    named(f, "receiving.img", path, sizeof(path));
+    int fd = open(path, O_CREAT | O_WRONLY | (offset == 0 ? O_TRUNC : 0),
+                  0600);
+    int rv = 0;
+    if (fd < 0 || pwrite(fd, data, len, (off_t)offset) != (ssize_t)len ||
+        (last && fsync(fd) != 0)) {
+        rv = errno == ENOSPC ? -ENOSPC : -EIO;
+        snprintf(errmsg, RFS_ERRMSG_SZ, "writing %.150s: %.60s", path,
+                 strerror(errno));
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (rv != 0 || !last) {
+        return rv;
+    }
+    rv = store_snapshot_install(s, path, meta);
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "%s", store_errmsg(s));
+        return rv;
+    }
+    f->installed = meta->index;
+    /* The state is in; the image is only kept to serve other followers.
+     * If keeping it fails, the next snapshot taken here makes a new one. */
+    char ignored[RFS_ERRMSG_SZ];
+    (void)keep(f, path, meta->index, ignored);
+    return 0;
+}
+
+int snapfiles_take(struct snapfiles *f, struct store *s, rfs_index_t *index,
+                   uint64_t *size, char *errmsg)
+{
+    char tmp[1200];
+    named(f, "taking.img", tmp, sizeof(tmp));
+    int rv = store_snapshot_write(s, tmp, index, size);
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "%s", store_errmsg(s));
+        return rv;
+    }
+    return keep(f, tmp, *index, errmsg);
+}
+
+int snapfiles_read(const struct snapfiles *f, rfs_index_t index, uint64_t off,
+                   void *buf, size_t len)
+{
+    char path[1200];
+    snapfiles_path(f, index, path, sizeof(path));
+    int fd = open(path, O_RDONLY);
+    int rv = fd >= 0 && pread(fd, buf, len, (off_t)off) == (ssize_t)len
+                 ? 0
+                 : -EIO;
+    if (fd >= 0) {
+        close(fd);
+    }
+    return rv;
+}
+
+void snapfiles_drop(const struct snapfiles *f, rfs_index_t index)
+{
+    char path[1200];
+    snapfiles_path(f, index, path, sizeof(path));
+    unlink(path);
+}
+
+rfs_index_t snapfiles_image_index(const char *path, uint64_t *size)
+{
+    int fd = open(path, O_RDONLY);
+    uint8_t hdr[16];
+    struct stat st;
+    rfs_index_t index = 0;
+    if (fd >= 0 && read(fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr) &&
+        memcmp(hdr, "RFSSNAP1", 8) == 0 && fstat(fd, &st) == 0) {
+        index = rfs_get_le64(hdr + 8);
+        *size = (uint64_t)st.st_size;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return index;
+}
+
+int snapfiles_restore(struct snapfiles *f, struct store *s, const char *path,
+                      struct cons_snap_meta *meta, char *errmsg)
+{
+    uint64_t size = 0;
+    rfs_index_t index = snapfiles_image_index(path, &size);
+    if (index == 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "%.150s: not a raftfs snapshot image",
+                 path);
+        return -EINVAL;
+    }
+    meta->index = index;
+    meta->size = size;
+    int rv = store_snapshot_install(s, path, meta);
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "%.150s: %s", path, store_errmsg(s));
+        return rv;
+    }
+    /* The node serves the image to followers that need it. */
+    char tmp[1200];
+    named(f, "taking.img", tmp, sizeof(tmp));
+    int in = open(path, O_RDONLY);
+    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    char buf[1 << 16];
+    ssize_t n = 0;
+    while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0) {
+        if (write(out, buf, (size_t)n) != n) {
+            n = -1;
+            break;
+        }
+    }
+    rv = in < 0 || out < 0 || n < 0 || fsync(out) != 0 ? -EIO : 0;
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "copying %.90s to %.90s: %.60s",
+                 path, tmp, strerror(errno));
+    }
+    if (in >= 0) {
+        close(in);
+    }
+    if (out >= 0) {
+        close(out);
+    }
+    return rv == 0 ? keep(f, tmp, index, errmsg) : rv;
+}

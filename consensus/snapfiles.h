@@ -1,0 +1,68 @@
+/*
+ * snapfiles: the snapshot images of one data folder, DATADIR/snapshots/.
+ *
+ * The only code that knows their names and how they come and go:
+ *   snap-INDEX.img  the image of the state at INDEX, served to followers;
+ *   taking.img      an image being written from the local state;
+ *   receiving.img   an image arriving from the leader, chunk by chunk.
+ * An image becomes snap-INDEX.img by a rename followed by an fsync of the
+ * folder, so a power loss never leaves a name without its bytes. The node
+ * runtime and `raftfs init --restore` both go through here.
+ *
+ * Caveats:
+ * - Blocking file I/O: call from a worker thread, never the loop thread
+ *   (snapfiles_dir_open and snapfiles_drop excepted: they are cheap).
+ * - One writer at a time per folder (the runtime writes one batch at a
+ *   time); reads of snap-INDEX.img may run meanwhile.
+ */
+#ifndef RAFTFS_CONSENSUS_SNAPFILES_H
+#define RAFTFS_CONSENSUS_SNAPFILES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/err.h"
+#include "../common/types.h"
+#include "../store/store.h"
+#include "core/core.h"
+
+struct snapfiles {
+    char dir[1024]; /* DATADIR/snapshots */
+    /* The image installed last: a batch retried after ENOSPC holds the
+     * chunks of an image already installed, and must not write them into a
+     * new receiving.img (the old one was renamed away). */
+    rfs_index_t installed;
+};
+
+/* Make DATADIR/snapshots if missing. 0 or -errno, errmsg naming it. */
+int snapfiles_init(struct snapfiles *f, const char *datadir, char *errmsg);
+/* The name of image index (snap-INDEX.img). */
+void snapfiles_path(const struct snapfiles *f, rfs_index_t index, char *buf,
+                    size_t len);
+
+/* Store one received chunk; on the last one, install the image into s and
+ * keep it as snap-INDEX.img. 0, -EIO, -ENOSPC, or the store's code, with
+ * errmsg naming the file. */
+int snapfiles_receive(struct snapfiles *f, struct store *s,
+                      const struct cons_snap_meta *meta, uint64_t offset,
+                      const void *data, size_t len, bool last,
+                      char *errmsg);
+/* Write an image of s's state (at whatever index it has applied: *index
+ * says which) and keep it as snap-INDEX.img. */
+int snapfiles_take(struct snapfiles *f, struct store *s, rfs_index_t *index,
+                   uint64_t *size, char *errmsg);
+/* Read len bytes at off of image index. 0 or -EIO. */
+int snapfiles_read(const struct snapfiles *f, rfs_index_t index, uint64_t off,
+                   void *buf, size_t len);
+/* Delete image index (best effort). */
+void snapfiles_drop(const struct snapfiles *f, rfs_index_t index);
+/* `raftfs init --restore`: install the image at path into s with meta
+ * (meta->index and size taken from the image) and keep a copy as
+ * snap-INDEX.img. 0 or a code, errmsg naming the file. */
+int snapfiles_restore(struct snapfiles *f, struct store *s, const char *path,
+                      struct cons_snap_meta *meta, char *errmsg);
+/* The applied index an image holds (its header), or 0 if not an image. */
+rfs_index_t snapfiles_image_index(const char *path, uint64_t *size);
+
+#endif /* RAFTFS_CONSENSUS_SNAPFILES_H */
