@@ -39,23 +39,10 @@
 #include "requests.h"
 #include "secure.h"
 #include "snapfiles.h"
+#include "transport.h"
 #include "status.h"
 #include "wire.h"
 
-#define MAX_PEERS CONS_MAX_SERVERS
-#define SEND_LIMIT (32u << 20) /* Bytes queued per connection. */
-
-/* Test-only fault layer (RAFTFS_TEST_NET_FAULTS): an outgoing frame held
- * back for a random few milliseconds, so frames arrive late and out of
- * order, as netem would make them (which this kernel lacks). */
-struct delayed {
-    uv_timer_t timer;
-    struct node *n;
-    struct delayed *prev, *next;
-    rfs_nodeid_t to;
-    uint8_t type;
-    struct rfs_buf plain;
-};
 
 /* An admin request forwarded to the leader, waiting for its answer. */
 struct admin {
@@ -76,13 +63,6 @@ struct sub {
     struct store_cmd cmd; /* Strings point into the same allocation. */
 };
 
-struct out_buf {
-    struct out_buf *next;
-    rfs_nodeid_t to;
-    uint8_t type; /* WIRE_RAFT or WIRE_ADMIN. */
-    struct rfs_buf plain; /* Encoded message, before sealing. */
-};
-
 /* A job in libuv's threadpool: a batch write, a snapshot, a chunk read. */
 struct job {
     uv_work_t work;
@@ -93,33 +73,6 @@ struct job {
     uint64_t size;
     int rv;
     char err[RFS_ERRMSG_SZ];
-};
-
-struct conn {
-    uv_tcp_t tcp;
-    struct node *n;
-    bool outgoing;
-    rfs_nodeid_t peer_id; /* Outgoing: whom we called. */
-    bool closing;
-    bool open;
-    struct secure sec;
-    struct wire_reader rd;
-    size_t queued; /* Bytes written but not yet completed. */
-    char addr[64];
-    uv_connect_t creq;
-    struct conn *next; /* In n->conns. */
-};
-
-struct peer {
-    rfs_nodeid_t id;
-    char addr[CONS_ADDR_MAX];
-    struct conn *out;
-    uint64_t next_attempt;
-    uint64_t backoff;
-    struct out_buf *waiting; /* Until the connection opens. */
-    bool contact; /* Not in our configuration: a node that called us while
-                   * we join, known by the address it announced. */
-    unsigned n_waiting;
 };
 
 struct node {
@@ -135,7 +88,7 @@ struct node {
     uv_loop_t loop;
     uv_timer_t tick;
     uv_async_t wake;
-    uv_tcp_t listener;
+    struct transport *net;
     bool stopping;
     char disk_err[RFS_ERRMSG_SZ]; /* The last storage error. */
 
@@ -153,16 +106,7 @@ struct node {
     bool stop_requested;
     struct node_status status;
 
-    struct peer peers[MAX_PEERS];
-    unsigned n_peers;
-    struct conn *conns;
-    unsigned conf_n; /* Size of the configuration the peers reflect. */
-    rfs_index_t conf_index_seen;
-
     struct admin *admins;   /* Admin requests waiting for the leader. */
-    unsigned fault_jitter_ms; /* Test fault layer: 0 = off. */
-    uint64_t fault_rng;
-    struct delayed *delayed;
     uint64_t admin_ids;
 };
 
@@ -271,508 +215,6 @@ static void drain_inbox(struct node *n)
             sub_done(s, rv, NULL);
         }
     }
-}
-
-/* ------------------------------------------------------------------------ */
-/* Peers and connections                                                     */
-
-static int parse_addr(const char *s, struct sockaddr_in *sa)
-{
-    char host[CONS_ADDR_MAX];
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL || colon == s || (size_t)(colon - s) >= sizeof(host)) {
-        return -EINVAL;
-    }
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || port <= 0 || port > 65535) {
-        return -EINVAL;
-    }
-    return uv_ip4_addr(host, (int)port, sa) == 0 ? 0 : -EINVAL;
-}
-
-static void conn_closed(uv_handle_t *h)
-{
-    struct conn *c = h->data;
-    wire_reader_close(&c->rd);
-    secure_close(&c->sec);
-    rfs_free(c);
-}
-
-static void conn_close(struct conn *c, const char *why)
-{
-    if (c->closing) {
-        return;
-    }
-    struct node *n = c->n;
-    c->closing = true;
-    if (why != NULL) {
-        nlog(n, NODE_LOG_WARN, "dropping %s connection %s (%s %" PRIu64
-                               "): %s",
-             c->outgoing ? "outgoing" : "incoming", c->addr,
-             c->outgoing || c->open ? "node" : "claims node",
-             c->outgoing ? c->peer_id : c->sec.peer, why);
-    }
-    for (struct conn **p = &n->conns; *p; p = &(*p)->next) {
-        if (*p == c) {
-            *p = c->next;
-            break;
-        }
-    }
-    if (c->outgoing) {
-        for (unsigned i = 0; i < n->n_peers; i++) {
-            struct peer *p = &n->peers[i];
-            if (p->out == c) {
-                p->out = NULL;
-                p->backoff = p->backoff ? p->backoff * 2 : 50;
-                if (p->backoff > 2000) {
-                    p->backoff = 2000;
-                }
-                p->next_attempt = uv_now(&n->loop) + p->backoff;
-            }
-        }
-    }
-    uv_close((uv_handle_t *)&c->tcp, conn_closed);
-}
-
-struct write_req {
-    uv_write_t req;
-    struct conn *c;
-    size_t len;
-    uint8_t buf[];
-};
-
-static void written(uv_write_t *w, int status)
-{
-    struct write_req *wr = (struct write_req *)w;
-    if (!wr->c->closing) {
-        wr->c->queued -= wr->len;
-        if (status < 0) {
-            conn_close(wr->c, uv_strerror(status));
-        }
-    }
-    rfs_free(wr);
-}
-
-/* Frame and write a body; RAFT bodies are sealed first. */
-static void conn_send(struct conn *c, uint8_t type, const void *body,
-                      size_t len)
-{
-    if (c->closing) {
-        return;
-    }
-    bool sealed = type == WIRE_RAFT || type == WIRE_ADMIN;
-    size_t blen = sealed ? len + SECURE_OVERHEAD : len;
-    if (c->queued + blen > SEND_LIMIT) {
-        nlog(c->n, NODE_LOG_DEBUG, "send queue to %s full: message dropped",
-             c->addr);
-        return; /* Raft retransmits what matters. */
-    }
-    struct write_req *wr = rfs_malloc(sizeof(*wr) + WIRE_HDR + blen);
-    if (wr == NULL) {
-        return;
-    }
-    wr->c = c;
-    wr->len = blen;
-    uint8_t *b = wr->buf + WIRE_HDR;
-    if (sealed) {
-        if (secure_seal(&c->sec, body, len, b) != 0) {
-            rfs_free(wr);
-            return;
-        }
-    } else {
-        memcpy(b, body, len);
-    }
-    wire_frame_header(type, b, (uint32_t)blen, wr->buf);
-    uv_buf_t ub = uv_buf_init((char *)wr->buf, (unsigned)(WIRE_HDR + blen));
-    c->queued += blen;
-    int rv = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &ub, 1, written);
-    if (rv != 0) {
-        c->queued -= blen;
-        rfs_free(wr);
-        conn_close(c, uv_strerror(rv));
-    }
-}
-
-static struct peer *peer_get(struct node *n, rfs_nodeid_t id)
-{
-    for (unsigned i = 0; i < n->n_peers; i++) {
-        if (n->peers[i].id == id) {
-            return &n->peers[i];
-        }
-    }
-    return NULL;
-}
-
-static void flush_waiting(struct peer *p)
-{
-    while (p->waiting) {
-        struct out_buf *o = p->waiting;
-        p->waiting = o->next;
-        conn_send(p->out, o->type, o->plain.base, o->plain.len);
-        rfs_free(o->plain.base);
-        rfs_free(o);
-    }
-    p->n_waiting = 0;
-}
-
-static void admin_frame(struct node *n, rfs_nodeid_t from, const uint8_t *b,
-                        size_t len);
-static void admin_send(struct node *n, rfs_nodeid_t to, uint8_t kind,
-                       uint64_t id, int code, const char *text);
-
-static void on_frame(struct conn *c, const struct wire_frame *f)
-{
-    struct node *n = c->n;
-    if (!c->open) {
-        struct secure_out out;
-        if (secure_handshake(&c->sec, f->type, f->body, f->len, &out) != 0) {
-            conn_close(c, c->sec.why);
-            return;
-        }
-        if (out.type != 0) {
-            conn_send(c, out.type, out.body, out.len);
-        }
-        if (c->sec.state == SECURE_OPEN) {
-            c->open = true;
-            nlog(n, NODE_LOG_INFO, "%s connection %s with node %" PRIu64
-                                   " authenticated",
-                 c->outgoing ? "outgoing" : "incoming", c->addr, c->sec.peer);
-            if (c->outgoing) {
-                /* Say where we listen: a node that is joining knows no
-                 * one, and answers its leader through this address. */
-                admin_send(n, c->peer_id, 3, 0, 0, n->o.listen);
-                struct peer *p = peer_get(n, c->peer_id);
-                if (p != NULL && p->out == c) {
-                    p->backoff = 0;
-                    flush_waiting(p);
-                }
-            }
-        }
-        return;
-    }
-    if ((f->type != WIRE_RAFT && f->type != WIRE_ADMIN) || c->outgoing) {
-        conn_close(c, "unexpected frame");
-        return;
-    }
-    if (f->len < SECURE_OVERHEAD) {
-        conn_close(c, "short frame");
-        return;
-    }
-    uint8_t *plain = rfs_malloc(f->len);
-    if (plain == NULL) {
-        return;
-    }
-    if (secure_open(&c->sec, f->body, f->len, plain) != 0) {
-        rfs_free(plain);
-        conn_close(c, c->sec.why);
-        return;
-    }
-    if (f->type == WIRE_ADMIN) {
-        admin_frame(n, c->sec.peer, plain, f->len - SECURE_OVERHEAD);
-        rfs_free(plain);
-        return;
-    }
-    struct cons_msg m;
-    int rv = wire_msg_decode(plain, f->len - SECURE_OVERHEAD, &m);
-    if (rv != 0) {
-        rfs_free(plain);
-        conn_close(c, "malformed Raft message");
-        return;
-    }
-    /* The sender is who the handshake proved, whatever the message says. */
-    if (m.from != c->sec.peer || m.to != n->o.id) {
-        wire_msg_free(&m);
-        rfs_free(plain);
-        conn_close(c, "message claims another sender or recipient");
-        return;
-    }
-    host_recv(n->host, &m);
-    wire_msg_free(&m);
-    rfs_free(plain);
-}
-
-static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-    (void)h;
-    size_t len = hint < 65536 ? 65536 : hint;
-    buf->base = rfs_malloc(len);
-    buf->len = buf->base ? len : 0;
-}
-
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    struct conn *c = s->data;
-    struct node *n = c->n;
-    if (nread < 0) {
-        rfs_free(buf->base);
-        const char *why = nread == UV_EOF ? NULL : uv_strerror((int)nread);
-        if (why == NULL && !c->open && !c->outgoing) {
-            /* Hung up mid-handshake: typically a process that found out
-             * we hold a secret it does not. Say so, with its address. */
-            why = "closed before authenticating (wrong cluster secret?)";
-        }
-        conn_close(c, why);
-        return;
-    }
-    if (nread > 0 && !c->closing) {
-        if (wire_reader_feed(&c->rd, buf->base, (size_t)nread) != 0) {
-            conn_close(c, c->rd.errmsg[0] ? c->rd.errmsg : "out of memory");
-        } else {
-            struct wire_frame f;
-            int rv;
-            while (!c->closing && (rv = wire_reader_next(&c->rd, &f)) == 1) {
-                on_frame(c, &f);
-            }
-            if (!c->closing && rv < 0) {
-                conn_close(c, c->rd.errmsg);
-            }
-        }
-    }
-    rfs_free(buf->base);
-    /* A handshake or admin frame may have changed what the driver can do
-     * (a peer opened, a command ran); it catches up the clock first. */
-    host_poke(n->host);
-}
-
-static struct conn *conn_new(struct node *n, bool outgoing)
-{
-    struct conn *c = rfs_calloc(1, sizeof(*c));
-    if (c == NULL) {
-        return NULL;
-    }
-    c->n = n;
-    c->outgoing = outgoing;
-    wire_reader_init(&c->rd);
-    uv_tcp_init(&n->loop, &c->tcp);
-    c->tcp.data = c;
-    c->next = n->conns;
-    n->conns = c;
-    return c;
-}
-
-static void on_connect(uv_connect_t *req, int status)
-{
-    struct conn *c = req->data;
-    if (c->closing) {
-        return;
-    }
-    if (status < 0) {
-        nlog(c->n, NODE_LOG_DEBUG, "cannot reach node %" PRIu64 " at %s: %s",
-             c->peer_id, c->addr, uv_strerror(status));
-        conn_close(c, NULL);
-        return;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
-    struct secure_out out;
-    secure_init(&c->sec, true, c->n->o.id, c->peer_id, c->n->secret, &out);
-    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
-    conn_send(c, out.type, out.body, out.len);
-}
-
-static void peer_connect(struct node *n, struct peer *p)
-{
-    struct sockaddr_in sa;
-    if (parse_addr(p->addr, &sa) != 0) {
-        nlog(n, NODE_LOG_ERROR, "node %" PRIu64 " has a bad address '%s'",
-             p->id, p->addr);
-        p->next_attempt = uv_now(&n->loop) + 10000;
-        return;
-    }
-    struct conn *c = conn_new(n, true);
-    if (c == NULL) {
-        return;
-    }
-    c->peer_id = p->id;
-    snprintf(c->addr, sizeof(c->addr), "%s", p->addr);
-    c->creq.data = c;
-    p->out = c;
-    int rv = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&sa,
-                            on_connect);
-    if (rv != 0) {
-        conn_close(c, uv_strerror(rv));
-    }
-}
-
-/* Keep one outgoing connection per member of the configuration. */
-static void sync_peers(struct node *n)
-{
-    const struct cons_conf *c = cons_node_conf(host_core(n->host));
-    struct cons_status st;
-    cons_node_status(host_core(n->host), &st);
-    if (st.conf_index != n->conf_index_seen || c->n != n->conf_n) {
-        n->conf_index_seen = st.conf_index;
-        n->conf_n = c->n;
-        /* Drop peers that left. */
-        unsigned k = 0;
-        for (unsigned i = 0; i < n->n_peers; i++) {
-            struct peer *p = &n->peers[i];
-            if (cons_conf_get(c, p->id) != NULL ||
-                (p->contact && cons_conf_get(c, n->o.id) == NULL)) {
-                n->peers[k++] = *p;
-                continue;
-            }
-            if (p->out) {
-                conn_close(p->out, NULL);
-            }
-            while (p->waiting) {
-                struct out_buf *o = p->waiting;
-                p->waiting = o->next;
-                rfs_free(o->plain.base);
-                rfs_free(o);
-            }
-        }
-        n->n_peers = k;
-        for (unsigned i = 0; i < c->n; i++) {
-            const struct cons_server *s = &c->servers[i];
-            if (s->id == n->o.id || peer_get(n, s->id) != NULL ||
-                n->n_peers >= MAX_PEERS) {
-                continue;
-            }
-            struct peer *p = &n->peers[n->n_peers++];
-            memset(p, 0, sizeof(*p));
-            p->id = s->id;
-            snprintf(p->addr, sizeof(p->addr), "%s", s->addr);
-        }
-        /* An outgoing conn's peer pointer may have moved: rebind. */
-        for (struct conn *cn = n->conns; cn; cn = cn->next) {
-            if (cn->outgoing && !cn->closing) {
-                struct peer *p = peer_get(n, cn->peer_id);
-                if (p != NULL) {
-                    p->out = cn;
-                }
-            }
-        }
-    }
-    uint64_t now = uv_now(&n->loop);
-    for (unsigned i = 0; i < n->n_peers; i++) {
-        struct peer *p = &n->peers[i];
-        if (p->out == NULL && now >= p->next_attempt && !n->stopping) {
-            peer_connect(n, p);
-        }
-    }
-}
-
-static void send_frame_now(struct node *n, rfs_nodeid_t to, uint8_t type,
-                           struct rfs_buf plain);
-
-static void delayed_freed(uv_handle_t *h)
-{
-    rfs_free(h->data);
-}
-
-static void delayed_fire(uv_timer_t *t)
-{
-    struct delayed *d = t->data;
-    struct node *n = d->n;
-    if (d->prev) {
-        d->prev->next = d->next;
-    } else {
-        n->delayed = d->next;
-    }
-    if (d->next) {
-        d->next->prev = d->prev;
-    }
-    send_frame_now(n, d->to, d->type, d->plain);
-    uv_close((uv_handle_t *)&d->timer, delayed_freed);
-}
-
-static void send_frame(struct node *n, rfs_nodeid_t to, uint8_t type,
-                       struct rfs_buf plain)
-{
-    if (n->fault_jitter_ms > 0 && !n->stopping) {
-        n->fault_rng ^= n->fault_rng << 13;
-        n->fault_rng ^= n->fault_rng >> 7;
-        n->fault_rng ^= n->fault_rng << 17;
-        unsigned ms = (unsigned)(n->fault_rng % (n->fault_jitter_ms + 1));
-        struct delayed *d = ms > 0 ? rfs_calloc(1, sizeof(*d)) : NULL;
-        if (d != NULL) {
-            d->n = n;
-            d->to = to;
-            d->type = type;
-            d->plain = plain;
-            uv_timer_init(&n->loop, &d->timer);
-            d->timer.data = d;
-            d->next = n->delayed;
-            if (n->delayed) {
-                n->delayed->prev = d;
-            }
-            n->delayed = d;
-            uv_timer_start(&d->timer, delayed_fire, ms, 0);
-            return;
-        }
-    }
-    send_frame_now(n, to, type, plain);
-}
-
-static void send_frame_now(struct node *n, rfs_nodeid_t to, uint8_t type,
-                           struct rfs_buf plain)
-{
-    struct peer *p = peer_get(n, to);
-    if (p == NULL) {
-        rfs_free(plain.base);
-        return;
-    }
-    if (p->out != NULL && p->out->open) {
-        conn_send(p->out, type, plain.base, plain.len);
-        rfs_free(plain.base);
-        return;
-    }
-    if (p->n_waiting >= 256) {
-        rfs_free(plain.base); /* Bounded: the oldest state is stale anyway. */
-        return;
-    }
-    struct out_buf *o = rfs_malloc(sizeof(*o));
-    if (o == NULL) {
-        rfs_free(plain.base);
-        return;
-    }
-    o->plain = plain;
-    o->type = type;
-    o->next = NULL;
-    struct out_buf **t = &p->waiting;
-    while (*t) {
-        t = &(*t)->next;
-    }
-    *t = o;
-    p->n_waiting++;
-}
-
-static void send_plain(struct node *n, rfs_nodeid_t to, struct rfs_buf plain)
-{
-    send_frame(n, to, WIRE_RAFT, plain);
-}
-
-static void on_accept(uv_stream_t *server, int status)
-{
-    struct node *n = server->data;
-    if (status < 0 || n->stopping) {
-        return;
-    }
-    struct conn *c = conn_new(n, false);
-    if (c == NULL) {
-        return;
-    }
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        conn_close(c, NULL);
-        return;
-    }
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    snprintf(c->addr, sizeof(c->addr), "?");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0 &&
-        ss.ss_family == AF_INET) {
-        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-        char ip[32];
-        uv_ip4_name(sin, ip, sizeof(ip));
-        snprintf(c->addr, sizeof(c->addr), "%s:%u", ip, ntohs(sin->sin_port));
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
-    struct secure_out out;
-    secure_init(&c->sec, false, n->o.id, 0, n->secret, &out);
-    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -947,8 +389,7 @@ static rfs_index_t io_applied(void *data)
 static bool io_connected(void *data, rfs_nodeid_t id)
 {
     struct node *n = data;
-    struct peer *p = peer_get(n, id);
-    return p != NULL && p->out != NULL && p->out->open;
+    return n->net != NULL && transport_connected(n->net, id);
 }
 
 static const char *io_errmsg(void *data)
@@ -960,11 +401,7 @@ static const char *io_errmsg(void *data)
 static void io_send(void *data, rfs_nodeid_t to, struct rfs_buf plain)
 {
     struct node *n = data;
-    if (n->stopping) {
-        rfs_free(plain.base); /* The connections are closing. */
-        return;
-    }
-    send_plain(n, to, plain);
+    transport_send(n->net, to, plain);
 }
 
 static void io_log(void *data, enum host_log_level lv, const char *line)
@@ -1013,9 +450,7 @@ static void publish_status(struct node *n)
         }
     }
     snprintf(st.listen, sizeof(st.listen), "%s", n->o.listen);
-    for (unsigned i = 0; i < n->n_peers; i++) {
-        st.peers_connected += n->peers[i].out && n->peers[i].out->open;
-    }
+    st.peers_connected = transport_connected_count(n->net);
     pthread_mutex_lock(&n->lock);
     memcpy(st.last_error, n->status.last_error, sizeof(st.last_error));
     n->status = st;
@@ -1025,8 +460,13 @@ static void publish_status(struct node *n)
 static void io_idle(void *data)
 {
     struct node *n = data;
-    sync_peers(n);
-    publish_status(n);
+    if (n->net != NULL) {
+        struct cons_status st;
+        cons_node_status(host_core(n->host), &st);
+        transport_sync(n->net, cons_node_conf(host_core(n->host)),
+                       st.conf_index);
+        publish_status(n);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1139,58 +579,21 @@ static int admin_exec(struct node *n, const char *line, char *out, size_t cap)
     return -EINVAL;
 }
 
-static void admin_send(struct node *n, rfs_nodeid_t to, uint8_t kind,
-                       uint64_t id, int code, const char *text)
+/* An admin frame from a peer (transport.h): a request to run here, as
+ * the leader, or the leader's reply to one of ours. */
+static void net_admin(void *data, rfs_nodeid_t from,
+                      enum transport_admin_kind kind, uint64_t id, int code,
+                      const char *text)
 {
-    size_t tl = strnlen(text, ADMIN_TEXT_MAX);
-    struct rfs_buf b = {rfs_malloc(13 + tl), 13 + tl};
-    if (b.base == NULL) {
-        return;
-    }
-    uint8_t *p = b.base;
-    p[0] = kind;
-    rfs_put_le64(p + 1, id);
-    rfs_put_le32(p + 9, (uint32_t)code);
-    memcpy(p + 13, text, tl);
-    send_frame(n, to, WIRE_ADMIN, b);
-}
-
-static void admin_frame(struct node *n, rfs_nodeid_t from, const uint8_t *b,
-                        size_t len)
-{
-    if (len < 13 || len > 13 + ADMIN_TEXT_MAX) {
-        nlog(n, NODE_LOG_WARN, "malformed admin frame from node %" PRIu64,
-             from);
-        return;
-    }
-    uint64_t id = rfs_get_le64(b + 1);
-    char text[ADMIN_TEXT_MAX + 1];
-    memcpy(text, b + 13, len - 13);
-    text[len - 13] = '\0';
-    if (b[0] == 3) {
-        char err[RFS_ERRMSG_SZ];
-        if (peer_get(n, from) != NULL || n->n_peers >= MAX_PEERS ||
-            from == n->o.id || config_parse_addr(text, err) != 0) {
-            return;
-        }
-        struct peer *p = &n->peers[n->n_peers++];
-        memset(p, 0, sizeof(*p));
-        p->id = from;
-        p->contact = true;
-        snprintf(p->addr, sizeof(p->addr), "%.63s", text);
-        nlog(n, NODE_LOG_INFO, "node %" PRIu64 " at %s called: answering it "
-                               "there", from, p->addr);
-        return;
-    }
-    if (b[0] == 1) {
+    struct node *n = data;
+    if (kind == ADMIN_REQUEST) {
         char out[ADMIN_TEXT_MAX];
         int rv = admin_exec(n, text, out, sizeof(out));
         nlog(n, NODE_LOG_INFO, "admin '%.80s' from node %" PRIu64 ": %s",
              text, from, rv == 0 ? "done" : out);
-        admin_send(n, from, 2, id, rv, out);
+        transport_admin(n->net, from, ADMIN_REPLY, id, rv, out);
         return;
     }
-    int code = (int32_t)rfs_get_le32(b + 9);
     for (struct admin **a = &n->admins; *a; a = &(*a)->next) {
         if ((*a)->id == id) {
             struct admin *d = *a;
@@ -1200,6 +603,18 @@ static void admin_frame(struct node *n, rfs_nodeid_t from, const uint8_t *b,
             return;
         }
     }
+}
+
+static void net_raft(void *data, const struct cons_msg *m)
+{
+    struct node *n = data;
+    host_recv(n->host, m);
+}
+
+static void net_poke(void *data)
+{
+    struct node *n = data;
+    host_poke(n->host);
 }
 
 static void admin_expire(struct node *n)
@@ -1257,7 +672,8 @@ static void admin_start(struct node *n, struct sub *s)
                 a->arg = s->arg;
                 a->next = n->admins;
                 n->admins = a;
-                admin_send(n, st.leader, 1, a->id, 0, line);
+                transport_admin(n->net, st.leader, ADMIN_REQUEST, a->id, 0,
+                                line);
                 rfs_free(s);
                 return;
             }
@@ -1279,25 +695,7 @@ static void close_all(struct node *n)
     uv_timer_stop(&n->tick);
     uv_close((uv_handle_t *)&n->tick, NULL);
     uv_close((uv_handle_t *)&n->wake, NULL);
-    uv_close((uv_handle_t *)&n->listener, NULL);
-    while (n->conns) {
-        conn_close(n->conns, NULL);
-    }
-    for (unsigned i = 0; i < n->n_peers; i++) {
-        while (n->peers[i].waiting) {
-            struct out_buf *o = n->peers[i].waiting;
-            n->peers[i].waiting = o->next;
-            rfs_free(o->plain.base);
-            rfs_free(o);
-        }
-    }
-    while (n->delayed) {
-        struct delayed *d = n->delayed;
-        n->delayed = d->next;
-        uv_timer_stop(&d->timer);
-        rfs_free(d->plain.base);
-        uv_close((uv_handle_t *)&d->timer, delayed_freed);
-    }
+    transport_close(n->net);
     host_close(n->host, RFS_ESHUTDOWN);
     io_publish(n); /* No lease for the fast path once stopping. */
 }
@@ -1469,45 +867,23 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
     if (rv != 0) {
         goto err_after_store;
     }
-    struct sockaddr_in sa;
-    if (parse_addr(o->listen, &sa) != 0) {
-        rv = -EINVAL;
-        snprintf(errmsg, RFS_ERRMSG_SZ, "bad listen address '%s' (want "
-                                        "IPv4:port)",
-                 o->listen);
-        goto err_after_core;
-    }
     uv_loop_init(&n->loop);
-    uv_tcp_init(&n->loop, &n->listener);
-    n->listener.data = n;
-    rv = uv_tcp_bind(&n->listener, (struct sockaddr *)&sa, 0);
-    if (rv == 0) {
-        rv = uv_listen((uv_stream_t *)&n->listener, 64, on_accept);
-    }
+    const struct transport_cbs cbs = {
+        .data = n,
+        .raft = net_raft,
+        .admin = net_admin,
+        .poke = net_poke,
+        .log = io_log,
+    };
+    rv = transport_open(&n->loop, n->o.id, o->listen, n->secret, &cbs,
+                        &n->net, errmsg);
     if (rv != 0) {
-        snprintf(errmsg, RFS_ERRMSG_SZ, "cannot listen on %s: %s", o->listen,
-                 uv_strerror(rv));
-        uv_close((uv_handle_t *)&n->listener, NULL);
-        uv_run(&n->loop, UV_RUN_DEFAULT);
         uv_loop_close(&n->loop);
         goto err_after_core;
     }
     uv_timer_init(&n->loop, &n->tick);
     n->tick.data = n;
     uv_async_init(&n->loop, &n->wake, on_wake);
-    /* RAFTFS_TEST_NET_FAULTS=MS:SEED (tests only): hold each outgoing frame
-     * back 0..MS ms, drawn from SEED, so frames arrive late and reordered. */
-    const char *faults = getenv("RAFTFS_TEST_NET_FAULTS");
-    if (faults != NULL) {
-        unsigned long long ms = 0, seed = 1;
-        if (sscanf(faults, "%llu:%llu", &ms, &seed) >= 1 && ms > 0 &&
-            ms <= 1000) {
-            n->fault_jitter_ms = (unsigned)ms;
-            n->fault_rng = (seed ? seed : 1) * 2654435761u + n->o.id;
-            nlog(n, NODE_LOG_WARN, "test fault layer on: outgoing frames "
-                 "delayed 0..%llu ms (RAFTFS_TEST_NET_FAULTS)", ms);
-        }
-    }
     n->wake.data = n;
     uv_timer_start(&n->tick, on_tick, n->o.tick_ms, n->o.tick_ms);
     host_poke(n->host);
@@ -1538,6 +914,7 @@ void node_stop(struct node *n)
     uv_async_send(&n->wake);
     pthread_join(n->thread, NULL);
     uv_loop_close(&n->loop);
+    transport_free(n->net);
     host_free(n->host);
     store_close(n->store);
     pthread_mutex_destroy(&n->lock);

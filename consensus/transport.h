@@ -1,0 +1,81 @@
+/*
+ * transport: a node's peers over TCP, on its libuv loop.
+ *
+ * One outgoing connection per member of the configuration (reconnected
+ * with backoff from 50 ms to 2 s) carries what this node sends; incoming
+ * connections carry what it receives. Every connection is authenticated
+ * and encrypted with the cluster secret (secure.h, docs/protocol.md); a
+ * message's sender must be the node the handshake proved, and its
+ * recipient this node, or the connection is dropped and logged with the
+ * peer's address. Send queues are bounded (32 MiB per connection, 256
+ * messages waiting for a connection); beyond that messages are dropped and
+ * Raft retransmits.
+ *
+ * Besides Raft messages, connections carry admin frames of three named
+ * kinds: a request for the leader, its reply, and the hello with which a
+ * node says where it listens (a node that is joining knows no one, and its
+ * leader answers it through that address).
+ *
+ * Caveats:
+ * - Loop thread only; every callback runs on the loop thread.
+ * - Test fault layer: RAFTFS_TEST_NET_FAULTS=MS:SEED (read once at open,
+ *   logged as a warning) holds every outgoing frame back 0..MS ms.
+ */
+#ifndef RAFTFS_CONSENSUS_TRANSPORT_H
+#define RAFTFS_CONSENSUS_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../common/types.h"
+#include "core/core.h"
+#include "host.h"
+
+enum transport_admin_kind {
+    ADMIN_REQUEST = 1, /* An operator's command for the leader. */
+    ADMIN_REPLY = 2,   /* The leader's answer: code and text. */
+    ADMIN_HELLO = 3,   /* "I listen at ADDR" (handled here). */
+};
+
+struct transport_cbs {
+    void *data;
+    /* A Raft message from the peer the handshake proved (borrowed). */
+    void (*raft)(void *data, const struct cons_msg *m);
+    /* An admin request or reply (text borrowed). */
+    void (*admin)(void *data, rfs_nodeid_t from,
+                  enum transport_admin_kind kind, uint64_t id, int code,
+                  const char *text);
+    /* After each read from a connection: the node may have work. */
+    void (*poke)(void *data);
+    void (*log)(void *data, enum host_log_level lv, const char *line);
+};
+
+struct transport;
+
+/* Listen on listen ("IPv4:port"). 0, -EINVAL or -EADDRINUSE with errmsg
+ * naming the address. secret: SECURE_KEY_BYTES, copied. */
+int transport_open(uv_loop_t *loop, rfs_nodeid_t id, const char *listen,
+                   const uint8_t *secret, const struct transport_cbs *cb,
+                   struct transport **out, char *errmsg);
+/* Close every handle; free with transport_free() once the loop has run
+ * their close callbacks. Sends after this are dropped. */
+void transport_close(struct transport *t);
+void transport_free(struct transport *t);
+
+/* Keep one outgoing connection per member of c (at conf_index), and try
+ * again those that are down and due. Call after every change. */
+void transport_sync(struct transport *t, const struct cons_conf *c,
+                    rfs_index_t conf_index);
+/* Send an encoded Raft message (takes plain). */
+void transport_send(struct transport *t, rfs_nodeid_t to,
+                    struct rfs_buf plain);
+/* Send an admin frame (text copied). */
+void transport_admin(struct transport *t, rfs_nodeid_t to,
+                     enum transport_admin_kind kind, uint64_t id, int code,
+                     const char *text);
+/* Whether the connection to peer id is open (authenticated). */
+bool transport_connected(const struct transport *t, rfs_nodeid_t id);
+unsigned transport_connected_count(const struct transport *t);
+
+#endif /* RAFTFS_CONSENSUS_TRANSPORT_H */
