@@ -1,24 +1,30 @@
 /*
- * node: a running raftfs node. The Raft core, the store and the peer
- * transport, driven by one libuv loop thread.
+ * node: a running raftfs node. The host driver (host.h: the core and the
+ * ordering around it), the store, the snapshot files and the peer transport,
+ * driven by one libuv loop thread.
  *
- * The loop thread owns the core, the peer connections and the timers; no
- * other thread touches them. Synced log writes run in libuv's threadpool one
- * batch at a time, each batch holding every update taken while the previous
- * one was in flight (group commit); messages that must wait for durability
- * leave when their batch completes. Committed entries are applied in order on
+ * The loop thread owns the driver, the peer connections and the timers; no
+ * other thread touches them. Synced log writes, snapshot images and chunk
+ * reads run in libuv's threadpool; committed entries are applied in order on
  * the loop thread.
  *
  * Other threads (FUSE workers, tests) submit commands and read barriers with
- * node_submit() and node_read_barrier(); the callback runs on the loop thread
- * once the command is applied on this node (with its result) or the barrier
- * is passed, or with an error. A command is identified by (this node, boot
- * id, sequence number), so one retried after a leader change is applied once.
+ * node_submit() and node_read_barrier(), and get a callback once the command
+ * is applied on this node (with its result) or the barrier is passed, or
+ * with an error. A command is identified by (this node, boot id, sequence
+ * number), so one retried after a leader change is applied once.
+ *
+ * Which thread runs a callback:
+ * - the loop thread, normally (so it must not block);
+ * - the caller's own thread, before the call returns, in two cases: a read
+ *   barrier passed at once on a leader inside its lease
+ *   (node_read_barrier), and any request submitted after node_stop() began
+ *   (RFS_ESHUTDOWN).
  *
  * Caveats:
- * - Callbacks run on the loop thread: they must not block.
- * - Every submitted callback runs exactly once, with RFS_ESHUTDOWN if the node
- *   stops first.
+ * - Every callback of a call that returned 0 runs exactly once: with its
+ *   result, an error, or RFS_ESHUTDOWN if the node stops first (on the loop
+ *   thread while it winds down, or on the caller's thread as above).
  * - A node removed from the cluster answers every new request with
  *   RFS_EREMOVED (and fails those in flight) until a leader replicates to
  *   it again (it was added back).
@@ -95,9 +101,10 @@ int node_submit(struct node *n, const struct store_cmd *cmd, node_cb cb,
                 void *arg);
 
 /* Linearizable read barrier (any thread): cb runs once this node applied
- * everything committed before the call. Same errors as node_submit. A
+ * everything committed before the call, on the loop thread; except that a
  * leader inside its lease that has applied its commit index runs cb at
- * once, on the calling thread, before this returns. */
+ * once, on the calling thread, before this returns (see the file comment).
+ * Same errors as node_submit. */
 int node_read_barrier(struct node *n, node_cb cb, void *arg);
 
 /*
