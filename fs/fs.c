@@ -330,15 +330,19 @@ static void barrier_done(void *data, int err, const struct store_result *r)
 {
     (void)r;
     struct barrier *b = data;
+    if (err == -ETIMEDOUT) {
+        /* Also when the answer is then served locally: every later request
+         * of the same system call (the kernel may send a getattr, a
+         * revalidating lookup and a lookup for one open) must fail at once
+         * instead of waiting out the timeout again. */
+        pthread_mutex_lock(&b->fs->lock);
+        b->fs->quorum_lost = true;
+        pthread_mutex_unlock(&b->fs->lock);
+    }
     if (b->local_if_cut_off && (err == RFS_EREMOVED || err == -ETIMEDOUT)) {
         err = 0; /* See fs__after_barrier_or_local(). */
     }
     if (err != 0) {
-        if (err == -ETIMEDOUT) {
-            pthread_mutex_lock(&b->fs->lock);
-            b->fs->quorum_lost = true;
-            pthread_mutex_unlock(&b->fs->lock);
-        }
         fs__reply_err(b->req, err);
         rfs_free(b->arg);
     } else {
@@ -366,6 +370,11 @@ bool fs__degraded(struct fs *fs)
     return false;
 }
 
+int fs__degraded_code(const struct fs *fs)
+{
+    return fs->o.linearizable ? -ETIMEDOUT : -EROFS;
+}
+
 static void after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
                           void *arg, bool local_if_cut_off);
 
@@ -390,7 +399,12 @@ static void after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
     }
     if (fs__degraded(fs)) {
         /* The last wait for a quorum already ran out and no leader has
-         * shown since: answer at once, as the wait would have. */
+         * shown since: answer at once, as the wait would have (locally
+         * where the wait would have fallen back to the local state). */
+        if (local_if_cut_off) {
+            fn(fs, req, arg);
+            return;
+        }
         fuse_reply_err(req, ETIMEDOUT);
         rfs_free(arg);
         return;

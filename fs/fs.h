@@ -24,8 +24,10 @@
  *   that waits for the loop thread).
  * - A read-only handle reads one RocksDB snapshot taken at open; a writable
  *   handle reads the latest state, hence its own writes.
- * - Errors: see fs_errno() and docs/fs.md. After a change times out, and
- *   while no leader is known, further changes fail at once with EROFS.
+ * - Errors: see fs_errno() and docs/fs.md. After a change or a read
+ *   barrier times out, and while no leader is known, further changes and
+ *   linearizable reads fail at once with ETIMEDOUT (changes with EROFS in
+ *   reads=local, where reads go on).
  *
  * Caveats:
  * - The fuse_lowlevel_ops run on FUSE worker threads; completions run on the

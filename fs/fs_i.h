@@ -155,9 +155,14 @@ uint64_t fs__vlookup(const char *name);  /* /.raftfs/NAME's id, or 0. */
 const char *fs__vname(uint64_t ino);      /* Its name, or NULL. */
 int fs__vrender(struct fs *fs, uint64_t ino, char **text, size_t *len);
 
-/* A request timed out and no leader is known since: changes fail at once
- * with EROFS, linearizable reads with ETIMEDOUT. */
+/* A request timed out and no leader is known since: changes and
+ * linearizable reads fail at once (see fs__degraded_code). */
 bool fs__degraded(struct fs *fs);
+/* What a change answers at once while degraded: -ETIMEDOUT in
+ * reads=linearizable, where reads fail too, so "read-only" would be a lie
+ * and every request of the mount then says the same thing; -EROFS in
+ * reads=local, where the mount really is read-only for now. */
+int fs__degraded_code(const struct fs *fs);
 
 /* Read barrier (linearizable mode) then fn on the loop thread; at once on
  * this thread in local mode. On a barrier error, replies with it. */

@@ -214,7 +214,7 @@ static void change_done(void *arg, int err, const struct store_result *r)
 static void submit(struct change *w, const struct store_cmd *c)
 {
     struct fs *fs = w->fs;
-    int rv = fs__degraded(fs) ? -EROFS : 0;
+    int rv = fs__degraded(fs) ? fs__degraded_code(fs) : 0;
     if (rv == 0) {
         pthread_mutex_lock(&fs->lock);
         fs->cnt.changes++;
