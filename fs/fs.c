@@ -125,7 +125,10 @@ void fs__attr_to_stat(const struct store_attr *a, struct stat *st)
     st->st_gid = a->gid;
     st->st_size = (off_t)a->size;
     st->st_blksize = 4096;
-    st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+    /* A file's blocks are what its chunks hold, so a sparse file shows
+     * few (`du`); the size may be far larger. */
+    uint64_t held = a->type == STORE_FILE ? a->stored : a->size;
+    st->st_blocks = (blkcnt_t)((held + 511) / 512);
     st->st_atim.tv_sec = a->atime_ns / 1000000000;
     st->st_atim.tv_nsec = a->atime_ns % 1000000000;
     st->st_mtim.tv_sec = a->mtime_ns / 1000000000;

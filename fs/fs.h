@@ -55,7 +55,7 @@ struct fs_options {
     uint32_t max_write;         /* Largest write asked of the kernel. */
     const char *data_dir;       /* For statfs: the disk the store is on. */
     uint64_t min_free_bytes;    /* statfs: the store's reserve. */
-    uint64_t max_file_size;     /* statfs and docs: EFBIG past this. */
+    uint64_t max_file_bytes;    /* The store's: bytes one file stores. */
 };
 
 void fs_options_default(struct fs_options *o);

@@ -1228,7 +1228,7 @@ static int cmd_mount(int argc, char **argv)
     store_options_default(&so);
     m.fs.data_dir = dir;
     m.fs.min_free_bytes = so.min_free_bytes;
-    m.fs.max_file_size = so.max_file_size;
+    m.fs.max_file_bytes = so.max_file_bytes;
     struct fs *fs;
     if (fs_new(&m.fs, &fs) != 0) {
         fail("out of memory");

@@ -52,6 +52,7 @@ void store__attr_encode(const struct store_attr *a, uint8_t *p)
     rfs_put_le64(p + 41, (uint64_t)a->ctime_ns);
     rfs_put_le64(p + 49, a->revision);
     rfs_put_le64(p + 57, a->parent);
+    rfs_put_le64(p + 65, a->stored);
 }
 
 int store__attr_decode(uint64_t ino, const char *v, size_t len,
@@ -78,6 +79,7 @@ int store__attr_decode(uint64_t ino, const char *v, size_t len,
     a->ctime_ns = (int64_t)rfs_get_le64(p + 41);
     a->revision = rfs_get_le64(p + 49);
     a->parent = rfs_get_le64(p + 57);
+    a->stored = rfs_get_le64(p + 65);
     return 0;
 }
 
@@ -228,18 +230,44 @@ static void dentry_del(struct tx *t, uint64_t parent, const char *name,
                                  8 + len);
 }
 
-/* Drop the chunks of file a from chunk number `from` on. Point deletes, one
- * per chunk the size covers: RocksDB 7.8 re-fragments every range tombstone
- * in the memtable on each read, so range deletes stay off the apply path. */
-static void chunks_drop(struct tx *t, const struct store_attr *a,
-                        uint64_t from)
+/* Drop the chunks of file ino from chunk number `from` on; *dropped (may
+ * be NULL) gets the bytes they held. The chunks that exist are listed
+ * rather than every chunk number the size covers: a sparse file may be
+ * terabytes long and hold three chunks. Point deletes, one per chunk:
+ * RocksDB 7.8 re-fragments every range tombstone in the memtable on each
+ * read, so range deletes stay off the apply path. Reads the state before
+ * this entry, like every read of apply: call it before putting chunks of
+ * the same file in this entry. */
+static int chunks_drop(struct tx *t, uint64_t ino, uint64_t from,
+                       uint64_t *dropped)
 {
-    uint64_t end = (a->size + STORE_CHUNK_SIZE - 1) / STORE_CHUNK_SIZE;
-    for (uint64_t cn = from; cn < end; cn++) {
-        uint8_t k[16];
-        chunk_key(k, a->ino, cn);
-        rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_CHUNKS], (char *)k, 16);
+    uint8_t k[16];
+    chunk_key(k, ino, from);
+    uint64_t bytes = 0;
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(t->s->db, t->s->ro, t->s->cf[CF_CHUNKS]);
+    for (rocksdb_iter_seek(it, (char *)k, 16); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        if (klen != 16 || rfs_get_be64((const uint8_t *)key) != ino) {
+            break;
+        }
+        rocksdb_iter_value(it, &vlen);
+        bytes += vlen;
+        rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_CHUNKS], key, klen);
     }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(t->s, err, "listing the chunks of %llu",
+                                (unsigned long long)ino);
+    }
+    if (dropped != NULL) {
+        *dropped = bytes;
+    }
+    return 0;
 }
 
 static int name_drop(struct tx *t, struct store_attr *a);
@@ -260,7 +288,7 @@ static int inode_drop(struct tx *t, uint64_t ino)
     rfs_put_be64(k, ino);
     rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_INODES], (char *)k, 8);
     if (a.type == STORE_FILE) {
-        chunks_drop(t, &a, 0);
+        return chunks_drop(t, ino, 0, NULL);
     }
     return 0;
 }
@@ -353,20 +381,24 @@ static void touch(struct tx *t, struct store_attr *a)
 }
 
 /* Write data at offset into file a (whose size is a->size as seen so far in
- * this entry), updating a. Bytes past the old size read as zeros. */
+ * this entry), updating a. Bytes past the old size read as zeros; chunks
+ * not written stay holes. a->stored follows the bytes the chunks hold:
+ * EFBIG if that would pass max_file_bytes (the caller's batch is then
+ * dropped whole). */
 static int write_data(struct tx *t, struct store_attr *a, uint64_t off,
                       const uint8_t *data, size_t len)
 {
     if (len == 0) {
         return 0;
     }
-    if (off + len > t->s->o.max_file_size || off + len < off) {
+    if (off + len > STORE_MAX_FILE_SIZE || off + len < off) {
         return EFBIG;
     }
     uint8_t *buf = rfs_malloc(STORE_CHUNK_SIZE);
     if (buf == NULL) {
         return -ENOMEM;
     }
+    uint64_t stored = a->stored;
     size_t done = 0;
     while (done < len) {
         uint64_t pos = off + done;
@@ -377,10 +409,12 @@ static int write_data(struct tx *t, struct store_attr *a, uint64_t off,
         if (n > len - done) {
             n = len - done;
         }
-        /* Existing bytes of this chunk that lie within the file. */
+        /* Existing bytes of this chunk that lie within the file (read also
+         * for a whole-chunk write: the bytes it held leave the count). */
         size_t have = 0;
+        size_t old = 0;
         memset(buf, 0, STORE_CHUNK_SIZE);
-        if (cstart < a->size && (in > 0 || n < STORE_CHUNK_SIZE)) {
+        if (cstart < a->size) {
             uint8_t k[16];
             chunk_key(k, a->ino, cn);
             char *v;
@@ -392,6 +426,7 @@ static int write_data(struct tx *t, struct store_attr *a, uint64_t off,
                 return rv;
             }
             if (v != NULL) {
+                old = vlen;
                 have = vlen;
                 if (cstart + have > a->size) {
                     have = (size_t)(a->size - cstart);
@@ -402,6 +437,7 @@ static int write_data(struct tx *t, struct store_attr *a, uint64_t off,
         }
         memcpy(buf + in, data + done, n);
         size_t clen = in + n > have ? in + n : have;
+        stored = stored - old + clen;
         uint8_t k[16];
         chunk_key(k, a->ino, cn);
         rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_CHUNKS], (char *)k, 16,
@@ -409,37 +445,48 @@ static int write_data(struct tx *t, struct store_attr *a, uint64_t off,
         done += n;
     }
     rfs_free(buf);
+    if (stored > t->s->o.max_file_bytes && stored > a->stored) {
+        return EFBIG;
+    }
+    a->stored = stored;
     if (off + len > a->size) {
         a->size = off + len;
     }
     return 0;
 }
 
-/* Truncate or extend file a to size. */
+/* Truncate or extend file a to size. Growing stores nothing (a hole);
+ * shrinking drops the chunks past the end and trims the last partial one,
+ * so stale bytes never reappear when the file grows again. */
 static int set_size(struct tx *t, struct store_attr *a, uint64_t size)
 {
-    if (size > t->s->o.max_file_size) {
+    if (size > STORE_MAX_FILE_SIZE) {
         return EFBIG;
     }
     if (size < a->size) {
         uint64_t keep = (size + STORE_CHUNK_SIZE - 1) / STORE_CHUNK_SIZE;
-        chunks_drop(t, a, keep);
+        uint64_t dropped;
+        int rv = chunks_drop(t, a->ino, keep, &dropped);
+        if (rv != 0) {
+            return rv;
+        }
+        a->stored -= dropped < a->stored ? dropped : a->stored;
         size_t tail = (size_t)(size % STORE_CHUNK_SIZE);
         if (tail != 0) {
-            /* Trim the last partial chunk so stale bytes never reappear
-             * when the file grows again. */
             uint8_t k[16];
             chunk_key(k, a->ino, size / STORE_CHUNK_SIZE);
             char *v;
             size_t vlen;
-            int rv = get(t->s, t->s->ro, CF_CHUNKS, k, 16, &v, &vlen,
-                         "reading a chunk");
+            rv = get(t->s, t->s->ro, CF_CHUNKS, k, 16, &v, &vlen,
+                     "reading a chunk");
             if (rv != 0) {
                 return rv;
             }
             if (v != NULL && vlen > tail) {
                 rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_CHUNKS],
                                           (char *)k, 16, v, tail);
+                a->stored -= vlen - tail < a->stored ? vlen - tail
+                                                     : a->stored;
             }
             rocksdb_free(v);
         }

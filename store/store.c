@@ -28,7 +28,7 @@ static const char *cf_names[CF_COUNT] = {
 void store_options_default(struct store_options *o)
 {
     memset(o, 0, sizeof(*o));
-    o->max_file_size = 64ull << 20;
+    o->max_file_bytes = 64ull << 20;
     o->sync = true;
     o->min_free_bytes = 128ull << 20;
 }

@@ -56,8 +56,15 @@
 
 struct store;
 
+/* The largest file size (and end of a write): the kernel's own limit for a
+ * FUSE file (s_maxbytes, MAX_LFS_FILESIZE on 64-bit). Holes cost nothing:
+ * what is bounded is the bytes a file stores (max_file_bytes). */
+#define STORE_MAX_FILE_SIZE ((uint64_t)INT64_MAX)
+
 struct store_options {
-    uint64_t max_file_size;  /* EFBIG past this (default 64 MiB). */
+    uint64_t max_file_bytes; /* Bytes one file may store in its chunks:
+                              * EFBIG past this (default 64 MiB). Decides
+                              * apply results: the same on every node. */
     bool sync;               /* Sync log writes (default true; tests only). */
     uint64_t min_free_bytes; /* Refuse writes below this much free disk
                               * (default 128 MiB; 0 disables). */
@@ -239,6 +246,8 @@ struct store_attr {
                         * have several names (nlink), so no parent. */
     uint64_t rdev;     /* STORE_CHR, STORE_BLK: the device number
                         * (dev_t as makedev() builds it); else 0. */
+    uint64_t stored;   /* Files: bytes held in chunks (holes are not),
+                        * kept at apply; st_blocks. */
 };
 
 /* A consistent read view (a RocksDB snapshot); NULL means "latest". */

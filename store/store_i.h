@@ -59,7 +59,7 @@ const rocksdb_readoptions_t *store__ro(const struct store *s,
 
 /* Keys are big-endian (they sort); values little-endian (common/endian.h). */
 
-#define INODE_VALUE_SIZE 65
+#define INODE_VALUE_SIZE 73
 /* Device inodes (STORE_CHR, STORE_BLK) add their number, LE u64. */
 #define INODE_RDEV_SIZE 8
 

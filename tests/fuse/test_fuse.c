@@ -406,6 +406,65 @@ static void test_large_file(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A sparse file: one write at 4 GiB. Every node shows its size (`ls -l`)
+ * and a few blocks (`du`), and reads the hole as zeros. Truncating up adds
+ * a hole, truncating down drops what lay past the end. */
+static long du_kib(const char *path)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "du -k '%s'", path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    long kib = -1;
+    if (fscanf(p, "%ld", &kib) != 1) {
+        kib = -1;
+    }
+    pclose(p);
+    return kib;
+}
+
+static void test_sparse_file(void **state)
+{
+    struct mcluster *c = *state;
+    const off_t g4 = (off_t)4 << 30;
+    int fd = open(mc_path(c, 1, "sparse"), O_WRONLY | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "end", 3, g4), 3);
+    assert_int_equal(close(fd), 0);
+    for (int i = 1; i <= 3; i++) {
+        struct stat st;
+        assert_int_equal(stat(mc_path(c, i, "sparse"), &st), 0);
+        long kib = du_kib(mc_path(c, i, "sparse"));
+        fprintf(stderr, "# node %d: size %lld, %lld blocks, du %ld KiB\n", i,
+                (long long)st.st_size, (long long)st.st_blocks, kib);
+        assert_int_equal(st.st_size, g4 + 3);
+        assert_true(st.st_blocks >= 1 && st.st_blocks <= 8);
+        assert_true(kib >= 0 && kib <= 4);
+    }
+    fd = open(mc_path(c, 2, "sparse"), O_RDONLY);
+    assert_true(fd >= 0);
+    static char buf[65536], zeros[65536];
+    assert_int_equal(pread(fd, buf, sizeof(buf), (off_t)2 << 30),
+                     (ssize_t)sizeof(buf));
+    assert_memory_equal(buf, zeros, sizeof(buf));
+    assert_int_equal(pread(fd, buf, sizeof(buf), g4 - 4), 7);
+    assert_memory_equal(buf, "\0\0\0\0end", 7);
+    close(fd);
+    assert_int_equal(truncate(mc_path(c, 3, "sparse"), (off_t)1 << 40), 0);
+    struct stat st;
+    assert_int_equal(stat(mc_path(c, 1, "sparse"), &st), 0);
+    assert_int_equal(st.st_size, (off_t)1 << 40);
+    assert_true(st.st_blocks <= 8);
+    assert_int_equal(truncate(mc_path(c, 1, "sparse"), g4 + 1), 0);
+    assert_int_equal(truncate(mc_path(c, 1, "sparse"), g4 + 10), 0);
+    char tail[10];
+    fd = open(mc_path(c, 2, "sparse"), O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, tail, sizeof(tail), g4), 10);
+    assert_memory_equal(tail, "e\0\0\0\0\0\0\0\0\0", 10);
+    close(fd);
+}
+
 /* ---- Failures ---------------------------------------------------------- */
 
 struct writer {
@@ -1351,6 +1410,7 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_mkdir_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sparse_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_killed_under_writers,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_quorum, setup_short_timeout,

@@ -355,19 +355,115 @@ static void test_write_chunks_holes_truncate(void **state)
     assert_memory_equal(buf, "\0\0\0\0\0", 5);
 }
 
-/* Past the size cap, writes and truncates answer EFBIG and change nothing. */
-static void test_efbig(void **state)
+/* Chunks stored for ino, counted behind the store's back. */
+static unsigned count_chunks(struct fixture *f, uint64_t ino)
+{
+    uint8_t k[8];
+    rfs_put_be64(k, ino);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(
+        f->s->db, f->s->ro, f->s->cf[CF_CHUNKS]);
+    unsigned n = 0;
+    for (rocksdb_iter_seek(it, (char *)k, 8); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        if (klen < 8 || memcmp(key, k, 8) != 0) {
+            break;
+        }
+        n++;
+    }
+    rocksdb_iter_destroy(it);
+    return n;
+}
+
+static int set_size(struct fixture *f, uint64_t ino, uint64_t size)
+{
+    struct store_cmd t = {.op = STORE_OP_SETATTR, .ino = ino,
+                          .valid = STORE_SET_SIZE, .size = size};
+    return apply(f, &t).err;
+}
+
+static struct store_attr attr_of(struct fixture *f, uint64_t ino)
+{
+    struct store_attr a;
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), 0);
+    return a;
+}
+
+/* Sparse files: the offset is bounded by the kernel's limit, not by the
+ * bytes-stored cap; holes store nothing and read as zeros; `stored` counts
+ * what the chunks hold through writes, overwrites and truncates; unlinking
+ * a huge sparse file costs its chunks, not its size. */
+static void test_sparse_file(void **state)
 {
     struct fixture *f = *state;
     uint64_t ino;
+    const uint64_t g4 = 4ull << 30;
     assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "f", &ino), 0);
-    assert_int_equal(wr(f, ino, 64ull << 20, "x", 1, 0), EFBIG);
-    struct store_cmd t = {.op = STORE_OP_SETATTR, .ino = ino,
-                          .valid = STORE_SET_SIZE, .size = (64ull << 20) + 1};
-    assert_int_equal(apply(f, &t).err, EFBIG);
-    struct store_attr a;
-    assert_int_equal(store_getattr(f->s, NULL, ino, &a), 0);
-    assert_int_equal(a.size, 0);
+    assert_int_equal(wr(f, ino, g4, "x", 1, 0), 0);
+    struct store_attr a = attr_of(f, ino);
+    assert_int_equal(a.size, g4 + 1);
+    assert_int_equal(a.stored, 1);
+    assert_int_equal(count_chunks(f, ino), 1);
+    char buf[8];
+    memset(buf, 'q', sizeof(buf));
+    assert_int_equal(readf(f, ino, 2ull << 30, buf, 8), 8);
+    assert_memory_equal(buf, "\0\0\0\0\0\0\0\0", 8);
+    assert_int_equal(readf(f, ino, g4 - 1, buf, 8), 2);
+    assert_memory_equal(buf, "\0x", 2);
+    /* Overwriting stored bytes does not count them twice. */
+    assert_int_equal(wr(f, ino, 0, "hello", 5, 0), 0);
+    assert_int_equal(wr(f, ino, 0, "HELLO", 5, 0), 0);
+    assert_int_equal(attr_of(f, ino).stored, 6);
+    /* Truncate up: a hole. */
+    assert_int_equal(set_size(f, ino, 1ull << 50), 0);
+    a = attr_of(f, ino);
+    assert_int_equal(a.size, 1ull << 50);
+    assert_int_equal(a.stored, 6);
+    assert_int_equal(count_chunks(f, ino), 2);
+    /* Truncate down: the far chunk goes, the first is cut to the end. */
+    assert_int_equal(set_size(f, ino, 3), 0);
+    a = attr_of(f, ino);
+    assert_int_equal(a.size, 3);
+    assert_int_equal(a.stored, 3);
+    assert_int_equal(count_chunks(f, ino), 1);
+    assert_int_equal(set_size(f, ino, 10), 0);
+    memset(buf, 'q', sizeof(buf));
+    assert_int_equal(readf(f, ino, 0, buf, 8), 8);
+    assert_memory_equal(buf, "HEL\0\0\0\0\0", 8);
+    /* The largest size the kernel allows, and not a byte more. */
+    assert_int_equal(set_size(f, ino, STORE_MAX_FILE_SIZE), 0);
+    assert_int_equal(wr(f, ino, STORE_MAX_FILE_SIZE - 1, "z", 1, 0), 0);
+    assert_int_equal(wr(f, ino, STORE_MAX_FILE_SIZE, "z", 1, 0), EFBIG);
+    assert_int_equal(set_size(f, ino, STORE_MAX_FILE_SIZE + 1), EFBIG);
+    /* A chunk is stored from its start: the zeros before "z" count. */
+    assert_int_equal(attr_of(f, ino).stored,
+                     3 + (STORE_MAX_FILE_SIZE - 1) % STORE_CHUNK_SIZE + 1);
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "f", NULL), 0);
+    assert_int_equal(count_chunks(f, ino), 0);
+}
+
+/* Past the cap on bytes stored per file, writes answer EFBIG and change
+ * nothing; overwrites and writes into space a truncate freed still work. */
+static void test_efbig(void **state)
+{
+    struct fixture *f = *state;
+    f->s->o.max_file_bytes = 2 * STORE_CHUNK_SIZE;
+    uint64_t ino;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "f", &ino), 0);
+    static char chunk[STORE_CHUNK_SIZE];
+    memset(chunk, 'a', sizeof(chunk));
+    assert_int_equal(wr(f, ino, 0, chunk, sizeof(chunk), 0), 0);
+    assert_int_equal(wr(f, ino, 1ull << 40, chunk, sizeof(chunk), 0), 0);
+    assert_int_equal(wr(f, ino, 1ull << 30, "x", 1, 0), EFBIG);
+    struct store_attr a = attr_of(f, ino);
+    assert_int_equal(a.size, (1ull << 40) + STORE_CHUNK_SIZE);
+    assert_int_equal(a.stored, 2 * STORE_CHUNK_SIZE);
+    assert_int_equal(count_chunks(f, ino), 2);
+    assert_int_equal(wr(f, ino, 5, "bb", 2, 0), 0);
+    assert_int_equal(set_size(f, ino, 100), 0);
+    assert_int_equal(wr(f, ino, 1ull << 30, "x", 1, 0), 0);
+    assert_int_equal(attr_of(f, ino).stored, 101);
 }
 
 /* Appends land at the end as of apply time, so two appenders never
@@ -1117,6 +1213,7 @@ int main(int argc, char **argv)
         T(test_create_fused_with_write),
         T(test_proposer_chosen_ino),
         T(test_write_chunks_holes_truncate),
+        T(test_sparse_file),
         T(test_efbig),
         T(test_append_at_apply_time),
         T(test_dirs_and_errnos),
