@@ -35,7 +35,15 @@ struct tx {
     rocksdb_writebatch_t *b;
     rfs_index_t index;
     int64_t now;
+    bool orphan; /* A change to a node-local orphan (CF_ORPHANS). */
 };
+
+/* Where a change's file chunks live: the replicated state, or this node's
+ * orphans (same keys). */
+static int chunks_cf(const struct tx *t)
+{
+    return t->orphan ? CF_ORPHANS : CF_CHUNKS;
+}
 
 /* ---- Encodings -------------------------------------------------------- */
 
@@ -245,7 +253,8 @@ static int chunks_drop(struct tx *t, uint64_t ino, uint64_t from,
     chunk_key(k, ino, from);
     uint64_t bytes = 0;
     rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(t->s->db, t->s->ro, t->s->cf[CF_CHUNKS]);
+        rocksdb_create_iterator_cf(t->s->db, t->s->ro,
+                                   t->s->cf[chunks_cf(t)]);
     for (rocksdb_iter_seek(it, (char *)k, 16); rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
         size_t klen, vlen;
@@ -255,7 +264,7 @@ static int chunks_drop(struct tx *t, uint64_t ino, uint64_t from,
         }
         rocksdb_iter_value(it, &vlen);
         bytes += vlen;
-        rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_CHUNKS], key, klen);
+        rocksdb_writebatch_delete_cf(t->b, t->s->cf[chunks_cf(t)], key, klen);
     }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
@@ -266,6 +275,42 @@ static int chunks_drop(struct tx *t, uint64_t ino, uint64_t from,
     }
     if (dropped != NULL) {
         *dropped = bytes;
+    }
+    return 0;
+}
+
+/* Copy file a's record and chunks into this node's orphans, in the
+ * entry's batch, so that the copy and the delete happen together. */
+static int orphan_keep(struct tx *t, const struct store_attr *a)
+{
+    uint8_t k[16];
+    rfs_put_be64(k, a->ino);
+    struct store_attr o = *a;
+    o.nlink = 0;
+    uint8_t v[INODE_VALUE_SIZE];
+    store__attr_encode(&o, v);
+    rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_ORPHANS], (char *)k, 8,
+                              (char *)v, sizeof(v));
+    chunk_key(k, a->ino, 0);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(t->s->db, t->s->ro, t->s->cf[CF_CHUNKS]);
+    for (rocksdb_iter_seek(it, (char *)k, 16); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        if (klen != 16 || rfs_get_be64((const uint8_t *)key) != a->ino) {
+            break;
+        }
+        const char *val = rocksdb_iter_value(it, &vlen);
+        rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_ORPHANS], key, klen, val,
+                                  vlen);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(t->s, err, "keeping open file %llu",
+                                (unsigned long long)a->ino);
     }
     return 0;
 }
@@ -286,6 +331,13 @@ static int inode_drop(struct tx *t, uint64_t ino)
     }
     uint8_t k[8];
     rfs_put_be64(k, ino);
+    if (a.type == STORE_FILE && t->s->keep != NULL &&
+        t->s->keep(t->s->keep_arg, ino)) {
+        rv = orphan_keep(t, &a);
+        if (rv != 0) {
+            return rv;
+        }
+    }
     rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_INODES], (char *)k, 8);
     if (a.type == STORE_FILE) {
         return chunks_drop(t, ino, 0, NULL);
@@ -419,7 +471,7 @@ static int write_data(struct tx *t, struct store_attr *a, uint64_t off,
             chunk_key(k, a->ino, cn);
             char *v;
             size_t vlen;
-            int rv = get(t->s, t->s->ro, CF_CHUNKS, k, 16, &v, &vlen,
+            int rv = get(t->s, t->s->ro, chunks_cf(t), k, 16, &v, &vlen,
                          "reading a chunk");
             if (rv != 0) {
                 rfs_free(buf);
@@ -440,8 +492,8 @@ static int write_data(struct tx *t, struct store_attr *a, uint64_t off,
         stored = stored - old + clen;
         uint8_t k[16];
         chunk_key(k, a->ino, cn);
-        rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_CHUNKS], (char *)k, 16,
-                                  (char *)buf, clen);
+        rocksdb_writebatch_put_cf(t->b, t->s->cf[chunks_cf(t)], (char *)k,
+                                  16, (char *)buf, clen);
         done += n;
     }
     rfs_free(buf);
@@ -477,13 +529,13 @@ static int set_size(struct tx *t, struct store_attr *a, uint64_t size)
             chunk_key(k, a->ino, size / STORE_CHUNK_SIZE);
             char *v;
             size_t vlen;
-            rv = get(t->s, t->s->ro, CF_CHUNKS, k, 16, &v, &vlen,
+            rv = get(t->s, t->s->ro, chunks_cf(t), k, 16, &v, &vlen,
                      "reading a chunk");
             if (rv != 0) {
                 return rv;
             }
             if (v != NULL && vlen > tail) {
-                rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_CHUNKS],
+                rocksdb_writebatch_put_cf(t->b, t->s->cf[chunks_cf(t)],
                                           (char *)k, 16, v, tail);
                 a->stored -= vlen - tail < a->stored ? vlen - tail
                                                      : a->stored;
@@ -1369,30 +1421,23 @@ int store_lookup(struct store *s, const struct store_view *v, uint64_t parent,
     return inode_get(s, ro, ino, out, NULL, NULL);
 }
 
-int store_read(struct store *s, const struct store_view *v, uint64_t ino,
-               uint64_t off, size_t len, void *buf, size_t *got)
+/* Read len bytes at off of a file of size `size` whose chunks are in cf:
+ * holes read as zeros. */
+static int read_chunks(struct store *s, const rocksdb_readoptions_t *ro,
+                       int cf, uint64_t ino, uint64_t size, uint64_t off,
+                       size_t len, void *buf, size_t *got)
 {
-    const rocksdb_readoptions_t *ro = store__ro(s, v);
-    struct store_attr a;
     *got = 0;
-    int rv = inode_get(s, ro, ino, &a, NULL, NULL);
-    if (rv != 0) {
-        return rv;
-    }
-    if (a.type == STORE_DIR) {
-        return -EISDIR;
-    }
-    if (off >= a.size) {
+    if (off >= size) {
         return 0;
     }
-    if (len > a.size - off) {
-        len = (size_t)(a.size - off);
+    if (len > size - off) {
+        len = (size_t)(size - off);
     }
     memset(buf, 0, len); /* Holes read as zeros. */
     uint8_t from[16];
     chunk_key(from, ino, off / STORE_CHUNK_SIZE);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_CHUNKS]);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[cf]);
     for (rocksdb_iter_seek(it, (char *)from, 16); rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
         size_t klen, vlen;
@@ -1421,6 +1466,22 @@ int store_read(struct store *s, const struct store_view *v, uint64_t ino,
     }
     *got = len;
     return 0;
+}
+
+int store_read(struct store *s, const struct store_view *v, uint64_t ino,
+               uint64_t off, size_t len, void *buf, size_t *got)
+{
+    const rocksdb_readoptions_t *ro = store__ro(s, v);
+    struct store_attr a;
+    *got = 0;
+    int rv = inode_get(s, ro, ino, &a, NULL, NULL);
+    if (rv != 0) {
+        return rv;
+    }
+    if (a.type == STORE_DIR) {
+        return -EISDIR;
+    }
+    return read_chunks(s, ro, CF_CHUNKS, ino, a.size, off, len, buf, got);
 }
 
 int store_readlink(struct store *s, const struct store_view *v, uint64_t ino,
@@ -1506,4 +1567,194 @@ int store_usage(struct store *s, struct store_usage *u)
         }
     }
     return 0;
+}
+
+/* ---- Orphans (this node only) ----------------------------------------- */
+
+void store_set_keep(struct store *s, store_keep_fn fn, void *arg)
+{
+    s->keep = fn;
+    s->keep_arg = arg;
+}
+
+static int orphan_get(struct store *s, uint64_t ino, struct store_attr *a)
+{
+    uint8_t k[8];
+    rfs_put_be64(k, ino);
+    char *v;
+    size_t len;
+    int rv = get(s, s->ro, CF_ORPHANS, k, 8, &v, &len, "reading an orphan");
+    if (rv != 0) {
+        return rv;
+    }
+    if (v == NULL) {
+        return -ENOENT;
+    }
+    rv = store__attr_decode(ino, v, len, a);
+    rocksdb_free(v);
+    if (rv != 0) {
+        return store__set_err(s, rv, "orphan %llu in %s is damaged",
+                              (unsigned long long)ino, s->dir);
+    }
+    return 0;
+}
+
+int store_orphan_getattr(struct store *s, uint64_t ino,
+                         struct store_attr *out)
+{
+    return orphan_get(s, ino, out);
+}
+
+int store_orphan_read(struct store *s, uint64_t ino, uint64_t off,
+                      size_t len, void *buf, size_t *got)
+{
+    struct store_attr a;
+    *got = 0;
+    int rv = orphan_get(s, ino, &a);
+    if (rv != 0) {
+        return rv;
+    }
+    return read_chunks(s, s->ro, CF_ORPHANS, ino, a.size, off, len, buf,
+                       got);
+}
+
+/* The orphan's change, decided like op_write/op_setattr but on this
+ * node's copy. Positive results are the operation's errno. */
+static int orphan_apply(struct tx *t, const struct store_cmd *c,
+                        struct store_attr *a)
+{
+    int rv = 0;
+    if (c->op == STORE_OP_WRITE) {
+        if (c->flags & STORE_TRUNC) {
+            rv = set_size(t, a, 0);
+        }
+        uint64_t off = c->flags & STORE_APPEND ? a->size : c->offset;
+        if (rv == 0) {
+            rv = write_data(t, a, off, c->data, c->data_len);
+        }
+        if (rv == 0 && ((c->flags & STORE_TRUNC) || c->data_len > 0)) {
+            a->mtime_ns = a->ctime_ns = t->now;
+        }
+        return rv;
+    }
+    if (c->op != STORE_OP_SETATTR) {
+        return EINVAL;
+    }
+    if (c->valid & STORE_SET_SIZE) {
+        rv = set_size(t, a, c->size);
+        if (rv != 0) {
+            return rv;
+        }
+        a->mtime_ns = t->now;
+    }
+    if (c->valid & STORE_SET_MODE) {
+        a->mode = c->mode & 07777;
+    }
+    if (c->valid & STORE_SET_UID) {
+        a->uid = c->uid;
+    }
+    if (c->valid & STORE_SET_GID) {
+        a->gid = c->gid;
+    }
+    if (c->valid & STORE_SET_ATIME) {
+        a->atime_ns = c->atime_ns;
+    }
+    if (c->valid & STORE_SET_MTIME) {
+        a->mtime_ns = c->mtime_ns;
+    }
+    a->ctime_ns = t->now;
+    return 0;
+}
+
+int store_orphan_change(struct store *s, const struct store_cmd *c,
+                        int64_t now_ns, struct store_attr *out)
+{
+    pthread_mutex_lock(&s->orphan_lock);
+    struct store_attr a;
+    int rv = orphan_get(s, c->ino, &a);
+    struct tx t = {.s = s, .now = now_ns, .orphan = true};
+    t.b = rv == 0 ? rocksdb_writebatch_create() : NULL;
+    if (rv == 0) {
+        rv = orphan_apply(&t, c, &a);
+        rv = rv > 0 ? -rv : rv;
+    }
+    if (rv == 0) {
+        uint8_t k[8], v[INODE_VALUE_SIZE];
+        rfs_put_be64(k, a.ino);
+        store__attr_encode(&a, v);
+        rocksdb_writebatch_put_cf(t.b, s->cf[CF_ORPHANS], (char *)k, 8,
+                                  (char *)v, sizeof(v));
+        /* Unsynced: an orphan does not outlive this run anyway. */
+        rv = store__write(s, t.b, false, "writing an orphan");
+    }
+    if (t.b != NULL) {
+        rocksdb_writebatch_destroy(t.b);
+    }
+    pthread_mutex_unlock(&s->orphan_lock);
+    if (rv == 0 && out != NULL) {
+        *out = a;
+    }
+    return rv;
+}
+
+int store_orphan_drop(struct store *s, uint64_t ino)
+{
+    pthread_mutex_lock(&s->orphan_lock);
+    struct tx t = {.s = s, .orphan = true};
+    t.b = rocksdb_writebatch_create();
+    uint8_t k[8];
+    rfs_put_be64(k, ino);
+    rocksdb_writebatch_delete_cf(t.b, s->cf[CF_ORPHANS], (char *)k, 8);
+    int rv = chunks_drop(&t, ino, 0, NULL);
+    if (rv == 0) {
+        rv = store__write(s, t.b, false, "dropping an orphan");
+    }
+    rocksdb_writebatch_destroy(t.b);
+    pthread_mutex_unlock(&s->orphan_lock);
+    return rv;
+}
+
+/* Visit every orphan key: count the records, or delete everything. */
+static int orphans_scan(struct store *s, uint64_t *records,
+                        rocksdb_writebatch_t *del)
+{
+    uint64_t n = 0;
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CF_ORPHANS]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        n += klen == 8;
+        if (del != NULL) {
+            rocksdb_writebatch_delete_cf(del, s->cf[CF_ORPHANS], key, klen);
+        }
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(s, err, "listing orphans");
+    }
+    if (records != NULL) {
+        *records = n;
+    }
+    return 0;
+}
+
+int store_orphan_count(struct store *s, uint64_t *n)
+{
+    return orphans_scan(s, n, NULL);
+}
+
+int store__orphans_clear(struct store *s)
+{
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    uint64_t n = 0;
+    int rv = orphans_scan(s, &n, b);
+    if (rv == 0 && n + rocksdb_writebatch_count(b) > 0) {
+        rv = store__write(s, b, false, "dropping orphans of the last run");
+    }
+    rocksdb_writebatch_destroy(b);
+    return rv;
 }

@@ -466,6 +466,96 @@ static void test_efbig(void **state)
     assert_int_equal(attr_of(f, ino).stored, 101);
 }
 
+/* The keep hook for the orphan test: keeps the one inode it names. */
+static uint64_t keep_ino;
+static bool keep_this(void *arg, uint64_t ino)
+{
+    (void)arg;
+    return ino == keep_ino;
+}
+
+/* A file whose last name goes while the host holds it open (the hook says
+ * so) lives on as this node's orphan: the replicated state drops it as
+ * usual, the orphan keeps its attributes and data, takes local writes and
+ * truncates, goes when dropped, and is gone after a reopen. Files the hook
+ * does not name leave nothing behind. */
+static void test_orphans(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t ino, other, repl;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "f", &ino), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "g", &other), 0);
+    assert_int_equal(wr(f, ino, 0, "hello", 5, 0), 0);
+    assert_int_equal(wr(f, ino, 1ull << 32, "far", 3, 0), 0);
+    assert_int_equal(wr(f, other, 0, "other", 5, 0), 0);
+    keep_ino = ino;
+    store_set_keep(f->s, keep_this, NULL);
+    /* Replaced by a rename, as `mv new f` does. */
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "new", &repl), 0);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "new", STORE_ROOT_INO, "f", 0), 0);
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "g", NULL), 0);
+    struct store_attr a;
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), -ENOENT);
+    assert_int_equal(count_chunks(f, ino), 0);
+    assert_int_equal(count_chunks(f, other), 0);
+    uint64_t n;
+    assert_int_equal(store_orphan_count(f->s, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_orphan_getattr(f->s, other, &a), -ENOENT);
+    assert_int_equal(store_orphan_getattr(f->s, ino, &a), 0);
+    assert_int_equal(a.nlink, 0);
+    assert_int_equal(a.size, (1ull << 32) + 3);
+    assert_int_equal(a.stored, 8);
+    char buf[16];
+    size_t got;
+    assert_int_equal(store_orphan_read(f->s, ino, 0, 16, buf, &got), 0);
+    assert_int_equal(got, 16);
+    assert_memory_equal(buf, "hello\0\0\0\0\0\0\0\0\0\0\0", 16);
+    assert_int_equal(store_orphan_read(f->s, ino, 1ull << 32, 16, buf, &got),
+                     0);
+    assert_int_equal(got, 3);
+    assert_memory_equal(buf, "far", 3);
+    /* Written and truncated here only. */
+    struct store_cmd c = {.op = STORE_OP_WRITE, .ino = ino, .offset = 5,
+                          .data = " world", .data_len = 6};
+    assert_int_equal(store_orphan_change(f->s, &c, 42, &a), 0);
+    assert_int_equal(a.mtime_ns, 42);
+    struct store_cmd t = {.op = STORE_OP_SETATTR, .ino = ino,
+                          .valid = STORE_SET_SIZE, .size = 11};
+    assert_int_equal(store_orphan_change(f->s, &t, 43, &a), 0);
+    assert_int_equal(a.size, 11);
+    assert_int_equal(a.stored, 11);
+    assert_int_equal(store_orphan_read(f->s, ino, 0, 16, buf, &got), 0);
+    assert_int_equal(got, 11);
+    assert_memory_equal(buf, "hello world", 11);
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), -ENOENT);
+    /* The name now holds the new file, untouched. */
+    assert_int_equal(lookup(f, STORE_ROOT_INO, "f"), repl);
+    assert_int_equal(store_orphan_change(f->s, &(struct store_cmd){
+                         .op = STORE_OP_WRITE, .ino = other, .data = "x",
+                         .data_len = 1}, 44, NULL),
+                     -ENOENT);
+    /* Dropped at the last close. */
+    assert_int_equal(store_orphan_drop(f->s, ino), 0);
+    assert_int_equal(store_orphan_count(f->s, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_orphan_getattr(f->s, ino, &a), -ENOENT);
+    /* Gone after a restart. */
+    uint64_t again;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "h", &again), 0);
+    assert_int_equal(wr(f, again, 0, "h", 1, 0), 0);
+    keep_ino = again;
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "h", NULL), 0);
+    assert_int_equal(store_orphan_count(f->s, &n), 0);
+    assert_int_equal(n, 1);
+    store_close(f->s);
+    char msg[RFS_ERRMSG_SZ];
+    assert_int_equal(store_open(f->dir, NULL, &f->s, msg), 0);
+    assert_int_equal(store_orphan_count(f->s, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_orphan_getattr(f->s, again, &a), -ENOENT);
+}
+
 /* Appends land at the end as of apply time, so two appenders never
  * overwrite each other even with stale offsets. */
 static void test_append_at_apply_time(void **state)
@@ -1215,6 +1305,7 @@ int main(int argc, char **argv)
         T(test_write_chunks_holes_truncate),
         T(test_sparse_file),
         T(test_efbig),
+        T(test_orphans),
         T(test_append_at_apply_time),
         T(test_dirs_and_errnos),
         T(test_symlink_and_readdir),
