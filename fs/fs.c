@@ -202,8 +202,57 @@ void fs__handle_put(struct fs_handle *h)
     if (h->anext != NULL) {
         h->anext->aprev = h->aprev;
     }
+    /* The last handle on an orphan: its data goes, as a local
+     * filesystem frees an unlinked inode at its last close. */
+    bool drop = h->orphan && !fs->store_gone;
+    for (struct fs_handle *o = fs->all; drop && o; o = o->anext) {
+        drop = !(o->orphan && o->ino == h->ino);
+    }
     pthread_mutex_unlock(&fs->lock);
+    if (drop) {
+        (void)store_orphan_drop(node_store(fs->node), h->ino);
+    }
     handle_free(fs, h);
+}
+
+/* The store's keep hook (store_set_keep), on the loop thread while an
+ * entry applies: a file losing its last name is kept as an orphan if any
+ * handle here has it open. Read-only handles read their view anyway; the
+ * orphan also answers fstat for them. */
+static bool keep_open(void *arg, uint64_t ino)
+{
+    struct fs *fs = arg;
+    bool found = false;
+    pthread_mutex_lock(&fs->lock);
+    for (struct fs_handle *h = fs->all; h; h = h->anext) {
+        if (h->kind == FS_H_FILE && h->ino == ino) {
+            h->orphan = true;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&fs->lock);
+    return found;
+}
+
+int fs__orphan_attr(struct fs *fs, uint64_t ino, struct store_attr *a)
+{
+    uint64_t real = 0;
+    pthread_mutex_lock(&fs->lock);
+    for (struct fs_handle *h = fs->all; h; h = h->anext) {
+        if (h->orphan && (h->ino == ino || h->kino == ino)) {
+            real = h->ino;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&fs->lock);
+    if (real == 0) {
+        return -ENOENT;
+    }
+    int rv = store_orphan_getattr(node_store(fs->node), real, a);
+    if (rv == 0) {
+        a->ino = ino; /* The id the kernel knows. */
+    }
+    return rv;
 }
 
 static void handle_free(struct fs *fs, struct fs_handle *h)
@@ -681,6 +730,7 @@ void fs_attach(struct fs *fs, struct node *n, struct fuse_session *se)
     fs->node = n;
     fs->se = se;
     pthread_mutex_unlock(&fs->lock);
+    store_set_keep(node_store(n), keep_open, fs);
 }
 
 void fs_set_mount_id(struct fs *fs, uint64_t mnt_id)
@@ -700,6 +750,7 @@ void fs_counters(struct fs *fs, struct fs_counters *c)
 void fs_drop_views(struct fs *fs)
 {
     pthread_mutex_lock(&fs->lock);
+    fs->store_gone = true; /* Orphans go at the next open anyway. */
     for (struct fs_handle *h = fs->all; h; h = h->anext) {
         if (h->view != NULL) {
             store_view_free(node_store(fs->node), h->view);

@@ -45,6 +45,10 @@ struct fs_handle {
     bool writable;
     bool append;
     struct store_view *view; /* Read-only files, directories. */
+    /* Under fs->lock: the file lost its last name while open here and
+     * lives on as this node's orphan (store_orphan_*), until the last
+     * handle on it goes (see fs__orphan_*). */
+    bool orphan;
 
     /* Staged changes, under fs->lock. staged_create/staged_trunc: not yet
      * sent. pending: the create was staged or sent but is not applied, so
@@ -102,6 +106,7 @@ struct fs {
     size_t n_aliases;
     size_t cap_aliases;
     bool quorum_lost; /* A request timed out; cleared once a leader shows. */
+    bool store_gone;  /* After fs_drop_views: the store closes soon. */
     struct fs_counters cnt;
 
     pthread_t inval_thread;
@@ -154,6 +159,10 @@ int fs__vattr(struct fs *fs, uint64_t ino, struct store_attr *a);
 uint64_t fs__vlookup(const char *name);  /* /.raftfs/NAME's id, or 0. */
 const char *fs__vname(uint64_t ino);      /* Its name, or NULL. */
 int fs__vrender(struct fs *fs, uint64_t ino, char **text, size_t *len);
+
+/* Attributes of an orphan (an unlinked file open here) that kernel id or
+ * store id ino names, nlink 0. 0, -ENOENT if none. */
+int fs__orphan_attr(struct fs *fs, uint64_t ino, struct store_attr *a);
 
 /* A request timed out and no leader is known since: changes and
  * linearizable reads fail at once (see fs__degraded_code). */

@@ -29,6 +29,7 @@
 #include <sys/un.h>
 
 #include <cmocka.h>
+#include <rocksdb/c.h>
 
 #include "../lib/mounts.h"
 #include "../lib/procs.h"
@@ -465,6 +466,217 @@ static void test_sparse_file(void **state)
     close(fd);
 }
 
+/* ---- Open, then unlinked ---------------------------------------------- */
+
+/* Orphan records (unlinked files still open) in node i's store, read
+ * behind the running node's back (a read-only open takes no lock and
+ * replays the write-ahead log), or -1. */
+static long orphans_in_store(struct mcluster *c, int i)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/db", c->data[i]);
+    const char *names[] = {"default", "orphans"};
+    rocksdb_options_t *o = rocksdb_options_create();
+    const rocksdb_options_t *cfo[] = {o, o};
+    rocksdb_column_family_handle_t *cf[2];
+    char *err = NULL;
+    rocksdb_t *db = rocksdb_open_for_read_only_column_families(
+        o, path, 2, names, cfo, cf, 0, &err);
+    if (err != NULL) {
+        fprintf(stderr, "# opening %s: %s\n", path, err);
+        rocksdb_free(err);
+        rocksdb_options_destroy(o);
+        return -1;
+    }
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db, ro, cf[1]);
+    long n = 0;
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen;
+        rocksdb_iter_key(it, &klen);
+        n += klen == 8;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_column_family_handle_destroy(cf[0]);
+    rocksdb_column_family_handle_destroy(cf[1]);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+    return n;
+}
+
+static void fill(char *buf, size_t len, char seed)
+{
+    for (size_t k = 0; k < len; k++) {
+        buf[k] = (char)(seed + (char)(k % 23));
+    }
+}
+
+/* Wait until path no longer names inode ino (in reads=local the node
+ * applies a change made elsewhere a little after it returned there). */
+static void wait_not_ino(const char *path, ino_t ino)
+{
+    for (int k = 0; k < 100; k++) {
+        struct stat st;
+        if (stat(path, &st) != 0 || st.st_ino != ino) {
+            return;
+        }
+        usleep(50000);
+    }
+    fail_msg("%s still names inode %llu after 5 s", path,
+             (unsigned long long)ino);
+}
+
+/* A reader of a file that another node replaces with `mv` reads the whole
+ * version it opened, and fstat answers; the same when another node
+ * unlinks it. The old content is larger than a chunk. */
+static void test_open_then_replaced(void **state)
+{
+    struct mcluster *c = *state;
+    enum { LEN = 200000 };
+    static char old[LEN], new[LEN], got[LEN];
+    fill(old, LEN, 'a');
+    fill(new, LEN, 'A');
+    for (int round = 0; round < 2; round++) {
+        char name[16], tmp[16];
+        snprintf(name, sizeof(name), "conf%d", round);
+        snprintf(tmp, sizeof(tmp), "conf%d.new", round);
+        assert_int_equal(mc_write(mc_path(c, 1, name), old, LEN), 0);
+        int fd = open(mc_path(c, 1, name), O_RDONLY);
+        assert_true(fd >= 0);
+        struct stat st;
+        assert_int_equal(fstat(fd, &st), 0);
+        ino_t ino = st.st_ino;
+        assert_int_equal(read(fd, got, 1000), 1000);
+        if (round == 0) {
+            assert_int_equal(mc_write(mc_path(c, 2, tmp), new, LEN), 0);
+            assert_int_equal(rename(mc_path(c, 2, tmp), mc_path(c, 2, name)),
+                             0);
+        } else {
+            assert_int_equal(unlink(mc_path(c, 2, name)), 0);
+        }
+        wait_not_ino(mc_path(c, 1, name), ino);
+        size_t have = 1000;
+        ssize_t n;
+        while (have < LEN && (n = read(fd, got + have, LEN - have)) > 0) {
+            have += (size_t)n;
+        }
+        assert_int_equal(have, LEN);
+        assert_memory_equal(got, old, LEN);
+        assert_int_equal(fstat(fd, &st), 0);
+        assert_int_equal(st.st_size, LEN);
+        assert_int_equal(st.st_ino, ino);
+        assert_int_equal(close(fd), 0);
+    }
+}
+
+/* A file open for reading and writing on node 1, unlinked on node 2:
+ * writes through the descriptor land (here only), read back through the
+ * same descriptor, fstat shows nlink 0; the name stays gone everywhere;
+ * after close the orphan is gone from node 1's store. */
+static void test_open_then_unlinked_rw(void **state)
+{
+    struct mcluster *c = *state;
+    enum { LEN = 70000 };
+    static char data[LEN], got[LEN + 16];
+    fill(data, LEN, 'a');
+    assert_int_equal(mc_write(mc_path(c, 1, "scratch"), data, LEN), 0);
+    int fd = open(mc_path(c, 1, "scratch"), O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, got, 100, 0), 100);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    ino_t ino = st.st_ino;
+    assert_int_equal(unlink(mc_path(c, 2, "scratch")), 0);
+    wait_not_ino(mc_path(c, 1, "scratch"), ino);
+    assert_int_equal(stat(mc_path(c, 1, "scratch"), &st), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(pwrite(fd, "XYZ", 3, 10), 3);
+    assert_int_equal(pwrite(fd, "tail", 4, LEN), 4);
+    memcpy(data + 10, "XYZ", 3);
+    assert_int_equal(pread(fd, got, sizeof(got), 0), LEN + 4);
+    assert_memory_equal(got, data, LEN);
+    assert_memory_equal(got + LEN, "tail", 4);
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_size, LEN + 4);
+    assert_int_equal(st.st_nlink, 0);
+    assert_int_equal(ftruncate(fd, 5), 0);
+    assert_int_equal(pread(fd, got, sizeof(got), 0), 5);
+    assert_memory_equal(got, data, 5);
+    wait_not_ino(mc_path(c, 3, "scratch"), ino);
+    assert_int_equal(mc_read(mc_path(c, 3, "scratch"), got, 8), -ENOENT);
+    long before = orphans_in_store(c, 1);
+    fprintf(stderr, "# orphans in node 1's store while open: %ld\n", before);
+    assert_int_equal(before, 1);
+    assert_int_equal(close(fd), 0);
+    /* The kernel sends the release after close() returns. */
+    long after = -1;
+    for (int k = 0; k < 50 && after != 0; k++) {
+        usleep(100000);
+        after = orphans_in_store(c, 1);
+    }
+    fprintf(stderr, "# after close: %ld\n", after);
+    assert_int_equal(after, 0);
+}
+
+struct orphan_writer {
+    int fd;
+    volatile bool stop;
+    int writes;
+    int err; /* First errno, or 0. */
+};
+
+static void *orphan_writer_main(void *arg)
+{
+    struct orphan_writer *w = arg;
+    char line[16];
+    while (!w->stop && w->err == 0) {
+        snprintf(line, sizeof(line), "%09d\n", w->writes);
+        if (pwrite(w->fd, line, 10, (off_t)w->writes * 10) != 10) {
+            w->err = errno;
+            break;
+        }
+        w->writes++;
+    }
+    return NULL;
+}
+
+/* A writer always has a write in flight while another node unlinks its
+ * file: the write proposed before the unlink applies after it, and must
+ * still land (in the orphan), as every later one does; read back, every
+ * line is there. */
+static void test_unlinked_under_inflight_writes(void **state)
+{
+    struct mcluster *c = *state;
+    for (int round = 0; round < 4; round++) {
+        char name[16];
+        snprintf(name, sizeof(name), "busy%d", round);
+        struct orphan_writer w = {0};
+        w.fd = open(mc_path(c, 1, name), O_RDWR | O_CREAT, 0644);
+        assert_true(w.fd >= 0);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, orphan_writer_main, &w), 0);
+        usleep(100000);
+        assert_int_equal(unlink(mc_path(c, 2, name)), 0);
+        usleep(100000);
+        w.stop = true;
+        pthread_join(t, NULL);
+        fprintf(stderr, "# round %d: %d writes, %s\n", round, w.writes,
+                w.err ? strerror(w.err) : "no error");
+        assert_int_equal(w.err, 0);
+        static char buf[1 << 20];
+        ssize_t n = pread(w.fd, buf, sizeof(buf), 0);
+        assert_int_equal(n, (ssize_t)w.writes * 10);
+        for (int k = 0; k < w.writes; k++) {
+            char line[16];
+            snprintf(line, sizeof(line), "%09d\n", k);
+            assert_memory_equal(buf + (size_t)k * 10, line, 10);
+        }
+        close(w.fd);
+    }
+}
+
 /* ---- Failures ---------------------------------------------------------- */
 
 struct writer {
@@ -834,7 +1046,8 @@ static void test_no_empty_reads_during_rewrites(void **state)
 
 /* One open read-only handle reads one snapshot, even across a writer and
  * an unlink elsewhere; a writable handle follows its file across renames
- * made elsewhere, and answers ESTALE once the file is gone. */
+ * made elsewhere, and once the file is unlinked elsewhere writes to this
+ * node's orphan, which no name reaches. */
 static void test_handles(void **state)
 {
     struct mcluster *c = *state;
@@ -862,8 +1075,12 @@ static void test_handles(void **state)
     read_str(mc_path(c, 3, "moved"), buf, sizeof(buf));
     assert_string_equal(buf, "aXY");
     assert_int_equal(unlink(mc_path(c, 3, "moved")), 0);
-    assert_int_equal(pwrite(wfd, "Z", 1, 0), -1);
-    assert_int_equal(errno, ESTALE);
+    /* Unlinked elsewhere: the write lands in node 1's orphan only. */
+    assert_int_equal(pwrite(wfd, "Z", 1, 0), 1);
+    assert_int_equal(mc_read(mc_path(c, 1, "moved"), buf, sizeof(buf)),
+                     -ENOENT);
+    assert_int_equal(mc_read(mc_path(c, 3, "moved"), buf, sizeof(buf)),
+                     -ENOENT);
     close(wfd);
 
     /* Inode numbers are cluster-wide. */
@@ -1411,6 +1628,16 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_mkdir_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sparse_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_then_replaced, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_open_then_replaced, setup_local,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_open_then_unlinked_rw, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_open_then_unlinked_rw,
+                                        setup_local, teardown),
+        cmocka_unit_test_setup_teardown(test_unlinked_under_inflight_writes,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_killed_under_writers,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_quorum, setup_short_timeout,
