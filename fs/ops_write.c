@@ -544,9 +544,15 @@ void fs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
     }
     bool found = false;
     if (h == NULL) {
-        /* touch(1) on a file another process staged: by id. */
+        /* touch(1) on a file another process staged: by id. fchmod and
+         * futimens name no handle either: an orphan's handle, by id. */
         pthread_mutex_lock(&fs->lock);
         h = fs__pending_by_ino(fs, ino);
+        for (struct fs_handle *o = fs->all; h == NULL && o; o = o->anext) {
+            if (o->orphan && (o->kino == ino || o->ino == ino)) {
+                h = o;
+            }
+        }
         found = h != NULL && fs__handle_tryget(h);
         h = found ? h : NULL;
         pthread_mutex_unlock(&fs->lock);

@@ -528,6 +528,19 @@ static void wait_not_ino(const char *path, ino_t ino)
              (unsigned long long)ino);
 }
 
+/* Wait until path exists (reads=local: see wait_not_ino). */
+static void wait_exists(const char *path)
+{
+    struct stat st;
+    for (int k = 0; k < 100; k++) {
+        if (stat(path, &st) == 0) {
+            return;
+        }
+        usleep(50000);
+    }
+    fail_msg("%s did not appear within 5 s", path);
+}
+
 /* A reader of a file that another node replaces with `mv` reads the whole
  * version it opened, and fstat answers; the same when another node
  * unlinks it. The old content is larger than a chunk. */
@@ -554,6 +567,7 @@ static void test_open_then_replaced(void **state)
             assert_int_equal(rename(mc_path(c, 2, tmp), mc_path(c, 2, name)),
                              0);
         } else {
+            wait_exists(mc_path(c, 2, name));
             assert_int_equal(unlink(mc_path(c, 2, name)), 0);
         }
         wait_not_ino(mc_path(c, 1, name), ino);
@@ -588,6 +602,7 @@ static void test_open_then_unlinked_rw(void **state)
     struct stat st;
     assert_int_equal(fstat(fd, &st), 0);
     ino_t ino = st.st_ino;
+    wait_exists(mc_path(c, 2, "scratch"));
     assert_int_equal(unlink(mc_path(c, 2, "scratch")), 0);
     wait_not_ino(mc_path(c, 1, "scratch"), ino);
     assert_int_equal(stat(mc_path(c, 1, "scratch"), &st), -1);
@@ -601,6 +616,9 @@ static void test_open_then_unlinked_rw(void **state)
     assert_int_equal(fstat(fd, &st), 0);
     assert_int_equal(st.st_size, LEN + 4);
     assert_int_equal(st.st_nlink, 0);
+    assert_int_equal(fchmod(fd, 0600), 0);
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
     assert_int_equal(ftruncate(fd, 5), 0);
     assert_int_equal(pread(fd, got, sizeof(got), 0), 5);
     assert_memory_equal(got, data, 5);
