@@ -218,20 +218,62 @@ void fs__handle_put(struct fs_handle *h)
 /* The store's keep hook (store_set_keep), on the loop thread while an
  * entry applies: a file losing its last name is kept as an orphan if any
  * handle here has it open. Read-only handles read their view anyway; the
- * orphan also answers fstat for them. */
+ * orphan also answers fstat for them. The handles are marked only once
+ * the batch holding the orphan is written (mark_kept): a handle marked
+ * earlier could look for its orphan before it exists. */
 static bool keep_open(void *arg, uint64_t ino)
 {
     struct fs *fs = arg;
     bool found = false;
     pthread_mutex_lock(&fs->lock);
-    for (struct fs_handle *h = fs->all; h; h = h->anext) {
-        if (h->kind == FS_H_FILE && h->ino == ino) {
-            h->orphan = true;
-            found = true;
+    for (struct fs_handle *h = fs->all; h && !found; h = h->anext) {
+        found = h->kind == FS_H_FILE && h->ino == ino;
+    }
+    if (found && fs->n_kept == fs->cap_kept) {
+        size_t cap = fs->cap_kept ? 2 * fs->cap_kept : 8;
+        uint64_t *k = rfs_realloc(fs->kept, cap * sizeof(*k));
+        if (k == NULL) {
+            found = false; /* No orphan: its handles answer ESTALE. */
+        } else {
+            fs->kept = k;
+            fs->cap_kept = cap;
         }
+    }
+    if (found) {
+        fs->kept[fs->n_kept++] = ino;
     }
     pthread_mutex_unlock(&fs->lock);
     return found;
+}
+
+/* After an apply (loop thread): mark the handles of the files it kept as
+ * orphans. An orphan whose handles all closed meanwhile goes at once. */
+static void mark_kept(struct fs *fs)
+{
+    pthread_mutex_lock(&fs->lock);
+    if (fs->n_kept == 0) {
+        pthread_mutex_unlock(&fs->lock);
+        return;
+    }
+    size_t n_drop = 0;
+    for (size_t i = 0; i < fs->n_kept; i++) {
+        bool found = false;
+        for (struct fs_handle *h = fs->all; h; h = h->anext) {
+            if (h->kind == FS_H_FILE && h->ino == fs->kept[i]) {
+                h->orphan = true;
+                found = true;
+            }
+        }
+        if (!found) {
+            fs->kept[n_drop++] = fs->kept[i]; /* Reuses the array. */
+        }
+    }
+    fs->n_kept = 0;
+    pthread_mutex_unlock(&fs->lock);
+    /* Only the loop thread appends to kept, and it is here. */
+    for (size_t i = 0; i < n_drop; i++) {
+        (void)store_orphan_drop(node_store(fs->node), fs->kept[i]);
+    }
 }
 
 int fs__orphan_attr(struct fs *fs, uint64_t ino, struct store_attr *a)
@@ -640,6 +682,7 @@ void fs_on_apply(void *data, rfs_index_t index, const struct store_cmd *c,
 {
     (void)index;
     struct fs *fs = data;
+    mark_kept(fs);
     /* Linearizable mounts cache nothing; changes made through this mount
      * are known to the kernel already. */
     if (fs->o.linearizable || own) {
@@ -784,6 +827,7 @@ void fs_free(struct fs *fs)
         rfs_free(v);
     }
     rfs_free(fs->aliases);
+    rfs_free(fs->kept);
     pthread_cond_destroy(&fs->inval_cond);
     pthread_mutex_destroy(&fs->lock);
     rfs_free(fs);

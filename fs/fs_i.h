@@ -107,6 +107,11 @@ struct fs {
     size_t cap_aliases;
     bool quorum_lost; /* A request timed out; cleared once a leader shows. */
     bool store_gone;  /* After fs_drop_views: the store closes soon. */
+    /* Files the store kept as orphans during the apply in progress; their
+     * handles are marked once the apply's batches are written. */
+    uint64_t *kept;
+    size_t n_kept;
+    size_t cap_kept;
     struct fs_counters cnt;
 
     pthread_t inval_thread;
