@@ -455,6 +455,12 @@ bool fs__degraded(struct fs *fs)
     }
     struct node_status st;
     node_status(fs->node, &st);
+    if (st.removed) {
+        /* The node refuses at once itself, with the precise answer
+         * (RFS_EREMOVED: EROFS). Its removal failed what was in flight
+         * with ETIMEDOUT, which set quorum_lost. */
+        return false;
+    }
     if (st.core.leader == RFS_NODE_NONE) {
         return true;
     }
