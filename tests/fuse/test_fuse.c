@@ -638,6 +638,30 @@ static void test_open_then_unlinked_rw(void **state)
     assert_int_equal(after, 0);
 }
 
+/* A node killed while it holds an orphan: after it restarts, the orphan is
+ * gone from its store (no descriptor survives to name it), and the name
+ * stays gone everywhere. */
+static void test_orphan_gone_after_restart(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mc_write(mc_path(c, 1, "left"), "open at a crash", 15),
+                     0);
+    int fd = open(mc_path(c, 1, "left"), O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(unlink(mc_path(c, 1, "left")), 0);
+    assert_int_equal(pwrite(fd, "OPEN", 4, 0), 4);
+    mc_kill9(c, 1);
+    close(fd); /* The mount is gone: whatever close says. */
+    long before = orphans_in_store(c, 1);
+    assert_int_equal(before, 1);
+    mc_start(c, 1);
+    long after = orphans_in_store(c, 1);
+    fprintf(stderr, "# orphans in node 1's store: %ld at the crash, %ld "
+            "after the restart\n", before, after);
+    assert_int_equal(after, 0);
+    assert_int_equal(mc_read(mc_path(c, 1, "left"), NULL, 0), -ENOENT);
+}
+
 struct orphan_writer {
     int fd;
     volatile bool stop;
@@ -1656,6 +1680,8 @@ int main(int argc, char **argv)
                                         setup_local, teardown),
         cmocka_unit_test_setup_teardown(test_unlinked_under_inflight_writes,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphan_gone_after_restart, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_leader_killed_under_writers,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_quorum, setup_short_timeout,
