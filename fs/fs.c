@@ -125,7 +125,10 @@ void fs__attr_to_stat(const struct store_attr *a, struct stat *st)
     st->st_gid = a->gid;
     st->st_size = (off_t)a->size;
     st->st_blksize = 4096;
-    st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+    /* A file's blocks are what its chunks hold, so a sparse file shows
+     * few (`du`); the size may be far larger. */
+    uint64_t held = a->type == STORE_FILE ? a->stored : a->size;
+    st->st_blocks = (blkcnt_t)((held + 511) / 512);
     st->st_atim.tv_sec = a->atime_ns / 1000000000;
     st->st_atim.tv_nsec = a->atime_ns % 1000000000;
     st->st_mtim.tv_sec = a->mtime_ns / 1000000000;
@@ -199,8 +202,99 @@ void fs__handle_put(struct fs_handle *h)
     if (h->anext != NULL) {
         h->anext->aprev = h->aprev;
     }
+    /* The last handle on an orphan: its data goes, as a local
+     * filesystem frees an unlinked inode at its last close. */
+    bool drop = h->orphan && !fs->store_gone;
+    for (struct fs_handle *o = fs->all; drop && o; o = o->anext) {
+        drop = !(o->orphan && o->ino == h->ino);
+    }
     pthread_mutex_unlock(&fs->lock);
+    if (drop) {
+        (void)store_orphan_drop(node_store(fs->node), h->ino);
+    }
     handle_free(fs, h);
+}
+
+/* The store's keep hook (store_set_keep), on the loop thread while an
+ * entry applies: a file losing its last name is kept as an orphan if any
+ * handle here has it open. Read-only handles read their view anyway; the
+ * orphan also answers fstat for them. The handles are marked only once
+ * the batch holding the orphan is written (mark_kept): a handle marked
+ * earlier could look for its orphan before it exists. */
+static bool keep_open(void *arg, uint64_t ino)
+{
+    struct fs *fs = arg;
+    bool found = false;
+    pthread_mutex_lock(&fs->lock);
+    for (struct fs_handle *h = fs->all; h && !found; h = h->anext) {
+        found = h->kind == FS_H_FILE && h->ino == ino;
+    }
+    if (found && fs->n_kept == fs->cap_kept) {
+        size_t cap = fs->cap_kept ? 2 * fs->cap_kept : 8;
+        uint64_t *k = rfs_realloc(fs->kept, cap * sizeof(*k));
+        if (k == NULL) {
+            found = false; /* No orphan: its handles answer ESTALE. */
+        } else {
+            fs->kept = k;
+            fs->cap_kept = cap;
+        }
+    }
+    if (found) {
+        fs->kept[fs->n_kept++] = ino;
+    }
+    pthread_mutex_unlock(&fs->lock);
+    return found;
+}
+
+/* After an apply (loop thread): mark the handles of the files it kept as
+ * orphans. An orphan whose handles all closed meanwhile goes at once. */
+static void mark_kept(struct fs *fs)
+{
+    pthread_mutex_lock(&fs->lock);
+    if (fs->n_kept == 0) {
+        pthread_mutex_unlock(&fs->lock);
+        return;
+    }
+    size_t n_drop = 0;
+    for (size_t i = 0; i < fs->n_kept; i++) {
+        bool found = false;
+        for (struct fs_handle *h = fs->all; h; h = h->anext) {
+            if (h->kind == FS_H_FILE && h->ino == fs->kept[i]) {
+                h->orphan = true;
+                found = true;
+            }
+        }
+        if (!found) {
+            fs->kept[n_drop++] = fs->kept[i]; /* Reuses the array. */
+        }
+    }
+    fs->n_kept = 0;
+    pthread_mutex_unlock(&fs->lock);
+    /* Only the loop thread appends to kept, and it is here. */
+    for (size_t i = 0; i < n_drop; i++) {
+        (void)store_orphan_drop(node_store(fs->node), fs->kept[i]);
+    }
+}
+
+int fs__orphan_attr(struct fs *fs, uint64_t ino, struct store_attr *a)
+{
+    uint64_t real = 0;
+    pthread_mutex_lock(&fs->lock);
+    for (struct fs_handle *h = fs->all; h; h = h->anext) {
+        if (h->orphan && (h->ino == ino || h->kino == ino)) {
+            real = h->ino;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&fs->lock);
+    if (real == 0) {
+        return -ENOENT;
+    }
+    int rv = store_orphan_getattr(node_store(fs->node), real, a);
+    if (rv == 0) {
+        a->ino = ino; /* The id the kernel knows. */
+    }
+    return rv;
 }
 
 static void handle_free(struct fs *fs, struct fs_handle *h)
@@ -330,15 +424,19 @@ static void barrier_done(void *data, int err, const struct store_result *r)
 {
     (void)r;
     struct barrier *b = data;
+    if (err == -ETIMEDOUT) {
+        /* Also when the answer is then served locally: every later request
+         * of the same system call (the kernel may send a getattr, a
+         * revalidating lookup and a lookup for one open) must fail at once
+         * instead of waiting out the timeout again. */
+        pthread_mutex_lock(&b->fs->lock);
+        b->fs->quorum_lost = true;
+        pthread_mutex_unlock(&b->fs->lock);
+    }
     if (b->local_if_cut_off && (err == RFS_EREMOVED || err == -ETIMEDOUT)) {
         err = 0; /* See fs__after_barrier_or_local(). */
     }
     if (err != 0) {
-        if (err == -ETIMEDOUT) {
-            pthread_mutex_lock(&b->fs->lock);
-            b->fs->quorum_lost = true;
-            pthread_mutex_unlock(&b->fs->lock);
-        }
         fs__reply_err(b->req, err);
         rfs_free(b->arg);
     } else {
@@ -357,6 +455,12 @@ bool fs__degraded(struct fs *fs)
     }
     struct node_status st;
     node_status(fs->node, &st);
+    if (st.removed) {
+        /* The node refuses at once itself, with the precise answer
+         * (RFS_EREMOVED: EROFS). Its removal failed what was in flight
+         * with ETIMEDOUT, which set quorum_lost. */
+        return false;
+    }
     if (st.core.leader == RFS_NODE_NONE) {
         return true;
     }
@@ -364,6 +468,11 @@ bool fs__degraded(struct fs *fs)
     fs->quorum_lost = false;
     pthread_mutex_unlock(&fs->lock);
     return false;
+}
+
+int fs__degraded_code(const struct fs *fs)
+{
+    return fs->o.linearizable ? -ETIMEDOUT : -EROFS;
 }
 
 static void after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
@@ -390,7 +499,12 @@ static void after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
     }
     if (fs__degraded(fs)) {
         /* The last wait for a quorum already ran out and no leader has
-         * shown since: answer at once, as the wait would have. */
+         * shown since: answer at once, as the wait would have (locally
+         * where the wait would have fallen back to the local state). */
+        if (local_if_cut_off) {
+            fn(fs, req, arg);
+            return;
+        }
         fuse_reply_err(req, ETIMEDOUT);
         rfs_free(arg);
         return;
@@ -574,6 +688,7 @@ void fs_on_apply(void *data, rfs_index_t index, const struct store_cmd *c,
 {
     (void)index;
     struct fs *fs = data;
+    mark_kept(fs);
     /* Linearizable mounts cache nothing; changes made through this mount
      * are known to the kernel already. */
     if (fs->o.linearizable || own) {
@@ -664,6 +779,7 @@ void fs_attach(struct fs *fs, struct node *n, struct fuse_session *se)
     fs->node = n;
     fs->se = se;
     pthread_mutex_unlock(&fs->lock);
+    store_set_keep(node_store(n), keep_open, fs);
 }
 
 void fs_set_mount_id(struct fs *fs, uint64_t mnt_id)
@@ -683,6 +799,7 @@ void fs_counters(struct fs *fs, struct fs_counters *c)
 void fs_drop_views(struct fs *fs)
 {
     pthread_mutex_lock(&fs->lock);
+    fs->store_gone = true; /* Orphans go at the next open anyway. */
     for (struct fs_handle *h = fs->all; h; h = h->anext) {
         if (h->view != NULL) {
             store_view_free(node_store(fs->node), h->view);
@@ -716,6 +833,7 @@ void fs_free(struct fs *fs)
         rfs_free(v);
     }
     rfs_free(fs->aliases);
+    rfs_free(fs->kept);
     pthread_cond_destroy(&fs->inval_cond);
     pthread_mutex_destroy(&fs->lock);
     rfs_free(fs);

@@ -24,8 +24,10 @@
  *   that waits for the loop thread).
  * - A read-only handle reads one RocksDB snapshot taken at open; a writable
  *   handle reads the latest state, hence its own writes.
- * - Errors: see fs_errno() and docs/fs.md. After a change times out, and
- *   while no leader is known, further changes fail at once with EROFS.
+ * - Errors: see fs_errno() and docs/fs.md. After a change or a read
+ *   barrier times out, and while no leader is known, further changes and
+ *   linearizable reads fail at once with ETIMEDOUT (changes with EROFS in
+ *   reads=local, where reads go on).
  *
  * Caveats:
  * - The fuse_lowlevel_ops run on FUSE worker threads; completions run on the
@@ -53,7 +55,7 @@ struct fs_options {
     uint32_t max_write;         /* Largest write asked of the kernel. */
     const char *data_dir;       /* For statfs: the disk the store is on. */
     uint64_t min_free_bytes;    /* statfs: the store's reserve. */
-    uint64_t max_file_size;     /* statfs and docs: EFBIG past this. */
+    uint64_t max_file_bytes;    /* The store's: bytes one file stores. */
 };
 
 void fs_options_default(struct fs_options *o);

@@ -45,6 +45,10 @@ struct fs_handle {
     bool writable;
     bool append;
     struct store_view *view; /* Read-only files, directories. */
+    /* Under fs->lock: the file lost its last name while open here and
+     * lives on as this node's orphan (store_orphan_*), until the last
+     * handle on it goes (see fs__orphan_*). */
+    bool orphan;
 
     /* Staged changes, under fs->lock. staged_create/staged_trunc: not yet
      * sent. pending: the create was staged or sent but is not applied, so
@@ -102,6 +106,12 @@ struct fs {
     size_t n_aliases;
     size_t cap_aliases;
     bool quorum_lost; /* A request timed out; cleared once a leader shows. */
+    bool store_gone;  /* After fs_drop_views: the store closes soon. */
+    /* Files the store kept as orphans during the apply in progress; their
+     * handles are marked once the apply's batches are written. */
+    uint64_t *kept;
+    size_t n_kept;
+    size_t cap_kept;
     struct fs_counters cnt;
 
     pthread_t inval_thread;
@@ -155,9 +165,18 @@ uint64_t fs__vlookup(const char *name);  /* /.raftfs/NAME's id, or 0. */
 const char *fs__vname(uint64_t ino);      /* Its name, or NULL. */
 int fs__vrender(struct fs *fs, uint64_t ino, char **text, size_t *len);
 
-/* A request timed out and no leader is known since: changes fail at once
- * with EROFS, linearizable reads with ETIMEDOUT. */
+/* Attributes of an orphan (an unlinked file open here) that kernel id or
+ * store id ino names, nlink 0. 0, -ENOENT if none. */
+int fs__orphan_attr(struct fs *fs, uint64_t ino, struct store_attr *a);
+
+/* A request timed out and no leader is known since: changes and
+ * linearizable reads fail at once (see fs__degraded_code). */
 bool fs__degraded(struct fs *fs);
+/* What a change answers at once while degraded: -ETIMEDOUT in
+ * reads=linearizable, where reads fail too, so "read-only" would be a lie
+ * and every request of the mount then says the same thing; -EROFS in
+ * reads=local, where the mount really is read-only for now. */
+int fs__degraded_code(const struct fs *fs);
 
 /* Read barrier (linearizable mode) then fn on the loop thread; at once on
  * this thread in local mode. On a barrier error, replies with it. */

@@ -152,6 +152,11 @@ static void getattr_run(struct fs *fs, fuse_req_t req, void *arg)
     struct store_attr a;
     struct store *s = node_store(fs->node);
     int rv = store_getattr(s, NULL, fs__resolve(fs, g->ino), &a);
+    if (rv == -ENOENT) {
+        /* Unlinked or replaced while open here: fstat of the orphan (the
+         * kernel's fstat names no handle). */
+        rv = fs__orphan_attr(fs, g->ino, &a);
+    }
     if (rv == -ENOENT && g->h != NULL && g->h->view != NULL) {
         /* Unlinked elsewhere while this handle reads its snapshot: what
          * fstat shows for an unlinked open file. */
@@ -394,7 +399,18 @@ static void read_handle(struct fs *fs, fuse_req_t req, struct fs_handle *h,
     int rv = store_read(node_store(fs->node), h->view, real, (uint64_t)off,
                         size, buf, &got);
     if (rv == -ENOENT) {
-        rv = -ESTALE; /* A writable handle's file was unlinked elsewhere. */
+        /* A writable handle's file lost its last name: read this node's
+         * orphan (ESTALE if there is none, e.g. the handle was opened as
+         * the unlink applied). */
+        pthread_mutex_lock(&fs->lock);
+        bool orphan = h->orphan;
+        pthread_mutex_unlock(&fs->lock);
+        rv = orphan ? store_orphan_read(node_store(fs->node), real,
+                                        (uint64_t)off, size, buf, &got)
+                    : -ENOENT;
+    }
+    if (rv == -ENOENT) {
+        rv = -ESTALE;
     }
     if (rv == 0) {
         fuse_reply_buf(req, buf, got);

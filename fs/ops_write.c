@@ -47,6 +47,13 @@ struct change {
     struct store_cmd then;
     char then_name[STORE_NAME_MAX + 1]; /* then's name: the request's
                                          * dies with its handler. */
+    /* The change as sent (data copied): if it answers ESTALE because the
+     * file lost its last name while it was in flight, and the file lives
+     * on here as an orphan, it is applied to the orphan instead, as if it
+     * had landed just before the unlink. */
+    bool has_sent;
+    struct store_cmd sent;
+    void *sent_data;
 };
 
 static int64_t now_ns(void)
@@ -76,6 +83,7 @@ static struct change *change_new(fuse_req_t req, enum reply reply,
 
 static void change_free(struct change *w)
 {
+    rfs_free(w->sent_data);
     fs__handle_put(w->h);
     rfs_free(w);
 }
@@ -148,11 +156,67 @@ static void reply_inode(struct change *w, uint64_t ino)
     }
 }
 
+/*
+ * A change through a handle whose file lost its last name while open here:
+ * applied to this node's orphan only, since nobody else can name the file
+ * (docs/fs.md). Answers w and frees it; false (w untouched) if the handle's
+ * file is not an orphan or c is not a WRITE or SETATTR.
+ */
+static bool orphan_change(struct change *w, const struct store_cmd *c)
+{
+    struct fs *fs = w->fs;
+    if (w->h == NULL ||
+        (c->op != STORE_OP_WRITE && c->op != STORE_OP_SETATTR)) {
+        return false;
+    }
+    pthread_mutex_lock(&fs->lock);
+    bool orphan = w->h->orphan;
+    pthread_mutex_unlock(&fs->lock);
+    if (!orphan) {
+        return false;
+    }
+    struct store_cmd oc = *c;
+    oc.ino = w->h->ino;
+    struct store_attr a;
+    int rv = store_orphan_change(node_store(fs->node), &oc, now_ns(), &a);
+    if (rv != 0) {
+        change_fail(w, rv == -ENOENT ? -ESTALE : rv);
+        return true;
+    }
+    switch (w->reply) {
+    case R_WRITE:
+        fuse_reply_write(w->req, w->size);
+        break;
+    case R_ATTR: {
+        struct stat st;
+        a.ino = w->h->kino;
+        fs__attr_to_stat(&a, &st);
+        fuse_reply_attr(w->req, &st, fs__timeout(fs));
+        break;
+    }
+    case R_RELEASE:
+        fuse_reply_err(w->req, 0);
+        fs__handle_put(w->h); /* The kernel's reference. */
+        break;
+    default:
+        fuse_reply_err(w->req, 0);
+        break;
+    }
+    change_free(w);
+    return true;
+}
+
 /* The node's completion, on the loop thread. */
 static void change_done(void *arg, int err, const struct store_result *r)
 {
     struct change *w = arg;
     struct fs *fs = w->fs;
+    if (err == 0 && r->err == ESTALE && w->has_sent && w->staged_ino == 0) {
+        w->has_sent = false;
+        if (orphan_change(w, &w->sent)) {
+            return;
+        }
+    }
     if (err != 0) {
         if (err == -ETIMEDOUT) {
             pthread_mutex_lock(&fs->lock);
@@ -214,7 +278,27 @@ static void change_done(void *arg, int err, const struct store_result *r)
 static void submit(struct change *w, const struct store_cmd *c)
 {
     struct fs *fs = w->fs;
-    int rv = fs__degraded(fs) ? -EROFS : 0;
+    if (orphan_change(w, c)) {
+        return; /* Local: needs no quorum either. */
+    }
+    if (w->h != NULL &&
+        (c->op == STORE_OP_WRITE || c->op == STORE_OP_SETATTR)) {
+        /* Kept for orphan_change() on ESTALE; without memory, an ESTALE
+         * is answered as it is. */
+        rfs_free(w->sent_data);
+        w->sent_data = NULL;
+        w->sent = *c;
+        w->has_sent = true;
+        if (c->data_len > 0) {
+            w->sent_data = rfs_malloc(c->data_len);
+            w->has_sent = w->sent_data != NULL;
+            if (w->has_sent) {
+                memcpy(w->sent_data, c->data, c->data_len);
+                w->sent.data = w->sent_data;
+            }
+        }
+    }
+    int rv = fs__degraded(fs) ? fs__degraded_code(fs) : 0;
     if (rv == 0) {
         pthread_mutex_lock(&fs->lock);
         fs->cnt.changes++;
@@ -460,9 +544,15 @@ void fs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
     }
     bool found = false;
     if (h == NULL) {
-        /* touch(1) on a file another process staged: by id. */
+        /* touch(1) on a file another process staged: by id. fchmod and
+         * futimens name no handle either: an orphan's handle, by id. */
         pthread_mutex_lock(&fs->lock);
         h = fs__pending_by_ino(fs, ino);
+        for (struct fs_handle *o = fs->all; h == NULL && o; o = o->anext) {
+            if (o->orphan && (o->kino == ino || o->ino == ino)) {
+                h = o;
+            }
+        }
         found = h != NULL && fs__handle_tryget(h);
         h = found ? h : NULL;
         pthread_mutex_unlock(&fs->lock);

@@ -82,7 +82,9 @@ static const char usage[] =
     "                       within 10% of each other, see docs/core.md)\n"
     "  commit_timeout=S     a change or linearizable read that cannot\n"
     "                       complete in S seconds fails with ETIMEDOUT\n"
-    "                       (default 30)\n"
+    "                       (default 30); until a leader is known again,\n"
+    "                       the next ones fail at once (changes with EROFS\n"
+    "                       in reads=local)\n"
     "  cache_timeout=S      reads=local: seconds the kernel may cache names\n"
     "                       and attributes (default 1; changes from other\n"
     "                       nodes also invalidate them as they apply)\n"
@@ -1228,7 +1230,7 @@ static int cmd_mount(int argc, char **argv)
     store_options_default(&so);
     m.fs.data_dir = dir;
     m.fs.min_free_bytes = so.min_free_bytes;
-    m.fs.max_file_size = so.max_file_size;
+    m.fs.max_file_bytes = so.max_file_bytes;
     struct fs *fs;
     if (fs_new(&m.fs, &fs) != 0) {
         fail("out of memory");

@@ -35,7 +35,15 @@ struct tx {
     rocksdb_writebatch_t *b;
     rfs_index_t index;
     int64_t now;
+    bool orphan; /* A change to a node-local orphan (CF_ORPHANS). */
 };
+
+/* Where a change's file chunks live: the replicated state, or this node's
+ * orphans (same keys). */
+static int chunks_cf(const struct tx *t)
+{
+    return t->orphan ? CF_ORPHANS : CF_CHUNKS;
+}
 
 /* ---- Encodings -------------------------------------------------------- */
 
@@ -52,6 +60,7 @@ void store__attr_encode(const struct store_attr *a, uint8_t *p)
     rfs_put_le64(p + 41, (uint64_t)a->ctime_ns);
     rfs_put_le64(p + 49, a->revision);
     rfs_put_le64(p + 57, a->parent);
+    rfs_put_le64(p + 65, a->stored);
 }
 
 int store__attr_decode(uint64_t ino, const char *v, size_t len,
@@ -78,6 +87,7 @@ int store__attr_decode(uint64_t ino, const char *v, size_t len,
     a->ctime_ns = (int64_t)rfs_get_le64(p + 41);
     a->revision = rfs_get_le64(p + 49);
     a->parent = rfs_get_le64(p + 57);
+    a->stored = rfs_get_le64(p + 65);
     return 0;
 }
 
@@ -228,18 +238,81 @@ static void dentry_del(struct tx *t, uint64_t parent, const char *name,
                                  8 + len);
 }
 
-/* Drop the chunks of file a from chunk number `from` on. Point deletes, one
- * per chunk the size covers: RocksDB 7.8 re-fragments every range tombstone
- * in the memtable on each read, so range deletes stay off the apply path. */
-static void chunks_drop(struct tx *t, const struct store_attr *a,
-                        uint64_t from)
+/* Drop the chunks of file ino from chunk number `from` on; *dropped (may
+ * be NULL) gets the bytes they held. The chunks that exist are listed
+ * rather than every chunk number the size covers: a sparse file may be
+ * terabytes long and hold three chunks. Point deletes, one per chunk:
+ * RocksDB 7.8 re-fragments every range tombstone in the memtable on each
+ * read, so range deletes stay off the apply path. Reads the state before
+ * this entry, like every read of apply: call it before putting chunks of
+ * the same file in this entry. */
+static int chunks_drop(struct tx *t, uint64_t ino, uint64_t from,
+                       uint64_t *dropped)
 {
-    uint64_t end = (a->size + STORE_CHUNK_SIZE - 1) / STORE_CHUNK_SIZE;
-    for (uint64_t cn = from; cn < end; cn++) {
-        uint8_t k[16];
-        chunk_key(k, a->ino, cn);
-        rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_CHUNKS], (char *)k, 16);
+    uint8_t k[16];
+    chunk_key(k, ino, from);
+    uint64_t bytes = 0;
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(t->s->db, t->s->ro,
+                                   t->s->cf[chunks_cf(t)]);
+    for (rocksdb_iter_seek(it, (char *)k, 16); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        if (klen != 16 || rfs_get_be64((const uint8_t *)key) != ino) {
+            break;
+        }
+        rocksdb_iter_value(it, &vlen);
+        bytes += vlen;
+        rocksdb_writebatch_delete_cf(t->b, t->s->cf[chunks_cf(t)], key, klen);
     }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(t->s, err, "listing the chunks of %llu",
+                                (unsigned long long)ino);
+    }
+    if (dropped != NULL) {
+        *dropped = bytes;
+    }
+    return 0;
+}
+
+/* Copy file a's record and chunks into this node's orphans, in the
+ * entry's batch, so that the copy and the delete happen together. */
+static int orphan_keep(struct tx *t, const struct store_attr *a)
+{
+    uint8_t k[16];
+    rfs_put_be64(k, a->ino);
+    struct store_attr o = *a;
+    o.nlink = 0;
+    uint8_t v[INODE_VALUE_SIZE];
+    store__attr_encode(&o, v);
+    rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_ORPHANS], (char *)k, 8,
+                              (char *)v, sizeof(v));
+    chunk_key(k, a->ino, 0);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(t->s->db, t->s->ro, t->s->cf[CF_CHUNKS]);
+    for (rocksdb_iter_seek(it, (char *)k, 16); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        if (klen != 16 || rfs_get_be64((const uint8_t *)key) != a->ino) {
+            break;
+        }
+        const char *val = rocksdb_iter_value(it, &vlen);
+        rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_ORPHANS], key, klen, val,
+                                  vlen);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(t->s, err, "keeping open file %llu",
+                                (unsigned long long)a->ino);
+    }
+    return 0;
 }
 
 static int name_drop(struct tx *t, struct store_attr *a);
@@ -258,9 +331,16 @@ static int inode_drop(struct tx *t, uint64_t ino)
     }
     uint8_t k[8];
     rfs_put_be64(k, ino);
+    if (a.type == STORE_FILE && t->s->keep != NULL &&
+        t->s->keep(t->s->keep_arg, ino)) {
+        rv = orphan_keep(t, &a);
+        if (rv != 0) {
+            return rv;
+        }
+    }
     rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_INODES], (char *)k, 8);
     if (a.type == STORE_FILE) {
-        chunks_drop(t, &a, 0);
+        return chunks_drop(t, ino, 0, NULL);
     }
     return 0;
 }
@@ -353,20 +433,24 @@ static void touch(struct tx *t, struct store_attr *a)
 }
 
 /* Write data at offset into file a (whose size is a->size as seen so far in
- * this entry), updating a. Bytes past the old size read as zeros. */
+ * this entry), updating a. Bytes past the old size read as zeros; chunks
+ * not written stay holes. a->stored follows the bytes the chunks hold:
+ * EFBIG if that would pass max_file_bytes (the caller's batch is then
+ * dropped whole). */
 static int write_data(struct tx *t, struct store_attr *a, uint64_t off,
                       const uint8_t *data, size_t len)
 {
     if (len == 0) {
         return 0;
     }
-    if (off + len > t->s->o.max_file_size || off + len < off) {
+    if (off + len > STORE_MAX_FILE_SIZE || off + len < off) {
         return EFBIG;
     }
     uint8_t *buf = rfs_malloc(STORE_CHUNK_SIZE);
     if (buf == NULL) {
         return -ENOMEM;
     }
+    uint64_t stored = a->stored;
     size_t done = 0;
     while (done < len) {
         uint64_t pos = off + done;
@@ -377,21 +461,24 @@ static int write_data(struct tx *t, struct store_attr *a, uint64_t off,
         if (n > len - done) {
             n = len - done;
         }
-        /* Existing bytes of this chunk that lie within the file. */
+        /* Existing bytes of this chunk that lie within the file (read also
+         * for a whole-chunk write: the bytes it held leave the count). */
         size_t have = 0;
+        size_t old = 0;
         memset(buf, 0, STORE_CHUNK_SIZE);
-        if (cstart < a->size && (in > 0 || n < STORE_CHUNK_SIZE)) {
+        if (cstart < a->size) {
             uint8_t k[16];
             chunk_key(k, a->ino, cn);
             char *v;
             size_t vlen;
-            int rv = get(t->s, t->s->ro, CF_CHUNKS, k, 16, &v, &vlen,
+            int rv = get(t->s, t->s->ro, chunks_cf(t), k, 16, &v, &vlen,
                          "reading a chunk");
             if (rv != 0) {
                 rfs_free(buf);
                 return rv;
             }
             if (v != NULL) {
+                old = vlen;
                 have = vlen;
                 if (cstart + have > a->size) {
                     have = (size_t)(a->size - cstart);
@@ -402,44 +489,56 @@ static int write_data(struct tx *t, struct store_attr *a, uint64_t off,
         }
         memcpy(buf + in, data + done, n);
         size_t clen = in + n > have ? in + n : have;
+        stored = stored - old + clen;
         uint8_t k[16];
         chunk_key(k, a->ino, cn);
-        rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_CHUNKS], (char *)k, 16,
-                                  (char *)buf, clen);
+        rocksdb_writebatch_put_cf(t->b, t->s->cf[chunks_cf(t)], (char *)k,
+                                  16, (char *)buf, clen);
         done += n;
     }
     rfs_free(buf);
+    if (stored > t->s->o.max_file_bytes && stored > a->stored) {
+        return EFBIG;
+    }
+    a->stored = stored;
     if (off + len > a->size) {
         a->size = off + len;
     }
     return 0;
 }
 
-/* Truncate or extend file a to size. */
+/* Truncate or extend file a to size. Growing stores nothing (a hole);
+ * shrinking drops the chunks past the end and trims the last partial one,
+ * so stale bytes never reappear when the file grows again. */
 static int set_size(struct tx *t, struct store_attr *a, uint64_t size)
 {
-    if (size > t->s->o.max_file_size) {
+    if (size > STORE_MAX_FILE_SIZE) {
         return EFBIG;
     }
     if (size < a->size) {
         uint64_t keep = (size + STORE_CHUNK_SIZE - 1) / STORE_CHUNK_SIZE;
-        chunks_drop(t, a, keep);
+        uint64_t dropped;
+        int rv = chunks_drop(t, a->ino, keep, &dropped);
+        if (rv != 0) {
+            return rv;
+        }
+        a->stored -= dropped < a->stored ? dropped : a->stored;
         size_t tail = (size_t)(size % STORE_CHUNK_SIZE);
         if (tail != 0) {
-            /* Trim the last partial chunk so stale bytes never reappear
-             * when the file grows again. */
             uint8_t k[16];
             chunk_key(k, a->ino, size / STORE_CHUNK_SIZE);
             char *v;
             size_t vlen;
-            int rv = get(t->s, t->s->ro, CF_CHUNKS, k, 16, &v, &vlen,
-                         "reading a chunk");
+            rv = get(t->s, t->s->ro, chunks_cf(t), k, 16, &v, &vlen,
+                     "reading a chunk");
             if (rv != 0) {
                 return rv;
             }
             if (v != NULL && vlen > tail) {
-                rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_CHUNKS],
+                rocksdb_writebatch_put_cf(t->b, t->s->cf[chunks_cf(t)],
                                           (char *)k, 16, v, tail);
+                a->stored -= vlen - tail < a->stored ? vlen - tail
+                                                     : a->stored;
             }
             rocksdb_free(v);
         }
@@ -1322,30 +1421,23 @@ int store_lookup(struct store *s, const struct store_view *v, uint64_t parent,
     return inode_get(s, ro, ino, out, NULL, NULL);
 }
 
-int store_read(struct store *s, const struct store_view *v, uint64_t ino,
-               uint64_t off, size_t len, void *buf, size_t *got)
+/* Read len bytes at off of a file of size `size` whose chunks are in cf:
+ * holes read as zeros. */
+static int read_chunks(struct store *s, const rocksdb_readoptions_t *ro,
+                       int cf, uint64_t ino, uint64_t size, uint64_t off,
+                       size_t len, void *buf, size_t *got)
 {
-    const rocksdb_readoptions_t *ro = store__ro(s, v);
-    struct store_attr a;
     *got = 0;
-    int rv = inode_get(s, ro, ino, &a, NULL, NULL);
-    if (rv != 0) {
-        return rv;
-    }
-    if (a.type == STORE_DIR) {
-        return -EISDIR;
-    }
-    if (off >= a.size) {
+    if (off >= size) {
         return 0;
     }
-    if (len > a.size - off) {
-        len = (size_t)(a.size - off);
+    if (len > size - off) {
+        len = (size_t)(size - off);
     }
     memset(buf, 0, len); /* Holes read as zeros. */
     uint8_t from[16];
     chunk_key(from, ino, off / STORE_CHUNK_SIZE);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_CHUNKS]);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[cf]);
     for (rocksdb_iter_seek(it, (char *)from, 16); rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
         size_t klen, vlen;
@@ -1374,6 +1466,22 @@ int store_read(struct store *s, const struct store_view *v, uint64_t ino,
     }
     *got = len;
     return 0;
+}
+
+int store_read(struct store *s, const struct store_view *v, uint64_t ino,
+               uint64_t off, size_t len, void *buf, size_t *got)
+{
+    const rocksdb_readoptions_t *ro = store__ro(s, v);
+    struct store_attr a;
+    *got = 0;
+    int rv = inode_get(s, ro, ino, &a, NULL, NULL);
+    if (rv != 0) {
+        return rv;
+    }
+    if (a.type == STORE_DIR) {
+        return -EISDIR;
+    }
+    return read_chunks(s, ro, CF_CHUNKS, ino, a.size, off, len, buf, got);
 }
 
 int store_readlink(struct store *s, const struct store_view *v, uint64_t ino,
@@ -1459,4 +1567,194 @@ int store_usage(struct store *s, struct store_usage *u)
         }
     }
     return 0;
+}
+
+/* ---- Orphans (this node only) ----------------------------------------- */
+
+void store_set_keep(struct store *s, store_keep_fn fn, void *arg)
+{
+    s->keep = fn;
+    s->keep_arg = arg;
+}
+
+static int orphan_get(struct store *s, uint64_t ino, struct store_attr *a)
+{
+    uint8_t k[8];
+    rfs_put_be64(k, ino);
+    char *v;
+    size_t len;
+    int rv = get(s, s->ro, CF_ORPHANS, k, 8, &v, &len, "reading an orphan");
+    if (rv != 0) {
+        return rv;
+    }
+    if (v == NULL) {
+        return -ENOENT;
+    }
+    rv = store__attr_decode(ino, v, len, a);
+    rocksdb_free(v);
+    if (rv != 0) {
+        return store__set_err(s, rv, "orphan %llu in %s is damaged",
+                              (unsigned long long)ino, s->dir);
+    }
+    return 0;
+}
+
+int store_orphan_getattr(struct store *s, uint64_t ino,
+                         struct store_attr *out)
+{
+    return orphan_get(s, ino, out);
+}
+
+int store_orphan_read(struct store *s, uint64_t ino, uint64_t off,
+                      size_t len, void *buf, size_t *got)
+{
+    struct store_attr a;
+    *got = 0;
+    int rv = orphan_get(s, ino, &a);
+    if (rv != 0) {
+        return rv;
+    }
+    return read_chunks(s, s->ro, CF_ORPHANS, ino, a.size, off, len, buf,
+                       got);
+}
+
+/* The orphan's change, decided like op_write/op_setattr but on this
+ * node's copy. Positive results are the operation's errno. */
+static int orphan_apply(struct tx *t, const struct store_cmd *c,
+                        struct store_attr *a)
+{
+    int rv = 0;
+    if (c->op == STORE_OP_WRITE) {
+        if (c->flags & STORE_TRUNC) {
+            rv = set_size(t, a, 0);
+        }
+        uint64_t off = c->flags & STORE_APPEND ? a->size : c->offset;
+        if (rv == 0) {
+            rv = write_data(t, a, off, c->data, c->data_len);
+        }
+        if (rv == 0 && ((c->flags & STORE_TRUNC) || c->data_len > 0)) {
+            a->mtime_ns = a->ctime_ns = t->now;
+        }
+        return rv;
+    }
+    if (c->op != STORE_OP_SETATTR) {
+        return EINVAL;
+    }
+    if (c->valid & STORE_SET_SIZE) {
+        rv = set_size(t, a, c->size);
+        if (rv != 0) {
+            return rv;
+        }
+        a->mtime_ns = t->now;
+    }
+    if (c->valid & STORE_SET_MODE) {
+        a->mode = c->mode & 07777;
+    }
+    if (c->valid & STORE_SET_UID) {
+        a->uid = c->uid;
+    }
+    if (c->valid & STORE_SET_GID) {
+        a->gid = c->gid;
+    }
+    if (c->valid & STORE_SET_ATIME) {
+        a->atime_ns = c->atime_ns;
+    }
+    if (c->valid & STORE_SET_MTIME) {
+        a->mtime_ns = c->mtime_ns;
+    }
+    a->ctime_ns = t->now;
+    return 0;
+}
+
+int store_orphan_change(struct store *s, const struct store_cmd *c,
+                        int64_t now_ns, struct store_attr *out)
+{
+    pthread_mutex_lock(&s->orphan_lock);
+    struct store_attr a;
+    int rv = orphan_get(s, c->ino, &a);
+    struct tx t = {.s = s, .now = now_ns, .orphan = true};
+    t.b = rv == 0 ? rocksdb_writebatch_create() : NULL;
+    if (rv == 0) {
+        rv = orphan_apply(&t, c, &a);
+        rv = rv > 0 ? -rv : rv;
+    }
+    if (rv == 0) {
+        uint8_t k[8], v[INODE_VALUE_SIZE];
+        rfs_put_be64(k, a.ino);
+        store__attr_encode(&a, v);
+        rocksdb_writebatch_put_cf(t.b, s->cf[CF_ORPHANS], (char *)k, 8,
+                                  (char *)v, sizeof(v));
+        /* Unsynced: an orphan does not outlive this run anyway. */
+        rv = store__write(s, t.b, false, "writing an orphan");
+    }
+    if (t.b != NULL) {
+        rocksdb_writebatch_destroy(t.b);
+    }
+    pthread_mutex_unlock(&s->orphan_lock);
+    if (rv == 0 && out != NULL) {
+        *out = a;
+    }
+    return rv;
+}
+
+int store_orphan_drop(struct store *s, uint64_t ino)
+{
+    pthread_mutex_lock(&s->orphan_lock);
+    struct tx t = {.s = s, .orphan = true};
+    t.b = rocksdb_writebatch_create();
+    uint8_t k[8];
+    rfs_put_be64(k, ino);
+    rocksdb_writebatch_delete_cf(t.b, s->cf[CF_ORPHANS], (char *)k, 8);
+    int rv = chunks_drop(&t, ino, 0, NULL);
+    if (rv == 0) {
+        rv = store__write(s, t.b, false, "dropping an orphan");
+    }
+    rocksdb_writebatch_destroy(t.b);
+    pthread_mutex_unlock(&s->orphan_lock);
+    return rv;
+}
+
+/* Visit every orphan key: count the records, or delete everything. */
+static int orphans_scan(struct store *s, uint64_t *records,
+                        rocksdb_writebatch_t *del)
+{
+    uint64_t n = 0;
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CF_ORPHANS]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        n += klen == 8;
+        if (del != NULL) {
+            rocksdb_writebatch_delete_cf(del, s->cf[CF_ORPHANS], key, klen);
+        }
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(s, err, "listing orphans");
+    }
+    if (records != NULL) {
+        *records = n;
+    }
+    return 0;
+}
+
+int store_orphan_count(struct store *s, uint64_t *n)
+{
+    return orphans_scan(s, n, NULL);
+}
+
+int store__orphans_clear(struct store *s)
+{
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    uint64_t n = 0;
+    int rv = orphans_scan(s, &n, b);
+    if (rv == 0 && n + rocksdb_writebatch_count(b) > 0) {
+        rv = store__write(s, b, false, "dropping orphans of the last run");
+    }
+    rocksdb_writebatch_destroy(b);
+    return rv;
 }

@@ -21,6 +21,7 @@
 
 static const char *cf_names[CF_COUNT] = {
     "default", "log", "meta", "inodes", "dentries", "chunks", "sessions",
+    "orphans",
 };
 
 #define LOG_HDR 13 /* crc32c u32, term u64, type u8 */
@@ -28,7 +29,7 @@ static const char *cf_names[CF_COUNT] = {
 void store_options_default(struct store_options *o)
 {
     memset(o, 0, sizeof(*o));
-    o->max_file_size = 64ull << 20;
+    o->max_file_bytes = 64ull << 20;
     o->sync = true;
     o->min_free_bytes = 128ull << 20;
 }
@@ -143,6 +144,7 @@ int store_open(const char *dir, const struct store_options *o,
         return -ENOMEM;
     }
     pthread_mutex_init(&s->err_lock, NULL);
+    pthread_mutex_init(&s->orphan_lock, NULL);
     if (o != NULL) {
         s->o = *o;
     } else {
@@ -154,6 +156,7 @@ int store_open(const char *dir, const struct store_options *o,
         snprintf(errmsg, RFS_ERRMSG_SZ, "cannot create %s: %s", dir,
                  strerror(e));
         pthread_mutex_destroy(&s->err_lock);
+        pthread_mutex_destroy(&s->orphan_lock);
         rfs_free(s);
         return -e;
     }
@@ -185,6 +188,7 @@ int store_open(const char *dir, const struct store_options *o,
         rocksdb_free(err);
         rocksdb_options_destroy(s->opts);
         pthread_mutex_destroy(&s->err_lock);
+        pthread_mutex_destroy(&s->orphan_lock);
         rfs_free(s);
         return code;
     }
@@ -241,6 +245,14 @@ int store_open(const char *dir, const struct store_options *o,
             return rv;
         }
     }
+    /* Orphans were files open in the previous run: no descriptor names
+     * them any more. */
+    int orv = store__orphans_clear(s);
+    if (orv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "%s", s->errmsg);
+        store_close(s);
+        return orv;
+    }
     *out = s;
     return 0;
 }
@@ -267,6 +279,7 @@ void store_close(struct store *s)
     }
     rocksdb_options_destroy(s->opts);
     pthread_mutex_destroy(&s->err_lock);
+    pthread_mutex_destroy(&s->orphan_lock);
     rfs_free(s);
 }
 

@@ -56,8 +56,15 @@
 
 struct store;
 
+/* The largest file size (and end of a write): the kernel's own limit for a
+ * FUSE file (s_maxbytes, MAX_LFS_FILESIZE on 64-bit). Holes cost nothing:
+ * what is bounded is the bytes a file stores (max_file_bytes). */
+#define STORE_MAX_FILE_SIZE ((uint64_t)INT64_MAX)
+
 struct store_options {
-    uint64_t max_file_size;  /* EFBIG past this (default 64 MiB). */
+    uint64_t max_file_bytes; /* Bytes one file may store in its chunks:
+                              * EFBIG past this (default 64 MiB). Decides
+                              * apply results: the same on every node. */
     bool sync;               /* Sync log writes (default true; tests only). */
     uint64_t min_free_bytes; /* Refuse writes below this much free disk
                               * (default 128 MiB; 0 disables). */
@@ -239,6 +246,8 @@ struct store_attr {
                         * have several names (nlink), so no parent. */
     uint64_t rdev;     /* STORE_CHR, STORE_BLK: the device number
                         * (dev_t as makedev() builds it); else 0. */
+    uint64_t stored;   /* Files: bytes held in chunks (holes are not),
+                        * kept at apply; st_blocks. */
 };
 
 /* A consistent read view (a RocksDB snapshot); NULL means "latest". */
@@ -273,6 +282,44 @@ struct store_usage {
     uint64_t bytes;
 };
 int store_usage(struct store *s, struct store_usage *u);
+
+/* ---- Orphans: unlinked files still open on this node ------------------ */
+
+/*
+ * A file whose last name goes (unlink, rename over it) while this node
+ * holds it open lives on here, and only here, until the host drops it at
+ * the last close (ext4's orphan list is the model). The replicated state
+ * is the same on every node; the orphan lives beside it, in a column
+ * family that no snapshot includes, and store_open() empties it: after a
+ * restart no descriptor is left to name it.
+ *
+ * keep is called on the writer thread, while an entry applies, before a
+ * file's record and chunks are deleted; if it returns true, they are
+ * copied into the orphan area in the same batch. It must not call the
+ * store. fn NULL: nothing is kept.
+ */
+typedef bool (*store_keep_fn)(void *arg, uint64_t ino);
+void store_set_keep(struct store *s, store_keep_fn fn, void *arg);
+
+/* An orphan's attributes (nlink 0) and data. Any thread. 0, -ENOENT
+ * (no such orphan), -EIO. */
+int store_orphan_getattr(struct store *s, uint64_t ino,
+                         struct store_attr *out);
+int store_orphan_read(struct store *s, uint64_t ino, uint64_t off,
+                      size_t len, void *buf, size_t *got);
+/*
+ * Apply c to orphan c->ino on this node only (nobody else can name it): a
+ * WRITE (STORE_TRUNC, STORE_APPEND as usual) or a SETATTR, with times from
+ * now_ns. out (may be NULL) gets the attributes after. Any thread; orphan
+ * changes are serialised. Returns 0, -ENOENT (no such orphan), -EFBIG,
+ * -EINVAL (a command of another kind), -EIO, -ENOSPC.
+ */
+int store_orphan_change(struct store *s, const struct store_cmd *c,
+                        int64_t now_ns, struct store_attr *out);
+/* Forget orphan ino and its data (its last descriptor closed). 0, -EIO. */
+int store_orphan_drop(struct store *s, uint64_t ino);
+/* How many orphans this node holds (for status and tests). */
+int store_orphan_count(struct store *s, uint64_t *n);
 
 /* ---- Snapshots -------------------------------------------------------- */
 

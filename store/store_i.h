@@ -21,6 +21,9 @@ enum store_cf {
     CF_DENTRIES, /* BE parent + name -> ino, type. */
     CF_CHUNKS,   /* BE ino + BE chunk -> bytes. */
     CF_SESSIONS, /* 'S' client boot seq -> result; 'B' client -> boot. */
+    CF_ORPHANS,  /* This node only: unlinked files still open here. BE ino
+                  * -> record; BE ino + BE chunk -> bytes. Never in a
+                  * snapshot; emptied at open (see store_orphan_*). */
     CF_COUNT,
 };
 
@@ -38,6 +41,9 @@ struct store {
     int failed;          /* First write failure; writes refused after it. */
     rfs_index_t applied;  /* Writer thread only. */
     rfs_index_t log_last; /* Last stored log index; writer thread only. */
+    store_keep_fn keep;   /* Asked at apply before a file's last name goes. */
+    void *keep_arg;
+    pthread_mutex_t orphan_lock; /* Serialises changes to CF_ORPHANS. */
 };
 
 struct store_view {
@@ -59,9 +65,12 @@ const rocksdb_readoptions_t *store__ro(const struct store *s,
 
 /* Keys are big-endian (they sort); values little-endian (common/endian.h). */
 
-#define INODE_VALUE_SIZE 65
+#define INODE_VALUE_SIZE 73
 /* Device inodes (STORE_CHR, STORE_BLK) add their number, LE u64. */
 #define INODE_RDEV_SIZE 8
+
+/* Empty CF_ORPHANS (at open). 0, -EIO, -ENOSPC. */
+int store__orphans_clear(struct store *s);
 
 void store__attr_encode(const struct store_attr *a, uint8_t *out);
 int store__attr_decode(uint64_t ino, const char *v, size_t len,

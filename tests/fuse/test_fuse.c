@@ -29,6 +29,7 @@
 #include <sys/un.h>
 
 #include <cmocka.h>
+#include <rocksdb/c.h>
 
 #include "../lib/mounts.h"
 #include "../lib/procs.h"
@@ -406,6 +407,318 @@ static void test_large_file(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A sparse file: one write at 4 GiB. Every node shows its size (`ls -l`)
+ * and a few blocks (`du`), and reads the hole as zeros. Truncating up adds
+ * a hole, truncating down drops what lay past the end. */
+static long du_kib(const char *path)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "du -k '%s'", path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    long kib = -1;
+    if (fscanf(p, "%ld", &kib) != 1) {
+        kib = -1;
+    }
+    pclose(p);
+    return kib;
+}
+
+static void test_sparse_file(void **state)
+{
+    struct mcluster *c = *state;
+    const off_t g4 = (off_t)4 << 30;
+    int fd = open(mc_path(c, 1, "sparse"), O_WRONLY | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "end", 3, g4), 3);
+    assert_int_equal(close(fd), 0);
+    for (int i = 1; i <= 3; i++) {
+        struct stat st;
+        assert_int_equal(stat(mc_path(c, i, "sparse"), &st), 0);
+        long kib = du_kib(mc_path(c, i, "sparse"));
+        fprintf(stderr, "# node %d: size %lld, %lld blocks, du %ld KiB\n", i,
+                (long long)st.st_size, (long long)st.st_blocks, kib);
+        assert_int_equal(st.st_size, g4 + 3);
+        assert_true(st.st_blocks >= 1 && st.st_blocks <= 8);
+        assert_true(kib >= 0 && kib <= 4);
+    }
+    fd = open(mc_path(c, 2, "sparse"), O_RDONLY);
+    assert_true(fd >= 0);
+    static char buf[65536], zeros[65536];
+    assert_int_equal(pread(fd, buf, sizeof(buf), (off_t)2 << 30),
+                     (ssize_t)sizeof(buf));
+    assert_memory_equal(buf, zeros, sizeof(buf));
+    assert_int_equal(pread(fd, buf, sizeof(buf), g4 - 4), 7);
+    assert_memory_equal(buf, "\0\0\0\0end", 7);
+    close(fd);
+    assert_int_equal(truncate(mc_path(c, 3, "sparse"), (off_t)1 << 40), 0);
+    struct stat st;
+    assert_int_equal(stat(mc_path(c, 1, "sparse"), &st), 0);
+    assert_int_equal(st.st_size, (off_t)1 << 40);
+    assert_true(st.st_blocks <= 8);
+    assert_int_equal(truncate(mc_path(c, 1, "sparse"), g4 + 1), 0);
+    assert_int_equal(truncate(mc_path(c, 1, "sparse"), g4 + 10), 0);
+    char tail[10];
+    fd = open(mc_path(c, 2, "sparse"), O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, tail, sizeof(tail), g4), 10);
+    assert_memory_equal(tail, "e\0\0\0\0\0\0\0\0\0", 10);
+    close(fd);
+}
+
+/* ---- Open, then unlinked ---------------------------------------------- */
+
+/* Orphan records (unlinked files still open) in node i's store, read
+ * behind the running node's back (a read-only open takes no lock and
+ * replays the write-ahead log), or -1. */
+static long orphans_in_store(struct mcluster *c, int i)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/db", c->data[i]);
+    const char *names[] = {"default", "orphans"};
+    rocksdb_options_t *o = rocksdb_options_create();
+    const rocksdb_options_t *cfo[] = {o, o};
+    rocksdb_column_family_handle_t *cf[2];
+    char *err = NULL;
+    rocksdb_t *db = rocksdb_open_for_read_only_column_families(
+        o, path, 2, names, cfo, cf, 0, &err);
+    if (err != NULL) {
+        fprintf(stderr, "# opening %s: %s\n", path, err);
+        rocksdb_free(err);
+        rocksdb_options_destroy(o);
+        return -1;
+    }
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db, ro, cf[1]);
+    long n = 0;
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen;
+        rocksdb_iter_key(it, &klen);
+        n += klen == 8;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_column_family_handle_destroy(cf[0]);
+    rocksdb_column_family_handle_destroy(cf[1]);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+    return n;
+}
+
+static void fill(char *buf, size_t len, char seed)
+{
+    for (size_t k = 0; k < len; k++) {
+        buf[k] = (char)(seed + (char)(k % 23));
+    }
+}
+
+/* Wait until path no longer names inode ino (in reads=local the node
+ * applies a change made elsewhere a little after it returned there). */
+static void wait_not_ino(const char *path, ino_t ino)
+{
+    for (int k = 0; k < 100; k++) {
+        struct stat st;
+        if (stat(path, &st) != 0 || st.st_ino != ino) {
+            return;
+        }
+        usleep(50000);
+    }
+    fail_msg("%s still names inode %llu after 5 s", path,
+             (unsigned long long)ino);
+}
+
+/* Wait until path exists (reads=local: see wait_not_ino). */
+static void wait_exists(const char *path)
+{
+    struct stat st;
+    for (int k = 0; k < 100; k++) {
+        if (stat(path, &st) == 0) {
+            return;
+        }
+        usleep(50000);
+    }
+    fail_msg("%s did not appear within 5 s", path);
+}
+
+/* A reader of a file that another node replaces with `mv` reads the whole
+ * version it opened, and fstat answers; the same when another node
+ * unlinks it. The old content is larger than a chunk. */
+static void test_open_then_replaced(void **state)
+{
+    struct mcluster *c = *state;
+    enum { LEN = 200000 };
+    static char old[LEN], new[LEN], got[LEN];
+    fill(old, LEN, 'a');
+    fill(new, LEN, 'A');
+    for (int round = 0; round < 2; round++) {
+        char name[16], tmp[16];
+        snprintf(name, sizeof(name), "conf%d", round);
+        snprintf(tmp, sizeof(tmp), "conf%d.new", round);
+        assert_int_equal(mc_write(mc_path(c, 1, name), old, LEN), 0);
+        int fd = open(mc_path(c, 1, name), O_RDONLY);
+        assert_true(fd >= 0);
+        struct stat st;
+        assert_int_equal(fstat(fd, &st), 0);
+        ino_t ino = st.st_ino;
+        assert_int_equal(read(fd, got, 1000), 1000);
+        if (round == 0) {
+            assert_int_equal(mc_write(mc_path(c, 2, tmp), new, LEN), 0);
+            assert_int_equal(rename(mc_path(c, 2, tmp), mc_path(c, 2, name)),
+                             0);
+        } else {
+            wait_exists(mc_path(c, 2, name));
+            assert_int_equal(unlink(mc_path(c, 2, name)), 0);
+        }
+        wait_not_ino(mc_path(c, 1, name), ino);
+        size_t have = 1000;
+        ssize_t n;
+        while (have < LEN && (n = read(fd, got + have, LEN - have)) > 0) {
+            have += (size_t)n;
+        }
+        assert_int_equal(have, LEN);
+        assert_memory_equal(got, old, LEN);
+        assert_int_equal(fstat(fd, &st), 0);
+        assert_int_equal(st.st_size, LEN);
+        assert_int_equal(st.st_ino, ino);
+        assert_int_equal(close(fd), 0);
+    }
+}
+
+/* A file open for reading and writing on node 1, unlinked on node 2:
+ * writes through the descriptor land (here only), read back through the
+ * same descriptor, fstat shows nlink 0; the name stays gone everywhere;
+ * after close the orphan is gone from node 1's store. */
+static void test_open_then_unlinked_rw(void **state)
+{
+    struct mcluster *c = *state;
+    enum { LEN = 70000 };
+    static char data[LEN], got[LEN + 16];
+    fill(data, LEN, 'a');
+    assert_int_equal(mc_write(mc_path(c, 1, "scratch"), data, LEN), 0);
+    int fd = open(mc_path(c, 1, "scratch"), O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, got, 100, 0), 100);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    ino_t ino = st.st_ino;
+    wait_exists(mc_path(c, 2, "scratch"));
+    assert_int_equal(unlink(mc_path(c, 2, "scratch")), 0);
+    wait_not_ino(mc_path(c, 1, "scratch"), ino);
+    assert_int_equal(stat(mc_path(c, 1, "scratch"), &st), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(pwrite(fd, "XYZ", 3, 10), 3);
+    assert_int_equal(pwrite(fd, "tail", 4, LEN), 4);
+    memcpy(data + 10, "XYZ", 3);
+    assert_int_equal(pread(fd, got, sizeof(got), 0), LEN + 4);
+    assert_memory_equal(got, data, LEN);
+    assert_memory_equal(got + LEN, "tail", 4);
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_size, LEN + 4);
+    assert_int_equal(st.st_nlink, 0);
+    assert_int_equal(fchmod(fd, 0600), 0);
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_int_equal(ftruncate(fd, 5), 0);
+    assert_int_equal(pread(fd, got, sizeof(got), 0), 5);
+    assert_memory_equal(got, data, 5);
+    wait_not_ino(mc_path(c, 3, "scratch"), ino);
+    assert_int_equal(mc_read(mc_path(c, 3, "scratch"), got, 8), -ENOENT);
+    long before = orphans_in_store(c, 1);
+    fprintf(stderr, "# orphans in node 1's store while open: %ld\n", before);
+    assert_int_equal(before, 1);
+    assert_int_equal(close(fd), 0);
+    /* The kernel sends the release after close() returns. */
+    long after = -1;
+    for (int k = 0; k < 50 && after != 0; k++) {
+        usleep(100000);
+        after = orphans_in_store(c, 1);
+    }
+    fprintf(stderr, "# after close: %ld\n", after);
+    assert_int_equal(after, 0);
+}
+
+/* A node killed while it holds an orphan: after it restarts, the orphan is
+ * gone from its store (no descriptor survives to name it), and the name
+ * stays gone everywhere. */
+static void test_orphan_gone_after_restart(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mc_write(mc_path(c, 1, "left"), "open at a crash", 15),
+                     0);
+    int fd = open(mc_path(c, 1, "left"), O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(unlink(mc_path(c, 1, "left")), 0);
+    assert_int_equal(pwrite(fd, "OPEN", 4, 0), 4);
+    mc_kill9(c, 1);
+    close(fd); /* The mount is gone: whatever close says. */
+    long before = orphans_in_store(c, 1);
+    assert_int_equal(before, 1);
+    mc_start(c, 1);
+    long after = orphans_in_store(c, 1);
+    fprintf(stderr, "# orphans in node 1's store: %ld at the crash, %ld "
+            "after the restart\n", before, after);
+    assert_int_equal(after, 0);
+    assert_int_equal(mc_read(mc_path(c, 1, "left"), NULL, 0), -ENOENT);
+}
+
+struct orphan_writer {
+    int fd;
+    volatile bool stop;
+    int writes;
+    int err; /* First errno, or 0. */
+};
+
+static void *orphan_writer_main(void *arg)
+{
+    struct orphan_writer *w = arg;
+    char line[16];
+    while (!w->stop && w->err == 0) {
+        snprintf(line, sizeof(line), "%09d\n", w->writes);
+        if (pwrite(w->fd, line, 10, (off_t)w->writes * 10) != 10) {
+            w->err = errno;
+            break;
+        }
+        w->writes++;
+    }
+    return NULL;
+}
+
+/* A writer always has a write in flight while another node unlinks its
+ * file: the write proposed before the unlink applies after it, and must
+ * still land (in the orphan), as every later one does; read back, every
+ * line is there. */
+static void test_unlinked_under_inflight_writes(void **state)
+{
+    struct mcluster *c = *state;
+    for (int round = 0; round < 4; round++) {
+        char name[16];
+        snprintf(name, sizeof(name), "busy%d", round);
+        struct orphan_writer w = {0};
+        w.fd = open(mc_path(c, 1, name), O_RDWR | O_CREAT, 0644);
+        assert_true(w.fd >= 0);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, orphan_writer_main, &w), 0);
+        usleep(100000);
+        assert_int_equal(unlink(mc_path(c, 2, name)), 0);
+        usleep(100000);
+        w.stop = true;
+        pthread_join(t, NULL);
+        fprintf(stderr, "# round %d: %d writes, %s\n", round, w.writes,
+                w.err ? strerror(w.err) : "no error");
+        assert_int_equal(w.err, 0);
+        static char buf[1 << 20];
+        ssize_t n = pread(w.fd, buf, sizeof(buf), 0);
+        assert_int_equal(n, (ssize_t)w.writes * 10);
+        for (int k = 0; k < w.writes; k++) {
+            char line[16];
+            snprintf(line, sizeof(line), "%09d\n", k);
+            assert_memory_equal(buf + (size_t)k * 10, line, 10);
+        }
+        close(w.fd);
+    }
+}
+
 /* ---- Failures ---------------------------------------------------------- */
 
 struct writer {
@@ -496,7 +809,8 @@ static void test_leader_killed_under_writers(void **state)
 
 /* Two of three nodes stop. A linearizable mount: a write on an open file
  * fails with ETIMEDOUT after the commit timeout (3 s here), the next one at
- * once with EROFS; reads fail at once with ETIMEDOUT; nothing says EACCES.
+ * once with ETIMEDOUT too; reads fail at once with ETIMEDOUT; nothing says
+ * EACCES or EROFS (reads fail as well: the mount is not read-only).
  * Once a quorum is back, writes work again. */
 static void test_no_quorum(void **state)
 {
@@ -518,7 +832,7 @@ static void test_no_quorum(void **state)
     took = pc_now_ms() - t0;
     fprintf(stderr, "# next write: %s after %ld ms\n", strerror(errno),
             took);
-    assert_int_equal(errno, EROFS);
+    assert_int_equal(errno, ETIMEDOUT);
     assert_true(took < 1000);
     struct stat st;
     t0 = pc_now_ms();
@@ -532,6 +846,72 @@ static void test_no_quorum(void **state)
     char buf[32];
     read_str(mc_path(c, 2, "k"), buf, sizeof(buf));
     assert_string_equal(buf, "later");
+}
+
+/* What a shell user sees when two of three nodes are gone: the first
+ * `echo z > f` fails within about commit_timeout (not one timeout per
+ * FUSE request of its system calls), with ETIMEDOUT; later changes and
+ * linearizable reads fail at once with the same ETIMEDOUT, whichever FUSE
+ * request (lookup, write, create) meets the lost quorum first; once a
+ * quorum is back, `echo` works again. */
+static int echo_to(const char *path, const char *v, int *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        *err = errno;
+        return -1;
+    }
+    int rv = 0;
+    if (write(fd, v, strlen(v)) < 0) {
+        *err = errno;
+        rv = -1;
+    }
+    if (close(fd) != 0 && rv == 0) {
+        *err = errno;
+        rv = -1;
+    }
+    return rv;
+}
+
+static void test_no_quorum_shell(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mc_write(mc_path(c, 1, "f"), "before", 6), 0);
+    assert_int_equal(mc_stop(c, 2), 0);
+    assert_int_equal(mc_stop(c, 3), 0);
+    int err = 0;
+    long t0 = pc_now_ms();
+    assert_int_equal(echo_to(mc_path(c, 1, "f"), "z\n", &err), -1);
+    long took = pc_now_ms() - t0;
+    fprintf(stderr, "# first echo without quorum: %s after %ld ms\n",
+            strerror(err), took);
+    assert_int_equal(err, ETIMEDOUT);
+    assert_true(took >= 2500 && took < 4500);
+    t0 = pc_now_ms();
+    assert_int_equal(echo_to(mc_path(c, 1, "f"), "y\n", &err), -1);
+    took = pc_now_ms() - t0;
+    fprintf(stderr, "# next echo: %s after %ld ms\n", strerror(err), took);
+    assert_int_equal(err, ETIMEDOUT);
+    assert_true(took < 1000);
+    t0 = pc_now_ms();
+    assert_int_equal(echo_to(mc_path(c, 1, "g"), "y\n", &err), -1);
+    took = pc_now_ms() - t0;
+    fprintf(stderr, "# echo to a new file: %s after %ld ms\n", strerror(err),
+            took);
+    assert_int_equal(err, ETIMEDOUT);
+    assert_true(took < 1000);
+    char buf[32];
+    t0 = pc_now_ms();
+    ssize_t n = mc_read(mc_path(c, 1, "f"), buf, sizeof(buf));
+    took = pc_now_ms() - t0;
+    fprintf(stderr, "# cat: %s after %ld ms\n", strerror((int)-n), took);
+    assert_int_equal(n, -ETIMEDOUT);
+    assert_true(took < 1000);
+    mc_start(c, 2);
+    assert_int_not_equal(mc_wait_leader(c, 10000), 0);
+    assert_int_equal(echo_to(mc_path(c, 1, "f"), "later\n", &err), 0);
+    read_str(mc_path(c, 2, "f"), buf, sizeof(buf));
+    assert_string_equal(buf, "later\n");
 }
 
 /* The same with reads=local: changes fail (ETIMEDOUT, then EROFS at once)
@@ -708,7 +1088,8 @@ static void test_no_empty_reads_during_rewrites(void **state)
 
 /* One open read-only handle reads one snapshot, even across a writer and
  * an unlink elsewhere; a writable handle follows its file across renames
- * made elsewhere, and answers ESTALE once the file is gone. */
+ * made elsewhere, and once the file is unlinked elsewhere writes to this
+ * node's orphan, which no name reaches. */
 static void test_handles(void **state)
 {
     struct mcluster *c = *state;
@@ -736,8 +1117,12 @@ static void test_handles(void **state)
     read_str(mc_path(c, 3, "moved"), buf, sizeof(buf));
     assert_string_equal(buf, "aXY");
     assert_int_equal(unlink(mc_path(c, 3, "moved")), 0);
-    assert_int_equal(pwrite(wfd, "Z", 1, 0), -1);
-    assert_int_equal(errno, ESTALE);
+    /* Unlinked elsewhere: the write lands in node 1's orphan only. */
+    assert_int_equal(pwrite(wfd, "Z", 1, 0), 1);
+    assert_int_equal(mc_read(mc_path(c, 1, "moved"), buf, sizeof(buf)),
+                     -ENOENT);
+    assert_int_equal(mc_read(mc_path(c, 3, "moved"), buf, sizeof(buf)),
+                     -ENOENT);
     close(wfd);
 
     /* Inode numbers are cluster-wide. */
@@ -1284,10 +1669,25 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_mkdir_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sparse_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_then_replaced, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_open_then_replaced, setup_local,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_open_then_unlinked_rw, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_open_then_unlinked_rw,
+                                        setup_local, teardown),
+        cmocka_unit_test_setup_teardown(test_unlinked_under_inflight_writes,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphan_gone_after_restart, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_leader_killed_under_writers,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_quorum, setup_short_timeout,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_no_quorum_shell,
+                                        setup_short_timeout, teardown),
         cmocka_unit_test_setup_teardown(test_no_quorum_local_reads,
                                         setup_local_short_timeout, teardown),
         cmocka_unit_test_setup_teardown(test_no_torn_reads_across_rename,

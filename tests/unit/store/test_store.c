@@ -355,19 +355,215 @@ static void test_write_chunks_holes_truncate(void **state)
     assert_memory_equal(buf, "\0\0\0\0\0", 5);
 }
 
-/* Past the size cap, writes and truncates answer EFBIG and change nothing. */
-static void test_efbig(void **state)
+/* Chunks stored for ino, counted behind the store's back. */
+static unsigned count_chunks(struct fixture *f, uint64_t ino)
+{
+    uint8_t k[8];
+    rfs_put_be64(k, ino);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(
+        f->s->db, f->s->ro, f->s->cf[CF_CHUNKS]);
+    unsigned n = 0;
+    for (rocksdb_iter_seek(it, (char *)k, 8); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        if (klen < 8 || memcmp(key, k, 8) != 0) {
+            break;
+        }
+        n++;
+    }
+    rocksdb_iter_destroy(it);
+    return n;
+}
+
+static int set_size(struct fixture *f, uint64_t ino, uint64_t size)
+{
+    struct store_cmd t = {.op = STORE_OP_SETATTR, .ino = ino,
+                          .valid = STORE_SET_SIZE, .size = size};
+    return apply(f, &t).err;
+}
+
+static struct store_attr attr_of(struct fixture *f, uint64_t ino)
+{
+    struct store_attr a;
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), 0);
+    return a;
+}
+
+/* Sparse files: the offset is bounded by the kernel's limit, not by the
+ * bytes-stored cap; holes store nothing and read as zeros; `stored` counts
+ * what the chunks hold through writes, overwrites and truncates; unlinking
+ * a huge sparse file costs its chunks, not its size. */
+static void test_sparse_file(void **state)
 {
     struct fixture *f = *state;
     uint64_t ino;
+    const uint64_t g4 = 4ull << 30;
     assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "f", &ino), 0);
-    assert_int_equal(wr(f, ino, 64ull << 20, "x", 1, 0), EFBIG);
-    struct store_cmd t = {.op = STORE_OP_SETATTR, .ino = ino,
-                          .valid = STORE_SET_SIZE, .size = (64ull << 20) + 1};
-    assert_int_equal(apply(f, &t).err, EFBIG);
+    assert_int_equal(wr(f, ino, g4, "x", 1, 0), 0);
+    struct store_attr a = attr_of(f, ino);
+    assert_int_equal(a.size, g4 + 1);
+    assert_int_equal(a.stored, 1);
+    assert_int_equal(count_chunks(f, ino), 1);
+    char buf[8];
+    memset(buf, 'q', sizeof(buf));
+    assert_int_equal(readf(f, ino, 2ull << 30, buf, 8), 8);
+    assert_memory_equal(buf, "\0\0\0\0\0\0\0\0", 8);
+    assert_int_equal(readf(f, ino, g4 - 1, buf, 8), 2);
+    assert_memory_equal(buf, "\0x", 2);
+    /* Overwriting stored bytes does not count them twice. */
+    assert_int_equal(wr(f, ino, 0, "hello", 5, 0), 0);
+    assert_int_equal(wr(f, ino, 0, "HELLO", 5, 0), 0);
+    assert_int_equal(attr_of(f, ino).stored, 6);
+    /* Truncate up: a hole. */
+    assert_int_equal(set_size(f, ino, 1ull << 50), 0);
+    a = attr_of(f, ino);
+    assert_int_equal(a.size, 1ull << 50);
+    assert_int_equal(a.stored, 6);
+    assert_int_equal(count_chunks(f, ino), 2);
+    /* Truncate down: the far chunk goes, the first is cut to the end. */
+    assert_int_equal(set_size(f, ino, 3), 0);
+    a = attr_of(f, ino);
+    assert_int_equal(a.size, 3);
+    assert_int_equal(a.stored, 3);
+    assert_int_equal(count_chunks(f, ino), 1);
+    assert_int_equal(set_size(f, ino, 10), 0);
+    memset(buf, 'q', sizeof(buf));
+    assert_int_equal(readf(f, ino, 0, buf, 8), 8);
+    assert_memory_equal(buf, "HEL\0\0\0\0\0", 8);
+    /* The largest size the kernel allows, and not a byte more. */
+    assert_int_equal(set_size(f, ino, STORE_MAX_FILE_SIZE), 0);
+    assert_int_equal(wr(f, ino, STORE_MAX_FILE_SIZE - 1, "z", 1, 0), 0);
+    assert_int_equal(wr(f, ino, STORE_MAX_FILE_SIZE, "z", 1, 0), EFBIG);
+    assert_int_equal(set_size(f, ino, STORE_MAX_FILE_SIZE + 1), EFBIG);
+    /* A chunk is stored from its start: the zeros before "z" count. */
+    assert_int_equal(attr_of(f, ino).stored,
+                     3 + (STORE_MAX_FILE_SIZE - 1) % STORE_CHUNK_SIZE + 1);
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "f", NULL), 0);
+    assert_int_equal(count_chunks(f, ino), 0);
+}
+
+/* Past the cap on bytes stored per file, writes answer EFBIG and change
+ * nothing; overwrites and writes into space a truncate freed still work. */
+static void test_efbig(void **state)
+{
+    struct fixture *f = *state;
+    f->s->o.max_file_bytes = 2 * STORE_CHUNK_SIZE;
+    uint64_t ino;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "f", &ino), 0);
+    static char chunk[STORE_CHUNK_SIZE];
+    memset(chunk, 'a', sizeof(chunk));
+    assert_int_equal(wr(f, ino, 0, chunk, sizeof(chunk), 0), 0);
+    assert_int_equal(wr(f, ino, 1ull << 40, chunk, sizeof(chunk), 0), 0);
+    assert_int_equal(wr(f, ino, 1ull << 30, "x", 1, 0), EFBIG);
+    struct store_attr a = attr_of(f, ino);
+    assert_int_equal(a.size, (1ull << 40) + STORE_CHUNK_SIZE);
+    assert_int_equal(a.stored, 2 * STORE_CHUNK_SIZE);
+    assert_int_equal(count_chunks(f, ino), 2);
+    assert_int_equal(wr(f, ino, 5, "bb", 2, 0), 0);
+    assert_int_equal(set_size(f, ino, 100), 0);
+    assert_int_equal(wr(f, ino, 1ull << 30, "x", 1, 0), 0);
+    assert_int_equal(attr_of(f, ino).stored, 101);
+}
+
+/* The keep hook for the orphan test: keeps the one inode it names. */
+static uint64_t keep_ino;
+static bool keep_this(void *arg, uint64_t ino)
+{
+    (void)arg;
+    return ino == keep_ino;
+}
+
+/* A file whose last name goes while the host holds it open (the hook says
+ * so) lives on as this node's orphan: the replicated state drops it as
+ * usual, the orphan keeps its attributes and data, takes local writes and
+ * truncates, goes when dropped, and is gone after a reopen. Files the hook
+ * does not name leave nothing behind. */
+static void test_orphans(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t ino, other, repl;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "f", &ino), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "g", &other), 0);
+    assert_int_equal(wr(f, ino, 0, "hello", 5, 0), 0);
+    assert_int_equal(wr(f, ino, 1ull << 32, "far", 3, 0), 0);
+    assert_int_equal(wr(f, other, 0, "other", 5, 0), 0);
+    keep_ino = ino;
+    store_set_keep(f->s, keep_this, NULL);
+    /* Replaced by a rename, as `mv new f` does. */
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "new", &repl), 0);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "new", STORE_ROOT_INO, "f", 0), 0);
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "g", NULL), 0);
     struct store_attr a;
-    assert_int_equal(store_getattr(f->s, NULL, ino, &a), 0);
-    assert_int_equal(a.size, 0);
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), -ENOENT);
+    assert_int_equal(count_chunks(f, ino), 0);
+    assert_int_equal(count_chunks(f, other), 0);
+    uint64_t n;
+    assert_int_equal(store_orphan_count(f->s, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_orphan_getattr(f->s, other, &a), -ENOENT);
+    assert_int_equal(store_orphan_getattr(f->s, ino, &a), 0);
+    assert_int_equal(a.nlink, 0);
+    assert_int_equal(a.size, (1ull << 32) + 3);
+    assert_int_equal(a.stored, 8);
+    char buf[16];
+    size_t got;
+    assert_int_equal(store_orphan_read(f->s, ino, 0, 16, buf, &got), 0);
+    assert_int_equal(got, 16);
+    assert_memory_equal(buf, "hello\0\0\0\0\0\0\0\0\0\0\0", 16);
+    assert_int_equal(store_orphan_read(f->s, ino, 1ull << 32, 16, buf, &got),
+                     0);
+    assert_int_equal(got, 3);
+    assert_memory_equal(buf, "far", 3);
+    /* Written and truncated here only. */
+    struct store_cmd c = {.op = STORE_OP_WRITE, .ino = ino, .offset = 5,
+                          .data = " world", .data_len = 6};
+    assert_int_equal(store_orphan_change(f->s, &c, 42, &a), 0);
+    assert_int_equal(a.mtime_ns, 42);
+    struct store_cmd t = {.op = STORE_OP_SETATTR, .ino = ino,
+                          .valid = STORE_SET_SIZE, .size = 11};
+    assert_int_equal(store_orphan_change(f->s, &t, 43, &a), 0);
+    assert_int_equal(a.size, 11);
+    assert_int_equal(a.stored, 11);
+    assert_int_equal(store_orphan_read(f->s, ino, 0, 16, buf, &got), 0);
+    assert_int_equal(got, 11);
+    assert_memory_equal(buf, "hello world", 11);
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), -ENOENT);
+    /* The name now holds the new file, untouched. */
+    assert_int_equal(lookup(f, STORE_ROOT_INO, "f"), repl);
+    assert_int_equal(store_orphan_change(f->s, &(struct store_cmd){
+                         .op = STORE_OP_WRITE, .ino = other, .data = "x",
+                         .data_len = 1}, 44, NULL),
+                     -ENOENT);
+    /* No snapshot carries it: the image is the same once it is gone. */
+    char img[700], img2[700], cmd[1500];
+    snprintf(img, sizeof(img), "%s/../with.img", f->dir);
+    snprintf(img2, sizeof(img2), "%s/../without.img", f->dir);
+    rfs_index_t idx;
+    uint64_t size;
+    assert_int_equal(store_snapshot_write(f->s, img, &idx, &size), 0);
+    /* Dropped at the last close. */
+    assert_int_equal(store_orphan_drop(f->s, ino), 0);
+    assert_int_equal(store_snapshot_write(f->s, img2, &idx, &size), 0);
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", img, img2);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(store_orphan_count(f->s, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_orphan_getattr(f->s, ino, &a), -ENOENT);
+    /* Gone after a restart. */
+    uint64_t again;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "h", &again), 0);
+    assert_int_equal(wr(f, again, 0, "h", 1, 0), 0);
+    keep_ino = again;
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "h", NULL), 0);
+    assert_int_equal(store_orphan_count(f->s, &n), 0);
+    assert_int_equal(n, 1);
+    store_close(f->s);
+    char msg[RFS_ERRMSG_SZ];
+    assert_int_equal(store_open(f->dir, NULL, &f->s, msg), 0);
+    assert_int_equal(store_orphan_count(f->s, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_orphan_getattr(f->s, again, &a), -ENOENT);
 }
 
 /* Appends land at the end as of apply time, so two appenders never
@@ -1117,7 +1313,9 @@ int main(int argc, char **argv)
         T(test_create_fused_with_write),
         T(test_proposer_chosen_ino),
         T(test_write_chunks_holes_truncate),
+        T(test_sparse_file),
         T(test_efbig),
+        T(test_orphans),
         T(test_append_at_apply_time),
         T(test_dirs_and_errnos),
         T(test_symlink_and_readdir),
