@@ -144,7 +144,7 @@ rfs_index_t snapfiles_image_index(const char *path, uint64_t *size)
     struct stat st;
     rfs_index_t index = 0;
     if (fd >= 0 && read(fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr) &&
-        memcmp(hdr, "RFSSNAP1", 8) == 0 && fstat(fd, &st) == 0) {
+        memcmp(hdr, "RFSSNAP", 7) == 0 && fstat(fd, &st) == 0) {
         index = rfs_get_le64(hdr + 8);
         *size = (uint64_t)st.st_size;
     }

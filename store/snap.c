@@ -1,7 +1,7 @@
 /*
  * Snapshot images: a deterministic dump of the state machine.
  *
- * Format: "RFSSNAP1", applied index (u64), then one record per key of the
+ * Format: "RFSSNAP2", applied index (u64), then one record per key of the
  * state column families in key order, [cf u8][key len u32][value len u32]
  * [key][value], then [0xff][record count u64][crc32c of everything before
  * it]. Two nodes at the same applied index hold the same keys and values, so
@@ -25,7 +25,9 @@
 #include "../common/heap.h"
 #include "store_i.h"
 
-#define SNAP_MAGIC "RFSSNAP1"
+/* The image's version follows the inode record format (store.c: the
+ * "format" key): an image of another format is refused, not misread. */
+#define SNAP_MAGIC "RFSSNAP2"
 
 static const int state_cfs[] = {CF_INODES, CF_DENTRIES, CF_CHUNKS,
                                 CF_SESSIONS};

@@ -135,6 +135,40 @@ int store_failed(const struct store *s)
     return s->failed;
 }
 
+/*
+ * The record format of this build: 2 since inode records carry their
+ * stored bytes and a device number. A folder written in another format is
+ * refused with a clear message, never misread (there is no conversion yet:
+ * raftfs is not released, and old folders are test data).
+ */
+static int check_format(struct store *s, char *errmsg)
+{
+    char *err = NULL;
+    size_t len = 0;
+    char *v = rocksdb_get_cf(s->db, s->ro, s->cf[CF_META], "format", 6, &len,
+                             &err);
+    if (err != NULL) {
+        int code = store__rocks_err(s, err, "reading the format");
+        snprintf(errmsg, RFS_ERRMSG_SZ, "%s", s->errmsg);
+        return code;
+    }
+    bool found = v != NULL;
+    uint32_t fmt = found && len == 4 ? rfs_get_le32((uint8_t *)v) : 0;
+    rocksdb_free(v);
+    struct store_attr root;
+    bool fresh = !found &&
+                 store_getattr(s, NULL, STORE_ROOT_INO, &root) == -ENOENT;
+    if (fresh || fmt == STORE_FORMAT) {
+        return 0;
+    }
+    snprintf(errmsg, RFS_ERRMSG_SZ,
+             "%.120s holds records of format %u, and this raftfs reads "
+             "format %u: start a new data folder (or use the raftfs that "
+             "wrote it)",
+             s->dir, fmt ? fmt : 1, STORE_FORMAT);
+    return RFS_ECORRUPT;
+}
+
 int store_open(const char *dir, const struct store_options *o,
                struct store **out, char *errmsg)
 {
@@ -223,6 +257,11 @@ int store_open(const char *dir, const struct store_options *o,
         }
     }
     rocksdb_iter_destroy(it);
+    int frv = check_format(s, errmsg);
+    if (frv != 0) {
+        store_close(s);
+        return frv;
+    }
     struct store_attr root;
     if (store_getattr(s, NULL, STORE_ROOT_INO, &root) == -ENOENT) {
         memset(&root, 0, sizeof(root));
@@ -237,6 +276,10 @@ int store_open(const char *dir, const struct store_options *o,
         rocksdb_writebatch_t *b = rocksdb_writebatch_create();
         rocksdb_writebatch_put_cf(b, s->cf[CF_INODES], (char *)key, 8,
                                   (char *)val, sizeof(val));
+        uint8_t fmt[4];
+        rfs_put_le32(fmt, STORE_FORMAT);
+        rocksdb_writebatch_put_cf(b, s->cf[CF_META], "format", 6,
+                                  (char *)fmt, 4);
         int rv = store__write(s, b, true, "creating the root directory");
         rocksdb_writebatch_destroy(b);
         if (rv != 0) {

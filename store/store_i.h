@@ -27,6 +27,9 @@ enum store_cf {
     CF_COUNT,
 };
 
+/* The inode record format this build writes and reads (check_format). */
+#define STORE_FORMAT 2
+
 struct store {
     rocksdb_t *db;
     rocksdb_options_t *opts;
