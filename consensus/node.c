@@ -59,7 +59,8 @@ struct sub {
     bool read;
     node_cb cb;
     void *arg;
-    node_admin_cb admin_cb; /* An admin command (cmd.name holds it). */
+    node_admin_cb admin_cb; /* An admin command: admin. */
+    struct node_admin_cmd admin;
     struct store_cmd cmd; /* Strings point into the same allocation. */
 };
 
@@ -473,20 +474,38 @@ static void io_idle(void *data)
 /* Admin commands                                                            */
 
 /*
- * Commands an operator sends through node_admin() (the admin socket):
- *   status                  this node's status, one JSON object
- *   snapshot                take a snapshot here now
- *   members                 the leader's view: one line per member with
- *                           its replication progress
- *   add ID ADDR             add a learner (promoted once caught up)
- *   remove ID               remove a member
- *   transfer [ID]           hand leadership to ID (0/none: the best voter)
- * The last four run on the leader: a follower forwards them in a WIRE_ADMIN
- * frame (kind 1: u64 id, text) and relays the answer (kind 2: u64 id, i32
- * code, text).
+ * An operator's commands (node_admin(), typed: the text an operator types
+ * is parsed in mount-tools). Status and snapshot run here; the others run
+ * on the leader: a follower forwards them in an ADMIN_REQUEST frame (the
+ * command encoded by admin_encode) and relays the ADMIN_REPLY (a code and a
+ * text).
  */
 #define ADMIN_TIMEOUT_MS 10000
-#define ADMIN_TEXT_MAX 8192
+#define ADMIN_TEXT_MAX TRANSPORT_ADMIN_MAX
+
+/* Request frame body: op (u8), id (u64), addr (the rest). */
+static size_t admin_encode(const struct node_admin_cmd *c, uint8_t *b)
+{
+    size_t al = strnlen(c->addr, sizeof(c->addr) - 1);
+    b[0] = (uint8_t)c->op;
+    rfs_put_le64(b + 1, c->id);
+    memcpy(b + 9, c->addr, al);
+    return 9 + al;
+}
+
+static int admin_decode(const uint8_t *b, size_t len,
+                        struct node_admin_cmd *c)
+{
+    memset(c, 0, sizeof(*c));
+    if (len < 9 || len - 9 >= sizeof(c->addr) || b[0] < NODE_ADMIN_MEMBERS ||
+        b[0] > NODE_ADMIN_TRANSFER) {
+        return -EINVAL;
+    }
+    c->op = (enum node_admin_op)b[0];
+    c->id = rfs_get_le64(b + 1);
+    memcpy(c->addr, b + 9, len - 9);
+    return 0;
+}
 
 static void admin_members(struct node *n, char *out, size_t cap)
 {
@@ -517,81 +536,88 @@ static void admin_members(struct node *n, char *out, size_t cap)
 }
 
 /* Run a leader command here. Returns 0 or a code; out gets the text. */
-static int admin_exec(struct node *n, const char *line, char *out, size_t cap)
+static int admin_exec(struct node *n, const struct node_admin_cmd *c,
+                      char *out, size_t cap)
 {
-    char verb[16] = "", arg1[80] = "", arg2[CONS_ADDR_MAX + 8] = "";
-    int k = sscanf(line, "%15s %79s %71s", verb, arg1, arg2);
+    struct cons_node *core = host_core(n->host);
     char err[RFS_ERRMSG_SZ];
-    rfs_nodeid_t id = 0;
     rfs_index_t idx = 0;
     int rv;
     out[0] = '\0';
-    if (strcmp(verb, "members") == 0 && k == 1) {
+    switch (c->op) {
+    case NODE_ADMIN_MEMBERS: {
         struct cons_status st;
-        cons_node_status(host_core(n->host), &st);
+        cons_node_status(core, &st);
         if (st.role != CONS_LEADER) {
             return RFS_ENOTLEADER;
         }
         admin_members(n, out, cap);
         return 0;
     }
-    if ((strcmp(verb, "add") == 0 && k == 3) ||
-        (strcmp(verb, "remove") == 0 && k == 2)) {
-        if (config_parse_id(arg1, &id, err) != 0 ||
-            (k == 3 && config_parse_addr(arg2, err) != 0)) {
-            snprintf(out, cap, "%s", err);
+    case NODE_ADMIN_ADD:
+    case NODE_ADMIN_REMOVE: {
+        bool add = c->op == NODE_ADMIN_ADD;
+        /* Checked again here: a forwarded frame is a peer's word. */
+        if (c->id == RFS_NODE_NONE ||
+            (add && config_parse_addr(c->addr, err) != 0)) {
+            snprintf(out, cap, "%s", c->id == RFS_NODE_NONE
+                                         ? "node id 0 is not valid"
+                                         : err);
             return -EINVAL;
         }
-        const struct cons_server *have =
-            cons_conf_get(cons_node_conf(host_core(n->host)), id);
-        if (k == 3 && have != NULL) {
+        const struct cons_server *have = cons_conf_get(cons_node_conf(core),
+                                                       c->id);
+        if (add && have != NULL) {
             snprintf(out, cap, "node %" PRIu64 " is already a member (%s)",
-                     id, have->addr);
+                     c->id, have->addr);
             return -EEXIST;
         }
-        if (k == 2 && have == NULL) {
-            snprintf(out, cap, "node %" PRIu64 " is not a member", id);
+        if (!add && have == NULL) {
+            snprintf(out, cap, "node %" PRIu64 " is not a member", c->id);
             return -ENOENT;
         }
-        rv = cons_node_change(host_core(n->host), k == 3 ? CONS_ADD_LEARNER : CONS_REMOVE,
-                              id, k == 3 ? arg2 : NULL, &idx);
+        rv = cons_node_change(core, add ? CONS_ADD_LEARNER : CONS_REMOVE,
+                              c->id, add ? c->addr : NULL, &idx);
         if (rv == 0) {
             snprintf(out, cap, "%s node %" PRIu64 " at index %" PRIu64,
-                     k == 3 ? "adding learner" : "removing", id, idx);
+                     add ? "adding learner" : "removing", c->id, idx);
             nlog(n, NODE_LOG_INFO, "%s", out);
         } else {
             snprintf(out, cap, "%s", rfs_strerror(rv));
         }
         return rv;
     }
-    if (strcmp(verb, "transfer") == 0 && k <= 2) {
-        if (k == 2 && strcmp(arg1, "0") != 0 &&
-            config_parse_id(arg1, &id, err) != 0) {
-            snprintf(out, cap, "%s", err);
-            return -EINVAL;
-        }
-        rv = cons_node_transfer(host_core(n->host), id);
+    case NODE_ADMIN_TRANSFER:
+        rv = cons_node_transfer(core, c->id);
         snprintf(out, cap, "%s", rv == 0 ? "transferring leadership"
                                          : rfs_strerror(rv));
         return rv;
+    default:
+        snprintf(out, cap, "not a leader command");
+        return -EINVAL;
     }
-    snprintf(out, cap, "unknown admin command '%.60s'", line);
-    return -EINVAL;
 }
 
 /* An admin frame from a peer (transport.h): a request to run here, as
  * the leader, or the leader's reply to one of ours. */
 static void net_admin(void *data, rfs_nodeid_t from,
                       enum transport_admin_kind kind, uint64_t id, int code,
-                      const char *text)
+                      const void *body, size_t len)
 {
     struct node *n = data;
+    const char *text = body;
     if (kind == ADMIN_REQUEST) {
         char out[ADMIN_TEXT_MAX];
-        int rv = admin_exec(n, text, out, sizeof(out));
-        nlog(n, NODE_LOG_INFO, "admin '%.80s' from node %" PRIu64 ": %s",
-             text, from, rv == 0 ? "done" : out);
-        transport_admin(n->net, from, ADMIN_REPLY, id, rv, out);
+        struct node_admin_cmd c;
+        int rv = admin_decode(body, len, &c);
+        if (rv == 0) {
+            rv = admin_exec(n, &c, out, sizeof(out));
+        } else {
+            snprintf(out, sizeof(out), "malformed admin request");
+        }
+        nlog(n, NODE_LOG_INFO, "admin command %d from node %" PRIu64 ": %s",
+             (int)c.op, from, rv == 0 ? "done" : out);
+        transport_admin(n->net, from, ADMIN_REPLY, id, rv, out, strlen(out));
         return;
     }
     for (struct admin **a = &n->admins; *a; a = &(*a)->next) {
@@ -636,15 +662,15 @@ static void admin_expire(struct node *n)
 
 static void admin_start(struct node *n, struct sub *s)
 {
-    const char *line = s->cmd.name;
+    const struct node_admin_cmd *c = &s->admin;
     char out[ADMIN_TEXT_MAX];
     int rv = 0;
-    if (strcmp(line, "status") == 0) {
+    if (c->op == NODE_ADMIN_STATUS) {
         struct node_status st;
         publish_status(n);
         node_status(n, &st);
         status_json(&st, out, sizeof(out));
-    } else if (strcmp(line, "snapshot") == 0) {
+    } else if (c->op == NODE_ADMIN_SNAPSHOT) {
         /* The image is written in the background: say which one this
          * node holds now; `raftfs status` shows the new one once taken. */
         host_snapshot_now(n->host);
@@ -655,7 +681,7 @@ static void admin_start(struct node *n, struct sub *s)
         cons_node_status(host_core(n->host), &st);
         if (st.role == CONS_LEADER || n->stopping) {
             rv = n->stopping ? RFS_ESHUTDOWN
-                             : admin_exec(n, line, out, sizeof(out));
+                             : admin_exec(n, c, out, sizeof(out));
         } else if (st.leader == RFS_NODE_NONE) {
             rv = RFS_ENOLEADER;
             snprintf(out, sizeof(out), "no leader is known; try again when "
@@ -672,8 +698,9 @@ static void admin_start(struct node *n, struct sub *s)
                 a->arg = s->arg;
                 a->next = n->admins;
                 n->admins = a;
+                uint8_t body[9 + CONS_ADDR_MAX];
                 transport_admin(n->net, st.leader, ADMIN_REQUEST, a->id, 0,
-                                line);
+                                body, admin_encode(c, body));
                 rfs_free(s);
                 return;
             }
@@ -994,19 +1021,20 @@ int node_read_barrier(struct node *n, node_cb cb, void *arg)
     return enqueue(n, s);
 }
 
-int node_admin(struct node *n, const char *line, node_admin_cb cb, void *arg)
+int node_admin(struct node *n, const struct node_admin_cmd *c,
+               node_admin_cb cb, void *arg)
 {
-    size_t len = strnlen(line, ADMIN_TEXT_MAX);
-    struct sub *s = rfs_calloc(1, sizeof(*s) + len + 1);
+    if (c->op < NODE_ADMIN_STATUS || c->op > NODE_ADMIN_TRANSFER) {
+        return -EINVAL;
+    }
+    struct sub *s = rfs_calloc(1, sizeof(*s));
     if (s == NULL) {
         return -ENOMEM;
     }
     s->admin_cb = cb;
     s->arg = arg;
-    char *p = (char *)(s + 1);
-    memcpy(p, line, len);
-    p[len] = '\0';
-    s->cmd.name = p;
+    s->admin = *c;
+    s->admin.addr[sizeof(s->admin.addr) - 1] = '\0';
     return enqueue(n, s);
 }
 

@@ -107,14 +107,34 @@ int node_submit(struct node *n, const struct store_cmd *cmd, node_cb cb,
  * Same errors as node_submit. */
 int node_read_barrier(struct node *n, node_cb cb, void *arg);
 
+/* An operator's command. The text an operator types is parsed by the
+ * raftfs command (mount-tools); the node takes it typed. */
+enum node_admin_op {
+    NODE_ADMIN_STATUS = 1, /* This node's status, one JSON object. */
+    NODE_ADMIN_SNAPSHOT,   /* Take a snapshot here now (in the background). */
+    NODE_ADMIN_MEMBERS,    /* The leader's view, one line per member. */
+    NODE_ADMIN_ADD,        /* Add id at addr as a learner (promoted once
+                            * caught up). */
+    NODE_ADMIN_REMOVE,     /* Remove member id. */
+    NODE_ADMIN_TRANSFER,   /* Hand leadership to id (0: the best voter). */
+};
+
+struct node_admin_cmd {
+    enum node_admin_op op;
+    rfs_nodeid_t id;           /* ADD, REMOVE, TRANSFER. */
+    char addr[CONS_ADDR_MAX];  /* ADD: "IPv4:port". */
+};
+
 /*
- * An operator's command (any thread): "status", "snapshot", "members",
- * "add ID ADDR", "remove ID", "transfer [ID]" (the last four run on the
- * leader; a follower forwards them). cb runs once on the loop thread with 0
- * or a code and a text (the answer or the reason). Returns 0 or -ENOMEM.
+ * Run an operator's command (any thread; c is copied). STATUS and SNAPSHOT
+ * run here; the others run on the leader (a follower forwards them; "no
+ * leader is known" is an error at once). cb runs once on the loop thread
+ * with 0 or a code and a text (the answer or the reason). Returns 0,
+ * -EINVAL (no such op) or -ENOMEM, and cb then never runs.
  */
 typedef void (*node_admin_cb)(void *arg, int err, const char *text);
-int node_admin(struct node *n, const char *line, node_admin_cb cb, void *arg);
+int node_admin(struct node *n, const struct node_admin_cmd *c,
+               node_admin_cb cb, void *arg);
 
 /* The store, for reads (thread-safe). */
 struct store *node_store(struct node *n);

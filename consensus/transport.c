@@ -26,7 +26,7 @@
 
 #define MAX_PEERS CONS_MAX_SERVERS
 #define SEND_LIMIT (32u << 20) /* Bytes queued per connection. */
-#define ADMIN_TEXT_MAX 8192
+#define ADMIN_TEXT_MAX TRANSPORT_ADMIN_MAX
 
 /* Test-only fault layer (RAFTFS_TEST_NET_FAULTS): an outgoing frame held
  * back for a random few milliseconds, so frames arrive late and out of
@@ -277,7 +277,8 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
             if (c->outgoing) {
                 /* Say where we listen: a node that is joining knows no
                  * one, and answers its leader through this address. */
-                transport_admin(n, c->peer_id, ADMIN_HELLO, 0, 0, n->listen);
+                transport_admin(n, c->peer_id, ADMIN_HELLO, 0, 0, n->listen,
+                                strlen(n->listen));
                 struct peer *p = peer_get(n, c->peer_id);
                 if (p != NULL && p->out == c) {
                     p->backoff = 0;
@@ -618,9 +619,9 @@ static void on_accept(uv_stream_t *server, int status)
 /* Layout: kind (u8), id (u64), code (i32), text. */
 void transport_admin(struct transport *n, rfs_nodeid_t to,
                      enum transport_admin_kind kind, uint64_t id, int code,
-                     const char *text)
+                     const void *text, size_t len)
 {
-    size_t tl = strnlen(text, ADMIN_TEXT_MAX);
+    size_t tl = len < ADMIN_TEXT_MAX ? len : ADMIN_TEXT_MAX;
     struct rfs_buf b = {rfs_malloc(13 + tl), 13 + tl};
     if (b.base == NULL) {
         return;
@@ -661,7 +662,8 @@ static void admin_frame(struct transport *n, rfs_nodeid_t from,
         return;
     }
     n->cb.admin(n->cb.data, from, (enum transport_admin_kind)b[0],
-                rfs_get_le64(b + 1), (int32_t)rfs_get_le32(b + 9), text);
+                rfs_get_le64(b + 1), (int32_t)rfs_get_le32(b + 9), text,
+                len - 13);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -42,10 +42,11 @@ struct transport_cbs {
     void *data;
     /* A Raft message from the peer the handshake proved (borrowed). */
     void (*raft)(void *data, const struct cons_msg *m);
-    /* An admin request or reply (text borrowed). */
+    /* An admin request or reply: body (borrowed) is len bytes, and a NUL
+     * follows them, so a reply's text can be used as a string. */
     void (*admin)(void *data, rfs_nodeid_t from,
                   enum transport_admin_kind kind, uint64_t id, int code,
-                  const char *text);
+                  const void *body, size_t len);
     /* After each read from a connection: the node may have work. */
     void (*poke)(void *data);
     void (*log)(void *data, enum host_log_level lv, const char *line);
@@ -70,10 +71,11 @@ void transport_sync(struct transport *t, const struct cons_conf *c,
 /* Send an encoded Raft message (takes plain). */
 void transport_send(struct transport *t, rfs_nodeid_t to,
                     struct rfs_buf plain);
-/* Send an admin frame (text copied). */
+/* Send an admin frame (body copied; at most TRANSPORT_ADMIN_MAX bytes). */
+#define TRANSPORT_ADMIN_MAX 8192
 void transport_admin(struct transport *t, rfs_nodeid_t to,
                      enum transport_admin_kind kind, uint64_t id, int code,
-                     const char *text);
+                     const void *body, size_t len);
 /* Whether the connection to peer id is open (authenticated). */
 bool transport_connected(const struct transport *t, rfs_nodeid_t id);
 unsigned transport_connected_count(const struct transport *t);

@@ -411,6 +411,52 @@ struct admin_server {
     pthread_t thread;
 };
 
+/*
+ * An operator's line on the admin socket, as the raftfs command sends it:
+ *   status | snapshot | members | add ID ADDR | remove ID | transfer [ID]
+ * 0 and *c, or -EINVAL with err saying what is wrong.
+ */
+static int admin_parse(const char *line, struct node_admin_cmd *c, char *err)
+{
+    char verb[16] = "", arg1[80] = "", arg2[CONS_ADDR_MAX + 8] = "";
+    int k = sscanf(line, "%15s %79s %71s", verb, arg1, arg2);
+    memset(c, 0, sizeof(*c));
+    static const struct {
+        const char *verb;
+        enum node_admin_op op;
+        int min, max; /* Words, the verb included. */
+    } ops[] = {
+        {"status", NODE_ADMIN_STATUS, 1, 1},
+        {"snapshot", NODE_ADMIN_SNAPSHOT, 1, 1},
+        {"members", NODE_ADMIN_MEMBERS, 1, 1},
+        {"add", NODE_ADMIN_ADD, 3, 3},
+        {"remove", NODE_ADMIN_REMOVE, 2, 2},
+        {"transfer", NODE_ADMIN_TRANSFER, 1, 2},
+    };
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        if (strcmp(verb, ops[i].verb) != 0) {
+            continue;
+        }
+        if (k < ops[i].min || k > ops[i].max) {
+            break;
+        }
+        c->op = ops[i].op;
+        bool any_id = c->op == NODE_ADMIN_TRANSFER && strcmp(arg1, "0") == 0;
+        if (k >= 2 && !any_id && config_parse_id(arg1, &c->id, err) != 0) {
+            return -EINVAL;
+        }
+        if (c->op == NODE_ADMIN_ADD) {
+            if (config_parse_addr(arg2, err) != 0) {
+                return -EINVAL;
+            }
+            snprintf(c->addr, sizeof(c->addr), "%s", arg2);
+        }
+        return 0;
+    }
+    snprintf(err, RFS_ERRMSG_SZ, "unknown admin command '%.60s'", line);
+    return -EINVAL;
+}
+
 static void admin_serve_one(struct admin_server *a, int c)
 {
     struct timeval tv = {5, 0};
@@ -432,7 +478,11 @@ static void admin_serve_one(struct admin_server *a, int c)
     struct admin_wait w = {.done = false};
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, NULL);
-    if (node_admin(a->node, line, admin_answered, &w) != 0) {
+    struct node_admin_cmd cmd;
+    char err[RFS_ERRMSG_SZ];
+    if (admin_parse(line, &cmd, err) != 0) {
+        admin_answered(&w, -EINVAL, err);
+    } else if (node_admin(a->node, &cmd, admin_answered, &w) != 0) {
         admin_answered(&w, -ENOMEM, "out of memory");
     }
     pthread_mutex_lock(&w.lock);
