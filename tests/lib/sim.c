@@ -136,6 +136,7 @@ struct snode {
     bool paused;
     int drift_pm;        /* Clock rate error, per mille. */
     int64_t clock_off;   /* ms the local clock is ahead (jumps, restarts). */
+    int64_t wall_off;    /* ms the wall clock is off (it may go back). */
     uint64_t boot;
     struct host *h;
     struct sm sm;        /* Applied, not necessarily durable. */
@@ -936,7 +937,7 @@ static uint64_t io_now_ns(void *data)
 static int64_t io_wall_ns(void *data)
 {
     struct snode *n = data;
-    return (int64_t)n->s->now * 1000000;
+    return ((int64_t)n->s->now + n->wall_off) * 1000000;
 }
 
 static void io_write(void *data, const struct batch_writes *w)
@@ -1870,6 +1871,12 @@ static void nemesis(struct sim *s)
         tracef(s, "NEMESIS clock of n%" PRIu64 " jumps %u ms ahead", v->id,
                ms);
         v->clock_off += ms;
+        /* Its wall clock is stepped, back as often as forward (NTP, an
+         * operator): only mtimes may follow it, nothing that orders. */
+        int64_t step = (int64_t)rndn(s, 20000) - 10000;
+        tracef(s, "NEMESIS wall clock of n%" PRIu64 " stepped %" PRId64
+                  " ms", v->id, step);
+        v->wall_off += step;
     } else if (what < 85) {
         /* Sometimes a burst: a correct leader refuses all but the first
          * change until it commits. */
