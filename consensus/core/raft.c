@@ -116,6 +116,12 @@ struct cons_node {
     rfs_index_t conf_index;
 
     uint64_t ticks; /* Since this core was created. */
+    /* Tick of the last message from a leader (heard_leader()); valid when
+     * heard is set. Unlike election_elapsed, adopting a higher term from
+     * some other message does not reset it: it is what the promise to
+     * ignore candidates (in_lease()) counts from. */
+    uint64_t heard_tick;
+    bool heard;
     unsigned election_elapsed;
     unsigned heartbeat_elapsed;
     unsigned randomized_timeout;
@@ -1495,6 +1501,8 @@ static void step_candidate(struct cons_node *n, const struct cons_msg *m)
 static void heard_leader(struct cons_node *n, rfs_nodeid_t from)
 {
     n->election_elapsed = 0;
+    n->heard_tick = n->ticks;
+    n->heard = true;
     if (n->leader != from) {
         n->leader = from;
         n->role_changed = true;
@@ -1800,8 +1808,22 @@ static bool in_lease(const struct cons_node *n)
     bool boot = (n->o.lease_reads || n->o.boot_hold) &&
                 n->ticks < n->o.election_ticks &&
                 !MUTANT(9);
-    return n->o.check_quorum && (n->leader != RFS_NODE_NONE || boot) &&
-           n->election_elapsed < n->o.election_ticks;
+    if (!n->o.check_quorum) {
+        return false;
+    }
+    if (n->role == CONS_LEADER) {
+        return n->election_elapsed < n->o.election_ticks;
+    }
+    /* A voter's promise lasts a full election timeout from the last message
+     * of a leader, whatever happened since: a higher term adopted from a
+     * heartbeat answer or a pre-vote reply leaves no leader known here, yet
+     * the old leader still counts on that promise for its lease
+     * (RAFT-PITFALLS 8). */
+    bool heard = MUTANT(11) ? n->leader != RFS_NODE_NONE &&
+                                  n->election_elapsed < n->o.election_ticks
+                            : n->heard && n->ticks - n->heard_tick <
+                                              n->o.election_ticks;
+    return heard || (boot && n->election_elapsed < n->o.election_ticks);
 }
 
 int cons_node_step(struct cons_node *n, const struct cons_msg *m)

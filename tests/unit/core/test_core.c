@@ -696,6 +696,40 @@ static void test_lease_restarted_voter_holds_off(void **state)
     cl_close(&c);
 }
 
+/* A voter that adopts a higher term from a message that is not a vote
+ * request (here a heartbeat answer from a node that timed out alone) knows
+ * no leader any more, but its promise to the old leader still holds: it
+ * ignores candidates until an election timeout from the leader's last
+ * message (RAFT-PITFALLS 8). */
+static void test_lease_outlives_higher_term(void **state)
+{
+    (void)state;
+    struct cl c;
+    lease_cluster(&c);
+    cl_tick(&c, 1, c.opts.heartbeat_ticks); /* 2 hears the leader. */
+    cl_deliver(&c);
+    cl_isolate(&c, 2, true);
+    rfs_term_t t = cl_status(&c, 2).term;
+    struct cons_msg h = {.type = CONS_MSG_HEARTBEAT_RESP, .from = 3, .to = 2,
+                         .term = t + 1};
+    cl_step(&c, &h);
+    assert_int_equal(cl_status(&c, 2).term, t + 1);
+    assert_int_equal(cl_status(&c, 2).leader, RFS_NODE_NONE);
+    struct cons_msg m = {.type = CONS_MSG_VOTE, .from = 3, .to = 2,
+                         .term = t + 2, .prev_index = 100, .prev_term = t};
+    cl_step(&c, &m);
+    assert_int_equal(cl_status(&c, 2).term, t + 1);
+    assert_int_equal(cl_status(&c, 2).vote, RFS_NODE_NONE);
+    /* An election timeout after the leader's last message it votes. */
+    cl_tick(&c, 2, c.opts.election_ticks);
+    cl_drop_all(&c);
+    m.term = cl_status(&c, 2).term + 1;
+    cl_step(&c, &m);
+    assert_int_equal(cl_status(&c, 2).term, m.term);
+    assert_int_equal(cl_status(&c, 2).vote, 3);
+    cl_close(&c);
+}
+
 /* A leader that sent TIMEOUT_NOW gave its followers leave to ignore its
  * lease: from then on its reads take a round. */
 static void test_lease_dropped_by_transfer(void **state)
@@ -1217,6 +1251,7 @@ int main(int argc, char **argv)
         T(test_lease_read_needs_no_round),
         T(test_lease_expires_without_acks),
         T(test_lease_restarted_voter_holds_off),
+        T(test_lease_outlives_higher_term),
         T(test_lease_dropped_by_transfer),
         T(test_lease_needs_check_quorum),
         T(test_transfer_hands_over),
