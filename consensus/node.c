@@ -818,8 +818,18 @@ static int load_core(struct node *n, char *errmsg)
     struct cons_load cl = {.hs = l.hs, .snap = l.snap, .entries = l.entries,
                            .n_entries = l.n_entries, .applied = l.applied};
     rv = host_new(&ho, &io, &cl, &n->host);
+    rfs_term_t log_term = l.n_entries > 0 ? l.entries[l.n_entries - 1].term
+                                          : l.snap.term;
+    rfs_term_t hs_term = l.hs.term;
     store_loaded_free(&l);
-    if (rv != 0) {
+    if (rv == RFS_ECORRUPT && hs_term < log_term) {
+        snprintf(errmsg, RFS_ERRMSG_SZ,
+                 "the Raft state in %.80s is unusable: term %llu is below "
+                 "the last log term %llu (a lost vote write); wipe "
+                 "it, re-add the node under a new id",
+                 n->dir, (unsigned long long)hs_term,
+                 (unsigned long long)log_term);
+    } else if (rv != 0) {
         snprintf(errmsg, RFS_ERRMSG_SZ, "the Raft state in %.150s is unusable: %.60s",
                  n->dir, rfs_strerror(rv));
     }

@@ -1639,6 +1639,16 @@ static int load(struct cons_node *n, const struct cons_load *l)
         }
         prev = e->term;
     }
+    /* Every entry was appended in a term this node had already made
+     * durable (the term write is ordered before the log writes), so a hard
+     * state behind the log means a lost or reordered term/vote write: the
+     * vote of that term may be forgotten, and voting again could elect two
+     * leaders (RAFT-PITFALLS 1). The only exception is a founder that has
+     * written the bootstrap entry (term 1) and nothing else yet. */
+    if (l->hs.term < last_term(n) &&
+        !(l->hs.term == 0 && last_term(n) == 1)) {
+        return RFS_ECORRUPT;
+    }
     n->term = l->hs.term > last_term(n) ? l->hs.term : last_term(n);
     n->vote = l->hs.vote;
     /* The stored commit is only a hint and may lag what was applied

@@ -1218,6 +1218,48 @@ static void test_restart_refuses_corrupt_state(void **state)
     assert_int_equal(cons_node_new(&o, &l, &n), -EINVAL);
 }
 
+/* A hard state whose term is behind the last log entry's lost a term/vote
+ * write: its vote in that term is forgotten, and starting would let it vote
+ * twice. Refused, except for a founder holding only the bootstrap entry. */
+static void test_restart_refuses_term_behind_log(void **state)
+{
+    (void)state;
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    struct cons_entry e[2] = {
+        {.term = 1, .index = 1, .type = CONS_ENTRY_NOOP},
+        {.term = 4, .index = 2, .type = CONS_ENTRY_NOOP},
+    };
+    struct cons_load l;
+    memset(&l, 0, sizeof(l));
+    l.entries = e;
+    l.n_entries = 2;
+    l.hs.term = 3;
+    l.hs.vote = 2;
+    struct cons_node *n = NULL;
+    assert_int_equal(cons_node_new(&o, &l, &n), RFS_ECORRUPT);
+    assert_null(n);
+    l.hs.term = 0; /* No hard state at all is no better. */
+    assert_int_equal(cons_node_new(&o, &l, &n), RFS_ECORRUPT);
+    /* The same behind a snapshot of term 4. */
+    l.n_entries = 0;
+    l.snap.index = 2;
+    l.snap.term = 4;
+    l.applied = 2;
+    l.hs.term = 3;
+    assert_int_equal(cons_node_new(&o, &l, &n), RFS_ECORRUPT);
+    l.hs.term = 4;
+    assert_int_equal(cons_node_new(&o, &l, &n), 0);
+    cons_node_free(n);
+    n = NULL;
+    /* A founder: the bootstrap entry, no hard state written yet. */
+    memset(&l, 0, sizeof(l));
+    l.entries = e;
+    l.n_entries = 1;
+    assert_int_equal(cons_node_new(&o, &l, &n), 0);
+    cons_node_free(n);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1271,6 +1313,7 @@ int main(int argc, char **argv)
         T(test_append_ack_after_durable),
         T(test_restart_resumes_from_disk),
         cmocka_unit_test(test_restart_refuses_corrupt_state),
+        cmocka_unit_test(test_restart_refuses_term_behind_log),
 #undef T
     };
     if (argc > 1) {
