@@ -159,6 +159,18 @@ struct cons_node {
     rfs_nodeid_t taken_vote;
     uint64_t seq;
     uint64_t hs_pending_seq; /* Term/vote write not yet durable (0: none). */
+    /* Truncations (RAFT-PITFALLS 10): trunc_next is the lowest index cut
+     * since the last update was taken (0: none). trunc_seq is the update
+     * that carries the latest cut to disk, trunc_from the lowest index cut
+     * by any write whose completion is still awaited (0 in trunc_seq: no
+     * such write). A completion of an earlier write proves nothing at or
+     * past trunc_from: the entries it wrote there may be overwritten on
+     * disk before the log is whole again, even when the same (term, index)
+     * comes back later, as it does when a third leader restores what the
+     * second cut. */
+    rfs_index_t trunc_next;
+    uint64_t trunc_seq;
+    rfs_index_t trunc_from;
     rfs_index_t dirty_from;  /* First index to persist (0: none). */
     struct outbox_msg *ob;
     size_t ob_n;
@@ -492,6 +504,9 @@ static void truncate_from(struct cons_node *n, rfs_index_t from)
     trace(n, "truncate log from %llu", (unsigned long long)from);
     bool conf_lost = n->conf_index >= from;
     cons__log_truncate(&n->log, from);
+    if (n->trunc_next == 0 || from < n->trunc_next) {
+        n->trunc_next = from;
+    }
     if (n->stable >= from) {
         n->stable = from - 1;
     }
@@ -2067,7 +2082,15 @@ void cons_node_persisted(struct cons_node *n, const struct cons_persist_tag *t)
     if (n->hs_pending_seq != 0 && t->seq >= n->hs_pending_seq) {
         n->hs_pending_seq = 0;
     }
-    if (t->index <= n->stable) {
+    rfs_index_t upto = t->index;
+    if (n->trunc_seq != 0 && !MUTANT(7)) {
+        if (t->seq >= n->trunc_seq) {
+            n->trunc_seq = 0; /* Every cut is on disk now. */
+        } else if (upto >= n->trunc_from) {
+            upto = n->trunc_from - 1;
+        }
+    }
+    if (upto <= n->stable) {
         return;
     }
     rfs_term_t have;
@@ -2077,7 +2100,7 @@ void cons_node_persisted(struct cons_node *n, const struct cons_persist_tag *t)
               (unsigned long long)t->term, (unsigned long long)t->index);
         return; /* RAFT-PITFALLS 10: the log moved on since. */
     }
-    n->stable = t->index < last_index(n) ? t->index : last_index(n);
+    n->stable = upto < last_index(n) ? upto : last_index(n);
     if (n->role == CONS_LEADER) {
         struct progress *self = progress_get(n, n->id);
         if (self != NULL) {
@@ -2222,6 +2245,13 @@ void cons_node_take_update(struct cons_node *n, struct cons_update *u)
         u->tag.index = last_index(n);
         if (u->hs_changed) {
             n->hs_pending_seq = u->tag.seq;
+        }
+        if (n->trunc_next != 0) {
+            if (n->trunc_seq == 0 || n->trunc_next < n->trunc_from) {
+                n->trunc_from = n->trunc_next;
+            }
+            n->trunc_seq = u->tag.seq;
+            n->trunc_next = 0;
         }
     }
 

@@ -1149,6 +1149,50 @@ static void test_stale_persist_completion_ignored(void **state)
     assert_int_equal(cl_status(c, 2).stable, 2);
 }
 
+/* The ABA case the (term, index) tag alone misses: a write of (2,2),(2,3)
+ * is in flight when a term-3 leader cuts index 3 for (3,3), and a term-4
+ * leader, whose log holds (2,3), cuts that again and restores (2,3). The
+ * first write's completion then names an entry the log holds, but the cut
+ * queued after it may reach the disk before the restoring write: it proves
+ * index 2 durable, not 3 (RAFT-PITFALLS 10). */
+static void test_persist_completion_before_cut_and_restore(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_hold(c, 2, true);
+    struct cons_entry e[2] = {
+        {.term = 2, .index = 2, .type = CONS_ENTRY_NORMAL},
+        {.term = 2, .index = 3, .type = CONS_ENTRY_NORMAL},
+    };
+    struct cons_msg m = {.type = CONS_MSG_APPEND, .from = 1, .to = 2,
+                         .term = 2, .prev_index = 1, .prev_term = 1,
+                         .entries = e, .n_entries = 2};
+    cl_step(c, &m);
+    cl_process(c, 2);
+    struct cons_entry x = {.term = 3, .index = 3, .type = CONS_ENTRY_NORMAL};
+    struct cons_msg p = {.type = CONS_MSG_APPEND, .from = 3, .to = 2,
+                         .term = 3, .prev_index = 2, .prev_term = 2,
+                         .entries = &x, .n_entries = 1};
+    cl_step(c, &p);
+    cl_process(c, 2);
+    struct cons_entry y[2] = {
+        {.term = 2, .index = 3, .type = CONS_ENTRY_NORMAL},
+        {.term = 4, .index = 4, .type = CONS_ENTRY_NORMAL},
+    };
+    struct cons_msg q = {.type = CONS_MSG_APPEND, .from = 1, .to = 2,
+                         .term = 4, .prev_index = 2, .prev_term = 2,
+                         .entries = y, .n_entries = 2};
+    cl_step(c, &q);
+    cl_process(c, 2);
+    assert_int_equal(cl_status(c, 2).last_index, 4);
+    assert_int_equal(cl_status(c, 2).stable, 1);
+    cl_release_one(c, 2); /* (2,2),(2,3): the cut at 3 is still queued. */
+    assert_int_equal(cl_status(c, 2).stable, 2);
+    cl_release_one(c, 2); /* (3,3): gone from the log, proves nothing. */
+    assert_int_equal(cl_status(c, 2).stable, 2);
+    cl_release_one(c, 2); /* (2,3),(4,4). */
+    assert_int_equal(cl_status(c, 2).stable, 4);
+}
+
 /* Acks leave only after the entries they acknowledge are durable
  * (RAFT-PITFALLS 1). */
 static void test_append_ack_after_durable(void **state)
@@ -1310,6 +1354,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_snapshot_rejects_resend_window_once),
         T(test_snapshot_only_of_applied_state),
         T(test_stale_persist_completion_ignored),
+        T(test_persist_completion_before_cut_and_restore),
         T(test_append_ack_after_durable),
         T(test_restart_resumes_from_disk),
         cmocka_unit_test(test_restart_refuses_corrupt_state),
