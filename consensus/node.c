@@ -875,11 +875,6 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
     snprintf(n->dir, sizeof(n->dir), "%s", o->dir);
     n->o.dir = n->dir;
     pthread_mutex_init(&n->lock, NULL);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    /* Boot ids grow with time, so a restart always starts a newer session
-     * than any request of the previous process still in flight. */
-    n->boot = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 
     char path[1200];
     snprintf(path, sizeof(path), "%s/secret", n->dir);
@@ -899,6 +894,20 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
     rv = store_open(path, NULL, &n->store, errmsg);
     if (rv != 0) {
         goto err_free;
+    }
+    /* Boot ids come from a counter in the store, so a restart always starts
+     * a newer session than any request of the previous process still in
+     * flight, even after the clock was set back. The clock only seeds the
+     * counter once, for folders of the old scheme (see store_boot_next). */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    rv = store_boot_next(n->store,
+                         (uint64_t)ts.tv_sec * 1000000000ull +
+                             (uint64_t)ts.tv_nsec,
+                         &n->boot);
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "%s", store_errmsg(n->store));
+        goto err_after_store;
     }
     rv = load_core(n, errmsg);
     if (rv != 0) {

@@ -518,12 +518,6 @@ int store_snapshot_meta_put(struct store *s, const struct cons_snap_meta *m)
     return rv;
 }
 
-int store__snap_encode(const struct cons_snap_meta *m, struct rfs_buf *out);
-int store__snap_encode(const struct cons_snap_meta *m, struct rfs_buf *out)
-{
-    return snap_encode(m, out);
-}
-
 static int get_meta(struct store *s, const char *key, char **v, size_t *len)
 {
     char *err = NULL;
@@ -533,6 +527,84 @@ static int get_meta(struct store *s, const char *key, char **v, size_t *len)
         return store__rocks_err(s, err, "reading %s", key);
     }
     return 0;
+}
+
+/* The largest boot id any client's session records ('B' records). */
+static int sessions_max_boot(struct store *s, uint64_t *out)
+{
+    *out = 0;
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CF_SESSIONS]);
+    for (rocksdb_iter_seek(it, "B", 1); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (klen == 0 || k[0] != 'B') {
+            break;
+        }
+        const char *v = rocksdb_iter_value(it, &vlen);
+        if (klen == 9 && vlen == 16) {
+            uint64_t b = rfs_get_le64((const uint8_t *)v);
+            if (b > *out) {
+                *out = b;
+            }
+        }
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(s, err, "reading sessions");
+    }
+    return 0;
+}
+
+int store_boot_next(struct store *s, uint64_t now_ns, uint64_t *out)
+{
+    char *v;
+    size_t len;
+    int rv = get_meta(s, "boot", &v, &len);
+    if (rv != 0) {
+        return rv;
+    }
+    uint64_t next;
+    if (v != NULL) {
+        const uint8_t *p = (const uint8_t *)v;
+        bool ok = len == 12 && rfs_get_le32(p) == rfs_crc32c(0, p + 4, 8);
+        next = ok ? rfs_get_le64(p + 4) + 1 : 0;
+        rocksdb_free(v);
+        if (!ok) {
+            return store__set_err(s, RFS_ECORRUPT,
+                                  "the boot counter in %s is damaged",
+                                  s->dir);
+        }
+    } else {
+        /* First run with the counter: above every id of the old scheme. */
+        uint64_t seen;
+        rv = sessions_max_boot(s, &seen);
+        if (rv != 0) {
+            return rv;
+        }
+        next = (seen > now_ns ? seen : now_ns) + 1;
+    }
+    uint8_t rec[12];
+    rfs_put_le64(rec + 4, next);
+    rfs_put_le32(rec, rfs_crc32c(0, rec + 4, 8));
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_writebatch_put_cf(b, s->cf[CF_META], "boot", 4, (char *)rec,
+                              sizeof(rec));
+    rv = store__write(s, b, true, "recording the boot counter");
+    rocksdb_writebatch_destroy(b);
+    if (rv == 0) {
+        *out = next;
+    }
+    return rv;
+}
+
+int store__snap_encode(const struct cons_snap_meta *m, struct rfs_buf *out);
+int store__snap_encode(const struct cons_snap_meta *m, struct rfs_buf *out)
+{
+    return snap_encode(m, out);
 }
 
 void store_loaded_free(struct store_loaded *l)

@@ -342,6 +342,21 @@ int store_snapshot_write(struct store *s, const char *path,
 int store_snapshot_install(struct store *s, const char *path,
                            const struct cons_snap_meta *meta);
 
+/*
+ * The boot id of a new run of this node: one more than the last one handed
+ * out, recorded (synced) in meta "boot" before it is returned, so boot ids
+ * grow across restarts whatever the clock does. The session rule refuses a
+ * request from an older boot than the one recorded (ESTALE), so a boot id
+ * taken from a clock set back would make every write fail.
+ *
+ * A data folder without the counter (new, or from a version that used the
+ * start time in nanoseconds) starts above both the largest boot id in its
+ * sessions and now_ns (the caller's CLOCK_REALTIME): the old ids of this
+ * node, recorded here or only on more up-to-date members, were start times
+ * before now. Returns 0, -ENOSPC, -EIO, RFS_ECORRUPT (a damaged record).
+ */
+int store_boot_next(struct store *s, uint64_t now_ns, uint64_t *out);
+
 /* Record snapshot metadata after a local snapshot (synced). */
 int store_snapshot_meta_put(struct store *s, const struct cons_snap_meta *m);
 

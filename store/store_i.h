@@ -16,7 +16,7 @@
 enum store_cf {
     CF_DEFAULT = 0,
     CF_LOG,      /* BE index -> crc, term, type, data. */
-    CF_META,     /* "hs", "snap", "applied". */
+    CF_META,     /* "hs", "snap", "applied", "boot". */
     CF_INODES,   /* BE ino -> struct store_attr (+ symlink target or rdev). */
     CF_DENTRIES, /* BE parent + name -> ino, type. */
     CF_CHUNKS,   /* BE ino + BE chunk -> bytes. */

@@ -867,6 +867,54 @@ static void test_reapply_after_restart_is_idempotent(void **state)
     rfs_free(b.base);
 }
 
+/* Boot ids come from a synced counter: each call returns one more, across
+ * reopening, whatever the clock says. */
+static void test_boot_counter_grows_across_reopen(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t a, b, c;
+    assert_int_equal(store_boot_next(f->s, 1000, &a), 0);
+    assert_int_equal(a, 1001);
+    assert_int_equal(store_boot_next(f->s, 5000, &b), 0);
+    assert_int_equal(b, a + 1); /* The clock seeds the counter only once. */
+    store_close(f->s);
+    char msg[RFS_ERRMSG_SZ];
+    assert_int_equal(store_open(f->dir, NULL, &f->s, msg), 0);
+    assert_int_equal(store_boot_next(f->s, 10, &c), 0); /* Clock set back. */
+    assert_int_equal(c, b + 1);
+}
+
+/* A folder of the old scheme, where boot ids were start times in
+ * nanoseconds: this node's last run recorded boot T in the sessions; the
+ * clock was then set back an hour. The old scheme's next boot id (the
+ * clock) is refused with ESTALE; the counter starts above T and works. */
+static void test_boot_counter_migrates_above_old_ids(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t t = 1764300000ull * 1000000000ull;
+    uint64_t ino;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "f", &ino), 0);
+    struct store_cmd c = {.op = STORE_OP_WRITE, .ino = ino, .data = "x",
+                          .data_len = 1, .flags = STORE_APPEND,
+                          .client = 2, .boot = t, .seq = 1};
+    assert_int_equal(apply(f, &c).err, 0);
+    const uint64_t set_back = t - 3600ull * 1000000000ull;
+    struct store_cmd old = c;
+    old.boot = set_back; /* What the old scheme would use now. */
+    assert_int_equal(apply(f, &old).err, ESTALE);
+    uint64_t boot;
+    assert_int_equal(store_boot_next(f->s, set_back, &boot), 0);
+    assert_true(boot > t);
+    struct store_cmd now = c;
+    now.boot = boot;
+    struct store_result r = apply(f, &now);
+    assert_int_equal(r.err, 0);
+    assert_false(r.duplicate);
+    struct store_attr a;
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), 0);
+    assert_int_equal(a.size, 2);
+}
+
 /* A view keeps reading the state as of its creation. */
 static void test_view_is_point_in_time(void **state)
 {
@@ -1326,6 +1374,8 @@ int main(int argc, char **argv)
         T(test_duplicate_request_applied_once),
         T(test_duplicate_of_lowest_outstanding),
         T(test_reapply_after_restart_is_idempotent),
+        T(test_boot_counter_grows_across_reopen),
+        T(test_boot_counter_migrates_above_old_ids),
         T(test_view_is_point_in_time),
         T(test_malformed_command),
         T(test_snapshot_roundtrip),
