@@ -365,6 +365,13 @@ static void maybe_snapshot(struct host *h)
     if (h->snapshot_running || h->failed || h->closed) {
         return;
     }
+    if (h->inflight != NULL && h->inflight->w.n_chunks > 0) {
+        /* An install may be replacing the state on the worker right now:
+         * the applied index read here could be the new image's, and the
+         * snapshot would race it for the same file name. Wait for
+         * host_write_done, which knows the new snapshot index. */
+        return;
+    }
     rfs_index_t applied = h->io.applied(h->io.data);
     if (!h->snapshot_now &&
         applied < h->snap_index + h->o.snapshot_entries &&
@@ -588,6 +595,8 @@ void host_write_done(struct host *h, int rv, const char *errmsg)
              * one taken here replaces (and deletes) it. */
             h->snap_index = b->w.chunks[i].meta.index;
             h->bytes_since_snap = 0;
+            hlog(h, HOST_LOG_INFO, "installed snapshot at %" PRIu64,
+                 h->snap_index);
             if (h->o.on_apply != NULL) {
                 h->o.on_apply(h->o.apply_data, h->io.applied(h->io.data),
                               NULL, NULL, false);
@@ -641,6 +650,15 @@ void host_snapshot_done(struct host *h, int rv, rfs_index_t idx,
              h->io.errmsg(h->io.data));
         /* Try again after as many entries. */
         h->snap_index = h->io.applied(h->io.data);
+        leave(h);
+        return;
+    }
+    if (idx <= h->snap_index) {
+        /* A snapshot installed while this one was taken is newer (or the
+         * same state): recording this one would move the node's snapshot
+         * index back, and the installed image would never be deleted. */
+        hlog(h, HOST_LOG_INFO, "snapshot at %" PRIu64 " superseded by the "
+             "installed one at %" PRIu64, idx, h->snap_index);
         leave(h);
         return;
     }

@@ -341,6 +341,11 @@ static void snapshot_done(uv_work_t *w, int status)
     rfs_index_t idx = j->index;
     uint64_t size = j->size;
     rfs_free(j);
+    if (rv == 0 && idx < host_snap_index(n->host)) {
+        /* An install overtook it while it ran: the image is of an older
+         * state than the node's snapshot, and nothing would delete it. */
+        snapfiles_drop(&n->snaps, idx);
+    }
     host_snapshot_done(n->host, rv, idx, size);
 }
 
@@ -922,6 +927,14 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
     rv = load_core(n, errmsg);
     if (rv != 0) {
         goto err_after_store;
+    }
+    /* Only the image of the recorded snapshot is worth keeping: a crash
+     * can leave an older one, a newer unrecorded one or a partial
+     * receiving.img, which nothing would delete later. */
+    int swept = snapfiles_sweep(&n->snaps, host_snap_index(n->host), true);
+    if (swept > 0) {
+        nlog(n, NODE_LOG_INFO, "deleted %d stale file(s) in %s", swept,
+             n->snaps.dir);
     }
     uv_loop_init(&n->loop);
     const struct transport_cbs cbs = {

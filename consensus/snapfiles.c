@@ -1,6 +1,7 @@
 /* Snapshot image files. See snapfiles.h. */
 #include "snapfiles.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -99,7 +100,34 @@ int snapfiles_receive(struct snapfiles *f, struct store *s,
      * If keeping it fails, the next snapshot taken here makes a new one. */
     char ignored[RFS_ERRMSG_SZ];
     (void)keep(f, path, meta->index, ignored);
+    /* Every other image is older than this state: the node's previous
+     * snapshot, and any image installed earlier in a merged batch, which
+     * nothing else would delete. */
+    (void)snapfiles_sweep(f, meta->index, false);
     return 0;
+}
+
+int snapfiles_sweep(const struct snapfiles *f, rfs_index_t keep, bool all)
+{
+    char want[64];
+    snprintf(want, sizeof(want), "snap-%" PRIu64 ".img", keep);
+    DIR *d = opendir(f->dir);
+    if (d == NULL) {
+        return 0;
+    }
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        bool image = strncmp(e->d_name, "snap-", 5) == 0;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            (keep != 0 && strcmp(e->d_name, want) == 0) ||
+            (!image && !all)) {
+            continue;
+        }
+        n += unlinkat(dirfd(d), e->d_name, 0) == 0;
+    }
+    closedir(d);
+    return n;
 }
 
 int snapfiles_take(struct snapfiles *f, struct store *s, rfs_index_t *index,

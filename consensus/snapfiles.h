@@ -55,6 +55,13 @@ int snapfiles_take(struct snapfiles *f, struct store *s, rfs_index_t *index,
 /* Read len bytes at off of image index. 0 or -EIO. */
 int snapfiles_read(const struct snapfiles *f, rfs_index_t index, uint64_t off,
                    void *buf, size_t len);
+/* Delete every snap-*.img in the folder but snap-KEEP.img (best effort;
+ * keep 0 keeps none), and with all set every other file too (a partial
+ * receiving.img or taking.img). At start (all), a crash can have left any
+ * of them; after an install, the image the node had before (and any
+ * installed earlier in the same batch) is superseded. Returns how many
+ * files were deleted. */
+int snapfiles_sweep(const struct snapfiles *f, rfs_index_t keep, bool all);
 /* Delete image index (best effort). */
 void snapfiles_drop(const struct snapfiles *f, rfs_index_t index);
 /* `raftfs init --restore`: install the image at path into s with meta

@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 
 #include "../lib/procs.h"
 
@@ -107,6 +109,130 @@ static void test_follower_catches_up_by_snapshot(void **state)
     pc_check_get(&c, f, "s0", "x0");
     assert_int_equal(pc_status(&c, f, &s), 0);
     assert_true(s.snap > 0); /* It got there by installing a snapshot. */
+    pc_destroy(&c);
+}
+
+/* The snap-*.img files in node i's snapshots folder, as a space-separated
+ * list of indexes in cap; returns how many. */
+static int snap_images(struct cluster *c, int i, unsigned long long *idx,
+                       int cap)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/n%d/snapshots", c->dir, i);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int k = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        unsigned long long x;
+        char tail[8];
+        if (sscanf(e->d_name, "snap-%llu.%7s", &x, tail) == 2 &&
+            strcmp(tail, "img") == 0 && k < cap) {
+            idx[k++] = x;
+        }
+    }
+    closedir(d);
+    return k;
+}
+
+static bool file_has(const char *path, const char *needle)
+{
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), fp) != NULL) {
+        found = strstr(line, needle) != NULL;
+    }
+    fclose(fp);
+    return found;
+}
+
+/* Write keys prefix0..prefix{n-1} through node l. */
+static void put_many(struct cluster *c, int l, const char *prefix, int n)
+{
+    for (int k = 0; k < n; k++) {
+        char name[16];
+        snprintf(name, sizeof(name), "%s%d", prefix, k);
+        assert_int_equal(pc_put(c, l, name, "v"), 0);
+    }
+}
+
+/* A follower that installed a snapshot keeps the image under its final
+ * name (renamed, folder synced) across an immediate SIGKILL. A running
+ * node takes an installed image as its latest snapshot: the install
+ * deletes the previous image, and its next local snapshot deletes the
+ * installed one. Before, installed images were never deleted. */
+static void test_installed_snapshot_kept_then_replaced(void **state)
+{
+    (void)state;
+    struct cluster c;
+    pc_init(&c, 3, "--snapshot-entries 20");
+    int l = pc_wait_leader(&c, 5000);
+    assert_int_not_equal(l, 0);
+    int f = l == 3 ? 2 : 3;
+    char line[128];
+    struct st s;
+    unsigned long long idx[8];
+    /* Behind the leader's snapshot: it catches up by installing one. */
+    pc_kill9(&c, f);
+    put_many(&c, l, "a", 120);
+    pc_start(&c, f);
+    assert_int_equal(pc_expect(&c.p[f], "started", 5000, line, sizeof(line)), 0);
+    pc_check_get(&c, f, "a119", "v");
+    assert_int_equal(pc_status(&c, f, &s), 0);
+    unsigned long long first = s.snap;
+    assert_true(first > 0);
+    /* Killed right after, it restarts with the image in place. */
+    pc_kill9(&c, f);
+    pc_start(&c, f);
+    assert_int_equal(pc_expect(&c.p[f], "started", 5000, line, sizeof(line)), 0);
+    assert_int_equal(snap_images(&c, f, idx, 8), 1);
+    assert_int_equal(idx[0], first);
+    /* Behind again, a second install while running; then its own
+     * snapshot. One image is left: the latest. */
+    pc_kill9(&c, f);
+    put_many(&c, l, "b", 120);
+    pc_start(&c, f);
+    assert_int_equal(pc_expect(&c.p[f], "started", 5000, line, sizeof(line)), 0);
+    pc_check_get(&c, f, "b119", "v");
+    assert_int_equal(pc_status(&c, f, &s), 0);
+    assert_true(s.snap > first);
+    put_many(&c, l, "c", 50);
+    pc_check_get(&c, f, "c49", "v");
+    assert_int_equal(pc_status(&c, f, &s), 0);
+    assert_true(s.snap > first);
+    int k = snap_images(&c, f, idx, 8);
+    if (k != 1) {
+        pc_dump_logs(&c);
+        for (int x = 0; x < k; x++) {
+            fprintf(stderr, "image snap-%llu.img\n", idx[x]);
+        }
+    }
+    assert_int_equal(k, 1);
+    assert_int_equal(idx[0], s.snap);
+    /* Nor did it take a snapshot of an image it had just installed (it
+     * did when it thought its latest snapshot the one before: the local
+     * one overwrote the installed image instead of leaking it). */
+    char log[300];
+    snprintf(log, sizeof(log), "%s/node%d.log", c.dir, f);
+    FILE *fp = fopen(log, "r");
+    assert_non_null(fp);
+    char text[1024];
+    int installs = 0;
+    while (fgets(text, sizeof(text), fp) != NULL) {
+        const char *p = strstr(text, "INFO: installed snapshot at ");
+        if (p != NULL) {
+            char want[64];
+            snprintf(want, sizeof(want), "INFO: snapshot at %llu (",
+                     strtoull(p + strlen("INFO: installed snapshot at "),
+                              NULL, 10));
+            assert_false(file_has(log, want));
+            installs++;
+        }
+    }
+    fclose(fp);
+    assert_true(installs >= 2);
     pc_destroy(&c);
 }
 
@@ -210,6 +336,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cluster_elects_and_replicates),
         cmocka_unit_test(test_leader_kill9),
         cmocka_unit_test(test_follower_catches_up_by_snapshot),
+        cmocka_unit_test(test_installed_snapshot_kept_then_replaced),
         cmocka_unit_test(test_wrong_secret_and_garbage_refused),
         cmocka_unit_test(test_five_nodes_quorum),
     };
