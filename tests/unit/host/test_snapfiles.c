@@ -116,6 +116,53 @@ static void test_snapfiles_receive_retry_is_idempotent(void **state)
     assert_false(exists(f->b, "snap-3.img"));
 }
 
+static void touch(const char *dir, const char *name)
+{
+    char p[300];
+    snprintf(p, sizeof(p), "%s/snapshots/%s", dir, name);
+    FILE *fp = fopen(p, "w");
+    assert_non_null(fp);
+    fclose(fp);
+}
+
+/* Installing an image deletes every other image (the node's previous one,
+ * one installed earlier in a merged batch), but not a taking.img that a
+ * snapshot may be writing; at start every file but the recorded image
+ * goes. */
+static void test_snapfiles_install_and_start_sweep(void **state)
+{
+    struct fix *f = *state;
+    struct cons_entry e[2];
+    for (unsigned i = 0; i < 2; i++) {
+        e[i] = (struct cons_entry){.term = 1, .index = i + 1,
+                                   .type = CONS_ENTRY_NOOP};
+    }
+    assert_int_equal(store_apply(f->sa, e, 2, NULL), 0);
+    rfs_index_t idx;
+    uint64_t size;
+    char err[RFS_ERRMSG_SZ];
+    assert_int_equal(snapfiles_take(&f->fa, f->sa, &idx, &size, err), 0);
+    uint8_t *img = malloc(size);
+    assert_int_equal(snapfiles_read(&f->fa, idx, 0, img, size), 0);
+    touch(f->b, "snap-1.img"); /* b's previous snapshot. */
+    touch(f->b, "taking.img");
+    struct cons_snap_meta meta = {.index = idx, .term = 1, .size = size};
+    assert_int_equal(snapfiles_receive(&f->fb, f->sb, &meta, 0, img, size,
+                                       true, err),
+                     0);
+    free(img);
+    assert_true(exists(f->b, "snap-2.img"));
+    assert_false(exists(f->b, "snap-1.img"));
+    assert_true(exists(f->b, "taking.img"));
+    touch(f->b, "snap-7.img"); /* Newer, unrecorded: a crash's leftover. */
+    touch(f->b, "receiving.img");
+    assert_int_equal(snapfiles_sweep(&f->fb, 2, true), 3);
+    assert_true(exists(f->b, "snap-2.img"));
+    assert_false(exists(f->b, "taking.img"));
+    assert_false(exists(f->b, "receiving.img"));
+    assert_false(exists(f->b, "snap-7.img"));
+}
+
 /* Not an image: refused with the file named. */
 static void test_snapfiles_restore_refuses_other_files(void **state)
 {
@@ -138,6 +185,8 @@ int main(void)
             test_snapfiles_receive_retry_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_snapfiles_restore_refuses_other_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_snapfiles_install_and_start_sweep, setup, teardown),
     };
     return cmocka_run_group_tests_name("snapfiles", tests, NULL, NULL);
 }
