@@ -82,6 +82,7 @@ struct host {
     struct pending_chunk **chunks_tail;
     bool snapshot_running;
     bool snapshot_now;
+    int snapshot_err;            /* The last attempt's outcome. */
     rfs_index_t snap_index;      /* Last local snapshot. */
     uint64_t bytes_since_snap;   /* Entry bytes applied since it. */
 
@@ -93,10 +94,10 @@ struct host {
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                   */
 
-static void hlog(struct host *h, enum host_log_level lv, const char *fmt, ...)
+static void hlog(struct host *h, enum rfs_log_level lv, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void hlog(struct host *h, enum host_log_level lv, const char *fmt, ...)
+static void hlog(struct host *h, enum rfs_log_level lv, const char *fmt, ...)
 {
     if (h->io.log == NULL) {
         return;
@@ -206,7 +207,7 @@ static void on_expired(void *data, bool read, uint64_t id)
     struct host *h = data;
     char why[160];
     why_stuck(h, why, sizeof(why));
-    hlog(h, HOST_LOG_WARN, "%s %" PRIu64 " timed out after %u ms: %s",
+    hlog(h, RFS_LOG_WARN, "%s %" PRIu64 " timed out after %u ms: %s",
          read ? "read barrier" : "write", id, h->o.commit_timeout_ms, why);
 }
 
@@ -326,7 +327,7 @@ static void apply(struct host *h, const struct cons_update *u)
     if (res == NULL) {
         /* The core has handed these entries out and will not again: going
          * on without them would leave a hole in this replica. */
-        hlog(h, HOST_LOG_ERROR, "out of memory applying %u entries, this "
+        hlog(h, RFS_LOG_ERROR, "out of memory applying %u entries, this "
              "node stops", u->n_committed);
         stop(h);
         return;
@@ -336,7 +337,7 @@ static void apply(struct host *h, const struct cons_update *u)
         h->bytes_since_snap += u->committed[i].data.len;
     }
     if (rv != 0) {
-        hlog(h, HOST_LOG_ERROR, "apply failed, this node stops: %s",
+        hlog(h, RFS_LOG_ERROR, "apply failed, this node stops: %s",
              h->io.errmsg(h->io.data));
         stop(h);
         rfs_free(res);
@@ -411,7 +412,7 @@ static void promote_learners(struct host *h)
         rfs_nodeid_t id = c->servers[i].id;
         rfs_index_t idx;
         if (cons_node_change(h->core, CONS_PROMOTE, id, NULL, &idx) == 0) {
-            hlog(h, HOST_LOG_INFO, "learner %" PRIu64 " caught up (match %"
+            hlog(h, RFS_LOG_INFO, "learner %" PRIu64 " caught up (match %"
                  PRIu64 " of %" PRIu64 "): promoting it to voter at index %"
                  PRIu64, id, p.match, st.last_index, idx);
         }
@@ -433,7 +434,7 @@ static void check_removed(struct host *h)
     if (!member && c->n > 0 && st.conf_index > 0 && !h->removed &&
         (st.conf_index <= st.commit || st.leader == RFS_NODE_NONE)) {
         h->removed = true;
-        hlog(h, HOST_LOG_ERROR, "this node was removed from the cluster (by "
+        hlog(h, RFS_LOG_ERROR, "this node was removed from the cluster (by "
              "the configuration at index %" PRIu64 "): it serves no more "
              "changes or linearizable reads", st.conf_index);
         /* What is in flight may still have committed: its outcome is
@@ -459,7 +460,7 @@ static void process(struct host *h)
         }
         publish(h);
         if (u.role_changed) {
-            hlog(h, HOST_LOG_INFO, "%s in term %" PRIu64 ", leader %" PRIu64,
+            hlog(h, RFS_LOG_INFO, "%s in term %" PRIu64 ", leader %" PRIu64,
                  cons_role_name(u.role), u.hs.term, u.leader);
         }
         /* 1. Persist: join the next batch. */
@@ -541,7 +542,7 @@ void host_recv(struct host *h, const struct cons_msg *m)
     if (m->type == CONS_MSG_APPEND && h->removed) {
         /* A leader replicates to us again: we were added back. */
         h->removed = false;
-        hlog(h, HOST_LOG_INFO, "node %" PRIu64 " replicates to this node "
+        hlog(h, RFS_LOG_INFO, "node %" PRIu64 " replicates to this node "
              "again: serving as a member", m->from);
     }
     if (!h->failed) {
@@ -566,7 +567,7 @@ void host_write_done(struct host *h, int rv, const char *errmsg)
          * try again in a second: no write is acknowledged meanwhile, and
          * writing resumes by itself once space is freed. */
         if (!h->disk_full) {
-            hlog(h, HOST_LOG_ERROR, "not accepting writes: %s", errmsg);
+            hlog(h, RFS_LOG_ERROR, "not accepting writes: %s", errmsg);
             h->disk_full = true;
         }
         h->disk_retry_at = h->io.now_ns(h->io.data) +
@@ -576,7 +577,7 @@ void host_write_done(struct host *h, int rv, const char *errmsg)
     }
     h->inflight = NULL;
     if (rv != 0) {
-        hlog(h, HOST_LOG_ERROR, "storage failed, this node stops: %s",
+        hlog(h, RFS_LOG_ERROR, "storage failed, this node stops: %s",
              errmsg);
         stop(h);
         batch_free(b);
@@ -584,7 +585,7 @@ void host_write_done(struct host *h, int rv, const char *errmsg)
         return;
     }
     if (h->disk_full) {
-        hlog(h, HOST_LOG_INFO, "disk has room again: accepting writes");
+        hlog(h, RFS_LOG_INFO, "disk has room again: accepting writes");
         h->disk_full = false;
     }
     h->batches++;
@@ -595,7 +596,7 @@ void host_write_done(struct host *h, int rv, const char *errmsg)
              * one taken here replaces (and deletes) it. */
             h->snap_index = b->w.chunks[i].meta.index;
             h->bytes_since_snap = 0;
-            hlog(h, HOST_LOG_INFO, "installed snapshot at %" PRIu64,
+            hlog(h, RFS_LOG_INFO, "installed snapshot at %" PRIu64,
                  h->snap_index);
             if (h->o.on_apply != NULL) {
                 h->o.on_apply(h->o.apply_data, h->io.applied(h->io.data),
@@ -645,8 +646,9 @@ void host_snapshot_done(struct host *h, int rv, rfs_index_t idx,
 {
     enter(h);
     h->snapshot_running = false;
+    h->snapshot_err = rv;
     if (rv != 0) {
-        hlog(h, HOST_LOG_ERROR, "snapshot failed: %s",
+        hlog(h, RFS_LOG_ERROR, "snapshot failed: %s",
              h->io.errmsg(h->io.data));
         /* Try again after as many entries. */
         h->snap_index = h->io.applied(h->io.data);
@@ -657,7 +659,7 @@ void host_snapshot_done(struct host *h, int rv, rfs_index_t idx,
         /* A snapshot installed while this one was taken is newer (or the
          * same state): recording this one would move the node's snapshot
          * index back, and the installed image would never be deleted. */
-        hlog(h, HOST_LOG_INFO, "snapshot at %" PRIu64 " superseded by the "
+        hlog(h, RFS_LOG_INFO, "snapshot at %" PRIu64 " superseded by the "
              "installed one at %" PRIu64, idx, h->snap_index);
         leave(h);
         return;
@@ -671,7 +673,7 @@ void host_snapshot_done(struct host *h, int rv, rfs_index_t idx,
                                    idx > trailing ? idx - trailing : 0, old);
         h->snap_index = idx;
     }
-    hlog(h, HOST_LOG_INFO, "snapshot at %" PRIu64 " (%" PRIu64 " bytes)%s",
+    hlog(h, RFS_LOG_INFO, "snapshot at %" PRIu64 " (%" PRIu64 " bytes)%s",
          idx, size, rv == 0 ? "" : ", but recording it failed");
     leave(h);
 }
@@ -715,6 +717,16 @@ int host_read(struct host *h, request_cb cb, void *arg)
     int rv = requests_read(&h->rq, h->core, now_ms(h), cb, arg);
     leave(h);
     return rv;
+}
+
+bool host_snapshot_pending(const struct host *h)
+{
+    return h->snapshot_running || h->snapshot_now;
+}
+
+int host_snapshot_error(const struct host *h)
+{
+    return h->snapshot_err;
 }
 
 void host_snapshot_now(struct host *h)

@@ -48,19 +48,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../common/log.h"
 #include "../common/types.h"
 #include "../store/store.h"
 #include "batch.h"
 #include "core/core.h"
 #include "requests.h"
 
-enum host_log_level {
-    HOST_LOG_ERROR = 0,
-    HOST_LOG_WARN,
-    HOST_LOG_INFO,
-    HOST_LOG_DEBUG,
-    HOST_LOG_TRACE,
-};
 
 /* A snapshot chunk to read for an outgoing SNAPSHOT message. */
 struct host_chunk {
@@ -119,7 +113,7 @@ struct host_io {
      * publishes its status and follows configuration changes here. */
     void (*idle)(void *data);
     /* One log line (optional). */
-    void (*log)(void *data, enum host_log_level lv, const char *line);
+    void (*log)(void *data, enum rfs_log_level lv, const char *line);
     /* Every update as it is taken, before any of its work (optional; the
      * simulator's invariant checks read them). */
     void (*observe)(void *data, const struct cons_update *u);
@@ -197,8 +191,13 @@ int host_submit(struct host *h, const struct store_cmd *cmd, request_cb cb,
 /* A read barrier: cb runs once this node applied everything committed
  * before the call (result: the read index). Same codes. */
 int host_read(struct host *h, request_cb cb, void *arg);
-/* Ask for a snapshot now (an operator's command). */
+/* Ask for a snapshot now (an operator's command). It is taken unless the
+ * last one holds everything applied already. */
 void host_snapshot_now(struct host *h);
+/* Whether a snapshot is being taken or waits to start; and the last
+ * attempt's outcome (0 or a code). */
+bool host_snapshot_pending(const struct host *h);
+int host_snapshot_error(const struct host *h);
 
 /* ---- State, for the runtime ------------------------------------------ */
 

@@ -108,49 +108,40 @@ struct node {
     struct node_status status;
 
     struct admin *admins;   /* Admin requests waiting for the leader. */
+    struct admin *snap_waiters; /* `raftfs snapshot`s waiting for one. */
     uint64_t admin_ids;
 };
 
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                   */
 
-static void nlog(struct node *n, enum node_log_level lv, const char *fmt, ...)
+static void nlog(struct node *n, enum rfs_log_level lv, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void nlog(struct node *n, enum node_log_level lv, const char *fmt, ...)
+static void nlog(struct node *n, enum rfs_log_level lv, const char *fmt, ...)
 {
-    if (lv > n->o.log_level) {
+    if (lv > rfs_log_threshold && lv > RFS_LOG_WARN) {
         return;
     }
     char line[512];
-    static const char *names[] = {"ERROR", "WARN", "INFO", "DEBUG", "TRACE"};
-    int off = snprintf(line, sizeof(line), "node %" PRIu64 " %s: ", n->o.id,
-                       names[lv]);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line + off, sizeof(line) - (size_t)off, fmt, ap);
+    vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    if (lv <= NODE_LOG_WARN) {
+    if (lv <= RFS_LOG_WARN) {
         /* For `raftfs status`: the last thing that went wrong. */
         pthread_mutex_lock(&n->lock);
-        snprintf(n->status.last_error, sizeof(n->status.last_error), "%s",
-                 line + off);
+        snprintf(n->status.last_error, sizeof(n->status.last_error),
+                 "%.*s", (int)sizeof(n->status.last_error) - 1, line);
         pthread_mutex_unlock(&n->lock);
     }
-    if (n->o.log != NULL) {
-        n->o.log(n->o.log_data, lv, line);
-    } else {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        fprintf(stderr, "%ld.%03ld %s\n", (long)ts.tv_sec,
-                ts.tv_nsec / 1000000, line);
-    }
+    RFS_LOG(lv, "%s", line);
 }
 
 static void core_trace(void *data, rfs_nodeid_t id, const char *line)
 {
     (void)id;
-    nlog(data, NODE_LOG_DEBUG, "raft: %s", line);
+    nlog(data, RFS_LOG_DEBUG, "raft: %s", line);
 }
 
 void node_options_default(struct node_options *o)
@@ -163,7 +154,6 @@ void node_options_default(struct node_options *o)
     o->lease_reads = true;
     o->snapshot_entries = 20000;
     o->snapshot_bytes = 64ull << 20;
-    o->log_level = NODE_LOG_INFO;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -410,9 +400,9 @@ static void io_send(void *data, rfs_nodeid_t to, struct rfs_buf plain)
     transport_send(n->net, to, plain);
 }
 
-static void io_log(void *data, enum host_log_level lv, const char *line)
+static void io_log(void *data, enum rfs_log_level lv, const char *line)
 {
-    nlog(data, (enum node_log_level)lv, "%s", line);
+    nlog(data, (enum rfs_log_level)lv, "%s", line);
 }
 
 /*
@@ -463,6 +453,8 @@ static void publish_status(struct node *n)
     pthread_mutex_unlock(&n->lock);
 }
 
+static void snapshot_waiters(struct node *n);
+
 static void io_idle(void *data)
 {
     struct node *n = data;
@@ -473,6 +465,7 @@ static void io_idle(void *data)
                        st.conf_index);
         publish_status(n);
     }
+    snapshot_waiters(n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -596,7 +589,7 @@ static int admin_exec(struct node *n, const struct node_admin_cmd *c,
         if (rv == 0) {
             snprintf(out, cap, "%s node %" PRIu64 " at index %" PRIu64,
                      add ? "adding learner" : "removing", c->id, idx);
-            nlog(n, NODE_LOG_INFO, "%s", out);
+            nlog(n, RFS_LOG_INFO, "%s", out);
         } else {
             snprintf(out, cap, "%s", rfs_strerror(rv));
         }
@@ -630,7 +623,7 @@ static void net_admin(void *data, rfs_nodeid_t from,
         } else {
             snprintf(out, sizeof(out), "malformed admin request");
         }
-        nlog(n, NODE_LOG_INFO, "admin command %d from node %" PRIu64 ": %s",
+        nlog(n, RFS_LOG_INFO, "admin command %d from node %" PRIu64 ": %s",
              (int)c.op, from, rv == 0 ? "done" : out);
         transport_admin(n->net, from, ADMIN_REPLY, id, rv, out, strlen(out));
         return;
@@ -675,6 +668,32 @@ static void admin_expire(struct node *n)
     }
 }
 
+/* Answer the operators waiting for a snapshot once none is pending. */
+static void snapshot_waiters(struct node *n)
+{
+    if (n->snap_waiters == NULL ||
+        (host_snapshot_pending(n->host) && !n->stopping)) {
+        return;
+    }
+    char out[1400];
+    int rv = n->stopping ? RFS_ESHUTDOWN : host_snapshot_error(n->host);
+    if (rv == 0) {
+        char path[1200];
+        snapfiles_path(&n->snaps, host_snap_index(n->host), path,
+                       sizeof(path));
+        snprintf(out, sizeof(out), "snapshot at index %" PRIu64 ": %s",
+                 host_snap_index(n->host), path);
+    } else {
+        snprintf(out, sizeof(out), "snapshot failed: %s", io_errmsg(n));
+    }
+    while (n->snap_waiters != NULL) {
+        struct admin *a = n->snap_waiters;
+        n->snap_waiters = a->next;
+        a->cb(a->arg, rv, out);
+        rfs_free(a);
+    }
+}
+
 static void admin_start(struct node *n, struct sub *s)
 {
     const struct node_admin_cmd *c = &s->admin;
@@ -686,11 +705,22 @@ static void admin_start(struct node *n, struct sub *s)
         node_status(n, &st);
         status_json(&st, out, sizeof(out));
     } else if (c->op == NODE_ADMIN_SNAPSHOT) {
-        /* The image is written in the background: say which one this
-         * node holds now; `raftfs status` shows the new one once taken. */
-        host_snapshot_now(n->host);
-        snprintf(out, sizeof(out), "snapshot requested (the last one is at "
-                 "index %" PRIu64 ")", host_snap_index(n->host));
+        /* The image is written in the background; the answer waits for it
+         * (snapshot_waiters), so a backup script can copy it at once. */
+        struct admin *a = rfs_calloc(1, sizeof(*a));
+        if (a == NULL) {
+            rv = -ENOMEM;
+            snprintf(out, sizeof(out), "out of memory");
+        } else {
+            a->cb = s->admin_cb;
+            a->arg = s->arg;
+            a->next = n->snap_waiters;
+            n->snap_waiters = a;
+            rfs_free(s);
+            host_snapshot_now(n->host);
+            snapshot_waiters(n);
+            return;
+        }
     } else {
         struct cons_status st;
         cons_node_status(host_core(n->host), &st);
@@ -740,6 +770,7 @@ static void close_all(struct node *n)
     transport_close(n->net);
     host_close(n->host, RFS_ESHUTDOWN);
     io_publish(n); /* No lease for the fast path once stopping. */
+    snapshot_waiters(n);
 }
 
 static void on_wake(uv_async_t *a)
@@ -751,7 +782,7 @@ static void on_wake(uv_async_t *a)
     drain_inbox(n);
     if (stop && !n->stopping) {
         n->stopping = true;
-        nlog(n, NODE_LOG_INFO, "stopping");
+        nlog(n, RFS_LOG_INFO, "stopping");
         close_all(n);
         return;
     }
@@ -787,7 +818,7 @@ static int load_core(struct node *n, char *errmsg)
                      rfs_strerror(rv));
             return rv;
         }
-        nlog(n, NODE_LOG_INFO, "founded a cluster of %u", n->o.bootstrap->n);
+        nlog(n, RFS_LOG_INFO, "founded a cluster of %u", n->o.bootstrap->n);
         rv = store_load(n->store, &l);
         if (rv != 0) {
             snprintf(errmsg, RFS_ERRMSG_SZ, "%s", store_errmsg(n->store));
@@ -933,7 +964,7 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
      * receiving.img, which nothing would delete later. */
     int swept = snapfiles_sweep(&n->snaps, host_snap_index(n->host), true);
     if (swept > 0) {
-        nlog(n, NODE_LOG_INFO, "deleted %d stale file(s) in %s", swept,
+        nlog(n, RFS_LOG_INFO, "deleted %d stale file(s) in %s", swept,
              n->snaps.dir);
     }
     uv_loop_init(&n->loop);
@@ -961,7 +992,7 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
         snprintf(errmsg, RFS_ERRMSG_SZ, "cannot start the loop thread");
         goto err_after_core; /* Handles leak here; the process exits. */
     }
-    nlog(n, NODE_LOG_INFO, "listening on %s, data in %s", o->listen, n->dir);
+    nlog(n, RFS_LOG_INFO, "listening on %s, data in %s", o->listen, n->dir);
     *out = n;
     return 0;
 

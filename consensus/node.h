@@ -35,17 +35,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../common/log.h"
 #include "../common/types.h"
 #include "../store/store.h"
 #include "core/core.h"
 
-enum node_log_level {
-    NODE_LOG_ERROR = 0,
-    NODE_LOG_WARN,
-    NODE_LOG_INFO,
-    NODE_LOG_DEBUG,
-    NODE_LOG_TRACE,
-};
 
 struct node_options {
     rfs_nodeid_t id;
@@ -64,9 +58,6 @@ struct node_options {
     /* If set and the store is empty: found a cluster with this
      * configuration (every founder must use the same one). */
     const struct cons_conf *bootstrap;
-    enum node_log_level log_level;
-    void (*log)(void *data, enum node_log_level level, const char *line);
-    void *log_data;
     /* If set: called on the loop thread after every applied command, from
      * any proposer (own: this node process submitted it), so a host can
      * invalidate caches. After a snapshot replaced the whole state it is

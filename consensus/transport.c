@@ -92,10 +92,10 @@ struct transport {
     struct delayed *delayed;
 };
 
-static void tlog(struct transport *t, enum host_log_level lv, const char *fmt,
+static void tlog(struct transport *t, enum rfs_log_level lv, const char *fmt,
                  ...) __attribute__((format(printf, 3, 4)));
 
-static void tlog(struct transport *t, enum host_log_level lv, const char *fmt,
+static void tlog(struct transport *t, enum rfs_log_level lv, const char *fmt,
                  ...)
 {
     char line[400];
@@ -145,7 +145,7 @@ static void conn_close(struct conn *c, const char *why)
     struct transport *n = c->t;
     c->closing = true;
     if (why != NULL) {
-        tlog(n, HOST_LOG_WARN, "dropping %s connection %s (%s %" PRIu64
+        tlog(n, RFS_LOG_WARN, "dropping %s connection %s (%s %" PRIu64
                                "): %s",
              c->outgoing ? "outgoing" : "incoming", c->addr,
              c->outgoing || c->open ? "node" : "claims node",
@@ -202,7 +202,7 @@ static void conn_send(struct conn *c, uint8_t type, const void *body,
     bool sealed = type == WIRE_RAFT || type == WIRE_ADMIN;
     size_t blen = sealed ? len + SECURE_OVERHEAD : len;
     if (c->queued + blen > SEND_LIMIT) {
-        tlog(c->t, HOST_LOG_DEBUG, "send queue to %s full: message dropped",
+        tlog(c->t, RFS_LOG_DEBUG, "send queue to %s full: message dropped",
              c->addr);
         return; /* Raft retransmits what matters. */
     }
@@ -271,7 +271,7 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
         }
         if (c->sec.state == SECURE_OPEN) {
             c->open = true;
-            tlog(n, HOST_LOG_INFO, "%s connection %s with node %" PRIu64
+            tlog(n, RFS_LOG_INFO, "%s connection %s with node %" PRIu64
                                    " authenticated",
                  c->outgoing ? "outgoing" : "incoming", c->addr, c->sec.peer);
             if (c->outgoing) {
@@ -395,7 +395,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     if (status < 0) {
-        tlog(c->t, HOST_LOG_DEBUG, "cannot reach node %" PRIu64 " at %s: %s",
+        tlog(c->t, RFS_LOG_DEBUG, "cannot reach node %" PRIu64 " at %s: %s",
              c->peer_id, c->addr, uv_strerror(status));
         conn_close(c, NULL);
         return;
@@ -411,7 +411,7 @@ static void peer_connect(struct transport *n, struct peer *p)
 {
     struct sockaddr_in sa;
     if (parse_addr(p->addr, &sa) != 0) {
-        tlog(n, HOST_LOG_ERROR, "node %" PRIu64 " has a bad address '%s'",
+        tlog(n, RFS_LOG_ERROR, "node %" PRIu64 " has a bad address '%s'",
              p->id, p->addr);
         p->next_attempt = uv_now(n->loop) + 10000;
         return;
@@ -639,7 +639,7 @@ static void admin_frame(struct transport *n, rfs_nodeid_t from,
 {
     if (len < 13 || len > 13 + ADMIN_TEXT_MAX ||
         (b[0] != ADMIN_REQUEST && b[0] != ADMIN_REPLY && b[0] != ADMIN_HELLO)) {
-        tlog(n, HOST_LOG_WARN, "malformed admin frame from node %" PRIu64,
+        tlog(n, RFS_LOG_WARN, "malformed admin frame from node %" PRIu64,
              from);
         return;
     }
@@ -657,7 +657,7 @@ static void admin_frame(struct transport *n, rfs_nodeid_t from,
         p->id = from;
         p->contact = true;
         snprintf(p->addr, sizeof(p->addr), "%.63s", text);
-        tlog(n, HOST_LOG_INFO, "node %" PRIu64 " at %s called: answering it "
+        tlog(n, RFS_LOG_INFO, "node %" PRIu64 " at %s called: answering it "
                                "there", from, p->addr);
         return;
     }
@@ -731,7 +731,7 @@ int transport_open(uv_loop_t *loop, rfs_nodeid_t id, const char *listen,
             ms <= 1000) {
             n->fault_jitter_ms = (unsigned)ms;
             n->fault_rng = (seed ? seed : 1) * 2654435761u + id;
-            tlog(n, HOST_LOG_WARN, "test fault layer on: outgoing frames "
+            tlog(n, RFS_LOG_WARN, "test fault layer on: outgoing frames "
                  "delayed 0..%llu ms (RAFTFS_TEST_NET_FAULTS)", ms);
         }
     }

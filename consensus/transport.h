@@ -49,7 +49,7 @@ struct transport_cbs {
                   const void *body, size_t len);
     /* After each read from a connection: the node may have work. */
     void (*poke)(void *data);
-    void (*log)(void *data, enum host_log_level lv, const char *line);
+    void (*log)(void *data, enum rfs_log_level lv, const char *line);
 };
 
 struct transport;

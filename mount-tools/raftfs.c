@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "../common/err.h"
+#include "../common/log.h"
 #include "../consensus/config.h"
 #include "../consensus/snapfiles.h"
 #include "../fs/fs.h"
@@ -827,7 +828,7 @@ struct mount_opts {
     bool allow_other;
     bool debug;
     bool foreground;
-    enum node_log_level log_level;
+    enum rfs_log_level log_level;
 };
 
 static bool parse_seconds(const char *v, double max, double *out)
@@ -906,7 +907,7 @@ static void parse_mount_opts(char *list, struct mount_opts *m)
                 die("mount option log=%s: expected error, warn, info or "
                     "debug", v);
             }
-            m->log_level = (enum node_log_level)k;
+            m->log_level = (enum rfs_log_level)k;
         } else {
             die("unknown mount option '%s%s%s' (see raftfs --help)", o,
                 v ? "=" : "", v ? v : "");
@@ -914,28 +915,21 @@ static void parse_mount_opts(char *list, struct mount_opts *m)
     }
 }
 
-static rfs_nodeid_t log_node;
-
-static void log_line(void *data, enum node_log_level level, const char *line)
+/* libfuse's own messages go to the same log as the node's. */
+static void fuse_log_line(enum fuse_log_level level, const char *fmt,
+                          va_list ap)
 {
-    static const char *const names[] = {"ERROR", "WARN", "INFO", "DEBUG",
-                                        "TRACE"};
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    /* The node's lines name the node and level already. */
-    if (data == NULL) {
-        fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ node %" PRIu64
-                        " %s: %s\n",
-                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_node,
-                names[level], line);
-    } else {
-        fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s\n",
-                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, line);
+    enum rfs_log_level lv = level <= FUSE_LOG_ERR       ? RFS_LOG_ERROR
+                            : level <= FUSE_LOG_WARNING ? RFS_LOG_WARN
+                            : level <= FUSE_LOG_INFO    ? RFS_LOG_INFO
+                                                        : RFS_LOG_DEBUG;
+    if (lv > rfs_log_threshold) {
+        return;
     }
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    line[strcspn(line, "\n")] = '\0';
+    rfs_log(lv, "fuse: %s", line);
 }
 
 /* The kernel's id of the (last) mount at path, and its device's minor
@@ -1185,7 +1179,7 @@ static int cmd_mount(int argc, char **argv)
     fs_options_default(&m.fs);
     m.commit_timeout_s = 30;
     m.lease = true;
-    m.log_level = NODE_LOG_INFO;
+    m.log_level = RFS_LOG_INFO;
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
     for (int i = 0; i < argc; i++) {
@@ -1285,7 +1279,11 @@ static int cmd_mount(int argc, char **argv)
     if (fs_new(&m.fs, &fs) != 0) {
         fail("out of memory");
     }
-    log_node = conf.id;
+    char who[32];
+    snprintf(who, sizeof(who), "node %" PRIu64, conf.id);
+    rfs_log_set_who(who);
+    rfs_log_set_level(m.log_level);
+    fuse_set_log_func(fuse_log_line);
     struct node_options no;
     node_options_default(&no);
     no.id = conf.id;
@@ -1294,9 +1292,6 @@ static int cmd_mount(int argc, char **argv)
     no.bootstrap = conf.peers[0] ? &peers : NULL;
     no.commit_timeout_ms = m.commit_timeout_s * 1000;
     no.lease_reads = m.lease;
-    no.log_level = m.log_level;
-    no.log = log_line;
-    no.log_data = &log_node;
     no.on_apply = fs_on_apply;
     no.apply_data = fs;
 
@@ -1331,7 +1326,7 @@ static int cmd_mount(int argc, char **argv)
     watchdog_arm(ids.conn);
     struct admin_server admin = {.fd = -1};
     admin_open(&admin, dir, node);
-    log_line(NULL, NODE_LOG_INFO, "mounted");
+    RFS_LOG(RFS_LOG_INFO, "mounted");
     fprintf(stderr, "raftfs: node %" PRIu64 " mounted at %s (reads=%s)\n",
             conf.id, mnt, m.fs.linearizable ? "linearizable" : "local");
     report("ok");
@@ -1340,7 +1335,7 @@ static int cmd_mount(int argc, char **argv)
     fuse_loop_cfg_set_max_threads(lc, 16);
     rv = fuse_session_loop_mt(se, lc);
     fuse_loop_cfg_destroy(lc);
-    log_line(NULL, NODE_LOG_INFO, "unmounting");
+    RFS_LOG(RFS_LOG_INFO, "unmounting");
     admin_close(&admin);
     fs_drop_views(fs);
     /* The node first: its last callbacks still answer the kernel through
@@ -1352,7 +1347,7 @@ static int cmd_mount(int argc, char **argv)
     watchdog_disarm();
     fuse_session_destroy(se);
     fuse_opt_free_args(&args);
-    log_line(NULL, NODE_LOG_INFO, "stopped");
+    RFS_LOG(RFS_LOG_INFO, "stopped");
     return rv < 0 ? 1 : 0;
 }
 

@@ -132,7 +132,7 @@ int main(int argc, char **argv)
         }
     }
     if (getenv("RAFTFS_DEBUG") != NULL) {
-        o.log_level = NODE_LOG_DEBUG;
+        rfs_log_set_level(RFS_LOG_DEBUG);
     }
     char err[RFS_ERRMSG_SZ];
     int rv = node_start(&o, &node, err);

@@ -1035,7 +1035,7 @@ static const char *io_errmsg(void *data)
     return "simulated disk error";
 }
 
-static void io_log(void *data, enum host_log_level lv, const char *line)
+static void io_log(void *data, enum rfs_log_level lv, const char *line)
 {
     struct snode *n = data;
     (void)lv;
