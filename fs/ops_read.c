@@ -693,7 +693,8 @@ void fs__op_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 /* ------------------------------------------------------------------------ */
-/* xattrs: one, read-only: the index of the entry that last changed a file */
+/* xattrs: one, read-only and unlisted: the index of the entry that last
+ * changed a file */
 
 static void getxattr_run(struct fs *fs, fuse_req_t req, void *arg)
 {
@@ -741,14 +742,15 @@ void fs__op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 void fs__op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-    static const char names[] = FS_REVISION_XATTR; /* With its NUL. */
-    size_t len = ino & FS_VIRT_BIT ? 0 : sizeof(names);
+    (void)ino;
+    /* The revision is virtual and not listed (CephFS does the same with
+     * its virtual attributes): `cp -a`, `mv` and `rsync -X` copy what
+     * listxattr names, and setting the revision fails with EPERM. It stays
+     * readable by name. No other attribute is stored: the list is empty. */
     if (size == 0) {
-        fuse_reply_xattr(req, len);
-    } else if (size < len) {
-        fuse_reply_err(req, ERANGE);
+        fuse_reply_xattr(req, 0);
     } else {
-        fuse_reply_buf(req, names, len);
+        fuse_reply_buf(req, NULL, 0);
     }
 }
 

@@ -127,5 +127,15 @@ run "mknod c" mknod "$n1/null" c 1 3
 check "major:minor on n3" "character special file 1:3" \
     "$(stat -c '%F %Hr:%Lr' "$n3/null")"
 
+# cp -a and mv between two mounts copy extended attributes: the virtual
+# user.raftfs.revision must not be listed, or they try to set it (EPERM)
+# and print a warning.
+echo moved > "$n1/xa"
+check "cp -a from n1 to n2 prints nothing" "" \
+    "$(cp -a "$n1/xa" "$n2/xa.copy" 2>&1)"
+check "mv from n2 to n3 prints nothing" "" \
+    "$(mv "$n2/xa.copy" "$n3/xa.moved" 2>&1)"
+check "the moved copy reads on n1" "moved" "$(cat "$n1/xa.moved")"
+
 echo "# $step checks, $fails failed"
 [ "$fails" -eq 0 ]
