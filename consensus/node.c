@@ -574,6 +574,16 @@ static int admin_exec(struct node *n, const struct node_admin_cmd *c,
             snprintf(out, cap, "node %" PRIu64 " is not a member", c->id);
             return -ENOENT;
         }
+        if (add && cons_conf_removed(cons_node_conf(core), c->id, &idx)) {
+            char when[40] = "";
+            if (idx != 0) {
+                snprintf(when, sizeof(when), " at index %" PRIu64, idx);
+            }
+            snprintf(out, cap, "node %" PRIu64 " was removed%s; ids are "
+                               "never reused: give the new node a new id "
+                               "(raftfs init --id)", c->id, when);
+            return RFS_EIDREMOVED;
+        }
         rv = cons_node_change(core, add ? CONS_ADD_LEARNER : CONS_REMOVE,
                               c->id, add ? c->addr : NULL, &idx);
         if (rv == 0) {

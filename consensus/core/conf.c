@@ -1,9 +1,14 @@
 /*
  * Cluster configurations and their encoding inside CONF log entries.
  *
- * Encoding (little-endian): u8 version (1), u8 count, then per server: u64 id,
- * u8 role, u8 address length, address bytes. The decoder checks every length
- * and value, since a CONF entry can come off a network or a damaged disk.
+ * Encoding (little-endian): u8 version, u8 count, then per server: u64 id,
+ * u8 role, u8 address length, address bytes. Version 2 then adds the
+ * removed ids: u64 removed_upto, u8 count, and per removed server u64 id,
+ * u64 index of the entry that removed it. A configuration without removed
+ * ids is still written as version 1, so entries written before version 2
+ * and configurations of clusters that never removed a server read (and
+ * are read by older builds) as before. The decoder checks every length and
+ * value, since a CONF entry can come off a network or a damaged disk.
  */
 #include <errno.h>
 #include <string.h>
@@ -13,6 +18,7 @@
 #include "core.h"
 
 #define CONF_VERSION 1
+#define CONF_VERSION_REMOVED 2
 
 const struct cons_server *cons_conf_get(const struct cons_conf *c,
                                         rfs_nodeid_t id)
@@ -34,11 +40,64 @@ unsigned cons_conf_voters(const struct cons_conf *c)
     return v;
 }
 
+bool cons_conf_removed(const struct cons_conf *c, rfs_nodeid_t id,
+                       rfs_index_t *index)
+{
+    *index = 0;
+    if (cons_conf_get(c, id) != NULL) {
+        return false;
+    }
+    for (unsigned i = 0; i < c->n_removed; i++) {
+        if (c->removed[i].id == id) {
+            *index = c->removed[i].index;
+            return true;
+        }
+    }
+    return id <= c->removed_upto;
+}
+
+void cons_conf_add_removed(struct cons_conf *c, rfs_nodeid_t id,
+                           rfs_index_t index)
+{
+    if (c->n_removed == CONS_MAX_REMOVED) {
+        if (c->removed[0].id > c->removed_upto) {
+            c->removed_upto = c->removed[0].id;
+        }
+        memmove(&c->removed[0], &c->removed[1],
+                (CONS_MAX_REMOVED - 1) * sizeof(c->removed[0]));
+        c->n_removed--;
+    }
+    c->removed[c->n_removed].id = id;
+    c->removed[c->n_removed].index = index;
+    c->n_removed++;
+}
+
+static void put64(uint8_t **p, uint64_t v)
+{
+    for (int b = 0; b < 8; b++) {
+        *(*p)++ = (uint8_t)(v >> (8 * b));
+    }
+}
+
+static uint64_t get64(const uint8_t **p)
+{
+    uint64_t v = 0;
+    for (int b = 0; b < 8; b++) {
+        v |= (uint64_t)(*p)[b] << (8 * b);
+    }
+    *p += 8;
+    return v;
+}
+
 int cons_conf_encode(const struct cons_conf *c, struct rfs_buf *out)
 {
+    bool v2 = c->n_removed > 0 || c->removed_upto != 0;
     size_t len = 2;
     for (unsigned i = 0; i < c->n; i++) {
         len += 8 + 1 + 1 + strnlen(c->servers[i].addr, CONS_ADDR_MAX - 1);
+    }
+    if (v2) {
+        len += 8 + 1 + 16 * (size_t)c->n_removed;
     }
     uint8_t *p = rfs_malloc(len);
     if (p == NULL) {
@@ -46,7 +105,7 @@ int cons_conf_encode(const struct cons_conf *c, struct rfs_buf *out)
     }
     out->base = p;
     out->len = len;
-    *p++ = CONF_VERSION;
+    *p++ = v2 ? CONF_VERSION_REMOVED : CONF_VERSION;
     *p++ = (uint8_t)c->n;
     for (unsigned i = 0; i < c->n; i++) {
         const struct cons_server *s = &c->servers[i];
@@ -59,6 +118,14 @@ int cons_conf_encode(const struct cons_conf *c, struct rfs_buf *out)
         memcpy(p, s->addr, alen);
         p += alen;
     }
+    if (v2) {
+        put64(&p, c->removed_upto);
+        *p++ = (uint8_t)c->n_removed;
+        for (unsigned i = 0; i < c->n_removed; i++) {
+            put64(&p, c->removed[i].id);
+            put64(&p, c->removed[i].index);
+        }
+    }
     return 0;
 }
 
@@ -67,9 +134,12 @@ int cons_conf_decode(const struct rfs_buf *in, struct cons_conf *c)
     const uint8_t *p = in->base;
     const uint8_t *end = p + in->len;
     memset(c, 0, sizeof(*c));
-    if (in->len < 2 || p[0] != CONF_VERSION || p[1] > CONS_MAX_SERVERS) {
+    if (in->len < 2 ||
+        (p[0] != CONF_VERSION && p[0] != CONF_VERSION_REMOVED) ||
+        p[1] > CONS_MAX_SERVERS) {
         return RFS_EMALFORMED;
     }
+    bool v2 = p[0] == CONF_VERSION_REMOVED;
     unsigned n = p[1];
     p += 2;
     for (unsigned i = 0; i < n; i++) {
@@ -98,9 +168,28 @@ int cons_conf_decode(const struct rfs_buf *in, struct cons_conf *c)
             }
         }
     }
+    c->n = n;
+    if (v2) {
+        if (end - p < 9) {
+            return RFS_EMALFORMED;
+        }
+        c->removed_upto = get64(&p);
+        unsigned nr = *p++;
+        if (nr > CONS_MAX_REMOVED || (size_t)(end - p) < 16 * (size_t)nr) {
+            return RFS_EMALFORMED;
+        }
+        for (unsigned i = 0; i < nr; i++) {
+            c->removed[i].id = get64(&p);
+            c->removed[i].index = get64(&p);
+            if (c->removed[i].id == RFS_NODE_NONE ||
+                cons_conf_get(c, c->removed[i].id) != NULL) {
+                return RFS_EMALFORMED;
+            }
+        }
+        c->n_removed = nr;
+    }
     if (p != end) {
         return RFS_EMALFORMED;
     }
-    c->n = n;
     return 0;
 }

@@ -85,10 +85,30 @@ struct cons_server {
     char addr[CONS_ADDR_MAX];
 };
 
-/* A cluster configuration: the set of servers and their roles. */
+/* Removed servers a configuration remembers by id and index. */
+#define CONS_MAX_REMOVED 64
+
+/* A removed server: its id may never join again (RAFT-PITFALLS 5). */
+struct cons_removed {
+    rfs_nodeid_t id;
+    rfs_index_t index; /* Of the configuration entry that removed it. */
+};
+
+/*
+ * A cluster configuration: the set of servers and their roles, and the ids
+ * removed so far. A server that rejoined under a removed id with a wiped
+ * disk would have forgotten its vote, so ids are never reused. The last
+ * CONS_MAX_REMOVED removals are kept with their index; older ones are
+ * folded into removed_upto: every id up to it that is not a member counts
+ * as removed (conservative: it may refuse an id never used, never accept
+ * a removed one).
+ */
 struct cons_conf {
     unsigned n;
     struct cons_server servers[CONS_MAX_SERVERS];
+    unsigned n_removed;
+    struct cons_removed removed[CONS_MAX_REMOVED]; /* Oldest first. */
+    rfs_nodeid_t removed_upto;
 };
 
 /* The persistent state of Figure 2, plus the commit index (a hint). */
@@ -366,7 +386,9 @@ enum cons_change_type {
  * none before this leader committed an entry of its own term.
  * Returns 0 (appended, *index set), RFS_ENOTLEADER, RFS_EBUSY (a change or
  * this term's first commit is pending: retry later), RFS_EBADCONF (no such
- * server, already a member, would leave no voter, bad address), -ENOMEM.
+ * server, already a member, would leave no voter, bad address),
+ * RFS_EIDREMOVED (adding an id that was removed: ids are never reused, see
+ * cons_conf_removed()), -ENOMEM.
  */
 int cons_node_change(struct cons_node *n, enum cons_change_type type,
                      rfs_nodeid_t id, const char *addr, rfs_index_t *index);
@@ -465,6 +487,14 @@ int cons_node_progress(const struct cons_node *n, rfs_nodeid_t id,
 const struct cons_server *cons_conf_get(const struct cons_conf *c,
                                         rfs_nodeid_t id);
 unsigned cons_conf_voters(const struct cons_conf *c);
+/* Whether id was removed from the cluster: true with *index set to the
+ * entry that removed it, or 0 when it is only covered by removed_upto. */
+bool cons_conf_removed(const struct cons_conf *c, rfs_nodeid_t id,
+                       rfs_index_t *index);
+/* Record id as removed by the entry at index (folding the oldest record
+ * into removed_upto when the list is full). */
+void cons_conf_add_removed(struct cons_conf *c, rfs_nodeid_t id,
+                           rfs_index_t index);
 /* Encode/decode a configuration for a CONF entry. Decode returns 0 or
  * RFS_EMALFORMED; encode allocates out->base with rfs_malloc. */
 int cons_conf_encode(const struct cons_conf *c, struct rfs_buf *out);

@@ -1995,7 +1995,13 @@ int cons_node_change(struct cons_node *n, enum cons_change_type type,
         }
     }
     switch (type) {
-    case CONS_ADD_LEARNER:
+    case CONS_ADD_LEARNER: {
+        /* Ids are never reused (RAFT-PITFALLS 5): the server behind a
+         * removed id may come back with a wiped disk, its vote forgotten. */
+        rfs_index_t at;
+        if (cons_conf_removed(&c, id, &at)) {
+            return RFS_EIDREMOVED;
+        }
         if (s != NULL || c.n >= CONS_MAX_SERVERS || addr == NULL ||
             addr[0] == '\0' || strlen(addr) >= CONS_ADDR_MAX) {
             return RFS_EBADCONF;
@@ -2006,6 +2012,7 @@ int cons_node_change(struct cons_node *n, enum cons_change_type type,
         s->role = CONS_LEARNER;
         strcpy(s->addr, addr);
         break;
+    }
     case CONS_PROMOTE:
         if (s == NULL || s->role != CONS_LEARNER) {
             return RFS_EBADCONF;
@@ -2024,6 +2031,8 @@ int cons_node_change(struct cons_node *n, enum cons_change_type type,
             return RFS_EBADCONF;
         }
         *s = c.servers[--c.n];
+        /* The entry about to be appended is the one that removes it. */
+        cons_conf_add_removed(&c, id, last_index(n) + 1);
         break;
     default:
         return RFS_EBADCONF;

@@ -250,6 +250,14 @@ static void test_replace_dead_node(void **state)
     c->pid[3] = 0;
     assert_int_not_equal(mc_wait_leader(c, 10000), 0); /* 3 may have led. */
     assert_int_equal(mc_raftfs(c, 1, "members -d DATA remove 3"), 0);
+    /* Its id is never given out again (RAFT-PITFALLS 5), and the command
+     * says why and what to do. */
+    assert_int_not_equal(add(c, 2, 3), 0);
+    char log[16384], path[1100];
+    snprintf(path, sizeof(path), "%s/admin.log", c->dir);
+    read_str(path, log, sizeof(log));
+    assert_non_null(strstr(log, "node 3 was removed at index "));
+    assert_non_null(strstr(log, "give the new node a new id"));
     mc_prepare_join(c, 4, NULL, false);
     mc_start(c, 4);
     assert_int_equal(add(c, 2, 4), 0);

@@ -980,6 +980,102 @@ static void test_conf_codec(void **state)
     rfs_free(b.base);
 }
 
+/* Ids are never reused (RAFT-PITFALLS 5): once node 3 is removed, adding
+ * id 3 again is refused with its own code, on the leader that removed it and
+ * on a later leader that learned the removal from the log; the removal is
+ * remembered with the index of the entry that made it. */
+static void test_conf_removed_id_never_added_again(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    rfs_index_t at = 0;
+    assert_int_equal(cons_node_change(c->nodes[1].n, CONS_REMOVE, 3, NULL,
+                                      &at),
+                     0);
+    cl_tick(c, 1, 2);
+    cl_deliver(c);
+    cl_tick(c, 1, 2);
+    cl_deliver(c);
+    assert_true(cl_status(c, 1).commit >= at);
+    assert_int_equal(cons_node_change(c->nodes[1].n, CONS_ADD_LEARNER, 3,
+                                      "n3", NULL),
+                     RFS_EIDREMOVED);
+    rfs_index_t when;
+    assert_true(cons_conf_removed(cons_node_conf(c->nodes[1].n), 3, &when));
+    assert_int_equal(when, at);
+    assert_false(cons_conf_removed(cons_node_conf(c->nodes[1].n), 2, &when));
+    /* Another id is fine. */
+    assert_int_equal(cons_node_change(c->nodes[1].n, CONS_ADD_LEARNER, 4,
+                                      "n4", NULL),
+                     0);
+    cl_tick(c, 1, 2);
+    cl_deliver(c);
+    /* Node 2, leading next, knows from the log. */
+    assert_int_equal(cons_node_transfer(c->nodes[1].n, 2), 0);
+    for (int i = 0; i < 20 && cl_leader(c) != 2; i++) {
+        cl_tick(c, 1, 1);
+        cl_deliver(c);
+    }
+    assert_int_equal(cl_leader(c), 2);
+    cl_tick(c, 2, 2);
+    cl_deliver(c);
+    assert_int_equal(cons_node_change(c->nodes[2].n, CONS_ADD_LEARNER, 3,
+                                      "n3", NULL),
+                     RFS_EIDREMOVED);
+}
+
+/* The removed ids travel in the CONF entry (version 2); a configuration
+ * that removed nobody keeps version 1, and a full list folds its oldest
+ * record into removed_upto. */
+static void test_conf_codec_removed(void **state)
+{
+    (void)state;
+    struct cons_conf a;
+    memset(&a, 0, sizeof(a));
+    a.n = 1;
+    a.servers[0] = (struct cons_server){.id = 7, .role = CONS_VOTER};
+    strcpy(a.servers[0].addr, "h7:1");
+    struct rfs_buf b;
+    assert_int_equal(cons_conf_encode(&a, &b), 0);
+    assert_int_equal(((uint8_t *)b.base)[0], 1);
+    rfs_free(b.base);
+    cons_conf_add_removed(&a, 3, 40);
+    cons_conf_add_removed(&a, 5, 90);
+    assert_int_equal(cons_conf_encode(&a, &b), 0);
+    assert_int_equal(((uint8_t *)b.base)[0], 2);
+    struct cons_conf d;
+    assert_int_equal(cons_conf_decode(&b, &d), 0);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.n_removed, 2);
+    rfs_index_t at;
+    assert_true(cons_conf_removed(&d, 5, &at));
+    assert_int_equal(at, 90);
+    assert_false(cons_conf_removed(&d, 4, &at));
+    assert_false(cons_conf_removed(&d, 7, &at));
+    for (size_t cut = 0; cut < b.len; cut++) {
+        struct rfs_buf t = {b.base, cut};
+        assert_int_equal(cons_conf_decode(&t, &d), RFS_EMALFORMED);
+    }
+    rfs_free(b.base);
+    /* A member listed as removed is malformed. */
+    cons_conf_add_removed(&a, 7, 95);
+    assert_int_equal(cons_conf_encode(&a, &b), 0);
+    assert_int_equal(cons_conf_decode(&b, &d), RFS_EMALFORMED);
+    rfs_free(b.base);
+    /* Folding: ids 100.. removed in turn; the first falls into removed_upto
+     * once the list is full. */
+    memset(&a, 0, sizeof(a));
+    for (unsigned i = 0; i <= CONS_MAX_REMOVED; i++) {
+        cons_conf_add_removed(&a, 100 + i, 1000 + i);
+    }
+    assert_int_equal(a.n_removed, CONS_MAX_REMOVED);
+    assert_int_equal(a.removed_upto, 100);
+    assert_true(cons_conf_removed(&a, 100, &at));
+    assert_int_equal(at, 0);
+    assert_true(cons_conf_removed(&a, 101, &at));
+    assert_int_equal(at, 1001);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Snapshots, durability, restart                                           */
 
@@ -1349,6 +1445,8 @@ int main(int argc, char **argv)
         T(test_conf_removed_leader_steps_down),
         T(test_conf_rolls_back_on_truncation),
         cmocka_unit_test(test_conf_codec),
+        T(test_conf_removed_id_never_added_again),
+        cmocka_unit_test(test_conf_codec_removed),
         cmocka_unit_test(test_snapshot_sent_to_lagging_follower),
         cmocka_unit_test(test_snapshot_resumes_after_follower_crash),
         cmocka_unit_test(test_snapshot_rejects_resend_window_once),
