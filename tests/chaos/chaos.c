@@ -12,7 +12,8 @@
  * bridge),
  * kills nodes with SIGKILL and restarts them, pauses them with SIGSTOP
  * for longer than an election timeout, transfers leadership, and removes
- * a member and adds it back. Then it
+ * a member and brings its host back wiped, under a new id (ids are never
+ * reused: the core refuses a removed one). Then it
  * heals everything, every client reads every key, and the history is
  * checked: per-key linearizability (checker.h), which also finds lost
  * acknowledged writes; and every replica must reach the same state.
@@ -125,6 +126,22 @@ static void node_restart(int i)
     pthread_rwlock_unlock(&guard[i]);
 }
 
+/* The node id each slot (network namespace, data folder, mount) runs
+ * under now. A removed member's host comes back wiped under a fresh id,
+ * as docs/guide.md tells an operator to do. */
+static int ids[MC_MAX + 1];
+static int next_id;
+
+static int slot_of(int id)
+{
+    for (int i = 1; i <= C.n; i++) {
+        if (ids[i] == id) {
+            return i;
+        }
+    }
+    return 0;
+}
+
 /* The leader as node i's admin socket says (no FUSE involved). */
 static int leader_of(int i)
 {
@@ -141,7 +158,7 @@ static int leader_of(int i)
         }
         pclose(f);
     }
-    return l;
+    return slot_of(l);
 }
 
 static int any_leader(void)
@@ -433,6 +450,7 @@ static void *client_main(void *arg)
             outcome = do_read(path, &op.value);
         }
         op.ret = outcome == 1 ? LIN_NEVER : now_ns();
+        int incarnation = ids[i];
         pthread_rwlock_unlock(&guard[i]);
         if (!wr && outcome != 0) {
             outcome = -1; /* A failed read tells nothing. */
@@ -442,7 +460,7 @@ static void *client_main(void *arg)
             lreads = room_for(lreads, &cap_lreads, n_lreads,
                               sizeof(*lreads));
             lreads[n_lreads++] = (struct local_read){
-                i, key, op.value, last_revision, op.call};
+                incarnation, key, op.value, last_revision, op.call};
             pthread_mutex_unlock(&H.lock);
         }
         record(&op, outcome);
@@ -471,6 +489,40 @@ static void cut_both(int a, int b)
 {
     net("cut %s %d %d %d", tag, C.n, a, b);
     net("cut %s %d %d %d", tag, C.n, b, a);
+}
+
+/* Slot x's node was removed (or may have been): bring its host back as a
+ * new member. Kill it, wipe its data folder, `raftfs init --join` under the
+ * next id, have the leader add that id at the same address, mount again.
+ * Its clients' local reads count as a new client's from here on (an empty
+ * node catching up may serve older state than the removed one did). */
+static void rejoin(int x, const char *why)
+{
+    int id = next_id++;
+    say("%s: node %d's host comes back wiped as node %d (slot %d)", why,
+        ids[x], id, x);
+    node_kill(x);
+    pc_sh("rm -rf %s", C.data[x]);
+    pc_sh("%s init %s --id %d --listen 10.91.0.%d:7100 --join "
+          "--secret %s/secret >/dev/null",
+          mc_exe, C.data[x], id, x, C.dir);
+    pthread_rwlock_wrlock(&guard[x]);
+    ids[x] = id; /* Clients read it under the guard. */
+    pthread_rwlock_unlock(&guard[x]);
+    node_restart(x);
+    for (int tries = 0; tries < 3; tries++) {
+        int l = any_leader();
+        char cmd[1024];
+        snprintf(cmd, sizeof(cmd),
+                 "timeout 20 %s members -d %s add %d 10.91.0.%d:7100 "
+                 ">/dev/null 2>&1",
+                 mc_exe, C.data[l ? l : 1], id, x);
+        if (system(cmd) == 0) {
+            return;
+        }
+        usleep(1000000);
+    }
+    say("add of node %d did not complete", id);
 }
 
 static void nemesis_once(void)
@@ -586,7 +638,7 @@ static void nemesis_once(void)
         usleep(2500000);
         break;
     }
-    case 6: { /* Membership: remove a member, add it back. */
+    case 6: { /* Membership: remove a member, its host rejoins wiped. */
         int l = any_leader();
         if (l == 0) {
             break;
@@ -596,24 +648,17 @@ static void nemesis_once(void)
             x = x % n + 1;
         }
         char cmd[1024];
-        say("remove node %d from the cluster", x);
+        say("remove node %d from the cluster", ids[x]);
         snprintf(cmd, sizeof(cmd),
                  "timeout 10 %s members -d %s remove %d >/dev/null 2>&1",
-                 mc_exe, C.data[l], x);
+                 mc_exe, C.data[l], ids[x]);
         if (system(cmd) != 0) {
+            /* It may still commit: the final heal checks membership. */
             say("remove did not complete");
             break;
         }
         usleep(1500000);
-        l = any_leader();
-        say("add node %d back", x);
-        snprintf(cmd, sizeof(cmd),
-                 "timeout 20 %s members -d %s add %d 10.91.0.%d:7100 "
-                 ">/dev/null 2>&1",
-                 mc_exe, C.data[l ? l : 1], x, x);
-        if (system(cmd) != 0) {
-            say("add did not complete in 20 s");
-        }
+        rejoin(x, "after removal");
         break;
     }
     default: { /* Leadership transfer. */
@@ -866,8 +911,13 @@ int main(int argc, char **argv)
         pc_sh("%s init %s --id %d --listen 10.91.0.%d:7100 --peers %s %s "
               ">/dev/null",
               mc_exe, C.data[i], i, i, peers, secret);
+        if (i == 1) { /* For hosts that rejoin after node 1 was wiped. */
+            pc_sh("cp -p %s/secret %s/secret", C.data[1], dir);
+        }
+        ids[i] = i;
         pthread_rwlock_init(&guard[i], NULL);
     }
+    next_id = n + 1;
     t0_ns = 0;
     t0_ns = now_ns();
     for (int i = 1; i <= n; i++) {
@@ -889,29 +939,30 @@ int main(int argc, char **argv)
         nemesis_once();
     }
     say("healing everything");
-    /* A node removed by the nemesis and not yet back: add it again. */
+    net("heal %s %d", tag, n);
+    for (int i = 1; i <= n; i++) {
+        if (C.pid[i] > 0) {
+            kill(C.pid[i], SIGCONT);
+        }
+        stopped[i] = false;
+        if (!up[i]) {
+            node_restart(i);
+        }
+    }
+    /* A slot whose node is not a member (a removal that completed late, an
+     * add that did not): its host rejoins wiped under a new id. */
+    long until = pc_now_ms() + 15000;
+    while (any_leader() == 0 && pc_now_ms() < until) {
+        usleep(100000);
+    }
     for (int i = 1; i <= n; i++) {
         char cmd[1024];
         int l = any_leader();
         snprintf(cmd, sizeof(cmd),
                  "%s members -d %s list 2>/dev/null | grep -q '^%d '",
-                 mc_exe, C.data[l ? l : 1], i);
+                 mc_exe, C.data[l ? l : 1], ids[i]);
         if (l != 0 && system(cmd) != 0) {
-            say("add node %d back", i);
-            snprintf(cmd, sizeof(cmd),
-                     "timeout 30 %s members -d %s add %d 10.91.0.%d:7100 "
-                     ">/dev/null 2>&1",
-                     mc_exe, C.data[l], i, i);
-            if (system(cmd) != 0) {
-                say("add of node %d did not complete", i);
-            }
-        }
-    }
-    net("heal %s %d", tag, n);
-    for (int i = 1; i <= n; i++) {
-        kill(C.pid[i], SIGCONT);
-        if (!up[i]) {
-            node_restart(i);
+            rejoin(i, "not a member at the end");
         }
     }
     usleep(3000000); /* Clients go on in the healed cluster. */
