@@ -89,6 +89,12 @@ struct host {
     uint64_t proposed;
     uint64_t batches;
     unsigned depth; /* Nested entry points (a callback calling in). */
+
+    /* The last peer refused for a changed data folder, and the id it
+     * showed: said once, not at every reconnection attempt. */
+    rfs_nodeid_t refused_peer;
+    uint64_t refused_data;
+    uint64_t refusals;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -549,6 +555,43 @@ void host_recv(struct host *h, const struct cons_msg *m)
         cons_node_step(h->core, m);
     }
     leave(h);
+}
+
+bool host_hello(struct host *h, rfs_nodeid_t peer, uint64_t data_id)
+{
+    /* No core state is read or changed: no clock catch-up needed. An old
+     * peer that sends no id cannot be checked (docs/protocol.md). */
+    if (data_id == 0 || h->io.pin == NULL) {
+        return true;
+    }
+    uint64_t pinned = 0;
+    int rv = h->io.pin(h->io.data, peer, data_id, &pinned);
+    if (rv != 0) {
+        /* Refusing is safe: the peer retries after its backoff. */
+        hlog(h, RFS_LOG_ERROR, "cannot record node %" PRIu64 "'s data "
+             "folder id, refusing it for now: %s", peer,
+             h->io.errmsg(h->io.data));
+        return false;
+    }
+    if (pinned == data_id) {
+        return true;
+    }
+    h->refusals++;
+    if (h->refused_peer != peer || h->refused_data != data_id) {
+        h->refused_peer = peer;
+        h->refused_data = data_id;
+        hlog(h, RFS_LOG_ERROR, "refusing node %" PRIu64 ": its data folder "
+             "is not the one it had (id %016" PRIx64 ", first seen as %016"
+             PRIx64 "); wiped or replaced, it has forgotten its votes and "
+             "entries. Remove it (raftfs members remove %" PRIu64 ") and "
+             "let it join again under a new id", peer, data_id, pinned, peer);
+    }
+    return false;
+}
+
+uint64_t host_refusals(const struct host *h)
+{
+    return h->refusals;
 }
 
 void host_poke(struct host *h)

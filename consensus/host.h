@@ -117,6 +117,11 @@ struct host_io {
     /* Every update as it is taken, before any of its work (optional; the
      * simulator's invariant checks read them). */
     void (*observe)(void *data, const struct cons_update *u);
+    /* Trust on first use of peers' data folders (optional; see
+     * host_hello): *pinned gets the id peer showed first, recorded durably
+     * (synced) if this is the first. 0 or a code. */
+    int (*pin)(void *data, rfs_nodeid_t peer, uint64_t data_id,
+               uint64_t *pinned);
 };
 
 struct host_options {
@@ -172,6 +177,18 @@ void host_recv(struct host *h, const struct cons_msg *m);
 /* Something outside the core changed (a peer connected, an admin frame
  * arrived): run the loop. */
 void host_poke(struct host *h);
+/*
+ * A peer opened a connection and says which data folder it runs on
+ * (data_id, random per folder; 0 from a peer too old to say). Returns
+ * false if the peer must be refused (drop the connection and what comes
+ * on it): it showed another id before, so its disk was wiped or replaced
+ * and it forgot how it voted and what it acknowledged; letting it take
+ * part under the same id could elect two leaders or lose a committed
+ * entry (RAFT-PITFALLS 5). Logged once per peer and id.
+ */
+bool host_hello(struct host *h, rfs_nodeid_t peer, uint64_t data_id);
+/* Connections refused by host_hello so far. */
+uint64_t host_refusals(const struct host *h);
 /* The write handed to host_io.write finished: 0, -ENOSPC (nothing was
  * written; it is retried every second, nothing acknowledged meanwhile), or
  * another code (the node stops; errmsg says why). */

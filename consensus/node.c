@@ -388,6 +388,13 @@ static bool io_connected(void *data, rfs_nodeid_t id)
     return n->net != NULL && transport_connected(n->net, id);
 }
 
+static int io_pin(void *data, rfs_nodeid_t peer, uint64_t data_id,
+                  uint64_t *pinned)
+{
+    struct node *n = data;
+    return store_peer_pin(n->store, peer, data_id, pinned);
+}
+
 static const char *io_errmsg(void *data)
 {
     struct node *n = data;
@@ -645,6 +652,12 @@ static void net_raft(void *data, const struct cons_msg *m)
     host_recv(n->host, m);
 }
 
+static bool net_hello(void *data, rfs_nodeid_t from, uint64_t data_id)
+{
+    struct node *n = data;
+    return host_hello(n->host, from, data_id);
+}
+
 static void net_poke(void *data)
 {
     struct node *n = data;
@@ -857,6 +870,7 @@ static int load_core(struct node *n, char *errmsg)
         .applied = io_applied,
         .connected = io_connected,
         .errmsg = io_errmsg,
+        .pin = io_pin,
         .publish = io_publish,
         .idle = io_idle,
         .log = io_log,
@@ -955,6 +969,14 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
         snprintf(errmsg, RFS_ERRMSG_SZ, "%s", store_errmsg(n->store));
         goto err_after_store;
     }
+    /* Said in every hello: peers refuse this node if the folder they knew
+     * it by is gone (host_hello). */
+    uint64_t data_id;
+    rv = store_data_id(n->store, &data_id);
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "%s", store_errmsg(n->store));
+        goto err_after_store;
+    }
     rv = load_core(n, errmsg);
     if (rv != 0) {
         goto err_after_store;
@@ -971,11 +993,12 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
     const struct transport_cbs cbs = {
         .data = n,
         .raft = net_raft,
+        .hello = net_hello,
         .admin = net_admin,
         .poke = net_poke,
         .log = io_log,
     };
-    rv = transport_open(&n->loop, n->o.id, o->listen, n->secret, &cbs,
+    rv = transport_open(&n->loop, n->o.id, data_id, o->listen, n->secret, &cbs,
                         &n->net, errmsg);
     if (rv != 0) {
         uv_loop_close(&n->loop);

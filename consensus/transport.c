@@ -54,6 +54,7 @@ struct conn {
     rfs_nodeid_t peer_id; /* Outgoing: whom we called. */
     bool closing;
     bool open;
+    bool greeted; /* Incoming: the peer's hello passed host_hello. */
     struct secure sec;
     struct wire_reader rd;
     size_t queued; /* Bytes written but not yet completed. */
@@ -77,6 +78,7 @@ struct peer {
 struct transport {
     uv_loop_t *loop;
     rfs_nodeid_t id;
+    uint64_t data_id;
     char listen[CONS_ADDR_MAX];
     uint8_t secret[SECURE_KEY_BYTES];
     struct transport_cbs cb;
@@ -257,6 +259,20 @@ static void flush_waiting(struct peer *p)
 static void admin_frame(struct transport *n, rfs_nodeid_t from,
                         const uint8_t *b, size_t len);
 
+/* Where we listen (a node that is joining knows no one, and answers its
+ * leader there) and our data folder's id. Straight onto the connection,
+ * past the test fault layer: it must be the first frame the peer reads. */
+static void send_hello(struct transport *n, struct conn *c)
+{
+    size_t tl = strlen(n->listen);
+    uint8_t b[13 + CONS_ADDR_MAX];
+    b[0] = ADMIN_HELLO;
+    rfs_put_le64(b + 1, n->data_id);
+    rfs_put_le32(b + 9, 0);
+    memcpy(b + 13, n->listen, tl);
+    conn_send(c, WIRE_ADMIN, b, 13 + tl);
+}
+
 static void on_frame(struct conn *c, const struct wire_frame *f)
 {
     struct transport *n = c->t;
@@ -275,10 +291,7 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
                                    " authenticated",
                  c->outgoing ? "outgoing" : "incoming", c->addr, c->sec.peer);
             if (c->outgoing) {
-                /* Say where we listen: a node that is joining knows no
-                 * one, and answers its leader through this address. */
-                transport_admin(n, c->peer_id, ADMIN_HELLO, 0, 0, n->listen,
-                                strlen(n->listen));
+                send_hello(n, c);
                 struct peer *p = peer_get(n, c->peer_id);
                 if (p != NULL && p->out == c) {
                     p->backoff = 0;
@@ -305,8 +318,25 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
         conn_close(c, c->sec.why);
         return;
     }
+    size_t plen = f->len - SECURE_OVERHEAD;
+    if (f->type == WIRE_ADMIN && plen >= 13 && plain[0] == ADMIN_HELLO) {
+        /* The first frame on every connection: a peer whose data folder
+         * changed (wiped, replaced) is refused before anything it says is
+         * heard. */
+        uint64_t data_id = rfs_get_le64(plain + 1);
+        if (!n->cb.hello(n->cb.data, c->sec.peer, data_id)) {
+            rfs_free(plain);
+            conn_close(c, "refused: its data folder is not the one it had");
+            return;
+        }
+        c->greeted = true;
+    } else if (!c->greeted) {
+        rfs_free(plain);
+        conn_close(c, "a frame before the peer's hello");
+        return;
+    }
     if (f->type == WIRE_ADMIN) {
-        admin_frame(n, c->sec.peer, plain, f->len - SECURE_OVERHEAD);
+        admin_frame(n, c->sec.peer, plain, plen);
         rfs_free(plain);
         return;
     }
@@ -688,7 +718,8 @@ unsigned transport_connected_count(const struct transport *n)
     return k;
 }
 
-int transport_open(uv_loop_t *loop, rfs_nodeid_t id, const char *listen,
+int transport_open(uv_loop_t *loop, rfs_nodeid_t id, uint64_t data_id,
+                   const char *listen,
                    const uint8_t *secret, const struct transport_cbs *cb,
                    struct transport **out, char *errmsg)
 {
@@ -705,6 +736,7 @@ int transport_open(uv_loop_t *loop, rfs_nodeid_t id, const char *listen,
     }
     n->loop = loop;
     n->id = id;
+    n->data_id = data_id;
     snprintf(n->listen, sizeof(n->listen), "%s", listen);
     memcpy(n->secret, secret, SECURE_KEY_BYTES);
     n->cb = *cb;

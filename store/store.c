@@ -9,10 +9,12 @@
  * disk in one fsync, and a batch either lands whole or not at all.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -597,6 +599,90 @@ int store_boot_next(struct store *s, uint64_t now_ns, uint64_t *out)
     rocksdb_writebatch_destroy(b);
     if (rv == 0) {
         *out = next;
+    }
+    return rv;
+}
+
+/* A u64 in meta under key, as a 12-byte record (crc32c, value), synced. */
+static int put_meta_u64(struct store *s, const char *key, uint64_t v,
+                        const char *what)
+{
+    uint8_t rec[12];
+    rfs_put_le64(rec + 4, v);
+    rfs_put_le32(rec, rfs_crc32c(0, rec + 4, 8));
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_writebatch_put_cf(b, s->cf[CF_META], key, strlen(key),
+                              (char *)rec, sizeof(rec));
+    int rv = store__write(s, b, true, what);
+    rocksdb_writebatch_destroy(b);
+    return rv;
+}
+
+/* 0 with *found and *v, or RFS_ECORRUPT naming what is damaged. */
+static int get_meta_u64(struct store *s, const char *key, const char *what,
+                        bool *found, uint64_t *v)
+{
+    char *raw;
+    size_t len;
+    int rv = get_meta(s, key, &raw, &len);
+    if (rv != 0) {
+        return rv;
+    }
+    *found = raw != NULL;
+    *v = 0;
+    if (raw == NULL) {
+        return 0;
+    }
+    const uint8_t *p = (const uint8_t *)raw;
+    bool ok = len == 12 && rfs_get_le32(p) == rfs_crc32c(0, p + 4, 8);
+    if (ok) {
+        *v = rfs_get_le64(p + 4);
+    }
+    rocksdb_free(raw);
+    if (!ok) {
+        return store__set_err(s, RFS_ECORRUPT, "%s in %s is damaged", what,
+                              s->dir);
+    }
+    return 0;
+}
+
+int store_data_id(struct store *s, uint64_t *out)
+{
+    bool found;
+    int rv = get_meta_u64(s, "data_id", "the data folder's id", &found, out);
+    if (rv != 0 || (found && *out != 0)) {
+        return rv;
+    }
+    /* A folder made before ids existed gets one now: peers that knew it
+     * pin it from the next hello on. */
+    uint64_t id = 0;
+    while (id == 0) {
+        if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id)) {
+            return store__set_err(s, -EIO, "no random bytes for the id of "
+                                           "%s: %s", s->dir, strerror(errno));
+        }
+    }
+    rv = put_meta_u64(s, "data_id", id, "recording the data folder's id");
+    if (rv == 0) {
+        *out = id;
+    }
+    return rv;
+}
+
+int store_peer_pin(struct store *s, rfs_nodeid_t peer, uint64_t data_id,
+                   uint64_t *pinned)
+{
+    char key[40];
+    snprintf(key, sizeof(key), "pin/%" PRIu64, peer);
+    bool found;
+    int rv = get_meta_u64(s, key, "a peer's pinned data folder id", &found,
+                          pinned);
+    if (rv != 0 || found) {
+        return rv;
+    }
+    rv = put_meta_u64(s, key, data_id, "pinning a peer's data folder id");
+    if (rv == 0) {
+        *pinned = data_id;
     }
     return rv;
 }

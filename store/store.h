@@ -357,6 +357,25 @@ int store_snapshot_install(struct store *s, const char *path,
  */
 int store_boot_next(struct store *s, uint64_t now_ns, uint64_t *out);
 
+/*
+ * The id of this data folder: a random non-zero u64 made the first time it
+ * is asked for (synced), the same for the folder's whole life. A folder
+ * wiped or replaced gets another one, which is how peers tell that a node
+ * came back without the votes and entries it had promised (see
+ * store_peer_pin). 0, -ENOSPC, -EIO, RFS_ECORRUPT.
+ */
+int store_data_id(struct store *s, uint64_t *out);
+
+/*
+ * Trust on first use: the data folder id peer presented first, recorded
+ * (synced) in meta "pin/<peer>" the first time and returned in *pinned
+ * ever after. The caller refuses a peer whose id differs from *pinned. The
+ * pins are this node's own (meta is not in snapshots). 0, -ENOSPC, -EIO,
+ * RFS_ECORRUPT.
+ */
+int store_peer_pin(struct store *s, rfs_nodeid_t peer, uint64_t data_id,
+                   uint64_t *pinned);
+
 /* Record snapshot metadata after a local snapshot (synced). */
 int store_snapshot_meta_put(struct store *s, const struct cons_snap_meta *m);
 

@@ -1584,9 +1584,15 @@ static void step_role(struct cons_node *n, const struct cons_msg *m)
 static void handle_vote(struct cons_node *n, const struct cons_msg *m)
 {
     bool pre = m->type == CONS_MSG_PREVOTE;
-    bool can_vote = n->vote == m->from ||
-                    (n->vote == RFS_NODE_NONE && n->leader == RFS_NODE_NONE) ||
-                    (pre && m->term > n->term);
+    /* A server that holds no configuration at all has never been a member:
+     * it is joining, or it came back with a wiped disk under an old id and
+     * forgot how it voted and what it acknowledged. Its vote could elect a
+     * leader that lacks a committed entry. A real voter always holds the
+     * configuration that added it (entries or snapshot). */
+    bool can_vote = n->conf.n > 0 &&
+                    (n->vote == m->from ||
+                     (n->vote == RFS_NODE_NONE && n->leader == RFS_NODE_NONE) ||
+                     (pre && m->term > n->term));
     /* Election restriction (thesis 3.6.1): only for a log at least as
      * up-to-date as ours. */
     bool up_to_date =

@@ -275,6 +275,49 @@ static void test_replace_dead_node(void **state)
     assert_string_equal(buf, "a");
 }
 
+/* A voter whose disk is wiped and that comes back under its old id has
+ * forgotten its votes and what it acknowledged: every peer that knew its
+ * data folder refuses it, says why and what to do, and the cluster goes on
+ * without it. Then the operator's way out: remove it. */
+static void test_wiped_node_refused(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mc_write(mc_path(c, 1, "before"), "b", 1), 0);
+    /* Every peer has heard node 3's folder id by now (hellos come first on
+     * every connection, and the write above needed two of them). */
+    mc_kill9(c, 3);
+    c->pid[3] = 0;
+    assert_int_not_equal(mc_wait_leader(c, 10000), 0);
+    pc_sh("rm -rf %s && %s init %s --id 3 --listen 127.0.0.1:%d --join "
+          "--secret %s/secret >/dev/null",
+          c->data[3], mc_exe, c->data[3], c->base + 3, c->data[1]);
+    mc_start(c, 3);
+    /* The wiped node must not catch up (that would make it a voter with a
+     * forgotten vote): it applies nothing while both others refuse it. */
+    char path[1100], log[65536];
+    bool refused[3] = {false, false, false};
+    long deadline = pc_now_ms() + 10000;
+    while (!(refused[1] && refused[2]) && pc_now_ms() < deadline) {
+        for (int i = 1; i <= 2; i++) {
+            snprintf(path, sizeof(path), "%s/node%d.log", c->dir, i);
+            read_str(path, log, sizeof(log));
+            refused[i] = strstr(log, "refusing node 3: its data folder is "
+                                     "not the one it had") != NULL;
+        }
+        usleep(100000);
+    }
+    assert_true(refused[1] && refused[2]);
+    assert_non_null(strstr(log, "raftfs members remove 3"));
+    sleep(1);
+    assert_int_equal(mc_status(c, 3, "applied_index"), 0);
+    /* Two of three still make a quorum. */
+    int l = mc_wait_leader(c, 5000);
+    assert_true(l == 1 || l == 2);
+    assert_int_equal(mc_write(mc_path(c, l, "after"), "a", 1), 0);
+    assert_int_equal(mc_raftfs(c, l, "members -d DATA remove 3"), 0);
+    assert_int_equal(voters(c, l), 2);
+}
+
 /* A node with another cluster's secret is refused by every member: it
  * never catches up, and both sides log why. */
 static void test_wrong_secret_refused(void **state)
@@ -395,6 +438,8 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_remove_leader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_dead_node, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_wiped_node_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_wrong_secret_refused, setup,
                                         teardown),

@@ -121,6 +121,8 @@ struct disk {
     /* A snapshot being received. */
     uint8_t *recv;
     size_t recv_len;
+    /* Peers' data folder ids, pinned on first hello (synced at once). */
+    uint64_t pins[MAX_NODES + 1];
 };
 
 struct pending_read {
@@ -156,6 +158,11 @@ struct snode {
     size_t cap_reads;
     rfs_index_t seen_commit;
     uint64_t stable_since; /* Up and running, unpaused, since then. */
+    uint64_t data_id;      /* Of its disk: a wipe makes another. */
+    bool wiped;            /* Came back under its id with a wiped disk. */
+    /* The data id each peer's connection showed and host_hello accepted,
+     * for this process: connections die with it. */
+    uint64_t greeted[MAX_NODES + 1];
 };
 
 /* A client request made through a node's host driver. */
@@ -202,6 +209,7 @@ struct sim {
     unsigned enospc_pm; /* Per mille of writes refused for space. */
     unsigned eio_pm;    /* Per mille of writes failing (node stops). */
     bool chaos;        /* Chaos phase (nemesis, membership, transfers). */
+    bool wiped_one;    /* At most one wipe per run. */
     uint64_t next_ctx;
     uint64_t next_value;
     /* Ledgers: what the cluster committed and applied, by index. */
@@ -1029,6 +1037,34 @@ static bool io_connected(void *data, rfs_nodeid_t id)
            !n->s->blocked[n->id][id];
 }
 
+static int io_pin(void *data, rfs_nodeid_t peer, uint64_t data_id,
+                  uint64_t *pinned)
+{
+    struct snode *n = data;
+    RFS_ASSERT(peer <= MAX_NODES);
+    if (n->d.pins[peer] == 0) {
+        n->d.pins[peer] = data_id;
+    }
+    *pinned = n->d.pins[peer];
+    return 0;
+}
+
+/* The transport's hello, once per connection: the first message from a
+ * peer since this process started, or since the peer's disk changed,
+ * passes host_hello first; a refused peer's messages are dropped. */
+static bool greet(struct sim *s, struct snode *n, rfs_nodeid_t from)
+{
+    uint64_t id = s->nodes[from].data_id;
+    if (n->greeted[from] == id) {
+        return true;
+    }
+    if (!host_hello(n->h, from, id)) {
+        return false;
+    }
+    n->greeted[from] = id;
+    return true;
+}
+
 static const char *io_errmsg(void *data)
 {
     (void)data;
@@ -1306,6 +1342,7 @@ static void node_start(struct sim *s, struct snode *n)
         .applied = io_applied,
         .connected = io_connected,
         .errmsg = io_errmsg,
+        .pin = io_pin,
         .idle = io_idle,
         .log = io_log,
         .observe = io_observe,
@@ -1340,6 +1377,7 @@ static void node_start(struct sim *s, struct snode *n)
     n->up = true;
     n->paused = false;
     n->stable_since = s->now;
+    memset(n->greeted, 0, sizeof(n->greeted));
     struct cons_status st;
     cons_node_status(CORE(n), &st);
     n->seen_commit = st.commit;
@@ -1389,6 +1427,7 @@ static struct snode *node_create(struct sim *s, bool founder,
     n->id = s->n_ids;
     n->exists = true;
     n->s = s;
+    n->data_id = rnd(s) | 1;
     for (unsigned i = 1; i <= MAX_NODES; i++) {
         s->link_since[n->id][i] = s->link_since[i][n->id] = s->now;
     }
@@ -1537,7 +1576,7 @@ static void check_liveness(struct sim *s)
         voters++;
         rfs_nodeid_t id = c->servers[i].id;
         if (id <= s->n_ids && s->nodes[id].up && !s->nodes[id].paused &&
-            s->nodes[id].stable_since <= since) {
+            !s->nodes[id].wiped && s->nodes[id].stable_since <= since) {
             v[nv++] = id;
         }
     }
@@ -1877,6 +1916,29 @@ static void nemesis(struct sim *s)
         tracef(s, "NEMESIS wall clock of n%" PRIu64 " stepped %" PRId64
                   " ms", v->id, step);
         v->wall_off += step;
+    } else if (what < 66 && s->o.wipes && !s->wiped_one) {
+        /* A disk wiped or replaced, and the node restarted under its old
+         * id (an operator's mistake): it forgot its votes and the entries
+         * it acknowledged. Its peers must refuse it (host_hello), or it
+         * could elect a leader that lacks a committed entry. A node with
+         * writes in flight has just acknowledged something. */
+        struct snode *v = chance(s, 60) ? with_pending_writes(s) : NULL;
+        if (v == NULL) {
+            v = random_up(s);
+        }
+        if (v == NULL) {
+            return;
+        }
+        tracef(s, "NEMESIS wipe n%" PRIu64 "'s disk", v->id);
+        node_crash(s, v);
+        disk_free(&v->d);
+        memset(&v->d, 0, sizeof(v->d));
+        sm_free(&v->sm);
+        memset(&v->sm, 0, sizeof(v->sm));
+        v->data_id = rnd(s) | 1;
+        v->wiped = true;
+        s->wiped_one = true;
+        push(s, s->now + 20 + rndn(s, 500), EV_RESTART, (int)v->id, NULL);
     } else if (what < 85) {
         /* Sometimes a burst: a correct leader refuses all but the first
          * change until it commits. */
@@ -1923,7 +1985,8 @@ static void resume(struct sim *s, struct snode *n)
     while (m != NULL && n->up && !n->paused) {
         struct smsg *next = m->next;
         struct cons_msg cm;
-        if (wire_msg_decode(m->plain.base, m->plain.len, &cm) == 0) {
+        if (greet(s, n, m->from) &&
+            wire_msg_decode(m->plain.base, m->plain.len, &cm) == 0) {
             host_recv(n->h, &cm);
             wire_msg_free(&cm);
         }
@@ -1966,6 +2029,10 @@ static void handle(struct sim *s, const struct ev *e)
                 n->held = e->msg;
             }
             n->held_tail = e->msg;
+            break;
+        }
+        if (!greet(s, n, e->msg->from)) {
+            msg_free(e->msg);
             break;
         }
         struct cons_msg cm;
@@ -2103,6 +2170,19 @@ static bool recovered(struct sim *s)
         return false;
     }
     const struct cons_conf *c = cons_node_conf(CORE(l));
+    for (unsigned i = 0; i < c->n; i++) {
+        rfs_nodeid_t id = c->servers[i].id;
+        if (id <= s->n_ids && s->nodes[id].wiped) {
+            /* What docs/guide.md tells the operator to do with a node its
+             * peers refuse: remove it (it may be the leader by now, if it
+             * caught up from a peer that never knew its old disk). */
+            int rv = cons_node_change(CORE(l), CONS_REMOVE, id, NULL, NULL);
+            tracef(s, "CHECK remove wiped n%" PRIu64 " at leader n%" PRIu64
+                      ": %d", id, l->id, rv);
+            host_poke(l->h);
+            return false;
+        }
+    }
     for (unsigned i = 0; i < c->n; i++) {
         if (c->servers[i].role != CONS_VOTER) {
             continue;

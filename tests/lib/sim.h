@@ -46,6 +46,7 @@ struct sim_options {
     bool membership;       /* Membership changes during the run. */
     bool transfers;        /* Leadership transfers during the run. */
     bool lease_reads;      /* Leader lease reads, clocks drifting ±5%. */
+    bool wipes;            /* A node may come back with a wiped disk. */
     FILE *trace;           /* Event and core trace, or NULL. */
 };
 

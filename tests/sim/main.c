@@ -22,7 +22,7 @@ static void usage(const char *argv0)
     fprintf(stderr,
             "usage: %s [--seeds N] [--first S] [--seed S] [--trace]\n"
             "          [--nodes 3|5|7] [--duration MS] [--no-faults]\n"
-            "          [--stop-at-first]\n",
+            "          [--stop-at-first] [--wipes]\n",
             argv0);
 }
 
@@ -40,6 +40,7 @@ int main(int argc, char **argv)
 {
     uint64_t seeds = 2000, first = 1, nodes = 0, duration = 0;
     bool one = false, trace = false, faults = true, stop = false;
+    bool wipes = false;
     const char *env = getenv("RAFTFS_SIM_SEEDS");
     if (env != NULL && parse_u64(env, &seeds) != 0) {
         fprintf(stderr, "raftfs-sim: RAFTFS_SIM_SEEDS=%s is not a number\n",
@@ -68,6 +69,8 @@ int main(int argc, char **argv)
             faults = false;
         } else if (strcmp(a, "--stop-at-first") == 0) {
             stop = true;
+        } else if (strcmp(a, "--wipes") == 0) {
+            wipes = true;
         } else {
             bad = 1;
         }
@@ -97,6 +100,7 @@ int main(int argc, char **argv)
         sim_options_default(&o, seed);
         o.nodes = (unsigned)nodes;
         o.faults = faults;
+        o.wipes = wipes;
         if (duration > 0) {
             o.duration_ms = (unsigned)duration;
         }
@@ -116,9 +120,10 @@ int main(int argc, char **argv)
         if (r.violations > 0) {
             failed++;
             printf("seed %" PRIu64 " FAILED: %s\n", seed, r.first);
-            printf("  replay: %s --seed %" PRIu64 "%s%s --trace\n", argv[0],
+            printf("  replay: %s --seed %" PRIu64 "%s%s%s --trace\n", argv[0],
                    seed, nodes ? " --nodes " : "",
-                   nodes ? (nodes == 3 ? "3" : nodes == 5 ? "5" : "7") : "");
+                   nodes ? (nodes == 3 ? "3" : nodes == 5 ? "5" : "7") : "",
+                   wipes ? " --wipes" : "");
         }
         if (stop && failed > 0) {
             seeds = k + 1;

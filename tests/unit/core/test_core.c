@@ -282,6 +282,42 @@ static void test_vote_refused_to_stale_log(void **state)
     assert_true(r->reject);
 }
 
+/* A server with no configuration (joining, or back under its old id with a
+ * wiped disk) grants no vote, pre-vote or real: it may have voted in this
+ * term before it lost its disk, and the entries it acknowledged are gone. */
+static void test_no_configuration_no_vote(void **state)
+{
+    (void)state;
+    struct cons_options o;
+    cons_options_default(&o, 3);
+    struct cons_load l;
+    memset(&l, 0, sizeof(l));
+    struct cons_node *n;
+    assert_int_equal(cons_node_new(&o, &l, &n), 0);
+    for (int pre = 0; pre <= 1; pre++) {
+        struct cons_msg m = {.type = pre ? CONS_MSG_PREVOTE : CONS_MSG_VOTE,
+                             .from = 1, .to = 3, .term = 2, .prev_index = 1,
+                             .prev_term = 1};
+        cons_node_step(n, &m);
+        struct cons_update u;
+        cons_node_take_update(n, &u);
+        bool answered = false;
+        for (unsigned i = 0; i < u.n_msgs; i++) {
+            const struct cons_msg *r = &u.msgs[i].msg;
+            if (r->to == 1 && (r->type == CONS_MSG_VOTE_RESP ||
+                               r->type == CONS_MSG_PREVOTE_RESP)) {
+                answered = true;
+                assert_true(r->reject);
+            }
+        }
+        assert_true(answered);
+        if (u.needs_persist) {
+            cons_node_persisted(n, &u.tag);
+        }
+    }
+    cons_node_free(n);
+}
+
 /* Non-voters never campaign (RAFT-PITFALLS 5, hashicorp/raft#483). */
 static void test_learner_never_campaigns(void **state)
 {
@@ -1415,6 +1451,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_campaign_waits_for_term_durable),
         cmocka_unit_test(test_duplicate_votes_count_once),
         T(test_vote_refused_to_stale_log),
+        cmocka_unit_test(test_no_configuration_no_vote),
         cmocka_unit_test(test_learner_never_campaigns),
         cmocka_unit_test(test_figure8_no_commit_of_old_term_by_count),
         T(test_leader_replicates_before_own_write),
