@@ -315,10 +315,40 @@ static int orphan_keep(struct tx *t, const struct store_attr *a)
     return 0;
 }
 
+/* Delete every extended attribute of ino, in the entry's batch (point
+ * deletes, as chunks_drop). */
+static int xattrs_drop(struct tx *t, uint64_t ino)
+{
+    uint8_t k[8];
+    rfs_put_be64(k, ino);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(t->s->db, t->s->ro, t->s->cf[CF_XATTRS]);
+    for (rocksdb_iter_seek(it, (char *)k, 8); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        if (klen <= 8 || memcmp(key, k, 8) != 0) {
+            break;
+        }
+        rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_XATTRS], key, klen);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(t->s, err,
+                                "listing the extended attributes of %llu",
+                                (unsigned long long)ino);
+    }
+    return 0;
+}
+
 static int name_drop(struct tx *t, struct store_attr *a);
 
-/* Drop one name's hold on ino: the inode, and a file's chunks, go with its
- * last name. */
+/* Drop one name's hold on ino: the inode, its extended attributes and a
+ * file's chunks go with its last name. An orphan kept here (open on this
+ * node) keeps its record and chunks but not its attributes: they leave the
+ * replicated state with the inode, identically on every node. */
 static int inode_drop(struct tx *t, uint64_t ino)
 {
     struct store_attr a;
@@ -339,10 +369,11 @@ static int inode_drop(struct tx *t, uint64_t ino)
         }
     }
     rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_INODES], (char *)k, 8);
-    if (a.type == STORE_FILE) {
-        return chunks_drop(t, ino, 0, NULL);
+    rv = xattrs_drop(t, ino);
+    if (rv == 0 && a.type == STORE_FILE) {
+        rv = chunks_drop(t, ino, 0, NULL);
     }
-    return 0;
+    return rv;
 }
 
 static int dir_is_empty(struct store *s, const rocksdb_readoptions_t *ro,
@@ -1090,6 +1121,168 @@ static int op_link(struct tx *t, const struct store_cmd *c, uint64_t *ino)
     return 0;
 }
 
+/* ---- Extended attributes ---------------------------------------------- */
+
+static bool has_prefix(const char *name, size_t len, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return len >= n && memcmp(name, prefix, n) == 0;
+}
+
+/* The checks setxattr and removexattr share, in Linux's order: the name's
+ * length (ERANGE, as the kernel's copy of it), the inode (ESTALE: it is
+ * named by id, as a handle names it), then the namespace's rules. Fills *a
+ * and the attribute's key (k, *klen). */
+static int xattr_check(struct tx *t, const struct store_cmd *c,
+                       struct store_attr *a, uint8_t *k, size_t *klen)
+{
+    if (c->name_len == 0 || c->name_len > STORE_XATTR_NAME_MAX) {
+        return ERANGE;
+    }
+    if (memchr(c->name, '\0', c->name_len) != NULL) {
+        return EINVAL;
+    }
+    int rv = handle_get(t, c->ino, a);
+    if (rv != 0) {
+        return rv;
+    }
+    if (has_prefix(c->name, c->name_len, "user.")) {
+        if (a->type != STORE_FILE && a->type != STORE_DIR) {
+            return EPERM; /* ext4's rule (the kernel's xattr_permission). */
+        }
+        if (has_prefix(c->name, c->name_len, "user.raftfs.")) {
+            return EPERM; /* raftfs's own, virtual names. */
+        }
+    } else if (!has_prefix(c->name, c->name_len, "trusted.")) {
+        return EOPNOTSUPP; /* security.*, system.* (ACLs): not stored. */
+    }
+    rfs_put_be64(k, c->ino);
+    memcpy(k + 8, c->name, c->name_len);
+    *klen = 8 + c->name_len;
+    return 0;
+}
+
+/* What ino's attributes take besides `skip` (the one being replaced):
+ * the listxattr list (names and their NULs) and names plus values. */
+static int xattr_usage(struct tx *t, uint64_t ino, const uint8_t *skip,
+                       size_t skip_len, uint64_t *list, uint64_t *total)
+{
+    uint8_t k[8];
+    rfs_put_be64(k, ino);
+    *list = *total = 0;
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(t->s->db, t->s->ro, t->s->cf[CF_XATTRS]);
+    for (rocksdb_iter_seek(it, (char *)k, 8); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        if (klen <= 8 || memcmp(key, k, 8) != 0) {
+            break;
+        }
+        if (klen == skip_len && memcmp(key, skip, klen) == 0) {
+            continue;
+        }
+        rocksdb_iter_value(it, &vlen);
+        *list += klen - 8 + 1;
+        *total += klen - 8 + vlen;
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(t->s, err,
+                                "listing the extended attributes of %llu",
+                                (unsigned long long)ino);
+    }
+    return 0;
+}
+
+/* An attribute set or removed changes the inode's ctime (and revision),
+ * not its mtime, as on a local filesystem. */
+static int xattr_touch(struct tx *t, struct store_attr *a)
+{
+    a->ctime_ns = t->now;
+    a->revision = t->index;
+    return inode_update(t, a);
+}
+
+static int op_setxattr(struct tx *t, const struct store_cmd *c,
+                       uint64_t *ino)
+{
+    struct store_attr a;
+    uint8_t k[8 + STORE_XATTR_NAME_MAX];
+    size_t klen;
+    int rv = xattr_check(t, c, &a, k, &klen);
+    if (rv != 0) {
+        return rv;
+    }
+    if (c->data_len > STORE_XATTR_SIZE_MAX) {
+        return E2BIG;
+    }
+    char *v;
+    size_t vlen;
+    rv = get(t->s, t->s->ro, CF_XATTRS, k, klen, &v, &vlen,
+             "reading an extended attribute");
+    if (rv != 0) {
+        return rv;
+    }
+    bool exists = v != NULL;
+    rocksdb_free(v);
+    if (exists && (c->flags & STORE_XATTR_CREATE)) {
+        return EEXIST;
+    }
+    if (!exists && (c->flags & STORE_XATTR_REPLACE)) {
+        return ENODATA;
+    }
+    uint64_t list, total;
+    rv = xattr_usage(t, c->ino, k, klen, &list, &total);
+    if (rv != 0) {
+        return rv;
+    }
+    if (list + c->name_len + 1 > STORE_XATTR_LIST_MAX ||
+        total + c->name_len + c->data_len > STORE_XATTR_TOTAL_MAX) {
+        return ENOSPC; /* ext4's answer when an inode's attributes are full. */
+    }
+    rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_XATTRS], (char *)k, klen,
+                              c->data_len ? c->data : "", c->data_len);
+    rv = xattr_touch(t, &a);
+    if (rv != 0) {
+        return rv;
+    }
+    *ino = a.ino;
+    return 0;
+}
+
+static int op_removexattr(struct tx *t, const struct store_cmd *c,
+                          uint64_t *ino)
+{
+    struct store_attr a;
+    uint8_t k[8 + STORE_XATTR_NAME_MAX];
+    size_t klen;
+    int rv = xattr_check(t, c, &a, k, &klen);
+    if (rv != 0) {
+        return rv;
+    }
+    char *v;
+    size_t vlen;
+    rv = get(t->s, t->s->ro, CF_XATTRS, k, klen, &v, &vlen,
+             "reading an extended attribute");
+    if (rv != 0) {
+        return rv;
+    }
+    if (v == NULL) {
+        return ENODATA;
+    }
+    rocksdb_free(v);
+    rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_XATTRS], (char *)k, klen);
+    rv = xattr_touch(t, &a);
+    if (rv != 0) {
+        return rv;
+    }
+    *ino = a.ino;
+    return 0;
+}
+
 /* ---- Sessions --------------------------------------------------------- */
 
 static void session_key(uint8_t *k, rfs_nodeid_t client, uint64_t boot,
@@ -1281,6 +1474,12 @@ static int apply_cmd(struct tx *t, const struct store_cmd *c,
         break;
     case STORE_OP_LINK:
         rv = op_link(t, c, &ino);
+        break;
+    case STORE_OP_SETXATTR:
+        rv = op_setxattr(t, c, &ino);
+        break;
+    case STORE_OP_REMOVEXATTR:
+        rv = op_removexattr(t, c, &ino);
         break;
     default:
         rv = EINVAL;
@@ -1543,6 +1742,82 @@ int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
         return store__rocks_err(s, err, "listing directory %llu",
                                 (unsigned long long)ino);
     }
+    return 0;
+}
+
+int store_getxattr(struct store *s, const struct store_view *v, uint64_t ino,
+                   const char *name, size_t name_len, void *buf, size_t cap,
+                   size_t *len)
+{
+    const rocksdb_readoptions_t *ro = store__ro(s, v);
+    struct store_attr a;
+    *len = 0;
+    if (name_len == 0 || name_len > STORE_XATTR_NAME_MAX) {
+        return -ENODATA;
+    }
+    int rv = inode_get(s, ro, ino, &a, NULL, NULL);
+    if (rv != 0) {
+        return rv;
+    }
+    uint8_t k[8 + STORE_XATTR_NAME_MAX];
+    rfs_put_be64(k, ino);
+    memcpy(k + 8, name, name_len);
+    char *val;
+    size_t vlen;
+    rv = get(s, ro, CF_XATTRS, k, 8 + name_len, &val, &vlen,
+             "reading an extended attribute");
+    if (rv != 0) {
+        return rv;
+    }
+    if (val == NULL) {
+        return -ENODATA;
+    }
+    *len = vlen;
+    if (cap > 0) {
+        memcpy(buf, val, vlen < cap ? vlen : cap);
+    }
+    rocksdb_free(val);
+    return 0;
+}
+
+int store_listxattr(struct store *s, const struct store_view *v,
+                    uint64_t ino, char *buf, size_t cap, size_t *len)
+{
+    const rocksdb_readoptions_t *ro = store__ro(s, v);
+    struct store_attr a;
+    *len = 0;
+    int rv = inode_get(s, ro, ino, &a, NULL, NULL);
+    if (rv != 0) {
+        return rv;
+    }
+    uint8_t k[8];
+    rfs_put_be64(k, ino);
+    size_t n = 0;
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_XATTRS]);
+    for (rocksdb_iter_seek(it, (char *)k, 8); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        if (klen <= 8 || memcmp(key, k, 8) != 0) {
+            break;
+        }
+        size_t nl = klen - 8;
+        if (n + nl + 1 <= cap) {
+            memcpy(buf + n, key + 8, nl);
+            buf[n + nl] = '\0';
+        }
+        n += nl + 1;
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(s, err,
+                                "listing the extended attributes of %llu",
+                                (unsigned long long)ino);
+    }
+    *len = n;
     return 0;
 }
 

@@ -8,11 +8,12 @@
  *   every read; the hard state; the snapshot metadata. Log writes are synced
  *   WriteBatches, one per group of updates (group commit).
  * - The filesystem state machine (column families "inodes", "dentries",
- *   "chunks", "sessions"): files and directories have cluster-wide inode ids
+ *   "chunks", "sessions", "xattrs"): files and directories have cluster-wide inode ids
  *   (the index of the entry that created them, or an id its proposer chose
  *   in advance), directory entries map
  *   (parent, name) to an id, file contents live in 64 KiB chunks keyed by
- *   (id, chunk number). Each applied entry is one WriteBatch holding the
+ *   (id, chunk number), extended attributes are keyed by (id, name).
+ *   Each applied entry is one WriteBatch holding the
  *   change, the applied index and the client's de-duplication record, so a
  *   crash at any point leaves a state equal to applying a prefix of the log.
  *
@@ -133,6 +134,9 @@ enum store_op {
     STORE_OP_MKNOD,    /* parent, name, mode (S_IFIFO/S_IFSOCK/S_IFCHR/
                         * S_IFBLK | permissions), uid, gid, offset (rdev). */
     STORE_OP_LINK,     /* ino, parent, name: a new name for ino. */
+    STORE_OP_SETXATTR, /* ino, name (the attribute's full name), data (its
+                        * value), flags (STORE_XATTR_CREATE/REPLACE). */
+    STORE_OP_REMOVEXATTR, /* ino, name. */
     STORE_OP_MAX,
 };
 
@@ -144,6 +148,22 @@ enum store_op {
 #define STORE_APPEND 0x10   /* CREATE/WRITE: at the end of file as of apply
                              * time, so appends from several nodes never
                              * overwrite each other (O_APPEND, `>>`). */
+#define STORE_XATTR_CREATE 0x20  /* SETXATTR: EEXIST if the name is set. */
+#define STORE_XATTR_REPLACE 0x40 /* SETXATTR: ENODATA if it is not. */
+
+/* Extended attributes (SETXATTR, REMOVEXATTR), decided at apply time.
+ * Names: 1 to 255 bytes, else ERANGE; values: up to 64 KiB, else E2BIG
+ * (man 2 setxattr, Linux's XATTR_NAME_MAX and XATTR_SIZE_MAX). Only the
+ * "user." and "trusted." namespaces are stored (EOPNOTSUPP otherwise);
+ * "user." only on files and directories (EPERM on other types, as ext4),
+ * and "user.raftfs." is reserved for raftfs's own virtual names (EPERM).
+ * Per inode, the names listed together (each with its NUL) fit in
+ * STORE_XATTR_LIST_MAX, so listxattr can always return them, and names and
+ * values together in STORE_XATTR_TOTAL_MAX: ENOSPC past either. */
+#define STORE_XATTR_NAME_MAX 255
+#define STORE_XATTR_SIZE_MAX 65536
+#define STORE_XATTR_LIST_MAX 65536
+#define STORE_XATTR_TOTAL_MAX (1024 * 1024)
 
 /* SETATTR valid bits. */
 #define STORE_SET_MODE 0x1
@@ -167,7 +187,8 @@ struct store_cmd {
     uint8_t op;
     uint32_t flags;
     uint32_t valid;
-    uint64_t ino;               /* WRITE, SETATTR, LINK; CREATE, MKDIR,
+    uint64_t ino;               /* WRITE, SETATTR, LINK, SETXATTR,
+                                 * REMOVEXATTR; CREATE, MKDIR,
                                  * SYMLINK, MKNOD:
                                  * 0, or the id to give the new inode
                                  * (see STORE_INO_CHOSEN). */
@@ -184,7 +205,8 @@ struct store_cmd {
     uint16_t name_len;
     const char *new_name;
     uint16_t new_name_len;
-    const void *data;           /* WRITE/CREATE data, SYMLINK target. */
+    const void *data;           /* WRITE/CREATE data, SYMLINK target,
+                                 * SETXATTR value. */
     uint32_t data_len;
 };
 
@@ -275,6 +297,22 @@ typedef int (*store_dirent_cb)(void *arg, const char *name, size_t name_len,
 int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
                   const char *after, size_t after_len, store_dirent_cb cb,
                   void *arg);
+
+/*
+ * Extended attribute `name` of ino: its value's length in *len, and up to
+ * cap bytes of it copied to buf (buf may be NULL when cap is 0). Any
+ * thread. 0, -ENOENT (no such inode), -ENODATA (no such attribute), -EIO.
+ */
+int store_getxattr(struct store *s, const struct store_view *v, uint64_t ino,
+                   const char *name, size_t name_len, void *buf, size_t cap,
+                   size_t *len);
+/*
+ * The names of ino's extended attributes, each followed by a NUL, in name
+ * order (listxattr's format): the list's length in *len, and as much of it
+ * as fits in cap bytes copied to buf. Any thread. 0, -ENOENT, -EIO.
+ */
+int store_listxattr(struct store *s, const struct store_view *v,
+                    uint64_t ino, char *buf, size_t cap, size_t *len);
 
 /* Usage for statfs: files and bytes stored. */
 struct store_usage {

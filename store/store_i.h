@@ -24,6 +24,7 @@ enum store_cf {
     CF_ORPHANS,  /* This node only: unlinked files still open here. BE ino
                   * -> record; BE ino + BE chunk -> bytes. Never in a
                   * snapshot; emptied at open (see store_orphan_*). */
+    CF_XATTRS,   /* BE ino + name -> value: extended attributes. */
     CF_COUNT,
 };
 

@@ -1285,6 +1285,248 @@ static void test_links_and_nodes_apply_deterministically(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- Extended attributes ---------------------------------------------- */
+
+static int xset(struct fixture *f, uint64_t ino, const char *name,
+                const void *val, size_t len, uint32_t flags)
+{
+    struct store_cmd c = {.op = STORE_OP_SETXATTR, .ino = ino, .name = name,
+                          .name_len = (uint16_t)strlen(name), .data = val,
+                          .data_len = (uint32_t)len, .flags = flags};
+    return apply(f, &c).err;
+}
+
+static int xrm(struct fixture *f, uint64_t ino, const char *name)
+{
+    struct store_cmd c = {.op = STORE_OP_REMOVEXATTR, .ino = ino,
+                          .name = name, .name_len = (uint16_t)strlen(name)};
+    return apply(f, &c).err;
+}
+
+/* The value of ino's attribute name as a string ("" if empty), or NULL
+ * with *err set. */
+static const char *xget(struct fixture *f, uint64_t ino, const char *name,
+                        int *err)
+{
+    static char buf[256];
+    size_t len = 0;
+    *err = store_getxattr(f->s, NULL, ino, name, strlen(name), buf,
+                          sizeof(buf) - 1, &len);
+    if (*err != 0) {
+        return NULL;
+    }
+    buf[len < sizeof(buf) - 1 ? len : sizeof(buf) - 1] = '\0';
+    return buf;
+}
+
+static unsigned count_xattrs(struct fixture *f, uint64_t ino)
+{
+    uint8_t k[8];
+    rfs_put_be64(k, ino);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(
+        f->s->db, f->s->ro, f->s->cf[CF_XATTRS]);
+    unsigned n = 0;
+    for (rocksdb_iter_seek(it, (char *)k, 8); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        if (klen < 8 || memcmp(key, k, 8) != 0) {
+            break;
+        }
+        n++;
+    }
+    rocksdb_iter_destroy(it);
+    return n;
+}
+
+/* Set, replace, list and remove, with the errnos of man 2 setxattr, all
+ * decided at apply; the inode's ctime and revision move, its mtime not. */
+static void test_xattrs(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t x, d, l, p;
+    int err;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "x", &x), 0);
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    assert_int_equal(op(f, STORE_OP_SYMLINK, STORE_ROOT_INO, "l", &l), 0);
+    assert_int_equal(mknod_at(f, STORE_ROOT_INO, "p", S_IFIFO | 0644, 0, &p),
+                     0);
+    struct store_attr before = attr_of(f, x);
+    assert_int_equal(xset(f, x, "user.a", "one", 3, 0), 0);
+    struct store_attr after = attr_of(f, x);
+    assert_true(after.ctime_ns > before.ctime_ns);
+    assert_true(after.revision > before.revision);
+    assert_int_equal(after.mtime_ns, before.mtime_ns);
+    assert_string_equal(xget(f, x, "user.a", &err), "one");
+    /* XATTR_CREATE of a set name, XATTR_REPLACE of a missing one. */
+    assert_int_equal(xset(f, x, "user.a", "two", 3, STORE_XATTR_CREATE),
+                     EEXIST);
+    assert_int_equal(xset(f, x, "user.b", "two", 3, STORE_XATTR_REPLACE),
+                     ENODATA);
+    assert_null(xget(f, x, "user.b", &err));
+    assert_int_equal(err, -ENODATA);
+    assert_int_equal(xset(f, x, "user.a", "three", 5, STORE_XATTR_REPLACE),
+                     0);
+    assert_string_equal(xget(f, x, "user.a", &err), "three");
+    assert_int_equal(xset(f, x, "user.empty", "", 0, STORE_XATTR_CREATE), 0);
+    assert_string_equal(xget(f, x, "user.empty", &err), "");
+    assert_int_equal(xset(f, x, "trusted.t", "t", 1, 0), 0);
+    /* The list, and a probe of its size with no buffer. */
+    char list[64];
+    size_t len;
+    assert_int_equal(store_listxattr(f->s, NULL, x, list, sizeof(list), &len),
+                     0);
+    assert_int_equal(len, sizeof("trusted.t\0user.a\0user.empty"));
+    assert_memory_equal(list, "trusted.t\0user.a\0user.empty", len);
+    assert_int_equal(store_listxattr(f->s, NULL, x, NULL, 0, &len), 0);
+    assert_int_equal(len, sizeof("trusted.t\0user.a\0user.empty"));
+    size_t vlen;
+    assert_int_equal(store_getxattr(f->s, NULL, x, "user.a", 6, NULL, 0,
+                                    &vlen), 0);
+    assert_int_equal(vlen, 5);
+    /* Limits: name 1..255 bytes (ERANGE), value up to 64 KiB (E2BIG). */
+    char name[300];
+    memset(name, 'n', sizeof(name));
+    memcpy(name, "user.", 5);
+    name[256] = '\0';
+    assert_int_equal(xset(f, x, name, "v", 1, 0), ERANGE);
+    name[255] = '\0';
+    assert_int_equal(xset(f, x, name, "v", 1, 0), 0);
+    assert_int_equal(xrm(f, x, name), 0);
+    assert_int_equal(xset(f, x, "", "v", 1, 0), ERANGE);
+    static char big[STORE_XATTR_SIZE_MAX + 1];
+    assert_int_equal(xset(f, x, "user.big", big, sizeof(big), 0), E2BIG);
+    assert_int_equal(xset(f, x, "user.big", big, sizeof(big) - 1, 0), 0);
+    assert_int_equal(store_getxattr(f->s, NULL, x, "user.big", 8, NULL, 0,
+                                    &vlen), 0);
+    assert_int_equal(vlen, STORE_XATTR_SIZE_MAX);
+    /* Past the per-inode total: ENOSPC, as a full ext4 inode. */
+    char nm[32];
+    int i, rv = 0;
+    for (i = 0; i < 40 && rv == 0; i++) {
+        snprintf(nm, sizeof(nm), "user.fill%02d", i);
+        rv = xset(f, d, nm, big, STORE_XATTR_SIZE_MAX, 0);
+    }
+    assert_int_equal(rv, ENOSPC);
+    assert_int_equal(i, STORE_XATTR_TOTAL_MAX / STORE_XATTR_SIZE_MAX);
+    /* Namespaces: user.* on files and directories only; user.raftfs.*
+     * reserved; nothing but user.* and trusted.* stored. */
+    assert_int_equal(xset(f, d, "user.dir", "d", 1, 0), 0);
+    assert_int_equal(xset(f, l, "user.a", "a", 1, 0), EPERM);
+    assert_int_equal(xset(f, p, "user.a", "a", 1, 0), EPERM);
+    assert_int_equal(xset(f, l, "trusted.a", "a", 1, 0), 0);
+    assert_int_equal(xset(f, x, "user.raftfs.revision", "1", 1, 0), EPERM);
+    assert_int_equal(xset(f, x, "security.selinux", "s", 1, 0), EOPNOTSUPP);
+    assert_int_equal(xset(f, x, "system.posix_acl_access", "s", 1, 0),
+                     EOPNOTSUPP);
+    /* Removal. */
+    before = attr_of(f, x);
+    assert_int_equal(xrm(f, x, "user.a"), 0);
+    assert_true(attr_of(f, x).ctime_ns > before.ctime_ns);
+    assert_null(xget(f, x, "user.a", &err));
+    assert_int_equal(err, -ENODATA);
+    assert_int_equal(xrm(f, x, "user.a"), ENODATA);
+    assert_int_equal(xrm(f, x, "user.raftfs.revision"), EPERM);
+    /* A missing inode: ESTALE for changes (named by id, like a handle),
+     * ENOENT for reads. */
+    assert_int_equal(xset(f, 999999, "user.a", "a", 1, 0), ESTALE);
+    assert_int_equal(xrm(f, 999999, "user.a"), ESTALE);
+    assert_int_equal(store_listxattr(f->s, NULL, 999999, NULL, 0, &len),
+                     -ENOENT);
+    assert_int_equal(store_getxattr(f->s, NULL, 999999, "user.a", 6, NULL, 0,
+                                    &vlen), -ENOENT);
+}
+
+/* Attributes go with the inode's last name (unlink, rmdir, rename over),
+ * and with a file kept as this node's orphan: not with one name of
+ * several. */
+static void test_xattrs_go_with_last_name(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t x, d, y, z, o;
+    int err;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "x", &x), 0);
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "y", &y), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "z", &z), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "o", &o), 0);
+    uint64_t all[] = {x, d, y, z, o};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(xset(f, all[i], "user.a", "a", 1, 0), 0);
+        assert_int_equal(xset(f, all[i], "trusted.b", "b", 1, 0), 0);
+        assert_int_equal(count_xattrs(f, all[i]), 2);
+    }
+    assert_int_equal(link_at(f, x, STORE_ROOT_INO, "x2"), 0);
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "x", NULL), 0);
+    assert_string_equal(xget(f, x, "user.a", &err), "a");
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "x2", NULL), 0);
+    assert_int_equal(count_xattrs(f, x), 0);
+    assert_int_equal(op(f, STORE_OP_RMDIR, STORE_ROOT_INO, "d", NULL), 0);
+    assert_int_equal(count_xattrs(f, d), 0);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "y", STORE_ROOT_INO, "z", 0), 0);
+    assert_int_equal(count_xattrs(f, z), 0);
+    assert_int_equal(count_xattrs(f, y), 2);
+    keep_ino = o;
+    store_set_keep(f->s, keep_this, NULL);
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "o", NULL), 0);
+    uint64_t n;
+    assert_int_equal(store_orphan_count(f->s, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(count_xattrs(f, o), 0);
+}
+
+/* Attributes travel in snapshots and come back from them, byte for byte;
+ * an install drops the attributes the target had. */
+static void test_xattrs_in_snapshot(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t x, d;
+    int err;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "x", &x), 0);
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    assert_int_equal(xset(f, x, "user.k", "value", 5, 0), 0);
+    assert_int_equal(xset(f, d, "trusted.t", "\0bin\xff", 5, 0), 0);
+    char img[700], img2[700], cmd[1500];
+    snprintf(img, sizeof(img), "%s/../a.img", f->dir);
+    snprintf(img2, sizeof(img2), "%s/../b.img", f->dir);
+    rfs_index_t idx;
+    uint64_t size;
+    assert_int_equal(store_snapshot_write(f->s, img, &idx, &size), 0);
+
+    struct fixture g = {0};
+    snprintf(g.dir, sizeof(g.dir), "%.200s2", f->dir);
+    char msg[RFS_ERRMSG_SZ];
+    assert_int_equal(store_open(g.dir, NULL, &g.s, msg), 0);
+    g.next = 1;
+    /* Ids come from indexes: junk's must be one the image does not use. */
+    uint64_t junk;
+    assert_int_equal(op(&g, STORE_OP_CREATE, STORE_ROOT_INO, "a", NULL), 0);
+    assert_int_equal(op(&g, STORE_OP_CREATE, STORE_ROOT_INO, "b", NULL), 0);
+    assert_int_equal(op(&g, STORE_OP_CREATE, STORE_ROOT_INO, "junk", &junk),
+                     0);
+    assert_true(junk != x && junk != d);
+    assert_int_equal(xset(&g, junk, "user.junk", "j", 1, 0), 0);
+    struct cons_snap_meta meta = {.index = idx, .term = 2, .size = size};
+    meta.conf.n = 1;
+    meta.conf.servers[0].id = 1;
+    meta.conf.servers[0].role = CONS_VOTER;
+    assert_int_equal(store_snapshot_install(g.s, img, &meta), 0);
+    assert_string_equal(xget(&g, x, "user.k", &err), "value");
+    char v[8];
+    size_t len;
+    assert_int_equal(store_getxattr(g.s, NULL, d, "trusted.t", 9, v,
+                                    sizeof(v), &len), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(v, "\0bin\xff", 5);
+    assert_int_equal(count_xattrs(&g, junk), 0);
+    assert_int_equal(store_snapshot_write(g.s, img2, &idx, &size), 0);
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", img, img2);
+    assert_int_equal(system(cmd), 0);
+    store_close(g.s);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g.dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* ---- Snapshots -------------------------------------------------------- */
 
 /* An image installed elsewhere reproduces the state, byte for byte, and
@@ -1384,6 +1626,9 @@ int main(int argc, char **argv)
         T(test_link_errors),
         T(test_rename_and_links),
         T(test_links_and_nodes_apply_deterministically),
+        T(test_xattrs),
+        T(test_xattrs_go_with_last_name),
+        T(test_xattrs_in_snapshot),
     };
 #undef T
     if (argc > 1) {
