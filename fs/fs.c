@@ -707,6 +707,8 @@ void fs_on_apply(void *data, rfs_index_t index, const struct store_cmd *c,
     switch (c->op) {
     case STORE_OP_WRITE:
     case STORE_OP_SETATTR:
+    case STORE_OP_SETXATTR:    /* ctime */
+    case STORE_OP_REMOVEXATTR:
         inval_push(fs, c->ino, 0, NULL, 0);
         break;
     case STORE_OP_CREATE:

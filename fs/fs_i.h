@@ -20,6 +20,16 @@ enum fs_vfile {
 };
 #define FS_REVISION_XATTR "user.raftfs.revision"
 
+/* Extended attribute namespaces, by what raftfs does with them. */
+enum fs_xattr_ns {
+    FS_XNS_USER,     /* user.*: stored; files and directories only. */
+    FS_XNS_TRUSTED,  /* trusted.*: stored; CAP_SYS_ADMIN only. */
+    FS_XNS_RESERVED, /* user.raftfs.*: raftfs's own (virtual); EPERM. */
+    FS_XNS_UNSTORED, /* security.*, system.*: never any (ENODATA), and
+                      * cannot be set (EOPNOTSUPP). */
+    FS_XNS_OTHER,    /* No such namespace: EOPNOTSUPP. */
+};
+
 enum fs_handle_kind {
     FS_H_FILE = 1,
     FS_H_DIR,
@@ -213,11 +223,17 @@ void fs__op_statfs(fuse_req_t req, fuse_ino_t ino);
 void fs__op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
                      size_t size);
 void fs__op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+enum fs_xattr_ns fs__xattr_ns(const char *name);
+
+/* ops_write.c */
+/* Whether the request's caller has capability cap (linux/capability.h) in
+ * its effective set, read from /proc/PID/status (which never enters a
+ * filesystem, so this cannot wait on our own mount). Unreadable (a caller
+ * in another pid namespace has pid 0): uid 0 has it, no one else. */
+bool fs__caller_has_cap(fuse_req_t req, int cap);
 void fs__op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
                      const char *value, size_t size, int flags);
 void fs__op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
-
-/* ops_write.c */
 void fs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
                     int to_set, struct fuse_file_info *fi);
 void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,

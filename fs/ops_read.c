@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -693,79 +694,212 @@ void fs__op_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 /* ------------------------------------------------------------------------ */
-/* xattrs: one, read-only and unlisted: the index of the entry that last
- * changed a file */
+/* xattrs: "user." and "trusted." are stored (replicated, read from this
+ * node's copy); user.raftfs.revision is virtual: the index of the entry that
+ * last changed a file, readable by name and never listed. Changes are in
+ * ops_write.c. */
+
+enum fs_xattr_ns fs__xattr_ns(const char *name)
+{
+    if (strncmp(name, "user.raftfs.", 12) == 0) {
+        return FS_XNS_RESERVED;
+    }
+    if (strncmp(name, "user.", 5) == 0) {
+        return FS_XNS_USER;
+    }
+    if (strncmp(name, "trusted.", 8) == 0) {
+        return FS_XNS_TRUSTED;
+    }
+    if (strncmp(name, "security.", 9) == 0 ||
+        strncmp(name, "system.", 7) == 0) {
+        return FS_XNS_UNSTORED;
+    }
+    return FS_XNS_OTHER;
+}
+
+/* ino has no record in the store, but the kernel may still name it: a
+ * create staged on this node, or an orphan (a file unlinked while open
+ * here). Neither has attributes. */
+static bool xattr_nameless(struct fs *fs, uint64_t ino)
+{
+    pthread_mutex_lock(&fs->lock);
+    bool pending = fs__pending_by_ino(fs, ino) != NULL;
+    pthread_mutex_unlock(&fs->lock);
+    struct store_attr a;
+    return pending || fs__orphan_attr(fs, ino, &a) == 0;
+}
+
+/* Answer a getxattr or listxattr of `len` bytes in val: the size for a
+ * size-0 probe, ERANGE when the caller's buffer is too small. */
+static void reply_xattr(fuse_req_t req, size_t size, const void *val,
+                        size_t len)
+{
+    if (size == 0) {
+        fuse_reply_xattr(req, len);
+    } else if (size < len) {
+        fuse_reply_err(req, ERANGE);
+    } else {
+        fuse_reply_buf(req, val, len);
+    }
+}
+
+struct xattr_arg {
+    uint64_t ino;
+    size_t size;
+    bool revision;     /* getxattr of user.raftfs.revision. */
+    bool with_trusted; /* listxattr: the caller may see trusted.* names. */
+    size_t name_len;
+    char name[];
+};
 
 static void getxattr_run(struct fs *fs, fuse_req_t req, void *arg)
 {
-    struct ino_arg *x = arg;
-    struct store_attr a;
-    int rv = store_getattr(node_store(fs->node), NULL,
-                           fs__resolve(fs, x->ino), &a);
-    size_t size = x->size;
-    rfs_free(x);
-    if (rv == -ENOENT) {
-        rv = -ESTALE;
-    }
-    if (rv != 0) {
-        fs__reply_err(req, rv);
-        return;
-    }
-    char val[32];
-    int len = snprintf(val, sizeof(val), "%" PRIu64, a.revision);
-    if (size == 0) {
-        fuse_reply_xattr(req, (size_t)len);
-    } else if (size < (size_t)len) {
-        fuse_reply_err(req, ERANGE);
+    struct xattr_arg *x = arg;
+    struct store *st = node_store(fs->node);
+    uint64_t ino = fs__resolve(fs, x->ino);
+    int rv;
+    if (x->revision) {
+        struct store_attr a;
+        rv = store_getattr(st, NULL, ino, &a);
+        if (rv == 0) {
+            char val[32];
+            int len = snprintf(val, sizeof(val), "%" PRIu64, a.revision);
+            reply_xattr(req, x->size, val, (size_t)len);
+            rfs_free(x);
+            return;
+        }
     } else {
-        fuse_reply_buf(req, val, (size_t)len);
+        /* A value is at most STORE_XATTR_SIZE_MAX: a larger buffer is
+         * never needed. */
+        size_t cap = x->size < STORE_XATTR_SIZE_MAX ? x->size
+                                                    : STORE_XATTR_SIZE_MAX;
+        void *buf = cap > 0 ? rfs_malloc(cap) : NULL;
+        size_t len = 0;
+        rv = cap > 0 && buf == NULL
+                 ? -ENOMEM
+                 : store_getxattr(st, NULL, ino, x->name, x->name_len, buf,
+                                  cap, &len);
+        if (rv == 0) {
+            reply_xattr(req, x->size, buf, len);
+            rfs_free(buf);
+            rfs_free(x);
+            return;
+        }
+        rfs_free(buf);
+        if (rv == -ENOENT && xattr_nameless(fs, x->ino)) {
+            rv = -ENODATA;
+        }
     }
+    rfs_free(x);
+    fs__reply_err(req, rv == -ENOENT ? -ESTALE : rv);
 }
 
 void fs__op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
                      size_t size)
 {
     struct fs *fs = fuse_req_userdata(req);
-    if ((ino & FS_VIRT_BIT) || strcmp(name, FS_REVISION_XATTR) != 0) {
-        fuse_reply_err(req, ENODATA);
+    bool revision = strcmp(name, FS_REVISION_XATTR) == 0;
+    size_t len = strlen(name);
+    int e = 0;
+    switch (fs__xattr_ns(name)) {
+    case FS_XNS_USER:
+        break;
+    case FS_XNS_TRUSTED:
+        /* ext4: only CAP_SYS_ADMIN sees trusted.* (the kernel asks the
+         * same before it sends the request). */
+        e = fs__caller_has_cap(req, CAP_SYS_ADMIN) ? 0 : ENODATA;
+        break;
+    case FS_XNS_RESERVED:
+        e = revision ? 0 : ENODATA;
+        break;
+    case FS_XNS_UNSTORED:
+        /* No SELinux label, no ACL: "nothing here", which is what cp -a
+         * and rsync -X take quietly. */
+        e = ENODATA;
+        break;
+    case FS_XNS_OTHER:
+        e = EOPNOTSUPP; /* No such namespace (ext4 says the same). */
+        break;
+    }
+    if (e == 0 && ((ino & FS_VIRT_BIT) || len > STORE_XATTR_NAME_MAX)) {
+        e = ENODATA;
+    }
+    if (e != 0) {
+        fuse_reply_err(req, e);
         return;
     }
-    struct ino_arg *x = rfs_calloc(1, sizeof(*x));
+    struct xattr_arg *x = rfs_calloc(1, sizeof(*x) + len);
     if (x == NULL) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
     x->ino = ino;
     x->size = size;
+    x->revision = revision;
+    x->name_len = len;
+    memcpy(x->name, name, len);
     fs__after_barrier(fs, req, getxattr_run, x);
+}
+
+static void listxattr_run(struct fs *fs, fuse_req_t req, void *arg)
+{
+    struct xattr_arg *x = arg;
+    /* The store keeps every inode's list within STORE_XATTR_LIST_MAX. */
+    char *buf = rfs_malloc(STORE_XATTR_LIST_MAX);
+    size_t len = 0;
+    int rv = buf == NULL ? -ENOMEM
+                         : store_listxattr(node_store(fs->node), NULL,
+                                           fs__resolve(fs, x->ino), buf,
+                                           STORE_XATTR_LIST_MAX, &len);
+    if (rv == -ENOENT && xattr_nameless(fs, x->ino)) {
+        rv = 0;
+        len = 0;
+    }
+    if (rv == 0 && !x->with_trusted) {
+        /* Drop trusted.* names, as ext4 does for such a caller. */
+        size_t out = 0;
+        for (size_t i = 0; i < len;) {
+            size_t n = strlen(buf + i) + 1;
+            if (fs__xattr_ns(buf + i) != FS_XNS_TRUSTED) {
+                memmove(buf + out, buf + i, n);
+                out += n;
+            }
+            i += n;
+        }
+        len = out;
+    }
+    if (rv == 0 && len > STORE_XATTR_LIST_MAX) {
+        rv = -E2BIG; /* Cannot happen: the store refuses it (ENOSPC). */
+    }
+    if (rv == 0) {
+        reply_xattr(req, x->size, buf, len);
+    } else {
+        fs__reply_err(req, rv == -ENOENT ? -ESTALE : rv);
+    }
+    rfs_free(buf);
+    rfs_free(x);
 }
 
 void fs__op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-    (void)ino;
+    struct fs *fs = fuse_req_userdata(req);
     /* The revision is virtual and not listed (CephFS does the same with
      * its virtual attributes): `cp -a`, `mv` and `rsync -X` copy what
      * listxattr names, and setting the revision fails with EPERM. It stays
-     * readable by name. No other attribute is stored: the list is empty. */
-    if (size == 0) {
-        fuse_reply_xattr(req, 0);
-    } else {
-        fuse_reply_buf(req, NULL, 0);
+     * readable by name. */
+    if (ino & FS_VIRT_BIT) {
+        reply_xattr(req, size, NULL, 0);
+        return;
     }
-}
-
-void fs__op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-                     const char *value, size_t size, int flags)
-{
-    (void)ino, (void)value, (void)size, (void)flags;
-    /* The revision is the log's to set; no other attribute is stored. */
-    fuse_reply_err(req, strcmp(name, FS_REVISION_XATTR) == 0 ? EPERM
-                                                             : ENOTSUP);
-}
-
-void fs__op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-    (void)ino;
-    fuse_reply_err(req, strcmp(name, FS_REVISION_XATTR) == 0 ? EPERM
-                                                             : ENOTSUP);
+    struct xattr_arg *x = rfs_calloc(1, sizeof(*x));
+    if (x == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    x->ino = ino;
+    x->size = size;
+    /* Asked here, on the request's thread: /proc is read before the
+     * barrier sends the rest to the loop thread. */
+    x->with_trusted = fs__caller_has_cap(req, CAP_SYS_ADMIN);
+    fs__after_barrier(fs, req, listxattr_run, x);
 }

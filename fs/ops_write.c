@@ -17,6 +17,7 @@
 #include <linux/capability.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +48,8 @@ struct change {
     struct store_cmd then;
     char then_name[STORE_NAME_MAX + 1]; /* then's name: the request's
                                          * dies with its handler. */
+    void *then_data;                    /* then's data (a SETXATTR's
+                                         * value), likewise. */
     /* The change as sent (data copied): if it answers ESTALE because the
      * file lost its last name while it was in flight, and the file lives
      * on here as an orphan, it is applied to the orphan instead, as if it
@@ -84,6 +87,7 @@ static struct change *change_new(fuse_req_t req, enum reply reply,
 static void change_free(struct change *w)
 {
     rfs_free(w->sent_data);
+    rfs_free(w->then_data);
     fs__handle_put(w->h);
     rfs_free(w);
 }
@@ -726,14 +730,12 @@ void fs__op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 }
 
 /*
- * Whether the caller may make a device node: CAP_MKNOD in its effective
- * set, the rule of ext4. The kernel asks the same before it sends MKNOD;
- * asking again here keeps the rule raftfs's own, whatever path the request
- * took. /proc/PID/status never enters a filesystem, so this cannot wait on
- * our mount. Unreadable (a caller in another pid namespace has pid 0):
- * root (uid 0) may, others may not.
+ * Capabilities are the caller's effective set, as ext4 asks: CAP_MKNOD for a
+ * device node, CAP_SYS_ADMIN for trusted.* attributes. The kernel asks the
+ * same before it sends the request; asking again here keeps the rule
+ * raftfs's own, whatever path the request took.
  */
-static bool may_mknod(fuse_req_t req)
+bool fs__caller_has_cap(fuse_req_t req, int cap)
 {
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
     bool allowed = ctx->uid == 0;
@@ -747,7 +749,7 @@ static bool may_mknod(fuse_req_t req)
     while (fgets(line, sizeof(line), f) != NULL) {
         if (strncmp(line, "CapEff:", 7) == 0) {
             unsigned long long eff = strtoull(line + 7, NULL, 16);
-            allowed = (eff >> CAP_MKNOD) & 1;
+            allowed = (eff >> cap) & 1;
             break;
         }
     }
@@ -773,7 +775,7 @@ void fs__op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
         fuse_reply_err(req, EINVAL);
         return;
     }
-    if ((S_ISCHR(mode) || S_ISBLK(mode)) && !may_mknod(req)) {
+    if ((S_ISCHR(mode) || S_ISBLK(mode)) && !fs__caller_has_cap(req, CAP_MKNOD)) {
         fuse_reply_err(req, EPERM);
         return;
     }
@@ -875,4 +877,187 @@ void fs__op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
     w->has_then = true;
     w->then = l;
     submit(w, &c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Extended attributes                                                       */
+
+/*
+ * May the caller change the user.* attributes of the inode with attributes
+ * a? ext4's rules, which the kernel's xattr_permission() applies before
+ * FUSE sees the request (with default_permissions): files and directories
+ * only (EPERM; the store says the same at apply), write permission on the
+ * inode (EACCES), and in a sticky directory only its owner (EPERM). Asked
+ * again here from the request's uid, gid and groups, against this node's
+ * copy, so that the rule holds whatever the mount options.
+ */
+static int may_write_user_xattr(fuse_req_t req, const struct store_attr *a)
+{
+    if (a->type != STORE_FILE && a->type != STORE_DIR) {
+        return EPERM;
+    }
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    bool owner = ctx->uid == a->uid;
+    if (a->type == STORE_DIR && (a->mode & S_ISVTX) && !owner &&
+        !fs__caller_has_cap(req, CAP_FOWNER)) {
+        return EPERM;
+    }
+    bool in_group = ctx->gid == a->gid;
+    gid_t groups[64];
+    int n = in_group || owner
+                ? 0
+                : fuse_req_getgroups(req, (int)(sizeof(groups) /
+                                                sizeof(*groups)),
+                                     groups);
+    for (int i = 0; i < n && i < (int)(sizeof(groups) / sizeof(*groups));
+         i++) {
+        in_group = in_group || groups[i] == a->gid;
+    }
+    uint32_t bit = owner ? S_IWUSR : in_group ? S_IWGRP : S_IWOTH;
+    if ((a->mode & bit) || fs__caller_has_cap(req, CAP_DAC_OVERRIDE)) {
+        return 0;
+    }
+    return EACCES;
+}
+
+/* The checks setxattr and removexattr share, before anything is proposed:
+ * the namespace's rules, then (user.*) the caller's permission against the
+ * inode as this node has it, staged or stored. 0 or a positive errno;
+ * unstored is the answer for security.* and system.* names. An inode this
+ * node cannot find is left to the store, which answers ESTALE. */
+static int xattr_may_change(fuse_req_t req, uint64_t ino, const char *name,
+                            int unstored)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    if (ino & FS_VIRT_BIT) {
+        return EPERM; /* /.raftfs/ files: read-only. */
+    }
+    size_t len = strlen(name);
+    if (len == 0 || len > STORE_XATTR_NAME_MAX) {
+        return ERANGE;
+    }
+    switch (fs__xattr_ns(name)) {
+    case FS_XNS_RESERVED:
+        return EPERM;
+    case FS_XNS_UNSTORED:
+        return unstored;
+    case FS_XNS_OTHER:
+        return EOPNOTSUPP;
+    case FS_XNS_TRUSTED:
+        return fs__caller_has_cap(req, CAP_SYS_ADMIN) ? 0 : EPERM;
+    case FS_XNS_USER:
+        break;
+    }
+    struct store_attr a;
+    pthread_mutex_lock(&fs->lock);
+    struct fs_handle *h = fs__pending_by_ino(fs, ino);
+    if (h != NULL) {
+        fs__pending_attr(h, &a);
+    }
+    pthread_mutex_unlock(&fs->lock);
+    if (h == NULL &&
+        store_getattr(node_store(fs->node), NULL, fs__resolve(fs, ino), &a) !=
+            0) {
+        return 0;
+    }
+    return may_write_user_xattr(req, &a);
+}
+
+/* Send c (a SETXATTR or REMOVEXATTR of kernel id ino), after the create
+ * this node staged for ino, if any: the attribute needs the inode to
+ * exist. c's name and data are borrowed from the request. */
+static void xattr_submit(fuse_req_t req, uint64_t ino, struct store_cmd *c)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    pthread_mutex_lock(&fs->lock);
+    struct fs_handle *h = fs__pending_by_ino(fs, ino);
+    bool found = h != NULL && fs__handle_tryget(h);
+    h = found ? h : NULL;
+    pthread_mutex_unlock(&fs->lock);
+    struct change *w = change_new(req, R_ERR, h);
+    if (found) {
+        fs__handle_put(h); /* change_new took its own. */
+    }
+    if (w == NULL) {
+        return;
+    }
+    c->ino = h != NULL ? h->ino : fs__resolve(fs, ino);
+    struct store_cmd s;
+    int what = h != NULL ? unstage(fs, h, &s) : 0;
+    if (what == 0) {
+        submit(w, c);
+        return;
+    }
+    /* The create (or truncate) first; c once it applied, from copies: the
+     * request's strings die with this handler. */
+    memcpy(w->then_name, c->name, c->name_len);
+    c->name = w->then_name;
+    if (c->data_len > 0) {
+        w->then_data = rfs_malloc(c->data_len);
+        if (w->then_data == NULL) {
+            change_fail(w, -ENOMEM);
+            return;
+        }
+        memcpy(w->then_data, c->data, c->data_len);
+        c->data = w->then_data;
+    }
+    if (what == 2) {
+        w->staged_ino = h->kino;
+    }
+    w->has_then = true;
+    w->then = *c;
+    submit(w, &s);
+}
+
+/*
+ * setxattr: user.* and trusted.* are stored, replicated, and decided at
+ * apply (EEXIST for XATTR_CREATE of a set name, ENODATA for XATTR_REPLACE
+ * of a missing one, ENOSPC when the inode's attributes are full). Refused
+ * here: bad flags (EINVAL), a name of 0 or more than 255 bytes (ERANGE), a
+ * value over 64 KiB (E2BIG), user.raftfs.* (EPERM: raftfs's own),
+ * security.* and system.* (EOPNOTSUPP: no labels, no ACLs), trusted.*
+ * without CAP_SYS_ADMIN (EPERM), user.* without write permission (EACCES)
+ * or on other than a file or directory (EPERM).
+ * Replies: fuse_reply_err (0 on success).
+ */
+void fs__op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                     const char *value, size_t size, int flags)
+{
+    int e = 0;
+    if (flags & ~(XATTR_CREATE | XATTR_REPLACE)) {
+        e = EINVAL;
+    } else {
+        e = xattr_may_change(req, ino, name, EOPNOTSUPP);
+    }
+    if (e == 0 && size > STORE_XATTR_SIZE_MAX) {
+        e = E2BIG;
+    }
+    if (e != 0) {
+        fuse_reply_err(req, e);
+        return;
+    }
+    struct store_cmd c;
+    name_cmd(&c, STORE_OP_SETXATTR, 0, name);
+    c.data = value;
+    c.data_len = (uint32_t)size;
+    c.flags = (flags & XATTR_CREATE ? STORE_XATTR_CREATE : 0) |
+              (flags & XATTR_REPLACE ? STORE_XATTR_REPLACE : 0);
+    xattr_submit(req, ino, &c);
+}
+
+/*
+ * removexattr: as setxattr; ENODATA for a name that is not set, and for
+ * security.* and system.* names (there are none to remove).
+ * Replies: fuse_reply_err (0 on success).
+ */
+void fs__op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+    int e = xattr_may_change(req, ino, name, ENODATA);
+    if (e != 0) {
+        fuse_reply_err(req, e);
+        return;
+    }
+    struct store_cmd c;
+    name_cmd(&c, STORE_OP_REMOVEXATTR, 0, name);
+    xattr_submit(req, ino, &c);
 }

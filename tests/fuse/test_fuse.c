@@ -468,14 +468,16 @@ static void test_sparse_file(void **state)
 
 /* ---- Open, then unlinked ---------------------------------------------- */
 
-/* Orphan records (unlinked files still open) in node i's store, read
- * behind the running node's back (a read-only open takes no lock and
- * replays the write-ahead log), or -1. */
-static long orphans_in_store(struct mcluster *c, int i)
+/* Keys of column family `family` in node i's store that are klen bytes
+ * long (0: any) and, if prefix is not 0, begin with it (big-endian, as the
+ * store's inode ids do), read behind the running node's back (a read-only
+ * open takes no lock and replays the write-ahead log), or -1. */
+static long keys_in_store(struct mcluster *c, int i, const char *family,
+                          size_t klen_want, uint64_t prefix)
 {
     char path[256];
     snprintf(path, sizeof(path), "%s/db", c->data[i]);
-    const char *names[] = {"default", "orphans"};
+    const char *names[] = {"default", family};
     rocksdb_options_t *o = rocksdb_options_create();
     const rocksdb_options_t *cfo[] = {o, o};
     rocksdb_column_family_handle_t *cf[2];
@@ -488,14 +490,19 @@ static long orphans_in_store(struct mcluster *c, int i)
         rocksdb_options_destroy(o);
         return -1;
     }
+    unsigned char pk[8];
+    for (int b = 0; b < 8; b++) {
+        pk[b] = (unsigned char)(prefix >> (56 - 8 * b));
+    }
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db, ro, cf[1]);
     long n = 0;
     for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
         size_t klen;
-        rocksdb_iter_key(it, &klen);
-        n += klen == 8;
+        const char *k = rocksdb_iter_key(it, &klen);
+        n += (klen_want == 0 || klen == klen_want) &&
+             (prefix == 0 || (klen >= 8 && memcmp(k, pk, 8) == 0));
     }
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
@@ -504,6 +511,12 @@ static long orphans_in_store(struct mcluster *c, int i)
     rocksdb_close(db);
     rocksdb_options_destroy(o);
     return n;
+}
+
+/* Orphan records (unlinked files still open) in node i's store, or -1. */
+static long orphans_in_store(struct mcluster *c, int i)
+{
+    return keys_in_store(c, i, "orphans", 8, 0);
 }
 
 static void fill(char *buf, size_t len, char seed)
@@ -1140,9 +1153,12 @@ static void test_handles(void **state)
     assert_true(n > 0);
     rev[n] = '\0';
     assert_true(strtoull(rev, NULL, 10) > 0);
-    assert_int_equal(setxattr(mc_path(c, 3, "ino"), "user.other", "x", 1, 0),
+    /* Virtual: it cannot be set, and listxattr does not name it. */
+    assert_int_equal(setxattr(mc_path(c, 3, "ino"), "user.raftfs.revision",
+                              "1", 1, 0),
                      -1);
-    assert_int_equal(errno, ENOTSUP);
+    assert_int_equal(errno, EPERM);
+    assert_int_equal(listxattr(mc_path(c, 3, "ino"), rev, sizeof(rev)), 0);
 }
 
 /* mmap reads and shared writes through the mount; the written bytes are
@@ -1526,6 +1542,234 @@ static void test_local_link_counts(void **state)
     assert_int_equal(nlink_of(mc_path(c, 2, "f")), 1);
 }
 
+/* ---- Extended attributes ----------------------------------------------- */
+
+static void xattr_is(const char *path, const char *name, const char *want)
+{
+    char v[256];
+    ssize_t n = getxattr(path, name, v, sizeof(v) - 1);
+    if (n < 0) {
+        fail_msg("getxattr %s %s: %s", path, name, strerror(errno));
+    }
+    v[n] = '\0';
+    assert_string_equal(v, want);
+}
+
+static void xattr_fails(ssize_t rv, int want)
+{
+    assert_int_equal(rv, -1);
+    assert_int_equal(errno, want);
+}
+
+/* Set through one node, read and listed through the others; the flags,
+ * the size probe, ERANGE, removal, the namespaces' rules and limits; the
+ * attributes go with the last name, on every node. */
+static void test_xattrs(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mc_write(mc_path(c, 1, "x"), "data", 4), 0);
+    struct stat before, after;
+    stat_ok(mc_path(c, 2, "x"), &before);
+    usleep(20000);
+    assert_int_equal(setxattr(mc_path(c, 1, "x"), "user.color", "blue", 4,
+                              0),
+                     0);
+    xattr_is(mc_path(c, 2, "x"), "user.color", "blue");
+    xattr_is(mc_path(c, 3, "x"), "user.color", "blue");
+    stat_ok(mc_path(c, 3, "x"), &after);
+    assert_true(after.st_ctim.tv_sec > before.st_ctim.tv_sec ||
+                (after.st_ctim.tv_sec == before.st_ctim.tv_sec &&
+                 after.st_ctim.tv_nsec > before.st_ctim.tv_nsec));
+    assert_int_equal(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+    /* The virtual revision is not listed; stored names are. */
+    assert_int_equal(setxattr(mc_path(c, 2, "x"), "trusted.t", "tv", 2, 0),
+                     0);
+    char list[256];
+    ssize_t n = listxattr(mc_path(c, 3, "x"), list, sizeof(list));
+    assert_int_equal(n, sizeof("trusted.t\0user.color"));
+    assert_memory_equal(list, "trusted.t\0user.color", (size_t)n);
+    /* Size 0 asks for the size; a smaller buffer is ERANGE. */
+    assert_int_equal(listxattr(mc_path(c, 1, "x"), NULL, 0), n);
+    xattr_fails(listxattr(mc_path(c, 1, "x"), list, 3), ERANGE);
+    assert_int_equal(getxattr(mc_path(c, 2, "x"), "user.color", NULL, 0), 4);
+    char v[8];
+    xattr_fails(getxattr(mc_path(c, 2, "x"), "user.color", v, 3), ERANGE);
+    /* XATTR_CREATE, XATTR_REPLACE: decided at apply. */
+    xattr_fails(setxattr(mc_path(c, 3, "x"), "user.color", "red", 3,
+                         XATTR_CREATE),
+                EEXIST);
+    xattr_fails(setxattr(mc_path(c, 3, "x"), "user.none", "red", 3,
+                         XATTR_REPLACE),
+                ENODATA);
+    assert_int_equal(setxattr(mc_path(c, 3, "x"), "user.color", "red", 3,
+                              XATTR_REPLACE),
+                     0);
+    xattr_is(mc_path(c, 1, "x"), "user.color", "red");
+    assert_int_equal(setxattr(mc_path(c, 3, "x"), "user.new", "", 0,
+                              XATTR_CREATE),
+                     0);
+    xattr_is(mc_path(c, 2, "x"), "user.new", "");
+    /* Removal. */
+    assert_int_equal(removexattr(mc_path(c, 2, "x"), "user.new"), 0);
+    xattr_fails(getxattr(mc_path(c, 1, "x"), "user.new", v, sizeof(v)),
+                ENODATA);
+    xattr_fails(removexattr(mc_path(c, 1, "x"), "user.new"), ENODATA);
+    /* Namespaces and limits. */
+    xattr_fails(setxattr(mc_path(c, 1, "x"), "user.raftfs.mine", "1", 1, 0),
+                EPERM);
+    xattr_fails(removexattr(mc_path(c, 1, "x"), "user.raftfs.revision"),
+                EPERM);
+    xattr_fails(setxattr(mc_path(c, 1, "x"), "security.selinux", "s", 1, 0),
+                EOPNOTSUPP);
+    xattr_fails(getxattr(mc_path(c, 1, "x"), "security.selinux", v,
+                         sizeof(v)),
+                ENODATA);
+    xattr_fails(getxattr(mc_path(c, 1, "x"), "system.posix_acl_access", v,
+                         sizeof(v)),
+                ENODATA);
+    static char big[65537];
+    xattr_fails(setxattr(mc_path(c, 1, "x"), "user.big", big, sizeof(big),
+                         0),
+                E2BIG);
+    assert_int_equal(setxattr(mc_path(c, 1, "x"), "user.big", big,
+                              sizeof(big) - 1, 0),
+                     0);
+    assert_int_equal(getxattr(mc_path(c, 3, "x"), "user.big", NULL, 0),
+                     65536);
+    assert_int_equal(symlink("x", mc_path(c, 1, "l")), 0);
+    xattr_fails(lsetxattr(mc_path(c, 2, "l"), "user.a", "a", 1, 0), EPERM);
+    assert_int_equal(mkdir(mc_path(c, 1, "d"), 0755), 0);
+    assert_int_equal(setxattr(mc_path(c, 1, "d"), "user.dir", "yes", 3, 0),
+                     0);
+    xattr_is(mc_path(c, 3, "d"), "user.dir", "yes");
+    /* A file created on this node whose create is still staged. */
+    int fd = open(mc_path(c, 2, "staged"), O_CREAT | O_WRONLY, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(fsetxattr(fd, "user.s", "s", 1, 0), 0);
+    xattr_is(mc_path(c, 3, "staged"), "user.s", "s");
+    close(fd);
+    /* Gone with the last name, on every node. */
+    stat_ok(mc_path(c, 1, "x"), &after);
+    assert_int_equal(link(mc_path(c, 1, "x"), mc_path(c, 1, "x2")), 0);
+    assert_int_equal(unlink(mc_path(c, 2, "x")), 0);
+    xattr_is(mc_path(c, 3, "x2"), "user.color", "red");
+    assert_int_equal(keys_in_store(c, 2, "xattrs", 0, after.st_ino), 3);
+    assert_int_equal(unlink(mc_path(c, 2, "x2")), 0);
+    for (int i = 1; i <= 3; i++) {
+        long keys;
+        long until = pc_now_ms() + 5000;
+        while ((keys = keys_in_store(c, i, "xattrs", 0, after.st_ino)) != 0 &&
+               pc_now_ms() < until) {
+            usleep(20000); /* Followers apply a moment later. */
+        }
+        assert_int_equal(keys, 0);
+        assert_true(keys_in_store(c, i, "xattrs", 0, 0) > 0); /* d's */
+    }
+}
+
+/* As user nobody (no capabilities): user.* needs write permission on the
+ * file, trusted.* needs CAP_SYS_ADMIN and is not listed. Exits with the
+ * number of the first check that failed. */
+static int nobody_xattr_checks(struct mcluster *c)
+{
+    if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+        setresuid(65534, 65534, 65534) != 0) {
+        return 1;
+    }
+    char v[64];
+    if (setxattr(mc_path(c, 2, "rootfile"), "user.a", "a", 1, 0) == 0 ||
+        errno != EACCES) {
+        return 2;
+    }
+    if (getxattr(mc_path(c, 2, "rootfile"), "user.r", v, sizeof(v)) != 1) {
+        return 3; /* Reading needs read permission only. */
+    }
+    if (setxattr(mc_path(c, 2, "home/own"), "user.a", "mine", 4, 0) != 0) {
+        return 4;
+    }
+    if (setxattr(mc_path(c, 2, "home/own"), "trusted.a", "a", 1, 0) == 0 ||
+        errno != EPERM) {
+        return 5;
+    }
+    if (getxattr(mc_path(c, 3, "rootfile"), "trusted.t", v, sizeof(v)) >= 0 ||
+        errno != ENODATA) {
+        return 6;
+    }
+    ssize_t n = listxattr(mc_path(c, 3, "rootfile"), v, sizeof(v));
+    if (n != (ssize_t)sizeof("user.r") || memcmp(v, "user.r", 7) != 0) {
+        return 7; /* trusted.t hidden, as ext4 hides it. */
+    }
+    if (removexattr(mc_path(c, 1, "rootfile"), "user.r") == 0 ||
+        errno != EACCES) {
+        return 8;
+    }
+    return 0;
+}
+
+static void test_xattr_permissions(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(chmod(c->dir, 0755), 0); /* mkdtemp made it 0700. */
+    assert_int_equal(mkdir(mc_path(c, 1, "home"), 0755), 0);
+    assert_int_equal(chown(mc_path(c, 1, "home"), 65534, 65534), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "home/own"), "o", 1), 0);
+    assert_int_equal(chown(mc_path(c, 1, "home/own"), 65534, 65534), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "rootfile"), "r", 1), 0);
+    assert_int_equal(chmod(mc_path(c, 1, "rootfile"), 0644), 0);
+    assert_int_equal(setxattr(mc_path(c, 1, "rootfile"), "user.r", "r", 1, 0),
+                     0);
+    assert_int_equal(setxattr(mc_path(c, 1, "rootfile"), "trusted.t", "t", 1,
+                              0),
+                     0);
+    pid_t p = fork();
+    if (p == 0) {
+        _exit(nobody_xattr_checks(c));
+    }
+    int status;
+    assert_int_equal(waitpid(p, &status, 0), p);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    xattr_is(mc_path(c, 3, "home/own"), "user.a", "mine");
+    xattr_is(mc_path(c, 3, "rootfile"), "user.r", "r");
+}
+
+/* reads=local: an attribute set elsewhere shows at once (the kernel does
+ * not cache attributes' values), and its ctime change too (invalidated). */
+static void test_xattrs_local(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mc_write(mc_path(c, 1, "f"), "f", 1), 0);
+    struct stat before, after;
+    long until = pc_now_ms() + 3000;
+    while (stat(mc_path(c, 2, "f"), &before) != 0 && pc_now_ms() < until) {
+        usleep(10000);
+    }
+    stat_ok(mc_path(c, 2, "f"), &before);
+    usleep(20000);
+    assert_int_equal(setxattr(mc_path(c, 1, "f"), "user.k", "v", 1, 0), 0);
+    char v[8];
+    until = pc_now_ms() + 3000;
+    ssize_t n;
+    while ((n = getxattr(mc_path(c, 2, "f"), "user.k", v, sizeof(v))) < 0 &&
+           pc_now_ms() < until) {
+        usleep(10000);
+    }
+    assert_int_equal(n, 1);
+    until = pc_now_ms() + 3000;
+    for (;;) {
+        stat_ok(mc_path(c, 2, "f"), &after);
+        if (after.st_ctim.tv_nsec != before.st_ctim.tv_nsec ||
+            after.st_ctim.tv_sec != before.st_ctim.tv_sec ||
+            pc_now_ms() >= until) {
+            break;
+        }
+        usleep(10000);
+    }
+    /* cache_timeout=60: only the invalidation can show the new ctime. */
+    assert_true(after.st_ctim.tv_nsec != before.st_ctim.tv_nsec ||
+                after.st_ctim.tv_sec != before.st_ctim.tv_sec);
+}
+
 /* A daemon killed with -9 never leaves its mount hanging, even in the hard
  * case: in reads=local the invalidation thread waits for a directory lock
  * that a caller's request holds while that request waits for the daemon.
@@ -1707,6 +1951,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_special_files, setup_allow_other,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_hard_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_xattrs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_xattr_permissions,
+                                        setup_allow_other, teardown),
+        cmocka_unit_test_setup_teardown(test_xattrs_local, setup_local,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_local_link_counts, setup_local,
                                         teardown),
         cmocka_unit_test_setup_teardown(
