@@ -137,5 +137,43 @@ check "mv from n2 to n3 prints nothing" "" \
     "$(mv "$n2/xa.copy" "$n3/xa.moved" 2>&1)"
 check "the moved copy reads on n1" "moved" "$(cat "$n1/xa.moved")"
 
+# Extended attributes are replicated, and cp -a, rsync -aX and mv between
+# two mounts copy them without a word: there is no ACL or SELinux label to
+# copy (those names answer ENODATA), and the virtual revision is unlisted.
+if command -v rsync >/dev/null && command -v getfattr >/dev/null &&
+    command -v setfattr >/dev/null; then
+    attrs() { # every attribute under $1, with paths relative to it
+        (cd "$1" && getfattr -h -d -m - -R . 2>&1)
+    }
+    mkdir -p "$n1/xt/sub"
+    echo a > "$n1/xt/a"
+    echo b > "$n1/xt/sub/b"
+    ln -s a "$n1/xt/link"
+    run "setfattr user.k" setfattr -n user.k -v v1 "$n1/xt/a"
+    run "setfattr of an empty value" setfattr -n user.empty "$n1/xt/a"
+    run "setfattr on a directory" setfattr -n user.d -v dir "$n1/xt/sub"
+    run "setfattr trusted.t (root)" setfattr -n trusted.t -v tv "$n1/xt/sub/b"
+    check "getfattr on n2 reads what n1 set" 'user.k="v1"' \
+        "$(getfattr -n user.k "$n2/xt/a" 2>/dev/null | grep user.k)"
+    check "getfattr -d -m - lists the four on n3" 4 \
+        "$(attrs "$n3/xt" | grep -c '=')"
+    check "cp -a from n1 to n2 prints nothing" "" \
+        "$(cp -a "$n1/xt" "$n2/xt.cp" 2>&1)"
+    check "diff -r of the cp -a copy" "" "$(diff -r "$n1/xt" "$n2/xt.cp" 2>&1)"
+    check "getfattr of the cp -a copy" "$(attrs "$n1/xt")" "$(attrs "$n3/xt.cp")"
+    check "rsync -aX from n1 to n3 prints nothing" "" \
+        "$(rsync -aX "$n1/xt/" "$n3/xt.rs/" 2>&1)"
+    check "diff -r of the rsync copy" "" "$(diff -r "$n1/xt" "$n3/xt.rs" 2>&1)"
+    check "getfattr of the rsync copy" "$(attrs "$n1/xt")" "$(attrs "$n2/xt.rs")"
+    check "mv from n2 to n1 prints nothing" "" \
+        "$(mv "$n2/xt.rs" "$n1/xt.mv" 2>&1)"
+    check "getfattr of the moved tree" "$(attrs "$n1/xt")" "$(attrs "$n3/xt.mv")"
+    run "setfattr -x" setfattr -x user.k "$n3/xt/a"
+    check "removed on n1" "" "$(getfattr -n user.k "$n1/xt/a" 2>/dev/null)"
+else
+    echo "# skipping the xattr copies: rsync, getfattr or setfattr is" \
+        "missing (mount-tools/setup installs the packages rsync and attr)"
+fi
+
 echo "# $step checks, $fails failed"
 [ "$fails" -eq 0 ]
