@@ -72,6 +72,20 @@ static void gen(rfs_index_t i, struct cons_entry *e)
         snprintf(name, sizeof(name), "f%llu", (unsigned long long)(i - 4));
         c.name = name;
         c.name_len = (uint16_t)strlen(name);
+    } else if (i % 13 == 0 || i % 17 == 0) {
+        /* Extended attributes of the latest f file (ESTALE once it was
+         * unlinked: its attributes went with it). */
+        c.op = i % 13 == 0 ? STORE_OP_SETXATTR : STORE_OP_REMOVEXATTR;
+        c.ino = i / 7 * 7 + STORE_ROOT_INO;
+        snprintf(name, sizeof(name), "user.a%llu",
+                 (unsigned long long)(i % 3));
+        c.name = name;
+        c.name_len = (uint16_t)strlen(name);
+        if (c.op == STORE_OP_SETXATTR) {
+            snprintf(line, sizeof(line), "%llu", (unsigned long long)i);
+            c.data = line;
+            c.data_len = (uint32_t)strlen(line);
+        }
     } else {
         c.op = STORE_OP_WRITE;
         c.ino = 2; /* "log", created by entry 1. */
