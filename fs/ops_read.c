@@ -747,7 +747,6 @@ struct xattr_arg {
     uint64_t ino;
     size_t size;
     bool revision;     /* getxattr of user.raftfs.revision. */
-    bool with_trusted; /* listxattr: the caller may see trusted.* names. */
     size_t name_len;
     char name[];
 };
@@ -855,7 +854,15 @@ static void listxattr_run(struct fs *fs, fuse_req_t req, void *arg)
         rv = 0;
         len = 0;
     }
-    if (rv == 0 && !x->with_trusted) {
+    bool trusted = false;
+    for (size_t i = 0; rv == 0 && i < len; i += strlen(buf + i) + 1) {
+        trusted = trusted || fs__xattr_ns(buf + i) == FS_XNS_TRUSTED;
+    }
+    /* Only a list that names trusted.* attributes needs the caller's
+     * capabilities: /proc is read for those alone (a small read that never
+     * enters a filesystem, so it cannot wait on this mount, also when this
+     * runs on the loop thread). */
+    if (trusted && !fs__caller_has_cap(req, CAP_SYS_ADMIN)) {
         /* Drop trusted.* names, as ext4 does for such a caller. */
         size_t out = 0;
         for (size_t i = 0; i < len;) {
@@ -898,8 +905,5 @@ void fs__op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
     }
     x->ino = ino;
     x->size = size;
-    /* Asked here, on the request's thread: /proc is read before the
-     * barrier sends the rest to the loop thread. */
-    x->with_trusted = fs__caller_has_cap(req, CAP_SYS_ADMIN);
     fs__after_barrier(fs, req, listxattr_run, x);
 }
