@@ -321,11 +321,17 @@ static void test_concurrent_appends_stay_whole(void **state)
 
 /* ---- Cluster-wide locks ------------------------------------------------- */
 
+enum race_how { RACE_EXCL, RACE_MKDIR, RACE_XATTR };
+
 /* procs processes spread over the three mounts race, round after round,
- * to take the same lock with O_EXCL (or mkdir): exactly one wins each. */
-static void race(struct mcluster *c, bool use_mkdir)
+ * to take the same lock with O_EXCL (or mkdir, or setxattr with
+ * XATTR_CREATE on one file): exactly one wins each. */
+static void race(struct mcluster *c, enum race_how how)
 {
     enum { PROCS = 6, ROUNDS = 15 };
+    if (how == RACE_XATTR) {
+        assert_int_equal(mc_write(mc_path(c, 1, "xlock"), "", 0), 0);
+    }
     int p[2];
     assert_int_equal(pipe(p), 0);
     pid_t kids[PROCS];
@@ -339,8 +345,12 @@ static void race(struct mcluster *c, bool use_mkdir)
                 snprintf(name, sizeof(name), "lock-%d", r);
                 const char *path = mc_path(c, 1 + k % 3, name);
                 int ok;
-                if (use_mkdir) {
+                if (how == RACE_MKDIR) {
                     ok = mkdir(path, 0755) == 0;
+                } else if (how == RACE_XATTR) {
+                    snprintf(name, sizeof(name), "user.lock-%d", r);
+                    ok = setxattr(mc_path(c, 1 + k % 3, "xlock"), name, "me",
+                                  2, XATTR_CREATE) == 0;
                 } else {
                     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
                     ok = fd >= 0;
@@ -383,12 +393,17 @@ static void race(struct mcluster *c, bool use_mkdir)
 
 static void test_excl_create_race(void **state)
 {
-    race(*state, false);
+    race(*state, RACE_EXCL);
 }
 
 static void test_mkdir_race(void **state)
 {
-    race(*state, true);
+    race(*state, RACE_MKDIR);
+}
+
+static void test_xattr_create_race(void **state)
+{
+    race(*state, RACE_XATTR);
 }
 
 /* ---- Big files --------------------------------------------------------- */
@@ -1912,6 +1927,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_excl_create_race, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_mkdir_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_xattr_create_race, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_large_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sparse_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_then_replaced, setup,
