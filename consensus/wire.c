@@ -174,7 +174,10 @@ int wire_msg_encode(const struct cons_msg *m, struct rfs_buf *out)
     rfs_put_le64(q, m->ctx), q += 8;
     *q++ = m->hops;
     rfs_put_le64(q, m->offset), q += 8;
-    rfs_put_le32(q, 0), q += 4; /* Reserved. */
+    /* Once reserved (0): old builds send no lease and ignore this one. */
+    rfs_put_le32(q, (m->lease_seq & CONS_LEASE_SEQ_MASK) |
+                        (uint32_t)m->lease_ticks << 24),
+        q += 4;
     rfs_put_le32(q, m->n_entries), q += 4;
     for (unsigned i = 0; i < m->n_entries; i++) {
         const struct cons_entry *e = &m->entries[i];
@@ -246,7 +249,10 @@ int wire_msg_decode(const uint8_t *p, size_t len, struct cons_msg *m)
     m->ctx = rfs_get_le64(q), q += 8;
     m->hops = *q++;
     m->offset = rfs_get_le64(q), q += 8;
-    q += 4; /* Reserved. */
+    uint32_t lease = rfs_get_le32(q);
+    q += 4;
+    m->lease_seq = lease & CONS_LEASE_SEQ_MASK;
+    m->lease_ticks = (uint8_t)(lease >> 24);
     uint32_t n = rfs_get_le32(q);
     q += 4;
     /* Each entry needs at least its header: bound n before allocating. */

@@ -173,6 +173,12 @@ struct cons_msg {
     rfs_term_t hint_term;
 
     uint64_t round;  /* HEARTBEAT(_RESP): read-confirmation round. */
+    /* Follower read leases (docs/core.md). APPEND_RESP and HEARTBEAT_RESP:
+     * lease_seq numbers the answer (0: none; CONS_LEASE_SEQ_MASK bits).
+     * APPEND and HEARTBEAT: the leader grants lease_ticks ticks counted
+     * from when the follower sent answer lease_seq (0: no grant). */
+    uint32_t lease_seq;
+    uint8_t lease_ticks;
     uint64_t ctx;    /* READ_INDEX(_RESP): the requester's id. */
     bool transfer;   /* VOTE/PREVOTE: campaign started by TIMEOUT_NOW. */
     uint8_t hops;    /* PROPOSE: forwards so far (bounded, no loops). */
@@ -187,6 +193,10 @@ struct cons_msg {
     struct rfs_buf data;
     bool last;
 };
+
+/* The bits of lease_seq a message carries (the rest of its u32 on the wire
+ * holds lease_ticks). */
+#define CONS_LEASE_SEQ_MASK 0xffffffu
 
 /* An outgoing message and whether it must wait for this update's writes. */
 struct cons_out_msg {

@@ -27,7 +27,8 @@ static struct cons_msg sample(uint8_t type, struct cons_entry *ents)
                          .reject = true, .index = 77, .hint_index = 12,
                          .hint_term = 4, .round = 5, .ctx = 0xdeadbeefULL,
                          .transfer = true, .hops = 2, .offset = 4096,
-                         .last = true};
+                         .last = true, .lease_seq = 0xabcdef,
+                         .lease_ticks = 200};
     ents[0] = (struct cons_entry){.term = 8, .index = 42,
                                   .type = CONS_ENTRY_NORMAL,
                                   .data = {(void *)"hello", 5}};
@@ -70,6 +71,8 @@ static void test_wire_roundtrip_all_types(void **state)
         assert_int_equal(d.ctx, 0xdeadbeefULL);
         assert_int_equal(d.hops, 2);
         assert_int_equal(d.offset, 4096);
+        assert_int_equal(d.lease_seq, 0xabcdef);
+        assert_int_equal(d.lease_ticks, 200);
         assert_int_equal(d.n_entries, 2);
         assert_memory_equal(d.entries[0].data.base, "hello", 5);
         assert_int_equal(d.entries[1].type, CONS_ENTRY_NOOP);
