@@ -463,6 +463,72 @@ static void touch(struct tx *t, struct store_attr *a)
     a->revision = t->index;
 }
 
+/* Linux's rule for a file whose contents or owner change (file_remove_privs,
+ * and notify_change's ATTR_KILL_SUID/ATTR_KILL_SGID): setuid goes, and
+ * setgid goes only with group-exec, since setgid without it marks
+ * mandatory locking rather than a privilege. Decided on the mode as of
+ * this entry, so a chmod applied just before is taken into account the
+ * same way on every node. */
+static void kill_priv(struct store_attr *a)
+{
+    a->mode &= ~(uint32_t)S_ISUID;
+    if ((a->mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) {
+        a->mode &= ~(uint32_t)S_ISGID;
+    }
+}
+
+/* A write or truncate by a caller without CAP_FSETID (the proposer's
+ * check, carried as STORE_KILL_PRIV): the kernel clears the bits itself
+ * before buffered writes, but not before direct I/O (O_APPEND handles)
+ * nor at an O_TRUNC open, so apply does it for every one. As on Linux,
+ * the truncate of a file this very entry creates does not count (its
+ * creator chose its mode); data written into it does. */
+static void write_kill_priv(const struct store_cmd *c, bool created,
+                            struct store_attr *a)
+{
+    if ((c->flags & STORE_KILL_PRIV) &&
+        (((c->flags & STORE_TRUNC) && !created) || c->data_len > 0)) {
+        kill_priv(a);
+    }
+}
+
+/* What a SETATTR implies beyond the fields it sets, on the replicated
+ * state and on an orphan alike: a truncate by a caller without
+ * CAP_FSETID, and any chown of a non-directory (even to the same owner,
+ * even by root, as on Linux), clear setuid and setgid (see kill_priv);
+ * UTIME_NOW takes the entry's own time, so atime, mtime and ctime agree. */
+static void setattr_rules(const struct tx *t, const struct store_cmd *c,
+                          struct store_attr *a)
+{
+    if ((c->valid & STORE_SET_SIZE) && (c->flags & STORE_KILL_PRIV)) {
+        kill_priv(a);
+    }
+    if ((c->valid & (STORE_SET_UID | STORE_SET_GID)) &&
+        a->type != STORE_DIR) {
+        kill_priv(a);
+    }
+    if ((c->valid & STORE_SET_ATIME) && (c->valid & STORE_SET_ATIME_NOW)) {
+        a->atime_ns = t->now;
+    }
+    if ((c->valid & STORE_SET_MTIME) && (c->valid & STORE_SET_MTIME_NOW)) {
+        a->mtime_ns = t->now;
+    }
+}
+
+/* A setgid directory hands its group to every new entry in it, and its
+ * setgid bit to new subdirectories (ext4's inode_init_owner). The setgid
+ * bit a non-member asks for on a new file never reaches us: the kernel
+ * strips it before it sends the request (vfs_prepare_mode). */
+static void inherit_group(const struct store_attr *dir, struct store_attr *a)
+{
+    if (dir->mode & S_ISGID) {
+        a->gid = dir->gid;
+        if (a->type == STORE_DIR) {
+            a->mode |= S_ISGID;
+        }
+    }
+}
+
 /* Write data at offset into file a (whose size is a->size as seen so far in
  * this entry), updating a. Bytes past the old size read as zeros; chunks
  * not written stay holes. a->stored follows the bytes the chunks hold:
@@ -581,7 +647,7 @@ static int set_size(struct tx *t, struct store_attr *a, uint64_t size)
 /* Apply a command's data to file a: truncated first if asked, written at the
  * offset or (append) at the end as of apply time; then stored. */
 static int file_write(struct tx *t, struct store_attr *a,
-                      const struct store_cmd *c)
+                      const struct store_cmd *c, bool created)
 {
     int rv = 0;
     if (c->flags & STORE_TRUNC) {
@@ -597,6 +663,7 @@ static int file_write(struct tx *t, struct store_attr *a,
     if ((c->flags & STORE_TRUNC) || c->data_len > 0) {
         touch(t, a);
     }
+    write_kill_priv(c, created, a);
     inode_put(t, a, NULL, 0);
     return 0;
 }
@@ -617,6 +684,7 @@ static int op_create(struct tx *t, const struct store_cmd *c, uint64_t *ino)
     rv = dentry_get(t->s, t->s->ro, c->parent, c->name, c->name_len, &have,
                     &type);
     struct store_attr a;
+    bool created = rv == -ENOENT;
     if (rv == 0) {
         if (c->flags & STORE_EXCL) {
             return EEXIST;
@@ -641,6 +709,7 @@ static int op_create(struct tx *t, const struct store_cmd *c, uint64_t *ino)
         a.mode = c->mode & 07777;
         a.uid = c->uid;
         a.gid = c->gid;
+        inherit_group(&dir, &a);
         a.nlink = 1;
         a.atime_ns = t->now;
         touch(t, &a);
@@ -650,7 +719,7 @@ static int op_create(struct tx *t, const struct store_cmd *c, uint64_t *ino)
     } else {
         return rv;
     }
-    rv = file_write(t, &a, c);
+    rv = file_write(t, &a, c, created);
     if (rv != 0) {
         return rv;
     }
@@ -679,7 +748,7 @@ static int op_write(struct tx *t, const struct store_cmd *c, uint64_t *ino)
     if (a.type != STORE_FILE) {
         return EINVAL;
     }
-    rv = file_write(t, &a, c);
+    rv = file_write(t, &a, c, false);
     if (rv != 0) {
         return rv;
     }
@@ -722,6 +791,7 @@ static int op_setattr(struct tx *t, const struct store_cmd *c, uint64_t *ino)
     if (c->valid & STORE_SET_MTIME) {
         a.mtime_ns = c->mtime_ns;
     }
+    setattr_rules(t, c, &a);
     a.ctime_ns = t->now;
     a.revision = t->index;
     rv = inode_update(t, &a);
@@ -771,6 +841,7 @@ static int op_mknode(struct tx *t, const struct store_cmd *c, uint8_t type,
     touch(t, &a);
     if (type == STORE_DIR) {
         a.mode = c->mode & 07777;
+        inherit_group(&dir, &a);
         a.nlink = 2;
         a.parent = c->parent;
         dir.nlink++;
@@ -778,6 +849,7 @@ static int op_mknode(struct tx *t, const struct store_cmd *c, uint8_t type,
     } else {
         a.mode = type == STORE_SYMLINK ? 0777 : c->mode & 07777;
         a.rdev = type == STORE_CHR || type == STORE_BLK ? c->offset : 0;
+        inherit_group(&dir, &a);
         a.nlink = 1;
         a.size = c->data_len;
         inode_put(t, &a, c->data, c->data_len);
@@ -860,6 +932,20 @@ static int is_within(struct tx *t, uint64_t dir, uint64_t anc, bool *within)
     }
     return store__set_err(t->s, RFS_ECORRUPT,
                           "directory parents of %s loop", t->s->dir);
+}
+
+/* An inode that changed names in place (RENAME_EXCHANGE): its ctime and
+ * revision move, as ext4's rename moves them. */
+static int name_moved(struct tx *t, uint64_t ino)
+{
+    struct store_attr a;
+    int rv = inode_get(t->s, t->s->ro, ino, &a, NULL, NULL);
+    if (rv != 0) {
+        return rv == -ENOENT ? 0 : rv;
+    }
+    a.ctime_ns = t->now;
+    a.revision = t->index;
+    return inode_update(t, &a);
 }
 
 /* A directory moved to another parent records its new parent. */
@@ -960,6 +1046,17 @@ static int op_rename(struct tx *t, const struct store_cmd *c, uint64_t *out)
             if (rv != 0) {
                 return rv;
             }
+        }
+        /* set_parent() moved the ctime of a directory that changed
+         * parent; the others move here (each inode is put once). */
+        if (same_dir || stype != STORE_DIR) {
+            rv = name_moved(t, sino);
+        }
+        if (rv == 0 && (same_dir || dtype != STORE_DIR)) {
+            rv = name_moved(t, dino);
+        }
+        if (rv != 0) {
+            return rv;
         }
         goto touch_parents;
     }
@@ -1910,6 +2007,9 @@ static int orphan_apply(struct tx *t, const struct store_cmd *c,
         if (rv == 0 && ((c->flags & STORE_TRUNC) || c->data_len > 0)) {
             a->mtime_ns = a->ctime_ns = t->now;
         }
+        if (rv == 0) {
+            write_kill_priv(c, false, a);
+        }
         return rv;
     }
     if (c->op != STORE_OP_SETATTR) {
@@ -1937,6 +2037,7 @@ static int orphan_apply(struct tx *t, const struct store_cmd *c,
     if (c->valid & STORE_SET_MTIME) {
         a->mtime_ns = c->mtime_ns;
     }
+    setattr_rules(t, c, a);
     a->ctime_ns = t->now;
     return 0;
 }

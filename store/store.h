@@ -148,6 +148,12 @@ enum store_op {
 #define STORE_APPEND 0x10   /* CREATE/WRITE: at the end of file as of apply
                              * time, so appends from several nodes never
                              * overwrite each other (O_APPEND, `>>`). */
+#define STORE_KILL_PRIV 0x80 /* CREATE/WRITE with data or STORE_TRUNC,
+                              * SETATTR with a size: the caller lacks
+                              * CAP_FSETID, so apply clears setuid, and
+                              * setgid if group-exec is set (Linux
+                              * file_remove_privs), from the mode as of
+                              * apply time. */
 #define STORE_XATTR_CREATE 0x20  /* SETXATTR: EEXIST if the name is set. */
 #define STORE_XATTR_REPLACE 0x40 /* SETXATTR: ENODATA if it is not. */
 
@@ -172,6 +178,10 @@ enum store_op {
 #define STORE_SET_SIZE 0x8
 #define STORE_SET_ATIME 0x10
 #define STORE_SET_MTIME 0x20
+#define STORE_SET_ATIME_NOW 0x40 /* With STORE_SET_ATIME: the entry's time
+                                  * (utimensat UTIME_NOW, touch), so atime,
+                                  * mtime and ctime agree to the ns. */
+#define STORE_SET_MTIME_NOW 0x80 /* With STORE_SET_MTIME: likewise. */
 
 /*
  * A filesystem command. Strings and data are borrowed when encoding and

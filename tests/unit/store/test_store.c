@@ -1592,6 +1592,192 @@ static void test_snapshot_roundtrip(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- Ownership and mode rules (decided at apply) ---------------------- */
+
+static int setattr_mode(struct fixture *f, uint64_t ino, uint32_t mode)
+{
+    struct store_cmd c = {.op = STORE_OP_SETATTR, .ino = ino,
+                          .valid = STORE_SET_MODE, .mode = mode};
+    return apply(f, &c).err;
+}
+
+/* A setgid directory gives its group to every new entry (file, directory,
+ * symlink, fifo, device), and its setgid bit to new subdirectories only;
+ * a hard link keeps the file's group. Outside such a directory, the
+ * creator's group. */
+static void test_setgid_directory_hands_down_its_group(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t d, x;
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "g", &d), 0);
+    struct store_cmd c = {.op = STORE_OP_SETATTR, .ino = d,
+                          .valid = STORE_SET_MODE | STORE_SET_GID,
+                          .mode = 02775, .gid = 4242};
+    assert_int_equal(apply(f, &c).err, 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, d, "f", &x), 0);
+    assert_int_equal(attr_of(f, x).gid, 4242);
+    assert_int_equal(attr_of(f, x).mode, 0644);
+    assert_int_equal(op(f, STORE_OP_SYMLINK, d, "l", &x), 0);
+    assert_int_equal(attr_of(f, x).gid, 4242);
+    assert_int_equal(mknod_at(f, d, "p", S_IFIFO | 0640, 0, &x), 0);
+    assert_int_equal(attr_of(f, x).gid, 4242);
+    assert_int_equal(mknod_at(f, d, "c", S_IFCHR | 0600, makedev(1, 3), &x),
+                     0);
+    assert_int_equal(attr_of(f, x).gid, 4242);
+    assert_int_equal(op(f, STORE_OP_MKDIR, d, "sub", &x), 0);
+    assert_int_equal(attr_of(f, x).gid, 4242);
+    assert_int_equal(attr_of(f, x).mode, 02644);
+    /* ... and the subdirectory hands it on in turn. */
+    uint64_t y;
+    assert_int_equal(op(f, STORE_OP_CREATE, x, "deep", &y), 0);
+    assert_int_equal(attr_of(f, y).gid, 4242);
+    /* A link into it keeps the file's own group. */
+    uint64_t outside;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "o", &outside),
+                     0);
+    struct store_cmd l = {.op = STORE_OP_LINK, .ino = outside, .parent = d,
+                          .name = "hl", .name_len = 2};
+    assert_int_equal(apply(f, &l).err, 0);
+    assert_int_equal(attr_of(f, outside).gid, 1000);
+    /* Without the bit: the creator's group. */
+    assert_int_equal(setattr_mode(f, d, 0775), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, d, "plain", &x), 0);
+    assert_int_equal(attr_of(f, x).gid, 1000);
+    assert_int_equal(op(f, STORE_OP_MKDIR, d, "plaindir", &x), 0);
+    assert_int_equal(attr_of(f, x).mode, 0644);
+}
+
+/* A write or truncate flagged STORE_KILL_PRIV (the caller lacks
+ * CAP_FSETID) clears setuid, and setgid only with group-exec; without
+ * the flag the bits stay. A chown of a non-directory clears them
+ * whoever asks, even to the same owner; of a directory, never. */
+static void test_kill_priv_on_write_truncate_chown(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t ino, d;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "s", &ino), 0);
+    assert_int_equal(setattr_mode(f, ino, 06755), 0);
+    assert_int_equal(wr(f, ino, 0, "a", 1, 0), 0);
+    assert_int_equal(attr_of(f, ino).mode, 06755);
+    assert_int_equal(wr(f, ino, 0, "a", 1, STORE_KILL_PRIV), 0);
+    assert_int_equal(attr_of(f, ino).mode, 0755);
+    /* setgid without group-exec stays (it marks locking, no privilege). */
+    assert_int_equal(setattr_mode(f, ino, 06745), 0);
+    assert_int_equal(wr(f, ino, 0, "", 0, STORE_APPEND | STORE_KILL_PRIV),
+                     0);
+    assert_int_equal(attr_of(f, ino).mode, 06745); /* Nothing written. */
+    assert_int_equal(wr(f, ino, 0, "b", 1, STORE_APPEND | STORE_KILL_PRIV),
+                     0);
+    assert_int_equal(attr_of(f, ino).mode, 02745);
+    /* A truncating write (O_TRUNC open) with nothing in it. */
+    assert_int_equal(setattr_mode(f, ino, 06755), 0);
+    assert_int_equal(wr(f, ino, 0, "", 0, STORE_TRUNC | STORE_KILL_PRIV), 0);
+    assert_int_equal(attr_of(f, ino).mode, 0755);
+    /* truncate(2). */
+    assert_int_equal(setattr_mode(f, ino, 06755), 0);
+    struct store_cmd t = {.op = STORE_OP_SETATTR, .ino = ino,
+                          .valid = STORE_SET_SIZE, .size = 0};
+    assert_int_equal(apply(f, &t).err, 0);
+    assert_int_equal(attr_of(f, ino).mode, 06755);
+    t.seq = 0;
+    t.flags = STORE_KILL_PRIV;
+    assert_int_equal(apply(f, &t).err, 0);
+    assert_int_equal(attr_of(f, ino).mode, 0755);
+    /* chown, to the same owner, without the flag. */
+    assert_int_equal(setattr_mode(f, ino, 06755), 0);
+    struct store_cmd o = {.op = STORE_OP_SETATTR, .ino = ino,
+                          .valid = STORE_SET_UID, .uid = 1000};
+    assert_int_equal(apply(f, &o).err, 0);
+    assert_int_equal(attr_of(f, ino).mode, 0755);
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    assert_int_equal(setattr_mode(f, d, 02755), 0);
+    o.seq = 0;
+    o.ino = d;
+    o.valid = STORE_SET_GID;
+    o.gid = 7;
+    assert_int_equal(apply(f, &o).err, 0);
+    assert_int_equal(attr_of(f, d).mode, 02755);
+    /* A new file's own O_TRUNC does not clear what its creator chose;
+     * data written into it does. */
+    struct store_cmd c = {.op = STORE_OP_CREATE, .parent = STORE_ROOT_INO,
+                          .name = "n", .name_len = 1, .mode = 04755,
+                          .flags = STORE_TRUNC | STORE_KILL_PRIV};
+    struct store_result r = apply(f, &c);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(attr_of(f, r.ino).mode, 04755);
+    struct store_cmd c2 = c;
+    c2.seq = 0;
+    c2.name = "m";
+    c2.data = "x";
+    c2.data_len = 1;
+    r = apply(f, &c2);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(attr_of(f, r.ino).mode, 0755);
+}
+
+/* UTIME_NOW (STORE_SET_*_NOW) takes the entry's own time, ignoring the
+ * value carried along, so atime, mtime and ctime agree; explicit times
+ * are applied as given; each alone leaves the other. */
+static void test_utime_now_is_the_entry_time(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t ino;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "t", &ino), 0);
+    struct store_cmd c = {.op = STORE_OP_SETATTR, .ino = ino,
+                          .valid = STORE_SET_ATIME | STORE_SET_MTIME |
+                                   STORE_SET_ATIME_NOW | STORE_SET_MTIME_NOW,
+                          .atime_ns = 5, .mtime_ns = 6,
+                          .time_ns = 777000};
+    assert_int_equal(apply(f, &c).err, 0);
+    struct store_attr a = attr_of(f, ino);
+    assert_int_equal(a.atime_ns, 777000);
+    assert_int_equal(a.mtime_ns, 777000);
+    assert_int_equal(a.ctime_ns, 777000);
+    struct store_cmd m = {.op = STORE_OP_SETATTR, .ino = ino,
+                          .valid = STORE_SET_MTIME, .mtime_ns = 42,
+                          .time_ns = 888000};
+    assert_int_equal(apply(f, &m).err, 0);
+    a = attr_of(f, ino);
+    assert_int_equal(a.atime_ns, 777000);
+    assert_int_equal(a.mtime_ns, 42);
+    assert_int_equal(a.ctime_ns, 888000);
+    struct store_cmd n = {.op = STORE_OP_SETATTR, .ino = ino,
+                          .valid = STORE_SET_ATIME | STORE_SET_ATIME_NOW,
+                          .time_ns = 999000};
+    assert_int_equal(apply(f, &n).err, 0);
+    a = attr_of(f, ino);
+    assert_int_equal(a.atime_ns, 999000);
+    assert_int_equal(a.mtime_ns, 42);
+}
+
+/* rename(RENAME_EXCHANGE) moves the ctime of both inodes (files in one
+ * directory, and a file against a directory across directories). */
+static void test_exchange_moves_both_ctimes(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t a, b, d, sub;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "a", &a), 0);
+    assert_int_equal(op(f, STORE_OP_SYMLINK, STORE_ROOT_INO, "b", &b), 0);
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    assert_int_equal(op(f, STORE_OP_MKDIR, d, "sub", &sub), 0);
+    int64_t before = attr_of(f, a).ctime_ns;
+    assert_int_equal(mv(f, STORE_ROOT_INO, "a", STORE_ROOT_INO, "b",
+                        STORE_EXCHANGE), 0);
+    int64_t now = attr_of(f, a).ctime_ns;
+    assert_true(now > before);
+    assert_int_equal(attr_of(f, b).ctime_ns, now);
+    char buf[16];
+    size_t len;
+    assert_int_equal(store_readlink(f->s, NULL, b, buf, sizeof(buf), &len),
+                     0);
+    assert_int_equal(len, 6); /* The symlink's target survived. */
+    assert_int_equal(mv(f, STORE_ROOT_INO, "b", d, "sub", STORE_EXCHANGE),
+                     0);
+    now = attr_of(f, a).ctime_ns;
+    assert_int_equal(attr_of(f, sub).ctime_ns, now);
+    assert_int_equal(attr_of(f, sub).parent, STORE_ROOT_INO);
+}
+
 int main(int argc, char **argv)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1629,6 +1815,10 @@ int main(int argc, char **argv)
         T(test_xattrs),
         T(test_xattrs_go_with_last_name),
         T(test_xattrs_in_snapshot),
+        T(test_setgid_directory_hands_down_its_group),
+        T(test_kill_priv_on_write_truncate_chown),
+        T(test_utime_now_is_the_entry_time),
+        T(test_exchange_moves_both_ctimes),
     };
 #undef T
     if (argc > 1) {
