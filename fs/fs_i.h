@@ -74,6 +74,8 @@ struct fs_handle {
     uint32_t uid;
     uint32_t gid;
     int64_t ctime_ns;
+    bool kill_priv; /* Opened with O_TRUNC by a caller without CAP_FSETID:
+                     * the staged truncate clears setuid/setgid. */
     struct fs_handle *pnext; /* In fs->pending. */
     struct fs_handle *anext, *aprev; /* In fs->all. */
 

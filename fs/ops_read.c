@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/capability.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,8 +309,13 @@ static void open_run(struct fs *fs, fuse_req_t req, void *arg)
          * point, never torn by a writer. */
         h->view = store_view_new(node_store(fs->node));
     } else if (o->fi.flags & O_TRUNC) {
+        /* As ext4's open(O_TRUNC), the truncate clears setuid/setgid for
+         * a caller without CAP_FSETID; the kernel does not here, since
+         * the truncate travels with the open (FUSE_CAP_ATOMIC_O_TRUNC). */
+        bool kill = !fs__caller_has_cap(req, CAP_FSETID);
         pthread_mutex_lock(&fs->lock);
         h->staged_trunc = true;
+        h->kill_priv = kill;
         pthread_mutex_unlock(&fs->lock);
     }
     fs__handle_flags(fs, h, &o->fi);

@@ -334,11 +334,12 @@ static int unstage(struct fs *fs, struct fs_handle *h, struct store_cmd *c)
         c->gid = h->gid;
         c->ino = h->kino;
         c->flags = h->open_flags & O_TRUNC ? STORE_TRUNC : 0;
+        c->flags |= h->kill_priv ? STORE_KILL_PRIV : 0;
         what = 2;
     } else if (h->staged_trunc) {
         c->op = STORE_OP_WRITE;
         c->ino = h->ino;
-        c->flags = STORE_TRUNC;
+        c->flags = STORE_TRUNC | (h->kill_priv ? STORE_KILL_PRIV : 0);
         what = 1;
     } else {
         c->op = STORE_OP_WRITE;
@@ -385,6 +386,11 @@ void fs__op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
      * descriptor's flags as they are now. */
     if (h->append || (fi->flags & O_APPEND)) {
         c.flags |= STORE_APPEND;
+    }
+    /* A write by a process without CAP_FSETID clears setuid and setgid
+     * (the store decides, on the mode as of apply time). */
+    if (!fs__caller_has_cap(req, CAP_FSETID)) {
+        c.flags |= STORE_KILL_PRIV;
     }
     w->size = size;
     submit(w, &c);
@@ -523,8 +529,19 @@ void fs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
     if (to_set & FUSE_SET_ATTR_SIZE) {
         s.valid |= STORE_SET_SIZE;
         s.size = (uint64_t)attr->st_size;
+        if (!fs__caller_has_cap(req, CAP_FSETID)) {
+            s.flags |= STORE_KILL_PRIV;
+        }
     }
     int64_t now = now_ns();
+    /* UTIME_NOW: the entry's time at apply (STORE_SET_*_NOW); the value
+     * sent along is what a binary without that rule would apply. */
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+        s.valid |= STORE_SET_ATIME_NOW;
+    }
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+        s.valid |= STORE_SET_MTIME_NOW;
+    }
     if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
         s.valid |= STORE_SET_ATIME;
         s.atime_ns = to_set & FUSE_SET_ATTR_ATIME_NOW
@@ -673,6 +690,11 @@ void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
     h->uid = ctx->uid;
     h->gid = ctx->gid;
     h->ctime_ns = now_ns();
+    /* If the name exists by the time the create applies, O_TRUNC
+     * truncates that file, and clears its setuid/setgid as an open
+     * would (see op_create). */
+    h->kill_priv = (fi->flags & O_TRUNC) &&
+                   !fs__caller_has_cap(req, CAP_FSETID);
     struct store_attr a;
     fs__pending_attr(h, &a);
     pthread_mutex_lock(&fs->lock);

@@ -66,6 +66,17 @@ run "touch" touch "$n1/empty"
 check "touch: empty file on n2" "0" "$(stat -c %s "$n2/empty")"
 run "touch -d" touch -d '2001-02-03 04:05:06 UTC' "$n3/empty"
 check "mtime set on n3, read on n1" "981173106" "$(stat -c %Y "$n1/empty")"
+run "touch -a -d" touch -a -d '2002-01-01 00:00:00 UTC' "$n1/empty"
+check "atime set, mtime kept, on n2" "1009843200 981173106" \
+    "$(stat -c '%X %Y' "$n2/empty")"
+run "touch -m -d" touch -m -d '2003-01-01 00:00:00 UTC' "$n2/empty"
+check "mtime set, atime kept, on n3" "1009843200 1041379200" \
+    "$(stat -c '%X %Y' "$n3/empty")"
+run "touch (now)" touch "$n3/empty"
+check "touch: atime = mtime = ctime, on n1" "$(stat -c %z "$n1/empty")" \
+    "$(stat -c %x "$n1/empty")"
+check "touch: mtime = ctime, on n2" "$(stat -c %z "$n2/empty")" \
+    "$(stat -c %y "$n2/empty")"
 run "chmod" chmod 640 "$n1/greeting"
 check "mode on n3" "640" "$(stat -c %a "$n3/greeting")"
 run "chown" chown 1234:5678 "$n2/greeting"

@@ -1450,6 +1450,426 @@ static uint64_t revision_of(const char *path)
     return strtoull(v, NULL, 10);
 }
 
+/* ---- Ownership and modes, as on ext4 ---------------------------------- */
+
+/* Run fn(c) in a child with real, effective and saved uid and gid set,
+ * and exactly the supplementary groups given (no capabilities left);
+ * returns what fn returned (0 for success, else the number of the check
+ * that failed). */
+static int as_user(struct mcluster *c, uid_t uid, gid_t gid, size_t ngroups,
+                   const gid_t *groups, int (*fn)(struct mcluster *c))
+{
+    pid_t p = fork();
+    if (p == 0) {
+        if (setgroups(ngroups, groups) != 0 ||
+            setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0) {
+            _exit(100);
+        }
+        _exit(fn(c));
+    }
+    int status;
+    if (waitpid(p, &status, 0) != p || !WIFEXITED(status)) {
+        return 101;
+    }
+    return WEXITSTATUS(status);
+}
+
+static mode_t mode_on(struct mcluster *c, int i, const char *rel)
+{
+    struct stat st;
+    stat_ok(mc_path(c, i, rel), &st);
+    return st.st_mode & 07777;
+}
+
+static gid_t gid_on(struct mcluster *c, int i, const char *rel)
+{
+    struct stat st;
+    stat_ok(mc_path(c, i, rel), &st);
+    return st.st_gid;
+}
+
+/* Creates, as uid 1000, in setgid directory g (group 4242, not its
+ * own): a file, a directory, a symlink, a fifo, and a file asking for
+ * setgid with group-exec. */
+static int sgid_creates(struct mcluster *c)
+{
+    if (mc_write(mc_path(c, 1, "g/f"), "x", 1) != 0) {
+        return 1;
+    }
+    if (mkdir(mc_path(c, 1, "g/sub"), 0755) != 0) {
+        return 2;
+    }
+    if (symlink("f", mc_path(c, 1, "g/l")) != 0) {
+        return 3;
+    }
+    if (mkfifo(mc_path(c, 1, "g/p"), 0644) != 0) {
+        return 4;
+    }
+    int fd = open(mc_path(c, 1, "g/x"), O_WRONLY | O_CREAT | O_EXCL, 02755);
+    if (fd < 0 || close(fd) != 0) {
+        return 5;
+    }
+    return 0;
+}
+
+/* The same setgid-with-group-exec create, by a member of group 4242. */
+static int sgid_member_create(struct mcluster *c)
+{
+    int fd = open(mc_path(c, 1, "g/y"), O_WRONLY | O_CREAT | O_EXCL, 02755);
+    return fd >= 0 && close(fd) == 0 ? 0 : 1;
+}
+
+/* A setgid directory gives its group to whatever anyone creates in it
+ * (file, directory, symlink, fifo, device node), and its setgid bit to
+ * new subdirectories; a hard link keeps the file's group. A non-member
+ * asking for a setgid, group-executable file gets it without the bit
+ * (the kernel strips it); a member keeps it. Read on the other nodes. */
+static void test_setgid_directory(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(chmod(c->dir, 0755), 0); /* mkdtemp made it 0700. */
+    umask(022);
+    assert_int_equal(mkdir(mc_path(c, 1, "g"), 0755), 0);
+    assert_int_equal(chown(mc_path(c, 1, "g"), 0, 4242), 0);
+    assert_int_equal(chmod(mc_path(c, 1, "g"), 02777), 0);
+    gid_t own = 1000, member[2] = {1000, 4242};
+    assert_int_equal(as_user(c, 1000, 1000, 1, &own, sgid_creates), 0);
+    assert_int_equal(as_user(c, 1000, 1000, 2, member, sgid_member_create),
+                     0);
+    assert_int_equal(mknod(mc_path(c, 2, "g/null"), S_IFCHR | 0600,
+                           makedev(1, 3)), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "outside"), "o", 1), 0);
+    assert_int_equal(link(mc_path(c, 1, "outside"), mc_path(c, 1, "g/hl")),
+                     0);
+    for (int i = 2; i <= 3; i++) {
+        const char *in[] = {"g/f", "g/sub", "g/l", "g/p", "g/x", "g/y",
+                            "g/null"};
+        for (size_t k = 0; k < sizeof(in) / sizeof(in[0]); k++) {
+            struct stat st;
+            assert_int_equal(lstat(mc_path(c, i, in[k]), &st), 0);
+            if (st.st_gid != 4242) {
+                fail_msg("%s on node %d: group %u", in[k], i,
+                         (unsigned)st.st_gid);
+            }
+        }
+        assert_int_equal(mode_on(c, i, "g/sub"), 02755);
+        assert_int_equal(mode_on(c, i, "g/f"), 0644);
+        assert_int_equal(mode_on(c, i, "g/x"), 0755);
+        assert_int_equal(mode_on(c, i, "g/y"), 02755);
+        assert_int_equal(gid_on(c, i, "g/hl"), 0);
+    }
+    /* The subdirectory hands the group on in turn. */
+    assert_int_equal(mc_write(mc_path(c, 2, "g/sub/deep"), "d", 1), 0);
+    assert_int_equal(gid_on(c, 3, "g/sub/deep"), 4242);
+}
+
+/* As uid 1000 (no CAP_FSETID), on file "p/s" (mode 06777, owned by
+ * nobody): steps 1-3 are an O_APPEND write (direct I/O: the kernel leaves
+ * the bits to us), a buffered write, and an O_TRUNC open with no write,
+ * each after the parent reset the mode; chosen by the exit code asked. */
+static int kill_step;
+static int priv_write(struct mcluster *c)
+{
+    const char *path = mc_path(c, 1, "p/s");
+    int fd;
+    switch (kill_step) {
+    case 1:
+        fd = open(path, O_WRONLY | O_APPEND);
+        return fd >= 0 && write(fd, "a", 1) == 1 && close(fd) == 0 ? 0 : 1;
+    case 2:
+        fd = open(path, O_WRONLY);
+        return fd >= 0 && pwrite(fd, "b", 1, 0) == 1 && close(fd) == 0 ? 0
+                                                                       : 2;
+    case 3:
+        fd = open(path, O_WRONLY | O_TRUNC);
+        return fd >= 0 && close(fd) == 0 ? 0 : 3;
+    case 4:
+        return truncate(path, 1) == 0 ? 0 : 4;
+    default:
+        return 99;
+    }
+}
+
+/* Writes and truncates by a process without CAP_FSETID clear setuid, and
+ * setgid when group-exec is set, whatever path they take (O_APPEND's
+ * direct I/O, the page cache, an O_TRUNC open, truncate); root's writes
+ * keep them; a chown clears them even by root to the same owner. Read
+ * on another node. */
+static void test_write_and_chown_clear_setuid(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(chmod(c->dir, 0755), 0);
+    assert_int_equal(mkdir(mc_path(c, 1, "p"), 0777), 0);
+    assert_int_equal(chmod(mc_path(c, 1, "p"), 0777), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "p/s"), "x", 1), 0);
+    assert_int_equal(chown(mc_path(c, 1, "p/s"), 65534, 65534), 0);
+    gid_t own = 1000;
+    for (kill_step = 1; kill_step <= 4; kill_step++) {
+        assert_int_equal(chmod(mc_path(c, 2, "p/s"), 06777), 0);
+        assert_int_equal(as_user(c, 1000, 1000, 1, &own, priv_write), 0);
+        if (mode_on(c, 3, "p/s") != 0777) {
+            fail_msg("step %d: mode %o", kill_step, mode_on(c, 3, "p/s"));
+        }
+    }
+    /* setgid without group-exec is no privilege: it stays. */
+    assert_int_equal(chmod(mc_path(c, 2, "p/s"), 06767), 0);
+    kill_step = 1;
+    assert_int_equal(as_user(c, 1000, 1000, 1, &own, priv_write), 0);
+    assert_int_equal(mode_on(c, 3, "p/s"), 02767);
+    /* Root (CAP_FSETID) writes without clearing anything. */
+    assert_int_equal(chmod(mc_path(c, 2, "p/s"), 06777), 0);
+    int fd = open(mc_path(c, 1, "p/s"), O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "r", 1), 1);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(mode_on(c, 3, "p/s"), 06777);
+    /* chown by root, to the owner it already has. */
+    assert_int_equal(chown(mc_path(c, 1, "p/s"), 65534, 65534), 0);
+    assert_int_equal(mode_on(c, 3, "p/s"), 0777);
+    /* A directory keeps its setgid bit through a chown. */
+    assert_int_equal(chmod(mc_path(c, 1, "p"), 02777), 0);
+    assert_int_equal(chown(mc_path(c, 1, "p"), 0, 4242), 0);
+    assert_int_equal(mode_on(c, 2, "p"), 02777);
+}
+
+/* As uid 1001 in sticky directory "t" (root's, 01777): what it may not
+ * remove or replace (others' entries) fails with EPERM; its own goes. */
+static int sticky_other(struct mcluster *c)
+{
+    if (unlink(mc_path(c, 1, "t/root")) == 0 || errno != EPERM) {
+        return 1;
+    }
+    if (unlink(mc_path(c, 1, "t/u1000")) == 0 || errno != EPERM) {
+        return 2;
+    }
+    if (rename(mc_path(c, 1, "t/u1000"), mc_path(c, 1, "t/moved")) == 0 ||
+        errno != EPERM) {
+        return 3;
+    }
+    if (rename(mc_path(c, 1, "t/mine"), mc_path(c, 1, "t/root")) == 0 ||
+        errno != EPERM) {
+        return 4;
+    }
+    if (rmdir(mc_path(c, 1, "t/dir1000")) == 0 || errno != EPERM) {
+        return 5;
+    }
+    if (rename(mc_path(c, 1, "t/mine"), mc_path(c, 1, "t/mine2")) != 0) {
+        return 6;
+    }
+    if (unlink(mc_path(c, 1, "t/mine2")) != 0) {
+        return 7;
+    }
+    /* In its own sticky directory it removes anyone's entry. */
+    if (unlink(mc_path(c, 1, "t/d1001/theirs")) != 0) {
+        return 8;
+    }
+    return 0;
+}
+
+/* The file's owner removes it from a sticky directory. */
+static int sticky_owner(struct mcluster *c)
+{
+    return unlink(mc_path(c, 1, "t/u1000")) == 0 &&
+                   rmdir(mc_path(c, 1, "t/dir1000")) == 0
+               ? 0
+               : 1;
+}
+
+static void create_as(struct mcluster *c, const char *rel, uid_t uid,
+                      bool dir)
+{
+    if (dir) {
+        assert_int_equal(mkdir(mc_path(c, 1, rel), 0777), 0);
+    } else {
+        assert_int_equal(mc_write(mc_path(c, 1, rel), "x", 1), 0);
+    }
+    assert_int_equal(chown(mc_path(c, 1, rel), uid, uid), 0);
+}
+
+/* Sticky directories: only the entry's owner, the directory's owner or
+ * root (CAP_FOWNER) may unlink, rmdir or rename an entry, or replace one
+ * by rename; others get EPERM (the kernel's check, may_delete, with
+ * default_permissions). The survivors are checked on another node. */
+static void test_sticky_directory(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(chmod(c->dir, 0755), 0);
+    assert_int_equal(mkdir(mc_path(c, 1, "t"), 0777), 0);
+    assert_int_equal(chmod(mc_path(c, 1, "t"), 01777), 0);
+    create_as(c, "t/root", 0, false);
+    create_as(c, "t/u1000", 1000, false);
+    create_as(c, "t/mine", 1001, false);
+    create_as(c, "t/dir1000", 1000, true);
+    create_as(c, "t/d1001", 1001, true);
+    assert_int_equal(chmod(mc_path(c, 1, "t/d1001"), 01777), 0);
+    create_as(c, "t/d1001/theirs", 1000, false);
+    gid_t g1001 = 1001, g1000 = 1000;
+    assert_int_equal(as_user(c, 1001, 1001, 1, &g1001, sticky_other), 0);
+    struct stat st;
+    stat_ok(mc_path(c, 2, "t/root"), &st);
+    assert_int_equal(st.st_size, 1); /* Not replaced. */
+    stat_ok(mc_path(c, 2, "t/u1000"), &st);
+    stat_ok(mc_path(c, 2, "t/dir1000"), &st);
+    assert_int_equal(stat(mc_path(c, 2, "t/mine2"), &st), -1);
+    assert_int_equal(stat(mc_path(c, 2, "t/d1001/theirs"), &st), -1);
+    assert_int_equal(as_user(c, 1000, 1000, 1, &g1000, sticky_owner), 0);
+    assert_int_equal(stat(mc_path(c, 3, "t/u1000"), &st), -1);
+    assert_int_equal(unlink(mc_path(c, 1, "t/root")), 0); /* Root may. */
+    assert_int_equal(stat(mc_path(c, 3, "t/root"), &st), -1);
+}
+
+static int64_t ns(struct timespec ts)
+{
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* As uid 1000 on "u/w" (root's, 0666) and "u/r" (root's, 0644):
+ * UTIME_NOW needs write permission or ownership, explicit times need
+ * ownership. */
+static int utime_other(struct mcluster *c)
+{
+    const struct timespec now[2] = {{0, UTIME_NOW}, {0, UTIME_NOW}};
+    const struct timespec set[2] = {{1000, 0}, {2000, 0}};
+    if (utimensat(AT_FDCWD, mc_path(c, 1, "u/w"), NULL, 0) != 0) {
+        return 1;
+    }
+    if (utimensat(AT_FDCWD, mc_path(c, 1, "u/w"), now, 0) != 0) {
+        return 2;
+    }
+    if (utimensat(AT_FDCWD, mc_path(c, 1, "u/w"), set, 0) == 0 ||
+        errno != EPERM) {
+        return 3;
+    }
+    if (utimensat(AT_FDCWD, mc_path(c, 1, "u/r"), NULL, 0) == 0 ||
+        errno != EACCES) {
+        return 4;
+    }
+    if (utimensat(AT_FDCWD, mc_path(c, 1, "u/mine"), set, 0) != 0) {
+        return 5;
+    }
+    return 0;
+}
+
+/* utimensat: UTIME_NOW for both sets atime = mtime = ctime (the entry's
+ * time, on every node); UTIME_OMIT leaves that one alone; both OMIT
+ * change nothing, ctime included; the permission rules are ext4's (the
+ * kernel checks them); a read moves no ctime. */
+static void test_utimensat(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(chmod(c->dir, 0755), 0);
+    assert_int_equal(mkdir(mc_path(c, 1, "u"), 0777), 0);
+    assert_int_equal(chmod(mc_path(c, 1, "u"), 0777), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "u/w"), "w", 1), 0);
+    assert_int_equal(chmod(mc_path(c, 1, "u/w"), 0666), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "u/r"), "r", 1), 0);
+    assert_int_equal(chmod(mc_path(c, 1, "u/r"), 0644), 0);
+    create_as(c, "u/mine", 1000, false);
+    const char *f = "u/w";
+    struct timespec t[2] = {{0, UTIME_NOW}, {0, UTIME_NOW}};
+    assert_int_equal(utimensat(AT_FDCWD, mc_path(c, 1, f), t, 0), 0);
+    struct stat st;
+    stat_ok(mc_path(c, 2, f), &st);
+    assert_int_equal(ns(st.st_atim), ns(st.st_ctim));
+    assert_int_equal(ns(st.st_mtim), ns(st.st_ctim));
+    int64_t was = ns(st.st_ctim);
+    /* Explicit atime, mtime omitted. */
+    t[0] = (struct timespec){1234, 5};
+    t[1] = (struct timespec){0, UTIME_OMIT};
+    assert_int_equal(utimensat(AT_FDCWD, mc_path(c, 1, f), t, 0), 0);
+    stat_ok(mc_path(c, 3, f), &st);
+    assert_int_equal(ns(st.st_atim), 1234000000005);
+    assert_int_equal(ns(st.st_mtim), was);
+    assert_true(ns(st.st_ctim) > was);
+    was = ns(st.st_ctim);
+    /* mtime NOW, atime omitted. */
+    t[0] = (struct timespec){0, UTIME_OMIT};
+    t[1] = (struct timespec){0, UTIME_NOW};
+    assert_int_equal(utimensat(AT_FDCWD, mc_path(c, 1, f), t, 0), 0);
+    stat_ok(mc_path(c, 2, f), &st);
+    assert_int_equal(ns(st.st_atim), 1234000000005);
+    assert_int_equal(ns(st.st_mtim), ns(st.st_ctim));
+    assert_true(ns(st.st_ctim) > was);
+    was = ns(st.st_ctim);
+    /* Both omitted: nothing moves. A read moves nothing either. */
+    t[1] = (struct timespec){0, UTIME_OMIT};
+    assert_int_equal(utimensat(AT_FDCWD, mc_path(c, 1, f), t, 0), 0);
+    char buf[4];
+    assert_int_equal(mc_read(mc_path(c, 1, f), buf, sizeof(buf)), 1);
+    stat_ok(mc_path(c, 3, f), &st);
+    assert_int_equal(ns(st.st_ctim), was);
+    assert_int_equal(ns(st.st_atim), 1234000000005);
+    gid_t own = 1000;
+    assert_int_equal(as_user(c, 1000, 1000, 1, &own, utime_other), 0);
+    stat_ok(mc_path(c, 2, "u/mine"), &st);
+    assert_int_equal(ns(st.st_atim), 1000000000000);
+    assert_int_equal(ns(st.st_mtim), 2000000000000);
+}
+
+/* ctime moves with chmod, chown, link, unlink (of a file that keeps a
+ * name), rename (the moved inode, and both directories' mtime and
+ * ctime), write and truncate: each checked on another node. */
+static void test_ctime_moves(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mkdir(mc_path(c, 1, "a"), 0755), 0);
+    assert_int_equal(mkdir(mc_path(c, 1, "b"), 0755), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "a/f"), "x", 1), 0);
+    struct stat st, da, db;
+    int64_t was;
+    stat_ok(mc_path(c, 2, "a/f"), &st);
+#define MOVED(step)                                                         \
+    do {                                                                    \
+        was = ns(st.st_ctim);                                               \
+        step;                                                               \
+        stat_ok(mc_path(c, 3, "a/f"), &st);                                 \
+        if (!(ns(st.st_ctim) > was)) {                                      \
+            fail_msg("%s left ctime alone", #step);                         \
+        }                                                                   \
+    } while (0)
+    MOVED(assert_int_equal(chmod(mc_path(c, 1, "a/f"), 0600), 0));
+    MOVED(assert_int_equal(chown(mc_path(c, 2, "a/f"), 7, 7), 0));
+    MOVED(assert_int_equal(link(mc_path(c, 1, "a/f"), mc_path(c, 1, "b/l")),
+                           0));
+    MOVED(assert_int_equal(unlink(mc_path(c, 2, "b/l")), 0));
+    MOVED(assert_int_equal(mc_write(mc_path(c, 1, "a/f"), "yy", 2), 0));
+    MOVED(assert_int_equal(truncate(mc_path(c, 2, "a/f"), 1), 0));
+#undef MOVED
+    stat_ok(mc_path(c, 3, "a"), &da);
+    stat_ok(mc_path(c, 3, "b"), &db);
+    was = ns(st.st_ctim);
+    assert_int_equal(rename(mc_path(c, 1, "a/f"), mc_path(c, 1, "b/f")), 0);
+    stat_ok(mc_path(c, 2, "b/f"), &st);
+    assert_true(ns(st.st_ctim) > was);
+    struct stat da2, db2;
+    stat_ok(mc_path(c, 2, "a"), &da2);
+    stat_ok(mc_path(c, 2, "b"), &db2);
+    assert_true(ns(da2.st_mtim) > ns(da.st_mtim));
+    assert_true(ns(da2.st_ctim) > ns(da.st_ctim));
+    assert_true(ns(db2.st_mtim) > ns(db.st_mtim));
+    assert_true(ns(db2.st_ctim) > ns(db.st_ctim));
+    /* A read moves nothing. */
+    char buf[4];
+    assert_int_equal(mc_read(mc_path(c, 3, "b/f"), buf, sizeof(buf)), 1);
+    struct stat after;
+    stat_ok(mc_path(c, 1, "b/f"), &after);
+    assert_int_equal(ns(after.st_ctim), ns(st.st_ctim));
+    assert_int_equal(ns(after.st_mtim), ns(st.st_mtim));
+    /* RENAME_EXCHANGE moves both inodes' ctime. */
+    assert_int_equal(mc_write(mc_path(c, 1, "b/g"), "g", 1), 0);
+    struct stat g;
+    stat_ok(mc_path(c, 2, "b/g"), &g);
+    assert_int_equal(renameat2(AT_FDCWD, mc_path(c, 1, "b/f"), AT_FDCWD,
+                               mc_path(c, 1, "b/g"), RENAME_EXCHANGE),
+                     0);
+    struct stat f2, g2;
+    stat_ok(mc_path(c, 3, "b/g"), &f2); /* The file that was b/f. */
+    stat_ok(mc_path(c, 3, "b/f"), &g2);
+    assert_int_equal(f2.st_ino, st.st_ino);
+    assert_true(ns(f2.st_ctim) > ns(st.st_ctim));
+    assert_true(ns(g2.st_ctim) > ns(g.st_ctim));
+}
+
 /* Hard links: nlink counts names and reads the same on every node; a name
  * removed leaves the others (and an open handle) working; rename onto
  * another name of the same file does nothing; a directory cannot be
@@ -1976,6 +2396,15 @@ int main(int argc, char **argv)
                                         setup_allow_other, teardown),
         cmocka_unit_test_setup_teardown(test_xattrs_local, setup_local,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_setgid_directory,
+                                        setup_allow_other, teardown),
+        cmocka_unit_test_setup_teardown(test_write_and_chown_clear_setuid,
+                                        setup_allow_other, teardown),
+        cmocka_unit_test_setup_teardown(test_sticky_directory,
+                                        setup_allow_other, teardown),
+        cmocka_unit_test_setup_teardown(test_utimensat, setup_allow_other,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ctime_moves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_local_link_counts, setup_local,
                                         teardown),
         cmocka_unit_test_setup_teardown(
