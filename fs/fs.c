@@ -353,7 +353,7 @@ void fs__pending_attr(const struct fs_handle *h, struct store_attr *a)
     a->type = STORE_FILE;
     a->mode = h->mode & 07777;
     a->uid = h->uid;
-    a->gid = h->gid;
+    a->gid = h->shown_gid;
     a->nlink = 1;
     a->atime_ns = a->mtime_ns = a->ctime_ns = h->ctime_ns;
 }

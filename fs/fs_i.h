@@ -76,6 +76,8 @@ struct fs_handle {
     int64_t ctime_ns;
     bool kill_priv; /* Opened with O_TRUNC by a caller without CAP_FSETID:
                      * the staged truncate clears setuid/setgid. */
+    uint32_t shown_gid; /* The group lookups show while the create is
+                         * pending: a setgid parent's (apply decides). */
     struct fs_handle *pnext; /* In fs->pending. */
     struct fs_handle *anext, *aprev; /* In fs->all. */
 

@@ -695,6 +695,14 @@ void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
      * would (see op_create). */
     h->kill_priv = (fi->flags & O_TRUNC) &&
                    !fs__caller_has_cap(req, CAP_FSETID);
+    /* The group a setgid directory will give the file, shown until the
+     * create applies (where the store decides it again). */
+    struct store_attr dir;
+    h->shown_gid = h->gid;
+    if (store_getattr(node_store(fs->node), NULL, parent, &dir) == 0 &&
+        (dir.mode & S_ISGID)) {
+        h->shown_gid = dir.gid;
+    }
     struct store_attr a;
     fs__pending_attr(h, &a);
     pthread_mutex_lock(&fs->lock);

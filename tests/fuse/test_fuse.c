@@ -1453,9 +1453,9 @@ static uint64_t revision_of(const char *path)
 /* ---- Ownership and modes, as on ext4 ---------------------------------- */
 
 /* Run fn(c) in a child with real, effective and saved uid and gid set,
- * and exactly the supplementary groups given (no capabilities left);
- * returns what fn returned (0 for success, else the number of the check
- * that failed). */
+ * and exactly the supplementary groups given (no capabilities left), and
+ * umask 022; returns what fn returned (0 for success, else the number of
+ * the check that failed). */
 static int as_user(struct mcluster *c, uid_t uid, gid_t gid, size_t ngroups,
                    const gid_t *groups, int (*fn)(struct mcluster *c))
 {
@@ -1465,6 +1465,7 @@ static int as_user(struct mcluster *c, uid_t uid, gid_t gid, size_t ngroups,
             setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0) {
             _exit(100);
         }
+        umask(022);
         _exit(fn(c));
     }
     int status;
@@ -1528,7 +1529,6 @@ static void test_setgid_directory(void **state)
 {
     struct mcluster *c = *state;
     assert_int_equal(chmod(c->dir, 0755), 0); /* mkdtemp made it 0700. */
-    umask(022);
     assert_int_equal(mkdir(mc_path(c, 1, "g"), 0755), 0);
     assert_int_equal(chown(mc_path(c, 1, "g"), 0, 4242), 0);
     assert_int_equal(chmod(mc_path(c, 1, "g"), 02777), 0);
@@ -1561,6 +1561,16 @@ static void test_setgid_directory(void **state)
     /* The subdirectory hands the group on in turn. */
     assert_int_equal(mc_write(mc_path(c, 2, "g/sub/deep"), "d", 1), 0);
     assert_int_equal(gid_on(c, 3, "g/sub/deep"), 4242);
+    /* A file whose create is still staged here (open, nothing written)
+     * already shows the group it will get. */
+    int fd = open(mc_path(c, 1, "g/staged"), O_WRONLY | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_gid, 4242);
+    assert_int_equal(gid_on(c, 1, "g/staged"), 4242);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(gid_on(c, 2, "g/staged"), 4242);
 }
 
 /* As uid 1000 (no CAP_FSETID), on file "p/s" (mode 06777, owned by
