@@ -1817,8 +1817,9 @@ static void test_utimensat(void **state)
 }
 
 /* ctime moves with chmod, chown, link, unlink (of a file that keeps a
- * name), rename (the moved inode, and both directories' mtime and
- * ctime), write and truncate: each checked on another node. */
+ * name), write, truncate, setxattr, rename (the moved inode, both of an
+ * exchange, and both directories' mtime and ctime): each checked on
+ * another node. */
 static void test_ctime_moves(void **state)
 {
     struct mcluster *c = *state;
@@ -1844,6 +1845,9 @@ static void test_ctime_moves(void **state)
     MOVED(assert_int_equal(unlink(mc_path(c, 2, "b/l")), 0));
     MOVED(assert_int_equal(mc_write(mc_path(c, 1, "a/f"), "yy", 2), 0));
     MOVED(assert_int_equal(truncate(mc_path(c, 2, "a/f"), 1), 0));
+    MOVED(assert_int_equal(setxattr(mc_path(c, 1, "a/f"), "user.k", "v", 1,
+                                    0),
+                           0));
 #undef MOVED
     stat_ok(mc_path(c, 3, "a"), &da);
     stat_ok(mc_path(c, 3, "b"), &db);
