@@ -350,13 +350,21 @@ static int io_snapshot_record(void *data, const struct cons_snap_meta *meta,
                               rfs_index_t compact_to, rfs_index_t old_index)
 {
     struct node *n = data;
-    int rv = store_snapshot_meta_put(n->store, meta);
-    if (rv == 0 && compact_to > 0) {
-        rv = store_log_compact(n->store, compact_to);
-    }
+    struct store_snap_meta sm;
+    int rv = snapfiles_meta_to_store(meta, &sm);
     if (rv != 0) {
-        snprintf(n->disk_err, sizeof(n->disk_err), "%s",
-                 store_errmsg(n->store));
+        snprintf(n->disk_err, sizeof(n->disk_err),
+                 "recording snapshot metadata: %s", rfs_strerror(rv));
+    } else {
+        rv = store_snapshot_meta_put(n->store, &sm);
+        rfs_free(sm.conf.base);
+        if (rv == 0 && compact_to > 0) {
+            rv = store_log_compact(n->store, compact_to);
+        }
+        if (rv != 0) {
+            snprintf(n->disk_err, sizeof(n->disk_err), "%s",
+                     store_errmsg(n->store));
+        }
     }
     if (old_index != 0) {
         snapfiles_drop(&n->snaps, old_index);
@@ -875,8 +883,16 @@ static int load_core(struct node *n, char *errmsg)
         .idle = io_idle,
         .log = io_log,
     };
-    struct cons_load cl = {.hs = l.hs, .snap = l.snap, .entries = l.entries,
+    struct cons_load cl = {.hs = l.hs, .entries = l.entries,
                            .n_entries = l.n_entries, .applied = l.applied};
+    rv = snapfiles_meta_from_store(&l.snap, &cl.snap);
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ,
+                 "snapshot metadata in %.150s is damaged (its configuration)",
+                 n->dir);
+        store_loaded_free(&l);
+        return rv;
+    }
     rv = host_new(&ho, &io, &cl, &n->host);
     rfs_term_t log_term = l.n_entries > 0 ? l.entries[l.n_entries - 1].term
                                           : l.snap.term;

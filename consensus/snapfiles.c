@@ -12,6 +12,7 @@
 
 #include "../common/endian.h"
 #include "../common/err.h"
+#include "../common/heap.h"
 
 int snapfiles_init(struct snapfiles *f, const char *datadir, char *errmsg)
 {
@@ -90,7 +91,15 @@ int snapfiles_receive(struct snapfiles *f, struct store *s,
     if (rv != 0 || !last) {
         return rv;
     }
-    rv = store_snapshot_install(s, path, meta);
+    struct store_snap_meta sm;
+    rv = snapfiles_meta_to_store(meta, &sm);
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "installing %.150s: %s", path,
+                 rfs_strerror(rv));
+        return rv;
+    }
+    rv = store_snapshot_install(s, path, &sm);
+    rfs_free(sm.conf.base);
     if (rv != 0) {
         snprintf(errmsg, RFS_ERRMSG_SZ, "%s", store_errmsg(s));
         return rv;
@@ -194,7 +203,14 @@ int snapfiles_restore(struct snapfiles *f, struct store *s, const char *path,
     }
     meta->index = index;
     meta->size = size;
-    int rv = store_snapshot_install(s, path, meta);
+    struct store_snap_meta sm;
+    int rv = snapfiles_meta_to_store(meta, &sm);
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "%.150s: %s", path, rfs_strerror(rv));
+        return rv;
+    }
+    rv = store_snapshot_install(s, path, &sm);
+    rfs_free(sm.conf.base);
     if (rv != 0) {
         snprintf(errmsg, RFS_ERRMSG_SZ, "%.150s: %s", path, store_errmsg(s));
         return rv;
@@ -224,4 +240,27 @@ int snapfiles_restore(struct snapfiles *f, struct store *s, const char *path,
         close(out);
     }
     return rv == 0 ? keep(f, tmp, index, errmsg) : rv;
+}
+
+int snapfiles_meta_to_store(const struct cons_snap_meta *m,
+                            struct store_snap_meta *out)
+{
+    out->index = m->index;
+    out->term = m->term;
+    out->size = m->size;
+    return cons_conf_encode(&m->conf, &out->conf);
+}
+
+int snapfiles_meta_from_store(const struct store_snap_meta *m,
+                              struct cons_snap_meta *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->index = m->index;
+    out->term = m->term;
+    out->size = m->size;
+    /* No record, no configuration: a node that never took a snapshot. */
+    if (m->conf.base != NULL && cons_conf_decode(&m->conf, &out->conf) != 0) {
+        return RFS_ECORRUPT;
+    }
+    return 0;
 }

@@ -72,4 +72,17 @@ int snapfiles_restore(struct snapfiles *f, struct store *s, const char *path,
 /* The applied index an image holds (its header), or 0 if not an image. */
 rfs_index_t snapfiles_image_index(const char *path, uint64_t *size);
 
+/*
+ * The store keeps a snapshot's configuration as bytes it never reads; these
+ * two translate between the core's snapshot metadata and the store's with
+ * the core's own codec, so the bytes on disk are a CONF entry's payload.
+ * snapfiles_meta_to_store allocates out->conf.base: the caller frees it
+ * with rfs_free. 0 or -ENOMEM. snapfiles_meta_from_store: 0, or
+ * RFS_ECORRUPT if the bytes are not a configuration (a damaged record).
+ */
+int snapfiles_meta_to_store(const struct cons_snap_meta *m,
+                            struct store_snap_meta *out);
+int snapfiles_meta_from_store(const struct store_snap_meta *m,
+                              struct cons_snap_meta *out);
+
 #endif /* RAFTFS_CONSENSUS_SNAPFILES_H */

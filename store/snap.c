@@ -238,12 +238,12 @@ static int read_all(const char *path, uint8_t **out, size_t *len)
     return 0;
 }
 
-int store__snap_encode(const struct cons_snap_meta *m, struct rfs_buf *out);
+int store__snap_encode(const struct store_snap_meta *m, struct rfs_buf *out);
 void store__put_snap_meta(struct store *s, rocksdb_writebatch_t *b,
                           const struct rfs_buf *enc);
 
 int store_snapshot_install(struct store *s, const char *path,
-                           const struct cons_snap_meta *meta)
+                           const struct store_snap_meta *meta)
 {
     uint8_t *p = NULL;
     size_t len = 0;

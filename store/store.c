@@ -472,24 +472,21 @@ int store_log_compact(struct store *s, rfs_index_t upto)
 
 /* ---- Metadata --------------------------------------------------------- */
 
-static int snap_encode(const struct cons_snap_meta *m, struct rfs_buf *out)
+/* The "snap" record: u32 CRC32C of the rest, u64 index, term, size, then
+ * the configuration's bytes as the caller encoded them. */
+static int snap_encode(const struct store_snap_meta *m, struct rfs_buf *out)
 {
-    struct rfs_buf conf;
-    int rv = cons_conf_encode(&m->conf, &conf);
-    if (rv != 0) {
-        return rv;
-    }
-    size_t len = 4 + 24 + conf.len;
+    size_t len = 4 + 24 + m->conf.len;
     uint8_t *p = rfs_malloc(len);
     if (p == NULL) {
-        rfs_free(conf.base);
         return -ENOMEM;
     }
     rfs_put_le64(p + 4, m->index);
     rfs_put_le64(p + 12, m->term);
     rfs_put_le64(p + 20, m->size);
-    memcpy(p + 28, conf.base, conf.len);
-    rfs_free(conf.base);
+    if (m->conf.len > 0) {
+        memcpy(p + 28, m->conf.base, m->conf.len);
+    }
     rfs_put_le32(p, rfs_crc32c(0, p + 4, len - 4));
     out->base = p;
     out->len = len;
@@ -505,7 +502,7 @@ void store__put_snap_meta(struct store *s, rocksdb_writebatch_t *b,
                               enc->len);
 }
 
-int store_snapshot_meta_put(struct store *s, const struct cons_snap_meta *m)
+int store_snapshot_meta_put(struct store *s, const struct store_snap_meta *m)
 {
     struct rfs_buf enc;
     int rv = snap_encode(m, &enc);
@@ -687,8 +684,8 @@ int store_peer_pin(struct store *s, rfs_nodeid_t peer, uint64_t data_id,
     return rv;
 }
 
-int store__snap_encode(const struct cons_snap_meta *m, struct rfs_buf *out);
-int store__snap_encode(const struct cons_snap_meta *m, struct rfs_buf *out)
+int store__snap_encode(const struct store_snap_meta *m, struct rfs_buf *out);
+int store__snap_encode(const struct store_snap_meta *m, struct rfs_buf *out)
 {
     return snap_encode(m, out);
 }
@@ -699,6 +696,7 @@ void store_loaded_free(struct store_loaded *l)
         rfs_free(l->entries[i].data.base);
     }
     rfs_free(l->entries);
+    rfs_free(l->snap.conf.base);
     memset(l, 0, sizeof(*l));
 }
 
@@ -730,9 +728,7 @@ int store_load(struct store *s, struct store_loaded *l)
     }
     if (v != NULL) {
         const uint8_t *p = (const uint8_t *)v;
-        struct rfs_buf conf = {(void *)(p + 28), len >= 28 ? len - 28 : 0};
-        if (len < 28 || rfs_get_le32(p) != rfs_crc32c(0, p + 4, len - 4) ||
-            cons_conf_decode(&conf, &l->snap.conf) != 0) {
+        if (len < 28 || rfs_get_le32(p) != rfs_crc32c(0, p + 4, len - 4)) {
             rocksdb_free(v);
             return store__set_err(s, RFS_ECORRUPT,
                                   "snapshot metadata in %s is damaged",
@@ -741,6 +737,16 @@ int store_load(struct store *s, struct store_loaded *l)
         l->snap.index = rfs_get_le64(p + 4);
         l->snap.term = rfs_get_le64(p + 12);
         l->snap.size = rfs_get_le64(p + 20);
+        l->snap.conf.len = len - 28;
+        /* One byte more: base is non-NULL whenever the record exists, so
+         * that the caller can tell an empty configuration (which the core's
+         * decoder refuses) from no snapshot at all. */
+        l->snap.conf.base = rfs_malloc(len - 28 + 1);
+        if (l->snap.conf.base == NULL) {
+            rocksdb_free(v);
+            return -ENOMEM;
+        }
+        memcpy(l->snap.conf.base, p + 28, len - 28);
         rocksdb_free(v);
     }
     l->applied = s->applied;

@@ -41,8 +41,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "../common/entry.h"
 #include "../common/types.h"
-#include "../consensus/core/core.h"
 
 #define STORE_ROOT_INO 1
 #define STORE_CHUNK_SIZE (64 * 1024)
@@ -90,13 +90,27 @@ int store_failed(const struct store *s);
 /* ---- The Raft log ----------------------------------------------------- */
 
 /*
+ * What a snapshot stands for: every entry up to and including index. conf
+ * is the configuration in force at index, as the bytes the consensus
+ * encoded it to (cons_conf_encode): the store keeps them without reading
+ * them, so it knows nothing of configurations.
+ */
+struct store_snap_meta {
+    rfs_index_t index;
+    rfs_term_t term;
+    uint64_t size;       /* Bytes of the snapshot image. */
+    struct rfs_buf conf; /* Encoded configuration. */
+};
+
+/*
  * Everything the core needs at start. entries/n_entries: the log after the
- * snapshot, allocated here; free with store_loaded_free(). Every record is
+ * snapshot, allocated here; snap.conf too (base NULL when no snapshot was
+ * recorded); free both with store_loaded_free(). Every record is
  * checksum-verified; a bad one fails with RFS_ECORRUPT naming its index.
  */
 struct store_loaded {
     struct cons_hard_state hs;
-    struct cons_snap_meta snap;
+    struct store_snap_meta snap;
     struct cons_entry *entries;
     unsigned n_entries;
     rfs_index_t applied;
@@ -388,7 +402,7 @@ int store_snapshot_write(struct store *s, const char *path,
  * RFS_ECORRUPT (the image is damaged: nothing changed).
  */
 int store_snapshot_install(struct store *s, const char *path,
-                           const struct cons_snap_meta *meta);
+                           const struct store_snap_meta *meta);
 
 /*
  * The boot id of a new run of this node: one more than the last one handed
@@ -425,6 +439,6 @@ int store_peer_pin(struct store *s, rfs_nodeid_t peer, uint64_t data_id,
                    uint64_t *pinned);
 
 /* Record snapshot metadata after a local snapshot (synced). */
-int store_snapshot_meta_put(struct store *s, const struct cons_snap_meta *m);
+int store_snapshot_meta_put(struct store *s, const struct store_snap_meta *m);
 
 #endif /* RAFTFS_STORE_STORE_H */

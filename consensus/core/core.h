@@ -47,6 +47,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../../common/entry.h"
 #include "../../common/types.h"
 
 /* Longest peer address a configuration can carry, NUL included. */
@@ -61,18 +62,8 @@ enum cons_role {
     CONS_LEADER,
 };
 
-enum cons_entry_type {
-    CONS_ENTRY_NORMAL = 1, /* Opaque state machine command. */
-    CONS_ENTRY_NOOP = 2,   /* Appended by each new leader; empty. */
-    CONS_ENTRY_CONF = 3,   /* A whole new configuration, encoded. */
-};
-
-struct cons_entry {
-    rfs_term_t term;
-    rfs_index_t index;
-    uint8_t type;        /* enum cons_entry_type */
-    struct rfs_buf data; /* Owned by whoever holds the entry. */
-};
+/* enum cons_entry_type, struct cons_entry and struct cons_hard_state, the
+ * log's records, are in common/entry.h: the store keeps them too. */
 
 enum cons_server_role {
     CONS_VOTER = 1,
@@ -109,13 +100,6 @@ struct cons_conf {
     unsigned n_removed;
     struct cons_removed removed[CONS_MAX_REMOVED]; /* Oldest first. */
     rfs_nodeid_t removed_upto;
-};
-
-/* The persistent state of Figure 2, plus the commit index (a hint). */
-struct cons_hard_state {
-    rfs_term_t term;
-    rfs_nodeid_t vote;
-    rfs_index_t commit;
 };
 
 /* What a snapshot stands for: every entry up to and including index. */

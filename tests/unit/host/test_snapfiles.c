@@ -178,6 +178,46 @@ static void test_snapfiles_restore_refuses_other_files(void **state)
     assert_non_null(strstr(err, "junk"));
 }
 
+/* The store keeps the configuration as the core's encoding: it comes back
+ * as it went in through the store, and bytes that are not a configuration
+ * are reported as damage (a node refuses to start on them). */
+static void test_snapfiles_meta_through_store(void **state)
+{
+    struct fix *f = *state;
+    struct cons_snap_meta m = {.index = 1, .term = 4, .size = 10};
+    m.conf.n = 2;
+    m.conf.servers[0] = (struct cons_server){7, CONS_VOTER, "h:7"};
+    m.conf.servers[1] = (struct cons_server){9, CONS_LEARNER, "h:9"};
+    struct store_snap_meta sm;
+    assert_int_equal(snapfiles_meta_to_store(&m, &sm), 0);
+    assert_int_equal(store_snapshot_meta_put(f->sa, &sm), 0);
+    rfs_free(sm.conf.base);
+    struct store_loaded l;
+    assert_int_equal(store_load(f->sa, &l), 0);
+    struct cons_snap_meta got;
+    assert_int_equal(snapfiles_meta_from_store(&l.snap, &got), 0);
+    assert_int_equal(got.index, 1);
+    assert_int_equal(got.term, 4);
+    assert_int_equal(got.size, 10);
+    assert_int_equal(got.conf.n, 2);
+    for (unsigned i = 0; i < 2; i++) {
+        assert_int_equal(got.conf.servers[i].id, m.conf.servers[i].id);
+        assert_int_equal(got.conf.servers[i].role, m.conf.servers[i].role);
+        assert_string_equal(got.conf.servers[i].addr, m.conf.servers[i].addr);
+    }
+    store_loaded_free(&l);
+
+    /* No snapshot recorded: an empty configuration, not damage. */
+    struct store_snap_meta none = {0};
+    assert_int_equal(snapfiles_meta_from_store(&none, &got), 0);
+    assert_int_equal(got.conf.n, 0);
+    /* A record whose configuration does not decode, empty ones included. */
+    struct store_snap_meta bad = {.index = 1, .conf = {(void *)"\2\0", 2}};
+    assert_int_equal(snapfiles_meta_from_store(&bad, &got), RFS_ECORRUPT);
+    bad.conf.len = 0;
+    assert_int_equal(snapfiles_meta_from_store(&bad, &got), RFS_ECORRUPT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +227,8 @@ int main(void)
             test_snapfiles_restore_refuses_other_files, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_snapfiles_install_and_start_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_snapfiles_meta_through_store, setup, teardown),
     };
     return cmocka_run_group_tests_name("snapfiles", tests, NULL, NULL);
 }

@@ -1267,10 +1267,9 @@ static void test_links_and_nodes_apply_deterministically(void **state)
 
     /* Installed over a store that had something else. */
     assert_int_equal(op(&g, STORE_OP_UNLINK, STORE_ROOT_INO, "y", NULL), 0);
-    struct cons_snap_meta meta = {.index = idx, .term = 2, .size = size};
-    meta.conf.n = 1;
-    meta.conf.servers[0].id = 1;
-    meta.conf.servers[0].role = CONS_VOTER;
+    /* The configuration is opaque to the store: any bytes do. */
+    struct store_snap_meta meta = {.index = idx, .term = 2, .size = size,
+                                   .conf = {(void *)"conf", 4}};
     assert_int_equal(store_snapshot_install(g.s, img, &meta), 0);
     struct store_attr a;
     assert_int_equal(store_lookup(g.s, NULL, STORE_ROOT_INO, "y", 1, &a), 0);
@@ -1506,10 +1505,8 @@ static void test_xattrs_in_snapshot(void **state)
                      0);
     assert_true(junk != x && junk != d);
     assert_int_equal(xset(&g, junk, "user.junk", "j", 1, 0), 0);
-    struct cons_snap_meta meta = {.index = idx, .term = 2, .size = size};
-    meta.conf.n = 1;
-    meta.conf.servers[0].id = 1;
-    meta.conf.servers[0].role = CONS_VOTER;
+    struct store_snap_meta meta = {.index = idx, .term = 2, .size = size,
+                                   .conf = {(void *)"conf", 4}};
     assert_int_equal(store_snapshot_install(g.s, img, &meta), 0);
     assert_string_equal(xget(&g, x, "user.k", &err), "value");
     char v[8];
@@ -1528,6 +1525,47 @@ static void test_xattrs_in_snapshot(void **state)
 }
 
 /* ---- Snapshots -------------------------------------------------------- */
+
+/* The "snap" record keeps its layout: CRC32C, index, term, size, then the
+ * caller's configuration bytes verbatim (here those cons_conf_encode makes
+ * for server 5, a voter at "h:1"), so data folders written before the store
+ * stopped encoding configurations itself still load. */
+static void test_snapshot_meta_bytes(void **state)
+{
+    struct fixture *f = *state;
+    struct store_loaded l;
+    assert_int_equal(store_load(f->s, &l), 0);
+    assert_null(l.snap.conf.base); /* No snapshot recorded yet. */
+    store_loaded_free(&l);
+
+    static const uint8_t conf[] = {1, 1, 5, 0, 0, 0, 0, 0, 0, 0, 1, 3,
+                                   'h', ':', '1'};
+    struct store_snap_meta m = {.index = 7, .term = 3, .size = 99,
+                                .conf = {(void *)conf, sizeof(conf)}};
+    assert_int_equal(store_snapshot_meta_put(f->s, &m), 0);
+    uint8_t want[28 + sizeof(conf)];
+    rfs_put_le64(want + 4, 7);
+    rfs_put_le64(want + 12, 3);
+    rfs_put_le64(want + 20, 99);
+    memcpy(want + 28, conf, sizeof(conf));
+    rfs_put_le32(want, rfs_crc32c(0, want + 4, sizeof(want) - 4));
+    char *err = NULL;
+    size_t len;
+    char *v = rocksdb_get_cf(f->s->db, f->s->ro, f->s->cf[CF_META], "snap", 4,
+                             &len, &err);
+    assert_null(err);
+    assert_int_equal(len, sizeof(want));
+    assert_memory_equal(v, want, sizeof(want));
+    rocksdb_free(v);
+
+    assert_int_equal(store_load(f->s, &l), 0);
+    assert_int_equal(l.snap.index, 7);
+    assert_int_equal(l.snap.term, 3);
+    assert_int_equal(l.snap.size, 99);
+    assert_int_equal(l.snap.conf.len, sizeof(conf));
+    assert_memory_equal(l.snap.conf.base, conf, sizeof(conf));
+    store_loaded_free(&l);
+}
 
 /* An image installed elsewhere reproduces the state, byte for byte, and
  * replaces what the target had. A damaged image changes nothing. */
@@ -1554,10 +1592,9 @@ static void test_snapshot_roundtrip(void **state)
     assert_int_equal(op(&g, STORE_OP_CREATE, STORE_ROOT_INO, "junk", NULL), 0);
     struct cons_entry le = {.term = 1, .index = 1, .type = CONS_ENTRY_NOOP};
     assert_int_equal(store_log_write(g.s, NULL, &le, 1), 0);
-    struct cons_snap_meta meta = {.index = idx, .term = 2, .size = size};
-    meta.conf.n = 1;
-    meta.conf.servers[0].id = 1;
-    meta.conf.servers[0].role = CONS_VOTER;
+    /* The configuration is opaque to the store: any bytes do. */
+    struct store_snap_meta meta = {.index = idx, .term = 2, .size = size,
+                                   .conf = {(void *)"\001\000opaque", 8}};
 
     /* Damage a copy: refused, nothing changed. */
     char cmd[2400];
@@ -1578,6 +1615,10 @@ static void test_snapshot_roundtrip(void **state)
     struct store_loaded l;
     assert_int_equal(store_load(g.s, &l), 0);
     assert_int_equal(l.snap.index, idx);
+    assert_int_equal(l.snap.term, 2);
+    assert_int_equal(l.snap.size, size);
+    assert_int_equal(l.snap.conf.len, 8);
+    assert_memory_equal(l.snap.conf.base, "\001\000opaque", 8);
     assert_int_equal(l.n_entries, 0);
     assert_int_equal(l.applied, idx);
     store_loaded_free(&l);
@@ -1806,6 +1847,7 @@ int main(int argc, char **argv)
         T(test_boot_counter_migrates_above_old_ids),
         T(test_view_is_point_in_time),
         T(test_malformed_command),
+        T(test_snapshot_meta_bytes),
         T(test_snapshot_roundtrip),
         T(test_mknod_types_and_rdev),
         T(test_link_counts_names),
