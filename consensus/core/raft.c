@@ -30,185 +30,10 @@
 #include "../../common/heap.h"
 #include "core_i.h"
 
-/* Mutation testing: the test suite builds this file again with one known
- * Raft bug switched on (CONS_MUTATION = k) and requires the simulator to
- * catch it. The normal build has CONS_MUTATION == 0 and no mutant code. */
-#ifndef CONS_MUTATION
-#define CONS_MUTATION 0
-#endif
-#define MUTANT(k) (CONS_MUTATION == (k))
-
-#define SNAP_WINDOW 4        /* Snapshot chunks in flight per follower. */
-#define MAX_FORWARD_HOPS 3   /* A forwarded proposal is dropped after this. */
-#define STALL_HEARTBEATS 2   /* Heartbeats without an ack before re-probing. */
-/* Read rounds whose send tick a leader remembers for its lease. */
-#define ROUND_RING 64
-/* Ticks a lease falls short of the election timeout: one for the tick
- * quantization of the follower's timer, one for clock-rate drift (up to
- * about 10% between the leader's and a follower's clock at the default
- * timeouts). */
-#define LEASE_MARGIN_TICKS 2
-
-struct progress {
-    rfs_nodeid_t id;
-    rfs_index_t match;
-    rfs_index_t next;
-    enum cons_progress_state state;
-    bool probe_sent;     /* PROBE: one APPEND outstanding until answered. */
-    bool recent_active;  /* Heard from since the last quorum check. */
-    bool acked;          /* Any APPEND_RESP since the last heartbeat. */
-    unsigned stalls;     /* Heartbeats in REPLICATE with inflight and no ack. */
-    rfs_index_t sent_commit;
-    uint64_t round_acked;
-    unsigned in_n;   /* APPENDs in flight (REPLICATE)... */
-    unsigned in_head; /* ...as a ring in in_last, oldest first. */
-    /* SNAPSHOT state: which image, and how far. */
-    rfs_index_t snap_index;
-    uint64_t snap_acked;
-    uint64_t snap_sent;
-    bool snap_moved; /* An ack came since the last heartbeat. */
-    bool snap_rewound; /* Resending from snap_acked after a reject. */
-    /* Last index of each APPEND in flight; kept last so that a reset can
-     * clear everything above it cheaply. */
-    rfs_index_t in_last[CONS_MAX_INFLIGHT];
-};
-
-struct pending_read {
-    uint64_t ctx;
-    rfs_nodeid_t from; /* 0: this node's host. */
-    rfs_index_t index;
-    uint64_t round;
-};
-
-struct read_queue {
-    struct pending_read *r;
-    size_t n;
-    size_t cap;
-};
-
-/* A queued message. APPEND entries are kept as an index range and resolved
- * at take time, because the log array may move in between; a message whose
- * range changed meanwhile is dropped (the protocol retransmits). */
-struct outbox_msg {
-    struct cons_out_msg out;
-    rfs_index_t first;
-    unsigned count;
-    rfs_term_t last_term;
-    struct cons_entry *owned; /* PROPOSE: copies of forwarded commands. */
-    unsigned owned_cap;
-};
-
-struct cons_node {
-    struct cons_options o;
-    rfs_nodeid_t id;
-    enum cons_role role;
-    rfs_term_t term;
-    rfs_nodeid_t vote;
-    rfs_nodeid_t leader;
-
-    struct cons_log log;
-    rfs_index_t commit;
-    rfs_index_t stable;     /* Highest index known durable here. */
-    rfs_index_t handed_out; /* Highest index given to the host to apply. */
-    struct cons_snap_meta snap;
-
-    struct cons_conf conf; /* In force: the latest in the log. */
-    rfs_index_t conf_index;
-
-    uint64_t ticks; /* Since this core was created. */
-    /* Tick of the last message from a leader (heard_leader()); valid when
-     * heard is set. Unlike election_elapsed, adopting a higher term from
-     * some other message does not reset it: it is what the promise to
-     * ignore candidates (in_lease()) counts from. */
-    uint64_t heard_tick;
-    bool heard;
-    unsigned election_elapsed;
-    unsigned heartbeat_elapsed;
-    unsigned randomized_timeout;
-    unsigned transfer_elapsed;
-    uint64_t rng;
-
-    /* Candidate and pre-candidate. */
-    struct {
-        rfs_nodeid_t id;
-        bool granted;
-    } votes[CONS_MAX_SERVERS];
-    unsigned n_votes;
-
-    /* Leader. */
-    struct progress *prs; /* CONS_MAX_SERVERS slots. */
-    unsigned n_prs;
-    rfs_index_t term_start; /* Index of this term's no-op. */
-    rfs_nodeid_t transferee;
-    size_t uncommitted;
-    uint64_t read_round;
-    uint64_t round_tick[ROUND_RING]; /* Tick at which each round was sent. */
-    bool lease_off; /* TIMEOUT_NOW sent: no lease reads for this term. */
-    bool need_broadcast;
-    struct read_queue reads_noop;    /* Wait for this term's first commit. */
-    struct read_queue reads_unsent;  /* Wait for the next round. */
-    struct read_queue reads_pending; /* Wait for their round's quorum. */
-
-    /* Follower receiving a snapshot. */
-    rfs_index_t recv_index;
-    rfs_term_t recv_term;
-    uint64_t recv_offset;
-
-    /* Accumulated output. */
-    rfs_term_t taken_term;
-    rfs_nodeid_t taken_vote;
-    uint64_t seq;
-    uint64_t hs_pending_seq; /* Term/vote write not yet durable (0: none). */
-    /* Truncations (RAFT-PITFALLS 10): trunc_next is the lowest index cut
-     * since the last update was taken (0: none). trunc_seq is the update
-     * that carries the latest cut to disk, trunc_from the lowest index cut
-     * by any write whose completion is still awaited (0 in trunc_seq: no
-     * such write). A completion of an earlier write proves nothing at or
-     * past trunc_from: the entries it wrote there may be overwritten on
-     * disk before the log is whole again, even when the same (term, index)
-     * comes back later, as it does when a third leader restores what the
-     * second cut. */
-    rfs_index_t trunc_next;
-    uint64_t trunc_seq;
-    rfs_index_t trunc_from;
-    rfs_index_t dirty_from;  /* First index to persist (0: none). */
-    struct outbox_msg *ob;
-    size_t ob_n;
-    size_t ob_cap;
-    struct cons_snap_chunk *chunks;
-    size_t chunks_n;
-    size_t chunks_cap;
-    struct cons_read_state *ready;
-    size_t ready_n;
-    size_t ready_cap;
-    uint64_t *failed;
-    size_t failed_n;
-    size_t failed_cap;
-    bool role_changed;
-
-    /* Handed to the host; released at the next take. */
-    struct cons_out_msg *msgs;
-    size_t msgs_cap;
-    struct outbox_msg *given;
-    size_t given_n;
-    size_t given_cap;
-    struct cons_snap_chunk *given_chunks;
-    size_t given_chunks_n;
-    size_t given_chunks_cap;
-    struct cons_read_state *given_ready;
-    size_t given_ready_cap;
-    uint64_t *given_failed;
-    size_t given_failed_cap;
-    struct cons_snap_meta out_snap; /* Meta pointed to by SNAPSHOT msgs. */
-};
-
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
 
-static void trace(struct cons_node *n, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void trace(struct cons_node *n, const char *fmt, ...)
+void cons__trace(struct cons_node *n, const char *fmt, ...)
 {
     if (n->o.trace == NULL) {
         return;
@@ -224,7 +49,7 @@ static void trace(struct cons_node *n, const char *fmt, ...)
 }
 
 /* Grow *arr (of *cap elements of size sz) to hold at least need. */
-static int grow(void **arr, size_t *cap, size_t need, size_t sz)
+int cons__grow(void **arr, size_t *cap, size_t need, size_t sz)
 {
     if (need <= *cap) {
         return 0;
@@ -259,45 +84,9 @@ static void reset_randomized_timeout(struct cons_node *n)
     n->randomized_timeout = et + (unsigned)(rng_next(n) % et);
 }
 
-static rfs_index_t last_index(const struct cons_node *n)
+int cons__queue_push(struct read_queue *q, const struct pending_read *r)
 {
-    return cons__log_last_index(&n->log);
-}
-
-static rfs_term_t last_term(const struct cons_node *n)
-{
-    return cons__log_last_term(&n->log);
-}
-
-static rfs_term_t term_at(const struct cons_node *n, rfs_index_t i)
-{
-    return cons__log_term_or0(&n->log, i);
-}
-
-static bool is_voter(const struct cons_node *n, rfs_nodeid_t id)
-{
-    const struct cons_server *s = cons_conf_get(&n->conf, id);
-    return s != NULL && s->role == CONS_VOTER;
-}
-
-static unsigned quorum(const struct cons_node *n)
-{
-    return cons_conf_voters(&n->conf) / 2 + 1;
-}
-
-static struct progress *progress_get(struct cons_node *n, rfs_nodeid_t id)
-{
-    for (unsigned i = 0; i < n->n_prs; i++) {
-        if (n->prs[i].id == id) {
-            return &n->prs[i];
-        }
-    }
-    return NULL;
-}
-
-static int queue_push(struct read_queue *q, const struct pending_read *r)
-{
-    int rv = grow((void **)&q->r, &q->cap, q->n + 1, sizeof(*q->r));
+    int rv = cons__grow((void **)&q->r, &q->cap, q->n + 1, sizeof(*q->r));
     if (rv != 0) {
         return rv;
     }
@@ -315,10 +104,11 @@ static void mark_dirty(struct cons_node *n, rfs_index_t from)
 /* ------------------------------------------------------------------------ */
 /* Output                                                                    */
 
-static struct outbox_msg *ob_new(struct cons_node *n, uint8_t type,
-                                 rfs_nodeid_t to)
+struct outbox_msg *cons__ob_new(struct cons_node *n, uint8_t type,
+                                rfs_nodeid_t to)
 {
-    if (grow((void **)&n->ob, &n->ob_cap, n->ob_n + 1, sizeof(*n->ob)) != 0) {
+    if (cons__grow((void **)&n->ob, &n->ob_cap, n->ob_n + 1,
+                   sizeof(*n->ob)) != 0) {
         return NULL;
     }
     struct outbox_msg *m = &n->ob[n->ob_n++];
@@ -332,9 +122,9 @@ static struct outbox_msg *ob_new(struct cons_node *n, uint8_t type,
 
 /* Queue a message with no payload. Failure to allocate drops it: every
  * message is retransmitted or re-derived by the protocol. */
-static struct cons_msg *send(struct cons_node *n, uint8_t type, rfs_nodeid_t to)
+struct cons_msg *cons__send(struct cons_node *n, uint8_t type, rfs_nodeid_t to)
 {
-    struct outbox_msg *m = ob_new(n, type, to);
+    struct outbox_msg *m = cons__ob_new(n, type, to);
     return m != NULL ? &m->out.msg : NULL;
 }
 
@@ -342,15 +132,15 @@ static void read_ready(struct cons_node *n, const struct pending_read *r,
                        rfs_index_t index)
 {
     if (r->from == RFS_NODE_NONE || r->from == n->id) {
-        if (grow((void **)&n->ready, &n->ready_cap, n->ready_n + 1,
-                 sizeof(*n->ready)) == 0) {
+        if (cons__grow((void **)&n->ready, &n->ready_cap, n->ready_n + 1,
+                       sizeof(*n->ready)) == 0) {
             n->ready[n->ready_n].ctx = r->ctx;
             n->ready[n->ready_n].index = index;
             n->ready_n++;
         }
         return;
     }
-    struct cons_msg *m = send(n, CONS_MSG_READ_INDEX_RESP, r->from);
+    struct cons_msg *m = cons__send(n, CONS_MSG_READ_INDEX_RESP, r->from);
     if (m != NULL) {
         m->term = 0;
         m->ctx = r->ctx;
@@ -358,21 +148,21 @@ static void read_ready(struct cons_node *n, const struct pending_read *r,
     }
 }
 
-static void read_failed(struct cons_node *n, const struct pending_read *r)
+void cons__read_failed(struct cons_node *n, const struct pending_read *r)
 {
     if (r->from != RFS_NODE_NONE && r->from != n->id) {
         return; /* The remote asker times out and retries. */
     }
-    if (grow((void **)&n->failed, &n->failed_cap, n->failed_n + 1,
-             sizeof(*n->failed)) == 0) {
+    if (cons__grow((void **)&n->failed, &n->failed_cap, n->failed_n + 1,
+                   sizeof(*n->failed)) == 0) {
         n->failed[n->failed_n++] = r->ctx;
     }
 }
 
-static void fail_queue(struct cons_node *n, struct read_queue *q)
+void cons__fail_queue(struct cons_node *n, struct read_queue *q)
 {
     for (size_t i = 0; i < q->n; i++) {
-        read_failed(n, &q->r[i]);
+        cons__read_failed(n, &q->r[i]);
     }
     q->n = 0;
 }
@@ -380,8 +170,8 @@ static void fail_queue(struct cons_node *n, struct read_queue *q)
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                             */
 
-static void progress_reset(struct cons_node *n, struct progress *p,
-                           rfs_nodeid_t id)
+void cons__progress_reset(struct cons_node *n, struct progress *p,
+                          rfs_nodeid_t id)
 {
     memset(p, 0, offsetof(struct progress, in_last));
     p->id = id;
@@ -394,7 +184,7 @@ static void progress_reset(struct cons_node *n, struct progress *p,
 
 /* Make the leader's progress set match the configuration: keep what is
  * known about servers that stay, start new ones in PROBE. */
-static void progress_sync(struct cons_node *n)
+void cons__progress_sync(struct cons_node *n)
 {
     unsigned k = 0;
     for (unsigned j = 0; j < n->n_prs; j++) {
@@ -410,7 +200,7 @@ static void progress_sync(struct cons_node *n)
         rfs_nodeid_t id = n->conf.servers[i].id;
         if (progress_get(n, id) == NULL) {
             RFS_ASSERT(n->n_prs < CONS_MAX_SERVERS);
-            progress_reset(n, &n->prs[n->n_prs++], id);
+            cons__progress_reset(n, &n->prs[n->n_prs++], id);
         }
     }
 }
@@ -420,10 +210,10 @@ static void conf_set(struct cons_node *n, const struct cons_conf *c,
 {
     n->conf = *c;
     n->conf_index = index;
-    trace(n, "configuration at %llu: %u servers, %u voters",
-          (unsigned long long)index, c->n, cons_conf_voters(c));
+    cons__trace(n, "configuration at %llu: %u servers, %u voters",
+                (unsigned long long)index, c->n, cons_conf_voters(c));
     if (n->role == CONS_LEADER) {
-        progress_sync(n);
+        cons__progress_sync(n);
         if (n->transferee != 0 && !is_voter(n, n->transferee)) {
             n->transferee = 0;
         }
@@ -501,7 +291,7 @@ static int append_local(struct cons_node *n, uint8_t type, void *data,
 static void truncate_from(struct cons_node *n, rfs_index_t from)
 {
     RFS_ASSERT(from > n->commit);
-    trace(n, "truncate log from %llu", (unsigned long long)from);
+    cons__trace(n, "truncate log from %llu", (unsigned long long)from);
     bool conf_lost = n->conf_index >= from;
     cons__log_truncate(&n->log, from);
     if (n->trunc_next == 0 || from < n->trunc_next) {
@@ -528,9 +318,9 @@ static void set_role(struct cons_node *n, enum cons_role role)
 
 static void leave_leadership(struct cons_node *n)
 {
-    fail_queue(n, &n->reads_noop);
-    fail_queue(n, &n->reads_unsent);
-    fail_queue(n, &n->reads_pending);
+    cons__fail_queue(n, &n->reads_noop);
+    cons__fail_queue(n, &n->reads_unsent);
+    cons__fail_queue(n, &n->reads_pending);
     n->n_prs = 0;
     n->transferee = 0;
     n->need_broadcast = false;
@@ -554,7 +344,7 @@ static void become_follower(struct cons_node *n, rfs_term_t term,
     set_role(n, CONS_FOLLOWER);
     n->election_elapsed = 0;
     reset_randomized_timeout(n);
-    trace(n, "follower, leader %llu", (unsigned long long)leader);
+    cons__trace(n, "follower, leader %llu", (unsigned long long)leader);
 }
 
 static void become_leader(struct cons_node *n)
@@ -568,12 +358,12 @@ static void become_leader(struct cons_node *n)
     n->lease_off = false;
     n->uncommitted = 0;
     n->n_prs = 0;
-    progress_sync(n);
+    cons__progress_sync(n);
     for (unsigned i = 0; i < n->n_prs; i++) {
-        progress_reset(n, &n->prs[i], n->prs[i].id);
+        cons__progress_reset(n, &n->prs[i], n->prs[i].id);
         n->prs[i].recent_active = n->prs[i].id == n->id;
     }
-    trace(n, "leader");
+    cons__trace(n, "leader");
     /* The no-op lets this term commit, and with it every earlier entry
      * (thesis 3.6.2); reads wait for it (RAFT-PITFALLS 2). */
     if (append_local(n, CONS_ENTRY_NOOP, NULL, 0, &n->term_start) != 0) {
@@ -666,8 +456,8 @@ static void campaign(struct cons_node *n, bool pre, bool transfer)
         t = n->term;
     }
     n->role_changed = true;
-    trace(n, "campaign%s for term %llu", pre ? " (pre-vote)" : "",
-          (unsigned long long)t);
+    cons__trace(n, "campaign%s for term %llu", pre ? " (pre-vote)" : "",
+                (unsigned long long)t);
     tally(n, n->id, true);
     for (unsigned i = 0; i < n->conf.n; i++) {
         const struct cons_server *s = &n->conf.servers[i];
@@ -675,7 +465,7 @@ static void campaign(struct cons_node *n, bool pre, bool transfer)
             continue;
         }
         struct cons_msg *m =
-            send(n, pre ? CONS_MSG_PREVOTE : CONS_MSG_VOTE, s->id);
+            cons__send(n, pre ? CONS_MSG_PREVOTE : CONS_MSG_VOTE, s->id);
         if (m != NULL) {
             m->term = t;
             m->prev_index = last_index(n);
@@ -698,8 +488,8 @@ static void inflight_add(struct cons_node *n, struct progress *p,
     p->in_n++;
 }
 
-static void inflight_free_to(struct cons_node *n, struct progress *p,
-                             rfs_index_t index)
+void cons__inflight_free_to(struct cons_node *n, struct progress *p,
+                            rfs_index_t index)
 {
     unsigned cap = n->o.max_inflight;
     while (p->in_n > 0 && p->in_last[p->in_head] <= index) {
@@ -708,7 +498,7 @@ static void inflight_free_to(struct cons_node *n, struct progress *p,
     }
 }
 
-static void become_probe(struct progress *p)
+void cons__become_probe(struct progress *p)
 {
     p->state = CONS_PROGRESS_PROBE;
     p->probe_sent = false;
@@ -718,7 +508,7 @@ static void become_probe(struct progress *p)
     p->next = p->match + 1;
 }
 
-static void become_replicate(struct progress *p)
+void cons__become_replicate(struct progress *p)
 {
     p->state = CONS_PROGRESS_REPLICATE;
     p->probe_sent = false;
@@ -728,7 +518,7 @@ static void become_replicate(struct progress *p)
     p->next = p->match + 1;
 }
 
-static void send_snapshot_chunks(struct cons_node *n, struct progress *p)
+void cons__send_snapshot_chunks(struct cons_node *n, struct progress *p)
 {
     if (p->snap_index != n->snap.index) {
         /* A newer image replaced the one being sent: start over with it. */
@@ -745,7 +535,7 @@ static void send_snapshot_chunks(struct cons_node *n, struct progress *p)
         if (len > chunk) {
             len = chunk;
         }
-        struct outbox_msg *o = ob_new(n, CONS_MSG_SNAPSHOT, p->id);
+        struct outbox_msg *o = cons__ob_new(n, CONS_MSG_SNAPSHOT, p->id);
         if (o == NULL) {
             return;
         }
@@ -760,8 +550,8 @@ static void send_snapshot_chunks(struct cons_node *n, struct progress *p)
 
 static void start_snapshot(struct cons_node *n, struct progress *p)
 {
-    trace(n, "send snapshot %llu to %llu", (unsigned long long)n->snap.index,
-          (unsigned long long)p->id);
+    cons__trace(n, "send snapshot %llu to %llu",
+                (unsigned long long)n->snap.index, (unsigned long long)p->id);
     p->state = CONS_PROGRESS_SNAPSHOT;
     p->in_n = 0;
     p->in_head = 0;
@@ -770,18 +560,18 @@ static void start_snapshot(struct cons_node *n, struct progress *p)
     p->snap_sent = 0;
     p->snap_rewound = false;
     p->snap_moved = false;
-    send_snapshot_chunks(n, p);
+    cons__send_snapshot_chunks(n, p);
 }
 
 /* Send what peer p lacks, if flow control allows. With empty set, an APPEND
  * with no entries is sent to carry a newer commit index. */
-static void send_append(struct cons_node *n, struct progress *p, bool empty)
+void cons__send_append(struct cons_node *n, struct progress *p, bool empty)
 {
     if (p->id == n->id) {
         return;
     }
     if (p->state == CONS_PROGRESS_SNAPSHOT) {
-        send_snapshot_chunks(n, p);
+        cons__send_snapshot_chunks(n, p);
         return;
     }
     if ((p->state == CONS_PROGRESS_PROBE && p->probe_sent) ||
@@ -809,7 +599,7 @@ static void send_append(struct cons_node *n, struct progress *p, bool empty)
     if (count == 0 && !empty && p->state != CONS_PROGRESS_PROBE) {
         return;
     }
-    struct outbox_msg *o = ob_new(n, CONS_MSG_APPEND, p->id);
+    struct outbox_msg *o = cons__ob_new(n, CONS_MSG_APPEND, p->id);
     if (o == NULL) {
         return;
     }
@@ -830,17 +620,17 @@ static void send_append(struct cons_node *n, struct progress *p, bool empty)
     }
 }
 
-static void broadcast_append(struct cons_node *n)
+void cons__broadcast_append(struct cons_node *n)
 {
     for (unsigned i = 0; i < n->n_prs; i++) {
         struct progress *p = &n->prs[i];
-        send_append(n, p, p->sent_commit < n->commit);
+        cons__send_append(n, p, p->sent_commit < n->commit);
     }
 }
 
-static void send_heartbeat(struct cons_node *n, struct progress *p)
+void cons__send_heartbeat(struct cons_node *n, struct progress *p)
 {
-    struct cons_msg *m = send(n, CONS_MSG_HEARTBEAT, p->id);
+    struct cons_msg *m = cons__send(n, CONS_MSG_HEARTBEAT, p->id);
     if (m == NULL) {
         return;
     }
@@ -850,18 +640,18 @@ static void send_heartbeat(struct cons_node *n, struct progress *p)
     m->round = n->read_round;
 }
 
-static void broadcast_heartbeat(struct cons_node *n)
+void cons__broadcast_heartbeat(struct cons_node *n)
 {
     for (unsigned i = 0; i < n->n_prs; i++) {
         if (n->prs[i].id != n->id) {
-            send_heartbeat(n, &n->prs[i]);
+            cons__send_heartbeat(n, &n->prs[i]);
         }
     }
 }
 
 /* Start a read round: every heartbeat sent from now on carries it, and its
  * quorum of acks proves this node was leader at the round's tick. */
-static void new_round(struct cons_node *n)
+void cons__new_round(struct cons_node *n)
 {
     n->read_round++;
     n->round_tick[n->read_round % ROUND_RING] = n->ticks;
@@ -930,7 +720,7 @@ static bool lease_valid(const struct cons_node *n)
 }
 
 /* Release every pending read whose round a quorum has acknowledged. */
-static void release_reads(struct cons_node *n)
+void cons__release_reads(struct cons_node *n)
 {
     if (n->reads_pending.n == 0) {
         return;
@@ -952,7 +742,7 @@ static void release_reads(struct cons_node *n)
 }
 
 /* Move reads that waited for this term's first commit on to a round. */
-static void reads_after_noop(struct cons_node *n)
+void cons__reads_after_noop(struct cons_node *n)
 {
     if (n->commit < n->term_start) {
         return;
@@ -960,8 +750,8 @@ static void reads_after_noop(struct cons_node *n)
     for (size_t i = 0; i < n->reads_noop.n; i++) {
         struct pending_read r = n->reads_noop.r[i];
         r.index = n->commit;
-        if (queue_push(&n->reads_unsent, &r) != 0) {
-            read_failed(n, &r);
+        if (cons__queue_push(&n->reads_unsent, &r) != 0) {
+            cons__read_failed(n, &r);
         }
     }
     n->reads_noop.n = 0;
@@ -1002,11 +792,11 @@ static bool maybe_commit(struct cons_node *n)
     }
     n->commit = c;
     n->need_broadcast = true;
-    reads_after_noop(n);
+    cons__reads_after_noop(n);
     /* A leader removed or demoted by a committed configuration steps down
      * (thesis 4.2.2; RAFT-PITFALLS 5). */
     if (n->conf_index <= n->commit && !is_voter(n, n->id)) {
-        trace(n, "no longer a voter: step down");
+        cons__trace(n, "no longer a voter: step down");
         become_follower(n, n->term, RFS_NODE_NONE);
     }
     return true;
@@ -1015,10 +805,10 @@ static bool maybe_commit(struct cons_node *n)
 static void maybe_send_timeout_now(struct cons_node *n, struct progress *p)
 {
     if (n->transferee == p->id && p->match == last_index(n)) {
-        trace(n, "transfer: %llu caught up, send timeout-now",
-              (unsigned long long)p->id);
+        cons__trace(n, "transfer: %llu caught up, send timeout-now",
+                    (unsigned long long)p->id);
         n->lease_off = true;
-        send(n, CONS_MSG_TIMEOUT_NOW, p->id);
+        cons__send(n, CONS_MSG_TIMEOUT_NOW, p->id);
     }
 }
 
@@ -1047,21 +837,21 @@ static void leader_append_resp(struct cons_node *n, const struct cons_msg *m,
             }
         }
         rfs_index_t next = m->index < probe + 1 ? m->index : probe + 1;
-        become_probe(p);
+        cons__become_probe(p);
         if (next > p->match + 1) {
             p->next = next;
         }
-        trace(n, "append rejected by %llu at %llu, retry from %llu",
-              (unsigned long long)p->id, (unsigned long long)m->index,
-              (unsigned long long)p->next);
-        send_append(n, p, false);
+        cons__trace(n, "append rejected by %llu at %llu, retry from %llu",
+                    (unsigned long long)p->id, (unsigned long long)m->index,
+                    (unsigned long long)p->next);
+        cons__send_append(n, p, false);
         return;
     }
-    inflight_free_to(n, p, m->index);
+    cons__inflight_free_to(n, p, m->index);
     if (m->index <= p->match) {
         if (p->state == CONS_PROGRESS_PROBE && p->next - 1 == m->index) {
             p->probe_sent = false;
-            send_append(n, p, false);
+            cons__send_append(n, p, false);
         }
         return;
     }
@@ -1071,9 +861,9 @@ static void leader_append_resp(struct cons_node *n, const struct cons_msg *m,
     }
     p->stalls = 0;
     if (p->state == CONS_PROGRESS_PROBE) {
-        become_replicate(p);
+        cons__become_replicate(p);
     } else if (p->state == CONS_PROGRESS_SNAPSHOT && p->match >= p->snap_index) {
-        become_replicate(p);
+        cons__become_replicate(p);
     }
     if (maybe_commit(n)) {
         if (n->role != CONS_LEADER) {
@@ -1082,7 +872,7 @@ static void leader_append_resp(struct cons_node *n, const struct cons_msg *m,
     }
     /* Also tell it a commit index it has not seen: a follower applies (and
      * answers its own clients) only once it learns the commit. */
-    send_append(n, p, p->sent_commit < n->commit);
+    cons__send_append(n, p, p->sent_commit < n->commit);
     maybe_send_timeout_now(n, p);
 }
 
@@ -1103,10 +893,10 @@ static void leader_snapshot_resp(struct cons_node *n, const struct cons_msg *m,
              * one rather than starting over on every such reply. */
             return;
         }
-        trace(n, "%llu installed snapshot %llu", (unsigned long long)p->id,
-              (unsigned long long)m->index);
-        become_probe(p);
-        send_append(n, p, false);
+        cons__trace(n, "%llu installed snapshot %llu",
+                    (unsigned long long)p->id, (unsigned long long)m->index);
+        cons__become_probe(p);
+        cons__send_append(n, p, false);
         return;
     }
     if (m->index != p->snap_index) {
@@ -1133,13 +923,13 @@ static void leader_snapshot_resp(struct cons_node *n, const struct cons_msg *m,
         p->snap_acked = m->offset;
         p->snap_rewound = false;
     }
-    send_snapshot_chunks(n, p);
+    cons__send_snapshot_chunks(n, p);
 }
 
 static void leader_heartbeat_tick(struct cons_node *n)
 {
     if (n->o.lease_reads) {
-        new_round(n); /* Renews the lease while a quorum answers. */
+        cons__new_round(n); /* Renews the lease while a quorum answers. */
     }
     for (unsigned i = 0; i < n->n_prs; i++) {
         struct progress *p = &n->prs[i];
@@ -1151,7 +941,7 @@ static void leader_heartbeat_tick(struct cons_node *n)
              * with a full window, fall back to probing. */
             p->stalls = p->acked ? 0 : p->stalls + 1;
             if (p->stalls >= STALL_HEARTBEATS) {
-                become_probe(p);
+                cons__become_probe(p);
             }
         }
         p->acked = false;
@@ -1161,9 +951,9 @@ static void leader_heartbeat_tick(struct cons_node *n)
             }
             p->snap_moved = false;
             p->snap_rewound = false;
-            send_snapshot_chunks(n, p);
+            cons__send_snapshot_chunks(n, p);
         }
-        send_heartbeat(n, p);
+        cons__send_heartbeat(n, p);
     }
 }
 
@@ -1189,7 +979,7 @@ static void respond_append(struct cons_node *n, const struct cons_msg *in,
                            bool reject, rfs_index_t index,
                            rfs_index_t hint_index, rfs_term_t hint_term)
 {
-    struct cons_msg *m = send(n, CONS_MSG_APPEND_RESP, in->from);
+    struct cons_msg *m = cons__send(n, CONS_MSG_APPEND_RESP, in->from);
     if (m != NULL) {
         m->reject = reject;
         m->index = index;
@@ -1223,8 +1013,9 @@ static void handle_append(struct cons_node *n, const struct cons_msg *m)
         while (hint > n->log.base_index && term_at(n, hint) > m->prev_term) {
             hint--;
         }
-        trace(n, "reject append at %llu (hint %llu)",
-              (unsigned long long)m->prev_index, (unsigned long long)hint);
+        cons__trace(n, "reject append at %llu (hint %llu)",
+                    (unsigned long long)m->prev_index,
+                    (unsigned long long)hint);
         respond_append(n, m, true, m->prev_index, hint, term_at(n, hint));
         return;
     }
@@ -1275,7 +1066,7 @@ static void handle_heartbeat(struct cons_node *n, const struct cons_msg *m)
 {
     rfs_index_t c = m->commit < last_index(n) ? m->commit : last_index(n);
     follower_commit_to(n, c);
-    struct cons_msg *r = send(n, CONS_MSG_HEARTBEAT_RESP, m->from);
+    struct cons_msg *r = cons__send(n, CONS_MSG_HEARTBEAT_RESP, m->from);
     if (r != NULL) {
         r->round = m->round;
     }
@@ -1285,7 +1076,7 @@ static void respond_snapshot(struct cons_node *n, const struct cons_msg *in,
                              uint64_t offset, bool reject, bool last,
                              rfs_index_t index)
 {
-    struct cons_msg *m = send(n, CONS_MSG_SNAPSHOT_RESP, in->from);
+    struct cons_msg *m = cons__send(n, CONS_MSG_SNAPSHOT_RESP, in->from);
     if (m != NULL) {
         m->offset = offset;
         m->reject = reject;
@@ -1327,8 +1118,8 @@ static void handle_snapshot(struct cons_node *n, const struct cons_msg *m)
                          meta->index);
         return;
     }
-    if (grow((void **)&n->chunks, &n->chunks_cap, n->chunks_n + 1,
-             sizeof(*n->chunks)) != 0) {
+    if (cons__grow((void **)&n->chunks, &n->chunks_cap, n->chunks_n + 1,
+                   sizeof(*n->chunks)) != 0) {
         return;
     }
     struct cons_snap_chunk *c = &n->chunks[n->chunks_n];
@@ -1349,8 +1140,9 @@ static void handle_snapshot(struct cons_node *n, const struct cons_msg *m)
         respond_snapshot(n, m, n->recv_offset, false, false, meta->index);
         return;
     }
-    trace(n, "install snapshot %llu (term %llu)",
-          (unsigned long long)meta->index, (unsigned long long)meta->term);
+    cons__trace(n, "install snapshot %llu (term %llu)",
+                (unsigned long long)meta->index,
+                (unsigned long long)meta->term);
     /* Install: the image replaces state and log. Entries queued for
      * persistence before it are superseded (the host discards the whole
      * stored log when it installs). */
@@ -1404,7 +1196,7 @@ static int forward(struct cons_node *n, const struct rfs_buf *data,
         }
     }
     if (o == NULL) {
-        o = ob_new(n, CONS_MSG_PROPOSE, n->leader);
+        o = cons__ob_new(n, CONS_MSG_PROPOSE, n->leader);
         if (o == NULL) {
             return -ENOMEM;
         }
@@ -1412,8 +1204,8 @@ static int forward(struct cons_node *n, const struct rfs_buf *data,
         o->out.msg.hops = hops;
     }
     size_t cap = o->owned_cap;
-    if (grow((void **)&o->owned, &cap, o->out.msg.n_entries + 1,
-             sizeof(*o->owned)) != 0) {
+    if (cons__grow((void **)&o->owned, &cap, o->out.msg.n_entries + 1,
+                   sizeof(*o->owned)) != 0) {
         return -ENOMEM;
     }
     o->owned_cap = (unsigned)cap;
@@ -1430,8 +1222,6 @@ static int forward(struct cons_node *n, const struct rfs_buf *data,
     o->out.msg.n_entries++;
     return 0;
 }
-
-static void handle_read_index(struct cons_node *n, const struct cons_msg *m);
 
 static void step_leader(struct cons_node *n, const struct cons_msg *m)
 {
@@ -1454,9 +1244,9 @@ static void step_leader(struct cons_node *n, const struct cons_msg *m)
             p->probe_sent = false;
         }
         if (p->match < last_index(n)) {
-            send_append(n, p, false);
+            cons__send_append(n, p, false);
         }
-        release_reads(n);
+        cons__release_reads(n);
         break;
     case CONS_MSG_SNAPSHOT_RESP:
         if (p != NULL) {
@@ -1471,7 +1261,7 @@ static void step_leader(struct cons_node *n, const struct cons_msg *m)
         }
         break;
     case CONS_MSG_READ_INDEX:
-        handle_read_index(n, m);
+        cons__handle_read_index(n, m);
         break;
     default:
         break;
@@ -1540,7 +1330,7 @@ static void step_follower(struct cons_node *n, const struct cons_msg *m)
         handle_snapshot(n, m);
         break;
     case CONS_MSG_TIMEOUT_NOW:
-        trace(n, "timeout-now from %llu", (unsigned long long)m->from);
+        cons__trace(n, "timeout-now from %llu", (unsigned long long)m->from);
         campaign(n, false, true);
         break;
     case CONS_MSG_PROPOSE:
@@ -1553,8 +1343,8 @@ static void step_follower(struct cons_node *n, const struct cons_msg *m)
         }
         break;
     case CONS_MSG_READ_INDEX_RESP:
-        if (grow((void **)&n->ready, &n->ready_cap, n->ready_n + 1,
-                 sizeof(*n->ready)) == 0) {
+        if (cons__grow((void **)&n->ready, &n->ready_cap, n->ready_n + 1,
+                       sizeof(*n->ready)) == 0) {
             n->ready[n->ready_n].ctx = m->ctx;
             n->ready[n->ready_n].index = m->index;
             n->ready_n++;
@@ -1599,11 +1389,12 @@ static void handle_vote(struct cons_node *n, const struct cons_msg *m)
         m->prev_term > last_term(n) ||
         (m->prev_term == last_term(n) && m->prev_index >= last_index(n));
     struct cons_msg *r =
-        send(n, pre ? CONS_MSG_PREVOTE_RESP : CONS_MSG_VOTE_RESP, m->from);
+        cons__send(n, pre ? CONS_MSG_PREVOTE_RESP : CONS_MSG_VOTE_RESP,
+                   m->from);
     bool grant = can_vote && (up_to_date || MUTANT(5));
-    trace(n, "%s from %llu for term %llu: %s", pre ? "pre-vote" : "vote",
-          (unsigned long long)m->from, (unsigned long long)m->term,
-          grant ? "grant" : "reject");
+    cons__trace(n, "%s from %llu for term %llu: %s", pre ? "pre-vote" : "vote",
+                (unsigned long long)m->from, (unsigned long long)m->term,
+                grant ? "grant" : "reject");
     if (r == NULL) {
         return;
     }
@@ -1810,8 +1601,8 @@ void cons_node_tick(struct cons_node *n)
     n->election_elapsed++;
     if (n->transferee != RFS_NODE_NONE &&
         ++n->transfer_elapsed >= n->o.election_ticks) {
-        trace(n, "transfer to %llu abandoned",
-              (unsigned long long)n->transferee);
+        cons__trace(n, "transfer to %llu abandoned",
+                    (unsigned long long)n->transferee);
         n->transferee = RFS_NODE_NONE;
     }
     if (n->election_elapsed >= n->o.election_ticks) {
@@ -1820,7 +1611,7 @@ void cons_node_tick(struct cons_node *n)
          * election timeout steps down, so a partitioned leader stops
          * serving and the majority side can elect another. */
         if (n->o.check_quorum && !quorum_active(n)) {
-            trace(n, "lost quorum: step down");
+            cons__trace(n, "lost quorum: step down");
             become_follower(n, n->term, RFS_NODE_NONE);
             return;
         }
@@ -1831,7 +1622,7 @@ void cons_node_tick(struct cons_node *n)
     }
 }
 
-static bool in_lease(const struct cons_node *n)
+bool cons__in_lease(const struct cons_node *n)
 {
     /* With lease reads, a node that just started may have acknowledged a
      * leader's round before it went down, and that leader counts on it:
@@ -1872,13 +1663,14 @@ int cons_node_step(struct cons_node *n, const struct cons_msg *m)
     }
     bool vote_req = m->type == CONS_MSG_VOTE || m->type == CONS_MSG_PREVOTE;
     if (m->term > n->term) {
-        if (vote_req && !m->transfer && in_lease(n)) {
+        if (vote_req && !m->transfer && cons__in_lease(n)) {
             /* Leader stickiness: we heard from a live leader within the
              * election timeout, so this candidate is disrupting, not
              * replacing a dead leader (thesis 4.2.3). */
-            trace(n, "ignore %s from %llu: leader %llu is alive",
-                  cons_msg_type_name(m->type), (unsigned long long)m->from,
-                  (unsigned long long)n->leader);
+            cons__trace(n, "ignore %s from %llu: leader %llu is alive",
+                        cons_msg_type_name(m->type),
+                        (unsigned long long)m->from,
+                        (unsigned long long)n->leader);
             return 0;
         }
         bool keep_term =
@@ -1895,12 +1687,12 @@ int cons_node_step(struct cons_node *n, const struct cons_msg *m)
             m->type == CONS_MSG_SNAPSHOT) {
             /* A stale leader: tell it our term so it steps down. With
              * PreVote and CheckQuorum it would otherwise never learn. */
-            struct cons_msg *r = send(n, CONS_MSG_APPEND_RESP, m->from);
+            struct cons_msg *r = cons__send(n, CONS_MSG_APPEND_RESP, m->from);
             if (r != NULL) {
                 r->reject = true;
             }
         } else if (m->type == CONS_MSG_PREVOTE) {
-            struct cons_msg *r = send(n, CONS_MSG_PREVOTE_RESP, m->from);
+            struct cons_msg *r = cons__send(n, CONS_MSG_PREVOTE_RESP, m->from);
             if (r != NULL) {
                 r->reject = true;
             }
@@ -1930,12 +1722,12 @@ int cons_node_propose(struct cons_node *n, const struct rfs_buf *data,
     return forward(n, data, 0);
 }
 
-static void handle_read_index(struct cons_node *n, const struct cons_msg *m)
+void cons__handle_read_index(struct cons_node *n, const struct cons_msg *m)
 {
     struct pending_read r = {.ctx = m->ctx, .from = m->from};
     if (n->commit < n->term_start && !MUTANT(3)) {
-        if (queue_push(&n->reads_noop, &r) != 0) {
-            read_failed(n, &r);
+        if (cons__queue_push(&n->reads_noop, &r) != 0) {
+            cons__read_failed(n, &r);
         }
         return;
     }
@@ -1944,8 +1736,8 @@ static void handle_read_index(struct cons_node *n, const struct cons_msg *m)
         read_ready(n, &r, r.index);
         return;
     }
-    if (queue_push(&n->reads_unsent, &r) != 0) {
-        read_failed(n, &r);
+    if (cons__queue_push(&n->reads_unsent, &r) != 0) {
+        cons__read_failed(n, &r);
     }
 }
 
@@ -1962,13 +1754,13 @@ int cons_node_read_index(struct cons_node *n, uint64_t ctx)
 {
     if (n->role == CONS_LEADER) {
         struct cons_msg m = {.ctx = ctx, .from = RFS_NODE_NONE};
-        handle_read_index(n, &m);
+        cons__handle_read_index(n, &m);
         return 0;
     }
     if (n->role != CONS_FOLLOWER || n->leader == RFS_NODE_NONE) {
         return RFS_ENOLEADER;
     }
-    struct cons_msg *m = send(n, CONS_MSG_READ_INDEX, n->leader);
+    struct cons_msg *m = cons__send(n, CONS_MSG_READ_INDEX, n->leader);
     if (m == NULL) {
         return -ENOMEM;
     }
@@ -2048,8 +1840,8 @@ int cons_node_change(struct cons_node *n, enum cons_change_type type,
     if (rv != 0) {
         return rv;
     }
-    trace(n, "propose configuration change %d for %llu", (int)type,
-          (unsigned long long)id);
+    cons__trace(n, "propose configuration change %d for %llu", (int)type,
+                (unsigned long long)id);
     rv = append_local(n, CONS_ENTRY_CONF, buf.base, buf.len, index);
     if (rv != 0) {
         rfs_free(buf.base);
@@ -2081,13 +1873,13 @@ int cons_node_transfer(struct cons_node *n, rfs_nodeid_t to)
     if (p == NULL) {
         return RFS_EBADCONF;
     }
-    trace(n, "transfer leadership to %llu", (unsigned long long)to);
+    cons__trace(n, "transfer leadership to %llu", (unsigned long long)to);
     n->transferee = to;
     n->transfer_elapsed = 0;
     if (p->match == last_index(n)) {
         maybe_send_timeout_now(n, p);
     } else {
-        send_append(n, p, false);
+        cons__send_append(n, p, false);
     }
     return 0;
 }
@@ -2111,8 +1903,8 @@ void cons_node_persisted(struct cons_node *n, const struct cons_persist_tag *t)
     rfs_term_t have;
     if ((cons__log_term(&n->log, t->index, &have) != 0 || have != t->term) &&
         !MUTANT(7)) {
-        trace(n, "stale persist completion (%llu, %llu) ignored",
-              (unsigned long long)t->term, (unsigned long long)t->index);
+        cons__trace(n, "stale persist completion (%llu, %llu) ignored",
+                    (unsigned long long)t->term, (unsigned long long)t->index);
         return; /* RAFT-PITFALLS 10: the log moved on since. */
     }
     n->stable = upto < last_index(n) ? upto : last_index(n);
@@ -2152,8 +1944,8 @@ int cons_node_snapshot_taken(struct cons_node *n, rfs_index_t index,
     if (upto > n->log.base_index) {
         cons__log_compact(&n->log, upto);
     }
-    trace(n, "snapshot at %llu, log from %llu", (unsigned long long)index,
-          (unsigned long long)(n->log.base_index + 1));
+    cons__trace(n, "snapshot at %llu, log from %llu", (unsigned long long)index,
+                (unsigned long long)(n->log.base_index + 1));
     if (meta != NULL) {
         *meta = s;
     }
@@ -2180,20 +1972,20 @@ static void flush(struct cons_node *n)
     }
     if (n->need_broadcast) {
         n->need_broadcast = false;
-        broadcast_append(n);
+        cons__broadcast_append(n);
     }
     if (n->reads_unsent.n > 0) {
-        new_round(n);
+        cons__new_round(n);
         for (size_t i = 0; i < n->reads_unsent.n; i++) {
             struct pending_read r = n->reads_unsent.r[i];
             r.round = n->read_round;
-            if (queue_push(&n->reads_pending, &r) != 0) {
-                read_failed(n, &r);
+            if (cons__queue_push(&n->reads_pending, &r) != 0) {
+                cons__read_failed(n, &r);
             }
         }
         n->reads_unsent.n = 0;
-        broadcast_heartbeat(n);
-        release_reads(n);
+        cons__broadcast_heartbeat(n);
+        cons__release_reads(n);
     }
 }
 
@@ -2279,8 +2071,8 @@ void cons_node_take_update(struct cons_node *n, struct cons_update *u)
     n->ob = tg;
     n->ob_cap = tgcap;
     n->ob_n = 0;
-    if (grow((void **)&n->msgs, &n->msgs_cap, n->given_n, sizeof(*n->msgs)) !=
-        0) {
+    if (cons__grow((void **)&n->msgs, &n->msgs_cap, n->given_n,
+                   sizeof(*n->msgs)) != 0) {
         n->given_n = n->msgs_cap < n->given_n ? n->msgs_cap : n->given_n;
     }
     n->out_snap = n->snap;
