@@ -229,7 +229,7 @@ struct cons_node {
     struct cons_snap_meta out_snap; /* Meta pointed to by SNAPSHOT msgs. */
 };
 
-/* ---- Small helpers ------------------------------------------------------ */
+/* ---- Small helpers (cons__ ones in raft.c) ------------------------------- */
 
 static inline rfs_index_t last_index(const struct cons_node *n)
 {
@@ -275,7 +275,7 @@ void cons__trace(struct cons_node *n, const char *fmt, ...)
  * -ENOMEM (*arr is unchanged). */
 int cons__grow(void **arr, size_t *cap, size_t need, size_t sz);
 
-/* ---- Output -------------------------------------------------------------- */
+/* ---- Output (raft.c) ----------------------------------------------------- */
 
 /* A new outbox message of type to peer to, in the current term; NULL when
  * out of memory (the message is dropped: the protocol resends). */
@@ -285,7 +285,7 @@ struct outbox_msg *cons__ob_new(struct cons_node *n, uint8_t type,
 struct cons_msg *cons__send(struct cons_node *n, uint8_t type,
                             rfs_nodeid_t to);
 
-/* ---- Leader: per-peer progress and replication -------------------------- */
+/* ---- progress.c: per-peer progress and replication ----------------------- */
 
 /* Start tracking peer id from scratch (PROBE, next after our last). */
 void cons__progress_reset(struct cons_node *n, struct progress *p,
@@ -306,7 +306,7 @@ void cons__broadcast_append(struct cons_node *n);
 void cons__send_heartbeat(struct cons_node *n, struct progress *p);
 void cons__broadcast_heartbeat(struct cons_node *n);
 
-/* ---- Reads: read index rounds and the leader lease ----------------------- */
+/* ---- readindex.c: read index rounds, the lease --------------------------- */
 
 /* Queue a read. 0 or -ENOMEM. */
 int cons__queue_push(struct read_queue *q, const struct pending_read *r);
