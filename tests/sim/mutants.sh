@@ -1,7 +1,7 @@
 #!/bin/sh
 # mutants.sh BUILD_DIR SEEDS [ESCAPES]
 # Each planted mutant (a core or host driver built with one known bug, see
-# MUTANT() in consensus/core/raft.c and consensus/host.c) must be caught by
+# MUTANT() in consensus/core/*.c and consensus/host.c) must be caught by
 # the simulator alone, within SEEDS seeds. Prints the seed that caught each
 # one and its violation, then one line:
 #   mutants: N planted, M caught by the simulator
