@@ -275,6 +275,38 @@ void cons__trace(struct cons_node *n, const char *fmt, ...)
  * -ENOMEM (*arr is unchanged). */
 int cons__grow(void **arr, size_t *cap, size_t need, size_t sz);
 
+/* ---- Log and commit (raft.c) --------------------------------------------- */
+
+/* Append one entry to the local log (leader side), taking data; a CONF
+ * entry is in force at once. *index (may be NULL) gets its index. 0 or
+ * -ENOMEM (data is then still the caller's). */
+int cons__append_local(struct cons_node *n, uint8_t type, void *data,
+                       size_t len, rfs_index_t *index);
+/* Follower: move the commit index up to c (never down, never past what is
+ * held). */
+void cons__follower_commit_to(struct cons_node *n, rfs_index_t c);
+
+/* ---- Membership (conf.c) ------------------------------------------------- */
+
+/* Put configuration c (at log index index) in force. */
+void cons__conf_set(struct cons_node *n, const struct cons_conf *c,
+                    rfs_index_t index);
+/* A CONF entry entered the log: put it in force. */
+void cons__conf_from_entry(struct cons_node *n, const struct cons_entry *e);
+/* After a truncation: back to the latest configuration still held. */
+void cons__conf_rollback(struct cons_node *n);
+/* The configuration in force at index. 0 or RFS_EMALFORMED. */
+int cons__conf_at(const struct cons_node *n, rfs_index_t index,
+                  struct cons_conf *out);
+
+/* ---- Snapshots (snapshot.c) ---------------------------------------------- */
+
+/* Leader: a SNAPSHOT_RESP from the peer p tracks. */
+void cons__leader_snapshot_resp(struct cons_node *n,
+                                const struct cons_msg *m, struct progress *p);
+/* Follower: one chunk of an image from the leader. */
+void cons__handle_snapshot(struct cons_node *n, const struct cons_msg *m);
+
 /* ---- Output (raft.c) ----------------------------------------------------- */
 
 /* A new outbox message of type to peer to, in the current term; NULL when

@@ -123,8 +123,8 @@ struct cons_msg *cons__send(struct cons_node *n, uint8_t type, rfs_nodeid_t to)
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                             */
 
-static void conf_set(struct cons_node *n, const struct cons_conf *c,
-                     rfs_index_t index)
+void cons__conf_set(struct cons_node *n, const struct cons_conf *c,
+                    rfs_index_t index)
 {
     n->conf = *c;
     n->conf_index = index;
@@ -139,33 +139,33 @@ static void conf_set(struct cons_node *n, const struct cons_conf *c,
 }
 
 /* A CONF entry entered the log: it is in force from now on (thesis 4.1). */
-static void conf_from_entry(struct cons_node *n, const struct cons_entry *e)
+void cons__conf_from_entry(struct cons_node *n, const struct cons_entry *e)
 {
     struct cons_conf c;
     if (cons_conf_decode(&e->data, &c) != 0) {
         /* Every CONF entry was validated by the leader that made it. */
         RFS_ASSERT(!"undecodable configuration entry");
     }
-    conf_set(n, &c, e->index);
+    cons__conf_set(n, &c, e->index);
 }
 
 /* After truncating the log, fall back to the latest configuration that is
  * still in it, or the snapshot's (RAFT-PITFALLS 4, rule 3). */
-static void conf_rollback(struct cons_node *n)
+void cons__conf_rollback(struct cons_node *n)
 {
     for (rfs_index_t i = last_index(n); i > n->log.base_index; i--) {
         const struct cons_entry *e = cons__log_get(&n->log, i);
         if (e->type == CONS_ENTRY_CONF) {
-            conf_from_entry(n, e);
+            cons__conf_from_entry(n, e);
             return;
         }
     }
-    conf_set(n, &n->snap.conf, n->snap.index);
+    cons__conf_set(n, &n->snap.conf, n->snap.index);
 }
 
 /* The configuration in force at index (<= last index, >= snapshot). */
-static int conf_at(const struct cons_node *n, rfs_index_t index,
-                   struct cons_conf *out)
+int cons__conf_at(const struct cons_node *n, rfs_index_t index,
+                  struct cons_conf *out)
 {
     for (rfs_index_t i = index; i > n->log.base_index; i--) {
         const struct cons_entry *e = cons__log_get(&n->log, i);
@@ -181,8 +181,8 @@ static int conf_at(const struct cons_node *n, rfs_index_t index,
 /* Log mutation                                                              */
 
 /* Append one entry to the local log (leader side), taking data. */
-static int append_local(struct cons_node *n, uint8_t type, void *data,
-                        size_t len, rfs_index_t *index)
+int cons__append_local(struct cons_node *n, uint8_t type, void *data,
+                       size_t len, rfs_index_t *index)
 {
     struct cons_entry e = {
         .term = n->term,
@@ -198,7 +198,7 @@ static int append_local(struct cons_node *n, uint8_t type, void *data,
     n->uncommitted += len;
     n->need_broadcast = true;
     if (type == CONS_ENTRY_CONF) {
-        conf_from_entry(n, cons__log_get(&n->log, e.index));
+        cons__conf_from_entry(n, cons__log_get(&n->log, e.index));
     }
     if (index != NULL) {
         *index = e.index;
@@ -219,7 +219,7 @@ static void truncate_from(struct cons_node *n, rfs_index_t from)
         n->stable = from - 1;
     }
     if (conf_lost) {
-        conf_rollback(n);
+        cons__conf_rollback(n);
     }
 }
 
@@ -284,7 +284,7 @@ static void become_leader(struct cons_node *n)
     cons__trace(n, "leader");
     /* The no-op lets this term commit, and with it every earlier entry
      * (thesis 3.6.2); reads wait for it (RAFT-PITFALLS 2). */
-    if (append_local(n, CONS_ENTRY_NOOP, NULL, 0, &n->term_start) != 0) {
+    if (cons__append_local(n, CONS_ENTRY_NOOP, NULL, 0, &n->term_start) != 0) {
         /* Without the no-op this leader could never commit: give up. */
         become_follower(n, n->term, RFS_NODE_NONE);
     }
@@ -516,8 +516,8 @@ static void leader_append_resp(struct cons_node *n, const struct cons_msg *m,
     maybe_send_timeout_now(n, p);
 }
 
-static void leader_snapshot_resp(struct cons_node *n, const struct cons_msg *m,
-                                 struct progress *p)
+void cons__leader_snapshot_resp(struct cons_node *n,
+                                const struct cons_msg *m, struct progress *p)
 {
     p->recent_active = true;
     if (p->state != CONS_PROGRESS_SNAPSHOT) {
@@ -628,7 +628,7 @@ static void respond_append(struct cons_node *n, const struct cons_msg *in,
     }
 }
 
-static void follower_commit_to(struct cons_node *n, rfs_index_t c)
+void cons__follower_commit_to(struct cons_node *n, rfs_index_t c)
 {
     if (c > n->commit) {
         n->commit = c;
@@ -692,20 +692,20 @@ static void handle_append(struct cons_node *n, const struct cons_msg *m)
         }
         mark_dirty(n, e->index);
         if (e->type == CONS_ENTRY_CONF) {
-            conf_from_entry(n, cons__log_get(&n->log, e->index));
+            cons__conf_from_entry(n, cons__log_get(&n->log, e->index));
         }
     }
     rfs_index_t last_new = m->prev_index + i;
     /* Commit no further than this message proved (RAFT-PITFALLS 3). */
-    follower_commit_to(n, m->commit < last_new || MUTANT(4) ? m->commit
-                                                            : last_new);
+    cons__follower_commit_to(n, m->commit < last_new || MUTANT(4) ? m->commit
+                                                                  : last_new);
     respond_append(n, m, false, last_new, 0, 0);
 }
 
 static void handle_heartbeat(struct cons_node *n, const struct cons_msg *m)
 {
     rfs_index_t c = m->commit < last_index(n) ? m->commit : last_index(n);
-    follower_commit_to(n, c);
+    cons__follower_commit_to(n, c);
     struct cons_msg *r = cons__send(n, CONS_MSG_HEARTBEAT_RESP, m->from);
     if (r != NULL) {
         r->round = m->round;
@@ -725,7 +725,7 @@ static void respond_snapshot(struct cons_node *n, const struct cons_msg *in,
     }
 }
 
-static void handle_snapshot(struct cons_node *n, const struct cons_msg *m)
+void cons__handle_snapshot(struct cons_node *n, const struct cons_msg *m)
 {
     const struct cons_snap_meta *meta = m->snap;
     if (meta == NULL) {
@@ -735,8 +735,8 @@ static void handle_snapshot(struct cons_node *n, const struct cons_msg *m)
         term_at(n, meta->index) == meta->term) {
         /* We hold it already (committed, or the same entry by log
          * matching): fast-forward instead of installing. */
-        follower_commit_to(n, meta->index <= last_index(n) ? meta->index
-                                                            : n->commit);
+        cons__follower_commit_to(n, meta->index <= last_index(n) ? meta->index
+                                                                  : n->commit);
         respond_snapshot(n, m, meta->size, false, true, meta->index);
         return;
     }
@@ -793,7 +793,7 @@ static void handle_snapshot(struct cons_node *n, const struct cons_msg *m)
     n->handed_out = meta->index;
     n->dirty_from = 0;
     n->recv_index = 0;
-    conf_set(n, &meta->conf, meta->index);
+    cons__conf_set(n, &meta->conf, meta->index);
     respond_snapshot(n, m, n->recv_offset, false, true, meta->index);
 }
 
@@ -814,7 +814,7 @@ static int leader_propose(struct cons_node *n, const struct rfs_buf *data,
             return -ENOMEM;
         }
     }
-    int rv = append_local(n, CONS_ENTRY_NORMAL, copy, data->len, index);
+    int rv = cons__append_local(n, CONS_ENTRY_NORMAL, copy, data->len, index);
     if (rv != 0) {
         rfs_free(copy);
     }
@@ -890,7 +890,7 @@ static void step_leader(struct cons_node *n, const struct cons_msg *m)
         break;
     case CONS_MSG_SNAPSHOT_RESP:
         if (p != NULL) {
-            leader_snapshot_resp(n, m, p);
+            cons__leader_snapshot_resp(n, m, p);
         }
         break;
     case CONS_MSG_PROPOSE:
@@ -923,7 +923,7 @@ static void step_candidate(struct cons_node *n, const struct cons_msg *m)
         } else if (m->type == CONS_MSG_HEARTBEAT) {
             handle_heartbeat(n, m);
         } else {
-            handle_snapshot(n, m);
+            cons__handle_snapshot(n, m);
         }
         break;
     case CONS_MSG_VOTE_RESP:
@@ -967,7 +967,7 @@ static void step_follower(struct cons_node *n, const struct cons_msg *m)
         break;
     case CONS_MSG_SNAPSHOT:
         heard_leader(n, m->from);
-        handle_snapshot(n, m);
+        cons__handle_snapshot(n, m);
         break;
     case CONS_MSG_TIMEOUT_NOW:
         cons__trace(n, "timeout-now from %llu", (unsigned long long)m->from);
@@ -1119,7 +1119,7 @@ static int load(struct cons_node *n, const struct cons_load *l)
     n->handed_out = l->applied;
     n->conf = l->snap.conf;
     n->conf_index = l->snap.index;
-    conf_rollback(n);
+    cons__conf_rollback(n);
     n->taken_term = n->term;
     n->taken_vote = n->vote;
     return 0;
@@ -1409,7 +1409,7 @@ int cons_node_change(struct cons_node *n, enum cons_change_type type,
     }
     cons__trace(n, "propose configuration change %d for %llu", (int)type,
                 (unsigned long long)id);
-    rv = append_local(n, CONS_ENTRY_CONF, buf.base, buf.len, index);
+    rv = cons__append_local(n, CONS_ENTRY_CONF, buf.base, buf.len, index);
     if (rv != 0) {
         rfs_free(buf.base);
     }
@@ -1502,7 +1502,7 @@ int cons_node_snapshot_taken(struct cons_node *n, rfs_index_t index,
     s.index = index;
     s.term = term_at(n, index);
     s.size = size;
-    int rv = conf_at(n, index, &s.conf);
+    int rv = cons__conf_at(n, index, &s.conf);
     if (rv != 0) {
         return rv;
     }
