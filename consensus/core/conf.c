@@ -1,5 +1,7 @@
 /*
- * Cluster configurations and their encoding inside CONF log entries.
+ * Cluster configurations: their encoding inside CONF log entries, and how
+ * the node's configuration follows its log (membership changes, thesis
+ * chapter 4).
  *
  * Encoding (little-endian): u8 version, u8 count, then per server: u64 id,
  * u8 role, u8 address length, address bytes. Version 2 then adds the
@@ -9,13 +11,23 @@
  * and configurations of clusters that never removed a server read (and
  * are read by older builds) as before. The decoder checks every length and
  * value, since a CONF entry can come off a network or a damaged disk.
+ *
+ * Membership (the second half of this file): a configuration is in force
+ * as soon as its entry is in the log, committed or not (thesis 4.1), so a
+ * truncation can take it back (cons__conf_rollback), and a snapshot records
+ * the one in force at its index (cons__conf_at). Changes go one server at
+ * a time, and not before the leader committed an entry of its own term
+ * (cons_node_change; the single-server change errata). Kept here rather
+ * than in raft.c because it is the code that reads and writes
+ * configurations; raft.c only calls it when the log moves.
  */
 #include <errno.h>
 #include <string.h>
 
+#include "../../common/assert.h"
 #include "../../common/err.h"
 #include "../../common/heap.h"
-#include "core.h"
+#include "core_i.h"
 
 #define CONF_VERSION 1
 #define CONF_VERSION_REMOVED 2
@@ -192,4 +204,141 @@ int cons_conf_decode(const struct rfs_buf *in, struct cons_conf *c)
         return RFS_EMALFORMED;
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Membership                                                                */
+
+void cons__conf_set(struct cons_node *n, const struct cons_conf *c,
+                    rfs_index_t index)
+{
+    n->conf = *c;
+    n->conf_index = index;
+    cons__trace(n, "configuration at %llu: %u servers, %u voters",
+                (unsigned long long)index, c->n, cons_conf_voters(c));
+    if (n->role == CONS_LEADER) {
+        cons__progress_sync(n);
+        if (n->transferee != 0 && !is_voter(n, n->transferee)) {
+            n->transferee = 0;
+        }
+    }
+}
+
+/* A CONF entry entered the log: it is in force from now on (thesis 4.1). */
+void cons__conf_from_entry(struct cons_node *n, const struct cons_entry *e)
+{
+    struct cons_conf c;
+    if (cons_conf_decode(&e->data, &c) != 0) {
+        /* Every CONF entry was validated by the leader that made it. */
+        RFS_ASSERT(!"undecodable configuration entry");
+    }
+    cons__conf_set(n, &c, e->index);
+}
+
+/* After truncating the log, fall back to the latest configuration that is
+ * still in it, or the snapshot's (RAFT-PITFALLS 4, rule 3). */
+void cons__conf_rollback(struct cons_node *n)
+{
+    for (rfs_index_t i = last_index(n); i > n->log.base_index; i--) {
+        const struct cons_entry *e = cons__log_get(&n->log, i);
+        if (e->type == CONS_ENTRY_CONF) {
+            cons__conf_from_entry(n, e);
+            return;
+        }
+    }
+    cons__conf_set(n, &n->snap.conf, n->snap.index);
+}
+
+/* The configuration in force at index (<= last index, >= snapshot). */
+int cons__conf_at(const struct cons_node *n, rfs_index_t index,
+                  struct cons_conf *out)
+{
+    for (rfs_index_t i = index; i > n->log.base_index; i--) {
+        const struct cons_entry *e = cons__log_get(&n->log, i);
+        if (e->type == CONS_ENTRY_CONF) {
+            return cons_conf_decode(&e->data, out);
+        }
+    }
+    *out = n->snap.conf;
+    return 0;
+}
+
+int cons_node_change(struct cons_node *n, enum cons_change_type type,
+                     rfs_nodeid_t id, const char *addr, rfs_index_t *index)
+{
+    if (n->role != CONS_LEADER) {
+        return RFS_ENOTLEADER;
+    }
+    /* One change at a time, and none until this leader committed an entry
+     * of its own term: the fix to the single-server change bug (thesis
+     * errata; RAFT-PITFALLS 4). */
+    if ((n->commit < n->term_start || n->conf_index > n->commit) &&
+        !MUTANT(6)) {
+        return RFS_EBUSY;
+    }
+    if (id == RFS_NODE_NONE) {
+        return RFS_EBADCONF;
+    }
+    struct cons_conf c = n->conf;
+    struct cons_server *s = NULL;
+    for (unsigned i = 0; i < c.n; i++) {
+        if (c.servers[i].id == id) {
+            s = &c.servers[i];
+        }
+    }
+    switch (type) {
+    case CONS_ADD_LEARNER: {
+        /* Ids are never reused (RAFT-PITFALLS 5): the server behind a
+         * removed id may come back with a wiped disk, its vote forgotten. */
+        rfs_index_t at;
+        if (cons_conf_removed(&c, id, &at)) {
+            return RFS_EIDREMOVED;
+        }
+        if (s != NULL || c.n >= CONS_MAX_SERVERS || addr == NULL ||
+            addr[0] == '\0' || strlen(addr) >= CONS_ADDR_MAX) {
+            return RFS_EBADCONF;
+        }
+        s = &c.servers[c.n++];
+        memset(s, 0, sizeof(*s));
+        s->id = id;
+        s->role = CONS_LEARNER;
+        strcpy(s->addr, addr);
+        break;
+    }
+    case CONS_PROMOTE:
+        if (s == NULL || s->role != CONS_LEARNER) {
+            return RFS_EBADCONF;
+        }
+        s->role = CONS_VOTER;
+        break;
+    case CONS_DEMOTE:
+        if (s == NULL || s->role != CONS_VOTER || cons_conf_voters(&c) < 2) {
+            return RFS_EBADCONF;
+        }
+        s->role = CONS_LEARNER;
+        break;
+    case CONS_REMOVE:
+        if (s == NULL ||
+            (s->role == CONS_VOTER && cons_conf_voters(&c) < 2)) {
+            return RFS_EBADCONF;
+        }
+        *s = c.servers[--c.n];
+        /* The entry about to be appended is the one that removes it. */
+        cons_conf_add_removed(&c, id, last_index(n) + 1);
+        break;
+    default:
+        return RFS_EBADCONF;
+    }
+    struct rfs_buf buf;
+    int rv = cons_conf_encode(&c, &buf);
+    if (rv != 0) {
+        return rv;
+    }
+    cons__trace(n, "propose configuration change %d for %llu", (int)type,
+                (unsigned long long)id);
+    rv = cons__append_local(n, CONS_ENTRY_CONF, buf.base, buf.len, index);
+    if (rv != 0) {
+        rfs_free(buf.base);
+    }
+    return rv;
 }
