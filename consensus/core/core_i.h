@@ -3,11 +3,13 @@
  * helpers the core's files share.
  *
  * The protocol is split along its seams, as etcd-io/raft splits tracker/
- * and quorum/ off raft.go: raft.c holds roles, elections, step and the
- * public API; progress.c the leader's view of each peer and what it sends
- * them; readindex.c read rounds and the leader lease; conf.c and log.c
- * configurations and the log. They all work on one struct cons_node,
- * defined here, and call each other through the cons__ functions below.
+ * and quorum/ off raft.go: raft.c holds roles, elections, the commit rule,
+ * step and the public API; progress.c the leader's view of each peer and
+ * what it sends them; readindex.c read rounds and the leader lease;
+ * snapshot.c taking a snapshot and moving one to a follower; conf.c
+ * configurations and membership changes; log.c the in-memory log. They all
+ * work on one struct cons_node, defined here, and call each other through
+ * the cons__ functions below.
  *
  * Never included from outside this folder.
  */
