@@ -276,6 +276,12 @@ struct cons_options {
      * lease_reads does. A cluster whose members differ in lease_reads must
      * set this on all of them: any leader's lease counts on every voter. */
     bool boot_hold;
+    /* Follower read leases (docs/core.md): a leader inside its lease grants
+     * caught-up followers a read lease and commits nothing a lease holder
+     * has not acknowledged; a follower inside its lease answers
+     * cons_node_read_index at once, at its last log index. Needs
+     * lease_reads on the leader; a node with it off asks for none. */
+    bool follower_leases;
     unsigned max_inflight;      /* Unacked APPENDs per follower. */
     size_t max_msg_bytes;       /* Payload bytes per APPEND (soft: >= 1 entry). */
     size_t max_uncommitted;     /* Leader refuses proposals past this. */
@@ -366,6 +372,10 @@ int cons_node_read_index(struct cons_node *n, uint64_t ctx);
  * the node is stepped or ticked.
  */
 uint64_t cons_node_lease_end(const struct cons_node *n);
+/* The index a leased read must wait for this node to apply: the commit
+ * index on a leader, the last log index on a follower (a follower holding
+ * a lease has every entry that may have committed). */
+rfs_index_t cons_node_lease_index(const struct cons_node *n);
 
 enum cons_change_type {
     CONS_ADD_LEARNER = 1, /* New server, non-voting. */
@@ -446,6 +456,7 @@ struct cons_status {
     rfs_index_t conf_index;  /* Index of the configuration in force. */
     rfs_nodeid_t transferee; /* Leadership transfer target, or 0. */
     size_t uncommitted_bytes;
+    uint64_t leased_reads;   /* Reads a follower answered from its lease. */
 };
 
 void cons_node_status(const struct cons_node *n, struct cons_status *st);

@@ -77,6 +77,8 @@ void cons__log_reset(struct cons_log *l, rfs_index_t base_index,
  * about 10% between the leader's and a follower's clock at the default
  * timeouts). */
 #define LEASE_MARGIN_TICKS 2
+/* Answers a follower remembers the send tick of, for follower leases. */
+#define FLEASE_RING 32
 
 struct progress {
     rfs_nodeid_t id;
@@ -97,9 +99,23 @@ struct progress {
     uint64_t snap_sent;
     bool snap_moved; /* An ack came since the last heartbeat. */
     bool snap_rewound; /* Resending from snap_acked after a reject. */
+    /* Follower read lease (flease.c): no entry this follower has not
+     * acknowledged commits before tick promise_until; grant_seq and
+     * grant_ticks go out with the next APPEND or HEARTBEAT. */
+    uint64_t promise_until;
+    uint32_t grant_seq;
+    uint8_t grant_ticks;
     /* Last index of each APPEND in flight; kept last so that a reset can
      * clear everything above it cheaply. */
     rfs_index_t in_last[CONS_MAX_INFLIGHT];
+};
+
+/* An answer a follower sent its leader, for follower leases. */
+struct flease_sent {
+    uint32_t seq;
+    uint64_t tick;
+    rfs_term_t term;
+    rfs_nodeid_t to;
 };
 
 struct pending_read {
@@ -229,6 +245,19 @@ struct cons_node {
     uint64_t *given_failed;
     size_t given_failed_cap;
     struct cons_snap_meta out_snap; /* Meta pointed to by SNAPSHOT msgs. */
+
+    /* Follower read lease (flease.c): valid while ticks < flease_end. */
+    uint32_t flease_seq;
+    struct flease_sent flease_sent[FLEASE_RING];
+    uint64_t flease_end;
+    uint64_t flease_reads;
+    /* Leader: promises to followers removed from the configuration, kept
+     * until they end (no commit meanwhile). */
+    struct {
+        rfs_nodeid_t id;
+        uint64_t until;
+    } gone[CONS_MAX_SERVERS];
+    unsigned n_gone;
 };
 
 /* ---- Small helpers (cons__ ones in raft.c) ------------------------------- */
@@ -360,5 +389,29 @@ bool cons__in_lease(const struct cons_node *n);
 /* A READ_INDEX from a follower (or, from == 0, this node's host): leader
  * only. */
 void cons__handle_read_index(struct cons_node *n, const struct cons_msg *m);
+
+/* The last tick of this leader's lease (valid or not): see readindex.c. */
+bool cons__lease_last_tick(const struct cons_node *n, uint64_t *last);
+
+/* ---- flease.c: follower read leases ------------------------------------- */
+/* Follower: the lease ends now (term, role or leader changed). */
+void cons__flease_drop(struct cons_node *n);
+/* Follower: whether it may answer a read from its own log now. */
+bool cons__flease_valid(const struct cons_node *n);
+/* Follower: number an answer r to the leader, noting when it left. */
+void cons__flease_stamp(struct cons_node *n, struct cons_msg *r);
+/* Follower: an APPEND or HEARTBEAT from the leader, maybe with a grant. */
+void cons__flease_granted(struct cons_node *n, const struct cons_msg *m);
+/* Leader: a follower's answer m; grant it a lease if it qualifies. */
+void cons__flease_answer(struct cons_node *n, struct progress *p,
+                         const struct cons_msg *m);
+/* Leader: put p's grant in an outgoing APPEND or HEARTBEAT. */
+void cons__flease_fill(struct progress *p, struct cons_msg *out);
+/* Leader: the highest index it may commit up to c, given its promises. */
+rfs_index_t cons__flease_cap(const struct cons_node *n, rfs_index_t c);
+/* Leader: whether any promise still runs. */
+bool cons__flease_running(const struct cons_node *n);
+/* Leader: p leaves the configuration; keep its promise until it ends. */
+void cons__flease_forget(struct cons_node *n, const struct progress *p);
 
 #endif /* RAFTFS_CONSENSUS_CORE_CORE_I_H */

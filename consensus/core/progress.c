@@ -44,6 +44,8 @@ void cons__progress_sync(struct cons_node *n)
                 n->prs[k] = n->prs[j];
             }
             k++;
+        } else {
+            cons__flease_forget(n, &n->prs[j]);
         }
     }
     n->n_prs = k;
@@ -183,6 +185,7 @@ void cons__send_append(struct cons_node *n, struct progress *p, bool empty)
     o->out.msg.prev_index = prev;
     o->out.msg.prev_term = prev_term;
     o->out.msg.commit = n->commit;
+    cons__flease_fill(p, &o->out.msg);
     o->first = p->next;
     o->count = count;
     o->last_term = count > 0 ? term_at(n, p->next + count - 1) : prev_term;
@@ -215,6 +218,7 @@ void cons__send_heartbeat(struct cons_node *n, struct progress *p)
      * cannot check the rest of its log against ours (RAFT-PITFALLS 3). */
     m->commit = p->match < n->commit ? p->match : n->commit;
     m->round = n->read_round;
+    cons__flease_fill(p, m);
 }
 
 void cons__broadcast_heartbeat(struct cons_node *n)

@@ -174,6 +174,7 @@ static void set_role(struct cons_node *n, enum cons_role role)
 {
     if (n->role != role) {
         n->role_changed = true;
+        cons__flease_drop(n);
     }
     n->role = role;
 }
@@ -198,9 +199,11 @@ static void become_follower(struct cons_node *n, rfs_term_t term,
     if (term > n->term) {
         n->term = term;
         n->vote = RFS_NODE_NONE;
+        cons__flease_drop(n);
     }
     if (n->leader != leader) {
         n->role_changed = true;
+        cons__flease_drop(n);
     }
     n->leader = leader;
     set_role(n, CONS_FOLLOWER);
@@ -220,6 +223,7 @@ static void become_leader(struct cons_node *n)
     n->lease_off = false;
     n->uncommitted = 0;
     n->n_prs = 0;
+    n->n_gone = 0; /* Promises of earlier terms ended before this one. */
     cons__progress_sync(n);
     for (unsigned i = 0; i < n->n_prs; i++) {
         cons__progress_reset(n, &n->prs[i], n->prs[i].id);
@@ -363,7 +367,8 @@ static bool maybe_commit(struct cons_node *n)
             m[j - 1] = t;
         }
     }
-    rfs_index_t c = m[q - 1];
+    /* Nothing a follower holding a read lease lacks (flease.c). */
+    rfs_index_t c = cons__flease_cap(n, m[q - 1]);
     if (c <= n->commit || (term_at(n, c) != n->term && !MUTANT(1))) {
         return false;
     }
@@ -388,7 +393,10 @@ static bool maybe_commit(struct cons_node *n)
 
 static void maybe_send_timeout_now(struct cons_node *n, struct progress *p)
 {
-    if (n->transferee == p->id && p->match == last_index(n)) {
+    /* Not while a follower lease runs: the target's candidacy skips the
+     * stickiness that bounds every lease this leader granted. */
+    if (n->transferee == p->id && p->match == last_index(n) &&
+        !cons__flease_running(n)) {
         cons__trace(n, "transfer: %llu caught up, send timeout-now",
                     (unsigned long long)p->id);
         n->lease_off = true;
@@ -519,6 +527,9 @@ static void respond_append(struct cons_node *n, const struct cons_msg *in,
         m->index = index;
         m->hint_index = hint_index;
         m->hint_term = hint_term;
+        if (!reject) {
+            cons__flease_stamp(n, m);
+        }
     }
 }
 
@@ -603,6 +614,7 @@ static void handle_heartbeat(struct cons_node *n, const struct cons_msg *m)
     struct cons_msg *r = cons__send(n, CONS_MSG_HEARTBEAT_RESP, m->from);
     if (r != NULL) {
         r->round = m->round;
+        cons__flease_stamp(n, r);
     }
 }
 
@@ -679,6 +691,9 @@ static void step_leader(struct cons_node *n, const struct cons_msg *m)
     case CONS_MSG_APPEND_RESP:
         if (p != NULL) {
             leader_append_resp(n, m, p);
+            if (n->role == CONS_LEADER) {
+                cons__flease_answer(n, p, m);
+            }
         }
         break;
     case CONS_MSG_HEARTBEAT_RESP:
@@ -689,6 +704,7 @@ static void step_leader(struct cons_node *n, const struct cons_msg *m)
         if (m->round > p->round_acked) {
             p->round_acked = m->round;
         }
+        cons__flease_answer(n, p, m);
         if (p->state == CONS_PROGRESS_PROBE) {
             p->probe_sent = false;
         }
@@ -760,6 +776,7 @@ static void heard_leader(struct cons_node *n, rfs_nodeid_t from)
     if (n->leader != from) {
         n->leader = from;
         n->role_changed = true;
+        cons__flease_drop(n);
     }
 }
 
@@ -769,10 +786,12 @@ static void step_follower(struct cons_node *n, const struct cons_msg *m)
     case CONS_MSG_APPEND:
         heard_leader(n, m->from);
         handle_append(n, m);
+        cons__flease_granted(n, m);
         break;
     case CONS_MSG_HEARTBEAT:
         heard_leader(n, m->from);
         handle_heartbeat(n, m);
+        cons__flease_granted(n, m);
         break;
     case CONS_MSG_SNAPSHOT:
         heard_leader(n, m->from);
@@ -962,6 +981,10 @@ int cons_node_new(const struct cons_options *opts, const struct cons_load *l,
     if (n->rng == 0) {
         n->rng = 0x853c49e6748fea9bULL;
     }
+    /* Answer numbers start anywhere, so that a restarted node's reuse
+     * matching a grant meant for its previous run is unlikely even where
+     * a message could outlive a connection (flease.c). */
+    n->flease_seq = (uint32_t)rng_next(n) & CONS_LEASE_SEQ_MASK;
     cons__log_init(&n->log);
     int rv = load(n, l);
     if (rv != 0) {
@@ -1068,6 +1091,16 @@ void cons_node_tick(struct cons_node *n)
     if (n->heartbeat_elapsed >= n->o.heartbeat_ticks) {
         n->heartbeat_elapsed = 0;
         leader_heartbeat_tick(n);
+    }
+    if (n->o.follower_leases) {
+        /* A promise that ran out may free a commit, or a transfer. */
+        maybe_commit(n);
+        struct progress *t = n->transferee != RFS_NODE_NONE
+                                 ? progress_get(n, n->transferee)
+                                 : NULL;
+        if (n->role == CONS_LEADER && t != NULL) {
+            maybe_send_timeout_now(n, t);
+        }
     }
 }
 
@@ -1405,6 +1438,7 @@ void cons_node_status(const struct cons_node *n, struct cons_status *st)
     st->conf_index = n->conf_index;
     st->transferee = n->transferee;
     st->uncommitted_bytes = n->uncommitted;
+    st->leased_reads = n->flease_reads;
 }
 
 const struct cons_entry *cons_node_entry(const struct cons_node *n,

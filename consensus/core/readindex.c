@@ -119,7 +119,7 @@ static uint64_t quorum_round(const struct cons_node *n)
  * anything (docs/core.md). A leader that sent TIMEOUT_NOW gave its
  * followers leave to ignore the lease, so it stops using it.
  */
-static bool lease_last_tick(const struct cons_node *n, uint64_t *last)
+bool cons__lease_last_tick(const struct cons_node *n, uint64_t *last)
 {
     if (n->role != CONS_LEADER || !n->o.lease_reads || n->lease_off ||
         n->commit < n->term_start) {
@@ -141,7 +141,7 @@ static bool lease_last_tick(const struct cons_node *n, uint64_t *last)
 static bool lease_valid(const struct cons_node *n)
 {
     uint64_t last;
-    return lease_last_tick(n, &last) && n->ticks <= last;
+    return cons__lease_last_tick(n, &last) && n->ticks <= last;
 }
 
 /* Release every pending read whose round a quorum has acknowledged. */
@@ -229,8 +229,11 @@ void cons__handle_read_index(struct cons_node *n, const struct cons_msg *m)
 
 uint64_t cons_node_lease_end(const struct cons_node *n)
 {
+    if (n->role == CONS_FOLLOWER) {
+        return cons__flease_valid(n) ? n->flease_end : 0;
+    }
     uint64_t last;
-    if (!lease_last_tick(n, &last) || n->ticks > last) {
+    if (!cons__lease_last_tick(n, &last) || n->ticks > last) {
         return 0;
     }
     return last == UINT64_MAX ? last : last + 1;
@@ -245,6 +248,14 @@ int cons_node_read_index(struct cons_node *n, uint64_t ctx)
     }
     if (n->role != CONS_FOLLOWER || n->leader == RFS_NODE_NONE) {
         return RFS_ENOLEADER;
+    }
+    if (cons__flease_valid(n)) {
+        /* Every entry that may have committed is in this log already (the
+         * leader's promise): applying all of it is enough. */
+        struct pending_read r = {.ctx = ctx, .from = RFS_NODE_NONE};
+        read_ready(n, &r, last_index(n));
+        n->flease_reads++;
+        return 0;
     }
     struct cons_msg *m = cons__send(n, CONS_MSG_READ_INDEX, n->leader);
     if (m == NULL) {

@@ -703,6 +703,112 @@ static void test_lease_expires_without_acks(void **state)
     cl_close(&c);
 }
 
+/* Follower read leases (docs/core.md): a leader with a lease, and
+ * followers that answered two heartbeat rounds (the grant rides on the
+ * round after their answer). */
+static void flease_cluster(struct cl *c)
+{
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    o.lease_reads = true;
+    o.follower_leases = true;
+    cl_init_opts(c, 3, 0, &o);
+    for (unsigned i = 2; i <= 3; i++) {
+        cl_isolate(c, i, true);
+        cl_tick(c, i, o.election_ticks);
+        cl_isolate(c, i, false);
+    }
+    cl_drop_all(c);
+    cl_elect(c, 1);
+    assert_int_equal(cl_status(c, 1).role, CONS_LEADER);
+    for (int round = 0; round < 2; round++) {
+        cl_tick(c, 1, o.heartbeat_ticks);
+        cl_deliver(c);
+    }
+}
+
+/* A follower inside its read lease answers a read from its own log: no
+ * READ_INDEX goes to the leader, and the index is its last one. */
+static void test_follower_lease_reads_locally(void **state)
+{
+    (void)state;
+    struct cl c;
+    flease_cluster(&c);
+    cl_drop_all(&c);
+    assert_int_not_equal(cons_node_lease_end(c.nodes[2].n), 0);
+    assert_int_equal(cons_node_read_index(c.nodes[2].n, 7), 0);
+    cl_process(&c, 2);
+    assert_int_equal(c.nodes[2].n_reads, 1);
+    assert_int_equal(cl_queued(&c, CONS_MSG_READ_INDEX, 2), 0);
+    assert_int_equal(cl_status(&c, 2).leased_reads, 1);
+    assert_int_equal(cons_node_lease_index(c.nodes[2].n),
+                     cl_status(&c, 2).last_index);
+    cl_close(&c);
+}
+
+/* The promise: an entry that a lease holder has not acknowledged does not
+ * commit, although a majority holds it, until the holder's lease has run
+ * out; by then the holder no longer answers reads itself. */
+static void test_follower_lease_holds_commit(void **state)
+{
+    (void)state;
+    struct cl c;
+    flease_cluster(&c);
+    rfs_index_t before = cl_status(&c, 1).commit;
+    cl_cut(&c, 1, 3, true);
+    assert_int_equal(cl_propose(&c, 1, "x"), 0);
+    cl_deliver(&c);
+    assert_int_equal(cl_status(&c, 1).commit, before);
+    unsigned waited = 0;
+    while (cl_status(&c, 1).commit == before &&
+           waited < 2 * c.opts.election_ticks) {
+        cl_tick(&c, 1, 1);
+        cl_tick(&c, 3, 1);
+        cl_tick(&c, 2, 1);
+        cl_deliver(&c);
+        waited++;
+        if (cl_status(&c, 1).commit == before) {
+            /* Still promised: node 3 may still answer from its lease. */
+            continue;
+        }
+        /* Committed without node 3: its lease has ended on its clock. */
+        assert_int_equal(cons_node_lease_end(c.nodes[3].n), 0);
+    }
+    assert_true(cl_status(&c, 1).commit > before);
+    assert_true(waited > 1);
+    cl_drop_all(&c);
+    assert_int_equal(cons_node_read_index(c.nodes[3].n, 9), 0);
+    cl_process(&c, 3);
+    assert_int_equal(c.nodes[3].n_reads, 0);
+    assert_int_equal(cl_queued(&c, CONS_MSG_READ_INDEX, 3), 1);
+    cl_close(&c);
+}
+
+/* A transfer lets its target's candidacy skip the followers' stickiness,
+ * which bounds every lease the leader granted: TimeoutNow waits until no
+ * promise runs, and no new one is made meanwhile. */
+static void test_follower_lease_delays_transfer(void **state)
+{
+    (void)state;
+    struct cl c;
+    flease_cluster(&c);
+    cl_drop_all(&c);
+    assert_int_equal(cons_node_transfer(c.nodes[1].n, 2), 0);
+    cl_process(&c, 1);
+    cl_deliver(&c);
+    assert_int_equal(c.sent[CONS_MSG_TIMEOUT_NOW], 0);
+    unsigned ticks = 0;
+    while (c.sent[CONS_MSG_TIMEOUT_NOW] == 0 &&
+           ticks < c.opts.election_ticks) {
+        cl_tick(&c, 1, 1);
+        cl_deliver(&c);
+        ticks++;
+    }
+    assert_int_equal(c.sent[CONS_MSG_TIMEOUT_NOW], 1);
+    assert_true(ticks > 1);
+    cl_close(&c);
+}
+
 /* A voter that restarts may have answered the leader's last round before
  * it went down: it ignores candidates for its first election timeout, as
  * it would have had it stayed up. */
@@ -1469,6 +1575,9 @@ int main(int argc, char **argv)
         T(test_read_index_on_stale_leader_fails),
         T(test_lease_read_needs_no_round),
         T(test_lease_expires_without_acks),
+        cmocka_unit_test(test_follower_lease_reads_locally),
+        cmocka_unit_test(test_follower_lease_holds_commit),
+        cmocka_unit_test(test_follower_lease_delays_transfer),
         T(test_lease_restarted_voter_holds_off),
         T(test_lease_outlives_higher_term),
         T(test_lease_dropped_by_transfer),
