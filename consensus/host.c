@@ -798,6 +798,7 @@ int host_new(const struct host_options *o, const struct host_io *io,
     co.heartbeat_ticks = o->heartbeat_ticks;
     co.lease_reads = o->lease_reads;
     co.boot_hold = o->boot_hold;
+    co.follower_leases = o->follower_leases;
     co.seed = o->seed;
     co.trace = o->trace;
     co.trace_data = o->trace_data;

@@ -134,6 +134,7 @@ struct host_options {
     uint64_t ids_from;          /* Where ReadIndex ids start (random). */
     bool lease_reads;
     bool boot_hold;
+    bool follower_leases;       /* See cons_options.follower_leases. */
     uint64_t snapshot_entries;  /* Snapshot after this many applied... */
     uint64_t snapshot_bytes;    /* ...or this many bytes of entries. */
     rfs_index_t snap_index;     /* The image already on disk (0: none). */

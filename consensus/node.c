@@ -99,8 +99,10 @@ struct node {
      * loop: see node_read_barrier(). */
     struct {
         uint64_t lease_end_ns; /* CLOCK_BOOTTIME; 0: no lease. */
-        rfs_index_t commit;    /* The leader's, published before any
-                                * message or answer reveals it. */
+        /* What a leased read waits to be applied (cons_node_lease_index):
+         * a leader's commit index, a follower's last log index, published
+         * before any message or answer reveals it. */
+        rfs_index_t need;
         rfs_index_t applied;   /* In the store, readable now. */
     } fast;
     struct sub *inbox;
@@ -431,11 +433,9 @@ static void io_publish(void *data)
 {
     struct node *n = data;
     uint64_t end_ns = n->stopping ? 0 : host_lease_end_ns(n->host);
-    struct cons_status st;
-    cons_node_status(host_core(n->host), &st);
     pthread_mutex_lock(&n->lock);
     n->fast.lease_end_ns = end_ns;
-    n->fast.commit = st.commit;
+    n->fast.need = cons_node_lease_index(host_core(n->host));
     n->fast.applied = store_applied(n->store);
     pthread_mutex_unlock(&n->lock);
 }
@@ -855,6 +855,7 @@ static int load_core(struct node *n, char *errmsg)
         .commit_timeout_ms = n->o.commit_timeout_ms,
         .lease_reads = n->o.lease_reads,
         .boot_hold = true, /* Other members may use leases. */
+        .follower_leases = n->o.lease_reads,
         .snapshot_entries = n->o.snapshot_entries,
         .snapshot_bytes = n->o.snapshot_bytes,
         .snap_index = l.snap.index,
@@ -1111,12 +1112,13 @@ int node_submit(struct node *n, const struct store_cmd *cmd, node_cb cb,
 
 int node_read_barrier(struct node *n, node_cb cb, void *arg)
 {
-    /* A leader inside its lease that has applied its whole commit index
+    /* A leader inside its lease that has applied its whole commit index,
+     * or a follower inside its read lease that has applied its whole log,
      * answers here, on the caller's thread: the loop would only confirm
      * the same thing one thread hop later. */
     pthread_mutex_lock(&n->lock);
     bool now = n->fast.lease_end_ns != 0 &&
-               n->fast.applied >= n->fast.commit &&
+               n->fast.applied >= n->fast.need &&
                boottime_ns() < n->fast.lease_end_ns;
     pthread_mutex_unlock(&n->lock);
     if (now) {

@@ -69,6 +69,8 @@ enum ev_type {
 /* A frame on the wire: the encoded message, as TCP would carry it. */
 struct smsg {
     rfs_nodeid_t from, to;
+    uint64_t to_boot; /* The receiver's run it was sent to: like a TCP
+                       * connection, it dies with that process. */
     struct rfs_buf plain;
     struct smsg *next;
 };
@@ -425,6 +427,7 @@ static void net_send(struct sim *s, struct smsg *m)
         msg_free(m);
         return;
     }
+    m->to_boot = s->nodes[to].boot;
     unsigned delay = 1 + rndn(s, s->delay_max);
     if (chance(s, 2)) {
         delay += 50 + rndn(s, 200); /* A straggler: reordering. */
@@ -1318,6 +1321,7 @@ static void node_start(struct sim *s, struct snode *n)
         .ids_from = rnd(s),
         .lease_reads = s->o.lease_reads,
         .boot_hold = s->o.lease_reads,
+        .follower_leases = s->o.lease_reads,
         .snapshot_entries = s->snap_every,
         .snapshot_bytes = UINT64_MAX,
         .snap_index = n->d.snap.index,
@@ -1407,6 +1411,9 @@ static void node_crash(struct sim *s, struct snode *n)
     n->snap_img = NULL;
     free(n->taken_img);
     n->taken_img = NULL;
+    struct cons_status st;
+    cons_node_status(CORE(n), &st);
+    s->r->leased_reads += st.leased_reads;
     /* The process died with its waiting requests. */
     host_close(n->h, RFS_ESHUTDOWN);
     host_free(n->h);
@@ -1898,18 +1905,22 @@ static void nemesis(struct sim *s)
             lease_attack(s);
         }
     } else if (what < 65) {
-        /* The monotonic clock leaps forward (a suspend it kept counting
-         * through). On a follower that breaks the drift bound leases rest
-         * on, so with leases only the leader's leaps: it then just holds
-         * its lease for less time. */
-        struct snode *v = s->o.lease_reads ? find_leader(s) : random_up(s);
+        /* The monotonic clock leaps forward with no time passing (a real
+         * suspend is a pause: the nemesis above). That breaks the
+         * bounded-drift assumption leases rest on both ways: a follower
+         * whose clock leaps stops honouring the leader's lease early, a
+         * leader whose clock leaps ends its promises to read-lease holders
+         * early. So only runs without leases get leaps. */
+        struct snode *v = random_up(s);
         if (v == NULL) {
             return;
         }
         unsigned ms = 50 + rndn(s, 2000);
-        tracef(s, "NEMESIS clock of n%" PRIu64 " jumps %u ms ahead", v->id,
-               ms);
-        v->clock_off += ms;
+        if (!s->o.lease_reads) {
+            tracef(s, "NEMESIS clock of n%" PRIu64 " jumps %u ms ahead",
+                   v->id, ms);
+            v->clock_off += ms;
+        }
         /* Its wall clock is stepped, back as often as forward (NTP, an
          * operator): only mtimes may follow it, nothing that orders. */
         int64_t step = (int64_t)rndn(s, 20000) - 10000;
@@ -2017,7 +2028,7 @@ static void handle(struct sim *s, const struct ev *e)
         }
         break;
     case EV_DELIVER: {
-        if (!n->up) {
+        if (!n->up || e->msg->to_boot != n->boot) {
             msg_free(e->msg);
             break;
         }

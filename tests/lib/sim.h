@@ -64,6 +64,7 @@ struct sim_result {
     uint64_t barriers;   /* Read barriers passed and checked. */
     uint64_t timeouts;   /* Requests that timed out. */
     uint64_t lease_runs; /* 1 if this run used lease reads. */
+    uint64_t leased_reads; /* Reads a follower answered from its lease. */
 };
 
 void sim_options_default(struct sim_options *o, uint64_t seed);

@@ -92,7 +92,7 @@ int main(int argc, char **argv)
     }
     uint64_t steps = 0, violations = 0, failed = 0, reads = 0, commits = 0,
              faults_n = 0, snaps = 0, acked = 0, barriers = 0, timeouts = 0,
-             leases = 0;
+             leases = 0, leased = 0;
     time_t start = time(NULL);
     for (uint64_t k = 0; k < seeds; k++) {
         uint64_t seed = first + k;
@@ -117,6 +117,7 @@ int main(int argc, char **argv)
         barriers += r.barriers;
         timeouts += r.timeouts;
         leases += r.lease_runs;
+        leased += r.leased_reads;
         if (r.violations > 0) {
             failed++;
             printf("seed %" PRIu64 " FAILED: %s\n", seed, r.first);
@@ -144,8 +145,9 @@ int main(int argc, char **argv)
            " read barriers checked, %" PRIu64 " timed out\n",
            acked, barriers, timeouts);
     printf("leases: %" PRIu64 " of the seeds ran with lease reads and "
-           "drifting clocks\n",
-           leases);
+           "drifting clocks; followers answered %" PRIu64 " reads from "
+           "their read leases\n",
+           leases, leased);
     printf("simulation: %" PRIu64 " seeds, %" PRIu64 " steps, %" PRIu64
            " violations\n",
            seeds, steps, violations);

@@ -14,7 +14,8 @@ escapes=${3:-}
 names="1:figure8-commit-by-count 2:act-before-durable 3:read-before-noop-commit
 4:follower-commit-uncapped 5:no-election-restriction 6:conf-change-errata
 7:aba-persist-completion 8:lease-without-end 9:no-boot-hold
-10:host-clock-only-on-timer 11:stickiness-ends-with-higher-term"
+10:host-clock-only-on-timer 11:stickiness-ends-with-higher-term
+12:follower-lease-without-end"
 planted=0
 caught=0
 bad=0
