@@ -464,6 +464,7 @@ static void publish_status(struct node *n)
     st.peers_connected = transport_connected_count(n->net);
     pthread_mutex_lock(&n->lock);
     memcpy(st.last_error, n->status.last_error, sizeof(st.last_error));
+    st.fast_barriers = n->status.fast_barriers;
     n->status = st;
     pthread_mutex_unlock(&n->lock);
 }
@@ -1120,6 +1121,9 @@ int node_read_barrier(struct node *n, node_cb cb, void *arg)
     bool now = n->fast.lease_end_ns != 0 &&
                n->fast.applied >= n->fast.need &&
                boottime_ns() < n->fast.lease_end_ns;
+    if (now) {
+        n->status.fast_barriers++;
+    }
     pthread_mutex_unlock(&n->lock);
     if (now) {
         cb(arg, 0, NULL);

@@ -136,6 +136,9 @@ struct node_status {
     uint64_t entries_proposed; /* Proposals this node submitted. */
     uint64_t batches_written;  /* Synced log writes. */
     unsigned peers_connected;
+    /* Read barriers passed on the caller's thread from this node's lease
+     * (leader or follower), without the loop. */
+    uint64_t fast_barriers;
     struct cons_conf conf;     /* The configuration in force. */
     /* Leader only: each member's replicated index (conf order), else 0. */
     rfs_index_t match[CONS_MAX_SERVERS];
