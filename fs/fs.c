@@ -536,6 +536,7 @@ static const char *const vnames[FS_VF_END] = {
     [FS_VF_STATUS] = "status",
     [FS_VF_LEADER] = "leader",
     [FS_VF_MEMBERS] = "members",
+    [FS_VF_TRANSPORT] = "transport",
 };
 
 bool fs__is_vname(uint64_t parent, const char *name)
@@ -559,6 +560,12 @@ const char *fs__vname(uint64_t ino)
     return k >= FS_VF_STATUS && k < FS_VF_END ? vnames[k] : NULL;
 }
 
+static size_t transport(const struct node_status *st, char *buf, size_t cap)
+{
+    (void)st;
+    return fs_uring_describe(buf, cap);
+}
+
 int fs__vrender(struct fs *fs, uint64_t ino, char **text, size_t *len)
 {
     struct node_status st;
@@ -573,6 +580,9 @@ int fs__vrender(struct fs *fs, uint64_t ino, char **text, size_t *len)
         break;
     case FS_VF_MEMBERS:
         render = status_members;
+        break;
+    case FS_VF_TRANSPORT:
+        render = transport;
         break;
     default:
         return -ENOENT;

@@ -96,4 +96,24 @@ struct fs_counters {
 };
 void fs_counters(struct fs *fs, struct fs_counters *c);
 
+/* FUSE over io_uring (fs/uring.c), the `uring=` mount option. */
+enum fs_uring_mode {
+    FS_URING_OFF = 0, /* Requests come by read(/dev/fuse) only. */
+    FS_URING_AUTO,    /* io_uring where the kernel offers it, else /dev/fuse
+                       * with one info line in the log. */
+    FS_URING_ON,      /* The same, but the fallback's line is a warning. */
+};
+/* After fuse_session_mount(), before the session loop: route the session's
+ * I/O through fs/uring.c so that INIT can switch the mount to io_uring
+ * (see uring.c for how). Returns 0, or the negative error of
+ * fuse_session_custom_io(). One session per process. */
+int fs_uring_attach(struct fuse_session *se, enum fs_uring_mode mode);
+/* After the session loop ended and the node stopped (no reply can come
+ * any more), before fuse_session_unmount(): stop the queue threads and free
+ * the rings. */
+void fs_uring_stop(void);
+/* One line for /.raftfs/transport: "io_uring queues=N depth=D requests=R"
+ * or "dev_fuse (WHY) requests_over_io_uring=R". Like snprintf. */
+size_t fs_uring_describe(char *buf, size_t cap);
+
 #endif /* RAFTFS_FS_FS_H */

@@ -16,6 +16,7 @@ enum fs_vfile {
     FS_VF_STATUS = 2,
     FS_VF_LEADER,
     FS_VF_MEMBERS,
+    FS_VF_TRANSPORT,
     FS_VF_END,
 };
 #define FS_REVISION_XATTR "user.raftfs.revision"

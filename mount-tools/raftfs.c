@@ -87,6 +87,12 @@ static const char usage[] =
     "                       (default 30); until a leader is known again,\n"
     "                       the next ones fail at once (changes with EROFS\n"
     "                       in reads=local)\n"
+    "  uring=on|off|auto    FUSE over io_uring: take the kernel's requests\n"
+    "                       from per-CPU io_uring queues instead of reads\n"
+    "                       of /dev/fuse where the kernel offers it (fuse\n"
+    "                       module parameter enable_uring=Y), else fall\n"
+    "                       back to /dev/fuse with one line in the log (a\n"
+    "                       warning for on); default off\n"
     "  cache_timeout=S      reads=local: seconds the kernel may cache names\n"
     "                       and attributes (default 1; changes from other\n"
     "                       nodes also invalidate them as they apply)\n"
@@ -825,6 +831,7 @@ static int cmd_snapshot(int argc, char **argv)
 struct mount_opts {
     struct fs_options fs;
     unsigned commit_timeout_s;
+    enum fs_uring_mode uring;
     bool lease;
     bool allow_other;
     bool debug;
@@ -878,6 +885,15 @@ static void parse_mount_opts(char *list, struct mount_opts *m)
         } else if (strcmp(o, "lease") == 0) {
             die("mount option lease=%s: expected lease=on or lease=off",
                 v ? v : "");
+        } else if (strcmp(o, "uring") == 0 && v &&
+                   (strcmp(v, "on") == 0 || strcmp(v, "off") == 0 ||
+                    strcmp(v, "auto") == 0)) {
+            m->uring = strcmp(v, "on") == 0     ? FS_URING_ON
+                       : strcmp(v, "auto") == 0 ? FS_URING_AUTO
+                                                : FS_URING_OFF;
+        } else if (strcmp(o, "uring") == 0) {
+            die("mount option uring=%s: expected uring=on, uring=off or "
+                "uring=auto", v ? v : "");
         } else if (strcmp(o, "commit_timeout") == 0) {
             if (!v || !parse_seconds(v, 86400, &d) || d < 1) {
                 die("mount option commit_timeout=%s: expected whole seconds "
@@ -1322,6 +1338,13 @@ static int cmd_mount(int argc, char **argv)
         node_stop(node);
         fail("cannot mount at %s (see the messages above)", mnt);
     }
+    rv = fs_uring_attach(se, m.uring);
+    if (rv != 0) {
+        fuse_session_unmount(se);
+        node_stop(node);
+        fail("uring=: cannot hook the FUSE session's I/O: %s",
+             strerror(-rv));
+    }
     struct mount_ids ids = mount_ids(mnt);
     fs_set_mount_id(fs, ids.id);
     watchdog_arm(ids.conn);
@@ -1343,6 +1366,7 @@ static int cmd_mount(int argc, char **argv)
      * the session, which must outlive them. */
     node_stop(node);
     fs_free(fs);
+    fs_uring_stop();
     fuse_remove_signal_handlers(se);
     fuse_session_unmount(se);
     watchdog_disarm();
