@@ -43,9 +43,19 @@ static void fail_hook(void)
     fail_msg("harness failure (see above)");
 }
 
+/* Mount options added to every test's (argv[3]): the meson test fuse-uring
+ * runs the whole file again with uring=on. */
+static const char *extra_opts;
+
 static int setup3(void **state, const char *opts)
 {
     struct mcluster *c = calloc(1, sizeof(*c));
+    char all[256];
+    if (extra_opts != NULL) {
+        snprintf(all, sizeof(all), "%s%s%s", opts ? opts : "",
+                 opts ? "," : "", extra_opts);
+        opts = all;
+    }
     mc_init(c, 3, opts);
     *state = c;
     return 0;
@@ -82,9 +92,41 @@ static int setup_allow_other(void **state)
     return setup3(state, "allow_other");
 }
 
+/* With uring=on, each mount still running must have served its requests
+ * through io_uring: a fallback to /dev/fuse would pass every test above
+ * without testing the ring at all. */
+static void check_transport(struct mcluster *c)
+{
+    if (extra_opts == NULL || strstr(extra_opts, "uring=on") == NULL) {
+        return;
+    }
+    int seen = 0;
+    for (int i = 1; i <= c->n; i++) {
+        char path[256], text[256];
+        snprintf(path, sizeof(path), "%s/.raftfs/transport", c->mnt[i]);
+        ssize_t n = c->pid[i] ? mc_read(path, text, sizeof(text) - 1) : -1;
+        if (n <= 0) {
+            continue; /* Killed or restarted by the test. */
+        }
+        text[n] = '\0';
+        unsigned long long served = 0;
+        if (sscanf(text, "io_uring queues=%*u depth=%*u requests=%llu",
+                   &served) != 1 || served == 0) {
+            mc_destroy(c);
+            fail_msg("node %d does not serve through io_uring: %s", i, text);
+        }
+        seen++;
+    }
+    if (seen == 0) {
+        mc_destroy(c);
+        fail_msg("no mount left to check the transport of");
+    }
+}
+
 static int teardown(void **state)
 {
     struct mcluster *c = *state;
+    check_transport(c);
     mc_destroy(c);
     free(c);
     return 0;
@@ -2371,11 +2413,12 @@ int main(int argc, char **argv)
     /* Line by line: a crash must not eat the tail of what we printed. */
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 3) {
-        fprintf(stderr, "usage: test_fuse RAFTFS SHELL_TOOLS\n");
+        fprintf(stderr, "usage: test_fuse RAFTFS SHELL_TOOLS [MOUNT_OPTS]\n");
         return 2;
     }
     mc_exe = argv[1];
     shell_tools = argv[2];
+    extra_opts = argc > 3 && argv[3][0] ? argv[3] : NULL;
     pc_fail_hook = fail_hook;
     if (access("/dev/fuse", R_OK | W_OK) != 0) {
         fprintf(stderr, "/dev/fuse is not available: skipping\n");
