@@ -108,10 +108,14 @@ enum fs_uring_mode {
  * (see uring.c for how). Returns 0, or the negative error of
  * fuse_session_custom_io(). One session per process. */
 int fs_uring_attach(struct fuse_session *se, enum fs_uring_mode mode);
-/* After the session loop ended and the node stopped (no reply can come
- * any more), before fuse_session_unmount(): stop the queue threads and free
- * the rings. */
+/* As soon as the session loop ended, before fs_drop_views(): stop the
+ * queue threads, so that no request reaches fs_ops any more. Replies made
+ * after it go to /dev/fuse (and are dropped, as the mount is going). */
 void fs_uring_stop(void);
+/* After the node stopped (no reply can come any more), before
+ * fuse_session_unmount(): free the rings and buffers. Closing the rings
+ * is what lets the kernel end the connection's queues. */
+void fs_uring_close(void);
 /* One line for /.raftfs/transport: "io_uring queues=N depth=D requests=R"
  * or "dev_fuse (WHY) requests_over_io_uring=R". Like snprintf. */
 size_t fs_uring_describe(char *buf, size_t cap);

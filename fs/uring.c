@@ -262,7 +262,7 @@ static struct uent *hash_take(uint64_t unique)
 {
     struct uent *e = NULL;
     pthread_mutex_lock(&U.lock);
-    if (U.hash != NULL) {
+    if (U.active && U.hash != NULL) {
         for (struct uent **p = &U.hash[hslot(unique)]; *p;
              p = &(*p)->hnext) {
             if ((*p)->unique == unique) {
@@ -629,7 +629,7 @@ static ssize_t custom_writev(int fd, struct iovec *iov, int count,
     if (is_init) {
         return init_reply(fd, iov, count);
     }
-    struct uent *e = U.active ? hash_take(oh->unique) : NULL;
+    struct uent *e = hash_take(oh->unique);
     if (e == NULL) {
         return writev(fd, iov, count); /* It came by /dev/fuse. */
     }
@@ -711,8 +711,18 @@ void fs_uring_stop(void)
         if (write(q->wakefd, &one, sizeof(one)) == sizeof(one)) {
             pthread_join(q->thread, NULL);
         }
+        q->started = false;
     }
+    /* A reply made from now on goes to /dev/fuse, which answers ENOENT
+     * for a unique it never sent (libfuse stays quiet about it). */
+    pthread_mutex_lock(&U.lock);
     U.active = false;
+    pthread_mutex_unlock(&U.lock);
+}
+
+void fs_uring_close(void)
+{
+    fs_uring_stop();
     queues_free();
 }
 

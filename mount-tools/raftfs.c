@@ -1359,6 +1359,7 @@ static int cmd_mount(int argc, char **argv)
     fuse_loop_cfg_set_max_threads(lc, 16);
     rv = fuse_session_loop_mt(se, lc);
     fuse_loop_cfg_destroy(lc);
+    fs_uring_stop();
     RFS_LOG(RFS_LOG_INFO, "unmounting");
     admin_close(&admin);
     fs_drop_views(fs);
@@ -1366,7 +1367,7 @@ static int cmd_mount(int argc, char **argv)
      * the session, which must outlive them. */
     node_stop(node);
     fs_free(fs);
-    fs_uring_stop();
+    fs_uring_close();
     fuse_remove_signal_handlers(se);
     fuse_session_unmount(se);
     watchdog_disarm();
