@@ -46,6 +46,7 @@
 #include <linux/fuse.h>
 #include <linux/io_uring.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -362,6 +363,14 @@ static void *queue_main(void *arg)
 {
     struct uq *q = arg;
     tls_q = q;
+    /* The kernel queues a request on the queue of the CPU its caller ran
+     * on: on that CPU, this thread runs as soon as the caller blocks, and
+     * the request's data is still in that CPU's cache. Best effort (a
+     * cpuset may forbid it). */
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    CPU_SET(q->qid, &cpus);
+    (void)pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
     for (unsigned i = 0; i < FS_URING_DEPTH; i++) {
         prep_cmd(&q->ents[i], FS_FUSE_IO_URING_CMD_REGISTER);
     }
