@@ -100,7 +100,9 @@ void fs_counters(struct fs *fs, struct fs_counters *c);
 enum fs_uring_mode {
     FS_URING_OFF = 0, /* Requests come by read(/dev/fuse) only. */
     FS_URING_AUTO,    /* io_uring where the kernel offers it, else /dev/fuse
-                       * with one info line in the log. */
+                       * with one info line in the log (raftfs's default:
+                       * the kernel offers it only once root has set the
+                       * fuse module's enable_uring, which is the opt-in). */
     FS_URING_ON,      /* The same, but the fallback's line is a warning. */
 };
 /* After fuse_session_mount(), before the session loop: route the session's

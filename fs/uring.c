@@ -114,7 +114,7 @@ static struct {
     struct fuse_session *se;
     int devfd;
     pthread_mutex_t lock; /* Guards init_*, hash. */
-    bool init_seen;
+    atomic_bool init_seen; /* Read without the lock on every reply. */
     uint64_t init_unique;
     bool offered;
     unsigned nq;
@@ -122,7 +122,7 @@ static struct {
     size_t payload_len;
     struct uent **hash;
     unsigned hmask;
-    bool active;           /* The INIT reply accepted io_uring. */
+    atomic_bool active;    /* The INIT reply accepted io_uring. */
     atomic_uint_fast64_t served; /* Requests that came through a ring. */
     atomic_uint_fast64_t failed; /* Entries the kernel refused or ended. */
     char why[160];         /* Why /dev/fuse is used, when it is. */
@@ -262,8 +262,11 @@ static void hash_put(struct uent *e)
 static struct uent *hash_take(uint64_t unique)
 {
     struct uent *e = NULL;
+    if (!atomic_load(&U.active)) {
+        return NULL; /* The fallback's cost per reply: this load. */
+    }
     pthread_mutex_lock(&U.lock);
-    if (U.active && U.hash != NULL) {
+    if (atomic_load(&U.active) && U.hash != NULL) {
         for (struct uent **p = &U.hash[hslot(unique)]; *p;
              p = &(*p)->hnext) {
             if ((*p)->unique == unique) {
@@ -629,12 +632,15 @@ static ssize_t custom_writev(int fd, struct iovec *iov, int count,
     if (oh->unique == 0) {
         return writev(fd, iov, count); /* A notification. */
     }
-    pthread_mutex_lock(&U.lock);
-    bool is_init = U.init_seen && oh->unique == U.init_unique;
-    if (is_init) {
-        U.init_seen = false;
+    bool is_init = false;
+    if (atomic_load(&U.init_seen)) {
+        pthread_mutex_lock(&U.lock);
+        is_init = U.init_seen && oh->unique == U.init_unique;
+        if (is_init) {
+            U.init_seen = false;
+        }
+        pthread_mutex_unlock(&U.lock);
     }
-    pthread_mutex_unlock(&U.lock);
     if (is_init) {
         return init_reply(fd, iov, count);
     }

@@ -92,7 +92,7 @@ static const char usage[] =
     "                       of /dev/fuse where the kernel offers it (fuse\n"
     "                       module parameter enable_uring=Y), else fall\n"
     "                       back to /dev/fuse with one line in the log (a\n"
-    "                       warning for on); default off\n"
+    "                       warning for on); default auto\n"
     "  cache_timeout=S      reads=local: seconds the kernel may cache names\n"
     "                       and attributes (default 1; changes from other\n"
     "                       nodes also invalidate them as they apply)\n"
@@ -1195,6 +1195,7 @@ static int cmd_mount(int argc, char **argv)
     memset(&m, 0, sizeof(m));
     fs_options_default(&m.fs);
     m.commit_timeout_s = 30;
+    m.uring = FS_URING_AUTO;
     m.lease = true;
     m.log_level = RFS_LOG_INFO;
     const char *pos[2] = {NULL, NULL};

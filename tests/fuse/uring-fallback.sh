@@ -1,8 +1,9 @@
 #!/bin/sh
 # uring-fallback.sh RAFTFS: with the fuse module's enable_uring at N (run
 # under with-enable-uring.sh N), uring=on and uring=auto mounts work over
-# /dev/fuse, say so in one log line (a warning for on, info for auto) and
-# in /.raftfs/transport; uring=off says nothing; a bad value is refused.
+# /dev/fuse, say so in one log line (a warning for on, info for auto, the
+# default) and in /.raftfs/transport; uring=off says nothing; a bad value
+# is refused.
 set -u
 exe=$1
 fails=0
@@ -62,6 +63,13 @@ mount_with uring=auto
 check "uring=auto: the mount works" hello "$(cat "$dir/m/f")"
 unmount
 check "uring=auto: one info line" \
+    "INFO: FUSE over io_uring: the fuse module's enable_uring is N; requests go through /dev/fuse reads" \
+    "$(grep 'io_uring' "$dir/log" | sed 's/.*node 1 //')"
+
+mount_with reads=linearizable
+check "no uring= option: the mount works" hello "$(cat "$dir/m/f")"
+unmount
+check "no uring= option is uring=auto: one info line" \
     "INFO: FUSE over io_uring: the fuse module's enable_uring is N; requests go through /dev/fuse reads" \
     "$(grep 'io_uring' "$dir/log" | sed 's/.*node 1 //')"
 
