@@ -49,6 +49,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -454,11 +455,38 @@ static void queues_free(void)
     U.hash = NULL;
 }
 
+/* The kernel's count of queues: one per possible CPU (num_possible_cpus,
+ * ids 0..N-1), online or not. Registering fewer would leave the ring never
+ * ready and the mount hung, so read what the kernel reads. */
+static unsigned possible_cpus(void)
+{
+    long conf = sysconf(_SC_NPROCESSORS_CONF);
+    unsigned n = conf > 0 ? (unsigned)conf : 1;
+    FILE *f = fopen("/sys/devices/system/cpu/possible", "r");
+    if (f == NULL) {
+        return n;
+    }
+    char line[256];
+    if (fgets(line, sizeof(line), f) != NULL) {
+        /* "0-3" or "0,2-5": the highest id is after the last - or ,. */
+        char *last = strrchr(line, '-');
+        char *comma = strrchr(line, ',');
+        char *p = last && (!comma || last > comma) ? last + 1
+                  : comma                          ? comma + 1
+                                                   : line;
+        unsigned long top = strtoul(p, NULL, 10);
+        if (top + 1 > n && top < 65536) {
+            n = (unsigned)top + 1;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
 /* Rings and buffers for every queue, before the INIT reply says yes. */
 static int queues_new(size_t payload_len, char *why, size_t why_len)
 {
-    long ncpu = sysconf(_SC_NPROCESSORS_CONF);
-    U.nq = ncpu > 0 ? (unsigned)ncpu : 1;
+    U.nq = possible_cpus();
     U.payload_len = payload_len;
     U.qs = rfs_calloc(U.nq, sizeof(*U.qs));
     unsigned nh = 1;
