@@ -315,6 +315,12 @@ static void test_wiped_node_refused(void **state)
     assert_true(l == 1 || l == 2);
     assert_int_equal(mc_write(mc_path(c, l, "after"), "a", 1), 0);
     assert_int_equal(mc_raftfs(c, l, "members -d DATA remove 3"), 0);
+    /* The members file follows the configuration this node applied: the
+     * command returned at commit, the apply may come a moment later. */
+    deadline = pc_now_ms() + 5000;
+    while (voters(c, l) != 2 && pc_now_ms() < deadline) {
+        usleep(50000);
+    }
     assert_int_equal(voters(c, l), 2);
 }
 
