@@ -624,6 +624,33 @@ static int admin_call(const char *dir, const char *line, char *out,
     return strcmp(word, "OK") == 0 ? 0 : (code ? code : EIO);
 }
 
+/*
+ * A membership change: the leader takes one at a time, and none before its
+ * term's first commit (RFS_EBUSY), and an election may be under way
+ * (RFS_ENOLEADER, RFS_ENOTLEADER). Those pass within moments: retry for up
+ * to 10 s, saying once why, rather than fail a script that removes one node
+ * and adds another right after.
+ */
+static int admin_change(const char *dir, const char *line, char *out,
+                        size_t cap)
+{
+    bool said = false;
+    for (int tries = 0;; tries++) {
+        int rv = admin_call(dir, line, out, cap);
+        bool transient = rv == RFS_EBUSY || rv == RFS_ENOLEADER ||
+                         rv == RFS_ENOTLEADER;
+        if (!transient || tries >= 100) {
+            return rv;
+        }
+        if (!said) {
+            fprintf(stderr, "raftfs: waiting: %.*s\n",
+                    (int)strcspn(out, "\n"), out);
+            said = true;
+        }
+        usleep(100000);
+    }
+}
+
 /* A number or string field of the status JSON we print ourselves. */
 static unsigned long long json_num(const char *j, const char *key)
 {
@@ -726,7 +753,7 @@ static int cmd_members(int argc, char **argv)
             die("members remove: %s", err);
         }
         snprintf(line, sizeof(line), "remove %" PRIu64, id);
-        int rv = admin_call(dir, line, out, sizeof(out));
+        int rv = admin_change(dir, line, out, sizeof(out));
         if (rv != 0) {
             die("members remove %" PRIu64 ": %s", id, out);
         }
@@ -743,7 +770,7 @@ static int cmd_members(int argc, char **argv)
         die("members add: %s", err);
     }
     snprintf(line, sizeof(line), "add %" PRIu64 " %s", id, argv[2]);
-    int rv = admin_call(dir, line, out, sizeof(out));
+    int rv = admin_change(dir, line, out, sizeof(out));
     if (rv != 0) {
         die("members add %" PRIu64 ": %s", id, out);
     }
