@@ -18,7 +18,7 @@ clang -std=gnu17 -g -O1 -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined -D_GNU_SOURCE \
     -o "$out/fuzz_wire" \
     "$src/tests/fuzz/fuzz_wire.c" "$src/consensus/wire.c" \
-    "$src/consensus/core/conf.c" "$src/common/crc32c.c" \
+    "$src"/consensus/core/*.c "$src/common/crc32c.c" \
     "$src/common/heap.c" "$src/common/err.c" "$src/common/assert.c" \
     -lpthread
 work=$(mktemp -d)
