@@ -1158,11 +1158,49 @@ static void check_new_leader(struct sim *s, struct snode *n)
     }
 }
 
+/*
+ * Lease exclusivity: while a leader's lease runs, no leader of a later term
+ * exists. That is the whole claim a lease read rests on (the voters that
+ * acknowledged its round ignore candidates for an election timeout from
+ * hearing it, and the lease ends early enough to absorb clock drift and
+ * tick quantization), so a correct core never trips this. It catches a
+ * broken promise at the moment the new leader is elected, without waiting
+ * for a write to reach it and a read to land on the old leader inside the
+ * few ticks the lease has left. Both ends are measured on the old leader's
+ * own clock, which is what it compares its lease with: host_lease_end_ns
+ * accounts for ticks it has not been given yet (a paused process), so a
+ * stalled old leader is judged by its real lease, not by its frozen ticks.
+ */
+static void check_lease_exclusive(struct sim *s, struct snode *n)
+{
+    struct cons_status st;
+    cons_node_status(CORE(n), &st);
+    for (unsigned i = 1; i <= s->n_ids; i++) {
+        struct snode *m = &s->nodes[i];
+        if (m == n || !m->up || m->h == NULL) {
+            continue;
+        }
+        struct cons_status ms;
+        cons_node_status(CORE(m), &ms);
+        if (ms.role != CONS_LEADER || ms.term >= st.term) {
+            continue;
+        }
+        uint64_t end = host_lease_end_ns(m->h), now = io_now_ns(m);
+        if (end > now) {
+            violation(s, "lease overlap: n%" PRIu64 " leads term %" PRIu64
+                         " while n%" PRIu64 "'s lease for term %" PRIu64
+                         " runs %" PRIu64 " us more",
+                      n->id, st.term, m->id, ms.term, (end - now) / 1000);
+        }
+    }
+}
+
 static void io_observe(void *data, const struct cons_update *u)
 {
     struct snode *n = data;
     if (u->role_changed && u->role == CONS_LEADER) {
         check_new_leader(n->s, n);
+        check_lease_exclusive(n->s, n);
     }
     check_reads(n->s, n, u);
 }
