@@ -48,6 +48,8 @@
 #define COMMIT_TIMEOUT_MS 2000
 /* Liveness: a connected majority, stable this long, must commit. */
 #define LIVE_WINDOW_MS 3000
+/* Percent of seeds in Figure 8 mode (see figure8()). */
+#define FIG8_PCT 25
 
 #define CORE(n) host_core((n)->h)
 
@@ -64,6 +66,7 @@ enum ev_type {
     EV_SNAP,
     EV_ATTACK, /* The lease attack's second step. */
     EV_READ,   /* A linearizable read on one node. */
+    EV_KILL,   /* Figure 8 mode: crash this incarnation of a node. */
 };
 
 /* A frame on the wire: the encoded message, as TCP would carry it. */
@@ -212,6 +215,7 @@ struct sim {
     unsigned eio_pm;    /* Per mille of writes failing (node stops). */
     bool chaos;        /* Chaos phase (nemesis, membership, transfers). */
     bool wiped_one;    /* At most one wipe per run. */
+    bool fig8;         /* Figure 8 mode: leaders crash soon after acting. */
     uint64_t next_ctx;
     uint64_t next_value;
     /* Ledgers: what the cluster committed and applied, by index. */
@@ -1201,6 +1205,12 @@ static void io_observe(void *data, const struct cons_update *u)
     if (u->role_changed && u->role == CONS_LEADER) {
         check_new_leader(n->s, n);
         check_lease_exclusive(n->s, n);
+        if (n->s->fig8 && n->s->chaos && chance(n->s, 50)) {
+            /* Before its no-op reaches a majority, often: the entries of
+             * earlier terms it is sending are then all a majority holds. */
+            push(n->s, n->s->now + 1 + rndn(n->s, 12), EV_KILL, (int)n->id,
+                 NULL);
+        }
     }
     check_reads(n->s, n, u);
 }
@@ -1223,6 +1233,11 @@ static void io_idle(void *data)
     }
     if (st.commit > n->seen_commit) {
         n->seen_commit = st.commit;
+        if (s->fig8 && s->chaos && st.role == CONS_LEADER && chance(s, 50)) {
+            /* Figure 8 mode: the leader dies as it commits, before its
+             * followers hear of it or hold all it sent. */
+            push(s, s->now, EV_KILL, (int)n->id, NULL);
+        }
     }
 }
 
@@ -1866,9 +1881,60 @@ static void lease_attack_restart(struct sim *s, struct snode *l)
     push(s, s->now + 300 + rndn(s, 700), EV_HEAL, 0, NULL);
 }
 
+/*
+ * Figure 8 mode (Raft paper, Figure 8; the "Figure8Unreliable" pattern):
+ * a leader appends and crashes before its entry reaches a majority, a new
+ * leader appends a conflicting entry at the same index and crashes in
+ * turn, and old leaders come back. Logs then hold different terms at one
+ * index on different minorities, and a leader that counted replicas of an
+ * earlier term's entry would commit what the next leader overwrites. Only
+ * a bare majority is kept up at times, so that whoever is up must elect
+ * from stale, divergent logs.
+ */
+static void figure8(struct sim *s)
+{
+    struct snode *l = find_leader(s);
+    if (l != NULL) {
+        /* Several entries: a later leader sends them in more than one
+         * message, so a majority may hold some of them but not its no-op. */
+        unsigned burst = 1 + rndn(s, 6);
+        for (unsigned i = 0; i < burst; i++) {
+            char buf[48];
+            int len = snprintf(buf, sizeof(buf), "f8-%" PRIu64 "-n%" PRIu64,
+                               ++s->next_value, l->id);
+            struct rfs_buf b = {buf, (size_t)len};
+            if (cons_node_propose(CORE(l), &b, NULL) == 0) {
+                s->r->proposals++;
+            }
+        }
+        host_poke(l->h);
+        tracef(s, "NEMESIS figure 8: n%" PRIu64 " proposes, then crashes",
+               l->id);
+        push(s, s->now + rndn(s, 15), EV_KILL, (int)l->id, NULL);
+    }
+    /* Bring back one of the down nodes, so that about a bare majority is
+     * up: the crashes above and the restarts race. */
+    unsigned down[MAX_NODES], k = 0;
+    for (unsigned i = 1; i <= s->n_ids; i++) {
+        if (s->nodes[i].exists && !s->nodes[i].up) {
+            down[k++] = i;
+        }
+    }
+    if (k > 0 && chance(s, 70)) {
+        push(s, s->now + rndn(s, 30), EV_RESTART, (int)down[rndn(s, k)],
+             NULL);
+    }
+}
+
 static void nemesis(struct sim *s)
 {
     if (!s->chaos) {
+        return;
+    }
+    if (s->fig8 && chance(s, 80)) {
+        push(s, s->now + 10 + rndn(s, 80), EV_NEMESIS, 0, NULL);
+        s->r->faults++;
+        figure8(s);
         return;
     }
     push(s, s->now + 30 + rndn(s, 250), EV_NEMESIS, 0, NULL);
@@ -2170,6 +2236,13 @@ static void handle(struct sim *s, const struct ev *e)
             lease_attack_restart(s, n);
         }
         break;
+    case EV_KILL:
+        if (s->chaos && n->up && e->boot == n->boot) {
+            node_crash(s, n);
+            push(s, s->now + 30 + rndn(s, 400), EV_RESTART, (int)n->id,
+                 NULL);
+        }
+        break;
     case EV_READ:
         if (n->up && !n->paused && e->boot == n->boot) {
             struct sreq *q = sreq_new(s, n->id, true);
@@ -2253,6 +2326,10 @@ int sim_run(const struct sim_options *o, struct sim_result *r)
     s->r = r;
     s->rng = o->seed;
     r->lease_runs = o->lease_reads;
+    /* Drawn apart from the run's stream, so that the other seeds play out
+     * as they did before this mode existed. */
+    uint64_t h = o->seed * 0x9E3779B97F4A7C15ULL;
+    s->fig8 = o->faults && ((h ^ (h >> 29)) % 100) < FIG8_PCT;
     unsigned nodes = o->nodes;
     if (nodes == 0) {
         static const unsigned sizes[] = {3, 5, 7};
