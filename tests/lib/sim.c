@@ -162,6 +162,7 @@ struct snode {
     size_t n_reads;
     size_t cap_reads;
     rfs_index_t seen_commit;
+    rfs_index_t seen_stable; /* The core's stable index, last checked. */
     uint64_t stable_since; /* Up and running, unpaused, since then. */
     uint64_t data_id;      /* Of its disk: a wipe makes another. */
     bool wiped;            /* Came back under its id with a wiped disk. */
@@ -1215,6 +1216,45 @@ static void io_observe(void *data, const struct cons_update *u)
     check_reads(n->s, n, u);
 }
 
+/*
+ * Durability as the core counts it: every entry up to its stable index is
+ * on this node's disk, as the core holds it. A leader counts itself at
+ * stable towards commitment, and a node hands entries to apply only up to
+ * it, so this is what those rest on. Sound: the simulated disk is written
+ * before the driver hears the write completed, and the core's stable only
+ * moves up on such a completion (down on a truncation, or to a snapshot
+ * the disk holds). It catches a completion that vouches for entries a
+ * newer leader put in place of the ones it wrote (RAFT-PITFALLS 10)
+ * without needing the crash that would lose them. Only the top of the
+ * range is compared: that is where a stale completion shows.
+ */
+static void check_stable(struct sim *s, struct snode *n,
+                         const struct cons_status *st)
+{
+    if (st->stable == n->seen_stable) {
+        return;
+    }
+    n->seen_stable = st->stable;
+    rfs_index_t lo = st->stable > 64 ? st->stable - 64 : 0;
+    if (lo < n->d.log_base) {
+        lo = n->d.log_base; /* At or below: in the disk's snapshot. */
+    }
+    for (rfs_index_t i = lo + 1; i <= st->stable; i++) {
+        const struct cons_entry *e = cons_node_entry(CORE(n), i);
+        if (e == NULL) {
+            continue; /* Compacted in memory. */
+        }
+        const struct cons_entry *d = disk_entry(&n->d, i);
+        if (d == NULL || d->term != e->term) {
+            violation(s, "n%" PRIu64 " counts entry %" PRIu64 " (term %"
+                         PRIu64 ") durable, but its disk holds %s %" PRIu64,
+                      n->id, i, e->term, d ? "term" : "no entry, last",
+                      d ? d->term : n->d.log_base + n->d.n);
+            return;
+        }
+    }
+}
+
 /* After each call into the driver: commits it saw join the ledger. */
 static void io_idle(void *data)
 {
@@ -1225,6 +1265,7 @@ static void io_idle(void *data)
     }
     struct cons_status st;
     cons_node_status(CORE(n), &st);
+    check_stable(s, n, &st);
     for (rfs_index_t i = n->seen_commit + 1; i <= st.commit; i++) {
         const struct cons_entry *e = cons_node_entry(CORE(n), i);
         if (e != NULL) {
