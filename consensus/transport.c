@@ -28,17 +28,8 @@
 #define SEND_LIMIT (32u << 20) /* Bytes queued per connection. */
 #define ADMIN_TEXT_MAX TRANSPORT_ADMIN_MAX
 
-/* Test-only fault layer (RAFTFS_TEST_NET_FAULTS): an outgoing frame held
- * back for a random few milliseconds, so frames arrive late and out of
- * order, as netem would make them (which this kernel lacks). */
-struct delayed {
-    uv_timer_t timer;
-    struct transport *t;
-    struct delayed *prev, *next;
-    rfs_nodeid_t to;
-    uint8_t type;
-    struct rfs_buf plain;
-};
+/* Set only in test binaries (transport.h). */
+const struct transport_decorator *transport_test_decorator;
 
 struct out_buf {
     struct out_buf *next;
@@ -89,9 +80,7 @@ struct transport {
     struct conn *conns;
     unsigned conf_n; /* Size of the configuration the peers reflect. */
     rfs_index_t conf_index_seen;
-    unsigned fault_jitter_ms; /* Test fault layer: 0 = off. */
-    uint64_t fault_rng;
-    struct delayed *delayed;
+    void *deco; /* The test decorator's state, or NULL. */
 };
 
 static void tlog(struct transport *t, enum rfs_log_level lv, const char *fmt,
@@ -521,53 +510,20 @@ void transport_sync(struct transport *n, const struct cons_conf *c,
 static void send_frame_now(struct transport *n, rfs_nodeid_t to, uint8_t type,
                            struct rfs_buf plain);
 
-static void delayed_freed(uv_handle_t *h)
-{
-    rfs_free(h->data);
-}
-
-static void delayed_fire(uv_timer_t *t)
-{
-    struct delayed *d = t->data;
-    struct transport *n = d->t;
-    if (d->prev) {
-        d->prev->next = d->next;
-    } else {
-        n->delayed = d->next;
-    }
-    if (d->next) {
-        d->next->prev = d->prev;
-    }
-    send_frame_now(n, d->to, d->type, d->plain);
-    uv_close((uv_handle_t *)&d->timer, delayed_freed);
-}
-
 static void send_frame(struct transport *n, rfs_nodeid_t to, uint8_t type,
                        struct rfs_buf plain)
 {
-    if (n->fault_jitter_ms > 0 && !n->stopping) {
-        n->fault_rng ^= n->fault_rng << 13;
-        n->fault_rng ^= n->fault_rng >> 7;
-        n->fault_rng ^= n->fault_rng << 17;
-        unsigned ms = (unsigned)(n->fault_rng % (n->fault_jitter_ms + 1));
-        struct delayed *d = ms > 0 ? rfs_calloc(1, sizeof(*d)) : NULL;
-        if (d != NULL) {
-            d->t = n;
-            d->to = to;
-            d->type = type;
-            d->plain = plain;
-            uv_timer_init(n->loop, &d->timer);
-            d->timer.data = d;
-            d->next = n->delayed;
-            if (n->delayed) {
-                n->delayed->prev = d;
-            }
-            n->delayed = d;
-            uv_timer_start(&d->timer, delayed_fire, ms, 0);
-            return;
-        }
+    if (n->deco != NULL && !n->stopping &&
+        transport_test_decorator->wrap(n->deco, to, type, plain)) {
+        return;
     }
     send_frame_now(n, to, type, plain);
+}
+
+void transport_send_frame_now(struct transport *t, rfs_nodeid_t to,
+                              uint8_t type, struct rfs_buf plain)
+{
+    send_frame_now(t, to, type, plain);
 }
 
 static void send_frame_now(struct transport *n, rfs_nodeid_t to, uint8_t type,
@@ -754,17 +710,12 @@ int transport_open(uv_loop_t *loop, rfs_nodeid_t id, uint64_t data_id,
         rfs_free(n);
         return -EADDRINUSE;
     }
-    /* RAFTFS_TEST_NET_FAULTS=MS:SEED (tests only): hold each outgoing frame
-     * back 0..MS ms, drawn from SEED, so frames arrive late and reordered. */
-    const char *faults = getenv("RAFTFS_TEST_NET_FAULTS");
-    if (faults != NULL) {
-        unsigned long long ms = 0, seed = 1;
-        if (sscanf(faults, "%llu:%llu", &ms, &seed) >= 1 && ms > 0 &&
-            ms <= 1000) {
-            n->fault_jitter_ms = (unsigned)ms;
-            n->fault_rng = (seed ? seed : 1) * 2654435761u + id;
-            tlog(n, RFS_LOG_WARN, "test fault layer on: outgoing frames "
-                 "delayed 0..%llu ms (RAFTFS_TEST_NET_FAULTS)", ms);
+    if (transport_test_decorator != NULL) {
+        char what[128] = "";
+        n->deco = transport_test_decorator->open(n, loop, id, what,
+                                                 sizeof(what));
+        if (n->deco != NULL) {
+            tlog(n, RFS_LOG_WARN, "test decorator on: %s", what);
         }
     }
     *out = n;
@@ -786,12 +737,9 @@ void transport_close(struct transport *n)
             rfs_free(o);
         }
     }
-    while (n->delayed) {
-        struct delayed *d = n->delayed;
-        n->delayed = d->next;
-        uv_timer_stop(&d->timer);
-        rfs_free(d->plain.base);
-        uv_close((uv_handle_t *)&d->timer, delayed_freed);
+    if (n->deco != NULL) {
+        transport_test_decorator->close(n->deco);
+        n->deco = NULL;
     }
 }
 

@@ -82,6 +82,26 @@ void transport_send(struct transport *t, rfs_nodeid_t to,
 void transport_admin(struct transport *t, rfs_nodeid_t to,
                      enum transport_admin_kind kind, uint64_t id, int code,
                      const void *body, size_t len);
+/*
+ * A decorator on outgoing frames, for tests only: production binaries have
+ * none (transport_test_decorator stays NULL); tests/chaos/netfaults.c sets
+ * one in the raftfs-netfaults binary. open() returns its state for this
+ * transport, or NULL to stay off (what: a line for the log). wrap() either
+ * takes a frame (true: it owns plain, and sends it later with
+ * transport_send_frame_now() from the loop thread) or lets it pass.
+ * close() drops whatever it holds, at transport_close().
+ */
+struct transport_decorator {
+    void *(*open)(struct transport *t, uv_loop_t *loop, rfs_nodeid_t id,
+                  char *what, size_t cap);
+    bool (*wrap)(void *state, rfs_nodeid_t to, uint8_t type,
+                 struct rfs_buf plain);
+    void (*close)(void *state);
+};
+extern const struct transport_decorator *transport_test_decorator;
+void transport_send_frame_now(struct transport *t, rfs_nodeid_t to,
+                              uint8_t type, struct rfs_buf plain);
+
 /* Whether the connection to peer id is open (authenticated). */
 bool transport_connected(const struct transport *t, rfs_nodeid_t id);
 unsigned transport_connected_count(const struct transport *t);
