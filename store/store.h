@@ -26,7 +26,18 @@
  *   concurrently with each other. Reads (store_*_get, readdir, read) are
  *   thread-safe and may run from any thread, concurrently with the writer.
  * - Errors are negative codes (see common/err.h); the store's errmsg (see
- *   store_errmsg) names the file, index or key concerned.
+ *   store_errmsg) names the file, index or key concerned. Each function
+ *   lists what it returns; two sets recur, named here once:
+ *   - READ ERRORS: a RocksDB read or iterator failed, and store__rocks_err
+ *     mapped its status: RFS_ECORRUPT ("Corruption"), -EACCES ("Permission
+ *     denied"), -EINVAL ("Invalid argument"), -ENOSPC ("No space left"),
+ *     -EIO (anything else).
+ *   - WRITE ERRORS: -ENOSPC when free space is below the reserve (nothing
+ *     is written and the store stays usable); or RocksDB's write failed,
+ *     mapped as above (-EIO, -ENOSPC, RFS_ECORRUPT, -EACCES, -EINVAL),
+ *     and from then on every write returns that same code (store_failed).
+ *   Positive values are never returned; the one positive errno in this API
+ *   is struct store_result's err, an apply's replicated outcome.
  * - Writes are refused with -ENOSPC while the disk has less free space than
  *   the reserve (min_free_bytes): nothing is written, and writes resume once
  *   space is freed. After any other write error, the store refuses further
@@ -76,7 +87,12 @@ void store_options_default(struct store_options *o);
 /*
  * Open (creating if needed) the database in directory dir. On failure
  * returns a negative code and fills errmsg (RFS_ERRMSG_SZ bytes).
- * Returns 0, -EIO, -ENOSPC, -EACCES, RFS_ECORRUPT.
+ * Returns 0; -ENOMEM; mkdir(dir)'s negated errno (-EACCES, -ENOENT,
+ * -ENOTDIR, -EROFS, ...); RocksDB's open status mapped as READ ERRORS
+ * (another process holding the folder's LOCK is -EIO); RFS_ECORRUPT for a
+ * folder written in another record format (or, with no format record,
+ * whose root inode cannot be read);
+ * READ ERRORS; WRITE ERRORS (creating the root, dropping old orphans).
  */
 int store_open(const char *dir, const struct store_options *o,
                struct store **out, char *errmsg);
@@ -84,7 +100,8 @@ void store_close(struct store *s);
 
 /* The last error's description (valid until the next call on s). */
 const char *store_errmsg(const struct store *s);
-/* Non-zero once a write failed: the code it failed with. */
+/* Non-zero once a write failed: the code it failed with (RocksDB's status
+ * as WRITE ERRORS maps it; a refusal below the reserve does not count). */
 int store_failed(const struct store *s);
 
 /* ---- The Raft log ----------------------------------------------------- */
@@ -107,6 +124,10 @@ struct store_snap_meta {
  * snapshot, allocated here; snap.conf too (base NULL when no snapshot was
  * recorded); free both with store_loaded_free(). Every record is
  * checksum-verified; a bad one fails with RFS_ECORRUPT naming its index.
+ * Returns 0; RFS_ECORRUPT (hard state, snapshot metadata or a log record
+ * fails its checksum, a log key is malformed, or the log after the
+ * snapshot has a gap); -ENOMEM; READ ERRORS. On failure *out holds nothing
+ * to free.
  */
 struct store_loaded {
     struct cons_hard_state hs;
@@ -121,16 +142,18 @@ void store_loaded_free(struct store_loaded *l);
 /*
  * One synced write of a group of core updates: hard state (if hs != NULL),
  * then entries, which replace the stored log from entries[0].index on.
- * Returns 0, -EIO, -ENOSPC (the store then refuses further writes).
+ * Returns 0, -ENOMEM, WRITE ERRORS (nothing of the group is stored).
  */
 int store_log_write(struct store *s, const struct cons_hard_state *hs,
                     const struct cons_entry *entries, unsigned n);
 
-/* Drop stored log entries up to and including upto (after a snapshot). */
+/* Drop stored log entries up to and including upto (after a snapshot).
+ * Returns 0, WRITE ERRORS. */
 int store_log_compact(struct store *s, rfs_index_t upto);
 
 /* Read one stored entry (verifying its checksum); caller frees data.base
- * with rfs_free. Returns 0, -ENOENT, RFS_ECORRUPT. */
+ * with rfs_free. Returns 0, -ENOENT (not stored: compacted, or never
+ * written), RFS_ECORRUPT (fails its checksum), -ENOMEM, READ ERRORS. */
 int store_log_get(struct store *s, rfs_index_t index, struct cons_entry *e);
 
 /* ---- Commands --------------------------------------------------------- */
@@ -234,15 +257,52 @@ struct store_cmd {
     uint32_t data_len;
 };
 
-/* Encode into a buffer allocated with rfs_malloc. 0 or -ENOMEM, -EINVAL. */
+/* Encode into a buffer allocated with rfs_malloc. 0; -EINVAL (op is not a
+ * STORE_OP_*, or a name is longer than STORE_NAME_MAX + 1 bytes); -ENOMEM. */
 int store_cmd_encode(const struct store_cmd *c, struct rfs_buf *out);
-/* Decode (no allocation). 0 or RFS_EMALFORMED. */
+/* Decode (no allocation). 0 or RFS_EMALFORMED (too short, another
+ * version, an unknown op, or lengths that disagree with the buffer's). */
 int store_cmd_decode(const struct rfs_buf *in, struct store_cmd *c);
 
 /* ---- The state machine ------------------------------------------------ */
 
-/* The outcome of applying one entry: 0 or a positive errno, and the inode
- * the command created or changed (0 if none). */
+/*
+ * The outcome of applying one entry: 0 or a positive errno, and the inode
+ * the command created or changed (0 if none). err is positive, unlike every
+ * return code: it is a replicated value, decided identically on every node
+ * and recorded in the session (as a le32) for retries, not a failure of
+ * this call (those are store_apply's negative returns). fs/ hands it to its
+ * one mapping helper like any other code.
+ *
+ * err per op (names: check_name gives EINVAL for "", ".", "..", '/' or NUL
+ * in a name and ENAMETOOLONG past STORE_NAME_MAX; "parent" gives ENOENT if
+ * it is gone, ENOTDIR if not a directory; "handle" gives ESTALE if the
+ * inode is gone; a chosen id gives EINVAL without STORE_INO_CHOSEN, EAGAIN
+ * if taken; data past max_file_bytes or STORE_MAX_FILE_SIZE gives EFBIG):
+ * - any op: ESTALE (request from an older boot than its session records,
+ *   or a seq already forgotten); EINVAL (undecodable entry, unknown op).
+ * - CREATE: names, parent, chosen id, EEXIST (STORE_EXCL and the name
+ *   exists, or it names a non-file), EISDIR (names a directory), EFBIG.
+ * - MKDIR: names, parent, chosen id, EEXIST.
+ * - SYMLINK: as MKDIR, and ENOENT (empty target), ENAMETOOLONG (target
+ *   over STORE_SYMLINK_MAX).
+ * - MKNOD: as MKDIR, and EINVAL (a type other than fifo, socket, char or
+ *   block device, or data attached).
+ * - UNLINK, RMDIR: names, parent, ENOENT, EISDIR (UNLINK of a directory),
+ *   ENOTDIR (RMDIR of a non-directory), ENOTEMPTY.
+ * - RENAME: names, parents, ENOENT, EINVAL (a directory into itself or its
+ *   subtree, STORE_NOREPLACE with STORE_EXCHANGE), EEXIST (STORE_NOREPLACE), EISDIR, ENOTDIR,
+ *   ENOTEMPTY.
+ * - LINK: names, parent, EEXIST, ENOENT (ino gone or unlinked), EPERM (a
+ *   directory), EMLINK (STORE_LINK_MAX).
+ * - WRITE: handle, EISDIR, EINVAL (not a regular file), EFBIG.
+ * - SETATTR: handle, and with a size: EISDIR, EINVAL (not a regular
+ *   file), EFBIG.
+ * - SETXATTR, REMOVEXATTR: handle, and the rules above
+ *   STORE_XATTR_NAME_MAX: ERANGE, EINVAL (a NUL in the name), EPERM,
+ *   EOPNOTSUPP; SETXATTR also
+ *   E2BIG, EEXIST, ENODATA, ENOSPC; REMOVEXATTR ENODATA.
+ */
 struct store_result {
     int err;
     uint64_t ino;
@@ -253,9 +313,11 @@ struct store_result {
  * Apply committed entries in order; entries at or below the applied index
  * are skipped (replay after a crash is idempotent). results[i] (may be
  * NULL) gets each entry's outcome. CONF and NOOP entries only advance the
- * applied index. Returns 0, -EIO, -ENOSPC (nothing of the failed entry is
- * applied, and the store refuses further writes), RFS_EMALFORMED is not an
- * error: a malformed command applies as EINVAL, identically everywhere.
+ * applied index. Returns 0; -EINVAL (an entry is not the next index: a
+ * gap, nothing applied from it on); READ ERRORS (deciding an entry),
+ * -ENOMEM, WRITE ERRORS: nothing of the failed entry is applied, entries
+ * before it are. A malformed command is not an error: it applies as EINVAL,
+ * identically everywhere.
  */
 int store_apply(struct store *s, const struct cons_entry *entries, unsigned n,
                 struct store_result *results);
@@ -296,26 +358,33 @@ struct store_attr {
                         * kept at apply; st_blocks. */
 };
 
-/* A consistent read view (a RocksDB snapshot); NULL means "latest". */
+/* A consistent read view (a RocksDB snapshot); NULL means "latest".
+ * store_view_new returns NULL only when out of memory. */
 struct store_view;
 struct store_view *store_view_new(struct store *s);
 void store_view_free(struct store *s, struct store_view *v);
 
-/* Look up name in directory parent. 0, -ENOENT, -ENOTDIR, -EIO. */
+/* Look up name in directory parent. 0, -ENOENT, -ENAMETOOLONG (over
+ * STORE_NAME_MAX), RFS_ECORRUPT (a damaged entry or inode), READ ERRORS.
+ * parent is not checked: a non-directory has no entries, so -ENOENT. */
 int store_lookup(struct store *s, const struct store_view *v, uint64_t parent,
                  const char *name, size_t name_len, struct store_attr *out);
-/* Attributes of ino. 0, -ENOENT, -EIO. */
+/* Attributes of ino. 0, -ENOENT, RFS_ECORRUPT, READ ERRORS. */
 int store_getattr(struct store *s, const struct store_view *v, uint64_t ino,
                   struct store_attr *out);
-/* Read up to len bytes at off; *got is set (short at end of file). */
+/* Read up to len bytes at off; *got is set (short at end of file). 0,
+ * -ENOENT, -EISDIR, RFS_ECORRUPT, READ ERRORS. */
 int store_read(struct store *s, const struct store_view *v, uint64_t ino,
                uint64_t off, size_t len, void *buf, size_t *got);
-/* A symlink's target (up to cap bytes). */
+/* A symlink's target: its full length in *len, up to cap bytes of it in
+ * buf. 0, -ENOENT, -EINVAL (not a symlink), RFS_ECORRUPT, READ ERRORS. */
 int store_readlink(struct store *s, const struct store_view *v, uint64_t ino,
                    char *buf, size_t cap, size_t *len);
 
 /* List directory ino starting after name `after` (NULL: from the start).
- * cb returns non-zero to stop. Entries come in name order. */
+ * cb returns non-zero to stop. Entries come in name order. 0 (also when
+ * cb stops it, and for an ino that is not a directory: nothing listed),
+ * READ ERRORS. */
 typedef int (*store_dirent_cb)(void *arg, const char *name, size_t name_len,
                                uint64_t ino, uint8_t type);
 int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
@@ -325,7 +394,9 @@ int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
 /*
  * Extended attribute `name` of ino: its value's length in *len, and up to
  * cap bytes of it copied to buf (buf may be NULL when cap is 0). Any
- * thread. 0, -ENOENT (no such inode), -ENODATA (no such attribute), -EIO.
+ * thread. 0, -ENOENT (no such inode), -ENODATA (no such attribute; also
+ * for a name of 0 or over STORE_XATTR_NAME_MAX bytes, before ino is
+ * looked up), RFS_ECORRUPT, READ ERRORS.
  */
 int store_getxattr(struct store *s, const struct store_view *v, uint64_t ino,
                    const char *name, size_t name_len, void *buf, size_t cap,
@@ -333,12 +404,14 @@ int store_getxattr(struct store *s, const struct store_view *v, uint64_t ino,
 /*
  * The names of ino's extended attributes, each followed by a NUL, in name
  * order (listxattr's format): the list's length in *len, and as much of it
- * as fits in cap bytes copied to buf. Any thread. 0, -ENOENT, -EIO.
+ * as fits in cap bytes copied to buf. Any thread. 0, -ENOENT,
+ * RFS_ECORRUPT, READ ERRORS.
  */
 int store_listxattr(struct store *s, const struct store_view *v,
                     uint64_t ino, char *buf, size_t cap, size_t *len);
 
-/* Usage for statfs: files and bytes stored. */
+/* Usage for statfs: files and bytes stored, from RocksDB's estimates.
+ * Always 0 (an estimate it cannot give counts as 0). */
 struct store_usage {
     uint64_t files;
     uint64_t bytes;
@@ -364,7 +437,7 @@ typedef bool (*store_keep_fn)(void *arg, uint64_t ino);
 void store_set_keep(struct store *s, store_keep_fn fn, void *arg);
 
 /* An orphan's attributes (nlink 0) and data. Any thread. 0, -ENOENT
- * (no such orphan), -EIO. */
+ * (no such orphan), RFS_ECORRUPT, READ ERRORS. */
 int store_orphan_getattr(struct store *s, uint64_t ino,
                          struct store_attr *out);
 int store_orphan_read(struct store *s, uint64_t ino, uint64_t off,
@@ -374,13 +447,16 @@ int store_orphan_read(struct store *s, uint64_t ino, uint64_t off,
  * WRITE (STORE_TRUNC, STORE_APPEND as usual) or a SETATTR, with times from
  * now_ns. out (may be NULL) gets the attributes after. Any thread; orphan
  * changes are serialised. Returns 0, -ENOENT (no such orphan), -EFBIG,
- * -EINVAL (a command of another kind), -EIO, -ENOSPC.
+ * -EINVAL (a command of another kind), -ENOMEM, RFS_ECORRUPT, READ
+ * ERRORS, WRITE ERRORS.
  */
 int store_orphan_change(struct store *s, const struct store_cmd *c,
                         int64_t now_ns, struct store_attr *out);
-/* Forget orphan ino and its data (its last descriptor closed). 0, -EIO. */
+/* Forget orphan ino and its data (its last descriptor closed). 0, READ
+ * ERRORS, WRITE ERRORS. */
 int store_orphan_drop(struct store *s, uint64_t ino);
-/* How many orphans this node holds (for status and tests). */
+/* How many orphans this node holds (for status and tests). 0, READ
+ * ERRORS. */
 int store_orphan_count(struct store *s, uint64_t *n);
 
 /* ---- Snapshots -------------------------------------------------------- */
@@ -390,7 +466,10 @@ int store_orphan_count(struct store *s, uint64_t *n);
  * path (written to a temporary file, fsynced, renamed, directory fsynced).
  * The image is a deterministic function of the state: two nodes with the
  * same applied index produce the same bytes. *index and *size get the
- * image's applied index and length. Returns 0, -EIO, -ENOSPC.
+ * image's applied index and length. Returns 0; the negated errno of
+ * open, write, fsync or rename of the file or its folder (-ENOSPC,
+ * -EDQUOT, -EIO, -EACCES, -ENOENT, ...; the temporary file is removed);
+ * -ENOMEM; READ ERRORS. The store stays usable either way.
  */
 int store_snapshot_write(struct store *s, const char *path,
                          rfs_index_t *index, uint64_t *size);
@@ -398,8 +477,11 @@ int store_snapshot_write(struct store *s, const char *path,
 /*
  * Replace the whole state by the image at path (checksum-verified first),
  * drop the whole stored log, and record meta as the snapshot. Atomic: after
- * a crash either the old or the new state is found. Returns 0, -EIO,
- * RFS_ECORRUPT (the image is damaged: nothing changed).
+ * a crash either the old or the new state is found. Returns 0; the
+ * negated errno of open, fstat or read of path (-ENOENT, -EACCES, -EIO; a
+ * file shorter than fstat said is -EIO); -ENOMEM; RFS_ECORRUPT (the image
+ * is damaged, or holds another index than meta: nothing changed); WRITE
+ * ERRORS.
  */
 int store_snapshot_install(struct store *s, const char *path,
                            const struct store_snap_meta *meta);
@@ -415,7 +497,8 @@ int store_snapshot_install(struct store *s, const char *path,
  * start time in nanoseconds) starts above both the largest boot id in its
  * sessions and now_ns (the caller's CLOCK_REALTIME): the old ids of this
  * node, recorded here or only on more up-to-date members, were start times
- * before now. Returns 0, -ENOSPC, -EIO, RFS_ECORRUPT (a damaged record).
+ * before now. Returns 0, RFS_ECORRUPT (a damaged record), READ ERRORS,
+ * WRITE ERRORS.
  */
 int store_boot_next(struct store *s, uint64_t now_ns, uint64_t *out);
 
@@ -424,7 +507,8 @@ int store_boot_next(struct store *s, uint64_t now_ns, uint64_t *out);
  * is asked for (synced), the same for the folder's whole life. A folder
  * wiped or replaced gets another one, which is how peers tell that a node
  * came back without the votes and entries it had promised (see
- * store_peer_pin). 0, -ENOSPC, -EIO, RFS_ECORRUPT.
+ * store_peer_pin). 0, RFS_ECORRUPT (a damaged record), -EIO (getrandom
+ * failed), READ ERRORS, WRITE ERRORS.
  */
 int store_data_id(struct store *s, uint64_t *out);
 
@@ -432,13 +516,14 @@ int store_data_id(struct store *s, uint64_t *out);
  * Trust on first use: the data folder id peer presented first, recorded
  * (synced) in meta "pin/<peer>" the first time and returned in *pinned
  * ever after. The caller refuses a peer whose id differs from *pinned. The
- * pins are this node's own (meta is not in snapshots). 0, -ENOSPC, -EIO,
- * RFS_ECORRUPT.
+ * pins are this node's own (meta is not in snapshots). 0, RFS_ECORRUPT
+ * (a damaged record), READ ERRORS, WRITE ERRORS.
  */
 int store_peer_pin(struct store *s, rfs_nodeid_t peer, uint64_t data_id,
                    uint64_t *pinned);
 
-/* Record snapshot metadata after a local snapshot (synced). */
+/* Record snapshot metadata after a local snapshot (synced). 0, -ENOMEM,
+ * WRITE ERRORS. */
 int store_snapshot_meta_put(struct store *s, const struct store_snap_meta *m);
 
 #endif /* RAFTFS_STORE_STORE_H */
