@@ -103,11 +103,12 @@ static void change_fail(struct change *w, int code)
         }
         pthread_mutex_unlock(&w->fs->lock);
     }
-    int e = fs_errno(code);
-    if (e == ESTALE && w->by_path) {
-        e = ENOENT;
+    /* code is an apply result (positive) or a negative code: the one
+     * errno it stands for is fs_errno's to decide, in fs__reply_err. */
+    if (w->by_path && (code == ESTALE || code == -ESTALE)) {
+        code = -ENOENT;
     }
-    fuse_reply_err(w->req, e);
+    fs__reply_err(w->req, code);
     if (w->reply == R_RELEASE) {
         fs__handle_put(w->h); /* The kernel's reference. */
     }
@@ -924,13 +925,13 @@ void fs__op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 static int may_write_user_xattr(fuse_req_t req, const struct store_attr *a)
 {
     if (a->type != STORE_FILE && a->type != STORE_DIR) {
-        return EPERM;
+        return -EPERM;
     }
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
     bool owner = ctx->uid == a->uid;
     if (a->type == STORE_DIR && (a->mode & S_ISVTX) && !owner &&
         !fs__caller_has_cap(req, CAP_FOWNER)) {
-        return EPERM;
+        return -EPERM;
     }
     bool in_group = ctx->gid == a->gid;
     gid_t groups[64];
@@ -947,34 +948,35 @@ static int may_write_user_xattr(fuse_req_t req, const struct store_attr *a)
     if ((a->mode & bit) || fs__caller_has_cap(req, CAP_DAC_OVERRIDE)) {
         return 0;
     }
-    return EACCES;
+    return -EACCES;
 }
 
 /* The checks setxattr and removexattr share, before anything is proposed:
  * the namespace's rules, then (user.*) the caller's permission against the
- * inode as this node has it, staged or stored. 0 or a positive errno;
- * unstored is the answer for security.* and system.* names. An inode this
- * node cannot find is left to the store, which answers ESTALE. */
+ * inode as this node has it, staged or stored. 0 or a negated errno;
+ * unstored (negated too) is the answer for security.* and system.*
+ * names. An inode this node cannot find is left to the store, which
+ * answers ESTALE. */
 static int xattr_may_change(fuse_req_t req, uint64_t ino, const char *name,
                             int unstored)
 {
     struct fs *fs = fuse_req_userdata(req);
     if (ino & FS_VIRT_BIT) {
-        return EPERM; /* /.raftfs/ files: read-only. */
+        return -EPERM; /* /.raftfs/ files: read-only. */
     }
     size_t len = strlen(name);
     if (len == 0 || len > STORE_XATTR_NAME_MAX) {
-        return ERANGE;
+        return -ERANGE;
     }
     switch (fs__xattr_ns(name)) {
     case FS_XNS_RESERVED:
-        return EPERM;
+        return -EPERM;
     case FS_XNS_UNSTORED:
         return unstored;
     case FS_XNS_OTHER:
-        return EOPNOTSUPP;
+        return -EOPNOTSUPP;
     case FS_XNS_TRUSTED:
-        return fs__caller_has_cap(req, CAP_SYS_ADMIN) ? 0 : EPERM;
+        return fs__caller_has_cap(req, CAP_SYS_ADMIN) ? 0 : -EPERM;
     case FS_XNS_USER:
         break;
     }
@@ -1055,15 +1057,15 @@ void fs__op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 {
     int e = 0;
     if (flags & ~(XATTR_CREATE | XATTR_REPLACE)) {
-        e = EINVAL;
+        e = -EINVAL;
     } else {
-        e = xattr_may_change(req, ino, name, EOPNOTSUPP);
+        e = xattr_may_change(req, ino, name, -EOPNOTSUPP);
     }
     if (e == 0 && size > STORE_XATTR_SIZE_MAX) {
-        e = E2BIG;
+        e = -E2BIG;
     }
     if (e != 0) {
-        fuse_reply_err(req, e);
+        fs__reply_err(req, e);
         return;
     }
     struct store_cmd c;
@@ -1082,9 +1084,9 @@ void fs__op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
  */
 void fs__op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-    int e = xattr_may_change(req, ino, name, ENODATA);
+    int e = xattr_may_change(req, ino, name, -ENODATA);
     if (e != 0) {
-        fuse_reply_err(req, e);
+        fs__reply_err(req, e);
         return;
     }
     struct store_cmd c;
