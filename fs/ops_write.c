@@ -606,20 +606,22 @@ void fs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 /* ------------------------------------------------------------------------ */
 /* Names                                                                     */
 
-/* Refuse changes under /.raftfs/ and to its name. 0 if name may change. */
+/* Refuse changes under /.raftfs/ and to its name: replies and returns
+ * the negated errno (-EPERM, exists_err, -ENAMETOOLONG), or returns 0 if
+ * name may change. */
 static int check_name(fuse_req_t req, uint64_t parent, const char *name,
                       int exists_err)
 {
     int e = 0;
     if (parent == FS_VDIR_INO) {
-        e = EPERM;
+        e = -EPERM;
     } else if (fs__is_vname(parent, name)) {
         e = exists_err;
     } else if (strlen(name) > STORE_NAME_MAX) {
-        e = ENAMETOOLONG;
+        e = -ENAMETOOLONG;
     }
     if (e != 0) {
-        fuse_reply_err(req, e);
+        fs__reply_err(req, e);
     }
     return e;
 }
@@ -658,7 +660,7 @@ void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
                    mode_t mode, struct fuse_file_info *fi)
 {
     struct fs *fs = fuse_req_userdata(req);
-    if (check_name(req, parent, name, EEXIST) != 0) {
+    if (check_name(req, parent, name, -EEXIST) != 0) {
         return;
     }
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -734,7 +736,7 @@ static void simple(fuse_req_t req, enum reply reply, struct store_cmd *c)
 void fs__op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
                   mode_t mode)
 {
-    if (check_name(req, parent, name, EEXIST) != 0) {
+    if (check_name(req, parent, name, -EEXIST) != 0) {
         return;
     }
     struct store_cmd c;
@@ -745,7 +747,7 @@ void fs__op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 void fs__op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
                     const char *name)
 {
-    if (check_name(req, parent, name, EEXIST) != 0) {
+    if (check_name(req, parent, name, -EEXIST) != 0) {
         return;
     }
     size_t len = strlen(link);
@@ -791,7 +793,7 @@ bool fs__caller_has_cap(fuse_req_t req, int cap)
 void fs__op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
                   mode_t mode, dev_t rdev)
 {
-    if (check_name(req, parent, name, EEXIST) != 0) {
+    if (check_name(req, parent, name, -EEXIST) != 0) {
         return;
     }
     struct store_cmd c;
@@ -821,7 +823,7 @@ void fs__op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void remove_name(fuse_req_t req, uint8_t op, uint64_t parent,
                         const char *name)
 {
-    if (check_name(req, parent, name, EPERM) != 0) {
+    if (check_name(req, parent, name, -EPERM) != 0) {
         return;
     }
     struct store_cmd c;
@@ -843,8 +845,8 @@ void fs__op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
                    fuse_ino_t newparent, const char *newname,
                    unsigned int flags)
 {
-    if (check_name(req, parent, name, EPERM) != 0 ||
-        check_name(req, newparent, newname, EPERM) != 0) {
+    if (check_name(req, parent, name, -EPERM) != 0 ||
+        check_name(req, newparent, newname, -EPERM) != 0) {
         return;
     }
     if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
@@ -876,7 +878,7 @@ void fs__op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
         fuse_reply_err(req, EPERM); /* /.raftfs/ files: read-only. */
         return;
     }
-    if (check_name(req, newparent, newname, EEXIST) != 0) {
+    if (check_name(req, newparent, newname, -EEXIST) != 0) {
         return;
     }
     pthread_mutex_lock(&fs->lock);
