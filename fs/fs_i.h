@@ -204,29 +204,94 @@ void fs__after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
 void fs__after_barrier_or_local(struct fs *fs, fuse_req_t req, fs_read_fn fn,
                                 void *arg);
 
+/*
+ * The FUSE operations. Each lists its valid replies (as libfuse's
+ * fuse_lowlevel.h does: exactly one of them is sent on every path) and the
+ * errnos raftfs answers with. Every code from the store or the node goes
+ * through fs__reply_err (fs_errno: a negated errno becomes that errno;
+ * RFS_ESHUTDOWN ENOTCONN, RFS_EREMOVED EROFS, RFS_ETOOBIG and RFS_EBUSY
+ * EAGAIN, any other RFS_E* (RFS_ECORRUPT: a damaged record) EIO; apply
+ * results are already positive). Sets that recur:
+ * - BARRIER, with reads=linearizable only (fs__after_barrier): ETIMEDOUT
+ *   (the barrier timed out, or at once while degraded), EROFS (this node
+ *   was removed), EIO (this node's storage failed), ENOTCONN (shutting
+ *   down), ENOMEM. fs__after_barrier_or_local (the root's getattr) answers
+ *   from the local copy instead of ETIMEDOUT and EROFS.
+ * - CHANGE, every replicated change (node_submit): ETIMEDOUT (not applied
+ *   here within commit_timeout, including while this node's disk is below
+ *   the store's reserve: the log write is retried, never refused to the
+ *   caller; or at once while degraded with reads=linearizable), EROFS
+ *   (degraded with reads=local, or this node was removed), EIO (this
+ *   node's storage failed, also an apply below the reserve, which stops
+ *   the node), ENOTCONN, ENOMEM; then the apply result of the op's store
+ *   command (struct store_result in store/store.h), where a change made by
+ *   path (not through a handle) answers ENOENT for ESTALE.
+ * - STORE, a read of the store: ENOENT or ESTALE as listed, EIO
+ *   (RFS_ECORRUPT, RocksDB's I/O errors), and rarely EACCES, EINVAL or
+ *   ENOSPC (RocksDB's status, as store.h's READ ERRORS).
+ * - NAME, a change naming an entry (check_name): EPERM (inside /.raftfs/;
+ *   unlink, rmdir or rename of /.raftfs itself), EEXIST (creating or
+ *   linking to the name /.raftfs: the kernel's lookup usually answers
+ *   first), ENAMETOOLONG (over 255 bytes).
+ * - ORPHAN, a write or setattr through a handle whose file this node keeps
+ *   as an orphan (store_orphan_change, local, not replicated): ESTALE
+ *   (the orphan is gone), EFBIG, ENOSPC (below the reserve: refused, the
+ *   node goes on), EIO, ENOMEM.
+ */
+
 /* ops_read.c */
+/* Not a request: no reply. */
 void fs__op_init(void *userdata, struct fuse_conn_info *conn);
+/* Valid replies: fuse_reply_entry, fuse_reply_err. ENOENT,
+ * ENAMETOOLONG (over 255 bytes), ENOMEM, BARRIER, STORE. */
 void fs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+/* Valid replies: fuse_reply_none. */
 void fs__op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+/* Valid replies: fuse_reply_none. */
 void fs__op_forget_multi(fuse_req_t req, size_t count,
                          struct fuse_forget_data *forgets);
+/* Valid replies: fuse_reply_attr, fuse_reply_err. ESTALE (the inode is
+ * gone: the kernel looks the path up again), ENOMEM, BARRIER (the root:
+ * local instead of ETIMEDOUT and EROFS), STORE. */
 void fs__op_getattr(fuse_req_t req, fuse_ino_t ino,
                     struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_open, fuse_reply_err. EACCES (a /.raftfs/
+ * file for writing or with O_TRUNC), ESTALE (the inode is gone), EISDIR,
+ * ENOMEM, BARRIER, STORE. */
 void fs__op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_buf, fuse_reply_err. EBADF (no handle),
+ * EISDIR, ESTALE (the file went as the handle opened: no orphan),
+ * ENOMEM, STORE. No barrier: a handle reads its view or the latest. */
 void fs__op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                  struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_open, fuse_reply_err. ESTALE, ENOTDIR,
+ * ENOMEM, BARRIER, STORE. */
 void fs__op_opendir(fuse_req_t req, fuse_ino_t ino,
                     struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_buf, fuse_reply_err (readdir and
+ * readdirplus). ENOMEM, STORE. */
 void fs__op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi);
 void fs__op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
                         off_t off, struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_err (always 0). */
 void fs__op_releasedir(fuse_req_t req, fuse_ino_t ino,
                        struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_readlink, fuse_reply_err. EINVAL (a
+ * /.raftfs/ name, or not a symlink), ESTALE, ENOMEM, BARRIER, STORE. */
 void fs__op_readlink(fuse_req_t req, fuse_ino_t ino);
+/* Valid replies: fuse_reply_statfs, fuse_reply_err. statvfs(2)'s errno
+ * on the data folder. */
 void fs__op_statfs(fuse_req_t req, fuse_ino_t ino);
+/* Valid replies: fuse_reply_buf, fuse_reply_xattr (size 0: the length),
+ * fuse_reply_err. ENODATA (not set; security.*, system.*; trusted.*
+ * without CAP_SYS_ADMIN; names over 255 bytes; /.raftfs/ files),
+ * EOPNOTSUPP (another namespace), ERANGE (buffer too small), ESTALE (the
+ * inode is gone), ENOMEM, BARRIER, STORE. */
 void fs__op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
                      size_t size);
+/* Valid replies: fuse_reply_buf, fuse_reply_xattr, fuse_reply_err.
+ * ERANGE (buffer too small), ESTALE, ENOMEM, BARRIER, STORE. */
 void fs__op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 enum fs_xattr_ns fs__xattr_ns(const char *name);
 
@@ -236,26 +301,47 @@ enum fs_xattr_ns fs__xattr_ns(const char *name);
  * filesystem, so this cannot wait on our own mount). Unreadable (a caller
  * in another pid namespace has pid 0): uid 0 has it, no one else. */
 bool fs__caller_has_cap(fuse_req_t req, int cap);
+/* Valid replies: fuse_reply_err (0 on success). EINVAL (flags), ERANGE,
+ * E2BIG, EPERM, EACCES, EOPNOTSUPP (see ops_write.c), CHANGE (SETXATTR:
+ * EEXIST, ENODATA, ENOSPC, ESTALE). */
 void fs__op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
                      const char *value, size_t size, int flags);
+/* Valid replies: fuse_reply_err (0 on success). ERANGE, EPERM, EACCES,
+ * ENODATA (security.*, system.*), EOPNOTSUPP, CHANGE (REMOVEXATTR). */
 void fs__op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+/* Valid replies: fuse_reply_attr, fuse_reply_err. EPERM (/.raftfs/
+ * files), CHANGE (SETATTR), ORPHAN. */
 void fs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
                     int to_set, struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_create, fuse_reply_err. NAME, ENOMEM; with
+ * O_EXCL, CHANGE (CREATE); without, the create is staged and its
+ * errors come with the first write, flush, fsync or release. */
 void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
                    mode_t mode, struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_write, fuse_reply_err. EBADF (no handle),
+ * CHANGE (WRITE, and a staged create or truncate riding on it), ORPHAN. */
 void fs__op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
                   size_t size, off_t off, struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_err. 0, or CHANGE for a staged create or
+ * truncate sent now. fsync and release: the same. */
 void fs__op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs__op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
                   struct fuse_file_info *fi);
 void fs__op_release(fuse_req_t req, fuse_ino_t ino,
                     struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_entry, fuse_reply_err (mkdir, symlink,
+ * mknod, link). NAME, ENOMEM, CHANGE (the op's apply result); symlink:
+ * ENAMETOOLONG (target over 4095 bytes); mknod: EINVAL (not a fifo,
+ * socket or device; a regular file is a CREATE with STORE_EXCL), EPERM
+ * (a device without CAP_MKNOD); link: EPERM (of a /.raftfs/ file). */
 void fs__op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
                   mode_t mode);
 void fs__op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
                     const char *name);
 void fs__op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
                   mode_t mode, dev_t rdev);
+/* Valid replies: fuse_reply_err (unlink, rmdir, rename). NAME, CHANGE;
+ * rename: EINVAL (RENAME_WHITEOUT, or other flags). */
 void fs__op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs__op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs__op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
