@@ -483,9 +483,12 @@ static unsigned possible_cpus(void)
     return n;
 }
 
-/* Rings and buffers for every queue, before the INIT reply says yes. */
+/* Rings and buffers for every queue, before the INIT reply says yes.
+ * 0; or -ENOMEM, io_uring_setup's or eventfd's negated errno, with why
+ * saying which. */
 static int queues_new(size_t payload_len, char *why, size_t why_len)
 {
+    int code = -ENOMEM;
     U.nq = possible_cpus();
     U.payload_len = payload_len;
     U.qs = rfs_calloc(U.nq, sizeof(*U.qs));
@@ -512,9 +515,13 @@ static int queues_new(size_t payload_len, char *why, size_t why_len)
         int rv = ring_open(&q->r, FS_URING_DEPTH + 2);
         if (rv != 0) {
             snprintf(why, why_len, "io_uring_setup: %s", strerror(-rv));
+            code = rv;
             goto err;
         }
         q->wakefd = eventfd(0, EFD_CLOEXEC);
+        if (q->wakefd < 0) {
+            code = -errno;
+        }
         q->buf_len = sizeof(struct fuse_in_header) +
                      FS_FUSE_URING_OP_IN_OUT_SZ + payload_len;
         q->buf = rfs_malloc(q->buf_len);
@@ -539,7 +546,7 @@ static int queues_new(size_t payload_len, char *why, size_t why_len)
 
 err:
     queues_free();
-    return -1;
+    return code;
 }
 
 static void fall_back(const char *why)

@@ -530,7 +530,7 @@ static int admin_open(struct admin_server *a, const char *dir,
     if (strlen(a->path) >= sizeof(sa.sun_path)) {
         fprintf(stderr, "raftfs: %s: path too long for a Unix socket; admin "
                         "commands will not reach this node\n", a->path);
-        return -1;
+        return -ENAMETOOLONG;
     }
     strcpy(sa.sun_path, a->path);
     unlink(a->path); /* A stale one: the data folder lock says we own it. */
@@ -539,15 +539,21 @@ static int admin_open(struct admin_server *a, const char *dir,
     int rv = a->fd < 0 ? -1
                        : bind(a->fd, (struct sockaddr *)&sa, sizeof(sa));
     umask(old);
-    if (rv != 0 || chmod(a->path, 0600) != 0 || listen(a->fd, 16) != 0 ||
-        pthread_create(&a->thread, NULL, admin_main, a) != 0) {
+    int e = 0;
+    if (rv != 0 || chmod(a->path, 0600) != 0 || listen(a->fd, 16) != 0) {
+        e = errno;
+    } else {
+        /* pthread_create returns its error; it does not set errno. */
+        e = pthread_create(&a->thread, NULL, admin_main, a);
+    }
+    if (e != 0) {
         fprintf(stderr, "raftfs: admin socket %s: %s\n", a->path,
-                strerror(errno));
+                strerror(e));
         if (a->fd >= 0) {
             close(a->fd);
         }
         a->fd = -1;
-        return -1;
+        return -e;
     }
     return 0;
 }
