@@ -85,8 +85,12 @@ typedef void (*node_cb)(void *arg, int err, const struct store_result *r);
 /*
  * Submit a command (any thread). The node fills client, boot, seq,
  * first_outstanding and time_ns; strings and data are copied. cb runs once:
- * with 0 once applied here, -ETIMEDOUT after commit_timeout_ms (the log says
- * why), RFS_ESHUTDOWN. Returns 0 or -ENOMEM (cb then never runs).
+ * with 0 once applied here; -ETIMEDOUT after commit_timeout_ms (the log says
+ * why), also for what was in flight when this node learned it was removed;
+ * RFS_EREMOVED (removed: refused before it is proposed); -EIO (this node's
+ * storage failed, now or earlier: its outcome is unknown); -EINVAL or
+ * -ENOMEM (store_cmd_encode refused it); RFS_ESHUTDOWN. Returns 0 or -ENOMEM
+ * (cb then never runs).
  */
 int node_submit(struct node *n, const struct store_cmd *cmd, node_cb cb,
                 void *arg);
