@@ -8,8 +8,18 @@
  * and rfs_strerror().
  *
  * Caveats:
- * - fs/ maps these to a positive errno in exactly one place before replying
- *   to the kernel; anything unknown there becomes EIO.
+ * - Never a positive errno, never -1 (it reads as -EPERM), never errno
+ *   itself: capture it and return -e.
+ * - One documented exception: an apply's outcome (struct store_result's
+ *   err, store/store.h) is 0 or a positive errno. It is a replicated value
+ *   recorded in the sessions, not a failure of the call that carries it;
+ *   store/state.c's apply helpers return it positive and keep negative for
+ *   store failures, which abort the entry.
+ * - fs/ maps these to a positive errno in exactly one place, fs_errno(),
+ *   called through fs__reply_err() before replying to the kernel; anything
+ *   unknown there becomes EIO. An op that decides an errno itself (EBADF,
+ *   EACCES for a /.raftfs/ file opened for writing) may pass it straight
+ *   to fuse_reply_err: nothing is mapped there.
  */
 #ifndef RAFTFS_COMMON_ERR_H
 #define RAFTFS_COMMON_ERR_H
