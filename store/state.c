@@ -1816,6 +1816,7 @@ int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
     }
     rocksdb_iterator_t *it =
         rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_DENTRIES]);
+    bool damaged = false;
     for (rocksdb_iter_seek(it, (char *)k, klen0); rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
         size_t klen, vlen;
@@ -1825,7 +1826,10 @@ int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
         }
         const char *val = rocksdb_iter_value(it, &vlen);
         if (vlen != 9) {
-            continue;
+            /* Refused as dentry_get refuses it: a listing that left the
+             * name out would disagree with the lookup of that name. */
+            damaged = true;
+            break;
         }
         if (cb(arg, (const char *)key + 8, klen - 8,
                rfs_get_le64((const uint8_t *)val), (uint8_t)val[8]) != 0) {
@@ -1835,6 +1839,11 @@ int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
     rocksdb_iter_destroy(it);
+    if (damaged && err == NULL) {
+        return store__set_err(s, RFS_ECORRUPT,
+                              "directory entry in %llu of %s is damaged",
+                              (unsigned long long)ino, s->dir);
+    }
     if (err != NULL) {
         return store__rocks_err(s, err, "listing directory %llu",
                                 (unsigned long long)ino);

@@ -384,7 +384,8 @@ int store_readlink(struct store *s, const struct store_view *v, uint64_t ino,
 /* List directory ino starting after name `after` (NULL: from the start).
  * cb returns non-zero to stop. Entries come in name order. 0 (also when
  * cb stops it, and for an ino that is not a directory: nothing listed),
- * READ ERRORS. */
+ * RFS_ECORRUPT (a damaged entry, after cb saw the names before it), READ
+ * ERRORS. */
 typedef int (*store_dirent_cb)(void *arg, const char *name, size_t name_len,
                                uint64_t ino, uint8_t type);
 int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,

@@ -674,6 +674,31 @@ static void test_readdir_order_and_resume(void **state)
     assert_string_equal(m.s[0], "b");
 }
 
+/* A damaged directory entry is refused by a listing as by a lookup
+ * (RFS_ECORRUPT, naming the directory), never silently left out: ls
+ * would otherwise show a directory without a name that lookup refuses. */
+static void test_readdir_damaged_entry(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "a", NULL), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "b", NULL), 0);
+    uint8_t k[9];
+    rfs_put_be64(k, STORE_ROOT_INO);
+    k[8] = 'a';
+    char *err = NULL;
+    rocksdb_put_cf(f->s->db, f->s->wo_sync, f->s->cf[CF_DENTRIES], (char *)k,
+                   sizeof(k), "xyz", 3, &err);
+    assert_null(err);
+    struct store_attr a;
+    assert_int_equal(store_lookup(f->s, NULL, STORE_ROOT_INO, "a", 1, &a),
+                     RFS_ECORRUPT);
+    struct names n = {0};
+    assert_int_equal(store_readdir(f->s, NULL, STORE_ROOT_INO, NULL, 0,
+                                   collect, &n),
+                     RFS_ECORRUPT);
+    assert_non_null(strstr(store_errmsg(f->s), "directory entry in 1 of"));
+}
+
 /* rename: replace, NOREPLACE, EXCHANGE, into own subtree, dir over file,
  * file over dir, onto a non-empty dir, same file. */
 static void test_rename_corner_cases(void **state)
@@ -1837,6 +1862,7 @@ int main(int argc, char **argv)
         T(test_dirs_and_errnos),
         T(test_symlink_and_readdir),
         T(test_readdir_order_and_resume),
+        T(test_readdir_damaged_entry),
         T(test_rename_corner_cases),
         T(test_rename_directory_with_descendants),
         T(test_setattr),
