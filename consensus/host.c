@@ -68,6 +68,11 @@ struct host {
     struct hbatch *inflight;
     struct hbatch *next_batch;
     uint64_t disk_retry_at;   /* ns; 0: no write waits for space. */
+    /* Committed entries the store refused for space, kept in order, and
+     * when to try them again (0: none kept). */
+    struct cons_entry *backlog;
+    unsigned n_backlog, cap_backlog;
+    uint64_t apply_retry_at;
     bool disk_full;
     bool failed;              /* Storage failed: no more Raft activity. */
     bool closed;
@@ -327,30 +332,36 @@ static void send_chunk(struct host *h, const struct cons_out_msg *om)
 /* ------------------------------------------------------------------------ */
 /* Apply and snapshots                                                       */
 
-static void apply(struct host *h, const struct cons_update *u)
+/* Apply n committed entries and complete this node's requests among them.
+ * 0, -ENOSPC (nothing was applied: try again later) or another code (the
+ * node has stopped). */
+static int apply_entries(struct host *h, const struct cons_entry *ents,
+                         unsigned n)
 {
-    struct store_result *res = rfs_calloc(u->n_committed, sizeof(*res));
+    struct store_result *res = rfs_calloc(n, sizeof(*res));
     if (res == NULL) {
         /* The core has handed these entries out and will not again: going
          * on without them would leave a hole in this replica. */
         hlog(h, RFS_LOG_ERROR, "out of memory applying %u entries, this "
-             "node stops", u->n_committed);
+             "node stops", n);
         stop(h);
-        return;
+        return -ENOMEM;
     }
-    int rv = h->io.apply(h->io.data, u->committed, u->n_committed, res);
-    for (unsigned i = 0; i < u->n_committed; i++) {
-        h->bytes_since_snap += u->committed[i].data.len;
+    int rv = h->io.apply(h->io.data, ents, n, res);
+    if (rv == -ENOSPC) {
+        rfs_free(res);
+        return rv;
     }
     if (rv != 0) {
         hlog(h, RFS_LOG_ERROR, "apply failed, this node stops: %s",
              h->io.errmsg(h->io.data));
         stop(h);
         rfs_free(res);
-        return;
+        return rv;
     }
-    for (unsigned i = 0; i < u->n_committed; i++) {
-        const struct cons_entry *e = &u->committed[i];
+    for (unsigned i = 0; i < n; i++) {
+        const struct cons_entry *e = &ents[i];
+        h->bytes_since_snap += e->data.len;
         struct store_cmd c;
         if (e->type != CONS_ENTRY_NORMAL ||
             store_cmd_decode(&e->data, &c) != 0) {
@@ -365,6 +376,107 @@ static void apply(struct host *h, const struct cons_update *u)
         }
     }
     rfs_free(res);
+    return 0;
+}
+
+/* Keep copies of entries the store could not take yet, in order: the core
+ * hands each committed entry out once. */
+static int backlog_add(struct host *h, const struct cons_entry *ents,
+                       unsigned n)
+{
+    if (h->n_backlog + n > h->cap_backlog) {
+        unsigned cap = h->cap_backlog ? h->cap_backlog : 16;
+        while (cap < h->n_backlog + n) {
+            cap *= 2;
+        }
+        struct cons_entry *b = rfs_realloc(h->backlog, cap * sizeof(*b));
+        if (b == NULL) {
+            return -ENOMEM;
+        }
+        h->backlog = b;
+        h->cap_backlog = cap;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct cons_entry *d = &h->backlog[h->n_backlog];
+        *d = ents[i];
+        d->data.base = NULL;
+        if (ents[i].data.len > 0) {
+            d->data.base = rfs_malloc(ents[i].data.len);
+            if (d->data.base == NULL) {
+                return -ENOMEM;
+            }
+            memcpy(d->data.base, ents[i].data.base, ents[i].data.len);
+        }
+        h->n_backlog++;
+    }
+    return 0;
+}
+
+static void backlog_free(struct host *h)
+{
+    for (unsigned i = 0; i < h->n_backlog; i++) {
+        rfs_free(h->backlog[i].data.base);
+    }
+    h->n_backlog = 0;
+}
+
+/*
+ * Apply an update's committed entries. Below the store's free-space reserve
+ * the store refuses them (-ENOSPC) before writing anything: the node keeps
+ * them, in order, and tries again every DISK_RETRY_MS, instead of stopping.
+ * Meanwhile it applies nothing (order), its waiting requests time out, and
+ * reads wait for the applied index; once space is freed it goes on by
+ * itself. The log write is refused the same way (host_write_done).
+ */
+static void apply(struct host *h, const struct cons_update *u)
+{
+    int rv = h->n_backlog > 0 ? -ENOSPC
+                              : apply_entries(h, u->committed, u->n_committed);
+    if (rv != -ENOSPC) {
+        return;
+    }
+    if (backlog_add(h, u->committed, u->n_committed) != 0) {
+        hlog(h, RFS_LOG_ERROR, "out of memory keeping %u entries to apply, "
+             "this node stops", u->n_committed);
+        stop(h);
+        return;
+    }
+    if (h->apply_retry_at == 0) {
+        hlog(h, RFS_LOG_ERROR, "not applying committed entries: %s; "
+             "retrying every %u ms", h->io.errmsg(h->io.data),
+             (unsigned)DISK_RETRY_MS);
+        h->apply_retry_at = h->io.now_ns(h->io.data) +
+                            DISK_RETRY_MS * 1000000ull;
+    }
+}
+
+/* host_tick: try the kept entries again. */
+static void apply_retry(struct host *h)
+{
+    if (h->n_backlog == 0 ||
+        h->io.now_ns(h->io.data) < h->apply_retry_at) {
+        return;
+    }
+    /* A snapshot installed meanwhile may hold some of them already. */
+    rfs_index_t applied = h->io.applied(h->io.data);
+    unsigned skip = 0;
+    while (skip < h->n_backlog && h->backlog[skip].index <= applied) {
+        skip++;
+    }
+    int rv = skip == h->n_backlog
+                 ? 0
+                 : apply_entries(h, h->backlog + skip, h->n_backlog - skip);
+    if (rv == -ENOSPC) {
+        h->apply_retry_at = h->io.now_ns(h->io.data) +
+                            DISK_RETRY_MS * 1000000ull;
+        return;
+    }
+    if (rv == 0) {
+        hlog(h, RFS_LOG_INFO, "applied %u kept entries: space is back",
+             h->n_backlog);
+    }
+    backlog_free(h);
+    h->apply_retry_at = 0;
 }
 
 static void maybe_snapshot(struct host *h)
@@ -531,6 +643,7 @@ void host_tick(struct host *h)
 {
     enter_as(h, true);
     if (!h->failed) {
+        apply_retry(h);
         promote_learners(h);
         check_removed(h);
         if (h->disk_retry_at != 0 && h->inflight != NULL &&
@@ -856,6 +969,8 @@ void host_free(struct host *h)
         rfs_free(p->c.buf);
         rfs_free(p);
     }
+    backlog_free(h);
+    rfs_free(h->backlog);
     cons_node_free(h->core);
     rfs_free(h);
 }

@@ -1027,6 +1027,13 @@ static int io_apply(void *data, const struct cons_entry *e, unsigned cnt,
                     struct store_result *res)
 {
     struct snode *n = data;
+    /* Below the reserve the store refuses the whole batch before writing
+     * anything; the driver keeps the entries and tries again. */
+    if (n->s->enospc_pm > 0 && rndn(n->s, 1000) < n->s->enospc_pm) {
+        tracef(n->s, "n%" PRIu64 " apply of %u entries refused: disk full",
+               n->id, cnt);
+        return -ENOSPC;
+    }
     for (unsigned i = 0; i < cnt; i++) {
         sm_apply(n->s, n, &n->sm, &e[i], &res[i], true);
     }

@@ -44,6 +44,7 @@ struct fnode {
     struct host_chunk *chunk;
     bool snapshotting;
     bool down; /* Paused: nothing delivered, no entry point called. */
+    unsigned refuse_applies; /* The next applies answer -ENOSPC. */
 };
 
 struct fix {
@@ -106,6 +107,10 @@ static int f_apply(void *d, const struct cons_entry *e, unsigned cnt,
                    struct store_result *res)
 {
     struct fnode *n = d;
+    if (n->refuse_applies > 0) {
+        n->refuse_applies--;
+        return -ENOSPC; /* Below the reserve: nothing written. */
+    }
     for (unsigned i = 0; i < cnt; i++) {
         assert_int_equal(e[i].index, n->applied + 1);
         n->applied = e[i].index;
@@ -508,6 +513,39 @@ static void test_host_enospc_retries_same_batch(void **state)
     assert_int_equal(d.err, 0);
 }
 
+/* A store below its reserve refuses an apply before writing anything: the
+ * node keeps the committed entries, in order, applies the next ones after
+ * them, and tries again a second later, instead of stopping. */
+static void test_host_apply_enospc_keeps_entries(void **state)
+{
+    struct fix *f = *state;
+    unsigned l = elect(f);
+    struct fnode *n = &f->nodes[l];
+    rfs_index_t before = n->applied;
+    n->refuse_applies = 1;
+    struct done d1 = {0}, d2 = {0};
+    struct store_cmd c = {.op = STORE_OP_NOOP};
+    assert_int_equal(host_submit(n->h, &c, on_done, &d1), 0);
+    run_ms(f, 100);
+    assert_false(host_failed(n->h));
+    assert_int_equal(n->applied, before);
+    assert_int_equal(d1.calls, 0);
+    /* A later entry waits behind the kept one: applies stay in order. */
+    assert_int_equal(host_submit(n->h, &c, on_done, &d2), 0);
+    run_ms(f, 100);
+    assert_int_equal(n->applied, before);
+    assert_int_equal(d2.calls, 0);
+    f->now_ns += 1000000000ull;
+    host_tick(n->h);
+    run_ms(f, 50);
+    assert_false(host_failed(n->h));
+    assert_true(n->applied >= before + 2);
+    assert_int_equal(d1.calls, 1);
+    assert_int_equal(d1.err, 0);
+    assert_int_equal(d2.calls, 1);
+    assert_int_equal(d2.err, 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -522,6 +560,7 @@ int main(int argc, char **argv)
         T(test_host_follower_proposal_completes_once),
         T(test_host_write_failure_stops),
         T(test_host_enospc_retries_same_batch),
+        T(test_host_apply_enospc_keeps_entries),
 #undef T
     };
     if (argc > 1) {
