@@ -21,6 +21,7 @@
  * (a RocksDB snapshot), so a reader is never torn by a concurrent apply.
  */
 #include <errno.h>
+#include <linux/capability.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -492,6 +493,49 @@ static void write_kill_priv(const struct store_cmd *c, bool created,
     }
 }
 
+/* security.capability: the file capabilities setcap sets. */
+static const char caps_name[] = "security.capability";
+
+bool store_caps_valid(const void *val, size_t len)
+{
+    if (len < 4) {
+        return false;
+    }
+    const uint8_t *p = val;
+    uint32_t rev = (uint32_t)p[3] << 24; /* magic_etc, little-endian. */
+    return (len == XATTR_CAPS_SZ_2 && rev == VFS_CAP_REVISION_2) ||
+           (len == XATTR_CAPS_SZ_3 && rev == VFS_CAP_REVISION_3);
+}
+
+/* Drop ino's file capabilities, if it has any, in the entry's batch: on
+ * Linux every write, truncate or chown of a file takes them away, whoever
+ * the caller (the kernel's file_remove_privs and setattr_prepare call
+ * cap_inode_killpriv without asking for CAP_FSETID), so that a changed
+ * program never keeps the privileges of the one setcap blessed. The
+ * kernel sends that removal itself before a buffered write, a truncate
+ * and a chown, decided on what the proposer saw; apply decides it again
+ * on the state as of the entry, for the paths the kernel skips (direct
+ * I/O writes, an O_TRUNC open) and the races it cannot see. A point
+ * lookup first, so the common write (no capabilities) leaves no
+ * tombstone behind. */
+static int caps_kill(struct tx *t, uint64_t ino)
+{
+    uint8_t k[8 + sizeof(caps_name) - 1];
+    rfs_put_be64(k, ino);
+    memcpy(k + 8, caps_name, sizeof(caps_name) - 1);
+    char *v;
+    size_t vlen;
+    int rv = get(t->s, t->s->ro, CF_XATTRS, k, sizeof(k), &v, &vlen,
+                 "reading the file capabilities");
+    if (rv != 0 || v == NULL) {
+        return rv;
+    }
+    rocksdb_free(v);
+    rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_XATTRS], (char *)k,
+                                 sizeof(k));
+    return 0;
+}
+
 /* What a SETATTR implies beyond the fields it sets, on the replicated
  * state and on an orphan alike: a truncate by a caller without
  * CAP_FSETID, and any chown of a non-directory (even to the same owner,
@@ -662,6 +706,12 @@ static int file_write(struct tx *t, struct store_attr *a,
     }
     if ((c->flags & STORE_TRUNC) || c->data_len > 0) {
         touch(t, a);
+        if (!created) {
+            rv = caps_kill(t, a->ino);
+            if (rv != 0) {
+                return rv;
+            }
+        }
     }
     write_kill_priv(c, created, a);
     inode_put(t, a, NULL, 0);
@@ -792,6 +842,14 @@ static int op_setattr(struct tx *t, const struct store_cmd *c, uint64_t *ino)
         a.mtime_ns = c->mtime_ns;
     }
     setattr_rules(t, c, &a);
+    if ((c->valid & STORE_SET_SIZE) ||
+        ((c->valid & (STORE_SET_UID | STORE_SET_GID)) &&
+         a.type != STORE_DIR)) {
+        rv = caps_kill(t, a.ino);
+        if (rv != 0) {
+            return rv;
+        }
+    }
     a.ctime_ns = t->now;
     a.revision = t->index;
     rv = inode_update(t, &a);
@@ -1250,8 +1308,12 @@ static int xattr_check(struct tx *t, const struct store_cmd *c,
         if (has_prefix(c->name, c->name_len, "user.raftfs.")) {
             return EPERM; /* raftfs's own, virtual names. */
         }
+    } else if (c->name_len == sizeof(caps_name) - 1 &&
+               memcmp(c->name, caps_name, c->name_len) == 0) {
+        /* Any type, as Linux: the kernel checked CAP_SETFCAP and the
+         * value's format before sending it, and so does the proposer. */
     } else if (!has_prefix(c->name, c->name_len, "trusted.")) {
-        return EOPNOTSUPP; /* security.*, system.* (ACLs): not stored. */
+        return EOPNOTSUPP; /* other security.*, system.* (ACLs): not stored. */
     }
     rfs_put_be64(k, c->ino);
     memcpy(k + 8, c->name, c->name_len);
@@ -1315,6 +1377,11 @@ static int op_setxattr(struct tx *t, const struct store_cmd *c,
     }
     if (c->data_len > STORE_XATTR_SIZE_MAX) {
         return E2BIG;
+    }
+    if (klen == 8 + sizeof(caps_name) - 1 &&
+        memcmp(k + 8, caps_name, sizeof(caps_name) - 1) == 0 &&
+        !store_caps_valid(c->data, c->data_len)) {
+        return EINVAL;
     }
     char *v;
     size_t vlen;

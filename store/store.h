@@ -403,6 +403,13 @@ int store_getxattr(struct store *s, const struct store_view *v, uint64_t ino,
                    const char *name, size_t name_len, void *buf, size_t cap,
                    size_t *len);
 /*
+ * Is (val, len) a security.capability value Linux accepts (the check of
+ * its cap_convert_nscap): a revision 2 header in 20 bytes, or revision 3
+ * (with the namespace's root uid) in 24. The store refuses others at apply
+ * (EINVAL). Any thread.
+ */
+bool store_caps_valid(const void *val, size_t len);
+/*
  * The names of ino's extended attributes, each followed by a NUL, in name
  * order (listxattr's format): the list's length in *len, and as much of it
  * as fits in cap bytes copied to buf. Any thread. 0, -ENOENT,

@@ -1499,6 +1499,52 @@ static void test_xattrs_go_with_last_name(void **state)
     assert_int_equal(count_xattrs(f, o), 0);
 }
 
+/* security.capability: only Linux's formats are stored (EINVAL), and any
+ * write with data, truncate or chown of a file takes it away at apply,
+ * whoever the caller (no STORE_KILL_PRIV needed); a chmod, a write of
+ * nothing or a directory's chown keep it. */
+static void test_caps_go_with_writes(void **state)
+{
+    struct fixture *f = *state;
+    static const uint8_t v2[20] = {0x01, 0x00, 0x00, 0x02, 0x00, 0x04};
+    static const uint8_t v3[24] = {0x01, 0x00, 0x00, 0x03, 0x00, 0x04};
+    const char *n = "security.capability";
+    uint64_t x, d;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "x", &x), 0);
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    assert_int_equal(xset(f, x, n, v2, 12, 0), EINVAL);  /* revision 1 size */
+    assert_int_equal(xset(f, x, n, v3, 20, 0), EINVAL);  /* v3 header, v2 size */
+    assert_int_equal(xset(f, x, n, v2, 24, 0), EINVAL);
+    assert_int_equal(xset(f, x, "security.selinux", "l", 1, 0), EOPNOTSUPP);
+    assert_int_equal(count_xattrs(f, x), 0);
+    assert_int_equal(xset(f, x, n, v3, sizeof(v3), 0), 0);
+    assert_int_equal(xset(f, x, n, v2, sizeof(v2), 0), 0);
+    struct store_cmd chmod = {.op = STORE_OP_SETATTR, .ino = x,
+                              .valid = STORE_SET_MODE, .mode = 0755};
+    assert_int_equal(apply(f, &chmod).err, 0);
+    assert_int_equal(wr(f, x, 0, "", 0, 0), 0);
+    assert_int_equal(count_xattrs(f, x), 1);
+    assert_int_equal(wr(f, x, 0, "a", 1, 0), 0);
+    assert_int_equal(count_xattrs(f, x), 0);
+    assert_int_equal(xset(f, x, n, v2, sizeof(v2), 0), 0);
+    assert_int_equal(wr(f, x, 0, "", 0, STORE_TRUNC), 0);
+    assert_int_equal(count_xattrs(f, x), 0);
+    assert_int_equal(xset(f, x, n, v2, sizeof(v2), 0), 0);
+    struct store_cmd sz = {.op = STORE_OP_SETATTR, .ino = x,
+                           .valid = STORE_SET_SIZE, .size = 0};
+    assert_int_equal(apply(f, &sz).err, 0);
+    assert_int_equal(count_xattrs(f, x), 0);
+    struct store_cmd own = {.op = STORE_OP_SETATTR, .ino = x,
+                            .valid = STORE_SET_GID, .gid = 0};
+    assert_int_equal(xset(f, x, n, v2, sizeof(v2), 0), 0);
+    assert_int_equal(apply(f, &own).err, 0);
+    assert_int_equal(count_xattrs(f, x), 0);
+    own.ino = d;
+    assert_int_equal(xset(f, d, n, v2, sizeof(v2), 0), 0);
+    assert_int_equal(apply(f, &own).err, 0);
+    assert_int_equal(count_xattrs(f, d), 1);
+}
+
 /* Attributes travel in snapshots and come back from them, byte for byte;
  * an install drops the attributes the target had. */
 static void test_xattrs_in_snapshot(void **state)
@@ -1882,6 +1928,7 @@ int main(int argc, char **argv)
         T(test_links_and_nodes_apply_deterministically),
         T(test_xattrs),
         T(test_xattrs_go_with_last_name),
+        T(test_caps_go_with_writes),
         T(test_xattrs_in_snapshot),
         T(test_setgid_directory_hands_down_its_group),
         T(test_kill_priv_on_write_truncate_chown),
