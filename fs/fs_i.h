@@ -26,8 +26,10 @@ enum fs_xattr_ns {
     FS_XNS_USER,     /* user.*: stored; files and directories only. */
     FS_XNS_TRUSTED,  /* trusted.*: stored; CAP_SYS_ADMIN only. */
     FS_XNS_RESERVED, /* user.raftfs.*: raftfs's own (virtual); EPERM. */
-    FS_XNS_UNSTORED, /* security.*, system.*: never any (ENODATA), and
-                      * cannot be set (EOPNOTSUPP). */
+    FS_XNS_CAPS,     /* security.capability: stored; anyone reads it,
+                      * setting it needs CAP_SETFCAP. */
+    FS_XNS_UNSTORED, /* other security.*, system.*: never any (ENODATA),
+                      * and cannot be set (EOPNOTSUPP). */
     FS_XNS_OTHER,    /* No such namespace: EOPNOTSUPP. */
 };
 

@@ -700,10 +700,10 @@ void fs__op_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 /* ------------------------------------------------------------------------ */
-/* xattrs: "user." and "trusted." are stored (replicated, read from this
- * node's copy); user.raftfs.revision is virtual: the index of the entry that
- * last changed a file, readable by name and never listed. Changes are in
- * ops_write.c. */
+/* xattrs: "user.", "trusted." and security.capability are stored (replicated,
+ * read from this node's copy); user.raftfs.revision is virtual: the index of
+ * the entry that last changed a file, readable by name and never listed.
+ * Changes are in ops_write.c. */
 
 enum fs_xattr_ns fs__xattr_ns(const char *name)
 {
@@ -715,6 +715,9 @@ enum fs_xattr_ns fs__xattr_ns(const char *name)
     }
     if (strncmp(name, "trusted.", 8) == 0) {
         return FS_XNS_TRUSTED;
+    }
+    if (strcmp(name, "security.capability") == 0) {
+        return FS_XNS_CAPS;
     }
     if (strncmp(name, "security.", 9) == 0 ||
         strncmp(name, "system.", 7) == 0) {
@@ -808,6 +811,7 @@ void fs__op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
     int e = 0;
     switch (fs__xattr_ns(name)) {
     case FS_XNS_USER:
+    case FS_XNS_CAPS: /* getcap works for anyone, as on ext4. */
         break;
     case FS_XNS_TRUSTED:
         /* ext4: only CAP_SYS_ADMIN sees trusted.* (the kernel asks the

@@ -956,11 +956,11 @@ static int may_write_user_xattr(fuse_req_t req, const struct store_attr *a)
 /* The checks setxattr and removexattr share, before anything is proposed:
  * the namespace's rules, then (user.*) the caller's permission against the
  * inode as this node has it, staged or stored. 0 or a negated errno;
- * unstored (negated too) is the answer for security.* and system.*
- * names. An inode this node cannot find is left to the store, which
- * answers ESTALE. */
+ * unstored (negated too) is the answer for the other security.* and
+ * system.* names. An inode this node cannot find is left to the store,
+ * which answers ESTALE. */
 static int xattr_may_change(fuse_req_t req, uint64_t ino, const char *name,
-                            int unstored)
+                            bool removing, int unstored)
 {
     struct fs *fs = fuse_req_userdata(req);
     if (ino & FS_VIRT_BIT) {
@@ -973,6 +973,14 @@ static int xattr_may_change(fuse_req_t req, uint64_t ino, const char *name,
     switch (fs__xattr_ns(name)) {
     case FS_XNS_RESERVED:
         return -EPERM;
+    case FS_XNS_CAPS:
+        /* Setting needs CAP_SETFCAP, as the kernel's cap_convert_nscap
+         * asks first. A removal is not checked here: the kernel sends one
+         * itself, with the writer's identity, when a write, truncate or
+         * chown takes the capabilities away (cap_inode_killpriv), and it
+         * has already checked CAP_SETFCAP for a removexattr(2). */
+        return !removing && !fs__caller_has_cap(req, CAP_SETFCAP) ? -EPERM
+                                                                  : 0;
     case FS_XNS_UNSTORED:
         return unstored;
     case FS_XNS_OTHER:
@@ -1049,7 +1057,9 @@ static void xattr_submit(fuse_req_t req, uint64_t ino, struct store_cmd *c)
  * of a missing one, ENOSPC when the inode's attributes are full). Refused
  * here: bad flags (EINVAL), a name of 0 or more than 255 bytes (ERANGE), a
  * value over 64 KiB (E2BIG), user.raftfs.* (EPERM: raftfs's own),
- * security.* and system.* (EOPNOTSUPP: no labels, no ACLs), trusted.*
+ * security.capability without CAP_SETFCAP (EPERM) or in another format
+ * than Linux's (EINVAL), the other security.* and system.* names
+ * (EOPNOTSUPP: no labels, no ACLs), trusted.*
  * without CAP_SYS_ADMIN (EPERM), user.* without write permission (EACCES)
  * or on other than a file or directory (EPERM).
  * Replies: fuse_reply_err (0 on success).
@@ -1061,10 +1071,14 @@ void fs__op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
     if (flags & ~(XATTR_CREATE | XATTR_REPLACE)) {
         e = -EINVAL;
     } else {
-        e = xattr_may_change(req, ino, name, -EOPNOTSUPP);
+        e = xattr_may_change(req, ino, name, false, -EOPNOTSUPP);
     }
     if (e == 0 && size > STORE_XATTR_SIZE_MAX) {
         e = -E2BIG;
+    }
+    if (e == 0 && fs__xattr_ns(name) == FS_XNS_CAPS &&
+        !store_caps_valid(value, size)) {
+        e = -EINVAL; /* The kernel's format check, asked again. */
     }
     if (e != 0) {
         fs__reply_err(req, e);
@@ -1080,13 +1094,14 @@ void fs__op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 }
 
 /*
- * removexattr: as setxattr; ENODATA for a name that is not set, and for
- * security.* and system.* names (there are none to remove).
+ * removexattr: as setxattr, but security.capability needs no capability
+ * here (see xattr_may_change); ENODATA for a name that is not set, and for
+ * the other security.* and system.* names (there are none to remove).
  * Replies: fuse_reply_err (0 on success).
  */
 void fs__op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-    int e = xattr_may_change(req, ino, name, -ENODATA);
+    int e = xattr_may_change(req, ino, name, true, -ENODATA);
     if (e != 0) {
         fs__reply_err(req, e);
         return;

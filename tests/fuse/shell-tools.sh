@@ -186,5 +186,29 @@ else
         "missing (mount-tools/setup installs the packages rsync and attr)"
 fi
 
+# setcap on one node, getcap on another; cp -a and rsync -aX carry the
+# capabilities (as root); a write anywhere takes them away everywhere.
+if command -v setcap >/dev/null && command -v getcap >/dev/null &&
+    command -v rsync >/dev/null; then
+    printf '#!/bin/sh\n' > "$n1/prog"
+    chmod 755 "$n1/prog"
+    run "setcap on n1" setcap cap_net_bind_service=ep "$n1/prog"
+    check "getcap on n2" "$n2/prog cap_net_bind_service=ep" \
+        "$(getcap "$n2/prog")"
+    check "cp -a of it from n1 to n2 prints nothing" "" \
+        "$(cp -a "$n1/prog" "$n2/prog.cp" 2>&1)"
+    check "getcap of the cp -a copy on n3" \
+        "$n3/prog.cp cap_net_bind_service=ep" "$(getcap "$n3/prog.cp")"
+    check "rsync -aX of it from n2 to n3 prints nothing" "" \
+        "$(rsync -aX "$n2/prog" "$n3/prog.rs" 2>&1)"
+    check "getcap of the rsync copy on n1" \
+        "$n1/prog.rs cap_net_bind_service=ep" "$(getcap "$n1/prog.rs")"
+    echo "# edited" >> "$n2/prog"
+    check "an append on n2 clears them on n3" "" "$(getcap "$n3/prog")"
+else
+    echo "# skipping setcap and getcap: not installed (mount-tools/setup" \
+        "installs the package libcap2-bin)"
+fi
+
 echo "# $step checks, $fails failed"
 [ "$fails" -eq 0 ]

@@ -1718,6 +1718,122 @@ static void test_write_and_chown_clear_setuid(void **state)
     assert_int_equal(mode_on(c, 2, "p"), 02777);
 }
 
+/* A security.capability value as setcap writes it (revision 2, effective):
+ * cap_net_bind_service=ep. */
+static const uint8_t caps_v2[20] = {0x01, 0x00, 0x00, 0x02, 0x00, 0x04};
+
+static void caps_set(struct mcluster *c, int i, const char *rel)
+{
+    assert_int_equal(setxattr(mc_path(c, i, rel), "security.capability",
+                              caps_v2, sizeof(caps_v2), 0),
+                     0);
+}
+
+/* Does rel have file capabilities on node i: 1 (the value set), 0 (none). */
+static int caps_on(struct mcluster *c, int i, const char *rel)
+{
+    uint8_t v[64];
+    ssize_t n =
+        getxattr(mc_path(c, i, rel), "security.capability", v, sizeof(v));
+    if (n < 0 && errno == ENODATA) {
+        return 0;
+    }
+    if (n != (ssize_t)sizeof(caps_v2) || memcmp(v, caps_v2, (size_t)n) != 0) {
+        fail_msg("%s on node %d: %zd bytes (%s)", rel, i, n,
+                 n < 0 ? strerror(errno) : "another value");
+    }
+    return 1;
+}
+
+/* As uid 1000, the file's owner: getcap works, setcap does not (no
+ * CAP_SETFCAP: EPERM), and an append write takes the capabilities away
+ * (the kernel's own removal travels with this uid: it must be let
+ * through). */
+static int caps_user(struct mcluster *c)
+{
+    if (caps_on(c, 2, "k/f") != 1) {
+        return 1;
+    }
+    if (setxattr(mc_path(c, 1, "k/f"), "security.capability", caps_v2,
+                 sizeof(caps_v2), 0) == 0 ||
+        errno != EPERM) {
+        return 2;
+    }
+    int fd = open(mc_path(c, 1, "k/f"), O_WRONLY | O_APPEND);
+    if (fd < 0 || write(fd, "u", 1) != 1 || close(fd) != 0) {
+        return 3;
+    }
+    fd = open(mc_path(c, 1, "k/f"), O_WRONLY);
+    if (fd < 0 || pwrite(fd, "v", 1, 0) != 1 || close(fd) != 0) {
+        return 4;
+    }
+    return 0;
+}
+
+/* security.capability (setcap) is stored and replicated, read by anyone,
+ * set with CAP_SETFCAP only, in Linux's format only (EINVAL), and taken
+ * away on every node by any write, truncate or chown of the file, even
+ * root's, as on Linux; a directory's chown keeps them. */
+static void test_file_capabilities(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(chmod(c->dir, 0755), 0);
+    assert_int_equal(mkdir(mc_path(c, 1, "k"), 0755), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "k/f"), "x", 1), 0);
+    assert_int_equal(chmod(mc_path(c, 1, "k/f"), 0755), 0);
+    assert_int_equal(chown(mc_path(c, 1, "k/f"), 1000, 1000), 0);
+    caps_set(c, 1, "k/f");
+    assert_int_equal(caps_on(c, 2, "k/f"), 1);
+    assert_int_equal(caps_on(c, 3, "k/f"), 1);
+    uint8_t bad[12] = {0x00, 0x00, 0x00, 0x01};
+    assert_int_equal(setxattr(mc_path(c, 1, "k/f"), "security.capability",
+                              bad, sizeof(bad), 0),
+                     -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(caps_on(c, 3, "k/f"), 1);
+    gid_t g1000 = 1000;
+    assert_int_equal(as_user(c, 1000, 1000, 1, &g1000, caps_user), 0);
+    assert_int_equal(caps_on(c, 3, "k/f"), 0);
+    /* Root's writes clear them too: O_APPEND (direct I/O, which the
+     * kernel lets through without a removal), a pwrite, an O_TRUNC open,
+     * truncate, each seen on another node. */
+    for (int step = 1; step <= 4; step++) {
+        caps_set(c, 2, "k/f");
+        assert_int_equal(caps_on(c, 3, "k/f"), 1);
+        int fd = -1;
+        switch (step) {
+        case 1:
+            fd = open(mc_path(c, 1, "k/f"), O_WRONLY | O_APPEND);
+            assert_int_equal(write(fd, "a", 1), 1);
+            break;
+        case 2:
+            fd = open(mc_path(c, 1, "k/f"), O_WRONLY);
+            assert_int_equal(pwrite(fd, "b", 1, 0), 1);
+            break;
+        case 3:
+            fd = open(mc_path(c, 1, "k/f"), O_WRONLY | O_TRUNC);
+            break;
+        case 4:
+            fd = open(mc_path(c, 1, "k/f"), O_RDONLY);
+            assert_int_equal(truncate(mc_path(c, 1, "k/f"), 3), 0);
+            break;
+        }
+        assert_true(fd >= 0);
+        assert_int_equal(close(fd), 0);
+        if (caps_on(c, 3, "k/f") != 0) {
+            fail_msg("step %d: the capabilities stayed", step);
+        }
+    }
+    /* chown by root, to the owner it already has. */
+    caps_set(c, 2, "k/f");
+    assert_int_equal(chown(mc_path(c, 1, "k/f"), 1000, 1000), 0);
+    assert_int_equal(caps_on(c, 3, "k/f"), 0);
+    /* A directory keeps them through a chown. */
+    caps_set(c, 2, "k");
+    assert_int_equal(chown(mc_path(c, 1, "k"), 1000, 1000), 0);
+    assert_int_equal(caps_on(c, 3, "k"), 1);
+}
+
 /* As uid 1001 in sticky directory "t" (root's, 01777): what it may not
  * remove or replace (others' entries) fails with EPERM; its own goes. */
 static int sticky_other(struct mcluster *c)
@@ -2492,6 +2608,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_setgid_directory,
                                         setup_allow_other, teardown),
         cmocka_unit_test_setup_teardown(test_write_and_chown_clear_setuid,
+                                        setup_allow_other, teardown),
+        cmocka_unit_test_setup_teardown(test_file_capabilities,
                                         setup_allow_other, teardown),
         cmocka_unit_test_setup_teardown(test_sticky_directory,
                                         setup_allow_other, teardown),
