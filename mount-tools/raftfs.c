@@ -632,10 +632,10 @@ static int admin_call(const char *dir, const char *line, char *out,
 
 /*
  * A membership change: the leader takes one at a time, and none before its
- * term's first commit (RFS_EBUSY), and an election may be under way
- * (RFS_ENOLEADER, RFS_ENOTLEADER). Those pass within moments: retry for up
- * to 10 s, saying once why, rather than fail a script that removes one node
- * and adds another right after.
+ * term's first commit (RFS_EBUSY, which the admin socket answers as
+ * EAGAIN, as it answers every code: fs_errno). That passes within moments:
+ * retry for up to 10 s, saying once why, rather than fail a script that
+ * removes one node and adds another right after.
  */
 static int admin_change(const char *dir, const char *line, char *out,
                         size_t cap)
@@ -643,9 +643,7 @@ static int admin_change(const char *dir, const char *line, char *out,
     bool said = false;
     for (int tries = 0;; tries++) {
         int rv = admin_call(dir, line, out, cap);
-        bool transient = rv == RFS_EBUSY || rv == RFS_ENOLEADER ||
-                         rv == RFS_ENOTLEADER;
-        if (!transient || tries >= 100) {
+        if (rv != EAGAIN || tries >= 100) {
             return rv;
         }
         if (!said) {
