@@ -316,32 +316,52 @@ static int orphan_keep(struct tx *t, const struct store_attr *a)
     return 0;
 }
 
-/* Delete every extended attribute of ino, in the entry's batch (point
- * deletes, as chunks_drop). */
-static int xattrs_drop(struct tx *t, uint64_t ino)
+/* Call fn for each extended attribute of ino (key = ino, then the name),
+ * in name order, as ro sees them. 0 or the iterator's error. */
+typedef void (*xattr_fn)(void *arg, const char *key, size_t klen,
+                         const char *val, size_t vlen);
+
+static int xattr_walk(struct store *s, const rocksdb_readoptions_t *ro,
+                      uint64_t ino, xattr_fn fn, void *arg)
 {
     uint8_t k[8];
     rfs_put_be64(k, ino);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(t->s->db, t->s->ro, t->s->cf[CF_XATTRS]);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro,
+                                                        s->cf[CF_XATTRS]);
     for (rocksdb_iter_seek(it, (char *)k, 8); rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
-        size_t klen;
+        size_t klen, vlen;
         const char *key = rocksdb_iter_key(it, &klen);
         if (klen <= 8 || memcmp(key, k, 8) != 0) {
             break;
         }
-        rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_XATTRS], key, klen);
+        const char *val = rocksdb_iter_value(it, &vlen);
+        fn(arg, key, klen, val, vlen);
     }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
     rocksdb_iter_destroy(it);
     if (err != NULL) {
-        return store__rocks_err(t->s, err,
+        return store__rocks_err(s, err,
                                 "listing the extended attributes of %llu",
                                 (unsigned long long)ino);
     }
     return 0;
+}
+
+static void xattr_delete_one(void *arg, const char *key, size_t klen,
+                             const char *val, size_t vlen)
+{
+    struct tx *t = arg;
+    (void)val, (void)vlen;
+    rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_XATTRS], key, klen);
+}
+
+/* Delete every extended attribute of ino, in the entry's batch (point
+ * deletes, as chunks_drop). */
+static int xattrs_drop(struct tx *t, uint64_t ino)
+{
+    return xattr_walk(t->s, t->s->ro, ino, xattr_delete_one, t);
 }
 
 static int name_drop(struct tx *t, struct store_attr *a);
@@ -1321,39 +1341,34 @@ static int xattr_check(struct tx *t, const struct store_cmd *c,
     return 0;
 }
 
+struct xattr_sum {
+    const uint8_t *skip;
+    size_t skip_len;
+    uint64_t list, total;
+};
+
+static void xattr_add_one(void *arg, const char *key, size_t klen,
+                          const char *val, size_t vlen)
+{
+    struct xattr_sum *u = arg;
+    (void)val;
+    if (klen == u->skip_len && memcmp(key, u->skip, klen) == 0) {
+        return;
+    }
+    u->list += klen - 8 + 1;
+    u->total += klen - 8 + vlen;
+}
+
 /* What ino's attributes take besides `skip` (the one being replaced):
  * the listxattr list (names and their NULs) and names plus values. */
 static int xattr_usage(struct tx *t, uint64_t ino, const uint8_t *skip,
                        size_t skip_len, uint64_t *list, uint64_t *total)
 {
-    uint8_t k[8];
-    rfs_put_be64(k, ino);
-    *list = *total = 0;
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(t->s->db, t->s->ro, t->s->cf[CF_XATTRS]);
-    for (rocksdb_iter_seek(it, (char *)k, 8); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
-        size_t klen, vlen;
-        const char *key = rocksdb_iter_key(it, &klen);
-        if (klen <= 8 || memcmp(key, k, 8) != 0) {
-            break;
-        }
-        if (klen == skip_len && memcmp(key, skip, klen) == 0) {
-            continue;
-        }
-        rocksdb_iter_value(it, &vlen);
-        *list += klen - 8 + 1;
-        *total += klen - 8 + vlen;
-    }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    if (err != NULL) {
-        return store__rocks_err(t->s, err,
-                                "listing the extended attributes of %llu",
-                                (unsigned long long)ino);
-    }
-    return 0;
+    struct xattr_sum u = {skip, skip_len, 0, 0};
+    int rv = xattr_walk(t->s, t->s->ro, ino, xattr_add_one, &u);
+    *list = u.list;
+    *total = u.total;
+    return rv;
 }
 
 /* An attribute set or removed changes the inode's ctime (and revision),
@@ -1953,6 +1968,25 @@ int store_getxattr(struct store *s, const struct store_view *v, uint64_t ino,
     return 0;
 }
 
+struct xattr_names {
+    char *buf;
+    size_t cap, n;
+};
+
+/* Names, each with its NUL, as far as they fit; n counts them all. */
+static void xattr_name_one(void *arg, const char *key, size_t klen,
+                           const char *val, size_t vlen)
+{
+    struct xattr_names *l = arg;
+    (void)val, (void)vlen;
+    size_t nl = klen - 8;
+    if (l->n + nl + 1 <= l->cap) {
+        memcpy(l->buf + l->n, key + 8, nl);
+        l->buf[l->n + nl] = '\0';
+    }
+    l->n += nl + 1;
+}
+
 int store_listxattr(struct store *s, const struct store_view *v,
                     uint64_t ino, char *buf, size_t cap, size_t *len)
 {
@@ -1963,35 +1997,12 @@ int store_listxattr(struct store *s, const struct store_view *v,
     if (rv != 0) {
         return rv;
     }
-    uint8_t k[8];
-    rfs_put_be64(k, ino);
-    size_t n = 0;
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_XATTRS]);
-    for (rocksdb_iter_seek(it, (char *)k, 8); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
-        size_t klen;
-        const char *key = rocksdb_iter_key(it, &klen);
-        if (klen <= 8 || memcmp(key, k, 8) != 0) {
-            break;
-        }
-        size_t nl = klen - 8;
-        if (n + nl + 1 <= cap) {
-            memcpy(buf + n, key + 8, nl);
-            buf[n + nl] = '\0';
-        }
-        n += nl + 1;
+    struct xattr_names l = {buf, cap, 0};
+    rv = xattr_walk(s, ro, ino, xattr_name_one, &l);
+    if (rv == 0) {
+        *len = l.n;
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    if (err != NULL) {
-        return store__rocks_err(s, err,
-                                "listing the extended attributes of %llu",
-                                (unsigned long long)ino);
-    }
-    *len = n;
-    return 0;
+    return rv;
 }
 
 int store_usage(struct store *s, struct store_usage *u)
