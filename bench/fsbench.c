@@ -8,6 +8,11 @@
  *   fsbench read DIR OPS NAME SYSTEM            open, read, close of the
  *                                               files `write` left
  *
+ * FSBENCH_DIRS=N (write only) spreads the clients over N folders DIR/d0 ..
+ * DIR/d(N-1), made first, client c writing into d(c mod N): a create holds
+ * its parent folder's lock in the kernel, so this measures the filesystem
+ * rather than one folder's lock.
+ *
  * Prints one line:
  *   RESULT workload=NAME system=SYSTEM median_us=M p99_us=P ops_per_s=T
  * and writes every latency (us, one per line) to NAME-SYSTEM.lat in the
@@ -20,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +33,7 @@ static const char *dir;
 static int ops, clients;
 static double *lat;
 static int reading;
+static int ndirs; /* 0: every file in DIR itself. */
 
 static double now_us(void)
 {
@@ -42,7 +49,11 @@ static void *worker(void *arg)
     memset(buf, 'v', 99);
     buf[99] = '\n';
     for (int k = c; k < ops; k += clients) {
-        snprintf(path, sizeof(path), "%s/k%07d", dir, k);
+        if (ndirs > 0) {
+            snprintf(path, sizeof(path), "%s/d%d/k%07d", dir, c % ndirs, k);
+        } else {
+            snprintf(path, sizeof(path), "%s/k%07d", dir, k);
+        }
         double t = now_us();
         if (reading) {
             int fd = open(path, O_RDONLY);
@@ -83,6 +94,20 @@ int main(int argc, char **argv)
     ops = atoi(argv[3]);
     clients = reading ? 1 : atoi(argv[4]);
     const char *name = argv[reading ? 4 : 5], *sys = argv[reading ? 5 : 6];
+    const char *nd = getenv("FSBENCH_DIRS");
+    ndirs = nd && !reading ? atoi(nd) : 0;
+    if (ndirs > 0 && mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "fsbench: mkdir %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    for (int d = 0; d < ndirs; d++) {
+        char sub[4096];
+        snprintf(sub, sizeof(sub), "%s/d%d", dir, d);
+        if (mkdir(sub, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, "fsbench: mkdir %s: %s\n", sub, strerror(errno));
+            return 1;
+        }
+    }
     lat = calloc((size_t)ops, sizeof(*lat));
     pthread_t *t = calloc((size_t)clients, sizeof(*t));
     double t0 = now_us();
