@@ -42,7 +42,8 @@
     X(RFS_EMALFORMED, -30012, "malformed message")                         \
     X(RFS_ENOSNAP, -30013, "snapshot is not available")                    \
     X(RFS_EAUTH, -30014, "peer failed authentication")                     \
-    X(RFS_EIDREMOVED, -30015, "this node id was removed; ids are never reused")
+    X(RFS_EIDREMOVED, -30015, "this node id was removed; ids are never reused") \
+    X(RFS_EFORGED, -30020, "entries fail their commit proof")
 
 enum rfs_err {
 #define RFS_ERR_ENUM(name, value, msg) name = (value),

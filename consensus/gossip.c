@@ -1,0 +1,513 @@
+/*
+ * gossip: the chain, commit points, the observer's verifier and the message
+ * codec (see gossip.h for the proof and its limits).
+ */
+#include "gossip.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/endian.h"
+#include "../common/err.h"
+#include "../common/heap.h"
+
+static const char chain_tag[] = "raftfs-chain-v1";
+static const char cert_tag[] = "raftfs-commit-v1";
+
+void gossip_chain_next(const uint8_t prev[GOSSIP_HASH_BYTES],
+                       const struct cons_entry *e,
+                       uint8_t out[GOSSIP_HASH_BYTES])
+{
+    /* Fixed-width fields before the data, so no two entries hash the same
+     * bytes (the length keeps data from sliding into the next field). */
+    uint8_t head[8 + 8 + 1 + 8];
+    rfs_put_le64(head, e->index);
+    rfs_put_le64(head + 8, e->term);
+    head[16] = e->type;
+    rfs_put_le64(head + 17, (uint64_t)e->data.len);
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, GOSSIP_HASH_BYTES);
+    crypto_generichash_update(&st, (const uint8_t *)chain_tag,
+                              sizeof(chain_tag) - 1);
+    crypto_generichash_update(&st, prev, GOSSIP_HASH_BYTES);
+    crypto_generichash_update(&st, head, sizeof(head));
+    if (e->data.len > 0) {
+        crypto_generichash_update(&st, e->data.base, e->data.len);
+    }
+    crypto_generichash_final(&st, out, GOSSIP_HASH_BYTES);
+}
+
+void gossip_keypair(uint8_t pk[GOSSIP_PK_BYTES], uint8_t sk[GOSSIP_SK_BYTES])
+{
+    crypto_sign_keypair(pk, sk);
+}
+
+/* The signed bytes: the tag keeps a commit-point signature from ever
+ * standing for anything else the same key signs. */
+#define CERT_MSG (sizeof(cert_tag) - 1 + 8 + 8 + GOSSIP_HASH_BYTES + 8)
+static void cert_bytes(const struct gossip_cert *c, uint8_t m[CERT_MSG])
+{
+    size_t o = sizeof(cert_tag) - 1;
+    memcpy(m, cert_tag, o);
+    rfs_put_le64(m + o, c->index);
+    rfs_put_le64(m + o + 8, c->term);
+    memcpy(m + o + 16, c->hash, GOSSIP_HASH_BYTES);
+    rfs_put_le64(m + o + 16 + GOSSIP_HASH_BYTES, c->signer);
+}
+
+void gossip_cert_sign(struct gossip_cert *c, const uint8_t sk[GOSSIP_SK_BYTES])
+{
+    uint8_t m[CERT_MSG];
+    cert_bytes(c, m);
+    crypto_sign_detached(c->sig, NULL, m, sizeof(m), sk);
+}
+
+int gossip_cert_verify(const struct gossip_cert *c,
+                       const struct gossip_key *keys, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (keys[i].id != c->signer) {
+            continue;
+        }
+        uint8_t m[CERT_MSG];
+        cert_bytes(c, m);
+        return crypto_sign_verify_detached(c->sig, m, sizeof(m),
+                                           keys[i].pk) == 0
+                   ? 0
+                   : RFS_EAUTH;
+    }
+    return RFS_EAUTH;
+}
+
+/* ---- The verifier -------------------------------------------------------- */
+
+struct slot {
+    bool held;
+    rfs_nodeid_t from;
+    struct cons_entry e;
+};
+
+struct gossip_verifier {
+    rfs_index_t taken;   /* Last index the caller took. */
+    rfs_index_t applied; /* Last index released; taken <= applied. */
+    uint8_t hash[GOSSIP_HASH_BYTES]; /* chain(applied). */
+    struct slot slots[GOSSIP_WINDOW]; /* Index i at i % GOSSIP_WINDOW, for
+                                       * taken < i <= taken + WINDOW. */
+    struct gossip_cert certs[GOSSIP_CERTS_MAX]; /* Above applied, ascending. */
+    unsigned ncerts;
+    struct gossip_cert last; /* Proved the last release. */
+    bool have_last;
+    struct gossip_key *keys;
+    unsigned nkeys;
+};
+
+struct gossip_verifier *gossip_verifier_new(rfs_index_t applied,
+                                            const uint8_t hash[GOSSIP_HASH_BYTES])
+{
+    struct gossip_verifier *v = rfs_calloc(1, sizeof(*v));
+    if (v == NULL) {
+        return NULL;
+    }
+    v->taken = v->applied = applied;
+    memcpy(v->hash, hash, GOSSIP_HASH_BYTES);
+    return v;
+}
+
+static struct slot *slot_of(struct gossip_verifier *v, rfs_index_t i)
+{
+    return &v->slots[i % GOSSIP_WINDOW];
+}
+
+static void slot_clear(struct slot *s)
+{
+    rfs_free(s->e.data.base);
+    memset(s, 0, sizeof(*s));
+}
+
+void gossip_verifier_free(struct gossip_verifier *v)
+{
+    if (v == NULL) {
+        return;
+    }
+    for (unsigned i = 0; i < GOSSIP_WINDOW; i++) {
+        slot_clear(&v->slots[i]);
+    }
+    rfs_free(v->keys);
+    rfs_free(v);
+}
+
+int gossip_verifier_set_voters(struct gossip_verifier *v,
+                               const struct gossip_key *keys, unsigned n)
+{
+    struct gossip_key *k = NULL;
+    if (n > 0) {
+        k = rfs_malloc(n * sizeof(*k));
+        if (k == NULL) {
+            return -ENOMEM;
+        }
+        memcpy(k, keys, n * sizeof(*k));
+    }
+    rfs_free(v->keys);
+    v->keys = k;
+    v->nkeys = n;
+    return 0;
+}
+
+static void name_culprit(struct gossip_verdict *out, rfs_nodeid_t id)
+{
+    for (unsigned i = 0; i < out->nculprits; i++) {
+        if (out->culprits[i] == id) {
+            return;
+        }
+    }
+    if (out->nculprits < GOSSIP_CULPRITS_MAX) {
+        out->culprits[out->nculprits++] = id;
+    }
+}
+
+static void drop_cert(struct gossip_verifier *v, unsigned k)
+{
+    memmove(&v->certs[k], &v->certs[k + 1],
+            (v->ncerts - k - 1) * sizeof(v->certs[0]));
+    v->ncerts--;
+}
+
+/* Release runs while the lowest commit point above applied is wholly held
+ * and its chain matches. A mismatch drops the run's entries (they come
+ * again from someone else) and names who sent them. */
+static void advance(struct gossip_verifier *v, struct gossip_verdict *out)
+{
+    while (v->ncerts > 0) {
+        struct gossip_cert *c = &v->certs[0];
+        if (c->index <= v->applied) {
+            drop_cert(v, 0);
+            continue;
+        }
+        if (c->index > v->taken + GOSSIP_WINDOW) {
+            return; /* Cannot hold its run yet: the caller must take. */
+        }
+        uint8_t h[GOSSIP_HASH_BYTES];
+        memcpy(h, v->hash, sizeof(h));
+        for (rfs_index_t i = v->applied + 1; i <= c->index; i++) {
+            struct slot *s = slot_of(v, i);
+            if (!s->held) {
+                return; /* A gap: wait for it (push or pull). */
+            }
+            gossip_chain_next(h, &s->e, h);
+        }
+        if (sodium_memcmp(h, c->hash, sizeof(h)) == 0) {
+            out->ready += (unsigned)(c->index - v->applied);
+            v->applied = c->index;
+            memcpy(v->hash, h, sizeof(h));
+            v->last = *c;
+            v->have_last = true;
+            drop_cert(v, 0);
+            continue;
+        }
+        out->refused = RFS_EFORGED;
+        for (rfs_index_t i = v->applied + 1; i <= c->index; i++) {
+            name_culprit(out, slot_of(v, i)->from);
+            slot_clear(slot_of(v, i));
+        }
+        snprintf(out->why, sizeof(out->why),
+                 "entries %llu..%llu do not chain to the commit point "
+                 "signed by node %llu: dropped",
+                 (unsigned long long)v->applied + 1,
+                 (unsigned long long)c->index,
+                 (unsigned long long)c->signer);
+        return;
+    }
+}
+
+int gossip_verifier_offer(struct gossip_verifier *v, rfs_nodeid_t from,
+                          const struct cons_entry *e,
+                          struct gossip_verdict *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (e->index <= v->applied || e->index > v->taken + GOSSIP_WINDOW) {
+        return 0;
+    }
+    struct slot *s = slot_of(v, e->index);
+    if (s->held) {
+        /* The first copy stays; if it was wrong the chain says so and
+         * both are asked for again. */
+        return 0;
+    }
+    void *data = NULL;
+    if (e->data.len > 0) {
+        data = rfs_malloc(e->data.len);
+        if (data == NULL) {
+            return -ENOMEM;
+        }
+        memcpy(data, e->data.base, e->data.len);
+    }
+    s->held = true;
+    s->from = from;
+    s->e = *e;
+    s->e.data.base = data;
+    advance(v, out);
+    return 0;
+}
+
+int gossip_verifier_certify(struct gossip_verifier *v, rfs_nodeid_t from,
+                            const struct gossip_cert *c,
+                            struct gossip_verdict *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (gossip_cert_verify(c, v->keys, v->nkeys) != 0) {
+        out->refused = RFS_EAUTH;
+        name_culprit(out, from);
+        snprintf(out->why, sizeof(out->why),
+                 "commit point at %llu from node %llu claims signer %llu, "
+                 "not a voter's valid signature: refused",
+                 (unsigned long long)c->index, (unsigned long long)from,
+                 (unsigned long long)c->signer);
+        return 0;
+    }
+    if (c->index == v->applied &&
+        sodium_memcmp(c->hash, v->hash, sizeof(v->hash)) != 0) {
+        /* A voter's signature over another history than the one applied
+         * here: nothing to drop, but say it loudly. */
+        out->refused = RFS_EFORGED;
+        name_culprit(out, from);
+        snprintf(out->why, sizeof(out->why),
+                 "commit point at %llu signed by node %llu disagrees with "
+                 "the entries applied here",
+                 (unsigned long long)c->index,
+                 (unsigned long long)c->signer);
+        return 0;
+    }
+    if (c->index <= v->applied) {
+        return 0;
+    }
+    unsigned k = 0;
+    while (k < v->ncerts && v->certs[k].index < c->index) {
+        k++;
+    }
+    if (k < v->ncerts && v->certs[k].index == c->index) {
+        return 0; /* One valid point per index is enough. */
+    }
+    if (k == GOSSIP_CERTS_MAX) {
+        return 0; /* Higher than every one kept: the lower ones go first. */
+    }
+    if (v->ncerts == GOSSIP_CERTS_MAX) {
+        v->ncerts--; /* Forget the highest. */
+    }
+    memmove(&v->certs[k + 1], &v->certs[k],
+            (v->ncerts - k) * sizeof(v->certs[0]));
+    v->certs[k] = *c;
+    v->ncerts++;
+    advance(v, out);
+    return 0;
+}
+
+bool gossip_verifier_take(struct gossip_verifier *v, struct cons_entry *e)
+{
+    if (v->taken >= v->applied) {
+        return false;
+    }
+    v->taken++;
+    struct slot *s = slot_of(v, v->taken);
+    *e = s->e;
+    memset(s, 0, sizeof(*s));
+    return true;
+}
+
+rfs_index_t gossip_verifier_applied(const struct gossip_verifier *v,
+                                    uint8_t hash[GOSSIP_HASH_BYTES])
+{
+    if (hash != NULL) {
+        memcpy(hash, v->hash, GOSSIP_HASH_BYTES);
+    }
+    return v->applied;
+}
+
+rfs_index_t gossip_verifier_proven(const struct gossip_verifier *v)
+{
+    return v->ncerts > 0 ? v->certs[v->ncerts - 1].index : v->applied;
+}
+
+bool gossip_verifier_last_cert(const struct gossip_verifier *v,
+                               struct gossip_cert *c)
+{
+    if (!v->have_last) {
+        return false;
+    }
+    *c = v->last;
+    return true;
+}
+
+rfs_index_t gossip_verifier_gap(const struct gossip_verifier *v)
+{
+    rfs_index_t i = v->applied + 1;
+    while (i <= v->taken + GOSSIP_WINDOW &&
+           v->slots[i % GOSSIP_WINDOW].held) {
+        i++;
+    }
+    return i;
+}
+
+/* ---- Messages --------------------------------------------------------------- */
+
+#define ENTRY_HEAD (8 + 8 + 1 + 4)
+#define CERT_WIRE (8 + 8 + GOSSIP_HASH_BYTES + 8 + GOSSIP_SIG_BYTES)
+
+static void cert_put(uint8_t *p, const struct gossip_cert *c)
+{
+    rfs_put_le64(p, c->index);
+    rfs_put_le64(p + 8, c->term);
+    memcpy(p + 16, c->hash, GOSSIP_HASH_BYTES);
+    rfs_put_le64(p + 16 + GOSSIP_HASH_BYTES, c->signer);
+    memcpy(p + 24 + GOSSIP_HASH_BYTES, c->sig, GOSSIP_SIG_BYTES);
+}
+
+static void cert_get(const uint8_t *p, struct gossip_cert *c)
+{
+    c->index = rfs_get_le64(p);
+    c->term = rfs_get_le64(p + 8);
+    memcpy(c->hash, p + 16, GOSSIP_HASH_BYTES);
+    c->signer = rfs_get_le64(p + 16 + GOSSIP_HASH_BYTES);
+    memcpy(c->sig, p + 24 + GOSSIP_HASH_BYTES, GOSSIP_SIG_BYTES);
+}
+
+int gossip_msg_encode(const struct gossip_msg *m, struct rfs_buf *out)
+{
+    size_t len = 1 + 8;
+    switch (m->kind) {
+    case GOSSIP_PUSH:
+        if (m->n_entries > GOSSIP_MSG_ENTRIES_MAX) {
+            return -EINVAL;
+        }
+        len += 4 + 1 + (m->has_cert ? CERT_WIRE : 0);
+        for (unsigned i = 0; i < m->n_entries; i++) {
+            if (m->entries[i].data.len > UINT32_MAX) {
+                return -EINVAL;
+            }
+            len += ENTRY_HEAD + m->entries[i].data.len;
+        }
+        break;
+    case GOSSIP_DIGEST:
+    case GOSSIP_PULL:
+        len += 8 + 8;
+        break;
+    default:
+        return -EINVAL;
+    }
+    uint8_t *p = rfs_malloc(len);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    out->base = p;
+    out->len = len;
+    *p++ = m->kind;
+    rfs_put_le64(p, m->from);
+    p += 8;
+    if (m->kind == GOSSIP_DIGEST) {
+        rfs_put_le64(p, m->applied);
+        rfs_put_le64(p + 8, m->proven);
+        return 0;
+    }
+    if (m->kind == GOSSIP_PULL) {
+        rfs_put_le64(p, m->after);
+        rfs_put_le64(p + 8, m->max);
+        return 0;
+    }
+    rfs_put_le32(p, m->n_entries);
+    p += 4;
+    for (unsigned i = 0; i < m->n_entries; i++) {
+        const struct cons_entry *e = &m->entries[i];
+        rfs_put_le64(p, e->term);
+        rfs_put_le64(p + 8, e->index);
+        p[16] = e->type;
+        rfs_put_le32(p + 17, (uint32_t)e->data.len);
+        p += ENTRY_HEAD;
+        if (e->data.len > 0) {
+            memcpy(p, e->data.base, e->data.len);
+            p += e->data.len;
+        }
+    }
+    *p++ = m->has_cert ? 1 : 0;
+    if (m->has_cert) {
+        cert_put(p, &m->cert);
+    }
+    return 0;
+}
+
+int gossip_msg_decode(const struct rfs_buf *in, struct gossip_msg *m,
+                      struct cons_entry *entries, unsigned cap)
+{
+    const uint8_t *p = in->base;
+    size_t left = in->len;
+    memset(m, 0, sizeof(*m));
+    if (left < 1 + 8) {
+        return RFS_EMALFORMED;
+    }
+    m->kind = p[0];
+    m->from = rfs_get_le64(p + 1);
+    p += 9;
+    left -= 9;
+    if (m->kind == GOSSIP_DIGEST || m->kind == GOSSIP_PULL) {
+        if (left != 16) {
+            return RFS_EMALFORMED;
+        }
+        uint64_t a = rfs_get_le64(p), b = rfs_get_le64(p + 8);
+        if (m->kind == GOSSIP_DIGEST) {
+            m->applied = a;
+            m->proven = b;
+        } else if (b > UINT32_MAX) {
+            return RFS_EMALFORMED;
+        } else {
+            m->after = a;
+            m->max = (uint32_t)b;
+        }
+        return 0;
+    }
+    if (m->kind != GOSSIP_PUSH || left < 4) {
+        return RFS_EMALFORMED;
+    }
+    uint32_t n = rfs_get_le32(p);
+    p += 4;
+    left -= 4;
+    if (n > cap || n > GOSSIP_MSG_ENTRIES_MAX) {
+        return RFS_EMALFORMED;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (left < ENTRY_HEAD) {
+            return RFS_EMALFORMED;
+        }
+        struct cons_entry *e = &entries[i];
+        e->term = rfs_get_le64(p);
+        e->index = rfs_get_le64(p + 8);
+        e->type = p[16];
+        uint32_t dl = rfs_get_le32(p + 17);
+        p += ENTRY_HEAD;
+        left -= ENTRY_HEAD;
+        if (dl > left || e->index == 0 ||
+            (e->type != CONS_ENTRY_NORMAL && e->type != CONS_ENTRY_NOOP &&
+             e->type != CONS_ENTRY_CONF) ||
+            (i > 0 && e->index != entries[i - 1].index + 1)) {
+            return RFS_EMALFORMED;
+        }
+        e->data.base = dl > 0 ? (void *)p : NULL;
+        e->data.len = dl;
+        p += dl;
+        left -= dl;
+    }
+    m->entries = entries;
+    m->n_entries = n;
+    if (left < 1 || p[0] > 1) {
+        return RFS_EMALFORMED;
+    }
+    m->has_cert = p[0] == 1;
+    p++;
+    left--;
+    if (left != (m->has_cert ? CERT_WIRE : 0)) {
+        return RFS_EMALFORMED;
+    }
+    if (m->has_cert) {
+        cert_get(p, &m->cert);
+    }
+    return 0;
+}
