@@ -13,31 +13,7 @@
 #include "../common/err.h"
 #include "../common/heap.h"
 
-static const char chain_tag[] = "raftfs-chain-v1";
 static const char cert_tag[] = "raftfs-commit-v1";
-
-void gossip_chain_next(const uint8_t prev[GOSSIP_HASH_BYTES],
-                       const struct cons_entry *e,
-                       uint8_t out[GOSSIP_HASH_BYTES])
-{
-    /* Fixed-width fields before the data, so no two entries hash the same
-     * bytes (the length keeps data from sliding into the next field). */
-    uint8_t head[8 + 8 + 1 + 8];
-    rfs_put_le64(head, e->index);
-    rfs_put_le64(head + 8, e->term);
-    head[16] = e->type;
-    rfs_put_le64(head + 17, (uint64_t)e->data.len);
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, GOSSIP_HASH_BYTES);
-    crypto_generichash_update(&st, (const uint8_t *)chain_tag,
-                              sizeof(chain_tag) - 1);
-    crypto_generichash_update(&st, prev, GOSSIP_HASH_BYTES);
-    crypto_generichash_update(&st, head, sizeof(head));
-    if (e->data.len > 0) {
-        crypto_generichash_update(&st, e->data.base, e->data.len);
-    }
-    crypto_generichash_final(&st, out, GOSSIP_HASH_BYTES);
-}
 
 void gossip_keypair(uint8_t pk[GOSSIP_PK_BYTES], uint8_t sk[GOSSIP_SK_BYTES])
 {
@@ -195,7 +171,7 @@ static void advance(struct gossip_verifier *v, struct gossip_verdict *out)
             if (!s->held) {
                 return; /* A gap: wait for it (push or pull). */
             }
-            gossip_chain_next(h, &s->e, h);
+            store_chain_next(h, &s->e, h);
         }
         if (sodium_memcmp(h, c->hash, sizeof(h)) == 0) {
             out->ready += (unsigned)(c->index - v->applied);

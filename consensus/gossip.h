@@ -6,12 +6,11 @@
  * hostile. It applies an entry only once it can prove it committed, whoever
  * forwarded it. The proof has two parts:
  *
- * - The chain. Every node hashes the committed log as it applies it:
- *   chain(i) = BLAKE2b-256("raftfs-chain-v1" | chain(i-1) | index | term |
- *   type | length | data), chain(0) = 32 zero bytes. Committed logs agree
- *   (Log Matching), so every node computes the same chain(i), and one hash
- *   pins every entry up to i: a forged, dropped, reordered or uncommitted
- *   entry changes it.
+ * - The chain. Every node's store hashes the committed log as it applies
+ *   it (store.h, "The chain": store_chain_next, store_chain). Committed
+ *   logs agree (Log Matching), so every node computes the same chain(i),
+ *   and one hash pins every entry up to i: a forged, dropped, reordered or
+ *   uncommitted entry changes it.
  * - The commit point. A voter that has applied index i signs (i, term of
  *   entry i, chain(i)) with its Ed25519 key; the public keys of the voters
  *   are in the replicated configuration. A voter applies only committed
@@ -45,8 +44,9 @@
 
 #include "../common/entry.h"
 #include "../common/types.h"
+#include "../store/store.h"
 
-#define GOSSIP_HASH_BYTES 32
+#define GOSSIP_HASH_BYTES STORE_CHAIN_BYTES
 #define GOSSIP_PK_BYTES 32
 #define GOSSIP_SK_BYTES 64
 #define GOSSIP_SIG_BYTES 64
@@ -61,11 +61,6 @@
 #define GOSSIP_MSG_ENTRIES_MAX 1024
 /* Forwarders a refusal names. */
 #define GOSSIP_CULPRITS_MAX 8
-
-/* chain(i) from chain(i-1) and entry i (see above). */
-void gossip_chain_next(const uint8_t prev[GOSSIP_HASH_BYTES],
-                       const struct cons_entry *e,
-                       uint8_t out[GOSSIP_HASH_BYTES]);
 
 /* A node's signing key pair, drawn from libsodium's random source. */
 void gossip_keypair(uint8_t pk[GOSSIP_PK_BYTES], uint8_t sk[GOSSIP_SK_BYTES]);

@@ -318,6 +318,7 @@ int store_snapshot_install(struct store *s, const char *path,
     if (rv == 0) {
         s->applied = meta->index;
         s->log_last = meta->index;
+        rv = store__chain_load(s); /* The image's, if it has one. */
     }
 out:
     rfs_free(p);

@@ -1704,6 +1704,15 @@ static int apply_one(struct store *s, const struct cons_entry *e,
             }
         }
     }
+    uint8_t chain[STORE_CHAIN_BYTES];
+    if (rv == 0 && s->chain_known) {
+        /* In the replicated state, beside what it hashes: every node at
+         * this index holds the same value, and a snapshot carries it. */
+        store_chain_next(s->chain, e, chain);
+        rocksdb_writebatch_put_cf(t.b, s->cf[CF_SESSIONS], STORE__CHAIN_KEY,
+                                  sizeof(STORE__CHAIN_KEY) - 1,
+                                  (char *)chain, sizeof(chain));
+    }
     if (rv == 0) {
         uint8_t v[8];
         rfs_put_le64(v, e->index);
@@ -1717,6 +1726,9 @@ static int apply_one(struct store *s, const struct cons_entry *e,
     rocksdb_writebatch_destroy(t.b);
     if (rv == 0) {
         s->applied = e->index;
+        if (s->chain_known) {
+            memcpy(s->chain, chain, sizeof(chain));
+        }
     }
     return rv;
 }

@@ -248,6 +248,12 @@ int store_open(const char *dir, const struct store_options *o,
         s->applied = rfs_get_le64((const uint8_t *)v);
     }
     rocksdb_free(v);
+    int crv = store__chain_load(s);
+    if (crv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "%s", s->errmsg);
+        store_close(s);
+        return crv;
+    }
     rocksdb_iterator_t *it =
         rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CF_LOG]);
     rocksdb_iter_seek_to_last(it);
@@ -804,4 +810,43 @@ int store_load(struct store *s, struct store_loaded *l)
         store_loaded_free(l);
     }
     return rv;
+}
+
+/* ---- The chain (store.h) -------------------------------------------------- */
+
+int store__chain_load(struct store *s)
+{
+    char *err = NULL;
+    size_t len = 0;
+    char *v = rocksdb_get_cf(s->db, s->ro, s->cf[CF_SESSIONS],
+                             STORE__CHAIN_KEY, sizeof(STORE__CHAIN_KEY) - 1,
+                             &len, &err);
+    if (err != NULL) {
+        return store__rocks_err(s, err, "reading the chain hash");
+    }
+    int rv = 0;
+    memset(s->chain, 0, sizeof(s->chain));
+    if (v != NULL && len == STORE_CHAIN_BYTES) {
+        memcpy(s->chain, v, len);
+        s->chain_known = true;
+    } else if (v != NULL) {
+        rv = store__set_err(s, RFS_ECORRUPT,
+                            "the chain hash in %s is %zu bytes, not %d",
+                            s->dir, len, STORE_CHAIN_BYTES);
+    } else {
+        s->chain_known = s->applied == 0;
+    }
+    rocksdb_free(v);
+    return rv;
+}
+
+int store_chain(struct store *s, rfs_index_t *index,
+                uint8_t hash[STORE_CHAIN_BYTES])
+{
+    if (!s->chain_known) {
+        return -ENOENT;
+    }
+    *index = s->applied;
+    memcpy(hash, s->chain, STORE_CHAIN_BYTES);
+    return 0;
 }

@@ -520,6 +520,31 @@ int store_boot_next(struct store *s, uint64_t now_ns, uint64_t *out);
  */
 int store_data_id(struct store *s, uint64_t *out);
 
+/* ---- The chain ---------------------------------------------------------- */
+
+/*
+ * One hash that pins the whole committed log up to the applied index, in
+ * order, for observers that hear entries from peers they cannot trust
+ * (consensus/gossip.h): chain(i) = BLAKE2b-256("raftfs-chain-v1" |
+ * chain(i-1) | le64 index | le64 term | type | le64 length | data), and
+ * chain(0) = 32 zero bytes. Every entry counts, NOOP and CONF included.
+ * It is part of the replicated state (written with each apply, carried by
+ * snapshots), so nodes at the same index hold the same value.
+ *
+ * A folder whose state predates the chain (an older build, or a snapshot
+ * image from one) does not know it: store_chain then says -ENOENT, and
+ * goes on saying so; such a node cannot vouch for commit points, the
+ * others can.
+ */
+#define STORE_CHAIN_BYTES 32
+void store_chain_next(const uint8_t prev[STORE_CHAIN_BYTES],
+                      const struct cons_entry *e,
+                      uint8_t out[STORE_CHAIN_BYTES]);
+/* chain(applied) into hash, and the applied index into *index. 0 or
+ * -ENOENT (not known here, above). Writer thread, as store_apply. */
+int store_chain(struct store *s, rfs_index_t *index,
+                uint8_t hash[STORE_CHAIN_BYTES]);
+
 /*
  * Trust on first use: the data folder id peer presented first, recorded
  * (synced) in meta "pin/<peer>" the first time and returned in *pinned

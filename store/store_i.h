@@ -20,7 +20,8 @@ enum store_cf {
     CF_INODES,   /* BE ino -> struct store_attr (+ symlink target or rdev). */
     CF_DENTRIES, /* BE parent + name -> ino, type. */
     CF_CHUNKS,   /* BE ino + BE chunk -> bytes. */
-    CF_SESSIONS, /* 'S' client boot seq -> result; 'B' client -> boot. */
+    CF_SESSIONS, /* 'S' client boot seq -> result; 'B' client -> boot;
+                  * "chain" -> chain(applied) (store.h, "The chain"). */
     CF_ORPHANS,  /* This node only: unlinked files still open here. BE ino
                   * -> record; BE ino + BE chunk -> bytes. Never in a
                   * snapshot; emptied at open (see store_orphan_*). */
@@ -44,6 +45,8 @@ struct store {
     char errmsg[RFS_ERRMSG_SZ];
     int failed;          /* First write failure; writes refused after it. */
     rfs_index_t applied;  /* Writer thread only. */
+    uint8_t chain[STORE_CHAIN_BYTES]; /* chain(applied), if chain_known. */
+    bool chain_known;                 /* Writer thread only, as applied. */
     rfs_index_t log_last; /* Last stored log index; writer thread only. */
     store_keep_fn keep;   /* Asked at apply before a file's last name goes. */
     void *keep_arg;
@@ -75,6 +78,13 @@ const rocksdb_readoptions_t *store__ro(const struct store *s,
 
 /* Empty CF_ORPHANS (at open). 0, -EIO, -ENOSPC. */
 int store__orphans_clear(struct store *s);
+/* The chain's key in CF_SESSIONS, out of the way of its 'S' and 'B'
+ * prefixes. */
+#define STORE__CHAIN_KEY "chain"
+/* Set s->chain and s->chain_known from the state (at open, and after a
+ * snapshot install): the stored value; zeros at index 0; unknown when a
+ * state past 0 has none (chain.c). 0, RFS_ECORRUPT, READ ERRORS. */
+int store__chain_load(struct store *s);
 
 void store__attr_encode(const struct store_attr *a, uint8_t *out);
 int store__attr_decode(uint64_t ino, const char *v, size_t len,

@@ -23,7 +23,7 @@ clang $cflags -o "$out/fuzz_wire" "$src/tests/fuzz/fuzz_wire.c" \
     "$src/consensus/wire.c" "$src"/consensus/core/*.c $common -lpthread
 # shellcheck disable=SC2086
 clang $cflags -o "$out/fuzz_gossip" "$src/tests/fuzz/fuzz_gossip.c" \
-    "$src/consensus/gossip.c" $common -lsodium -lpthread
+    "$src/consensus/gossip.c" "$src/store/chain.c" $common -lsodium -lpthread
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rc=0

@@ -1309,6 +1309,93 @@ static void test_links_and_nodes_apply_deterministically(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- The chain ------------------------------------------------------------ */
+
+/* chain(applied) follows every applied entry (NOOP and CONF included), is
+ * the same as hashing the entries by hand, survives a reopen, is not
+ * moved by a replayed entry, and travels with a snapshot image; a state
+ * from before the chain says it does not know it, and keeps saying so. */
+static void test_chain_follows_apply(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t want[STORE_CHAIN_BYTES] = {0}, got[STORE_CHAIN_BYTES];
+    rfs_index_t at = 99;
+    assert_int_equal(store_chain(f->s, &at, got), 0);
+    assert_int_equal(at, 0);
+    assert_memory_equal(got, want, sizeof(got));
+    struct cons_entry es[4];
+    struct rfs_buf b;
+    struct store_cmd c = {.op = STORE_OP_MKDIR, .parent = STORE_ROOT_INO,
+                          .name = "d", .name_len = 1, .mode = 0755,
+                          .client = 7, .boot = 1, .seq = 1};
+    assert_int_equal(store_cmd_encode(&c, &b), 0);
+    es[0] = (struct cons_entry){.term = 1, .index = 1,
+                                .type = CONS_ENTRY_NOOP};
+    es[1] = (struct cons_entry){.term = 1, .index = 2,
+                                .type = CONS_ENTRY_NORMAL, .data = b};
+    es[2] = (struct cons_entry){.term = 2, .index = 3, .type = CONS_ENTRY_CONF,
+                                .data = {(void *)"conf", 4}};
+    es[3] = (struct cons_entry){.term = 2, .index = 4,
+                                .type = CONS_ENTRY_NORMAL,
+                                .data = {(void *)"junk", 4}};
+    for (unsigned i = 0; i < 4; i++) {
+        store_chain_next(want, &es[i], want);
+    }
+    assert_int_equal(store_apply(f->s, es, 4, NULL), 0);
+    f->next = 5;
+    assert_int_equal(store_chain(f->s, &at, got), 0);
+    assert_int_equal(at, 4);
+    assert_memory_equal(got, want, sizeof(got));
+    /* Replayed after a reopen: skipped, the chain stays. */
+    store_close(f->s);
+    char msg[RFS_ERRMSG_SZ];
+    assert_int_equal(store_open(f->dir, NULL, &f->s, msg), 0);
+    assert_int_equal(store_apply(f->s, es, 4, NULL), 0);
+    assert_int_equal(store_chain(f->s, &at, got), 0);
+    assert_int_equal(at, 4);
+    assert_memory_equal(got, want, sizeof(got));
+    /* A different history gives a different chain. */
+    uint8_t other[STORE_CHAIN_BYTES] = {0};
+    es[3].term = 3;
+    for (unsigned i = 0; i < 4; i++) {
+        store_chain_next(other, &es[i], other);
+    }
+    assert_memory_not_equal(other, want, sizeof(other));
+
+    /* Into another store by snapshot. */
+    struct fixture g = {0};
+    snprintf(g.dir, sizeof(g.dir), "%.200s2", f->dir);
+    assert_int_equal(store_open(g.dir, NULL, &g.s, msg), 0);
+    char img[700], cmd[1500];
+    snprintf(img, sizeof(img), "%s/../chain.img", f->dir);
+    uint64_t size;
+    assert_int_equal(store_snapshot_write(f->s, img, &at, &size), 0);
+    struct store_snap_meta meta = {.index = at, .term = 2, .size = size,
+                                   .conf = {(void *)"conf", 4}};
+    assert_int_equal(store_snapshot_install(g.s, img, &meta), 0);
+    assert_int_equal(store_chain(g.s, &at, got), 0);
+    assert_int_equal(at, 4);
+    assert_memory_equal(got, want, sizeof(got));
+
+    /* A state from before the chain: the key gone, as in an older folder. */
+    char *err = NULL;
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_delete_cf(g.s->db, wo, g.s->cf[CF_SESSIONS], STORE__CHAIN_KEY,
+                      sizeof(STORE__CHAIN_KEY) - 1, &err);
+    rocksdb_writeoptions_destroy(wo);
+    assert_null(err);
+    store_close(g.s);
+    assert_int_equal(store_open(g.dir, NULL, &g.s, msg), 0);
+    assert_int_equal(store_chain(g.s, &at, got), -ENOENT);
+    struct cons_entry e5 = {.term = 2, .index = 5, .type = CONS_ENTRY_NOOP};
+    assert_int_equal(store_apply(g.s, &e5, 1, NULL), 0);
+    assert_int_equal(store_chain(g.s, &at, got), -ENOENT);
+    store_close(g.s);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g.dir);
+    assert_int_equal(system(cmd), 0);
+    rfs_free(b.base);
+}
+
 /* ---- Extended attributes ---------------------------------------------- */
 
 static int xset(struct fixture *f, uint64_t ino, const char *name,
@@ -1927,6 +2014,7 @@ int main(int argc, char **argv)
         T(test_link_errors),
         T(test_rename_and_links),
         T(test_links_and_nodes_apply_deterministically),
+        T(test_chain_follows_apply),
         T(test_xattrs),
         T(test_xattrs_go_with_last_name),
         T(test_caps_go_with_writes),

@@ -45,7 +45,7 @@ static int group_setup(void **state)
             .term = 1 + i / 10, .index = i,
             .type = i % 13 == 0 ? CONS_ENTRY_NOOP : CONS_ENTRY_NORMAL,
             .data = {.base = data[i], .len = strlen(data[i])}};
-        gossip_chain_next(chain[i - 1], &log_[i], chain[i]);
+        store_chain_next(chain[i - 1], &log_[i], chain[i]);
     }
     keys[0].id = 1;
     gossip_keypair(keys[0].pk, sk1);
@@ -101,7 +101,7 @@ static void test_chain_binds_every_field(void **state)
     (void)state;
     struct cons_entry e = log_[5];
     uint8_t h[GOSSIP_HASH_BYTES];
-    gossip_chain_next(chain[4], &e, h);
+    store_chain_next(chain[4], &e, h);
     assert_memory_equal(h, chain[5], sizeof(h));
     struct cons_entry variants[4] = {e, e, e, e};
     variants[0].term++;
@@ -109,10 +109,10 @@ static void test_chain_binds_every_field(void **state)
     variants[2].type = CONS_ENTRY_CONF;
     variants[3].data.len--;
     for (unsigned k = 0; k < 4; k++) {
-        gossip_chain_next(chain[4], &variants[k], h);
+        store_chain_next(chain[4], &variants[k], h);
         assert_memory_not_equal(h, chain[5], sizeof(h));
     }
-    gossip_chain_next(chain[3], &e, h); /* Another history before. */
+    store_chain_next(chain[3], &e, h); /* Another history before. */
     assert_memory_not_equal(h, chain[5], sizeof(h));
 }
 
