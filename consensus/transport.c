@@ -52,6 +52,11 @@ struct conn {
     char addr[64];
     uv_connect_t creq;
     struct conn *next; /* In t->conns. */
+    /* Every read lands here: the reader copies what it keeps, so one
+     * buffer per connection serves all its reads (libuv asks for one
+     * before each read; a fresh 64 KiB each time cost an allocation and a
+     * free per read on the hot path). */
+    char rbuf[65536];
 };
 
 struct peer {
@@ -350,18 +355,18 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-    (void)h;
-    size_t len = hint < 65536 ? 65536 : hint;
-    buf->base = rfs_malloc(len);
-    buf->len = buf->base ? len : 0;
+    (void)hint;
+    struct conn *c = h->data;
+    buf->base = c->rbuf;
+    buf->len = sizeof(c->rbuf);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = s->data;
     struct transport *n = c->t;
+    (void)buf; /* c->rbuf. */
     if (nread < 0) {
-        rfs_free(buf->base);
         const char *why = nread == UV_EOF ? NULL : uv_strerror((int)nread);
         if (why == NULL && !c->open && !c->outgoing) {
             /* Hung up mid-handshake: typically a process that found out
@@ -372,7 +377,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread > 0 && !c->closing) {
-        if (wire_reader_feed(&c->rd, buf->base, (size_t)nread) != 0) {
+        if (wire_reader_feed(&c->rd, c->rbuf, (size_t)nread) != 0) {
             conn_close(c, c->rd.errmsg[0] ? c->rd.errmsg : "out of memory");
         } else {
             struct wire_frame f;
@@ -385,7 +390,6 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             }
         }
     }
-    rfs_free(buf->base);
     /* A handshake or admin frame may have changed what the node can do (a
      * peer opened, a command ran). */
     n->cb.poke(n->cb.data);

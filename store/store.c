@@ -11,12 +11,14 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 
 #include "../common/heap.h"
 #include "store_i.h"
@@ -82,16 +84,53 @@ int store__rocks_err(struct store *s, char *err, const char *fmt, ...)
  * WAL append, and a half-failed write leaves its state unknown. Refusing
  * first is clean: nothing was written, and writes resume once space is
  * freed. */
-static int check_space(struct store *s, const char *what)
+/*
+ * Not a statvfs per write (two per applied entry): a check that finds
+ * headroom above the reserve lets the next headroom/4 bytes of batches (at
+ * most 16 MiB) through, for at most 100 ms, before looking again. RocksDB
+ * writes a batch about twice (WAL, then a flushed table), so a quarter of
+ * the headroom keeps clear of the reserve; the time bound covers what
+ * compactions and other programs take meanwhile. Near the reserve the
+ * allowance shrinks to nothing and every write looks.
+ */
+#define SPACE_RECHECK_NS (100ull * 1000 * 1000)
+#define SPACE_ALLOWANCE_MAX (16ull << 20)
+
+static uint64_t coarse_ns(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int check_space(struct store *s, rocksdb_writebatch_t *b,
+                       const char *what)
+{
+    if (s->o.min_free_bytes == 0) {
+        return 0;
+    }
+    size_t bytes = 0;
+    (void)rocksdb_writebatch_data(b, &bytes);
+    uint64_t now = coarse_ns();
+    uint64_t left = atomic_load(&s->space_allowance);
+    if (now < atomic_load(&s->space_until_ns) && left >= bytes &&
+        atomic_compare_exchange_strong(&s->space_allowance, &left,
+                                       left - bytes)) {
+        return 0;
+    }
     struct statvfs v;
-    if (s->o.min_free_bytes == 0 || statvfs(s->dir, &v) != 0) {
+    if (statvfs(s->dir, &v) != 0) {
         return 0;
     }
     uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
     if (avail >= s->o.min_free_bytes) {
+        uint64_t allow = (avail - s->o.min_free_bytes) / 4;
+        atomic_store(&s->space_allowance,
+                     allow < SPACE_ALLOWANCE_MAX ? allow : SPACE_ALLOWANCE_MAX);
+        atomic_store(&s->space_until_ns, now + SPACE_RECHECK_NS);
         return 0;
     }
+    atomic_store(&s->space_allowance, 0);
     return store__set_err(s, -ENOSPC,
                           "%s refused: disk nearly full, %llu bytes free in "
                           "%s, below the %llu byte reserve",
@@ -105,7 +144,7 @@ int store__write(struct store *s, rocksdb_writebatch_t *b, bool sync,
     if (s->failed != 0) {
         return s->failed;
     }
-    int rv = check_space(s, what);
+    int rv = check_space(s, b, what);
     if (rv != 0) {
         return rv;
     }

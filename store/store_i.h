@@ -44,6 +44,10 @@ struct store {
     pthread_mutex_t err_lock; /* Protects errmsg. */
     char errmsg[RFS_ERRMSG_SZ];
     int failed;          /* First write failure; writes refused after it. */
+    /* Free-space checks (store.c, check_space): bytes that may still be
+     * written before the next statvfs, and until when. Any thread. */
+    _Atomic uint64_t space_allowance;
+    _Atomic uint64_t space_until_ns;
     rfs_index_t applied;  /* Writer thread only. */
     uint8_t chain[STORE_CHAIN_BYTES]; /* chain(applied), if chain_known. */
     bool chain_known;                 /* Writer thread only, as applied. */
