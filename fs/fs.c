@@ -445,6 +445,22 @@ static void barrier_done(void *data, int err, const struct store_result *r)
     rfs_free(b);
 }
 
+/* No leader to ask: none known, or one known only by name (another node,
+ * and no peer connection open: a node its peers refuse, or cut off since
+ * it last heard one). A single-node cluster leads itself with no peers. */
+static bool cut_off(const struct node_status *st)
+{
+    return st->core.leader == RFS_NODE_NONE ||
+           (st->core.leader != st->core.id && st->peers_connected == 0);
+}
+
+bool fs__cut_off(struct fs *fs)
+{
+    struct node_status st;
+    node_status(fs->node, &st);
+    return cut_off(&st);
+}
+
 bool fs__degraded(struct fs *fs)
 {
     pthread_mutex_lock(&fs->lock);
@@ -461,7 +477,7 @@ bool fs__degraded(struct fs *fs)
          * with ETIMEDOUT, which set quorum_lost. */
         return false;
     }
-    if (st.core.leader == RFS_NODE_NONE) {
+    if (cut_off(&st)) {
         return true;
     }
     pthread_mutex_lock(&fs->lock);

@@ -186,9 +186,12 @@ int fs__vrender(struct fs *fs, uint64_t ino, char **text, size_t *len);
  * store id ino names, nlink 0. 0, -ENOENT if none. */
 int fs__orphan_attr(struct fs *fs, uint64_t ino, struct store_attr *a);
 
-/* A request timed out and no leader is known since: changes and
+/* A request timed out and no leader is reachable since: changes and
  * linearizable reads fail at once (see fs__degraded_code). */
 bool fs__degraded(struct fs *fs);
+/* This node has no leader to ask right now (none known, or none it is
+ * connected to): a barrier could only time out. */
+bool fs__cut_off(struct fs *fs);
 /* What a change answers at once while degraded: -ETIMEDOUT in
  * reads=linearizable, where reads fail too, so "read-only" would be a lie
  * and every request of the mount then says the same thing; -EROFS in

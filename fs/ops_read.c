@@ -225,9 +225,11 @@ void fs__op_getattr(fuse_req_t req, fuse_ino_t ino,
     }
     if (ino == STORE_ROOT_INO && fs->o.linearizable) {
         /* Every path walk checks the root's permissions first: when the
-         * node is cut off, answer from the local copy so that
+         * node is cut off, or knows no leader to ask (a barrier could
+         * only time out, commit_timeout later, and then answer the
+         * same), answer from the local copy at once, so that
          * /.raftfs/status stays readable to say why nothing else is. */
-        if (fs__degraded(fs)) {
+        if (fs__cut_off(fs) || fs__degraded(fs)) {
             getattr_run(fs, req, g);
         } else {
             fs__after_barrier_or_local(fs, req, getattr_run, g);
