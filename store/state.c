@@ -556,6 +556,206 @@ static int caps_kill(struct tx *t, uint64_t ino)
     return 0;
 }
 
+/* ---- POSIX ACLs ------------------------------------------------------- */
+
+/*
+ * system.posix_acl_access holds an access ACL in Linux's xattr format
+ * (include/uapi/linux/posix_acl_xattr.h): a le32 version (2), then
+ * entries of le16 tag, le16 perm, le32 id. The kernel checks permissions
+ * with it (FUSE_POSIX_ACL); what it leaves to a FUSE filesystem is kept
+ * here, at apply: the format, the mode's permission bits that mirror the
+ * ACL, and the ACL entries that mirror a chmod.
+ */
+static const char acl_access_name[] = STORE_ACL_ACCESS;
+static const char acl_default_name[] = STORE_ACL_DEFAULT;
+
+enum {
+    ACL_TAG_USER_OBJ = 0x01,
+    ACL_TAG_USER = 0x02,
+    ACL_TAG_GROUP_OBJ = 0x04,
+    ACL_TAG_GROUP = 0x08,
+    ACL_TAG_MASK = 0x10,
+    ACL_TAG_OTHER = 0x20,
+};
+
+static uint16_t get_le16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+int store_acl_check(const void *val, size_t len)
+{
+    const uint8_t *p = val;
+    if (len < 4 || (len - 4) % 8 != 0 || rfs_get_le32(p) != 2) {
+        return EINVAL;
+    }
+    size_t n = (len - 4) / 8;
+    if (n == 0) {
+        return EINVAL; /* No entries: the kernel sends a removal instead. */
+    }
+    if (n > STORE_ACL_MAX_ENTRIES) {
+        return E2BIG;
+    }
+    /* The entries come in tag order (each tag's bit above the last one's),
+     * named users and groups by increasing id, and each of the four
+     * singular tags at most once: Linux's posix_acl_valid. */
+    unsigned seen = 0;
+    uint16_t last_tag = 0;
+    uint32_t last_id = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *e = p + 4 + 8 * i;
+        uint16_t tag = get_le16(e);
+        uint16_t perm = get_le16(e + 2);
+        uint32_t id = rfs_get_le32(e + 4);
+        if (perm & ~7u) {
+            return EINVAL;
+        }
+        switch (tag) {
+        case ACL_TAG_USER:
+        case ACL_TAG_GROUP:
+            if (tag == last_tag && id <= last_id) {
+                return EINVAL; /* Unsorted, or the same id twice. */
+            }
+            break;
+        case ACL_TAG_USER_OBJ:
+        case ACL_TAG_GROUP_OBJ:
+        case ACL_TAG_MASK:
+        case ACL_TAG_OTHER:
+            if (tag == last_tag) {
+                return EINVAL;
+            }
+            break;
+        default:
+            return EINVAL;
+        }
+        if (tag < last_tag) {
+            return EINVAL;
+        }
+        seen |= tag;
+        last_tag = tag;
+        last_id = id;
+    }
+    unsigned need = ACL_TAG_USER_OBJ | ACL_TAG_GROUP_OBJ | ACL_TAG_OTHER;
+    if ((seen & need) != need) {
+        return EINVAL;
+    }
+    if ((seen & (ACL_TAG_USER | ACL_TAG_GROUP)) && !(seen & ACL_TAG_MASK)) {
+        return EINVAL;
+    }
+    return 0;
+}
+
+/* The permission bits a valid ACL gives the mode (Linux's
+ * posix_acl_equiv_mode): the owner's from USER_OBJ, the group's from MASK
+ * if there is one, else from GROUP_OBJ, the others' from OTHER. Returns
+ * whether the ACL says no more than those bits: three entries, no MASK,
+ * no named user or group. Such an ACL is not stored. */
+static bool acl_mode(const uint8_t *p, size_t len, uint32_t *perm)
+{
+    size_t n = (len - 4) / 8;
+    uint32_t m = 0;
+    bool equiv = true;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *e = p + 4 + 8 * i;
+        uint32_t bits = get_le16(e + 2) & 7u;
+        switch (get_le16(e)) {
+        case ACL_TAG_USER_OBJ:
+            m |= bits << 6;
+            break;
+        case ACL_TAG_GROUP_OBJ:
+            m |= bits << 3;
+            break;
+        case ACL_TAG_MASK: /* Sorted after GROUP_OBJ: it overrides. */
+            m = (m & ~(uint32_t)S_IRWXG) | bits << 3;
+            equiv = false;
+            break;
+        case ACL_TAG_OTHER:
+            m |= bits;
+            break;
+        default:
+            equiv = false;
+            break;
+        }
+    }
+    *perm = m & 0777;
+    return equiv;
+}
+
+/* Rewrite a stored ACL (len bytes at p, valid) to agree with the mode's
+ * permission bits after a chmod (Linux's posix_acl_chmod): USER_OBJ takes
+ * the owner's, MASK (or GROUP_OBJ without one) the group's, OTHER the
+ * others'. Named entries keep theirs: the mask limits them. */
+static void acl_chmod(uint8_t *p, size_t len, uint32_t mode)
+{
+    size_t n = (len - 4) / 8;
+    bool has_mask = false;
+    for (size_t i = 0; i < n; i++) {
+        has_mask = has_mask || get_le16(p + 4 + 8 * i) == ACL_TAG_MASK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *e = p + 4 + 8 * i;
+        uint32_t bits;
+        switch (get_le16(e)) {
+        case ACL_TAG_USER_OBJ:
+            bits = mode >> 6 & 7;
+            break;
+        case ACL_TAG_GROUP_OBJ:
+            if (has_mask) {
+                continue;
+            }
+            bits = mode >> 3 & 7;
+            break;
+        case ACL_TAG_MASK:
+            bits = mode >> 3 & 7;
+            break;
+        case ACL_TAG_OTHER:
+            bits = mode & 7;
+            break;
+        default:
+            continue;
+        }
+        e[2] = (uint8_t)bits;
+        e[3] = 0;
+    }
+}
+
+static bool is_name(const struct store_cmd *c, const char *name, size_t len)
+{
+    return c->name_len == len && memcmp(c->name, name, len) == 0;
+}
+
+/* The key of ino's access ACL in CF_XATTRS. */
+static size_t acl_key(uint8_t *k, uint64_t ino)
+{
+    rfs_put_be64(k, ino);
+    memcpy(k + 8, acl_access_name, sizeof(acl_access_name) - 1);
+    return 8 + sizeof(acl_access_name) - 1;
+}
+
+/* A chmod of an inode with an access ACL carries the new bits into the
+ * ACL, in the entry's batch, so that the kernel's check (which reads the
+ * ACL, not the mode, for group and named entries) agrees with what
+ * `ls -l` shows. */
+static int acl_follow_mode(struct tx *t, uint64_t ino, uint32_t mode)
+{
+    uint8_t k[8 + sizeof(acl_access_name)];
+    size_t klen = acl_key(k, ino);
+    char *v;
+    size_t vlen;
+    int rv = get(t->s, t->s->ro, CF_XATTRS, k, klen, &v, &vlen,
+                 "reading an access ACL");
+    if (rv != 0 || v == NULL) {
+        return rv;
+    }
+    if (store_acl_check(v, vlen) == 0) { /* Stored only once checked. */
+        acl_chmod((uint8_t *)v, vlen, mode);
+        rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_XATTRS], (char *)k, klen,
+                                  v, vlen);
+    }
+    rocksdb_free(v);
+    return 0;
+}
+
 /* What a SETATTR implies beyond the fields it sets, on the replicated
  * state and on an orphan alike: a truncate by a caller without
  * CAP_FSETID, and any chown of a non-directory (even to the same owner,
@@ -862,6 +1062,12 @@ static int op_setattr(struct tx *t, const struct store_cmd *c, uint64_t *ino)
         a.mtime_ns = c->mtime_ns;
     }
     setattr_rules(t, c, &a);
+    if (c->valid & STORE_SET_MODE) {
+        rv = acl_follow_mode(t, a.ino, a.mode);
+        if (rv != 0) {
+            return rv;
+        }
+    }
     if ((c->valid & STORE_SET_SIZE) ||
         ((c->valid & (STORE_SET_UID | STORE_SET_GID)) &&
          a.type != STORE_DIR)) {
@@ -1332,8 +1538,18 @@ static int xattr_check(struct tx *t, const struct store_cmd *c,
                memcmp(c->name, caps_name, c->name_len) == 0) {
         /* Any type, as Linux: the kernel checked CAP_SETFCAP and the
          * value's format before sending it, and so does the proposer. */
+    } else if (is_name(c, acl_access_name, sizeof(acl_access_name) - 1)) {
+        if (a->type == STORE_SYMLINK) {
+            return EOPNOTSUPP; /* A symlink has no ACL on Linux. */
+        }
+    } else if (is_name(c, acl_default_name, sizeof(acl_default_name) - 1)) {
+        /* Default ACLs are not kept yet (docs/fs.md): none can be set,
+         * and removing the one there is not succeeds, below. */
+        if (c->op != STORE_OP_REMOVEXATTR) {
+            return EOPNOTSUPP;
+        }
     } else if (!has_prefix(c->name, c->name_len, "trusted.")) {
-        return EOPNOTSUPP; /* other security.*, system.* (ACLs): not stored. */
+        return EOPNOTSUPP; /* other security.*, system.*: not stored. */
     }
     rfs_put_be64(k, c->ino);
     memcpy(k + 8, c->name, c->name_len);
@@ -1398,6 +1614,20 @@ static int op_setxattr(struct tx *t, const struct store_cmd *c,
         !store_caps_valid(c->data, c->data_len)) {
         return EINVAL;
     }
+    bool acl = is_name(c, acl_access_name, sizeof(acl_access_name) - 1);
+    bool acl_equiv = false;
+    if (acl) {
+        rv = store_acl_check(c->data, c->data_len);
+        if (rv != 0) {
+            return rv;
+        }
+        /* The mode's permission bits mirror the ACL (the kernel leaves
+         * that to a FUSE filesystem: fuse_set_acl), and an ACL that says
+         * no more than the mode is not kept (ext4 does the same). */
+        uint32_t perm;
+        acl_equiv = acl_mode(c->data, c->data_len, &perm);
+        a.mode = (a.mode & ~(uint32_t)0777) | perm;
+    }
     char *v;
     size_t vlen;
     rv = get(t->s, t->s->ro, CF_XATTRS, k, klen, &v, &vlen,
@@ -1412,6 +1642,18 @@ static int op_setxattr(struct tx *t, const struct store_cmd *c,
     }
     if (!exists && (c->flags & STORE_XATTR_REPLACE)) {
         return ENODATA;
+    }
+    if (acl_equiv) {
+        if (exists) {
+            rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_XATTRS], (char *)k,
+                                         klen);
+        }
+        rv = xattr_touch(t, &a);
+        if (rv != 0) {
+            return rv;
+        }
+        *ino = a.ino;
+        return 0;
     }
     uint64_t list, total;
     rv = xattr_usage(t, c->ino, k, klen, &list, &total);
@@ -1450,6 +1692,14 @@ static int op_removexattr(struct tx *t, const struct store_cmd *c,
         return rv;
     }
     if (v == NULL) {
+        /* Removing an access ACL that is not there succeeds, as on ext4
+         * (the kernel removes ACLs through set_acl, with no
+         * XATTR_REPLACE). */
+        if (is_name(c, acl_access_name, sizeof(acl_access_name) - 1) ||
+            is_name(c, acl_default_name, sizeof(acl_default_name) - 1)) {
+            *ino = a.ino;
+            return 0;
+        }
         return ENODATA;
     }
     rocksdb_free(v);

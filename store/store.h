@@ -197,7 +197,8 @@ enum store_op {
 /* Extended attributes (SETXATTR, REMOVEXATTR), decided at apply time.
  * Names: 1 to 255 bytes, else ERANGE; values: up to 64 KiB, else E2BIG
  * (man 2 setxattr, Linux's XATTR_NAME_MAX and XATTR_SIZE_MAX). Only the
- * "user." and "trusted." namespaces are stored (EOPNOTSUPP otherwise);
+ * "user." and "trusted." namespaces, security.capability and
+ * system.posix_acl_access are stored (EOPNOTSUPP otherwise);
  * "user." only on files and directories (EPERM on other types, as ext4),
  * and "user.raftfs." is reserved for raftfs's own virtual names (EPERM).
  * Per inode, the names listed together (each with its NUL) fit in
@@ -301,7 +302,8 @@ int store_cmd_decode(const struct rfs_buf *in, struct store_cmd *c);
  * - SETXATTR, REMOVEXATTR: handle, and the rules above
  *   STORE_XATTR_NAME_MAX: ERANGE, EINVAL (a NUL in the name), EPERM,
  *   EOPNOTSUPP; SETXATTR also
- *   E2BIG, EEXIST, ENODATA, ENOSPC; REMOVEXATTR ENODATA.
+ *   E2BIG, EEXIST, ENODATA, ENOSPC, and for an access ACL the rules of
+ *   store_acl_check (EINVAL, E2BIG); REMOVEXATTR ENODATA (not for ACLs).
  */
 struct store_result {
     int err;
@@ -409,6 +411,29 @@ int store_getxattr(struct store *s, const struct store_view *v, uint64_t ino,
  * (EINVAL). Any thread.
  */
 bool store_caps_valid(const void *val, size_t len);
+/*
+ * POSIX ACLs (system.posix_acl_access) in Linux's xattr format: a le32
+ * version 2, then entries of le16 tag, le16 perm, le32 id. At apply an
+ * access ACL sets the mode's permission bits (owner: USER_OBJ, group:
+ * MASK if any, else GROUP_OBJ, others: OTHER), is not kept when it says
+ * no more than the mode (no MASK, no named entry), and follows every
+ * chmod (USER_OBJ, MASK or GROUP_OBJ, OTHER take the new bits). Not on a
+ * symlink (EOPNOTSUPP). Removing an absent ACL succeeds. Default ACLs
+ * (system.posix_acl_default) are not kept: EOPNOTSUPP to set.
+ */
+#define STORE_ACL_ACCESS "system.posix_acl_access"
+#define STORE_ACL_DEFAULT "system.posix_acl_default"
+/* The kernel reads an ACL into one page (fs/fuse/acl.c): 4 + 8 * 511. */
+#define STORE_ACL_MAX_ENTRIES 511
+/*
+ * Is (val, len) an ACL Linux accepts (its posix_acl_valid): version 2,
+ * whole entries, at least one; perms within rwx; tags in order (USER_OBJ,
+ * USER, GROUP_OBJ, GROUP, MASK, OTHER), named users and groups by
+ * increasing id without repeats; exactly one USER_OBJ, GROUP_OBJ and
+ * OTHER; a MASK when there is a named entry. 0, EINVAL, or E2BIG (more
+ * than STORE_ACL_MAX_ENTRIES). Positive: an apply outcome. Any thread.
+ */
+int store_acl_check(const void *val, size_t len);
 /*
  * The names of ino's extended attributes, each followed by a NUL, in name
  * order (listxattr's format): the list's length in *len, and as much of it

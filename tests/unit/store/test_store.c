@@ -1529,7 +1529,8 @@ static void test_xattrs(void **state)
     assert_int_equal(xset(f, x, "user.raftfs.revision", "1", 1, 0), EPERM);
     assert_int_equal(xset(f, x, "security.selinux", "s", 1, 0), EOPNOTSUPP);
     assert_int_equal(xset(f, x, "system.posix_acl_access", "s", 1, 0),
-                     EOPNOTSUPP);
+                     EINVAL);
+    assert_int_equal(xset(f, x, "system.other", "s", 1, 0), EOPNOTSUPP);
     /* Removal. */
     before = attr_of(f, x);
     assert_int_equal(xrm(f, x, "user.a"), 0);
@@ -1631,6 +1632,177 @@ static void test_caps_go_with_writes(void **state)
     assert_int_equal(xset(f, d, n, v2, sizeof(v2), 0), 0);
     assert_int_equal(apply(f, &own).err, 0);
     assert_int_equal(count_xattrs(f, d), 1);
+}
+
+/* ---- POSIX ACLs ------------------------------------------------------- */
+
+/* An ACL in Linux's xattr format from (tag, perm, id) triples; its size
+ * in *len. Ids of the singular tags are what the kernel writes (-1). */
+static const uint8_t *acl_of(size_t *len, size_t n, const uint32_t (*e)[3])
+{
+    static uint8_t buf[4 + 8 * 16];
+    rfs_put_le32(buf, 2);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *p = buf + 4 + 8 * i;
+        p[0] = (uint8_t)e[i][0];
+        p[1] = (uint8_t)(e[i][0] >> 8);
+        p[2] = (uint8_t)e[i][1];
+        p[3] = (uint8_t)(e[i][1] >> 8);
+        rfs_put_le32(p + 4, e[i][2]);
+    }
+    *len = 4 + 8 * n;
+    return buf;
+}
+
+#define ACL(...)                                                             \
+    (const uint32_t[][3])                                                    \
+    {                                                                        \
+        __VA_ARGS__                                                          \
+    }
+#define NACL(...) (sizeof(ACL(__VA_ARGS__)) / sizeof(uint32_t[3]))
+#define UO(p) {0x01, p, 0xffffffffu}
+#define U(id, p) {0x02, p, id}
+#define GO(p) {0x04, p, 0xffffffffu}
+#define G(id, p) {0x08, p, id}
+#define M(p) {0x10, p, 0xffffffffu}
+#define O(p) {0x20, p, 0xffffffffu}
+#define ACL_SET(f, ino, ...)                                                 \
+    acl_set(f, ino, NACL(__VA_ARGS__), ACL(__VA_ARGS__))
+
+static int acl_set(struct fixture *f, uint64_t ino, size_t n,
+                   const uint32_t (*e)[3])
+{
+    size_t len;
+    const uint8_t *v = acl_of(&len, n, e);
+    return xset(f, ino, STORE_ACL_ACCESS, v, len, 0);
+}
+
+/* The perm of the first entry with this tag in ino's stored access ACL,
+ * or -1 if there is no ACL or no such entry. */
+static int acl_perm(struct fixture *f, uint64_t ino, uint16_t tag)
+{
+    uint8_t v[4 + 8 * 16];
+    size_t len;
+    if (store_getxattr(f->s, NULL, ino, STORE_ACL_ACCESS,
+                       strlen(STORE_ACL_ACCESS), v, sizeof(v), &len) != 0) {
+        return -1;
+    }
+    for (size_t i = 4; i + 8 <= len; i += 8) {
+        if ((v[i] | v[i + 1] << 8) == tag) {
+            return v[i + 2] | v[i + 3] << 8;
+        }
+    }
+    return -1;
+}
+
+/* Only what Linux's posix_acl_valid accepts is stored: anything else is
+ * EINVAL at apply, identically everywhere, and leaves mode and ACL as
+ * they were. */
+static void test_acl_format_is_checked(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t x;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "x", &x), 0);
+    size_t len;
+    const uint8_t *v;
+    /* Accepted: the smallest ACL that is not the mode. */
+    assert_int_equal(ACL_SET(f, x, UO(6), U(65534, 4), GO(4), M(4), O(0)), 0);
+    assert_int_equal(count_xattrs(f, x), 1);
+    /* No MASK with a named user. */
+    assert_int_equal(ACL_SET(f, x, UO(6), U(7, 4), GO(4), O(0)), EINVAL);
+    /* No GROUP_OBJ; no OTHER; no USER_OBJ. */
+    assert_int_equal(ACL_SET(f, x, UO(6), O(0)), EINVAL);
+    assert_int_equal(ACL_SET(f, x, UO(6), GO(4)), EINVAL);
+    assert_int_equal(ACL_SET(f, x, GO(4), O(0)), EINVAL);
+    /* Out of order; a tag twice; named ids unsorted or repeated. */
+    assert_int_equal(ACL_SET(f, x, GO(4), UO(6), O(0)), EINVAL);
+    assert_int_equal(ACL_SET(f, x, UO(6), UO(6), GO(4), O(0)), EINVAL);
+    assert_int_equal(
+        ACL_SET(f, x, UO(6), U(9, 4), U(8, 4), GO(4), M(4), O(0)), EINVAL);
+    assert_int_equal(
+        ACL_SET(f, x, UO(6), GO(4), G(8, 4), G(8, 4), M(4), O(0)), EINVAL);
+    /* A perm past rwx; an unknown tag. */
+    assert_int_equal(ACL_SET(f, x, UO(8), GO(4), O(0)), EINVAL);
+    assert_int_equal(ACL_SET(f, x, UO(6), GO(4), {0x40, 0, 0}, O(0)),
+                     EINVAL);
+    /* The header: another version, a partial entry, no entries. */
+    v = acl_of(&len, 3, ACL(UO(6), GO(4), O(0)));
+    uint8_t bad[64];
+    memcpy(bad, v, len);
+    bad[0] = 1;
+    assert_int_equal(xset(f, x, STORE_ACL_ACCESS, bad, len, 0), EINVAL);
+    bad[0] = 2;
+    assert_int_equal(xset(f, x, STORE_ACL_ACCESS, bad, len - 1, 0), EINVAL);
+    assert_int_equal(xset(f, x, STORE_ACL_ACCESS, bad, 4, 0), EINVAL);
+    assert_int_equal(xset(f, x, STORE_ACL_ACCESS, bad, 3, 0), EINVAL);
+    /* None of the refusals changed the mode or the stored ACL. */
+    assert_int_equal(attr_of(f, x).mode & 0777, 0640);
+    assert_int_equal(acl_perm(f, x, 0x02), 4);
+    /* Not on a symlink; default ACLs are not kept (none to remove). */
+    uint64_t l;
+    assert_int_equal(op(f, STORE_OP_SYMLINK, STORE_ROOT_INO, "l", &l), 0);
+    assert_int_equal(ACL_SET(f, l, UO(6), GO(4), O(0)), EOPNOTSUPP);
+    v = acl_of(&len, 3, ACL(UO(7), GO(5), O(5)));
+    assert_int_equal(xset(f, x, STORE_ACL_DEFAULT, v, len, 0), EOPNOTSUPP);
+    assert_int_equal(xrm(f, x, STORE_ACL_DEFAULT), 0);
+}
+
+/* Setting an access ACL sets the mode's permission bits from it (group:
+ * the MASK), an ACL equal to a mode is not kept, and a chmod rewrites
+ * USER_OBJ, MASK and OTHER of a kept ACL; removal keeps the mode. */
+static void test_acl_and_mode_agree(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t x, d;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "x", &x), 0);
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    struct store_cmd suid = {.op = STORE_OP_SETATTR, .ino = x,
+                             .valid = STORE_SET_MODE, .mode = 04644};
+    assert_int_equal(apply(f, &suid).err, 0);
+    struct store_attr before = attr_of(f, x);
+    assert_int_equal(
+        ACL_SET(f, x, UO(7), U(65534, 2), GO(4), M(6), O(1)), 0);
+    struct store_attr a = attr_of(f, x);
+    assert_int_equal(a.mode, 04761); /* Group bits: the MASK's. */
+    assert_true(a.ctime_ns > before.ctime_ns);
+    assert_int_equal(acl_perm(f, x, 0x04), 4); /* GROUP_OBJ kept apart. */
+    /* chmod: USER_OBJ, MASK and OTHER follow, GROUP_OBJ and the named
+     * user do not. */
+    struct store_cmd chmod = {.op = STORE_OP_SETATTR, .ino = x,
+                              .valid = STORE_SET_MODE, .mode = 0540};
+    assert_int_equal(apply(f, &chmod).err, 0);
+    assert_int_equal(attr_of(f, x).mode, 0540);
+    assert_int_equal(acl_perm(f, x, 0x01), 5);
+    assert_int_equal(acl_perm(f, x, 0x10), 4);
+    assert_int_equal(acl_perm(f, x, 0x20), 0);
+    assert_int_equal(acl_perm(f, x, 0x04), 4);
+    assert_int_equal(acl_perm(f, x, 0x02), 2);
+    /* Without a MASK (a directory's minimal ACL plus nothing): GROUP_OBJ
+     * follows the chmod. Such an ACL is the mode itself: not kept, the
+     * stored one goes, and the mode takes its bits. */
+    assert_int_equal(ACL_SET(f, x, UO(6), GO(2), O(4)), 0);
+    assert_int_equal(attr_of(f, x).mode, 0624);
+    assert_int_equal(count_xattrs(f, x), 0);
+    /* With a MASK and no named entry it is kept (Linux counts a MASK as
+     * more than the mode), and a chmod moves the MASK only. */
+    assert_int_equal(ACL_SET(f, d, UO(7), GO(5), M(7), O(5)), 0);
+    assert_int_equal(attr_of(f, d).mode & 0777, 0775);
+    assert_int_equal(count_xattrs(f, d), 1);
+    chmod.ino = d;
+    chmod.mode = 0700;
+    chmod.seq = chmod.time_ns = 0; /* A new request, not a retry. */
+    assert_int_equal(apply(f, &chmod).err, 0);
+    assert_int_equal(acl_perm(f, d, 0x10), 0);
+    assert_int_equal(acl_perm(f, d, 0x04), 5);
+    /* Removal leaves the mode as it is; removing it again succeeds. */
+    assert_int_equal(xrm(f, d, STORE_ACL_ACCESS), 0);
+    assert_int_equal(count_xattrs(f, d), 0);
+    assert_int_equal(attr_of(f, d).mode & 0777, 0700);
+    assert_int_equal(xrm(f, d, STORE_ACL_ACCESS), 0);
+    /* A chmod with no ACL stores none. */
+    chmod.seq = chmod.time_ns = 0;
+    assert_int_equal(apply(f, &chmod).err, 0);
+    assert_int_equal(count_xattrs(f, d), 0);
 }
 
 /* Attributes travel in snapshots and come back from them, byte for byte;
@@ -2018,6 +2190,8 @@ int main(int argc, char **argv)
         T(test_xattrs),
         T(test_xattrs_go_with_last_name),
         T(test_caps_go_with_writes),
+        T(test_acl_format_is_checked),
+        T(test_acl_and_mode_agree),
         T(test_xattrs_in_snapshot),
         T(test_setgid_directory_hands_down_its_group),
         T(test_kill_priv_on_write_truncate_chown),
