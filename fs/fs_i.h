@@ -28,6 +28,10 @@ enum fs_xattr_ns {
     FS_XNS_RESERVED, /* user.raftfs.*: raftfs's own (virtual); EPERM. */
     FS_XNS_CAPS,     /* security.capability: stored; anyone reads it,
                       * setting it needs CAP_SETFCAP. */
+    FS_XNS_ACL,      /* system.posix_acl_access, system.posix_acl_default:
+                      * stored (the store keeps access ACLs only);
+                      * anyone reads them, the owner or CAP_FOWNER sets
+                      * them. */
     FS_XNS_UNSTORED, /* other security.*, system.*: never any (ENODATA),
                       * and cannot be set (EOPNOTSUPP). */
     FS_XNS_OTHER,    /* No such namespace: EOPNOTSUPP. */

@@ -30,6 +30,14 @@ void fs__op_init(void *userdata, struct fuse_conn_info *conn)
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) {
         conn->want |= FUSE_CAP_PARALLEL_DIROPS;
     }
+    /* POSIX ACLs: the kernel reads system.posix_acl_* through getxattr
+     * and checks permissions with them (default_permissions); the store
+     * keeps the mode and the ACL in agreement at apply. Without
+     * FUSE_CAP_DONT_MASK the kernel still applies the umask to new
+     * entries itself, as before. */
+    if (conn->capable & FUSE_CAP_POSIX_ACL) {
+        conn->want |= FUSE_CAP_POSIX_ACL;
+    }
     /* Write-through: a write returns only once committed, so the kernel
      * must not buffer writes in its page cache. */
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
@@ -702,7 +710,7 @@ void fs__op_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 /* ------------------------------------------------------------------------ */
-/* xattrs: "user.", "trusted." and security.capability are stored (replicated,
+/* xattrs: "user.", "trusted.", security.capability and POSIX ACLs are stored (replicated,
  * read from this node's copy); user.raftfs.revision is virtual: the index of
  * the entry that last changed a file, readable by name and never listed.
  * Changes are in ops_write.c. */
@@ -720,6 +728,10 @@ enum fs_xattr_ns fs__xattr_ns(const char *name)
     }
     if (strcmp(name, "security.capability") == 0) {
         return FS_XNS_CAPS;
+    }
+    if (strcmp(name, STORE_ACL_ACCESS) == 0 ||
+        strcmp(name, STORE_ACL_DEFAULT) == 0) {
+        return FS_XNS_ACL;
     }
     if (strncmp(name, "security.", 9) == 0 ||
         strncmp(name, "system.", 7) == 0) {
@@ -814,6 +826,7 @@ void fs__op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
     switch (fs__xattr_ns(name)) {
     case FS_XNS_USER:
     case FS_XNS_CAPS: /* getcap works for anyone, as on ext4. */
+    case FS_XNS_ACL:  /* So does getfacl; the kernel reads them too. */
         break;
     case FS_XNS_TRUSTED:
         /* ext4: only CAP_SYS_ADMIN sees trusted.* (the kernel asks the
@@ -824,8 +837,8 @@ void fs__op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
         e = revision ? 0 : ENODATA;
         break;
     case FS_XNS_UNSTORED:
-        /* No SELinux label, no ACL: "nothing here", which is what cp -a
-         * and rsync -X take quietly. */
+        /* No SELinux label: "nothing here", which is what cp -a and
+         * rsync -X take quietly. */
         e = ENODATA;
         break;
     case FS_XNS_OTHER:

@@ -922,7 +922,8 @@ void fs__op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
  * only (EPERM; the store says the same at apply), write permission on the
  * inode (EACCES), and in a sticky directory only its owner (EPERM). Asked
  * again here from the request's uid, gid and groups, against this node's
- * copy, so that the rule holds whatever the mount options.
+ * copy (its access ACL if it has one), so that the rule holds whatever
+ * the mount options.
  */
 static int may_write_user_xattr(fuse_req_t req, const struct store_attr *a)
 {
@@ -935,27 +936,50 @@ static int may_write_user_xattr(fuse_req_t req, const struct store_attr *a)
         !fs__caller_has_cap(req, CAP_FOWNER)) {
         return -EPERM;
     }
-    bool in_group = ctx->gid == a->gid;
+    /* The caller's groups: its primary one first, then the others. */
+    uint32_t gids[65];
     gid_t groups[64];
-    int n = in_group || owner
-                ? 0
-                : fuse_req_getgroups(req, (int)(sizeof(groups) /
-                                                sizeof(*groups)),
-                                     groups);
+    gids[0] = ctx->gid;
+    size_t ngids = 1;
+    int n = owner ? 0
+                  : fuse_req_getgroups(req, (int)(sizeof(groups) /
+                                                  sizeof(*groups)),
+                                       groups);
     for (int i = 0; i < n && i < (int)(sizeof(groups) / sizeof(*groups));
          i++) {
-        in_group = in_group || groups[i] == a->gid;
+        gids[ngids++] = groups[i];
     }
-    uint32_t bit = owner ? S_IWUSR : in_group ? S_IWGRP : S_IWOTH;
-    if ((a->mode & bit) || fs__caller_has_cap(req, CAP_DAC_OVERRIDE)) {
+    bool may;
+    /* With an access ACL the kernel checked its entries, not the mode's
+     * group bits (which hold the mask): ask the same. */
+    struct fs *fs = fuse_req_userdata(req);
+    uint8_t acl[4 + 8 * STORE_ACL_MAX_ENTRIES];
+    size_t len = 0;
+    if (!owner &&
+        store_getxattr(node_store(fs->node), NULL, a->ino, STORE_ACL_ACCESS,
+                       strlen(STORE_ACL_ACCESS), acl, sizeof(acl),
+                       &len) == 0 &&
+        len <= sizeof(acl) && store_acl_check(acl, len) == 0) {
+        may = store_acl_perm(acl, len, a->uid, a->gid, ctx->uid, gids,
+                             ngids) &
+              2;
+    } else {
+        bool in_group = false;
+        for (size_t i = 0; i < ngids; i++) {
+            in_group = in_group || gids[i] == a->gid;
+        }
+        uint32_t bit = owner ? S_IWUSR : in_group ? S_IWGRP : S_IWOTH;
+        may = (a->mode & bit) != 0;
+    }
+    if (may || fs__caller_has_cap(req, CAP_DAC_OVERRIDE)) {
         return 0;
     }
     return -EACCES;
 }
 
 /* The checks setxattr and removexattr share, before anything is proposed:
- * the namespace's rules, then (user.*) the caller's permission against the
- * inode as this node has it, staged or stored. 0 or a negated errno;
+ * the namespace's rules, then (user.*) the caller's permission or (ACLs)
+ * ownership against the inode as this node has it, staged or stored. 0 or a negated errno;
  * unstored (negated too) is the answer for the other security.* and
  * system.* names. An inode this node cannot find is left to the store,
  * which answers ESTALE. */
@@ -970,7 +994,8 @@ static int xattr_may_change(fuse_req_t req, uint64_t ino, const char *name,
     if (len == 0 || len > STORE_XATTR_NAME_MAX) {
         return -ERANGE;
     }
-    switch (fs__xattr_ns(name)) {
+    enum fs_xattr_ns ns = fs__xattr_ns(name);
+    switch (ns) {
     case FS_XNS_RESERVED:
         return -EPERM;
     case FS_XNS_CAPS:
@@ -988,6 +1013,7 @@ static int xattr_may_change(fuse_req_t req, uint64_t ino, const char *name,
     case FS_XNS_TRUSTED:
         return fs__caller_has_cap(req, CAP_SYS_ADMIN) ? 0 : -EPERM;
     case FS_XNS_USER:
+    case FS_XNS_ACL:
         break;
     }
     struct store_attr a;
@@ -1001,6 +1027,14 @@ static int xattr_may_change(fuse_req_t req, uint64_t ino, const char *name,
         store_getattr(node_store(fs->node), NULL, fs__resolve(fs, ino), &a) !=
             0) {
         return 0;
+    }
+    if (ns == FS_XNS_ACL) {
+        /* The owner, or CAP_FOWNER: the kernel's vfs_set_acl and
+         * vfs_remove_acl ask inode_owner_or_capable first. */
+        return fuse_req_ctx(req)->uid == a.uid ||
+                       fs__caller_has_cap(req, CAP_FOWNER)
+                   ? 0
+                   : -EPERM;
     }
     return may_write_user_xattr(req, &a);
 }
@@ -1058,8 +1092,10 @@ static void xattr_submit(fuse_req_t req, uint64_t ino, struct store_cmd *c)
  * here: bad flags (EINVAL), a name of 0 or more than 255 bytes (ERANGE), a
  * value over 64 KiB (E2BIG), user.raftfs.* (EPERM: raftfs's own),
  * security.capability without CAP_SETFCAP (EPERM) or in another format
- * than Linux's (EINVAL), the other security.* and system.* names
- * (EOPNOTSUPP: no labels, no ACLs), trusted.*
+ * than Linux's (EINVAL), an ACL by other than the owner without
+ * CAP_FOWNER (EPERM) or that Linux would refuse (EINVAL, E2BIG), a
+ * default ACL (EOPNOTSUPP: not kept), the other security.* and system.*
+ * names (EOPNOTSUPP: no labels), trusted.*
  * without CAP_SYS_ADMIN (EPERM), user.* without write permission (EACCES)
  * or on other than a file or directory (EPERM).
  * Replies: fuse_reply_err (0 on success).
@@ -1080,6 +1116,12 @@ void fs__op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
         !store_caps_valid(value, size)) {
         e = -EINVAL; /* The kernel's format check, asked again. */
     }
+    if (e == 0 && strcmp(name, STORE_ACL_ACCESS) == 0) {
+        e = -store_acl_check(value, size); /* posix_acl_valid, again. */
+    }
+    if (e == 0 && strcmp(name, STORE_ACL_DEFAULT) == 0) {
+        e = -EOPNOTSUPP; /* Not kept yet (docs/fs.md). */
+    }
     if (e != 0) {
         fs__reply_err(req, e);
         return;
@@ -1096,7 +1138,9 @@ void fs__op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 /*
  * removexattr: as setxattr, but security.capability needs no capability
  * here (see xattr_may_change); ENODATA for a name that is not set, and for
- * the other security.* and system.* names (there are none to remove).
+ * the other security.* and system.* names (there are none to remove);
+ * removing an ACL that is not set succeeds (the store decides), as on
+ * ext4.
  * Replies: fuse_reply_err (0 on success).
  */
 void fs__op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)

@@ -645,6 +645,60 @@ int store_acl_check(const void *val, size_t len)
     return 0;
 }
 
+unsigned store_acl_perm(const void *val, size_t len, uint32_t owner,
+                        uint32_t group, uint32_t uid, const uint32_t *gids,
+                        size_t ngids)
+{
+    const uint8_t *p = val;
+    size_t n = (len - 4) / 8;
+    unsigned mask = 7, other = 0, groups = 0;
+    bool user = false, in_group = false;
+    unsigned user_perm = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *e = p + 4 + 8 * i;
+        unsigned perm = get_le16(e + 2) & 7u;
+        uint32_t id = rfs_get_le32(e + 4);
+        bool member = false;
+        switch (get_le16(e)) {
+        case ACL_TAG_USER_OBJ:
+            if (uid == owner) {
+                return perm; /* The owner's entry, unmasked. */
+            }
+            break;
+        case ACL_TAG_USER:
+            if (id == uid && !user) {
+                user = true;
+                user_perm = perm;
+            }
+            break;
+        case ACL_TAG_GROUP_OBJ:
+            id = group;
+            /* Fall through. */
+        case ACL_TAG_GROUP:
+            for (size_t g = 0; g < ngids; g++) {
+                member = member || gids[g] == id;
+            }
+            if (member) {
+                in_group = true;
+                groups |= perm;
+            }
+            break;
+        case ACL_TAG_MASK:
+            mask = perm;
+            break;
+        case ACL_TAG_OTHER:
+            other = perm;
+            break;
+        }
+    }
+    /* POSIX.1e: a named user's entry, else the union of the matching
+     * group entries, both limited by the mask; else the others'. */
+    if (user) {
+        return user_perm & mask;
+    }
+    return in_group ? groups & mask : other;
+}
+
 /* The permission bits a valid ACL gives the mode (Linux's
  * posix_acl_equiv_mode): the owner's from USER_OBJ, the group's from MASK
  * if there is one, else from GROUP_OBJ, the others' from OTHER. Returns

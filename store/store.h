@@ -435,6 +435,18 @@ bool store_caps_valid(const void *val, size_t len);
  */
 int store_acl_check(const void *val, size_t len);
 /*
+ * The permissions (a mask of 4 read, 2 write, 1 execute) that the valid
+ * access ACL (val, len) gives a caller with uid and groups gids (its
+ * primary group among them) on an inode owned by owner and group: the
+ * owner's entry; else a named user's, masked; else the union of the
+ * matching group entries (owning group and named), masked; else the
+ * others'. The union is exact for one wanted bit; for several, Linux
+ * asks that one entry grant them all. Any thread.
+ */
+unsigned store_acl_perm(const void *val, size_t len, uint32_t owner,
+                        uint32_t group, uint32_t uid, const uint32_t *gids,
+                        size_t ngids);
+/*
  * The names of ino's extended attributes, each followed by a NUL, in name
  * order (listxattr's format): the list's length in *len, and as much of it
  * as fits in cap bytes copied to buf. Any thread. 0, -ENOENT,

@@ -149,8 +149,8 @@ check "mv from n2 to n3 prints nothing" "" \
 check "the moved copy reads on n1" "moved" "$(cat "$n1/xa.moved")"
 
 # Extended attributes are replicated, and cp -a, rsync -aX and mv between
-# two mounts copy them without a word: there is no ACL or SELinux label to
-# copy (those names answer ENODATA), and the virtual revision is unlisted.
+# two mounts copy them without a word: there is no SELinux label (and no ACL
+# on these files) to copy: those names answer ENODATA; the revision is unlisted.
 if command -v rsync >/dev/null && command -v getfattr >/dev/null &&
     command -v setfattr >/dev/null; then
     attrs() { # every attribute under $1, with paths relative to it
@@ -208,6 +208,53 @@ if command -v setcap >/dev/null && command -v getcap >/dev/null &&
 else
     echo "# skipping setcap and getcap: not installed (mount-tools/setup" \
         "installs the package libcap2-bin)"
+fi
+
+# POSIX ACLs: setfacl on one node, getfacl on another; chmod moves the
+# mask; cp -a and rsync -aAX between two mounts keep them; setfacl -b
+# takes them away. (Enforcement, as another user: test_posix_acls.)
+if command -v setfacl >/dev/null && command -v getfacl >/dev/null &&
+    command -v rsync >/dev/null; then
+    acls() { # the ACL entries of $1 (getfacl without the header)
+        getfacl -cp "$1" 2>&1
+    }
+    echo x > "$n1/af"
+    chmod 640 "$n1/af"
+    run "setfacl -m u:nobody:r on n1" setfacl -m u:nobody:r "$n1/af"
+    check "getfacl on n2" "user::rw-
+user:nobody:r--
+group::r--
+mask::r--
+other::---" "$(acls "$n2/af")"
+    check "ls -l on n3 shows the + and the mask" "-rw-r-----+" \
+        "$(ls -l "$n3/af" | cut -d' ' -f1)"
+    run "chmod 600 on n3" chmod 600 "$n3/af"
+    check "the mask followed, on n1" "user::rw-
+user:nobody:r--	#effective:---
+group::r--	#effective:---
+mask::---
+other::---" "$(acls "$n1/af")"
+    run "setfacl -m m::rx on n2" setfacl -m m::rx "$n2/af"
+    check "the mode's group bits are the mask, on n1" "650" \
+        "$(stat -c %a "$n1/af")"
+    fail "setfacl of a default ACL on a file" setfacl -d -m u:nobody:r \
+        "$n1/af"
+    check "cp -a of it from n1 to n2 prints nothing" "" \
+        "$(cp -a "$n1/af" "$n2/af.cp" 2>&1)"
+    check "getfacl of the cp -a copy on n3" "$(acls "$n1/af")" \
+        "$(acls "$n3/af.cp")"
+    check "rsync -aAX of it from n2 to n3 prints nothing" "" \
+        "$(rsync -aAX "$n2/af" "$n3/af.rs" 2>&1)"
+    check "getfacl of the rsync copy on n1" "$(acls "$n1/af")" \
+        "$(acls "$n1/af.rs")"
+    run "setfacl -b on n3" setfacl -b "$n3/af"
+    check "no ACL left, on n2 (the owning group's entry is back)" "user::rw-
+group::r--
+other::---" "$(acls "$n2/af")"
+    check "ls -l on n1: no +" "-rw-r-----" "$(ls -l "$n1/af" | cut -d' ' -f1)"
+else
+    echo "# skipping setfacl and getfacl: not installed (mount-tools/setup" \
+        "installs the package acl)"
 fi
 
 echo "# $step checks, $fails failed"

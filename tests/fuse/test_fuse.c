@@ -92,6 +92,11 @@ static int setup_allow_other(void **state)
     return setup3(state, "allow_other");
 }
 
+static int setup_allow_other_local(void **state)
+{
+    return setup3(state, "allow_other,reads=local,cache_timeout=60");
+}
+
 /* With uring=on, each mount still running must have served its requests
  * through io_uring: a fallback to /dev/fuse would pass every test above
  * without testing the ring at all. */
@@ -2524,6 +2529,176 @@ static void test_unmount_and_remount(void **state)
     assert_string_equal(buf, "again");
 }
 
+/* ---- POSIX ACLs --------------------------------------------------------- */
+
+/* An access ACL in Linux's xattr format from n (tag, perm, id) triples;
+ * returns its size. */
+static size_t acl_bytes(uint8_t *buf, size_t n, const uint32_t (*e)[3])
+{
+    buf[0] = 2, buf[1] = buf[2] = buf[3] = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *p = buf + 4 + 8 * i;
+        p[0] = (uint8_t)e[i][0], p[1] = 0;
+        p[2] = (uint8_t)e[i][1], p[3] = 0;
+        for (int b = 0; b < 4; b++) {
+            p[4 + b] = (uint8_t)(e[i][2] >> (8 * b));
+        }
+    }
+    return 4 + 8 * n;
+}
+
+#define ACL_NOID 0xffffffffu
+
+/* The perm of the entry with this tag in path's access ACL, -1 if none. */
+static int acl_entry(const char *path, uint32_t tag)
+{
+    uint8_t v[256];
+    ssize_t n = getxattr(path, "system.posix_acl_access", v, sizeof(v));
+    for (ssize_t i = 4; n > 0 && i + 8 <= n; i += 8) {
+        if (v[i] == tag) {
+            return v[i + 2];
+        }
+    }
+    return -1;
+}
+
+/* Run sh -c cmd as uid 65534 (nobody), no groups: its exit status. */
+static int as_nobody(const char *cmd)
+{
+    char all[2048];
+    snprintf(all, sizeof(all),
+             "setpriv --reuid=65534 --regid=65534 --clear-groups "
+             "sh -c '%s' 2>/dev/null",
+             cmd);
+    int st = system(all);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* Wait up to 3 s for cmd as nobody to exit with want: in reads=local the
+ * other nodes learn of a change when they apply it, a little later. */
+static int as_nobody_until(const char *cmd, int want)
+{
+    int64_t deadline = pc_now_ms() + 3000;
+    int got;
+    while ((got = as_nobody(cmd)) != want && pc_now_ms() < deadline) {
+        usleep(20000);
+    }
+    return got;
+}
+
+static int acl_set_by_nobody(struct mcluster *c)
+{
+    uint8_t v[64];
+    size_t len = acl_bytes(v, 4,
+                           (const uint32_t[][3]){{0x01, 7, ACL_NOID},
+                                                 {0x04, 7, ACL_NOID},
+                                                 {0x10, 7, ACL_NOID},
+                                                 {0x20, 7, ACL_NOID}});
+    if (setxattr(mc_path(c, 2, "acl"), "system.posix_acl_access", v, len,
+                 0) == 0 ||
+        errno != EPERM) {
+        return 1;
+    }
+    return 0;
+}
+
+/* POSIX access ACLs, set on one node and enforced by the kernel of every
+ * other one: a named user denied by the ACL gets EACCES elsewhere, then
+ * granted, writes; the mode shows the mask; a chmod rewrites the mask
+ * that other nodes read; only the owner may set one (EPERM), a malformed
+ * one is EINVAL; a user.* change by a user the ACL grants write passes
+ * raftfs's own check too; removal brings the mode back into force. Run
+ * with allow_other, in both read modes: with reads=local and a 60 s cache
+ * timeout, only the invalidation of the kernel's cached ACL can make the
+ * change show in time. */
+static void test_posix_acls(void **state)
+{
+    struct mcluster *c = *state;
+    char cmd[1024];
+    uint8_t v[64];
+    size_t len;
+    assert_int_equal(chmod(c->dir, 0755), 0); /* mkdtemp made it 0700. */
+    assert_int_equal(mc_write(mc_path(c, 1, "acl"), "data", 4), 0);
+    assert_int_equal(chmod(mc_path(c, 1, "acl"), 0644), 0);
+    /* Read by nobody on node 2 as an "other": the kernel there now holds
+     * the file's (empty) ACL. */
+    snprintf(cmd, sizeof(cmd), "cat %s >/dev/null", mc_path(c, 2, "acl"));
+    assert_int_equal(as_nobody(cmd), 0);
+    /* u::rw- u:nobody:--- g::r-- m::r-- o::r-- on node 1. */
+    len = acl_bytes(v, 5,
+                    (const uint32_t[][3]){{0x01, 6, ACL_NOID},
+                                          {0x02, 0, 65534},
+                                          {0x04, 4, ACL_NOID},
+                                          {0x10, 4, ACL_NOID},
+                                          {0x20, 4, ACL_NOID}});
+    assert_int_equal(
+        setxattr(mc_path(c, 1, "acl"), "system.posix_acl_access", v, len, 0),
+        0);
+    assert_int_equal(as_nobody_until(cmd, 1), 1); /* EACCES on node 2. */
+    snprintf(cmd, sizeof(cmd), "cat %s 2>&1 >/dev/null | grep -q denied",
+             mc_path(c, 3, "acl"));
+    assert_int_equal(as_nobody_until(cmd, 0), 0);
+    /* Another uid is still an "other" and reads. */
+    snprintf(cmd, sizeof(cmd),
+             "setpriv --reuid=1000 --regid=1000 --clear-groups cat %s "
+             ">/dev/null",
+             mc_path(c, 3, "acl"));
+    assert_int_equal(system(cmd), 0);
+    struct stat st;
+    assert_int_equal(stat(mc_path(c, 3, "acl"), &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0644);
+    assert_int_equal(acl_entry(mc_path(c, 2, "acl"), 0x02), 0);
+    /* Only the owner (or CAP_FOWNER) sets one. */
+    assert_int_equal(as_user(c, 65534, 65534, 0, NULL, acl_set_by_nobody),
+                     0);
+    /* A malformed one (a named user without a mask). */
+    len = acl_bytes(v, 4,
+                    (const uint32_t[][3]){{0x01, 6, ACL_NOID},
+                                          {0x02, 6, 65534},
+                                          {0x04, 4, ACL_NOID},
+                                          {0x20, 4, ACL_NOID}});
+    assert_int_equal(
+        setxattr(mc_path(c, 3, "acl"), "system.posix_acl_access", v, len, 0),
+        -1);
+    assert_int_equal(errno, EINVAL);
+    /* Grant nobody rw on node 3: it writes on node 1, the mode's group
+     * bits show the mask everywhere. */
+    len = acl_bytes(v, 5,
+                    (const uint32_t[][3]){{0x01, 6, ACL_NOID},
+                                          {0x02, 6, 65534},
+                                          {0x04, 4, ACL_NOID},
+                                          {0x10, 6, ACL_NOID},
+                                          {0x20, 0, ACL_NOID}});
+    assert_int_equal(
+        setxattr(mc_path(c, 3, "acl"), "system.posix_acl_access", v, len, 0),
+        0);
+    snprintf(cmd, sizeof(cmd), "echo more >> %s || exit 1", mc_path(c, 1, "acl"));
+    assert_int_equal(as_nobody_until(cmd, 0), 0);
+    assert_int_equal(stat(mc_path(c, 2, "acl"), &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0660);
+    /* raftfs's own check of a user.* change reads the ACL too. */
+    snprintf(cmd, sizeof(cmd), "setfattr -n user.k -v v %s",
+             mc_path(c, 2, "acl"));
+    assert_int_equal(as_nobody(cmd), 0);
+    /* chmod on node 2: the mask follows, read on node 1. */
+    assert_int_equal(chmod(mc_path(c, 2, "acl"), 0640), 0);
+    int64_t deadline = pc_now_ms() + 3000;
+    while (acl_entry(mc_path(c, 1, "acl"), 0x10) != 4 &&
+           pc_now_ms() < deadline) {
+        usleep(20000);
+    }
+    assert_int_equal(acl_entry(mc_path(c, 1, "acl"), 0x10), 4);
+    assert_int_equal(acl_entry(mc_path(c, 1, "acl"), 0x02), 6);
+    snprintf(cmd, sizeof(cmd), "echo more >> %s || exit 1", mc_path(c, 3, "acl"));
+    assert_int_equal(as_nobody_until(cmd, 1), 1); /* Masked to r--. */
+    /* Removed on node 1: the mode rules again on node 3 (others: ---). */
+    assert_int_equal(
+        removexattr(mc_path(c, 1, "acl"), "system.posix_acl_access"), 0);
+    assert_int_equal(acl_entry(mc_path(c, 1, "acl"), 0x10), -1);
+    snprintf(cmd, sizeof(cmd), "cat %s >/dev/null", mc_path(c, 3, "acl"));
+    assert_int_equal(as_nobody_until(cmd, 1), 1);
+}
+
 int main(int argc, char **argv)
 {
     /* Line by line: a crash must not eat the tail of what we printed. */
@@ -2595,6 +2770,10 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_permissions, setup_allow_other,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_posix_acls, setup_allow_other,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_posix_acls,
+                                        setup_allow_other_local, teardown),
         cmocka_unit_test_setup_teardown(test_unmount_and_remount, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_special_files, setup_allow_other,

@@ -1805,6 +1805,29 @@ static void test_acl_and_mode_agree(void **state)
     assert_int_equal(count_xattrs(f, d), 0);
 }
 
+/* What an ACL grants whom (fs/ asks it again before a user.* change):
+ * the owner its entry unmasked, a named user its entry masked, a group
+ * member the union of its groups' entries masked, the rest OTHER. */
+static void test_acl_perm_grants(void **state)
+{
+    (void)state;
+    size_t len;
+    const uint8_t *v = acl_of(
+        &len, 7,
+        ACL(UO(4), U(10, 7), U(11, 1), GO(2), G(20, 1), M(6), O(1)));
+    const uint32_t g0[] = {0}, g5[] = {5}, g20[] = {0, 20},
+                   g520[] = {5, 20};
+    assert_int_equal(store_acl_check(v, len), 0);
+    /* owner 1, group 5 */
+    assert_int_equal(store_acl_perm(v, len, 1, 5, 1, g0, 1), 4);
+    assert_int_equal(store_acl_perm(v, len, 1, 5, 10, g520, 2), 6);
+    assert_int_equal(store_acl_perm(v, len, 1, 5, 11, g0, 1), 0);
+    assert_int_equal(store_acl_perm(v, len, 1, 5, 12, g5, 1), 2);
+    assert_int_equal(store_acl_perm(v, len, 1, 5, 12, g20, 2), 0);
+    assert_int_equal(store_acl_perm(v, len, 1, 5, 12, g520, 2), 2);
+    assert_int_equal(store_acl_perm(v, len, 1, 5, 12, g0, 1), 1);
+}
+
 /* Attributes travel in snapshots and come back from them, byte for byte;
  * an install drops the attributes the target had. */
 static void test_xattrs_in_snapshot(void **state)
@@ -2192,6 +2215,7 @@ int main(int argc, char **argv)
         T(test_caps_go_with_writes),
         T(test_acl_format_is_checked),
         T(test_acl_and_mode_agree),
+        T(test_acl_perm_grants),
         T(test_xattrs_in_snapshot),
         T(test_setgid_directory_hands_down_its_group),
         T(test_kill_priv_on_write_truncate_chown),
