@@ -351,7 +351,7 @@ void fs__pending_attr(const struct fs_handle *h, struct store_attr *a)
     memset(a, 0, sizeof(*a));
     a->ino = h->kino;
     a->type = STORE_FILE;
-    a->mode = h->mode & 07777;
+    a->mode = h->shown_mode & 07777;
     a->uid = h->uid;
     a->gid = h->shown_gid;
     a->nlink = 1;

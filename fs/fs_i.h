@@ -85,6 +85,11 @@ struct fs_handle {
                      * the staged truncate clears setuid/setgid. */
     uint32_t shown_gid; /* The group lookups show while the create is
                          * pending: a setgid parent's (apply decides). */
+    uint32_t umask;      /* The creator's, sent with the create
+                          * (STORE_UMASK). */
+    uint32_t shown_mode; /* The mode shown while the create is pending:
+                          * after the umask or the parent's default ACL
+                          * (apply decides). */
     struct fs_handle *pnext; /* In fs->pending. */
     struct fs_handle *anext, *aprev; /* In fs->all. */
 

@@ -32,11 +32,18 @@ void fs__op_init(void *userdata, struct fuse_conn_info *conn)
     }
     /* POSIX ACLs: the kernel reads system.posix_acl_* through getxattr
      * and checks permissions with them (default_permissions); the store
-     * keeps the mode and the ACL in agreement at apply. Without
-     * FUSE_CAP_DONT_MASK the kernel still applies the umask to new
-     * entries itself, as before. */
+     * keeps the mode and the ACL in agreement at apply, and hands a
+     * directory's default ACL to new entries. A default ACL replaces the
+     * umask, so the kernel must leave the umask to us (DONT_MASK): it
+     * comes with each create, mkdir and mknod, and apply decides. Were
+     * DONT_MASK refused, the kernel would take the umask away first and
+     * apply would take it again: the same mode, except under a default
+     * ACL. */
     if (conn->capable & FUSE_CAP_POSIX_ACL) {
         conn->want |= FUSE_CAP_POSIX_ACL;
+    }
+    if (conn->capable & FUSE_CAP_DONT_MASK) {
+        conn->want |= FUSE_CAP_DONT_MASK;
     }
     /* Write-through: a write returns only once committed, so the kernel
      * must not buffer writes in its page cache. */

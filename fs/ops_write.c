@@ -334,7 +334,9 @@ static int unstage(struct fs *fs, struct fs_handle *h, struct store_cmd *c)
         c->uid = h->uid;
         c->gid = h->gid;
         c->ino = h->kino;
-        c->flags = h->open_flags & O_TRUNC ? STORE_TRUNC : 0;
+        c->size = h->umask;
+        c->flags = STORE_UMASK;
+        c->flags |= h->open_flags & O_TRUNC ? STORE_TRUNC : 0;
         c->flags |= h->kill_priv ? STORE_KILL_PRIV : 0;
         what = 2;
     } else if (h->staged_trunc) {
@@ -645,7 +647,10 @@ static void name_cmd(struct store_cmd *c, uint8_t op, uint64_t parent,
     c->name_len = (uint16_t)strlen(name);
 }
 
-/* A command creating name, owned by the caller. */
+/* A command creating name, owned by the caller. The mode is as the
+ * caller asked: the kernel leaves the umask to us (FUSE_CAP_DONT_MASK),
+ * and apply takes it away unless the parent has a default ACL, which then
+ * decides the mode instead (POSIX). */
 static void owned_cmd(fuse_req_t req, struct store_cmd *c, uint8_t op,
                       uint64_t parent, const char *name, mode_t mode)
 {
@@ -654,6 +659,8 @@ static void owned_cmd(fuse_req_t req, struct store_cmd *c, uint8_t op,
     c->mode = mode & 07777;
     c->uid = ctx->uid;
     c->gid = ctx->gid;
+    c->flags = STORE_UMASK;
+    c->size = ctx->umask & 0777;
 }
 
 void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -674,7 +681,7 @@ void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
         w->fi = *fi;
         struct store_cmd c;
         owned_cmd(req, &c, STORE_OP_CREATE, parent, name, mode);
-        c.flags = STORE_EXCL;
+        c.flags |= STORE_EXCL;
         submit(w, &c);
         return;
     }
@@ -705,6 +712,18 @@ void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
     if (store_getattr(node_store(fs->node), NULL, parent, &dir) == 0 &&
         (dir.mode & S_ISGID)) {
         h->shown_gid = dir.gid;
+    }
+    /* The mode, likewise: the parent's default ACL as this node has it,
+     * else the umask. */
+    h->umask = ctx->umask & 0777;
+    h->shown_mode = h->mode & ~h->umask;
+    uint8_t dacl[4 + 8 * STORE_ACL_MAX_ENTRIES];
+    size_t dlen = 0;
+    if (store_getxattr(node_store(fs->node), NULL, fs__resolve(fs, parent),
+                       STORE_ACL_DEFAULT, strlen(STORE_ACL_DEFAULT), dacl,
+                       sizeof(dacl), &dlen) == 0 &&
+        dlen <= sizeof(dacl) && store_acl_check(dacl, dlen) == 0) {
+        h->shown_mode = store_acl_create_mode(dacl, dlen, h->mode);
     }
     struct store_attr a;
     fs__pending_attr(h, &a);
@@ -799,7 +818,7 @@ void fs__op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
     struct store_cmd c;
     if (S_ISREG(mode)) {
         owned_cmd(req, &c, STORE_OP_CREATE, parent, name, mode);
-        c.flags = STORE_EXCL;
+        c.flags |= STORE_EXCL;
         simple(req, R_ENTRY, &c);
         return;
     }
@@ -1094,7 +1113,8 @@ static void xattr_submit(fuse_req_t req, uint64_t ino, struct store_cmd *c)
  * security.capability without CAP_SETFCAP (EPERM) or in another format
  * than Linux's (EINVAL), an ACL by other than the owner without
  * CAP_FOWNER (EPERM) or that Linux would refuse (EINVAL, E2BIG), a
- * default ACL (EOPNOTSUPP: not kept), the other security.* and system.*
+ * default ACL on other than a directory (EACCES, at apply), the other
+ * security.* and system.*
  * names (EOPNOTSUPP: no labels), trusted.*
  * without CAP_SYS_ADMIN (EPERM), user.* without write permission (EACCES)
  * or on other than a file or directory (EPERM).
@@ -1116,11 +1136,8 @@ void fs__op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
         !store_caps_valid(value, size)) {
         e = -EINVAL; /* The kernel's format check, asked again. */
     }
-    if (e == 0 && strcmp(name, STORE_ACL_ACCESS) == 0) {
+    if (e == 0 && fs__xattr_ns(name) == FS_XNS_ACL) {
         e = -store_acl_check(value, size); /* posix_acl_valid, again. */
-    }
-    if (e == 0 && strcmp(name, STORE_ACL_DEFAULT) == 0) {
-        e = -EOPNOTSUPP; /* Not kept yet (docs/fs.md). */
     }
     if (e != 0) {
         fs__reply_err(req, e);

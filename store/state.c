@@ -735,6 +735,56 @@ static bool acl_mode(const uint8_t *p, size_t len, uint32_t *perm)
     return equiv;
 }
 
+/* Limit the ACL (len bytes at p, valid) of a new inode to its create mode
+ * (Linux's posix_acl_create_masq): USER_OBJ, MASK (or GROUP_OBJ without
+ * one) and OTHER keep only what the mode's owner, group and other bits
+ * allow; named entries keep theirs, the mask limits them. */
+static void acl_create_masq(uint8_t *p, size_t len, uint32_t mode)
+{
+    size_t n = (len - 4) / 8;
+    bool has_mask = false;
+    for (size_t i = 0; i < n; i++) {
+        has_mask = has_mask || get_le16(p + 4 + 8 * i) == ACL_TAG_MASK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *e = p + 4 + 8 * i;
+        uint32_t allow;
+        switch (get_le16(e)) {
+        case ACL_TAG_USER_OBJ:
+            allow = mode >> 6 & 7;
+            break;
+        case ACL_TAG_GROUP_OBJ:
+            if (has_mask) {
+                continue;
+            }
+            allow = mode >> 3 & 7;
+            break;
+        case ACL_TAG_MASK:
+            allow = mode >> 3 & 7;
+            break;
+        case ACL_TAG_OTHER:
+            allow = mode & 7;
+            break;
+        default:
+            continue;
+        }
+        e[2] &= (uint8_t)allow;
+    }
+}
+
+uint32_t store_acl_create_mode(const void *val, size_t len, uint32_t mode)
+{
+    uint8_t buf[4 + 8 * STORE_ACL_MAX_ENTRIES];
+    if (len > sizeof(buf)) {
+        return mode; /* Cannot happen: a valid ACL fits. */
+    }
+    memcpy(buf, val, len);
+    acl_create_masq(buf, len, mode);
+    uint32_t perm;
+    acl_mode(buf, len, &perm);
+    return (mode & ~(uint32_t)0777) | perm;
+}
+
 /* Rewrite a stored ACL (len bytes at p, valid) to agree with the mode's
  * permission bits after a chmod (Linux's posix_acl_chmod): USER_OBJ takes
  * the owner's, MASK (or GROUP_OBJ without one) the group's, OTHER the
@@ -784,6 +834,50 @@ static size_t acl_key(uint8_t *k, uint64_t ino)
     rfs_put_be64(k, ino);
     memcpy(k + 8, acl_access_name, sizeof(acl_access_name) - 1);
     return 8 + sizeof(acl_access_name) - 1;
+}
+
+/* A new inode a (type and mode set, not yet written) in directory dir:
+ * with a default ACL there, a gets it as its access ACL, limited by the
+ * create mode, and a new directory also as its default ACL; the umask
+ * does not count (POSIX). Without one, the umask the command carries is
+ * taken from the mode. In the entry's batch. */
+static int acl_inherit(struct tx *t, const struct store_cmd *c,
+                       const struct store_attr *dir, struct store_attr *a)
+{
+    uint8_t k[8 + sizeof(acl_default_name)];
+    rfs_put_be64(k, dir->ino);
+    memcpy(k + 8, acl_default_name, sizeof(acl_default_name) - 1);
+    size_t klen = 8 + sizeof(acl_default_name) - 1;
+    char *v;
+    size_t vlen;
+    int rv = get(t->s, t->s->ro, CF_XATTRS, k, klen, &v, &vlen,
+                 "reading a default ACL");
+    if (rv != 0) {
+        return rv;
+    }
+    if (v == NULL || store_acl_check(v, vlen) != 0) {
+        rocksdb_free(v);
+        if (c->flags & STORE_UMASK) {
+            a->mode &= ~((uint32_t)c->size & 0777);
+        }
+        return 0;
+    }
+    if (a->type == STORE_DIR) {
+        rfs_put_be64(k, a->ino);
+        rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_XATTRS], (char *)k, klen,
+                                  v, vlen);
+    }
+    acl_create_masq((uint8_t *)v, vlen, a->mode);
+    uint32_t perm;
+    if (!acl_mode((uint8_t *)v, vlen, &perm)) {
+        uint8_t ak[8 + sizeof(acl_access_name)];
+        size_t aklen = acl_key(ak, a->ino);
+        rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_XATTRS], (char *)ak,
+                                  aklen, v, vlen);
+    }
+    a->mode = (a->mode & ~(uint32_t)0777) | perm;
+    rocksdb_free(v);
+    return 0;
 }
 
 /* A chmod of an inode with an access ACL carries the new bits into the
@@ -1034,6 +1128,10 @@ static int op_create(struct tx *t, const struct store_cmd *c, uint64_t *ino)
         a.uid = c->uid;
         a.gid = c->gid;
         inherit_group(&dir, &a);
+        rv = acl_inherit(t, c, &dir, &a);
+        if (rv != 0) {
+            return rv;
+        }
         a.nlink = 1;
         a.atime_ns = t->now;
         touch(t, &a);
@@ -1177,15 +1275,21 @@ static int op_mknode(struct tx *t, const struct store_cmd *c, uint8_t type,
     a.gid = c->gid;
     a.atime_ns = t->now;
     touch(t, &a);
-    if (type == STORE_DIR) {
+    if (type != STORE_SYMLINK) {
         a.mode = c->mode & 07777;
+        rv = acl_inherit(t, c, &dir, &a);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    if (type == STORE_DIR) {
         inherit_group(&dir, &a);
         a.nlink = 2;
         a.parent = c->parent;
         dir.nlink++;
         inode_put(t, &a, NULL, 0);
     } else {
-        a.mode = type == STORE_SYMLINK ? 0777 : c->mode & 07777;
+        a.mode = type == STORE_SYMLINK ? 0777 : a.mode;
         a.rdev = type == STORE_CHR || type == STORE_BLK ? c->offset : 0;
         inherit_group(&dir, &a);
         a.nlink = 1;
@@ -1597,10 +1701,10 @@ static int xattr_check(struct tx *t, const struct store_cmd *c,
             return EOPNOTSUPP; /* A symlink has no ACL on Linux. */
         }
     } else if (is_name(c, acl_default_name, sizeof(acl_default_name) - 1)) {
-        /* Default ACLs are not kept yet (docs/fs.md): none can be set,
-         * and removing the one there is not succeeds, below. */
-        if (c->op != STORE_OP_REMOVEXATTR) {
-            return EOPNOTSUPP;
+        /* Only a directory has one (the kernel's vfs_set_acl says EACCES
+         * first); removing one that is not there succeeds, below. */
+        if (c->op == STORE_OP_SETXATTR && a->type != STORE_DIR) {
+            return EACCES;
         }
     } else if (!has_prefix(c->name, c->name_len, "trusted.")) {
         return EOPNOTSUPP; /* other security.*, system.*: not stored. */
@@ -1670,6 +1774,14 @@ static int op_setxattr(struct tx *t, const struct store_cmd *c,
     }
     bool acl = is_name(c, acl_access_name, sizeof(acl_access_name) - 1);
     bool acl_equiv = false;
+    if (is_name(c, acl_default_name, sizeof(acl_default_name) - 1)) {
+        /* Kept as given, even one that says no more than a mode: it is
+         * what new entries inherit. */
+        rv = store_acl_check(c->data, c->data_len);
+        if (rv != 0) {
+            return rv;
+        }
+    }
     if (acl) {
         rv = store_acl_check(c->data, c->data_len);
         if (rv != 0) {

@@ -191,6 +191,11 @@ enum store_op {
                               * setgid if group-exec is set (Linux
                               * file_remove_privs), from the mode as of
                               * apply time. */
+#define STORE_UMASK 0x100  /* CREATE, MKDIR, MKNOD: size holds the caller's
+                            * umask (the kernel leaves it to us:
+                            * FUSE_CAP_DONT_MASK); apply takes it from the
+                            * new inode's mode unless the parent directory
+                            * has a default ACL, which decides instead. */
 #define STORE_XATTR_CREATE 0x20  /* SETXATTR: EEXIST if the name is set. */
 #define STORE_XATTR_REPLACE 0x40 /* SETXATTR: ENODATA if it is not. */
 
@@ -246,7 +251,7 @@ struct store_cmd {
     uint32_t uid;
     uint32_t gid;
     uint64_t offset;            /* WRITE; MKNOD: the device number. */
-    uint64_t size;              /* SETATTR. */
+    uint64_t size;              /* SETATTR; with STORE_UMASK, the umask. */
     int64_t atime_ns;
     int64_t mtime_ns;
     const char *name;           /* Not NUL-terminated after decode. */
@@ -303,7 +308,8 @@ int store_cmd_decode(const struct rfs_buf *in, struct store_cmd *c);
  *   STORE_XATTR_NAME_MAX: ERANGE, EINVAL (a NUL in the name), EPERM,
  *   EOPNOTSUPP; SETXATTR also
  *   E2BIG, EEXIST, ENODATA, ENOSPC, and for an access ACL the rules of
- *   store_acl_check (EINVAL, E2BIG); REMOVEXATTR ENODATA (not for ACLs).
+ *   store_acl_check (EINVAL, E2BIG), and EACCES for a default ACL on
+ *   other than a directory; REMOVEXATTR ENODATA (not for ACLs).
  */
 struct store_result {
     int err;
@@ -418,8 +424,13 @@ bool store_caps_valid(const void *val, size_t len);
  * MASK if any, else GROUP_OBJ, others: OTHER), is not kept when it says
  * no more than the mode (no MASK, no named entry), and follows every
  * chmod (USER_OBJ, MASK or GROUP_OBJ, OTHER take the new bits). Not on a
- * symlink (EOPNOTSUPP). Removing an absent ACL succeeds. Default ACLs
- * (system.posix_acl_default) are not kept: EOPNOTSUPP to set.
+ * symlink (EOPNOTSUPP). Removing an absent ACL succeeds. A default ACL
+ * (system.posix_acl_default) is for directories only (EACCES, as the
+ * kernel's vfs_set_acl), kept as given (the mode is not touched), and
+ * inherited at create (CREATE, MKDIR, MKNOD; not SYMLINK): the new inode
+ * gets it as its access ACL masked by the create mode (see
+ * store_acl_create_mode), a new directory also as its default ACL, and
+ * the umask (STORE_UMASK) is then not applied.
  */
 #define STORE_ACL_ACCESS "system.posix_acl_access"
 #define STORE_ACL_DEFAULT "system.posix_acl_default"
@@ -434,6 +445,14 @@ bool store_caps_valid(const void *val, size_t len);
  * than STORE_ACL_MAX_ENTRIES). Positive: an apply outcome. Any thread.
  */
 int store_acl_check(const void *val, size_t len);
+/*
+ * The mode a new inode gets in a directory with the valid default ACL
+ * (val, len), asked for with mode (POSIX's rule, Linux's
+ * posix_acl_create_masq): the owner's bits are USER_OBJ and the mode's,
+ * the group's MASK (GROUP_OBJ without one) and the mode's, the others'
+ * OTHER and the mode's; bits above 0777 are kept. Any thread.
+ */
+uint32_t store_acl_create_mode(const void *val, size_t len, uint32_t mode);
 /*
  * The permissions (a mask of 4 read, 2 write, 1 execute) that the valid
  * access ACL (val, len) gives a caller with uid and groups gids (its

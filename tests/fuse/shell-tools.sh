@@ -211,12 +211,12 @@ else
 fi
 
 # POSIX ACLs: setfacl on one node, getfacl on another; chmod moves the
-# mask; cp -a and rsync -aAX between two mounts keep them; setfacl -b
-# takes them away. (Enforcement, as another user: test_posix_acls.)
+# mask; default ACLs are inherited and replace the umask; cp -a and
+# rsync -aAX between two mounts keep them; setfacl -b takes them away. (Enforcement, as another user: test_posix_acls.)
 if command -v setfacl >/dev/null && command -v getfacl >/dev/null &&
     command -v rsync >/dev/null; then
-    acls() { # the ACL entries of $1 (getfacl without the header)
-        getfacl -cp "$1" 2>&1
+    acls() { # the access ACL entries of $1 (getfacl without the header)
+        getfacl -cpa "$1" 2>&1
     }
     echo x > "$n1/af"
     chmod 640 "$n1/af"
@@ -239,6 +239,50 @@ other::---" "$(acls "$n1/af")"
         "$(stat -c %a "$n1/af")"
     fail "setfacl of a default ACL on a file" setfacl -d -m u:nobody:r \
         "$n1/af"
+    # Default ACLs: inherited at create on every node, and the umask does
+    # not count under one (it does elsewhere).
+    mkdir "$n1/dacl"
+    chmod 755 "$n1/dacl"
+    run "setfacl -d -m u:nobody:rx on n1" setfacl -d -m u:nobody:rx \
+        "$n1/dacl"
+    check "getfacl -d on n2" "user::rwx
+user:nobody:r-x
+group::r-x
+mask::r-x
+other::r-x" "$(getfacl -cpd "$n2/dacl" 2>&1)"
+    run "mkdir under it on n2 (umask 077)" sh -c "umask 077; mkdir '$n2/dacl/sub'"
+    check "the new directory's ACL, on n3" "user::rwx
+user:nobody:r-x
+group::r-x
+mask::r-x
+other::r-x" "$(acls "$n3/dacl/sub")"
+    check "and its default ACL, on n1" "$(getfacl -cpd "$n1/dacl" 2>&1)" \
+        "$(getfacl -cpd "$n1/dacl/sub" 2>&1)"
+    check "its mode ignores the umask" "755" "$(stat -c %a "$n1/dacl/sub")"
+    run "a file under it on n3 (umask 077)" \
+        sh -c "umask 077; echo f > '$n3/dacl/sub/f'"
+    check "the file's ACL, masked by the create mode 0666, on n1" "user::rw-
+user:nobody:r-x	#effective:r--
+group::r-x	#effective:r--
+mask::r--
+other::r--" "$(acls "$n1/dacl/sub/f")"
+    check "its mode, on n2" "644" "$(stat -c %a "$n2/dacl/sub/f")"
+    run "a file outside it on n1 (umask 077)" \
+        sh -c "umask 077; echo f > '$n1/noacl'"
+    check "the umask applies there, on n2" "600" "$(stat -c %a "$n2/noacl")"
+    run "mkdir outside it on n2 (umask 027)" \
+        sh -c "umask 027; mkdir '$n2/noacl.d'"
+    check "the umask applies, on n3" "750" "$(stat -c %a "$n3/noacl.d")"
+    # While a create is still staged (open, nothing written), stat on the
+    # same node shows the mode apply will give.
+    check "a staged create under a default ACL shows 644" "644" \
+        "$(sh -c "umask 077; exec 3>'$n2/dacl/sub/st'; stat -c %a '$n2/dacl/sub/st'")"
+    check "a staged create elsewhere shows the umask's 600" "600" \
+        "$(sh -c "umask 077; exec 3>'$n2/st'; stat -c %a '$n2/st'")"
+    check "and so does it after its create applied, on n3" "600 644" \
+        "$(stat -c %a "$n3/st" "$n3/dacl/sub/st" | tr '\n' ' ' | sed 's/ $//')"
+    run "setfacl -k on n3" setfacl -k "$n3/dacl"
+    check "no default ACL left, on n1" "" "$(getfacl -cpd "$n1/dacl" 2>&1)"
     check "cp -a of it from n1 to n2 prints nothing" "" \
         "$(cp -a "$n1/af" "$n2/af.cp" 2>&1)"
     check "getfacl of the cp -a copy on n3" "$(acls "$n1/af")" \

@@ -1738,12 +1738,12 @@ static void test_acl_format_is_checked(void **state)
     /* None of the refusals changed the mode or the stored ACL. */
     assert_int_equal(attr_of(f, x).mode & 0777, 0640);
     assert_int_equal(acl_perm(f, x, 0x02), 4);
-    /* Not on a symlink; default ACLs are not kept (none to remove). */
+    /* Not on a symlink; a default ACL only on a directory. */
     uint64_t l;
     assert_int_equal(op(f, STORE_OP_SYMLINK, STORE_ROOT_INO, "l", &l), 0);
     assert_int_equal(ACL_SET(f, l, UO(6), GO(4), O(0)), EOPNOTSUPP);
     v = acl_of(&len, 3, ACL(UO(7), GO(5), O(5)));
-    assert_int_equal(xset(f, x, STORE_ACL_DEFAULT, v, len, 0), EOPNOTSUPP);
+    assert_int_equal(xset(f, x, STORE_ACL_DEFAULT, v, len, 0), EACCES);
     assert_int_equal(xrm(f, x, STORE_ACL_DEFAULT), 0);
 }
 
@@ -1803,6 +1803,104 @@ static void test_acl_and_mode_agree(void **state)
     chmod.seq = chmod.time_ns = 0;
     assert_int_equal(apply(f, &chmod).err, 0);
     assert_int_equal(count_xattrs(f, d), 0);
+}
+
+/* Create ino named name in parent as op with mode and umask (STORE_UMASK). */
+static int create_um(struct fixture *f, uint8_t opc, uint64_t parent,
+                     const char *name, uint32_t mode, uint32_t umask,
+                     uint64_t *ino)
+{
+    struct store_cmd c = {.op = opc, .parent = parent, .name = name,
+                          .name_len = (uint16_t)strlen(name), .mode = mode,
+                          .uid = 1000, .gid = 1000, .flags = STORE_UMASK,
+                          .size = umask};
+    if (opc == STORE_OP_SYMLINK) {
+        c.data = "target";
+        c.data_len = 6;
+    }
+    struct store_result r = apply(f, &c);
+    *ino = r.ino;
+    return r.err;
+}
+
+/* Default ACLs: directories only (EACCES), checked, kept as given; a new
+ * file, directory or fifo inherits it as its access ACL masked by the
+ * create mode, and the umask does not count; a new directory inherits it
+ * as its default too; a symlink inherits nothing. Without a default ACL
+ * the umask the entry carries is applied. */
+static void test_acl_default_inherited(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t d, x, sub, fifo, l, plain, y;
+    size_t len;
+    const uint8_t *v;
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "x", &x), 0);
+    /* No default ACL: the umask applies. */
+    assert_int_equal(create_um(f, STORE_OP_CREATE, d, "plain", 0666, 027,
+                               &plain),
+                     0);
+    assert_int_equal(attr_of(f, plain).mode, 0640);
+    assert_int_equal(count_xattrs(f, plain), 0);
+    v = acl_of(&len, 5, ACL(UO(7), U(65534, 5), GO(5), M(5), O(5)));
+    assert_int_equal(xset(f, x, STORE_ACL_DEFAULT, v, len, 0), EACCES);
+    v = acl_of(&len, 3, ACL(UO(7), U(65534, 5), O(5)));
+    assert_int_equal(xset(f, d, STORE_ACL_DEFAULT, v, len, 0), EINVAL);
+    v = acl_of(&len, 5, ACL(UO(7), U(65534, 5), GO(5), M(5), O(5)));
+    uint32_t dmode = attr_of(f, d).mode;
+    assert_int_equal(xset(f, d, STORE_ACL_DEFAULT, v, len, 0), 0);
+    assert_int_equal(attr_of(f, d).mode, dmode); /* The mode stays. */
+    /* A file asked 0666 with umask 077: the umask is ignored, the ACL
+     * limited by 0666. */
+    assert_int_equal(create_um(f, STORE_OP_CREATE, d, "x", 0666, 077, &y),
+                     0);
+    assert_int_equal(attr_of(f, y).mode, 0644);
+    assert_int_equal(acl_perm(f, y, 0x01), 6);
+    assert_int_equal(acl_perm(f, y, 0x02), 5); /* Named: as given. */
+    assert_int_equal(acl_perm(f, y, 0x10), 4);
+    assert_int_equal(acl_perm(f, y, 0x20), 4);
+    assert_int_equal(count_xattrs(f, y), 1); /* No default on a file. */
+    /* A directory: access ACL and default ACL. */
+    assert_int_equal(
+        create_um(f, STORE_OP_MKDIR, d, "sub", 0750, 077, &sub), 0);
+    assert_int_equal(attr_of(f, sub).mode & 0777, 0750);
+    assert_int_equal(acl_perm(f, sub, 0x20), 0);
+    assert_int_equal(count_xattrs(f, sub), 2);
+    uint8_t got[64];
+    size_t glen;
+    assert_int_equal(store_getxattr(f->s, NULL, sub, STORE_ACL_DEFAULT,
+                                    strlen(STORE_ACL_DEFAULT), got,
+                                    sizeof(got), &glen),
+                     0);
+    assert_int_equal(glen, len);
+    assert_memory_equal(got, v, len);
+    /* Its own children inherit in turn. */
+    assert_int_equal(create_um(f, STORE_OP_MKNOD, sub, "fifo",
+                               S_IFIFO | 0600, 0, &fifo),
+                     0);
+    assert_int_equal(attr_of(f, fifo).mode & 0777, 0600);
+    assert_int_equal(acl_perm(f, fifo, 0x10), 0);
+    assert_int_equal(acl_perm(f, fifo, 0x02), 5);
+    /* A symlink: nothing. */
+    assert_int_equal(create_um(f, STORE_OP_SYMLINK, d, "l", 0, 077, &l), 0);
+    assert_int_equal(count_xattrs(f, l), 0);
+    assert_int_equal(attr_of(f, l).mode & 0777, 0777);
+    /* A default ACL with no named entry: equal to the mode it gives, so
+     * the new file keeps no access ACL, only the mode. */
+    v = acl_of(&len, 3, ACL(UO(6), GO(0), O(0)));
+    assert_int_equal(xset(f, d, STORE_ACL_DEFAULT, v, len, 0), 0);
+    assert_int_equal(
+        create_um(f, STORE_OP_CREATE, d, "y", 0666, 0, &y), 0);
+    assert_int_equal(attr_of(f, y).mode, 0600);
+    assert_int_equal(count_xattrs(f, y), 0);
+    /* Removed: the umask is back. */
+    assert_int_equal(xrm(f, d, STORE_ACL_DEFAULT), 0);
+    assert_int_equal(xrm(f, d, STORE_ACL_DEFAULT), 0);
+    assert_int_equal(
+        create_um(f, STORE_OP_CREATE, d, "z", 0666, 022, &y), 0);
+    assert_int_equal(attr_of(f, y).mode, 0644);
+    assert_int_equal(count_xattrs(f, y), 0);
+    assert_int_equal(store_acl_create_mode(v, len, 04775), 04600);
 }
 
 /* What an ACL grants whom (fs/ asks it again before a user.* change):
@@ -2216,6 +2314,7 @@ int main(int argc, char **argv)
         T(test_acl_format_is_checked),
         T(test_acl_and_mode_agree),
         T(test_acl_perm_grants),
+        T(test_acl_default_inherited),
         T(test_xattrs_in_snapshot),
         T(test_setgid_directory_hands_down_its_group),
         T(test_kill_priv_on_write_truncate_chown),
