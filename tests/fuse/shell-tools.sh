@@ -281,6 +281,17 @@ other::r--" "$(acls "$n1/dacl/sub/f")"
         "$(sh -c "umask 077; exec 3>'$n2/st'; stat -c %a '$n2/st'")"
     check "and so does it after its create applied, on n3" "600 644" \
         "$(stat -c %a "$n3/st" "$n3/dacl/sub/st" | tr '\n' ' ' | sed 's/ $//')"
+    tree_acls() { # every ACL under $1, access and default, paths relative
+        (cd "$1" && getfacl -R -p . 2>&1)
+    }
+    check "cp -a of the tree from n1 to n2 prints nothing" "" \
+        "$(cp -a "$n1/dacl" "$n2/dacl.cp" 2>&1)"
+    check "getfacl -R of the cp -a copy on n3" "$(tree_acls "$n1/dacl")" \
+        "$(tree_acls "$n3/dacl.cp")"
+    check "rsync -aAX of the tree from n2 to n3 prints nothing" "" \
+        "$(rsync -aAX "$n2/dacl/" "$n3/dacl.rs/" 2>&1)"
+    check "getfacl -R of the rsync copy on n1" "$(tree_acls "$n1/dacl")" \
+        "$(tree_acls "$n1/dacl.rs")"
     run "setfacl -k on n3" setfacl -k "$n3/dacl"
     check "no default ACL left, on n1" "" "$(getfacl -cpd "$n1/dacl" 2>&1)"
     check "cp -a of it from n1 to n2 prints nothing" "" \
