@@ -37,6 +37,7 @@ struct tx {
     rfs_index_t index;
     int64_t now;
     bool orphan; /* A change to a node-local orphan (CF_ORPHANS). */
+    bool session_opened; /* This entry opened its client's new session. */
 };
 
 /* Where a change's file chunks live: the replicated state, or this node's
@@ -1086,6 +1087,9 @@ static int file_write(struct tx *t, struct store_attr *a,
     return 0;
 }
 
+static int ephemeral_note(struct tx *t, const struct store_cmd *c,
+                          uint64_t ino);
+
 static int op_create(struct tx *t, const struct store_cmd *c, uint64_t *ino)
 {
     int rv = check_name(c->name, c->name_len);
@@ -1144,6 +1148,12 @@ static int op_create(struct tx *t, const struct store_cmd *c, uint64_t *ino)
     rv = file_write(t, &a, c, created);
     if (rv != 0) {
         return rv;
+    }
+    if (created) {
+        rv = ephemeral_note(t, c, a.ino);
+        if (rv != 0) {
+            return rv;
+        }
     }
     *ino = a.ino;
     return 0;
@@ -1689,7 +1699,17 @@ static int xattr_check(struct tx *t, const struct store_cmd *c,
         if (a->type != STORE_FILE && a->type != STORE_DIR) {
             return EPERM; /* ext4's rule (the kernel's xattr_permission). */
         }
-        if (has_prefix(c->name, c->name_len, "user.raftfs.")) {
+        if (c->name_len == sizeof(STORE_EPHEMERAL_XATTR) - 1 &&
+            memcmp(c->name, STORE_EPHEMERAL_XATTR, c->name_len) == 0) {
+            /* The one stored raftfs name: it marks a directory. */
+            if (a->type != STORE_DIR) {
+                return EPERM;
+            }
+            if (c->op == STORE_OP_SETXATTR &&
+                (c->data_len != 1 || *(const char *)c->data != '1')) {
+                return EINVAL;
+            }
+        } else if (has_prefix(c->name, c->name_len, "user.raftfs.")) {
             return EPERM; /* raftfs's own, virtual names. */
         }
     } else if (c->name_len == sizeof(caps_name) - 1 &&
@@ -1985,6 +2005,8 @@ static int session_forget(struct tx *t, rfs_nodeid_t client, uint64_t boot,
     return 0;
 }
 
+static int session_end(struct tx *t, rfs_nodeid_t client, uint64_t boot);
+
 /* Record the result of a new request, start the client's new boot if this is
  * one (ending the old boot's session), and forget answered requests. */
 static int session_record(struct tx *t, const struct store_cmd *c,
@@ -1996,6 +2018,9 @@ static int session_record(struct tx *t, const struct store_cmd *c,
     if (!h->found || c->boot > h->boot) {
         if (h->found) {
             rv = session_forget(t, c->client, h->boot, 0, UINT64_MAX);
+            if (rv == 0) {
+                rv = session_end(t, c->client, h->boot);
+            }
         }
         nh.boot = c->boot;
         nh.purged = 0;
@@ -2025,6 +2050,246 @@ static int session_record(struct tx *t, const struct store_cmd *c,
         rfs_put_le64(v + 4, r->ino);
         rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_SESSIONS], (char *)k, 25,
                                   (char *)v, 12);
+    }
+    return 0;
+}
+
+/* ---- Node sessions ---------------------------------------------------- */
+
+/* A client's latest node session: 'L' client -> le64 boot, le32 ttl_ms,
+ * u8 live. One record per client, kept once ended so that the ended boot
+ * stays fenced (its late changes fail with EROFS). */
+struct live_session {
+    bool found;
+    uint64_t boot;
+    uint32_t ttl_ms;
+    bool live;
+};
+
+#define LIVE_VALUE_SIZE 13
+
+static void live_key(uint8_t *k, rfs_nodeid_t client)
+{
+    k[0] = 'L';
+    rfs_put_be64(k + 1, client);
+}
+
+static int live_get(struct tx *t, rfs_nodeid_t client, struct live_session *l)
+{
+    uint8_t k[9];
+    live_key(k, client);
+    char *v;
+    size_t len;
+    int rv = get(t->s, t->s->ro, CF_SESSIONS, k, 9, &v, &len,
+                 "reading a node session");
+    if (rv != 0) {
+        return rv;
+    }
+    memset(l, 0, sizeof(*l));
+    if (v != NULL && len == LIVE_VALUE_SIZE) {
+        const uint8_t *p = (const uint8_t *)v;
+        l->found = true;
+        l->boot = rfs_get_le64(p);
+        l->ttl_ms = rfs_get_le32(p + 8);
+        l->live = p[12] != 0;
+    }
+    rocksdb_free(v);
+    return 0;
+}
+
+static void live_put(struct tx *t, rfs_nodeid_t client,
+                     const struct live_session *l)
+{
+    uint8_t k[9], v[LIVE_VALUE_SIZE];
+    live_key(k, client);
+    rfs_put_le64(v, l->boot);
+    rfs_put_le32(v + 8, l->ttl_ms);
+    v[12] = l->live;
+    rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_SESSIONS], (char *)k, 9,
+                              (char *)v, LIVE_VALUE_SIZE);
+}
+
+/* 'E' client boot ino -> le64 parent + name. */
+static void ephemeral_key(uint8_t *k, rfs_nodeid_t client, uint64_t boot,
+                          uint64_t ino)
+{
+    k[0] = 'E';
+    rfs_put_be64(k + 1, client);
+    rfs_put_be64(k + 9, boot);
+    rfs_put_be64(k + 17, ino);
+}
+
+/* CREATE made file ino: if its directory is marked ephemeral, tie the file
+ * (by its name there) to the creator's session. */
+static int ephemeral_note(struct tx *t, const struct store_cmd *c,
+                          uint64_t ino)
+{
+    if (c->client == 0) {
+        return 0;
+    }
+    size_t nlen = sizeof(STORE_EPHEMERAL_XATTR) - 1;
+    uint8_t xk[8 + sizeof(STORE_EPHEMERAL_XATTR)];
+    rfs_put_be64(xk, c->parent);
+    memcpy(xk + 8, STORE_EPHEMERAL_XATTR, nlen);
+    char *v;
+    size_t vlen;
+    int rv = get(t->s, t->s->ro, CF_XATTRS, xk, 8 + nlen, &v, &vlen,
+                 "reading an extended attribute");
+    if (rv != 0) {
+        return rv;
+    }
+    bool marked = v != NULL && vlen == 1 && v[0] == '1';
+    rocksdb_free(v);
+    if (!marked) {
+        return 0;
+    }
+    uint8_t k[25];
+    ephemeral_key(k, c->client, c->boot, ino);
+    uint8_t *val = rfs_malloc(8 + c->name_len);
+    if (val == NULL) {
+        return -ENOMEM;
+    }
+    rfs_put_le64(val, c->parent);
+    memcpy(val + 8, c->name, c->name_len);
+    rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_SESSIONS], (char *)k, 25,
+                              (char *)val, 8 + c->name_len);
+    rfs_free(val);
+    return 0;
+}
+
+/* Unlink the session's ephemeral files that still bear the name they were
+ * created under (one renamed away, or replaced by another file of that
+ * name, is left alone), and forget their records. */
+static int ephemeral_drop(struct tx *t, rfs_nodeid_t client, uint64_t boot)
+{
+    uint8_t a[25], z[25];
+    ephemeral_key(a, client, boot, 0);
+    ephemeral_key(z, client, boot + 1, 0);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(t->s->db, t->s->ro, t->s->cf[CF_SESSIONS]);
+    int rv = 0;
+    for (rocksdb_iter_seek(it, (char *)a, 25);
+         rv == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (klen != 25 || memcmp(k, z, 25) >= 0 || k[0] != 'E') {
+            break;
+        }
+        const char *v = rocksdb_iter_value(it, &vlen);
+        rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_SESSIONS], k, klen);
+        if (vlen < 9 || vlen > 8 + STORE_NAME_MAX) {
+            continue; /* A damaged record: forget it, unlink nothing. */
+        }
+        uint64_t ino = rfs_get_be64((const uint8_t *)k + 17);
+        struct store_cmd u = {.op = STORE_OP_UNLINK};
+        u.parent = rfs_get_le64((const uint8_t *)v);
+        u.name = v + 8;
+        u.name_len = (uint16_t)(vlen - 8);
+        uint64_t have;
+        uint8_t type;
+        rv = dentry_get(t->s, t->s->ro, u.parent, u.name, u.name_len, &have,
+                        &type);
+        if (rv == -ENOENT || (rv == 0 && (have != ino || type != STORE_FILE))) {
+            rv = 0;
+            continue;
+        }
+        if (rv == 0) {
+            uint64_t gone;
+            rv = op_remove(t, &u, false, &gone);
+            rv = rv > 0 ? 0 : rv; /* Gone meanwhile: nothing to do. */
+        }
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(t->s, err, "reading ephemeral files");
+    }
+    return rv;
+}
+
+/*
+ * The session (client, boot) ends: mark it ended (fencing its late
+ * changes) and drop everything tied to it. Called when a SESSION_END entry
+ * applies and when a newer boot of the client first applies a command. The
+ * one place where what belongs to a session is released.
+ */
+static int session_end(struct tx *t, rfs_nodeid_t client, uint64_t boot)
+{
+    struct live_session l;
+    int rv = live_get(t, client, &l);
+    if (rv != 0) {
+        return rv;
+    }
+    /* An entry that opened the client's new session has written its record
+     * already (same batch): the old one is replaced, not marked. */
+    if (l.found && l.boot == boot && l.live && !t->session_opened) {
+        l.live = false;
+        live_put(t, client, &l);
+    }
+    return ephemeral_drop(t, client, boot);
+}
+
+static int op_session_open(struct tx *t, const struct store_cmd *c)
+{
+    if (c->offset == 0 || c->offset > UINT32_MAX || c->client == 0) {
+        return EINVAL;
+    }
+    struct live_session l = {.found = true, .boot = c->boot,
+                             .ttl_ms = (uint32_t)c->offset, .live = true};
+    live_put(t, c->client, &l);
+    t->session_opened = true;
+    return 0;
+}
+
+static int op_session_end(struct tx *t, const struct store_cmd *c)
+{
+    struct live_session l;
+    int rv = live_get(t, c->ino, &l);
+    if (rv != 0) {
+        return rv;
+    }
+    if (!l.found || !l.live || l.boot != c->offset) {
+        return ENOENT; /* Ended already, or a newer boot replaced it. */
+    }
+    return session_end(t, c->ino, c->offset);
+}
+
+/* Whether c's (client, boot) session has ended: its changes are refused. */
+static int session_fenced(struct tx *t, const struct store_cmd *c,
+                          bool *fenced)
+{
+    struct live_session l;
+    int rv = live_get(t, c->client, &l);
+    *fenced = rv == 0 && l.found && !l.live && l.boot == c->boot;
+    return rv;
+}
+
+int store_sessions(struct store *s, store_session_cb cb, void *arg)
+{
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CF_SESSIONS]);
+    for (rocksdb_iter_seek(it, "L", 1); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (klen == 0 || k[0] != 'L') {
+            break;
+        }
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+        if (klen != 9 || vlen != LIVE_VALUE_SIZE) {
+            continue;
+        }
+        if (cb(arg, rfs_get_be64((const uint8_t *)k + 1), rfs_get_le64(v),
+               rfs_get_le32(v + 8), v[12] != 0) != 0) {
+            break;
+        }
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        return store__rocks_err(s, err, "reading node sessions");
     }
     return 0;
 }
@@ -2076,6 +2341,12 @@ static int apply_cmd(struct tx *t, const struct store_cmd *c,
     case STORE_OP_REMOVEXATTR:
         rv = op_removexattr(t, c, &ino);
         break;
+    case STORE_OP_SESSION_OPEN:
+        rv = op_session_open(t, c);
+        break;
+    case STORE_OP_SESSION_END:
+        rv = op_session_end(t, c);
+        break;
     default:
         rv = EINVAL;
         break;
@@ -2107,10 +2378,20 @@ static int apply_one(struct store *s, const struct cons_entry *e,
         if (c.client != 0) {
             rv = session_check(&t, &c, r, &st, &h);
         }
+        bool fenced = false;
+        if (rv == 0 && st == SESSION_NEW && c.client != 0) {
+            rv = session_fenced(&t, &c, &fenced);
+        }
         if (rv == 0 && st == SESSION_STALE) {
             r->err = ESTALE;
         } else if (rv == 0 && st == SESSION_NEW) {
-            rv = apply_cmd(&t, &c, r);
+            if (fenced) {
+                /* Its node session ended before this applied: a node cut
+                 * off past its TTL changes nothing any more. */
+                r->err = EROFS;
+            } else {
+                rv = apply_cmd(&t, &c, r);
+            }
             if (rv == 0 && r->err != 0) {
                 /* A refused operation changes nothing but its session. */
                 rocksdb_writebatch_clear(t.b);

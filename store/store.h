@@ -174,6 +174,12 @@ enum store_op {
     STORE_OP_SETXATTR, /* ino, name (the attribute's full name), data (its
                         * value), flags (STORE_XATTR_CREATE/REPLACE). */
     STORE_OP_REMOVEXATTR, /* ino, name. */
+    STORE_OP_SESSION_OPEN, /* The proposer's (client, boot) opens its node
+                            * session; offset: its TTL in ms (see "Node
+                            * sessions" below). */
+    STORE_OP_SESSION_END,  /* ino: a client, offset: its boot: end that
+                            * session (its TTL ran out on the leader, or
+                            * its node stops cleanly). */
     STORE_OP_MAX,
 };
 
@@ -213,6 +219,12 @@ enum store_op {
 #define STORE_XATTR_SIZE_MAX 65536
 #define STORE_XATTR_LIST_MAX 65536
 #define STORE_XATTR_TOTAL_MAX (1024 * 1024)
+
+/* A directory with this attribute set to "1" makes every regular file
+ * created directly in it (CREATE) ephemeral: tied to its creator's node
+ * session (client, boot), it is unlinked, on every node at the same index,
+ * when that session ends. The one user.raftfs. name that is stored. */
+#define STORE_EPHEMERAL_XATTR "user.raftfs.ephemeral"
 
 /* SETATTR valid bits. */
 #define STORE_SET_MODE 0x1
@@ -286,7 +298,12 @@ int store_cmd_decode(const struct rfs_buf *in, struct store_cmd *c);
  * inode is gone; a chosen id gives EINVAL without STORE_INO_CHOSEN, EAGAIN
  * if taken; data past max_file_bytes or STORE_MAX_FILE_SIZE gives EFBIG):
  * - any op: ESTALE (request from an older boot than its session records,
- *   or a seq already forgotten); EINVAL (undecodable entry, unknown op).
+ *   or a seq already forgotten); EINVAL (undecodable entry, unknown op);
+ *   EROFS (its (client, boot) node session has ended: the node must open
+ *   a new one under a new boot first).
+ * - SESSION_OPEN: EINVAL (a TTL of 0).
+ * - SESSION_END: ENOENT (no such live session: ended already, or
+ *   replaced by a newer boot).
  * - CREATE: names, parent, chosen id, EEXIST (STORE_EXCL and the name
  *   exists, or it names a non-file), EISDIR (names a directory), EFBIG.
  * - MKDIR: names, parent, chosen id, EEXIST.
@@ -473,6 +490,23 @@ unsigned store_acl_perm(const void *val, size_t len, uint32_t owner,
  */
 int store_listxattr(struct store *s, const struct store_view *v,
                     uint64_t ino, char *buf, size_t cap, size_t *len);
+
+/*
+ * Node sessions. A session is a client's (client, boot) pair, opened by
+ * STORE_OP_SESSION_OPEN and ended by STORE_OP_SESSION_END or by the first
+ * applied command of a newer boot of the same client. Ending one unlinks
+ * its ephemeral files (STORE_EPHEMERAL_XATTR); every change from an ended
+ * session is then refused (EROFS) at apply, which fences a node that was
+ * cut off past its TTL. A client that never opened a session is not
+ * fenced (older nodes, tools). The table is replicated (in snapshots).
+ *
+ * store_sessions walks the latest session of each client: cb(arg, client,
+ * boot, ttl_ms, live), in client order; cb returns non-zero to stop. Any
+ * thread. 0, READ ERRORS.
+ */
+typedef int (*store_session_cb)(void *arg, rfs_nodeid_t client,
+                                uint64_t boot, uint32_t ttl_ms, bool live);
+int store_sessions(struct store *s, store_session_cb cb, void *arg);
 
 /* Usage for statfs: files and bytes stored, from RocksDB's estimates.
  * Always 0 (an estimate it cannot give counts as 0). */

@@ -21,7 +21,10 @@ enum store_cf {
     CF_DENTRIES, /* BE parent + name -> ino, type. */
     CF_CHUNKS,   /* BE ino + BE chunk -> bytes. */
     CF_SESSIONS, /* 'S' client boot seq -> result; 'B' client -> boot;
-                  * "chain" -> chain(applied) (store.h, "The chain"). */
+                  * "chain" -> chain(applied) (store.h, "The chain").
+                  * 'L' client -> node session (boot, ttl, live);
+                  * 'E' client boot ino -> parent, name: an ephemeral
+                  * file of that session. */
     CF_ORPHANS,  /* This node only: unlinked files still open here. BE ino
                   * -> record; BE ino + BE chunk -> bytes. Never in a
                   * snapshot; emptied at open (see store_orphan_*). */

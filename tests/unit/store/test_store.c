@@ -1976,6 +1976,204 @@ static void test_xattrs_in_snapshot(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- Node sessions ---------------------------------------------------- */
+
+/* A command from client/boot with its own seq counter. */
+static struct store_result as(struct fixture *f, struct store_cmd *c,
+                              rfs_nodeid_t client, uint64_t boot)
+{
+    c->client = client;
+    c->boot = boot;
+    c->seq = ++f->seq;
+    return apply(f, c);
+}
+
+static int sess_open(struct fixture *f, rfs_nodeid_t client, uint64_t boot,
+                     uint64_t ttl_ms)
+{
+    struct store_cmd c = {.op = STORE_OP_SESSION_OPEN, .offset = ttl_ms};
+    return as(f, &c, client, boot).err;
+}
+
+/* The leader (client 1, boot 1) ends client/boot's session. */
+static int sess_end(struct fixture *f, rfs_nodeid_t client, uint64_t boot)
+{
+    struct store_cmd c = {.op = STORE_OP_SESSION_END, .ino = client,
+                          .offset = boot};
+    return as(f, &c, 1, 1).err;
+}
+
+static int create_as(struct fixture *f, uint64_t parent, const char *name,
+                     rfs_nodeid_t client, uint64_t boot)
+{
+    struct store_cmd c = {.op = STORE_OP_CREATE, .parent = parent,
+                          .name = name, .name_len = (uint16_t)strlen(name),
+                          .mode = 0644};
+    return as(f, &c, client, boot).err;
+}
+
+struct sess_seen {
+    unsigned n, live;
+    uint64_t boot[4];
+    uint32_t ttl[4];
+    bool is_live[4];
+};
+
+static int sess_collect(void *arg, rfs_nodeid_t client, uint64_t boot,
+                        uint32_t ttl_ms, bool live)
+{
+    struct sess_seen *s = arg;
+    if (s->n < 4) {
+        s->boot[s->n] = boot;
+        s->ttl[s->n] = ttl_ms;
+        s->is_live[s->n] = live;
+        (void)client;
+    }
+    s->n++;
+    s->live += live;
+    return 0;
+}
+
+/* OPEN records a live session; END ends it; every later change of that
+ * (client, boot) is refused with EROFS at apply and changes nothing (the
+ * fence); a new boot opens a new session and writes again. A stale END
+ * (already ended, or an older boot) is ENOENT and ends nothing. */
+static void test_session_open_end_fence(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(sess_open(f, 3, 10, 2500), 0);
+    assert_int_equal(sess_open(f, 4, 20, 0), EINVAL);
+    struct sess_seen s = {0};
+    assert_int_equal(store_sessions(f->s, sess_collect, &s), 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.boot[0], 10);
+    assert_int_equal(s.ttl[0], 2500);
+    assert_true(s.is_live[0]);
+    assert_int_equal(create_as(f, STORE_ROOT_INO, "a", 3, 10), 0);
+
+    assert_int_equal(sess_end(f, 3, 9), ENOENT);
+    assert_int_equal(sess_end(f, 3, 10), 0);
+    assert_int_equal(sess_end(f, 3, 10), ENOENT);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(store_sessions(f->s, sess_collect, &s), 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.live, 0);
+
+    /* In flight from the ended boot: refused, nothing changes. */
+    assert_int_equal(create_as(f, STORE_ROOT_INO, "b", 3, 10), EROFS);
+    assert_int_equal(lookup(f, STORE_ROOT_INO, "b"), 0);
+    uint64_t a = lookup(f, STORE_ROOT_INO, "a");
+    assert_true(a != 0);
+    struct store_cmd w = {.op = STORE_OP_WRITE, .ino = a, .data = "x",
+                          .data_len = 1};
+    assert_int_equal(as(f, &w, 3, 10).err, EROFS);
+    assert_int_equal(attr_of(f, a).size, 0);
+    /* Reopening the ended boot is refused too: a new boot is needed. */
+    assert_int_equal(sess_open(f, 3, 10, 2500), EROFS);
+    assert_int_equal(sess_open(f, 3, 11, 2500), 0);
+    assert_int_equal(create_as(f, STORE_ROOT_INO, "b", 3, 11), 0);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(store_sessions(f->s, sess_collect, &s), 0);
+    assert_int_equal(s.live, 1);
+    assert_int_equal(s.boot[0], 11);
+    /* The old boot is still refused (ESTALE: an older boot). */
+    assert_int_equal(create_as(f, STORE_ROOT_INO, "c", 3, 10), ESTALE);
+    /* A client that never opened a session is not fenced. */
+    assert_int_equal(create_as(f, STORE_ROOT_INO, "c", 5, 1), 0);
+}
+
+/* Files created directly in a directory marked user.raftfs.ephemeral are
+ * unlinked when their creator's session ends: by a SESSION_END entry, and
+ * by a newer boot of the creator. Other sessions' files, files outside the
+ * directory, and a name taken over by another file stay. The mark is only
+ * "1", only on a directory; other user.raftfs. names stay refused. */
+static void test_ephemeral_files_go_with_session(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t d, plain, file;
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "reg", &d), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "plain", &plain),
+                     0);
+    assert_int_equal(xset(f, plain, STORE_EPHEMERAL_XATTR, "1", 1, 0), EPERM);
+    assert_int_equal(xset(f, d, STORE_EPHEMERAL_XATTR, "yes", 3, 0), EINVAL);
+    assert_int_equal(xset(f, d, "user.raftfs.other", "1", 1, 0), EPERM);
+    assert_int_equal(xset(f, d, STORE_EPHEMERAL_XATTR, "1", 1, 0), 0);
+    int err;
+    assert_string_equal(xget(f, d, STORE_EPHEMERAL_XATTR, &err), "1");
+
+    assert_int_equal(sess_open(f, 3, 10, 2000), 0);
+    assert_int_equal(sess_open(f, 4, 20, 2000), 0);
+    assert_int_equal(create_as(f, d, "web-3", 3, 10), 0);
+    assert_int_equal(create_as(f, d, "db-3", 3, 10), 0);
+    assert_int_equal(create_as(f, d, "web-4", 4, 20), 0);
+    assert_int_equal(create_as(f, STORE_ROOT_INO, "out-3", 3, 10), 0);
+    /* db-3 is replaced by another node's file of that name. */
+    struct store_cmd u = {.op = STORE_OP_UNLINK, .parent = d, .name = "db-3",
+                          .name_len = 4};
+    assert_int_equal(as(f, &u, 4, 20).err, 0);
+    assert_int_equal(create_as(f, d, "db-3", 4, 20), 0);
+    file = lookup(f, d, "db-3");
+
+    assert_int_equal(sess_end(f, 3, 10), 0);
+    assert_int_equal(lookup(f, d, "web-3"), 0);
+    assert_int_equal(lookup(f, d, "db-3"), file);
+    assert_true(lookup(f, d, "web-4") != 0);
+    assert_true(lookup(f, STORE_ROOT_INO, "out-3") != 0);
+
+    /* A newer boot of client 4 (a restart) ends boot 20's session. */
+    assert_int_equal(create_as(f, STORE_ROOT_INO, "x", 4, 21), 0);
+    assert_int_equal(lookup(f, d, "web-4"), 0);
+    assert_int_equal(lookup(f, d, "db-3"), 0);
+    struct sess_seen s = {0};
+    assert_int_equal(store_sessions(f->s, sess_collect, &s), 0);
+    assert_int_equal(s.live, 0);
+    /* Unmarked, the directory makes plain files again. */
+    assert_int_equal(xrm(f, d, STORE_EPHEMERAL_XATTR), 0);
+    assert_int_equal(sess_open(f, 4, 22, 2000), 0);
+    assert_int_equal(create_as(f, d, "keep", 4, 22), 0);
+    assert_int_equal(sess_end(f, 4, 22), 0);
+    assert_true(lookup(f, d, "keep") != 0);
+}
+
+/* The session table and the ephemeral records travel in snapshots: an
+ * installed image keeps the fence and still drops the files at the end. */
+static void test_sessions_in_snapshot(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t d;
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "reg", &d), 0);
+    assert_int_equal(xset(f, d, STORE_EPHEMERAL_XATTR, "1", 1, 0), 0);
+    assert_int_equal(sess_open(f, 3, 10, 2000), 0);
+    assert_int_equal(sess_open(f, 4, 20, 2000), 0);
+    assert_int_equal(create_as(f, d, "e", 3, 10), 0);
+    assert_int_equal(sess_end(f, 4, 20), 0);
+    char img[700], cmd[1500];
+    snprintf(img, sizeof(img), "%s/../s.img", f->dir);
+    rfs_index_t idx;
+    uint64_t size;
+    assert_int_equal(store_snapshot_write(f->s, img, &idx, &size), 0);
+    struct fixture g = {0};
+    snprintf(g.dir, sizeof(g.dir), "%.200s2", f->dir);
+    char msg[RFS_ERRMSG_SZ];
+    assert_int_equal(store_open(g.dir, NULL, &g.s, msg), 0);
+    struct store_snap_meta meta = {.index = idx, .term = 2, .size = size,
+                                   .conf = {(void *)"conf", 4}};
+    assert_int_equal(store_snapshot_install(g.s, img, &meta), 0);
+    g.next = idx + 1;
+    g.seq = f->seq;
+    struct sess_seen s = {0};
+    assert_int_equal(store_sessions(g.s, sess_collect, &s), 0);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.live, 1);
+    assert_int_equal(create_as(&g, STORE_ROOT_INO, "late", 4, 20), EROFS);
+    assert_true(lookup(&g, d, "e") != 0);
+    assert_int_equal(sess_end(&g, 3, 10), 0);
+    assert_int_equal(lookup(&g, d, "e"), 0);
+    store_close(g.s);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g.dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* ---- Snapshots -------------------------------------------------------- */
 
 /* The "snap" record keeps its layout: CRC32C, index, term, size, then the
@@ -2276,6 +2474,9 @@ int main(int argc, char **argv)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_log_write_load_truncate),
+        T(test_session_open_end_fence),
+        T(test_ephemeral_files_go_with_session),
+        T(test_sessions_in_snapshot),
         T(test_log_corrupt_record_detected),
         T(test_log_corrupt_file_detected),
         T(test_create_write_read),
