@@ -376,6 +376,15 @@ uint64_t cons_node_lease_end(const struct cons_node *n);
  * index on a leader, the last log index on a follower (a follower holding
  * a lease has every entry that may have committed). */
 rfs_index_t cons_node_lease_index(const struct cons_node *n);
+/*
+ * Node sessions (docs/core.md): the last tick (this node's count) at which
+ * this node sent a message that a leader is known to have received: for a
+ * follower, the send tick of the latest answer a leader echoed back; for a
+ * leader, also the send tick of its latest round a quorum acknowledged.
+ * Never moved by what this node merely received. false (and *tick 0) while
+ * there is none yet.
+ */
+bool cons_node_session_base(const struct cons_node *n, uint64_t *tick);
 
 enum cons_change_type {
     CONS_ADD_LEARNER = 1, /* New server, non-voting. */

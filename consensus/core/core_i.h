@@ -105,6 +105,9 @@ struct progress {
     uint64_t promise_until;
     uint32_t grant_seq;
     uint8_t grant_ticks;
+    /* The number of the latest answer received from this follower, echoed
+     * once with the next APPEND or HEARTBEAT (node sessions: flease.c). */
+    uint32_t echo_seq;
     /* Last index of each APPEND in flight; kept last so that a reset can
      * clear everything above it cheaply. */
     rfs_index_t in_last[CONS_MAX_INFLIGHT];
@@ -251,6 +254,9 @@ struct cons_node {
     struct flease_sent flease_sent[FLEASE_RING];
     uint64_t flease_end;
     uint64_t flease_reads;
+    /* Node sessions (flease.c): the send tick of the latest answer a leader
+     * echoed, i.e. is known to have received (0: none yet). */
+    uint64_t echoed_tick;
     /* Leader: promises to followers removed from the configuration, kept
      * until they end (no commit meanwhile). */
     struct {
@@ -392,6 +398,9 @@ void cons__handle_read_index(struct cons_node *n, const struct cons_msg *m);
 
 /* The last tick of this leader's lease (valid or not): see readindex.c. */
 bool cons__lease_last_tick(const struct cons_node *n, uint64_t *last);
+
+/* Leader: the send tick of the latest round a quorum acknowledged. */
+bool cons__confirmed_tick(const struct cons_node *n, uint64_t *tick);
 
 /* ---- flease.c: follower read leases ------------------------------------- */
 /* Follower: the lease ends now (term, role or leader changed). */

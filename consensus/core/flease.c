@@ -12,6 +12,14 @@
  * holder's promise runs). Everything here is off unless
  * cons_options.follower_leases is set, and the leader grants only while it
  * holds its own lease (lease_reads).
+ *
+ * Node sessions use the same numbering, with or without leases: a follower
+ * always numbers its answers, the leader echoes the latest number it got
+ * (alone, or as the grant's), and the follower keeps the send tick of the
+ * latest echoed answer (echoed_tick): the last moment a leader is known to
+ * have heard from it. Nothing the follower merely received from the leader
+ * moves it, so an asymmetric partition (the leader's messages arrive, ours
+ * do not) cannot make a cut-off node believe its session is kept alive.
  */
 #include "core_i.h"
 
@@ -40,8 +48,7 @@ bool cons__flease_valid(const struct cons_node *n)
 
 void cons__flease_stamp(struct cons_node *n, struct cons_msg *r)
 {
-    if (!n->o.follower_leases || n->role != CONS_FOLLOWER ||
-        r->to != n->leader) {
+    if (n->role != CONS_FOLLOWER || r->to != n->leader) {
         return;
     }
     n->flease_seq = (n->flease_seq + 1) & CONS_LEASE_SEQ_MASK;
@@ -58,7 +65,7 @@ void cons__flease_stamp(struct cons_node *n, struct cons_msg *r)
 
 void cons__flease_granted(struct cons_node *n, const struct cons_msg *m)
 {
-    if (!n->o.follower_leases || m->lease_seq == 0 || m->lease_ticks == 0) {
+    if (m->lease_seq == 0) {
         return;
     }
     const struct flease_sent *s = &n->flease_sent[m->lease_seq % FLEASE_RING];
@@ -66,6 +73,12 @@ void cons__flease_granted(struct cons_node *n, const struct cons_msg *m)
      * promise is the one that leader made on receiving it. */
     if (s->seq != m->lease_seq || s->term != n->term || s->to != m->from ||
         m->term != n->term) {
+        return;
+    }
+    if (s->tick > n->echoed_tick) {
+        n->echoed_tick = s->tick; /* That leader heard us then. */
+    }
+    if (!n->o.follower_leases || m->lease_ticks == 0) {
         return;
     }
     uint64_t end = s->tick + follower_ticks(m->lease_ticks);
@@ -83,6 +96,9 @@ static bool leader_lease_last(const struct cons_node *n, uint64_t *last)
 void cons__flease_answer(struct cons_node *n, struct progress *p,
                          const struct cons_msg *m)
 {
+    if (m->lease_seq != 0 && !m->reject) {
+        p->echo_seq = m->lease_seq; /* Echoed with the next message. */
+    }
     uint64_t last;
     /* A transfer is about to let a candidate through the followers'
      * stickiness: promise nothing new (cons__flease_running gates the
@@ -113,10 +129,21 @@ void cons__flease_fill(struct progress *p, struct cons_msg *out)
 {
     /* Once: an echo repeated later could name a number the follower,
      * restarted meanwhile, has given to another answer. */
-    out->lease_seq = p->grant_seq;
+    out->lease_seq = p->grant_seq != 0 ? p->grant_seq : p->echo_seq;
     out->lease_ticks = p->grant_ticks;
     p->grant_seq = 0;
     p->grant_ticks = 0;
+    p->echo_seq = 0;
+}
+
+bool cons_node_session_base(const struct cons_node *n, uint64_t *tick)
+{
+    uint64_t t = n->echoed_tick, c;
+    if (cons__confirmed_tick(n, &c) && c > t) {
+        t = c;
+    }
+    *tick = t;
+    return t != 0;
 }
 
 rfs_index_t cons__flease_cap(const struct cons_node *n, rfs_index_t c)

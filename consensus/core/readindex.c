@@ -138,6 +138,19 @@ bool cons__lease_last_tick(const struct cons_node *n, uint64_t *last)
     return true;
 }
 
+bool cons__confirmed_tick(const struct cons_node *n, uint64_t *tick)
+{
+    if (n->role != CONS_LEADER) {
+        return false;
+    }
+    uint64_t r = quorum_round(n);
+    if (r == 0 || n->read_round - r >= ROUND_RING) {
+        return false;
+    }
+    *tick = n->round_tick[r % ROUND_RING];
+    return true;
+}
+
 static bool lease_valid(const struct cons_node *n)
 {
     uint64_t last;

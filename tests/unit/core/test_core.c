@@ -713,6 +713,73 @@ static void test_lease_expires_without_acks(void **state)
     cl_close(&c);
 }
 
+/* Node sessions: a follower's session base is the send tick of its latest
+ * answer that the leader echoed back, with or without follower leases. It
+ * moves while the leader hears the follower, and stays put when only the
+ * leader's messages get through (an asymmetric partition): what the
+ * follower receives proves nothing about what the leader heard. */
+static void session_base_check(bool follower_leases)
+{
+    struct cl c;
+    lease_cluster_with(&c, follower_leases);
+    uint64_t base = 0, later = 0;
+    for (int round = 0; round < 2; round++) {
+        cl_tick(&c, 1, c.opts.heartbeat_ticks);
+        cl_tick(&c, 2, c.opts.heartbeat_ticks);
+        cl_deliver(&c);
+    }
+    assert_true(cons_node_session_base(c.nodes[2].n, &base));
+    assert_true(base > 0);
+    /* The leader's own base: its latest round a quorum acknowledged. */
+    uint64_t lbase = 0;
+    assert_true(cons_node_session_base(c.nodes[1].n, &lbase));
+    /* Heard: the base follows the follower's clock. */
+    cl_tick(&c, 1, c.opts.heartbeat_ticks);
+    cl_tick(&c, 2, c.opts.heartbeat_ticks);
+    cl_deliver(&c);
+    cl_tick(&c, 1, c.opts.heartbeat_ticks);
+    cl_tick(&c, 2, c.opts.heartbeat_ticks);
+    cl_deliver(&c);
+    assert_true(cons_node_session_base(c.nodes[2].n, &later));
+    assert_true(later > base);
+    /* 2 -> 1 cut, 1 -> 2 open: heartbeats (with stale echoes, if any)
+     * still arrive, the base must not move. */
+    c.cut[2][1] = true;
+    for (int round = 0; round < 3; round++) {
+        cl_tick(&c, 1, 1);
+        cl_tick(&c, 2, 1);
+        cl_deliver(&c);
+    }
+    assert_int_equal(cl_status(&c, 2).leader, 1); /* It still hears 1. */
+    uint64_t cut_base = 0;
+    assert_true(cons_node_session_base(c.nodes[2].n, &cut_base));
+    uint64_t frozen = cut_base;
+    for (int round = 0; round < 3; round++) {
+        cl_tick(&c, 1, 1);
+        cl_tick(&c, 2, 1);
+        cl_deliver(&c);
+    }
+    assert_true(cons_node_session_base(c.nodes[2].n, &cut_base));
+    assert_int_equal(cut_base, frozen);
+    /* Healed: it moves again. */
+    c.cut[2][1] = false;
+    for (int round = 0; round < 2; round++) {
+        cl_tick(&c, 1, c.opts.heartbeat_ticks);
+        cl_tick(&c, 2, c.opts.heartbeat_ticks);
+        cl_deliver(&c);
+    }
+    assert_true(cons_node_session_base(c.nodes[2].n, &cut_base));
+    assert_true(cut_base > frozen);
+    cl_close(&c);
+}
+
+static void test_session_base_is_echoed(void **state)
+{
+    (void)state;
+    session_base_check(false);
+    session_base_check(true);
+}
+
 /* Follower read leases (docs/core.md). */
 static void flease_cluster(struct cl *c)
 {
@@ -1567,6 +1634,7 @@ int main(int argc, char **argv)
         T(test_read_index_on_stale_leader_fails),
         T(test_lease_read_needs_no_round),
         T(test_lease_expires_without_acks),
+        T(test_session_base_is_echoed),
         cmocka_unit_test(test_follower_lease_reads_locally),
         cmocka_unit_test(test_follower_lease_holds_commit),
         cmocka_unit_test(test_follower_lease_delays_transfer),
