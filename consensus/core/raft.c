@@ -181,6 +181,12 @@ static void set_role(struct cons_node *n, enum cons_role role)
 
 static void leave_leadership(struct cons_node *n)
 {
+    /* A quorum heard this node at its last confirmed round: that stays the
+     * base of its node session (cons_node_session_base) as a follower. */
+    uint64_t confirmed;
+    if (cons__confirmed_tick(n, &confirmed) && confirmed > n->echoed_tick) {
+        n->echoed_tick = confirmed;
+    }
     cons__fail_queue(n, &n->reads_noop);
     cons__fail_queue(n, &n->reads_unsent);
     cons__fail_queue(n, &n->reads_pending);
@@ -470,9 +476,9 @@ static void leader_append_resp(struct cons_node *n, const struct cons_msg *m,
 
 static void leader_heartbeat_tick(struct cons_node *n)
 {
-    if (n->o.lease_reads) {
-        cons__new_round(n); /* Renews the lease while a quorum answers. */
-    }
+    /* Renews the lease while a quorum answers; without leases, still the
+     * base of this leader's node session (cons_node_session_base). */
+    cons__new_round(n);
     for (unsigned i = 0; i < n->n_prs; i++) {
         struct progress *p = &n->prs[i];
         if (p->id == n->id) {
