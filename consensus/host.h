@@ -122,6 +122,13 @@ struct host_io {
      * (synced) if this is the first. 0 or a code. */
     int (*pin)(void *data, rfs_nodeid_t peer, uint64_t data_id,
                uint64_t *pinned);
+    /* Node sessions (optional; without it the node keeps the boot it
+     * started with, and a session that ended stays ended): a new boot id
+     * of this node, recorded durably (store_boot_next). 0 or a code. */
+    int (*new_boot)(void *data, uint64_t *boot);
+    /* Node sessions (optional; without it this node, as leader, ends no
+     * session): walk the state machine's sessions (store_sessions). */
+    int (*sessions)(void *data, store_session_cb cb, void *arg);
 };
 
 struct host_options {
@@ -139,6 +146,9 @@ struct host_options {
     uint64_t snapshot_bytes;    /* ...or this many bytes of entries. */
     rfs_index_t snap_index;     /* The image already on disk (0: none). */
     uint64_t seed;              /* The core's election PRNG. */
+    /* Node sessions (docs/node.md): this node opens one with this TTL
+     * (0: none, and its changes are never fenced by its own clock). */
+    unsigned session_ttl_ms;
     /* Core tunables the simulator shrinks (0: the core's default). */
     unsigned max_inflight;
     size_t max_msg_bytes;
@@ -201,9 +211,10 @@ void host_snapshot_done(struct host *h, int rv, rfs_index_t index,
                         uint64_t size);
 
 /* Propose cmd (copied; the driver fills client, boot, seq,
- * first_outstanding and time_ns). cb gets the apply result. 0 or a code
- * (cb never runs then): -ENOMEM, RFS_ESHUTDOWN, RFS_EREMOVED, -EIO (storage
- * failed). */
+ * first_outstanding and time_ns; a SESSION_END with ino 0 ends this node's
+ * own session). cb gets the apply result. 0 or a code (cb never runs
+ * then): -ENOMEM, RFS_ESHUTDOWN, RFS_EREMOVED, -EIO (storage failed),
+ * -EROFS (host_session_fenced). */
 int host_submit(struct host *h, const struct store_cmd *cmd, request_cb cb,
                 void *arg);
 /* A read barrier: cb runs once this node applied everything committed
@@ -216,6 +227,31 @@ void host_snapshot_now(struct host *h);
  * attempt's outcome (0 or a code). */
 bool host_snapshot_pending(const struct host *h);
 int host_snapshot_error(const struct host *h);
+
+/* ---- Node sessions ---------------------------------------------------- */
+
+enum host_session_state {
+    HOST_SESSION_OFF = 0,   /* session_ttl_ms is 0. */
+    HOST_SESSION_OPENING,   /* Its SESSION_OPEN is not applied yet. */
+    HOST_SESSION_LIVE,
+    HOST_SESSION_MAY_HAVE_ENDED, /* Own clock: no leader is known to have
+                                  * heard this node within 9/10 of the TTL;
+                                  * a new boot's session is being opened. */
+    HOST_SESSION_ENDED,     /* Its SESSION_END applied; a new one is being
+                             * opened. */
+};
+
+struct host_session {
+    enum host_session_state state;
+    uint64_t boot;        /* The session's boot (this node's current one). */
+    unsigned ttl_ms;
+    uint64_t opened;      /* Sessions this process opened. */
+    uint64_t ends_proposed; /* SESSION_ENDs this node proposed as leader. */
+};
+void host_session(const struct host *h, struct host_session *out);
+/* Whether changes are refused now (-EROFS): this node's session ended or
+ * may have, and the next one is not open yet. */
+bool host_session_fenced(const struct host *h);
 
 /* ---- State, for the runtime ------------------------------------------ */
 

@@ -405,6 +405,25 @@ static int io_pin(void *data, rfs_nodeid_t peer, uint64_t data_id,
     return store_peer_pin(n->store, peer, data_id, pinned);
 }
 
+static int io_new_boot(void *data, uint64_t *boot)
+{
+    struct node *n = data;
+    /* Synced on this (the loop) thread: a boot id is never handed out
+     * twice, across restarts too. */
+    int rv = store_boot_next(n->store, (uint64_t)io_wall_ns(n), boot);
+    if (rv != 0) {
+        nlog(n, RFS_LOG_ERROR, "cannot take a new boot id for a new "
+             "session: %s", store_errmsg(n->store));
+    }
+    return rv;
+}
+
+static int io_sessions(void *data, store_session_cb cb, void *arg)
+{
+    struct node *n = data;
+    return store_sessions(n->store, cb, arg);
+}
+
 static const char *io_errmsg(void *data)
 {
     struct node *n = data;
@@ -461,6 +480,7 @@ static void publish_status(struct node *n)
         }
     }
     snprintf(st.listen, sizeof(st.listen), "%s", n->o.listen);
+    host_session(n->host, &st.session);
     st.peers_connected = transport_connected_count(n->net);
     pthread_mutex_lock(&n->lock);
     memcpy(st.last_error, n->status.last_error, sizeof(st.last_error));
@@ -859,6 +879,7 @@ static int load_core(struct node *n, char *errmsg)
         .follower_leases = n->o.lease_reads,
         .snapshot_entries = n->o.snapshot_entries,
         .snapshot_bytes = n->o.snapshot_bytes,
+        .session_ttl_ms = n->o.session_ttl_ms,
         .snap_index = l.snap.index,
         .seed = n->boot ^ n->o.id,
         .trace = core_trace,
@@ -881,6 +902,8 @@ static int load_core(struct node *n, char *errmsg)
         .connected = io_connected,
         .errmsg = io_errmsg,
         .pin = io_pin,
+        .new_boot = io_new_boot,
+        .sessions = io_sessions,
         .publish = io_publish,
         .idle = io_idle,
         .log = io_log,
@@ -1161,9 +1184,88 @@ struct store *node_store(struct node *n)
     return n->store;
 }
 
+static int count_live(void *arg, rfs_nodeid_t client, uint64_t boot,
+                      uint32_t ttl_ms, bool live)
+{
+    (void)client;
+    (void)boot;
+    (void)ttl_ms;
+    *(unsigned *)arg += live;
+    return 0;
+}
+
 void node_status(struct node *n, struct node_status *st)
 {
     pthread_mutex_lock(&n->lock);
     *st = n->status;
     pthread_mutex_unlock(&n->lock);
+    /* Store reads are thread-safe; counted here, not at every publish. */
+    st->live_sessions = 0;
+    store_sessions(n->store, count_live, &st->live_sessions);
+}
+
+struct end_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int err;
+};
+
+static void end_done(void *arg, int err, const struct store_result *r)
+{
+    struct end_wait *w = arg;
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    w->err = err != 0 ? err : (r->err == ENOENT ? 0 : -r->err);
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+int node_end_session(struct node *n, unsigned timeout_ms)
+{
+    if (n->o.session_ttl_ms == 0) {
+        return 0;
+    }
+    /* Heap-allocated: a callback that comes after the wait gave up must
+     * still find it (it is then never freed: one small leak per stop that
+     * timed out, which ends the process anyway). */
+    struct end_wait *w = rfs_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    struct store_cmd c = {.op = STORE_OP_SESSION_END}; /* ino 0: our own. */
+    int rv = node_submit(n, &c, end_done, w);
+    if (rv != 0) {
+        rfs_free(w);
+        return rv;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->lock);
+    while (!w->done) {
+        if (pthread_cond_timedwait(&w->cond, &w->lock, &until) != 0) {
+            break;
+        }
+    }
+    bool done = w->done;
+    rv = done ? w->err : -ETIMEDOUT;
+    pthread_mutex_unlock(&w->lock);
+    if (done) {
+        pthread_cond_destroy(&w->cond);
+        pthread_mutex_destroy(&w->lock);
+        rfs_free(w);
+    }
+    return rv;
 }

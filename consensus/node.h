@@ -39,6 +39,7 @@
 #include "../common/types.h"
 #include "../store/store.h"
 #include "core/core.h"
+#include "host.h"
 
 
 struct node_options {
@@ -53,6 +54,9 @@ struct node_options {
      * node keeps its ticks on CLOCK_BOOTTIME, so a paused or suspended
      * process learns at once that its lease ran out. */
     bool lease_reads;
+    /* Node session TTL (docs/node.md): 0 (the default here) opens none;
+     * the raftfs mount's session_ttl= sets it (10 s by default). */
+    unsigned session_ttl_ms;
     uint64_t snapshot_entries;  /* Snapshot after this many applied... */
     uint64_t snapshot_bytes;    /* ...or this many bytes of entries. */
     /* If set and the store is empty: found a cluster with this
@@ -149,9 +153,21 @@ struct node_status {
     bool removed;              /* This node was removed from the cluster. */
     char last_error[192];      /* The last warning or error logged. */
     char listen[CONS_ADDR_MAX]; /* This node's peer address. */
+    struct host_session session; /* This node's session. */
+    unsigned live_sessions;     /* In the replicated state (node_status
+                                 * counts them as it is called). */
 };
 
 /* A consistent copy of the node's state (any thread). */
 void node_status(struct node *n, struct node_status *st);
+
+/*
+ * A clean stop ends this node's session at once (any thread but the loop's,
+ * before node_stop): proposes SESSION_END for it and waits until it is
+ * applied here, or timeout_ms. 0, or the code it failed with (-ETIMEDOUT,
+ * ...; the leader then ends it after its TTL). Nothing to do without a
+ * session (session_ttl_ms 0): 0.
+ */
+int node_end_session(struct node *n, unsigned timeout_ms);
 
 #endif /* RAFTFS_CONSENSUS_NODE_H */

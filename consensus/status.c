@@ -75,6 +75,13 @@ size_t status_json(const struct node_status *st, char *buf, size_t cap)
     put(&o, ",\"removed\":%s,\"last_error\":",
         st->removed ? "true" : "false");
     put_json_string(&o, st->last_error);
+    static const char *const state[] = {"off", "opening", "live",
+                                        "may have ended", "ended"};
+    unsigned k = (unsigned)st->session.state;
+    put(&o, ",\"session\":{\"state\":\"%s\",\"boot\":%" PRIu64
+        ",\"ttl_ms\":%u},\"live_sessions\":%u",
+        k < sizeof(state) / sizeof(state[0]) ? state[k] : "?",
+        st->session.boot, st->session.ttl_ms, st->live_sessions);
     put(&o, ",\"members\":[");
     bool leader = st->core.role == CONS_LEADER;
     for (unsigned i = 0; i < st->conf.n; i++) {

@@ -25,7 +25,8 @@ enum fs_vfile {
 enum fs_xattr_ns {
     FS_XNS_USER,     /* user.*: stored; files and directories only. */
     FS_XNS_TRUSTED,  /* trusted.*: stored; CAP_SYS_ADMIN only. */
-    FS_XNS_RESERVED, /* user.raftfs.*: raftfs's own (virtual); EPERM. */
+    FS_XNS_RESERVED, /* user.raftfs.*: raftfs's own (virtual); EPERM;
+                      * but user.raftfs.ephemeral is FS_XNS_USER. */
     FS_XNS_CAPS,     /* security.capability: stored; anyone reads it,
                       * setting it needs CAP_SETFCAP. */
     FS_XNS_ACL,      /* system.posix_acl_access, system.posix_acl_default:

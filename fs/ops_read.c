@@ -719,11 +719,17 @@ void fs__op_statfs(fuse_req_t req, fuse_ino_t ino)
 /* ------------------------------------------------------------------------ */
 /* xattrs: "user.", "trusted.", security.capability and POSIX ACLs are stored (replicated,
  * read from this node's copy); user.raftfs.revision is virtual: the index of
- * the entry that last changed a file, readable by name and never listed.
+ * the entry that last changed a file, readable by name and never listed;
+ * user.raftfs.ephemeral is stored like a user. name (docs/fs.md).
  * Changes are in ops_write.c. */
 
 enum fs_xattr_ns fs__xattr_ns(const char *name)
 {
+    if (strcmp(name, STORE_EPHEMERAL_XATTR) == 0) {
+        /* The one stored raftfs name: it marks a directory whose new
+         * files are ephemeral (the store checks the type and value). */
+        return FS_XNS_USER;
+    }
     if (strncmp(name, "user.raftfs.", 12) == 0) {
         return FS_XNS_RESERVED;
     }

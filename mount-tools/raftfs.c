@@ -87,6 +87,11 @@ static const char usage[] =
     "                       (default 30); until a leader is known again,\n"
     "                       the next ones fail at once (changes with EROFS\n"
     "                       in reads=local)\n"
+    "  session_ttl=S        this node's session (ephemeral files, locks)\n"
+    "                       ends S seconds after the leader last heard\n"
+    "                       from it; from 2 to 3600, default 10. A node\n"
+    "                       cut off that long refuses changes (EROFS)\n"
+    "                       until it has opened a new session\n"
     "  uring=on|off|auto    FUSE over io_uring: take the kernel's requests\n"
     "                       from per-CPU io_uring queues instead of reads\n"
     "                       of /dev/fuse where the kernel offers it (fuse\n"
@@ -718,6 +723,15 @@ static int cmd_status(int argc, char **argv)
            "snapshot at %llu\n",
            json_num(st, "commit_index"), json_num(st, "applied_index"),
            json_num(st, "last_index"), json_num(st, "snapshot_index"));
+    char sstate[32];
+    const char *so = strstr(st, "\"session\":{");
+    json_str(so ? so : st, "state", sstate, sizeof(sstate));
+    if (so != NULL && strcmp(sstate, "off") != 0) {
+        printf("session: boot %llu, TTL %.1f s, %s; live sessions in the "
+               "cluster: %llu\n", json_num(so, "boot"),
+               json_num(so, "ttl_ms") / 1000.0, sstate,
+               json_num(st, "live_sessions"));
+    }
     printf("last error: %s\n", err[0] ? err : "none");
     if (admin_call(dir, "members", members, sizeof(members)) == 0) {
         printf("members (ID ADDRESS ROLE, replication as the leader sees "
@@ -862,6 +876,7 @@ static int cmd_snapshot(int argc, char **argv)
 struct mount_opts {
     struct fs_options fs;
     unsigned commit_timeout_s;
+    unsigned session_ttl_ms;
     enum fs_uring_mode uring;
     bool lease;
     bool allow_other;
@@ -931,6 +946,14 @@ static void parse_mount_opts(char *list, struct mount_opts *m)
                     "from 1 to 86400", v ? v : "");
             }
             m->commit_timeout_s = (unsigned)d;
+        } else if (strcmp(o, "session_ttl") == 0) {
+            /* At least 10 election timeouts (200 ms by default): the own
+             * clock view's margin must cover a leader change (docs/node.md). */
+            if (!v || !parse_seconds(v, 3600, &d) || d < 2) {
+                die("mount option session_ttl=%s: expected seconds from 2 "
+                    "to 3600", v ? v : "");
+            }
+            m->session_ttl_ms = (unsigned)(d * 1000);
         } else if (strcmp(o, "cache_timeout") == 0) {
             if (!v || !parse_seconds(v, 3600, &d)) {
                 die("mount option cache_timeout=%s: expected seconds, more "
@@ -1226,6 +1249,7 @@ static int cmd_mount(int argc, char **argv)
     memset(&m, 0, sizeof(m));
     fs_options_default(&m.fs);
     m.commit_timeout_s = 30;
+    m.session_ttl_ms = 10000;
     m.uring = FS_URING_AUTO;
     m.lease = true;
     m.log_level = RFS_LOG_INFO;
@@ -1341,6 +1365,7 @@ static int cmd_mount(int argc, char **argv)
     no.bootstrap = conf.peers[0] ? &peers : NULL;
     no.commit_timeout_ms = m.commit_timeout_s * 1000;
     no.lease_reads = m.lease;
+    no.session_ttl_ms = m.session_ttl_ms;
     no.on_apply = fs_on_apply;
     no.apply_data = fs;
 
@@ -1395,6 +1420,13 @@ static int cmd_mount(int argc, char **argv)
     RFS_LOG(RFS_LOG_INFO, "unmounting");
     admin_close(&admin);
     fs_drop_views(fs);
+    /* A clean unmount ends this node's session now, not a TTL later: its
+     * ephemeral files and locks go at once on every node. */
+    int ended = node_end_session(node, 3000);
+    if (ended != 0) {
+        RFS_LOG(RFS_LOG_WARN, "could not end this node's session (%s): the "
+                "leader ends it after its TTL", rfs_strerror(ended));
+    }
     /* The node first: its last callbacks still answer the kernel through
      * the session, which must outlive them. */
     node_stop(node);
