@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "../common/err.h"
@@ -47,6 +48,7 @@ static const char usage[] =
     "  raftfs members [-d DATADIR] list | add ID IP:PORT | remove ID\n"
     "  raftfs leader [-d DATADIR] transfer [ID]\n"
     "  raftfs snapshot [-d DATADIR]\n"
+    "  raftfs ephemeral DIR...\n"
     "  raftfs --help | --version\n"
     "\n"
     "init creates a node's data folder. With --peers (ID=IP:PORT,...; this\n"
@@ -63,6 +65,12 @@ static const char usage[] =
     "the background (-f: in the foreground, logging to stderr; otherwise\n"
     "the log is DATADIR/raftfs.log). Unmounting (umount, fusermount3 -u),\n"
     "SIGTERM or SIGINT stop it cleanly.\n"
+    "\n"
+    "ephemeral marks each DIR (a directory in a raftfs mount) so that the\n"
+    "files created directly in it are deleted on every node when their\n"
+    "creator's node session ends (it died, was cut off past session_ttl,\n"
+    "or unmounted): setfattr -n user.raftfs.ephemeral -v 1 DIR does the\n"
+    "same.\n"
     "\n"
     "status, members, leader and snapshot talk to the running node of\n"
     "DATADIR (default $RAFTFS_DATA, else /var/lib/raftfs) over the Unix\n"
@@ -1465,6 +1473,42 @@ static int mount_helper(int argc, char **argv)
     return cmd_mount(n, args);
 }
 
+/* raftfs ephemeral DIR...: set the mark (see fs/ and docs/guide.md). */
+static int cmd_ephemeral(int argc, char **argv)
+{
+    if (argc < 1) {
+        die("ephemeral: expected one or more directories in a raftfs mount "
+            "(see raftfs --help)");
+    }
+    int status = 0;
+    for (int i = 0; i < argc; i++) {
+        struct stat st;
+        if (stat(argv[i], &st) != 0) {
+            fprintf(stderr, "raftfs: ephemeral: %s: %s\n", argv[i],
+                    strerror(errno));
+            status = 1;
+        } else if (!S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "raftfs: ephemeral: %s: not a directory\n",
+                    argv[i]);
+            status = 1;
+        } else if (getxattr(argv[i], "user.raftfs.revision", NULL, 0) < 0) {
+            /* Every inode of a raftfs mount has this virtual name; any
+             * other filesystem would store the mark and ignore it. */
+            fprintf(stderr, "raftfs: ephemeral: %s: not in a raftfs mount\n",
+                    argv[i]);
+            status = 1;
+        } else if (setxattr(argv[i], STORE_EPHEMERAL_XATTR, "1", 1, 0) != 0) {
+            int e = errno;
+            fprintf(stderr, "raftfs: ephemeral: %s: %s\n", argv[i],
+                    e == EOPNOTSUPP || e == EPERM
+                        ? "not a directory in a raftfs mount"
+                        : strerror(e));
+            status = 1;
+        }
+    }
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     const char *base = strrchr(argv[0], '/');
@@ -1496,6 +1540,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "leader") == 0) {
         return cmd_leader(argc - 2, argv + 2);
+    }
+    if (strcmp(argv[1], "ephemeral") == 0) {
+        return cmd_ephemeral(argc - 2, argv + 2);
     }
     if (strcmp(argv[1], "snapshot") == 0) {
         return cmd_snapshot(argc - 2, argv + 2);

@@ -102,6 +102,22 @@ static void make_registry(struct mcluster *c)
     /* Only "1", only on directories. */
     assert_int_equal(setxattr(d, "user.raftfs.ephemeral", "2", 1, 0), -1);
     assert_int_equal(errno, EINVAL);
+    assert_int_equal(mc_write(mc_path(c, 1, "plain"), "x", 1), 0);
+    assert_int_equal(setxattr(mc_path(c, 1, "plain"), "user.raftfs.ephemeral",
+                              "1", 1, 0), -1);
+    assert_int_equal(errno, EPERM);
+    /* The CLI sets the same mark, and refuses what is not a directory in
+     * a raftfs mount. */
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "'%s' ephemeral '%s'", mc_exe,
+             mc_path(c, 2, "services"));
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof(cmd), "'%s' ephemeral '%s' 2>/dev/null", mc_exe,
+             c->dir);
+    assert_int_not_equal(system(cmd), 0);
+    snprintf(cmd, sizeof(cmd), "'%s' ephemeral '%s' 2>/dev/null", mc_exe,
+             mc_path(c, 1, "plain"));
+    assert_int_not_equal(system(cmd), 0);
 }
 
 static void register_on(struct mcluster *c, int i, const char *name)
