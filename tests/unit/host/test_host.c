@@ -44,6 +44,8 @@ struct fnode {
     struct host_chunk *chunk;
     bool snapshotting;
     bool down; /* Paused: nothing delivered, no entry point called. */
+    bool mute; /* Its messages are lost; it still receives (one way). */
+    uint64_t boot; /* Its latest boot id (f_new_boot). */
     unsigned refuse_applies; /* The next applies answer -ENOSPC. */
 };
 
@@ -137,6 +139,15 @@ static const char *f_errmsg(void *d)
     return "fake disk";
 }
 
+static unsigned session_ttl_ms; /* For the node sessions tests. */
+
+static int f_new_boot(void *d, uint64_t *boot)
+{
+    struct fnode *n = d;
+    *boot = ++n->boot;
+    return 0;
+}
+
 static void start(struct fix *f, unsigned i, const struct cons_entry *boot)
 {
     struct fnode *n = &f->nodes[i];
@@ -155,7 +166,9 @@ static void start(struct fix *f, unsigned i, const struct cons_entry *boot)
         .snapshot_entries = 1000000,
         .snapshot_bytes = 1ull << 40,
         .seed = i,
+        .session_ttl_ms = session_ttl_ms,
     };
+    n->boot = 1;
     struct host_io io = {
         .data = n,
         .now_ns = f_now,
@@ -169,6 +182,7 @@ static void start(struct fix *f, unsigned i, const struct cons_entry *boot)
         .applied = f_applied,
         .connected = f_connected,
         .errmsg = f_errmsg,
+        .new_boot = f_new_boot,
     };
     struct cons_load l = {.entries = boot, .n_entries = 1};
     assert_int_equal(host_new(&o, &io, &l, &n->h), 0);
@@ -229,7 +243,8 @@ static void settle(struct fix *f)
             struct fmsg *m = f->net;
             f->net = m->next;
             struct fnode *to = &f->nodes[m->to];
-            if (!to->down && !f->nodes[m->from].down) {
+            if (!to->down && !f->nodes[m->from].down &&
+                !f->nodes[m->from].mute) {
                 struct cons_msg cm;
                 assert_int_equal(wire_msg_decode(m->plain.base, m->plain.len,
                                                  &cm),
@@ -546,6 +561,91 @@ static void test_host_apply_enospc_keeps_entries(void **state)
     assert_int_equal(d2.err, 0);
 }
 
+/* ---- Node sessions ---------------------------------------------------- */
+
+static int setup_sessions(void **state)
+{
+    session_ttl_ms = 1000; /* 100 ticks; the own view: 88 ticks. */
+    int rv = setup(state);
+    session_ttl_ms = 0;
+    return rv;
+}
+
+static enum host_session_state sess_state(struct fix *f, unsigned i)
+{
+    struct host_session s;
+    host_session(f->nodes[i].h, &s);
+    return s.state;
+}
+
+/* A follower whose session is live. */
+static unsigned live_follower(struct fix *f)
+{
+    unsigned l = elect(f);
+    unsigned fo = l == 1 ? 2 : 1;
+    run_ms(f, 200);
+    assert_int_equal(sess_state(f, fo), HOST_SESSION_LIVE);
+    assert_int_equal(sess_state(f, l), HOST_SESSION_LIVE);
+    return fo;
+}
+
+/* Live while heard; after a stall longer than the TTL (the process was
+ * paused: the core is then given only two election timeouts of ticks), the
+ * first entry point refuses a change with -EROFS, a new boot's session
+ * opens by itself, and changes work again under it. */
+static void test_host_session_lapses_after_stall(void **state)
+{
+    struct fix *f = *state;
+    unsigned fo = live_follower(f);
+    run_ms(f, 3000);
+    assert_int_equal(sess_state(f, fo), HOST_SESSION_LIVE);
+    f->nodes[fo].down = true;
+    run_ms(f, 2000);
+    f->nodes[fo].down = false;
+    struct done d = {0};
+    struct store_cmd c = {.op = STORE_OP_NOOP};
+    assert_int_equal(host_submit(f->nodes[fo].h, &c, on_done, &d), -EROFS);
+    assert_true(host_session_fenced(f->nodes[fo].h));
+    struct host_session s;
+    host_session(f->nodes[fo].h, &s);
+    assert_int_equal(s.boot, 2); /* Taken at once, for the next session. */
+    run_ms(f, 200);
+    assert_int_equal(sess_state(f, fo), HOST_SESSION_LIVE);
+    assert_int_equal(host_submit(f->nodes[fo].h, &c, on_done, &d), 0);
+    run_ms(f, 100);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.err, 0);
+}
+
+/* One-way cut: the follower still hears the leader (it stays a follower,
+ * applies, knows the leader) but the leader hears nothing from it. Its
+ * view must lapse within the TTL's 9/10, never later: the leader ends the
+ * session at the TTL. Healed, it opens a new session. */
+static void test_host_session_lapses_one_way(void **state)
+{
+    struct fix *f = *state;
+    unsigned fo = live_follower(f);
+    f->nodes[fo].mute = true;
+    unsigned waited = 0;
+    while (sess_state(f, fo) == HOST_SESSION_LIVE && waited < 3000) {
+        run_ms(f, TICK_MS);
+        waited += TICK_MS;
+    }
+    printf("# one-way cut: may have ended after %u ms (TTL 1000 ms)\n",
+           waited);
+    assert_int_equal(sess_state(f, fo), HOST_SESSION_MAY_HAVE_ENDED);
+    assert_true(waited <= 900);
+    assert_true(waited >= 800);
+    struct cons_status st;
+    cons_node_status(host_core(f->nodes[fo].h), &st);
+    assert_true(st.leader != RFS_NODE_NONE); /* It did hear the leader. */
+    struct store_cmd c = {.op = STORE_OP_NOOP};
+    assert_int_equal(host_submit(f->nodes[fo].h, &c, ignore, NULL), -EROFS);
+    f->nodes[fo].mute = false;
+    run_ms(f, 300);
+    assert_int_equal(sess_state(f, fo), HOST_SESSION_LIVE);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -562,6 +662,10 @@ int main(int argc, char **argv)
         T(test_host_enospc_retries_same_batch),
         T(test_host_apply_enospc_keeps_entries),
 #undef T
+        cmocka_unit_test_setup_teardown(test_host_session_lapses_after_stall,
+                                        setup_sessions, teardown),
+        cmocka_unit_test_setup_teardown(test_host_session_lapses_one_way,
+                                        setup_sessions, teardown),
     };
     if (argc > 1) {
         cmocka_set_test_filter(argv[1]);
