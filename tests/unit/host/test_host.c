@@ -46,6 +46,9 @@ struct fnode {
     bool down; /* Paused: nothing delivered, no entry point called. */
     bool mute; /* Its messages are lost; it still receives (one way). */
     uint64_t boot; /* Its latest boot id (f_new_boot). */
+    /* The sessions its fake state machine applied, by client. */
+    struct { uint64_t boot; uint32_t ttl_ms; bool live; } sess[N + 1];
+    unsigned ends_applied;
     unsigned refuse_applies; /* The next applies answer -ENOSPC. */
 };
 
@@ -118,6 +121,38 @@ static int f_apply(void *d, const struct cons_entry *e, unsigned cnt,
         n->applied = e[i].index;
         res[i].err = 0;
         res[i].ino = e[i].index;
+        /* Node sessions, as the store keeps them (for f_sessions). */
+        struct store_cmd c;
+        if (e[i].type != CONS_ENTRY_NORMAL ||
+            store_cmd_decode(&e[i].data, &c) != 0) {
+            continue;
+        }
+        if (c.op == STORE_OP_SESSION_OPEN && c.client <= N) {
+            n->sess[c.client].boot = c.boot;
+            n->sess[c.client].ttl_ms = (uint32_t)c.offset;
+            n->sess[c.client].live = true;
+        } else if (c.op == STORE_OP_SESSION_END) {
+            if (c.ino <= N && n->sess[c.ino].live &&
+                n->sess[c.ino].boot == c.offset) {
+                n->sess[c.ino].live = false;
+                n->ends_applied++;
+            } else {
+                res[i].err = ENOENT;
+            }
+        }
+    }
+    return 0;
+}
+
+static int f_sessions(void *d, store_session_cb cb, void *arg)
+{
+    struct fnode *n = d;
+    for (unsigned i = 1; i <= N; i++) {
+        if (n->sess[i].ttl_ms != 0 &&
+            cb(arg, i, n->sess[i].boot, n->sess[i].ttl_ms,
+               n->sess[i].live) != 0) {
+            break;
+        }
     }
     return 0;
 }
@@ -183,6 +218,7 @@ static void start(struct fix *f, unsigned i, const struct cons_entry *boot)
         .connected = f_connected,
         .errmsg = f_errmsg,
         .new_boot = f_new_boot,
+        .sessions = f_sessions,
     };
     struct cons_load l = {.entries = boot, .n_entries = 1};
     assert_int_equal(host_new(&o, &io, &l, &n->h), 0);
@@ -646,6 +682,71 @@ static void test_host_session_lapses_one_way(void **state)
     assert_int_equal(sess_state(f, fo), HOST_SESSION_LIVE);
 }
 
+/* The leader ends a session not heard within its TTL, once, and never one
+ * that is heard; a new leader counts every session as heard at its
+ * election (it does not end at once what the old leader last heard long
+ * ago). */
+static void test_host_leader_ends_unheard_session(void **state)
+{
+    struct fix *f = *state;
+    unsigned l = live_follower(f);
+    l = leader_of(f);
+    unsigned a = l == 1 ? 2 : 1, b = 6 - l - a;
+    run_ms(f, 3000); /* Heard: nothing ends. */
+    assert_int_equal(f->nodes[l].ends_applied, 0);
+    f->nodes[b].down = true;
+    /* Around the expiry, the leader cannot commit for a few ticks (a's
+     * answers are lost): its SESSION_END stays pending, proposed once. */
+    run_ms(f, 980);
+    assert_true(f->nodes[l].sess[b].live);
+    f->nodes[a].mute = true;
+    run_ms(f, 60);
+    struct host_session s;
+    host_session(f->nodes[l].h, &s);
+    assert_int_equal(s.ends_proposed, 1);
+    assert_true(f->nodes[l].sess[b].live);
+    f->nodes[a].mute = false;
+    unsigned waited = 1040;
+    while (f->nodes[l].sess[b].live && waited < 5000) {
+        run_ms(f, TICK_MS);
+        waited += TICK_MS;
+    }
+    printf("# node %u's session ended after %u ms unheard (TTL 1000 ms)\n",
+           b, waited);
+    assert_false(f->nodes[l].sess[b].live);
+    assert_true(waited >= 1000 && waited <= 1200);
+    assert_false(f->nodes[a].sess[b].live); /* The same entry there. */
+    run_ms(f, 1000);
+    assert_int_equal(f->nodes[l].ends_applied, 1); /* Once. */
+    host_session(f->nodes[l].h, &s);
+    assert_int_equal(s.ends_proposed, 1);
+    assert_int_equal(sess_state(f, l), HOST_SESSION_LIVE);
+    assert_int_equal(sess_state(f, a), HOST_SESSION_LIVE);
+
+    /* b comes back and opens a new session; then the leader goes. */
+    f->nodes[b].down = false;
+    run_ms(f, 500);
+    assert_true(f->nodes[a].sess[b].live);
+    f->nodes[l].down = true;
+    uint64_t gone_ns = f->now_ns;
+    unsigned nl = 0;
+    while ((nl = leader_of(f)) == 0 || nl == l) {
+        run_ms(f, TICK_MS);
+        assert_true(f->now_ns - gone_ns < 5000000000ull);
+    }
+    uint64_t elected_ns = f->now_ns;
+    assert_true(f->nodes[nl].sess[l].live); /* Not ended at the election. */
+    while (f->nodes[nl].sess[l].live) {
+        run_ms(f, TICK_MS);
+        assert_true(f->now_ns - elected_ns < 5000000000ull);
+    }
+    uint64_t after_ms = (f->now_ns - elected_ns) / 1000000u;
+    printf("# the old leader's session ended %llu ms after the new leader's "
+           "election\n", (unsigned long long)after_ms);
+    assert_true(after_ms >= 1000);
+    assert_true(f->nodes[nl].sess[b == nl ? a : b].live);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -665,6 +766,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_host_session_lapses_after_stall,
                                         setup_sessions, teardown),
         cmocka_unit_test_setup_teardown(test_host_session_lapses_one_way,
+                                        setup_sessions, teardown),
+        cmocka_unit_test_setup_teardown(test_host_leader_ends_unheard_session,
                                         setup_sessions, teardown),
     };
     if (argc > 1) {
