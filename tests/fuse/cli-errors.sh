@@ -41,6 +41,15 @@ expect "reads=linearizable or reads=local" "$r" mount "$live" "$t/m" \
     -o reads=bogus
 expect "whole seconds" "$r" mount "$live" "$t/m" -o commit_timeout=0
 expect "lease=on or lease=off" "$r" mount "$live" "$t/m" -o lease=maybe
+expect "session_ttl=abc: expected seconds from 2" "$r" mount "$live" "$t/m" \
+    -o session_ttl=abc
+expect "session_ttl=1: expected seconds from 2" "$r" mount "$live" "$t/m" \
+    -o session_ttl=1
+expect "session_ttl=: expected seconds" "$r" mount "$live" "$t/m" \
+    -o session_ttl=
+expect "expected one or more directories" "$r" ephemeral
+expect "not in a raftfs mount" "$r" ephemeral "$t"
+expect "not a directory" "$r" ephemeral /etc/hostname
 busy=$(grep " $dir/n1 fuse" /proc/mounts | cut -d' ' -f2)
 expect "busy" "$r" mount "$live" "$busy"
 expect "in use by another raftfs process" "$r" mount "$live" "$t/m"
