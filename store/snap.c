@@ -296,11 +296,19 @@ int store_snapshot_install(struct store *s, const char *path,
     }
     rocksdb_writebatch_delete_range_cf(b, s->cf[CF_LOG], (char *)lo, 0,
                                        (char *)hi, 9);
+    store__history_reset(s, b, meta->index);
     for (off = 16; off < len - 13;) {
         uint8_t cf = p[off];
         uint32_t kl = rfs_get_le32(p + off + 1), vl = rfs_get_le32(p + off + 5);
         rocksdb_writebatch_put_cf(b, s->cf[cf], (char *)p + off + 9, kl,
                                   (char *)p + off + 9 + kl, vl);
+        if (cf == CF_DENTRIES && kl > 8 && kl <= 8 + STORE_NAME_MAX &&
+            vl >= 8) {
+            /* Links are derived, not in the image (history.c). */
+            store__link_put(s, b, rfs_get_le64(p + off + 9 + kl),
+                            rfs_get_be64(p + off + 9), (char *)p + off + 17,
+                            kl - 8);
+        }
         off += 9 + (size_t)kl + vl;
     }
     struct rfs_buf enc;

@@ -38,6 +38,8 @@ struct tx {
     int64_t now;
     bool orphan; /* A change to a node-local orphan (CF_ORPHANS). */
     bool session_opened; /* This entry opened its client's new session. */
+    int err;     /* A read failed where a helper cannot return it (the
+                  * links of dentry_put, dentry_del): the entry fails. */
 };
 
 /* Where a change's file chunks live: the replicated state, or this node's
@@ -218,9 +220,26 @@ static int inode_update(struct tx *t, const struct store_attr *a)
     return 0;
 }
 
+/* The link (history.c) of the entry (parent, name) as it stands before
+ * this entry, if any, goes with it: removed, or replaced by dentry_put. */
+static void link_drop(struct tx *t, uint64_t parent, const char *name,
+                      size_t len)
+{
+    uint64_t old;
+    uint8_t type;
+    int rv = dentry_get(t->s, t->s->ro, parent, name, len, &old, &type);
+    if (rv == 0) {
+        store__link_del(t->s, t->b, old, parent, name, len);
+    } else if (rv != -ENOENT && t->err == 0) {
+        t->err = rv;
+    }
+}
+
 static void dentry_put(struct tx *t, uint64_t parent, const char *name,
                        size_t len, uint64_t ino, uint8_t type)
 {
+    link_drop(t, parent, name, len);
+    store__link_put(t->s, t->b, ino, parent, name, len);
     uint8_t k[8 + STORE_NAME_MAX], v[9];
     rfs_put_be64(k, parent);
     memcpy(k + 8, name, len);
@@ -233,6 +252,7 @@ static void dentry_put(struct tx *t, uint64_t parent, const char *name,
 static void dentry_del(struct tx *t, uint64_t parent, const char *name,
                        size_t len)
 {
+    link_drop(t, parent, name, len);
     uint8_t k[8 + STORE_NAME_MAX];
     rfs_put_be64(k, parent);
     memcpy(k + 8, name, len);
@@ -1157,6 +1177,58 @@ static int op_create(struct tx *t, const struct store_cmd *c, uint64_t *ino)
     }
     *ino = a.ino;
     return 0;
+}
+
+/* raftfs put: create the file or replace its whole content, in one
+ * entry, with the name resolved here; with STORE_IF_REVISION only if the
+ * name's file still has revision c->offset (0: only if the name is free).
+ * A refusal changes nothing. */
+static int op_put(struct tx *t, const struct store_cmd *c, uint64_t *ino)
+{
+    int rv = check_name(c->name, c->name_len);
+    if (rv != 0) {
+        return rv;
+    }
+    struct store_attr dir;
+    rv = dir_get(t, c->parent, &dir);
+    if (rv != 0) {
+        return rv;
+    }
+    uint64_t have;
+    uint8_t type;
+    rv = dentry_get(t->s, t->s->ro, c->parent, c->name, c->name_len, &have,
+                    &type);
+    if (rv != 0 && rv != -ENOENT) {
+        return rv;
+    }
+    bool exists = rv == 0;
+    if (exists && type == STORE_DIR) {
+        return EISDIR;
+    }
+    if (exists && type != STORE_FILE) {
+        return EINVAL;
+    }
+    if (c->flags & STORE_IF_REVISION) {
+        if (!exists) {
+            if (c->offset != 0) {
+                return ECANCELED;
+            }
+        } else {
+            struct store_attr a;
+            rv = inode_get(t->s, t->s->ro, have, &a, NULL, NULL);
+            if (rv != 0) {
+                return rv == -ENOENT ? ENOENT : rv;
+            }
+            if (c->offset == 0 || a.revision != c->offset) {
+                return ECANCELED;
+            }
+        }
+    }
+    struct store_cmd w = *c;
+    w.op = STORE_OP_CREATE;
+    w.flags = STORE_TRUNC | (c->flags & STORE_KILL_PRIV);
+    w.offset = 0;
+    return op_create(t, &w, ino);
 }
 
 /* The inode an open handle names: ESTALE once it was unlinked, anywhere in
@@ -2347,6 +2419,9 @@ static int apply_cmd(struct tx *t, const struct store_cmd *c,
     case STORE_OP_SESSION_END:
         rv = op_session_end(t, c);
         break;
+    case STORE_OP_PUT:
+        rv = op_put(t, c, &ino);
+        break;
     default:
         rv = EINVAL;
         break;
@@ -2391,10 +2466,15 @@ static int apply_one(struct store *s, const struct cons_entry *e,
                 r->err = EROFS;
             } else {
                 rv = apply_cmd(&t, &c, r);
+                if (rv == 0) {
+                    rv = t.err;
+                }
             }
             if (rv == 0 && r->err != 0) {
                 /* A refused operation changes nothing but its session. */
                 rocksdb_writebatch_clear(t.b);
+            } else if (rv == 0) {
+                rv = store__history_add(s, t.b, e->index, &c);
             }
             if (rv == 0 && c.client != 0) {
                 rv = session_record(&t, &c, &h, r);
@@ -2411,6 +2491,7 @@ static int apply_one(struct store *s, const struct cons_entry *e,
                                   (char *)chain, sizeof(chain));
     }
     if (rv == 0) {
+        store__history_prune(s, t.b, e->index);
         uint8_t v[8];
         rfs_put_le64(v, e->index);
         rocksdb_writebatch_put_cf(t.b, s->cf[CF_META], "applied", 7,

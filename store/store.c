@@ -25,7 +25,7 @@
 
 static const char *cf_names[CF_COUNT] = {
     "default", "log", "meta", "inodes", "dentries", "chunks", "sessions",
-    "orphans", "xattrs",
+    "orphans", "xattrs", "links", "history",
 };
 
 #define LOG_HDR 13 /* crc32c u32, term u64, type u8 */
@@ -36,6 +36,7 @@ void store_options_default(struct store_options *o)
     o->max_file_bytes = 64ull << 20;
     o->sync = true;
     o->min_free_bytes = 128ull << 20;
+    o->history_entries = 100000;
 }
 
 int store__set_err(struct store *s, int code, const char *fmt, ...)
@@ -342,6 +343,12 @@ int store_open(const char *dir, const struct store_options *o,
         snprintf(errmsg, RFS_ERRMSG_SZ, "%s", s->errmsg);
         store_close(s);
         return orv;
+    }
+    int lrv = store__links_init(s);
+    if (lrv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "%s", s->errmsg);
+        store_close(s);
+        return lrv;
     }
     *out = s;
     return 0;

@@ -80,6 +80,10 @@ struct store_options {
     bool sync;               /* Sync log writes (default true; tests only). */
     uint64_t min_free_bytes; /* Refuse writes below this much free disk
                               * (default 128 MiB; 0 disables). */
+    uint64_t history_entries; /* Change history kept: the changes of the
+                               * last this many log entries (default
+                               * 100,000; see store_history). This node's
+                               * own bound, not a replicated decision. */
 };
 
 void store_options_default(struct store_options *o);
@@ -180,6 +184,10 @@ enum store_op {
     STORE_OP_SESSION_END,  /* ino: a client, offset: its boot: end that
                             * session (its TTL ran out on the leader, or
                             * its node stops cleanly). */
+    STORE_OP_PUT,      /* parent, name, data, mode, uid, gid, flags
+                        * (STORE_IF_REVISION, STORE_KILL_PRIV), offset (the
+                        * revision asked for): create the file or replace
+                        * its whole content (raftfs put). */
     STORE_OP_MAX,
 };
 
@@ -202,6 +210,10 @@ enum store_op {
                             * FUSE_CAP_DONT_MASK); apply takes it from the
                             * new inode's mode unless the parent directory
                             * has a default ACL, which decides instead. */
+#define STORE_IF_REVISION 0x200 /* PUT: only if the name's file still has
+                                 * revision `offset` at apply time (0: only
+                                 * if the name does not exist); ECANCELED
+                                 * otherwise. */
 #define STORE_XATTR_CREATE 0x20  /* SETXATTR: EEXIST if the name is set. */
 #define STORE_XATTR_REPLACE 0x40 /* SETXATTR: ENODATA if it is not. */
 
@@ -321,6 +333,9 @@ int store_cmd_decode(const struct rfs_buf *in, struct store_cmd *c);
  * - WRITE: handle, EISDIR, EINVAL (not a regular file), EFBIG.
  * - SETATTR: handle, and with a size: EISDIR, EINVAL (not a regular
  *   file), EFBIG.
+ * - PUT: names, parent, EISDIR (names a directory), EINVAL (names
+ *   another non-file), EFBIG, ECANCELED (STORE_IF_REVISION and the
+ *   condition does not hold: nothing changes).
  * - SETXATTR, REMOVEXATTR: handle, and the rules above
  *   STORE_XATTR_NAME_MAX: ERANGE, EINVAL (a NUL in the name), EPERM,
  *   EOPNOTSUPP; SETXATTR also
@@ -515,6 +530,77 @@ struct store_usage {
     uint64_t bytes;
 };
 int store_usage(struct store *s, struct store_usage *u);
+
+/* ---- Change history (store/history.c) --------------------------------- */
+
+/*
+ * Each applied entry that changes the tree leaves one record in this
+ * node's history (column family "history", never in a snapshot): its
+ * revision (the entry's index), what it did, and the path of what it
+ * changed, from the root ("/a/b"), as the tree stood just before the
+ * entry. Paths come from a reverse index of directory entries (column
+ * family "links", derived from "dentries" and rebuilt from them at
+ * snapshot install and on a store that lacks it). A change by inode
+ * (write, truncate, setattr, setxattr, removexattr) on a file with several
+ * names records its first name in (parent id, name) order. A path longer
+ * than STORE_PATH_MAX is not recorded.
+ *
+ * Bounds: the records of the last store_options.history_entries log
+ * entries are kept; the one that falls out is deleted as each entry
+ * applies. A node that installed a snapshot has history only after the
+ * snapshot's index. Both make up store_history's "compacted" answer.
+ */
+#define STORE_PATH_MAX 16384
+
+enum store_change_op {
+    STORE_CH_CREATE = 1, /* A new file (also `put` of a new name). */
+    STORE_CH_MKDIR,
+    STORE_CH_WRITE,      /* Data written; a whole file replaced (put). */
+    STORE_CH_TRUNCATE,   /* Size changed without data (O_TRUNC, truncate). */
+    STORE_CH_SETATTR,    /* chmod, chown, utimens. */
+    STORE_CH_UNLINK,
+    STORE_CH_RMDIR,
+    STORE_CH_RENAME,     /* path: the old name, path2: the new one. */
+    STORE_CH_LINK,       /* path: the new name. */
+    STORE_CH_SYMLINK,
+    STORE_CH_MKNOD,
+    STORE_CH_SETXATTR,
+    STORE_CH_REMOVEXATTR,
+    STORE_CH_MAX,
+};
+/* The stable lower-case name of op ("create", ...), "?" if unknown. */
+const char *store_change_name(uint8_t op);
+
+struct store_change {
+    uint64_t revision;
+    uint8_t op;            /* enum store_change_op */
+    const char *path;      /* Not NUL-terminated. */
+    uint32_t path_len;
+    const char *path2;     /* RENAME: the new path; else NULL. */
+    uint32_t path2_len;
+};
+typedef int (*store_change_cb)(void *arg, const struct store_change *ch);
+
+/*
+ * Every recorded change with a revision above since, in order, from one
+ * consistent view; cb returns non-zero to stop. *upto gets the applied
+ * index of that view (everything up to it was seen, or cb stopped).
+ * Any thread. Returns 0; RFS_ECOMPACTED (since is below *first, the
+ * oldest revision the kept history can continue from: nothing listed);
+ * -EINVAL (since is above the applied index); RFS_ECORRUPT; READ ERRORS.
+ * first may be NULL.
+ */
+int store_history(struct store *s, uint64_t since, store_change_cb cb,
+                  void *arg, uint64_t *upto, uint64_t *first);
+
+/*
+ * The path of ino from the root ("/" for the root), as in the history:
+ * for a file with several names, the first in (parent id, name) order.
+ * Any thread. 0, -ENOENT (no such inode, or it has no name), -ENAMETOOLONG
+ * (longer than cap), RFS_ECORRUPT, READ ERRORS.
+ */
+int store_path(struct store *s, const struct store_view *v, uint64_t ino,
+               char *buf, size_t cap, size_t *len);
 
 /* ---- Orphans: unlinked files still open on this node ------------------ */
 

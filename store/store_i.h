@@ -29,6 +29,10 @@ enum store_cf {
                   * -> record; BE ino + BE chunk -> bytes. Never in a
                   * snapshot; emptied at open (see store_orphan_*). */
     CF_XATTRS,   /* BE ino + name -> value: extended attributes. */
+    CF_LINKS,    /* BE ino + BE parent + name -> "": every directory entry
+                  * by the inode it names (for paths). Derived from
+                  * CF_DENTRIES, never in a snapshot (see history.c). */
+    CF_HISTORY,  /* This node only: BE revision -> change (history.c). */
     CF_COUNT,
 };
 
@@ -92,6 +96,29 @@ int store__orphans_clear(struct store *s);
  * snapshot install): the stored value; zeros at index 0; unknown when a
  * state past 0 has none (chain.c). 0, RFS_ECORRUPT, READ ERRORS. */
 int store__chain_load(struct store *s);
+
+/* history.c. Link records follow every directory entry put or deleted at
+ * apply (the batch b holds both). */
+void store__link_put(struct store *s, rocksdb_writebatch_t *b, uint64_t ino,
+                     uint64_t parent, const char *name, size_t len);
+void store__link_del(struct store *s, rocksdb_writebatch_t *b, uint64_t ino,
+                     uint64_t parent, const char *name, size_t len);
+/* Record c, applied at index without error, in b: reads the state before
+ * it. 0, -ENOMEM, RFS_ECORRUPT, READ ERRORS. */
+int store__history_add(struct store *s, rocksdb_writebatch_t *b,
+                       rfs_index_t index, const struct store_cmd *c);
+/* As entry index applies: drop the record that falls out of the bound. */
+void store__history_prune(struct store *s, rocksdb_writebatch_t *b,
+                          rfs_index_t index);
+/* Snapshot install (b replaces the state by one at index): empty links and
+ * history; the history starts after index. Links of the image's entries
+ * are added by the caller with store__link_put. */
+void store__history_reset(struct store *s, rocksdb_writebatch_t *b,
+                          rfs_index_t index);
+/* At open: build the links of a store that has none (made by an older
+ * build); its history starts at its applied index. 0, READ ERRORS, WRITE
+ * ERRORS. */
+int store__links_init(struct store *s);
 
 void store__attr_encode(const struct store_attr *a, uint8_t *out);
 int store__attr_decode(uint64_t ino, const char *v, size_t len,

@@ -2469,6 +2469,250 @@ static void test_exchange_moves_both_ctimes(void **state)
     assert_int_equal(attr_of(f, sub).parent, STORE_ROOT_INO);
 }
 
+
+/* ---- Conditional put and the change history --------------------------- */
+
+static int put(struct fixture *f, uint64_t parent, const char *name,
+               const char *data, bool cond, uint64_t rev, uint64_t *ino)
+{
+    struct store_cmd c = {.op = STORE_OP_PUT, .parent = parent, .name = name,
+                          .name_len = (uint16_t)strlen(name), .mode = 0644,
+                          .data = data, .data_len = (uint32_t)strlen(data),
+                          .flags = cond ? STORE_IF_REVISION : 0,
+                          .offset = rev};
+    struct store_result r = apply(f, &c);
+    if (ino != NULL) {
+        *ino = r.ino;
+    }
+    return r.err;
+}
+
+static uint64_t revision_of(struct fixture *f, uint64_t ino)
+{
+    struct store_attr a;
+    assert_int_equal(store_getattr(f->s, NULL, ino, &a), 0);
+    return a.revision;
+}
+
+/* put replaces the whole content in one entry, only while the revision is
+ * the one asked for (0: only a new name); a loser changes nothing. */
+static void test_put_if_revision(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t x;
+    assert_int_equal(put(f, STORE_ROOT_INO, "cfg", "first, long", true, 0,
+                         &x), 0);
+    uint64_t r1 = revision_of(f, x);
+    assert_int_equal(put(f, STORE_ROOT_INO, "cfg", "again", true, 0, NULL),
+                     ECANCELED);
+    assert_int_equal(put(f, STORE_ROOT_INO, "cfg", "stale", true, r1 + 7,
+                         NULL), ECANCELED);
+    char buf[32];
+    assert_int_equal(readf(f, x, 0, buf, sizeof(buf)), 11);
+    assert_memory_equal(buf, "first, long", 11);
+    assert_int_equal(revision_of(f, x), r1);
+    /* The winner: shorter content, so the old tail must go. */
+    assert_int_equal(put(f, STORE_ROOT_INO, "cfg", "two", true, r1, NULL), 0);
+    assert_int_equal(readf(f, x, 0, buf, sizeof(buf)), 3);
+    assert_memory_equal(buf, "two", 3);
+    assert_int_equal(revision_of(f, x), f->next - 1);
+    /* The same revision again loses: it moved. */
+    assert_int_equal(put(f, STORE_ROOT_INO, "cfg", "three", true, r1, NULL),
+                     ECANCELED);
+    assert_int_equal(put(f, STORE_ROOT_INO, "cfg", "free", false, 0, NULL), 0);
+    assert_int_equal(readf(f, x, 0, buf, sizeof(buf)), 4);
+    /* A missing name with a non-zero revision loses. */
+    assert_int_equal(put(f, STORE_ROOT_INO, "none", "x", true, r1, NULL),
+                     ECANCELED);
+    assert_int_equal(lookup(f, STORE_ROOT_INO, "none"), 0);
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", NULL), 0);
+    assert_int_equal(put(f, STORE_ROOT_INO, "d", "x", false, 0, NULL), EISDIR);
+    assert_int_equal(op(f, STORE_OP_SYMLINK, STORE_ROOT_INO, "l", NULL), 0);
+    assert_int_equal(put(f, STORE_ROOT_INO, "l", "x", false, 0, NULL), EINVAL);
+}
+
+struct seen {
+    char text[2048];
+    size_t len;
+};
+
+static int seen_one(void *arg, const struct store_change *ch)
+{
+    struct seen *w = arg;
+    int n = snprintf(w->text + w->len, sizeof(w->text) - w->len,
+                     "%llu %s %.*s", (unsigned long long)ch->revision,
+                     store_change_name(ch->op), (int)ch->path_len, ch->path);
+    w->len += (size_t)n;
+    if (ch->path2 != NULL) {
+        w->len += (size_t)snprintf(w->text + w->len,
+                                   sizeof(w->text) - w->len, " %.*s",
+                                   (int)ch->path2_len, ch->path2);
+    }
+    w->len += (size_t)snprintf(w->text + w->len, sizeof(w->text) - w->len,
+                               "\n");
+    return 0;
+}
+
+/* Each change is recorded with its revision and full path as the tree
+ * stood before it, including by-inode changes and renamed ancestors. */
+static void test_history_paths(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t d, x;
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0); /*1*/
+    assert_int_equal(op(f, STORE_OP_MKDIR, d, "e", NULL), 0);            /*2*/
+    uint64_t e = lookup(f, d, "e");
+    assert_int_equal(op(f, STORE_OP_CREATE, e, "f", &x), 0);             /*3*/
+    assert_int_equal(wr(f, x, 0, "abc", 3, 0), 0);                       /*4*/
+    assert_int_equal(mv(f, d, "e", STORE_ROOT_INO, "g", 0), 0);          /*5*/
+    assert_int_equal(wr(f, x, 0, "", 0, STORE_TRUNC), 0);                /*6*/
+    assert_int_equal(link_at(f, x, STORE_ROOT_INO, "a"), 0);             /*7*/
+    assert_int_equal(wr(f, x, 0, "z", 1, 0), 0); /* 8: first link, "a" */
+    assert_int_equal(xset(f, x, "user.k", "v", 1, 0), 0);               /*9*/
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "a", NULL),
+                     0);                                                 /*10*/
+    assert_int_equal(put(f, STORE_ROOT_INO, "p", "1", false, 0, NULL), 0);
+    assert_int_equal(put(f, STORE_ROOT_INO, "p", "2", false, 0, NULL), 0);
+    assert_int_equal(op(f, STORE_OP_UNLINK, STORE_ROOT_INO, "nope", NULL),
+                     ENOENT); /* 13: refused, not recorded */
+    assert_int_equal(op(f, STORE_OP_RMDIR, STORE_ROOT_INO, "d", NULL), 0);
+    struct seen w = {0};
+    uint64_t upto, first;
+    assert_int_equal(store_history(f->s, 0, seen_one, &w, &upto, &first), 0);
+    assert_int_equal(upto, 14);
+    assert_int_equal(first, 0);
+    assert_string_equal(w.text,
+                        "1 mkdir /d\n"
+                        "2 mkdir /d/e\n"
+                        "3 create /d/e/f\n"
+                        "4 write /d/e/f\n"
+                        "5 rename /d/e /g\n"
+                        "6 truncate /g/f\n"
+                        "7 link /a\n"
+                        "8 write /a\n"
+                        "9 setxattr /a\n"
+                        "10 unlink /a\n"
+                        "11 create /p\n"
+                        "12 write /p\n"
+                        "14 rmdir /d\n");
+    /* From a revision on; the future is refused. */
+    memset(&w, 0, sizeof(w));
+    assert_int_equal(store_history(f->s, 11, seen_one, &w, &upto, NULL), 0);
+    assert_string_equal(w.text, "12 write /p\n14 rmdir /d\n");
+    assert_int_equal(store_history(f->s, 15, seen_one, &w, &upto, NULL),
+                     -EINVAL);
+    char path[64];
+    size_t len;
+    assert_int_equal(store_path(f->s, NULL, x, path, sizeof(path), &len), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(path, "/g/f", 4);
+    assert_int_equal(store_path(f->s, NULL, STORE_ROOT_INO, path, 1, &len), 0);
+    assert_int_equal(store_path(f->s, NULL, x, path, 3, &len), -ENAMETOOLONG);
+}
+
+/* The history keeps the last history_entries entries: older revisions
+ * are reported compacted, the kept ones listed. A store that installed a
+ * snapshot starts its history there, and its paths still resolve. */
+static void test_history_bounds_and_snapshot(void **state)
+{
+    struct fixture *f = *state;
+    store_close(f->s);
+    struct store_options o;
+    store_options_default(&o);
+    o.history_entries = 5;
+    char msg[RFS_ERRMSG_SZ];
+    assert_int_equal(store_open(f->dir, &o, &f->s, msg), 0);
+    uint64_t d;
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    for (int i = 0; i < 9; i++) {
+        char name[8];
+        snprintf(name, sizeof(name), "f%d", i);
+        assert_int_equal(op(f, STORE_OP_CREATE, d, name, NULL), 0);
+    }
+    struct seen w = {0};
+    uint64_t upto, first;
+    assert_int_equal(store_history(f->s, 4, seen_one, &w, &upto, &first),
+                     RFS_ECOMPACTED);
+    assert_int_equal(first, 5);
+    assert_int_equal(store_history(f->s, 5, seen_one, &w, &upto, &first), 0);
+    assert_string_equal(w.text, "6 create /d/f4\n7 create /d/f5\n"
+                                "8 create /d/f6\n9 create /d/f7\n"
+                                "10 create /d/f8\n");
+    /* Only the kept records are stored. */
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(
+        f->s->db, f->s->ro, f->s->cf[CF_HISTORY]);
+    int n = 0;
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        n++;
+    }
+    rocksdb_iter_destroy(it);
+    assert_int_equal(n, 5);
+
+    char img[700];
+    snprintf(img, sizeof(img), "%s/../h.img", f->dir);
+    rfs_index_t idx;
+    uint64_t size;
+    assert_int_equal(store_snapshot_write(f->s, img, &idx, &size), 0);
+    struct fixture g = {0};
+    snprintf(g.dir, sizeof(g.dir), "%.200s2", f->dir);
+    assert_int_equal(store_open(g.dir, NULL, &g.s, msg), 0);
+    struct store_snap_meta meta = {.index = idx, .term = 1, .size = size,
+                                   .conf = {(void *)"c", 1}};
+    assert_int_equal(store_snapshot_install(g.s, img, &meta), 0);
+    g.next = idx + 1;
+    g.seq = f->seq; /* The same client: its session came with the image. */
+    assert_int_equal(store_history(g.s, idx - 1, seen_one, &w, &upto, &first),
+                     RFS_ECOMPACTED);
+    assert_int_equal(first, idx);
+    uint64_t x = lookup(&g, d, "f3");
+    assert_int_equal(wr(&g, x, 0, "q", 1, 0), 0);
+    memset(&w, 0, sizeof(w));
+    assert_int_equal(store_history(g.s, idx, seen_one, &w, &upto, NULL), 0);
+    assert_string_equal(w.text, "11 write /d/f3\n");
+    store_close(g.s);
+    char cmd[800];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g.dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A store made before the links existed gets them at open, and its
+ * history starts at its applied index. */
+static void test_links_built_at_open(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t d, x;
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "d", &d), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, d, "x", &x), 0);
+    /* Forget them, as an older build never wrote them. */
+    char *err = NULL;
+    uint8_t lo[1] = {0}, hi[300];
+    memset(hi, 0xff, sizeof(hi));
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete_range_cf(b, f->s->cf[CF_LINKS], (char *)lo, 0,
+                                       (char *)hi, sizeof(hi));
+    rocksdb_writebatch_delete_cf(b, f->s->cf[CF_META], "links", 5);
+    rocksdb_writebatch_delete_cf(b, f->s->cf[CF_META], "hist_from", 9);
+    rocksdb_write(f->s->db, f->s->wo_sync, b, &err);
+    rocksdb_writebatch_destroy(b);
+    assert_null(err);
+    char path[64];
+    size_t len;
+    assert_int_equal(store_path(f->s, NULL, x, path, sizeof(path), &len),
+                     -ENOENT);
+    store_close(f->s);
+    char msg[RFS_ERRMSG_SZ];
+    assert_int_equal(store_open(f->dir, NULL, &f->s, msg), 0);
+    assert_int_equal(store_path(f->s, NULL, x, path, sizeof(path), &len), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(path, "/d/x", 4);
+    struct seen w = {0};
+    uint64_t upto, first;
+    assert_int_equal(store_history(f->s, 1, seen_one, &w, &upto, &first),
+                     RFS_ECOMPACTED);
+    assert_int_equal(first, 2);
+}
+
 int main(int argc, char **argv)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -2521,6 +2765,10 @@ int main(int argc, char **argv)
         T(test_kill_priv_on_write_truncate_chown),
         T(test_utime_now_is_the_entry_time),
         T(test_exchange_moves_both_ctimes),
+        T(test_put_if_revision),
+        T(test_history_paths),
+        T(test_history_bounds_and_snapshot),
+        T(test_links_built_at_open),
     };
 #undef T
     if (argc > 1) {
