@@ -992,7 +992,12 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
         goto err_free;
     }
     snprintf(path, sizeof(path), "%s/db", n->dir);
-    rv = store_open(path, NULL, &n->store, errmsg);
+    struct store_options so;
+    store_options_default(&so);
+    if (o->history_entries > 0) {
+        so.history_entries = o->history_entries;
+    }
+    rv = store_open(path, &so, &n->store, errmsg);
     if (rv != 0) {
         goto err_free;
     }

@@ -59,6 +59,8 @@ struct node_options {
     unsigned session_ttl_ms;
     uint64_t snapshot_entries;  /* Snapshot after this many applied... */
     uint64_t snapshot_bytes;    /* ...or this many bytes of entries. */
+    uint64_t history_entries;   /* store_options.history_entries (0: the
+                                 * store's default). */
     /* If set and the store is empty: found a cluster with this
      * configuration (every founder must use the same one). */
     const struct cons_conf *bootstrap;

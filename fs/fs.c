@@ -715,9 +715,11 @@ void fs_on_apply(void *data, rfs_index_t index, const struct store_cmd *c,
     (void)index;
     struct fs *fs = data;
     mark_kept(fs);
+    fs__watch_applied(fs);
     /* Linearizable mounts cache nothing; changes made through this mount
-     * are known to the kernel already. */
-    if (fs->o.linearizable || own) {
+     * are known to the kernel already, except a put's (a setxattr to the
+     * kernel: it replaced a file's pages and maybe made a name). */
+    if (fs->o.linearizable || (own && (c == NULL || c->op != STORE_OP_PUT))) {
         return;
     }
     if (c == NULL) {
@@ -738,6 +740,7 @@ void fs_on_apply(void *data, rfs_index_t index, const struct store_cmd *c,
         inval_push(fs, c->ino, 0, NULL, 0);
         break;
     case STORE_OP_CREATE:
+    case STORE_OP_PUT:
         inval_push(fs, r->ino, c->parent, c->name, c->name_len);
         inval_push(fs, c->parent, 0, NULL, 0);
         break;
@@ -782,11 +785,13 @@ int fs_new(const struct fs_options *o, struct fs **out)
         fs->o.max_write = 1u << 20;
     }
     pthread_mutex_init(&fs->lock, NULL);
+    pthread_mutex_init(&fs->watch_lock, NULL);
     pthread_cond_init(&fs->inval_cond, NULL);
     fs->inval_tail = &fs->inval_head;
     if (!fs->o.linearizable) {
         if (pthread_create(&fs->inval_thread, NULL, inval_main, fs) != 0) {
             pthread_cond_destroy(&fs->inval_cond);
+            pthread_mutex_destroy(&fs->watch_lock);
             pthread_mutex_destroy(&fs->lock);
             rfs_free(fs);
             return -EAGAIN;
@@ -862,6 +867,8 @@ void fs_free(struct fs *fs)
     }
     rfs_free(fs->aliases);
     rfs_free(fs->kept);
+    fs__watch_free(fs); /* Parked watches: the kernel's side is gone. */
+    pthread_mutex_destroy(&fs->watch_lock);
     pthread_cond_destroy(&fs->inval_cond);
     pthread_mutex_destroy(&fs->lock);
     rfs_free(fs);

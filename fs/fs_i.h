@@ -20,6 +20,14 @@ enum fs_vfile {
     FS_VF_END,
 };
 #define FS_REVISION_XATTR "user.raftfs.revision"
+/* getxattr: the changes under a path after a revision (fs/watch.c). */
+#define FS_CHANGES_XATTR "user.raftfs.changes."
+/* An answer is at most FS_WATCH_MAX bytes (the kernel's largest xattr
+ * value); a buffer under FS_WATCH_MIN is refused (ERANGE). */
+#define FS_WATCH_MAX 65536
+#define FS_WATCH_MIN 4096
+/* setxattr on a directory: raftfs put (ops_write.c, put_submit). */
+#define FS_PUT_XATTR "user.raftfs.put"
 
 /* Extended attribute namespaces, by what raftfs does with them. */
 enum fs_xattr_ns {
@@ -148,9 +156,20 @@ struct fs {
     struct fs_inval *inval_head;
     struct fs_inval **inval_tail;
 
+    pthread_mutex_t watch_lock; /* watches (fs/watch.c). */
+    struct fs_watch *watches;   /* Parked getxattr of FS_CHANGES_XATTR. */
+
     /* RAFTFS_TEST_STUCK_LOOKUP (tests only): see fs__test_stuck(). */
     char test_stuck[64];
 };
+
+/* watch.c. fs__watch_getxattr: answers (or parks) a getxattr of
+ * FS_CHANGES_XATTR..., false for any other name. fs__watch_applied: after
+ * each applied entry, on the loop thread. fs__watch_free: at fs_free. */
+bool fs__watch_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                        size_t size);
+void fs__watch_applied(struct fs *fs);
+void fs__watch_free(struct fs *fs);
 
 /* fs.c */
 double fs__timeout(const struct fs *fs);

@@ -832,6 +832,9 @@ static void getxattr_run(struct fs *fs, fuse_req_t req, void *arg)
 void fs__op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
                      size_t size)
 {
+    if (fs__watch_getxattr(req, ino, name, size)) {
+        return;
+    }
     struct fs *fs = fuse_req_userdata(req);
     bool revision = strcmp(name, FS_REVISION_XATTR) == 0;
     size_t len = strlen(name);

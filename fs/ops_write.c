@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/endian.h"
 #include "../common/err.h"
 #include "../common/heap.h"
 #include "fs_i.h"
@@ -1105,6 +1106,73 @@ static void xattr_submit(fuse_req_t req, uint64_t ino, struct store_cmd *c)
 }
 
 /*
+ * raftfs put: setxattr(DIR, FS_PUT_XATTR) with the value
+ *   u8 version (1), u8 flags (1: if-revision), LE u16 name length,
+ *   LE u32 mode (of a new file), LE u64 revision, the name, the content,
+ * becomes one STORE_OP_PUT of the name in DIR: the file created or its
+ * whole content replaced, decided at apply (ECANCELED: the file's revision
+ * was not the one asked for; EISDIR, EINVAL: the name is a directory or
+ * another non-file). Checked here, against this node's copy: write
+ * permission on DIR, and on the file if it exists (EACCES), DIR a
+ * directory (ENOTDIR), the value's layout (EINVAL).
+ */
+#define PUT_HDR 16
+
+static void put_submit(fuse_req_t req, fuse_ino_t ino, const char *value,
+                       size_t size)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    const uint8_t *v = (const uint8_t *)value;
+    size_t nl = size >= PUT_HDR ? (size_t)v[2] | (size_t)v[3] << 8 : 0;
+    if ((ino & FS_VIRT_BIT) || size < PUT_HDR || v[0] != 1 ||
+        (v[1] & ~1u) != 0 || nl == 0 || nl > STORE_NAME_MAX ||
+        size - PUT_HDR < nl) {
+        fuse_reply_err(req, ino & FS_VIRT_BIT ? EPERM : EINVAL);
+        return;
+    }
+    char name[STORE_NAME_MAX + 1];
+    memcpy(name, value + PUT_HDR, nl);
+    name[nl] = '\0';
+    struct store *st = node_store(fs->node);
+    uint64_t dir = fs__resolve(fs, ino);
+    struct store_attr a;
+    int e = store_getattr(st, NULL, dir, &a);
+    if (e == 0 && a.type != STORE_DIR) {
+        e = -ENOTDIR;
+    }
+    if (e == 0) {
+        e = may_write_user_xattr(req, &a);
+    }
+    if (e == 0 && strlen(name) == nl &&
+        store_lookup(st, NULL, dir, name, nl, &a) == 0 &&
+        a.type == STORE_FILE) {
+        e = may_write_user_xattr(req, &a);
+    }
+    if (e != 0) {
+        fs__reply_err(req, e == -ENOENT ? -ESTALE : e);
+        return;
+    }
+    struct change *w = change_new(req, R_ERR, NULL);
+    if (w == NULL) {
+        return;
+    }
+    struct store_cmd c;
+    owned_cmd(req, &c, STORE_OP_PUT, dir, name,
+              (mode_t)rfs_get_le32(v + 4));
+    c.name = value + PUT_HDR; /* name's copy dies here; the request's
+                               * lives until submit has encoded it. */
+    c.name_len = (uint16_t)nl;
+    c.flags = v[1] & 1 ? STORE_IF_REVISION : 0;
+    c.offset = rfs_get_le64(v + 8);
+    c.data = value + PUT_HDR + nl;
+    c.data_len = (uint32_t)(size - PUT_HDR - nl);
+    if (!fs__caller_has_cap(req, CAP_FSETID)) {
+        c.flags |= STORE_KILL_PRIV;
+    }
+    submit(w, &c);
+}
+
+/*
  * setxattr: user.* and trusted.* are stored, replicated, and decided at
  * apply (EEXIST for XATTR_CREATE of a set name, ENODATA for XATTR_REPLACE
  * of a missing one, ENOSPC when the inode's attributes are full). Refused
@@ -1124,6 +1192,10 @@ void fs__op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
                      const char *value, size_t size, int flags)
 {
     int e = 0;
+    if (strcmp(name, FS_PUT_XATTR) == 0 && flags == 0) {
+        put_submit(req, ino, value, size);
+        return;
+    }
     if (flags & ~(XATTR_CREATE | XATTR_REPLACE)) {
         e = -EINVAL;
     } else {

@@ -35,6 +35,7 @@
 #include "../consensus/config.h"
 #include "../consensus/snapfiles.h"
 #include "../fs/fs.h"
+#include "coord.h"
 
 #define CONF_NAME "raftfs.conf"
 #define SECRET_BYTES 32
@@ -49,6 +50,8 @@ static const char usage[] =
     "  raftfs leader [-d DATADIR] transfer [ID]\n"
     "  raftfs snapshot [-d DATADIR]\n"
     "  raftfs ephemeral DIR...\n"
+    "  raftfs watch PATH [--since REV]\n"
+    "  raftfs put [--if-revision REV] FILE < CONTENT\n"
     "  raftfs --help | --version\n"
     "\n"
     "init creates a node's data folder. With --peers (ID=IP:PORT,...; this\n"
@@ -77,7 +80,17 @@ static const char usage[] =
     "socket DATADIR/admin.sock (mode 0600); members and leader commands\n"
     "are carried out by the leader, whichever node they are run on.\n"
     "`members add` adds a learner, shows its progress while it catches up,\n"
-    "and returns once the leader has promoted it to voter.\n"
+    "and returns once the leader has promoted it to voter.\n"    "\n"
+    "watch prints one line per change under PATH (a file, or a directory\n"
+    "and everything below it) made on any node, in log order:\n"
+    "REVISION OPERATION PATH-INSIDE-THE-MOUNT; with --since, every change\n"
+    "after REV first. put replaces FILE's content with its standard input\n"
+    "in one change; with --if-revision, only if FILE's revision\n"
+    "(user.raftfs.revision) is still REV (0: only if FILE does not exist).\n"
+    "Both run on a path inside a mount, on any node. Exit statuses: 1\n"
+    "error, 2 usage, 3 put's condition failed (nothing changed), 4 --since\n"
+    "is older than the history kept, 5 --since is in the future, 6 not\n"
+    "inside a raftfs mount (docs/guide.md, Coordination).\n"
     "\n"
     "mount options:\n"
     "  reads=linearizable   every lookup, stat, open and listing first\n"
@@ -106,6 +119,8 @@ static const char usage[] =
     "                       module parameter enable_uring=Y), else fall\n"
     "                       back to /dev/fuse with one line in the log (a\n"
     "                       warning for on); default auto\n"
+    "  history=N            changes kept for raftfs watch --since: those\n"
+    "                       of the last N log entries (default 100000)\n"
     "  cache_timeout=S      reads=local: seconds the kernel may cache names\n"
     "                       and attributes (default 1; changes from other\n"
     "                       nodes also invalidate them as they apply)\n"
@@ -885,6 +900,7 @@ struct mount_opts {
     struct fs_options fs;
     unsigned commit_timeout_s;
     unsigned session_ttl_ms;
+    uint64_t history; /* history=N, 0: the store's default. */
     enum fs_uring_mode uring;
     bool lease;
     bool allow_other;
@@ -962,6 +978,17 @@ static void parse_mount_opts(char *list, struct mount_opts *m)
                     "to 3600", v ? v : "");
             }
             m->session_ttl_ms = (unsigned)(d * 1000);
+        } else if (strcmp(o, "history") == 0) {
+            char *end;
+            errno = 0;
+            unsigned long long h = v && *v >= '0' && *v <= '9'
+                                       ? strtoull(v, &end, 10)
+                                       : 0;
+            if (h < 1 || h > 1000000000 || errno != 0 || *end != '\0') {
+                die("mount option history=%s: expected a number of log "
+                    "entries from 1 to 1000000000", v ? v : "");
+            }
+            m->history = h;
         } else if (strcmp(o, "cache_timeout") == 0) {
             if (!v || !parse_seconds(v, 3600, &d)) {
                 die("mount option cache_timeout=%s: expected seconds, more "
@@ -1372,6 +1399,7 @@ static int cmd_mount(int argc, char **argv)
     no.listen = conf.listen;
     no.bootstrap = conf.peers[0] ? &peers : NULL;
     no.commit_timeout_ms = m.commit_timeout_s * 1000;
+    no.history_entries = m.history;
     no.lease_reads = m.lease;
     no.session_ttl_ms = m.session_ttl_ms;
     no.on_apply = fs_on_apply;
@@ -1546,6 +1574,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "snapshot") == 0) {
         return cmd_snapshot(argc - 2, argv + 2);
+    }
+    if (strcmp(argv[1], "watch") == 0) {
+        return cmd_watch(argc - 2, argv + 2);
+    }
+    if (strcmp(argv[1], "put") == 0) {
+        return cmd_put(argc - 2, argv + 2);
     }
     die("unknown command '%s' (see raftfs --help)", argv[1]);
 }

@@ -442,7 +442,9 @@ int store_history(struct store *s, uint64_t since, store_change_cb cb,
         *first = oldest;
     }
     *upto = applied;
-    if (rv == 0 && since > applied) {
+    if (rv == 0 && since == STORE_HISTORY_NOW) {
+        since = applied; /* Nothing is above it in this view. */
+    } else if (rv == 0 && since > applied) {
         rv = -EINVAL;
     } else if (rv == 0 && since < oldest) {
         rv = RFS_ECOMPACTED;

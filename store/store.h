@@ -588,8 +588,10 @@ typedef int (*store_change_cb)(void *arg, const struct store_change *ch);
  * Any thread. Returns 0; RFS_ECOMPACTED (since is below *first, the
  * oldest revision the kept history can continue from: nothing listed);
  * -EINVAL (since is above the applied index); RFS_ECORRUPT; READ ERRORS.
- * first may be NULL.
+ * first may be NULL. since STORE_HISTORY_NOW lists nothing and returns 0:
+ * it only asks for *upto.
  */
+#define STORE_HISTORY_NOW UINT64_MAX
 int store_history(struct store *s, uint64_t since, store_change_cb cb,
                   void *arg, uint64_t *upto, uint64_t *first);
 
