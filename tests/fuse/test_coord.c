@@ -146,10 +146,16 @@ static void kill_watcher(pid_t pid)
     double t0 = now_s();
     kill(pid, SIGKILL);
     int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
+    while (waitpid(pid, &st, WNOHANG) == 0 && now_s() < t0 + 3) {
+        usleep(1000);
+    }
     double took = now_s() - t0;
+    if (took >= 3) {
+        /* Stuck in the kernel on an unanswered request: the teardown's
+         * abort of the connections frees it. */
+        fail_msg("a killed watcher was still there after %.1f s", took);
+    }
     printf("# a killed watcher was gone in %.3f s\n", took);
-    assert_true(took < 2.0);
 }
 
 /* Drop revisions: "12 create /conf/a\n..." -> "create /conf/a\n...", and

@@ -2608,6 +2608,19 @@ static void test_history_paths(void **state)
     assert_memory_equal(path, "/g/f", 4);
     assert_int_equal(store_path(f->s, NULL, STORE_ROOT_INO, path, 1, &len), 0);
     assert_int_equal(store_path(f->s, NULL, x, path, 3, &len), -ENAMETOOLONG);
+    /* A name replaced by a rename no longer names its old file, which
+     * keeps its other name. */
+    uint64_t y, z;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "y", &y), 0);
+    assert_int_equal(link_at(f, y, STORE_ROOT_INO, "b"), 0);
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "z", &z), 0);
+    assert_int_equal(mv(f, STORE_ROOT_INO, "z", STORE_ROOT_INO, "b", 0), 0);
+    assert_int_equal(store_path(f->s, NULL, y, path, sizeof(path), &len), 0);
+    assert_int_equal(len, 2);
+    assert_memory_equal(path, "/y", 2);
+    assert_int_equal(store_path(f->s, NULL, z, path, sizeof(path), &len), 0);
+    assert_int_equal(len, 2);
+    assert_memory_equal(path, "/b", 2);
 }
 
 /* The history keeps the last history_entries entries: older revisions
