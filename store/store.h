@@ -8,7 +8,9 @@
  *   every read; the hard state; the snapshot metadata. Log writes are synced
  *   WriteBatches, one per group of updates (group commit).
  * - The filesystem state machine (column families "inodes", "dentries",
- *   "chunks", "sessions", "xattrs"): files and directories have cluster-wide inode ids
+ *   "chunks", "sessions", "xattrs", and "links" derived from "dentries";
+ *   "history" is this node's change history): files and directories have
+ *   cluster-wide inode ids
  *   (the index of the entry that created them, or an id its proposer chose
  *   in advance), directory entries map
  *   (parent, name) to an id, file contents live in 64 KiB chunks keyed by
