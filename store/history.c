@@ -192,6 +192,35 @@ static int name_exists(struct store *s, uint64_t parent, const char *name,
     return 0;
 }
 
+/* Key: BE revision, then (for the second and later changes of one entry,
+ * as the files a session's end removes) BE sub: readers order by both. */
+static int put_record(struct store *s, rocksdb_writebatch_t *b,
+                      rfs_index_t index, uint16_t sub, uint8_t op,
+                      const struct rec_path *p, const struct rec_path *p2)
+{
+    size_t l2 = p2 != NULL ? p2->len : 0;
+    size_t vl = 1 + 4 + p->len + 4 + l2;
+    uint8_t *v = rfs_malloc(vl);
+    if (v == NULL) {
+        return -ENOMEM;
+    }
+    v[0] = op;
+    rfs_put_le32(v + 1, (uint32_t)p->len);
+    memcpy(v + 5, p->buf, p->len);
+    rfs_put_le32(v + 5 + p->len, (uint32_t)l2);
+    if (l2 > 0) {
+        memcpy(v + 9 + p->len, p2->buf, l2);
+    }
+    uint8_t k[10];
+    rfs_put_be64(k, index);
+    k[8] = (uint8_t)(sub >> 8);
+    k[9] = (uint8_t)sub;
+    rocksdb_writebatch_put_cf(b, s->cf[CF_HISTORY], (char *)k,
+                              sub > 0 ? 10 : 8, (char *)v, vl);
+    rfs_free(v);
+    return 0;
+}
+
 int store__history_add(struct store *s, rocksdb_writebatch_t *b,
                        rfs_index_t index, const struct store_cmd *c)
 {
@@ -280,25 +309,25 @@ int store__history_add(struct store *s, rocksdb_writebatch_t *b,
         }
     }
     if (rv == 0 && op != 0) {
-        size_t l2 = two ? p2->len : 0;
-        size_t vl = 1 + 4 + p->len + 4 + l2;
-        uint8_t *v = rfs_malloc(vl);
-        if (v == NULL) {
-            rv = -ENOMEM;
-        } else {
-            v[0] = op;
-            rfs_put_le32(v + 1, (uint32_t)p->len);
-            memcpy(v + 5, p->buf, p->len);
-            rfs_put_le32(v + 5 + p->len, (uint32_t)l2);
-            if (l2 > 0) {
-                memcpy(v + 9 + p->len, p2->buf, l2);
-            }
-            uint8_t k[8];
-            rfs_put_be64(k, index);
-            rocksdb_writebatch_put_cf(b, s->cf[CF_HISTORY], (char *)k, 8,
-                                      (char *)v, vl);
-            rfs_free(v);
-        }
+        rv = put_record(s, b, index, 0, op, p, two ? p2 : NULL);
+    }
+    rfs_free(p);
+    return rv;
+}
+
+int store__history_add_more(struct store *s, rocksdb_writebatch_t *b,
+                            rfs_index_t index, uint16_t sub, uint8_t op,
+                            uint64_t parent, const char *name, size_t len)
+{
+    struct rec_path *p = rfs_malloc(sizeof(*p));
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    int rv = path_of_name(s, parent, name, len, p);
+    if (rv == 0) {
+        rv = put_record(s, b, index, sub, op, p, NULL);
+    } else if (rv == -ENAMETOOLONG || rv == -ENOENT) {
+        rv = 0; /* As store__history_add: unrecorded, not failed. */
     }
     rfs_free(p);
     return rv;
@@ -314,9 +343,12 @@ void store__history_prune(struct store *s, rocksdb_writebatch_t *b,
 {
     uint64_t w = window(s);
     if (index > w) {
-        uint8_t k[8];
-        rfs_put_be64(k, index - w);
-        rocksdb_writebatch_delete_cf(b, s->cf[CF_HISTORY], (char *)k, 8);
+        /* The entry's records: its own key and any BE sub after it. */
+        uint8_t a[8], z[8];
+        rfs_put_be64(a, index - w);
+        rfs_put_be64(z, index - w + 1);
+        rocksdb_writebatch_delete_range_cf(b, s->cf[CF_HISTORY], (char *)a, 8,
+                                           (char *)z, 8);
     }
 }
 
@@ -464,7 +496,8 @@ int store_history(struct store *s, uint64_t since, store_change_cb cb,
             uint32_t l1 = vl >= 5 ? rfs_get_le32(v + 1) : 0;
             uint32_t l2 = vl >= 9 && l1 <= vl - 9 ? rfs_get_le32(v + 5 + l1)
                                                   : 0;
-            if (kl != 8 || vl < 9 || l1 > vl - 9 || l2 != vl - 9 - l1) {
+            if ((kl != 8 && kl != 10) || vl < 9 || l1 > vl - 9 ||
+                l2 != vl - 9 - l1) {
                 rv = store__set_err(s, RFS_ECORRUPT, "history record "
                                     "damaged (%zu bytes)", vl);
                 break;

@@ -38,6 +38,7 @@ struct tx {
     int64_t now;
     bool orphan; /* A change to a node-local orphan (CF_ORPHANS). */
     bool session_opened; /* This entry opened its client's new session. */
+    uint16_t history_sub; /* Changes recorded beyond the entry's own. */
     int err;     /* A read failed where a helper cannot return it (the
                   * links of dentry_put, dentry_del): the entry fails. */
 };
@@ -2264,6 +2265,12 @@ static int ephemeral_drop(struct tx *t, rfs_nodeid_t client, uint64_t boot)
         if (rv == -ENOENT || (rv == 0 && (have != ino || type != STORE_FILE))) {
             rv = 0;
             continue;
+        }
+        if (rv == 0 && !t->orphan) {
+            /* Watchers see it go, as any unlink (raftfs watch). */
+            rv = store__history_add_more(t->s, t->b, t->index, ++t->history_sub,
+                                         STORE_CH_UNLINK, u.parent, u.name,
+                                         u.name_len);
         }
         if (rv == 0) {
             uint64_t gone;

@@ -105,6 +105,12 @@ void store__link_del(struct store *s, rocksdb_writebatch_t *b, uint64_t ino,
                      uint64_t parent, const char *name, size_t len);
 /* Record c, applied at index without error, in b: reads the state before
  * it. 0, -ENOMEM, RFS_ECORRUPT, READ ERRORS. */
+/* One more change made by the entry at index (sub from 1: the files a
+ * session's end removes), of the name parent/name as it stands before the
+ * entry. 0, -ENOMEM, READ ERRORS. */
+int store__history_add_more(struct store *s, rocksdb_writebatch_t *b,
+                            rfs_index_t index, uint16_t sub, uint8_t op,
+                            uint64_t parent, const char *name, size_t len);
 int store__history_add(struct store *s, rocksdb_writebatch_t *b,
                        rfs_index_t index, const struct store_cmd *c);
 /* As entry index applies: drop the record that falls out of the bound. */

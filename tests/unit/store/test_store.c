@@ -2553,6 +2553,34 @@ static int seen_one(void *arg, const struct store_change *ch)
     return 0;
 }
 
+/* A session's end removes its ephemeral files in one entry: each removal is
+ * in the history, at that entry's revision, so `raftfs watch` on a service
+ * registry sees an entry go when its node dies. */
+static void test_history_sees_ephemeral_removals(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t d;
+    assert_int_equal(op(f, STORE_OP_MKDIR, STORE_ROOT_INO, "reg", &d), 0);
+    assert_int_equal(xset(f, d, STORE_EPHEMERAL_XATTR, "1", 1, 0), 0);
+    assert_int_equal(sess_open(f, 3, 10, 2000), 0);
+    assert_int_equal(create_as(f, d, "web-3", 3, 10), 0);
+    assert_int_equal(create_as(f, d, "db-3", 3, 10), 0);
+    rfs_index_t before = f->next - 1;
+    assert_int_equal(sess_end(f, 3, 10), 0);
+    rfs_index_t end = f->next - 1;
+    struct seen w = {0};
+    uint64_t upto = 0;
+    assert_int_equal(store_history(f->s, before, seen_one, &w, &upto, NULL),
+                     0);
+    char want[200];
+    /* In the order the session made them. */
+    snprintf(want, sizeof(want),
+             "%llu unlink /reg/web-3\n%llu unlink /reg/db-3\n",
+             (unsigned long long)end, (unsigned long long)end);
+    assert_string_equal(w.text, want);
+    assert_int_equal(upto, end);
+}
+
 /* Each change is recorded with its revision and full path as the tree
  * stood before it, including by-inode changes and renamed ancestors. */
 static void test_history_paths(void **state)
@@ -2780,6 +2808,7 @@ int main(int argc, char **argv)
         T(test_exchange_moves_both_ctimes),
         T(test_put_if_revision),
         T(test_history_paths),
+        T(test_history_sees_ephemeral_removals),
         T(test_history_bounds_and_snapshot),
         T(test_links_built_at_open),
     };
