@@ -5,10 +5,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -262,6 +264,30 @@ void mc_register(struct mcluster *c)
     }
 }
 
+/* Whether 127.0.0.1:base+1 .. base+9 can be listened on now. Test runs
+ * side by side (a developer's while CI runs, or several worktrees) would
+ * otherwise meet on the same ports and fail at start-up ("address already
+ * in use"); a port taken between this check and the node's bind is still
+ * possible, but no longer likely. */
+static bool ports_free(int base)
+{
+    for (int i = 1; i <= 9; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            return false;
+        }
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)(base + i)),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+        close(fd);
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
 void mc_init(struct mcluster *c, int n, const char *opts)
 {
     static int port_base;
@@ -270,6 +296,9 @@ void mc_init(struct mcluster *c, int n, const char *opts)
     c->n = n;
     if (port_base == 0) {
         port_base = 27200 + (getpid() % 50) * 100;
+    }
+    for (int tries = 0; tries < 1000 && !ports_free(port_base); tries++) {
+        port_base = port_base >= 60000 ? 20000 : port_base + 10;
     }
     c->base = port_base;
     port_base += 10;
