@@ -9,7 +9,11 @@
  * u64 index of the entry that removed it. A configuration without removed
  * ids is still written as version 1, so entries written before version 2
  * and configurations of clusters that never removed a server read (and
- * are read by older builds) as before. The decoder checks every length and
+ * are read by older builds) as before. Version 3 adds each server's data
+ * folder id (u64, 0: unknown) after its address, and always carries the
+ * removed section; it is written only once some id is recorded, so a
+ * configuration of version 1 or 2 (an older build's) reads with every id
+ * unknown. The decoder checks every length and
  * value, since a CONF entry can come off a network or a damaged disk.
  *
  * Membership (the second half of this file): a configuration is in force
@@ -31,6 +35,7 @@
 
 #define CONF_VERSION 1
 #define CONF_VERSION_REMOVED 2
+#define CONF_VERSION_DATA_ID 3
 
 const struct cons_server *cons_conf_get(const struct cons_conf *c,
                                         rfs_nodeid_t id)
@@ -103,10 +108,15 @@ static uint64_t get64(const uint8_t **p)
 
 int cons_conf_encode(const struct cons_conf *c, struct rfs_buf *out)
 {
-    bool v2 = c->n_removed > 0 || c->removed_upto != 0;
+    bool v3 = false;
+    for (unsigned i = 0; i < c->n; i++) {
+        v3 |= c->servers[i].data_id != 0;
+    }
+    bool v2 = v3 || c->n_removed > 0 || c->removed_upto != 0;
     size_t len = 2;
     for (unsigned i = 0; i < c->n; i++) {
-        len += 8 + 1 + 1 + strnlen(c->servers[i].addr, CONS_ADDR_MAX - 1);
+        len += 8 + 1 + 1 + strnlen(c->servers[i].addr, CONS_ADDR_MAX - 1) +
+               (v3 ? 8 : 0);
     }
     if (v2) {
         len += 8 + 1 + 16 * (size_t)c->n_removed;
@@ -117,7 +127,9 @@ int cons_conf_encode(const struct cons_conf *c, struct rfs_buf *out)
     }
     out->base = p;
     out->len = len;
-    *p++ = v2 ? CONF_VERSION_REMOVED : CONF_VERSION;
+    *p++ = v3   ? CONF_VERSION_DATA_ID
+           : v2 ? CONF_VERSION_REMOVED
+                : CONF_VERSION;
     *p++ = (uint8_t)c->n;
     for (unsigned i = 0; i < c->n; i++) {
         const struct cons_server *s = &c->servers[i];
@@ -129,6 +141,9 @@ int cons_conf_encode(const struct cons_conf *c, struct rfs_buf *out)
         *p++ = (uint8_t)alen;
         memcpy(p, s->addr, alen);
         p += alen;
+        if (v3) {
+            put64(&p, s->data_id);
+        }
     }
     if (v2) {
         put64(&p, c->removed_upto);
@@ -147,11 +162,12 @@ int cons_conf_decode(const struct rfs_buf *in, struct cons_conf *c)
     const uint8_t *end = p + in->len;
     memset(c, 0, sizeof(*c));
     if (in->len < 2 ||
-        (p[0] != CONF_VERSION && p[0] != CONF_VERSION_REMOVED) ||
+        p[0] < CONF_VERSION || p[0] > CONF_VERSION_DATA_ID ||
         p[1] > CONS_MAX_SERVERS) {
         return RFS_EMALFORMED;
     }
-    bool v2 = p[0] == CONF_VERSION_REMOVED;
+    bool v3 = p[0] == CONF_VERSION_DATA_ID;
+    bool v2 = v3 || p[0] == CONF_VERSION_REMOVED;
     unsigned n = p[1];
     p += 2;
     for (unsigned i = 0; i < n; i++) {
@@ -174,6 +190,12 @@ int cons_conf_decode(const struct rfs_buf *in, struct cons_conf *c)
         memcpy(s->addr, p, alen);
         s->addr[alen] = '\0';
         p += alen;
+        if (v3) {
+            if (end - p < 8) {
+                return RFS_EMALFORMED;
+            }
+            s->data_id = get64(&p);
+        }
         for (unsigned j = 0; j < i; j++) {
             if (c->servers[j].id == s->id) {
                 return RFS_EMALFORMED;
@@ -263,8 +285,9 @@ int cons__conf_at(const struct cons_node *n, rfs_index_t index,
     return 0;
 }
 
-int cons_node_change(struct cons_node *n, enum cons_change_type type,
-                     rfs_nodeid_t id, const char *addr, rfs_index_t *index)
+/* Whether this node may propose a configuration change now: 0 or the
+ * code cons_node_change returns. */
+static int change_allowed(const struct cons_node *n)
 {
     if (n->role != CONS_LEADER) {
         return RFS_ENOTLEADER;
@@ -275,6 +298,57 @@ int cons_node_change(struct cons_node *n, enum cons_change_type type,
     if ((n->commit < n->term_start || n->conf_index > n->commit) &&
         !MUTANT(6)) {
         return RFS_EBUSY;
+    }
+    return 0;
+}
+
+/* Append configuration c as a CONF entry (in force from now on). */
+static int propose_conf(struct cons_node *n, const struct cons_conf *c,
+                        rfs_index_t *index)
+{
+    struct rfs_buf buf;
+    int rv = cons_conf_encode(c, &buf);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = cons__append_local(n, CONS_ENTRY_CONF, buf.base, buf.len, index);
+    if (rv != 0) {
+        rfs_free(buf.base);
+    }
+    return rv;
+}
+
+int cons_node_record_data_id(struct cons_node *n, rfs_nodeid_t id,
+                             uint64_t data_id, rfs_index_t *index)
+{
+    int rv = change_allowed(n);
+    if (rv != 0) {
+        return rv;
+    }
+    struct cons_conf c = n->conf;
+    struct cons_server *s = NULL;
+    for (unsigned i = 0; i < c.n; i++) {
+        if (c.servers[i].id == id) {
+            s = &c.servers[i];
+        }
+    }
+    /* A recorded id is never replaced: another folder under the same node
+     * id is a wiped disk, which must leave and join under a new id. */
+    if (s == NULL || data_id == 0 || s->data_id != 0) {
+        return RFS_EBADCONF;
+    }
+    s->data_id = data_id;
+    cons__trace(n, "propose recording node %llu's data id %016llx",
+                (unsigned long long)id, (unsigned long long)data_id);
+    return propose_conf(n, &c, index);
+}
+
+int cons_node_change(struct cons_node *n, enum cons_change_type type,
+                     rfs_nodeid_t id, const char *addr, rfs_index_t *index)
+{
+    int rv = change_allowed(n);
+    if (rv != 0) {
+        return rv;
     }
     if (id == RFS_NODE_NONE) {
         return RFS_EBADCONF;
@@ -329,16 +403,7 @@ int cons_node_change(struct cons_node *n, enum cons_change_type type,
     default:
         return RFS_EBADCONF;
     }
-    struct rfs_buf buf;
-    int rv = cons_conf_encode(&c, &buf);
-    if (rv != 0) {
-        return rv;
-    }
     cons__trace(n, "propose configuration change %d for %llu", (int)type,
                 (unsigned long long)id);
-    rv = cons__append_local(n, CONS_ENTRY_CONF, buf.base, buf.len, index);
-    if (rv != 0) {
-        rfs_free(buf.base);
-    }
-    return rv;
+    return propose_conf(n, &c, index);
 }

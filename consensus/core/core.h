@@ -74,6 +74,11 @@ struct cons_server {
     rfs_nodeid_t id;
     uint8_t role; /* enum cons_server_role */
     char addr[CONS_ADDR_MAX];
+    /* Its data folder's id (store_data_id), as the leader of the time saw
+     * it first; 0: not recorded yet (or a configuration from a build that
+     * did not record it). Peers refuse a node showing another id: its disk
+     * was wiped or replaced (host_hello). */
+    uint64_t data_id;
 };
 
 /* Removed servers a configuration remembers by id and index. */
@@ -405,6 +410,16 @@ enum cons_change_type {
  */
 int cons_node_change(struct cons_node *n, enum cons_change_type type,
                      rfs_nodeid_t id, const char *addr, rfs_index_t *index);
+/*
+ * Propose recording member id's data folder id (leader only), a
+ * configuration change under the same rules as cons_node_change (no vote
+ * or role moves). Only an id not recorded yet is set: a recorded one never
+ * changes, since a different folder under the same id is a wiped node.
+ * Returns 0 (appended, *index set), RFS_ENOTLEADER, RFS_EBUSY, RFS_EBADCONF
+ * (not a member, data_id 0, or another id already recorded), -ENOMEM.
+ */
+int cons_node_record_data_id(struct cons_node *n, rfs_nodeid_t id,
+                             uint64_t data_id, rfs_index_t *index);
 
 /*
  * Hand leadership to voter `to` (0: the most up-to-date voter). The target is

@@ -186,8 +186,10 @@ static void test_snapfiles_meta_through_store(void **state)
     struct fix *f = *state;
     struct cons_snap_meta m = {.index = 1, .term = 4, .size = 10};
     m.conf.n = 2;
-    m.conf.servers[0] = (struct cons_server){7, CONS_VOTER, "h:7"};
-    m.conf.servers[1] = (struct cons_server){9, CONS_LEARNER, "h:9"};
+    m.conf.servers[0] = (struct cons_server){
+        .id = 7, .role = CONS_VOTER, .addr = "h:7"};
+    m.conf.servers[1] = (struct cons_server){
+        .id = 9, .role = CONS_LEARNER, .addr = "h:9"};
     struct store_snap_meta sm;
     assert_int_equal(snapfiles_meta_to_store(&m, &sm), 0);
     assert_int_equal(store_snapshot_meta_put(f->sa, &sm), 0);
