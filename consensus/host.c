@@ -132,6 +132,14 @@ struct host {
     unsigned n_heard;
     struct { rfs_nodeid_t client; uint64_t boot; } ending[HOST_HEARD];
     unsigned n_ending;
+    /* The data folder ids host_hello accepted, one per peer (the last
+     * CONS_MAX_SERVERS peers): what a leader records in the configuration
+     * for members recorded without one (record_data_ids). */
+    struct {
+        rfs_nodeid_t peer;
+        uint64_t data_id;
+    } folders[CONS_MAX_SERVERS];
+    unsigned folders_next; /* The slot a new peer takes (oldest first). */
 };
 
 static void stall_note(struct host *h, uint64_t first_tick);
@@ -554,6 +562,66 @@ static void maybe_snapshot(struct host *h)
 /* ------------------------------------------------------------------------ */
 /* Membership housekeeping (the leader's, and a removed node's)              */
 
+/* The data folder ids host_hello accepted (see struct host). */
+static void folder_set(struct host *h, rfs_nodeid_t peer, uint64_t data_id)
+{
+    unsigned slot = CONS_MAX_SERVERS;
+    for (unsigned i = 0; i < CONS_MAX_SERVERS; i++) {
+        if (h->folders[i].peer == peer) {
+            slot = i;
+        }
+    }
+    if (slot == CONS_MAX_SERVERS) {
+        slot = h->folders_next;
+        h->folders_next = (h->folders_next + 1) % CONS_MAX_SERVERS;
+    }
+    h->folders[slot].peer = peer;
+    h->folders[slot].data_id = data_id;
+}
+
+static uint64_t folder_get(const struct host *h, rfs_nodeid_t peer)
+{
+    if (peer == h->o.id) {
+        return h->o.data_id;
+    }
+    for (unsigned i = 0; i < CONS_MAX_SERVERS; i++) {
+        if (h->folders[i].peer == peer) {
+            return h->folders[i].data_id;
+        }
+    }
+    return 0;
+}
+
+/* The leader records in the configuration the data folder id of each
+ * member recorded without one (joined, founded or last configured by an
+ * older build), as its hello showed it (or this node's own): from then on
+ * every peer refuses that member under another folder, also a peer that
+ * never heard it before (host_hello). One change at a time, like
+ * promotions; a busy core is asked again on the next tick. */
+static void record_data_ids(struct host *h)
+{
+    struct cons_status st;
+    cons_node_status(h->core, &st);
+    if (st.role != CONS_LEADER || st.conf_index > st.commit) {
+        return;
+    }
+    const struct cons_conf *c = cons_node_conf(h->core);
+    for (unsigned i = 0; i < c->n; i++) {
+        rfs_nodeid_t id = c->servers[i].id;
+        uint64_t data_id = folder_get(h, id);
+        if (c->servers[i].data_id != 0 || data_id == 0) {
+            continue;
+        }
+        rfs_index_t idx;
+        if (cons_node_record_data_id(h->core, id, data_id, &idx) == 0) {
+            hlog(h, RFS_LOG_INFO, "recording node %" PRIu64 "'s data folder "
+                 "id %016" PRIx64 " in the configuration at index %" PRIu64,
+                 id, data_id, idx);
+        }
+        return;
+    }
+}
+
 /* The leader promotes a learner once it has caught up (within a few
  * entries of the log's end, replicating normally): joining needs no second
  * step from the operator. One change at a time; the core refuses others. */
@@ -956,6 +1024,7 @@ void host_tick(struct host *h)
     enter_as(h, true);
     if (!h->failed) {
         apply_retry(h);
+        record_data_ids(h);
         promote_learners(h);
         check_removed(h);
         session_expire(h);
@@ -988,21 +1057,37 @@ void host_recv(struct host *h, const struct cons_msg *m)
 
 bool host_hello(struct host *h, rfs_nodeid_t peer, uint64_t data_id)
 {
-    /* No core state is read or changed: no clock catch-up needed. An old
-     * peer that sends no id cannot be checked (docs/protocol.md). */
-    if (data_id == 0 || h->io.pin == NULL) {
+    /* The core is only read: no clock catch-up needed. An old peer that
+     * sends no id cannot be checked (docs/protocol.md). */
+    if (data_id == 0) {
         return true;
     }
-    uint64_t pinned = 0;
-    int rv = h->io.pin(h->io.data, peer, data_id, &pinned);
-    if (rv != 0) {
-        /* Refusing is safe: the peer retries after its backoff. */
-        hlog(h, RFS_LOG_ERROR, "cannot record node %" PRIu64 "'s data "
-             "folder id, refusing it for now: %s", peer,
-             h->io.errmsg(h->io.data));
-        return false;
+    /* The configuration's record first: it binds the folder for peers
+     * that never heard the node before its disk was wiped. */
+    const struct cons_server *sv = cons_conf_get(cons_node_conf(h->core),
+                                                 peer);
+    uint64_t known = sv != NULL ? sv->data_id : 0;
+    const char *source = "recorded in the configuration as";
+    if (known == 0 || known == data_id) {
+        /* Then the pin (trust on first use), also when the configuration
+         * agrees: a node pinned under another folder before the leader
+         * recorded one was wiped in between. */
+        source = "first seen as";
+        if (h->io.pin != NULL) {
+            int rv = h->io.pin(h->io.data, peer, data_id, &known);
+            if (rv != 0) {
+                /* Refusing is safe: the peer retries after its backoff. */
+                hlog(h, RFS_LOG_ERROR, "cannot record node %" PRIu64 "'s "
+                     "data folder id, refusing it for now: %s", peer,
+                     h->io.errmsg(h->io.data));
+                return false;
+            }
+        } else {
+            known = data_id;
+        }
     }
-    if (pinned == data_id) {
+    if (known == data_id) {
+        folder_set(h, peer, data_id);
         return true;
     }
     h->refusals++;
@@ -1010,10 +1095,10 @@ bool host_hello(struct host *h, rfs_nodeid_t peer, uint64_t data_id)
         h->refused_peer = peer;
         h->refused_data = data_id;
         hlog(h, RFS_LOG_ERROR, "refusing node %" PRIu64 ": its data folder "
-             "is not the one it had (id %016" PRIx64 ", first seen as %016"
-             PRIx64 "); wiped or replaced, it has forgotten its votes and "
-             "entries. Remove it (raftfs members remove %" PRIu64 ") and "
-             "let it join again under a new id", peer, data_id, pinned, peer);
+             "is not the one it had (id %016" PRIx64 ", %s %016" PRIx64 "); "
+             "wiped or replaced, it has forgotten its votes and entries. "
+             "Remove it (raftfs members remove %" PRIu64 ") and let it join "
+             "again under a new id", peer, data_id, source, known, peer);
     }
     return false;
 }

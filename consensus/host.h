@@ -134,6 +134,8 @@ struct host_io {
 struct host_options {
     rfs_nodeid_t id;
     uint64_t boot;              /* This process's boot id (store_boot_*). */
+    uint64_t data_id;           /* This data folder's (store_data_id); 0:
+                                 * none, never recorded. */
     unsigned tick_ms;
     unsigned election_ticks;
     unsigned heartbeat_ticks;
@@ -192,10 +194,13 @@ void host_poke(struct host *h);
  * A peer opened a connection and says which data folder it runs on
  * (data_id, random per folder; 0 from a peer too old to say). Returns
  * false if the peer must be refused (drop the connection and what comes
- * on it): it showed another id before, so its disk was wiped or replaced
- * and it forgot how it voted and what it acknowledged; letting it take
- * part under the same id could elect two leaders or lose a committed
- * entry (RAFT-PITFALLS 5). Logged once per peer and id.
+ * on it): the configuration records another id for it, or it showed
+ * another id here before (the pin, trust on first use), so its disk was
+ * wiped or replaced and it forgot how it voted and what it acknowledged;
+ * letting it take part under the same id could elect two leaders or lose
+ * a committed entry (RAFT-PITFALLS 5). Logged once per peer and id. A
+ * leader records each member's accepted id in the configuration (on its
+ * tick), so that peers that never heard the member check it too.
  */
 bool host_hello(struct host *h, rfs_nodeid_t peer, uint64_t data_id);
 /* Connections refused by host_hello so far. */

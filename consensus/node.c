@@ -81,6 +81,7 @@ struct node {
     char dir[1024];
     uint8_t secret[SECURE_KEY_BYTES];
     struct store *store;
+    uint64_t data_id; /* This folder's (store_data_id). */
     struct host *host;
     struct snapfiles snaps;
     uint64_t boot;
@@ -870,6 +871,7 @@ static int load_core(struct node *n, char *errmsg)
     struct host_options ho = {
         .id = n->o.id,
         .boot = n->boot,
+        .data_id = n->data_id,
         .tick_ms = n->o.tick_ms,
         .election_ticks = n->o.election_ticks,
         .heartbeat_ticks = n->o.heartbeat_ticks,
@@ -1019,6 +1021,7 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
      * it by is gone (host_hello). */
     uint64_t data_id;
     rv = store_data_id(n->store, &data_id);
+    n->data_id = data_id;
     if (rv != 0) {
         snprintf(errmsg, RFS_ERRMSG_SZ, "%s", store_errmsg(n->store));
         goto err_after_store;

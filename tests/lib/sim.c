@@ -1076,6 +1076,12 @@ static bool greet(struct sim *s, struct snode *n, rfs_nodeid_t from)
     if (!host_hello(n->h, from, id)) {
         return false;
     }
+    /* Once removed, it counts in no quorum: accepting it is harmless. */
+    if (s->nodes[from].wiped &&
+        cons_conf_get(cons_node_conf(CORE(n)), from) != NULL) {
+        s->r->wiped_accepted++;
+        tracef(s, "HELLO n%" PRIu64 " accepts wiped n%" PRIu64, n->id, from);
+    }
     n->greeted[from] = id;
     return true;
 }
@@ -1415,6 +1421,7 @@ static void node_start(struct sim *s, struct snode *n)
     struct host_options o = {
         .id = n->id,
         .boot = n->boot,
+        .data_id = n->data_id,
         .tick_ms = TICK_MS,
         .election_ticks = ELECTION_TICKS,
         .heartbeat_ticks = HEARTBEAT_TICKS,
@@ -2101,6 +2108,7 @@ static void nemesis(struct sim *s)
         v->data_id = rnd(s) | 1;
         v->wiped = true;
         s->wiped_one = true;
+        s->r->wipes = 1;
         push(s, s->now + 20 + rndn(s, 500), EV_RESTART, (int)v->id, NULL);
     } else if (what < 85) {
         /* Sometimes a burst: a correct leader refuses all but the first

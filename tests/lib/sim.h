@@ -65,6 +65,10 @@ struct sim_result {
     uint64_t timeouts;   /* Requests that timed out. */
     uint64_t lease_runs; /* 1 if this run used lease reads. */
     uint64_t leased_reads; /* Reads a follower answered from its lease. */
+    uint64_t wipes;      /* 1 if this run wiped a disk (--wipes). */
+    /* Peers that accepted a wiped node's new folder (host_hello): each is
+     * a peer it could catch up from, or vote with, under its old id. */
+    uint64_t wiped_accepted;
 };
 
 void sim_options_default(struct sim_options *o, uint64_t seed);

@@ -92,7 +92,7 @@ int main(int argc, char **argv)
     }
     uint64_t steps = 0, violations = 0, failed = 0, reads = 0, commits = 0,
              faults_n = 0, snaps = 0, acked = 0, barriers = 0, timeouts = 0,
-             leases = 0, leased = 0;
+             leases = 0, leased = 0, wiped = 0, wiped_accepted = 0;
     time_t start = time(NULL);
     for (uint64_t k = 0; k < seeds; k++) {
         uint64_t seed = first + k;
@@ -118,6 +118,8 @@ int main(int argc, char **argv)
         timeouts += r.timeouts;
         leases += r.lease_runs;
         leased += r.leased_reads;
+        wiped += r.wipes;
+        wiped_accepted += r.wiped_accepted;
         if (r.violations > 0) {
             failed++;
             printf("seed %" PRIu64 " FAILED: %s\n", seed, r.first);
@@ -148,6 +150,11 @@ int main(int argc, char **argv)
            "drifting clocks; followers answered %" PRIu64 " reads from "
            "their read leases\n",
            leases, leased);
+    if (wipes) {
+        printf("wipes: %" PRIu64 " of the seeds wiped a disk; peers accepted "
+               "a wiped member's new folder %" PRIu64 " times\n",
+               wiped, wiped_accepted);
+    }
     printf("simulation: %" PRIu64 " seeds, %" PRIu64 " steps, %" PRIu64
            " violations\n",
            seeds, steps, violations);
