@@ -333,6 +333,63 @@ static void test_wiped_node_refused(void **state)
     assert_int_equal(voters(c, l), 2);
 }
 
+/* Whether node i's log says s (polled until timeout_ms). */
+static bool log_says(struct mcluster *c, int i, const char *s, long timeout_ms)
+{
+    static char log[1 << 20];
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/node%d.log", c->dir, i);
+    long deadline = pc_now_ms() + timeout_ms;
+    do {
+        read_str(path, log, sizeof(log));
+        if (strstr(log, s) != NULL) {
+            return true;
+        }
+        usleep(100000);
+    } while (pc_now_ms() < deadline);
+    return false;
+}
+
+/* A peer that never heard a node before its disk was wiped refuses it too:
+ * the leader recorded the node's data folder id in the configuration when
+ * it joined, and the peer, down all that time, learns it from the log. */
+static void test_wiped_node_refused_by_stranger(void **state)
+{
+    struct mcluster *c = *state;
+    assert_int_equal(mc_write(mc_path(c, 1, "before"), "b", 1), 0);
+    mc_kill9(c, 3);
+    c->pid[3] = 0;
+    int l = mc_wait_leader(c, 10000);
+    assert_int_not_equal(l, 0);
+    /* Node 4 joins while node 3 is down: 3 never hears its folder. */
+    mc_prepare_join(c, 4, NULL, false);
+    mc_start(c, 4);
+    assert_int_equal(add(c, l, 4), 0);
+    assert_true(log_says(c, l, "recording node 4's data folder id", 10000));
+    long deadline = pc_now_ms() + 10000;
+    while (voters(c, l) != 4 && pc_now_ms() < deadline) {
+        usleep(50000);
+    }
+    assert_int_equal(voters(c, l), 4);
+    mc_kill9(c, 4);
+    c->pid[4] = 0;
+    /* 1, 2 and 3 are a quorum of four: node 3 takes part in this write,
+     * so it holds the configuration that records node 4's folder. */
+    mc_start(c, 3);
+    l = mc_wait_leader(c, 10000);
+    assert_int_not_equal(l, 0);
+    assert_int_equal(mc_write(mc_path(c, l, "mid"), "m", 1), 0);
+    pc_sh("rm -rf %s && %s init %s --id 4 --listen 127.0.0.1:%d --join "
+          "--secret %s/secret >/dev/null",
+          c->data[4], mc_exe, c->data[4], c->base + 4, c->data[1]);
+    mc_start(c, 4);
+    assert_true(log_says(c, 3, "refusing node 4: its data folder is not the "
+                               "one it had", 10000));
+    assert_true(log_says(c, 3, "recorded in the configuration as", 0));
+    sleep(1);
+    assert_int_equal(mc_status(c, 4, "applied_index"), 0);
+}
+
 /* A node with another cluster's secret is refused by every member: it
  * never catches up, and both sides log why. */
 static void test_wrong_secret_refused(void **state)
@@ -456,6 +513,8 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_wiped_node_refused, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_wiped_node_refused_by_stranger,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_secret_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fstab, setup, teardown),
