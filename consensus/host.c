@@ -592,12 +592,13 @@ static uint64_t folder_get(const struct host *h, rfs_nodeid_t peer)
     return 0;
 }
 
-/* The leader records in the configuration the data folder id of each
- * member recorded without one (joined, founded or last configured by an
- * older build), as its hello showed it (or this node's own): from then on
- * every peer refuses that member under another folder, also a peer that
- * never heard it before (host_hello). One change at a time, like
- * promotions; a busy core is asked again on the next tick. */
+/* The leader records in the configuration the data folder ids of the
+ * members recorded without one (joined, founded or last configured by an
+ * older build), as their hellos showed them (and its own): from then on
+ * every peer refuses such a member under another folder, also a peer that
+ * never heard it before (host_hello). Until then the pin alone guards it,
+ * so all known ids go in one change. A busy core (another change not yet
+ * committed) is asked again on the next tick. */
 static void record_data_ids(struct host *h)
 {
     struct cons_status st;
@@ -606,19 +607,24 @@ static void record_data_ids(struct host *h)
         return;
     }
     const struct cons_conf *c = cons_node_conf(h->core);
+    struct cons_data_id ids[CONS_MAX_SERVERS];
+    unsigned k = 0;
     for (unsigned i = 0; i < c->n; i++) {
-        rfs_nodeid_t id = c->servers[i].id;
-        uint64_t data_id = folder_get(h, id);
-        if (c->servers[i].data_id != 0 || data_id == 0) {
-            continue;
+        uint64_t data_id = folder_get(h, c->servers[i].id);
+        if (c->servers[i].data_id == 0 && data_id != 0) {
+            ids[k].id = c->servers[i].id;
+            ids[k].data_id = data_id;
+            k++;
         }
-        rfs_index_t idx;
-        if (cons_node_record_data_id(h->core, id, data_id, &idx) == 0) {
-            hlog(h, RFS_LOG_INFO, "recording node %" PRIu64 "'s data folder "
-                 "id %016" PRIx64 " in the configuration at index %" PRIu64,
-                 id, data_id, idx);
-        }
+    }
+    rfs_index_t idx;
+    if (k == 0 || cons_node_record_data_ids(h->core, ids, k, &idx) != 0) {
         return;
+    }
+    for (unsigned j = 0; j < k; j++) {
+        hlog(h, RFS_LOG_INFO, "recording node %" PRIu64 "'s data folder id "
+             "%016" PRIx64 " in the configuration at index %" PRIu64,
+             ids[j].id, ids[j].data_id, idx);
     }
 }
 

@@ -318,28 +318,36 @@ static int propose_conf(struct cons_node *n, const struct cons_conf *c,
     return rv;
 }
 
-int cons_node_record_data_id(struct cons_node *n, rfs_nodeid_t id,
-                             uint64_t data_id, rfs_index_t *index)
+int cons_node_record_data_ids(struct cons_node *n,
+                              const struct cons_data_id *ids, unsigned k,
+                              rfs_index_t *index)
 {
     int rv = change_allowed(n);
     if (rv != 0) {
         return rv;
     }
-    struct cons_conf c = n->conf;
-    struct cons_server *s = NULL;
-    for (unsigned i = 0; i < c.n; i++) {
-        if (c.servers[i].id == id) {
-            s = &c.servers[i];
-        }
-    }
-    /* A recorded id is never replaced: another folder under the same node
-     * id is a wiped disk, which must leave and join under a new id. */
-    if (s == NULL || data_id == 0 || s->data_id != 0) {
+    if (k == 0) {
         return RFS_EBADCONF;
     }
-    s->data_id = data_id;
-    cons__trace(n, "propose recording node %llu's data id %016llx",
-                (unsigned long long)id, (unsigned long long)data_id);
+    struct cons_conf c = n->conf;
+    for (unsigned j = 0; j < k; j++) {
+        struct cons_server *s = NULL;
+        for (unsigned i = 0; i < c.n; i++) {
+            if (c.servers[i].id == ids[j].id) {
+                s = &c.servers[i];
+            }
+        }
+        /* A recorded id is never replaced: another folder under the same
+         * node id is a wiped disk, which must leave and join under a new
+         * id. */
+        if (s == NULL || ids[j].data_id == 0 || s->data_id != 0) {
+            return RFS_EBADCONF;
+        }
+        s->data_id = ids[j].data_id;
+        cons__trace(n, "propose recording node %llu's data id %016llx",
+                    (unsigned long long)ids[j].id,
+                    (unsigned long long)ids[j].data_id);
+    }
     return propose_conf(n, &c, index);
 }
 

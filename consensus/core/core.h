@@ -410,16 +410,25 @@ enum cons_change_type {
  */
 int cons_node_change(struct cons_node *n, enum cons_change_type type,
                      rfs_nodeid_t id, const char *addr, rfs_index_t *index);
+/* A member's data folder id, to record (cons_node_record_data_ids). */
+struct cons_data_id {
+    rfs_nodeid_t id;
+    uint64_t data_id;
+};
+
 /*
- * Propose recording member id's data folder id (leader only), a
+ * Propose recording the data folder ids of k members (leader only), in one
  * configuration change under the same rules as cons_node_change (no vote
- * or role moves). Only an id not recorded yet is set: a recorded one never
- * changes, since a different folder under the same id is a wiped node.
- * Returns 0 (appended, *index set), RFS_ENOTLEADER, RFS_EBUSY, RFS_EBADCONF
- * (not a member, data_id 0, or another id already recorded), -ENOMEM.
+ * or role moves): one entry for all, so a cluster founded together binds
+ * every folder after a single commit. Only ids not recorded yet are set: a
+ * recorded one never changes, since a different folder under the same node
+ * id is a wiped node. Returns 0 (appended, *index set), RFS_ENOTLEADER,
+ * RFS_EBUSY, RFS_EBADCONF (k 0, not a member, data id 0, or one already
+ * recorded), -ENOMEM.
  */
-int cons_node_record_data_id(struct cons_node *n, rfs_nodeid_t id,
-                             uint64_t data_id, rfs_index_t *index);
+int cons_node_record_data_ids(struct cons_node *n,
+                              const struct cons_data_id *ids, unsigned k,
+                              rfs_index_t *index);
 
 /*
  * Hand leadership to voter `to` (0: the most up-to-date voter). The target is

@@ -1345,40 +1345,63 @@ static void test_conf_codec_data_id(void **state)
     assert_int_equal(cons_conf_decode(&b, &d), RFS_EMALFORMED);
 }
 
-/* The leader records a member's data id as a configuration change: one
- * change at a time, never over a recorded id, members only; followers
- * learn it from the log, and later changes keep it. */
+/* Record ids (one change for several): k ids from pairs id, data id. */
+static int record(struct cons_node *n, rfs_index_t *at, unsigned k, ...)
+{
+    struct cons_data_id ids[8];
+    va_list ap;
+    va_start(ap, k);
+    for (unsigned i = 0; i < k; i++) {
+        ids[i].id = va_arg(ap, rfs_nodeid_t);
+        ids[i].data_id = va_arg(ap, uint64_t);
+    }
+    va_end(ap);
+    return cons_node_record_data_ids(n, ids, k, at);
+}
+
+/* The leader records members' data ids as a configuration change: one
+ * change at a time, several ids in one, never over a recorded id, members
+ * only; followers learn them from the log, and later changes keep them. */
 static void test_conf_record_data_id(void **state)
 {
     struct cl *c = &((struct fixture *)*state)->c;
     cl_elect(c, 1);
     struct cons_node *l = c->nodes[1].n;
     rfs_index_t at = 0;
-    assert_int_equal(cons_node_record_data_id(c->nodes[2].n, 3, 0x33, &at),
+    assert_int_equal(record(c->nodes[2].n, &at, 1, (rfs_nodeid_t)3,
+                            (uint64_t)0x33),
                      RFS_ENOTLEADER);
-    assert_int_equal(cons_node_record_data_id(l, 3, 0x33, &at), 0);
-    assert_int_equal(cons_node_record_data_id(l, 2, 0x22, NULL), RFS_EBUSY);
+    assert_int_equal(record(l, &at, 2, (rfs_nodeid_t)3, (uint64_t)0x33,
+                            (rfs_nodeid_t)1, (uint64_t)0x11),
+                     0);
+    assert_int_equal(record(l, NULL, 1, (rfs_nodeid_t)2, (uint64_t)0x22),
+                     RFS_EBUSY);
     cl_tick(c, 1, 2);
     cl_deliver(c);
     cl_tick(c, 1, 2);
     cl_deliver(c);
     assert_true(cl_status(c, 1).commit >= at);
-    assert_true(cons_conf_get(cons_node_conf(c->nodes[2].n), 3)->data_id ==
-                0x33);
-    assert_int_equal(cons_node_record_data_id(l, 3, 0x34, NULL),
+    const struct cons_conf *f = cons_node_conf(c->nodes[2].n);
+    assert_true(cons_conf_get(f, 3)->data_id == 0x33);
+    assert_true(cons_conf_get(f, 1)->data_id == 0x11);
+    assert_int_equal(cons_conf_get(f, 2)->data_id, 0);
+    assert_int_equal(record(l, NULL, 1, (rfs_nodeid_t)3, (uint64_t)0x34),
                      RFS_EBADCONF);
-    assert_int_equal(cons_node_record_data_id(l, 3, 0x33, NULL),
+    assert_int_equal(record(l, NULL, 1, (rfs_nodeid_t)3, (uint64_t)0x33),
                      RFS_EBADCONF);
-    assert_int_equal(cons_node_record_data_id(l, 2, 0, NULL), RFS_EBADCONF);
-    assert_int_equal(cons_node_record_data_id(l, 8, 0x88, NULL),
+    assert_int_equal(record(l, NULL, 1, (rfs_nodeid_t)2, (uint64_t)0),
                      RFS_EBADCONF);
-    /* Another change keeps the record. */
+    assert_int_equal(record(l, NULL, 2, (rfs_nodeid_t)2, (uint64_t)0x22,
+                            (rfs_nodeid_t)8, (uint64_t)0x88),
+                     RFS_EBADCONF);
+    assert_int_equal(record(l, NULL, 0), RFS_EBADCONF);
+    /* Another change keeps the records. */
     assert_int_equal(cons_node_change(l, CONS_ADD_LEARNER, 4, "n4", &at), 0);
     cl_tick(c, 1, 2);
     cl_deliver(c);
     cl_tick(c, 1, 2);
     cl_deliver(c);
-    const struct cons_conf *f = cons_node_conf(c->nodes[3].n);
+    f = cons_node_conf(c->nodes[3].n);
     assert_non_null(cons_conf_get(f, 4));
     assert_int_equal(cons_conf_get(f, 4)->data_id, 0);
     assert_true(cons_conf_get(f, 3)->data_id == 0x33);
