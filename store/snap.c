@@ -32,7 +32,7 @@
 /* Extended attributes came last (a folder of an older build gets the
  * family at open, empty): an image without them installs as it did. */
 static const int state_cfs[] = {CF_INODES, CF_DENTRIES, CF_CHUNKS,
-                                CF_SESSIONS, CF_XATTRS};
+                                CF_SESSIONS, CF_XATTRS, CF_LOCKS};
 
 struct out {
     int fd;
@@ -274,7 +274,7 @@ int store_snapshot_install(struct store *s, const char *path,
         uint8_t cf = p[off];
         uint32_t kl = rfs_get_le32(p + off + 1), vl = rfs_get_le32(p + off + 5);
         if ((cf != CF_INODES && cf != CF_DENTRIES && cf != CF_CHUNKS &&
-             cf != CF_SESSIONS && cf != CF_XATTRS) ||
+             cf != CF_SESSIONS && cf != CF_XATTRS && cf != CF_LOCKS) ||
             (uint64_t)kl + vl > len - 4 - off - 9) {
             break;
         }

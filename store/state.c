@@ -31,17 +31,6 @@
 #include "store_i.h"
 
 
-struct tx {
-    struct store *s;
-    rocksdb_writebatch_t *b;
-    rfs_index_t index;
-    int64_t now;
-    bool orphan; /* A change to a node-local orphan (CF_ORPHANS). */
-    bool session_opened; /* This entry opened its client's new session. */
-    uint16_t history_sub; /* Changes recorded beyond the entry's own. */
-    int err;     /* A read failed where a helper cannot return it (the
-                  * links of dentry_put, dentry_del): the entry fails. */
-};
 
 /* Where a change's file chunks live: the replicated state, or this node's
  * orphans (same keys). */
@@ -2306,6 +2295,10 @@ static int session_end(struct tx *t, rfs_nodeid_t client, uint64_t boot)
         l.live = false;
         live_put(t, client, &l);
     }
+    rv = locks_drop_session(t, client, boot);
+    if (rv != 0) {
+        return rv;
+    }
     return ephemeral_drop(t, client, boot);
 }
 
@@ -2429,6 +2422,11 @@ static int apply_cmd(struct tx *t, const struct store_cmd *c,
     case STORE_OP_PUT:
         rv = op_put(t, c, &ino);
         break;
+    case STORE_OP_LOCK:
+    case STORE_OP_LOCK_CANCEL:
+        rv = locks_apply(t, c);
+        ino = c->ino;
+        break;
     default:
         rv = EINVAL;
         break;
@@ -2469,15 +2467,21 @@ static int apply_one(struct store *s, const struct cons_entry *e,
         } else if (rv == 0 && st == SESSION_NEW) {
             if (fenced) {
                 /* Its node session ended before this applied: a node cut
-                 * off past its TTL changes nothing any more. */
-                r->err = EROFS;
+                 * off past its TTL changes nothing any more, and holds no
+                 * lock (the contract's ENOLCK for a lock request). */
+                r->err = c.op == STORE_OP_LOCK || c.op == STORE_OP_LOCK_CANCEL
+                             ? ENOLCK
+                             : EROFS;
             } else {
                 rv = apply_cmd(&t, &c, r);
                 if (rv == 0) {
                     rv = t.err;
                 }
             }
-            if (rv == 0 && r->err != 0) {
+            if (rv == 0 && r->err == EINPROGRESS) {
+                /* A queued lock waiter: a replicated outcome that does
+                 * change the state (the queue). */
+            } else if (rv == 0 && r->err != 0) {
                 /* A refused operation changes nothing but its session. */
                 rocksdb_writebatch_clear(t.b);
             } else if (rv == 0) {
@@ -2509,6 +2513,7 @@ static int apply_one(struct store *s, const struct cons_entry *e,
         rv = store__write(s, t.b, false, what);
     }
     rocksdb_writebatch_destroy(t.b);
+    r->granted = t.granted;
     if (rv == 0) {
         s->applied = e->index;
         if (s->chain_known) {

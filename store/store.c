@@ -25,7 +25,7 @@
 
 static const char *cf_names[CF_COUNT] = {
     "default", "log", "meta", "inodes", "dentries", "chunks", "sessions",
-    "orphans", "xattrs", "links", "history",
+    "orphans", "xattrs", "links", "history", "locks",
 };
 
 #define LOG_HDR 13 /* crc32c u32, term u64, type u8 */

@@ -190,6 +190,12 @@ enum store_op {
                         * (STORE_IF_REVISION, STORE_KILL_PRIV), offset (the
                         * revision asked for): create the file or replace
                         * its whole content (raftfs put). */
+    STORE_OP_LOCK,     /* ino, parent (lock owner), valid (STORE_LK_FLOCK or
+                        * STORE_LK_POSIX), mode (STORE_LK_RD/WR/UN),
+                        * offset..size (first and last byte, inclusive),
+                        * uid (the holder's pid on its node), flags
+                        * (STORE_LK_WAIT). See "Locks" below. */
+    STORE_OP_LOCK_CANCEL, /* ino, parent, valid: drop the owner's waiter. */
     STORE_OP_MAX,
 };
 
@@ -239,6 +245,49 @@ enum store_op {
  * session (client, boot), it is unlinked, on every node at the same index,
  * when that session ends. The one user.raftfs. name that is stored. */
 #define STORE_EPHEMERAL_XATTR "user.raftfs.ephemeral"
+/* ---- Locks ----
+ * flock(2) and POSIX record locks, decided at apply time, keyed by (ino,
+ * client, boot, lock owner): one exclusive holder or shared holders per
+ * byte, granted in log order. flock and POSIX locks never conflict with
+ * each other (as on Linux). A conflicting LOCK without STORE_LK_WAIT
+ * fails with EAGAIN; with it, it is queued (result EINPROGRESS) and
+ * granted by the apply of a later entry that frees the range, waiters in
+ * arrival order (a waiter never overtakes an earlier one it conflicts
+ * with). An unlock (STORE_LK_UN) also drops the owner's waiters of that
+ * kind on ino. LOCK_CANCEL: ENOENT if the owner has no waiter there (it
+ * was granted first). Each grant records the index that granted it (the
+ * fencing token). A client's new boot drops its old boot's locks. */
+#define STORE_LK_FLOCK 1
+#define STORE_LK_POSIX 2 /* fcntl and OFD locks (FUSE does not tell
+                          * them apart: both come with an owner). */
+#define STORE_LK_RD 1
+#define STORE_LK_WR 2
+#define STORE_LK_UN 3
+#define STORE_LK_WAIT 0x1
+#define STORE_LK_EOF UINT64_MAX
+
+/* One entry of an inode's lock table. */
+struct store_lock {
+    rfs_nodeid_t client;
+    uint64_t boot;
+    uint64_t owner;
+    uint8_t kind;  /* STORE_LK_FLOCK, STORE_LK_POSIX */
+    uint8_t type;  /* STORE_LK_RD, STORE_LK_WR */
+    uint64_t start, end; /* Inclusive; flock: 0..STORE_LK_EOF. */
+    uint32_t pid;
+    uint64_t revision; /* Holders: the index that granted it; waiters:
+                        * the index of the request (arrival). */
+    bool waiting;
+};
+/* Whether a and b conflict: same kind, other owners, overlapping, one
+ * of them exclusive. */
+bool store_lock_conflicts(const struct store_lock *a,
+                          const struct store_lock *b);
+/* ino's holders (in key order) then waiters (in arrival order), in an
+ * array allocated with rfs_malloc (NULL when empty). Any thread. 0,
+ * -ENOMEM, RFS_ECORRUPT, READ ERRORS. */
+int store_lock_list(struct store *s, uint64_t ino, struct store_lock **out,
+                    size_t *n);
 
 /* SETATTR valid bits. */
 #define STORE_SET_MODE 0x1
@@ -344,11 +393,17 @@ int store_cmd_decode(const struct rfs_buf *in, struct store_cmd *c);
  *   E2BIG, EEXIST, ENODATA, ENOSPC, and for an access ACL the rules of
  *   store_acl_check (EINVAL, E2BIG), and EACCES for a default ACL on
  *   other than a directory; REMOVEXATTR ENODATA (not for ACLs).
+ *   E2BIG, EEXIST, ENODATA, ENOSPC; REMOVEXATTR ENODATA.
+ * - LOCK: ESTALE (ino gone), EINVAL (bad kind, type or range), EAGAIN
+ *   (conflict, no STORE_LK_WAIT), EINPROGRESS (queued: not an error, the
+ *   queue changed). LOCK_CANCEL: ENOENT (no waiter: granted already).
  */
 struct store_result {
     int err;
     uint64_t ino;
     bool duplicate; /* A retry of an applied request: first result returned. */
+    uint32_t granted; /* Lock waiters (of any node) this entry granted: a
+                       * host with waiters of its own looks them up. */
 };
 
 /*

@@ -33,6 +33,8 @@ enum store_cf {
                   * by the inode it names (for paths). Derived from
                   * CF_DENTRIES, never in a snapshot (see history.c). */
     CF_HISTORY,  /* This node only: BE revision -> change (history.c). */
+    CF_LOCKS,    /* 'H' or 'W' + BE ino + ...: lock holders and waiters
+                  * (store/locks.c). */
     CF_COUNT,
 };
 
@@ -125,6 +127,26 @@ void store__history_reset(struct store *s, rocksdb_writebatch_t *b,
  * build); its history starts at its applied index. 0, READ ERRORS, WRITE
  * ERRORS. */
 int store__links_init(struct store *s);
+
+struct tx {
+    struct store *s;
+    rocksdb_writebatch_t *b;
+    rfs_index_t index;
+    int64_t now;
+    bool orphan; /* A change to a node-local orphan (CF_ORPHANS). */
+    bool session_opened; /* This entry opened its client's new session. */
+    uint16_t history_sub; /* Changes recorded beyond the entry's own. */
+    int err;     /* A read failed where a helper cannot return it (the
+                  * links of dentry_put, dentry_del): the entry fails. */
+    uint32_t granted; /* Waiters this entry granted (store/locks.c). */
+};
+
+/* store/locks.c: STORE_OP_LOCK and STORE_OP_LOCK_CANCEL (a positive errno
+ * or 0, or a negative store error). */
+int locks_apply(struct tx *t, const struct store_cmd *c);
+/* Release every lock of session (client, boot) and drop its waiters,
+ * granting the next waiters. 0 or a negative store error. */
+int locks_drop_session(struct tx *t, rfs_nodeid_t client, uint64_t boot);
 
 void store__attr_encode(const struct store_attr *a, uint8_t *out);
 int store__attr_decode(uint64_t ino, const char *v, size_t len,

@@ -1,0 +1,485 @@
+/*
+ * Cluster-wide flock(2) and POSIX record locks: the lock table and its
+ * waiter queue, decided at apply time like every other condition, so that
+ * every node grants the same lock to the same owner at the same index.
+ *
+ * Layout (CF_LOCKS, in snapshots):
+ *   'H' ino client boot owner kind start -> end, type, pid, revision
+ *   'W' ino index                        -> client, boot, owner, kind,
+ *                                           type, start, end, pid
+ * Holders sort by owner and range; waiters by the index of the request
+ * that queued them, which is their arrival order.
+ *
+ * Each change loads one inode's whole table, edits it in memory and
+ * writes it back (deleting the old keys, putting the new ones in the same
+ * batch). Tables are small: a few owners per file.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "../common/heap.h"
+#include "store_i.h"
+
+#define HKEY 42
+#define HVAL 21
+#define WKEY 17
+#define WVAL 54
+
+struct table {
+    uint64_t ino;
+    struct store_lock *v; /* Holders, then (from n_hold on) waiters. */
+    size_t n, cap;
+    /* Keys read, deleted before the new table is written. */
+    uint8_t (*old_h)[HKEY];
+    size_t n_old_h;
+    uint8_t (*old_w)[WKEY];
+    size_t n_old_w;
+};
+
+static void hkey(uint8_t *k, uint64_t ino, const struct store_lock *l)
+{
+    k[0] = 'H';
+    rfs_put_be64(k + 1, ino);
+    rfs_put_be64(k + 9, l->client);
+    rfs_put_be64(k + 17, l->boot);
+    rfs_put_be64(k + 25, l->owner);
+    k[33] = l->kind;
+    rfs_put_be64(k + 34, l->start);
+}
+
+static void wkey(uint8_t *k, uint64_t ino, uint64_t index)
+{
+    k[0] = 'W';
+    rfs_put_be64(k + 1, ino);
+    rfs_put_be64(k + 9, index);
+}
+
+bool store_lock_conflicts(const struct store_lock *a,
+                          const struct store_lock *b)
+{
+    if (a->kind != b->kind) {
+        return false; /* flock and fcntl locks are separate, as on Linux. */
+    }
+    if (a->client == b->client && a->boot == b->boot && a->owner == b->owner) {
+        return false;
+    }
+    if (a->end < b->start || b->end < a->start) {
+        return false;
+    }
+    return a->type == STORE_LK_WR || b->type == STORE_LK_WR;
+}
+
+static bool same_owner(const struct store_lock *a, const struct store_lock *b)
+{
+    return a->client == b->client && a->boot == b->boot &&
+           a->owner == b->owner && a->kind == b->kind;
+}
+
+static int push(struct table *tb, const struct store_lock *l)
+{
+    if (tb->n == tb->cap) {
+        size_t cap = tb->cap ? tb->cap * 2 : 8;
+        struct store_lock *v = rfs_realloc(tb->v, cap * sizeof(*v));
+        if (v == NULL) {
+            return -ENOMEM;
+        }
+        tb->v = v;
+        tb->cap = cap;
+    }
+    tb->v[tb->n++] = *l;
+    return 0;
+}
+
+static void drop_at(struct table *tb, size_t i)
+{
+    memmove(&tb->v[i], &tb->v[i + 1], (tb->n - i - 1) * sizeof(*tb->v));
+    tb->n--;
+}
+
+static void table_free(struct table *tb)
+{
+    rfs_free(tb->v);
+    rfs_free(tb->old_h);
+    rfs_free(tb->old_w);
+}
+
+/* Read ino's table (holders, then waiters in arrival order). keep: also
+ * remember the keys, to delete them when the table is written back. */
+static int table_load(struct store *s, const rocksdb_readoptions_t *ro,
+                      uint64_t ino, struct table *tb, bool keep)
+{
+    memset(tb, 0, sizeof(*tb));
+    tb->ino = ino;
+    int rv = 0;
+    for (int pass = 0; pass < 2 && rv == 0; pass++) {
+        uint8_t pre[9];
+        pre[0] = pass == 0 ? 'H' : 'W';
+        rfs_put_be64(pre + 1, ino);
+        rocksdb_iterator_t *it =
+            rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_LOCKS]);
+        for (rocksdb_iter_seek(it, (char *)pre, 9);
+             rv == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+            size_t klen, vlen;
+            const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
+            if (klen < 9 || memcmp(k, pre, 9) != 0) {
+                break;
+            }
+            const uint8_t *v =
+                (const uint8_t *)rocksdb_iter_value(it, &vlen);
+            struct store_lock l = {0};
+            if (pass == 0 && klen == HKEY && vlen == HVAL) {
+                l.client = rfs_get_be64(k + 9);
+                l.boot = rfs_get_be64(k + 17);
+                l.owner = rfs_get_be64(k + 25);
+                l.kind = k[33];
+                l.start = rfs_get_be64(k + 34);
+                l.end = rfs_get_le64(v);
+                l.type = v[8];
+                l.pid = rfs_get_le32(v + 9);
+                l.revision = rfs_get_le64(v + 13);
+            } else if (pass == 1 && klen == WKEY && vlen == WVAL) {
+                l.revision = rfs_get_be64(k + 9);
+                l.client = rfs_get_le64(v);
+                l.boot = rfs_get_le64(v + 8);
+                l.owner = rfs_get_le64(v + 16);
+                l.kind = v[24];
+                l.type = v[25];
+                l.start = rfs_get_le64(v + 26);
+                l.end = rfs_get_le64(v + 34);
+                l.pid = rfs_get_le32(v + 42);
+                l.waiting = true;
+            } else {
+                rv = store__set_err(s, RFS_ECORRUPT,
+                                    "a damaged lock record of inode %llu",
+                                    (unsigned long long)ino);
+                break;
+            }
+            rv = push(tb, &l);
+            if (rv == 0 && keep && pass == 0) {
+                void *p = rfs_realloc(tb->old_h, (tb->n_old_h + 1) * HKEY);
+                rv = p == NULL ? -ENOMEM : 0;
+                if (p != NULL) {
+                    tb->old_h = p;
+                    memcpy(tb->old_h[tb->n_old_h++], k, HKEY);
+                }
+            } else if (rv == 0 && keep) {
+                void *p = rfs_realloc(tb->old_w, (tb->n_old_w + 1) * WKEY);
+                rv = p == NULL ? -ENOMEM : 0;
+                if (p != NULL) {
+                    tb->old_w = p;
+                    memcpy(tb->old_w[tb->n_old_w++], k, WKEY);
+                }
+            }
+        }
+        char *err = NULL;
+        rocksdb_iter_get_error(it, &err);
+        rocksdb_iter_destroy(it);
+        if (err != NULL && rv == 0) {
+            rv = store__rocks_err(s, err, "reading the locks of inode %llu",
+                                  (unsigned long long)ino);
+        } else if (err != NULL) {
+            rocksdb_free(err);
+        }
+    }
+    if (rv != 0) {
+        table_free(tb);
+        memset(tb, 0, sizeof(*tb));
+    }
+    return rv;
+}
+
+static void table_write(struct tx *t, const struct table *tb)
+{
+    rocksdb_column_family_handle_t *cf = t->s->cf[CF_LOCKS];
+    for (size_t i = 0; i < tb->n_old_h; i++) {
+        rocksdb_writebatch_delete_cf(t->b, cf, (char *)tb->old_h[i], HKEY);
+    }
+    for (size_t i = 0; i < tb->n_old_w; i++) {
+        rocksdb_writebatch_delete_cf(t->b, cf, (char *)tb->old_w[i], WKEY);
+    }
+    for (size_t i = 0; i < tb->n; i++) {
+        const struct store_lock *l = &tb->v[i];
+        if (!l->waiting) {
+            uint8_t k[HKEY], v[HVAL];
+            hkey(k, tb->ino, l);
+            rfs_put_le64(v, l->end);
+            v[8] = l->type;
+            rfs_put_le32(v + 9, l->pid);
+            rfs_put_le64(v + 13, l->revision);
+            rocksdb_writebatch_put_cf(t->b, cf, (char *)k, HKEY, (char *)v,
+                                      HVAL);
+        } else {
+            uint8_t k[WKEY], v[WVAL];
+            memset(v, 0, sizeof(v));
+            wkey(k, tb->ino, l->revision);
+            rfs_put_le64(v, l->client);
+            rfs_put_le64(v + 8, l->boot);
+            rfs_put_le64(v + 16, l->owner);
+            v[24] = l->kind;
+            v[25] = l->type;
+            rfs_put_le64(v + 26, l->start);
+            rfs_put_le64(v + 34, l->end);
+            rfs_put_le32(v + 42, l->pid);
+            rocksdb_writebatch_put_cf(t->b, cf, (char *)k, WKEY, (char *)v,
+                                      WVAL);
+        }
+    }
+}
+
+/* Remove [start, end] from the owner's holdings, splitting a range that
+ * straddles it. */
+static int carve(struct table *tb, const struct store_lock *o, uint64_t start,
+                 uint64_t end)
+{
+    size_t n = tb->n;
+    for (size_t i = 0; i < n;) {
+        struct store_lock *l = &tb->v[i];
+        if (l->waiting || !same_owner(l, o) || l->end < start ||
+            end < l->start) {
+            i++;
+            continue;
+        }
+        struct store_lock left = *l, right = *l;
+        drop_at(tb, i);
+        n--;
+        if (left.start < start) {
+            left.end = start - 1;
+            if (push(tb, &left) != 0) {
+                return -ENOMEM;
+            }
+        }
+        if (right.end > end) {
+            right.start = end + 1;
+            if (push(tb, &right) != 0) {
+                return -ENOMEM;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Give l to its owner: the range replaces whatever the owner held there
+ * (upgrade, downgrade), and touching ranges of the same type merge. */
+static int hold(struct table *tb, struct store_lock l)
+{
+    l.waiting = false;
+    int rv = carve(tb, &l, l.start, l.end);
+    for (size_t i = 0; rv == 0 && i < tb->n;) {
+        struct store_lock *m = &tb->v[i];
+        bool touches = (m->end == STORE_LK_EOF || m->end + 1 >= l.start) &&
+                       (l.end == STORE_LK_EOF || l.end + 1 >= m->start);
+        if (!m->waiting && same_owner(m, &l) && m->type == l.type &&
+            touches) {
+            l.start = m->start < l.start ? m->start : l.start;
+            l.end = m->end > l.end ? m->end : l.end;
+            drop_at(tb, i);
+            continue;
+        }
+        i++;
+    }
+    return rv == 0 ? push(tb, &l) : rv;
+}
+
+static bool blocked_by_holders(const struct table *tb,
+                               const struct store_lock *l)
+{
+    for (size_t i = 0; i < tb->n; i++) {
+        if (!tb->v[i].waiting && store_lock_conflicts(&tb->v[i], l)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Grant every waiter that conflicts neither with a holder nor with an
+ * earlier waiter still queued, in arrival order. */
+static int grant_waiters(struct tx *t, struct table *tb)
+{
+    for (bool again = true; again;) {
+        again = false;
+        for (size_t i = 0; i < tb->n; i++) {
+            if (!tb->v[i].waiting) {
+                continue;
+            }
+            struct store_lock w = tb->v[i];
+            bool blocked = blocked_by_holders(tb, &w);
+            for (size_t j = 0; !blocked && j < tb->n; j++) {
+                blocked = tb->v[j].waiting &&
+                          tb->v[j].revision < w.revision &&
+                          store_lock_conflicts(&tb->v[j], &w);
+            }
+            if (blocked) {
+                continue;
+            }
+            drop_at(tb, i);
+            w.revision = t->index; /* The fencing token. */
+            int rv = hold(tb, w);
+            if (rv != 0) {
+                return rv;
+            }
+            t->granted++;
+            again = true; /* Indices moved: scan again from the front. */
+            break;
+        }
+    }
+    return 0;
+}
+
+/* Drop the waiters of owner o (kind included). true if any. */
+static bool drop_waiters(struct table *tb, const struct store_lock *o)
+{
+    bool any = false;
+    for (size_t i = 0; i < tb->n;) {
+        if (tb->v[i].waiting && same_owner(&tb->v[i], o)) {
+            drop_at(tb, i);
+            any = true;
+            continue;
+        }
+        i++;
+    }
+    return any;
+}
+
+int locks_apply(struct tx *t, const struct store_cmd *c)
+{
+    struct store_lock l = {
+        .client = c->client,
+        .boot = c->boot,
+        .owner = c->parent,
+        .kind = (uint8_t)c->valid,
+        .type = (uint8_t)c->mode,
+        .start = c->offset,
+        .end = c->size,
+        .pid = c->uid,
+        .revision = t->index,
+    };
+    if ((l.kind != STORE_LK_FLOCK && l.kind != STORE_LK_POSIX) ||
+        c->valid > 0xff || (c->op == STORE_OP_LOCK &&
+                            (c->mode < STORE_LK_RD || c->mode > STORE_LK_UN ||
+                             l.start > l.end))) {
+        return EINVAL;
+    }
+    if (l.kind == STORE_LK_FLOCK) {
+        l.start = 0;
+        l.end = STORE_LK_EOF;
+    }
+    struct store_attr a;
+    int rv = store_getattr(t->s, NULL, c->ino, &a);
+    if (rv == -ENOENT) {
+        return ESTALE;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    struct table tb;
+    rv = table_load(t->s, t->s->ro, c->ino, &tb, true);
+    if (rv != 0) {
+        return rv;
+    }
+    int res = 0;
+    if (c->op == STORE_OP_LOCK_CANCEL) {
+        res = drop_waiters(&tb, &l) ? 0 : ENOENT;
+    } else if (l.type == STORE_LK_UN) {
+        rv = carve(&tb, &l, l.start, l.end);
+        drop_waiters(&tb, &l);
+    } else if (blocked_by_holders(&tb, &l)) {
+        if (c->flags & STORE_LK_WAIT) {
+            l.waiting = true;
+            rv = push(&tb, &l);
+            res = EINPROGRESS;
+        } else {
+            res = EAGAIN;
+        }
+    } else {
+        rv = hold(&tb, l);
+    }
+    if (rv == 0 && res != EAGAIN && res != ENOENT) {
+        rv = grant_waiters(t, &tb);
+        if (rv == 0) {
+            table_write(t, &tb);
+        }
+    }
+    table_free(&tb);
+    return rv != 0 ? rv : res;
+}
+
+int locks_drop_session(struct tx *t, rfs_nodeid_t client, uint64_t boot)
+{
+    /* Find the inodes where the session holds or waits: a scan of the
+     * table, which a new boot (rare) can afford. */
+    uint64_t *inos = NULL;
+    size_t n = 0;
+    int rv = 0;
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(t->s->db, t->s->ro, t->s->cf[CF_LOCKS]);
+    for (rocksdb_iter_seek_to_first(it); rv == 0 && rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+        bool mine = false;
+        if (k[0] == 'H' && klen == HKEY) {
+            mine = rfs_get_be64(k + 9) == client &&
+                   rfs_get_be64(k + 17) == boot;
+        } else if (k[0] == 'W' && klen == WKEY && vlen == WVAL) {
+            mine = rfs_get_le64(v) == client && rfs_get_le64(v + 8) == boot;
+        }
+        uint64_t ino = klen >= 9 ? rfs_get_be64(k + 1) : 0;
+        if (mine && (n == 0 || inos[n - 1] != ino)) {
+            uint64_t *p = rfs_realloc(inos, (n + 1) * sizeof(*p));
+            if (p == NULL) {
+                rv = -ENOMEM;
+                break;
+            }
+            inos = p;
+            inos[n++] = ino;
+        }
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL) {
+        rv = store__rocks_err(t->s, err, "reading the lock table");
+    }
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        if (i > 0 && inos[i] == inos[i - 1]) {
+            continue; /* Seen among holders and again among waiters. */
+        }
+        bool dup = false;
+        for (size_t j = 0; j < i; j++) {
+            dup = dup || inos[j] == inos[i];
+        }
+        if (dup) {
+            continue;
+        }
+        struct table tb;
+        rv = table_load(t->s, t->s->ro, inos[i], &tb, true);
+        if (rv != 0) {
+            break;
+        }
+        for (size_t j = 0; j < tb.n;) {
+            if (tb.v[j].client == client && tb.v[j].boot == boot) {
+                drop_at(&tb, j);
+                continue;
+            }
+            j++;
+        }
+        rv = grant_waiters(t, &tb);
+        if (rv == 0) {
+            table_write(t, &tb);
+        }
+        table_free(&tb);
+    }
+    rfs_free(inos);
+    return rv;
+}
+
+int store_lock_list(struct store *s, uint64_t ino, struct store_lock **out,
+                    size_t *n)
+{
+    struct table tb;
+    int rv = table_load(s, s->ro, ino, &tb, false);
+    *out = rv == 0 ? tb.v : NULL;
+    *n = rv == 0 ? tb.n : 0;
+    return rv;
+}
