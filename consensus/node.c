@@ -1202,6 +1202,12 @@ static int count_live(void *arg, rfs_nodeid_t client, uint64_t boot,
     return 0;
 }
 
+void node_identity(struct node *n, rfs_nodeid_t *id, uint64_t *boot)
+{
+    *id = n->o.id;
+    *boot = n->boot;
+}
+
 void node_status(struct node *n, struct node_status *st)
 {
     pthread_mutex_lock(&n->lock);

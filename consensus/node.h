@@ -139,6 +139,9 @@ int node_admin(struct node *n, const struct node_admin_cmd *c,
 
 /* The store, for reads (thread-safe). */
 struct store *node_store(struct node *n);
+/* The (client, boot) this node's commands carry: its session, which the
+ * store's lock table keys on. Any thread, after node_start. */
+void node_identity(struct node *n, rfs_nodeid_t *id, uint64_t *boot);
 
 struct node_status {
     struct cons_status core;

@@ -69,9 +69,10 @@ void fs__handle_flags(const struct fs *fs, const struct fs_handle *h,
      * each write() whole, up to max_write; MAP_SHARED is refused there
      * too (ENODEV; libfuse 3.14 cannot ask for FUSE_DIRECT_IO_ALLOW_MMAP). */
     fi->direct_io = h->writable ? h->append : fs->o.linearizable;
-    /* Nothing is staged on a read-only handle, so its close needs no FLUSH
-     * round trip (the kernel skips it, FOPEN_NOFLUSH). */
-    fi->noflush = !h->writable;
+    /* A read-only handle stages nothing, but its close must still FLUSH:
+     * that is how the kernel releases the closer's POSIX locks (a
+     * read lock needs only a read-only descriptor). */
+    fi->noflush = 0;
     if (h->staged_create) {
         /* Except a create through it: the close that ends the handle
          * commits the create, so its FLUSH must come. Nothing of the file
@@ -716,6 +717,7 @@ void fs_on_apply(void *data, rfs_index_t index, const struct store_cmd *c,
     struct fs *fs = data;
     mark_kept(fs);
     fs__watch_applied(fs);
+    fs__locks_on_apply(fs, r);
     /* Linearizable mounts cache nothing; changes made through this mount
      * are known to the kernel already, except a put's (a setxattr to the
      * kernel: it replaced a file's pages and maybe made a name). */
@@ -847,6 +849,9 @@ void fs_free(struct fs *fs)
     if (fs == NULL) {
         return;
     }
+    /* Waiters parked at unmount: their requests died with the mount. */
+    fs__locks_free(fs);
+    rfs_free(fs->lkown);
     /* Handles the kernel never released (files open at unmount). */
     while (fs->all != NULL) {
         struct fs_handle *h = fs->all;
@@ -905,4 +910,7 @@ const struct fuse_lowlevel_ops fs_ops = {
     .listxattr = fs__op_listxattr,
     .removexattr = fs__op_removexattr,
     .create = fs__op_create,
+    .getlk = fs__op_getlk,
+    .setlk = fs__op_setlk,
+    .flock = fs__op_flock,
 };

@@ -28,6 +28,8 @@ enum fs_vfile {
 #define FS_WATCH_MIN 4096
 /* setxattr on a directory: raftfs put (ops_write.c, put_submit). */
 #define FS_PUT_XATTR "user.raftfs.put"
+/* The fencing token of a lock this node holds on the file. */
+#define FS_LOCK_XATTR "user.raftfs.lock"
 
 /* Extended attribute namespaces, by what raftfs does with them. */
 enum fs_xattr_ns {
@@ -108,6 +110,12 @@ struct fs_handle {
     size_t n_ents;
     bool listed;
 
+    /* Under fs->lock: the last POSIX owner that locked through this
+     * handle (an OFD lock's owner is its open file: no FLUSH releases it,
+     * so RELEASE does; see fs/locks.c). */
+    bool lk_posix;
+    uint64_t lk_owner;
+
     /* /.raftfs/ files: the text rendered at open. */
     char *text;
     size_t text_len;
@@ -126,6 +134,15 @@ struct fs_alias {
     uint64_t from; /* Id the kernel was told at create. */
     uint64_t to;   /* Id the store gave the file (it existed already). */
 };
+
+/* A (file, lock owner, kind) this node sent a lock for: its close costs
+ * an unlock entry; any other close costs none. */
+struct fs_lkown {
+    uint64_t ino;
+    uint64_t owner;
+    uint8_t kind;
+};
+struct fs_lkwait;
 
 struct fs {
     struct fs_options o;
@@ -148,6 +165,10 @@ struct fs {
     size_t n_kept;
     size_t cap_kept;
     struct fs_counters cnt;
+    struct fs_lkwait *lkwaits; /* Lock requests the store queued. */
+    struct fs_lkown *lkown;
+    size_t n_lkown;
+    size_t cap_lkown;
 
     pthread_t inval_thread;
     bool inval_started;
@@ -383,5 +404,33 @@ void fs__op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
                    unsigned int flags);
 void fs__op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
                  const char *newname);
+
+/* locks.c: flock and fcntl locks (see there). */
+/* Valid replies: fuse_reply_lock, fuse_reply_err. EINVAL (/.raftfs/
+ * files, a negative range), ENOMEM, STORE. */
+void fs__op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                  struct flock *lock);
+/* Valid replies: fuse_reply_err. 0, EAGAIN (held elsewhere, not
+ * waiting), EINTR (a wait interrupted), ENOLCK (the session ended while
+ * waiting), EINVAL (/.raftfs/ files, bad type or range), CHANGE. */
+void fs__op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                  struct flock *lock, int sleep);
+void fs__op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                  int op);
+/* Loop thread, after each applied entry (r NULL: a snapshot): answer the
+ * parked waiters it granted. */
+void fs__locks_on_apply(struct fs *fs, const struct store_result *r);
+/* The fencing token of the newest lock this node's session holds on ino
+ * (the revision that granted it). 0, -ENODATA (none held here), STORE. */
+int fs__locks_token(struct fs *fs, uint64_t ino, uint64_t *token);
+/* At fs_free: forget parked waiters (their handle references too). */
+void fs__locks_free(struct fs *fs);
+/* At FLUSH and RELEASE: unlock what the closing owner holds here. true if
+ * the request was taken (answered once the unlocks applied; RELEASE then
+ * drops the kernel's reference); req NULL: unlock, answer nobody. */
+bool fs__locks_flush(struct fs *fs, fuse_req_t req, struct fs_handle *h,
+                     struct fuse_file_info *fi);
+bool fs__locks_release(struct fs *fs, fuse_req_t req, struct fs_handle *h,
+                       struct fuse_file_info *fi);
 
 #endif /* RAFTFS_FS_FS_I_H */

@@ -51,6 +51,14 @@ void fs__op_init(void *userdata, struct fuse_conn_info *conn)
     /* One write() of up to max_write bytes arrives as one request, hence
      * one entry; libfuse asks the kernel for the pages this needs. */
     conn->max_write = fs->o.max_write;
+    /* Locks go through the replicated lock table (fs/locks.c), not the
+     * kernel's own per-node one. */
+    if (conn->capable & FUSE_CAP_POSIX_LOCKS) {
+        conn->want |= FUSE_CAP_POSIX_LOCKS;
+    }
+    if (conn->capable & FUSE_CAP_FLOCK_LOCKS) {
+        conn->want |= FUSE_CAP_FLOCK_LOCKS;
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -783,6 +791,7 @@ struct xattr_arg {
     uint64_t ino;
     size_t size;
     bool revision;     /* getxattr of user.raftfs.revision. */
+    bool lock;         /* getxattr of user.raftfs.lock. */
     size_t name_len;
     char name[];
 };
@@ -793,7 +802,17 @@ static void getxattr_run(struct fs *fs, fuse_req_t req, void *arg)
     struct store *st = node_store(fs->node);
     uint64_t ino = fs__resolve(fs, x->ino);
     int rv;
-    if (x->revision) {
+    if (x->lock) {
+        uint64_t token = 0;
+        rv = fs__locks_token(fs, ino, &token);
+        if (rv == 0) {
+            char val[32];
+            int len = snprintf(val, sizeof(val), "%" PRIu64, token);
+            reply_xattr(req, x->size, val, (size_t)len);
+            rfs_free(x);
+            return;
+        }
+    } else if (x->revision) {
         struct store_attr a;
         rv = store_getattr(st, NULL, ino, &a);
         if (rv == 0) {
@@ -837,6 +856,7 @@ void fs__op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
     }
     struct fs *fs = fuse_req_userdata(req);
     bool revision = strcmp(name, FS_REVISION_XATTR) == 0;
+    bool lock = strcmp(name, FS_LOCK_XATTR) == 0;
     size_t len = strlen(name);
     int e = 0;
     switch (fs__xattr_ns(name)) {
@@ -850,7 +870,7 @@ void fs__op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
         e = fs__caller_has_cap(req, CAP_SYS_ADMIN) ? 0 : ENODATA;
         break;
     case FS_XNS_RESERVED:
-        e = revision ? 0 : ENODATA;
+        e = revision || lock ? 0 : ENODATA;
         break;
     case FS_XNS_UNSTORED:
         /* No SELinux label: "nothing here", which is what cp -a and
@@ -876,6 +896,7 @@ void fs__op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
     x->ino = ino;
     x->size = size;
     x->revision = revision;
+    x->lock = lock;
     x->name_len = len;
     memcpy(x->name, name, len);
     fs__after_barrier(fs, req, getxattr_run, x);

@@ -161,6 +161,28 @@ static void test_shell_tools(void **state)
     assert_int_equal(rv, 0);
 }
 
+/* flock(1) and fcntl locks are one lock across the cluster:
+ * tests/fuse/locks.sh, beside shell-tools.sh. */
+static void test_locks(void **state)
+{
+    struct mcluster *c = *state;
+    char dir[256], cmd[1024];
+    snprintf(dir, sizeof(dir), "%s", shell_tools);
+    char *slash = strrchr(dir, '/');
+    if (slash != NULL) {
+        *slash = '\0';
+    } else {
+        snprintf(dir, sizeof(dir), ".");
+    }
+    snprintf(cmd, sizeof(cmd), "sh %s/locks.sh %s %s %s", dir, c->mnt[1],
+             c->mnt[2], c->mnt[3]);
+    int rv = system(cmd);
+    if (rv != 0) {
+        mc_dump_logs(c);
+    }
+    assert_int_equal(rv, 0);
+}
+
 /* Linearizable mode: a value written through one node is read through
  * every other node as soon as the write returned, every time. */
 static void test_read_after_write_everywhere(void **state)
@@ -2717,6 +2739,7 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_shell_tools, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_after_write_everywhere,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_entry_per_echo, setup,

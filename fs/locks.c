@@ -1,0 +1,606 @@
+/*
+ * flock(2) and fcntl record locks, cluster-wide: each request is a
+ * STORE_OP_LOCK entry, decided at apply time by the store's lock table
+ * (store/locks.c), so every node agrees on who holds what.
+ *
+ * A blocking request (F_SETLKW, flock without LOCK_NB) that the store
+ * queues stays unanswered, parked in fs->lkwaits. The apply of a later
+ * entry that grants waiters says so (store_result.granted); fs_on_apply
+ * then looks up this node's parked waiters in the table and answers those
+ * granted. Nothing polls. A waiter is also looked up once when its own
+ * entry's completion parks it, in case the grant applied first.
+ *
+ * Ctrl-C: the kernel's FUSE_INTERRUPT reaches lk_interrupt, which proposes
+ * LOCK_CANCEL. If the cancel applies first, the waiter is gone and the
+ * request answers EINTR; if a grant applied first, the lock is held and
+ * the request answers 0 (as a local lock granted just before the signal):
+ * either way nothing is left that no process owns.
+ *
+ * Releases: the kernel handles a POSIX unlock on close through FLUSH
+ * (lock_owner: the closing process's files), an flock's through RELEASE
+ * (FUSE_RELEASE_FLOCK_UNLOCK with the file's owner), and sends nothing for
+ * an OFD lock (its owner is the open file itself): the handle remembers
+ * the POSIX owners that locked through it, and its RELEASE unlocks those
+ * still recorded. Only owners recorded here cost an entry at close.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+
+#include "../common/heap.h"
+#include "fs_i.h"
+
+struct fs_lkwait {
+    struct fs_lkwait *next;
+    struct fs *fs;
+    fuse_req_t req;
+    struct fs_handle *h; /* A reference. */
+    struct store_cmd c;  /* The request as sent. */
+    bool parked;         /* Queued by the store, in fs->lkwaits. */
+    bool interrupted;
+    bool cancelling;
+    bool answered;
+};
+
+/* ---- Owners this node has locked with ---- */
+
+static bool touched_find(struct fs *fs, uint64_t ino, uint64_t owner,
+                         uint8_t kind, bool remove)
+{
+    for (size_t i = 0; i < fs->n_lkown; i++) {
+        struct fs_lkown *o = &fs->lkown[i];
+        if (o->ino == ino && o->owner == owner && o->kind == kind) {
+            if (remove) {
+                fs->lkown[i] = fs->lkown[--fs->n_lkown];
+            }
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Under fs->lock. Without memory the owner goes unrecorded, and its lock
+ * then lives until the node's session ends. */
+static void touched_add(struct fs *fs, uint64_t ino, uint64_t owner,
+                        uint8_t kind)
+{
+    if (touched_find(fs, ino, owner, kind, false)) {
+        return;
+    }
+    if (fs->n_lkown == fs->cap_lkown) {
+        size_t cap = fs->cap_lkown ? fs->cap_lkown * 2 : 16;
+        struct fs_lkown *p = rfs_realloc(fs->lkown, cap * sizeof(*p));
+        if (p == NULL) {
+            return;
+        }
+        fs->lkown = p;
+        fs->cap_lkown = cap;
+    }
+    fs->lkown[fs->n_lkown++] = (struct fs_lkown){ino, owner, kind};
+}
+
+/* ---- Answers ---- */
+
+static void lk_free(struct fs_lkwait *w)
+{
+    if (w->h != NULL) {
+        fs__handle_put(w->h);
+    }
+    rfs_free(w);
+}
+
+/* Answer w's request once (err 0: the lock is held). Takes fs->lock. */
+static void lk_answer(struct fs_lkwait *w, int err)
+{
+    struct fs *fs = w->fs;
+    pthread_mutex_lock(&fs->lock);
+    bool first = !w->answered;
+    w->answered = true;
+    pthread_mutex_unlock(&fs->lock);
+    if (!first) {
+        return;
+    }
+    /* Waits for an interrupt callback running on another thread, after
+     * which none can come: w may then go. */
+    fuse_req_interrupt_func(w->req, NULL, NULL);
+    fuse_reply_err(w->req, err);
+}
+
+static void lk_unpark(struct fs *fs, struct fs_lkwait *w)
+{
+    for (struct fs_lkwait **p = &fs->lkwaits; *p != NULL; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            return;
+        }
+    }
+}
+
+/* Whether w's owner now holds what it asked for, and whether it still
+ * waits. */
+static int lk_state(struct fs *fs, const struct store_cmd *c, bool *held,
+                    bool *waiting)
+{
+    rfs_nodeid_t id;
+    uint64_t boot;
+    node_identity(fs->node, &id, &boot);
+    struct store_lock *v;
+    size_t n;
+    int rv = store_lock_list(node_store(fs->node), c->ino, &v, &n);
+    if (rv != 0) {
+        return rv;
+    }
+    *held = *waiting = false;
+    for (size_t i = 0; i < n; i++) {
+        const struct store_lock *l = &v[i];
+        if (l->client != id || l->boot != boot || l->owner != c->parent ||
+            l->kind != c->valid) {
+            continue;
+        }
+        if (l->waiting) {
+            *waiting = true;
+        } else if (l->type == c->mode &&
+                   (c->valid == STORE_LK_FLOCK ||
+                    (l->start <= c->offset && l->end >= c->size))) {
+            *held = true;
+        }
+    }
+    rfs_free(v);
+    return 0;
+}
+
+/* Loop thread: settle a parked waiter whose state may have changed. Under
+ * no lock; w is parked. Returns true if it was answered (and unparked;
+ * freed unless a cancel is still in flight, whose completion frees it). */
+static bool lk_check(struct fs *fs, struct fs_lkwait *w)
+{
+    bool held = false, waiting = false;
+    int rv = lk_state(fs, &w->c, &held, &waiting);
+    if (rv == 0 && waiting) {
+        return false;
+    }
+    pthread_mutex_lock(&fs->lock);
+    lk_unpark(fs, w);
+    bool cancelling = w->cancelling;
+    w->parked = false;
+    pthread_mutex_unlock(&fs->lock);
+    /* Gone from the queue without the lock: the cancel won (its
+     * completion answers) or the session ended (ENOLCK). */
+    if (rv != 0) {
+        lk_answer(w, fs_errno(rv));
+    } else if (held) {
+        lk_answer(w, 0);
+    } else if (!cancelling) {
+        lk_answer(w, ENOLCK);
+    }
+    if (!cancelling) {
+        lk_free(w);
+    }
+    return true;
+}
+
+static void cancel_done(void *arg, int err, const struct store_result *r)
+{
+    struct fs_lkwait *w = arg;
+    struct fs *fs = w->fs;
+    pthread_mutex_lock(&fs->lock);
+    lk_unpark(fs, w);
+    w->parked = false;
+    pthread_mutex_unlock(&fs->lock);
+    if (err != 0) {
+        /* The cancel's outcome is unknown: the owner may hold the lock or
+         * still wait; the close of the descriptor (or the session's end)
+         * releases either. */
+        lk_answer(w, EINTR);
+    } else if (r->err == ENOENT) {
+        lk_answer(w, 0); /* Granted before the cancel applied. */
+    } else {
+        lk_answer(w, EINTR);
+    }
+    lk_free(w);
+}
+
+static void lk_interrupt(fuse_req_t req, void *data)
+{
+    (void)req;
+    struct fs_lkwait *w = data;
+    struct fs *fs = w->fs;
+    pthread_mutex_lock(&fs->lock);
+    w->interrupted = true;
+    bool go = w->parked && !w->cancelling && !w->answered;
+    w->cancelling = w->cancelling || go;
+    pthread_mutex_unlock(&fs->lock);
+    if (go) {
+        struct store_cmd c = w->c;
+        c.op = STORE_OP_LOCK_CANCEL;
+        if (node_submit(fs->node, &c, cancel_done, w) != 0) {
+            /* Left parked: a grant or the descriptor's close ends it. */
+            pthread_mutex_lock(&fs->lock);
+            w->cancelling = false;
+            pthread_mutex_unlock(&fs->lock);
+        }
+    }
+}
+
+static void lock_done(void *arg, int err, const struct store_result *r)
+{
+    struct fs_lkwait *w = arg;
+    struct fs *fs = w->fs;
+    if (err != 0 || r->err != EINPROGRESS) {
+        lk_answer(w, err != 0 ? fs_errno(err) : r->err);
+        lk_free(w);
+        return;
+    }
+    pthread_mutex_lock(&fs->lock);
+    w->parked = true;
+    w->next = fs->lkwaits;
+    fs->lkwaits = w;
+    bool cancel = w->interrupted && !w->cancelling;
+    w->cancelling = w->cancelling || cancel;
+    pthread_mutex_unlock(&fs->lock);
+    if (cancel) {
+        /* Interrupted before the store queued it. */
+        struct store_cmd c = w->c;
+        c.op = STORE_OP_LOCK_CANCEL;
+        if (node_submit(fs->node, &c, cancel_done, w) != 0) {
+            struct store_result rr = {.err = 0};
+            cancel_done(w, -ENOMEM, &rr);
+        }
+        return;
+    }
+    lk_check(fs, w); /* A grant may have applied before this ran. */
+}
+
+void fs__locks_on_apply(struct fs *fs, const struct store_result *r)
+{
+    if (r != NULL && r->granted == 0) {
+        return;
+    }
+    /* Waiters are freed only on this (the loop) thread, so the pointers
+     * taken here stay valid while each is checked. */
+    pthread_mutex_lock(&fs->lock);
+    size_t n = 0;
+    for (struct fs_lkwait *w = fs->lkwaits; w != NULL; w = w->next) {
+        n++;
+    }
+    struct fs_lkwait **v = n ? rfs_malloc(n * sizeof(*v)) : NULL;
+    size_t i = 0;
+    for (struct fs_lkwait *w = fs->lkwaits; v != NULL && w != NULL;
+         w = w->next) {
+        v[i++] = w;
+    }
+    pthread_mutex_unlock(&fs->lock);
+    /* Without memory the waiters stay parked until the next grant. */
+    for (size_t j = 0; v != NULL && j < n; j++) {
+        lk_check(fs, v[j]);
+    }
+    rfs_free(v);
+}
+
+int fs__locks_token(struct fs *fs, uint64_t ino, uint64_t *token)
+{
+    rfs_nodeid_t id;
+    uint64_t boot;
+    node_identity(fs->node, &id, &boot);
+    struct store_lock *v;
+    size_t n;
+    int rv = store_lock_list(node_store(fs->node), ino, &v, &n);
+    if (rv != 0) {
+        return rv;
+    }
+    *token = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!v[i].waiting && v[i].client == id && v[i].boot == boot &&
+            v[i].revision > *token) {
+            *token = v[i].revision;
+        }
+    }
+    rfs_free(v);
+    return *token != 0 ? 0 : -ENODATA;
+}
+
+void fs__locks_free(struct fs *fs)
+{
+    while (fs->lkwaits != NULL) {
+        struct fs_lkwait *w = fs->lkwaits;
+        fs->lkwaits = w->next;
+        lk_free(w);
+    }
+}
+
+/* ---- Requests ---- */
+
+/* Submit c for req; the answer comes from lock_done. */
+static void lk_submit(fuse_req_t req, struct fs_handle *h,
+                      const struct store_cmd *c)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    if (fs__degraded(fs)) {
+        fuse_reply_err(req, fs_errno(fs__degraded_code(fs)));
+        return;
+    }
+    struct fs_lkwait *w = rfs_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    w->fs = fs;
+    w->req = req;
+    w->c = *c;
+    if (h != NULL && fs__handle_tryget(h)) {
+        w->h = h;
+    }
+    pthread_mutex_lock(&fs->lock);
+    if (c->mode != STORE_LK_UN) {
+        touched_add(fs, c->ino, c->parent, (uint8_t)c->valid);
+    }
+    fs->cnt.changes++;
+    pthread_mutex_unlock(&fs->lock);
+    if (c->flags & STORE_LK_WAIT) {
+        fuse_req_interrupt_func(req, lk_interrupt, w);
+    }
+    if (node_submit(fs->node, c, lock_done, w) != 0) {
+        lk_answer(w, ENOMEM);
+        lk_free(w);
+    }
+}
+
+static int lk_handle(fuse_ino_t ino, struct fuse_file_info *fi,
+                     struct fs_handle **out)
+{
+    struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+    if ((ino & FS_VIRT_BIT) || h == NULL || h->kind != FS_H_FILE) {
+        return EINVAL; /* /.raftfs/ files take no locks. */
+    }
+    *out = h;
+    return 0;
+}
+
+/* A struct flock's range as first and last byte. */
+static int lk_range(const struct flock *l, uint64_t *start, uint64_t *end)
+{
+    if (l->l_start < 0 || l->l_len < 0) {
+        return EINVAL; /* The kernel sends absolute, positive ranges. */
+    }
+    *start = (uint64_t)l->l_start;
+    *end = l->l_len == 0 ? STORE_LK_EOF
+                         : (uint64_t)l->l_start + (uint64_t)l->l_len - 1;
+    return 0;
+}
+
+void fs__op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                  struct flock *lock)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    struct fs_handle *h;
+    uint64_t start, end;
+    int rv = lk_handle(ino, fi, &h);
+    if (rv == 0) {
+        rv = lk_range(lock, &start, &end);
+    }
+    if (rv != 0) {
+        fuse_reply_err(req, rv);
+        return;
+    }
+    rfs_nodeid_t id;
+    uint64_t boot;
+    node_identity(fs->node, &id, &boot);
+    struct store_lock probe = {
+        .client = id,
+        .boot = boot,
+        .owner = fi->lock_owner,
+        .kind = STORE_LK_POSIX,
+        .type = lock->l_type == F_WRLCK ? STORE_LK_WR : STORE_LK_RD,
+        .start = start,
+        .end = end,
+    };
+    struct store_lock *v;
+    size_t n;
+    rv = store_lock_list(node_store(fs->node), h->ino, &v, &n);
+    if (rv != 0) {
+        fuse_reply_err(req, fs_errno(rv));
+        return;
+    }
+    struct flock out = *lock;
+    out.l_type = F_UNLCK;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].waiting || !store_lock_conflicts(&v[i], &probe)) {
+            continue;
+        }
+        out.l_type = v[i].type == STORE_LK_WR ? F_WRLCK : F_RDLCK;
+        out.l_whence = SEEK_SET;
+        out.l_start = (off_t)v[i].start;
+        out.l_len = v[i].end == STORE_LK_EOF
+                        ? 0
+                        : (off_t)(v[i].end - v[i].start + 1);
+        /* A holder on another node has no pid here: 0, as NFS reports
+         * for a remote holder (docs/fs.md). */
+        out.l_pid = v[i].client == id && v[i].boot == boot
+                        ? (pid_t)v[i].pid
+                        : 0;
+        break;
+    }
+    rfs_free(v);
+    fuse_reply_lock(req, &out);
+}
+
+void fs__op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                  struct flock *lock, int sleep)
+{
+    struct fs_handle *h;
+    uint64_t start, end;
+    int rv = lk_handle(ino, fi, &h);
+    if (rv == 0) {
+        rv = lk_range(lock, &start, &end);
+    }
+    if (rv == 0 && lock->l_type != F_RDLCK && lock->l_type != F_WRLCK &&
+        lock->l_type != F_UNLCK) {
+        rv = EINVAL;
+    }
+    if (rv != 0) {
+        fuse_reply_err(req, rv);
+        return;
+    }
+    struct store_cmd c;
+    memset(&c, 0, sizeof(c));
+    c.op = STORE_OP_LOCK;
+    c.ino = h->ino;
+    c.parent = fi->lock_owner;
+    c.valid = STORE_LK_POSIX;
+    c.mode = lock->l_type == F_RDLCK   ? STORE_LK_RD
+             : lock->l_type == F_WRLCK ? STORE_LK_WR
+                                       : STORE_LK_UN;
+    c.offset = start;
+    c.size = end;
+    c.uid = (uint32_t)fuse_req_ctx(req)->pid;
+    c.flags = sleep && c.mode != STORE_LK_UN ? STORE_LK_WAIT : 0;
+    struct fs *fs = fuse_req_userdata(req);
+    if (c.mode == STORE_LK_UN) {
+        pthread_mutex_lock(&fs->lock);
+        bool known = touched_find(fs, c.ino, c.parent, STORE_LK_POSIX, false);
+        pthread_mutex_unlock(&fs->lock);
+        if (!known) {
+            fuse_reply_err(req, 0); /* Nothing of this owner's here. */
+            return;
+        }
+    } else {
+        /* For OFD locks, which no FLUSH releases: see fs__locks_release. */
+        pthread_mutex_lock(&fs->lock);
+        h->lk_owner = fi->lock_owner;
+        h->lk_posix = true;
+        pthread_mutex_unlock(&fs->lock);
+    }
+    lk_submit(req, h, &c);
+}
+
+void fs__op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                  int op)
+{
+    struct fs_handle *h;
+    int rv = lk_handle(ino, fi, &h);
+    if (rv != 0) {
+        fuse_reply_err(req, rv);
+        return;
+    }
+    struct store_cmd c;
+    memset(&c, 0, sizeof(c));
+    c.op = STORE_OP_LOCK;
+    c.ino = h->ino;
+    c.parent = fi->lock_owner;
+    c.valid = STORE_LK_FLOCK;
+    int what = op & (LOCK_SH | LOCK_EX | LOCK_UN);
+    c.mode = what == LOCK_SH   ? STORE_LK_RD
+             : what == LOCK_EX ? STORE_LK_WR
+                               : STORE_LK_UN;
+    c.offset = 0;
+    c.size = STORE_LK_EOF;
+    c.uid = (uint32_t)fuse_req_ctx(req)->pid;
+    c.flags = !(op & LOCK_NB) && c.mode != STORE_LK_UN ? STORE_LK_WAIT : 0;
+    lk_submit(req, h, &c);
+}
+
+/* A close's unlock: answered (through a change's reply) once applied. */
+struct lk_close {
+    fuse_req_t req;
+    struct fs_handle *put; /* RELEASE: the kernel's reference, dropped
+                            * after the answer. */
+    int pending;
+    struct fs *fs;
+};
+
+static void close_done(void *arg, int err, const struct store_result *r)
+{
+    (void)err, (void)r; /* An unlock never fails for a live session; if
+                         * it did not apply, the session's end frees it. */
+    struct lk_close *k = arg;
+    pthread_mutex_lock(&k->fs->lock);
+    bool last = --k->pending == 0;
+    pthread_mutex_unlock(&k->fs->lock);
+    if (!last) {
+        return;
+    }
+    if (k->req != NULL) {
+        fuse_reply_err(k->req, 0);
+    }
+    if (k->put != NULL) {
+        fs__handle_put(k->put);
+    }
+    rfs_free(k);
+}
+
+/* Unlock the owners' locks of h's file that this node recorded: true if
+ * it took the request (answered, and put's reference dropped, once every
+ * unlock applied). req NULL: unlock without answering anyone. */
+static bool lk_close(struct fs *fs, fuse_req_t req, struct fs_handle *h,
+                     const uint64_t *owners, const uint8_t *kinds, int n,
+                     struct fs_handle *put)
+{
+    struct store_cmd c[2];
+    int m = 0;
+    pthread_mutex_lock(&fs->lock);
+    for (int i = 0; i < n; i++) {
+        if (touched_find(fs, h->ino, owners[i], kinds[i], true)) {
+            memset(&c[m], 0, sizeof(c[m]));
+            c[m].op = STORE_OP_LOCK;
+            c[m].ino = h->ino;
+            c[m].parent = owners[i];
+            c[m].valid = kinds[i];
+            c[m].mode = STORE_LK_UN;
+            c[m].size = STORE_LK_EOF;
+            m++;
+        }
+    }
+    pthread_mutex_unlock(&fs->lock);
+    if (m == 0) {
+        return false;
+    }
+    struct lk_close *k = rfs_calloc(1, sizeof(*k));
+    if (k == NULL) {
+        return false; /* The session's end frees them. */
+    }
+    k->req = req;
+    k->put = put;
+    k->fs = fs;
+    k->pending = m;
+    for (int i = 0; i < m; i++) {
+        if (node_submit(fs->node, &c[i], close_done, k) != 0) {
+            struct store_result r = {0};
+            close_done(k, -ENOMEM, &r);
+        }
+    }
+    return true;
+}
+
+bool fs__locks_flush(struct fs *fs, fuse_req_t req, struct fs_handle *h,
+                     struct fuse_file_info *fi)
+{
+    if (h->kind != FS_H_FILE) {
+        return false;
+    }
+    uint64_t owner = fi->lock_owner;
+    uint8_t kind = STORE_LK_POSIX;
+    return lk_close(fs, req, h, &owner, &kind, 1, NULL);
+}
+
+bool fs__locks_release(struct fs *fs, fuse_req_t req, struct fs_handle *h,
+                       struct fuse_file_info *fi)
+{
+    if (h->kind != FS_H_FILE) {
+        return false;
+    }
+    uint64_t owners[2];
+    uint8_t kinds[2];
+    int n = 0;
+    if (fi->flock_release) {
+        owners[n] = fi->lock_owner;
+        kinds[n++] = STORE_LK_FLOCK;
+    }
+    pthread_mutex_lock(&fs->lock);
+    if (h->lk_posix) {
+        owners[n] = h->lk_owner;
+        kinds[n++] = STORE_LK_POSIX;
+    }
+    pthread_mutex_unlock(&fs->lock);
+    return lk_close(fs, req, h, owners, kinds, n, req != NULL ? h : NULL);
+}

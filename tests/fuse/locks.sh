@@ -1,0 +1,141 @@
+#!/bin/sh
+# locks.sh N1 N2 N3: flock(1) and fcntl locks on three mounts of one
+# cluster are one lock, not three.
+set -u
+n1=$1 n2=$2 n3=$3
+fails=0
+step=0
+check() { # check DESCRIPTION EXPECTED ACTUAL
+    step=$((step + 1))
+    if [ "$2" = "$3" ]; then
+        echo "ok $step - $1"
+    else
+        echo "not ok $step - $1: expected '$2', got '$3'"
+        fails=$((fails + 1))
+    fi
+}
+now_ms() { date +%s%3N; }
+
+: > "$n1/lk"
+
+# Two nodes race flock -n in every round: exactly one wins.
+rounds=6
+won=0
+for i in $(seq $rounds); do
+    flock -n -E 9 "$n1/lk" sleep 0.4 & p1=$!
+    flock -n -E 9 "$n2/lk" sleep 0.4 & p2=$!
+    wait $p1; r1=$?
+    wait $p2; r2=$?
+    if [ $((r1 + r2)) = 9 ]; then
+        won=$((won + 1))
+    else
+        echo "# round $i: exits $r1 $r2"
+    fi
+done
+check "flock -n race: exactly one winner in each round" $rounds $won
+
+# A waiter on n2 gets the lock when the holder on n1 exits.
+flock "$n1/lk" sleep 1.5 & p1=$!
+sleep 0.5
+t0=$(now_ms)
+flock -w 10 "$n2/lk" true
+check "flock -w on n2 succeeds once n1's holder exits" 0 $?
+waited=$(( $(now_ms) - t0 ))
+echo "# waited ${waited} ms"
+check "and not before it exits" 1 $([ "$waited" -ge 700 ] && echo 1 || echo 0)
+wait $p1
+
+# An interrupted waiter (flock -w's timeout) leaves nothing behind.
+flock "$n1/lk" sleep 2 & p1=$!
+sleep 0.5
+flock -w 0.5 -E 9 "$n2/lk" true
+check "flock -w 0.5 on n2 times out" 9 $?
+wait $p1
+flock -n -E 9 "$n3/lk" true
+check "after the holder and the interrupted waiter: free on n3" 0 $?
+flock -n -E 9 "$n2/lk" true
+check "and on n2" 0 $?
+
+# fcntl record locks across nodes (python3's fcntl).
+py() { python3 - "$@"; }
+python3 - "$n1/lk" <<'PY' &
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX, 10, 0)      # bytes 0..9
+fcntl.lockf(fd, fcntl.LOCK_SH, 10, 100)    # bytes 100..109
+open(sys.argv[1] + ".ready", "w").close()
+time.sleep(30)
+PY
+holder=$!
+for _ in $(seq 100); do [ -e "$n1/lk.ready" ] && break; sleep 0.1; done
+res=$(py "$n2/lk" <<'PY'
+import fcntl, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+out = []
+def try_lock(kind, n, at):
+    try:
+        fcntl.lockf(fd, kind | fcntl.LOCK_NB, n, at)
+        fcntl.lockf(fd, fcntl.LOCK_UN, n, at)
+        return "free"
+    except OSError:
+        return "held"
+out.append(try_lock(fcntl.LOCK_EX, 5, 5))     # overlaps 0..9
+out.append(try_lock(fcntl.LOCK_EX, 10, 20))   # 20..29: free
+out.append(try_lock(fcntl.LOCK_SH, 10, 100))  # shared with shared
+out.append(try_lock(fcntl.LOCK_EX, 1, 105))   # exclusive vs shared
+q = struct.pack("hhqqi", fcntl.F_WRLCK, 0, 0, 50, 0)
+t, w, start, ln, pid = struct.unpack("hhqqi", fcntl.fcntl(fd, fcntl.F_GETLK, q))
+out.append("getlk=%d,%d,%d,%d" % (t == fcntl.F_WRLCK, start, ln, pid))
+# OFD locks conflict with the other node's POSIX lock too.
+q = struct.pack("hhqqi", fcntl.F_WRLCK, 0, 0, 10, 0)
+try:
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, q)
+    out.append("ofd=free")
+except OSError:
+    out.append("ofd=held")
+q = struct.pack("hhqqi", fcntl.F_WRLCK, 0, 200, 10, 0)
+fcntl.fcntl(fd, fcntl.F_OFD_SETLK, q)
+out.append("ofd200=ok")
+print(" ".join(out))
+PY
+)
+check "fcntl ranges, F_GETLK and OFD locks across nodes" \
+    "held free free held getlk=1,0,10,0 ofd=held ofd200=ok" "$res"
+res=$(py "$n3/lk" <<'PY'
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 200)
+    print("free")
+except OSError:
+    print("held")
+PY
+)
+check "an OFD lock goes with its last close" free "$res"
+kill -9 $holder
+wait $holder 2>/dev/null
+res=$(py "$n3/lk" <<'PY'
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 0, 0)
+    print("free")
+except OSError:
+    print("held")
+PY
+)
+check "kill -9 of the holder process frees its fcntl locks" free "$res"
+
+# A fencing token: the revision at which the lock was granted.
+tok=$(flock "$n1/lk" getfattr --only-values -n user.raftfs.lock "$n1/lk" \
+    2>/dev/null)
+case $tok in
+[1-9]*) check "user.raftfs.lock gives a revision to the holder" ok ok ;;
+*) check "user.raftfs.lock gives a revision to the holder" revision "$tok" ;;
+esac
+
+getfattr -n user.raftfs.lock "$n2/lk" >/dev/null 2>&1
+check "no lock held: user.raftfs.lock is not there" 1 $?
+
+rm -f "$n1/lk.ready"
+[ $fails = 0 ]
