@@ -27,6 +27,7 @@ struct fixture {
     struct store *s;
     rfs_index_t next; /* Next log index to apply. */
     uint64_t seq;
+    uint64_t lk_ino; /* The file the lock tests lock. */
 };
 
 static int setup(void **state)
@@ -2754,6 +2755,192 @@ static void test_links_built_at_open(void **state)
     assert_int_equal(first, 2);
 }
 
+/* ---- Locks ---- */
+
+/* A lock request from (client, boot), owner, as the next entry. */
+static struct store_result lk(struct fixture *f, rfs_nodeid_t client,
+                              uint64_t boot, uint64_t owner, uint8_t kind,
+                              uint8_t type, uint64_t start, uint64_t end,
+                              bool wait)
+{
+    struct store_cmd c = {.op = STORE_OP_LOCK, .client = client,
+                          .boot = boot, .seq = ++f->seq, .ino = 0,
+                          .parent = owner, .valid = kind, .mode = type,
+                          .offset = start, .size = end, .uid = 42,
+                          .flags = wait ? STORE_LK_WAIT : 0};
+    c.ino = f->lk_ino;
+    return apply(f, &c);
+}
+
+/* The table of the fixture's file, as "H/W owner type start-end" words. */
+static void lk_dump(struct fixture *f, char *out, size_t cap)
+{
+    struct store_lock *v;
+    size_t n;
+    assert_int_equal(store_lock_list(f->s, f->lk_ino, &v, &n), 0);
+    out[0] = '\0';
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(out + len, cap - len, "%s%c%llu%c%llu-%lld",
+                                i ? " " : "", v[i].waiting ? 'W' : 'H',
+                                (unsigned long long)v[i].owner,
+                                v[i].type == STORE_LK_WR ? 'w' : 'r',
+                                (unsigned long long)v[i].start,
+                                v[i].end == STORE_LK_EOF
+                                    ? -1LL
+                                    : (long long)v[i].end);
+    }
+    rfs_free(v);
+}
+
+static void lk_file(struct fixture *f)
+{
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, "lk", &f->lk_ino),
+                     0);
+}
+
+/* POSIX ranges of one owner split, merge, upgrade and downgrade; other
+ * owners conflict only where they overlap and one side is exclusive. */
+static void test_lock_ranges(void **state)
+{
+    struct fixture *f = *state;
+    lk_file(f);
+    char t[512];
+    assert_int_equal(lk(f, 1, 1, 10, STORE_LK_POSIX, STORE_LK_WR, 0, 99,
+                        false).err, 0);
+    /* Unlock the middle: two pieces. */
+    assert_int_equal(lk(f, 1, 1, 10, STORE_LK_POSIX, STORE_LK_UN, 40, 59,
+                        false).err, 0);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H10w0-39 H10w60-99");
+    /* Another owner (another node) fits in the hole, not beside it. */
+    assert_int_equal(lk(f, 2, 1, 10, STORE_LK_POSIX, STORE_LK_WR, 40, 59,
+                        false).err, 0);
+    assert_int_equal(lk(f, 2, 1, 11, STORE_LK_POSIX, STORE_LK_RD, 39, 39,
+                        false).err, EAGAIN);
+    /* Downgrade part of owner 10's range to shared: a reader may share
+     * it; a writer may not. */
+    assert_int_equal(lk(f, 1, 1, 10, STORE_LK_POSIX, STORE_LK_RD, 0, 19,
+                        false).err, 0);
+    assert_int_equal(lk(f, 3, 1, 5, STORE_LK_POSIX, STORE_LK_RD, 10, 15,
+                        false).err, 0);
+    assert_int_equal(lk(f, 3, 1, 6, STORE_LK_POSIX, STORE_LK_WR, 10, 10,
+                        false).err, EAGAIN);
+    /* Touching ranges of one type merge; flock is a separate space. */
+    assert_int_equal(lk(f, 2, 1, 10, STORE_LK_POSIX, STORE_LK_WR, 100, 200,
+                        false).err, 0);
+    assert_int_equal(lk(f, 3, 1, 7, STORE_LK_FLOCK, STORE_LK_WR, 0, 0,
+                        false).err, 0);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H10r0-19 H10w20-39 H10w60-99 H10w40-59 "
+                           "H10w100-200 H5r10-15 H7w0--1");
+    /* EOF-open range, and a bad one. */
+    assert_int_equal(lk(f, 4, 1, 1, STORE_LK_POSIX, STORE_LK_RD, 300,
+                        STORE_LK_EOF, false).err, 0);
+    assert_int_equal(lk(f, 4, 1, 1, STORE_LK_POSIX, STORE_LK_RD, 9, 3,
+                        false).err, EINVAL);
+    assert_int_equal(lk(f, 4, 1, 1, 9, STORE_LK_RD, 0, 3, false).err, EINVAL);
+    f->lk_ino = 999999;
+    assert_int_equal(lk(f, 4, 1, 1, STORE_LK_FLOCK, STORE_LK_RD, 0, 0,
+                        false).err, ESTALE);
+}
+
+/* Waiters are granted in arrival order by the entry that frees them, with
+ * that entry's index as the token; a cancel removes only a waiter. */
+static void test_lock_queue_and_cancel(void **state)
+{
+    struct fixture *f = *state;
+    lk_file(f);
+    char t[512];
+    assert_int_equal(lk(f, 1, 1, 1, STORE_LK_FLOCK, STORE_LK_WR, 0, 0,
+                        false).err, 0);
+    assert_int_equal(lk(f, 2, 1, 2, STORE_LK_FLOCK, STORE_LK_WR, 0, 0,
+                        false).err, EAGAIN);
+    assert_int_equal(lk(f, 2, 1, 2, STORE_LK_FLOCK, STORE_LK_WR, 0, 0,
+                        true).err, EINPROGRESS);
+    assert_int_equal(lk(f, 3, 1, 3, STORE_LK_FLOCK, STORE_LK_RD, 0, 0,
+                        true).err, EINPROGRESS);
+    assert_int_equal(lk(f, 3, 1, 4, STORE_LK_FLOCK, STORE_LK_RD, 0, 0,
+                        true).err, EINPROGRESS);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H1w0--1 W2w0--1 W3r0--1 W4r0--1");
+    /* The holder unlocks: the first waiter (exclusive) gets it, the
+     * readers behind it stay queued. */
+    rfs_index_t at = f->next;
+    struct store_result r = lk(f, 1, 1, 1, STORE_LK_FLOCK, STORE_LK_UN, 0,
+                               0, false);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.granted, 1);
+    struct store_lock *v;
+    size_t n;
+    assert_int_equal(store_lock_list(f->s, f->lk_ino, &v, &n), 0);
+    assert_int_equal(v[0].owner, 2);
+    assert_false(v[0].waiting);
+    assert_int_equal(v[0].revision, at); /* The fencing token. */
+    rfs_free(v);
+    /* Owner 3 gives up (Ctrl-C): a cancel; a second finds nothing. */
+    struct store_cmd c = {.op = STORE_OP_LOCK_CANCEL, .client = 3, .boot = 1,
+                          .seq = ++f->seq, .ino = f->lk_ino, .parent = 3,
+                          .valid = STORE_LK_FLOCK};
+    assert_int_equal(apply(f, &c).err, 0);
+    c.seq = ++f->seq;
+    assert_int_equal(apply(f, &c).err, ENOENT);
+    /* Owner 2 unlocks: only owner 4's reader is left to grant. */
+    r = lk(f, 2, 1, 2, STORE_LK_FLOCK, STORE_LK_UN, 0, 0, false);
+    assert_int_equal(r.granted, 1);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H4r0--1");
+    /* Survives a snapshot round trip (the table is replicated state). */
+    char img[700];
+    snprintf(img, sizeof(img), "%s/../locks.img", f->dir);
+    rfs_index_t idx;
+    uint64_t size;
+    assert_int_equal(store_snapshot_write(f->s, img, &idx, &size), 0);
+    assert_int_equal(lk(f, 4, 1, 4, STORE_LK_FLOCK, STORE_LK_UN, 0, 0,
+                        false).err, 0);
+    struct store_snap_meta meta = {.index = idx, .term = 1, .size = size};
+    assert_int_equal(store_snapshot_install(f->s, img, &meta), 0);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H4r0--1");
+}
+
+/* A client's new boot ends its old boot's session: its locks go, its
+ * waiters too, and the next waiter of another client is granted. */
+static void test_lock_drop_session(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(sess_open(f, 6, 1, 5000), 0);
+    lk_file(f);
+    char t[512];
+    assert_int_equal(lk(f, 5, 1, 1, STORE_LK_POSIX, STORE_LK_WR, 0, 9,
+                        false).err, 0);
+    assert_int_equal(lk(f, 6, 1, 1, STORE_LK_POSIX, STORE_LK_WR, 0, 9,
+                        true).err, EINPROGRESS);
+    assert_int_equal(lk(f, 5, 1, 2, STORE_LK_POSIX, STORE_LK_WR, 5, 5,
+                        true).err, EINPROGRESS);
+    /* Client 5 restarts: any command of its new boot ends boot 1. */
+    struct store_cmd c = {.op = STORE_OP_NOOP, .client = 5, .boot = 2,
+                          .seq = 1};
+    struct store_result r = apply(f, &c);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.granted, 1);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H1w0-9");
+    struct store_lock *v;
+    size_t n;
+    assert_int_equal(store_lock_list(f->s, f->lk_ino, &v, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].client, 6);
+    rfs_free(v);
+    /* A SESSION_END entry (the TTL ran out) drops client 6's lock too,
+     * and a late request of that session gets ENOLCK. */
+    assert_int_equal(sess_end(f, 6, 1), 0);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "");
+    assert_int_equal(lk(f, 6, 1, 1, STORE_LK_POSIX, STORE_LK_WR, 0, 9,
+                        false).err, ENOLCK);
+}
+
 int main(int argc, char **argv)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -2762,6 +2949,9 @@ int main(int argc, char **argv)
         T(test_session_open_end_fence),
         T(test_ephemeral_files_go_with_session),
         T(test_sessions_in_snapshot),
+        T(test_lock_ranges),
+        T(test_lock_queue_and_cancel),
+        T(test_lock_drop_session),
         T(test_log_corrupt_record_detected),
         T(test_log_corrupt_file_detected),
         T(test_create_write_read),
