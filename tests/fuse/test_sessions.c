@@ -246,6 +246,51 @@ static void test_paused_node_is_fenced(void **state)
     assert_false(exists(mc_path(c, 3, "services/paused-3")));
 }
 
+/* kill -9 of the node whose process holds an flock: the lock is free on
+ * the others once the node's session ends (its TTL), not before. */
+static void test_kill9_frees_locks(void **state)
+{
+    struct mcluster *c = *state;
+    assert_true(wait_live(c, 3, 10000));
+    assert_int_equal(mc_write(mc_path(c, 1, "lock"), "", 0), 0);
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd),
+             "flock -n '%s' sleep 30 >/dev/null 2>&1 & echo $!",
+             mc_path(c, 3, "lock"));
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    int holder = 0;
+    assert_int_equal(fscanf(p, "%d", &holder), 1);
+    pclose(p);
+    snprintf(cmd, sizeof(cmd), "flock -n '%s' true", mc_path(c, 1, "lock"));
+    long t0 = pc_now_ms();
+    bool held = false;
+    while (pc_now_ms() - t0 < 5000 && !held) {
+        held = system(cmd) != 0; /* Until node 3's flock has it. */
+        usleep(20000);
+    }
+    assert_true(held);
+    t0 = pc_now_ms();
+    mc_kill9(c, 3);
+    long freed = -1;
+    while (pc_now_ms() - t0 < 20000) {
+        if (system(cmd) == 0) {
+            freed = pc_now_ms() - t0;
+            break;
+        }
+        usleep(50000);
+    }
+    printf("# kill -9: node 3's flock free on node 1 after %ld ms "
+           "(session_ttl %d ms)\n", freed, TTL_MS);
+    kill(holder, SIGKILL);
+    if (freed < 0) {
+        mc_dump_logs(c);
+    }
+    assert_true(freed >= 0);
+    assert_true(freed < TTL_MS + 3000);
+    assert_true(freed >= TTL_MS * 9 / 10);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -265,6 +310,8 @@ int main(int argc, char **argv)
         return 77;
     }
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_kill9_frees_locks, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_kill9_ends_session, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_clean_unmount_ends_session,
