@@ -137,5 +137,21 @@ esac
 getfattr -n user.raftfs.lock "$n2/lk" >/dev/null 2>&1
 check "no lock held: user.raftfs.lock is not there" 1 $?
 
+# Bad input: /.raftfs/ files take no lock; directories do (node-local).
+res=$(python3 - "$n1/.raftfs/status" <<'PY'
+import errno, fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    print("locked")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+PY
+)
+check "flock on a /.raftfs/ file is refused with EINVAL" EINVAL "$res"
+mkdir "$n1/lockdir"
+flock -n "$n1/lockdir" true
+check "flock on a directory works (as on ext4)" 0 $?
+
 rm -f "$n1/lk.ready"
 [ $fails = 0 ]
