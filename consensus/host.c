@@ -421,7 +421,10 @@ static int apply_entries(struct host *h, const struct cons_entry *ents,
         bool own = c.client == h->o.id && c.boot >= h->first_boot &&
                    c.boot <= h->o.boot;
         session_applied(h, e->index, &c, &res[i]);
-        if (h->o.on_apply != NULL && c.op != STORE_OP_NOOP) {
+        /* A NOOP may still matter to the host: the first command of a new
+         * boot ends the old boot's session, granting its locks' waiters. */
+        if (h->o.on_apply != NULL &&
+            (c.op != STORE_OP_NOOP || res[i].granted > 0)) {
             h->o.on_apply(h->o.apply_data, e->index, &c, &res[i], own);
         }
         if (own) {

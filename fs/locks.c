@@ -43,6 +43,11 @@ struct fs_lkwait {
     bool answered;
 };
 
+/* Set while lk_interrupt submits a cancel: libfuse runs it holding the
+ * request's lock, and a node stopping runs the cancel's completion on this
+ * very thread, whose answer must not take that lock again. */
+static __thread bool lk_in_interrupt;
+
 /* ---- Owners this node has locked with ---- */
 
 static bool touched_find(struct fs *fs, uint64_t ino, uint64_t owner,
@@ -103,7 +108,9 @@ static void lk_answer(struct fs_lkwait *w, int err)
     }
     /* Waits for an interrupt callback running on another thread, after
      * which none can come: w may then go. */
-    fuse_req_interrupt_func(w->req, NULL, NULL);
+    if (!lk_in_interrupt) {
+        fuse_req_interrupt_func(w->req, NULL, NULL);
+    }
     fuse_reply_err(w->req, err);
 }
 
@@ -214,7 +221,10 @@ static void lk_interrupt(fuse_req_t req, void *data)
     if (go) {
         struct store_cmd c = w->c;
         c.op = STORE_OP_LOCK_CANCEL;
-        if (node_submit(fs->node, &c, cancel_done, w) != 0) {
+        lk_in_interrupt = true;
+        int rv = node_submit(fs->node, &c, cancel_done, w);
+        lk_in_interrupt = false;
+        if (rv != 0) {
             /* Left parked: a grant or the descriptor's close ends it. */
             pthread_mutex_lock(&fs->lock);
             w->cancelling = false;
