@@ -255,7 +255,7 @@ static void test_kill9_frees_locks(void **state)
     assert_int_equal(mc_write(mc_path(c, 1, "lock"), "", 0), 0);
     char cmd[1200];
     snprintf(cmd, sizeof(cmd),
-             "flock -n '%s' sleep 30 >/dev/null 2>&1 & echo $!",
+             "flock -w 10 '%s' sleep 30 >/dev/null 2>&1 & echo $!",
              mc_path(c, 3, "lock"));
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
@@ -266,7 +266,9 @@ static void test_kill9_frees_locks(void **state)
     long t0 = pc_now_ms();
     bool held = false;
     while (pc_now_ms() - t0 < 5000 && !held) {
-        held = system(cmd) != 0; /* Until node 3's flock has it. */
+        /* Until node 3's flock has it (it waits: this probe is a
+         * contender too). */
+        held = system(cmd) != 0;
         usleep(20000);
     }
     assert_true(held);
