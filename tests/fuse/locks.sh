@@ -15,6 +15,16 @@ check() { # check DESCRIPTION EXPECTED ACTUAL
     fi
 }
 now_ms() { date +%s%3N; }
+# The kernel sends an flock's RELEASE after the last close without waiting
+# for it, so a holder's exit can return before its unlock applied: wait
+# (up to 3 s) for the lock to be free, as seen from mount $1.
+free_on() {
+    for _ in $(seq 30); do
+        flock -n -E 9 "$1/lk" true && return 0
+        sleep 0.1
+    done
+    return 1
+}
 
 : > "$n1/lk"
 
@@ -22,6 +32,7 @@ now_ms() { date +%s%3N; }
 rounds=6
 won=0
 for i in $(seq $rounds); do
+    free_on "$n3"
     flock -n -E 9 "$n1/lk" sleep 0.4 & p1=$!
     flock -n -E 9 "$n2/lk" sleep 0.4 & p2=$!
     wait $p1; r1=$?
@@ -35,6 +46,7 @@ done
 check "flock -n race: exactly one winner in each round" $rounds $won
 
 # A waiter on n2 gets the lock when the holder on n1 exits.
+free_on "$n3"
 flock "$n1/lk" sleep 1.5 & p1=$!
 sleep 0.5
 t0=$(now_ms)
@@ -46,12 +58,13 @@ check "and not before it exits" 1 $([ "$waited" -ge 700 ] && echo 1 || echo 0)
 wait $p1
 
 # An interrupted waiter (flock -w's timeout) leaves nothing behind.
+free_on "$n3"
 flock "$n1/lk" sleep 2 & p1=$!
 sleep 0.5
 flock -w 0.5 -E 9 "$n2/lk" true
 check "flock -w 0.5 on n2 times out" 9 $?
 wait $p1
-flock -n -E 9 "$n3/lk" true
+free_on "$n3"
 check "after the holder and the interrupted waiter: free on n3" 0 $?
 flock -n -E 9 "$n2/lk" true
 check "and on n2" 0 $?
