@@ -233,12 +233,20 @@ static void lk_interrupt(fuse_req_t req, void *data)
     }
 }
 
+/* A lock request refused because this node's session ended or may have
+ * ended (EROFS, for changes) answers ENOLCK, as the store does at apply:
+ * "no locks available" until the new session opens. */
+static int lock_errno(int e)
+{
+    return e == EROFS ? ENOLCK : e;
+}
+
 static void lock_done(void *arg, int err, const struct store_result *r)
 {
     struct fs_lkwait *w = arg;
     struct fs *fs = w->fs;
     if (err != 0 || r->err != EINPROGRESS) {
-        lk_answer(w, err != 0 ? fs_errno(err) : r->err);
+        lk_answer(w, lock_errno(err != 0 ? fs_errno(err) : r->err));
         lk_free(w);
         return;
     }
@@ -350,8 +358,9 @@ static void lk_submit(fuse_req_t req, struct fs_handle *h,
     if (c->flags & STORE_LK_WAIT) {
         fuse_req_interrupt_func(req, lk_interrupt, w);
     }
-    if (node_submit(fs->node, c, lock_done, w) != 0) {
-        lk_answer(w, ENOMEM);
+    int rv = node_submit(fs->node, c, lock_done, w);
+    if (rv != 0) {
+        lk_answer(w, lock_errno(fs_errno(rv)));
         lk_free(w);
     }
 }
