@@ -380,6 +380,13 @@ void fs__op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 /* Valid replies: fuse_reply_err. 0, or CHANGE for a staged create or
  * truncate sent now. fsync and release: the same. */
 void fs__op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* Send h's staged create or truncate (an open file not yet written), if
+ * any, then call cont(arg, 0 or the errno it failed with) once it applied,
+ * on the loop thread; at once if nothing was staged. A command about the
+ * file that must not reach the log before its create (a lock) waits for
+ * it this way. Replies nothing to req. */
+void fs__unstage_then(fuse_req_t req, struct fs_handle *h,
+                      void (*cont)(void *arg, int err), void *arg);
 void fs__op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
                   struct fuse_file_info *fi);
 void fs__op_release(fuse_req_t req, fuse_ino_t ino,

@@ -330,8 +330,8 @@ void fs__locks_free(struct fs *fs)
 /* ---- Requests ---- */
 
 /* Submit c for req; the answer comes from lock_done. */
-static void lk_submit(fuse_req_t req, struct fs_handle *h,
-                      const struct store_cmd *c)
+static void lk_submit_now(fuse_req_t req, struct fs_handle *h,
+                          const struct store_cmd *c)
 {
     struct fs *fs = fuse_req_userdata(req);
     if (fs__degraded(fs)) {
@@ -363,6 +363,55 @@ static void lk_submit(fuse_req_t req, struct fs_handle *h,
         lk_answer(w, lock_errno(fs_errno(rv)));
         lk_free(w);
     }
+}
+
+/* A lock on a file opened with O_CREAT and not written yet (`flock FILE
+ * cmd` on a new lock file): its create is still staged on this node, so
+ * the lock would reach the log before the file exists (ESTALE). The
+ * create goes first, the lock once it applied. */
+struct lk_after {
+    fuse_req_t req;
+    struct fs_handle *h;
+    struct store_cmd c;
+};
+
+static void lk_after_create(void *arg, int err)
+{
+    struct lk_after *a = arg;
+    if (err != 0) {
+        fuse_reply_err(a->req, err);
+    } else {
+        a->c.ino = a->h->ino;
+        lk_submit_now(a->req, a->h, &a->c);
+    }
+    fs__handle_put(a->h);
+    rfs_free(a);
+}
+
+static void lk_submit(fuse_req_t req, struct fs_handle *h,
+                      const struct store_cmd *c)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    bool staged = false;
+    if (h != NULL) {
+        pthread_mutex_lock(&fs->lock);
+        staged = h->staged_create || h->staged_trunc;
+        pthread_mutex_unlock(&fs->lock);
+    }
+    if (!staged || !fs__handle_tryget(h)) {
+        lk_submit_now(req, h, c);
+        return;
+    }
+    struct lk_after *a = rfs_malloc(sizeof(*a));
+    if (a == NULL) {
+        fs__handle_put(h);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    a->req = req;
+    a->h = h;
+    a->c = *c;
+    fs__unstage_then(req, h, lk_after_create, a);
 }
 
 static int lk_handle(fuse_ino_t ino, struct fuse_file_info *fi,

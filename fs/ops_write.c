@@ -33,6 +33,7 @@ enum reply {
     R_ATTR,    /* fuse_reply_attr of the changed inode */
     R_CREATE,  /* fuse_reply_create with a new handle */
     R_RELEASE, /* fuse_reply_err(0); the handle's last kernel reference */
+    R_CONT,    /* No reply: cont(cont_arg, 0 or the errno) decides. */
 };
 
 struct change {
@@ -58,6 +59,8 @@ struct change {
     bool has_sent;
     struct store_cmd sent;
     void *sent_data;
+    void (*cont)(void *arg, int err); /* R_CONT */
+    void *cont_arg;
 };
 
 static int64_t now_ns(void)
@@ -108,6 +111,11 @@ static void change_fail(struct change *w, int code)
      * errno it stands for is fs_errno's to decide, in fs__reply_err. */
     if (w->by_path && (code == ESTALE || code == -ESTALE)) {
         code = -ENOENT;
+    }
+    if (w->reply == R_CONT) {
+        w->cont(w->cont_arg, code < 0 ? fs_errno(code) : code);
+        change_free(w);
+        return;
     }
     fs__reply_err(w->req, code);
     if (w->reply == R_RELEASE) {
@@ -190,6 +198,9 @@ static bool orphan_change(struct change *w, const struct store_cmd *c)
         return true;
     }
     switch (w->reply) {
+    case R_CONT:
+        w->cont(w->cont_arg, 0);
+        break;
     case R_WRITE:
         fuse_reply_write(w->req, w->size);
         break;
@@ -264,6 +275,9 @@ static void change_done(void *arg, int err, const struct store_result *r)
         return;
     }
     switch (w->reply) {
+    case R_CONT:
+        w->cont(w->cont_arg, 0);
+        break;
     case R_ERR:
         fuse_reply_err(w->req, 0);
         break;
@@ -481,6 +495,34 @@ static void send_staged(fuse_req_t req, struct fuse_file_info *fi,
         }
         return;
     }
+    if (what == 2) {
+        w->staged_ino = h->kino;
+    }
+    submit(w, &c);
+}
+
+void fs__unstage_then(fuse_req_t req, struct fs_handle *h,
+                      void (*cont)(void *arg, int err), void *arg)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    struct store_cmd c;
+    int what = h->kind == FS_H_FILE ? unstage(fs, h, &c) : 0;
+    if (what == 0) {
+        cont(arg, 0);
+        return;
+    }
+    struct change *w = rfs_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        cont(arg, ENOMEM);
+        return;
+    }
+    w->fs = fs;
+    w->req = req;
+    w->reply = R_CONT;
+    w->cont = cont;
+    w->cont_arg = arg;
+    atomic_fetch_add(&h->refs, 1);
+    w->h = h;
     if (what == 2) {
         w->staged_ino = h->kino;
     }

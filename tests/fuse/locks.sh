@@ -28,6 +28,13 @@ free_on() {
 
 : > "$n1/lk"
 
+# `flock FILE cmd` on a lock file that does not exist yet creates it: the
+# lock must wait for that create to commit (it was refused with ESTALE).
+flock -n -E 9 "$n2/new.lock" true 2>/dev/null; r=$?
+check "flock -n on a new lock file" 0 "$r"
+check "the new lock file exists on another node" yes \
+    "$([ -f "$n1/new.lock" ] && echo yes || echo no)"
+
 # Two nodes race flock -n in every round: exactly one wins.
 rounds=6
 won=0
