@@ -17,9 +17,13 @@
  * heals everything, every client reads every key, and the history is
  * checked: per-key linearizability (checker.h), which also finds lost
  * acknowledged writes; and every replica must reach the same state.
+ * Beside them, one flock client per node takes an exclusive flock on one
+ * shared file in a loop and reads its fencing token: holds may overlap
+ * only where the earlier grant's node lost its session (check_flock).
  *
- * The last line is `chaos: seed=S ops=O faults=F anomalies=A`; on failure
- * the offending key's history and the replay command come before it.
+ * The last line is `chaos: seed=S ops=O faults=F anomalies=A
+ * flock_holds=N flock_overlaps=K`; on failure the offending key's history
+ * and the replay command come before it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -469,9 +474,165 @@ static void *client_main(void *arg)
     return NULL;
 }
 
+/* ---- flock clients ----------------------------------------------------- */
+
+/* One more client per node takes an exclusive flock on one shared file
+ * ("flock") through its mount, reads its fencing token (the revision of
+ * the grant), holds it a few ms and unlocks. A hold is recorded from the
+ * return of the grant to the call of the unlock. Holds overlap only when
+ * the earlier grant's node lost its session meanwhile (docs/guide.md,
+ * "Fencing"): then its token is the smaller one. */
+struct fhold {
+    int client;            /* The slot whose mount it went through. */
+    uint64_t call;         /* flock() called. */
+    uint64_t from, to;     /* Held for sure, as far as the caller knows. */
+    uint64_t token;        /* user.raftfs.lock; 0: none could be read, */
+    int token_errno;       /* for this reason. */
+    bool unlock_refused;   /* LOCK_UN answered ENOLCK or EROFS. */
+};
+static struct fhold *fholds;
+static size_t n_fholds, cap_fholds;
+/* Attempts, and those that failed: timed out (EINTR), ENOLCK, other. */
+static size_t flock_tries, flock_timeouts, flock_enolck, flock_other;
+/* When each flock client's wait began (0: not waiting), for the waker. */
+static _Atomic uint64_t flock_wait_since[MC_MAX + 1];
+static pthread_t flock_threads[MC_MAX + 1];
+/* RAFTFS_CHAOS_NO_FLOCK=1: the clients take no lock at all, to show the
+ * check failing. */
+static bool flock_skip;
+/* One hold in this many lasts 3 s (RAFTFS_CHAOS_LONG_HOLDS sets it: a
+ * smaller number makes overlaps, allowed ones, more likely). */
+static uint64_t flock_long_every = 150;
+
+#define FLOCK_WAIT_NS 2000000000u /* A wait longer than this is cut short. */
+
+static void on_wake(int sig)
+{
+    (void)sig; /* Only to interrupt a blocked flock() with EINTR. */
+}
+
+/* A blocking flock() with a bounded wait: the interrupt makes the kernel
+ * send FUSE_INTERRUPT, the node cancels the waiter (LOCK_CANCEL) and
+ * answers EINTR, or 0 if the grant applied first (docs/fs.md, "Locks").
+ * flock(2) has no timeout, and polling with LOCK_NB would put one log entry
+ * per poll into the cluster. */
+static atomic_bool waker_stop;
+
+static void *flock_waker(void *arg)
+{
+    (void)arg;
+    while (!waker_stop) {
+        uint64_t now = now_ns();
+        for (int i = 1; i <= C.n; i++) {
+            uint64_t since = flock_wait_since[i];
+            if (since != 0 && now - since > FLOCK_WAIT_NS) {
+                pthread_kill(flock_threads[i], SIGUSR1);
+            }
+        }
+        usleep(50000);
+    }
+    return NULL;
+}
+
+static uint64_t lock_token(int fd, int *err)
+{
+    char buf[32];
+    *err = 0;
+    for (int tries = 0; tries < 3; tries++) {
+        ssize_t n = fgetxattr(fd, "user.raftfs.lock", buf, sizeof(buf) - 1);
+        if (n > 0) {
+            buf[n] = '\0';
+            return strtoull(buf, NULL, 10);
+        }
+        *err = n < 0 ? errno : EINVAL;
+        if (n < 0 && errno != EINTR) {
+            break; /* ENODATA: this node holds none (its session ended). */
+        }
+    }
+    return 0;
+}
+
+static void *flock_client_main(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    uint64_t r = seed * 104729 + (uint64_t)i;
+    while (!clients_stop) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        pthread_rwlock_rdlock(&guard[i]);
+        int fd = up[i] ? open(mc_path(&C, i, "flock"), O_RDONLY) : -1;
+        if (fd < 0) {
+            pthread_rwlock_unlock(&guard[i]);
+            usleep(50000);
+            continue;
+        }
+        uint64_t call = now_ns();
+        flock_wait_since[i] = call;
+        int rc = flock_skip ? 0 : flock(fd, LOCK_EX);
+        int e = errno;
+        flock_wait_since[i] = 0;
+        __atomic_fetch_add(&flock_tries, 1, __ATOMIC_RELAXED);
+        if (rc != 0) {
+            close(fd);
+            pthread_rwlock_unlock(&guard[i]);
+            size_t *c = e == EINTR    ? &flock_timeouts
+                        : e == ENOLCK ? &flock_enolck
+                                      : &flock_other;
+            __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+            usleep(20000);
+            continue;
+        }
+        struct fhold h = {.client = i, .call = call, .from = now_ns()};
+        h.token = lock_token(fd, &h.token_errno);
+        /* Mostly a few ms; now and then past session_ttl, so that a
+         * partition or pause can end the session of a holder that still
+         * holds, and the cluster give the lock to another meanwhile. */
+        bool long_hold = (r >> 24) % flock_long_every == 0;
+        usleep(long_hold ? 3000000 : 2000 + (unsigned)(r % 6000));
+        h.to = now_ns();
+        if (!flock_skip && flock(fd, LOCK_UN) != 0) {
+            h.unlock_refused = errno == ENOLCK || errno == EROFS;
+        }
+        close(fd);
+        pthread_rwlock_unlock(&guard[i]);
+        pthread_mutex_lock(&H.lock);
+        fholds = room_for(fholds, &cap_fholds, n_fholds, sizeof(*fholds));
+        fholds[n_fholds++] = h;
+        pthread_mutex_unlock(&H.lock);
+        usleep((unsigned)((r >> 16) % 10000));
+    }
+    return NULL;
+}
+
 /* ---- Nemesis ---------------------------------------------------------- */
 
 static int faults;
+
+/* When the nemesis disturbed each slot's node (paused, killed, cut off
+ * from the leader or the majority, removed): only then may its session
+ * end, and a flock hold through it overlap a later grant. Written by the
+ * nemesis (the main thread) only, read after the clients stopped. */
+struct disturbance {
+    int slot;
+    uint64_t from, to;
+};
+static struct disturbance *dists;
+static size_t n_dists, cap_dists;
+static bool hit[MC_MAX + 1]; /* Slots the current fault disturbs. */
+/* After a fault heals, a SESSION_END proposed during it may still commit
+ * and a node catch up on it: the disturbance lasts this much longer. */
+#define DISTURB_SLACK_NS 1000000000u
+
+static void disturbed_until_now(uint64_t from)
+{
+    for (int i = 1; i <= C.n; i++) {
+        if (hit[i]) {
+            dists = room_for(dists, &cap_dists, n_dists, sizeof(*dists));
+            dists[n_dists++] = (struct disturbance){
+                i, from, now_ns() + DISTURB_SLACK_NS};
+            hit[i] = false;
+        }
+    }
+}
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -529,6 +690,7 @@ static void nemesis_once(void)
 {
     int n = C.n;
     int kind = (int)(rnd() % 8);
+    uint64_t f0 = now_ns();
     /* RAFTFS_CHAOS_KINDS=05 limits the nemesis to those faults (0
      * partition, 1 isolated leader, 2 one-way, 3 kill, 4 pause, 5
      * transfer, 6 remove and re-add, 7 bridge), to narrow down a
@@ -549,6 +711,7 @@ static void nemesis_once(void)
             int i = 1 + (int)(rnd() % (unsigned)n);
             if (!side[i]) {
                 side[i] = 1;
+                hit[i] = true;
                 k++;
                 snprintf(desc + strlen(desc), sizeof(desc) - strlen(desc),
                          " %d", i);
@@ -572,6 +735,7 @@ static void nemesis_once(void)
             break;
         }
         say("partition: leader %d isolated", l);
+        hit[l] = true;
         for (int i = 1; i <= n; i++) {
             if (i != l) {
                 cut_both(l, i);
@@ -586,6 +750,7 @@ static void nemesis_once(void)
             break;
         }
         say("partition: leader %d hears no one (one-way)", l);
+        hit[l] = true;
         for (int i = 1; i <= n; i++) {
             if (i != l) {
                 net("cut %s %d %d %d", tag, n, i, l);
@@ -597,6 +762,7 @@ static void nemesis_once(void)
     case 3: { /* kill -9 and restart. */
         int i = 1 + (int)(rnd() % (unsigned)n);
         say("kill -9 node %d", i);
+        hit[i] = true;
         node_kill(i);
         usleep(1000000 + (unsigned)(rnd() % 2000000));
         say("restart node %d", i);
@@ -606,6 +772,7 @@ static void nemesis_once(void)
     case 4: { /* Pause longer than an election timeout. */
         int i = 1 + (int)(rnd() % (unsigned)n);
         say("SIGSTOP node %d for 1.5 s", i);
+        hit[i] = true;
         stopped[i] = true;
         kill(C.pid[i], SIGSTOP);
         usleep(1500000);
@@ -624,6 +791,7 @@ static void nemesis_once(void)
                 continue;
             }
             side[i] = k++ % 2;
+            hit[i] = true;
             char *d = side[i] ? d2 : d1;
             snprintf(d + strlen(d), 32 - strlen(d), " %d", i);
         }
@@ -649,6 +817,7 @@ static void nemesis_once(void)
         }
         char cmd[1024];
         say("remove node %d from the cluster", ids[x]);
+        hit[x] = true;
         snprintf(cmd, sizeof(cmd),
                  "timeout 10 %s members -d %s remove %d >/dev/null 2>&1",
                  mc_exe, C.data[l], ids[x]);
@@ -678,6 +847,7 @@ static void nemesis_once(void)
     }
     }
     net("heal %s %d", tag, n);
+    disturbed_until_now(f0);
     usleep(500000 + (unsigned)(rnd() % 1000000));
 }
 
@@ -746,6 +916,138 @@ static int check_local(void)
            "back in time: %s\n",
            n_lreads, bad ? "NO, see above" : "yes");
     return bad;
+}
+
+/* ---- The flock clients' holds ------------------------------------------ */
+
+static bool disturbed(int slot, uint64_t from, uint64_t to)
+{
+    for (size_t d = 0; d < n_dists; d++) {
+        if (dists[d].slot == slot && dists[d].from <= to &&
+            from <= dists[d].to) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The hold of two that the cluster granted first: the smaller token (none
+ * read counts as the smallest). It is the one that may have lost its lock
+ * to the other without knowing. */
+static const struct fhold *earlier_grant(const struct fhold *a,
+                                         const struct fhold *b)
+{
+    return a->token <= b->token ? a : b;
+}
+
+static bool lost_session(const struct fhold *h)
+{
+    return h->unlock_refused || disturbed(h->client, h->call, h->to);
+}
+
+static int by_from(const void *a, const void *b)
+{
+    const struct fhold *x = a, *y = b;
+    return x->from < y->from ? -1 : x->from > y->from;
+}
+
+static int by_token(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* 1. Tokens: unique, each a revision the cluster reached, and in the order
+ *    of the grants: a hold that ended before another began has the smaller
+ *    token, unless the other's node lost its session (its grant may have
+ *    been answered late, after its lock was already dropped).
+ * 2. Two holds overlap in real time only if the one granted first (the
+ *    smaller token) went through a node that lost its session during the
+ *    hold: the nemesis paused, killed, removed or cut off that node, or the
+ *    unlock came back ENOLCK/EROFS. Returns the anomalies; *overlaps: the
+ *    overlaps found (all allowed ones if no anomaly). */
+static int check_flock(uint64_t applied, size_t *overlaps)
+{
+    int bad = 0, shown = 0;
+    size_t no_token = 0, dup = 0, beyond = 0, inversions = 0;
+    qsort(fholds, n_fholds, sizeof(*fholds), by_from);
+    uint64_t *toks = calloc(n_fholds + 1, sizeof(*toks));
+    size_t nt = 0;
+    size_t no_token_bad = 0;
+    for (size_t a = 0; a < n_fholds; a++) {
+        const struct fhold *h = &fholds[a];
+        if (h->token == 0) {
+            /* flock() said granted, but this node holds no lock on the
+             * file: only right if its session ended after the grant. */
+            no_token++;
+            if (!lost_session(h)) {
+                if (no_token_bad++ < 5) {
+                    printf("chaos: ANOMALY: client %d's flock returned at "
+                           "%.3f s (called at %.3f s) but its node gave no "
+                           "token (%s), and was not disturbed\n",
+                           h->client, h->from / 1e9, h->call / 1e9,
+                           strerror(h->token_errno));
+                }
+            } else if (getenv("RAFTFS_CHAOS_DEBUG")) {
+                printf("debug: client %d: hold without a token at %.3f s "
+                       "(called at %.3f s), node disturbed\n",
+                       h->client, h->from / 1e9, h->call / 1e9);
+            }
+        } else {
+            toks[nt++] = fholds[a].token;
+            beyond += fholds[a].token > applied;
+        }
+    }
+    qsort(toks, nt, sizeof(*toks), by_token);
+    for (size_t k = 1; k < nt; k++) {
+        if (toks[k] == toks[k - 1]) {
+            printf("chaos: ANOMALY: flock token %" PRIu64 " given twice\n",
+                   toks[k]);
+            dup++;
+        }
+    }
+    free(toks);
+    if (beyond > 0) {
+        printf("chaos: ANOMALY: %zu flock tokens beyond the last applied "
+               "revision %" PRIu64 "\n",
+               beyond, applied);
+    }
+    for (size_t a = 0; a < n_fholds; a++) {
+        const struct fhold *x = &fholds[a];
+        for (size_t b = a + 1; b < n_fholds; b++) {
+            const struct fhold *y = &fholds[b]; /* y->from >= x->from */
+            bool overlap = y->from < x->to;
+            bool inverted = !overlap && x->token != 0 && y->token != 0 &&
+                            x->token > y->token;
+            if (!overlap && !inverted) {
+                continue;
+            }
+            const struct fhold *e = earlier_grant(x, y);
+            *overlaps += overlap;
+            inversions += inverted;
+            if (lost_session(e)) {
+                continue;
+            }
+            bad++;
+            if (shown++ < 5) {
+                printf("chaos: ANOMALY: flock holds %s: client %d token "
+                       "%" PRIu64 " [%.3f, %.3f] s and client %d token "
+                       "%" PRIu64 " [%.3f, %.3f] s; client %d's node was "
+                       "not disturbed\n",
+                       overlap ? "overlap" : "out of token order", x->client,
+                       x->token, x->from / 1e9, x->to / 1e9, y->client,
+                       y->token, y->from / 1e9, y->to / 1e9, e->client);
+            }
+        }
+    }
+    printf("chaos: flock: %zu tries, %zu holds (%zu without a token), "
+           "%zu waits cut at 2 s, %zu ENOLCK, %zu other errors; %zu "
+           "overlaps and %zu out of token order; all where the earlier "
+           "grant's node lost its session, tokens unique: %s\n",
+           flock_tries, n_fholds, no_token, flock_timeouts, flock_enolck,
+           flock_other, *overlaps, inversions,
+           bad || dup || beyond || no_token_bad ? "NO, see above" : "yes");
+    return bad + (int)dup + (beyond > 0) + (int)no_token_bad;
 }
 
 /* ---- Main ------------------------------------------------------------- */
@@ -900,7 +1202,10 @@ int main(int argc, char **argv)
         /* RAFTFS_CHAOS_OPTS=reads=local shows the harness catching the
          * stale reads that mode allows. */
         const char *o = getenv("RAFTFS_CHAOS_OPTS");
-        snprintf(C.opts[i], sizeof(C.opts[i]), "commit_timeout=4%s%s%s",
+        /* session_ttl=2 (the least): a partition (2.5 s) outlasts it, so
+         * sessions end under the flock clients. */
+        snprintf(C.opts[i], sizeof(C.opts[i]),
+                 "commit_timeout=4,session_ttl=2%s%s%s",
                  local_mode ? ",reads=local" : "", o ? "," : "",
                  o ? o : "");
         mkdir(C.mnt[i], 0755);
@@ -934,6 +1239,29 @@ int main(int argc, char **argv)
     for (int i = 1; i <= n; i++) {
         pthread_create(&clients[i], NULL, client_main, (void *)(intptr_t)i);
     }
+    /* The flock clients' shared file, made once (they only open it). */
+    for (int tries = 0; tries < 20; tries++) {
+        int fd = open(mc_path(&C, 1, "flock"), O_WRONLY | O_CREAT, 0644);
+        if (fd >= 0) {
+            close(fd);
+            break;
+        }
+        usleep(250000);
+    }
+    flock_skip = getenv("RAFTFS_CHAOS_NO_FLOCK") != NULL;
+    if (getenv("RAFTFS_CHAOS_LONG_HOLDS") != NULL) {
+        flock_long_every = strtoull(getenv("RAFTFS_CHAOS_LONG_HOLDS"), NULL,
+                                    10);
+        flock_long_every += flock_long_every == 0;
+    }
+    struct sigaction wake = {.sa_handler = on_wake}; /* No SA_RESTART. */
+    sigaction(SIGUSR1, &wake, NULL);
+    for (int i = 1; i <= n; i++) {
+        pthread_create(&flock_threads[i], NULL, flock_client_main,
+                       (void *)(intptr_t)i);
+    }
+    pthread_t waker;
+    pthread_create(&waker, NULL, flock_waker, NULL);
     long end = pc_now_ms() + (long)seconds * 1000;
     while (pc_now_ms() < end) {
         nemesis_once();
@@ -962,7 +1290,10 @@ int main(int argc, char **argv)
                  "%s members -d %s list 2>/dev/null | grep -q '^%d '",
                  mc_exe, C.data[l ? l : 1], ids[i]);
         if (l != 0 && system(cmd) != 0) {
+            uint64_t f = now_ns();
+            hit[i] = true;
             rejoin(i, "not a member at the end");
+            disturbed_until_now(f);
         }
     }
     usleep(3000000); /* Clients go on in the healed cluster. */
@@ -970,6 +1301,11 @@ int main(int argc, char **argv)
     for (int i = 1; i <= n; i++) {
         pthread_join(clients[i], NULL);
     }
+    for (int i = 1; i <= n; i++) {
+        pthread_join(flock_threads[i], NULL); /* The waker bounds a wait. */
+    }
+    waker_stop = true;
+    pthread_join(waker, NULL);
     /* Everyone reads every key: lost writes show up as anomalies. */
     for (int i = 1; i <= n; i++) {
         for (int k = 0; k < KEYS; k++) {
@@ -1152,6 +1488,9 @@ int main(int argc, char **argv)
            "once: %s\n",
            lock_tries, n_holds, lock_bad ? "NO, see above" : "yes");
     anomalies += lock_bad;
+    size_t flock_overlaps = 0;
+    anomalies += check_flock(mc_status(&C, 1, "applied_index"),
+                             &flock_overlaps);
     if (H.ok == 0) {
         printf("chaos: ANOMALY: no operation succeeded\n");
         anomalies++;
@@ -1164,7 +1503,9 @@ int main(int argc, char **argv)
                local_mode ? " --local" : "");
     }
     teardown();
-    printf("chaos: seed=%" PRIu64 " ops=%zu faults=%d anomalies=%d\n", seed,
-           H.ok + H.unknown + H.failed, faults, anomalies);
+    printf("chaos: seed=%" PRIu64 " ops=%zu faults=%d anomalies=%d "
+           "flock_holds=%zu flock_overlaps=%zu\n",
+           seed, H.ok + H.unknown + H.failed, faults, anomalies, n_fholds,
+           flock_overlaps);
     return anomalies ? 1 : 0;
 }
