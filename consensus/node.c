@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +85,10 @@ struct node {
     uint64_t data_id; /* This folder's (store_data_id). */
     struct host *host;
     struct snapfiles snaps;
-    uint64_t boot;
+    uint64_t boot; /* This process's first boot id: said in hellos. */
+    /* The boot of the current session (a new one at each renewal after a
+     * lapse): what node_identity answers, from any thread. */
+    _Atomic uint64_t sess_boot;
 
     pthread_t thread;
     uv_loop_t loop;
@@ -415,6 +419,11 @@ static int io_new_boot(void *data, uint64_t *boot)
     if (rv != 0) {
         nlog(n, RFS_LOG_ERROR, "cannot take a new boot id for a new "
              "session: %s", store_errmsg(n->store));
+    } else {
+        /* The host's commands carry it from now on, so the lock table
+         * keys this node's new locks on it: fs/locks.c must look them up
+         * under it (a grant, the fencing token), not under the first. */
+        atomic_store(&n->sess_boot, *boot);
     }
     return rv;
 }
@@ -1017,6 +1026,7 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
         snprintf(errmsg, RFS_ERRMSG_SZ, "%s", store_errmsg(n->store));
         goto err_after_store;
     }
+    atomic_store(&n->sess_boot, n->boot);
     /* Said in every hello: peers refuse this node if the folder they knew
      * it by is gone (host_hello). */
     uint64_t data_id;
@@ -1205,7 +1215,7 @@ static int count_live(void *arg, rfs_nodeid_t client, uint64_t boot,
 void node_identity(struct node *n, rfs_nodeid_t *id, uint64_t *boot)
 {
     *id = n->o.id;
-    *boot = n->boot;
+    *boot = atomic_load(&n->sess_boot);
 }
 
 void node_status(struct node *n, struct node_status *st)

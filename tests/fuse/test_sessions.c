@@ -15,7 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -244,6 +247,37 @@ static void test_paused_node_is_fenced(void **state)
                      1);
     /* The old session's file did not come back. */
     assert_false(exists(mc_path(c, 3, "services/paused-3")));
+    /* Locks under the new session: a waiter on node 3 is granted when node
+     * 1 lets go, and node 3 knows it holds the lock (its token). Both
+     * looked for the lock under the first boot once, so the grant answered
+     * ENOLCK and the token ENODATA. */
+    assert_int_equal(mc_write(mc_path(c, 1, "plock"), "", 0), 0);
+    int fd1 = open(mc_path(c, 1, "plock"), O_RDONLY);
+    assert_true(fd1 >= 0);
+    assert_int_equal(flock(fd1, LOCK_EX), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        int fd3 = open(mc_path(c, 3, "plock"), O_RDONLY);
+        if (fd3 < 0 || flock(fd3, LOCK_EX) != 0) {
+            printf("# node 3's flock after the pause: %s\n", strerror(errno));
+            _exit(2);
+        }
+        char tok[32];
+        ssize_t n = fgetxattr(fd3, "user.raftfs.lock", tok, sizeof(tok) - 1);
+        if (n <= 0) {
+            printf("# node 3's token after the pause: %s\n", strerror(errno));
+            _exit(3);
+        }
+        _exit(0);
+    }
+    assert_true(child > 0);
+    usleep(500000); /* Node 3's request waits in the table. */
+    assert_int_equal(flock(fd1, LOCK_UN), 0);
+    close(fd1);
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 /* kill -9 of the node whose process holds an flock: the lock is free on
