@@ -746,61 +746,14 @@ static bool acl_mode(const uint8_t *p, size_t len, uint32_t *perm)
     return equiv;
 }
 
-/* Limit the ACL (len bytes at p, valid) of a new inode to its create mode
- * (Linux's posix_acl_create_masq): USER_OBJ, MASK (or GROUP_OBJ without
- * one) and OTHER keep only what the mode's owner, group and other bits
- * allow; named entries keep theirs, the mask limits them. */
-static void acl_create_masq(uint8_t *p, size_t len, uint32_t mode)
-{
-    size_t n = (len - 4) / 8;
-    bool has_mask = false;
-    for (size_t i = 0; i < n; i++) {
-        has_mask = has_mask || get_le16(p + 4 + 8 * i) == ACL_TAG_MASK;
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint8_t *e = p + 4 + 8 * i;
-        uint32_t allow;
-        switch (get_le16(e)) {
-        case ACL_TAG_USER_OBJ:
-            allow = mode >> 6 & 7;
-            break;
-        case ACL_TAG_GROUP_OBJ:
-            if (has_mask) {
-                continue;
-            }
-            allow = mode >> 3 & 7;
-            break;
-        case ACL_TAG_MASK:
-            allow = mode >> 3 & 7;
-            break;
-        case ACL_TAG_OTHER:
-            allow = mode & 7;
-            break;
-        default:
-            continue;
-        }
-        e[2] &= (uint8_t)allow;
-    }
-}
-
-uint32_t store_acl_create_mode(const void *val, size_t len, uint32_t mode)
-{
-    uint8_t buf[4 + 8 * STORE_ACL_MAX_ENTRIES];
-    if (len > sizeof(buf)) {
-        return mode; /* Cannot happen: a valid ACL fits. */
-    }
-    memcpy(buf, val, len);
-    acl_create_masq(buf, len, mode);
-    uint32_t perm;
-    acl_mode(buf, len, &perm);
-    return (mode & ~(uint32_t)0777) | perm;
-}
-
-/* Rewrite a stored ACL (len bytes at p, valid) to agree with the mode's
- * permission bits after a chmod (Linux's posix_acl_chmod): USER_OBJ takes
- * the owner's, MASK (or GROUP_OBJ without one) the group's, OTHER the
- * others'. Named entries keep theirs: the mask limits them. */
-static void acl_chmod(uint8_t *p, size_t len, uint32_t mode)
+/* Bring the ACL (len bytes at p, valid) in line with the mode's permission
+ * bits: USER_OBJ with the owner's, MASK (or GROUP_OBJ without one) with the
+ * group's, OTHER with the others'; named entries keep theirs, the mask
+ * limits them. At create (Linux's posix_acl_create_masq) each keeps only
+ * what the create mode allows (limit); after a chmod (posix_acl_chmod) each
+ * takes the mode's bits. */
+static void acl_bits_from_mode(uint8_t *p, size_t len, uint32_t mode,
+                               bool limit)
 {
     size_t n = (len - 4) / 8;
     bool has_mask = false;
@@ -829,9 +782,26 @@ static void acl_chmod(uint8_t *p, size_t len, uint32_t mode)
         default:
             continue;
         }
-        e[2] = (uint8_t)bits;
-        e[3] = 0;
+        if (limit) {
+            e[2] &= (uint8_t)bits;
+        } else {
+            e[2] = (uint8_t)bits;
+            e[3] = 0;
+        }
     }
+}
+
+uint32_t store_acl_create_mode(const void *val, size_t len, uint32_t mode)
+{
+    uint8_t buf[4 + 8 * STORE_ACL_MAX_ENTRIES];
+    if (len > sizeof(buf)) {
+        return mode; /* Cannot happen: a valid ACL fits. */
+    }
+    memcpy(buf, val, len);
+    acl_bits_from_mode(buf, len, mode, true);
+    uint32_t perm;
+    acl_mode(buf, len, &perm);
+    return (mode & ~(uint32_t)0777) | perm;
 }
 
 static bool is_name(const struct store_cmd *c, const char *name, size_t len)
@@ -878,7 +848,7 @@ static int acl_inherit(struct tx *t, const struct store_cmd *c,
         rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_XATTRS], (char *)k, klen,
                                   v, vlen);
     }
-    acl_create_masq((uint8_t *)v, vlen, a->mode);
+    acl_bits_from_mode((uint8_t *)v, vlen, a->mode, true);
     uint32_t perm;
     if (!acl_mode((uint8_t *)v, vlen, &perm)) {
         uint8_t ak[8 + sizeof(acl_access_name)];
@@ -907,7 +877,7 @@ static int acl_follow_mode(struct tx *t, uint64_t ino, uint32_t mode)
         return rv;
     }
     if (store_acl_check(v, vlen) == 0) { /* Stored only once checked. */
-        acl_chmod((uint8_t *)v, vlen, mode);
+        acl_bits_from_mode((uint8_t *)v, vlen, mode, false);
         rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_XATTRS], (char *)k, klen,
                                   v, vlen);
     }
