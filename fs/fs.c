@@ -789,10 +789,14 @@ int fs_new(const struct fs_options *o, struct fs **out)
     pthread_mutex_init(&fs->lock, NULL);
     pthread_mutex_init(&fs->watch_lock, NULL);
     pthread_cond_init(&fs->inval_cond, NULL);
+    pthread_cond_init(&fs->stage_cond, NULL);
+    const char *delay = getenv("RAFTFS_TEST_STAGE_DELAY_MS");
+    fs->test_stage_delay_ms = delay != NULL ? atoi(delay) : 0;
     fs->inval_tail = &fs->inval_head;
     if (!fs->o.linearizable) {
         if (pthread_create(&fs->inval_thread, NULL, inval_main, fs) != 0) {
             pthread_cond_destroy(&fs->inval_cond);
+            pthread_cond_destroy(&fs->stage_cond);
             pthread_mutex_destroy(&fs->watch_lock);
             pthread_mutex_destroy(&fs->lock);
             rfs_free(fs);
@@ -875,6 +879,7 @@ void fs_free(struct fs *fs)
     fs__watch_free(fs); /* Parked watches: the kernel's side is gone. */
     pthread_mutex_destroy(&fs->watch_lock);
     pthread_cond_destroy(&fs->inval_cond);
+    pthread_cond_destroy(&fs->stage_cond);
     pthread_mutex_destroy(&fs->lock);
     rfs_free(fs);
 }

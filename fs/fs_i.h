@@ -84,6 +84,14 @@ struct fs_handle {
     bool staged_create;
     bool staged_trunc;
     bool pending;
+    /* A staged create or truncate was taken by one change and is in
+     * flight: every other change through this handle waits for it
+     * (fs->stage_cond), or the log could order it before the truncate. */
+    bool stage_inflight;
+    /* EIO for later writes: a staged truncate sent by a close or fsync
+     * (not by a write) has an unknown outcome, so it may still land after
+     * anything written now. */
+    bool stage_lost;
     uint32_t open_flags;
     uint64_t parent;
     char name[STORE_NAME_MAX + 1];
@@ -173,6 +181,9 @@ struct fs {
     pthread_t inval_thread;
     bool inval_started;
     bool inval_stop;
+    pthread_cond_t stage_cond; /* Some handle's stage_inflight ended. */
+    int test_stage_delay_ms;   /* RAFTFS_TEST_STAGE_DELAY_MS (tests). */
+
     pthread_cond_t inval_cond;
     struct fs_inval *inval_head;
     struct fs_inval **inval_tail;

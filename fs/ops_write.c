@@ -61,6 +61,10 @@ struct change {
     void *sent_data;
     void (*cont)(void *arg, int err); /* R_CONT */
     void *cont_arg;
+    /* This change took h's staged create (2) or truncate (1): other
+     * changes through h wait until it ends (stage_end). */
+    int stage_what;
+    bool proposed; /* Handed to the node: a failure may still apply. */
 };
 
 static int64_t now_ns(void)
@@ -88,8 +92,41 @@ static struct change *change_new(fuse_req_t req, enum reply reply,
     return w;
 }
 
+
+/*
+ * w's staged create or truncate has ended: applied, refused, or (lost)
+ * with an unknown outcome. Changes through the handle that waited in
+ * unstage() go on. A truncate refused while a close or fsync carried it
+ * is owed again, so the next change carries it; a write that carried one
+ * answered its own caller and owes nothing. A truncate whose outcome is
+ * unknown may still land after anything written now: later writes through
+ * the handle fail with EIO rather than risk being erased by it.
+ */
+enum stage_outcome { STAGE_APPLIED, STAGE_REFUSED, STAGE_UNKNOWN };
+
+static void stage_end(struct change *w, enum stage_outcome how)
+{
+    if (w->stage_what == 0 || w->h == NULL) {
+        return;
+    }
+    struct fs *fs = w->fs;
+    pthread_mutex_lock(&fs->lock);
+    w->h->stage_inflight = false;
+    if (w->reply != R_WRITE && w->stage_what == 1) {
+        if (how == STAGE_REFUSED) {
+            w->h->staged_trunc = true;
+        } else if (how == STAGE_UNKNOWN) {
+            w->h->stage_lost = true;
+        }
+    }
+    pthread_cond_broadcast(&fs->stage_cond);
+    pthread_mutex_unlock(&fs->lock);
+    w->stage_what = 0;
+}
+
 static void change_free(struct change *w)
 {
+    stage_end(w, STAGE_APPLIED); /* Only if no path below ended it. */
     rfs_free(w->sent_data);
     rfs_free(w->then_data);
     fs__handle_put(w->h);
@@ -100,6 +137,12 @@ static void change_free(struct change *w)
  * happen, so it stops answering lookups. */
 static void change_fail(struct change *w, int code)
 {
+    /* Refused before it reached the node, or by the apply: never lands.
+     * A timeout, a storage failure or a shutdown after it was handed
+     * over: it may. */
+    bool unknown = w->proposed && (code == -ETIMEDOUT || code == -EIO ||
+                                   code == RFS_ESHUTDOWN);
+    stage_end(w, unknown ? STAGE_UNKNOWN : STAGE_REFUSED);
     if (w->staged_ino != 0 && w->h != NULL) {
         pthread_mutex_lock(&w->fs->lock);
         if (w->h->pending) {
@@ -264,6 +307,7 @@ static void change_done(void *arg, int err, const struct store_result *r)
         change_fail(w, r->err);
         return;
     }
+    stage_end(w, STAGE_APPLIED);
     if (w->has_then) {
         w->has_then = false;
         w->staged_ino = 0;
@@ -323,7 +367,12 @@ static void submit(struct change *w, const struct store_cmd *c)
         pthread_mutex_lock(&fs->lock);
         fs->cnt.changes++;
         pthread_mutex_unlock(&fs->lock);
+        /* Before the call: once it returns 0, w may be gone already. */
+        w->proposed = true;
         rv = node_submit(fs->node, c, change_done, w);
+        if (rv != 0) {
+            w->proposed = false; /* cb never runs: w is still ours. */
+        }
     }
     if (rv != 0) {
         change_fail(w, rv);
@@ -331,15 +380,26 @@ static void submit(struct change *w, const struct store_cmd *c)
 }
 
 /*
- * Take what h has staged into c: 2 for a create (c is a CREATE with the id
- * the kernel was given), 1 for a truncate (c is a truncating WRITE), 0 if
- * nothing. The caller adds data, if any.
+ * Take what h has staged into c, for w to carry: 2 for a create (c is a
+ * CREATE with the id the kernel was given), 1 for a truncate (c is a
+ * truncating WRITE), 0 if nothing. The caller adds data, if any.
+ *
+ * Waits first while another change carries h's staged create or
+ * truncate: a close in a forked child (or an fsync, a lock) can take the
+ * truncate as this write arrives, and two proposals from one node may be
+ * ordered either way in the log; the truncate landing after the data
+ * would empty the file. Never called on the loop thread, which ends the
+ * wait.
  */
-static int unstage(struct fs *fs, struct fs_handle *h, struct store_cmd *c)
+static int unstage(struct fs *fs, struct fs_handle *h, struct store_cmd *c,
+                   struct change *w)
 {
     memset(c, 0, sizeof(*c));
     int what = 0;
     pthread_mutex_lock(&fs->lock);
+    while (h->stage_inflight) {
+        pthread_cond_wait(&fs->stage_cond, &fs->lock);
+    }
     if (h->staged_create) {
         c->op = STORE_OP_CREATE;
         c->parent = h->parent;
@@ -367,6 +427,8 @@ static int unstage(struct fs *fs, struct fs_handle *h, struct store_cmd *c)
     h->staged_trunc = false;
     if (what != 0) {
         fs->cnt.fused++;
+        h->stage_inflight = true;
+        w->stage_what = what;
     }
     pthread_mutex_unlock(&fs->lock);
     return what;
@@ -390,12 +452,19 @@ void fs__op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
         return;
     }
     struct store_cmd c;
-    if (unstage(fs, h, &c) == 2) {
+    if (unstage(fs, h, &c, w) == 2) {
         w->staged_ino = h->kino;
     } else if (c.op == STORE_OP_WRITE) {
         /* Opened while another local create of the same name was staged:
          * if that create landed in an existing file, write there too. */
         c.ino = fs__resolve(fs, c.ino);
+    }
+    pthread_mutex_lock(&fs->lock);
+    bool lost = h->stage_lost;
+    pthread_mutex_unlock(&fs->lock);
+    if (lost) {
+        change_fail(w, -EIO); /* See stage_end(). */
+        return;
     }
     c.offset = (uint64_t)off;
     c.data = buf;
@@ -479,15 +548,6 @@ static void send_staged(fuse_req_t req, struct fuse_file_info *fi,
         fuse_reply_err(req, 0);
         return;
     }
-    struct store_cmd c;
-    int what = h->kind == FS_H_FILE ? unstage(fs, h, &c) : 0;
-    if (what == 0) {
-        fuse_reply_err(req, 0);
-        if (reply == R_RELEASE) {
-            fs__handle_put(h);
-        }
-        return;
-    }
     struct change *w = change_new(req, reply, h);
     if (w == NULL) {
         if (reply == R_RELEASE) {
@@ -495,8 +555,24 @@ static void send_staged(fuse_req_t req, struct fuse_file_info *fi,
         }
         return;
     }
+    struct store_cmd c;
+    int what = h->kind == FS_H_FILE ? unstage(fs, h, &c, w) : 0;
+    if (what == 0) {
+        fuse_reply_err(req, 0);
+        if (reply == R_RELEASE) {
+            fs__handle_put(h);
+        }
+        change_free(w);
+        return;
+    }
     if (what == 2) {
         w->staged_ino = h->kino;
+    }
+    if (fs->test_stage_delay_ms > 0) {
+        /* Tests: widen the window in which a write through another
+         * descriptor of this handle arrives while this carries the
+         * truncate (see unstage()). */
+        usleep((useconds_t)fs->test_stage_delay_ms * 1000);
     }
     submit(w, &c);
 }
@@ -505,12 +581,6 @@ void fs__unstage_then(fuse_req_t req, struct fs_handle *h,
                       void (*cont)(void *arg, int err), void *arg)
 {
     struct fs *fs = fuse_req_userdata(req);
-    struct store_cmd c;
-    int what = h->kind == FS_H_FILE ? unstage(fs, h, &c) : 0;
-    if (what == 0) {
-        cont(arg, 0);
-        return;
-    }
     struct change *w = rfs_calloc(1, sizeof(*w));
     if (w == NULL) {
         cont(arg, ENOMEM);
@@ -523,6 +593,13 @@ void fs__unstage_then(fuse_req_t req, struct fs_handle *h,
     w->cont_arg = arg;
     atomic_fetch_add(&h->refs, 1);
     w->h = h;
+    struct store_cmd c;
+    int what = h->kind == FS_H_FILE ? unstage(fs, h, &c, w) : 0;
+    if (what == 0) {
+        change_free(w);
+        cont(arg, 0);
+        return;
+    }
     if (what == 2) {
         w->staged_ino = h->kino;
     }
@@ -656,7 +733,7 @@ void fs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
     w->by_path = fi == NULL;
     s.ino = h != NULL ? h->ino : fs__resolve(fs, ino);
     struct store_cmd c;
-    int what = h != NULL ? unstage(fs, h, &c) : 0;
+    int what = h != NULL ? unstage(fs, h, &c, w) : 0;
     if (what == 0) {
         submit(w, &s);
         return;
@@ -983,7 +1060,7 @@ void fs__op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
     name_cmd(&l, STORE_OP_LINK, newparent, w->then_name);
     l.ino = h != NULL ? h->ino : fs__resolve(fs, ino);
     struct store_cmd c;
-    int what = h != NULL ? unstage(fs, h, &c) : 0;
+    int what = h != NULL ? unstage(fs, h, &c, w) : 0;
     if (what == 0) {
         submit(w, &l);
         return;
@@ -1143,7 +1220,7 @@ static void xattr_submit(fuse_req_t req, uint64_t ino, struct store_cmd *c)
     }
     c->ino = h != NULL ? h->ino : fs__resolve(fs, ino);
     struct store_cmd s;
-    int what = h != NULL ? unstage(fs, h, &s) : 0;
+    int what = h != NULL ? unstage(fs, h, &s, w) : 0;
     if (what == 0) {
         submit(w, c);
         return;

@@ -1184,6 +1184,53 @@ static void *rewriter_main(void *arg)
 /* Two writers per node rewrite one file with `echo`-style writes and read
  * it back: a reader never sees the empty file that a writer's O_TRUNC open
  * makes the kernel believe in before its (staged) truncate exists. */
+/*
+ * open(O_TRUNC) stages its truncate, to travel with the first write. A
+ * forked child that closes its copy of the descriptor sends the truncate
+ * alone (its process no longer holds the file); if the parent's first
+ * write arrives meanwhile, it must wait for that truncate, or the two
+ * proposals can land in either order and the truncate erase the data. The
+ * chaos run found it: a multi-threaded client's system() forked a shell
+ * that inherited another thread's descriptor, and a register read back
+ * empty. Node 2 holds each such truncate 300 ms before proposing it
+ * (RAFTFS_TEST_STAGE_DELAY_MS), so the parent's write comes in that
+ * window every time.
+ */
+static void test_write_waits_for_truncate_sent_by_a_fork(void **state)
+{
+    struct mcluster *c = *state;
+    assert_true(mc_wait_leader(c, 10000) > 0);
+    assert_int_equal(mc_write(mc_path(c, 2, "forked"), "old contents", 12),
+                     0);
+    assert_int_equal(mc_stop(c, 2), 0);
+    setenv("RAFTFS_TEST_STAGE_DELAY_MS", "300", 1);
+    mc_start(c, 2);
+    unsetenv("RAFTFS_TEST_STAGE_DELAY_MS");
+    for (int round = 0; round < 3; round++) {
+        int fd = open(mc_path(c, 2, "forked"), O_WRONLY | O_TRUNC);
+        assert_true(fd >= 0);
+        pid_t p = fork();
+        assert_true(p >= 0);
+        if (p == 0) {
+            _exit(close(fd) == 0 ? 0 : 1); /* Flushes: sends the truncate. */
+        }
+        usleep(50000); /* The child's truncate is held now. */
+        char v[16];
+        int len = snprintf(v, sizeof(v), "new %d", round);
+        assert_int_equal(write(fd, v, (size_t)len), len);
+        assert_int_equal(close(fd), 0);
+        int status;
+        assert_int_equal(waitpid(p, &status, 0), p);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        for (int i = 1; i <= 3; i++) {
+            char got[32];
+            ssize_t n = mc_read(mc_path(c, i, "forked"), got, sizeof(got));
+            assert_int_equal(n, len);
+            assert_memory_equal(got, v, (size_t)len);
+        }
+    }
+}
+
 static void test_no_empty_reads_during_rewrites(void **state)
 {
     struct mcluster *c = *state;
@@ -2809,6 +2856,8 @@ int main(int argc, char **argv)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_empty_reads_during_rewrites,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_write_waits_for_truncate_sent_by_a_fork, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follower_reads_from_lease, setup,
                                         teardown),
