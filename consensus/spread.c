@@ -1,0 +1,554 @@
+/*
+ * spread: push with a bounded fan-out, digests and pulls (see spread.h).
+ */
+#include "spread.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "../common/heap.h"
+
+#define PEERS_MAX 1024
+
+struct cached {
+    struct cons_entry e; /* data owned */
+    uint8_t hash[GOSSIP_HASH_BYTES]; /* chain(e.index) */
+};
+
+struct peer {
+    rfs_nodeid_t id;
+    rfs_index_t holds; /* The highest index it showed it has applied. */
+};
+
+struct spread {
+    struct spread_options o;
+    rfs_index_t applied;
+    uint8_t hash[GOSSIP_HASH_BYTES];
+    /* Entries (applied - count, applied], entry i at ring[i % cap]. */
+    struct cached *ring;
+    unsigned count;
+    struct peer *peers;
+    unsigned npeers;
+    struct gossip_verifier *v; /* Observers. */
+    uint8_t sk[GOSSIP_SK_BYTES];
+    bool has_key;
+    rfs_index_t pushed_to; /* Voters: the last point pushed. */
+    uint64_t last_point_ms;
+    bool pointed;
+    uint64_t next_digest_ms;
+    uint64_t rng;
+    rfs_index_t head;
+    /* Released, not yet taken (observers). */
+    struct cons_entry *rel;
+    unsigned rel_head, rel_n, rel_cap;
+    struct spread_out *out;
+    unsigned nout, capout;
+    char refusal[160];
+    struct spread_stats st;
+};
+
+static uint64_t next_rand(struct spread *s)
+{
+    /* splitmix64: good enough to pick peers, and replayable. */
+    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+struct spread *spread_new(const struct spread_options *o, rfs_index_t applied,
+                          const uint8_t hash[GOSSIP_HASH_BYTES])
+{
+    struct spread_options d = *o;
+    d.fanout = d.fanout ? d.fanout : 3;
+    d.cache = d.cache ? d.cache : 4096;
+    d.pull_max = d.pull_max ? d.pull_max : 512;
+    d.digest_ms = d.digest_ms ? d.digest_ms : 1000;
+    d.point_ms = d.point_ms ? d.point_ms : 20;
+    if (d.fanout > 64 || d.pull_max > GOSSIP_MSG_ENTRIES_MAX) {
+        return NULL;
+    }
+    struct spread *s = rfs_calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return NULL;
+    }
+    s->o = d;
+    s->applied = applied;
+    s->pushed_to = applied;
+    s->head = applied;
+    memcpy(s->hash, hash, GOSSIP_HASH_BYTES);
+    s->rng = d.seed ^ ((uint64_t)d.self << 32);
+    s->ring = rfs_calloc(d.cache, sizeof(*s->ring));
+    s->peers = rfs_calloc(PEERS_MAX, sizeof(*s->peers));
+    if (!d.voter) {
+        s->v = gossip_verifier_new(applied, hash);
+    }
+    if (s->ring == NULL || s->peers == NULL || (!d.voter && s->v == NULL)) {
+        spread_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void spread_free(struct spread *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->ring != NULL) {
+        for (unsigned i = 0; i < s->o.cache; i++) {
+            rfs_free(s->ring[i].e.data.base);
+        }
+    }
+    rfs_free(s->ring);
+    rfs_free(s->peers);
+    gossip_verifier_free(s->v);
+    for (unsigned i = 0; i < s->rel_n; i++) {
+        rfs_free(s->rel[(s->rel_head + i) % s->rel_cap].data.base);
+    }
+    rfs_free(s->rel);
+    spread_outbox_clear(s);
+    rfs_free(s->out);
+    sodium_memzero(s->sk, sizeof(s->sk));
+    rfs_free(s);
+}
+
+static struct peer *peer_get(struct spread *s, rfs_nodeid_t id, bool add)
+{
+    for (unsigned i = 0; i < s->npeers; i++) {
+        if (s->peers[i].id == id) {
+            return &s->peers[i];
+        }
+    }
+    if (!add || id == s->o.self || id == 0 || s->npeers == PEERS_MAX) {
+        return NULL;
+    }
+    s->peers[s->npeers] = (struct peer){.id = id};
+    return &s->peers[s->npeers++];
+}
+
+int spread_set_peers(struct spread *s, const rfs_nodeid_t *ids, unsigned n)
+{
+    struct peer *old = rfs_calloc(s->npeers ? s->npeers : 1, sizeof(*old));
+    if (old == NULL) {
+        return -ENOMEM;
+    }
+    unsigned nold = s->npeers;
+    memcpy(old, s->peers, nold * sizeof(*old));
+    s->npeers = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct peer *p = peer_get(s, ids[i], true);
+        for (unsigned k = 0; p != NULL && k < nold; k++) {
+            if (old[k].id == p->id) {
+                p->holds = old[k].holds; /* What we knew still holds. */
+            }
+        }
+    }
+    rfs_free(old);
+    return 0;
+}
+
+int spread_set_voters(struct spread *s, const struct gossip_key *keys,
+                      unsigned n)
+{
+    return s->v != NULL ? gossip_verifier_set_voters(s->v, keys, n) : 0;
+}
+
+void spread_set_key(struct spread *s, const uint8_t sk[GOSSIP_SK_BYTES])
+{
+    memcpy(s->sk, sk, GOSSIP_SK_BYTES);
+    s->has_key = true;
+}
+
+/* ---- The cache ----------------------------------------------------------- */
+
+static rfs_index_t cache_first(const struct spread *s)
+{
+    return s->applied - s->count + 1;
+}
+
+static const struct cached *cache_at(const struct spread *s, rfs_index_t i)
+{
+    return &s->ring[i % s->o.cache];
+}
+
+static int cache_add(struct spread *s, const struct cons_entry *e)
+{
+    if (e->index != s->applied + 1) {
+        return -EINVAL;
+    }
+    void *copy = rfs_malloc(e->data.len ? e->data.len : 1);
+    if (copy == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(copy, e->data.base, e->data.len);
+    struct cached *c = &s->ring[e->index % s->o.cache];
+    if (s->count == s->o.cache) {
+        rfs_free(c->e.data.base);
+    } else {
+        s->count++;
+    }
+    c->e = *e;
+    c->e.data.base = copy;
+    store_chain_next(s->hash, e, c->hash);
+    memcpy(s->hash, c->hash, GOSSIP_HASH_BYTES);
+    s->applied = e->index;
+    if (s->head < s->applied) {
+        s->head = s->applied;
+    }
+    return 0;
+}
+
+/* ---- Sending ------------------------------------------------------------- */
+
+static int queue(struct spread *s, rfs_nodeid_t to, const struct gossip_msg *m)
+{
+    if (s->nout == s->capout) {
+        unsigned cap = s->capout ? 2 * s->capout : 16;
+        struct spread_out *o = rfs_realloc(s->out, cap * sizeof(*o));
+        if (o == NULL) {
+            return -ENOMEM;
+        }
+        s->out = o;
+        s->capout = cap;
+    }
+    struct rfs_buf b;
+    int rv = gossip_msg_encode(m, &b);
+    if (rv != 0) {
+        return rv;
+    }
+    s->out[s->nout++] = (struct spread_out){.to = to, .bytes = b};
+    s->st.msgs_out++;
+    s->st.bytes_out += b.len;
+    return 0;
+}
+
+/* The point to send with entries ending at `end`: a voter signs one there,
+ * an observer forwards the one that proved its last release (at or above
+ * end, or none). */
+static bool point_for(struct spread *s, rfs_index_t end, struct gossip_cert *c)
+{
+    if (s->o.voter) {
+        if (!s->has_key || end < cache_first(s) || end > s->applied) {
+            return false;
+        }
+        const struct cached *k = cache_at(s, end);
+        memset(c, 0, sizeof(*c));
+        c->index = end;
+        c->term = k->e.term;
+        memcpy(c->hash, k->hash, GOSSIP_HASH_BYTES);
+        c->signer = s->o.self;
+        gossip_cert_sign(c, s->sk);
+        s->st.points_signed++;
+        return true;
+    }
+    return gossip_verifier_last_cert(s->v, c) && c->index >= end;
+}
+
+/* Push entries (after, end] (at most pull_max, the lowest first) from the
+ * cache to `to`, with a point. Nothing if the cache starts above after + 1
+ * (counted: the peer needs a snapshot). */
+static int push(struct spread *s, rfs_nodeid_t to, rfs_index_t after,
+                rfs_index_t end)
+{
+    if (end > s->applied) {
+        end = s->applied;
+    }
+    if (end <= after) {
+        return 0;
+    }
+    if (after + 1 < cache_first(s)) {
+        s->st.too_old++;
+        return 0;
+    }
+    if (end - after > s->o.pull_max) {
+        end = after + s->o.pull_max;
+    }
+    unsigned n = (unsigned)(end - after);
+    struct cons_entry *es = rfs_malloc(n * sizeof(*es));
+    if (es == NULL) {
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        es[i] = cache_at(s, after + 1 + i)->e;
+    }
+    struct gossip_msg m = {.kind = GOSSIP_PUSH, .from = s->o.self,
+                           .entries = es, .n_entries = n};
+    m.has_cert = point_for(s, end, &m.cert);
+    int rv = queue(s, to, &m);
+    rfs_free(es);
+    if (rv == 0) {
+        s->st.entries_out += n;
+    }
+    return rv;
+}
+
+/* Push the run (from, applied] to up to fanout peers not known to hold its
+ * end, never to `except`. */
+static int push_run(struct spread *s, rfs_index_t from, rfs_nodeid_t except)
+{
+    unsigned cand[PEERS_MAX];
+    unsigned nc = 0;
+    for (unsigned i = 0; i < s->npeers; i++) {
+        if (s->peers[i].id != except && s->peers[i].holds < s->applied) {
+            cand[nc++] = i;
+        }
+    }
+    unsigned k = nc < s->o.fanout ? nc : s->o.fanout;
+    for (unsigned i = 0; i < k; i++) {
+        unsigned j = i + (unsigned)(next_rand(s) % (nc - i));
+        unsigned t = cand[i];
+        cand[i] = cand[j];
+        cand[j] = t;
+        struct peer *p = &s->peers[cand[i]];
+        /* Entries it is known to hold are not sent again; one far behind
+         * gets the run (the newest pull_max of it) and pulls the rest. */
+        rfs_index_t after = p->holds > from ? p->holds : from;
+        if (s->applied - after > s->o.pull_max) {
+            after = s->applied - s->o.pull_max;
+        }
+        int rv = push(s, p->id, after, s->applied);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
+/* A voter's point, once point_ms passed since the last. */
+static int maybe_point(struct spread *s, uint64_t now_ms)
+{
+    if (!s->o.voter || s->applied <= s->pushed_to ||
+        (s->pointed && now_ms - s->last_point_ms < s->o.point_ms)) {
+        return 0;
+    }
+    rfs_index_t from = s->pushed_to;
+    s->pushed_to = s->applied;
+    s->last_point_ms = now_ms;
+    s->pointed = true;
+    return push_run(s, from, 0);
+}
+
+int spread_applied(struct spread *s, const struct cons_entry *e, unsigned n,
+                   uint64_t now_ms)
+{
+    for (unsigned i = 0; i < n; i++) {
+        int rv = cache_add(s, &e[i]);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return maybe_point(s, now_ms);
+}
+
+/* ---- Receiving ----------------------------------------------------------- */
+
+static int rel_push(struct spread *s, const struct cons_entry *e)
+{
+    if (s->rel_n == s->rel_cap) {
+        unsigned cap = s->rel_cap ? 2 * s->rel_cap : 64;
+        struct cons_entry *r = rfs_malloc(cap * sizeof(*r));
+        if (r == NULL) {
+            return -ENOMEM;
+        }
+        for (unsigned i = 0; i < s->rel_n; i++) {
+            r[i] = s->rel[(s->rel_head + i) % s->rel_cap];
+        }
+        rfs_free(s->rel);
+        s->rel = r;
+        s->rel_cap = cap;
+        s->rel_head = 0;
+    }
+    s->rel[(s->rel_head + s->rel_n++) % s->rel_cap] = *e;
+    return 0;
+}
+
+static void note_verdict(struct spread *s, const struct gossip_verdict *d)
+{
+    if (d->refused != 0) {
+        s->st.refusals++;
+        int n = snprintf(s->refusal, sizeof(s->refusal), "%s", d->why);
+        /* Who forwarded it: the verifier knows, the operator needs it. */
+        for (unsigned i = 0; i < d->nculprits && n > 0 &&
+                             (size_t)n < sizeof(s->refusal);
+             i++) {
+            n += snprintf(s->refusal + n, sizeof(s->refusal) - (size_t)n,
+                          "%s%llu", i == 0 ? "; sent by node " : ", ",
+                          (unsigned long long)d->culprits[i]);
+        }
+    }
+}
+
+/* Move what the verifier released into the cache and the take queue. */
+static int drain(struct spread *s)
+{
+    struct cons_entry e;
+    while (gossip_verifier_take(s->v, &e)) {
+        int rv = cache_add(s, &e);
+        if (rv == 0) {
+            rv = rel_push(s, &e);
+        }
+        if (rv != 0) {
+            rfs_free(e.data.base);
+            return rv;
+        }
+    }
+    return 0;
+}
+
+static int recv_push(struct spread *s, struct peer *p, rfs_nodeid_t from,
+                     const struct gossip_msg *m)
+{
+    rfs_index_t before = s->applied;
+    int rv = 0;
+    for (unsigned i = 0; rv == 0 && i < m->n_entries; i++) {
+        struct gossip_verdict d;
+        rv = gossip_verifier_offer(s->v, from, &m->entries[i], &d);
+        note_verdict(s, &d);
+    }
+    if (rv == 0 && m->has_cert) {
+        struct gossip_verdict d;
+        rv = gossip_verifier_certify(s->v, from, &m->cert, &d);
+        note_verdict(s, &d);
+    }
+    if (rv == 0) {
+        rv = drain(s);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    rfs_index_t proven = gossip_verifier_proven(s->v);
+    if (s->head < proven) {
+        s->head = proven;
+    }
+    if (s->applied > before) {
+        rv = push_run(s, before, from);
+    }
+    /* A gap below what the sender showed: ask it for the rest. */
+    if (rv == 0 && p != NULL && p->holds > s->applied) {
+        struct gossip_msg q = {.kind = GOSSIP_PULL, .from = s->o.self,
+                               .after = s->applied, .max = s->o.pull_max};
+        rv = queue(s, from, &q);
+    }
+    return rv;
+}
+
+int spread_recv(struct spread *s, rfs_nodeid_t from,
+                const struct gossip_msg *m, uint64_t now_ms)
+{
+    (void)now_ms;
+    struct peer *p = peer_get(s, from, true);
+    switch (m->kind) {
+    case GOSSIP_PUSH: {
+        /* The sender has applied what it sends and the point it sends. A
+         * liar only makes us skip it as a push target, and pull from it in
+         * vain: the verifier decides what we apply. */
+        rfs_index_t top = m->n_entries ? m->entries[m->n_entries - 1].index
+                                       : 0;
+        if (m->has_cert && m->cert.index > top) {
+            top = m->cert.index;
+        }
+        if (p != NULL && p->holds < top) {
+            p->holds = top;
+        }
+        return s->o.voter ? 0 : recv_push(s, p, from, m);
+    }
+    case GOSSIP_DIGEST:
+        if (p != NULL && p->holds < m->applied) {
+            p->holds = m->applied;
+        }
+        if (m->applied < s->applied) {
+            return push(s, from, m->applied, s->applied);
+        }
+        if (m->applied > s->applied && !s->o.voter) {
+            if (s->head < m->applied) {
+                s->head = m->applied;
+            }
+            struct gossip_msg q = {.kind = GOSSIP_PULL, .from = s->o.self,
+                                   .after = s->applied,
+                                   .max = s->o.pull_max};
+            return queue(s, from, &q);
+        }
+        return 0;
+    case GOSSIP_PULL: {
+        if (p != NULL && p->holds < m->after) {
+            p->holds = m->after;
+        }
+        s->st.pulls_answered++;
+        uint32_t max = m->max < s->o.pull_max ? m->max : s->o.pull_max;
+        rfs_index_t end = m->after + max;
+        return push(s, from, m->after, end < s->applied ? end : s->applied);
+    }
+    default:
+        return 0;
+    }
+}
+
+int spread_tick(struct spread *s, uint64_t now_ms)
+{
+    int rv = maybe_point(s, now_ms);
+    if (rv != 0 || s->o.voter || s->npeers == 0) {
+        return rv;
+    }
+    if (now_ms < s->next_digest_ms) {
+        return 0;
+    }
+    s->next_digest_ms = now_ms + s->o.digest_ms;
+    struct peer *p = &s->peers[next_rand(s) % s->npeers];
+    struct gossip_msg m = {.kind = GOSSIP_DIGEST, .from = s->o.self,
+                           .applied = s->applied,
+                           .proven = gossip_verifier_proven(s->v)};
+    return queue(s, p->id, &m);
+}
+
+bool spread_take(struct spread *s, struct cons_entry *e)
+{
+    if (s->rel_n == 0) {
+        return false;
+    }
+    *e = s->rel[s->rel_head];
+    s->rel_head = (s->rel_head + 1) % s->rel_cap;
+    s->rel_n--;
+    return true;
+}
+
+const struct spread_out *spread_outbox(const struct spread *s, unsigned *n)
+{
+    *n = s->nout;
+    return s->out;
+}
+
+void spread_outbox_clear(struct spread *s)
+{
+    for (unsigned i = 0; i < s->nout; i++) {
+        rfs_free(s->out[i].bytes.base);
+    }
+    s->nout = 0;
+}
+
+rfs_index_t spread_applied_index(const struct spread *s,
+                                 uint8_t hash[GOSSIP_HASH_BYTES])
+{
+    if (hash != NULL) {
+        memcpy(hash, s->hash, GOSSIP_HASH_BYTES);
+    }
+    return s->applied;
+}
+
+rfs_index_t spread_known_head(const struct spread *s)
+{
+    return s->head;
+}
+
+const char *spread_refusal(const struct spread *s)
+{
+    return s->refusal;
+}
+
+void spread_get_stats(const struct spread *s, struct spread_stats *st)
+{
+    *st = s->st;
+}

@@ -1,0 +1,119 @@
+/*
+ * spread: which committed entries go to which observer, and when (issue 16,
+ * step 3: dissemination by push and pull; docs/design.md, "Observers fed by
+ * gossip").
+ *
+ * The leader replicates to voters only. Each voter, as it applies, signs a
+ * commit point (gossip.h) at most every point_ms and pushes the entries
+ * applied since its last point, with that point, to `fanout` observers
+ * chosen at random among those not known to hold them. An observer that
+ * releases a run (its verifier proved it) pushes it on, once, with the
+ * point that proved it, to `fanout` peers not known to hold it, never back
+ * to its sender. Push alone loses runs to lost messages and to the random
+ * choice; every digest_ms each observer tells one random peer what it holds
+ * (DIGEST: applied, proven), and the two sides pull what the other has
+ * (PULL: after, max; answered by a PUSH from the answerer's cache). So the
+ * leader sends about fanout copies of each entry, whatever the number of
+ * observers, and the rest of the fleet feeds itself.
+ *
+ * Contract:
+ * - Pure: no I/O, no clock (the caller passes now_ms), no threads; its
+ *   random choices come from the seed, so a simulation replays exactly.
+ * - One struct spread per node, used from one thread.
+ * - Outgoing messages are encoded at once (gossip_msg_encode) and queued:
+ *   spread_outbox lists them, the caller sends and then clears them.
+ * - An observer's spread owns its verifier: what it receives from anyone is
+ *   released by spread_take only once proven, in log order; a refusal is
+ *   counted, kept for spread_refusal, and nothing refused is pushed on.
+ * - A voter trusts what its host applied (it applies only committed
+ *   entries) and computes the chain itself from the hash it started at, so
+ *   its points match its store's chain (store_chain_next).
+ * - Only the last `cache` entries are kept to answer pulls. A peer asking
+ *   for older ones gets nothing and is counted in stats.too_old; it needs a
+ *   snapshot (not this module's job).
+ */
+#ifndef RAFTFS_CONSENSUS_SPREAD_H
+#define RAFTFS_CONSENSUS_SPREAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gossip.h"
+
+struct spread_options {
+    rfs_nodeid_t self;
+    bool voter;        /* Signs points and pushes; else an observer. */
+    unsigned fanout;   /* Peers a new run goes to (0: 3). */
+    unsigned cache;    /* Recent entries kept for pulls (0: 4096). */
+    uint32_t pull_max; /* Entries per answer (0: 512; at most
+                        * GOSSIP_MSG_ENTRIES_MAX). */
+    uint64_t digest_ms; /* An observer's digest period (0: 1000). */
+    uint64_t point_ms;  /* A voter signs at most this often (0: 20). */
+    uint64_t seed;
+};
+
+struct spread_stats {
+    uint64_t msgs_out, bytes_out;
+    uint64_t entries_out;  /* Entries carried by this node's pushes. */
+    uint64_t points_signed;
+    uint64_t pulls_answered;
+    uint64_t too_old;      /* Pulls reaching below the cache. */
+    uint64_t refusals;     /* Verifier refusals (observers). */
+};
+
+/* An encoded message for peer `to`. */
+struct spread_out {
+    rfs_nodeid_t to;
+    struct rfs_buf bytes;
+};
+
+struct spread;
+
+/* A node that has applied up to `applied`, whose chain hash there is hash.
+ * NULL on -ENOMEM or bad options (fanout or pull_max out of range). */
+struct spread *spread_new(const struct spread_options *o, rfs_index_t applied,
+                          const uint8_t hash[GOSSIP_HASH_BYTES]);
+void spread_free(struct spread *s);
+
+/* The peers this node gossips with (replaces the list; self is skipped).
+ * A node that hears from a peer not on it adds it. 0 or -ENOMEM. */
+int spread_set_peers(struct spread *s, const rfs_nodeid_t *ids, unsigned n);
+/* Observers: the voters whose points count. 0 or -ENOMEM. */
+int spread_set_voters(struct spread *s, const struct gossip_key *keys,
+                      unsigned n);
+/* Voters: the secret half of this node's signing key. */
+void spread_set_key(struct spread *s, const uint8_t sk[GOSSIP_SK_BYTES]);
+
+/* Voters: entries e[0..n) were applied here, in order, right after the
+ * last ones. Pushes once point_ms passed since the last point (else at a
+ * later spread_tick). 0, -EINVAL (a gap or a repeat), -ENOMEM. */
+int spread_applied(struct spread *s, const struct cons_entry *e, unsigned n,
+                   uint64_t now_ms);
+
+/* A message decoded from peer `from` (gossip_msg_decode). 0 or -ENOMEM. */
+int spread_recv(struct spread *s, rfs_nodeid_t from,
+                const struct gossip_msg *m, uint64_t now_ms);
+
+/* Timers: a voter's overdue point, an observer's digest. 0 or -ENOMEM. */
+int spread_tick(struct spread *s, uint64_t now_ms);
+
+/* Observers: the next proven entry, in log order (its data the caller's,
+ * rfs_free). false when none. */
+bool spread_take(struct spread *s, struct cons_entry *e);
+
+/* Messages queued since the last clear. */
+const struct spread_out *spread_outbox(const struct spread *s, unsigned *n);
+void spread_outbox_clear(struct spread *s);
+
+/* Applied index and its hash (an observer: what the verifier released). */
+rfs_index_t spread_applied_index(const struct spread *s,
+                                 uint8_t hash[GOSSIP_HASH_BYTES]);
+/* The highest valid point held (an observer's lag is this minus applied,
+ * and the newest index any peer told of). */
+rfs_index_t spread_known_head(const struct spread *s);
+/* The last refusal's text ("" if none). */
+const char *spread_refusal(const struct spread *s);
+void spread_get_stats(const struct spread *s, struct spread_stats *st);
+
+#endif /* RAFTFS_CONSENSUS_SPREAD_H */

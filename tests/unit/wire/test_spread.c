@@ -1,0 +1,505 @@
+/*
+ * Dissemination (consensus/spread.h) in simulated time: 3 voters and tens of
+ * observers on a lossy network with 1 to 4 ms of delay. Every observer must
+ * release every committed entry, in order and unchanged, and end with the
+ * voters' chain hash; the leader's bytes per entry must not grow with the
+ * number of observers; kills, a cut and a leader change must not stop it; a
+ * peer pushing forged entries is refused and named. Deterministic: the
+ * seeds are fixed, so a failure replays.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "../../../common/err.h"
+#include "../../../common/heap.h"
+#include "../../../consensus/spread.h"
+
+#define VOTERS 3
+#define OBS_MAX 64
+#define NODES (VOTERS + OBS_MAX + 1)
+#define LOG_MAX 20000
+#define HOSTILE 200
+
+struct msg {
+    uint64_t at;
+    rfs_nodeid_t from, to;
+    struct rfs_buf bytes;
+};
+
+struct sim {
+    unsigned nobs;
+    double loss;
+    uint64_t rng;
+    /* The committed log, as the voters applied it. */
+    struct cons_entry log[LOG_MAX + 1];
+    char data[LOG_MAX + 1][80];
+    uint64_t committed_at[LOG_MAX + 1];
+    rfs_index_t last;
+    uint8_t chain[GOSSIP_HASH_BYTES]; /* chain(last) */
+    /* Nodes: voters 1..3, observers 101.. */
+    struct spread *sp[NODES];
+    rfs_nodeid_t id[NODES];
+    bool dead[NODES];
+    bool cut[NODES];
+    uint8_t sk[VOTERS][GOSSIP_SK_BYTES];
+    struct gossip_key keys[VOTERS];
+    int leader; /* Slot of the voter counted as leader. */
+    uint64_t leader_bytes;
+    rfs_index_t leader_from; /* First entry committed under this leader. */
+    /* Observers' progress. */
+    rfs_index_t got[NODES];
+    uint8_t got_hash[NODES][GOSSIP_HASH_BYTES];
+    uint32_t *lags;
+    size_t nlags, caplags;
+    /* In flight. */
+    struct msg *q;
+    size_t nq, capq;
+    uint64_t now;
+    uint64_t refusals;
+};
+
+static uint64_t rnd(struct sim *s)
+{
+    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static unsigned slots(const struct sim *s)
+{
+    return VOTERS + s->nobs;
+}
+
+static int slot_of(const struct sim *s, rfs_nodeid_t id)
+{
+    for (unsigned i = 0; i < slots(s); i++) {
+        if (s->id[i] == id) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* An observer knows the voters and 6 other observers at random, as a seed
+ * list would give it; whoever calls it adds itself. */
+static void observer_start(struct sim *s, unsigned i, rfs_index_t applied,
+                           const uint8_t *hash)
+{
+    struct spread_options o = {.self = s->id[i], .seed = 77 + i};
+    s->sp[i] = spread_new(&o, applied, hash);
+    assert_non_null(s->sp[i]);
+    assert_int_equal(spread_set_voters(s->sp[i], s->keys, VOTERS), 0);
+    rfs_nodeid_t peers[VOTERS + 6];
+    unsigned n = 0;
+    for (unsigned v = 0; v < VOTERS; v++) {
+        peers[n++] = s->id[v];
+    }
+    for (unsigned k = 0; k < 6; k++) {
+        peers[n++] = s->id[VOTERS + rnd(s) % s->nobs];
+    }
+    assert_int_equal(spread_set_peers(s->sp[i], peers, n), 0);
+}
+
+static void sim_init(struct sim *s, unsigned nobs, double loss, uint64_t seed)
+{
+    memset(s, 0, sizeof(*s));
+    s->nobs = nobs;
+    s->loss = loss;
+    s->rng = seed;
+    rfs_nodeid_t obs_ids[OBS_MAX];
+    for (unsigned v = 0; v < VOTERS; v++) {
+        s->id[v] = v + 1;
+        s->keys[v].id = v + 1;
+        gossip_keypair(s->keys[v].pk, s->sk[v]);
+    }
+    for (unsigned k = 0; k < nobs; k++) {
+        s->id[VOTERS + k] = 101 + k;
+        obs_ids[k] = 101 + k;
+    }
+    uint8_t zero[GOSSIP_HASH_BYTES] = {0};
+    for (unsigned v = 0; v < VOTERS; v++) {
+        struct spread_options o = {.self = s->id[v], .voter = true,
+                                   .seed = 5 + v};
+        s->sp[v] = spread_new(&o, 0, zero);
+        assert_non_null(s->sp[v]);
+        spread_set_key(s->sp[v], s->sk[v]);
+        assert_int_equal(spread_set_peers(s->sp[v], obs_ids, nobs), 0);
+    }
+    for (unsigned k = 0; k < nobs; k++) {
+        observer_start(s, VOTERS + k, 0, zero);
+    }
+}
+
+static void sim_free(struct sim *s)
+{
+    for (unsigned i = 0; i < NODES; i++) {
+        spread_free(s->sp[i]);
+    }
+    for (size_t k = 0; k < s->nq; k++) {
+        rfs_free(s->q[k].bytes.base);
+    }
+    rfs_free(s->q);
+    rfs_free(s->lags);
+    for (rfs_index_t i = 1; i <= s->last; i++) {
+        (void)i;
+    }
+}
+
+static void send_all(struct sim *s, unsigned i)
+{
+    unsigned n;
+    const struct spread_out *out = spread_outbox(s->sp[i], &n);
+    for (unsigned k = 0; k < n; k++) {
+        if ((int)i == s->leader) {
+            s->leader_bytes += out[k].bytes.len;
+        }
+        int to = slot_of(s, out[k].to);
+        bool lost = (double)(rnd(s) % 10000) / 10000.0 < s->loss;
+        if (to < 0 || lost || s->cut[i] || s->cut[to]) {
+            continue;
+        }
+        if (s->nq == s->capq) {
+            s->capq = s->capq ? 2 * s->capq : 1024;
+            s->q = rfs_realloc(s->q, s->capq * sizeof(*s->q));
+            assert_non_null(s->q);
+        }
+        struct msg *m = &s->q[s->nq++];
+        m->at = s->now + 1 + rnd(s) % 4;
+        m->from = s->id[i];
+        m->to = out[k].to;
+        m->bytes.base = rfs_memdup(out[k].bytes.base, out[k].bytes.len);
+        m->bytes.len = out[k].bytes.len;
+    }
+    spread_outbox_clear(s->sp[i]);
+}
+
+/* Take what observer slot i released: in order, equal to the log. */
+static void check_released(struct sim *s, unsigned i)
+{
+    struct cons_entry e;
+    while (spread_take(s->sp[i], &e)) {
+        assert_int_equal(e.index, s->got[i] + 1);
+        assert_true(e.index <= s->last);
+        assert_int_equal(e.data.len, s->log[e.index].data.len);
+        assert_memory_equal(e.data.base, s->log[e.index].data.base,
+                            e.data.len);
+        s->got[i] = e.index;
+        if (s->nlags == s->caplags) {
+            s->caplags = s->caplags ? 2 * s->caplags : 4096;
+            s->lags = rfs_realloc(s->lags, s->caplags * sizeof(*s->lags));
+            assert_non_null(s->lags);
+        }
+        s->lags[s->nlags++] = (uint32_t)(s->now - s->committed_at[e.index]);
+        rfs_free(e.data.base);
+    }
+    spread_applied_index(s->sp[i], s->got_hash[i]);
+}
+
+static void deliver(struct sim *s)
+{
+    size_t k = 0;
+    while (k < s->nq) {
+        struct msg m = s->q[k];
+        if (m.at > s->now) {
+            k++;
+            continue;
+        }
+        s->q[k] = s->q[--s->nq];
+        int to = slot_of(s, m.to);
+        if (to >= 0 && !s->dead[to] && !s->cut[to]) {
+            struct gossip_msg gm;
+            struct cons_entry es[GOSSIP_MSG_ENTRIES_MAX];
+            assert_int_equal(
+                gossip_msg_decode(&m.bytes, &gm, es, GOSSIP_MSG_ENTRIES_MAX),
+                0);
+            assert_int_equal(spread_recv(s->sp[to], m.from, &gm, s->now), 0);
+            if (to >= VOTERS) {
+                check_released(s, (unsigned)to);
+            }
+            send_all(s, (unsigned)to);
+        }
+        rfs_free(m.bytes.base);
+    }
+}
+
+/* The cluster commits 0 to 3 entries this millisecond; every live voter
+ * applies them. */
+static void commit_some(struct sim *s)
+{
+    unsigned k = (unsigned)(rnd(s) % 4);
+    struct cons_entry batch[4];
+    for (unsigned j = 0; j < k && s->last < LOG_MAX; j++) {
+        rfs_index_t i = ++s->last;
+        int len = snprintf(s->data[i], sizeof(s->data[i]),
+                           "put /srv/registry/host%u web=10.0.%u.%u:8080",
+                           (unsigned)(i % 97), (unsigned)(i % 251),
+                           (unsigned)(i % 13));
+        s->log[i] = (struct cons_entry){.term = 1, .index = i,
+                                        .type = CONS_ENTRY_NORMAL,
+                                        .data = {s->data[i], (size_t)len}};
+        s->committed_at[i] = s->now;
+        uint8_t next[GOSSIP_HASH_BYTES];
+        store_chain_next(s->chain, &s->log[i], next);
+        memcpy(s->chain, next, GOSSIP_HASH_BYTES);
+        batch[j] = s->log[i];
+    }
+    for (unsigned v = 0; v < VOTERS; v++) {
+        if (!s->dead[v] && k > 0) {
+            assert_int_equal(spread_applied(s->sp[v], batch, k, s->now), 0);
+        }
+    }
+}
+
+static void step(struct sim *s, bool commit)
+{
+    s->now++;
+    if (commit) {
+        commit_some(s);
+    }
+    for (unsigned i = 0; i < slots(s); i++) {
+        if (!s->dead[i]) {
+            assert_int_equal(spread_tick(s->sp[i], s->now), 0);
+            send_all(s, i);
+        }
+    }
+    deliver(s);
+}
+
+static bool all_caught_up(const struct sim *s)
+{
+    for (unsigned i = VOTERS; i < slots(s); i++) {
+        if (!s->dead[i] && !s->cut[i] && s->got[i] != s->last) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Run: commit for `ms`, then up to 30 s more until every observer caught
+ * up. The time it took after the last commit, in ms. */
+static uint64_t run(struct sim *s, uint64_t ms)
+{
+    uint64_t end = s->now + ms;
+    while (s->now < end) {
+        step(s, true);
+    }
+    uint64_t t0 = s->now;
+    while (!all_caught_up(s) && s->now < t0 + 30000) {
+        step(s, false);
+    }
+    return s->now - t0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint32_t pct(struct sim *s, double p)
+{
+    qsort(s->lags, s->nlags, sizeof(*s->lags), cmp_u32);
+    return s->nlags ? s->lags[(size_t)(p * (double)(s->nlags - 1))] : 0;
+}
+
+static bool identical(const struct sim *s)
+{
+    for (unsigned i = VOTERS; i < slots(s); i++) {
+        if (s->got[i] != s->last ||
+            memcmp(s->got_hash[i], s->chain, GOSSIP_HASH_BYTES) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The mean size of an entry alone, as a learner fed by the leader would
+ * receive it (index, term, type, length, data). */
+static double entry_bytes(const struct sim *s)
+{
+    double sum = 0;
+    for (rfs_index_t i = 1; i <= s->last; i++) {
+        sum += 8 + 8 + 1 + 4 + (double)s->log[i].data.len;
+    }
+    return s->last ? sum / (double)s->last : 0;
+}
+
+static void report(struct sim *s, const char *what)
+{
+    double per = (double)s->leader_bytes / (double)(s->last - s->leader_from);
+    uint32_t p50 = pct(s, 0.50), p99 = pct(s, 0.99);
+    printf("spread-sim (%s): observers=%u entries=%llu lag_p50_ms=%u "
+           "lag_p99_ms=%u leader_bytes_per_entry=%.0f (fed by the leader: "
+           "%.0f) all_identical=%s\n",
+           what, s->nobs, (unsigned long long)s->last, p50, p99, per,
+           entry_bytes(s) * s->nobs, identical(s) ? "yes" : "no");
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return sodium_init() < 0 ? -1 : 0;
+}
+
+static void test_thirty_observers_converge(void **state)
+{
+    (void)state;
+    static struct sim s;
+    sim_init(&s, 30, 0.02, 1);
+    uint64_t tail = run(&s, 4000);
+    report(&s, "2% loss");
+    assert_true(identical(&s));
+    assert_true(tail < 3000); /* Pulls repair within a few digests. */
+    double per = (double)s.leader_bytes / (double)s.last;
+    /* fanout (3) copies of each entry and a point per push: far below the
+     * 30 copies a leader feeding every observer sends. */
+    assert_true(per < 6 * entry_bytes(&s));
+    assert_true(pct(&s, 0.5) < 60);
+    sim_free(&s);
+}
+
+/* The leader's bytes per entry stay flat from 10 to 60 observers. */
+static void test_leader_bytes_flat(void **state)
+{
+    (void)state;
+    static struct sim a, b;
+    sim_init(&a, 10, 0.0, 2);
+    run(&a, 3000);
+    report(&a, "no loss");
+    sim_init(&b, 60, 0.0, 2);
+    run(&b, 3000);
+    report(&b, "no loss");
+    assert_true(identical(&a) && identical(&b));
+    double pa = (double)a.leader_bytes / (double)a.last;
+    double pb = (double)b.leader_bytes / (double)b.last;
+    assert_true(pb < 1.5 * pa);
+    sim_free(&a);
+    sim_free(&b);
+}
+
+/* Observer 101 killed for 1 s and restarted from what it applied (its
+ * store); observer 105 cut off for 2 s; the leader (voter 1) dies and
+ * voter 2 leads on. */
+static void test_kills_cut_and_leader_change(void **state)
+{
+    (void)state;
+    static struct sim s;
+    sim_init(&s, 30, 0.02, 3);
+    run(&s, 1000);
+    s.dead[VOTERS] = true;
+    run(&s, 1000);
+    rfs_index_t kept = s.got[VOTERS];
+    uint8_t hash[GOSSIP_HASH_BYTES];
+    memcpy(hash, s.got_hash[VOTERS], sizeof(hash));
+    spread_free(s.sp[VOTERS]);
+    observer_start(&s, VOTERS, kept, hash);
+    s.dead[VOTERS] = false;
+    s.cut[VOTERS + 4] = true;
+    run(&s, 1000);
+    s.dead[0] = true;
+    s.leader = 1;
+    s.leader_bytes = 0;
+    s.leader_from = s.last;
+    run(&s, 1000);
+    s.cut[VOTERS + 4] = false;
+    uint64_t tail = run(&s, 1000);
+    report(&s, "kills, a cut, a leader change");
+    assert_true(identical(&s));
+    assert_true(tail < 5000);
+    sim_free(&s);
+}
+
+/* Observers 101 to 105 are cut off while 40 entries commit. Node 200 then
+ * pushes them forged copies of those entries (altered data, the right
+ * indexes) with the true commit point a voter signed at the end (points
+ * are public), and, to observer 101, a point of its own key. They refuse,
+ * name node 200, release nothing of it and push none of it on; healed,
+ * they end identical to the voters. */
+static void test_forged_pushes_refused(void **state)
+{
+    (void)state;
+    static struct sim s;
+    sim_init(&s, 30, 0.0, 4);
+    run(&s, 500);
+    for (unsigned v = 0; v < 5; v++) {
+        s.cut[VOTERS + v] = true;
+    }
+    rfs_index_t base = s.last;
+    while (s.last < base + 40) {
+        step(&s, true);
+    }
+    rfs_index_t at = s.last;
+    struct gossip_cert real = {.index = at, .term = 1, .signer = 2};
+    memcpy(real.hash, s.chain, GOSSIP_HASH_BYTES);
+    gossip_cert_sign(&real, s.sk[1]);
+    uint8_t pk[GOSSIP_PK_BYTES], sk[GOSSIP_SK_BYTES];
+    gossip_keypair(pk, sk);
+    for (unsigned v = 0; v < 5; v++) {
+        unsigned i = VOTERS + v;
+        rfs_index_t from = s.got[i];
+        unsigned n = (unsigned)(at - from);
+        struct cons_entry *forged = rfs_calloc(n, sizeof(*forged));
+        char (*fdata)[40] = rfs_calloc(n, sizeof(*fdata));
+        assert_true(forged != NULL && fdata != NULL);
+        for (unsigned k = 0; k < n; k++) {
+            forged[k] = s.log[from + 1 + k];
+            if (k == n / 2) { /* One altered entry is enough. */
+                snprintf(fdata[k], sizeof(fdata[k]), "put /srv/evil x");
+                forged[k].data.base = fdata[k];
+                forged[k].data.len = strlen(fdata[k]);
+            }
+        }
+        struct gossip_msg m = {.kind = GOSSIP_PUSH, .from = HOSTILE,
+                               .entries = forged, .n_entries = n,
+                               .has_cert = true, .cert = real};
+        if (v == 0) { /* An unknown signer's point. */
+            struct gossip_cert own = real;
+            own.signer = HOSTILE;
+            gossip_cert_sign(&own, sk);
+            m.cert = own;
+        }
+        struct spread_stats st0;
+        spread_get_stats(s.sp[i], &st0);
+        assert_int_equal(spread_recv(s.sp[i], HOSTILE, &m, s.now), 0);
+        check_released(&s, i);
+        assert_int_equal(s.got[i], from); /* Nothing released. */
+        printf("# observer %u refused: %s\n", (unsigned)s.id[i],
+               spread_refusal(s.sp[i]));
+        assert_true(strstr(spread_refusal(s.sp[i]), "200") != NULL);
+        struct spread_stats st;
+        spread_get_stats(s.sp[i], &st);
+        assert_true(st.refusals > 0);
+        assert_int_equal(st.entries_out, st0.entries_out); /* Nothing on. */
+        spread_outbox_clear(s.sp[i]); /* Its pulls go nowhere (cut). */
+        rfs_free(forged);
+        rfs_free(fdata);
+    }
+    for (unsigned v = 0; v < 5; v++) {
+        s.cut[VOTERS + v] = false;
+    }
+    run(&s, 500);
+    report(&s, "forged pushes");
+    assert_true(identical(&s));
+    sim_free(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_thirty_observers_converge),
+        cmocka_unit_test(test_leader_bytes_flat),
+        cmocka_unit_test(test_kills_cut_and_leader_change),
+        cmocka_unit_test(test_forged_pushes_refused),
+    };
+    return cmocka_run_group_tests_name("spread", tests, group_setup, NULL);
+}
