@@ -1250,6 +1250,15 @@ int node_end_session(struct node *n, unsigned timeout_ms)
     if (n->o.session_ttl_ms == 0) {
         return 0;
     }
+    /* Cut off (no leader known, or none reachable: the last node of a
+     * cluster being stopped), the entry cannot commit: do not make the
+     * unmount wait for it. */
+    struct node_status st;
+    node_status(n, &st);
+    if (st.core.leader == RFS_NODE_NONE ||
+        (st.core.leader != st.core.id && st.peers_connected == 0)) {
+        return RFS_ENOLEADER;
+    }
     /* Heap-allocated: a callback that comes after the wait gave up must
      * still find it (it is then never freed: one small leak per stop that
      * timed out, which ends the process anyway). */

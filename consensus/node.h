@@ -170,8 +170,9 @@ void node_status(struct node *n, struct node_status *st);
  * A clean stop ends this node's session at once (any thread but the loop's,
  * before node_stop): proposes SESSION_END for it and waits until it is
  * applied here, or timeout_ms. 0, or the code it failed with (-ETIMEDOUT,
- * ...; the leader then ends it after its TTL). Nothing to do without a
- * session (session_ttl_ms 0): 0.
+ * ...; the leader then ends it after its TTL); RFS_ENOLEADER at once when
+ * no leader is known or none is reachable (nothing could commit). Nothing
+ * to do without a session (session_ttl_ms 0): 0.
  */
 int node_end_session(struct node *n, unsigned timeout_ms);
 

@@ -207,6 +207,30 @@ static void test_clean_unmount_ends_session(void **state)
     assert_true(wait_live(c, 2, 1000));
 }
 
+/* The last node of a cluster being stopped cannot commit its session's
+ * end: its unmount says so and does not wait for it (it used to wait 3 s
+ * for an entry that could not commit). */
+static void test_lone_node_unmounts_without_waiting(void **state)
+{
+    struct mcluster *c = *state;
+    assert_true(wait_live(c, 3, 10000));
+    mc_kill9(c, 1);
+    mc_kill9(c, 2);
+    long d = pc_now_ms() + 10000;
+    while (mc_status(c, 3, "peers_connected") != 0 && pc_now_ms() < d) {
+        usleep(20000);
+    }
+    long t0 = pc_now_ms();
+    assert_int_equal(mc_stop(c, 3), 0);
+    printf("# the lone node's unmount took %ld ms\n", pc_now_ms() - t0);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "grep -q \"could not end this node's session (no leader is "
+             "known)\" %s/node3.log",
+             c->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* SIGSTOP past the TTL: the cluster ends the session; on SIGCONT the
  * node's next change fails with EROFS or succeeds only under a new
  * session (a new boot), and the node opens one by itself. */
@@ -352,6 +376,8 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_clean_unmount_ends_session,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_lone_node_unmounts_without_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paused_node_is_fenced, setup,
                                         teardown),
     };
