@@ -4,8 +4,9 @@
 # Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for
 # its share of a bounded time over a copy of its seed corpus (the
 # checked-in corpora are never modified): the wire decoder (frames and Raft
-# messages from peers) two thirds, the gossip decoder and verifier (what an
-# observer takes from any peer) one third. Any crash, leak, overread or
+# messages from peers) half, the gossip decoder and verifier (what an
+# observer takes from any peer) a quarter, and dissemination (runs of such
+# messages into an observer and a voter) a quarter. Any crash, leak, overread or
 # timeout fails the test; libFuzzer prints the reproducer's path.
 set -eu
 src=$(cd "$1" && pwd)
@@ -24,13 +25,17 @@ clang $cflags -o "$out/fuzz_wire" "$src/tests/fuzz/fuzz_wire.c" \
 # shellcheck disable=SC2086
 clang $cflags -o "$out/fuzz_gossip" "$src/tests/fuzz/fuzz_gossip.c" \
     "$src/consensus/gossip.c" "$src/store/chain.c" $common -lsodium -lpthread
+# shellcheck disable=SC2086
+clang $cflags -o "$out/fuzz_spread" "$src/tests/fuzz/fuzz_spread.c" \
+    "$src/consensus/spread.c" "$src/consensus/gossip.c" "$src/store/chain.c" \
+    $common -lsodium -lpthread
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rc=0
 fuzz() { # fuzz NAME SECONDS
     mkdir -p "$work/$1"
     cp "$src/tests/fuzz/corpus-$1"/* "$work/$1/"
-    echo "fuzzing the $1 decoder for ${2}s (corpus: $(ls "$work/$1" | wc -l) seeds)"
+    echo "fuzzing $1 for ${2}s (corpus: $(ls "$work/$1" | wc -l) seeds)"
     r=0
     (cd "$out" && ./"fuzz_$1" -max_total_time="$2" -timeout=5 -rss_limit_mb=1024 \
         -max_len=65536 -print_final_stats=1 "$work/$1" >"$out/fuzz-$1.log" 2>&1) || r=$?
@@ -43,7 +48,8 @@ fuzz() { # fuzz NAME SECONDS
         rc=$r
     fi
 }
-gsecs=$((secs / 3 > 0 ? secs / 3 : 1))
-fuzz wire $((secs - gsecs > 0 ? secs - gsecs : 1))
+gsecs=$((secs / 4 > 0 ? secs / 4 : 1))
+fuzz wire $((secs - 2 * gsecs > 0 ? secs - 2 * gsecs : 1))
 fuzz gossip "$gsecs"
+fuzz spread "$gsecs"
 exit "$rc"
