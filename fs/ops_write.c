@@ -981,10 +981,68 @@ void fs__op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
     simple(req, R_ENTRY, &c);
 }
 
+/* A wait for fs__unstage_then's continuation, on a FUSE thread. */
+struct stage_sync {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int err;
+};
+
+static void stage_sync_done(void *arg, int err)
+{
+    struct stage_sync *s = arg;
+    pthread_mutex_lock(&s->lock);
+    s->done = true;
+    s->err = err;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/*
+ * A create this node staged (or has in flight) under parent/name, as after
+ * `exec 3>f` or an open(O_CREAT) not yet written: commit it before a rename
+ * or unlink names f, which would otherwise find nothing at apply (ENOENT,
+ * where ext4 succeeds). 0, or the errno the create failed with. Blocks this
+ * FUSE thread until the create applied (its completion runs on the loop
+ * thread); only a change naming a file opened and not yet written pays it.
+ */
+static int commit_staged_name(fuse_req_t req, uint64_t parent,
+                              const char *name)
+{
+    struct fs *fs = fuse_req_userdata(req);
+    pthread_mutex_lock(&fs->lock);
+    struct fs_handle *h =
+        fs__pending_by_name(fs, parent, name, strlen(name));
+    bool found = h != NULL && fs__handle_tryget(h);
+    pthread_mutex_unlock(&fs->lock);
+    if (!found) {
+        return 0;
+    }
+    struct stage_sync s = {.done = false};
+    pthread_mutex_init(&s.lock, NULL);
+    pthread_cond_init(&s.cond, NULL);
+    fs__unstage_then(req, h, stage_sync_done, &s);
+    pthread_mutex_lock(&s.lock);
+    while (!s.done) {
+        pthread_cond_wait(&s.cond, &s.lock);
+    }
+    pthread_mutex_unlock(&s.lock);
+    pthread_cond_destroy(&s.cond);
+    pthread_mutex_destroy(&s.lock);
+    fs__handle_put(h);
+    return s.err;
+}
+
 static void remove_name(fuse_req_t req, uint8_t op, uint64_t parent,
                         const char *name)
 {
     if (check_name(req, parent, name, -EPERM) != 0) {
+        return;
+    }
+    int err = commit_staged_name(req, parent, name);
+    if (err != 0) {
+        fuse_reply_err(req, err);
         return;
     }
     struct store_cmd c;
@@ -1012,6 +1070,16 @@ void fs__op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
     }
     if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
         fuse_reply_err(req, EINVAL); /* RENAME_WHITEOUT: overlayfs only. */
+        return;
+    }
+    /* Both names: the source must exist at apply, and a staged target is
+     * replaced as a file that exists (its handle keeps the orphan). */
+    int err = commit_staged_name(req, parent, name);
+    if (err == 0) {
+        err = commit_staged_name(req, newparent, newname);
+    }
+    if (err != 0) {
+        fuse_reply_err(req, err);
         return;
     }
     struct store_cmd c;

@@ -312,5 +312,17 @@ else
         "installs the package acl)"
 fi
 
+# A file opened (created) and not yet written exists for every name
+# operation on its node, as on ext4: its create is committed first.
+check "mv of a file still open from its creation, seen on n2" "moved" \
+    "$(sh -c "exec 3>'$n1/opened'; mv '$n1/opened' '$n1/moved' &&
+        ls '$n2' | grep -x -e opened -e moved")"
+check "written through its descriptor after the mv, read on n3" "late" \
+    "$(sh -c "exec 3>'$n1/opened2'; mv '$n1/opened2' '$n1/moved2' &&
+        echo late >&3 && exec 3>&- && cat '$n3/moved2'")"
+check "rm of a file still open from its creation" "gone" \
+    "$(sh -c "exec 3>'$n1/opened3'; rm '$n1/opened3' &&
+        { test -e '$n2/opened3' || echo gone; }")"
+
 echo "# $step checks, $fails failed"
 [ "$fails" -eq 0 ]
