@@ -1250,13 +1250,18 @@ int node_end_session(struct node *n, unsigned timeout_ms)
     if (n->o.session_ttl_ms == 0) {
         return 0;
     }
-    /* Cut off (no leader known, or none reachable: the last node of a
-     * cluster being stopped), the entry cannot commit: do not make the
-     * unmount wait for it. */
+    /* Cut off (no leader known, none reachable, or a leader that reaches
+     * no majority: the last node of a cluster being stopped), the entry
+     * cannot commit: do not make the unmount wait for it. */
     struct node_status st;
     node_status(n, &st);
+    unsigned voters = 0;
+    for (unsigned i = 0; i < st.conf.n; i++) {
+        voters += st.conf.servers[i].role == CONS_VOTER;
+    }
     if (st.core.leader == RFS_NODE_NONE ||
-        (st.core.leader != st.core.id && st.peers_connected == 0)) {
+        (st.core.leader != st.core.id && st.peers_connected == 0) ||
+        (voters > 1 && st.peers_connected + 1 < voters / 2 + 1)) {
         return RFS_ENOLEADER;
     }
     /* Heap-allocated: a callback that comes after the wait gave up must
