@@ -297,7 +297,16 @@ void mc_init(struct mcluster *c, int n, const char *opts)
     if (port_base == 0) {
         port_base = 27200 + (getpid() % 50) * 100;
     }
-    for (int tries = 0; tries < 1000 && !ports_free(port_base); tries++) {
+    c->base_lock = -1;
+    for (int tries = 0; tries < 1000; tries++) {
+        c->base_lock = pc_reserve_ports(port_base);
+        if (c->base_lock >= 0 && ports_free(port_base)) {
+            break;
+        }
+        if (c->base_lock >= 0) {
+            close(c->base_lock);
+            c->base_lock = -1;
+        }
         port_base = port_base >= 60000 ? 20000 : port_base + 10;
     }
     c->base = port_base;
@@ -439,6 +448,10 @@ void mc_destroy(struct mcluster *c)
         }
     }
     pc_sh("rm -rf %s", c->dir);
+    if (c->base_lock > 0) { /* 0: a cluster built by hand (none held). */
+        close(c->base_lock);
+        c->base_lock = -1;
+    }
 }
 
 uint64_t mc_status(struct mcluster *c, int i, const char *key)

@@ -24,6 +24,7 @@ struct mcluster {
     char dir[128];
     int n;
     int base;                   /* Node i listens on 127.0.0.1:base+i. */
+    int base_lock;              /* Holds base for this process (mc_init). */
     pid_t pid[MC_MAX + 1];      /* 0 when not running. */
     char mnt[MC_MAX + 1][192];  /* DIR/nI */
     char data[MC_MAX + 1][192]; /* DIR/dI */

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -170,6 +172,27 @@ void pc_dump_logs(struct cluster *c)
     }
 }
 
+/*
+ * Reserve ports base+1..base+9 for this process: an exclusive lock on a
+ * file named after base, held until the cluster is destroyed (or the process ends, even
+ * by a crash). A check that the ports are free is not enough: a test of
+ * another run that stopped one of its nodes to restart it leaves that port
+ * free for a moment, and the restart then meets our node there. The fd, or
+ * -1 if another process holds base.
+ */
+int pc_reserve_ports(int base)
+{
+    mkdir("/tmp/raftfs-test-ports", 0777);
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/raftfs-test-ports/%d", base);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 void pc_init(struct cluster *c, int n, const char *extra)
 {
     memset(c, 0, sizeof(*c));
@@ -177,6 +200,13 @@ void pc_init(struct cluster *c, int n, const char *extra)
     c->extra = extra;
     if (port_base == 0) {
         port_base = 17200 + (getpid() % 50) * 100;
+    }
+    c->base_lock = -1;
+    for (int tries = 0; tries < 1000 && c->base_lock < 0; tries++) {
+        c->base_lock = pc_reserve_ports(port_base);
+        if (c->base_lock < 0) {
+            port_base = port_base >= 60000 ? 20000 : port_base + 10;
+        }
     }
     c->base = port_base;
     port_base += 10;
@@ -208,6 +238,10 @@ void pc_destroy(struct cluster *c)
         pc_kill9(c, i);
     }
     pc_sh("rm -rf %s", c->dir);
+    if (c->base_lock > 0) {
+        close(c->base_lock);
+        c->base_lock = -1;
+    }
 }
 
 int pc_status(struct cluster *c, int i, struct st *s)

@@ -30,6 +30,7 @@ struct cluster {
     char dir[128];
     int n;
     int base;
+    int base_lock; /* Holds base for this process (pc_reserve_ports). */
     struct proc p[MAXN + 1];
     char boot[512];
     const char *extra; /* Extra options for every node. */
@@ -47,6 +48,10 @@ extern void (*pc_fail_hook)(void);
 void pc_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 long pc_now_ms(void);
 void pc_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Reserve 127.0.0.1 ports base+1..base+9 for this process while the
+ * returned fd (an exclusive lock on /tmp/raftfs-test-ports/BASE) stays
+ * open; -1 if another process holds them. */
+int pc_reserve_ports(int base);
 void pc_init(struct cluster *c, int n, const char *extra);
 void pc_destroy(struct cluster *c);
 void pc_start(struct cluster *c, int i);
