@@ -88,10 +88,6 @@ struct fs_handle {
      * flight: every other change through this handle waits for it
      * (fs->stage_cond), or the log could order it before the truncate. */
     bool stage_inflight;
-    /* EIO for later writes: a staged truncate sent by a close or fsync
-     * (not by a write) has an unknown outcome, so it may still land after
-     * anything written now. */
-    bool stage_lost;
     uint32_t open_flags;
     uint64_t parent;
     char name[STORE_NAME_MAX + 1];

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/assert.h"
 #include "../common/endian.h"
 #include "../common/err.h"
 #include "../common/heap.h"
@@ -64,7 +65,6 @@ struct change {
     /* This change took h's staged create (2) or truncate (1): other
      * changes through h wait until it ends (stage_end). */
     int stage_what;
-    bool proposed; /* Handed to the node: a failure may still apply. */
 };
 
 static int64_t now_ns(void)
@@ -94,39 +94,46 @@ static struct change *change_new(fuse_req_t req, enum reply reply,
 
 
 /*
- * w's staged create or truncate has ended: applied, refused, or (lost)
- * with an unknown outcome. Changes through the handle that waited in
- * unstage() go on. A truncate refused while a close or fsync carried it
- * is owed again, so the next change carries it; a write that carried one
- * answered its own caller and owes nothing. A truncate whose outcome is
- * unknown may still land after anything written now: later writes through
- * the handle fail with EIO rather than risk being erased by it.
+ * w's staged create or truncate has ended, applied or not. Changes that
+ * waited in unstage() go on. If it did not apply and a close, fsync, lock
+ * or name change carried it (not a write, which answered its own caller
+ * with the failure), it is owed again: staged anew (a create stays
+ * pending), so the next change through the handle carries it. That holds
+ * after an unknown outcome (a timeout) too: this node's requests time out
+ * in the order they were submitted, so a later change goes out with a
+ * first_outstanding past this one, and the store refuses this one as
+ * stale should it arrive after that change applied (store/state.c,
+ * session_check); arriving first, it is merely repeated. True if it staged
+ * a create anew.
  */
-enum stage_outcome { STAGE_APPLIED, STAGE_REFUSED, STAGE_UNKNOWN };
-
-static void stage_end(struct change *w, enum stage_outcome how)
+static bool stage_end(struct change *w, bool applied)
 {
     if (w->stage_what == 0 || w->h == NULL) {
-        return;
+        return false;
     }
     struct fs *fs = w->fs;
+    bool again = !applied && w->reply != R_WRITE;
     pthread_mutex_lock(&fs->lock);
     w->h->stage_inflight = false;
-    if (w->reply != R_WRITE && w->stage_what == 1) {
-        if (how == STAGE_REFUSED) {
-            w->h->staged_trunc = true;
-        } else if (how == STAGE_UNKNOWN) {
-            w->h->stage_lost = true;
-        }
+    if (again && w->stage_what == 1) {
+        w->h->staged_trunc = true;
+    } else if (again) {
+        w->h->staged_create = true;
     }
     pthread_cond_broadcast(&fs->stage_cond);
     pthread_mutex_unlock(&fs->lock);
+    bool create_again = again && w->stage_what == 2;
     w->stage_what = 0;
+    return create_again;
 }
 
 static void change_free(struct change *w)
 {
-    stage_end(w, STAGE_APPLIED); /* Only if no path below ended it. */
+    /* Every path ends it before this; should one not, the change is owed
+     * again rather than taken for applied. */
+    if (RFS_NEVER(w->stage_what != 0)) {
+        stage_end(w, false);
+    }
     rfs_free(w->sent_data);
     rfs_free(w->then_data);
     fs__handle_put(w->h);
@@ -137,13 +144,8 @@ static void change_free(struct change *w)
  * happen, so it stops answering lookups. */
 static void change_fail(struct change *w, int code)
 {
-    /* Refused before it reached the node, or by the apply: never lands.
-     * A timeout, a storage failure or a shutdown after it was handed
-     * over: it may. */
-    bool unknown = w->proposed && (code == -ETIMEDOUT || code == -EIO ||
-                                   code == RFS_ESHUTDOWN);
-    stage_end(w, unknown ? STAGE_UNKNOWN : STAGE_REFUSED);
-    if (w->staged_ino != 0 && w->h != NULL) {
+    bool pending_again = stage_end(w, false);
+    if (w->staged_ino != 0 && w->h != NULL && !pending_again) {
         pthread_mutex_lock(&w->fs->lock);
         if (w->h->pending) {
             fs__pending_remove(w->fs, w->h);
@@ -240,6 +242,7 @@ static bool orphan_change(struct change *w, const struct store_cmd *c)
         change_fail(w, rv == -ENOENT ? -ESTALE : rv);
         return true;
     }
+    stage_end(w, true); /* Applied, to the orphan. */
     switch (w->reply) {
     case R_CONT:
         w->cont(w->cont_arg, 0);
@@ -307,7 +310,7 @@ static void change_done(void *arg, int err, const struct store_result *r)
         change_fail(w, r->err);
         return;
     }
-    stage_end(w, STAGE_APPLIED);
+    stage_end(w, true);
     if (w->has_then) {
         w->has_then = false;
         w->staged_ino = 0;
@@ -367,12 +370,7 @@ static void submit(struct change *w, const struct store_cmd *c)
         pthread_mutex_lock(&fs->lock);
         fs->cnt.changes++;
         pthread_mutex_unlock(&fs->lock);
-        /* Before the call: once it returns 0, w may be gone already. */
-        w->proposed = true;
         rv = node_submit(fs->node, c, change_done, w);
-        if (rv != 0) {
-            w->proposed = false; /* cb never runs: w is still ours. */
-        }
     }
     if (rv != 0) {
         change_fail(w, rv);
@@ -459,13 +457,6 @@ void fs__op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
          * if that create landed in an existing file, write there too. */
         c.ino = fs__resolve(fs, c.ino);
     }
-    pthread_mutex_lock(&fs->lock);
-    bool lost = h->stage_lost;
-    pthread_mutex_unlock(&fs->lock);
-    if (lost) {
-        change_fail(w, -EIO); /* See stage_end(). */
-        return;
-    }
     c.offset = (uint64_t)off;
     c.data = buf;
     c.data_len = (uint32_t)size;
@@ -542,10 +533,15 @@ static void send_staged(fuse_req_t req, struct fuse_file_info *fi,
     struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
     pthread_mutex_lock(&fs->lock);
     bool staged = h->staged_create || h->staged_trunc;
+    bool busy = h->stage_inflight;
     pthread_mutex_unlock(&fs->lock);
-    if (staged && is_flush && still_open(fs, fuse_req_ctx(req)->pid,
-                                         h->kino)) {
+    if ((staged && is_flush && still_open(fs, fuse_req_ctx(req)->pid,
+                                          h->kino)) ||
+        (!staged && !busy)) {
         fuse_reply_err(req, 0);
+        if (reply == R_RELEASE) {
+            fs__handle_put(h);
+        }
         return;
     }
     struct change *w = change_new(req, reply, h);
