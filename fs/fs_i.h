@@ -363,6 +363,20 @@ enum fs_xattr_ns fs__xattr_ns(const char *name);
  * filesystem, so this cannot wait on our own mount). Unreadable (a caller
  * in another pid namespace has pid 0): uid 0 has it, no one else. */
 bool fs__caller_has_cap(fuse_req_t req, int cap);
+/* Whether a write, truncate or O_TRUNC open by this request's caller clears
+ * setuid and setgid (STORE_KILL_PRIV): the caller lacks CAP_FSETID. Asked
+ * on the thread libfuse called the op handler on, before any hop to the
+ * loop thread: the kernel's verdict (FUSE_HANDLE_KILLPRIV_V2, see
+ * fs__kernel_kill_priv) when it gave one, else /proc/PID/status. */
+bool fs__caller_kills_priv(fuse_req_t req);
+
+/* uring.c */
+/* For the request being dispatched on this thread: 1 if the kernel flagged
+ * it to clear setuid/setgid (FUSE_WRITE_KILL_SUIDGID, FATTR_KILL_SUIDGID,
+ * FUSE_OPEN_KILL_SUIDGID), 0 if it did not, -1 if the kernel gives no
+ * verdict (FUSE_HANDLE_KILLPRIV_V2 not in force, or an opcode without
+ * one). */
+int fs__kernel_kill_priv(void);
 /* Valid replies: fuse_reply_err (0 on success). EINVAL (flags), ERANGE,
  * E2BIG, EPERM, EACCES, EOPNOTSUPP (see ops_write.c), CHANGE (SETXATTR:
  * EEXIST, ENODATA, ENOSPC, ESTALE). */

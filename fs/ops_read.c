@@ -337,7 +337,7 @@ static void open_run(struct fs *fs, fuse_req_t req, void *arg)
         /* As ext4's open(O_TRUNC), the truncate clears setuid/setgid for
          * a caller without CAP_FSETID; the kernel does not here, since
          * the truncate travels with the open (FUSE_CAP_ATOMIC_O_TRUNC). */
-        bool kill = !fs__caller_has_cap(req, CAP_FSETID);
+        bool kill = fs__caller_kills_priv(req);
         pthread_mutex_lock(&fs->lock);
         h->staged_trunc = true;
         h->kill_priv = kill;

@@ -467,7 +467,7 @@ void fs__op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
     }
     /* A write by a process without CAP_FSETID clears setuid and setgid
      * (the store decides, on the mode as of apply time). */
-    if (!fs__caller_has_cap(req, CAP_FSETID)) {
+    if (fs__caller_kills_priv(req)) {
         c.flags |= STORE_KILL_PRIV;
     }
     w->size = size;
@@ -670,7 +670,7 @@ void fs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
     if (to_set & FUSE_SET_ATTR_SIZE) {
         s.valid |= STORE_SET_SIZE;
         s.size = (uint64_t)attr->st_size;
-        if (!fs__caller_has_cap(req, CAP_FSETID)) {
+        if (fs__caller_kills_priv(req)) {
             s.flags |= STORE_KILL_PRIV;
         }
     }
@@ -841,8 +841,7 @@ void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
     /* If the name exists by the time the create applies, O_TRUNC
      * truncates that file, and clears its setuid/setgid as an open
      * would (see op_create). */
-    h->kill_priv = (fi->flags & O_TRUNC) &&
-                   !fs__caller_has_cap(req, CAP_FSETID);
+    h->kill_priv = (fi->flags & O_TRUNC) && fs__caller_kills_priv(req);
     /* The group a setgid directory will give the file, shown until the
      * create applies (where the store decides it again). */
     struct store_attr dir;
@@ -945,6 +944,12 @@ bool fs__caller_has_cap(fuse_req_t req, int cap)
     }
     fclose(f);
     return allowed;
+}
+
+bool fs__caller_kills_priv(fuse_req_t req)
+{
+    int k = fs__kernel_kill_priv();
+    return k >= 0 ? k == 1 : !fs__caller_has_cap(req, CAP_FSETID);
 }
 
 void fs__op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,

@@ -61,6 +61,7 @@
 #include "../common/heap.h"
 #include "../common/log.h"
 #include "fs.h"
+#include "fs_i.h"
 #include "uring_i.h"
 
 /* Entries registered per queue: requests parked while a change commits
@@ -130,6 +131,66 @@ static struct {
 } U = {.devfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 static _Thread_local struct uq *tls_q;
+
+/* FUSE_HANDLE_KILLPRIV_V2: the kernel offered it at INIT (offered), and our
+ * INIT reply, which libfuse 3.14 cannot make carry it, took it (on). From
+ * then on the kernel leaves setuid, setgid and security.capability to the
+ * daemon on write, truncate and chown, and says in each WRITE, SETATTR,
+ * OPEN and CREATE whether the caller lacked CAP_FSETID, as the kernel's
+ * capable() sees it: in the initial user namespace, on the thread that
+ * made the call. */
+static atomic_bool killpriv_offered, killpriv_on;
+/* That verdict for the request this thread is dispatching: 1 (the kernel
+ * says kill), 0 (it says keep), -1 (the opcode carries none). Set just
+ * before fuse_session_process_buf() on the same thread, so the op handler
+ * called from it reads its own request's. */
+static _Thread_local int tls_kill = -1;
+
+/* Note the kernel's kill verdict of the request in buf (laid out as a read
+ * of /dev/fuse gives it). libfuse 3.14 drops these flags while decoding
+ * (its fuse_file_info has no field for them, and it masks SETATTR's valid
+ * to the bits it knows), hence reading them here. */
+static void note_kill(const void *buf, size_t len)
+{
+    tls_kill = -1;
+    if (len < sizeof(struct fuse_in_header)) {
+        return;
+    }
+    const struct fuse_in_header *in = buf;
+    size_t off;
+    uint32_t bit;
+    switch (in->opcode) {
+    case FUSE_WRITE:
+        off = offsetof(struct fuse_write_in, write_flags);
+        bit = FUSE_WRITE_KILL_SUIDGID;
+        break;
+    case FUSE_SETATTR:
+        off = offsetof(struct fuse_setattr_in, valid);
+        bit = FATTR_KILL_SUIDGID;
+        break;
+    case FUSE_OPEN:
+        off = offsetof(struct fuse_open_in, open_flags);
+        bit = FUSE_OPEN_KILL_SUIDGID;
+        break;
+    case FUSE_CREATE:
+        off = offsetof(struct fuse_create_in, open_flags);
+        bit = FUSE_OPEN_KILL_SUIDGID;
+        break;
+    default:
+        return;
+    }
+    uint32_t v;
+    if (len < sizeof(*in) + off + sizeof(v)) {
+        return; /* An older kernel's shorter struct: no verdict. */
+    }
+    memcpy(&v, (const char *)(in + 1) + off, sizeof(v));
+    tls_kill = (v & bit) != 0;
+}
+
+int fs__kernel_kill_priv(void)
+{
+    return atomic_load(&killpriv_on) ? tls_kill : -1;
+}
 
 /* ------------------------------------------------------------------------ */
 /* The ring                                                                  */
@@ -343,6 +404,7 @@ static void serve(struct uq *q, struct uent *e)
     hash_put(e);
     atomic_fetch_add(&U.served, 1);
     struct fuse_buf fb = {.mem = q->buf, .size = in.len};
+    note_kill(q->buf, in.len);
     fuse_session_process_buf(U.se, &fb);
 }
 
@@ -567,13 +629,20 @@ static ssize_t custom_read(int fd, void *buf, size_t len, void *userdata)
     (void)userdata;
     ssize_t n = read(fd, buf, len);
     if (n < (ssize_t)sizeof(struct fuse_in_header)) {
+        tls_kill = -1;
         return n;
     }
     const struct fuse_in_header *in = buf;
     if (in->opcode != FUSE_INIT) {
+        note_kill(buf, (size_t)n);
         return n;
     }
     const struct fuse_init_in *ii = (const void *)(in + 1);
+    if ((size_t)n >= sizeof(*in) + offsetof(struct fuse_init_in, flags) +
+                         sizeof(ii->flags)) {
+        atomic_store(&killpriv_offered,
+                     (ii->flags & FUSE_HANDLE_KILLPRIV_V2) != 0);
+    }
     bool offered = false;
     if ((size_t)n >= sizeof(*in) + offsetof(struct fuse_init_in, unused) &&
         ii->major == 7 && ii->minor >= 42 && (ii->flags & FUSE_INIT_EXT)) {
@@ -587,6 +656,33 @@ static ssize_t custom_read(int fd, void *buf, size_t len, void *userdata)
     return n;
 }
 
+/* The INIT reply (2 iovecs, checked by the caller) as libfuse made it, with
+ * FUSE_HANDLE_KILLPRIV_V2 added if the kernel offered it. Why we want it:
+ * without it, a write by a caller without CAP_FSETID to a setuid file
+ * makes the kernel fetch fresh attributes and send a SETATTR of the mode
+ * first (one more entry), and the daemon learns of CAP_FSETID only by
+ * reading /proc/PID/status (fs__caller_has_cap: twice per `echo v > f`),
+ * which also sees the capabilities of the caller's own user namespace
+ * rather than the initial one. The store already clears the bits at
+ * apply on every path (see STORE_KILL_PRIV), so the daemon can take the
+ * job. */
+static ssize_t killpriv_reply(int fd, struct iovec *iov)
+{
+    struct fuse_init_out out;
+    memset(&out, 0, sizeof(out));
+    memcpy(&out, iov[1].iov_base, iov[1].iov_len);
+    bool want = atomic_load(&killpriv_offered);
+    if (want) {
+        out.flags |= FUSE_HANDLE_KILLPRIV_V2;
+    }
+    struct iovec v[2] = {iov[0], {&out, iov[1].iov_len}};
+    ssize_t n = writev(fd, v, 2);
+    if (n >= 0) {
+        atomic_store(&killpriv_on, want);
+    }
+    return n;
+}
+
 /* The INIT reply, with FUSE_OVER_IO_URING set if the rings are ready. */
 static ssize_t init_reply(int fd, struct iovec *iov, int count)
 {
@@ -597,6 +693,8 @@ static ssize_t init_reply(int fd, struct iovec *iov, int count)
         snprintf(why, sizeof(why), "unexpected INIT reply layout");
     } else if (((const struct fuse_out_header *)iov[0].iov_base)->error) {
         return writev(fd, iov, count);
+    } else if (U.mode == FS_URING_OFF) {
+        return killpriv_reply(fd, iov);
     } else if (!U.offered) {
         bool on = false;
         FILE *f = fopen("/sys/module/fuse/parameters/enable_uring", "r");
@@ -621,6 +719,9 @@ static ssize_t init_reply(int fd, struct iovec *iov, int count)
         len = pages * (size_t)page > len ? pages * (size_t)page : len;
         if (queues_new(len, why, sizeof(why)) == 0) {
             out.flags |= FUSE_INIT_EXT;
+            if (atomic_load(&killpriv_offered)) {
+                out.flags |= FUSE_HANDLE_KILLPRIV_V2;
+            }
             out.flags2 |= (uint32_t)(FS_FUSE_OVER_IO_URING >> 32);
             struct iovec v[2] = {iov[0], {&out, iov[1].iov_len}};
             ssize_t n = writev(fd, v, 2);
@@ -633,6 +734,7 @@ static ssize_t init_reply(int fd, struct iovec *iov, int count)
             /* The kernel is now initialized (its INIT end ran in this
              * write), which REGISTER needs; it holds requests back until
              * every queue has an entry. */
+            atomic_store(&killpriv_on, atomic_load(&killpriv_offered));
             U.active = true;
             for (unsigned i = 0; i < U.nq; i++) {
                 if (pthread_create(&U.qs[i].thread, NULL, queue_main,
@@ -653,6 +755,10 @@ static ssize_t init_reply(int fd, struct iovec *iov, int count)
         }
     }
     fall_back(why);
+    if (count == 2 && iov[1].iov_len <= sizeof(out) &&
+        iov[1].iov_len >= offsetof(struct fuse_init_out, unused)) {
+        return killpriv_reply(fd, iov);
+    }
     return writev(fd, iov, count);
 }
 
@@ -729,8 +835,9 @@ int fs_uring_attach(struct fuse_session *se, enum fs_uring_mode mode)
     U.mode = mode;
     U.se = se;
     if (mode == FS_URING_OFF) {
+        /* Still hooked: the INIT reply asks for FUSE_HANDLE_KILLPRIV_V2
+         * (see killpriv_reply), and each request's kill flag is read. */
         snprintf(U.why, sizeof(U.why), "uring=off");
-        return 0;
     }
     U.devfd = fuse_session_fd(se);
     static const struct fuse_custom_io io = {

@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1861,6 +1862,95 @@ static void test_write_and_chown_clear_setuid(void **state)
     assert_int_equal(mode_on(c, 2, "p"), 02777);
 }
 
+/* Run priv_write's step kill_step on path ns_path in a child that is root
+ * in a user namespace of its own (uid and gid 0 mapped to 0, as
+ * `unshare -Ur` does): every capability there, none in the initial
+ * namespace, where the kernel's capable(CAP_FSETID) looks. Its
+ * /proc/PID/status still shows a full CapEff. Returns 0, or the failed
+ * step, or 100+ for a set-up failure. */
+static const char *ns_path;
+static int ns_write_step(void)
+{
+    int fd;
+    switch (kill_step) {
+    case 1:
+        fd = open(ns_path, O_WRONLY | O_APPEND);
+        return fd >= 0 && write(fd, "a", 1) == 1 && close(fd) == 0 ? 0 : 1;
+    case 2:
+        fd = open(ns_path, O_WRONLY);
+        return fd >= 0 && pwrite(fd, "b", 1, 0) == 1 && close(fd) == 0 ? 0
+                                                                       : 2;
+    case 3:
+        fd = open(ns_path, O_WRONLY | O_TRUNC);
+        return fd >= 0 && close(fd) == 0 ? 0 : 3;
+    case 4:
+        return truncate(ns_path, 1) == 0 ? 0 : 4;
+    default:
+        return 99;
+    }
+}
+
+static int write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY);
+    ssize_t len = (ssize_t)strlen(text);
+    bool ok = fd >= 0 && write(fd, text, (size_t)len) == len;
+    return fd >= 0 && close(fd) == 0 && ok ? 0 : -1;
+}
+
+static int as_userns_root(void)
+{
+    pid_t p = fork();
+    if (p == 0) {
+        if (unshare(CLONE_NEWUSER) != 0) {
+            _exit(100);
+        }
+        if (write_file("/proc/self/uid_map", "0 0 1\n") != 0 ||
+            write_file("/proc/self/setgroups", "deny") != 0 ||
+            write_file("/proc/self/gid_map", "0 0 1\n") != 0) {
+            _exit(101);
+        }
+        _exit(ns_write_step());
+    }
+    int status;
+    if (waitpid(p, &status, 0) != p || !WIFEXITED(status)) {
+        return 102;
+    }
+    return WEXITSTATUS(status);
+}
+
+/* Root of a user namespace of its own lacks CAP_FSETID where it counts:
+ * its writes, O_TRUNC opens and truncates clear setuid and setgid (with
+ * group-exec), exactly as on the host's own filesystem next to the mounts
+ * (checked in the same run). The kernel says so in each request
+ * (FUSE_HANDLE_KILLPRIV_V2); /proc/PID/status, which raftfs read before,
+ * shows that process a full CapEff, so an O_APPEND write and an O_TRUNC
+ * open kept the bits. */
+static void test_userns_root_clears_setuid(void **state)
+{
+    struct mcluster *c = *state;
+    char local[192];
+    snprintf(local, sizeof(local), "%s/local-s", c->dir);
+    assert_int_equal(mc_write(local, "x", 1), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "s"), "x", 1), 0);
+    for (kill_step = 1; kill_step <= 4; kill_step++) {
+        struct stat st;
+        assert_int_equal(chmod(local, 06755), 0);
+        ns_path = local;
+        assert_int_equal(as_userns_root(), 0);
+        stat_ok(local, &st);
+        mode_t want = st.st_mode & 07777;
+        assert_int_equal(chmod(mc_path(c, 2, "s"), 06755), 0);
+        ns_path = mc_path(c, 1, "s");
+        assert_int_equal(as_userns_root(), 0);
+        mode_t got = mode_on(c, 3, "s");
+        if (got != want || got != 0755) {
+            fail_msg("step %d: mode %o on raftfs, %o on the host's "
+                     "filesystem (expected 755)", kill_step, got, want);
+        }
+    }
+}
+
 /* A security.capability value as setcap writes it (revision 2, effective):
  * cap_net_bind_service=ep. */
 static const uint8_t caps_v2[20] = {0x01, 0x00, 0x00, 0x02, 0x00, 0x04};
@@ -2931,6 +3021,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_setgid_directory,
                                         setup_allow_other, teardown),
         cmocka_unit_test_setup_teardown(test_write_and_chown_clear_setuid,
+                                        setup_allow_other, teardown),
+        cmocka_unit_test_setup_teardown(test_userns_root_clears_setuid,
                                         setup_allow_other, teardown),
         cmocka_unit_test_setup_teardown(test_file_capabilities,
                                         setup_allow_other, teardown),
