@@ -88,6 +88,7 @@ struct fs_handle {
      * flight: every other change through this handle waits for it
      * (fs->stage_cond), or the log could order it before the truncate. */
     bool stage_inflight;
+    pid_t opener; /* The process (thread) that staged it: see send_staged. */
     uint32_t open_flags;
     uint64_t parent;
     char name[STORE_NAME_MAX + 1];

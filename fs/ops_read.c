@@ -340,6 +340,7 @@ static void open_run(struct fs *fs, fuse_req_t req, void *arg)
         bool kill = fs__caller_kills_priv(req);
         pthread_mutex_lock(&fs->lock);
         h->staged_trunc = true;
+        h->opener = fuse_req_ctx(req)->pid;
         h->kill_priv = kill;
         pthread_mutex_unlock(&fs->lock);
     }

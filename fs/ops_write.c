@@ -535,8 +535,18 @@ static void send_staged(fuse_req_t req, struct fuse_file_info *fi,
     bool staged = h->staged_create || h->staged_trunc;
     bool busy = h->stage_inflight;
     pthread_mutex_unlock(&fs->lock);
-    if ((staged && is_flush && still_open(fs, fuse_req_ctx(req)->pid,
-                                          h->kino)) ||
+    /* A close that is not the last: by a process that still holds the
+     * file (the shell's redirect), or by another one while the process
+     * that opened it still does (a forked child exiting, e.g. a shell that
+     * system() started in a threaded program). Sending the staged change
+     * then would split `open(O_TRUNC); write` into a truncate and a write
+     * that other nodes could see apart: the opener's write carries it, or
+     * its own last close does. */
+    pid_t pid = fuse_req_ctx(req)->pid;
+    if ((staged && is_flush &&
+         (still_open(fs, pid, h->kino) ||
+          (h->opener != 0 && h->opener != pid &&
+           still_open(fs, h->opener, h->kino)))) ||
         (!staged && !busy)) {
         fuse_reply_err(req, 0);
         if (reply == R_RELEASE) {
@@ -563,12 +573,6 @@ static void send_staged(fuse_req_t req, struct fuse_file_info *fi,
     }
     if (what == 2) {
         w->staged_ino = h->kino;
-    }
-    if (fs->test_stage_delay_ms > 0) {
-        /* Tests: widen the window in which a write through another
-         * descriptor of this handle arrives while this carries the
-         * truncate (see unstage()). */
-        usleep((useconds_t)fs->test_stage_delay_ms * 1000);
     }
     submit(w, &c);
 }
@@ -598,6 +602,12 @@ void fs__unstage_then(fuse_req_t req, struct fs_handle *h,
     }
     if (what == 2) {
         w->staged_ino = h->kino;
+    }
+    if (fs->test_stage_delay_ms > 0) {
+        /* Tests: widen the window in which a write through the same handle
+         * arrives while a lock request carries its staged change (see
+         * unstage()). */
+        usleep((useconds_t)fs->test_stage_delay_ms * 1000);
     }
     submit(w, &c);
 }
@@ -866,6 +876,7 @@ void fs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
     fs__pending_attr(h, &a);
     pthread_mutex_lock(&fs->lock);
     h->staged_create = true;
+    h->opener = ctx->pid;
     h->pending = true;
     h->pnext = fs->pending;
     fs->pending = h;

@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/file.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -1183,46 +1184,55 @@ static void *rewriter_main(void *arg)
 }
 
 /*
- * open(O_TRUNC) stages its truncate, to travel with the first write. A
- * forked child that closes its copy of the descriptor sends the truncate
- * alone (its process no longer holds the file); if the parent's first
- * write arrives meanwhile, it must wait for that truncate, or the two
- * proposals can land in either order and the truncate erase the data. The
- * chaos run found it: a multi-threaded client's system() forked a shell
- * that inherited another thread's descriptor, and a register read back
- * empty. Node 2 holds each such truncate 300 ms before proposing it
- * (RAFTFS_TEST_STAGE_DELAY_MS), so the parent's write comes in that
- * window every time.
+ * open(O_TRUNC) stages its truncate, to travel with the first write. A lock
+ * request through the same descriptor sends it alone first (the lock needs
+ * the file as the truncate leaves it); if a write arrives from another
+ * thread meanwhile, it must wait for that truncate, or the two proposals
+ * can land in either order and the truncate erase the data (the chaos run
+ * found this with a forked child's close as the carrier: a register read
+ * back empty). Node 2 holds such a truncate 300 ms
+ * (RAFTFS_TEST_STAGE_DELAY_MS), so the write comes in that window.
  */
-static void test_write_waits_for_truncate_sent_by_a_fork(void **state)
+struct flock_arg {
+    int fd;
+    int rv;
+    int err;
+};
+
+static void *flock_main(void *arg)
+{
+    struct flock_arg *a = arg;
+    a->rv = flock(a->fd, LOCK_EX);
+    a->err = errno;
+    return NULL;
+}
+
+static void test_write_waits_for_a_truncate_in_flight(void **state)
 {
     struct mcluster *c = *state;
     assert_true(mc_wait_leader(c, 10000) > 0);
-    assert_int_equal(mc_write(mc_path(c, 2, "forked"), "old contents", 12),
+    assert_int_equal(mc_write(mc_path(c, 2, "held"), "old contents", 12),
                      0);
     assert_int_equal(mc_stop(c, 2), 0);
     setenv("RAFTFS_TEST_STAGE_DELAY_MS", "300", 1);
     mc_start(c, 2);
     unsetenv("RAFTFS_TEST_STAGE_DELAY_MS");
     for (int round = 0; round < 3; round++) {
-        int fd = open(mc_path(c, 2, "forked"), O_WRONLY | O_TRUNC);
+        int fd = open(mc_path(c, 2, "held"), O_WRONLY | O_TRUNC);
         assert_true(fd >= 0);
-        pid_t p = fork();
-        assert_true(p >= 0);
-        if (p == 0) {
-            _exit(close(fd) == 0 ? 0 : 1); /* Flushes: sends the truncate. */
-        }
-        usleep(50000); /* The child's truncate is held now. */
+        struct flock_arg a = {.fd = fd, .rv = -1};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, flock_main, &a), 0);
+        usleep(50000); /* The lock's truncate is held now. */
         char v[16];
         int len = snprintf(v, sizeof(v), "new %d", round);
         assert_int_equal(write(fd, v, (size_t)len), len);
-        assert_int_equal(close(fd), 0);
-        int status;
-        assert_int_equal(waitpid(p, &status, 0), p);
-        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(a.rv, 0);
+        assert_int_equal(close(fd), 0); /* Unlocks. */
         for (int i = 1; i <= 3; i++) {
             char got[32];
-            ssize_t n = mc_read(mc_path(c, i, "forked"), got, sizeof(got));
+            ssize_t n = mc_read(mc_path(c, i, "held"), got, sizeof(got));
             assert_int_equal(n, len);
             assert_memory_equal(got, v, (size_t)len);
         }
@@ -1230,13 +1240,49 @@ static void test_write_waits_for_truncate_sent_by_a_fork(void **state)
 }
 
 /*
- * A staged truncate that a forked child's close carried and that did not
- * commit (no quorum: the close times out) is still owed: open(O_TRUNC)
- * returned, so the parent's first write after the cluster is back carries
- * it again, and the file holds that write alone, not the write over the
- * old contents.
+ * A forked child that closes its copy of a descriptor opened with O_TRUNC
+ * (a shell that system() started in a threaded program exits) does not
+ * send the staged truncate while the opener still holds the file: the
+ * opener's write carries it, so other nodes never see the file empty in
+ * between. Before, the child's close sent it alone and node 1 read an
+ * empty file until the write landed.
  */
-static void test_truncate_owed_after_a_failed_close(void **state)
+static void test_forked_close_leaves_the_truncate_to_the_opener(void **state)
+{
+    struct mcluster *c = *state;
+    assert_true(mc_wait_leader(c, 10000) > 0);
+    assert_int_equal(mc_write(mc_path(c, 2, "forked"), "old contents", 12),
+                     0);
+    int fd = open(mc_path(c, 2, "forked"), O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    pid_t p = fork();
+    assert_true(p >= 0);
+    if (p == 0) {
+        _exit(close(fd) == 0 ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(p, &status, 0), p);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char got[32];
+    ssize_t n = mc_read(mc_path(c, 1, "forked"), got, sizeof(got));
+    assert_int_equal(n, 12); /* Staged still: nothing was sent. */
+    assert_int_equal(write(fd, "new", 3), 3);
+    assert_int_equal(close(fd), 0);
+    for (int i = 1; i <= 3; i++) {
+        n = mc_read(mc_path(c, i, "forked"), got, sizeof(got));
+        assert_int_equal(n, 3);
+        assert_memory_equal(got, "new", 3);
+    }
+}
+
+/*
+ * A staged truncate that a lock request carried and that was refused (the
+ * node is cut off: refused before it is proposed) is still owed:
+ * open(O_TRUNC) returned, so the first write after the cluster is back
+ * carries it again, and the file holds that write alone, not the write
+ * over the old contents.
+ */
+static void test_truncate_owed_after_a_refused_lock(void **state)
 {
     struct mcluster *c = *state;
     assert_int_equal(mc_write(mc_path(c, 1, "owed"), "old contents", 12),
@@ -1245,15 +1291,10 @@ static void test_truncate_owed_after_a_failed_close(void **state)
     assert_true(fd >= 0);
     assert_int_equal(mc_stop(c, 2), 0);
     assert_int_equal(mc_stop(c, 3), 0);
-    pid_t p = fork();
-    assert_true(p >= 0);
-    if (p == 0) {
-        _exit(close(fd) == 0 ? 0 : errno == ETIMEDOUT ? 1 : 2);
-    }
-    int status;
-    assert_int_equal(waitpid(p, &status, 0), p);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 1); /* The truncate timed out. */
+    /* A change that times out marks the quorum lost; after it, changes
+     * are refused at once, never proposed. */
+    assert_int_equal(mc_write(mc_path(c, 1, "other"), "x", 1), -ETIMEDOUT);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), -1);
     mc_start(c, 2);
     mc_start(c, 3);
     assert_int_not_equal(mc_wait_leader(c, 10000), 0);
@@ -2990,9 +3031,12 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_no_empty_reads_during_rewrites,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_write_waits_for_truncate_sent_by_a_fork, setup, teardown),
+            test_write_waits_for_a_truncate_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_truncate_owed_after_a_failed_close, setup_short_timeout,
+            test_forked_close_leaves_the_truncate_to_the_opener, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_truncate_owed_after_a_refused_lock, setup_short_timeout,
             teardown),
         cmocka_unit_test_setup_teardown(test_handles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follower_reads_from_lease, setup,
