@@ -12,6 +12,12 @@
 #include "../common/heap.h"
 
 #define PEERS_MAX 1024
+#define VOTERS_MAX 64
+/* How long a peer whose message the verifier refused is not listened to,
+ * in digest periods: long enough that a poisoner cannot keep an observer
+ * from the honest copies, short enough that a peer wrongly blamed (it
+ * forwarded what another forged) comes back. */
+#define BAN_DIGESTS 10
 
 struct cached {
     struct cons_entry e; /* data owned */
@@ -20,7 +26,11 @@ struct cached {
 
 struct peer {
     rfs_nodeid_t id;
-    rfs_index_t holds; /* The highest index it showed it has applied. */
+    rfs_index_t holds; /* The highest index it claimed to have applied. */
+    bool voter;        /* Fed by Raft: never pushed to. */
+    rfs_index_t pulled_after; /* The last pull sent to it, and until when */
+    uint64_t pulled_until;    /* it is not repeated (no answer: lost). */
+    uint64_t banned_until;    /* Sent something the verifier refused. */
 };
 
 struct spread {
@@ -40,7 +50,13 @@ struct spread {
     bool pointed;
     uint64_t next_digest_ms;
     uint64_t rng;
-    rfs_index_t head;
+    rfs_index_t head; /* Proven: applied, or a valid point held. */
+    rfs_nodeid_t voters[VOTERS_MAX];
+    unsigned nvoters;
+    struct gossip_cert vcert; /* A voter's last point, to reuse. */
+    bool has_vcert;
+    uint64_t now; /* The last time the caller passed. */
+    int err;      /* An allocation failed mid-release: stuck, say so. */
     /* Released, not yet taken (observers). */
     struct cons_entry *rel;
     unsigned rel_head, rel_n, rel_cap;
@@ -68,7 +84,8 @@ struct spread *spread_new(const struct spread_options *o, rfs_index_t applied,
     d.pull_max = d.pull_max ? d.pull_max : 512;
     d.digest_ms = d.digest_ms ? d.digest_ms : 1000;
     d.point_ms = d.point_ms ? d.point_ms : 20;
-    if (d.fanout > 64 || d.pull_max > GOSSIP_MSG_ENTRIES_MAX) {
+    if (d.fanout > 64 || d.pull_max > GOSSIP_MSG_ENTRIES_MAX ||
+        d.cache < d.pull_max) {
         return NULL;
     }
     struct spread *s = rfs_calloc(1, sizeof(*s));
@@ -127,6 +144,9 @@ static struct peer *peer_get(struct spread *s, rfs_nodeid_t id, bool add)
         return NULL;
     }
     s->peers[s->npeers] = (struct peer){.id = id};
+    for (unsigned i = 0; i < s->nvoters; i++) {
+        s->peers[s->npeers].voter |= s->voters[i] == id;
+    }
     return &s->peers[s->npeers++];
 }
 
@@ -154,6 +174,16 @@ int spread_set_peers(struct spread *s, const rfs_nodeid_t *ids, unsigned n)
 int spread_set_voters(struct spread *s, const struct gossip_key *keys,
                       unsigned n)
 {
+    s->nvoters = 0;
+    for (unsigned i = 0; i < n && i < VOTERS_MAX; i++) {
+        s->voters[s->nvoters++] = keys[i].id;
+    }
+    for (unsigned k = 0; k < s->npeers; k++) {
+        s->peers[k].voter = false;
+        for (unsigned i = 0; i < s->nvoters; i++) {
+            s->peers[k].voter |= s->voters[i] == s->peers[k].id;
+        }
+    }
     return s->v != NULL ? gossip_verifier_set_voters(s->v, keys, n) : 0;
 }
 
@@ -235,6 +265,10 @@ static bool point_for(struct spread *s, rfs_index_t end, struct gossip_cert *c)
         if (!s->has_key || end < cache_first(s) || end > s->applied) {
             return false;
         }
+        if (s->has_vcert && s->vcert.index == end) {
+            *c = s->vcert; /* One signature per point, however many ask. */
+            return true;
+        }
         const struct cached *k = cache_at(s, end);
         memset(c, 0, sizeof(*c));
         c->index = end;
@@ -243,6 +277,8 @@ static bool point_for(struct spread *s, rfs_index_t end, struct gossip_cert *c)
         c->signer = s->o.self;
         gossip_cert_sign(c, s->sk);
         s->st.points_signed++;
+        s->vcert = *c;
+        s->has_vcert = true;
         return true;
     }
     return gossip_verifier_last_cert(s->v, c) && c->index >= end;
@@ -293,7 +329,8 @@ static int push_run(struct spread *s, rfs_index_t from, rfs_nodeid_t except)
     unsigned cand[PEERS_MAX];
     unsigned nc = 0;
     for (unsigned i = 0; i < s->npeers; i++) {
-        if (s->peers[i].id != except && s->peers[i].holds < s->applied) {
+        if (s->peers[i].id != except && !s->peers[i].voter &&
+            s->peers[i].holds < s->applied) {
             cand[nc++] = i;
         }
     }
@@ -335,6 +372,7 @@ static int maybe_point(struct spread *s, uint64_t now_ms)
 int spread_applied(struct spread *s, const struct cons_entry *e, unsigned n,
                    uint64_t now_ms)
 {
+    s->now = now_ms;
     for (unsigned i = 0; i < n; i++) {
         int rv = cache_add(s, &e[i]);
         if (rv != 0) {
@@ -368,21 +406,31 @@ static int rel_push(struct spread *s, const struct cons_entry *e)
 
 static void note_verdict(struct spread *s, const struct gossip_verdict *d)
 {
-    if (d->refused != 0) {
-        s->st.refusals++;
-        int n = snprintf(s->refusal, sizeof(s->refusal), "%s", d->why);
-        /* Who forwarded it: the verifier knows, the operator needs it. */
-        for (unsigned i = 0; i < d->nculprits && n > 0 &&
-                             (size_t)n < sizeof(s->refusal);
-             i++) {
+    if (d->refused == 0) {
+        return;
+    }
+    s->st.refusals++;
+    int n = snprintf(s->refusal, sizeof(s->refusal), "%s", d->why);
+    for (unsigned i = 0; i < d->nculprits; i++) {
+        /* Who forwarded it: the operator needs the name, and the observer
+         * stops listening to it for a while, or a poisoner that keeps
+         * sending forged copies first would keep the honest ones out (the
+         * verifier keeps the first copy of an index). */
+        if (n > 0 && (size_t)n < sizeof(s->refusal)) {
             n += snprintf(s->refusal + n, sizeof(s->refusal) - (size_t)n,
                           "%s%llu", i == 0 ? "; sent by node " : ", ",
                           (unsigned long long)d->culprits[i]);
         }
+        struct peer *p = peer_get(s, d->culprits[i], true);
+        if (p != NULL && !p->voter) {
+            p->banned_until = s->now + BAN_DIGESTS * s->o.digest_ms;
+        }
     }
 }
 
-/* Move what the verifier released into the cache and the take queue. */
+/* Move what the verifier released into the cache and the take queue. A
+ * failed allocation here loses a released entry: the observer cannot go
+ * on, and every later call says so (s->err). */
 static int drain(struct spread *s)
 {
     struct cons_entry e;
@@ -393,10 +441,51 @@ static int drain(struct spread *s)
         }
         if (rv != 0) {
             rfs_free(e.data.base);
+            s->err = rv;
             return rv;
         }
     }
     return 0;
+}
+
+/* Ask p for what we lack, if it claims to have it: from the first index
+ * not held (held entries wait in the verifier for their point), once per
+ * digest period for the same start, so that an answer which does not
+ * reach a point (an observer forwards only its newest) leads to the next
+ * piece, not to the same one again. A gap the verifier's window cannot
+ * bridge to an observer's point goes to a voter, which signs where its
+ * answer ends. */
+static int maybe_pull(struct spread *s, struct peer *p)
+{
+    if (s->o.voter || p == NULL) {
+        return 0;
+    }
+    rfs_index_t gap = gossip_verifier_gap(s->v);
+    if (p->holds < gap) {
+        return 0;
+    }
+    rfs_index_t after = gap - 1;
+    if (!p->voter && after + s->o.pull_max > s->applied + GOSSIP_WINDOW) {
+        struct peer *v = NULL;
+        for (unsigned i = 0, k = 0; i < s->npeers; i++) {
+            if (s->peers[i].voter && next_rand(s) % ++k == 0) {
+                v = &s->peers[i];
+            }
+        }
+        if (v == NULL) {
+            return 0; /* Only a voter can prove it; none known. */
+        }
+        p = v;
+        after = s->applied;
+    }
+    if (p->pulled_after == after && s->now < p->pulled_until) {
+        return 0;
+    }
+    p->pulled_after = after;
+    p->pulled_until = s->now + s->o.digest_ms;
+    struct gossip_msg q = {.kind = GOSSIP_PULL, .from = s->o.self,
+                           .after = after, .max = s->o.pull_max};
+    return queue(s, p->id, &q);
 }
 
 static int recv_push(struct spread *s, struct peer *p, rfs_nodeid_t from,
@@ -428,10 +517,8 @@ static int recv_push(struct spread *s, struct peer *p, rfs_nodeid_t from,
         rv = push_run(s, before, from);
     }
     /* A gap below what the sender showed: ask it for the rest. */
-    if (rv == 0 && p != NULL && p->holds > s->applied) {
-        struct gossip_msg q = {.kind = GOSSIP_PULL, .from = s->o.self,
-                               .after = s->applied, .max = s->o.pull_max};
-        rv = queue(s, from, &q);
+    if (rv == 0 && (p == NULL || s->now >= p->banned_until)) {
+        rv = maybe_pull(s, p);
     }
     return rv;
 }
@@ -439,13 +526,20 @@ static int recv_push(struct spread *s, struct peer *p, rfs_nodeid_t from,
 int spread_recv(struct spread *s, rfs_nodeid_t from,
                 const struct gossip_msg *m, uint64_t now_ms)
 {
-    (void)now_ms;
+    s->now = now_ms;
+    if (s->err != 0) {
+        return s->err;
+    }
     struct peer *p = peer_get(s, from, true);
+    if (p != NULL && now_ms < p->banned_until) {
+        return 0;
+    }
     switch (m->kind) {
     case GOSSIP_PUSH: {
-        /* The sender has applied what it sends and the point it sends. A
-         * liar only makes us skip it as a push target, and pull from it in
-         * vain: the verifier decides what we apply. */
+        /* The sender claims what it sends and the point it sends. A liar
+         * only makes us skip it as a push target and pull from it in vain
+         * (once per digest period): the verifier decides what we apply,
+         * and only proven indexes count as known (spread_known_head). */
         rfs_index_t top = m->n_entries ? m->entries[m->n_entries - 1].index
                                        : 0;
         if (m->has_cert && m->cert.index > top) {
@@ -463,16 +557,7 @@ int spread_recv(struct spread *s, rfs_nodeid_t from,
         if (m->applied < s->applied) {
             return push(s, from, m->applied, s->applied);
         }
-        if (m->applied > s->applied && !s->o.voter) {
-            if (s->head < m->applied) {
-                s->head = m->applied;
-            }
-            struct gossip_msg q = {.kind = GOSSIP_PULL, .from = s->o.self,
-                                   .after = s->applied,
-                                   .max = s->o.pull_max};
-            return queue(s, from, &q);
-        }
-        return 0;
+        return maybe_pull(s, p);
     case GOSSIP_PULL: {
         if (p != NULL && p->holds < m->after) {
             p->holds = m->after;
@@ -480,6 +565,9 @@ int spread_recv(struct spread *s, rfs_nodeid_t from,
         s->st.pulls_answered++;
         uint32_t max = m->max < s->o.pull_max ? m->max : s->o.pull_max;
         rfs_index_t end = m->after + max;
+        if (end < m->after) {
+            end = s->applied; /* Wrapped: as much as we have. */
+        }
         return push(s, from, m->after, end < s->applied ? end : s->applied);
     }
     default:
@@ -489,6 +577,10 @@ int spread_recv(struct spread *s, rfs_nodeid_t from,
 
 int spread_tick(struct spread *s, uint64_t now_ms)
 {
+    s->now = now_ms;
+    if (s->err != 0) {
+        return s->err;
+    }
     int rv = maybe_point(s, now_ms);
     if (rv != 0 || s->o.voter || s->npeers == 0) {
         return rv;

@@ -54,6 +54,8 @@ struct sim {
     struct gossip_key keys[VOTERS];
     int leader; /* Slot of the voter counted as leader. */
     uint64_t leader_bytes;
+    uint64_t voter_in_bytes; /* Delivered to the leader. */
+    uint64_t msgs;           /* Sent, by anyone. */
     rfs_index_t leader_from; /* First entry committed under this leader. */
     /* Observers' progress. */
     rfs_index_t got[NODES];
@@ -164,6 +166,10 @@ static void send_all(struct sim *s, unsigned i)
             s->leader_bytes += out[k].bytes.len;
         }
         int to = slot_of(s, out[k].to);
+        s->msgs++;
+        if (to == s->leader) {
+            s->voter_in_bytes += out[k].bytes.len;
+        }
         bool lost = (double)(rnd(s) % 10000) / 10000.0 < s->loss;
         if (to < 0 || lost || s->cut[i] || s->cut[to]) {
             continue;
@@ -340,9 +346,11 @@ static void report(struct sim *s, const char *what)
     uint32_t p50 = pct(s, 0.50), p99 = pct(s, 0.99);
     printf("spread-sim (%s): observers=%u entries=%llu lag_p50_ms=%u "
            "lag_p99_ms=%u leader_bytes_per_entry=%.0f (fed by the leader: "
-           "%.0f) all_identical=%s\n",
+           "%.0f; into the leader: %.1f) all_identical=%s\n",
            what, s->nobs, (unsigned long long)s->last, p50, p99, per,
-           entry_bytes(s) * s->nobs, identical(s) ? "yes" : "no");
+           entry_bytes(s) * s->nobs,
+           (double)s->voter_in_bytes / (double)(s->last - s->leader_from),
+           identical(s) ? "yes" : "no");
 }
 
 static int group_setup(void **state)
@@ -383,6 +391,12 @@ static void test_leader_bytes_flat(void **state)
     double pa = (double)a.leader_bytes / (double)a.last;
     double pb = (double)b.leader_bytes / (double)b.last;
     assert_true(pb < 1.5 * pa);
+    /* Nor does what the leader receives: observers never push to voters
+     * (it would come back to the leader as N copies of each run); what is
+     * left is digests and pulls, a few bytes per entry. */
+    double ia = (double)a.voter_in_bytes / (double)a.last;
+    double ib = (double)b.voter_in_bytes / (double)b.last;
+    assert_true(ia < 20 && ib < 20);
     sim_free(&a);
     sim_free(&b);
 }
@@ -493,6 +507,110 @@ static void test_forged_pushes_refused(void **state)
     sim_free(&s);
 }
 
+/* Two observers 1,500 entries apart (more than pull_max) and no voter to
+ * ask: the one behind pulls piece by piece from the first index it lacks,
+ * the other's point proves the lot at the end, and the exchange stays a
+ * few messages (pulling again from the applied index, a piece that cannot
+ * reach the point, went on forever). */
+static void test_far_behind_observer_catches_up_from_a_peer(void **state)
+{
+    (void)state;
+    static struct sim s;
+    sim_init(&s, 2, 0.0, 5);
+    s.cut[VOTERS + 1] = true;
+    run(&s, 1000);
+    for (unsigned v = 0; v < VOTERS; v++) {
+        s.dead[v] = true;
+    }
+    s.cut[VOTERS + 1] = false;
+    uint64_t msgs = s.msgs;
+    run(&s, 0);
+    printf("# %llu entries behind, caught up in %llu messages\n",
+           (unsigned long long)s.last,
+           (unsigned long long)(s.msgs - msgs));
+    assert_int_equal(s.got[VOTERS + 1], s.last);
+    assert_true(s.last > 1000);
+    assert_true(s.msgs - msgs < 100);
+    sim_free(&s);
+}
+
+/* A peer that claims to have applied far more than exists moves no
+ * observer's known head (only proven indexes count), and gets at most one
+ * pull per claim. */
+static void test_lying_digest_changes_nothing(void **state)
+{
+    (void)state;
+    static struct sim s;
+    sim_init(&s, 10, 0.0, 6);
+    unsigned i = VOTERS;
+    unsigned pulls = 0, lies = 0;
+    for (unsigned k = 0; k < 100; k++) {
+        step(&s, true);
+        struct gossip_msg m = {.kind = GOSSIP_DIGEST, .from = HOSTILE,
+                               .applied = (rfs_index_t)1 << 60,
+                               .proven = (rfs_index_t)1 << 60};
+        send_all(&s, i);
+        assert_int_equal(spread_recv(s.sp[i], HOSTILE, &m, s.now), 0);
+        lies++;
+        unsigned n;
+        const struct spread_out *out = spread_outbox(s.sp[i], &n);
+        for (unsigned j = 0; j < n; j++) {
+            pulls += out[j].to == HOSTILE;
+        }
+        send_all(&s, i);
+        assert_true(spread_known_head(s.sp[i]) <= s.last);
+    }
+    run(&s, 0);
+    assert_true(pulls <= lies);
+    assert_true(identical(&s));
+    sim_free(&s);
+}
+
+/* A poisoner keeps pushing forged copies of the entries an observer lacks
+ * ahead of the honest ones (the verifier keeps the first copy of an
+ * index): after the first refusal names it, the observer stops listening
+ * to it for a while, and converges. */
+static void test_poisoner_is_ignored(void **state)
+{
+    (void)state;
+    static struct sim s;
+    sim_init(&s, 10, 0.0, 7);
+    run(&s, 300);
+    unsigned i = VOTERS;
+    s.cut[i] = true;
+    rfs_index_t base = s.last;
+    while (s.last < base + 60) {
+        step(&s, true);
+    }
+    s.cut[i] = false;
+    for (unsigned k = 0; k < 400; k++) {
+        rfs_index_t from = s.got[i];
+        struct cons_entry forged[16];
+        char fdata[16][24];
+        unsigned n = 0;
+        for (; n < 16 && from + 1 + n <= s.last; n++) {
+            forged[n] = s.log[from + 1 + n];
+            snprintf(fdata[n], sizeof(fdata[n]), "forged %u", k);
+            forged[n].data.base = fdata[n];
+            forged[n].data.len = strlen(fdata[n]);
+        }
+        struct gossip_msg m = {.kind = GOSSIP_PUSH, .from = HOSTILE,
+                               .entries = forged, .n_entries = n};
+        assert_int_equal(spread_recv(s.sp[i], HOSTILE, &m, s.now), 0);
+        check_released(&s, i);
+        send_all(&s, i);
+        step(&s, k < 200);
+    }
+    run(&s, 0);
+    struct spread_stats st;
+    spread_get_stats(s.sp[i], &st);
+    printf("# %llu refusals; %s\n", (unsigned long long)st.refusals,
+           spread_refusal(s.sp[i]));
+    assert_true(identical(&s));
+    assert_true(st.refusals <= 5);
+    sim_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -500,6 +618,9 @@ int main(void)
         cmocka_unit_test(test_leader_bytes_flat),
         cmocka_unit_test(test_kills_cut_and_leader_change),
         cmocka_unit_test(test_forged_pushes_refused),
+        cmocka_unit_test(test_far_behind_observer_catches_up_from_a_peer),
+        cmocka_unit_test(test_lying_digest_changes_nothing),
+        cmocka_unit_test(test_poisoner_is_ignored),
     };
     return cmocka_run_group_tests_name("spread", tests, group_setup, NULL);
 }
