@@ -31,6 +31,12 @@
  * - Only the last `cache` entries are kept to answer pulls. A peer asking
  *   for older ones gets nothing and is counted in stats.too_old; it needs a
  *   snapshot (not this module's job).
+ * - Nothing is pushed to a voter (Raft feeds them); a peer the verifier
+ *   refused is not listened to for 10 digest periods; what peers claim to
+ *   hold only steers pushes and pulls, never what counts as known.
+ * - A failed allocation while releasing loses an entry the verifier let
+ *   go: every later call returns -ENOMEM, and the caller must start the
+ *   observer's feed again from its store.
  */
 #ifndef RAFTFS_CONSENSUS_SPREAD_H
 #define RAFTFS_CONSENSUS_SPREAD_H
@@ -91,7 +97,8 @@ void spread_set_key(struct spread *s, const uint8_t sk[GOSSIP_SK_BYTES]);
 int spread_applied(struct spread *s, const struct cons_entry *e, unsigned n,
                    uint64_t now_ms);
 
-/* A message decoded from peer `from` (gossip_msg_decode). 0 or -ENOMEM. */
+/* A message decoded from peer `from` (gossip_msg_decode). 0 or -ENOMEM
+ * (then for good, see above). */
 int spread_recv(struct spread *s, rfs_nodeid_t from,
                 const struct gossip_msg *m, uint64_t now_ms);
 
@@ -109,8 +116,8 @@ void spread_outbox_clear(struct spread *s);
 /* Applied index and its hash (an observer: what the verifier released). */
 rfs_index_t spread_applied_index(const struct spread *s,
                                  uint8_t hash[GOSSIP_HASH_BYTES]);
-/* The highest valid point held (an observer's lag is this minus applied,
- * and the newest index any peer told of). */
+/* The highest index proven: applied, or a valid point held above it (an
+ * observer's known lag is this minus applied). Claims count for nothing. */
 rfs_index_t spread_known_head(const struct spread *s);
 /* The last refusal's text ("" if none). */
 const char *spread_refusal(const struct spread *s);
