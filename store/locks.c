@@ -6,13 +6,18 @@
  * Layout (CF_LOCKS, in snapshots):
  *   'H' ino client boot owner kind start -> end, type, pid, revision
  *   'W' ino index                        -> client, boot, owner, kind,
- *                                           type, start, end, pid
+ *                                           type, start, end, pid, flags
  * Holders sort by owner and range; waiters by the index of the request
  * that queued them, which is their arrival order.
  *
  * Each change loads one inode's whole table, edits it in memory and
  * writes it back (deleting the old keys, putting the new ones in the same
  * batch). Tables are small: a few owners per file.
+ *
+ * Deadlock detection walks the waiters of every inode (the 'W' keys are
+ * contiguous, so that is one scan of the cluster's blocked requests) and
+ * reads the tables of those it follows; it runs only when a blocking
+ * POSIX request of a process meets a conflict.
  */
 #include <errno.h>
 #include <string.h>
@@ -24,6 +29,7 @@
 #define HVAL 21
 #define WKEY 17
 #define WVAL 54
+#define WFLAG_OFD 0x1 /* Waiter byte 46 (0 in records of older builds). */
 
 struct table {
     uint64_t ino;
@@ -45,6 +51,22 @@ static void hkey(uint8_t *k, uint64_t ino, const struct store_lock *l)
     rfs_put_be64(k + 25, l->owner);
     k[33] = l->kind;
     rfs_put_be64(k + 34, l->start);
+}
+
+/* A waiter record (key k, value v) into l. */
+static void wdecode(const uint8_t *k, const uint8_t *v, struct store_lock *l)
+{
+    l->revision = rfs_get_be64(k + 9);
+    l->client = rfs_get_le64(v);
+    l->boot = rfs_get_le64(v + 8);
+    l->owner = rfs_get_le64(v + 16);
+    l->kind = v[24];
+    l->type = v[25];
+    l->start = rfs_get_le64(v + 26);
+    l->end = rfs_get_le64(v + 34);
+    l->pid = rfs_get_le32(v + 42);
+    l->ofd = (v[46] & WFLAG_OFD) != 0;
+    l->waiting = true;
 }
 
 static void wkey(uint8_t *k, uint64_t ino, uint64_t index)
@@ -138,16 +160,7 @@ static int table_load(struct store *s, const rocksdb_readoptions_t *ro,
                 l.pid = rfs_get_le32(v + 9);
                 l.revision = rfs_get_le64(v + 13);
             } else if (pass == 1 && klen == WKEY && vlen == WVAL) {
-                l.revision = rfs_get_be64(k + 9);
-                l.client = rfs_get_le64(v);
-                l.boot = rfs_get_le64(v + 8);
-                l.owner = rfs_get_le64(v + 16);
-                l.kind = v[24];
-                l.type = v[25];
-                l.start = rfs_get_le64(v + 26);
-                l.end = rfs_get_le64(v + 34);
-                l.pid = rfs_get_le32(v + 42);
-                l.waiting = true;
+                wdecode(k, v, &l);
             } else {
                 rv = store__set_err(s, RFS_ECORRUPT,
                                     "a damaged lock record of inode %llu",
@@ -220,6 +233,7 @@ static void table_write(struct tx *t, const struct table *tb)
             rfs_put_le64(v + 26, l->start);
             rfs_put_le64(v + 34, l->end);
             rfs_put_le32(v + 42, l->pid);
+            v[46] = l->ofd ? WFLAG_OFD : 0;
             rocksdb_writebatch_put_cf(t->b, cf, (char *)k, WKEY, (char *)v,
                                       WVAL);
         }
@@ -340,6 +354,150 @@ static bool drop_waiters(struct table *tb, const struct store_lock *o)
     return any;
 }
 
+/* ---- Deadlock detection ---- */
+
+/* A waiter of any inode, for the walk. */
+struct dl_waiter {
+    uint64_t ino;
+    struct store_lock l;
+};
+
+/* The owners the walk reached, in the order reached: a queue whose
+ * entries [0, n) are also the set already seen. */
+struct dl_walk {
+    const struct store_lock *me;
+    struct store_lock seen[STORE_LK_DL_OWNERS];
+    size_t n;
+};
+
+/* Every waiter of the cluster, in key order (inode, then arrival). */
+static int dl_waiters(struct store *s, struct dl_waiter **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    size_t cap = 0;
+    int rv = 0;
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CF_LOCKS]);
+    for (rocksdb_iter_seek(it, "W", 1); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
+        if (klen < 1 || k[0] != 'W') {
+            break;
+        }
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+        if (klen != WKEY || vlen != WVAL) {
+            rv = store__set_err(s, RFS_ECORRUPT, "a damaged lock waiter");
+            break;
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct dl_waiter *p = rfs_realloc(*out, cap * sizeof(*p));
+            if (p == NULL) {
+                rv = -ENOMEM;
+                break;
+            }
+            *out = p;
+        }
+        struct dl_waiter *w = &(*out)[(*n)++];
+        memset(w, 0, sizeof(*w));
+        w->ino = rfs_get_be64(k + 1);
+        wdecode(k, v, &w->l);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err != NULL && rv == 0) {
+        rv = store__rocks_err(s, err, "reading the lock waiters");
+    } else if (err != NULL) {
+        rocksdb_free(err);
+    }
+    if (rv != 0) {
+        rfs_free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return rv;
+}
+
+static bool dl_same(const struct store_lock *a, const struct store_lock *b)
+{
+    return a->client == b->client && a->boot == b->boot &&
+           a->owner == b->owner;
+}
+
+/* Queue the owners of tb's holders that block w. true when one is the
+ * requester's owner: the cycle closes. Owners past the bound are not
+ * followed (the walk then finds no cycle through them). */
+static bool dl_blockers(struct dl_walk *dw, const struct table *tb,
+                        const struct store_lock *w)
+{
+    for (size_t i = 0; i < tb->n; i++) {
+        const struct store_lock *h = &tb->v[i];
+        if (h->waiting || !store_lock_conflicts(h, w)) {
+            continue;
+        }
+        if (dl_same(h, dw->me)) {
+            return true;
+        }
+        bool known = false;
+        for (size_t j = 0; !known && j < dw->n; j++) {
+            known = dl_same(&dw->seen[j], h);
+        }
+        if (!known && dw->n < STORE_LK_DL_OWNERS) {
+            dw->seen[dw->n++] = *h;
+        }
+    }
+    return false;
+}
+
+/* Whether me, a blocking POSIX request that tb's holders block, would
+ * wait on an owner that (transitively) waits on me's owner. Follows, level
+ * by level, the owners reached: each one's waiters that are process
+ * requests (flock and OFD waiters are no process's wait), and the holders
+ * blocking those. Deterministic: the table is read in key order. */
+static int deadlock(struct store *s, const struct table *tb,
+                    const struct store_lock *me, bool *found)
+{
+    *found = false;
+    struct dl_walk *dw = rfs_malloc(sizeof(*dw));
+    if (dw == NULL) {
+        return -ENOMEM;
+    }
+    dw->me = me;
+    dw->n = 0;
+    dl_blockers(dw, tb, me); /* Never me's owner: conflicts exclude it. */
+    struct dl_waiter *ws = NULL;
+    size_t nw = 0;
+    int rv = dw->n > 0 ? dl_waiters(s, &ws, &nw) : 0;
+    size_t from = 0;
+    for (int depth = 0;
+         rv == 0 && !*found && depth < STORE_LK_DL_DEPTH && from < dw->n;
+         depth++) {
+        size_t to = dw->n;
+        for (size_t i = from; rv == 0 && !*found && i < to; i++) {
+            for (size_t j = 0; rv == 0 && !*found && j < nw; j++) {
+                const struct store_lock *w = &ws[j].l;
+                if (w->kind != STORE_LK_POSIX || w->ofd ||
+                    !dl_same(w, &dw->seen[i])) {
+                    continue;
+                }
+                struct table wt;
+                rv = table_load(s, s->ro, ws[j].ino, &wt, false);
+                if (rv == 0) {
+                    *found = dl_blockers(dw, &wt, w);
+                    table_free(&wt);
+                }
+            }
+        }
+        from = to;
+    }
+    rfs_free(ws);
+    rfs_free(dw);
+    return rv;
+}
+
 int locks_apply(struct tx *t, const struct store_cmd *c)
 {
     struct store_lock l = {
@@ -352,6 +510,7 @@ int locks_apply(struct tx *t, const struct store_cmd *c)
         .end = c->size,
         .pid = c->uid,
         .revision = t->index,
+        .ofd = (c->flags & STORE_LK_OFD) != 0,
     };
     if ((l.kind != STORE_LK_FLOCK && l.kind != STORE_LK_POSIX) ||
         c->valid > 0xff || (c->op == STORE_OP_LOCK &&
@@ -383,17 +542,25 @@ int locks_apply(struct tx *t, const struct store_cmd *c)
         rv = carve(&tb, &l, l.start, l.end);
         drop_waiters(&tb, &l);
     } else if (blocked_by_holders(&tb, &l)) {
-        if (c->flags & STORE_LK_WAIT) {
+        bool cycle = false;
+        if ((c->flags & STORE_LK_WAIT) && l.kind == STORE_LK_POSIX &&
+            !l.ofd) {
+            rv = deadlock(t->s, &tb, &l, &cycle);
+        }
+        /* A failed read (rv) fails the entry as a whole. */
+        if (rv == 0 && cycle) {
+            res = EDEADLK;
+        } else if (rv == 0 && (c->flags & STORE_LK_WAIT)) {
             l.waiting = true;
             rv = push(&tb, &l);
             res = EINPROGRESS;
-        } else {
+        } else if (rv == 0) {
             res = EAGAIN;
         }
     } else {
         rv = hold(&tb, l);
     }
-    if (rv == 0 && res != EAGAIN && res != ENOENT) {
+    if (rv == 0 && res != EAGAIN && res != ENOENT && res != EDEADLK) {
         rv = grant_waiters(t, &tb);
         if (rv == 0) {
             table_write(t, &tb);

@@ -194,7 +194,7 @@ enum store_op {
                         * STORE_LK_POSIX), mode (STORE_LK_RD/WR/UN),
                         * offset..size (first and last byte, inclusive),
                         * uid (the holder's pid on its node), flags
-                        * (STORE_LK_WAIT). See "Locks" below. */
+                        * (STORE_LK_WAIT, STORE_LK_OFD). See "Locks" below. */
     STORE_OP_LOCK_CANCEL, /* ino, parent, valid: drop the owner's waiter. */
     STORE_OP_MAX,
 };
@@ -256,7 +256,18 @@ enum store_op {
  * with). An unlock (STORE_LK_UN) also drops the owner's waiters of that
  * kind on ino. LOCK_CANCEL: ENOENT if the owner has no waiter there (it
  * was granted first). Each grant records the index that granted it (the
- * fencing token). A client's new boot drops its old boot's locks. */
+ * fencing token). A client's new boot drops its old boot's locks.
+ *
+ * Deadlocks (as Linux's F_SETLKW): a blocking POSIX request of a process
+ * owner (not STORE_LK_OFD) fails with EDEADLK, at apply, when an owner
+ * holding a conflicting range waits itself, directly or through other
+ * waiting owners, for a range the requester's owner holds. The walk reads
+ * only the replicated table: from the conflicting holders' owners to the
+ * waiters of those owners (on any inode), to the holders those waiters
+ * conflict with, and so on, at most STORE_LK_DL_DEPTH owners deep and
+ * STORE_LK_DL_OWNERS owners in all, in key order; past either bound the
+ * request waits (no verdict), as Linux gives up after 10 steps. flock
+ * and OFD locks (STORE_LK_OFD) neither are checked nor carry the walk. */
 #define STORE_LK_FLOCK 1
 #define STORE_LK_POSIX 2 /* fcntl and OFD locks (FUSE does not tell
                           * them apart: both come with an owner). */
@@ -264,6 +275,10 @@ enum store_op {
 #define STORE_LK_WR 2
 #define STORE_LK_UN 3
 #define STORE_LK_WAIT 0x1
+#define STORE_LK_OFD 0x2 /* The owner is an open file description, not a
+                          * process: no deadlock detection (as Linux). */
+#define STORE_LK_DL_DEPTH 10
+#define STORE_LK_DL_OWNERS 64
 #define STORE_LK_EOF UINT64_MAX
 
 /* One entry of an inode's lock table. */
@@ -278,6 +293,7 @@ struct store_lock {
     uint64_t revision; /* Holders: the index that granted it; waiters:
                         * the index of the request (arrival). */
     bool waiting;
+    bool ofd; /* Waiters: requested with STORE_LK_OFD. */
 };
 /* Whether a and b conflict: same kind, other owners, overlapping, one
  * of them exclusive. */
@@ -396,7 +412,9 @@ int store_cmd_decode(const struct rfs_buf *in, struct store_cmd *c);
  *   E2BIG, EEXIST, ENODATA, ENOSPC; REMOVEXATTR ENODATA.
  * - LOCK: ESTALE (ino gone), EINVAL (bad kind, type or range), EAGAIN
  *   (conflict, no STORE_LK_WAIT), EINPROGRESS (queued: not an error, the
- *   queue changed). LOCK_CANCEL: ENOENT (no waiter: granted already).
+ *   queue changed), EDEADLK (STORE_LK_WAIT on a POSIX process lock that
+ *   would close a cycle of waiting owners: see "Locks"). LOCK_CANCEL:
+ *   ENOENT (no waiter: granted already).
  */
 struct store_result {
     int err;

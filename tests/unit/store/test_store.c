@@ -2941,6 +2941,193 @@ static void test_lock_drop_session(void **state)
                         false).err, ENOLCK);
 }
 
+/* A POSIX write lock of bytes start..end of file ino, from owner on node
+ * client (boot 1), blocking (F_SETLKW) unless flags say otherwise. */
+static int lkp(struct fixture *f, uint64_t ino, rfs_nodeid_t client,
+               uint64_t owner, uint8_t type, uint64_t start, uint64_t end,
+               uint32_t flags)
+{
+    struct store_cmd c = {.op = STORE_OP_LOCK, .client = client, .boot = 1,
+                          .seq = ++f->seq, .ino = ino, .parent = owner,
+                          .valid = STORE_LK_POSIX, .mode = type,
+                          .offset = start, .size = end, .uid = 42,
+                          .flags = flags};
+    return apply(f, &c).err;
+}
+
+static uint64_t lk_new_file(struct fixture *f, const char *name)
+{
+    uint64_t ino;
+    assert_int_equal(op(f, STORE_OP_CREATE, STORE_ROOT_INO, name, &ino), 0);
+    return ino;
+}
+
+#define W STORE_LK_WAIT
+
+/* Two processes on two nodes (the same owner id on each: owners are
+ * node, boot and owner) each hold a range and ask for the other's: the
+ * second request closes the cycle and fails with EDEADLK, leaving the
+ * table as it was; the first still waits and gets the range when the
+ * second unlocks. */
+static void test_lock_deadlock_two_nodes(void **state)
+{
+    struct fixture *f = *state;
+    lk_file(f);
+    uint64_t x = f->lk_ino;
+    char t[512];
+    assert_int_equal(lkp(f, x, 1, 7, STORE_LK_WR, 0, 9, W), 0);
+    assert_int_equal(lkp(f, x, 2, 7, STORE_LK_WR, 10, 19, W), 0);
+    assert_int_equal(lkp(f, x, 1, 7, STORE_LK_WR, 10, 19, W), EINPROGRESS);
+    assert_int_equal(lkp(f, x, 2, 7, STORE_LK_WR, 0, 9, W), EDEADLK);
+    assert_int_equal(lkp(f, x, 2, 7, STORE_LK_RD, 5, 5, W), EDEADLK);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H7w0-9 H7w10-19 W7w10-19");
+    /* Without F_SETLKW it is the usual EAGAIN. */
+    assert_int_equal(lkp(f, x, 2, 7, STORE_LK_WR, 0, 9, 0), EAGAIN);
+    /* Another process of node 2, holding nothing, just waits. */
+    assert_int_equal(lkp(f, x, 2, 8, STORE_LK_WR, 0, 9, W), EINPROGRESS);
+    /* Node 2's owner 7 unlocks: node 1's owner 7 gets 10..19. */
+    struct store_cmd c = {.op = STORE_OP_LOCK, .client = 2, .boot = 1,
+                          .seq = ++f->seq, .ino = x, .parent = 7,
+                          .valid = STORE_LK_POSIX, .mode = STORE_LK_UN,
+                          .offset = 10, .size = 19};
+    struct store_result r = apply(f, &c);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.granted, 1);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H7w0-19 W8w0-9");
+}
+
+/* Three owners on three nodes and three files: A holds a, B b, C c. A
+ * waits for b; C asks for a and waits too (C -> A -> B: no cycle); B
+ * asks for c: B -> C -> A -> B, EDEADLK. A cycle through a waiter that
+ * was cancelled (Ctrl-C) is gone with it. */
+static void test_lock_deadlock_three_nodes(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t a = lk_new_file(f, "a"), b = lk_new_file(f, "b"),
+             c = lk_new_file(f, "c");
+    assert_int_equal(lkp(f, a, 1, 1, STORE_LK_WR, 0, 0, W), 0);
+    assert_int_equal(lkp(f, b, 2, 1, STORE_LK_RD, 0, 0, W), 0);
+    assert_int_equal(lkp(f, c, 3, 1, STORE_LK_WR, 0, STORE_LK_EOF, W), 0);
+    assert_int_equal(lkp(f, b, 1, 1, STORE_LK_WR, 0, 0, W), EINPROGRESS);
+    assert_int_equal(lkp(f, a, 3, 1, STORE_LK_RD, 0, 0, W), EINPROGRESS);
+    assert_int_equal(lkp(f, c, 2, 1, STORE_LK_WR, 50, 60, W), EDEADLK);
+    /* C gives up its wait on a: no cycle left, B waits. */
+    struct store_cmd k = {.op = STORE_OP_LOCK_CANCEL, .client = 3, .boot = 1,
+                          .seq = ++f->seq, .ino = a, .parent = 1,
+                          .valid = STORE_LK_POSIX};
+    assert_int_equal(apply(f, &k).err, 0);
+    assert_int_equal(lkp(f, c, 2, 1, STORE_LK_WR, 50, 60, W), EINPROGRESS);
+    /* C asks for a again: a is A's, who waits on b, B's, who waits on c,
+     * C's: now C's request closes the cycle. */
+    assert_int_equal(lkp(f, a, 3, 1, STORE_LK_RD, 0, 0, W), EDEADLK);
+    /* The verdict is read from the replicated table: a snapshot round
+     * trip gives the same. */
+    char img[700];
+    snprintf(img, sizeof(img), "%s/../dl.img", f->dir);
+    rfs_index_t idx;
+    uint64_t size;
+    assert_int_equal(store_snapshot_write(f->s, img, &idx, &size), 0);
+    assert_int_equal(lkp(f, b, 1, 1, STORE_LK_UN, 0, 0, 0), 0);
+    struct store_snap_meta meta = {.index = idx, .term = 1, .size = size};
+    assert_int_equal(store_snapshot_install(f->s, img, &meta), 0);
+    f->next = idx + 1; /* The log goes on from the image. */
+    assert_int_equal(lkp(f, a, 3, 1, STORE_LK_RD, 0, 0, W), EDEADLK);
+    /* Node 1 restarts: its session's holds and waits go, and with them
+     * the cycle; C's request waits no more: a is free. */
+    struct store_cmd n = {.op = STORE_OP_NOOP, .client = 1, .boot = 2,
+                          .seq = 1};
+    assert_int_equal(apply(f, &n).err, 0);
+    assert_int_equal(lkp(f, a, 3, 1, STORE_LK_RD, 0, 0, W), 0);
+}
+
+/* As Linux: flock(2) and OFD locks are not checked, and an OFD waiter
+ * does not carry the walk (it is no process's wait). */
+static void test_lock_deadlock_not_flock_ofd(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t a = lk_new_file(f, "a"), b = lk_new_file(f, "b");
+    /* flock: two owners on two nodes deadlock, both queued. */
+    struct store_cmd c = {.op = STORE_OP_LOCK, .client = 1, .boot = 1,
+                          .ino = a, .parent = 1, .valid = STORE_LK_FLOCK,
+                          .mode = STORE_LK_WR, .size = STORE_LK_EOF,
+                          .flags = W};
+    c.seq = ++f->seq;
+    assert_int_equal(apply(f, &c).err, 0);
+    c = (struct store_cmd){.op = STORE_OP_LOCK, .client = 2, .boot = 1,
+                           .ino = b, .parent = 1, .valid = STORE_LK_FLOCK,
+                           .mode = STORE_LK_WR, .size = STORE_LK_EOF,
+                           .flags = W, .seq = ++f->seq};
+    assert_int_equal(apply(f, &c).err, 0);
+    c.ino = a;
+    c.seq = ++f->seq;
+    assert_int_equal(apply(f, &c).err, EINPROGRESS);
+    c.client = 1;
+    c.ino = b;
+    c.seq = ++f->seq;
+    assert_int_equal(apply(f, &c).err, EINPROGRESS);
+    /* OFD: the same cycle of POSIX ranges, asked as OFD locks. */
+    const uint32_t O = STORE_LK_OFD;
+    assert_int_equal(lkp(f, a, 1, 5, STORE_LK_WR, 0, 9, W | O), 0);
+    assert_int_equal(lkp(f, a, 2, 5, STORE_LK_WR, 10, 19, W | O), 0);
+    assert_int_equal(lkp(f, a, 1, 5, STORE_LK_WR, 10, 19, W | O),
+                     EINPROGRESS);
+    assert_int_equal(lkp(f, a, 2, 5, STORE_LK_WR, 0, 9, W | O), EINPROGRESS);
+    /* A process lock whose cycle runs through an OFD waiter: B (a
+     * process) holds 100, the OFD owner 6 holds 200 and waits for 100;
+     * B asks for 200: not found, as on Linux. */
+    assert_int_equal(lkp(f, a, 2, 9, STORE_LK_WR, 100, 100, W), 0);
+    assert_int_equal(lkp(f, a, 1, 6, STORE_LK_WR, 200, 200, W | O), 0);
+    assert_int_equal(lkp(f, a, 1, 6, STORE_LK_WR, 100, 100, W | O),
+                     EINPROGRESS);
+    assert_int_equal(lkp(f, a, 2, 9, STORE_LK_WR, 200, 200, W), EINPROGRESS);
+    /* The same as process locks is found. */
+    assert_int_equal(lkp(f, a, 2, 10, STORE_LK_WR, 300, 300, W), 0);
+    assert_int_equal(lkp(f, a, 1, 11, STORE_LK_WR, 400, 400, W), 0);
+    assert_int_equal(lkp(f, a, 1, 11, STORE_LK_WR, 300, 300, W),
+                     EINPROGRESS);
+    assert_int_equal(lkp(f, a, 2, 10, STORE_LK_WR, 400, 400, W), EDEADLK);
+}
+
+/* The walk is bounded (STORE_LK_DL_DEPTH owners deep): a cycle of that
+ * many waiting owners besides the requester is found, one more is not
+ * (the request waits, as Linux's after its 10 steps). */
+static void test_lock_deadlock_bound(void **state)
+{
+    struct fixture *f = *state;
+    lk_file(f);
+    uint64_t x = f->lk_ino;
+    /* Owner i holds byte i, then waits for byte i + 1 (owner i + 1's). */
+    const int n = STORE_LK_DL_DEPTH + 2;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(lkp(f, x, (rfs_nodeid_t)(1 + i % 3),
+                             (uint64_t)(100 + i), STORE_LK_WR, (uint64_t)i,
+                             (uint64_t)i, W), 0);
+    }
+    for (int i = 1; i < n - 1; i++) {
+        assert_int_equal(lkp(f, x, (rfs_nodeid_t)(1 + i % 3),
+                             (uint64_t)(100 + i), STORE_LK_WR,
+                             (uint64_t)i + 1, (uint64_t)i + 1, W),
+                         EINPROGRESS);
+    }
+    /* Owner 0 asks for byte 1: 1 waits on 2 ... n-2 waits on n-1, who
+     * waits for nothing: no cycle. */
+    assert_int_equal(lkp(f, x, 1, 100, STORE_LK_WR, 1, 1, W), EINPROGRESS);
+    /* n-2 asks for byte 0: 0 -> 1 -> ... -> n-3 -> n-2, a cycle through
+     * n - 2 = STORE_LK_DL_DEPTH waiting owners: found. */
+    assert_int_equal(lkp(f, x, (rfs_nodeid_t)(1 + (n - 2) % 3),
+                         (uint64_t)(100 + n - 2), STORE_LK_WR, 0, 0, W),
+                     EDEADLK);
+    /* n-1 asks for byte 0: a cycle through n - 1 waiting owners: past the
+     * bound, the request waits. */
+    assert_int_equal(lkp(f, x, (rfs_nodeid_t)(1 + (n - 1) % 3),
+                         (uint64_t)(100 + n - 1), STORE_LK_WR, 0, 0, W),
+                     EINPROGRESS);
+}
+
+#undef W
+
 int main(int argc, char **argv)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -2952,6 +3139,10 @@ int main(int argc, char **argv)
         T(test_lock_ranges),
         T(test_lock_queue_and_cancel),
         T(test_lock_drop_session),
+        T(test_lock_deadlock_two_nodes),
+        T(test_lock_deadlock_three_nodes),
+        T(test_lock_deadlock_not_flock_ofd),
+        T(test_lock_deadlock_bound),
         T(test_log_corrupt_record_detected),
         T(test_log_corrupt_file_detected),
         T(test_create_write_read),
