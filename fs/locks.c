@@ -10,6 +10,10 @@
  * granted. Nothing polls. A waiter is also looked up once when its own
  * entry's completion parks it, in case the grant applied first.
  *
+ * A blocking POSIX request that would close a cycle of waiting owners is
+ * refused by the store at apply (EDEADLK, answered as any other error):
+ * no waiter is parked for it.
+ *
  * Ctrl-C: the kernel's FUSE_INTERRUPT reaches lk_interrupt, which proposes
  * LOCK_CANCEL. If the cancel applies first, the waiter is gone and the
  * request answers EINTR; if a grant applied first, the lock is held and
@@ -522,6 +526,9 @@ void fs__op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
     c.offset = start;
     c.size = end;
     c.uid = (uint32_t)fuse_req_ctx(req)->pid;
+    /* Never STORE_LK_OFD: FUSE sends an OFD lock as it sends a process's
+     * (an owner id, nothing more), so F_SETLKW of either may answer
+     * EDEADLK, where Linux checks only process locks (docs/fs.md). */
     c.flags = sleep && c.mode != STORE_LK_UN ? STORE_LK_WAIT : 0;
     struct fs *fs = fuse_req_userdata(req);
     if (c.mode == STORE_LK_UN) {

@@ -146,6 +146,70 @@ PY
 )
 check "kill -9 of the holder process frees its fcntl locks" free "$res"
 
+# Deadlock detection (F_SETLKW), across nodes: A on n1 holds bytes 0..9,
+# B on n2 holds 10..19; A asks for 10..19 and waits; B asks for 0..9 and
+# gets EDEADLK; A still waits until B lets go of 10..19, then gets it.
+# Markers go to a local directory: both processes run on this machine.
+dl=$(mktemp -d)
+: > "$n1/dl"
+python3 - "$n1/dl" "$dl" > "$dl/a.out" 2>&1 <<'PY' &
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+mark = lambda name: open(os.path.join(sys.argv[2], name), "w").close()
+fcntl.lockf(fd, fcntl.LOCK_EX, 10, 0)
+mark("a-holds")
+while not os.path.exists(os.path.join(sys.argv[2], "b-holds")):
+    time.sleep(0.05)
+mark("a-asks")
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX, 10, 10)   # F_SETLKW: waits for B
+    print("a-got", flush=True)
+except OSError as e:
+    print("a-" + os.strerror(e.errno), flush=True)
+PY
+pa=$!
+res=$(python3 - "$n2/dl" "$dl" <<'PY'
+import errno, fcntl, os, signal, sys, time
+d = sys.argv[2]
+fd = os.open(sys.argv[1], os.O_RDWR)
+while not os.path.exists(os.path.join(d, "a-holds")):
+    time.sleep(0.05)
+fcntl.lockf(fd, fcntl.LOCK_EX, 10, 10)
+open(os.path.join(d, "b-holds"), "w").close()
+while not os.path.exists(os.path.join(d, "a-asks")):
+    time.sleep(0.05)
+time.sleep(1.5)  # A's F_SETLKW reaches the log first.
+def late(sig, frame):
+    raise TimeoutError()
+signal.signal(signal.SIGALRM, late)
+signal.alarm(10)  # Undetected: the wait is a real deadlock; end it.
+out = []
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX, 10, 0)    # F_SETLKW
+    out.append("b-got")
+except TimeoutError:
+    out.append("b-waited")
+except OSError as e:
+    # errorcode names EDEADLK by its alias EDEADLOCK.
+    out.append("b-EDEADLK" if e.errno == errno.EDEADLK
+               else "b-" + errno.errorcode[e.errno])
+signal.alarm(0)
+time.sleep(0.5)
+a = open(os.path.join(d, "a.out")).read().strip()
+out.append("a-waiting" if a == "" else a)
+fcntl.lockf(fd, fcntl.LOCK_UN, 10, 10)
+print(" ".join(out))
+PY
+)
+check "F_SETLKW closing a cycle across nodes fails with EDEADLK" \
+    "b-EDEADLK a-waiting" "$res"
+for _ in $(seq 100); do [ -s "$dl/a.out" ] && break; sleep 0.1; done
+check "and the other waiter gets the range once it is unlocked" a-got \
+    "$(cat "$dl/a.out")"
+kill $pa 2>/dev/null
+wait $pa 2>/dev/null
+rm -rf "$dl"
+
 # A fencing token: the revision at which the lock was granted.
 tok=$(flock "$n1/lk" getfattr --only-values -n user.raftfs.lock "$n1/lk" \
     2>/dev/null)
