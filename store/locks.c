@@ -370,40 +370,71 @@ struct dl_walk {
     size_t n;
 };
 
-/* Every waiter of the cluster, in key order (inode, then arrival). */
-static int dl_waiters(struct store *s, struct dl_waiter **out, size_t *n)
+static int dl_push(struct dl_waiter **v, size_t *n, size_t *cap,
+                   uint64_t ino, const struct store_lock *l)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 16;
+        struct dl_waiter *p = rfs_realloc(*v, c * sizeof(*p));
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        *v = p;
+        *cap = c;
+    }
+    (*v)[*n].ino = ino;
+    (*v)[(*n)++].l = *l;
+    return 0;
+}
+
+/* Every waiter of the cluster: tb's (in memory already), then those of
+ * the other inodes in key order. tb's own range of keys is skipped, as a
+ * herd of waiters on one file would otherwise be read twice per request. */
+static int dl_waiters(struct store *s, const struct table *tb,
+                      struct dl_waiter **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
     size_t cap = 0;
     int rv = 0;
+    for (size_t i = 0; rv == 0 && i < tb->n; i++) {
+        if (tb->v[i].waiting) {
+            rv = dl_push(out, n, &cap, tb->ino, &tb->v[i]);
+        }
+    }
     rocksdb_iterator_t *it =
         rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CF_LOCKS]);
-    for (rocksdb_iter_seek(it, "W", 1); rocksdb_iter_valid(it);
+    for (rocksdb_iter_seek(it, "W", 1); rv == 0 && rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
         if (klen < 1 || k[0] != 'W') {
             break;
         }
+        if (klen >= 9 && rfs_get_be64(k + 1) == tb->ino) {
+            if (tb->ino == UINT64_MAX) {
+                break;
+            }
+            uint8_t next[9];
+            next[0] = 'W';
+            rfs_put_be64(next + 1, tb->ino + 1);
+            rocksdb_iter_seek(it, (char *)next, sizeof(next));
+            if (!rocksdb_iter_valid(it)) {
+                break;
+            }
+            k = (const uint8_t *)rocksdb_iter_key(it, &klen);
+            if (klen < 1 || k[0] != 'W') {
+                break;
+            }
+        }
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
         if (klen != WKEY || vlen != WVAL) {
             rv = store__set_err(s, RFS_ECORRUPT, "a damaged lock waiter");
             break;
         }
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            struct dl_waiter *p = rfs_realloc(*out, cap * sizeof(*p));
-            if (p == NULL) {
-                rv = -ENOMEM;
-                break;
-            }
-            *out = p;
-        }
-        struct dl_waiter *w = &(*out)[(*n)++];
-        memset(w, 0, sizeof(*w));
-        w->ino = rfs_get_be64(k + 1);
-        wdecode(k, v, &w->l);
+        struct store_lock l = {0};
+        wdecode(k, v, &l);
+        rv = dl_push(out, n, &cap, rfs_get_be64(k + 1), &l);
     }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
@@ -470,7 +501,7 @@ static int deadlock(struct store *s, const struct table *tb,
     dl_blockers(dw, tb, me); /* Never me's owner: conflicts exclude it. */
     struct dl_waiter *ws = NULL;
     size_t nw = 0;
-    int rv = dw->n > 0 ? dl_waiters(s, &ws, &nw) : 0;
+    int rv = dw->n > 0 ? dl_waiters(s, tb, &ws, &nw) : 0;
     size_t from = 0;
     for (int depth = 0;
          rv == 0 && !*found && depth < STORE_LK_DL_DEPTH && from < dw->n;

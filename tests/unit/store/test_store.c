@@ -3019,6 +3019,11 @@ static void test_lock_deadlock_three_nodes(void **state)
                           .valid = STORE_LK_POSIX};
     assert_int_equal(apply(f, &k).err, 0);
     assert_int_equal(lkp(f, c, 2, 1, STORE_LK_WR, 50, 60, W), EINPROGRESS);
+    /* D, another process on C's node, waits on a too: D -> A -> B -> C,
+     * and C waits for nothing. (D's waiter also puts a waiter on the
+     * requested file in the next walk, which reads that file's waiters
+     * from memory and the others' from the table.) */
+    assert_int_equal(lkp(f, a, 3, 2, STORE_LK_RD, 0, 0, W), EINPROGRESS);
     /* C asks for a again: a is A's, who waits on b, B's, who waits on c,
      * C's: now C's request closes the cycle. */
     assert_int_equal(lkp(f, a, 3, 1, STORE_LK_RD, 0, 0, W), EDEADLK);
