@@ -487,7 +487,8 @@ static bool dl_blockers(struct dl_walk *dw, const struct table *tb,
  * wait on an owner that (transitively) waits on me's owner. Follows, level
  * by level, the owners reached: each one's waiters that are process
  * requests (flock and OFD waiters are no process's wait), and the holders
- * blocking those. Deterministic: the table is read in key order. */
+ * blocking those. Deterministic: every node reads the same table in the
+ * same order. */
 static int deadlock(struct store *s, const struct table *tb,
                     const struct store_lock *me, bool *found)
 {
