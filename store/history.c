@@ -41,6 +41,7 @@ static const char *const change_names[STORE_CH_MAX] = {
     [STORE_CH_LINK] = "link",       [STORE_CH_SYMLINK] = "symlink",
     [STORE_CH_MKNOD] = "mknod",     [STORE_CH_SETXATTR] = "setxattr",
     [STORE_CH_REMOVEXATTR] = "removexattr",
+    [STORE_CH_LOCK] = "lock",       [STORE_CH_UNLOCK] = "unlock",
 };
 
 const char *store_change_name(uint8_t op)
@@ -192,14 +193,51 @@ static int name_exists(struct store *s, uint64_t parent, const char *name,
     return 0;
 }
 
+/* A lock record's holder, after the paths: client, boot, owner, start,
+ * end, revision (LE u64 each), kind, type, cause. */
+#define HOLDER_BYTES 51
+
+static void holder_encode(uint8_t *v, const struct store_lock *h,
+                          uint8_t cause)
+{
+    rfs_put_le64(v, h->client);
+    rfs_put_le64(v + 8, h->boot);
+    rfs_put_le64(v + 16, h->owner);
+    rfs_put_le64(v + 24, h->start);
+    rfs_put_le64(v + 32, h->end);
+    rfs_put_le64(v + 40, h->revision);
+    v[48] = h->kind;
+    v[49] = h->type;
+    v[50] = cause;
+}
+
+static void holder_decode(const uint8_t *v, struct store_change *ch)
+{
+    ch->holder.client = rfs_get_le64(v);
+    ch->holder.boot = rfs_get_le64(v + 8);
+    ch->holder.owner = rfs_get_le64(v + 16);
+    ch->holder.start = rfs_get_le64(v + 24);
+    ch->holder.end = rfs_get_le64(v + 32);
+    ch->holder.revision = rfs_get_le64(v + 40);
+    ch->holder.kind = v[48];
+    ch->holder.type = v[49];
+    ch->lock_cause = v[50];
+}
+
+static bool is_lock_op(uint8_t op)
+{
+    return op == STORE_CH_LOCK || op == STORE_CH_UNLOCK;
+}
+
 /* Key: BE revision, then (for the second and later changes of one entry,
  * as the files a session's end removes) BE sub: readers order by both. */
-static int put_record(struct store *s, rocksdb_writebatch_t *b,
-                      rfs_index_t index, uint16_t sub, uint8_t op,
-                      const struct rec_path *p, const struct rec_path *p2)
+static int put_record_h(struct store *s, rocksdb_writebatch_t *b,
+                        rfs_index_t index, uint16_t sub, uint8_t op,
+                        const struct rec_path *p, const struct rec_path *p2,
+                        const struct store_lock *h, uint8_t cause)
 {
     size_t l2 = p2 != NULL ? p2->len : 0;
-    size_t vl = 1 + 4 + p->len + 4 + l2;
+    size_t vl = 1 + 4 + p->len + 4 + l2 + (h != NULL ? HOLDER_BYTES : 0);
     uint8_t *v = rfs_malloc(vl);
     if (v == NULL) {
         return -ENOMEM;
@@ -211,6 +249,9 @@ static int put_record(struct store *s, rocksdb_writebatch_t *b,
     if (l2 > 0) {
         memcpy(v + 9 + p->len, p2->buf, l2);
     }
+    if (h != NULL) {
+        holder_encode(v + 9 + p->len + l2, h, cause);
+    }
     uint8_t k[10];
     rfs_put_be64(k, index);
     k[8] = (uint8_t)(sub >> 8);
@@ -219,6 +260,13 @@ static int put_record(struct store *s, rocksdb_writebatch_t *b,
                               sub > 0 ? 10 : 8, (char *)v, vl);
     rfs_free(v);
     return 0;
+}
+
+static int put_record(struct store *s, rocksdb_writebatch_t *b,
+                      rfs_index_t index, uint16_t sub, uint8_t op,
+                      const struct rec_path *p, const struct rec_path *p2)
+{
+    return put_record_h(s, b, index, sub, op, p, p2, NULL, 0);
 }
 
 int store__history_add(struct store *s, rocksdb_writebatch_t *b,
@@ -330,6 +378,67 @@ int store__history_add_more(struct store *s, rocksdb_writebatch_t *b,
         rv = 0; /* As store__history_add: unrecorded, not failed. */
     }
     rfs_free(p);
+    return rv;
+}
+
+static bool same_holder(const struct store_lock *a,
+                        const struct store_lock *b)
+{
+    return a->client == b->client && a->boot == b->boot &&
+           a->owner == b->owner && a->kind == b->kind;
+}
+
+int store__history_locks(struct tx *t, uint64_t ino,
+                         const struct store_lock *now, size_t n)
+{
+    /* Before: the state the entry started from (the batch is not written
+     * yet, and an entry writes one inode's table once), which every node
+     * has alike, so the records are the same everywhere. */
+    struct store_lock *old = NULL;
+    size_t n_old = 0;
+    int rv = store_lock_list(t->s, ino, &old, &n_old);
+    struct rec_path *p = rv == 0 ? rfs_malloc(sizeof(*p)) : NULL;
+    if (rv == 0 && p == NULL) {
+        rv = -ENOMEM;
+    }
+    bool any = false;
+    for (size_t i = 0; rv == 0 && !any && i < n; i++) {
+        any = !now[i].waiting && now[i].revision == t->index;
+    }
+    for (size_t i = 0; rv == 0 && !any && i < n_old; i++) {
+        any = !old[i].waiting;
+    }
+    if (rv == 0 && any) {
+        rv = path_of(t->s, ino, p);
+        if (rv == -ENAMETOOLONG || rv == -ENOENT) {
+            any = false; /* No name (unlinked, open): nothing to record. */
+            rv = 0;
+        }
+    }
+    /* Releases first: the grants they make room for come after them. A
+     * holding ends when its owner holds nothing of its range any more. */
+    uint8_t cause = t->locks_by_session ? STORE_LKC_SESSION
+                                        : STORE_LKC_UNLOCK;
+    for (size_t i = 0; rv == 0 && any && i < n_old; i++) {
+        const struct store_lock *o = &old[i];
+        bool kept = o->waiting;
+        for (size_t j = 0; !kept && j < n; j++) {
+            kept = !now[j].waiting && same_holder(&now[j], o) &&
+                   now[j].start <= o->end && o->start <= now[j].end;
+        }
+        if (!kept) {
+            rv = put_record_h(t->s, t->b, t->index, ++t->history_sub,
+                              STORE_CH_UNLOCK, p, NULL, o, cause);
+        }
+    }
+    for (size_t i = 0; rv == 0 && any && i < n; i++) {
+        if (!now[i].waiting && now[i].revision == t->index) {
+            rv = put_record_h(t->s, t->b, t->index, ++t->history_sub,
+                              STORE_CH_LOCK, p, NULL, &now[i], 0);
+        }
+    }
+    rfs_free(p);
+    rfs_free(old);
     return rv;
 }
 
@@ -496,8 +605,9 @@ int store_history(struct store *s, uint64_t since, store_change_cb cb,
             uint32_t l1 = vl >= 5 ? rfs_get_le32(v + 1) : 0;
             uint32_t l2 = vl >= 9 && l1 <= vl - 9 ? rfs_get_le32(v + 5 + l1)
                                                   : 0;
-            if ((kl != 8 && kl != 10) || vl < 9 || l1 > vl - 9 ||
-                l2 != vl - 9 - l1) {
+            size_t extra = vl >= 1 && is_lock_op(v[0]) ? HOLDER_BYTES : 0;
+            if ((kl != 8 && kl != 10) || vl < 9 + extra ||
+                l1 > vl - 9 - extra || l2 != vl - 9 - extra - l1) {
                 rv = store__set_err(s, RFS_ECORRUPT, "history record "
                                     "damaged (%zu bytes)", vl);
                 break;
@@ -511,6 +621,9 @@ int store_history(struct store *s, uint64_t since, store_change_cb cb,
             ch.path_len = l1;
             ch.path2 = l2 > 0 ? (const char *)v + 9 + l1 : NULL;
             ch.path2_len = l2;
+            if (extra > 0) {
+                holder_decode(v + 9 + l1 + l2, &ch);
+            }
             if (cb(arg, &ch) != 0) {
                 break;
             }

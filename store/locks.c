@@ -201,8 +201,14 @@ static int table_load(struct store *s, const rocksdb_readoptions_t *ro,
     return rv;
 }
 
-static void table_write(struct tx *t, const struct table *tb)
+/* Write tb back, and record in the history what it granted and released
+ * (store__history_locks compares it with the table before the entry). */
+static int table_write(struct tx *t, const struct table *tb)
 {
+    int rv = store__history_locks(t, tb->ino, tb->v, tb->n);
+    if (rv != 0) {
+        return rv;
+    }
     rocksdb_column_family_handle_t *cf = t->s->cf[CF_LOCKS];
     for (size_t i = 0; i < tb->n_old_h; i++) {
         rocksdb_writebatch_delete_cf(t->b, cf, (char *)tb->old_h[i], HKEY);
@@ -238,6 +244,7 @@ static void table_write(struct tx *t, const struct table *tb)
                                       WVAL);
         }
     }
+    return 0;
 }
 
 /* Remove [start, end] from the owner's holdings, splitting a range that
@@ -595,7 +602,7 @@ int locks_apply(struct tx *t, const struct store_cmd *c)
     if (rv == 0 && res != EAGAIN && res != ENOENT && res != EDEADLK) {
         rv = grant_waiters(t, &tb);
         if (rv == 0) {
-            table_write(t, &tb);
+            rv = table_write(t, &tb);
         }
     }
     table_free(&tb);
@@ -665,7 +672,7 @@ int locks_drop_session(struct tx *t, rfs_nodeid_t client, uint64_t boot)
         }
         rv = grant_waiters(t, &tb);
         if (rv == 0) {
-            table_write(t, &tb);
+            rv = table_write(t, &tb);
         }
         table_free(&tb);
     }

@@ -2265,7 +2265,9 @@ static int session_end(struct tx *t, rfs_nodeid_t client, uint64_t boot)
         l.live = false;
         live_put(t, client, &l);
     }
+    t->locks_by_session = true; /* The history says why they ended. */
     rv = locks_drop_session(t, client, boot);
+    t->locks_by_session = false;
     if (rv != 0) {
         return rv;
     }

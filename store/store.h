@@ -620,12 +620,29 @@ int store_usage(struct store *s, struct store_usage *u);
  * names records its first name in (parent id, name) order. A path longer
  * than STORE_PATH_MAX is not recorded.
  *
+ * Locks (store/locks.c) leave records too, on the locked file's path: a
+ * LOCK for each grant (at the entry that asked, or at the later entry
+ * that granted a queued waiter: the unlock, or the session end, before
+ * it), an UNLOCK for each holding that the entry ended entirely (by its
+ * owner, or by its holder's session end), with the holder. Releases come
+ * before grants within an entry. Changes that leave the owner holding
+ * part of its range (a POSIX unlock of a part, a flock upgrade or
+ * downgrade by the same owner) record only the grant, if any. Queued
+ * waiters and cancels change no holding and leave no record. A lock on a
+ * file that has no name any more (unlinked, still open) is not recorded.
+ *
  * Bounds: the records of the last store_options.history_entries log
  * entries are kept; the one that falls out is deleted as each entry
  * applies. A node that installed a snapshot has history only after the
  * snapshot's index. Both make up store_history's "compacted" answer.
  */
 #define STORE_PATH_MAX 16384
+
+/* Why a lock ended (STORE_CH_UNLOCK). */
+enum store_lock_cause {
+    STORE_LKC_UNLOCK = 1, /* Its owner unlocked it (or closed the file). */
+    STORE_LKC_SESSION,    /* Its holder's node session ended. */
+};
 
 enum store_change_op {
     STORE_CH_CREATE = 1, /* A new file (also `put` of a new name). */
@@ -641,6 +658,8 @@ enum store_change_op {
     STORE_CH_MKNOD,
     STORE_CH_SETXATTR,
     STORE_CH_REMOVEXATTR,
+    STORE_CH_LOCK,       /* A lock granted: holder says to whom. */
+    STORE_CH_UNLOCK,     /* A lock released: holder, and lock_cause. */
     STORE_CH_MAX,
 };
 /* The stable lower-case name of op ("create", ...), "?" if unknown. */
@@ -653,6 +672,11 @@ struct store_change {
     uint32_t path_len;
     const char *path2;     /* RENAME: the new path; else NULL. */
     uint32_t path2_len;
+    /* LOCK and UNLOCK: the holder (client, boot, owner, kind, type, start,
+     * end; revision: the grant's index, which is the record's own for a
+     * LOCK), and for UNLOCK why it ended. */
+    struct store_lock holder;
+    uint8_t lock_cause; /* enum store_lock_cause */
 };
 typedef int (*store_change_cb)(void *arg, const struct store_change *ch);
 

@@ -115,6 +115,14 @@ int store__history_add_more(struct store *s, rocksdb_writebatch_t *b,
                             uint64_t parent, const char *name, size_t len);
 int store__history_add(struct store *s, rocksdb_writebatch_t *b,
                        rfs_index_t index, const struct store_cmd *c);
+/* Lock records (store/locks.c, as it writes ino's table back): compare
+ * ino's holders before the entry with now (n entries, waiters among
+ * them) and record grants and whole releases as t's next sub-records; a
+ * release is by t->locks_by_session or by its owner. 0, -ENOMEM, READ
+ * ERRORS. */
+struct tx;
+int store__history_locks(struct tx *t, uint64_t ino,
+                         const struct store_lock *now, size_t n);
 /* As entry index applies: drop the record that falls out of the bound. */
 void store__history_prune(struct store *s, rocksdb_writebatch_t *b,
                           rfs_index_t index);
@@ -139,6 +147,8 @@ struct tx {
     int err;     /* A read failed where a helper cannot return it (the
                   * links of dentry_put, dentry_del): the entry fails. */
     uint32_t granted; /* Waiters this entry granted (store/locks.c). */
+    bool locks_by_session; /* Locks dropped now end by a session's end
+                            * (their history records say so). */
 };
 
 /* store/locks.c: STORE_OP_LOCK and STORE_OP_LOCK_CANCEL (a positive errno

@@ -3133,6 +3133,82 @@ static void test_lock_deadlock_bound(void **state)
 
 #undef W
 
+/* Lock records with their holder: "REV op node/boot/owner kind type
+ * grant cause" per line, other changes as seen_one. */
+static int seen_lock(void *arg, const struct store_change *ch)
+{
+    struct seen *w = arg;
+    if (ch->op != STORE_CH_LOCK && ch->op != STORE_CH_UNLOCK) {
+        return seen_one(arg, ch);
+    }
+    const struct store_lock *h = &ch->holder;
+    w->len += (size_t)snprintf(
+        w->text + w->len, sizeof(w->text) - w->len,
+        "%llu %s %.*s %llu/%llu/%llu %c%c %llu %d\n",
+        (unsigned long long)ch->revision, store_change_name(ch->op),
+        (int)ch->path_len, ch->path, (unsigned long long)h->client,
+        (unsigned long long)h->boot, (unsigned long long)h->owner,
+        h->kind == STORE_LK_FLOCK ? 'f' : 'p',
+        h->type == STORE_LK_WR ? 'w' : 'r', (unsigned long long)h->revision,
+        ch->lock_cause);
+    return 0;
+}
+
+/* The history records each grant (at the entry that asked, or at the one
+ * that freed a queued waiter, after the release that made room) and each
+ * whole release with its cause, so that a checker (the chaos run) can
+ * replay who held a lock when; waits, cancels, refusals and partial
+ * unlocks record nothing. */
+static void test_history_records_locks(void **state)
+{
+    struct fixture *f = *state;
+    lk_file(f);
+    rfs_index_t before = f->next - 1;
+    rfs_index_t r1 = f->next;
+    assert_int_equal(lk(f, 1, 1, 11, STORE_LK_FLOCK, STORE_LK_WR, 0, 0,
+                        false).err, 0);
+    assert_int_equal(lk(f, 2, 1, 22, STORE_LK_FLOCK, STORE_LK_WR, 0, 0,
+                        false).err, EAGAIN);
+    assert_int_equal(lk(f, 2, 1, 22, STORE_LK_FLOCK, STORE_LK_WR, 0, 0,
+                        true).err, EINPROGRESS);
+    assert_int_equal(lk(f, 3, 1, 33, STORE_LK_FLOCK, STORE_LK_RD, 0, 0,
+                        true).err, EINPROGRESS);
+    struct store_cmd c = {.op = STORE_OP_LOCK_CANCEL, .client = 3, .boot = 1,
+                          .seq = ++f->seq, .ino = f->lk_ino, .parent = 33,
+                          .valid = STORE_LK_FLOCK};
+    assert_int_equal(apply(f, &c).err, 0);
+    rfs_index_t r5 = f->next;
+    assert_int_equal(lk(f, 1, 1, 11, STORE_LK_FLOCK, STORE_LK_UN, 0, 0,
+                        false).err, 0);
+    /* Client 2 restarts: its new boot's first entry ends boot 1. */
+    rfs_index_t r6 = f->next;
+    struct store_cmd nb = {.op = STORE_OP_NOOP, .client = 2, .boot = 2,
+                           .seq = 1};
+    assert_int_equal(apply(f, &nb).err, 0);
+    rfs_index_t r7 = f->next;
+    assert_int_equal(lk(f, 4, 1, 44, STORE_LK_POSIX, STORE_LK_WR, 0, 99,
+                        false).err, 0);
+    assert_int_equal(lk(f, 4, 1, 44, STORE_LK_POSIX, STORE_LK_UN, 40, 59,
+                        false).err, 0);
+    struct seen w = {0};
+    uint64_t upto = 0;
+    assert_int_equal(store_history(f->s, before, seen_lock, &w, &upto, NULL),
+                     0);
+    char want[600];
+    snprintf(want, sizeof(want),
+             "%llu lock /lk 1/1/11 fw %llu 0\n"
+             "%llu unlock /lk 1/1/11 fw %llu 1\n"
+             "%llu lock /lk 2/1/22 fw %llu 0\n"
+             "%llu unlock /lk 2/1/22 fw %llu 2\n"
+             "%llu lock /lk 4/1/44 pw %llu 0\n",
+             (unsigned long long)r1, (unsigned long long)r1,
+             (unsigned long long)r5, (unsigned long long)r1,
+             (unsigned long long)r5, (unsigned long long)r5,
+             (unsigned long long)r6, (unsigned long long)r5,
+             (unsigned long long)r7, (unsigned long long)r7);
+    assert_string_equal(w.text, want);
+}
+
 int main(int argc, char **argv)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -3148,6 +3224,7 @@ int main(int argc, char **argv)
         T(test_lock_deadlock_three_nodes),
         T(test_lock_deadlock_not_flock_ofd),
         T(test_lock_deadlock_bound),
+        T(test_history_records_locks),
         T(test_log_corrupt_record_detected),
         T(test_log_corrupt_file_detected),
         T(test_create_write_read),
