@@ -8,6 +8,18 @@
  *     UPTO\n
  *     REVISION OPERATION PATH[ NEW-PATH]\n ...
  *
+ * Lock grants and releases are lines too: "REVISION lock PATH" and
+ * "REVISION unlock PATH". getxattr(PATH, "user.raftfs.changes.holders.
+ * SINCE") gives the same lines with, on lock and unlock lines, a tab and
+ * the holder after the path (a tab in a path is then written "\t"):
+ *
+ *     node=N boot=B owner=O kind=flock|posix type=read|write
+ *     range=START-END|START-eof grant=REV[ by=unlock|session]
+ *
+ * (one line), grant being the revision that granted the holding, and by
+ * why an unlock happened: its owner unlocked (or closed), or its node
+ * session ended.
+ *
  * UPTO is the revision the answer covers up to: the next call passes it as
  * SINCE, and misses nothing and repeats nothing. SINCE "now" means this
  * node's applied index after the read barrier (reads=linearizable), so a
@@ -43,6 +55,7 @@ struct fs_watch {
     uint64_t kino;  /* The kernel's id of PATH. */
     uint64_t since; /* STORE_HISTORY_NOW until started. */
     size_t cap;     /* The caller's buffer. */
+    bool holders;   /* Lock lines carry their holder (.holders.). */
     size_t plen;    /* PATH from the root, as the history writes paths. */
     char path[STORE_PATH_MAX];
 };
@@ -68,12 +81,16 @@ static bool under(const struct fs_watch *w, const char *p, size_t len)
            (len == w->plen || p[w->plen] == '/');
 }
 
-/* Append p escaped; false if it does not fit. */
+/* Append p escaped (tab: when a tab separates the holder); false if it
+ * does not fit. */
 static bool put_path(char *out, size_t cap, size_t *at, const char *p,
-                     size_t len)
+                     size_t len, bool tab)
 {
     for (size_t i = 0; i < len; i++) {
-        const char *esc = p[i] == '\\' ? "\\\\" : p[i] == '\n' ? "\\n" : NULL;
+        const char *esc = p[i] == '\\'          ? "\\\\"
+                          : p[i] == '\n'         ? "\\n"
+                          : tab && p[i] == '\t'  ? "\\t"
+                                                : NULL;
         size_t n = esc != NULL ? 2 : 1;
         if (*at + n > cap) {
             return false;
@@ -81,6 +98,34 @@ static bool put_path(char *out, size_t cap, size_t *at, const char *p,
         memcpy(out + *at, esc != NULL ? esc : p + i, n);
         *at += n;
     }
+    return true;
+}
+
+/* Append a tab and ch's holder (the format above); false if it does not
+ * fit. */
+static bool put_holder(char *out, size_t cap, size_t *at,
+                       const struct store_change *ch)
+{
+    const struct store_lock *h = &ch->holder;
+    char end[24] = "eof";
+    if (h->end != STORE_LK_EOF) {
+        snprintf(end, sizeof(end), "%" PRIu64, h->end);
+    }
+    const char *by = ch->op != STORE_CH_UNLOCK              ? ""
+                     : ch->lock_cause == STORE_LKC_SESSION ? " by=session"
+                                                           : " by=unlock";
+    int n = snprintf(out + *at, cap - *at,
+                     "\tnode=%" PRIu64 " boot=%" PRIu64 " owner=%" PRIu64
+                     " kind=%s type=%s range=%" PRIu64 "-%s grant=%" PRIu64
+                     "%s",
+                     (uint64_t)h->client, h->boot, h->owner,
+                     h->kind == STORE_LK_FLOCK ? "flock" : "posix",
+                     h->type == STORE_LK_WR ? "write" : "read", h->start, end,
+                     h->revision, by);
+    if (n <= 0 || (size_t)n >= cap - *at) {
+        return false;
+    }
+    *at += (size_t)n;
     return true;
 }
 
@@ -97,13 +142,18 @@ static int fill_one(void *arg, const struct store_change *ch)
                      store_change_name(ch->op));
     bool ok = n > 0 && (size_t)n < cap - at;
     at += ok ? (size_t)n : 0;
-    ok = ok && put_path(out, cap, &at, ch->path, ch->path_len);
+    bool tab = f->w->holders;
+    ok = ok && put_path(out, cap, &at, ch->path, ch->path_len, tab);
     if (ok && ch->path2 != NULL) {
         ok = at < cap;
         if (ok) {
             out[at++] = ' ';
         }
-        ok = ok && put_path(out, cap, &at, ch->path2, ch->path2_len);
+        ok = ok && put_path(out, cap, &at, ch->path2, ch->path2_len, tab);
+    }
+    if (ok && tab &&
+        (ch->op == STORE_CH_LOCK || ch->op == STORE_CH_UNLOCK)) {
+        ok = put_holder(out, cap, &at, ch);
     }
     ok = ok && at < cap;
     if (!ok) {
@@ -232,6 +282,11 @@ bool fs__watch_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
     }
     struct fs *fs = fuse_req_userdata(req);
     const char *arg = name + sizeof(prefix) - 1;
+    static const char holders[] = "holders.";
+    bool with_holders = strncmp(arg, holders, sizeof(holders) - 1) == 0;
+    if (with_holders) {
+        arg += sizeof(holders) - 1;
+    }
     uint64_t since = STORE_HISTORY_NOW;
     if (strcmp(arg, "now") != 0) {
         char *end;
@@ -265,6 +320,7 @@ bool fs__watch_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
     w->req = req;
     w->kino = ino;
     w->since = since;
+    w->holders = with_holders;
     w->cap = size < FS_WATCH_MAX ? size : FS_WATCH_MAX;
     fs__after_barrier(fs, req, watch_start, w);
     return true;

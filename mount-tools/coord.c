@@ -89,16 +89,18 @@ static int check_raftfs(const char *path, const char *what)
 
 static void usage_watch(void)
 {
-    fputs("usage: raftfs watch PATH [--since REV]\n", stderr);
+    fputs("usage: raftfs watch PATH [--since REV] [--holders]\n", stderr);
 }
 
 int cmd_watch(int argc, char **argv)
 {
     const char *path = NULL;
     uint64_t since = 0;
-    bool has_since = false;
+    bool has_since = false, holders = false;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
+        if (strcmp(argv[i], "--holders") == 0) {
+            holders = true; /* Lock lines name their holder. */
+        } else if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
             if (!parse_rev(argv[++i], &since)) {
                 return fail(EXIT_USAGE, "watch: --since %s: not a revision "
                             "(a number, as user.raftfs.revision shows)",
@@ -126,11 +128,12 @@ int cmd_watch(int argc, char **argv)
     }
     for (;;) {
         char name[64];
+        const char *h = holders ? "holders." : "";
         if (has_since) {
-            snprintf(name, sizeof(name), "user.raftfs.changes.%" PRIu64,
+            snprintf(name, sizeof(name), "user.raftfs.changes.%s%" PRIu64, h,
                      since);
         } else {
-            snprintf(name, sizeof(name), "user.raftfs.changes.now");
+            snprintf(name, sizeof(name), "user.raftfs.changes.%snow", h);
         }
         /* Blocks in the node until a change under path is applied. */
         ssize_t n = getxattr(path, name, buf, VALUE_MAX);
