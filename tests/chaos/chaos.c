@@ -18,11 +18,15 @@
  * checked: per-key linearizability (checker.h), which also finds lost
  * acknowledged writes; and every replica must reach the same state.
  * Beside them, one flock client per node takes an exclusive flock on one
- * shared file in a loop and reads its fencing token: holds may overlap
- * only where the earlier grant's node lost its session (check_flock).
+ * shared file in a loop and reads its fencing token. At the end the
+ * cluster's own record of the file's lock grants and releases (`raftfs
+ * watch --holders`, read from one node) is replayed: never two holders;
+ * every token a grant to its client's node; and holds may overlap only
+ * where the record shows the earlier grant ended by its holder's session
+ * end (check_flock).
  *
  * The last line is `chaos: seed=S ops=O faults=F anomalies=A
- * flock_holds=N flock_overlaps=K`; on failure the offending key's history
+ * flock_holds=N flock_overlaps=K flock_excused=E`; on failure the offending key's history
  * and the replay command come before it.
  */
 #include <errno.h>
@@ -480,10 +484,12 @@ static void *client_main(void *arg)
  * ("flock") through its mount, reads its fencing token (the revision of
  * the grant), holds it a few ms and unlocks. A hold is recorded from the
  * return of the grant to the call of the unlock. Holds overlap only when
- * the earlier grant's node lost its session meanwhile (docs/guide.md,
- * "Fencing"): then its token is the smaller one. */
+ * the earlier grant's holder lost its session meanwhile (docs/guide.md,
+ * "Fencing"), as the cluster's record shows: then its token is the
+ * smaller one. */
 struct fhold {
     int client;            /* The slot whose mount it went through. */
+    int node;              /* That slot's node id then (the record's). */
     uint64_t call;         /* flock() called. */
     uint64_t from, to;     /* Held for sure, as far as the caller knows. */
     uint64_t token;        /* user.raftfs.lock; 0: none could be read, */
@@ -581,7 +587,8 @@ static void *flock_client_main(void *arg)
             usleep(20000);
             continue;
         }
-        struct fhold h = {.client = i, .call = call, .from = now_ns()};
+        struct fhold h = {.client = i, .node = ids[i], .call = call,
+                          .from = now_ns()};
         h.token = lock_token(fd, &h.token_errno);
         /* Mostly a few ms; now and then past session_ttl, so that a
          * partition or pause can end the session of a holder that still
@@ -938,6 +945,204 @@ static bool disturbed(int slot, uint64_t from, uint64_t to)
     return false;
 }
 
+/* ---- The cluster's record of the flock file's locks ------------------- */
+
+/* One lock or unlock line of `raftfs watch --holders` on the flock file
+ * (docs/guide.md): what the replicated state did, in log order. */
+struct lockrec {
+    uint64_t rev;     /* The entry that did it. */
+    bool grant;       /* lock; else unlock */
+    bool by_session;  /* unlock: its holder's session ended. */
+    bool exclusive;
+    bool flock;
+    uint64_t node, boot, owner;
+    uint64_t grant_rev; /* The holding's grant (= rev for a lock). */
+};
+static struct lockrec *recs;
+/* The flock file's revision when made, and after the last write (0: not
+ * read): the record is read between them. */
+static uint64_t flock_born, flock_end;
+
+/* By path, after the close: a create is staged until then, and has no
+ * revision yet. */
+static uint64_t file_revision(const char *path)
+{
+    char buf[32];
+    ssize_t n = getxattr(path, "user.raftfs.revision", buf, sizeof(buf) - 1);
+    if (n <= 0) {
+        return 0;
+    }
+    buf[n] = '\0';
+    return strtoull(buf, NULL, 10);
+}
+static size_t n_recs, cap_recs;
+static int rec_node; /* The node the record was read from; 0: none. */
+
+static bool field(const char *line, const char *key, uint64_t *v)
+{
+    const char *p = strstr(line, key);
+    if (p == NULL) {
+        return false;
+    }
+    *v = strtoull(p + strlen(key), NULL, 10);
+    return true;
+}
+
+/* Parse the lines of one answer (after its header) into recs. */
+static bool parse_records(char *text)
+{
+    for (char *line = strtok(text, "\n"); line != NULL;
+         line = strtok(NULL, "\n")) {
+        char op[16];
+        uint64_t rev;
+        if (sscanf(line, "%" SCNu64 " %15s", &rev, op) != 2) {
+            return false;
+        }
+        bool lock = strcmp(op, "lock") == 0;
+        if (!lock && strcmp(op, "unlock") != 0) {
+            continue; /* The file's own writes. */
+        }
+        const char *tab = strchr(line, '\t');
+        struct lockrec r = {.rev = rev, .grant = lock};
+        if (tab == NULL || !field(tab, "node=", &r.node) ||
+            !field(tab, "boot=", &r.boot) || !field(tab, "owner=", &r.owner) ||
+            !field(tab, "grant=", &r.grant_rev)) {
+            return false;
+        }
+        r.exclusive = strstr(tab, " type=write") != NULL;
+        r.flock = strstr(tab, " kind=flock") != NULL;
+        r.by_session = strstr(tab, " by=session") != NULL;
+        recs = room_for(recs, &cap_recs, n_recs, sizeof(*recs));
+        recs[n_recs++] = r;
+    }
+    return true;
+}
+
+/* Read the flock file's lock records, from since to until, from the
+ * first node whose history holds them all (a node that installed a
+ * snapshot, as a wiped one does, has history only after it). */
+static void read_records(uint64_t since, uint64_t until)
+{
+    size_t cap = 65536;
+    char *buf = malloc(cap + 1);
+    for (int i = 1; i <= C.n && rec_node == 0; i++) {
+        uint64_t at = since;
+        bool ok = up[i];
+        n_recs = 0;
+        while (ok && at < until) {
+            char name[64];
+            snprintf(name, sizeof(name), "user.raftfs.changes.holders.%" PRIu64,
+                     at);
+            /* Never parks: the write at until is under the path. */
+            ssize_t n = getxattr(mc_path(&C, i, "flock"), name, buf, cap);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                printf("chaos: flock record: node %d: %s\n", ids[i],
+                       n < 0 ? strerror(errno) : "empty");
+                ok = false;
+                break;
+            }
+            buf[n] = '\0';
+            char *nl = strchr(buf, '\n');
+            ok = nl != NULL && sscanf(buf, "%" SCNu64, &at) == 1 &&
+                 parse_records(nl + 1);
+        }
+        rec_node = ok ? ids[i] : 0;
+    }
+    free(buf);
+}
+
+static const struct lockrec *grant_of(uint64_t node, uint64_t rev)
+{
+    for (size_t k = 0; k < n_recs; k++) {
+        if (recs[k].grant && recs[k].rev == rev && recs[k].node == node) {
+            return &recs[k];
+        }
+    }
+    return NULL;
+}
+
+/* How the holding granted at grant_rev (to node) ended in the record, at
+ * or before revision by: NULL if it had not ended. */
+static const struct lockrec *end_of(uint64_t node, uint64_t grant_rev,
+                                    uint64_t by)
+{
+    for (size_t k = 0; k < n_recs && recs[k].rev <= by; k++) {
+        if (!recs[k].grant && recs[k].grant_rev == grant_rev &&
+            recs[k].node == node) {
+            return &recs[k];
+        }
+    }
+    return NULL;
+}
+
+/* (a) Replay the record in log order: two exclusive flock holdings (or an
+ * exclusive and a shared one) of different owners are never held at once
+ * in the replicated state. Returns the anomalies. */
+static int replay_records(void)
+{
+    struct lockrec held[64];
+    size_t nh = 0;
+    int bad = 0;
+    for (size_t k = 0; k < n_recs; k++) {
+        const struct lockrec *r = &recs[k];
+        if (!r->flock) {
+            continue;
+        }
+        size_t j = 0;
+        while (j < nh && !(held[j].node == r->node &&
+                           held[j].boot == r->boot &&
+                           held[j].owner == r->owner)) {
+            j++;
+        }
+        if (!r->grant) {
+            if (j < nh) {
+                held[j] = held[--nh];
+            }
+            continue;
+        }
+        for (size_t m = 0; m < nh; m++) {
+            if (m != j && (r->exclusive || held[m].exclusive)) {
+                if (bad++ < 5) {
+                    printf("chaos: ANOMALY: the record grants node %" PRIu64
+                           " the flock at revision %" PRIu64 " while node "
+                           "%" PRIu64 " holds it (granted at %" PRIu64 ")\n",
+                           r->node, r->rev, held[m].node, held[m].grant_rev);
+                }
+            }
+        }
+        if (j < nh) {
+            held[j] = *r; /* An upgrade or downgrade. */
+        } else if (nh < sizeof(held) / sizeof(*held)) {
+            held[nh++] = *r;
+        }
+    }
+    return bad;
+}
+
+/* (c) The record's excuse for a hold e that overlapped (or came before in
+ * real time but after in token order) one granted at later_tok: its grant
+ * ended by its holder's session end, no later than later_tok. A hold
+ * without a token cannot be looked up by its grant: any session end of
+ * its node that released a grant by then must do. */
+static bool record_excuses(const struct fhold *e, uint64_t later_tok)
+{
+    uint64_t by = later_tok != 0 ? later_tok : UINT64_MAX;
+    if (e->token != 0) {
+        const struct lockrec *end = end_of((uint64_t)e->node, e->token, by);
+        return end != NULL && end->by_session;
+    }
+    for (size_t k = 0; k < n_recs && recs[k].rev <= by; k++) {
+        if (!recs[k].grant && recs[k].by_session &&
+            recs[k].node == (uint64_t)e->node) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* The hold of two that the cluster granted first: the smaller token (none
  * read counts as the smallest). It is the one that may have lost its lock
  * to the other without knowing. */
@@ -964,19 +1169,32 @@ static int by_token(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* 1. Tokens: unique, each a revision the cluster reached, and in the order
- *    of the grants: a hold that ended before another began has the smaller
- *    token, unless the other's node lost its session (its grant may have
- *    been answered late, after its lock was already dropped).
- * 2. Two holds overlap in real time only if the one granted first (the
- *    smaller token) went through a node that lost its session during the
- *    hold: the nemesis paused, killed, removed or cut off that node, or the
- *    unlock came back ENOLCK/EROFS. Returns the anomalies; *overlaps: the
- *    overlaps found (all allowed ones if no anomaly). */
-static int check_flock(uint64_t applied, size_t *overlaps)
+/* 1. Tokens: unique, each a revision the cluster reached, and each a
+ *    grant to the hold's node in the cluster's record (b).
+ * 2. The record, replayed, never has two holders at once (a).
+ * 3. Two holds overlap in real time, or are out of token order (a hold
+ *    that ended before another began has the larger token), only if the
+ *    record shows that the one granted first (the smaller token) ended by
+ *    its holder's session end, not by an unlock (c). Whether the nemesis
+ *    disturbed that node is told beside, as information.
+ * 4. A grant after which the node gives no token (it holds no lock on the
+ *    file) is allowed only where the record shows a session end of that
+ *    node dropping a lock of it (it cannot be looked up by its grant).
+ * Returns the anomalies; *overlaps: the overlaps found; *excused: those
+ * excused by the record. */
+static int check_flock(uint64_t applied, size_t *overlaps, size_t *excused)
 {
     int bad = 0, shown = 0;
     size_t no_token = 0, dup = 0, beyond = 0, inversions = 0;
+    size_t not_granted = 0, nemesis_also = 0;
+    int replay_bad = 0;
+    if (rec_node == 0) {
+        printf("chaos: ANOMALY: no node could give the flock file's lock "
+               "record\n");
+        bad++;
+    } else {
+        replay_bad = replay_records();
+    }
     qsort(fholds, n_fholds, sizeof(*fholds), by_from);
     uint64_t *toks = calloc(n_fholds + 1, sizeof(*toks));
     size_t nt = 0;
@@ -987,22 +1205,32 @@ static int check_flock(uint64_t applied, size_t *overlaps)
             /* flock() said granted, but this node holds no lock on the
              * file: only right if its session ended after the grant. */
             no_token++;
-            if (!lost_session(h)) {
+            if (rec_node == 0 || !record_excuses(h, 0)) {
                 if (no_token_bad++ < 5) {
                     printf("chaos: ANOMALY: client %d's flock returned at "
                            "%.3f s (called at %.3f s) but its node gave no "
-                           "token (%s), and was not disturbed\n",
+                           "token (%s), and the record shows no session "
+                           "end of node %d dropping a lock (the nemesis %s "
+                           "it)\n",
                            h->client, h->from / 1e9, h->call / 1e9,
-                           strerror(h->token_errno));
+                           strerror(h->token_errno), h->node,
+                           lost_session(h) ? "did disturb" : "did not disturb");
                 }
             } else if (getenv("RAFTFS_CHAOS_DEBUG")) {
                 printf("debug: client %d: hold without a token at %.3f s "
-                       "(called at %.3f s), node disturbed\n",
+                       "(called at %.3f s), excused by the record\n",
                        h->client, h->from / 1e9, h->call / 1e9);
             }
         } else {
             toks[nt++] = fholds[a].token;
             beyond += fholds[a].token > applied;
+            if (rec_node != 0 && grant_of((uint64_t)h->node, h->token) == NULL) {
+                if (not_granted++ < 5) {
+                    printf("chaos: ANOMALY: client %d's token %" PRIu64
+                           " is no grant to node %d in the record\n",
+                           h->client, h->token, h->node);
+                }
+            }
         }
     }
     qsort(toks, nt, sizeof(*toks), by_token);
@@ -1030,31 +1258,43 @@ static int check_flock(uint64_t applied, size_t *overlaps)
                 continue;
             }
             const struct fhold *e = earlier_grant(x, y);
+            const struct fhold *later = e == x ? y : x;
             *overlaps += overlap;
             inversions += inverted;
-            if (lost_session(e)) {
+            if (rec_node != 0 && record_excuses(e, later->token)) {
+                *excused += overlap;
+                nemesis_also += overlap && lost_session(e);
                 continue;
             }
             bad++;
             if (shown++ < 5) {
                 printf("chaos: ANOMALY: flock holds %s: client %d token "
                        "%" PRIu64 " [%.3f, %.3f] s and client %d token "
-                       "%" PRIu64 " [%.3f, %.3f] s; client %d's node was "
-                       "not disturbed\n",
+                       "%" PRIu64 " [%.3f, %.3f] s; the record does not "
+                       "show client %d's grant ended by its session (the "
+                       "nemesis %s its node)\n",
                        overlap ? "overlap" : "out of token order", x->client,
                        x->token, x->from / 1e9, x->to / 1e9, y->client,
-                       y->token, y->from / 1e9, y->to / 1e9, e->client);
+                       y->token, y->from / 1e9, y->to / 1e9, e->client,
+                       lost_session(e) ? "did disturb" : "did not disturb");
             }
         }
     }
     printf("chaos: flock: %zu tries, %zu holds (%zu without a token), "
-           "%zu waits cut at 2 s, %zu ENOLCK, %zu other errors; %zu "
-           "overlaps and %zu out of token order; all where the earlier "
-           "grant's node lost its session, tokens unique: %s\n",
+           "%zu waits cut at 2 s, %zu ENOLCK, %zu other errors; record of "
+           "node %d: %zu lock records, never two holders: %s; %zu "
+           "overlaps (%zu excused by the record: the earlier grant ended "
+           "by its session; %zu of them also on a node the nemesis "
+           "disturbed) and %zu out of token order; tokens unique and "
+           "granted in the record, holds agree with it: %s\n",
            flock_tries, n_fholds, no_token, flock_timeouts, flock_enolck,
-           flock_other, *overlaps, inversions,
-           bad || dup || beyond || no_token_bad ? "NO, see above" : "yes");
-    return bad + (int)dup + (beyond > 0) + (int)no_token_bad;
+           flock_other, rec_node, n_recs, replay_bad ? "NO" : "yes",
+           *overlaps, *excused, nemesis_also, inversions,
+           bad || dup || beyond || no_token_bad || not_granted || replay_bad
+               ? "NO, see above"
+               : "yes");
+    return bad + (int)dup + (beyond > 0) + (int)no_token_bad +
+           (int)not_granted + replay_bad;
 }
 
 /* ---- Main ------------------------------------------------------------- */
@@ -1211,8 +1451,11 @@ int main(int argc, char **argv)
         const char *o = getenv("RAFTFS_CHAOS_OPTS");
         /* session_ttl=2 (the least): a partition (2.5 s) outlasts it, so
          * sessions end under the flock clients. */
+        /* history=2000000: the flock check reads the whole run's lock
+         * record from one node at the end, and the register clients
+         * alone can make more entries than the default 100,000 keeps. */
         snprintf(C.opts[i], sizeof(C.opts[i]),
-                 "commit_timeout=4,session_ttl=2%s%s%s",
+                 "commit_timeout=4,session_ttl=2,history=2000000%s%s%s",
                  local_mode ? ",reads=local" : "", o ? "," : "",
                  o ? o : "");
         mkdir(C.mnt[i], 0755);
@@ -1251,6 +1494,7 @@ int main(int argc, char **argv)
         int fd = open(mc_path(&C, 1, "flock"), O_WRONLY | O_CREAT, 0644);
         if (fd >= 0) {
             close(fd);
+            flock_born = file_revision(mc_path(&C, 1, "flock"));
             break;
         }
         usleep(250000);
@@ -1313,6 +1557,22 @@ int main(int argc, char **argv)
     }
     waker_stop = true;
     pthread_join(waker, NULL);
+    /* The cluster's record of the flock file's locks, up to a write after
+     * every hold ended: that write's record ends the reading. */
+    for (int i = 1; i <= n && flock_end == 0; i++) {
+        int fd = open(mc_path(&C, i, "flock"), O_WRONLY | O_APPEND);
+        bool wrote = fd >= 0 && write(fd, "x", 1) == 1;
+        if (fd >= 0 && close(fd) == 0 && wrote) {
+            flock_end = file_revision(mc_path(&C, i, "flock"));
+        }
+    }
+    if (flock_born != 0 && flock_end != 0) {
+        read_records(flock_born, flock_end);
+    } else {
+        printf("chaos: flock record: the flock file's revisions: made at "
+               "%" PRIu64 ", written at the end at %" PRIu64 "\n",
+               flock_born, flock_end);
+    }
     /* Everyone reads every key: lost writes show up as anomalies. */
     for (int i = 1; i <= n; i++) {
         for (int k = 0; k < KEYS; k++) {
@@ -1495,9 +1755,9 @@ int main(int argc, char **argv)
            "once: %s\n",
            lock_tries, n_holds, lock_bad ? "NO, see above" : "yes");
     anomalies += lock_bad;
-    size_t flock_overlaps = 0;
+    size_t flock_overlaps = 0, flock_excused = 0;
     anomalies += check_flock(mc_status(&C, 1, "applied_index"),
-                             &flock_overlaps);
+                             &flock_overlaps, &flock_excused);
     if (H.ok == 0) {
         printf("chaos: ANOMALY: no operation succeeded\n");
         anomalies++;
@@ -1511,8 +1771,8 @@ int main(int argc, char **argv)
     }
     teardown();
     printf("chaos: seed=%" PRIu64 " ops=%zu faults=%d anomalies=%d "
-           "flock_holds=%zu flock_overlaps=%zu\n",
+           "flock_holds=%zu flock_overlaps=%zu flock_excused=%zu\n",
            seed, H.ok + H.unknown + H.failed, faults, anomalies, n_fholds,
-           flock_overlaps);
+           flock_overlaps, flock_excused);
     return anomalies ? 1 : 0;
 }
