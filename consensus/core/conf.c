@@ -13,7 +13,12 @@
  * folder id (u64, 0: unknown) after its address, and always carries the
  * removed section; it is written only once some id is recorded, so a
  * configuration of version 1 or 2 (an older build's) reads with every id
- * unknown. The decoder checks every length and
+ * unknown. Version 4 has version 3's layout and is the only one whose role
+ * byte may be 3 (CONS_OBSERVER); it is written only while the configuration
+ * holds an observer, so a cluster without observers writes what older
+ * builds read, and an older build meeting an observer refuses the entry
+ * rather than taking the observer for something else. The decoder checks
+ * every length and
  * value, since a CONF entry can come off a network or a damaged disk.
  *
  * Membership (the second half of this file): a configuration is in force
@@ -36,6 +41,21 @@
 #define CONF_VERSION 1
 #define CONF_VERSION_REMOVED 2
 #define CONF_VERSION_DATA_ID 3
+#define CONF_VERSION_OBSERVER 4
+
+const char *cons_server_role_name(uint8_t role)
+{
+    switch (role) {
+    case CONS_VOTER:
+        return "voter";
+    case CONS_LEARNER:
+        return "learner";
+    case CONS_OBSERVER:
+        return "observer";
+    default:
+        return "unknown";
+    }
+}
 
 const struct cons_server *cons_conf_get(const struct cons_conf *c,
                                         rfs_nodeid_t id)
@@ -108,10 +128,12 @@ static uint64_t get64(const uint8_t **p)
 
 int cons_conf_encode(const struct cons_conf *c, struct rfs_buf *out)
 {
-    bool v3 = false;
+    bool v4 = false, v3 = false;
     for (unsigned i = 0; i < c->n; i++) {
+        v4 |= c->servers[i].role == CONS_OBSERVER;
         v3 |= c->servers[i].data_id != 0;
     }
+    v3 |= v4;
     bool v2 = v3 || c->n_removed > 0 || c->removed_upto != 0;
     size_t len = 2;
     for (unsigned i = 0; i < c->n; i++) {
@@ -127,7 +149,8 @@ int cons_conf_encode(const struct cons_conf *c, struct rfs_buf *out)
     }
     out->base = p;
     out->len = len;
-    *p++ = v3   ? CONF_VERSION_DATA_ID
+    *p++ = v4   ? CONF_VERSION_OBSERVER
+           : v3 ? CONF_VERSION_DATA_ID
            : v2 ? CONF_VERSION_REMOVED
                 : CONF_VERSION;
     *p++ = (uint8_t)c->n;
@@ -162,11 +185,12 @@ int cons_conf_decode(const struct rfs_buf *in, struct cons_conf *c)
     const uint8_t *end = p + in->len;
     memset(c, 0, sizeof(*c));
     if (in->len < 2 ||
-        p[0] < CONF_VERSION || p[0] > CONF_VERSION_DATA_ID ||
+        p[0] < CONF_VERSION || p[0] > CONF_VERSION_OBSERVER ||
         p[1] > CONS_MAX_SERVERS) {
         return RFS_EMALFORMED;
     }
-    bool v3 = p[0] == CONF_VERSION_DATA_ID;
+    bool v4 = p[0] == CONF_VERSION_OBSERVER;
+    bool v3 = v4 || p[0] == CONF_VERSION_DATA_ID;
     bool v2 = v3 || p[0] == CONF_VERSION_REMOVED;
     unsigned n = p[1];
     p += 2;
@@ -183,7 +207,8 @@ int cons_conf_decode(const struct rfs_buf *in, struct cons_conf *c)
         s->role = *p++;
         size_t alen = *p++;
         if (s->id == RFS_NODE_NONE ||
-            (s->role != CONS_VOTER && s->role != CONS_LEARNER) ||
+            (s->role != CONS_VOTER && s->role != CONS_LEARNER &&
+             (s->role != CONS_OBSERVER || !v4)) ||
             alen >= CONS_ADDR_MAX || (size_t)(end - p) < alen) {
             return RFS_EMALFORMED;
         }
@@ -369,7 +394,8 @@ int cons_node_change(struct cons_node *n, enum cons_change_type type,
         }
     }
     switch (type) {
-    case CONS_ADD_LEARNER: {
+    case CONS_ADD_LEARNER:
+    case CONS_ADD_OBSERVER: {
         /* Ids are never reused (RAFT-PITFALLS 5): the server behind a
          * removed id may come back with a wiped disk, its vote forgotten. */
         rfs_index_t at;
@@ -383,11 +409,13 @@ int cons_node_change(struct cons_node *n, enum cons_change_type type,
         s = &c.servers[c.n++];
         memset(s, 0, sizeof(*s));
         s->id = id;
-        s->role = CONS_LEARNER;
+        s->role = type == CONS_ADD_OBSERVER ? CONS_OBSERVER : CONS_LEARNER;
         strcpy(s->addr, addr);
         break;
     }
     case CONS_PROMOTE:
+        /* Only a learner: an observer is one for good (a fleet host the
+         * operator never meant to weigh on commits). */
         if (s == NULL || s->role != CONS_LEARNER) {
             return RFS_EBADCONF;
         }

@@ -52,7 +52,7 @@
 
 /* Longest peer address a configuration can carry, NUL included. */
 #define CONS_ADDR_MAX 64
-/* Most servers (voters plus learners) a configuration can hold. */
+/* Most servers (voters, learners and observers) a configuration can hold. */
 #define CONS_MAX_SERVERS 64
 
 enum cons_role {
@@ -68,7 +68,16 @@ enum cons_role {
 enum cons_server_role {
     CONS_VOTER = 1,
     CONS_LEARNER = 2, /* Receives the log, never votes or campaigns. */
+    /* Receives the log like a learner, but for good: never promoted, and
+     * never holds a follower read lease, since the leader would then wait
+     * for its acks before committing (cons__flease_cap) and a slow or dead
+     * observer would slow every commit. Observers are the hosts of a fleet
+     * that only read the state (docs/design.md). */
+    CONS_OBSERVER = 3,
 };
+
+/* "voter", "learner" or "observer" (status lines, /.raftfs/members). */
+const char *cons_server_role_name(uint8_t role);
 
 struct cons_server {
     rfs_nodeid_t id;
@@ -396,6 +405,7 @@ enum cons_change_type {
     CONS_PROMOTE,         /* Learner becomes voter. */
     CONS_DEMOTE,          /* Voter becomes learner. */
     CONS_REMOVE,          /* Server leaves. */
+    CONS_ADD_OBSERVER,    /* New server, non-voting for good. */
 };
 
 /*
@@ -404,7 +414,8 @@ enum cons_change_type {
  * none before this leader committed an entry of its own term.
  * Returns 0 (appended, *index set), RFS_ENOTLEADER, RFS_EBUSY (a change or
  * this term's first commit is pending: retry later), RFS_EBADCONF (no such
- * server, already a member, would leave no voter, bad address),
+ * server, already a member, would leave no voter, bad address, promoting
+ * or demoting an observer),
  * RFS_EIDREMOVED (adding an id that was removed: ids are never reused, see
  * cons_conf_removed()), -ENOMEM.
  */

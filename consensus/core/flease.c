@@ -103,8 +103,12 @@ void cons__flease_answer(struct cons_node *n, struct progress *p,
     /* A transfer is about to let a candidate through the followers'
      * stickiness: promise nothing new (cons__flease_running gates the
      * TimeoutNow until the old promises ran out). */
+    /* Never to an observer: its promise would hold every commit until it
+     * acked (cons__flease_cap), so a dead observer would stall writes. */
+    const struct cons_server *s = cons_conf_get(&n->conf, p->id);
     if (!n->o.follower_leases || m->lease_seq == 0 || m->reject ||
         p->id == n->id || n->transferee != RFS_NODE_NONE || n->lease_off ||
+        s == NULL || s->role == CONS_OBSERVER ||
         p->match < n->commit || !leader_lease_last(n, &last)) {
         return;
     }

@@ -1731,6 +1731,183 @@ static void test_restart_refuses_term_behind_log(void **state)
     cons_node_free(n);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Observers                                                                 */
+
+/* Node 4 joins the three voters of c as an observer, through leader 1's
+ * change (the path `raftfs members add --observer` takes), and catches up. */
+static void add_observer4(struct cl *c)
+{
+    c->n = 4; /* Node 4 starts empty: it joins. */
+    struct cons_options o = c->opts;
+    o.id = 4;
+    struct cons_load l;
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(cons_node_new(&o, &l, &c->nodes[4].n), 0);
+    c->nodes[4].up = true;
+    assert_int_equal(cons_node_change(c->nodes[1].n, CONS_ADD_OBSERVER, 4,
+                                      "n4", NULL),
+                     0);
+    cl_process(c, 1);
+    for (int i = 0; i < 10; i++) {
+        cl_tick(c, 1, 1);
+        cl_deliver(c);
+    }
+    assert_int_equal(cl_status(c, 4).commit, cl_status(c, 1).commit);
+    const struct cons_server *s =
+        cons_conf_get(cons_node_conf(c->nodes[4].n), 4);
+    assert_non_null(s);
+    assert_int_equal(s->role, CONS_OBSERVER);
+}
+
+/* An observer cut off from its leader never campaigns, at any term. */
+static void test_observer_never_campaigns(void **state)
+{
+    (void)state;
+    struct cl c;
+    cl_init(&c, 3, 0);
+    cl_elect(&c, 1);
+    add_observer4(&c);
+    unsigned sent = c.sent[CONS_MSG_PREVOTE] + c.sent[CONS_MSG_VOTE];
+    rfs_term_t term = cl_status(&c, 4).term;
+    cl_isolate(&c, 4, true);
+    cl_tick(&c, 4, 200);
+    assert_int_equal(cl_status(&c, 4).role, CONS_FOLLOWER);
+    assert_int_equal(cl_status(&c, 4).term, term);
+    assert_int_equal(c.sent[CONS_MSG_PREVOTE] + c.sent[CONS_MSG_VOTE], sent);
+    cl_close(&c);
+}
+
+/* With both other voters cut off, the leader and the observer hold a new
+ * entry (two of four members), yet it never commits, no read index is
+ * confirmed, and the leader's lease runs out: the observer's acks count
+ * for nothing. */
+static void test_observer_never_counts_toward_quorum(void **state)
+{
+    (void)state;
+    struct cl c;
+    lease_cluster(&c);
+    add_observer4(&c);
+    rfs_index_t before = cl_status(&c, 1).commit;
+    cl_cut(&c, 1, 2, true);
+    cl_cut(&c, 1, 3, true);
+    assert_int_equal(cl_propose(&c, 1, "x"), 0);
+    cl_process(&c, 1);
+    cl_deliver(&c);
+    assert_int_equal(cl_status(&c, 4).last_index, cl_status(&c, 1).last_index);
+    for (unsigned t = 0; t < 2 * c.opts.election_ticks; t++) {
+        cl_tick(&c, 1, 1);
+        cl_tick(&c, 4, 1);
+        cl_deliver(&c);
+        assert_int_equal(cl_status(&c, 1).commit, before);
+    }
+    /* Past the lease: a read needs a round only the observer answers. */
+    cons_node_read_index(c.nodes[1].n, 5);
+    for (unsigned t = 0; t < 2 * c.opts.election_ticks; t++) {
+        cl_tick(&c, 1, 1);
+        cl_tick(&c, 4, 1);
+        cl_deliver(&c);
+    }
+    assert_int_equal(c.nodes[1].n_reads, 0);
+    assert_int_equal(cl_status(&c, 1).commit, before);
+    cl_close(&c);
+}
+
+/* Follower leases are never granted to an observer: its promise would hold
+ * every commit until it acked, so an observer cut off (or killed) would
+ * stall writes for a lease's length. Cut off, it costs nothing: the next
+ * entry commits at once on the voters' acks. */
+static void test_observer_never_holds_follower_lease(void **state)
+{
+    (void)state;
+    struct cl c;
+    flease_cluster(&c);
+    add_observer4(&c);
+    for (int round = 0; round < 2; round++) {
+        cl_tick(&c, 1, c.opts.heartbeat_ticks);
+        cl_deliver(&c);
+    }
+    assert_int_not_equal(cons_node_lease_end(c.nodes[2].n), 0);
+    assert_int_equal(cons_node_lease_end(c.nodes[4].n), 0);
+    rfs_index_t before = cl_status(&c, 1).commit;
+    cl_cut(&c, 1, 4, true);
+    assert_int_equal(cl_propose(&c, 1, "x"), 0);
+    cl_process(&c, 1);
+    cl_deliver(&c);
+    assert_true(cl_status(&c, 1).commit > before);
+    cl_close(&c);
+}
+
+/* An observer is one for good: neither promoted nor demoted (the host's
+ * promote_learners relies on the first), and once removed its id never
+ * comes back, as an observer or as a learner (RAFT-PITFALLS 5). */
+static void test_observer_never_promoted_nor_readded(void **state)
+{
+    (void)state;
+    struct cl c;
+    cl_init(&c, 3, 0);
+    cl_elect(&c, 1);
+    add_observer4(&c);
+    struct cons_node *l = c.nodes[1].n;
+    assert_int_equal(cons_node_change(l, CONS_PROMOTE, 4, NULL, NULL),
+                     RFS_EBADCONF);
+    assert_int_equal(cons_node_change(l, CONS_DEMOTE, 4, NULL, NULL),
+                     RFS_EBADCONF);
+    assert_int_equal(cons_node_transfer(l, 4), RFS_EBADCONF);
+    assert_int_equal(cons_node_change(l, CONS_ADD_OBSERVER, 4, "n4", NULL),
+                     RFS_EBADCONF);
+    assert_int_equal(cons_node_change(l, CONS_REMOVE, 4, NULL, NULL), 0);
+    cl_process(&c, 1);
+    cl_deliver(&c);
+    cl_tick(&c, 1, 1);
+    cl_deliver(&c);
+    assert_int_equal(cons_node_change(l, CONS_ADD_OBSERVER, 4, "n4", NULL),
+                     RFS_EIDREMOVED);
+    assert_int_equal(cons_node_change(l, CONS_ADD_LEARNER, 4, "n4", NULL),
+                     RFS_EIDREMOVED);
+    cl_close(&c);
+}
+
+/* The observer role is carried as version 4, the only version whose role
+ * byte may be 3: the same bytes labelled version 3 are refused, so a
+ * configuration of an older build never reads as holding an observer. */
+static void test_conf_codec_observer(void **state)
+{
+    (void)state;
+    struct cons_conf a;
+    memset(&a, 0, sizeof(a));
+    a.n = 2;
+    a.servers[0] = (struct cons_server){.id = 7, .role = CONS_VOTER};
+    strcpy(a.servers[0].addr, "h7:1");
+    a.servers[1] = (struct cons_server){.id = 9, .role = CONS_OBSERVER};
+    strcpy(a.servers[1].addr, "h9:1");
+    struct rfs_buf b;
+    assert_int_equal(cons_conf_encode(&a, &b), 0);
+    uint8_t *p = b.base;
+    assert_int_equal(p[0], 4);
+    struct cons_conf d;
+    assert_int_equal(cons_conf_decode(&b, &d), 0);
+    assert_int_equal(d.n, 2);
+    assert_int_equal(d.servers[0].role, CONS_VOTER);
+    assert_int_equal(d.servers[1].role, CONS_OBSERVER);
+    assert_string_equal(d.servers[1].addr, "h9:1");
+    assert_int_equal(cons_conf_voters(&d), 1);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        struct rfs_buf t = {p, cut};
+        assert_int_equal(cons_conf_decode(&t, &d), RFS_EMALFORMED);
+    }
+    p[0] = 3;
+    assert_int_equal(cons_conf_decode(&b, &d), RFS_EMALFORMED);
+    p[0] = 5;
+    assert_int_equal(cons_conf_decode(&b, &d), RFS_EMALFORMED);
+    rfs_free(b.base);
+    /* Without an observer, nothing changes on the wire. */
+    a.servers[1].role = CONS_LEARNER;
+    assert_int_equal(cons_conf_encode(&a, &b), 0);
+    assert_int_equal(((uint8_t *)b.base)[0], 1);
+    rfs_free(b.base);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1784,6 +1961,11 @@ int main(int argc, char **argv)
         T(test_conf_removed_id_never_added_again),
         cmocka_unit_test(test_conf_codec_removed),
         cmocka_unit_test(test_conf_codec_data_id),
+        cmocka_unit_test(test_observer_never_campaigns),
+        cmocka_unit_test(test_observer_never_counts_toward_quorum),
+        cmocka_unit_test(test_observer_never_holds_follower_lease),
+        cmocka_unit_test(test_observer_never_promoted_nor_readded),
+        cmocka_unit_test(test_conf_codec_observer),
         T(test_conf_record_data_id),
         cmocka_unit_test(test_snapshot_sent_to_lagging_follower),
         cmocka_unit_test(test_snapshot_resumes_after_follower_crash),
