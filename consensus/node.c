@@ -574,7 +574,7 @@ static void admin_members(struct node *n, char *out, size_t cap)
         }
         off += (size_t)snprintf(out + off, cap - off, "%" PRIu64 " %s %s%s\n",
                                 sv->id, sv->addr,
-                                sv->role == CONS_VOTER ? "voter" : "learner",
+                                cons_server_role_name(sv->role),
                                 prog);
     }
 }

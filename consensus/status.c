@@ -88,8 +88,7 @@ size_t status_json(const struct node_status *st, char *buf, size_t cap)
         const struct cons_server *s = &st->conf.servers[i];
         put(&o, "%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", s->id);
         put_json_string(&o, s->addr);
-        put(&o, ",\"role\":\"%s\"",
-            s->role == CONS_VOTER ? "voter" : "learner");
+        put(&o, ",\"role\":\"%s\"", cons_server_role_name(s->role));
         if (leader) {
             /* Only the leader knows how far each member has replicated. */
             put(&o, ",\"match\":%" PRIu64 ",\"lag\":%" PRIu64, st->match[i],
@@ -122,12 +121,19 @@ size_t status_members(const struct node_status *st, char *buf, size_t cap)
     if (cap > 0) {
         buf[0] = '\0';
     }
-    for (unsigned i = 0; i < st->conf.n; i++) {
-        const struct cons_server *s = &st->conf.servers[i];
-        put(&o, "%" PRIu64 " %s %s%s%s\n", s->id, s->addr,
-            s->role == CONS_VOTER ? "voter" : "learner",
-            s->id == st->core.leader ? " leader" : "",
-            s->id == st->core.id ? " self" : "");
+    /* Observers after the others: in a fleet they are the many lines, and
+     * the few that make the quorum should not drown among them. */
+    for (int observers = 0; observers <= 1; observers++) {
+        for (unsigned i = 0; i < st->conf.n; i++) {
+            const struct cons_server *s = &st->conf.servers[i];
+            if ((s->role == CONS_OBSERVER) != (observers == 1)) {
+                continue;
+            }
+            put(&o, "%" PRIu64 " %s %s%s%s\n", s->id, s->addr,
+                cons_server_role_name(s->role),
+                s->id == st->core.leader ? " leader" : "",
+                s->id == st->core.id ? " self" : "");
+        }
     }
     return o.len;
 }

@@ -21,7 +21,8 @@
 size_t status_json(const struct node_status *st, char *buf, size_t cap);
 /* "ID ADDRESS\n" of the leader this node knows, or "none\n". */
 size_t status_leader(const struct node_status *st, char *buf, size_t cap);
-/* One line per member: "ID ADDRESS voter|learner[ leader][ self]\n". */
+/* One line per member: "ID ADDRESS voter|learner|observer[ leader][ self]\n",
+ * observers after the voters and learners. */
 size_t status_members(const struct node_status *st, char *buf, size_t cap);
 
 #endif /* RAFTFS_CONSENSUS_STATUS_H */
