@@ -542,7 +542,7 @@ static int admin_decode(const uint8_t *b, size_t len,
 {
     memset(c, 0, sizeof(*c));
     if (len < 9 || len - 9 >= sizeof(c->addr) || b[0] < NODE_ADMIN_MEMBERS ||
-        b[0] > NODE_ADMIN_TRANSFER) {
+        b[0] > NODE_ADMIN_ADD_OBSERVER) {
         return -EINVAL;
     }
     c->op = (enum node_admin_op)b[0];
@@ -557,8 +557,13 @@ static void admin_members(struct node *n, char *out, size_t cap)
     struct cons_status st;
     cons_node_status(host_core(n->host), &st);
     size_t off = 0;
-    for (unsigned i = 0; i < c->n && off < cap; i++) {
-        const struct cons_server *sv = &c->servers[i];
+    /* Voters and learners first, then observers (status_members' order):
+     * in a fleet, the few lines that make the quorum stay on top. */
+    for (unsigned k = 0; k < 2 * c->n && off < cap; k++) {
+        const struct cons_server *sv = &c->servers[k % c->n];
+        if ((sv->role == CONS_OBSERVER) != (k >= c->n)) {
+            continue;
+        }
         struct cons_progress p;
         char prog[96] = "";
         if (sv->id == n->o.id) {
@@ -599,8 +604,10 @@ static int admin_exec(struct node *n, const struct node_admin_cmd *c,
         return 0;
     }
     case NODE_ADMIN_ADD:
+    case NODE_ADMIN_ADD_OBSERVER:
     case NODE_ADMIN_REMOVE: {
-        bool add = c->op == NODE_ADMIN_ADD;
+        bool obs = c->op == NODE_ADMIN_ADD_OBSERVER;
+        bool add = c->op == NODE_ADMIN_ADD || obs;
         /* Checked again here: a forwarded frame is a peer's word. */
         if (c->id == RFS_NODE_NONE ||
             (add && config_parse_addr(c->addr, err) != 0)) {
@@ -612,8 +619,15 @@ static int admin_exec(struct node *n, const struct node_admin_cmd *c,
         const struct cons_server *have = cons_conf_get(cons_node_conf(core),
                                                        c->id);
         if (add && have != NULL) {
-            snprintf(out, cap, "node %" PRIu64 " is already a member (%s)",
-                     c->id, have->addr);
+            /* Roles move only from learner to voter: an observer carries
+             * no vote a quorum could lose, and a voter turned observer
+             * would shrink the quorum behind the operator's back. */
+            snprintf(out, cap, "node %" PRIu64 " is already a member (%s %s)%s",
+                     c->id, cons_server_role_name(have->role), have->addr,
+                     obs != (have->role == CONS_OBSERVER)
+                         ? "; a member's role does not change to or from "
+                           "observer: remove it and add it under a new id"
+                         : "");
             return -EEXIST;
         }
         if (!add && have == NULL) {
@@ -630,11 +644,17 @@ static int admin_exec(struct node *n, const struct node_admin_cmd *c,
                                "(raftfs init --id)", c->id, when);
             return RFS_EIDREMOVED;
         }
-        rv = cons_node_change(core, add ? CONS_ADD_LEARNER : CONS_REMOVE,
+        rv = cons_node_change(core,
+                              obs   ? CONS_ADD_OBSERVER
+                              : add ? CONS_ADD_LEARNER
+                                    : CONS_REMOVE,
                               c->id, add ? c->addr : NULL, &idx);
         if (rv == 0) {
             snprintf(out, cap, "%s node %" PRIu64 " at index %" PRIu64,
-                     add ? "adding learner" : "removing", c->id, idx);
+                     obs   ? "adding observer"
+                     : add ? "adding learner"
+                           : "removing",
+                     c->id, idx);
             nlog(n, RFS_LOG_INFO, "%s", out);
         } else {
             snprintf(out, cap, "%s", rfs_strerror(rv));
@@ -1183,7 +1203,7 @@ int node_read_barrier(struct node *n, node_cb cb, void *arg)
 int node_admin(struct node *n, const struct node_admin_cmd *c,
                node_admin_cb cb, void *arg)
 {
-    if (c->op < NODE_ADMIN_STATUS || c->op > NODE_ADMIN_TRANSFER) {
+    if (c->op < NODE_ADMIN_STATUS || c->op > NODE_ADMIN_ADD_OBSERVER) {
         return -EINVAL;
     }
     struct sub *s = rfs_calloc(1, sizeof(*s));

@@ -118,12 +118,13 @@ enum node_admin_op {
                             * caught up). */
     NODE_ADMIN_REMOVE,     /* Remove member id. */
     NODE_ADMIN_TRANSFER,   /* Hand leadership to id (0: the best voter). */
+    NODE_ADMIN_ADD_OBSERVER, /* Add id at addr as an observer (for good). */
 };
 
 struct node_admin_cmd {
     enum node_admin_op op;
-    rfs_nodeid_t id;           /* ADD, REMOVE, TRANSFER. */
-    char addr[CONS_ADDR_MAX];  /* ADD: "IPv4:port". */
+    rfs_nodeid_t id;           /* ADD, ADD_OBSERVER, REMOVE, TRANSFER. */
+    char addr[CONS_ADDR_MAX];  /* ADD, ADD_OBSERVER: "IPv4:port". */
 };
 
 /*

@@ -42,11 +42,13 @@
 
 static const char usage[] =
     "usage:\n"
-    "  raftfs init DATADIR --id N --listen IP:PORT [--peers LIST | --join]\n"
+    "  raftfs init DATADIR --id N --listen IP:PORT\n"
+    "                      [--peers LIST | --join | --observer]\n"
     "                      [--secret FILE] [--restore IMAGE]\n"
     "  raftfs mount DATADIR MOUNTPOINT [-f] [-o OPTION[,OPTION...]]\n"
     "  raftfs status [-d DATADIR] [--json]\n"
-    "  raftfs members [-d DATADIR] list | add ID IP:PORT | remove ID\n"
+    "  raftfs members [-d DATADIR] list | add [--observer] ID IP:PORT |\n"
+    "                 remove ID\n"
     "  raftfs leader [-d DATADIR] transfer [ID]\n"
     "  raftfs snapshot [-d DATADIR]\n"
     "  raftfs ephemeral DIR...\n"
@@ -57,7 +59,9 @@ static const char usage[] =
     "init creates a node's data folder. With --peers (ID=IP:PORT,...; this\n"
     "node among them) the listed nodes found a cluster together; with\n"
     "neither --peers nor --join the node founds a one-node cluster; with\n"
-    "--join it waits to be added by `raftfs members add` on the cluster.\n"
+    "--join it waits to be added by `raftfs members add` on the cluster;\n"
+    "with --observer (implies --join) it waits to be added by `raftfs\n"
+    "members add --observer`.\n"
     "--secret copies the cluster's 32-byte secret file (every node of a\n"
     "cluster needs the same one); without it a new secret is made.\n"
     "--restore founds a one-node cluster holding the state of IMAGE, a\n"
@@ -80,7 +84,10 @@ static const char usage[] =
     "socket DATADIR/admin.sock (mode 0600); members and leader commands\n"
     "are carried out by the leader, whichever node they are run on.\n"
     "`members add` adds a learner, shows its progress while it catches up,\n"
-    "and returns once the leader has promoted it to voter.\n"    "\n"
+    "and returns once the leader has promoted it to voter. `members add\n"
+    "--observer` adds an observer: it gets every change and mounts like any\n"
+    "node, but never votes, never counts toward a quorum and is never\n"
+    "promoted; the command returns once it has caught up.\n"    "\n"
     "watch prints one line per change under PATH (a file, or a directory\n"
     "and everything below it) made on any node, in log order:\n"
     "REVISION OPERATION PATH-INSIDE-THE-MOUNT; with --since, every change\n"
@@ -305,7 +312,7 @@ static int cmd_init(int argc, char **argv)
     const char *dir = argv[0];
     const char *id_s = NULL, *listen = NULL, *peers = NULL, *secret = NULL,
                *restore = NULL;
-    bool join = false;
+    bool join = false, observer = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **dst = strcmp(a, "--id") == 0       ? &id_s
@@ -321,6 +328,8 @@ static int cmd_init(int argc, char **argv)
             *dst = argv[++i];
         } else if (strcmp(a, "--join") == 0) {
             join = true;
+        } else if (strcmp(a, "--observer") == 0) {
+            observer = true;
         } else {
             die("init: unknown option '%s' (see raftfs --help)", a);
         }
@@ -334,6 +343,13 @@ static int cmd_init(int argc, char **argv)
         config_parse_addr(listen, err) != 0) {
         die("init: %s", err);
     }
+    /* An observer is never a founding member: a founder votes, and a
+     * cluster needs its voters before anyone can add an observer. */
+    if (observer && (peers != NULL || restore != NULL)) {
+        die("init: --observer joins an existing cluster as an observer: it "
+            "excludes --peers and --restore (a founding member is a voter)");
+    }
+    join |= observer;
     if (join && peers != NULL) {
         die("init: --join and --peers exclude each other: --peers founds a "
             "new cluster, --join enters an existing one");
@@ -409,12 +425,17 @@ static int cmd_init(int argc, char **argv)
     }
     printf("raftfs: initialised %s as node %" PRIu64 " (%s), %s\n", dir, id,
            listen,
-           join ? "waiting to be added to a cluster"
-                : (peers == self ? "founding a one-node cluster"
+           observer ? "waiting to be added to a cluster as an observer"
+           : join   ? "waiting to be added to a cluster"
+                    : (peers == self ? "founding a one-node cluster"
                                  : "founding a cluster with its peers"));
     if (secret == NULL) {
         printf("raftfs: cluster secret: %s (copy it to every other node's "
                "`raftfs init --secret`)\n", spath);
+    }
+    if (observer) {
+        printf("raftfs: on the cluster, run: raftfs members add --observer %"
+               PRIu64 " %s\n", id, listen);
     }
     return 0;
 }
@@ -451,7 +472,8 @@ struct admin_server {
 
 /*
  * An operator's line on the admin socket, as the raftfs command sends it:
- *   status | snapshot | members | add ID ADDR | remove ID | transfer [ID]
+ *   status | snapshot | members | add ID ADDR | observe ID ADDR |
+ *   remove ID | transfer [ID]
  * 0 and *c, or -EINVAL with err saying what is wrong.
  */
 static int admin_parse(const char *line, struct node_admin_cmd *c, char *err)
@@ -468,6 +490,7 @@ static int admin_parse(const char *line, struct node_admin_cmd *c, char *err)
         {"snapshot", NODE_ADMIN_SNAPSHOT, 1, 1},
         {"members", NODE_ADMIN_MEMBERS, 1, 1},
         {"add", NODE_ADMIN_ADD, 3, 3},
+        {"observe", NODE_ADMIN_ADD_OBSERVER, 3, 3},
         {"remove", NODE_ADMIN_REMOVE, 2, 2},
         {"transfer", NODE_ADMIN_TRANSFER, 1, 2},
     };
@@ -483,7 +506,7 @@ static int admin_parse(const char *line, struct node_admin_cmd *c, char *err)
         if (k >= 2 && !any_id && config_parse_id(arg1, &c->id, err) != 0) {
             return -EINVAL;
         }
-        if (c->op == NODE_ADMIN_ADD) {
+        if (c->op == NODE_ADMIN_ADD || c->op == NODE_ADMIN_ADD_OBSERVER) {
             if (config_parse_addr(arg2, err) != 0) {
                 return -EINVAL;
             }
@@ -778,6 +801,40 @@ static int cmd_status(int argc, char **argv)
     return 0;
 }
 
+/* Follow a new observer until the leader replicates to it normally and it
+ * is within 64 entries of the log's end (the bar promote_learners sets
+ * for a learner): the operator's next step can count on it. */
+static int follow_observer(const char *dir, rfs_nodeid_t id)
+{
+    char out[16384], last[256] = "", prefix[32];
+    snprintf(prefix, sizeof(prefix), "%" PRIu64 " ", id);
+    for (int tick = 0; tick < 30000; tick++) {
+        if (admin_call(dir, "members", out, sizeof(out)) == 0) {
+            for (char *m = strtok(out, "\n"); m; m = strtok(NULL, "\n")) {
+                if (strncmp(m, prefix, strlen(prefix)) != 0) {
+                    continue;
+                }
+                const char *lag = strstr(m, " lag=");
+                if (strstr(m, " observer") != NULL && lag != NULL &&
+                    strtoull(lag + 5, NULL, 10) <= 64 &&
+                    strstr(m, " replicate") != NULL) {
+                    printf("raftfs: node %" PRIu64 " caught up and is an "
+                           "observer\n", id);
+                    return 0;
+                }
+                if (strcmp(m, last) != 0) {
+                    printf("raftfs: catching up: %s\n", m);
+                    fflush(stdout);
+                    snprintf(last, sizeof(last), "%s", m);
+                }
+            }
+        }
+        usleep(20000);
+    }
+    die("members add: observer %" PRIu64 " has not caught up after 10 "
+        "minutes; see `raftfs status` and its log", id);
+}
+
 static int cmd_members(int argc, char **argv)
 {
     const char *dir = data_dir_arg(&argc, &argv);
@@ -803,21 +860,46 @@ static int cmd_members(int argc, char **argv)
         printf("raftfs: %s", out);
         return 0;
     }
+    if (strcmp(argv[0], "promote") == 0) {
+        /* Said plainly, since a learner's promotion is automatic and an
+         * operator may look for the step that turns an observer into a
+         * voter: there is none, by design (docs/guide.md). */
+        die("members: there is no promote command: a learner added by "
+            "`members add` is promoted by the leader once caught up, and an "
+            "observer is never promoted; to make an observer's host a "
+            "voter, remove it and add it under a new id without --observer");
+    }
+    bool observer = false;
+    if (strcmp(argv[0], "add") == 0) {
+        for (int i = 1; i < argc; i++) {
+            if (strcmp(argv[i], "--observer") == 0) {
+                observer = true;
+                memmove(&argv[i], &argv[i + 1],
+                        (size_t)(argc - i - 1) * sizeof(argv[0]));
+                argc--;
+                break;
+            }
+        }
+    }
     if (strcmp(argv[0], "add") != 0 || argc != 3) {
-        die("members: expected list, add ID IP:PORT or remove ID (see "
-            "raftfs --help)");
+        die("members: expected list, add [--observer] ID IP:PORT or remove "
+            "ID (see raftfs --help)");
     }
     rfs_nodeid_t id;
     if (config_parse_id(argv[1], &id, err) != 0 ||
         config_parse_addr(argv[2], err) != 0) {
         die("members add: %s", err);
     }
-    snprintf(line, sizeof(line), "add %" PRIu64 " %s", id, argv[2]);
+    snprintf(line, sizeof(line), "%s %" PRIu64 " %s",
+             observer ? "observe" : "add", id, argv[2]);
     int rv = admin_change(dir, line, out, sizeof(out));
     if (rv != 0) {
         die("members add %" PRIu64 ": %s", id, out);
     }
     printf("raftfs: %s", out);
+    if (observer) {
+        return follow_observer(dir, id);
+    }
     /* Follow the learner until the leader promotes it. */
     char want[64];
     snprintf(want, sizeof(want), "%" PRIu64 " %s voter", id, argv[2]);
