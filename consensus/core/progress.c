@@ -35,6 +35,10 @@ void cons__progress_reset(struct cons_node *n, struct progress *p,
 
 /* Make the leader's progress set match the configuration: keep what is
  * known about servers that stay, start new ones in PROBE. */
+/* Every member gets a progress, observers included: this is where an
+ * observer enters the leader's replication. Dissemination by gossip
+ * (docs/design.md, issue 16 step 3) is meant to replace the leader's feed
+ * here, by keeping observers out of prs. */
 void cons__progress_sync(struct cons_node *n)
 {
     unsigned k = 0;
