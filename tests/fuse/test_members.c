@@ -572,6 +572,11 @@ static void test_observer(void **state)
         snprintf(rel, sizeof(rel), "a%d", j);
         assert_reads(c, 4, rel, rel);
     }
+    /* Each of those linearizable reads asked the leader for a read index:
+     * an observer holds no lease to answer from. */
+    assert_int_equal(mc_status(c, 4, "leased_reads") +
+                         mc_status(c, 4, "fast_barriers"),
+                     0);
     assert_int_equal(mc_write(mc_path(c, 4, "from-observer"), "o", 1), 0);
     for (int i = 1; i <= 4; i++) {
         assert_reads(c, i, "from-observer", "o");
