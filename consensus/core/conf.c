@@ -17,7 +17,10 @@
  * byte may be 3 (CONS_OBSERVER); it is written only while the configuration
  * holds an observer, so a cluster without observers writes what older
  * builds read, and an older build meeting an observer refuses the entry
- * rather than taking the observer for something else. The decoder checks
+ * rather than taking the observer for something else. Version 5 adds each
+ * server's public signing key (32 bytes, all zero: unknown) after its data
+ * folder id, may hold observers too, and is written only once some key is
+ * recorded; older versions read with every key unknown. The decoder checks
  * every length and
  * value, since a CONF entry can come off a network or a damaged disk.
  *
@@ -42,6 +45,16 @@
 #define CONF_VERSION_REMOVED 2
 #define CONF_VERSION_DATA_ID 3
 #define CONF_VERSION_OBSERVER 4
+#define CONF_VERSION_KEY 5
+
+static bool key_set(const uint8_t key[CONS_KEY_BYTES])
+{
+    uint8_t any = 0;
+    for (unsigned i = 0; i < CONS_KEY_BYTES; i++) {
+        any |= key[i];
+    }
+    return any != 0;
+}
 
 const char *cons_server_role_name(uint8_t role)
 {
@@ -128,17 +141,18 @@ static uint64_t get64(const uint8_t **p)
 
 int cons_conf_encode(const struct cons_conf *c, struct rfs_buf *out)
 {
-    bool v4 = false, v3 = false;
+    bool v5 = false, v4 = false, v3 = false;
     for (unsigned i = 0; i < c->n; i++) {
+        v5 |= key_set(c->servers[i].key);
         v4 |= c->servers[i].role == CONS_OBSERVER;
         v3 |= c->servers[i].data_id != 0;
     }
-    v3 |= v4;
+    v3 |= v4 || v5;
     bool v2 = v3 || c->n_removed > 0 || c->removed_upto != 0;
     size_t len = 2;
     for (unsigned i = 0; i < c->n; i++) {
         len += 8 + 1 + 1 + strnlen(c->servers[i].addr, CONS_ADDR_MAX - 1) +
-               (v3 ? 8 : 0);
+               (v3 ? 8 : 0) + (v5 ? CONS_KEY_BYTES : 0);
     }
     if (v2) {
         len += 8 + 1 + 16 * (size_t)c->n_removed;
@@ -149,7 +163,8 @@ int cons_conf_encode(const struct cons_conf *c, struct rfs_buf *out)
     }
     out->base = p;
     out->len = len;
-    *p++ = v4   ? CONF_VERSION_OBSERVER
+    *p++ = v5   ? CONF_VERSION_KEY
+           : v4 ? CONF_VERSION_OBSERVER
            : v3 ? CONF_VERSION_DATA_ID
            : v2 ? CONF_VERSION_REMOVED
                 : CONF_VERSION;
@@ -166,6 +181,10 @@ int cons_conf_encode(const struct cons_conf *c, struct rfs_buf *out)
         p += alen;
         if (v3) {
             put64(&p, s->data_id);
+        }
+        if (v5) {
+            memcpy(p, s->key, CONS_KEY_BYTES);
+            p += CONS_KEY_BYTES;
         }
     }
     if (v2) {
@@ -185,11 +204,12 @@ int cons_conf_decode(const struct rfs_buf *in, struct cons_conf *c)
     const uint8_t *end = p + in->len;
     memset(c, 0, sizeof(*c));
     if (in->len < 2 ||
-        p[0] < CONF_VERSION || p[0] > CONF_VERSION_OBSERVER ||
+        p[0] < CONF_VERSION || p[0] > CONF_VERSION_KEY ||
         p[1] > CONS_MAX_SERVERS) {
         return RFS_EMALFORMED;
     }
-    bool v4 = p[0] == CONF_VERSION_OBSERVER;
+    bool v5 = p[0] == CONF_VERSION_KEY;
+    bool v4 = v5 || p[0] == CONF_VERSION_OBSERVER;
     bool v3 = v4 || p[0] == CONF_VERSION_DATA_ID;
     bool v2 = v3 || p[0] == CONF_VERSION_REMOVED;
     unsigned n = p[1];
@@ -220,6 +240,13 @@ int cons_conf_decode(const struct rfs_buf *in, struct cons_conf *c)
                 return RFS_EMALFORMED;
             }
             s->data_id = get64(&p);
+        }
+        if (v5) {
+            if (end - p < CONS_KEY_BYTES) {
+                return RFS_EMALFORMED;
+            }
+            memcpy(s->key, p, CONS_KEY_BYTES);
+            p += CONS_KEY_BYTES;
         }
         for (unsigned j = 0; j < i; j++) {
             if (c->servers[j].id == s->id) {
@@ -372,6 +399,37 @@ int cons_node_record_data_ids(struct cons_node *n,
         cons__trace(n, "propose recording node %llu's data id %016llx",
                     (unsigned long long)ids[j].id,
                     (unsigned long long)ids[j].data_id);
+    }
+    return propose_conf(n, &c, index);
+}
+
+int cons_node_record_keys(struct cons_node *n, const struct cons_key *keys,
+                          unsigned k, rfs_index_t *index)
+{
+    int rv = change_allowed(n);
+    if (rv != 0) {
+        return rv;
+    }
+    if (k == 0) {
+        return RFS_EBADCONF;
+    }
+    struct cons_conf c = n->conf;
+    for (unsigned j = 0; j < k; j++) {
+        struct cons_server *s = NULL;
+        for (unsigned i = 0; i < c.n; i++) {
+            if (c.servers[i].id == keys[j].id) {
+                s = &c.servers[i];
+            }
+        }
+        /* Never replaced: a signature is worth only as much as the
+         * certainty of whose key checks it; a member with a new key
+         * leaves and joins under a new id, as a wiped one does. */
+        if (s == NULL || !key_set(keys[j].key) || key_set(s->key)) {
+            return RFS_EBADCONF;
+        }
+        memcpy(s->key, keys[j].key, CONS_KEY_BYTES);
+        cons__trace(n, "propose recording node %llu's signing key",
+                    (unsigned long long)keys[j].id);
     }
     return propose_conf(n, &c, index);
 }

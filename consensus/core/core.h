@@ -54,6 +54,8 @@
 #define CONS_ADDR_MAX 64
 /* Most servers (voters, learners and observers) a configuration can hold. */
 #define CONS_MAX_SERVERS 64
+/* A member's public signing key (Ed25519, crypto_sign_PUBLICKEYBYTES). */
+#define CONS_KEY_BYTES 32
 
 enum cons_role {
     CONS_FOLLOWER = 0,
@@ -88,6 +90,11 @@ struct cons_server {
      * did not record it). Peers refuse a node showing another id: its disk
      * was wiped or replaced (host_hello). */
     uint64_t data_id;
+    /* Its Ed25519 public signing key (made by raftfs init, sent in its
+     * hello), as the leader of the time saw it first; all zero: not
+     * recorded yet. Recorded once, never replaced: the verifier of gossip
+     * (consensus/gossip.h) takes voters' keys from here. */
+    uint8_t key[CONS_KEY_BYTES];
 };
 
 /* Removed servers a configuration remembers by id and index. */
@@ -440,6 +447,23 @@ struct cons_data_id {
 int cons_node_record_data_ids(struct cons_node *n,
                               const struct cons_data_id *ids, unsigned k,
                               rfs_index_t *index);
+
+/* A member's public signing key, to record (cons_node_record_keys). */
+struct cons_key {
+    rfs_nodeid_t id;
+    uint8_t key[CONS_KEY_BYTES];
+};
+
+/*
+ * Propose recording the public signing keys of k members (leader only),
+ * in one configuration change, as cons_node_record_data_ids does for data
+ * folder ids: only keys not recorded yet are set, a recorded one never
+ * changes. Returns 0 (appended, *index set), RFS_ENOTLEADER, RFS_EBUSY,
+ * RFS_EBADCONF (k 0, not a member, an all-zero key, or one already
+ * recorded), -ENOMEM.
+ */
+int cons_node_record_keys(struct cons_node *n, const struct cons_key *keys,
+                          unsigned k, rfs_index_t *index);
 
 /*
  * Hand leadership to voter `to` (0: the most up-to-date voter). The target is

@@ -1340,7 +1340,7 @@ static void test_conf_codec_data_id(void **state)
     assert_int_equal(d.n_removed, 0);
     rfs_free(b.base);
     /* An unknown later version is malformed, not misread. */
-    v1[0] = 4;
+    v1[0] = 6;
     b = (struct rfs_buf){v1, sizeof(v1)};
     assert_int_equal(cons_conf_decode(&b, &d), RFS_EMALFORMED);
 }
@@ -1908,6 +1908,89 @@ static void test_conf_codec_observer(void **state)
     rfs_free(b.base);
 }
 
+/* Version 5 carries each member's signing key after its data folder id;
+ * a configuration without keys still writes version 3 or 4, and those
+ * read with every key unknown. */
+static void test_conf_codec_keys(void **state)
+{
+    (void)state;
+    struct cons_conf a;
+    memset(&a, 0, sizeof(a));
+    a.n = 2;
+    a.servers[0] = (struct cons_server){.id = 7, .role = CONS_VOTER,
+                                        .addr = "h7:1", .data_id = 0x77};
+    a.servers[1] = (struct cons_server){.id = 9, .role = CONS_OBSERVER,
+                                        .addr = "h9:1"};
+    struct rfs_buf b;
+    struct cons_conf d;
+    assert_int_equal(cons_conf_encode(&a, &b), 0);
+    assert_int_equal(((uint8_t *)b.base)[0], 4);
+    assert_int_equal(cons_conf_decode(&b, &d), 0);
+    assert_int_equal(d.servers[0].key[0], 0);
+    rfs_free(b.base);
+    for (unsigned i = 0; i < CONS_KEY_BYTES; i++) {
+        a.servers[0].key[i] = (uint8_t)(0xa0 + i);
+    }
+    assert_int_equal(cons_conf_encode(&a, &b), 0);
+    uint8_t *p = b.base;
+    assert_int_equal(p[0], 5);
+    assert_int_equal(cons_conf_decode(&b, &d), 0);
+    assert_memory_equal(d.servers[0].key, a.servers[0].key, CONS_KEY_BYTES);
+    uint8_t zero[CONS_KEY_BYTES] = {0};
+    assert_memory_equal(d.servers[1].key, zero, CONS_KEY_BYTES);
+    assert_int_equal(d.servers[1].role, CONS_OBSERVER);
+    assert_true(d.servers[0].data_id == 0x77);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        struct rfs_buf t = {p, cut};
+        assert_int_equal(cons_conf_decode(&t, &d), RFS_EMALFORMED);
+    }
+    p[0] = 6; /* Unknown later version: malformed, not misread. */
+    assert_int_equal(cons_conf_decode(&b, &d), RFS_EMALFORMED);
+    rfs_free(b.base);
+}
+
+/* Keys are recorded like data folder ids: by the leader, in one change,
+ * once; never replaced, never all zero, members only. */
+static void test_conf_record_keys(void **state)
+{
+    struct cl *c = &((struct fixture *)*state)->c;
+    cl_elect(c, 1);
+    struct cons_node *l = c->nodes[1].n;
+    struct cons_key k[2];
+    memset(k, 0, sizeof(k));
+    k[0].id = 3;
+    k[0].key[0] = 0x33;
+    k[1].id = 1;
+    k[1].key[31] = 0x11;
+    rfs_index_t at = 0;
+    assert_int_equal(cons_node_record_keys(c->nodes[2].n, k, 1, &at),
+                     RFS_ENOTLEADER);
+    assert_int_equal(cons_node_record_keys(l, k, 2, &at), 0);
+    assert_int_equal(cons_node_record_keys(l, k, 1, NULL), RFS_EBUSY);
+    cl_tick(c, 1, 2);
+    cl_deliver(c);
+    cl_tick(c, 1, 2);
+    cl_deliver(c);
+    assert_true(cl_status(c, 1).commit >= at);
+    const struct cons_conf *f = cons_node_conf(c->nodes[2].n);
+    assert_int_equal(cons_conf_get(f, 3)->key[0], 0x33);
+    assert_int_equal(cons_conf_get(f, 1)->key[31], 0x11);
+    assert_int_equal(cons_conf_get(f, 2)->key[0], 0);
+    /* Recorded: neither replaced nor recorded again. */
+    k[0].key[0] = 0x34;
+    assert_int_equal(cons_node_record_keys(l, k, 1, NULL), RFS_EBADCONF);
+    k[0].key[0] = 0x33;
+    assert_int_equal(cons_node_record_keys(l, k, 1, NULL), RFS_EBADCONF);
+    struct cons_key z = {.id = 2};
+    assert_int_equal(cons_node_record_keys(l, &z, 1, NULL), RFS_EBADCONF);
+    z.key[5] = 1;
+    z.id = 8;
+    assert_int_equal(cons_node_record_keys(l, &z, 1, NULL), RFS_EBADCONF);
+    assert_int_equal(cons_node_record_keys(l, k, 0, NULL), RFS_EBADCONF);
+    z.id = 2;
+    assert_int_equal(cons_node_record_keys(l, &z, 1, NULL), 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1966,6 +2049,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_observer_never_holds_follower_lease),
         cmocka_unit_test(test_observer_never_promoted_nor_readded),
         cmocka_unit_test(test_conf_codec_observer),
+        cmocka_unit_test(test_conf_codec_keys),
+        T(test_conf_record_keys),
         T(test_conf_record_data_id),
         cmocka_unit_test(test_snapshot_sent_to_lagging_follower),
         cmocka_unit_test(test_snapshot_resumes_after_follower_crash),
