@@ -133,11 +133,14 @@ struct host {
     struct { rfs_nodeid_t client; uint64_t boot; } ending[HOST_HEARD];
     unsigned n_ending;
     /* The data folder ids host_hello accepted, one per peer (the last
-     * CONS_MAX_SERVERS peers): what a leader records in the configuration
-     * for members recorded without one (record_data_ids). */
+     * CONS_MAX_SERVERS peers), and the signing keys those hellos carried:
+     * what a leader records in the configuration for members recorded
+     * without them (record_data_ids, record_keys). */
     struct {
         rfs_nodeid_t peer;
         uint64_t data_id;
+        bool has_key;
+        uint8_t key[CONS_KEY_BYTES];
     } folders[CONS_MAX_SERVERS];
     unsigned folders_next; /* The slot a new peer takes (oldest first). */
 };
@@ -566,7 +569,8 @@ static void maybe_snapshot(struct host *h)
 /* Membership housekeeping (the leader's, and a removed node's)              */
 
 /* The data folder ids host_hello accepted (see struct host). */
-static void folder_set(struct host *h, rfs_nodeid_t peer, uint64_t data_id)
+static void folder_set(struct host *h, rfs_nodeid_t peer, uint64_t data_id,
+                       const uint8_t *key)
 {
     unsigned slot = CONS_MAX_SERVERS;
     for (unsigned i = 0; i < CONS_MAX_SERVERS; i++) {
@@ -580,6 +584,64 @@ static void folder_set(struct host *h, rfs_nodeid_t peer, uint64_t data_id)
     }
     h->folders[slot].peer = peer;
     h->folders[slot].data_id = data_id;
+    h->folders[slot].has_key = key != NULL;
+    if (key != NULL) {
+        memcpy(h->folders[slot].key, key, CONS_KEY_BYTES);
+    }
+}
+
+/* The signing key peer's accepted hello carried (or ours): false if
+ * none. */
+static bool key_get(const struct host *h, rfs_nodeid_t peer,
+                    uint8_t key[CONS_KEY_BYTES])
+{
+    if (peer == h->o.id) {
+        static const uint8_t zero[CONS_KEY_BYTES];
+        memcpy(key, h->o.sign_pk, CONS_KEY_BYTES);
+        return memcmp(key, zero, CONS_KEY_BYTES) != 0;
+    }
+    for (unsigned i = 0; i < CONS_MAX_SERVERS; i++) {
+        if (h->folders[i].peer == peer && h->folders[i].has_key) {
+            memcpy(key, h->folders[i].key, CONS_KEY_BYTES);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The leader records the members' public signing keys as record_data_ids
+ * does their folder ids, in a change of its own (the core takes one
+ * change at a time: this one waits for the next tick if that one went
+ * first). The gossip verifier takes voters' keys from the configuration;
+ * a key already recorded is left alone, whatever a hello says now. */
+static void record_keys(struct host *h)
+{
+    struct cons_status st;
+    cons_node_status(h->core, &st);
+    if (st.role != CONS_LEADER || st.conf_index > st.commit) {
+        return;
+    }
+    const struct cons_conf *c = cons_node_conf(h->core);
+    static const uint8_t zero[CONS_KEY_BYTES];
+    struct cons_key keys[CONS_MAX_SERVERS];
+    unsigned k = 0;
+    for (unsigned i = 0; i < c->n; i++) {
+        if (memcmp(c->servers[i].key, zero, CONS_KEY_BYTES) == 0 &&
+            key_get(h, c->servers[i].id, keys[k].key)) {
+            keys[k].id = c->servers[i].id;
+            k++;
+        }
+    }
+    rfs_index_t idx;
+    if (k == 0 || cons_node_record_keys(h->core, keys, k, &idx) != 0) {
+        return;
+    }
+    for (unsigned j = 0; j < k; j++) {
+        hlog(h, RFS_LOG_INFO, "recording node %" PRIu64 "'s signing key "
+             "%02x%02x%02x%02x... in the configuration at index %" PRIu64,
+             keys[j].id, keys[j].key[0], keys[j].key[1], keys[j].key[2],
+             keys[j].key[3], idx);
+    }
 }
 
 static uint64_t folder_get(const struct host *h, rfs_nodeid_t peer)
@@ -1034,6 +1096,7 @@ void host_tick(struct host *h)
     if (!h->failed) {
         apply_retry(h);
         record_data_ids(h);
+        record_keys(h);
         promote_learners(h);
         check_removed(h);
         session_expire(h);
@@ -1066,6 +1129,12 @@ void host_recv(struct host *h, const struct cons_msg *m)
 
 bool host_hello(struct host *h, rfs_nodeid_t peer, uint64_t data_id)
 {
+    return host_hello_key(h, peer, data_id, NULL);
+}
+
+bool host_hello_key(struct host *h, rfs_nodeid_t peer, uint64_t data_id,
+                    const uint8_t *key)
+{
     /* The core is only read: no clock catch-up needed. An old peer that
      * sends no id cannot be checked (docs/protocol.md). */
     if (data_id == 0) {
@@ -1096,7 +1165,7 @@ bool host_hello(struct host *h, rfs_nodeid_t peer, uint64_t data_id)
         }
     }
     if (known == data_id) {
-        folder_set(h, peer, data_id);
+        folder_set(h, peer, data_id, key);
         return true;
     }
     h->refusals++;

@@ -136,6 +136,9 @@ struct host_options {
     uint64_t boot;              /* This process's boot id (store_boot_*). */
     uint64_t data_id;           /* This data folder's (store_data_id); 0:
                                  * none, never recorded. */
+    /* This node's public signing key (DATADIR/signing.key); all zero:
+     * none, never recorded. */
+    uint8_t sign_pk[CONS_KEY_BYTES];
     unsigned tick_ms;
     unsigned election_ticks;
     unsigned heartbeat_ticks;
@@ -201,8 +204,13 @@ void host_poke(struct host *h);
  * a committed entry (RAFT-PITFALLS 5). Logged once per peer and id. A
  * leader records each member's accepted id in the configuration (on its
  * tick), so that peers that never heard the member check it too.
+ * host_hello_key's key: the peer's public signing key (CONS_KEY_BYTES),
+ * NULL from an older build (host_hello passes NULL); an accepted peer's key is what the leader records for it in the
+ * configuration, once (a recorded key is never replaced).
  */
 bool host_hello(struct host *h, rfs_nodeid_t peer, uint64_t data_id);
+bool host_hello_key(struct host *h, rfs_nodeid_t peer, uint64_t data_id,
+                    const uint8_t *key);
 /* Connections refused by host_hello so far. */
 uint64_t host_refusals(const struct host *h);
 /* The write handed to host_io.write finished: 0, -ENOSPC (nothing was

@@ -81,6 +81,7 @@ struct node {
     struct node_options o;
     char dir[1024];
     uint8_t secret[SECURE_KEY_BYTES];
+    uint8_t sign_pk[SECURE_SIGN_PK_BYTES]; /* Of DATADIR/signing.key. */
     struct store *store;
     uint64_t data_id; /* This folder's (store_data_id). */
     struct host *host;
@@ -490,6 +491,7 @@ static void publish_status(struct node *n)
         }
     }
     snprintf(st.listen, sizeof(st.listen), "%s", n->o.listen);
+    memcpy(st.sign_pk, n->sign_pk, sizeof(st.sign_pk));
     host_session(n->host, &st.session);
     st.peers_connected = transport_connected_count(n->net);
     pthread_mutex_lock(&n->lock);
@@ -711,10 +713,11 @@ static void net_raft(void *data, const struct cons_msg *m)
     host_recv(n->host, m);
 }
 
-static bool net_hello(void *data, rfs_nodeid_t from, uint64_t data_id)
+static bool net_hello(void *data, rfs_nodeid_t from, uint64_t data_id,
+                      const uint8_t *key)
 {
     struct node *n = data;
-    return host_hello(n->host, from, data_id);
+    return host_hello_key(n->host, from, data_id, key);
 }
 
 static void net_poke(void *data)
@@ -918,6 +921,7 @@ static int load_core(struct node *n, char *errmsg)
         .on_apply = n->o.on_apply,
         .apply_data = n->o.apply_data,
     };
+    memcpy(ho.sign_pk, n->sign_pk, sizeof(ho.sign_pk));
     randombytes_buf(&ho.ids_from, sizeof(ho.ids_from));
     const struct host_io io = {
         .data = n,
@@ -1018,6 +1022,27 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
                                  : strerror(-rv));
         goto err_free;
     }
+    /* The signing key: made by raftfs init; a folder made by an older
+     * build gets one at its first mount here, so every member has one to
+     * record (docs/protocol.md). */
+    uint8_t seed[SECURE_KEY_BYTES];
+    snprintf(path, sizeof(path), "%s/" SECURE_SIGN_FILE, n->dir);
+    rv = secure_secret_load(path, seed);
+    if (rv == -ENOENT) {
+        rv = secure_secret_create(path);
+        if (rv == 0) {
+            rv = secure_secret_load(path, seed);
+        }
+    }
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "signing key %.150s: %.60s", path,
+                 rv == -EACCES ? "readable by others (chmod 600)"
+                 : rv == -EINVAL ? "not a 32-byte key"
+                                 : strerror(-rv));
+        goto err_free;
+    }
+    secure_sign_public(seed, n->sign_pk);
+    sodium_memzero(seed, sizeof(seed));
     rv = snapfiles_init(&n->snaps, n->dir, errmsg);
     if (rv != 0) {
         goto err_free;
@@ -1077,8 +1102,8 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
         .poke = net_poke,
         .log = io_log,
     };
-    rv = transport_open(&n->loop, n->o.id, data_id, o->listen, n->secret, &cbs,
-                        &n->net, errmsg);
+    rv = transport_open(&n->loop, n->o.id, data_id, n->sign_pk, o->listen,
+                        n->secret, &cbs, &n->net, errmsg);
     if (rv != 0) {
         uv_loop_close(&n->loop);
         goto err_after_core;

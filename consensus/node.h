@@ -159,6 +159,7 @@ struct node_status {
     bool removed;              /* This node was removed from the cluster. */
     char last_error[192];      /* The last warning or error logged. */
     char listen[CONS_ADDR_MAX]; /* This node's peer address. */
+    uint8_t sign_pk[CONS_KEY_BYTES]; /* This node's public signing key. */
     struct host_session session; /* This node's session. */
     unsigned live_sessions;     /* In the replicated state (node_status
                                  * counts them as it is called). */

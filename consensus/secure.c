@@ -281,6 +281,14 @@ int secure_secret_create(const char *path)
     return rv;
 }
 
+void secure_sign_public(const uint8_t seed[SECURE_KEY_BYTES],
+                        uint8_t pk[SECURE_SIGN_PK_BYTES])
+{
+    uint8_t sk[crypto_sign_SECRETKEYBYTES];
+    crypto_sign_seed_keypair(pk, sk, seed);
+    sodium_memzero(sk, sizeof(sk));
+}
+
 int secure_secret_load(const char *path, uint8_t secret[SECURE_KEY_BYTES])
 {
     int fd = open(path, O_RDONLY);

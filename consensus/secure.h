@@ -85,6 +85,16 @@ int secure_secret_load(const char *path, uint8_t secret[SECURE_KEY_BYTES]);
 /* Create a new random secret file with mode 0600 (fails if it exists). */
 int secure_secret_create(const char *path);
 
+/* A node's signing key lives in DATADIR/signing.key as a 32-byte Ed25519
+ * seed, made and read as a secret file is (secure_secret_create and
+ * secure_secret_load): its owner alone may read it. This derives the
+ * public half, which the node sends in its hellos and the configuration
+ * records (cons_server.key). */
+#define SECURE_SIGN_FILE "signing.key"
+#define SECURE_SIGN_PK_BYTES 32
+void secure_sign_public(const uint8_t seed[SECURE_KEY_BYTES],
+                        uint8_t pk[SECURE_SIGN_PK_BYTES]);
+
 /* Start a connection. A client gets its HELLO in *out; a server waits.
  * peer: for a client, the id it expects to reach (0: any). */
 void secure_init(struct secure *s, bool client, rfs_nodeid_t self,

@@ -37,6 +37,24 @@ static const char *addr_of(const struct node_status *st, rfs_nodeid_t id)
 
 /* Addresses are host:port strings we parsed ourselves, but a JSON writer
  * must not trust that. */
+/* A signing key in hex, or nothing if it is all zero (unknown). */
+static void put_key(struct out *o, const char *name,
+                    const uint8_t key[CONS_KEY_BYTES])
+{
+    uint8_t any = 0;
+    for (unsigned i = 0; i < CONS_KEY_BYTES; i++) {
+        any |= key[i];
+    }
+    if (any == 0) {
+        return;
+    }
+    put(o, ",\"%s\":\"", name);
+    for (unsigned i = 0; i < CONS_KEY_BYTES; i++) {
+        put(o, "%02x", key[i]);
+    }
+    put(o, "\"");
+}
+
 static void put_json_string(struct out *o, const char *s)
 {
     put(o, "\"");
@@ -72,6 +90,7 @@ size_t status_json(const struct node_status *st, char *buf, size_t cap)
         st->core.snap_index, st->entries_proposed, st->batches_written,
         st->peers_connected, st->core.leased_reads, st->fast_barriers);
     put_json_string(&o, st->listen);
+    put_key(&o, "signing_key", st->sign_pk);
     put(&o, ",\"removed\":%s,\"last_error\":",
         st->removed ? "true" : "false");
     put_json_string(&o, st->last_error);
@@ -89,6 +108,7 @@ size_t status_json(const struct node_status *st, char *buf, size_t cap)
         put(&o, "%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", s->id);
         put_json_string(&o, s->addr);
         put(&o, ",\"role\":\"%s\"", cons_server_role_name(s->role));
+        put_key(&o, "key", s->key);
         if (leader) {
             /* Only the leader knows how far each member has replicated. */
             put(&o, ",\"match\":%" PRIu64 ",\"lag\":%" PRIu64, st->match[i],

@@ -14,10 +14,12 @@
 
 /* One JSON object: id, role, term, leader, commit_index, applied_index,
  * last_index, snapshot_index, entries_proposed, batches_written,
- * peers_connected, address, removed, last_error, session (state: "off",
+ * peers_connected, address, signing_key (hex), removed, last_error,
+ * session (state: "off",
  * "opening", "live", "may have ended" or "ended"; boot; ttl_ms),
  * live_sessions (in the replicated state), members (objects with id,
- * address, role, and on the leader match and lag). */
+ * address, role, key (hex, once recorded), and on the leader match and
+ * lag). */
 size_t status_json(const struct node_status *st, char *buf, size_t cap);
 /* "ID ADDRESS\n" of the leader this node knows, or "none\n". */
 size_t status_leader(const struct node_status *st, char *buf, size_t cap);

@@ -75,6 +75,7 @@ struct transport {
     uv_loop_t *loop;
     rfs_nodeid_t id;
     uint64_t data_id;
+    uint8_t sign_pk[SECURE_SIGN_PK_BYTES];
     char listen[CONS_ADDR_MAX];
     uint8_t secret[SECURE_KEY_BYTES];
     struct transport_cbs cb;
@@ -254,17 +255,21 @@ static void admin_frame(struct transport *n, rfs_nodeid_t from,
                         const uint8_t *b, size_t len);
 
 /* Where we listen (a node that is joining knows no one, and answers its
- * leader there) and our data folder's id. Straight onto the connection,
- * past the test fault layer: it must be the first frame the peer reads. */
+ * leader there), our data folder's id, and after the address a NUL and our
+ * public signing key: an older build reads the address as a string and
+ * stops at the NUL. Straight onto the connection, past the test fault
+ * layer: it must be the first frame the peer reads. */
 static void send_hello(struct transport *n, struct conn *c)
 {
     size_t tl = strlen(n->listen);
-    uint8_t b[13 + CONS_ADDR_MAX];
+    uint8_t b[13 + CONS_ADDR_MAX + 1 + SECURE_SIGN_PK_BYTES];
     b[0] = ADMIN_HELLO;
     rfs_put_le64(b + 1, n->data_id);
     rfs_put_le32(b + 9, 0);
     memcpy(b + 13, n->listen, tl);
-    conn_send(c, WIRE_ADMIN, b, 13 + tl);
+    b[13 + tl] = '\0';
+    memcpy(b + 14 + tl, n->sign_pk, SECURE_SIGN_PK_BYTES);
+    conn_send(c, WIRE_ADMIN, b, 14 + tl + SECURE_SIGN_PK_BYTES);
 }
 
 static void on_frame(struct conn *c, const struct wire_frame *f)
@@ -318,7 +323,11 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
          * changed (wiped, replaced) is refused before anything it says is
          * heard. */
         uint64_t data_id = rfs_get_le64(plain + 1);
-        if (!n->cb.hello(n->cb.data, c->sec.peer, data_id)) {
+        size_t tl = strnlen((const char *)plain + 13, plen - 13);
+        const uint8_t *key = plen == 14 + tl + SECURE_SIGN_PK_BYTES
+                                 ? plain + 14 + tl
+                                 : NULL;
+        if (!n->cb.hello(n->cb.data, c->sec.peer, data_id, key)) {
             rfs_free(plain);
             conn_close(c, "refused: its data folder is not the one it had");
             return;
@@ -679,7 +688,7 @@ unsigned transport_connected_count(const struct transport *n)
 }
 
 int transport_open(uv_loop_t *loop, rfs_nodeid_t id, uint64_t data_id,
-                   const char *listen,
+                   const uint8_t *sign_pk, const char *listen,
                    const uint8_t *secret, const struct transport_cbs *cb,
                    struct transport **out, char *errmsg)
 {
@@ -697,6 +706,7 @@ int transport_open(uv_loop_t *loop, rfs_nodeid_t id, uint64_t data_id,
     n->loop = loop;
     n->id = id;
     n->data_id = data_id;
+    memcpy(n->sign_pk, sign_pk, SECURE_SIGN_PK_BYTES);
     snprintf(n->listen, sizeof(n->listen), "%s", listen);
     memcpy(n->secret, secret, SECURE_KEY_BYTES);
     n->cb = *cb;

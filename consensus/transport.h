@@ -48,9 +48,12 @@ struct transport_cbs {
                   enum transport_admin_kind kind, uint64_t id, int code,
                   const void *body, size_t len);
     /* A peer's hello on its connection: the id of the data folder it runs
-     * on (0 from a build too old to say). false: drop the connection and
-     * everything on it (host_hello). */
-    bool (*hello)(void *data, rfs_nodeid_t from, uint64_t data_id);
+     * on (0 from a build too old to say), and its public signing key
+     * (SECURE_SIGN_PK_BYTES, borrowed; NULL from a build too old to send
+     * one). false: drop the connection and everything on it
+     * (host_hello). */
+    bool (*hello)(void *data, rfs_nodeid_t from, uint64_t data_id,
+                  const uint8_t *key);
     /* After each read from a connection: the node may have work. */
     void (*poke)(void *data);
     void (*log)(void *data, enum rfs_log_level lv, const char *line);
@@ -60,9 +63,10 @@ struct transport;
 
 /* Listen on listen ("IPv4:port"). 0, -EINVAL or -EADDRINUSE with errmsg
  * naming the address. secret: SECURE_KEY_BYTES, copied. data_id: this
- * node's data folder id (store_data_id), said in every hello. */
+ * node's data folder id (store_data_id), and sign_pk its public signing
+ * key (SECURE_SIGN_PK_BYTES, copied), said in every hello. */
 int transport_open(uv_loop_t *loop, rfs_nodeid_t id, uint64_t data_id,
-                   const char *listen,
+                   const uint8_t *sign_pk, const char *listen,
                    const uint8_t *secret, const struct transport_cbs *cb,
                    struct transport **out, char *errmsg);
 /* Close every handle; free with transport_free() once the loop has run

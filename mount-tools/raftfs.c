@@ -33,6 +33,7 @@
 #include "../common/err.h"
 #include "../common/log.h"
 #include "../consensus/config.h"
+#include "../consensus/secure.h"
 #include "../consensus/snapfiles.h"
 #include "../fs/fs.h"
 #include "coord.h"
@@ -399,11 +400,33 @@ static int cmd_init(int argc, char **argv)
         die("init: %s already holds a secret; refusing to overwrite it",
             dir);
     }
+    char kpath[PATH_MAX];
+    conf_path(dir, kpath, sizeof(kpath), SECURE_SIGN_FILE);
+    if (access(kpath, F_OK) == 0) {
+        die("init: %s already holds a signing key; refusing to overwrite it",
+            dir);
+    }
     if (secret != NULL) {
         copy_secret(secret, spath);
     } else {
         make_secret(spath);
     }
+    /* This node's own signing key (mode 0600, never copied to another
+     * node): the leader records its public half in the configuration,
+     * where gossip's verifier looks voters' keys up. */
+    uint8_t seed[SECURE_KEY_BYTES], pk[SECURE_SIGN_PK_BYTES];
+    int krv = secure_global_init();
+    if (krv == 0) {
+        krv = secure_secret_create(kpath);
+    }
+    if (krv == 0) {
+        krv = secure_secret_load(kpath, seed);
+    }
+    if (krv != 0) {
+        die("init: signing key %s: %s", kpath, strerror(-krv));
+    }
+    secure_sign_public(seed, pk);
+    memset(seed, 0, sizeof(seed));
     if (restore != NULL) {
         restore_image(dir, restore, id, listen);
     }
@@ -433,6 +456,11 @@ static int cmd_init(int argc, char **argv)
         printf("raftfs: cluster secret: %s (copy it to every other node's "
                "`raftfs init --secret`)\n", spath);
     }
+    printf("raftfs: signing key: %s (this node's own), public key ", kpath);
+    for (size_t i = 0; i < sizeof(pk); i++) {
+        printf("%02x", pk[i]);
+    }
+    printf("\n");
     if (observer) {
         printf("raftfs: on the cluster, run: raftfs members add --observer %"
                PRIu64 " %s\n", id, listen);
@@ -779,6 +807,31 @@ static int cmd_status(int argc, char **argv)
                "cluster: %llu\n", json_num(so, "boot"),
                json_num(so, "ttl_ms") / 1000.0, sstate,
                json_num(st, "live_sessions"));
+    }
+    char key[80];
+    json_str(st, "signing_key", key, sizeof(key));
+    if (key[0] != '\0') {
+        /* Recorded: this node's key appears in its own configuration's
+         * record of itself (the members array, after its id). */
+        char me[48];
+        snprintf(me, sizeof(me), "{\"id\":%llu,", json_num(st, "id"));
+        const char *arr = strstr(st, "\"members\":[");
+        const char *m = arr != NULL ? strstr(arr, me) : NULL;
+        char rec[80] = "";
+        if (m != NULL) {
+            const char *end = strchr(m, '}');
+            json_str(m, "key", rec, sizeof(rec));
+            if (end != NULL && strstr(m, "\"key\":") > end) {
+                rec[0] = '\0';
+            }
+        }
+        printf("signing key: %s (%s)\n", key,
+               rec[0] == '\0'          ? "not recorded in the configuration yet"
+               : strcmp(rec, key) == 0 ? "recorded in the configuration"
+                                       : "the configuration records another "
+                                         "one");
+    } else {
+        printf("signing key: none\n");
     }
     printf("last error: %s\n", err[0] ? err : "none");
     if (admin_call(dir, "members", members, sizeof(members)) == 0) {

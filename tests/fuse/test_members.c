@@ -622,6 +622,76 @@ static void test_observer(void **state)
     assert_int_equal(rv, -ETIMEDOUT);
 }
 
+/* A JSON string field after p ("" if absent). */
+static void json_field(const char *p, const char *key, char *out, size_t cap)
+{
+    char want[64];
+    snprintf(want, sizeof(want), "\"%s\":\"", key);
+    const char *f = strstr(p, want);
+    size_t k = 0;
+    if (f != NULL) {
+        for (f += strlen(want); *f && *f != '"' && k + 1 < cap; f++) {
+            out[k++] = *f;
+        }
+    }
+    out[k] = '\0';
+}
+
+/*
+ * Signing keys (issue 16, for gossip's verifier): raftfs init made each
+ * node's key in its data folder (32 bytes, mode 0600); each node says its
+ * public key in its hellos and its status; the leader records every
+ * member's in the configuration, which every node applies; `raftfs
+ * status` shows it as recorded.
+ */
+static void test_signing_keys(void **state)
+{
+    struct mcluster *c = *state;
+    char pub[4][80];
+    for (int i = 1; i <= 3; i++) {
+        char path[300], st[8192];
+        snprintf(path, sizeof(path), "%s/signing.key", c->data[i]);
+        struct stat sb;
+        assert_int_equal(stat(path, &sb), 0);
+        assert_int_equal(sb.st_size, 32);
+        assert_int_equal(sb.st_mode & 0777, 0600);
+        read_str(mc_path(c, i, ".raftfs/status"), st, sizeof(st));
+        json_field(st, "signing_key", pub[i], sizeof(pub[i]));
+        assert_int_equal(strlen(pub[i]), 64);
+    }
+    assert_string_not_equal(pub[1], pub[2]);
+    assert_string_not_equal(pub[2], pub[3]);
+    /* Every node's configuration records every member's key. */
+    long deadline = pc_now_ms() + 10000;
+    bool all = false;
+    while (!all && pc_now_ms() < deadline) {
+        all = true;
+        for (int i = 1; i <= 3 && all; i++) {
+            char st[8192];
+            read_str(mc_path(c, i, ".raftfs/status"), st, sizeof(st));
+            for (int j = 1; j <= 3 && all; j++) {
+                char me[32], rec[80] = "";
+                snprintf(me, sizeof(me), "{\"id\":%d,", j);
+                const char *arr = strstr(st, "\"members\":[");
+                const char *m = arr != NULL ? strstr(arr, me) : NULL;
+                if (m != NULL) {
+                    json_field(m, "key", rec, sizeof(rec));
+                }
+                all = strcmp(rec, pub[j]) == 0;
+            }
+        }
+        if (!all) {
+            usleep(50000);
+        }
+    }
+    assert_true(all);
+    assert_int_equal(mc_raftfs(c, 2, "status -d DATA"), 0);
+    char want[160];
+    snprintf(want, sizeof(want), "signing key: %s (recorded in the "
+             "configuration)", pub[2]);
+    assert_true(admin_log_has(c, want));
+}
+
 static void test_cli_errors(void **state)
 {
     struct mcluster *c = *state;
@@ -669,6 +739,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_backup_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_observer, setup_short, teardown),
+        cmocka_unit_test_setup_teardown(test_signing_keys, setup, teardown),
     };
     if (getenv("RAFTFS_TEST_FILTER") != NULL) {
         cmocka_set_test_filter(getenv("RAFTFS_TEST_FILTER"));
