@@ -60,6 +60,12 @@ expect "bad node id" "$r" members -d "$live" add 0 127.0.0.1:7000
 expect "bad address" "$r" members -d "$live" add 7 1.2.3
 expect "not a member" "$r" members -d "$live" remove 42
 expect "expected list, add" "$r" members -d "$live" frobnicate
+expect "excludes --peers and --restore" "$r" init "$t/a" --id 1 \
+    --listen 127.0.0.1:7000 --observer --peers 1=127.0.0.1:7000
+expect "bad address" "$r" members -d "$live" add --observer 7 1.2.3
+expect "no promote command" "$r" members -d "$live" promote 7
+expect "role does not change to or from observer" "$r" members -d "$live" \
+    add --observer 1 127.0.0.1:7000
 grep -q " $t/m " /proc/mounts && { echo "not ok: left a mount"; fails=$((fails + 1)); }
 rm -rf "$t"
 echo "# $n checks, $fails failed"
