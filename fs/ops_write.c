@@ -95,14 +95,15 @@ static struct change *change_new(fuse_req_t req, enum reply reply,
 
 /*
  * w's staged create or truncate has ended, applied or not. Changes that
- * waited in unstage() go on. If it did not apply and a close, fsync, lock
- * or name change carried it (not a write, which answered its own caller
- * with the failure), it is owed again: staged anew (a create stays
- * pending), so the next change through the handle carries it. That holds
- * after an unknown outcome (a timeout) too: this node's requests time out
- * in the order they were submitted, so a later change goes out with a
- * first_outstanding past this one, and the store refuses this one as
- * stale should it arrive after that change applied (store/state.c,
+ * waited in unstage() go on. If it did not apply, it is still owed
+ * (open(O_TRUNC) or the create returned): staged anew (a create stays
+ * pending), so the next change through the handle carries it, or the last
+ * close does; a write that carried it and failed leaves the file truncated
+ * by that close, as on ext4 where the truncate happened at open. That
+ * holds after an unknown outcome (a timeout) too: this node's requests
+ * time out in the order they were submitted, so a later change goes out
+ * with a first_outstanding past this one, and the store refuses this one
+ * as stale should it arrive after that change applied (store/state.c,
  * session_check); arriving first, it is merely repeated. True if it staged
  * a create anew.
  */
@@ -112,7 +113,7 @@ static bool stage_end(struct change *w, bool applied)
         return false;
     }
     struct fs *fs = w->fs;
-    bool again = !applied && w->reply != R_WRITE;
+    bool again = !applied;
     pthread_mutex_lock(&fs->lock);
     w->h->stage_inflight = false;
     if (again && w->stage_what == 1) {

@@ -254,9 +254,13 @@ static void record(const struct lin_op *op, int outcome)
 
 /* One write: open with O_TRUNC (nothing is sent yet: the truncate is
  * staged), write (one entry with the data), close. Returns 0 ok, -1 not
- * applied, 1 unknown. */
-static int do_write(const char *path, int64_t v)
+ * applied, 1 unknown. If the write failed, the truncate is still owed and
+ * the close sends it: *emptied is 1 if the close then returned 0 (the file
+ * is empty, as after open(O_TRUNC) on ext4), 2 if the close failed too (it
+ * may be), else 0. */
+static int do_write(const char *path, int64_t v, int *emptied)
 {
+    *emptied = 0;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         return -1; /* Nothing was proposed. */
@@ -265,10 +269,11 @@ static int do_write(const char *path, int64_t v)
     int len = snprintf(buf, sizeof(buf), "%" PRId64, v);
     ssize_t n = write(fd, buf, (size_t)len);
     int e = errno;
-    close(fd);
+    int closed = close(fd);
     if (n == len) {
         return 0;
     }
+    *emptied = closed == 0 ? 1 : 2;
     return e == EROFS ? -1 : 1; /* EROFS: refused before proposing. */
 }
 
@@ -375,13 +380,17 @@ static int do_replace(int i, const char *path, int64_t v)
 }
 
 /* A register write from the shell, as `echo V > f` in a script. Its exit
- * status cannot tell refused from unknown: a failure counts as unknown. */
-static int do_shell_write(const char *path, int64_t v)
+ * status cannot tell refused from unknown: a failure counts as unknown,
+ * and so does an empty file (the redirect's truncate, still owed when the
+ * write failed, goes with the shell's close). */
+static int do_shell_write(const char *path, int64_t v, int *emptied)
 {
     char cmd[700];
     snprintf(cmd, sizeof(cmd), "printf %%s %" PRId64 " > '%s' 2>/dev/null",
              v, path);
-    return system(cmd) == 0 ? 0 : 1;
+    int rv = system(cmd) == 0 ? 0 : 1;
+    *emptied = rv == 0 ? 0 : 2;
+    return rv;
 }
 
 static void do_lock(int i)
@@ -447,13 +456,14 @@ static void *client_main(void *arg)
         const char *path = mc_path(&C, i, name);
         struct lin_op op = {.key = key, .client = i, .call = now_ns()};
         int outcome;
+        int emptied = 0;
         if (wr) {
             op.kind = LIN_WRITE;
             op.value = (int64_t)i * 1000000 + ++seq;
             unsigned how = (unsigned)((r >> 24) % 10);
             outcome = how < 2   ? do_replace(i, path, op.value)
-                      : how < 3 ? do_shell_write(path, op.value)
-                                : do_write(path, op.value);
+                      : how < 3 ? do_shell_write(path, op.value, &emptied)
+                                : do_write(path, op.value, &emptied);
         } else {
             op.kind = LIN_READ;
             outcome = do_read(path, &op.value);
@@ -473,6 +483,14 @@ static void *client_main(void *arg)
             pthread_mutex_unlock(&H.lock);
         }
         record(&op, outcome);
+        if (emptied != 0) {
+            /* The close after a failed write truncated the file (1), or
+             * may have (2): a write of "no content" in the same span. */
+            struct lin_op t = op;
+            t.value = LIN_ABSENT;
+            t.ret = emptied == 1 ? now_ns() : LIN_NEVER;
+            record(&t, emptied == 1 ? 0 : 1);
+        }
         usleep(5000 + (unsigned)(r % 20000));
     }
     return NULL;
