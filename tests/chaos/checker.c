@@ -112,8 +112,12 @@ static bool step(int64_t state, const struct lin_op *op, int64_t *next)
     return op->value == state;
 }
 
-static bool check_key(const struct lin_op *ops, size_t n, size_t *explored)
+/* 1: linearizable, 0: not, -1: budget (states explored for this key, 0
+ * for none) spent before either was known. */
+static int check_key(const struct lin_op *ops, size_t n, size_t *explored,
+                     size_t budget)
 {
+    size_t start = *explored;
     struct ev *evs = calloc(2 * n, sizeof(*evs));
     for (size_t i = 0; i < n; i++) {
         evs[2 * i] = (struct ev){.call = true, .op = i, .time = ops[i].call};
@@ -145,9 +149,13 @@ static bool check_key(const struct lin_op *ops, size_t n, size_t *explored)
     size_t depth = 0;
     int64_t state = LIN_ABSENT;
     struct ev *cur = head.next;
-    bool ok = true;
+    int ok = 1;
     while (head.next != NULL) {
         if (cur == NULL) {
+            break;
+        }
+        if (budget != 0 && *explored - start >= budget) {
+            ok = -1;
             break;
         }
         (*explored)++;
@@ -176,7 +184,7 @@ static bool check_key(const struct lin_op *ops, size_t n, size_t *explored)
         } else {
             /* A return with its call not linearized: undo the last. */
             if (depth == 0) {
-                ok = false;
+                ok = 0;
                 break;
             }
             struct frame f = stack[--depth];
@@ -214,6 +222,12 @@ static int by_key_then_call(const void *a, const void *b)
 
 size_t lin_check(const struct lin_op *ops, size_t n, struct lin_report *rep)
 {
+    return lin_check_budget(ops, n, 0, rep);
+}
+
+size_t lin_check_budget(const struct lin_op *ops, size_t n, size_t budget,
+                        struct lin_report *rep)
+{
     struct lin_op *s = malloc((n ? n : 1) * sizeof(*s));
     memcpy(s, ops, n * sizeof(*s));
     qsort(s, n, sizeof(*s), by_key_then_call);
@@ -225,7 +239,10 @@ size_t lin_check(const struct lin_op *ops, size_t n, struct lin_report *rep)
             j++;
         }
         rep->keys++;
-        if (!check_key(s + i, j - i, &rep->explored)) {
+        int ok = check_key(s + i, j - i, &rep->explored, budget);
+        if (ok < 0) {
+            rep->unfinished_keys++;
+        } else if (ok == 0) {
             if (rep->bad_keys++ == 0) {
                 rep->first_bad_key = s[i].key;
             }

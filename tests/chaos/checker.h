@@ -41,11 +41,19 @@ struct lin_report {
     size_t bad_keys;      /* Keys with no linearization. */
     int first_bad_key;    /* -1 if none. */
     size_t explored;      /* Search states explored, in total. */
+    size_t unfinished_keys; /* lin_check_budget: keys whose search ran out
+                             * of budget (neither verdict). */
 };
 
 /* Check ops (any order). Returns the number of keys that have no
  * linearization (0: linearizable), and fills rep. */
 size_t lin_check(const struct lin_op *ops, size_t n, struct lin_report *rep);
+
+/* The same, giving up on a key after `budget` search states (0: never),
+ * for a caller that checks many histories and must bound its time: such
+ * keys count in rep->unfinished_keys, not as bad. */
+size_t lin_check_budget(const struct lin_op *ops, size_t n, size_t budget,
+                        struct lin_report *rep);
 
 /* For a key with no linearization: the shortest prefix of its operations
  * (in call order) that already has none. Returns its length. */

@@ -38,6 +38,7 @@
 #include "../../consensus/host.h"
 #include "../../consensus/wire.h"
 #include "../../store/store.h"
+#include "../chaos/checker.h"
 
 #define MAX_NODES 16
 #define TICK_MS 10
@@ -50,6 +51,15 @@
 #define LIVE_WINDOW_MS 3000
 /* Percent of seeds in Figure 8 mode (see figure8()). */
 #define FIG8_PCT 25
+/* Search states the linearizability check may explore per key and run.
+ * Most keys need a few thousand; a run whose requests wait for seconds
+ * (slow disk, partitions) has tens of writes overlapping, and the search
+ * then meets every subset of them: seed 1783 needs over 2 million for one
+ * key, and before this bound one key took 6 minutes. Such a key counts as
+ * unfinished (main prints how many; about 4% of keys over seeds 1..2000),
+ * which keeps the suite's 2,000 seeds within a third of their time. */
+#define LIN_BUDGET 50000
+#define LIN_UNREAD (-2) /* Any value no read returned (never a write's). */
 
 #define CORE(n) host_core((n)->h)
 
@@ -182,6 +192,12 @@ struct sreq {
     rfs_index_t min; /* Reads: cluster commit index when asked. */
     rfs_index_t min_write; /* Reads: newest acked write of key when asked. */
     unsigned completions;
+    /* For the linearizability check: when it was asked and answered
+     * (lin_time), and what a read returned (the register's value, 0 for
+     * never written). known: it returned a definite outcome. */
+    uint64_t call_t, ret_t;
+    uint64_t got;
+    bool known;
 };
 
 /* (client, boot, seq) -> the index where it took effect. */
@@ -239,6 +255,7 @@ struct sim {
     size_t n_ids_applied, cap_ids;
     rfs_index_t acked_write[KEYS]; /* Newest acked write's index per key. */
     uint64_t quiet_until; /* Lease attack: no writes, no other fault. */
+    uint64_t lin_ms, lin_sub; /* lin_time(): last ms, events within it. */
     char marker[32];
     bool marker_sent;
     uint64_t marker_at;        /* When it was last proposed. */
@@ -866,6 +883,19 @@ static void sm_rebuild(struct sim *s, struct snode *n)
 /* ------------------------------------------------------------------------ */
 /* Clients' requests                                                         */
 
+/* Simulated time for the linearizability check, in ns: the ms of virtual
+ * time, then the order of calls and returns within that ms. The checker
+ * takes equal times as concurrent; events in one ms do happen in the
+ * heap's order, so two ops that did not overlap are not made to. */
+static uint64_t lin_time(struct sim *s)
+{
+    if (s->now != s->lin_ms) {
+        s->lin_ms = s->now;
+        s->lin_sub = 0;
+    }
+    return s->now * 1000000 + ++s->lin_sub;
+}
+
 static void req_done(void *arg, int err, const void *result)
 {
     struct sreq *q = arg;
@@ -876,6 +906,7 @@ static void req_done(void *arg, int err, const void *result)
         violation(s, "a request of n%" PRIu64 " completed twice", q->node);
         return;
     }
+    q->ret_t = lin_time(s);
     if (err == 0 && q->read) {
         /* A read barrier is linearizable only if this node has applied
          * everything committed anywhere before it was asked; and it keeps
@@ -900,6 +931,8 @@ static void req_done(void *arg, int err, const void *result)
                          " had returned before the read began",
                       q->node, q->key, n->sm.reg_at[q->key], q->min_write);
         }
+        q->got = n->sm.reg[q->key];
+        q->known = true;
         s->r->barriers++;
     } else if (err == 0) {
         const struct store_result *r = result;
@@ -913,6 +946,7 @@ static void req_done(void *arg, int err, const void *result)
             violation(s, "write on n%" PRIu64 " answered errno %d", q->node,
                       r->err);
         }
+        q->known = r->err == 0;
     } else if (err == -ETIMEDOUT) {
         s->r->timeouts++;
     }
@@ -934,6 +968,7 @@ static struct sreq *sreq_new(struct sim *s, rfs_nodeid_t node, bool read)
     q->min = s->global_commit;
     q->key = rndn(s, KEYS);
     q->min_write = s->acked_write[q->key];
+    q->call_t = lin_time(s);
     s->reqs[s->n_reqs++] = q;
     return q;
 }
@@ -2322,6 +2357,75 @@ void sim_options_default(struct sim_options *o, uint64_t seed)
     o->lease_reads = seed % 2 == 1;
 }
 
+/* The clients' registers, checked for linearizability as a whole history
+ * (tests/chaos/checker.c, the chaos run's checker): the check in req_done
+ * sees only a read older than a write that had returned, not two reads
+ * that disagree on the order of writes, a read of a write that had not yet
+ * begun, or one of a write that never happened. Reads are the driver's
+ * barriers (ReadIndex, or a lease) followed by the register as the node
+ * applied it. A write that timed out, or was still waiting when the run
+ * ended, may or may not have taken effect: it gets a return at infinity,
+ * unless no read saw its value, in which case leaving it out changes
+ * nothing (no read needs it) and keeps the search small. A refused
+ * request never ran and is left out. Values no read returned all become
+ * one (LIN_UNREAD): no read tells them apart, so the verdict is the same,
+ * and the search, which remembers (linearized set, value) pairs, meets
+ * far fewer of them when many such writes overlap (slow runs have tens). */
+static void check_linearizable(struct sim *s)
+{
+    struct lin_op *ops = calloc(s->n_reqs + 1, sizeof(*ops));
+    RFS_ASSERT(ops != NULL);
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_reqs; i++) {
+        const struct sreq *q = s->reqs[i];
+        if (q->read && !q->known) {
+            continue;
+        }
+        if (q->completions > 0 && q->ret_t == 0) {
+            continue; /* Refused by the driver: never proposed. */
+        }
+        bool seen = q->read;
+        for (size_t j = 0; j < s->n_reqs && !seen; j++) {
+            const struct sreq *p = s->reqs[j];
+            seen = p->read && p->known && p->key == q->key &&
+                   p->got == q->value;
+        }
+        if (!q->read && !q->known && !seen) {
+            continue;
+        }
+        uint64_t v = q->read ? q->got : q->value;
+        ops[n++] = (struct lin_op){
+            .key = (int)q->key,
+            .kind = q->read ? LIN_READ : LIN_WRITE,
+            .value = v == 0 ? LIN_ABSENT : !seen ? LIN_UNREAD : (int64_t)v,
+            .call = q->call_t,
+            .ret = q->known ? q->ret_t : LIN_NEVER,
+            .client = (int)q->node,
+        };
+    }
+    struct lin_report rep;
+    if (lin_check_budget(ops, n, LIN_BUDGET, &rep) > 0) {
+        int key = rep.first_bad_key;
+        size_t upto = lin_minimal_prefix(ops, n, key), of_key = 0;
+        for (size_t i = 0; i < n; i++) {
+            of_key += ops[i].key == key;
+        }
+        violation(s, "not linearizable: key %d has no linearization of its "
+                     "%zu operations (the first %zu already have none)",
+                  key, of_key, upto);
+        printf("seed %" PRIu64 ": key %d, the last operations of the "
+               "shortest history with no linearization (client = node; "
+               "[call, return] in ns of simulated time):\n",
+               s->o.seed, key);
+        lin_print_key_range(ops, n, key, upto, 24);
+        fflush(stdout);
+    }
+    s->r->lin_ops += n;
+    s->r->lin_unfinished += rep.unfinished_keys;
+    s->r->lin_explored += rep.explored;
+    free(ops);
+}
+
 /* After healing: a leader must emerge and commit a fresh proposal on every
  * voter of its configuration. */
 static bool recovered(struct sim *s)
@@ -2473,6 +2577,9 @@ int sim_run(const struct sim_options *o, struct sim_result *r)
     }
     if (r->violations == 0) {
         check_log_matching(s);
+    }
+    if (r->violations == 0) {
+        check_linearizable(s);
     }
     if (r->violations == 0 && !ok) {
         violation(s, "no recovery: %u ms after healing, no leader committed "

@@ -69,6 +69,9 @@ struct sim_result {
     /* Peers that accepted a wiped node's new folder (host_hello): each is
      * a peer it could catch up from, or vote with, under its old id. */
     uint64_t wiped_accepted;
+    uint64_t lin_ops;    /* Register operations checked for linearizability. */
+    uint64_t lin_explored;   /* The checker's search states. */
+    uint64_t lin_unfinished; /* Keys whose search ran out of budget. */
 };
 
 void sim_options_default(struct sim_options *o, uint64_t seed);

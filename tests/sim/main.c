@@ -92,7 +92,8 @@ int main(int argc, char **argv)
     }
     uint64_t steps = 0, violations = 0, failed = 0, reads = 0, commits = 0,
              faults_n = 0, snaps = 0, acked = 0, barriers = 0, timeouts = 0,
-             leases = 0, leased = 0, wiped = 0, wiped_accepted = 0;
+             leases = 0, leased = 0, wiped = 0, wiped_accepted = 0,
+             lin_ops = 0, lin_explored = 0, lin_unfinished = 0;
     time_t start = time(NULL);
     for (uint64_t k = 0; k < seeds; k++) {
         uint64_t seed = first + k;
@@ -120,6 +121,9 @@ int main(int argc, char **argv)
         leased += r.leased_reads;
         wiped += r.wipes;
         wiped_accepted += r.wiped_accepted;
+        lin_ops += r.lin_ops;
+        lin_explored += r.lin_explored;
+        lin_unfinished += r.lin_unfinished;
         if (r.violations > 0) {
             failed++;
             printf("seed %" PRIu64 " FAILED: %s\n", seed, r.first);
@@ -150,6 +154,10 @@ int main(int argc, char **argv)
            "drifting clocks; followers answered %" PRIu64 " reads from "
            "their read leases\n",
            leases, leased);
+    printf("linearizability: %" PRIu64 " register operations checked "
+           "(per seed, the whole history), %" PRIu64 " search states, %"
+           PRIu64 " keys left unfinished\n",
+           lin_ops, lin_explored, lin_unfinished);
     if (wipes) {
         printf("wipes: %" PRIu64 " of the seeds wiped a disk; peers accepted "
                "a wiped member's new folder %" PRIu64 " times\n",
