@@ -132,6 +132,27 @@ static void test_large_random(void **state)
     free(h);
 }
 
+static void test_budget_gives_up_without_verdict(void **state)
+{
+    (void)state;
+    /* Twelve overlapping writes, then a stale read: the search must try
+     * many orders of the writes before it knows. With a tiny budget it
+     * stops and says so, counting the key neither good nor bad; with none
+     * it finds the stale read. */
+    struct lin_op h[14];
+    for (int i = 0; i < 12; i++) {
+        h[i] = (struct lin_op)W(1, i + 1, (uint64_t)i, 100);
+    }
+    h[12] = (struct lin_op)R(1, 12, 110, 120);
+    h[13] = (struct lin_op)R(1, 3, 130, 140);
+    struct lin_report rep;
+    assert_int_equal(lin_check_budget(h, 14, 5, &rep), 0);
+    assert_int_equal(rep.unfinished_keys, 1);
+    assert_int_equal(lin_check_budget(h, 14, 0, &rep), 1);
+    assert_int_equal(rep.unfinished_keys, 0);
+    assert_int_equal(rep.first_bad_key, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -143,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_unknown_outcome),
         cmocka_unit_test(test_keys_independent),
         cmocka_unit_test(test_large_random),
+        cmocka_unit_test(test_budget_gives_up_without_verdict),
     };
     return cmocka_run_group_tests_name("checker", tests, NULL, NULL);
 }

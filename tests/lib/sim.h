@@ -47,6 +47,10 @@ struct sim_options {
     bool transfers;        /* Leadership transfers during the run. */
     bool lease_reads;      /* Leader lease reads, clocks drifting ±5%. */
     bool wipes;            /* A node may come back with a wiped disk. */
+    /* The other read checks off (ReadIndex and barrier indexes, stale
+     * register reads, lease overlap): to measure which bugs the
+     * linearizability check finds on its own. */
+    bool lin_only;
     FILE *trace;           /* Event and core trace, or NULL. */
 };
 

@@ -3,6 +3,7 @@
  *
  *   raftfs-sim [--seeds N] [--first S] [--seed S --trace] [--nodes K]
  *              [--duration MS] [--no-faults] [--stop-at-first]
+ *              [--wipes] [--lin-only]
  *
  * The seed count is --seeds, else $RAFTFS_SIM_SEEDS, else 2000; when both are
  * given the larger wins, so a soak can raise the count the test suite uses. A failing seed prints
@@ -22,7 +23,7 @@ static void usage(const char *argv0)
     fprintf(stderr,
             "usage: %s [--seeds N] [--first S] [--seed S] [--trace]\n"
             "          [--nodes 3|5|7] [--duration MS] [--no-faults]\n"
-            "          [--stop-at-first] [--wipes]\n",
+            "          [--stop-at-first] [--wipes] [--lin-only]\n",
             argv0);
 }
 
@@ -40,7 +41,7 @@ int main(int argc, char **argv)
 {
     uint64_t seeds = 2000, first = 1, nodes = 0, duration = 0;
     bool one = false, trace = false, faults = true, stop = false;
-    bool wipes = false;
+    bool wipes = false, lin_only = false;
     const char *env = getenv("RAFTFS_SIM_SEEDS");
     if (env != NULL && parse_u64(env, &seeds) != 0) {
         fprintf(stderr, "raftfs-sim: RAFTFS_SIM_SEEDS=%s is not a number\n",
@@ -71,6 +72,8 @@ int main(int argc, char **argv)
             stop = true;
         } else if (strcmp(a, "--wipes") == 0) {
             wipes = true;
+        } else if (strcmp(a, "--lin-only") == 0) {
+            lin_only = true;
         } else {
             bad = 1;
         }
@@ -102,6 +105,7 @@ int main(int argc, char **argv)
         o.nodes = (unsigned)nodes;
         o.faults = faults;
         o.wipes = wipes;
+        o.lin_only = lin_only;
         if (duration > 0) {
             o.duration_ms = (unsigned)duration;
         }
@@ -127,10 +131,10 @@ int main(int argc, char **argv)
         if (r.violations > 0) {
             failed++;
             printf("seed %" PRIu64 " FAILED: %s\n", seed, r.first);
-            printf("  replay: %s --seed %" PRIu64 "%s%s%s --trace\n", argv[0],
-                   seed, nodes ? " --nodes " : "",
+            printf("  replay: %s --seed %" PRIu64 "%s%s%s%s --trace\n",
+                   argv[0], seed, nodes ? " --nodes " : "",
                    nodes ? (nodes == 3 ? "3" : nodes == 5 ? "5" : "7") : "",
-                   wipes ? " --wipes" : "");
+                   wipes ? " --wipes" : "", lin_only ? " --lin-only" : "");
         }
         if (stop && failed > 0) {
             seeds = k + 1;
