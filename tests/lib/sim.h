@@ -23,7 +23,9 @@
  * node runtime's own request tracking (consensus/requests.c): every request
  * completes exactly once, and a read barrier passes only once its node has
  * applied everything committed before it was asked. At the end the network heals
- * and the run must elect a leader that commits a new proposal on every voter.
+ * and the run must elect a leader that commits a new proposal on every voter,
+ * and the clients' register reads and writes, with their call and return
+ * times, must be linearizable (tests/chaos/checker.c).
  *
  * Caveats:
  * - Not thread-safe; one struct sim per thread.
