@@ -68,7 +68,13 @@ struct fill {
     const struct fs_watch *w;
     char *buf;
     size_t cap, len; /* len counts from buf + HDR_MAX. */
-    uint64_t last;   /* Revision of the last line written. */
+    uint64_t last;   /* The last revision whose lines are all written. */
+    /* One entry can make several records (a session end removing files
+     * and releasing locks, an unlock granting a waiter): an answer stops
+     * only between revisions, or the next call, which starts after UPTO,
+     * would skip the rest of one. */
+    uint64_t cur;    /* Revision of the lines being written. */
+    size_t cur_len;  /* len where its lines start. */
     bool full;
 };
 
@@ -136,6 +142,11 @@ static int fill_one(void *arg, const struct store_change *ch)
         (ch->path2 == NULL || !under(f->w, ch->path2, ch->path2_len))) {
         return 0;
     }
+    if (ch->revision != f->cur) {
+        f->last = f->cur; /* Every line of the previous one fitted. */
+        f->cur = ch->revision;
+        f->cur_len = f->len;
+    }
     char *out = f->buf + HDR_MAX;
     size_t at = f->len, cap = f->cap - HDR_MAX;
     int n = snprintf(out + at, cap - at, "%" PRIu64 " %s ", ch->revision,
@@ -157,12 +168,13 @@ static int fill_one(void *arg, const struct store_change *ch)
     }
     ok = ok && at < cap;
     if (!ok) {
+        /* The next call goes on after the last whole revision sent. */
         f->full = true;
-        return 1; /* The next call goes on from the last line sent. */
+        f->len = f->cur_len;
+        return 1;
     }
     out[at++] = '\n';
     f->len = at;
-    f->last = ch->revision;
     return 0;
 }
 

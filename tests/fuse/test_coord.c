@@ -302,6 +302,54 @@ static void test_watch_locks(void **state)
     assert_string_equal(text2, want);
 }
 
+/* One entry can make several history records: an unlock that grants a
+ * waiter records both at one revision. An answer that has no room for all
+ * of a revision's records stops before it: the next call starts after the
+ * revision its header names, and would skip the rest. Paths of about
+ * 1,500 bytes make three lines overflow the smallest buffer (4 KiB) in the
+ * middle of the unlock's revision. */
+static void test_watch_answer_keeps_revisions_whole(void **state)
+{
+    struct mcluster *c = *state;
+    char dir[2048] = "", seg[251];
+    memset(seg, 'd', 250);
+    seg[250] = '\0';
+    for (int k = 0; k < 6; k++) {
+        strcat(dir, "/");
+        strcat(dir, seg);
+    }
+    assert_int_equal(sh("mkdir -p '%s%s' && touch '%s%s/pg'", c->mnt[1], dir,
+                        c->mnt[1], dir),
+                     0);
+    char path[2600];
+    snprintf(path, sizeof(path), "%s%s/pg", c->mnt[1], dir);
+    uint64_t start = rev_of(path);
+    assert_int_equal(sh("flock '%s' sleep 1 &", path), 0);
+    usleep(300000);
+    snprintf(path, sizeof(path), "%s%s/pg", c->mnt[2], dir);
+    assert_int_equal(sh("flock '%s' true", path), 0);
+    snprintf(path, sizeof(path), "%s%s/pg", c->mnt[3], dir);
+    char name[64], buf[4096 + 1];
+    snprintf(name, sizeof(name), "user.raftfs.changes.holders.%" PRIu64,
+             start);
+    ssize_t n = getxattr(path, name, buf, 4096);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    uint64_t upto = strtoull(buf, NULL, 10);
+    int lines = 0, of_upto = 0;
+    for (char *l = strchr(buf, '\n') + 1; *l != '\0';
+         l = strchr(l, '\n') + 1) {
+        lines++;
+        of_upto += strtoull(l, NULL, 10) == upto;
+    }
+    fprintf(stderr, "# 4 KiB answer: up to %" PRIu64 ", %d lines, %d of "
+            "that revision\n", upto, lines, of_upto);
+    /* The lock (one record), then the unlock's revision (two): only the
+     * lock's line fits whole. */
+    assert_int_equal(lines, 1);
+    assert_int_equal(of_upto, 1);
+}
+
 /* The documented exit statuses: 4 compacted, 5 in the future, 2 not a
  * number, 6 outside a raftfs mount, 1 a path that does not exist. */
 static void test_watch_errors(void **state)
@@ -469,6 +517,8 @@ int main(int argc, char **argv)
                                         setup_short_history, teardown),
         cmocka_unit_test_setup_teardown(test_put_races, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_locks, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_watch_answer_keeps_revisions_whole, setup, teardown),
     };
     if (getenv("RAFTFS_TEST_FILTER") != NULL) {
         cmocka_set_test_filter(getenv("RAFTFS_TEST_FILTER"));
