@@ -594,7 +594,10 @@ static void test_observer(void **state)
     c->pid[4] = 0;
     fprintf(stderr, "# slowest write: %ld ms with the observer, %ld ms "
             "right after its SIGKILL\n", before, after);
-    assert_true(after < 100);
+    /* Relative to the writes just before, so that a loaded machine (the
+     * sanitizer pass) slows both alike; the rule itself is pinned in the
+     * core's unit tests (test_observer_never_holds_follower_lease). */
+    assert_true(after < before + 100);
 
     /* Back, it catches up. */
     mc_start(c, 4);
