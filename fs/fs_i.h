@@ -148,6 +148,7 @@ struct fs_lkown {
     uint8_t kind;
 };
 struct fs_lkwait;
+struct fs_lkun;
 
 struct fs {
     struct fs_options o;
@@ -174,6 +175,7 @@ struct fs {
     struct fs_lkown *lkown;
     size_t n_lkown;
     size_t cap_lkown;
+    struct fs_lkun *lkuns; /* Unlocks answered, not yet applied. */
 
     pthread_t inval_thread;
     bool inval_started;
@@ -454,12 +456,11 @@ void fs__locks_on_apply(struct fs *fs, const struct store_result *r);
 int fs__locks_token(struct fs *fs, uint64_t ino, uint64_t *token);
 /* At fs_free: forget parked waiters (their handle references too). */
 void fs__locks_free(struct fs *fs);
-/* At FLUSH and RELEASE: unlock what the closing owner holds here. true if
- * the request was taken (answered once the unlocks applied; RELEASE then
- * drops the kernel's reference); req NULL: unlock, answer nobody. */
-bool fs__locks_flush(struct fs *fs, fuse_req_t req, struct fs_handle *h,
+/* At FLUSH and RELEASE: propose the unlocks of what the closing owner
+ * holds here, without waiting for them (the caller answers). */
+void fs__locks_flush(struct fs *fs, struct fs_handle *h,
                      struct fuse_file_info *fi);
-bool fs__locks_release(struct fs *fs, fuse_req_t req, struct fs_handle *h,
+void fs__locks_release(struct fs *fs, struct fs_handle *h,
                        struct fuse_file_info *fi);
 
 #endif /* RAFTFS_FS_FS_I_H */

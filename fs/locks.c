@@ -26,12 +26,24 @@
  * an OFD lock (its owner is the open file itself): the handle remembers
  * the POSIX owners that locked through it, and its RELEASE unlocks those
  * still recorded. Only owners recorded here cost an entry at close.
+ *
+ * An unlock (LOCK_UN, F_UNLCK, the close or exit that releases) is
+ * answered as soon as it is proposed: the lock stays held in the
+ * replicated table until the unlock applies, so nobody else gets it
+ * early; only the releaser stops waiting for the commit. Until then the
+ * unlock is recorded in fs->lkuns, and a later request of the same file,
+ * owner and kind from this node waits for it to apply (two proposals may
+ * reach the log in either order, and a lock applied before the unlock
+ * would be undone by it). An unlock that times out is proposed again
+ * until it applies or this node's session ends (which frees every lock
+ * of the session anyway). Unlocks commute with each other and do not wait.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
 
+#include "../common/err.h"
 #include "../common/heap.h"
 #include "fs_i.h"
 
@@ -322,12 +334,177 @@ int fs__locks_token(struct fs *fs, uint64_t ino, uint64_t *token)
     return *token != 0 ? 0 : -ENODATA;
 }
 
+static void lkun_free_all(struct fs *fs);
+
 void fs__locks_free(struct fs *fs)
 {
     while (fs->lkwaits != NULL) {
         struct fs_lkwait *w = fs->lkwaits;
         fs->lkwaits = w->next;
         lk_free(w);
+    }
+    /* Unlocks still in flight at unmount: the node's stop ran their
+     * completions; any left died with the mount, and the session's end
+     * frees what they held. */
+    lkun_free_all(fs);
+}
+
+/* ---- Unlocks answered before they apply ---- */
+
+/* A request waiting for an unlock of its file, owner and kind. */
+struct lk_after_un {
+    struct lk_after_un *next;
+    fuse_req_t req;
+    struct fs_handle *h; /* A reference, or NULL. */
+    struct store_cmd c;
+};
+
+struct fs_lkun {
+    struct fs_lkun *next;
+    struct fs *fs;
+    struct store_cmd c;
+    struct lk_after_un *after; /* In arrival order. */
+};
+
+static bool lkun_same(const struct store_cmd *a, const struct store_cmd *b)
+{
+    return a->ino == b->ino && a->parent == b->parent && a->valid == b->valid;
+}
+
+/* Under fs->lock. */
+static struct fs_lkun *lkun_find(struct fs *fs, const struct store_cmd *c,
+                                 const struct fs_lkun *skip)
+{
+    for (struct fs_lkun *u = fs->lkuns; u != NULL; u = u->next) {
+        if (u != skip && lkun_same(&u->c, c)) {
+            return u;
+        }
+    }
+    return NULL;
+}
+
+static void lk_submit_now(fuse_req_t req, struct fs_handle *h,
+                          const struct store_cmd *c);
+
+static void lkun_done(void *arg, int err, const struct store_result *r);
+
+/* u's unlock applied, or never will from here: forget it, and send the
+ * requests that waited for it unless another unlock of theirs is still
+ * pending (they then wait for that one). Loop thread, or the submitter. */
+static void lkun_finish(struct fs *fs, struct fs_lkun *u, int err)
+{
+    pthread_mutex_lock(&fs->lock);
+    for (struct fs_lkun **p = &fs->lkuns; *p != NULL; p = &(*p)->next) {
+        if (*p == u) {
+            *p = u->next;
+            break;
+        }
+    }
+    struct lk_after_un *a = u->after;
+    struct fs_lkun *other = lkun_find(fs, &u->c, u);
+    if (other != NULL && a != NULL) {
+        struct lk_after_un **t = &other->after;
+        while (*t != NULL) {
+            t = &(*t)->next;
+        }
+        *t = a;
+        a = NULL;
+    }
+    pthread_mutex_unlock(&fs->lock);
+    rfs_free(u);
+    while (a != NULL) {
+        struct lk_after_un *next = a->next;
+        if (err == RFS_ESHUTDOWN) {
+            fuse_reply_err(a->req, ENOLCK); /* The node is stopping. */
+        } else {
+            lk_submit_now(a->req, a->h, &a->c);
+        }
+        if (a->h != NULL) {
+            fs__handle_put(a->h);
+        }
+        rfs_free(a);
+        a = next;
+    }
+}
+
+static void lkun_done(void *arg, int err, const struct store_result *r)
+{
+    (void)r; /* Applied: an unlock's own error (ENOLCK, the session ended)
+              * leaves nothing held either. */
+    struct fs_lkun *u = arg;
+    /* Its outcome unknown (no quorum, a new leader): propose it again,
+     * or the lock would stay held until the session ends. Removed,
+     * stopping, or the storage failed: nothing more to do here. */
+    if (err == -ETIMEDOUT && node_submit(u->fs->node, &u->c, lkun_done, u) == 0) {
+        return;
+    }
+    lkun_finish(u->fs, u, err);
+}
+
+/* Propose the unlock c without waiting for it. 0, or ENOMEM (nothing
+ * proposed). */
+static int lkun_start(struct fs *fs, const struct store_cmd *c)
+{
+    struct fs_lkun *u = rfs_calloc(1, sizeof(*u));
+    if (u == NULL) {
+        return ENOMEM;
+    }
+    u->fs = fs;
+    u->c = *c;
+    pthread_mutex_lock(&fs->lock);
+    u->next = fs->lkuns;
+    fs->lkuns = u;
+    fs->cnt.changes++;
+    pthread_mutex_unlock(&fs->lock);
+    if (node_submit(fs->node, &u->c, lkun_done, u) != 0) {
+        lkun_finish(fs, u, -ENOMEM);
+        return ENOMEM;
+    }
+    return 0;
+}
+
+/* Under fs->lock: if an unlock of c's file, owner and kind is pending,
+ * queue req behind it (true). False: send it now (also without memory:
+ * the request then takes its chance, as before unlocks were answered
+ * early). */
+static bool lkun_defer(struct fs *fs, fuse_req_t req, struct fs_handle *h,
+                       const struct store_cmd *c)
+{
+    struct fs_lkun *u = lkun_find(fs, c, NULL);
+    if (u == NULL) {
+        return false;
+    }
+    struct lk_after_un *a = rfs_calloc(1, sizeof(*a));
+    if (a == NULL) {
+        return false;
+    }
+    a->req = req;
+    a->c = *c;
+    if (h != NULL && fs__handle_tryget(h)) {
+        a->h = h;
+    }
+    struct lk_after_un **t = &u->after;
+    while (*t != NULL) {
+        t = &(*t)->next;
+    }
+    *t = a;
+    return true;
+}
+
+static void lkun_free_all(struct fs *fs)
+{
+    while (fs->lkuns != NULL) {
+        struct fs_lkun *u = fs->lkuns;
+        fs->lkuns = u->next;
+        while (u->after != NULL) {
+            struct lk_after_un *a = u->after;
+            u->after = a->next;
+            if (a->h != NULL) {
+                fs__handle_put(a->h);
+            }
+            rfs_free(a);
+        }
+        rfs_free(u);
     }
 }
 
@@ -342,6 +519,18 @@ static void lk_submit_now(fuse_req_t req, struct fs_handle *h,
         fuse_reply_err(req, fs_errno(fs__degraded_code(fs)));
         return;
     }
+    if (c->mode == STORE_LK_UN) {
+        /* Answered once proposed (see the file comment). */
+        fuse_reply_err(req, lkun_start(fs, c));
+        return;
+    }
+    pthread_mutex_lock(&fs->lock);
+    touched_add(fs, c->ino, c->parent, (uint8_t)c->valid);
+    bool deferred = lkun_defer(fs, req, h, c);
+    pthread_mutex_unlock(&fs->lock);
+    if (deferred) {
+        return; /* Sent once the pending unlock applied. */
+    }
     struct fs_lkwait *w = rfs_calloc(1, sizeof(*w));
     if (w == NULL) {
         fuse_reply_err(req, ENOMEM);
@@ -354,9 +543,6 @@ static void lk_submit_now(fuse_req_t req, struct fs_handle *h,
         w->h = h;
     }
     pthread_mutex_lock(&fs->lock);
-    if (c->mode != STORE_LK_UN) {
-        touched_add(fs, c->ino, c->parent, (uint8_t)c->valid);
-    }
     fs->cnt.changes++;
     pthread_mutex_unlock(&fs->lock);
     if (c->flags & STORE_LK_WAIT) {
@@ -575,41 +761,11 @@ void fs__op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
     lk_submit(req, h, &c);
 }
 
-/* A close's unlock: answered (through a change's reply) once applied. */
-struct lk_close {
-    fuse_req_t req;
-    struct fs_handle *put; /* RELEASE: the kernel's reference, dropped
-                            * after the answer. */
-    int pending;
-    struct fs *fs;
-};
-
-static void close_done(void *arg, int err, const struct store_result *r)
-{
-    (void)err, (void)r; /* An unlock never fails for a live session; if
-                         * it did not apply, the session's end frees it. */
-    struct lk_close *k = arg;
-    pthread_mutex_lock(&k->fs->lock);
-    bool last = --k->pending == 0;
-    pthread_mutex_unlock(&k->fs->lock);
-    if (!last) {
-        return;
-    }
-    if (k->req != NULL) {
-        fuse_reply_err(k->req, 0);
-    }
-    if (k->put != NULL) {
-        fs__handle_put(k->put);
-    }
-    rfs_free(k);
-}
-
-/* Unlock the owners' locks of h's file that this node recorded: true if
- * it took the request (answered, and put's reference dropped, once every
- * unlock applied). req NULL: unlock without answering anyone. */
-static bool lk_close(struct fs *fs, fuse_req_t req, struct fs_handle *h,
-                     const uint64_t *owners, const uint8_t *kinds, int n,
-                     struct fs_handle *put)
+/* Unlock the owners' locks of h's file that this node recorded, without
+ * waiting for them to apply: the close answers at once (see the file
+ * comment; without memory the session's end frees them). */
+static void lk_close(struct fs *fs, struct fs_handle *h,
+                     const uint64_t *owners, const uint8_t *kinds, int n)
 {
     struct store_cmd c[2];
     int m = 0;
@@ -627,42 +783,27 @@ static bool lk_close(struct fs *fs, fuse_req_t req, struct fs_handle *h,
         }
     }
     pthread_mutex_unlock(&fs->lock);
-    if (m == 0) {
-        return false;
-    }
-    struct lk_close *k = rfs_calloc(1, sizeof(*k));
-    if (k == NULL) {
-        return false; /* The session's end frees them. */
-    }
-    k->req = req;
-    k->put = put;
-    k->fs = fs;
-    k->pending = m;
     for (int i = 0; i < m; i++) {
-        if (node_submit(fs->node, &c[i], close_done, k) != 0) {
-            struct store_result r = {0};
-            close_done(k, -ENOMEM, &r);
-        }
+        lkun_start(fs, &c[i]);
     }
-    return true;
 }
 
-bool fs__locks_flush(struct fs *fs, fuse_req_t req, struct fs_handle *h,
+void fs__locks_flush(struct fs *fs, struct fs_handle *h,
                      struct fuse_file_info *fi)
 {
     if (h->kind != FS_H_FILE) {
-        return false;
+        return;
     }
     uint64_t owner = fi->lock_owner;
     uint8_t kind = STORE_LK_POSIX;
-    return lk_close(fs, req, h, &owner, &kind, 1, NULL);
+    lk_close(fs, h, &owner, &kind, 1);
 }
 
-bool fs__locks_release(struct fs *fs, fuse_req_t req, struct fs_handle *h,
+void fs__locks_release(struct fs *fs, struct fs_handle *h,
                        struct fuse_file_info *fi)
 {
     if (h->kind != FS_H_FILE) {
-        return false;
+        return;
     }
     uint64_t owners[2];
     uint8_t kinds[2];
@@ -677,5 +818,5 @@ bool fs__locks_release(struct fs *fs, fuse_req_t req, struct fs_handle *h,
         kinds[n++] = STORE_LK_POSIX;
     }
     pthread_mutex_unlock(&fs->lock);
-    return lk_close(fs, req, h, owners, kinds, n, req != NULL ? h : NULL);
+    lk_close(fs, h, owners, kinds, n);
 }

@@ -618,15 +618,8 @@ void fs__op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     (void)ino;
     struct fs *fs = fuse_req_userdata(req);
     struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
-    pthread_mutex_lock(&fs->lock);
-    bool staged = h->staged_create || h->staged_trunc;
-    pthread_mutex_unlock(&fs->lock);
-    if (!staged && fs__locks_flush(fs, req, h, fi)) {
-        return; /* Answered once the owner's unlock applied. */
-    }
-    if (staged) {
-        fs__locks_flush(fs, NULL, h, fi); /* Unlocks behind the create. */
-    }
+    /* Proposed, not waited for (fs/locks.c). */
+    fs__locks_flush(fs, h, fi);
     send_staged(req, fi, R_ERR, true);
 }
 
@@ -643,15 +636,7 @@ void fs__op_release(fuse_req_t req, fuse_ino_t ino,
     (void)ino;
     struct fs *fs = fuse_req_userdata(req);
     struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
-    pthread_mutex_lock(&fs->lock);
-    bool staged = h->staged_create || h->staged_trunc;
-    pthread_mutex_unlock(&fs->lock);
-    if (!staged && fs__locks_release(fs, req, h, fi)) {
-        return;
-    }
-    if (staged) {
-        fs__locks_release(fs, NULL, h, fi);
-    }
+    fs__locks_release(fs, h, fi);
     send_staged(req, fi, R_RELEASE, false);
 }
 

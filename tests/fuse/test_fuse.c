@@ -1240,6 +1240,76 @@ static void test_write_waits_for_a_truncate_in_flight(void **state)
 }
 
 /*
+ * An unlock answers once proposed, not once applied: with node f alone
+ * (the others killed, no quorum) flock(LOCK_UN) and F_UNLCK return at
+ * once. F_GETLK by the releaser then reports no conflict. The unlock,
+ * lost with the dead leader or timed out, is proposed again until it
+ * applies; a lock through the same descriptor meanwhile waits for it (else
+ * it could apply first and the unlock undo it); and the close's unlock
+ * frees the lock for another node.
+ */
+static void test_unlock_does_not_wait_for_its_commit(void **state)
+{
+    struct mcluster *c = *state;
+    int l = mc_wait_leader(c, 10000);
+    assert_true(l > 0);
+    int f = l % 3 + 1, g = f % 3 + 1;
+    assert_int_equal(mc_write(mc_path(c, f, "unlk"), "", 0), 0);
+    int fd = open(mc_path(c, f, "unlk"), O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0);
+    struct flock wr = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    assert_int_equal(fcntl(fd, F_SETLK, &wr), 0);
+    for (int i = 1; i <= 3; i++) {
+        if (i != f) {
+            mc_kill9(c, i);
+        }
+    }
+    long t0 = pc_now_ms();
+    assert_int_equal(flock(fd, LOCK_UN), 0);
+    struct flock un = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+    assert_int_equal(fcntl(fd, F_SETLK, &un), 0);
+    long took = pc_now_ms() - t0;
+    printf("# two unlocks without a quorum: %ld ms\n", took);
+    assert_true(took < 1000);
+    struct flock probe = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    assert_int_equal(fcntl(fd, F_GETLK, &probe), 0);
+    assert_int_equal(probe.l_type, F_UNLCK);
+
+    struct flock_arg a = {.fd = fd, .rv = -1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, flock_main, &a), 0);
+    usleep(300000);
+    for (int i = 1; i <= 3; i++) {
+        if (i != f) {
+            mc_start(c, i);
+        }
+    }
+    assert_true(mc_wait_leader(c, 30000) > 0);
+    int fd2 = open(mc_path(c, g, "unlk"), O_RDWR);
+    assert_true(fd2 >= 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(a.rv, 0);
+    /* The relock applied after the unlock: held, so node g is refused. */
+    assert_int_equal(flock(fd2, LOCK_EX | LOCK_NB), -1);
+    assert_int_equal(errno, EWOULDBLOCK);
+    assert_int_equal(flock(fd, LOCK_UN), 0);
+    int rv = -1;
+    for (int i = 0; i < 100 && rv != 0; i++) {
+        rv = flock(fd2, LOCK_EX | LOCK_NB);
+        if (rv != 0) {
+            usleep(100000);
+        }
+    }
+    if (rv != 0) {
+        printf("# node %d's flock: %s\n", g, strerror(errno));
+    }
+    assert_int_equal(rv, 0);
+    assert_int_equal(close(fd2), 0);
+    assert_int_equal(close(fd), 0);
+}
+
+/*
  * A forked child that closes its copy of a descriptor opened with O_TRUNC
  * (a shell that system() started in a threaded program exits) does not
  * send the staged truncate while the opener still holds the file: the
@@ -3032,6 +3102,8 @@ int main(int argc, char **argv)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_write_waits_for_a_truncate_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_unlock_does_not_wait_for_its_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_forked_close_leaves_the_truncate_to_the_opener, setup,
             teardown),
