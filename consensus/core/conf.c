@@ -370,6 +370,17 @@ static int propose_conf(struct cons_node *n, const struct cons_conf *c,
     return rv;
 }
 
+/* id's record in c, or NULL: what the record_* changes fill in. */
+static struct cons_server *member_of(struct cons_conf *c, rfs_nodeid_t id)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].id == id) {
+            return &c->servers[i];
+        }
+    }
+    return NULL;
+}
+
 int cons_node_record_data_ids(struct cons_node *n,
                               const struct cons_data_id *ids, unsigned k,
                               rfs_index_t *index)
@@ -383,12 +394,7 @@ int cons_node_record_data_ids(struct cons_node *n,
     }
     struct cons_conf c = n->conf;
     for (unsigned j = 0; j < k; j++) {
-        struct cons_server *s = NULL;
-        for (unsigned i = 0; i < c.n; i++) {
-            if (c.servers[i].id == ids[j].id) {
-                s = &c.servers[i];
-            }
-        }
+        struct cons_server *s = member_of(&c, ids[j].id);
         /* A recorded id is never replaced: another folder under the same
          * node id is a wiped disk, which must leave and join under a new
          * id. */
@@ -415,12 +421,7 @@ int cons_node_record_keys(struct cons_node *n, const struct cons_key *keys,
     }
     struct cons_conf c = n->conf;
     for (unsigned j = 0; j < k; j++) {
-        struct cons_server *s = NULL;
-        for (unsigned i = 0; i < c.n; i++) {
-            if (c.servers[i].id == keys[j].id) {
-                s = &c.servers[i];
-            }
-        }
+        struct cons_server *s = member_of(&c, keys[j].id);
         /* Never replaced: a signature is worth only as much as the
          * certainty of whose key checks it; a member with a new key
          * leaves and joins under a new id, as a wiped one does. */
