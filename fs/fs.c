@@ -663,6 +663,7 @@ static void inval_push(struct fs *fs, uint64_t ino, uint64_t parent,
     pthread_mutex_lock(&fs->lock);
     *fs->inval_tail = v;
     fs->inval_tail = &v->next;
+    fs->inval_pushed++;
     pthread_cond_signal(&fs->inval_cond);
     pthread_mutex_unlock(&fs->lock);
 }
@@ -699,6 +700,11 @@ static void *inval_main(void *arg)
     }
     pthread_mutex_unlock(&fs->lock);
     return NULL;
+}
+
+void fs__inval_inode(struct fs *fs, uint64_t kino)
+{
+    inval_push(fs, kino, 0, NULL, 0);
 }
 
 bool fs__test_stuck(struct fs *fs, uint64_t parent, const char *name)

@@ -73,6 +73,11 @@ struct fs_handle {
     bool writable;
     bool append;
     struct store_view *view; /* Read-only files, directories. */
+    /* Under fs->lock, read-only files with kept pages (reads=local):
+     * fs->inval_pushed when this handle last found its view current, and
+     * whether the file changed since the view (see read_handle). */
+    uint64_t inval_seen;
+    bool view_behind;
     /* Under fs->lock: the file lost its last name while open here and
      * lives on as this node's orphan (store_orphan_*), until the last
      * handle on it goes (see fs__orphan_*). */
@@ -186,6 +191,7 @@ struct fs {
     pthread_cond_t inval_cond;
     struct fs_inval *inval_head;
     struct fs_inval **inval_tail;
+    uint64_t inval_pushed; /* Invalidations ever queued (under lock). */
 
     pthread_mutex_t watch_lock; /* watches (fs/watch.c). */
     struct fs_watch *watches;   /* Parked getxattr of FS_CHANGES_XATTR. */
@@ -215,6 +221,14 @@ void fs__handle_flags(const struct fs *fs, const struct fs_handle *h,
  * the lookup holds: the state in which a kill -9 cannot finish, which the
  * watchdog in mount-tools/raftfs.c exists for. */
 bool fs__test_stuck(struct fs *fs, uint64_t parent, const char *name);
+/* Queues the dropping of everything the kernel caches of inode kino: its
+ * attributes and its pages. */
+void fs__inval_inode(struct fs *fs, uint64_t kino);
+/* uring.c. On a ring's own thread: hands the kernel the replies this
+ * thread queued, so that it has them before anything sent after through
+ * /dev/fuse (a notification, from any thread). Elsewhere, and without
+ * io_uring, replies are written at once and this does nothing. */
+void fs__uring_flush(void);
 uint64_t fs__resolve(struct fs *fs, uint64_t ino);
 void fs__alias_add(struct fs *fs, uint64_t from, uint64_t to);
 void fs__alias_drop(struct fs *fs, uint64_t from);

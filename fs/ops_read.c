@@ -331,7 +331,11 @@ static void open_run(struct fs *fs, fuse_req_t req, void *arg)
     h->open_flags = (uint32_t)o->fi.flags;
     if (!h->writable) {
         /* Taken after the barrier: the whole file as of a linearizable
-         * point, never torn by a writer. */
+         * point, never torn by a writer. The count first: a change that
+         * the view misses queues its invalidation after it. */
+        pthread_mutex_lock(&fs->lock);
+        h->inval_seen = fs->inval_pushed;
+        pthread_mutex_unlock(&fs->lock);
         h->view = store_view_new(node_store(fs->node));
     } else if (o->fi.flags & O_TRUNC) {
         /* As ext4's open(O_TRUNC), the truncate clears setuid/setgid for
@@ -402,6 +406,39 @@ void fs__op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     fs__handle_put(h);
 }
 
+/* With kept pages (reads=local), what a read returns stays in the
+ * kernel's page cache for later opens too. A handle reads its view, so
+ * when the file changed after the view was taken, the pages just filled
+ * are older than the change, whose invalidation may already have passed:
+ * nothing would drop them before the cache timeout. Queue another
+ * invalidation, behind the reply, so the kernel drops them once it has
+ * them; this handle's own reads just come back to its view. Costs
+ * nothing until some change is applied on this node after the open, and
+ * two attribute reads the first time one is. */
+static void drop_if_behind(struct fs *fs, struct fs_handle *h)
+{
+    pthread_mutex_lock(&fs->lock);
+    uint64_t pushed = fs->inval_pushed;
+    bool behind = h->view_behind;
+    bool check = !behind && pushed != h->inval_seen;
+    pthread_mutex_unlock(&fs->lock);
+    if (check) {
+        struct store *s = node_store(fs->node);
+        struct store_attr then, now;
+        behind = store_getattr(s, h->view, h->ino, &then) != 0 ||
+                 store_getattr(s, NULL, h->ino, &now) != 0 ||
+                 then.revision != now.revision;
+        pthread_mutex_lock(&fs->lock);
+        h->view_behind = behind;
+        h->inval_seen = pushed;
+        pthread_mutex_unlock(&fs->lock);
+    }
+    if (behind) {
+        fs__uring_flush(); /* The reply first, then the invalidation. */
+        fs__inval_inode(fs, h->kino);
+    }
+}
+
 static void read_handle(struct fs *fs, fuse_req_t req, struct fs_handle *h,
                         size_t size, off_t off)
 {
@@ -447,6 +484,9 @@ static void read_handle(struct fs *fs, fuse_req_t req, struct fs_handle *h,
     }
     if (rv == 0) {
         fuse_reply_buf(req, buf, got);
+        if (h->view != NULL && !fs->o.linearizable) {
+            drop_if_behind(fs, h);
+        }
     } else {
         fs__reply_err(req, rv);
     }

@@ -303,6 +303,25 @@ static int ring_enter(struct ring *r)
     return 0;
 }
 
+void fs__uring_flush(void)
+{
+    struct uq *q = tls_q;
+    while (q != NULL && q->r.unsubmitted > 0) {
+        int n = (int)syscall(__NR_io_uring_enter, q->r.fd, q->r.unsubmitted,
+                             0, 0, NULL, 0);
+        if (n <= 0) {
+            /* EINTR: try again; anything else, the queue loop's own
+             * io_uring_enter reports it and submits the rest. */
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            return;
+        }
+        q->r.unsubmitted -= (unsigned)n < q->r.unsubmitted
+                                ? (unsigned)n : q->r.unsubmitted;
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Entries                                                                   */
 
