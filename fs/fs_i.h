@@ -181,6 +181,8 @@ struct fs {
     size_t n_lkown;
     size_t cap_lkown;
     struct fs_lkun *lkuns; /* Unlocks answered, not yet applied. */
+    uint64_t lk_order;     /* The last flock request's order (store.h,
+                            * "Order"). */
 
     pthread_t inval_thread;
     bool inval_started;

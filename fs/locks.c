@@ -30,13 +30,16 @@
  * An unlock (LOCK_UN, F_UNLCK, the close or exit that releases) is
  * answered as soon as it is proposed: the lock stays held in the
  * replicated table until the unlock applies, so nobody else gets it
- * early; only the releaser stops waiting for the commit. Until then the
- * unlock is recorded in fs->lkuns, and a later request of the same file,
- * owner and kind from this node waits for it to apply (two proposals may
+ * early; only the releaser stops waiting for the commit. Two proposals may
  * reach the log in either order, and a lock applied before the unlock
- * would be undone by it). An unlock that times out is proposed again
- * until it applies or this node's session ends (which frees every lock
- * of the session anyway). Unlocks commute with each other and do not wait.
+ * would be undone by it, so: flock requests carry their order on this
+ * node, and the store makes an unlock end only what older requests made
+ * (store.h, "Order"); a POSIX unlock is recorded in fs->lkuns until it
+ * applies, and a later request of the same file and owner from this node
+ * waits for it (ranges merge, so an order could not tell them apart).
+ * An unlock that times out is proposed again, with its order, until it
+ * applies or this node's session ends (which frees every lock of the
+ * session anyway). Unlocks commute with each other and do not wait.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -526,7 +529,9 @@ static void lk_submit_now(fuse_req_t req, struct fs_handle *h,
     }
     pthread_mutex_lock(&fs->lock);
     touched_add(fs, c->ino, c->parent, (uint8_t)c->valid);
-    bool deferred = lkun_defer(fs, req, h, c);
+    /* An ordered flock request need not wait: the store keeps it from a
+     * late unlock of the owner's (store.h, "Order"). */
+    bool deferred = c->new_parent == 0 && lkun_defer(fs, req, h, c);
     pthread_mutex_unlock(&fs->lock);
     if (deferred) {
         return; /* Sent once the pending unlock applied. */
@@ -758,6 +763,10 @@ void fs__op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
     c.size = STORE_LK_EOF;
     c.uid = (uint32_t)fuse_req_ctx(req)->pid;
     c.flags = !(op & LOCK_NB) && c.mode != STORE_LK_UN ? STORE_LK_WAIT : 0;
+    struct fs *fs = fuse_req_userdata(req);
+    pthread_mutex_lock(&fs->lock);
+    c.new_parent = ++fs->lk_order;
+    pthread_mutex_unlock(&fs->lock);
     lk_submit(req, h, &c);
 }
 
@@ -779,6 +788,7 @@ static void lk_close(struct fs *fs, struct fs_handle *h,
             c[m].valid = kinds[i];
             c[m].mode = STORE_LK_UN;
             c[m].size = STORE_LK_EOF;
+            c[m].new_parent = kinds[i] == STORE_LK_FLOCK ? ++fs->lk_order : 0;
             m++;
         }
     }

@@ -5,8 +5,12 @@
  *
  * Layout (CF_LOCKS, in snapshots):
  *   'H' ino client boot owner kind start -> end, type, pid, revision
+ *                                           [, order]
  *   'W' ino index                        -> client, boot, owner, kind,
  *                                           type, start, end, pid, flags
+ *                                           [, order]
+ * The order is written only when not 0, so the records of requests
+ * without one are those of older builds, byte for byte.
  * Holders sort by owner and range; waiters by the index of the request
  * that queued them, which is their arrival order.
  *
@@ -27,8 +31,10 @@
 
 #define HKEY 42
 #define HVAL 21
+#define HVAL_ORDER 29 /* With the order, after revision. */
 #define WKEY 17
 #define WVAL 54
+#define WVAL_ORDER 62 /* With the order, at byte 54. */
 #define WFLAG_OFD 0x1 /* Waiter byte 46 (0 in records of older builds). */
 
 struct table {
@@ -54,7 +60,8 @@ static void hkey(uint8_t *k, uint64_t ino, const struct store_lock *l)
 }
 
 /* A waiter record (key k, value v) into l. */
-static void wdecode(const uint8_t *k, const uint8_t *v, struct store_lock *l)
+static void wdecode(const uint8_t *k, const uint8_t *v, size_t vlen,
+                    struct store_lock *l)
 {
     l->revision = rfs_get_be64(k + 9);
     l->client = rfs_get_le64(v);
@@ -66,6 +73,7 @@ static void wdecode(const uint8_t *k, const uint8_t *v, struct store_lock *l)
     l->end = rfs_get_le64(v + 34);
     l->pid = rfs_get_le32(v + 42);
     l->ofd = (v[46] & WFLAG_OFD) != 0;
+    l->order = vlen == WVAL_ORDER ? rfs_get_le64(v + WVAL) : 0;
     l->waiting = true;
 }
 
@@ -149,7 +157,8 @@ static int table_load(struct store *s, const rocksdb_readoptions_t *ro,
             const uint8_t *v =
                 (const uint8_t *)rocksdb_iter_value(it, &vlen);
             struct store_lock l = {0};
-            if (pass == 0 && klen == HKEY && vlen == HVAL) {
+            if (pass == 0 && klen == HKEY &&
+                (vlen == HVAL || vlen == HVAL_ORDER)) {
                 l.client = rfs_get_be64(k + 9);
                 l.boot = rfs_get_be64(k + 17);
                 l.owner = rfs_get_be64(k + 25);
@@ -159,8 +168,10 @@ static int table_load(struct store *s, const rocksdb_readoptions_t *ro,
                 l.type = v[8];
                 l.pid = rfs_get_le32(v + 9);
                 l.revision = rfs_get_le64(v + 13);
-            } else if (pass == 1 && klen == WKEY && vlen == WVAL) {
-                wdecode(k, v, &l);
+                l.order = vlen == HVAL_ORDER ? rfs_get_le64(v + HVAL) : 0;
+            } else if (pass == 1 && klen == WKEY &&
+                       (vlen == WVAL || vlen == WVAL_ORDER)) {
+                wdecode(k, v, vlen, &l);
             } else {
                 rv = store__set_err(s, RFS_ECORRUPT,
                                     "a damaged lock record of inode %llu",
@@ -219,16 +230,17 @@ static int table_write(struct tx *t, const struct table *tb)
     for (size_t i = 0; i < tb->n; i++) {
         const struct store_lock *l = &tb->v[i];
         if (!l->waiting) {
-            uint8_t k[HKEY], v[HVAL];
+            uint8_t k[HKEY], v[HVAL_ORDER];
             hkey(k, tb->ino, l);
             rfs_put_le64(v, l->end);
             v[8] = l->type;
             rfs_put_le32(v + 9, l->pid);
             rfs_put_le64(v + 13, l->revision);
+            rfs_put_le64(v + HVAL, l->order);
             rocksdb_writebatch_put_cf(t->b, cf, (char *)k, HKEY, (char *)v,
-                                      HVAL);
+                                      l->order ? HVAL_ORDER : HVAL);
         } else {
-            uint8_t k[WKEY], v[WVAL];
+            uint8_t k[WKEY], v[WVAL_ORDER];
             memset(v, 0, sizeof(v));
             wkey(k, tb->ino, l->revision);
             rfs_put_le64(v, l->client);
@@ -240,23 +252,31 @@ static int table_write(struct tx *t, const struct table *tb)
             rfs_put_le64(v + 34, l->end);
             rfs_put_le32(v + 42, l->pid);
             v[46] = l->ofd ? WFLAG_OFD : 0;
+            rfs_put_le64(v + WVAL, l->order);
             rocksdb_writebatch_put_cf(t->b, cf, (char *)k, WKEY, (char *)v,
-                                      WVAL);
+                                      l->order ? WVAL_ORDER : WVAL);
         }
     }
     return 0;
 }
 
-/* Remove [start, end] from the owner's holdings, splitting a range that
- * straddles it. */
+/* Whether l was made by a request older than order (see "Order" in
+ * store.h): always, for an order of 0. */
+static bool made_before(const struct store_lock *l, uint64_t order)
+{
+    return order == 0 || l->order < order;
+}
+
+/* Remove [start, end] from the owner's holdings made before order,
+ * splitting a range that straddles it. */
 static int carve(struct table *tb, const struct store_lock *o, uint64_t start,
-                 uint64_t end)
+                 uint64_t end, uint64_t order)
 {
     size_t n = tb->n;
     for (size_t i = 0; i < n;) {
         struct store_lock *l = &tb->v[i];
         if (l->waiting || !same_owner(l, o) || l->end < start ||
-            end < l->start) {
+            end < l->start || !made_before(l, order)) {
             i++;
             continue;
         }
@@ -284,7 +304,7 @@ static int carve(struct table *tb, const struct store_lock *o, uint64_t start,
 static int hold(struct table *tb, struct store_lock l)
 {
     l.waiting = false;
-    int rv = carve(tb, &l, l.start, l.end);
+    int rv = carve(tb, &l, l.start, l.end, 0);
     for (size_t i = 0; rv == 0 && i < tb->n;) {
         struct store_lock *m = &tb->v[i];
         bool touches = (m->end == STORE_LK_EOF || m->end + 1 >= l.start) &&
@@ -293,6 +313,7 @@ static int hold(struct table *tb, struct store_lock l)
             touches) {
             l.start = m->start < l.start ? m->start : l.start;
             l.end = m->end > l.end ? m->end : l.end;
+            l.order = m->order > l.order ? m->order : l.order;
             drop_at(tb, i);
             continue;
         }
@@ -346,12 +367,15 @@ static int grant_waiters(struct tx *t, struct table *tb)
     return 0;
 }
 
-/* Drop the waiters of owner o (kind included). true if any. */
-static bool drop_waiters(struct table *tb, const struct store_lock *o)
+/* Drop the waiters of owner o (kind included) queued before order. true
+ * if any. */
+static bool drop_waiters(struct table *tb, const struct store_lock *o,
+                         uint64_t order)
 {
     bool any = false;
     for (size_t i = 0; i < tb->n;) {
-        if (tb->v[i].waiting && same_owner(&tb->v[i], o)) {
+        if (tb->v[i].waiting && same_owner(&tb->v[i], o) &&
+            made_before(&tb->v[i], order)) {
             drop_at(tb, i);
             any = true;
             continue;
@@ -435,12 +459,12 @@ static int dl_waiters(struct store *s, const struct table *tb,
             }
         }
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
-        if (klen != WKEY || vlen != WVAL) {
+        if (klen != WKEY || (vlen != WVAL && vlen != WVAL_ORDER)) {
             rv = store__set_err(s, RFS_ECORRUPT, "a damaged lock waiter");
             break;
         }
         struct store_lock l = {0};
-        wdecode(k, v, &l);
+        wdecode(k, v, vlen, &l);
         rv = dl_push(out, n, &cap, rfs_get_be64(k + 1), &l);
     }
     char *err = NULL;
@@ -550,6 +574,7 @@ int locks_apply(struct tx *t, const struct store_cmd *c)
         .pid = c->uid,
         .revision = t->index,
         .ofd = (c->flags & STORE_LK_OFD) != 0,
+        .order = c->valid == STORE_LK_FLOCK ? c->new_parent : 0,
     };
     if ((l.kind != STORE_LK_FLOCK && l.kind != STORE_LK_POSIX) ||
         c->valid > 0xff || (c->op == STORE_OP_LOCK &&
@@ -576,10 +601,10 @@ int locks_apply(struct tx *t, const struct store_cmd *c)
     }
     int res = 0;
     if (c->op == STORE_OP_LOCK_CANCEL) {
-        res = drop_waiters(&tb, &l) ? 0 : ENOENT;
+        res = drop_waiters(&tb, &l, 0) ? 0 : ENOENT;
     } else if (l.type == STORE_LK_UN) {
-        rv = carve(&tb, &l, l.start, l.end);
-        drop_waiters(&tb, &l);
+        rv = carve(&tb, &l, l.start, l.end, l.order);
+        drop_waiters(&tb, &l, l.order);
     } else if (blocked_by_holders(&tb, &l)) {
         bool cycle = false;
         if ((c->flags & STORE_LK_WAIT) && l.kind == STORE_LK_POSIX &&
@@ -627,7 +652,8 @@ int locks_drop_session(struct tx *t, rfs_nodeid_t client, uint64_t boot)
         if (k[0] == 'H' && klen == HKEY) {
             mine = rfs_get_be64(k + 9) == client &&
                    rfs_get_be64(k + 17) == boot;
-        } else if (k[0] == 'W' && klen == WKEY && vlen == WVAL) {
+        } else if (k[0] == 'W' && klen == WKEY &&
+                   (vlen == WVAL || vlen == WVAL_ORDER)) {
             mine = rfs_get_le64(v) == client && rfs_get_le64(v + 8) == boot;
         }
         uint64_t ino = klen >= 9 ? rfs_get_be64(k + 1) : 0;

@@ -194,7 +194,9 @@ enum store_op {
                         * STORE_LK_POSIX), mode (STORE_LK_RD/WR/UN),
                         * offset..size (first and last byte, inclusive),
                         * uid (the holder's pid on its node), flags
-                        * (STORE_LK_WAIT, STORE_LK_OFD). See "Locks" below. */
+                        * (STORE_LK_WAIT, STORE_LK_OFD), new_parent (flock:
+                        * its order among the node's flock requests, or 0).
+                        * See "Locks" below. */
     STORE_OP_LOCK_CANCEL, /* ino, parent, valid: drop the owner's waiter. */
     STORE_OP_MAX,
 };
@@ -258,6 +260,15 @@ enum store_op {
  * was granted first). Each grant records the index that granted it (the
  * fencing token). A client's new boot drops its old boot's locks.
  *
+ * Order (flock only): a node numbers its flock requests in the order its
+ * callers made them (new_parent, increasing within a boot; 0 for none).
+ * An unlock then ends only the owner's holding and waiters that an
+ * earlier request made, so an unlock that reaches the log after the
+ * owner's next lock (two proposals of one node may land in either order)
+ * leaves that lock alone. The node need not wait for an unlock to apply
+ * before it sends the owner's next lock. POSIX ranges merge, so they get
+ * no order: their node still waits.
+ *
  * Deadlocks (as Linux's F_SETLKW): a blocking POSIX request of a process
  * owner (not STORE_LK_OFD) fails with EDEADLK, at apply, when an owner
  * holding a conflicting range waits itself, directly or through other
@@ -292,6 +303,8 @@ struct store_lock {
     uint32_t pid;
     uint64_t revision; /* Holders: the index that granted it; waiters:
                         * the index of the request (arrival). */
+    uint64_t order;    /* flock: the order of the request that made it
+                        * (see "Order"), 0 if it had none. */
     bool waiting;
     bool ofd; /* Waiters: requested with STORE_LK_OFD. */
 };

@@ -2799,6 +2799,59 @@ static void lk_file(struct fixture *f)
                      0);
 }
 
+/* A flock request numbered `order` by its node (see "Order" in store.h). */
+static struct store_result lko(struct fixture *f, rfs_nodeid_t client,
+                               uint64_t owner, uint8_t type, uint64_t order,
+                               bool wait)
+{
+    struct store_cmd c = {.op = STORE_OP_LOCK, .client = client, .boot = 1,
+                          .seq = ++f->seq, .ino = f->lk_ino, .parent = owner,
+                          .valid = STORE_LK_FLOCK, .mode = type,
+                          .size = STORE_LK_EOF, .uid = 42,
+                          .new_parent = order,
+                          .flags = wait ? STORE_LK_WAIT : 0};
+    return apply(f, &c);
+}
+
+/* An unlock that reaches the log after its owner's next lock (the node
+ * sent both without waiting) leaves that lock, and a waiter it queued,
+ * alone; an unlock without an order ends everything, as before. */
+static void test_lock_unlock_keeps_later_lock(void **state)
+{
+    struct fixture *f = *state;
+    lk_file(f);
+    char t[512];
+    assert_int_equal(lko(f, 1, 10, STORE_LK_WR, 1, false).err, 0);
+    /* Owner 10: unlock (order 2) and relock (3), the relock first. */
+    assert_int_equal(lko(f, 1, 10, STORE_LK_WR, 3, false).err, 0);
+    assert_int_equal(lko(f, 1, 10, STORE_LK_UN, 2, false).err, 0);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H10w0--1");
+    assert_int_equal(lko(f, 2, 20, STORE_LK_WR, 1, false).err, EAGAIN);
+    /* Its own later unlock does end it. */
+    assert_int_equal(lko(f, 1, 10, STORE_LK_UN, 4, false).err, 0);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "");
+    /* Shared with owner 20; owner 10 unlocks (6) and asks for exclusive
+     * (7), which queues behind 20 and lands first: the late unlock ends
+     * the shared hold and keeps the waiter, which 20's unlock grants. */
+    assert_int_equal(lko(f, 1, 10, STORE_LK_RD, 5, false).err, 0);
+    assert_int_equal(lko(f, 2, 20, STORE_LK_RD, 2, false).err, 0);
+    assert_int_equal(lko(f, 1, 10, STORE_LK_WR, 7, true).err, EINPROGRESS);
+    assert_int_equal(lko(f, 1, 10, STORE_LK_UN, 6, false).err, 0);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H20r0--1 W10w0--1");
+    struct store_result r = lko(f, 2, 20, STORE_LK_UN, 3, false);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.granted, 1);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H10w0--1");
+    /* No order (an older build's entry): the unlock ends it all. */
+    assert_int_equal(lko(f, 1, 10, STORE_LK_UN, 0, false).err, 0);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "");
+}
+
 /* POSIX ranges of one owner split, merge, upgrade and downgrade; other
  * owners conflict only where they overlap and one side is exclusive. */
 static void test_lock_ranges(void **state)
@@ -3217,6 +3270,7 @@ int main(int argc, char **argv)
         T(test_session_open_end_fence),
         T(test_ephemeral_files_go_with_session),
         T(test_sessions_in_snapshot),
+        T(test_lock_unlock_keeps_later_lock),
         T(test_lock_ranges),
         T(test_lock_queue_and_cancel),
         T(test_lock_drop_session),
