@@ -9,6 +9,7 @@
  * The data folder holds raftfs.conf (id, listen address, founding peers),
  * the cluster secret (mode 0600), the RocksDB database and snapshots.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1417,8 +1418,35 @@ static void daemonize(const char *logpath)
     setsid();
 }
 
+/* A node lives long: it must not keep descriptors it did not open. One
+ * inherited from a script that holds a file of a raftfs mount open (say
+ * `exec 3>lock; flock 3` before `raftfs mount`) would keep that file
+ * open after the script closes it: the kernel sends the RELEASE only at
+ * the last close, so the script's flock would stay held for as long as
+ * this node runs. Standard input, output and error stay. */
+static void close_inherited(void)
+{
+    if (close_range(3, ~0U, 0) == 0) {
+        return;
+    }
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) {
+        return; /* No /proc: nothing better to do; the node still runs. */
+    }
+    int self = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int fd = atoi(e->d_name);
+        if (fd > 2 && fd != self) {
+            close(fd);
+        }
+    }
+    closedir(d);
+}
+
 static int cmd_mount(int argc, char **argv)
 {
+    close_inherited();
     struct mount_opts m;
     memset(&m, 0, sizeof(m));
     fs_options_default(&m.fs);

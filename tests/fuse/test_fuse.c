@@ -1310,6 +1310,38 @@ static void test_unlock_does_not_wait_for_its_commit(void **state)
 }
 
 /*
+ * A node restarted by a process that holds a descriptor on a raftfs file
+ * (here this test; a script that took `exec 3>lock; flock 3` before
+ * `raftfs mount`) does not keep that descriptor: the daemon closes what it
+ * inherited. Otherwise the file stays open in the daemon, the kernel never
+ * sends its RELEASE when the script closes it, and the flock stays held
+ * for as long as that daemon lives.
+ */
+static void test_restarted_node_keeps_no_inherited_descriptor(void **state)
+{
+    struct mcluster *c = *state;
+    assert_true(mc_wait_leader(c, 10000) > 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "inherit"), "", 0), 0);
+    int fd = open(mc_path(c, 1, "inherit"), O_RDWR); /* No O_CLOEXEC. */
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0);
+    mc_kill9(c, 3);
+    mc_start(c, 3);
+    assert_true(mc_wait_leader(c, 10000) > 0);
+    assert_int_equal(close(fd), 0); /* The last reference: RELEASE. */
+    int fd2 = open(mc_path(c, 2, "inherit"), O_RDWR);
+    assert_true(fd2 >= 0);
+    int rv = -1;
+    long deadline = pc_now_ms() + 5000;
+    while ((rv = flock(fd2, LOCK_EX | LOCK_NB)) != 0 &&
+           pc_now_ms() < deadline) {
+        usleep(20000);
+    }
+    assert_int_equal(rv, 0);
+    assert_int_equal(close(fd2), 0);
+}
+
+/*
  * A forked child that closes its copy of a descriptor opened with O_TRUNC
  * (a shell that system() started in a threaded program exits) does not
  * send the staged truncate while the opener still holds the file: the
@@ -3142,6 +3174,9 @@ int main(int argc, char **argv)
             test_write_waits_for_a_truncate_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_unlock_does_not_wait_for_its_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_restarted_node_keeps_no_inherited_descriptor, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_forked_close_leaves_the_truncate_to_the_opener, setup,
             teardown),
