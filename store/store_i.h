@@ -158,8 +158,173 @@ int locks_apply(struct tx *t, const struct store_cmd *c);
  * granting the next waiters. 0 or a negative store error. */
 int locks_drop_session(struct tx *t, rfs_nodeid_t client, uint64_t boot);
 
+/*
+ * The state machine's files share what follows: records.c the records,
+ * ops.c, xattr.c and acl.c the operations, sessions.c the sessions,
+ * reads.c the reads, orphans.c this node's orphans, state.c apply. Writes
+ * go into the entry's batch (t->b) and read the state as it was before
+ * the entry (t->s->ro); a positive result is the operation's errno, a
+ * negative one the store's failure (READ ERRORS: a RocksDB read error,
+ * RFS_ECORRUPT for a damaged record).
+ */
+
+/* records.c: encodings. */
 void store__attr_encode(const struct store_attr *a, uint8_t *out);
 int store__attr_decode(uint64_t ino, const char *v, size_t len,
                        struct store_attr *a);
+/* CF_CHUNKS, or CF_ORPHANS for a change to an orphan (same keys). */
+int store__chunks_cf(const struct tx *t);
+/* k (16 bytes) = BE ino, BE chunk number. */
+void store__chunk_key(uint8_t *k, uint64_t ino, uint64_t chunk);
+
+/* records.c: reads, with the read options given (any thread). */
+/* Key key of family cf into *v (NULL if absent; the caller frees it with
+ * rocksdb_free). 0 or the read's error, recorded as `what`. */
+int store__get(struct store *s, const rocksdb_readoptions_t *ro, int cf,
+               const void *key, size_t klen, char **v, size_t *vlen,
+               const char *what);
+/* Inode ino into *a; with raw, the whole record too (the caller frees it
+ * with rocksdb_free). 0, -ENOENT, READ ERRORS. */
+int store__inode_get(struct store *s, const rocksdb_readoptions_t *ro,
+                     uint64_t ino, struct store_attr *a, char **raw,
+                     size_t *rawlen);
+/* The entry name in directory parent. 0, -ENOENT, -ENAMETOOLONG, READ
+ * ERRORS. */
+int store__dentry_get(struct store *s, const rocksdb_readoptions_t *ro,
+                      uint64_t parent, const char *name, size_t len,
+                      uint64_t *ino, uint8_t *type);
+/* *empty: directory ino has no entry. 0 or READ ERRORS. */
+int store__dir_is_empty(struct store *s, const rocksdb_readoptions_t *ro,
+                        uint64_t ino, bool *empty);
+/* Call fn for each extended attribute of ino (key = ino, then the name),
+ * in name order, as ro sees them. 0 or the iterator's error. */
+typedef void (*xattr_fn)(void *arg, const char *key, size_t klen,
+                         const char *val, size_t vlen);
+int store__xattr_walk(struct store *s, const rocksdb_readoptions_t *ro,
+                      uint64_t ino, xattr_fn fn, void *arg);
+
+/* records.c: writes into the entry's batch. */
+/* Put a's record; target (tlen bytes) is a symlink's target. */
+void store__inode_put(struct tx *t, const struct store_attr *a,
+                      const void *target, size_t tlen);
+/* Rewrite a's attributes, keeping a symlink's target. 0 or READ ERRORS. */
+int store__inode_update(struct tx *t, const struct store_attr *a);
+/* Put or delete a directory entry and its link (history.c); a failed
+ * read of the entry it replaces is left in t->err. */
+void store__dentry_put(struct tx *t, uint64_t parent, const char *name,
+                       size_t len, uint64_t ino, uint8_t type);
+void store__dentry_del(struct tx *t, uint64_t parent, const char *name,
+                       size_t len);
+/* Drop file ino's chunks from chunk number from on; *dropped (may be
+ * NULL) gets the bytes they held. 0 or READ ERRORS. */
+int store__chunks_drop(struct tx *t, uint64_t ino, uint64_t from,
+                       uint64_t *dropped);
+/* Drop one name's hold on ino (with its last name: the inode, its
+ * extended attributes, a file's chunks, or its orphan copy kept). 0 or
+ * READ ERRORS. */
+int store__inode_drop(struct tx *t, uint64_t ino);
+
+/* ops.c: the operations apply_cmd runs (state.c). Each returns 0, a
+ * positive errno, or a negative store error; *ino (*removed, *out) gets
+ * the inode the operation made or changed. */
+int store__op_create(struct tx *t, const struct store_cmd *c, uint64_t *ino);
+int store__op_put(struct tx *t, const struct store_cmd *c, uint64_t *ino);
+int store__op_write(struct tx *t, const struct store_cmd *c, uint64_t *ino);
+int store__op_setattr(struct tx *t, const struct store_cmd *c, uint64_t *ino);
+/* mkdir and symlink (type STORE_DIR or STORE_SYMLINK), and mknod's. */
+int store__op_mknode(struct tx *t, const struct store_cmd *c, uint8_t type,
+                     uint64_t *ino);
+int store__op_mknod(struct tx *t, const struct store_cmd *c, uint64_t *ino);
+/* unlink, or rmdir with dir_op. */
+int store__op_remove(struct tx *t, const struct store_cmd *c, bool dir_op,
+                     uint64_t *removed);
+int store__op_rename(struct tx *t, const struct store_cmd *c, uint64_t *out);
+int store__op_link(struct tx *t, const struct store_cmd *c, uint64_t *ino);
+/* ops.c: what orphans.c and xattr.c decide the same way. */
+/* The inode ino an open handle names, into *a: ESTALE once unlinked. */
+int store__handle_get(struct tx *t, uint64_t ino, struct store_attr *a);
+/* setuid and setgid that a write or truncate without CAP_FSETID clears. */
+void store__write_kill_priv(const struct store_cmd *c, bool created,
+                            struct store_attr *a);
+/* What a SETATTR implies beyond the fields it sets. */
+void store__setattr_rules(const struct tx *t, const struct store_cmd *c,
+                          struct store_attr *a);
+/* Write data at off into file a, updating a. 0, EFBIG, READ ERRORS. */
+int store__write_data(struct tx *t, struct store_attr *a, uint64_t off,
+                      const uint8_t *data, size_t len);
+/* Set file a's size, dropping or cutting the chunks past it. 0, EFBIG,
+ * READ ERRORS. */
+int store__set_size(struct tx *t, struct store_attr *a, uint64_t size);
+
+/* xattr.c: STORE_OP_SETXATTR and STORE_OP_REMOVEXATTR, as the ops above. */
+int store__op_setxattr(struct tx *t, const struct store_cmd *c,
+                       uint64_t *ino);
+int store__op_removexattr(struct tx *t, const struct store_cmd *c,
+                          uint64_t *ino);
+
+/* acl.c: the names of the attributes with rules of their own. */
+extern const char store__caps_name[sizeof("security.capability")];
+extern const char store__acl_access_name[sizeof(STORE_ACL_ACCESS)];
+extern const char store__acl_default_name[sizeof(STORE_ACL_DEFAULT)];
+/* Drop ino's file capabilities, if any. 0 or READ ERRORS. */
+int store__caps_kill(struct tx *t, uint64_t ino);
+/* *perm: the mode's permission bits ACL p (checked) mirrors; true if the
+ * ACL says no more than those bits (it need not be stored). */
+bool store__acl_mode(const uint8_t *p, size_t len, uint32_t *perm);
+/* New inode a in directory dir takes dir's default ACL, or c's umask.
+ * 0 or READ ERRORS. */
+int store__acl_inherit(struct tx *t, const struct store_cmd *c,
+                       const struct store_attr *dir, struct store_attr *a);
+/* A chmod of ino to mode carries the bits into its access ACL. 0 or READ
+ * ERRORS. */
+int store__acl_follow_mode(struct tx *t, uint64_t ino, uint32_t mode);
+
+/* sessions.c: what apply (state.c) asks of a command's session. */
+enum session_state {
+    SESSION_NEW,       /* Apply it. */
+    SESSION_DUPLICATE, /* Applied before: *r holds the first result. */
+    SESSION_STALE,     /* From a client boot that has since been replaced. */
+};
+
+/* The client's record: its current boot and how far its answered
+ * requests were forgotten. */
+struct session_head {
+    bool found;
+    uint64_t boot;
+    uint64_t purged; /* Seqs below this have no record left. */
+};
+/* Look c up in its client's session: *st, and *r if a duplicate; writes
+ * nothing. 0 or READ ERRORS. */
+int store__session_check(struct tx *t, const struct store_cmd *c,
+                         struct store_result *r, enum session_state *st,
+                         struct session_head *h);
+/* *fenced: c's node session has ended (c must change nothing). 0 or READ
+ * ERRORS. */
+int store__session_fenced(struct tx *t, const struct store_cmd *c,
+                          bool *fenced);
+/* Record c's result r in its session (h from store__session_check). 0 or
+ * READ ERRORS. */
+int store__session_record(struct tx *t, const struct store_cmd *c,
+                          const struct session_head *h,
+                          const struct store_result *r);
+/* STORE_OP_SESSION_OPEN and STORE_OP_SESSION_END, as the ops above. */
+int store__op_session_open(struct tx *t, const struct store_cmd *c);
+int store__op_session_end(struct tx *t, const struct store_cmd *c);
+/* CREATE c made file ino: if its directory is marked ephemeral, tie the
+ * file to c's node session (it goes when the session ends). 0 or READ
+ * ERRORS. */
+int store__ephemeral_note(struct tx *t, const struct store_cmd *c,
+                          uint64_t ino);
+
+/* reads.c: len bytes at off of file ino (size bytes long) from family cf
+ * (CF_CHUNKS or CF_ORPHANS) into buf; holes read as zeros. 0 or READ
+ * ERRORS. */
+int store__read_chunks(struct store *s, const rocksdb_readoptions_t *ro,
+                       int cf, uint64_t ino, uint64_t size, uint64_t off,
+                       size_t len, void *buf, size_t *got);
+
+/* orphans.c: copy file a's record and chunks into this node's orphans, in
+ * the entry's batch. 0 or READ ERRORS. */
+int store__orphan_keep(struct tx *t, const struct store_attr *a);
 
 #endif /* RAFTFS_STORE_STORE_I_H */
