@@ -1,6 +1,6 @@
 /*
- * The store's database and the Raft log half: open/close, error mapping,
- * log records, hard state, snapshot metadata.
+ * The store's database and the Raft log half: open/close, log records,
+ * hard state, snapshot metadata. Errors and checked writes are rocks.c's.
  *
  * Every log record is stored as [crc32c][term][type][data], the checksum
  * covering the record's index too, so a record read back from the wrong key
@@ -10,15 +10,11 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <time.h>
 
 #include "../common/heap.h"
 #include "store_i.h"
@@ -37,144 +33,6 @@ void store_options_default(struct store_options *o)
     o->sync = true;
     o->min_free_bytes = 128ull << 20;
     o->history_entries = 100000;
-}
-
-int store__set_err(struct store *s, int code, const char *fmt, ...)
-{
-    pthread_mutex_lock(&s->err_lock);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
-    va_end(ap);
-    pthread_mutex_unlock(&s->err_lock);
-    return code;
-}
-
-static int map_rocks(const char *err)
-{
-    if (strstr(err, "No space left") != NULL) {
-        return -ENOSPC;
-    }
-    if (strncmp(err, "Corruption", 10) == 0) {
-        return RFS_ECORRUPT;
-    }
-    if (strstr(err, "Permission denied") != NULL) {
-        return -EACCES;
-    }
-    if (strncmp(err, "Invalid argument", 16) == 0) {
-        return -EINVAL;
-    }
-    return -EIO;
-}
-
-int store__rocks_err(struct store *s, char *err, const char *fmt, ...)
-{
-    char what[160];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof(what), fmt, ap);
-    va_end(ap);
-    int code = map_rocks(err);
-    store__set_err(s, code, "%s in %s: %s", what, s->dir, err);
-    rocksdb_free(err);
-    return code;
-}
-
-/* Refuse a write when the disk is nearly full. RocksDB must never meet
- * ENOSPC itself: Debian's build asserts (aborts) on the write after a failed
- * WAL append, and a half-failed write leaves its state unknown. Refusing
- * first is clean: nothing was written, and writes resume once space is
- * freed. */
-/*
- * Not a statvfs per write (two per applied entry): a check that finds
- * headroom above the reserve lets the next headroom/4 bytes of batches (at
- * most 16 MiB) through, for at most 100 ms, before looking again. RocksDB
- * writes a batch about twice (WAL, then a flushed table), so a quarter of
- * the headroom keeps clear of the reserve; the time bound covers what
- * compactions and other programs take meanwhile. Near the reserve the
- * allowance shrinks to nothing and every write looks.
- */
-#define SPACE_RECHECK_NS (100ull * 1000 * 1000)
-#define SPACE_ALLOWANCE_MAX (16ull << 20)
-
-static uint64_t coarse_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int check_space(struct store *s, rocksdb_writebatch_t *b,
-                       const char *what)
-{
-    if (s->o.min_free_bytes == 0) {
-        return 0;
-    }
-    size_t bytes = 0;
-    (void)rocksdb_writebatch_data(b, &bytes);
-    uint64_t now = coarse_ns();
-    uint64_t left = atomic_load(&s->space_allowance);
-    if (now < atomic_load(&s->space_until_ns) && left >= bytes &&
-        atomic_compare_exchange_strong(&s->space_allowance, &left,
-                                       left - bytes)) {
-        return 0;
-    }
-    struct statvfs v;
-    if (statvfs(s->dir, &v) != 0) {
-        return 0;
-    }
-    uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
-    if (avail >= s->o.min_free_bytes) {
-        uint64_t allow = (avail - s->o.min_free_bytes) / 4;
-        atomic_store(&s->space_allowance,
-                     allow < SPACE_ALLOWANCE_MAX ? allow : SPACE_ALLOWANCE_MAX);
-        atomic_store(&s->space_until_ns, now + SPACE_RECHECK_NS);
-        return 0;
-    }
-    atomic_store(&s->space_allowance, 0);
-    return store__set_err(s, -ENOSPC,
-                          "%s refused: disk nearly full, %llu bytes free in "
-                          "%s, below the %llu byte reserve",
-                          what, (unsigned long long)avail, s->dir,
-                          (unsigned long long)s->o.min_free_bytes);
-}
-
-int store__write(struct store *s, rocksdb_writebatch_t *b, bool sync,
-                 const char *what)
-{
-    if (s->failed != 0) {
-        return s->failed;
-    }
-    int rv = check_space(s, b, what);
-    if (rv != 0) {
-        return rv;
-    }
-    char *err = NULL;
-    rocksdb_write(s->db, sync && s->o.sync ? s->wo_sync : s->wo_async, b,
-                  &err);
-    if (err != NULL) {
-        /* After a failed write nothing more may be acknowledged: RocksDB
-         * may hold part of it in memory, and the disk state is unknown. */
-        s->failed = store__rocks_err(s, err, "%s", what);
-        return s->failed;
-    }
-    return 0;
-}
-
-const rocksdb_readoptions_t *store__ro(const struct store *s,
-                                       const struct store_view *v)
-{
-    return v != NULL ? v->ro : s->ro;
-}
-
-const char *store_errmsg(const struct store *s)
-{
-    return s->errmsg;
-}
-
-int store_failed(const struct store *s)
-{
-    return s->failed;
 }
 
 /*
@@ -198,8 +56,8 @@ static int check_format(struct store *s, char *errmsg)
     uint32_t fmt = found && len == 4 ? rfs_get_le32((uint8_t *)v) : 0;
     rocksdb_free(v);
     struct store_attr root;
-    bool fresh = !found &&
-                 store_getattr(s, NULL, STORE_ROOT_INO, &root) == -ENOENT;
+    bool fresh = !found && store__inode_get(s, s->ro, STORE_ROOT_INO, &root,
+                                            NULL, NULL) == -ENOENT;
     if (fresh || fmt == STORE_FORMAT) {
         return 0;
     }
@@ -259,7 +117,7 @@ int store_open(const char *dir, const struct store_options *o,
     s->db = rocksdb_open_column_families(s->opts, dir, CF_COUNT, cf_names,
                                          cfo, s->cf, &err);
     if (err != NULL) {
-        int code = map_rocks(err);
+        int code = store__map_rocks(err);
         snprintf(errmsg, RFS_ERRMSG_SZ, "cannot open store %s: %s", dir, err);
         rocksdb_free(err);
         rocksdb_options_destroy(s->opts);
@@ -311,7 +169,8 @@ int store_open(const char *dir, const struct store_options *o,
         return frv;
     }
     struct store_attr root;
-    if (store_getattr(s, NULL, STORE_ROOT_INO, &root) == -ENOENT) {
+    if (store__inode_get(s, s->ro, STORE_ROOT_INO, &root, NULL, NULL) ==
+        -ENOENT) {
         memset(&root, 0, sizeof(root));
         root.ino = STORE_ROOT_INO;
         root.type = STORE_DIR;

@@ -53,7 +53,7 @@ struct store {
     pthread_mutex_t err_lock; /* Protects errmsg. */
     char errmsg[RFS_ERRMSG_SZ];
     int failed;          /* First write failure; writes refused after it. */
-    /* Free-space checks (store.c, check_space): bytes that may still be
+    /* Free-space checks (rocks.c, check_space): bytes that may still be
      * written before the next statvfs, and until when. Any thread. */
     _Atomic uint64_t space_allowance;
     _Atomic uint64_t space_until_ns;
@@ -71,6 +71,10 @@ struct store_view {
     rocksdb_readoptions_t *ro;
 };
 
+/* rocks.c: errors, checked writes, a view's read options. */
+/* The code for RocksDB error message err: -ENOSPC, RFS_ECORRUPT, -EACCES,
+ * -EINVAL, else -EIO. */
+int store__map_rocks(const char *err);
 /* Record a RocksDB error (err is freed here) and map it to a code. */
 int store__rocks_err(struct store *s, char *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
