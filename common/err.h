@@ -13,8 +13,9 @@
  * - One documented exception: an apply's outcome (struct store_result's
  *   err, store/store.h) is 0 or a positive errno. It is a replicated value
  *   recorded in the sessions, not a failure of the call that carries it;
- *   store/state.c's apply helpers return it positive and keep negative for
- *   store failures, which abort the entry.
+ *   the store's apply helpers (store/ops.c, xattr.c, sessions.c, locks.c)
+ *   return it positive and keep negative for store failures, which abort
+ *   the entry.
  * - fs/ maps these to a positive errno in exactly one place, fs_errno(),
  *   called through fs__reply_err() before replying to the kernel; anything
  *   unknown there becomes EIO. An op that decides an errno itself (EBADF,

@@ -103,9 +103,9 @@ static struct change *change_new(fuse_req_t req, enum reply reply,
  * holds after an unknown outcome (a timeout) too: this node's requests
  * time out in the order they were submitted, so a later change goes out
  * with a first_outstanding past this one, and the store refuses this one
- * as stale should it arrive after that change applied (store/state.c,
- * session_check); arriving first, it is merely repeated. True if it staged
- * a create anew.
+ * as stale should it arrive after that change applied (store/sessions.c,
+ * store__session_check); arriving first, it is merely repeated. True if it
+ * staged a create anew.
  */
 static bool stage_end(struct change *w, bool applied)
 {

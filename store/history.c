@@ -7,10 +7,11 @@
  * CF_LINKS keeps every directory entry a second time, keyed by the inode
  * it names (BE ino + BE parent + name), so a path is a walk up the tree
  * with one seek per level. It is written in the same batch as the entry it
- * mirrors (state.c's dentry_put and dentry_del), so it is replicated state
- * in effect, but derived: it is left out of snapshot images, and rebuilt
- * from the image's entries when one is installed (snap.c) and from
- * CF_DENTRIES when a store made by an older build is opened.
+ * mirrors (records.c's store__dentry_put and store__dentry_del), so it is
+ * replicated state in effect, but derived: it is left out of snapshot
+ * images, and rebuilt from the image's entries when one is installed
+ * (snap.c) and from CF_DENTRIES when a store made by an older build is
+ * opened.
  *
  * History. Each entry that changed the tree adds one record to CF_HISTORY,
  * keyed by its index (BE), value: op u8, path length LE u32, path, second
@@ -20,7 +21,7 @@
  * (store_options.history_entries; a snapshot install starts it afresh), so
  * the column family stays out of snapshots. Pruning deletes, as entry i
  * applies, the record of entry i - history_entries: one point delete per
- * entry, no range tombstones on the apply path (see chunks_drop).
+ * entry, no range tombstones on the apply path (see store__chunks_drop).
  *
  * meta "hist_from": the history is complete only after this index (the
  * last snapshot installed, or where an older store started recording).

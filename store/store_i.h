@@ -149,7 +149,8 @@ struct tx {
     bool session_opened; /* This entry opened its client's new session. */
     uint16_t history_sub; /* Changes recorded beyond the entry's own. */
     int err;     /* A read failed where a helper cannot return it (the
-                  * links of dentry_put, dentry_del): the entry fails. */
+                  * links of store__dentry_put, store__dentry_del): the
+                  * entry fails. */
     uint32_t granted; /* Waiters this entry granted (store/locks.c). */
     bool locks_by_session; /* Locks dropped now end by a session's end
                             * (their history records say so). */

@@ -15,7 +15,7 @@
  *   sometimes refused (ENOSPC, retried by the driver) or failed (EIO: the
  *   node stops, and the operator restarts it);
  * - the state machine: registers and exactly-once sessions modelled on the
- *   store's (store/state.c), applied unsynced, as RocksDB applies them: a
+ *   store's (store/sessions.c), applied unsynced, as RocksDB applies them: a
  *   crash keeps only what the last synced write carried to the disk, and a
  *   restarted node applies the rest again from its log.
  *
@@ -759,7 +759,7 @@ static rfs_index_t applied_id(struct sim *s, rfs_nodeid_t client,
     return 0;
 }
 
-/* Apply one command's session rules, as store/state.c does: a request from
+/* Apply one command's session rules, as store/sessions.c does: a request from
  * a replaced boot, or one already forgotten, changes nothing (ESTALE); a
  * duplicate returns its first result; a new one is applied and recorded,
  * and what the client says it no longer waits for is forgotten. */
