@@ -9,7 +9,7 @@
  * once. A write refused for lack of space is retried every second while
  * nothing is acknowledged; any other storage error stops Raft activity.
  */
-#include "host.h"
+#include "host_i.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -30,22 +30,6 @@
 #define CONS_MUTATION 0
 #endif
 #define MUTANT(k) (CONS_MUTATION == (k))
-
-/* Senders a leader remembers hearing from, for node sessions. */
-#define HOST_HEARD (2 * CONS_MAX_SERVERS)
-/* Clock stalls remembered for the session view (see offset_at). */
-#define HOST_STALLS 8
-
-struct host_stall {
-    uint64_t core_tick;
-    uint64_t offset;
-};
-
-struct host_ending_req {
-    struct host *h;
-    rfs_nodeid_t client;
-    uint64_t boot;
-};
 
 /* An encoded message, held until the batch it depends on is durable. */
 struct held {
@@ -69,94 +53,10 @@ struct pending_chunk {
     int rv;
     struct pending_chunk *next;
 };
-
-struct host {
-    struct host_options o;
-    struct host_io io;
-    struct cons_node *core;
-    struct requests rq;
-
-    uint64_t clock_origin_ns; /* The I/O clock at start. */
-    uint64_t ticks_given;     /* Ticks real time says are due. */
-    uint64_t core_ticks;      /* Ticks handed to the core (fewer after a
-                               * stall: see catch_up). */
-
-    struct hbatch *inflight;
-    struct hbatch *next_batch;
-    uint64_t disk_retry_at;   /* ns; 0: no write waits for space. */
-    /* Committed entries the store refused for space, kept in order, and
-     * when to try them again (0: none kept). */
-    struct cons_entry *backlog;
-    unsigned n_backlog, cap_backlog;
-    uint64_t apply_retry_at;
-    bool disk_full;
-    bool failed;              /* Storage failed: no more Raft activity. */
-    bool closed;
-    int close_err;
-    bool removed;             /* Our configuration no longer holds us. */
-
-    /* Chunk reads in flight, in the order the core sent them: reads may
-     * finish out of order (several pool threads), but the chunks leave in
-     * order, or the follower would reject each one that overtook another
-     * and the transfer would thrash. */
-    struct pending_chunk *chunks;
-    struct pending_chunk **chunks_tail;
-    bool snapshot_running;
-    bool snapshot_now;
-    int snapshot_err;            /* The last attempt's outcome. */
-    rfs_index_t snap_index;      /* Last local snapshot. */
-    uint64_t bytes_since_snap;   /* Entry bytes applied since it. */
-
-    uint64_t proposed;
-    uint64_t batches;
-    unsigned depth; /* Nested entry points (a callback calling in). */
-
-    /* The last peer refused for a changed data folder, and the id it
-     * showed: said once, not at every reconnection attempt. */
-    rfs_nodeid_t refused_peer;
-    uint64_t refused_data;
-    uint64_t refusals;
-
-    /* Node sessions (see their section). */
-    struct host_session sess;
-    uint64_t first_boot;     /* This process's boots: first_boot..o.boot. */
-    bool sess_open_pending;  /* A SESSION_OPEN of o.boot is in flight. */
-    bool sess_renewing;      /* A new boot was taken for the next session. */
-    bool sess_closing;       /* This node ends its own session (a clean
-                              * stop): no new one after it. */
-    struct host_stall stalls[HOST_STALLS];
-    unsigned n_stalls;
-    bool leading;
-    uint64_t lead_tick;      /* Core tick this node became leader. */
-    struct { rfs_nodeid_t id; uint64_t tick; } heard[HOST_HEARD];
-    unsigned n_heard;
-    struct { rfs_nodeid_t client; uint64_t boot; } ending[HOST_HEARD];
-    unsigned n_ending;
-    /* The data folder ids host_hello accepted, one per peer (the last
-     * CONS_MAX_SERVERS peers), and the signing keys those hellos carried:
-     * what a leader records in the configuration for members recorded
-     * without them (record_data_ids, record_keys). */
-    struct {
-        rfs_nodeid_t peer;
-        uint64_t data_id;
-        bool has_key;
-        uint8_t key[CONS_KEY_BYTES];
-    } folders[CONS_MAX_SERVERS];
-    unsigned folders_next; /* The slot a new peer takes (oldest first). */
-};
-
-static void stall_note(struct host *h, uint64_t first_tick);
-static void session_applied(struct host *h, rfs_index_t index,
-                            const struct store_cmd *c,
-                            const struct store_result *r);
-
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                   */
 
-static void hlog(struct host *h, enum rfs_log_level lv, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void hlog(struct host *h, enum rfs_log_level lv, const char *fmt, ...)
+void host__log(struct host *h, enum rfs_log_level lv, const char *fmt, ...)
 {
     if (h->io.log == NULL) {
         return;
@@ -205,7 +105,7 @@ static void catch_up(struct host *h)
         h->core_ticks++;
     }
     if (k > cap) {
-        stall_note(h, first);
+        host__stall_note(h, first);
     }
 }
 
@@ -270,8 +170,8 @@ static void on_expired(void *data, bool read, uint64_t id)
     struct host *h = data;
     char why[160];
     why_stuck(h, why, sizeof(why));
-    hlog(h, RFS_LOG_WARN, "%s %" PRIu64 " timed out after %u ms: %s",
-         read ? "read barrier" : "write", id, h->o.commit_timeout_ms, why);
+    host__log(h, RFS_LOG_WARN, "%s %" PRIu64 " timed out after %u ms: %s",
+              read ? "read barrier" : "write", id, h->o.commit_timeout_ms, why);
 }
 
 /* Storage failed: no more Raft work here. What waits fails now with EIO
@@ -394,8 +294,8 @@ static int apply_entries(struct host *h, const struct cons_entry *ents,
     if (res == NULL) {
         /* The core has handed these entries out and will not again: going
          * on without them would leave a hole in this replica. */
-        hlog(h, RFS_LOG_ERROR, "out of memory applying %u entries, this "
-             "node stops", n);
+        host__log(h, RFS_LOG_ERROR, "out of memory applying %u entries, this "
+                  "node stops", n);
         stop(h);
         return -ENOMEM;
     }
@@ -405,8 +305,8 @@ static int apply_entries(struct host *h, const struct cons_entry *ents,
         return rv;
     }
     if (rv != 0) {
-        hlog(h, RFS_LOG_ERROR, "apply failed, this node stops: %s",
-             h->io.errmsg(h->io.data));
+        host__log(h, RFS_LOG_ERROR, "apply failed, this node stops: %s",
+                  h->io.errmsg(h->io.data));
         stop(h);
         rfs_free(res);
         return rv;
@@ -423,7 +323,7 @@ static int apply_entries(struct host *h, const struct cons_entry *ents,
          * (a new node session) still complete, by their seq. */
         bool own = c.client == h->o.id && c.boot >= h->first_boot &&
                    c.boot <= h->o.boot;
-        session_applied(h, e->index, &c, &res[i]);
+        host__session_applied(h, e->index, &c, &res[i]);
         /* A NOOP may still matter to the host: the first command of a new
          * boot ends the old boot's session, granting its locks' waiters. */
         if (h->o.on_apply != NULL &&
@@ -495,15 +395,16 @@ static void apply(struct host *h, const struct cons_update *u)
         return;
     }
     if (backlog_add(h, u->committed, u->n_committed) != 0) {
-        hlog(h, RFS_LOG_ERROR, "out of memory keeping %u entries to apply, "
-             "this node stops", u->n_committed);
+        host__log(h, RFS_LOG_ERROR,
+                  "out of memory keeping %u entries to apply, this node stops",
+                  u->n_committed);
         stop(h);
         return;
     }
     if (h->apply_retry_at == 0) {
-        hlog(h, RFS_LOG_ERROR, "not applying committed entries: %s; "
-             "retrying every %u ms", h->io.errmsg(h->io.data),
-             (unsigned)DISK_RETRY_MS);
+        host__log(h, RFS_LOG_ERROR, "not applying committed entries: %s; "
+                  "retrying every %u ms", h->io.errmsg(h->io.data),
+                  (unsigned)DISK_RETRY_MS);
         h->apply_retry_at = h->io.now_ns(h->io.data) +
                             DISK_RETRY_MS * 1000000ull;
     }
@@ -531,8 +432,8 @@ static void apply_retry(struct host *h)
         return;
     }
     if (rv == 0) {
-        hlog(h, RFS_LOG_INFO, "applied %u kept entries: space is back",
-             h->n_backlog);
+        host__log(h, RFS_LOG_INFO, "applied %u kept entries: space is back",
+                  h->n_backlog);
     }
     backlog_free(h);
     h->apply_retry_at = 0;
@@ -637,10 +538,10 @@ static void record_keys(struct host *h)
         return;
     }
     for (unsigned j = 0; j < k; j++) {
-        hlog(h, RFS_LOG_INFO, "recording node %" PRIu64 "'s signing key "
-             "%02x%02x%02x%02x... in the configuration at index %" PRIu64,
-             keys[j].id, keys[j].key[0], keys[j].key[1], keys[j].key[2],
-             keys[j].key[3], idx);
+        host__log(h, RFS_LOG_INFO, "recording node %" PRIu64 "'s signing key "
+                  "%02x%02x%02x%02x... in the configuration at index %" PRIu64,
+                  keys[j].id, keys[j].key[0], keys[j].key[1], keys[j].key[2],
+                  keys[j].key[3], idx);
     }
 }
 
@@ -687,9 +588,10 @@ static void record_data_ids(struct host *h)
         return;
     }
     for (unsigned j = 0; j < k; j++) {
-        hlog(h, RFS_LOG_INFO, "recording node %" PRIu64 "'s data folder id "
-             "%016" PRIx64 " in the configuration at index %" PRIu64,
-             ids[j].id, ids[j].data_id, idx);
+        host__log(h, RFS_LOG_INFO,
+                  "recording node %" PRIu64 "'s data folder id %016" PRIx64
+                  " in the configuration at index %" PRIu64,
+                  ids[j].id, ids[j].data_id, idx);
     }
 }
 
@@ -714,9 +616,10 @@ static void promote_learners(struct host *h)
         rfs_nodeid_t id = c->servers[i].id;
         rfs_index_t idx;
         if (cons_node_change(h->core, CONS_PROMOTE, id, NULL, &idx) == 0) {
-            hlog(h, RFS_LOG_INFO, "learner %" PRIu64 " caught up (match %"
-                 PRIu64 " of %" PRIu64 "): promoting it to voter at index %"
-                 PRIu64, id, p.match, st.last_index, idx);
+            host__log(h, RFS_LOG_INFO,
+                      "learner %" PRIu64 " caught up (match %" PRIu64 " of %"
+                      PRIu64 "): promoting it to voter at index %" PRIu64,
+                      id, p.match, st.last_index, idx);
         }
         return;
     }
@@ -736,273 +639,15 @@ static void check_removed(struct host *h)
     if (!member && c->n > 0 && st.conf_index > 0 && !h->removed &&
         (st.conf_index <= st.commit || st.leader == RFS_NODE_NONE)) {
         h->removed = true;
-        hlog(h, RFS_LOG_ERROR, "this node was removed from the cluster (by "
-             "the configuration at index %" PRIu64 "): it serves no more "
-             "changes or linearizable reads", st.conf_index);
+        host__log(h, RFS_LOG_ERROR,
+                  "this node was removed from the cluster (by the "
+                  "configuration at index %" PRIu64 "): it serves no more "
+                  "changes or linearizable reads", st.conf_index);
         /* What is in flight may still have committed: its outcome is
          * unknown, which is what a timeout says. New requests are refused
          * (RFS_EREMOVED) before they are proposed. */
         requests_close(&h->rq, -ETIMEDOUT);
     }
-}
-
-/* ------------------------------------------------------------------------ */
-/* Node sessions (docs/node.md)                                              */
-
-/*
- * This node's own session: it opens one (SESSION_OPEN under its boot) at
- * start, and keeps it alive by its ordinary traffic: no extra round. On
- * its own clock it knows when the session may have ended: TTL * 9/10 minus
- * quantization after the send tick of the last message a leader is known
- * to have received (cons_node_session_base). From then on, and when its
- * SESSION_END applies, changes fail with -EROFS until it has opened a new
- * session under a new boot, which it does by itself at once.
- *
- * As leader it ends the sessions of the nodes it has not heard from for
- * their TTL (any message counts; a new leader counts every session as
- * heard at its election), by proposing SESSION_END, once per session
- * while the proposal is pending.
- */
-
-static uint64_t ttl_ticks_of(const struct host *h, uint64_t ttl_ms)
-{
-    return (ttl_ms + h->o.tick_ms - 1) / h->o.tick_ms;
-}
-
-/* A stall cut short in catch_up: the core ticks from core_tick on were
- * handed out at once, offset ticks behind real time. */
-static void stall_note(struct host *h, uint64_t first_tick)
-{
-    struct host_stall *s = &h->stalls[h->n_stalls % HOST_STALLS];
-    s->core_tick = first_tick;
-    s->offset = h->ticks_given - h->core_ticks;
-    h->n_stalls++;
-}
-
-/* Real ticks minus core ticks when the core counted tick t: a lower bound
- * (an older stall forgotten counts as none), so a base converted with it
- * is never later than it really was. */
-static uint64_t offset_at(const struct host *h, uint64_t t)
-{
-    unsigned kept = h->n_stalls < HOST_STALLS ? h->n_stalls : HOST_STALLS;
-    for (unsigned i = 0; i < kept; i++) {
-        const struct host_stall *s =
-            &h->stalls[(h->n_stalls - 1 - i) % HOST_STALLS];
-        if (t >= s->core_tick) {
-            return s->offset;
-        }
-    }
-    return 0;
-}
-
-/* Own clock: past TTL * 9/10 - 2 ticks since a leader last heard us (the
- * clock-rate and quantization margins of the follower leases). */
-static void session_view(struct host *h)
-{
-    if (h->sess.state != HOST_SESSION_LIVE) {
-        return;
-    }
-    uint64_t base;
-    cons_node_session_base(h->core, &base);
-    uint64_t ttl = ttl_ticks_of(h, h->sess.ttl_ms) * 9 / 10;
-    ttl = ttl > 2 ? ttl - 2 : 0;
-    uint64_t real_base = base + offset_at(h, base);
-    if (h->ticks_given < real_base + ttl) {
-        return;
-    }
-    h->sess.state = HOST_SESSION_MAY_HAVE_ENDED;
-    hlog(h, RFS_LOG_WARN, "session (boot %" PRIu64 ") may have ended: no "
-         "leader is known to have heard this node for %" PRIu64 " ms of "
-         "its %u ms TTL; changes fail with EROFS until a new session opens",
-         h->sess.boot, (h->ticks_given - real_base) * h->o.tick_ms,
-         h->sess.ttl_ms);
-}
-
-static void open_done(void *arg, int err, const void *result)
-{
-    struct host *h = arg;
-    (void)result;
-    h->sess_open_pending = false;
-    if (err != 0 && err != RFS_ESHUTDOWN) {
-        hlog(h, RFS_LOG_WARN, "opening the node session failed (%s): "
-             "trying again", rfs_strerror(err));
-    }
-}
-
-/* After every entry point's work: notice a lapsed session, take a new boot
- * for the next one, and (re)propose its SESSION_OPEN. */
-static void session_work(struct host *h)
-{
-    if (h->sess.state == HOST_SESSION_OFF || h->failed || h->closed ||
-        h->removed || h->sess_closing) {
-        return;
-    }
-    session_view(h);
-    if (host_session_fenced(h) && !h->sess_renewing) {
-        uint64_t boot;
-        if (h->io.new_boot == NULL || h->io.new_boot(h->io.data, &boot) != 0) {
-            return; /* Stays fenced: changes keep failing with EROFS. */
-        }
-        hlog(h, RFS_LOG_INFO, "opening a new session under boot %" PRIu64
-             " (was %" PRIu64 ")", boot, h->o.boot);
-        h->o.boot = boot;
-        h->sess.boot = boot;
-        h->sess_renewing = true;
-        h->sess_open_pending = false;
-    }
-    if (h->sess.state != HOST_SESSION_LIVE && !h->sess_open_pending) {
-        struct store_cmd c = {.op = STORE_OP_SESSION_OPEN,
-                              .offset = h->sess.ttl_ms};
-        h->sess_open_pending = true;
-        if (host_submit(h, &c, open_done, h) != 0) {
-            h->sess_open_pending = false;
-        }
-    }
-}
-
-/* An applied command: this node's own session opened or ended. */
-static void session_applied(struct host *h, rfs_index_t index,
-                            const struct store_cmd *c,
-                            const struct store_result *r)
-{
-    if (h->sess.state == HOST_SESSION_OFF || r->err != 0) {
-        return;
-    }
-    if (c->op == STORE_OP_SESSION_OPEN && c->client == h->o.id &&
-        c->boot == h->o.boot && h->sess.state != HOST_SESSION_LIVE) {
-        h->sess.state = HOST_SESSION_LIVE;
-        h->sess.opened++;
-        h->sess_renewing = false;
-        hlog(h, RFS_LOG_INFO, "session open (boot %" PRIu64 ", TTL %u ms) "
-             "at index %" PRIu64, c->boot, h->sess.ttl_ms, index);
-    } else if (c->op == STORE_OP_SESSION_END && c->ino == h->o.id &&
-               c->offset == h->o.boot && h->sess.state != HOST_SESSION_ENDED) {
-        h->sess.state = HOST_SESSION_ENDED;
-        h->sess_renewing = false;
-        hlog(h, RFS_LOG_WARN, "session (boot %" PRIu64 ") ended at index %"
-             PRIu64 "%s", c->offset, index,
-             c->client == h->o.id ? "" : " by the leader: not heard within "
-                                         "its TTL");
-    }
-}
-
-/* Leader: any message from id shows that node alive now. */
-static void heard_from(struct host *h, rfs_nodeid_t id)
-{
-    unsigned oldest = 0;
-    for (unsigned i = 0; i < h->n_heard; i++) {
-        if (h->heard[i].id == id) {
-            h->heard[i].tick = h->core_ticks;
-            return;
-        }
-        if (h->heard[i].tick < h->heard[oldest].tick) {
-            oldest = i;
-        }
-    }
-    /* Full (more senders than a configuration holds): forget the one
-     * heard least recently; forgetting only ends a session sooner. */
-    unsigned k = h->n_heard < HOST_HEARD ? h->n_heard++ : oldest;
-    h->heard[k].id = id;
-    h->heard[k].tick = h->core_ticks;
-}
-
-struct expiring {
-    struct host *h;
-    unsigned n;
-    struct { rfs_nodeid_t client; uint64_t boot; uint32_t ttl_ms; }
-        s[HOST_HEARD];
-};
-
-static int expire_one(void *arg, rfs_nodeid_t client, uint64_t boot,
-                      uint32_t ttl_ms, bool live)
-{
-    struct expiring *x = arg;
-    struct host *h = x->h;
-    if (!live || client == h->o.id) {
-        return 0; /* The leader's own session lives while it leads. */
-    }
-    uint64_t last = h->lead_tick;
-    for (unsigned i = 0; i < h->n_heard; i++) {
-        if (h->heard[i].id == client && h->heard[i].tick > last) {
-            last = h->heard[i].tick;
-        }
-    }
-    /* One tick more for the quantization of this node's counter. */
-    if (h->core_ticks - last <= ttl_ticks_of(h, ttl_ms)) {
-        return 0;
-    }
-    for (unsigned i = 0; i < h->n_ending; i++) {
-        if (h->ending[i].client == client && h->ending[i].boot == boot) {
-            return 0; /* Proposed already, not applied yet. */
-        }
-    }
-    if (x->n < HOST_HEARD) {
-        x->s[x->n].client = client;
-        x->s[x->n].boot = boot;
-        x->s[x->n].ttl_ms = ttl_ms;
-        x->n++;
-    }
-    return 0;
-}
-
-static void end_done(void *arg, int err, const void *result)
-{
-    struct host_ending_req *e = arg;
-    struct host *h = e->h;
-    (void)err;
-    (void)result;
-    for (unsigned i = 0; i < h->n_ending; i++) {
-        if (h->ending[i].client == e->client && h->ending[i].boot == e->boot) {
-            h->ending[i] = h->ending[--h->n_ending];
-            break;
-        }
-    }
-    rfs_free(e);
-}
-
-/* host_tick, on the leader: end the sessions not heard within their TTL. */
-static void session_expire(struct host *h)
-{
-    if (!h->leading || h->io.sessions == NULL || h->failed || h->closed) {
-        return;
-    }
-    struct expiring x = {.h = h};
-    if (h->io.sessions(h->io.data, expire_one, &x) != 0) {
-        return; /* A read failed: try at the next tick. */
-    }
-    for (unsigned i = 0; i < x.n && h->n_ending < HOST_HEARD; i++) {
-        struct host_ending_req *e = rfs_malloc(sizeof(*e));
-        if (e == NULL) {
-            return;
-        }
-        e->h = h;
-        e->client = x.s[i].client;
-        e->boot = x.s[i].boot;
-        struct store_cmd c = {.op = STORE_OP_SESSION_END, .ino = e->client,
-                              .offset = e->boot};
-        h->ending[h->n_ending].client = e->client;
-        h->ending[h->n_ending].boot = e->boot;
-        h->n_ending++;
-        hlog(h, RFS_LOG_INFO, "ending node %" PRIu64 "'s session (boot %"
-             PRIu64 "): not heard for its TTL of %u ms", e->client, e->boot,
-             x.s[i].ttl_ms);
-        if (host_submit(h, &c, end_done, e) != 0) {
-            end_done(e, 0, NULL);
-        } else {
-            h->sess.ends_proposed++;
-        }
-    }
-}
-
-void host_session(const struct host *h, struct host_session *out)
-{
-    *out = h->sess;
-}
-
-bool host_session_fenced(const struct host *h)
-{
-    return h->sess.state == HOST_SESSION_MAY_HAVE_ENDED ||
-           h->sess.state == HOST_SESSION_ENDED;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1021,8 +666,9 @@ static void process(struct host *h)
         }
         publish(h);
         if (u.role_changed) {
-            hlog(h, RFS_LOG_INFO, "%s in term %" PRIu64 ", leader %" PRIu64,
-                 cons_role_name(u.role), u.hs.term, u.leader);
+            host__log(h, RFS_LOG_INFO,
+                      "%s in term %" PRIu64 ", leader %" PRIu64,
+                      cons_role_name(u.role), u.hs.term, u.leader);
             bool leading = u.role == CONS_LEADER;
             if (leading && !h->leading) {
                 h->lead_tick = h->core_ticks; /* Every session heard now. */
@@ -1079,7 +725,7 @@ static void enter(struct host *h)
 static void leave(struct host *h)
 {
     if (h->depth == 1) {
-        session_work(h);
+        host__session_work(h);
     }
     process(h);
     if (--h->depth == 0 && h->io.idle != NULL) {
@@ -1099,7 +745,7 @@ void host_tick(struct host *h)
         record_keys(h);
         promote_learners(h);
         check_removed(h);
-        session_expire(h);
+        host__session_expire(h);
         if (h->disk_retry_at != 0 && h->inflight != NULL &&
             h->io.now_ns(h->io.data) >= h->disk_retry_at && !h->closed) {
             h->disk_retry_at = 0;
@@ -1115,12 +761,12 @@ void host_recv(struct host *h, const struct cons_msg *m)
     if (m->type == CONS_MSG_APPEND && h->removed) {
         /* A leader replicates to us again: we were added back. */
         h->removed = false;
-        hlog(h, RFS_LOG_INFO, "node %" PRIu64 " replicates to this node "
-             "again: serving as a member", m->from);
+        host__log(h, RFS_LOG_INFO, "node %" PRIu64 " replicates to this node "
+                  "again: serving as a member", m->from);
     }
     if (!h->failed) {
         if (h->leading) {
-            heard_from(h, m->from);
+            host__heard_from(h, m->from);
         }
         cons_node_step(h->core, m);
     }
@@ -1155,9 +801,9 @@ bool host_hello_key(struct host *h, rfs_nodeid_t peer, uint64_t data_id,
             int rv = h->io.pin(h->io.data, peer, data_id, &known);
             if (rv != 0) {
                 /* Refusing is safe: the peer retries after its backoff. */
-                hlog(h, RFS_LOG_ERROR, "cannot record node %" PRIu64 "'s "
-                     "data folder id, refusing it for now: %s", peer,
-                     h->io.errmsg(h->io.data));
+                host__log(h, RFS_LOG_ERROR, "cannot record node %" PRIu64 "'s "
+                          "data folder id, refusing it for now: %s", peer,
+                          h->io.errmsg(h->io.data));
                 return false;
             }
         } else {
@@ -1172,11 +818,12 @@ bool host_hello_key(struct host *h, rfs_nodeid_t peer, uint64_t data_id,
     if (h->refused_peer != peer || h->refused_data != data_id) {
         h->refused_peer = peer;
         h->refused_data = data_id;
-        hlog(h, RFS_LOG_ERROR, "refusing node %" PRIu64 ": its data folder "
-             "is not the one it had (id %016" PRIx64 ", %s %016" PRIx64 "); "
-             "wiped or replaced, it has forgotten its votes and entries. "
-             "Remove it (raftfs members remove %" PRIu64 ") and let it join "
-             "again under a new id", peer, data_id, source, known, peer);
+        host__log(h, RFS_LOG_ERROR,
+                  "refusing node %" PRIu64 ": its data folder is not the one "
+                  "it had (id %016" PRIx64 ", %s %016" PRIx64 "); wiped or "
+                  "replaced, it has forgotten its votes and entries. Remove "
+                  "it (raftfs members remove %" PRIu64 ") and let it join "
+                  "again under a new id", peer, data_id, source, known, peer);
     }
     return false;
 }
@@ -1202,7 +849,7 @@ void host_write_done(struct host *h, int rv, const char *errmsg)
          * try again in a second: no write is acknowledged meanwhile, and
          * writing resumes by itself once space is freed. */
         if (!h->disk_full) {
-            hlog(h, RFS_LOG_ERROR, "not accepting writes: %s", errmsg);
+            host__log(h, RFS_LOG_ERROR, "not accepting writes: %s", errmsg);
             h->disk_full = true;
         }
         h->disk_retry_at = h->io.now_ns(h->io.data) +
@@ -1212,15 +859,15 @@ void host_write_done(struct host *h, int rv, const char *errmsg)
     }
     h->inflight = NULL;
     if (rv != 0) {
-        hlog(h, RFS_LOG_ERROR, "storage failed, this node stops: %s",
-             errmsg);
+        host__log(h, RFS_LOG_ERROR, "storage failed, this node stops: %s",
+                  errmsg);
         stop(h);
         batch_free(b);
         leave(h);
         return;
     }
     if (h->disk_full) {
-        hlog(h, RFS_LOG_INFO, "disk has room again: accepting writes");
+        host__log(h, RFS_LOG_INFO, "disk has room again: accepting writes");
         h->disk_full = false;
     }
     h->batches++;
@@ -1231,8 +878,8 @@ void host_write_done(struct host *h, int rv, const char *errmsg)
              * one taken here replaces (and deletes) it. */
             h->snap_index = b->w.chunks[i].meta.index;
             h->bytes_since_snap = 0;
-            hlog(h, RFS_LOG_INFO, "installed snapshot at %" PRIu64,
-                 h->snap_index);
+            host__log(h, RFS_LOG_INFO, "installed snapshot at %" PRIu64,
+                      h->snap_index);
             if (h->o.on_apply != NULL) {
                 h->o.on_apply(h->o.apply_data, h->io.applied(h->io.data),
                               NULL, NULL, false);
@@ -1283,8 +930,8 @@ void host_snapshot_done(struct host *h, int rv, rfs_index_t idx,
     h->snapshot_running = false;
     h->snapshot_err = rv;
     if (rv != 0) {
-        hlog(h, RFS_LOG_ERROR, "snapshot failed: %s",
-             h->io.errmsg(h->io.data));
+        host__log(h, RFS_LOG_ERROR, "snapshot failed: %s",
+                  h->io.errmsg(h->io.data));
         /* Try again after as many entries. */
         h->snap_index = h->io.applied(h->io.data);
         leave(h);
@@ -1294,8 +941,8 @@ void host_snapshot_done(struct host *h, int rv, rfs_index_t idx,
         /* A snapshot installed while this one was taken is newer (or the
          * same state): recording this one would move the node's snapshot
          * index back, and the installed image would never be deleted. */
-        hlog(h, RFS_LOG_INFO, "snapshot at %" PRIu64 " superseded by the "
-             "installed one at %" PRIu64, idx, h->snap_index);
+        host__log(h, RFS_LOG_INFO, "snapshot at %" PRIu64 " superseded by the "
+                  "installed one at %" PRIu64, idx, h->snap_index);
         leave(h);
         return;
     }
@@ -1308,8 +955,8 @@ void host_snapshot_done(struct host *h, int rv, rfs_index_t idx,
                                    idx > trailing ? idx - trailing : 0, old);
         h->snap_index = idx;
     }
-    hlog(h, RFS_LOG_INFO, "snapshot at %" PRIu64 " (%" PRIu64 " bytes)%s",
-         idx, size, rv == 0 ? "" : ", but recording it failed");
+    host__log(h, RFS_LOG_INFO, "snapshot at %" PRIu64 " (%" PRIu64 " bytes)%s",
+              idx, size, rv == 0 ? "" : ", but recording it failed");
     leave(h);
 }
 
@@ -1325,7 +972,7 @@ int host_submit(struct host *h, const struct store_cmd *cmd, request_cb cb,
     enter(h);
     bool session_op = cmd->op == STORE_OP_SESSION_OPEN ||
                       cmd->op == STORE_OP_SESSION_END;
-    session_view(h);
+    host__session_view(h);
     if (host_session_fenced(h) && !session_op) {
         /* The session may have ended: a change now could land after
          * another node was told this node's locks and files are gone. */
