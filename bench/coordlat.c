@@ -19,6 +19,12 @@
  *       OPS times an acquire and release through etcd's lock service
  *       (v3lock, on the gateway: /v3/lock/lock with a lease granted once,
  *       then /v3/lock/unlock), as etcd's lock recipe does.
+ *   coordlat lag-etcd HOST:PORT OPS NAME LEARNER-HOST:PORT
+ *       OPS times a put of a 200-byte value through HOST:PORT (the
+ *       leader), then serializable gets of that key on the learner until
+ *       it has it: the learner's lag behind the leader's apply (the put
+ *       returns once the leader applied it), for bench/run's J2. The polls
+ *       cost the learner some CPU; the figure is an upper bound.
  *
  * Prints one line:
  *   RESULT workload=NAME system=raftfs|etcd median_us=M p99_us=P ops_per_s=T
@@ -83,13 +89,33 @@ static void b64(const char *in, char *out)
     out[o] = '\0';
 }
 
-/* POST body to path; the response body into resp. Exits on failure. */
-static void post(const char *path, const char *body, char *resp, size_t cap)
+static struct sockaddr_in learner_addr;
+
+static void parse_addr(const char *s, struct sockaddr_in *a)
+{
+    char host[64];
+    snprintf(host, sizeof(host), "%s", s);
+    char *colon = strchr(host, ':');
+    if (colon == NULL) {
+        die("expected HOST:PORT, not %s", s);
+    }
+    *colon = '\0';
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)atoi(colon + 1));
+    if (inet_pton(AF_INET, host, &a->sin_addr) != 1) {
+        die("expected a numeric IPv4 address, not %s", host);
+    }
+}
+
+/* POST body to path on the member at to; the response body into resp.
+ * Exits on failure. */
+static void post_to(const struct sockaddr_in *to, const char *path,
+                    const char *body, char *resp, size_t cap)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, (struct sockaddr *)&etcd_addr, sizeof(etcd_addr)) != 0) {
+    if (connect(fd, (const struct sockaddr *)to, sizeof(*to)) != 0) {
         die("connect to etcd: %s", strerror(errno));
     }
     char req[4096];
@@ -110,6 +136,37 @@ static void post(const char *path, const char *body, char *resp, size_t cap)
     close(fd);
     if (strncmp(resp, "HTTP/1.1 200", 12) != 0) {
         die("etcd answered: %.200s", resp);
+    }
+}
+
+static void post(const char *path, const char *body, char *resp, size_t cap)
+{
+    post_to(&etcd_addr, path, body, resp, cap);
+}
+
+/* One lag-etcd step: put key (a 200-byte value) on the leader, then poll
+ * the learner until it serves it. The lag in us, from the put's return. */
+static double learner_lag(const char *key)
+{
+    char v[201], k[256], v64[512], body[1024], resp[8192];
+    memset(v, 'v', 200);
+    v[200] = '\0';
+    b64(key, k);
+    b64(v, v64);
+    snprintf(body, sizeof(body), "{\"key\":\"%s\",\"value\":\"%s\"}", k,
+             v64);
+    post("/v3/kv/put", body, resp, sizeof(resp));
+    double b = now_us();
+    snprintf(body, sizeof(body),
+             "{\"key\":\"%s\",\"serializable\":true,\"count_only\":true}", k);
+    for (;;) {
+        post_to(&learner_addr, "/v3/kv/range", body, resp, sizeof(resp));
+        if (strstr(resp, "\"count\":\"1\"") != NULL) {
+            return now_us() - b;
+        }
+        if (now_us() - b > 10e6) {
+            die("the learner did not have %s within 10 s", key);
+        }
     }
 }
 
@@ -221,7 +278,8 @@ int main(int argc, char **argv)
     if (argc < 5) {
         fprintf(stderr, "usage: coordlat watch-fs DIR OPS NAME -- CMD... | "
                         "watch-etcd HOST:PORT OPS NAME -- CMD... | lock-fs "
-                        "FILE OPS NAME | lock-etcd HOST:PORT OPS NAME\n");
+                        "FILE OPS NAME | lock-etcd HOST:PORT OPS NAME | "
+                        "lag-etcd HOST:PORT OPS NAME LEARNER\n");
         return 2;
     }
     const char *mode = argv[1], *target = argv[2], *name = argv[4];
@@ -232,18 +290,14 @@ int main(int argc, char **argv)
         die("OPS must be a positive number, not %s", argv[3]);
     }
     if (etcd) {
-        char host[64];
-        snprintf(host, sizeof(host), "%s", target);
-        char *colon = strchr(host, ':');
-        if (colon == NULL) {
-            die("expected HOST:PORT, not %s", target);
+        parse_addr(target, &etcd_addr);
+    }
+    bool lag = strcmp(mode, "lag-etcd") == 0;
+    if (lag) {
+        if (argc < 6) {
+            die("%s needs the learner's HOST:PORT", mode);
         }
-        *colon = '\0';
-        etcd_addr.sin_family = AF_INET;
-        etcd_addr.sin_port = htons((uint16_t)atoi(colon + 1));
-        if (inet_pton(AF_INET, host, &etcd_addr.sin_addr) != 1) {
-            die("expected a numeric IPv4 address, not %s", host);
-        }
+        parse_addr(argv[5], &learner_addr);
     }
     if (watch) {
         if (argc < 7 || strcmp(argv[5], "--") != 0) {
@@ -300,6 +354,8 @@ int main(int argc, char **argv)
             early += t < b;
             lat[k] = t < b ? 0 : t - b;
             from_start[k] = t - a;
+        } else if (lag) {
+            lat[k] = learner_lag(key);
         } else if (lockfd >= 0) {
             if (flock(lockfd, LOCK_EX) != 0 || flock(lockfd, LOCK_UN) != 0) {
                 die("flock: %s", strerror(errno));
