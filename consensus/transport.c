@@ -34,7 +34,7 @@ const struct transport_decorator *transport_test_decorator;
 struct out_buf {
     struct out_buf *next;
     rfs_nodeid_t to;
-    uint8_t type; /* WIRE_RAFT or WIRE_ADMIN. */
+    uint8_t type; /* WIRE_RAFT, WIRE_ADMIN or WIRE_GOSSIP. */
     struct rfs_buf plain; /* Encoded message, before sealing. */
 };
 
@@ -189,14 +189,15 @@ static void written(uv_write_t *w, int status)
     rfs_free(wr);
 }
 
-/* Frame and write a body; RAFT bodies are sealed first. */
+/* Frame and write a body; RAFT, ADMIN and GOSSIP bodies are sealed first. */
 static void conn_send(struct conn *c, uint8_t type, const void *body,
                       size_t len)
 {
     if (c->closing) {
         return;
     }
-    bool sealed = type == WIRE_RAFT || type == WIRE_ADMIN;
+    bool sealed = type == WIRE_RAFT || type == WIRE_ADMIN ||
+                  type == WIRE_GOSSIP;
     size_t blen = sealed ? len + SECURE_OVERHEAD : len;
     if (c->queued + blen > SEND_LIMIT) {
         tlog(c->t, RFS_LOG_DEBUG, "send queue to %s full: message dropped",
@@ -300,7 +301,9 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
         }
         return;
     }
-    if ((f->type != WIRE_RAFT && f->type != WIRE_ADMIN) || c->outgoing) {
+    if ((f->type != WIRE_RAFT && f->type != WIRE_ADMIN &&
+         f->type != WIRE_GOSSIP) ||
+        c->outgoing) {
         conn_close(c, "unexpected frame");
         return;
     }
@@ -340,6 +343,18 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
     }
     if (f->type == WIRE_ADMIN) {
         admin_frame(n, c->sec.peer, plain, plen);
+        rfs_free(plain);
+        return;
+    }
+    if (f->type == WIRE_GOSSIP) {
+        /* Heard only after the hello, like Raft messages: the sender is
+         * the peer the handshake proved. What it says is not trusted here:
+         * the observer's verifier proves every entry (gossip.h). A node
+         * not running gossip ignores the frame rather than dropping a
+         * connection that also carries its Raft traffic. */
+        if (n->cb.gossip != NULL) {
+            n->cb.gossip(n->cb.data, c->sec.peer, plain, plen);
+        }
         rfs_free(plain);
         return;
     }
@@ -579,6 +594,16 @@ void transport_send(struct transport *n, rfs_nodeid_t to, struct rfs_buf plain)
         return;
     }
     send_frame(n, to, WIRE_RAFT, plain);
+}
+
+void transport_gossip(struct transport *n, rfs_nodeid_t to,
+                      struct rfs_buf plain)
+{
+    if (n->stopping) {
+        rfs_free(plain.base);
+        return;
+    }
+    send_frame(n, to, WIRE_GOSSIP, plain);
 }
 
 static void on_accept(uv_stream_t *server, int status)

@@ -54,6 +54,10 @@ struct transport_cbs {
      * (host_hello). */
     bool (*hello)(void *data, rfs_nodeid_t from, uint64_t data_id,
                   const uint8_t *key);
+    /* A GOSSIP frame's body (borrowed, len bytes) from the peer the
+     * handshake proved, after its hello (optional: NULL ignores them). */
+    void (*gossip)(void *data, rfs_nodeid_t from, const uint8_t *body,
+                   size_t len);
     /* After each read from a connection: the node may have work. */
     void (*poke)(void *data);
     void (*log)(void *data, enum rfs_log_level lv, const char *line);
@@ -81,6 +85,11 @@ void transport_sync(struct transport *t, const struct cons_conf *c,
 /* Send an encoded Raft message (takes plain). */
 void transport_send(struct transport *t, rfs_nodeid_t to,
                     struct rfs_buf plain);
+/* Send an encoded gossip message (gossip_msg_encode; takes plain). Best
+ * effort, like Raft messages: an observer's digests and pulls repair what
+ * is lost. */
+void transport_gossip(struct transport *t, rfs_nodeid_t to,
+                      struct rfs_buf plain);
 /* Send an admin frame (body copied; at most TRANSPORT_ADMIN_MAX bytes). */
 #define TRANSPORT_ADMIN_MAX 8192
 void transport_admin(struct transport *t, rfs_nodeid_t to,

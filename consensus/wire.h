@@ -42,6 +42,10 @@ enum wire_type {
     WIRE_RAFT = 3,   /* One struct cons_msg. */
     WIRE_ADMIN = 4,  /* An admin request forwarded to the leader, or its
                       * answer (sealed like WIRE_RAFT; see node.c). */
+    WIRE_GOSSIP = 5, /* One gossip_msg (consensus/gossip.h), sealed like
+                      * WIRE_RAFT. Sent only by nodes mounted with
+                      * gossip=on; a build that does not know the type
+                      * drops the connection ("unexpected frame"). */
     WIRE_TYPE_MAX,
 };
 
