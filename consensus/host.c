@@ -1050,6 +1050,7 @@ int host_new(const struct host_options *o, const struct host_io *io,
     co.election_ticks = o->election_ticks;
     co.heartbeat_ticks = o->heartbeat_ticks;
     co.lease_reads = o->lease_reads;
+    co.gossip_observers = o->gossip_observers;
     co.boot_hold = o->boot_hold;
     co.follower_leases = o->follower_leases;
     co.seed = o->seed;

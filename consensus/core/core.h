@@ -303,6 +303,21 @@ struct cons_options {
      * cons_node_read_index at once, at its last log index. Needs
      * lease_reads on the leader; a node with it off asks for none. */
     bool follower_leases;
+    /* Observers are fed by gossip (docs/design.md, "Observers fed by
+     * gossip"), not by this node as leader: it sends them no entries and
+     * no commit-only APPENDs, only one APPEND without entries per
+     * heartbeat interval, whose answer says how far gossip brought them
+     * (their match), and the snapshot one needs if that point was
+     * compacted away. An observer whose match is below the latest
+     * configuration entry is fed as a learner is, up to it: that entry
+     * holds the voters' keys its verifier trusts, so a joining observer
+     * could not check anything before it has it. Observers take entries
+     * with cons_node_commit_proven.
+     * Every member of a cluster must agree on it: an observer that waits
+     * for gossip under a leader that feeds it gets entries twice
+     * (harmless); one that waits for the leader's entries under a leader
+     * that does not gets none. Off by default. */
+    bool gossip_observers;
     unsigned max_inflight;      /* Unacked APPENDs per follower. */
     size_t max_msg_bytes;       /* Payload bytes per APPEND (soft: >= 1 entry). */
     size_t max_uncommitted;     /* Leader refuses proposals past this. */
@@ -375,6 +390,23 @@ int cons_node_step(struct cons_node *n, const struct cons_msg *m);
  */
 int cons_node_propose(struct cons_node *n, const struct rfs_buf *data,
                       rfs_index_t *index);
+
+/*
+ * Observers fed by gossip: entries e[0..count), in log order, that a signed
+ * commit point proved committed (consensus/gossip.h), whoever sent them.
+ * Each is appended unless the log already holds it (same index and term;
+ * an uncommitted entry of another term is truncated with everything after
+ * it), and the commit index moves to the last one, so they are persisted,
+ * then applied as any committed entry. An entry of a newer term than this
+ * node's raises its term (the hard state is written with the entries), as
+ * a message of that term would. Entries at or below the snapshot are
+ * skipped. Not on a leader. 0; -EINVAL (a leader, or entries that are not
+ * contiguous or start past the log's end); RFS_ECORRUPT (an entry at or
+ * below the commit index disagrees with the log, or a configuration entry
+ * does not decode: this log and the proven one differ); -ENOMEM.
+ */
+int cons_node_commit_proven(struct cons_node *n, const struct cons_entry *e,
+                            unsigned count);
 
 /*
  * Ask for a linearizable read point. ctx must be unique per attempt. The

@@ -289,6 +289,22 @@ static inline bool is_voter(const struct cons_node *n, rfs_nodeid_t id)
     return s != NULL && s->role == CONS_VOTER;
 }
 
+/* An observer the leader does not feed (cons_options.gossip_observers):
+ * gossip brings it entries, the leader only finds out how far it got.
+ * Except below the latest configuration entry: the configuration is what
+ * an observer's verifier trusts (the voters' keys), so an observer that
+ * has not got it (one joining, or one behind a change) is fed by the
+ * leader as a learner is, up to it; then gossip takes over. */
+static inline bool fed_by_gossip(const struct cons_node *n,
+                                 const struct progress *p)
+{
+    if (!n->o.gossip_observers || p->match < n->conf_index) {
+        return false;
+    }
+    const struct cons_server *s = cons_conf_get(&n->conf, p->id);
+    return s != NULL && s->role == CONS_OBSERVER;
+}
+
 static inline unsigned quorum(const struct cons_node *n)
 {
     return cons_conf_voters(&n->conf) / 2 + 1;
@@ -374,6 +390,9 @@ void cons__send_append(struct cons_node *n, struct progress *p, bool empty);
 void cons__broadcast_append(struct cons_node *n);
 void cons__send_heartbeat(struct cons_node *n, struct progress *p);
 void cons__broadcast_heartbeat(struct cons_node *n);
+/* A gossip-fed observer's heartbeat: an APPEND with no entries (or the
+ * snapshot it needs), once per heartbeat interval. */
+void cons__send_gossip_probe(struct cons_node *n, struct progress *p);
 
 /* ---- readindex.c: read index rounds, the lease --------------------------- */
 

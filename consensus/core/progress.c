@@ -35,10 +35,10 @@ void cons__progress_reset(struct cons_node *n, struct progress *p,
 
 /* Make the leader's progress set match the configuration: keep what is
  * known about servers that stay, start new ones in PROBE. */
-/* Every member gets a progress, observers included: this is where an
- * observer enters the leader's replication. Dissemination by gossip
- * (docs/design.md, issue 16 step 3) is meant to replace the leader's feed
- * here, by keeping observers out of prs. */
+/* Every member gets a progress, observers included. With
+ * gossip_observers, an observer's progress only tracks how far gossip
+ * brought it (cons__send_gossip_probe); cons__send_append sends it
+ * nothing. */
 void cons__progress_sync(struct cons_node *n)
 {
     unsigned k = 0;
@@ -157,6 +157,12 @@ void cons__send_append(struct cons_node *n, struct progress *p, bool empty)
         cons__send_snapshot_chunks(n, p);
         return;
     }
+    if (fed_by_gossip(n, p)) {
+        /* Neither entries nor a commit index per entry: that is what made
+         * the leader's bytes grow with observers. The heartbeat tick
+         * probes it instead. */
+        return;
+    }
     if ((p->state == CONS_PROGRESS_PROBE && p->probe_sent) ||
         (p->state == CONS_PROGRESS_REPLICATE &&
          p->in_n >= n->o.max_inflight)) {
@@ -169,6 +175,13 @@ void cons__send_append(struct cons_node *n, struct progress *p, bool empty)
         return;
     }
     rfs_index_t last = last_index(n);
+    if (n->o.gossip_observers && last > n->conf_index &&
+        cons_conf_get(&n->conf, p->id) != NULL &&
+        cons_conf_get(&n->conf, p->id)->role == CONS_OBSERVER) {
+        /* An observer behind the configuration gets entries up to it
+         * only (fed_by_gossip): the rest comes by gossip. */
+        last = n->conf_index;
+    }
     unsigned count = 0;
     size_t bytes = 0;
     while (p->next + count <= last) {
@@ -227,9 +240,44 @@ void cons__send_heartbeat(struct cons_node *n, struct progress *p)
 
 void cons__broadcast_heartbeat(struct cons_node *n)
 {
+    /* A read round: observers never count toward it, and the gossip-fed
+     * ones hear from this leader on its heartbeat tick only. */
     for (unsigned i = 0; i < n->n_prs; i++) {
-        if (n->prs[i].id != n->id) {
+        if (n->prs[i].id != n->id && !fed_by_gossip(n, &n->prs[i])) {
             cons__send_heartbeat(n, &n->prs[i]);
         }
     }
+}
+
+void cons__send_gossip_probe(struct cons_node *n, struct progress *p)
+{
+    if (p->state == CONS_PROGRESS_SNAPSHOT) {
+        return; /* The tick resends its chunks. */
+    }
+    rfs_index_t prev = p->next - 1;
+    rfs_term_t prev_term;
+    if (cons__log_term(&n->log, prev, &prev_term) != 0) {
+        /* What it lacks was compacted away, and may be gone from every
+         * peer's gossip cache too: it gets the image from here. */
+        start_snapshot(n, p);
+        return;
+    }
+    /* No entries. The observer answers with its commit index if prev is
+     * below it (handle_append), else with prev if it holds it, else with a
+     * reject whose hint moves next down: either way match follows gossip,
+     * one round per heartbeat interval. The commit sent is capped at prev
+     * by the observer itself (it commits no further than a message
+     * proves). */
+    struct outbox_msg *o = cons__ob_new(n, CONS_MSG_APPEND, p->id);
+    if (o == NULL) {
+        return;
+    }
+    o->out.msg.prev_index = prev;
+    o->out.msg.prev_term = prev_term;
+    o->out.msg.commit = n->commit;
+    o->first = p->next;
+    o->count = 0;
+    o->last_term = prev_term;
+    p->sent_commit = n->commit;
+    p->probe_sent = true;
 }

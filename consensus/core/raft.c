@@ -501,7 +501,11 @@ static void leader_heartbeat_tick(struct cons_node *n)
             p->snap_rewound = false;
             cons__send_snapshot_chunks(n, p);
         }
-        cons__send_heartbeat(n, p);
+        if (fed_by_gossip(n, p)) {
+            cons__send_gossip_probe(n, p);
+        } else {
+            cons__send_heartbeat(n, p);
+        }
     }
 }
 
@@ -1182,6 +1186,67 @@ int cons_node_propose(struct cons_node *n, const struct rfs_buf *data,
         return RFS_ENOLEADER;
     }
     return forward(n, data, 0);
+}
+
+int cons_node_commit_proven(struct cons_node *n, const struct cons_entry *e,
+                            unsigned count)
+{
+    if (n->role == CONS_LEADER) {
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < count; i++) {
+        if (i > 0 && e[i].index != e[i - 1].index + 1) {
+            return -EINVAL;
+        }
+    }
+    for (unsigned i = 0; i < count; i++) {
+        const struct cons_entry *x = &e[i];
+        if (x->index <= n->log.base_index) {
+            continue; /* In the snapshot already. */
+        }
+        if (x->index > last_index(n) + 1) {
+            return -EINVAL;
+        }
+        if (x->index <= last_index(n)) {
+            if (term_at(n, x->index) == x->term) {
+                continue;
+            }
+            if (x->index <= n->commit) {
+                cons__trace(n, "proven entry %llu has term %llu, the log "
+                            "%llu", (unsigned long long)x->index,
+                            (unsigned long long)x->term,
+                            (unsigned long long)term_at(n, x->index));
+                return RFS_ECORRUPT;
+            }
+            /* Uncommitted here, and another entry committed there. */
+            truncate_from(n, x->index);
+        }
+        struct cons_conf c;
+        if (x->type == CONS_ENTRY_CONF && cons_conf_decode(&x->data, &c) != 0) {
+            return RFS_ECORRUPT;
+        }
+        if (x->term > n->term) {
+            /* A leader of that term exists: hear it as a message of that
+             * term would be heard. The hard state is written with the
+             * entries, so a restart never finds the log ahead of the term
+             * (load's check). */
+            become_follower(n, x->term, RFS_NODE_NONE);
+        }
+        int rv = cons__log_append(&n->log, x);
+        if (rv != 0) {
+            return rv;
+        }
+        mark_dirty(n, x->index);
+        if (x->type == CONS_ENTRY_CONF) {
+            cons__conf_from_entry(n, cons__log_get(&n->log, x->index));
+        }
+    }
+    if (count > 0) {
+        rfs_index_t last = e[count - 1].index;
+        cons__follower_commit_to(n, last < last_index(n) ? last
+                                                         : last_index(n));
+    }
+    return 0;
 }
 
 int cons_node_transfer(struct cons_node *n, rfs_nodeid_t to)

@@ -1991,6 +1991,160 @@ static void test_conf_record_keys(void **state)
     assert_int_equal(cons_node_record_keys(l, &z, 1, NULL), 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Observers fed by gossip (gossip_observers)                                */
+
+/* Entries in queued APPENDs to node `to`, then delivered. */
+static unsigned deliver_counting(struct cl *c, unsigned to)
+{
+    unsigned entries = 0;
+    for (int round = 0; round < 50 && c->q != NULL; round++) {
+        for (const struct cl_msg *m = c->q; m != NULL; m = m->next) {
+            if (m->m.type == CONS_MSG_APPEND && m->m.to == to) {
+                entries += m->m.n_entries;
+            }
+        }
+        if (!cl_deliver_one(c)) {
+            break;
+        }
+    }
+    return entries;
+}
+
+/* A cluster of three voters, all with gossip_observers, led by node 1,
+ * joined by observer 4. */
+static void gossip_cluster(struct cl *c)
+{
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    o.gossip_observers = true;
+    cl_init_opts(c, 3, 0, &o);
+    cl_elect(c, 1);
+    add_observer4(c);
+}
+
+/* With gossip_observers, the leader sends an observer that holds the
+ * configuration no entry, however many commit (only one APPEND without
+ * entries per heartbeat interval, no commit-only APPEND per commit); that
+ * APPEND's answer tells the leader how far gossip (here the test, through
+ * cons_node_commit_proven) brought it. */
+static void test_gossip_leader_feeds_observers_nothing(void **state)
+{
+    (void)state;
+    struct cl c;
+    gossip_cluster(&c);
+    rfs_index_t conf = cl_status(&c, 4).last_index;
+    unsigned to4 = 0;
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(cl_propose(&c, 1, "x"), 0);
+        cl_process(&c, 1);
+        to4 += deliver_counting(&c, 4);
+    }
+    for (unsigned t = 0; t < 4 * c.opts.heartbeat_ticks; t++) {
+        cl_tick(&c, 1, 1);
+        cl_tick(&c, 4, 1);
+        to4 += deliver_counting(&c, 4);
+    }
+    rfs_index_t last = cl_status(&c, 1).last_index;
+    assert_int_equal(cl_status(&c, 1).commit, last);
+    assert_int_equal(cl_status(&c, 2).commit, last);
+    assert_int_equal(to4, 0);
+    assert_int_equal(cl_status(&c, 4).last_index, conf);
+
+    /* Gossip brings them: the leader learns it on its next heartbeat. */
+    struct cons_entry e[32];
+    unsigned k = 0;
+    for (rfs_index_t i = conf + 1; i <= last; i++) {
+        e[k++] = *cons_node_entry(c.nodes[1].n, i);
+    }
+    assert_int_equal(cons_node_commit_proven(c.nodes[4].n, e, k), 0);
+    cl_process(&c, 4);
+    assert_int_equal(cl_status(&c, 4).commit, last);
+    assert_int_equal(c.nodes[4].applied, last);
+    for (unsigned t = 0; t < 2 * c.opts.heartbeat_ticks; t++) {
+        cl_tick(&c, 1, 1);
+        deliver_counting(&c, 4);
+    }
+    struct cons_progress p;
+    assert_int_equal(cons_node_progress(c.nodes[1].n, 4, &p), 0);
+    assert_int_equal(p.match, last);
+    cl_close(&c);
+}
+
+/* An observer behind the latest configuration entry is fed by the leader
+ * up to that entry only (it holds the voters' keys its verifier needs), not
+ * the entries after it. */
+static void test_gossip_observer_fed_up_to_configuration(void **state)
+{
+    (void)state;
+    struct cl c;
+    gossip_cluster(&c);
+    cl_isolate(&c, 4, true);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(cl_propose(&c, 1, "x"), 0);
+        cl_process(&c, 1);
+        cl_deliver(&c);
+    }
+    /* A configuration change (a learner), then more entries. */
+    assert_int_equal(cons_node_change(c.nodes[1].n, CONS_ADD_LEARNER, 5,
+                                      "n5", NULL),
+                     0);
+    cl_process(&c, 1);
+    cl_deliver(&c);
+    rfs_index_t conf = cl_status(&c, 1).last_index;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(cl_propose(&c, 1, "y"), 0);
+        cl_process(&c, 1);
+        cl_deliver(&c);
+    }
+    cl_isolate(&c, 4, false);
+    for (unsigned t = 0; t < 6 * c.opts.heartbeat_ticks; t++) {
+        cl_tick(&c, 1, 1);
+        cl_tick(&c, 4, 1);
+        deliver_counting(&c, 4);
+    }
+    assert_int_equal(cl_status(&c, 4).last_index, conf);
+    assert_int_equal(cl_status(&c, 4).commit, conf);
+    assert_true(cl_status(&c, 1).commit > conf);
+    cl_close(&c);
+}
+
+/* cons_node_commit_proven's rules: entries it already holds are skipped,
+ * a gap or a leader is refused with -EINVAL, a proven entry that
+ * contradicts a committed one is RFS_ECORRUPT, and an entry of a newer
+ * term raises the node's term, persisted with it (a restart loads it). */
+static void test_gossip_commit_proven_rules(void **state)
+{
+    (void)state;
+    struct cl c;
+    gossip_cluster(&c);
+    struct cons_node *o = c.nodes[4].n;
+    rfs_index_t last = cl_status(&c, 4).last_index;
+    rfs_term_t term = cl_status(&c, 4).term;
+    struct cons_entry held = *cons_node_entry(o, last);
+    assert_int_equal(cons_node_commit_proven(o, &held, 1), 0);
+    assert_int_equal(cl_status(&c, 4).last_index, last);
+    struct cons_entry gap = {.term = term, .index = last + 2,
+                             .type = CONS_ENTRY_NOOP};
+    assert_int_equal(cons_node_commit_proven(o, &gap, 1), -EINVAL);
+    struct cons_entry liar = held;
+    liar.term = term + 1;
+    assert_int_equal(cons_node_commit_proven(o, &liar, 1), RFS_ECORRUPT);
+    assert_int_equal(cons_node_commit_proven(c.nodes[1].n, &held, 1),
+                     -EINVAL);
+    struct cons_entry next = {.term = term + 2, .index = last + 1,
+                              .type = CONS_ENTRY_NOOP};
+    assert_int_equal(cons_node_commit_proven(o, &next, 1), 0);
+    cl_process(&c, 4);
+    assert_int_equal(cl_status(&c, 4).term, term + 2);
+    assert_int_equal(cl_status(&c, 4).commit, last + 1);
+    cl_crash(&c, 4);
+    cl_restart(&c, 4);
+    assert_int_equal(cl_status(&c, 4).term, term + 2);
+    assert_int_equal(cl_status(&c, 4).last_index, last + 1);
+    cl_close(&c);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -2048,6 +2202,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_observer_never_counts_toward_quorum),
         cmocka_unit_test(test_observer_never_holds_follower_lease),
         cmocka_unit_test(test_observer_never_promoted_nor_readded),
+        cmocka_unit_test(test_gossip_leader_feeds_observers_nothing),
+        cmocka_unit_test(test_gossip_observer_fed_up_to_configuration),
+        cmocka_unit_test(test_gossip_commit_proven_rules),
         cmocka_unit_test(test_conf_codec_observer),
         cmocka_unit_test(test_conf_codec_keys),
         T(test_conf_record_keys),
