@@ -61,6 +61,13 @@ struct node_options {
     uint64_t snapshot_bytes;    /* ...or this many bytes of entries. */
     uint64_t history_entries;   /* store_options.history_entries (0: the
                                  * store's default). */
+    /* Observers fed by gossip (docs/design.md, "Observers fed by gossip";
+     * the raftfs mount's gossip=on). As a voter this node signs commit
+     * points and pushes what it applies to observers; as an observer it
+     * applies what gossip brings and a signed point proves; as leader it
+     * sends observers no entries (cons_options.gossip_observers). Every
+     * member of a cluster must agree on it. Off by default. */
+    bool gossip;
     /* If set and the store is empty: found a cluster with this
      * configuration (every founder must use the same one). */
     const struct cons_conf *bootstrap;
@@ -144,6 +151,27 @@ struct store *node_store(struct node *n);
  * store's lock table keys on. Any thread, after node_start. */
 void node_identity(struct node *n, rfs_nodeid_t *id, uint64_t *boot);
 
+/* What gossip did on this node (node_options.gossip). */
+struct node_gossip {
+    bool on;                 /* node_options.gossip. */
+    uint8_t role;            /* NODE_GOSSIP_*: how this node takes part. */
+    rfs_index_t applied;     /* Fed (a voter) or released (an observer). */
+    rfs_index_t known_head;  /* The highest index proven (observers). */
+    uint64_t msgs_out, bytes_out; /* Gossip messages this node sent. */
+    uint64_t entries_out;    /* Entries its pushes carried. */
+    uint64_t points_signed;  /* Commit points it signed (voters). */
+    uint64_t pulls_answered, too_old;
+    uint64_t refusals;       /* Refused by its verifier (observers). */
+    uint64_t entries_taken;  /* Released entries given to its log. */
+    /* Raft traffic this node sent to observers (a leader feeding them
+     * by Raft sends them every entry; fed by gossip, ~0 per entry). */
+    uint64_t raft_msgs_to_observers, raft_bytes_to_observers;
+    char last_refusal[160];  /* The verifier's last refusal ("" none). */
+};
+#define NODE_GOSSIP_NONE 0     /* Off, or a learner, or not a member. */
+#define NODE_GOSSIP_VOTER 1    /* Signs points, pushes what it applies. */
+#define NODE_GOSSIP_OBSERVER 2 /* Fed by gossip. */
+
 struct node_status {
     struct cons_status core;
     rfs_index_t applied;
@@ -163,6 +191,7 @@ struct node_status {
     struct host_session session; /* This node's session. */
     unsigned live_sessions;     /* In the replicated state (node_status
                                  * counts them as it is called). */
+    struct node_gossip gossip;
 };
 
 /* A consistent copy of the node's state (any thread). */

@@ -101,6 +101,24 @@ size_t status_json(const struct node_status *st, char *buf, size_t cap)
         ",\"ttl_ms\":%u},\"live_sessions\":%u",
         k < sizeof(state) / sizeof(state[0]) ? state[k] : "?",
         st->session.boot, st->session.ttl_ms, st->live_sessions);
+    if (st->gossip.on) {
+        static const char *const groles[] = {"none", "voter", "observer"};
+        const struct node_gossip *g = &st->gossip;
+        put(&o, ",\"gossip\":{\"role\":\"%s\",\"applied\":%" PRIu64
+            ",\"known_head\":%" PRIu64 ",\"msgs_out\":%" PRIu64
+            ",\"bytes_out\":%" PRIu64 ",\"entries_out\":%" PRIu64
+            ",\"points_signed\":%" PRIu64 ",\"pulls_answered\":%" PRIu64
+            ",\"too_old\":%" PRIu64 ",\"refusals\":%" PRIu64
+            ",\"entries_taken\":%" PRIu64
+            ",\"raft_msgs_to_observers\":%" PRIu64
+            ",\"raft_bytes_to_observers\":%" PRIu64 ",\"last_refusal\":",
+            g->role < 3 ? groles[g->role] : "?", g->applied, g->known_head,
+            g->msgs_out, g->bytes_out, g->entries_out, g->points_signed,
+            g->pulls_answered, g->too_old, g->refusals, g->entries_taken,
+            g->raft_msgs_to_observers, g->raft_bytes_to_observers);
+        put_json_string(&o, g->last_refusal);
+        put(&o, "}");
+    }
     put(&o, ",\"members\":[");
     bool leader = st->core.role == CONS_LEADER;
     for (unsigned i = 0; i < st->conf.n; i++) {

@@ -17,7 +17,11 @@
  * peers_connected, address, signing_key (hex), removed, last_error,
  * session (state: "off",
  * "opening", "live", "may have ended" or "ended"; boot; ttl_ms),
- * live_sessions (in the replicated state), members (objects with id,
+ * live_sessions (in the replicated state), gossip (with gossip=on: role
+ * "none", "voter" or "observer", applied, known_head, msgs_out, bytes_out,
+ * entries_out, points_signed, pulls_answered, too_old, refusals,
+ * entries_taken, raft_msgs_to_observers, raft_bytes_to_observers,
+ * last_refusal; see struct node_gossip), members (objects with id,
  * address, role, key (hex, once recorded), and on the leader match and
  * lag). */
 size_t status_json(const struct node_status *st, char *buf, size_t cap);

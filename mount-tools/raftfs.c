@@ -116,6 +116,10 @@ static const char usage[] =
     "                       without a round to the leader or a quorum\n"
     "                       (default on; safe while clocks tick at rates\n"
     "                       within 10% of each other, see docs/core.md)\n"
+    "  gossip=on|off        observers are fed by gossip from voters and\n"
+    "                       from each other, not by the leader (default\n"
+    "                       off; every member of a cluster must use the\n"
+    "                       same setting, see docs/fs.md)\n"
     "  commit_timeout=S     a change or linearizable read that cannot\n"
     "                       complete in S seconds fails with ETIMEDOUT\n"
     "                       (default 30); until a leader is known again,\n"
@@ -836,6 +840,25 @@ static int cmd_status(int argc, char **argv)
     } else {
         printf("signing key: none\n");
     }
+    const char *g = strstr(st, "\"gossip\":{");
+    if (g != NULL) {
+        /* An observer's feed: what it holds, what a signed point proved
+         * (the difference is its known lag), what it refused. */
+        char grole[16], why[200];
+        json_str(g, "role", grole, sizeof(grole));
+        json_str(g, "last_refusal", why, sizeof(why));
+        unsigned long long ap = json_num(g, "applied");
+        unsigned long long head = json_num(g, "known_head");
+        printf("gossip: %s, at index %llu, proven up to %llu (lag %llu), "
+               "%llu entries taken, %llu refused%s%s; sent %llu messages "
+               "(%llu bytes), %llu points signed; Raft bytes to observers "
+               "%llu\n",
+               grole, ap, head, head > ap ? head - ap : 0,
+               json_num(g, "entries_taken"), json_num(g, "refusals"),
+               why[0] ? ", last: " : "", why, json_num(g, "msgs_out"),
+               json_num(g, "bytes_out"), json_num(g, "points_signed"),
+               json_num(g, "raft_bytes_to_observers"));
+    }
     printf("last error: %s\n", err[0] ? err : "none");
     if (admin_call(dir, "members", members, sizeof(members)) == 0) {
         printf("members (ID ADDRESS ROLE, replication as the leader sees "
@@ -1043,6 +1066,7 @@ struct mount_opts {
     uint64_t history; /* history=N, 0: the store's default. */
     enum fs_uring_mode uring;
     bool lease;
+    bool gossip;
     bool allow_other;
     bool debug;
     bool foreground;
@@ -1094,6 +1118,12 @@ static void parse_mount_opts(char *list, struct mount_opts *m)
             m->lease = strcmp(v, "on") == 0;
         } else if (strcmp(o, "lease") == 0) {
             die("mount option lease=%s: expected lease=on or lease=off",
+                v ? v : "");
+        } else if (strcmp(o, "gossip") == 0 && v &&
+                   (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)) {
+            m->gossip = strcmp(v, "on") == 0;
+        } else if (strcmp(o, "gossip") == 0) {
+            die("mount option gossip=%s: expected gossip=on or gossip=off",
                 v ? v : "");
         } else if (strcmp(o, "uring") == 0 && v &&
                    (strcmp(v, "on") == 0 || strcmp(v, "off") == 0 ||
@@ -1568,6 +1598,7 @@ static int cmd_mount(int argc, char **argv)
     no.commit_timeout_ms = m.commit_timeout_s * 1000;
     no.history_entries = m.history;
     no.lease_reads = m.lease;
+    no.gossip = m.gossip;
     no.session_ttl_ms = m.session_ttl_ms;
     no.on_apply = fs_on_apply;
     no.apply_data = fs;

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <setjmp.h>
@@ -483,6 +484,14 @@ static int setup_short(void **state)
     return 0;
 }
 
+static int setup_gossip(void **state)
+{
+    struct mcluster *c = calloc(1, sizeof(*c));
+    mc_init(c, 3, "commit_timeout=5,gossip=on");
+    *state = c;
+    return 0;
+}
+
 static bool admin_log_has(struct mcluster *c, const char *s)
 {
     static char log[1 << 16];
@@ -625,6 +634,138 @@ static void test_observer(void **state)
     assert_int_equal(rv, -ETIMEDOUT);
 }
 
+/* Node id, an observer made by `raftfs init --observer`, mounted with
+ * opts and added by `members add --observer` through node 1. */
+static void add_observer(struct mcluster *c, int id, const char *opts)
+{
+    char dir[sizeof(c->dir)];
+    memcpy(dir, c->dir, sizeof(dir)); /* snprintf's arguments must not
+                                       * overlap its destination's object. */
+    snprintf(c->mnt[id], sizeof(c->mnt[id]), "%s/n%d", dir, id);
+    snprintf(c->data[id], sizeof(c->data[id]), "%s/d%d", dir, id);
+    snprintf(c->opts[id], sizeof(c->opts[id]), "%s", opts);
+    assert_int_equal(mkdir(c->mnt[id], 0755), 0);
+    pc_sh("%s init %s --id %d --listen 127.0.0.1:%d --observer --secret "
+          "%s/secret >/dev/null",
+          mc_exe, c->data[id], id, c->base + id, c->data[1]);
+    c->n = id;
+    mc_start(c, id);
+    char args[256];
+    snprintf(args, sizeof(args), "members -d DATA add --observer %d "
+             "127.0.0.1:%d", id, c->base + id);
+    assert_int_equal(mc_raftfs(c, 1, args), 0);
+}
+
+/* Writes g<tag><j> for j < k on node i, each 4 KiB of one letter. */
+static void write_pages(struct mcluster *c, int i, const char *tag, int k)
+{
+    static char page[4096];
+    for (int j = 0; j < k; j++) {
+        char rel[64];
+        snprintf(rel, sizeof(rel), "g%s%d", tag, j);
+        memset(page, 'a' + j % 26, sizeof(page));
+        assert_int_equal(mc_write(mc_path(c, i, rel), page, sizeof(page)),
+                         0);
+    }
+}
+
+/* Node i reads every page write_pages wrote (linearizable: the read waits
+ * until this node applied the read index the leader gave it). */
+static void assert_pages(struct mcluster *c, int i, const char *tag, int k)
+{
+    static char page[4096 + 1];
+    for (int j = 0; j < k; j++) {
+        char rel[64];
+        snprintf(rel, sizeof(rel), "g%s%d", tag, j);
+        ssize_t got = mc_read(mc_path(c, i, rel), page, sizeof(page));
+        if (got != 4096) {
+            fail_msg("node %d read %s: %zd", i, rel, got);
+        }
+        for (int b = 0; b < 4096; b++) {
+            assert_int_equal(page[b], 'a' + j % 26);
+        }
+    }
+}
+
+/*
+ * Observers fed by gossip (issue 16, step 3) on real processes: 3 voters
+ * and observers 4 and 5, every node mounted with gossip=on. The observers
+ * get every change from the voters' pushes and each other, proven by the
+ * voters' signed commit points, while the leader's Raft traffic to them
+ * stays a small fraction of one observer's payload (fed by the leader,
+ * each would cost the whole of it). An observer's own write is forwarded
+ * and read back everywhere. An observer cut off (SIGSTOP) while writes go
+ * on catches up by pulling once it runs again, and so does one killed and
+ * restarted from its store. Nothing is refused on the way.
+ */
+static void test_gossip_observers(void **state)
+{
+    struct mcluster *c = *state;
+    const char *opts = "commit_timeout=5,gossip=on";
+    add_observer(c, 4, opts);
+    add_observer(c, 5, opts);
+    int l = mc_wait_leader(c, 5000);
+    assert_true(l >= 1 && l <= 3);
+    /* Settled: the joins' configuration entries fed by the leader. */
+    write_pages(c, l, "w", 1);
+    assert_pages(c, 4, "w", 1);
+    assert_pages(c, 5, "w", 1);
+
+    /* The leader's Raft traffic to observers while it commits 40 writes:
+     * the observers' own reads are left out (each asks the leader for a
+     * read index, which is not the feed). */
+    uint64_t raft0 = mc_status(c, l, "raft_bytes_to_observers");
+    uint64_t taken0 = mc_status(c, 4, "entries_taken");
+    long t0 = pc_now_ms();
+    write_pages(c, l, "a", 40);
+    long took = pc_now_ms() - t0;
+    uint64_t raft = mc_status(c, l, "raft_bytes_to_observers") - raft0;
+    assert_pages(c, 4, "a", 40);
+    assert_pages(c, 5, "a", 40);
+    fprintf(stderr, "# 40 writes of 4 KiB in %ld ms: the leader sent its 2 "
+            "observers %" PRIu64 " Raft bytes; its gossip so far: %" PRIu64
+            " bytes; observer 4 took %" PRIu64 " proven entries\n",
+            took, raft, mc_status(c, l, "bytes_out"),
+            mc_status(c, 4, "entries_taken") - taken0);
+    /* Fed by the leader, each observer alone would cost 160 KiB. */
+    assert_true(raft < 40 * 4096 / 8);
+    assert_true(mc_status(c, 4, "entries_taken") - taken0 >= 40);
+    assert_true(mc_status(c, 5, "entries_taken") > 0);
+    assert_true(mc_status(c, l, "points_signed") > 0);
+
+    /* An observer's write: forwarded to the leader, answered once applied
+     * here, read back on every node. */
+    assert_int_equal(mc_write(mc_path(c, 4, "from-observer"), "o", 1), 0);
+    for (int i = 1; i <= 5; i++) {
+        assert_reads(c, i, "from-observer", "o");
+    }
+
+    /* Cut off: nothing reaches it while it is stopped; once it runs again
+     * its digest pulls what it missed. */
+    assert_int_equal(kill(c->pid[5], SIGSTOP), 0);
+    raft0 = mc_status(c, l, "raft_bytes_to_observers");
+    write_pages(c, l, "s", 30);
+    raft = mc_status(c, l, "raft_bytes_to_observers") - raft0;
+    assert_int_equal(kill(c->pid[5], SIGCONT), 0);
+    assert_true(raft < 30 * 4096 / 8);
+    assert_pages(c, 5, "s", 30);
+
+    /* Killed and restarted from its store. */
+    mc_kill9(c, 4);
+    c->pid[4] = 0;
+    write_pages(c, l, "k", 30);
+    mc_start(c, 4);
+    assert_pages(c, 4, "k", 30);
+    assert_pages(c, 4, "s", 30);
+
+    for (int i = 4; i <= 5; i++) {
+        assert_int_equal(mc_status(c, i, "refusals"), 0);
+    }
+    /* `raftfs status` shows the feed. */
+    assert_int_equal(mc_raftfs(c, 5, "status -d DATA"), 0);
+    assert_true(admin_log_has(c, "gossip: observer, at index"));
+}
+
 /* A JSON string field after p ("" if absent). */
 static void json_field(const char *p, const char *key, char *out, size_t cap)
 {
@@ -743,6 +884,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_cli_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_observer, setup_short, teardown),
         cmocka_unit_test_setup_teardown(test_signing_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gossip_observers, setup_gossip,
+                                        teardown),
     };
     if (getenv("RAFTFS_TEST_FILTER") != NULL) {
         cmocka_set_test_filter(getenv("RAFTFS_TEST_FILTER"));
