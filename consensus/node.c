@@ -604,6 +604,15 @@ static void gossip_start(struct node *n, bool voter)
          voter ? "voter" : "observer", applied);
 }
 
+static bool key_recorded(const struct cons_server *sv)
+{
+    uint8_t any = 0;
+    for (unsigned b = 0; b < CONS_KEY_BYTES; b++) {
+        any |= sv->key[b];
+    }
+    return any != 0;
+}
+
 /* Peers and voters' keys from the configuration in force. */
 static void gossip_peers(struct node *n, const struct cons_conf *c)
 {
@@ -612,11 +621,7 @@ static void gossip_peers(struct node *n, const struct cons_conf *c)
     unsigned ni = 0, nk = 0;
     for (unsigned i = 0; i < c->n; i++) {
         const struct cons_server *sv = &c->servers[i];
-        uint8_t any = 0;
-        for (unsigned b = 0; b < CONS_KEY_BYTES; b++) {
-            any |= sv->key[b];
-        }
-        if (sv->role == CONS_VOTER && any != 0) {
+        if (sv->role == CONS_VOTER && key_recorded(sv)) {
             keys[nk].id = sv->id;
             memcpy(keys[nk].pk, sv->key, GOSSIP_PK_BYTES);
             nk++;
@@ -634,6 +639,29 @@ static void gossip_peers(struct node *n, const struct cons_conf *c)
     }
 }
 
+/*
+ * Whether to start gossiping. A voter waits until the configuration
+ * records its own key: a point nobody can check is refused, and a refusal
+ * makes the observer stop listening to the sender for a while. An observer
+ * waits until it holds every voter's key: before that it could only refuse
+ * points from the voters it does not know yet, and the leader feeds it the
+ * configuration entries that record them (cons_options.gossip_observers).
+ */
+static bool gossip_ready(struct node *n, const struct cons_conf *c, bool voter)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        const struct cons_server *sv = &c->servers[i];
+        if (voter && sv->id == n->o.id) {
+            return key_recorded(sv) &&
+                   memcmp(sv->key, n->sign_pk, CONS_KEY_BYTES) == 0;
+        }
+        if (!voter && sv->role == CONS_VOTER && !key_recorded(sv)) {
+            return false;
+        }
+    }
+    return !voter;
+}
+
 /* Follow the configuration: this node's part, its peers, the voters' keys;
  * and start again after the store moved past the spread (a snapshot). */
 static void gossip_sync(struct node *n)
@@ -649,6 +677,9 @@ static void gossip_sync(struct node *n)
     if (!voter && !observer) {
         gossip_stop(n);
         n->gossip.role = NODE_GOSSIP_NONE;
+        return;
+    }
+    if (n->spread == NULL && !gossip_ready(n, c, voter)) {
         return;
     }
     if (n->spread == NULL || n->spread_voter != voter ||
@@ -802,7 +833,7 @@ static void gossip_status(struct node *n, struct node_gossip *g)
     }
     struct spread_stats ss;
     spread_get_stats(n->spread, &ss);
-    g->applied = spread_applied_index(n->spread, NULL);
+    g->applied = spread_applied_index(n->spread, g->chain);
     g->known_head = spread_known_head(n->spread);
     g->msgs_out = ss.msgs_out;
     g->bytes_out = ss.bytes_out;

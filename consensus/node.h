@@ -167,6 +167,9 @@ struct node_gossip {
      * by Raft sends them every entry; fed by gossip, ~0 per entry). */
     uint64_t raft_msgs_to_observers, raft_bytes_to_observers;
     char last_refusal[160];  /* The verifier's last refusal ("" none). */
+    /* The chain hash at `applied` (store.h, "The chain"): two nodes at the
+     * same index with the same hash hold the same committed log. */
+    uint8_t chain[STORE_CHAIN_BYTES];
 };
 #define NODE_GOSSIP_NONE 0     /* Off, or a learner, or not a member. */
 #define NODE_GOSSIP_VOTER 1    /* Signs points, pushes what it applies. */
