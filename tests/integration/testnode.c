@@ -5,12 +5,21 @@
  *   raftfs-testnode --id N --dir DIR --listen IP:PORT
  *                   [--bootstrap 1=IP:PORT,2=IP:PORT,...]
  *                   [--snapshot-entries K] [--timeout-ms T] [--tick-ms T]
+ *                   [--gossip on] [--apply-times on]
+ *
+ * In --bootstrap, an id followed by "o" (4o=IP:PORT) founds an observer.
+ * --gossip on: node_options.gossip. --apply-times on: print "a INDEX MS"
+ * for every command applied here (MS: CLOCK_MONOTONIC milliseconds, the
+ * same clock in every process), so a test can measure dissemination lag.
  *
  * Commands, one per line:      Answers (asynchronous, in any order):
  *   put ID NAME VALUE            done ID ERR INO     (ERR: the op's errno)
  *   get ID NAME                  val ID VALUE | val ID -ERRNO
  *   status                       status id=.. role=.. term=.. leader=..
  *                                       commit=.. applied=.. peers=..
+ *                                       (with --gossip on: gapplied=..
+ *                                       gtaken=.. gbytes=.. graft=..
+ *                                       grefusals=.. chain=HEX)
  * A failed submission answers "done ID -CODE" / "val ID -CODE".
  */
 #include <errno.h>
@@ -19,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../common/err.h"
@@ -82,6 +92,26 @@ static void get_done(void *arg, int err, const struct store_result *r)
     free(o);
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void apply_times(void *data, rfs_index_t index,
+                        const struct store_cmd *c,
+                        const struct store_result *r, bool own)
+{
+    (void)data;
+    (void)r;
+    (void)own;
+    if (c != NULL) {
+        say("a %llu %llu\n", (unsigned long long)index,
+            (unsigned long long)mono_ms());
+    }
+}
+
 static int parse_conf(const char *s, struct cons_conf *c)
 {
     memset(c, 0, sizeof(*c));
@@ -93,8 +123,9 @@ static int parse_conf(const char *s, struct cons_conf *c)
             return -1;
         }
         *eq = '\0';
-        c->servers[c->n].id = strtoull(tok, NULL, 10);
-        c->servers[c->n].role = CONS_VOTER;
+        char *end;
+        c->servers[c->n].id = strtoull(tok, &end, 10);
+        c->servers[c->n].role = *end == 'o' ? CONS_OBSERVER : CONS_VOTER;
         snprintf(c->servers[c->n].addr, CONS_ADDR_MAX, "%s", eq + 1);
         c->n++;
     }
@@ -126,6 +157,12 @@ int main(int argc, char **argv)
             o.commit_timeout_ms = (unsigned)atoi(v);
         } else if (strcmp(k, "--tick-ms") == 0) {
             o.tick_ms = (unsigned)atoi(v);
+        } else if (strcmp(k, "--gossip") == 0) {
+            o.gossip = strcmp(v, "on") == 0;
+        } else if (strcmp(k, "--apply-times") == 0) {
+            if (strcmp(v, "on") == 0) {
+                o.on_apply = apply_times;
+            }
         } else {
             fprintf(stderr, "unknown option %s\n", k);
             return 2;
@@ -187,6 +224,20 @@ int main(int argc, char **argv)
                 (unsigned long long)st.applied, st.peers_connected,
                 (unsigned long long)st.core.snap_index,
                 (unsigned long long)st.core.first_index);
+            if (st.gossip.on) {
+                char hex[2 * STORE_CHAIN_BYTES + 1];
+                for (unsigned b = 0; b < STORE_CHAIN_BYTES; b++) {
+                    snprintf(hex + 2 * b, 3, "%02x", st.gossip.chain[b]);
+                }
+                say("gossip id=%llu grole=%u gapplied=%llu gtaken=%llu "
+                    "gbytes=%llu graft=%llu grefusals=%llu chain=%s\n",
+                    (unsigned long long)o.id, st.gossip.role,
+                    (unsigned long long)st.gossip.applied,
+                    (unsigned long long)st.gossip.entries_taken,
+                    (unsigned long long)st.gossip.bytes_out,
+                    (unsigned long long)st.gossip.raft_bytes_to_observers,
+                    (unsigned long long)st.gossip.refusals, hex);
+            }
         } else {
             say("error unknown command\n");
         }

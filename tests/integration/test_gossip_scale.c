@@ -1,0 +1,607 @@
+/*
+ * Gossip at scale (issue 16, step 4): 3 voters and 30 observers as
+ * raftfs-testnode processes on loopback, every node with gossip on (the
+ * observers founded with the voters, so the run measures dissemination,
+ * not 30 joins).
+ *
+ * 1. Steady: writes through a voter, paced; every observer gets each one
+ *    from gossip, proven. Measured here: the lag from the first voter's
+ *    apply of an entry to each observer's (every node prints its apply
+ *    times on one clock, CLOCK_MONOTONIC), and the bytes the leader sent
+ *    to observers per entry (its Raft messages to them plus everything it
+ *    gossiped), which must stay far below what feeding each observer
+ *    would cost.
+ * 2. Faults: three observers killed (SIGKILL) while writes go on, then
+ *    restarted from their stores; one stopped (SIGSTOP, cut off) and
+ *    continued; the leader killed, a new one elected, the old one
+ *    restarted.
+ * 3. The end: every node at the same index with the same chain hash
+ *    (store.h, "The chain": one hash pins the whole committed log, so equal
+ *    hashes mean identical states), no refusal anywhere.
+ *
+ * It ends with one line:
+ *   gossip: observers=N entries=E lag_p50_ms=X lag_p99_ms=Y
+ *           leader_bytes_per_entry=B all_identical=yes|no
+ * (one line in the output). `--long` writes ten times as much.
+ *
+ * Usage: test_gossip_scale RAFTFS_TESTNODE [--long] [--observers N]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../lib/procs.h"
+
+#define VOTERS 3
+#define MAX_NODES 64
+#define MAX_INDEX 40000
+#define VALUE_BYTES 200
+
+struct gnode {
+    pid_t pid;
+    int in, out;          /* Its stdin (ours to write), its stdout. */
+    char buf[1 << 16];
+    size_t len;
+    int port;
+    bool observer;
+    bool fresh;           /* A status answer since the last ask. */
+    bool fresh_gossip;
+    char role[16];
+    unsigned long long term, leader, commit, applied;
+    unsigned long long gapplied, gtaken, gbytes, graft, grefusals;
+    char chain[2 * 32 + 1];
+    int64_t *at;          /* Apply time (ms) by index; 0: not seen. */
+};
+
+static const char *exe;
+static struct gnode nodes[MAX_NODES + 1];
+static int n_nodes;
+static char dir[128];
+static char boot[4096];
+static int port_locks[8];
+static int n_locks;
+static long next_id = 1;
+static long done_ok, done_failed;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void fail_hook(void)
+{
+    for (int i = 1; i <= n_nodes; i++) {
+        if (nodes[i].pid > 0) {
+            kill(nodes[i].pid, SIGKILL);
+            waitpid(nodes[i].pid, NULL, 0);
+            nodes[i].pid = 0;
+        }
+    }
+    fail_msg("harness failure (see above)");
+}
+
+static bool port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return false;
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Ports for n nodes: blocks of 9 (base+1..base+9) held through the
+ * suite's port locks (pc_reserve_ports), consecutive blocks. */
+static void reserve_ports(int n)
+{
+    int blocks = (n + 8) / 9;
+    assert_true(blocks <= 8);
+    /* Below the kernel's ephemeral range (32768 up): 33 nodes open about
+     * a thousand connections, whose local ports must not land on one a
+     * node is about to listen on. */
+    int base = 20000 + (getpid() % 120) * 100;
+    for (int tries = 0; tries < 2000; tries++, base += 10) {
+        if (base > 32600) {
+            base = 20000;
+        }
+        n_locks = 0;
+        bool ok = true;
+        for (int b = 0; b < blocks && ok; b++) {
+            int fd = pc_reserve_ports(base + 10 * b);
+            if (fd < 0) {
+                ok = false;
+                break;
+            }
+            port_locks[n_locks++] = fd;
+            for (int k = 1; k <= 9 && ok; k++) {
+                ok = port_free(base + 10 * b + k);
+            }
+        }
+        if (ok) {
+            for (int i = 1; i <= n; i++) {
+                nodes[i].port = base + 10 * ((i - 1) / 9) + 1 + (i - 1) % 9;
+            }
+            return;
+        }
+        while (n_locks > 0) {
+            close(port_locks[--n_locks]);
+        }
+    }
+    pc_fail("no free ports");
+}
+
+static void start(int i)
+{
+    struct gnode *g = &nodes[i];
+    int in[2], out[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    char id[16], ddir[200], listen[64], log[200];
+    snprintf(id, sizeof(id), "%d", i);
+    snprintf(ddir, sizeof(ddir), "%s/n%d", dir, i);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", g->port);
+    snprintf(log, sizeof(log), "%s/node%d.log", dir, i);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        int fd = open(log, O_CREAT | O_WRONLY | O_APPEND, 0644);
+        dup2(fd, 2);
+        close(in[1]);
+        close(out[0]);
+        const char *argv[] = {exe, "--id", id, "--dir", ddir, "--listen",
+                              listen, "--bootstrap", boot, "--timeout-ms",
+                              "5000", "--gossip", "on", "--apply-times", "on",
+                              NULL};
+        execv(exe, (char *const *)argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    g->pid = pid;
+    g->in = in[1];
+    g->out = out[0];
+    g->len = 0;
+}
+
+static void stop_node(int i, int sig)
+{
+    struct gnode *g = &nodes[i];
+    if (g->pid <= 0) {
+        return;
+    }
+    kill(g->pid, sig);
+    if (sig == SIGKILL) {
+        waitpid(g->pid, NULL, 0);
+        g->pid = 0;
+        close(g->in);
+        close(g->out);
+    }
+}
+
+static void tell(int i, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void tell(int i, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (nodes[i].pid <= 0 || write(nodes[i].in, line, (size_t)k) != k) {
+        pc_fail("node %d: cannot write to it", i);
+    }
+}
+
+static unsigned long long field(const char *line, const char *key)
+{
+    char want[32];
+    snprintf(want, sizeof(want), " %s=", key);
+    const char *p = strstr(line, want);
+    return p ? strtoull(p + strlen(want), NULL, 10) : 0;
+}
+
+static void on_line(int i, char *line)
+{
+    struct gnode *g = &nodes[i];
+    if (line[0] == 'a' && line[1] == ' ') {
+        unsigned long long idx, ms;
+        if (sscanf(line, "a %llu %llu", &idx, &ms) == 2 && idx < MAX_INDEX &&
+            g->at[idx] == 0) {
+            g->at[idx] = (int64_t)ms;
+        }
+    } else if (strncmp(line, "status ", 7) == 0) {
+        const char *r = strstr(line, " role=");
+        if (r != NULL) {
+            sscanf(r, " role=%15s", g->role);
+        }
+        g->term = field(line, "term");
+        g->leader = field(line, "leader");
+        g->commit = field(line, "commit");
+        g->applied = field(line, "applied");
+        g->fresh = true;
+    } else if (strncmp(line, "gossip ", 7) == 0) {
+        g->gapplied = field(line, "gapplied");
+        g->gtaken = field(line, "gtaken");
+        g->gbytes = field(line, "gbytes");
+        g->graft = field(line, "graft");
+        g->grefusals = field(line, "grefusals");
+        const char *c = strstr(line, " chain=");
+        if (c != NULL) {
+            snprintf(g->chain, sizeof(g->chain), "%.64s", c + 7);
+        }
+        g->fresh_gossip = true;
+    } else if (strncmp(line, "done ", 5) == 0) {
+        long id;
+        int err;
+        if (sscanf(line, "done %ld %d", &id, &err) == 2) {
+            if (err == 0) {
+                done_ok++;
+            } else {
+                done_failed++;
+            }
+        }
+    }
+}
+
+/* Read what the nodes said, for up to ms. */
+static void pump(int ms)
+{
+    int64_t until = now_ms() + ms;
+    do {
+        struct pollfd p[MAX_NODES];
+        int who[MAX_NODES], k = 0;
+        for (int i = 1; i <= n_nodes; i++) {
+            if (nodes[i].pid > 0) {
+                p[k].fd = nodes[i].out;
+                p[k].events = POLLIN;
+                who[k++] = i;
+            }
+        }
+        int left = (int)(until - now_ms());
+        if (poll(p, (nfds_t)k, left > 0 ? left : 0) <= 0) {
+            continue;
+        }
+        for (int j = 0; j < k; j++) {
+            if (!(p[j].revents & (POLLIN | POLLHUP))) {
+                continue;
+            }
+            struct gnode *g = &nodes[who[j]];
+            for (;;) {
+                ssize_t r = read(g->out, g->buf + g->len,
+                                 sizeof(g->buf) - 1 - g->len);
+                if (r <= 0) {
+                    break;
+                }
+                g->len += (size_t)r;
+                char *s = g->buf, *nl;
+                while ((nl = memchr(s, '\n', g->len - (size_t)(s - g->buf)))) {
+                    *nl = '\0';
+                    on_line(who[j], s);
+                    s = nl + 1;
+                }
+                g->len -= (size_t)(s - g->buf);
+                memmove(g->buf, s, g->len);
+            }
+        }
+    } while (now_ms() < until);
+}
+
+/* A fresh status (and gossip line) from every running node. */
+static void status_all(void)
+{
+    for (int i = 1; i <= n_nodes; i++) {
+        if (nodes[i].pid > 0) {
+            nodes[i].fresh = nodes[i].fresh_gossip = false;
+            tell(i, "status\n");
+        }
+    }
+    int64_t until = now_ms() + 10000;
+    for (;;) {
+        bool all = true;
+        for (int i = 1; i <= n_nodes && all; i++) {
+            all = nodes[i].pid <= 0 ||
+                  (nodes[i].fresh && nodes[i].fresh_gossip);
+        }
+        if (all) {
+            return;
+        }
+        if (now_ms() > until) {
+            for (int i = 1; i <= n_nodes; i++) {
+                if (nodes[i].pid > 0 &&
+                    !(nodes[i].fresh && nodes[i].fresh_gossip)) {
+                    pc_fail("node %d did not answer status (its log: "
+                            "%s/node%d.log)", i, dir, i);
+                }
+            }
+        }
+        pump(10);
+    }
+}
+
+/* The leader the running voters agree on, or 0 after timeout_ms. */
+static int wait_leader(long timeout_ms)
+{
+    int64_t until = now_ms() + timeout_ms;
+    while (now_ms() < until) {
+        status_all();
+        int agreed = -1;
+        for (int i = 1; i <= VOTERS && agreed != 0; i++) {
+            if (nodes[i].pid <= 0) {
+                continue;
+            }
+            int l = (int)nodes[i].leader;
+            agreed = l == 0 || (agreed > 0 && agreed != l) ? 0 : l;
+        }
+        if (agreed > 0 && nodes[agreed].pid > 0 &&
+            strcmp(nodes[agreed].role, "leader") == 0) {
+            return agreed;
+        }
+        pump(50);
+    }
+    return 0;
+}
+
+/* Write k entries through voter `via`, one every pace_ms, and wait for
+ * every answer; a write that failed (a leader change) is sent again, as
+ * a client would. */
+static void write_entries(int via, int k, int pace_ms)
+{
+    static char value[VALUE_BYTES + 1];
+    long ok0 = done_ok;
+    for (int j = 0; j < k; j++) {
+        memset(value, 'a' + (int)(next_id % 26), VALUE_BYTES);
+        tell(via, "put %ld k%ld %s\n", next_id, next_id, value);
+        next_id++;
+        pump(pace_ms);
+    }
+    int64_t until = now_ms() + 30000;
+    while (done_ok - ok0 < k) {
+        if (done_failed > 0) {
+            /* Resent under new ids: the keys differ, which is fine for
+             * a load that only counts entries. */
+            long again = done_failed;
+            done_failed = 0;
+            for (long r = 0; r < again; r++) {
+                memset(value, 'z', VALUE_BYTES);
+                tell(via, "put %ld k%ld %s\n", next_id, next_id, value);
+                next_id++;
+            }
+        }
+        if (now_ms() > until) {
+            pc_fail("writes through node %d did not complete", via);
+        }
+        pump(20);
+    }
+}
+
+/* Wait until every running node holds the same index and chain hash as
+ * the others; true if they do within timeout_ms. */
+static bool converge(long timeout_ms)
+{
+    int64_t until = now_ms() + timeout_ms;
+    for (;;) {
+        status_all();
+        bool same = true;
+        int first = 0;
+        for (int i = 1; i <= n_nodes && same; i++) {
+            if (nodes[i].pid <= 0) {
+                continue;
+            }
+            if (first == 0) {
+                first = i;
+                continue;
+            }
+            same = nodes[i].gapplied == nodes[first].gapplied &&
+                   strcmp(nodes[i].chain, nodes[first].chain) == 0 &&
+                   nodes[i].gapplied >= nodes[first].commit;
+        }
+        if (same || now_ms() > until) {
+            return same;
+        }
+        pump(100);
+    }
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool long_run;
+static int n_observers = 30;
+
+/*
+ * The scale run, described at the top of the file. Each check fails if
+ * dissemination by gossip breaks: an observer left without an entry never
+ * converges (all_identical=no); a leader feeding observers itself sends
+ * about observers x entry bytes per entry.
+ */
+static void test_gossip_scale(void **state)
+{
+    (void)state;
+    n_nodes = VOTERS + n_observers;
+    assert_true(n_nodes <= MAX_NODES);
+    reserve_ports(n_nodes);
+    snprintf(dir, sizeof(dir), "/tmp/raftfs-gossip-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    pc_sh("head -c 32 /dev/urandom > %s/secret && chmod 600 %s/secret", dir,
+          dir);
+    size_t off = 0;
+    for (int i = 1; i <= n_nodes; i++) {
+        nodes[i].observer = i > VOTERS;
+        nodes[i].at = calloc(MAX_INDEX, sizeof(int64_t));
+        off += (size_t)snprintf(boot + off, sizeof(boot) - off,
+                                "%s%d%s=127.0.0.1:%d", i > 1 ? "," : "", i,
+                                nodes[i].observer ? "o" : "", nodes[i].port);
+        pc_sh("mkdir -p %s/n%d && cp -p %s/secret %s/n%d/secret", dir, i,
+              dir, dir, i);
+    }
+    int64_t t0 = now_ms();
+    for (int i = 1; i <= n_nodes; i++) {
+        start(i);
+    }
+    int l = wait_leader(30000);
+    assert_true(l >= 1 && l <= VOTERS);
+    /* Every voter's key recorded and every observer following. */
+    write_entries(l, 5, 0);
+    assert_true(converge(30000));
+    fprintf(stderr, "# %d nodes up and following in %lld ms\n", n_nodes,
+            (long long)(now_ms() - t0));
+
+    /* 1. Steady writes, measured. */
+    int steady = long_run ? 2000 : 200;
+    status_all();
+    unsigned long long c0 = nodes[l].commit;
+    unsigned long long b0 = nodes[l].gbytes + nodes[l].graft;
+    int via = l;
+    write_entries(via, steady, 5);
+    assert_true(converge(20000));
+    unsigned long long c1 = nodes[l].commit;
+    unsigned long long b1 = nodes[l].gbytes + nodes[l].graft;
+    int64_t *lags = calloc((size_t)n_observers * (c1 - c0 + 1),
+                           sizeof(int64_t));
+    size_t n_lags = 0;
+    for (unsigned long long idx = c0 + 1; idx <= c1 && idx < MAX_INDEX;
+         idx++) {
+        int64_t first = 0;
+        for (int v = 1; v <= VOTERS; v++) {
+            int64_t t = nodes[v].at[idx];
+            if (t != 0 && (first == 0 || t < first)) {
+                first = t;
+            }
+        }
+        if (first == 0) {
+            continue; /* Not a command (a no-op or a configuration). */
+        }
+        for (int o = VOTERS + 1; o <= n_nodes; o++) {
+            assert_true(nodes[o].at[idx] != 0);
+            lags[n_lags++] = nodes[o].at[idx] - first;
+        }
+    }
+    assert_true(n_lags > 0);
+    qsort(lags, n_lags, sizeof(*lags), cmp_i64);
+    int64_t p50 = lags[n_lags / 2], p99 = lags[n_lags * 99 / 100];
+    free(lags);
+    unsigned long long per_entry = (b1 - b0) / (c1 - c0);
+    fprintf(stderr, "# steady: %llu entries of %d bytes; the leader sent "
+            "observers %llu bytes per entry (Raft %llu in all); fed by the "
+            "leader each of the %d would cost more than %d\n",
+            c1 - c0, VALUE_BYTES, per_entry,
+            nodes[l].graft, n_observers, VALUE_BYTES);
+
+    /* 2. Faults. Three observers killed and restarted. */
+    int burst = long_run ? 1000 : 100;
+    for (int o = VOTERS + 1; o <= VOTERS + 3; o++) {
+        stop_node(o, SIGKILL);
+    }
+    write_entries(via, burst, 0);
+    for (int o = VOTERS + 1; o <= VOTERS + 3; o++) {
+        start(o);
+    }
+    /* One cut off (stopped), then continued. */
+    int cut = VOTERS + 4;
+    stop_node(cut, SIGSTOP);
+    pid_t cut_pid = nodes[cut].pid;
+    nodes[cut].pid = -cut_pid; /* Not asked for status while stopped. */
+    write_entries(via, burst, 0);
+    nodes[cut].pid = cut_pid;
+    kill(cut_pid, SIGCONT);
+    /* The leader killed: a new one, then the old one back. */
+    stop_node(l, SIGKILL);
+    int l2 = wait_leader(20000);
+    assert_true(l2 >= 1 && l2 <= VOTERS && l2 != l);
+    write_entries(l2, burst, 0);
+    start(l);
+
+    /* 3. The end. */
+    bool same = converge(30000);
+    unsigned long long refusals = 0, entries = 0;
+    for (int i = 1; i <= n_nodes; i++) {
+        refusals += nodes[i].grefusals;
+        if (nodes[i].observer) {
+            assert_true(nodes[i].gtaken > 0);
+        }
+        if (nodes[i].gapplied > entries) {
+            entries = nodes[i].gapplied;
+        }
+    }
+    printf("gossip: observers=%d entries=%llu lag_p50_ms=%lld "
+           "lag_p99_ms=%lld leader_bytes_per_entry=%llu all_identical=%s\n",
+           n_observers, entries, (long long)p50, (long long)p99, per_entry,
+           same ? "yes" : "no");
+    fflush(stdout);
+    fprintf(stderr, "# whole run %lld ms, %llu refusals\n",
+            (long long)(now_ms() - t0), refusals);
+    for (int i = 1; i <= n_nodes; i++) {
+        stop_node(i, SIGKILL);
+        free(nodes[i].at);
+    }
+    if (refusals != 0 || !same) {
+        /* What the verifiers refused, and from whom: their logs say. */
+        pc_sh("grep -h 'gossip: ' %s/node*.log | grep -v started | "
+              "tail -20 >&2 || true", dir);
+    }
+    pc_sh("rm -rf %s", dir);
+    while (n_locks > 0) {
+        close(port_locks[--n_locks]);
+    }
+    assert_true(same);
+    assert_int_equal(refusals, 0);
+    /* Bounded by a constant fan-out, whatever the number of observers:
+     * a few copies of an entry (its value, its encoding, a share of the
+     * signed points). Fed by the leader, 30 observers would cost at least
+     * 30 values per entry. */
+    assert_true(per_entry < 6 * (VALUE_BYTES + 200));
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_gossip_scale RAFTFS_TESTNODE [--long] "
+                        "[--observers N]\n");
+        return 2;
+    }
+    exe = argv[1];
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--long") == 0) {
+            long_run = true;
+        } else if (strcmp(argv[i], "--observers") == 0 && i + 1 < argc) {
+            n_observers = atoi(argv[++i]);
+        }
+    }
+    pc_exe = exe;
+    pc_fail_hook = fail_hook;
+    /* A node that died must fail a check, not kill the run. */
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gossip_scale),
+    };
+    return cmocka_run_group_tests_name("gossip-scale", tests, NULL, NULL);
+}
