@@ -311,13 +311,18 @@ struct cons_options {
      * compacted away. An observer whose match is below the latest
      * configuration entry is fed as a learner is, up to it: that entry
      * holds the voters' keys its verifier trusts, so a joining observer
-     * could not check anything before it has it. Observers take entries
-     * with cons_node_commit_proven.
+     * could not check anything before it has it. So is one more than
+     * gossip_behind_max entries behind the commit index, until it is
+     * within: what it lacks may be in no peer's gossip cache. Observers
+     * take entries with cons_node_commit_proven.
      * Every member of a cluster must agree on it: an observer that waits
      * for gossip under a leader that feeds it gets entries twice
      * (harmless); one that waits for the leader's entries under a leader
      * that does not gets none. Off by default. */
     bool gossip_observers;
+    /* See gossip_observers (default 4096, spread.h's cache of entries kept
+     * for pulls). */
+    uint64_t gossip_behind_max;
     unsigned max_inflight;      /* Unacked APPENDs per follower. */
     size_t max_msg_bytes;       /* Payload bytes per APPEND (soft: >= 1 entry). */
     size_t max_uncommitted;     /* Leader refuses proposals past this. */

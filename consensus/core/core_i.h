@@ -291,14 +291,18 @@ static inline bool is_voter(const struct cons_node *n, rfs_nodeid_t id)
 
 /* An observer the leader does not feed (cons_options.gossip_observers):
  * gossip brings it entries, the leader only finds out how far it got.
- * Except below the latest configuration entry: the configuration is what
- * an observer's verifier trusts (the voters' keys), so an observer that
- * has not got it (one joining, or one behind a change) is fed by the
- * leader as a learner is, up to it; then gossip takes over. */
+ * Except in two cases, fed as a learner is, up to a point:
+ * - below the latest configuration entry (fed up to it): the
+ *   configuration is what an observer's verifier trusts (the voters'
+ *   keys), and a joining observer has none;
+ * - more than gossip_behind_max entries behind the commit index (fed until
+ *   it is within): its peers keep only their recent entries for pulls
+ *   (spread.h's cache), so what it lacks may be in no peer's cache. */
 static inline bool fed_by_gossip(const struct cons_node *n,
                                  const struct progress *p)
 {
-    if (!n->o.gossip_observers || p->match < n->conf_index) {
+    if (!n->o.gossip_observers || p->match < n->conf_index ||
+        p->match + n->o.gossip_behind_max < n->commit) {
         return false;
     }
     const struct cons_server *s = cons_conf_get(&n->conf, p->id);

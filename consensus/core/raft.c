@@ -904,6 +904,7 @@ void cons_options_default(struct cons_options *o, rfs_nodeid_t id)
     o->max_msg_bytes = 1 << 20;
     o->max_uncommitted = 64u << 20;
     o->snap_chunk_bytes = 1 << 20;
+    o->gossip_behind_max = 4096;
     o->seed = id;
 }
 

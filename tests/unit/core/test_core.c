@@ -2109,6 +2109,50 @@ static void test_gossip_observer_fed_up_to_configuration(void **state)
     cl_close(&c);
 }
 
+/* An observer further behind than gossip_behind_max (what its peers may
+ * still hold for pulls) is fed by the leader until it is within, and no
+ * further: then gossip takes over again. */
+static void test_gossip_far_behind_observer_fed(void **state)
+{
+    (void)state;
+    struct cl c;
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    o.gossip_observers = true;
+    o.gossip_behind_max = 4;
+    cl_init_opts(&c, 3, 0, &o);
+    cl_elect(&c, 1);
+    add_observer4(&c);
+    cl_isolate(&c, 4, true);
+    for (int i = 0; i < 12; i++) {
+        assert_int_equal(cl_propose(&c, 1, "x"), 0);
+        cl_process(&c, 1);
+        cl_deliver(&c);
+    }
+    rfs_index_t commit = cl_status(&c, 1).commit;
+    rfs_index_t before = cl_status(&c, 4).last_index;
+    assert_true(before + 4 < commit);
+    cl_isolate(&c, 4, false);
+    unsigned to4 = 0;
+    for (unsigned t = 0; t < 10 * c.opts.heartbeat_ticks; t++) {
+        cl_tick(&c, 1, 1);
+        cl_tick(&c, 4, 1);
+        to4 += deliver_counting(&c, 4);
+    }
+    assert_true(to4 > 0);
+    assert_true(cl_status(&c, 4).commit + 4 >= commit);
+    /* Within reach again: new entries are left to gossip. */
+    rfs_index_t caught = cl_status(&c, 4).last_index;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cl_propose(&c, 1, "y"), 0);
+        cl_process(&c, 1);
+        to4 = deliver_counting(&c, 4);
+        assert_int_equal(to4, 0);
+    }
+    assert_int_equal(cl_status(&c, 4).last_index, caught);
+    cl_close(&c);
+}
+
 /* cons_node_commit_proven's rules: entries it already holds are skipped,
  * a gap or a leader is refused with -EINVAL, a proven entry that
  * contradicts a committed one is RFS_ECORRUPT, and an entry of a newer
@@ -2205,6 +2249,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_gossip_leader_feeds_observers_nothing),
         cmocka_unit_test(test_gossip_observer_fed_up_to_configuration),
         cmocka_unit_test(test_gossip_commit_proven_rules),
+        cmocka_unit_test(test_gossip_far_behind_observer_fed),
         cmocka_unit_test(test_conf_codec_observer),
         cmocka_unit_test(test_conf_codec_keys),
         T(test_conf_record_keys),
