@@ -27,8 +27,17 @@
  * A second test puts a hostile observer among 4 (test_gossip_forger_refused,
  * with --forger PATH of raftfs-testnode-forger).
  *
+ * `--j2 gossip|leader` runs only bench/run's J2 instead (issue 16, step
+ * 5): the steady phase, with observers fed by gossip or, as before gossip,
+ * by the leader, and one line:
+ *   J2 system=raftfs-gossip|raftfs-leader observers=N entries=E
+ *      leader_cpu_us_per_entry=C leader_bytes_per_entry=B lag_p50_ms=X
+ *      lag_p99_ms=Y
+ * The leader's CPU is its process's user and system time over the
+ * phase; its bytes are those it sent to observers (Raft and gossip).
+ *
  * Usage: test_gossip_scale RAFTFS_TESTNODE [--forger FORGER] [--long]
- *        [--observers N]
+ *        [--observers N] [--j2 gossip|leader [--entries E]]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -76,6 +85,8 @@ struct gnode {
 
 static const char *exe;
 static const char *forger_exe; /* raftfs-testnode-forger, or NULL. */
+static bool leader_fed;        /* --j2 leader: gossip off everywhere. */
+static int n_observers = 30;
 static struct gnode nodes[MAX_NODES + 1];
 static int n_nodes;
 static char dir[128];
@@ -180,8 +191,8 @@ static void start(int i)
         close(out[0]);
         const char *argv[] = {g->exe, "--id", id, "--dir", ddir, "--listen",
                               listen, "--bootstrap", boot, "--timeout-ms",
-                              "5000", "--gossip", "on", "--apply-times", "on",
-                              NULL};
+                              "5000", "--gossip", leader_fed ? "off" : "on",
+                              "--apply-times", "on", NULL};
         execv(g->exe, (char *const *)argv);
         _exit(127);
     }
@@ -486,8 +497,114 @@ static int cmp_i64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The lag of every observer's apply of each command in (c0, c1] behind
+ * the first voter's apply of it: its median and 99th percentile, in ms.
+ * Every observer must have applied each one. */
+static void lag_stats(unsigned long long c0, unsigned long long c1,
+                      int64_t *p50, int64_t *p99)
+{
+    int64_t *lags = calloc((size_t)n_observers * (c1 - c0 + 1),
+                           sizeof(int64_t));
+    assert_non_null(lags);
+    size_t n_lags = 0;
+    for (unsigned long long idx = c0 + 1; idx <= c1 && idx < MAX_INDEX;
+         idx++) {
+        int64_t first = 0;
+        for (int v = 1; v <= VOTERS; v++) {
+            int64_t t = nodes[v].at[idx];
+            if (t != 0 && (first == 0 || t < first)) {
+                first = t;
+            }
+        }
+        if (first == 0) {
+            continue; /* Not a command (a no-op or a configuration). */
+        }
+        for (int o = VOTERS + 1; o <= n_nodes; o++) {
+            assert_true(nodes[o].at[idx] != 0);
+            lags[n_lags++] = nodes[o].at[idx] - first;
+        }
+    }
+    assert_true(n_lags > 0);
+    qsort(lags, n_lags, sizeof(*lags), cmp_i64);
+    *p50 = lags[n_lags / 2];
+    *p99 = lags[n_lags * 99 / 100];
+    free(lags);
+}
+
+/* Wait until every running node applied the leader's commit index (the
+ * J2 runs with gossip off have no chain hashes to compare). */
+static bool all_applied(int l, long timeout_ms)
+{
+    int64_t until = now_ms() + timeout_ms;
+    for (;;) {
+        status_all();
+        bool all = true;
+        for (int i = 1; i <= n_nodes && all; i++) {
+            all = nodes[i].pid <= 0 || nodes[i].applied >= nodes[l].commit;
+        }
+        if (all || now_ms() > until) {
+            return all;
+        }
+        pump(100);
+    }
+}
+
+/* User and system CPU time of process pid, in us. */
+static unsigned long long cpu_us(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields 14 and 15, counted after the command's closing parenthesis
+     * (the command may hold spaces). */
+    const char *p = strrchr(buf, ')');
+    assert_non_null(p);
+    unsigned long long ut = 0, st = 0;
+    assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+                                   "%*u %*u %llu %llu", &ut, &st), 2);
+    return (ut + st) * 1000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK);
+}
+
 static bool long_run;
-static int n_observers = 30;
+static int j2_entries = 1000;
+
+/*
+ * bench/run's J2 (see the top of the file): no faults, one steady phase,
+ * the leader's CPU and bytes per entry and the observers' lag. The same
+ * checks as the scale run that every observer got every entry.
+ */
+static void test_j2(void **state)
+{
+    (void)state;
+    cluster_up(n_observers, 0);
+    int l = wait_leader(30000);
+    assert_true(l >= 1 && l <= VOTERS);
+    write_entries(l, 5, 0);
+    assert_true(all_applied(l, 30000));
+    status_all();
+    unsigned long long c0 = nodes[l].commit;
+    unsigned long long b0 = nodes[l].gbytes + nodes[l].graft;
+    unsigned long long u0 = cpu_us(nodes[l].pid);
+    write_entries(l, j2_entries, 2);
+    assert_true(all_applied(l, 30000));
+    unsigned long long u1 = cpu_us(nodes[l].pid);
+    unsigned long long c1 = nodes[l].commit;
+    unsigned long long b1 = nodes[l].gbytes + nodes[l].graft;
+    int64_t p50, p99;
+    lag_stats(c0, c1, &p50, &p99);
+    printf("J2 system=raftfs-%s observers=%d entries=%llu "
+           "leader_cpu_us_per_entry=%llu leader_bytes_per_entry=%llu "
+           "lag_p50_ms=%lld lag_p99_ms=%lld\n",
+           leader_fed ? "leader" : "gossip", n_observers, c1 - c0,
+           (u1 - u0) / (c1 - c0), (b1 - b0) / (c1 - c0), (long long)p50,
+           (long long)p99);
+    fflush(stdout);
+    cluster_down(false);
+}
 
 /*
  * The scale run, described at the top of the file. Each check fails if
@@ -522,30 +639,8 @@ static void test_gossip_scale(void **state)
     unsigned long long b1 = nodes[l].gbytes + nodes[l].graft;
     unsigned long long r1 = nodes[l].graft;
     int64_t w1 = now_ms();
-    int64_t *lags = calloc((size_t)n_observers * (c1 - c0 + 1),
-                           sizeof(int64_t));
-    size_t n_lags = 0;
-    for (unsigned long long idx = c0 + 1; idx <= c1 && idx < MAX_INDEX;
-         idx++) {
-        int64_t first = 0;
-        for (int v = 1; v <= VOTERS; v++) {
-            int64_t t = nodes[v].at[idx];
-            if (t != 0 && (first == 0 || t < first)) {
-                first = t;
-            }
-        }
-        if (first == 0) {
-            continue; /* Not a command (a no-op or a configuration). */
-        }
-        for (int o = VOTERS + 1; o <= n_nodes; o++) {
-            assert_true(nodes[o].at[idx] != 0);
-            lags[n_lags++] = nodes[o].at[idx] - first;
-        }
-    }
-    assert_true(n_lags > 0);
-    qsort(lags, n_lags, sizeof(*lags), cmp_i64);
-    int64_t p50 = lags[n_lags / 2], p99 = lags[n_lags * 99 / 100];
-    free(lags);
+    int64_t p50, p99;
+    lag_stats(c0, c1, &p50, &p99);
     unsigned long long per_entry = (b1 - b0) / (c1 - c0);
     fprintf(stderr, "# steady: %llu entries of %d bytes in %lld ms; the "
             "leader sent observers %llu bytes per entry, of which Raft "
@@ -657,10 +752,12 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) {
         fprintf(stderr, "usage: test_gossip_scale RAFTFS_TESTNODE "
-                        "[--forger FORGER] [--long] [--observers N]\n");
+                        "[--forger FORGER] [--long] [--observers N] "
+                        "[--j2 gossip|leader [--entries E]]\n");
         return 2;
     }
     exe = argv[1];
+    const char *j2 = NULL;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--long") == 0) {
             long_run = true;
@@ -668,12 +765,38 @@ int main(int argc, char **argv)
             forger_exe = argv[++i];
         } else if (strcmp(argv[i], "--observers") == 0 && i + 1 < argc) {
             n_observers = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--j2") == 0 && i + 1 < argc) {
+            j2 = argv[++i];
+        } else if (strcmp(argv[i], "--entries") == 0 && i + 1 < argc) {
+            j2_entries = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "test_gossip_scale: unknown argument %s\n",
+                    argv[i]);
+            return 2;
         }
+    }
+    if (n_observers < 1 || n_observers > MAX_NODES - VOTERS ||
+        j2_entries < 1 || j2_entries > MAX_INDEX / 2) {
+        fprintf(stderr, "test_gossip_scale: --observers 1..%d, --entries "
+                        "1..%d\n", MAX_NODES - VOTERS, MAX_INDEX / 2);
+        return 2;
+    }
+    if (j2 != NULL) {
+        if (strcmp(j2, "gossip") != 0 && strcmp(j2, "leader") != 0) {
+            fprintf(stderr, "test_gossip_scale: --j2 gossip|leader, not "
+                            "%s\n", j2);
+            return 2;
+        }
+        leader_fed = strcmp(j2, "leader") == 0;
     }
     pc_exe = exe;
     pc_fail_hook = fail_hook;
     /* A node that died must fail a check, not kill the run. */
     signal(SIGPIPE, SIG_IGN);
+    if (j2 != NULL) {
+        const struct CMUnitTest bench[] = {cmocka_unit_test(test_j2)};
+        return cmocka_run_group_tests_name("gossip-j2", bench, NULL, NULL);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gossip_scale),
         cmocka_unit_test(test_gossip_forger_refused),
