@@ -12,9 +12,10 @@
  *    gossiped), which must stay far below what feeding each observer
  *    would cost.
  * 2. Faults: three observers killed (SIGKILL) while writes go on, then
- *    restarted from their stores; one stopped (SIGSTOP, cut off) and
- *    continued; the leader killed, a new one elected, the old one
- *    restarted.
+ *    restarted from their stores; one paused (SIGSTOP) and continued; one
+ *    cut off from every peer while running (testnode's `cut`: every frame
+ *    to or from it dropped, connections left open) and healed; the
+ *    leader killed, a new one elected, the old one restarted.
  * 3. The end: every node at the same index with the same chain hash
  *    (store.h, "The chain": one hash pins the whole committed log, so equal
  *    hashes mean identical states), no refusal anywhere.
@@ -616,6 +617,10 @@ static void test_gossip_scale(void **state)
 {
     (void)state;
     int64_t t0 = now_ms();
+    if (n_observers < 5) {
+        pc_fail("the scale run's faults need at least 5 observers, not %d",
+                n_observers);
+    }
     cluster_up(n_observers, 0);
     int l = wait_leader(30000);
     assert_true(l >= 1 && l <= VOTERS);
@@ -657,14 +662,34 @@ static void test_gossip_scale(void **state)
     for (int o = VOTERS + 1; o <= VOTERS + 3; o++) {
         start(o);
     }
-    /* One cut off (stopped), then continued. */
-    int cut = VOTERS + 4;
-    stop_node(cut, SIGSTOP);
-    pid_t cut_pid = nodes[cut].pid;
-    nodes[cut].pid = -cut_pid; /* Not asked for status while stopped. */
+    /* One paused (SIGSTOP), then continued. */
+    int paused = VOTERS + 4;
+    stop_node(paused, SIGSTOP);
+    pid_t paused_pid = nodes[paused].pid;
+    nodes[paused].pid = -paused_pid; /* Not asked for status meanwhile. */
     write_entries(via, burst, 0);
-    nodes[cut].pid = cut_pid;
-    kill(cut_pid, SIGCONT);
+    nodes[paused].pid = paused_pid;
+    kill(paused_pid, SIGCONT);
+    /* One cut off from every peer while it runs (its connections stay
+     * open, nothing crosses them either way), then healed. */
+    int cut = VOTERS + 5;
+    tell(cut, "cut 0\n");
+    for (int i = 1; i <= n_nodes; i++) {
+        if (i != cut && nodes[i].pid > 0) {
+            tell(i, "cut %d\n", cut);
+        }
+    }
+    write_entries(via, burst, 0);
+    pump(500);
+    status_all();
+    unsigned long long cut_at = nodes[cut].applied;
+    for (int i = 1; i <= n_nodes; i++) {
+        if (nodes[i].pid > 0) {
+            tell(i, "heal\n");
+        }
+    }
+    /* The cut held: the observer fell behind while cut off. */
+    assert_true(cut_at < nodes[via].commit);
     /* The leader killed: a new one, then the old one back. */
     stop_node(l, SIGKILL);
     int l2 = wait_leader(20000);

@@ -21,11 +21,18 @@
  *                                       gapplied=.. gtaken=.. gbytes=..
  *                                       graft=.. grefusals=.. chain=HEX
  *                                       (graft counts with gossip off too)
- * A failed submission answers "done ID -CODE" / "val ID -CODE".
+ *   cut ID                       (none: frames to node ID, or to every
+ *                                peer for 0, dropped from now on)
+ *   heal                         (none: nothing dropped any more)
+ * A failed submission answers "done ID -CODE" / "val ID -CODE". The
+ * forger build (forger.c) answers cut and heal as unknown commands.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +40,9 @@
 #include <unistd.h>
 
 #include "../../common/err.h"
+#include "../../common/heap.h"
 #include "../../consensus/node.h"
+#include "../../consensus/transport.h"
 
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct node *node;
@@ -113,6 +122,48 @@ static void apply_times(void *data, rfs_index_t index,
     }
 }
 
+/* `cut ID` (0: every peer) drops every frame this node sends to ID until
+ * `heal`: with the same said to every other node about this one, a
+ * partition that keeps the connections open, as a black-holing network
+ * does. Set from the command thread, read on the loop thread. A test-only
+ * transport decorator (transport.h); the forger build keeps its own. */
+static _Atomic uint64_t cut_mask; /* Bit i: frames to node i dropped. */
+static atomic_bool cut_all;
+
+static void *cut_open(struct transport *t, uv_loop_t *loop, rfs_nodeid_t id,
+                      char *what, size_t cap)
+{
+    (void)t;
+    (void)loop;
+    (void)id;
+    snprintf(what, cap, "outgoing frames dropped while `cut` (tests)");
+    return &cut_mask;
+}
+
+static bool cut_wrap(void *state, rfs_nodeid_t to, uint8_t type,
+                     struct rfs_buf plain)
+{
+    (void)state;
+    (void)type;
+    bool drop = atomic_load(&cut_all) ||
+                (to < 64 && ((atomic_load(&cut_mask) >> to) & 1));
+    if (drop) {
+        rfs_free(plain.base);
+    }
+    return drop;
+}
+
+static void cut_close(void *state)
+{
+    (void)state;
+}
+
+static const struct transport_decorator cutter = {
+    .open = cut_open,
+    .wrap = cut_wrap,
+    .close = cut_close,
+};
+
 static int parse_conf(const char *s, struct cons_conf *c)
 {
     memset(c, 0, sizeof(*c));
@@ -171,6 +222,10 @@ int main(int argc, char **argv)
     }
     if (getenv("RAFTFS_DEBUG") != NULL) {
         rfs_log_set_level(RFS_LOG_DEBUG);
+    }
+    bool can_cut = transport_test_decorator == NULL;
+    if (can_cut) {
+        transport_test_decorator = &cutter;
     }
     char err[RFS_ERRMSG_SZ];
     int rv = node_start(&o, &node, err);
@@ -241,6 +296,16 @@ int main(int argc, char **argv)
                     (unsigned long long)st.gossip.raft_bytes_to_observers,
                     (unsigned long long)st.gossip.refusals, hex);
             }
+        } else if (strcmp(cmd, "cut") == 0 && can_cut &&
+                   sscanf(line, "cut %ld", &id) == 1 && id >= 0 && id < 64) {
+            if (id == 0) {
+                atomic_store(&cut_all, true);
+            } else {
+                atomic_fetch_or(&cut_mask, UINT64_C(1) << id);
+            }
+        } else if (strcmp(cmd, "heal") == 0 && can_cut) {
+            atomic_store(&cut_all, false);
+            atomic_store(&cut_mask, 0);
         } else {
             say("error unknown command\n");
         }
