@@ -51,6 +51,8 @@
 #define LIVE_WINDOW_MS 3000
 /* Percent of seeds in Figure 8 mode (see figure8()). */
 #define FIG8_PCT 25
+/* Lease runs (not in Figure 8 mode) that stage the election race. */
+#define RACE_PCT 50
 /* Search states the linearizability check may explore per key and run.
  * Most keys need a few thousand; a run whose requests wait for seconds
  * (slow disk, partitions) has tens of writes overlapping, and the search
@@ -207,6 +209,61 @@ struct applied_id {
     rfs_index_t index;
 };
 
+/*
+ * The election race (race_start and below; docs/testing.md): a scripted
+ * nemesis, staged at most once per run, that puts a voter where leader
+ * stickiness alone must keep a lease: it acknowledged the leader L, then
+ * learns a higher term from an answer (no leader known, no vote cast), and
+ * a candidate with L's whole log asks for its vote while L's lease runs.
+ * With PreVote and every voter of a leasing leader ignoring candidates, a
+ * term above L's exists only if a campaign won its pre-votes from voters
+ * that had voted for L but not yet heard it, and then lost its votes: a
+ * race of one network delay at an election. The steps:
+ *
+ * ISOLATE  the leader L0 is cut off, its frames held (not lost), until
+ *          some voter X becomes a candidate;
+ * ELECT    X's vote requests are lost while another voter L wins term T;
+ * HOLD     L's first frames wait until X's pre-votes for T+1 have passed
+ *          (at most until L's first quorum check), then X's vote requests
+ *          are lost again: X holds T+1, above the leader's term;
+ * SETTLE   L's frames go out; L0 rejoins as L's follower; X answers L0's
+ *          held frames from when it led with T+1, and those answers wait;
+ * ADOPT    a follower W holding L's whole log is cut from L, campaigns,
+ *          adopts T+1 from X's refusal and asks again, for T+2: its
+ *          pre-vote to L0 waits;
+ * PIVOT    right after L0 acknowledged L's latest round, L0 is cut from L
+ *          and gets X's answers, then W's pre-vote. W's majority is W, X
+ *          and L0; L's lease rests on L0's acknowledgement.
+ *
+ * Frames are lost or held where they are delivered. Each step gives up
+ * after a bound, and the cluster goes on as after any partition.
+ */
+#define RACE_VOTERS 5
+
+enum race_phase {
+    RACE_OFF,
+    RACE_ISOLATE,
+    RACE_ELECT,
+    RACE_HOLD,
+    RACE_SETTLE,
+    RACE_ADOPT,
+    RACE_PIVOT,
+    RACE_DONE,
+};
+
+struct race {
+    enum race_phase phase;
+    uint64_t since; /* When this phase began. */
+    rfs_nodeid_t ids[RACE_VOTERS];
+    rfs_nodeid_t l0, x, l, w;
+    rfs_term_t t;   /* L's term. */
+    bool vote_held; /* W's pre-vote for T+2 to L0 waits. */
+    bool acked;     /* L0 acknowledged L since. */
+    /* Frames held on each link, in order: [from][to]. */
+    struct smsg *head[MAX_NODES + 1][MAX_NODES + 1];
+    struct smsg *tail[MAX_NODES + 1][MAX_NODES + 1];
+};
+
 struct sim {
     struct sim_options o;
     struct sim_result *r;
@@ -256,6 +313,9 @@ struct sim {
     rfs_index_t acked_write[KEYS]; /* Newest acked write's index per key. */
     uint64_t quiet_until; /* Lease attack: no writes, no other fault. */
     uint64_t lin_ms, lin_sub; /* lin_time(): last ms, events within it. */
+    bool race_seed;   /* This run stages the election race... */
+    uint64_t race_at; /* ...at the first nemesis action after this. */
+    struct race race;
     char marker[32];
     bool marker_sent;
     uint64_t marker_at;        /* When it was last proposed. */
@@ -2017,6 +2077,324 @@ static void figure8(struct sim *s)
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* The election race (struct race)                                          */
+
+enum race_verdict { FRAME_PASS, FRAME_LOSE, FRAME_HOLD };
+
+static bool race_active(const struct sim *s)
+{
+    return s->race.phase != RACE_OFF && s->race.phase != RACE_DONE;
+}
+
+/* The status of a voter the race plays with, if it is up and running. */
+static bool race_status(struct sim *s, rfs_nodeid_t id, struct cons_status *st)
+{
+    struct snode *n = &s->nodes[id];
+    if (id == 0 || !n->up || n->paused || n->h == NULL) {
+        return false;
+    }
+    cons_node_status(CORE(n), st);
+    return true;
+}
+
+/* Let the frames held on one link go, in their order, or lose them. */
+static void race_release(struct sim *s, rfs_nodeid_t from, rfs_nodeid_t to,
+                         bool deliver)
+{
+    struct race *r = &s->race;
+    struct smsg *m = r->head[from][to];
+    r->head[from][to] = r->tail[from][to] = NULL;
+    while (m != NULL) {
+        struct smsg *next = m->next;
+        m->next = NULL;
+        if (deliver) {
+            push(s, s->now + 1, EV_DELIVER, (int)to, m);
+        } else {
+            msg_free(m);
+        }
+        m = next;
+    }
+}
+
+static void race_end(struct sim *s)
+{
+    for (unsigned i = 0; i <= MAX_NODES; i++) {
+        for (unsigned j = 0; j <= MAX_NODES; j++) {
+            race_release(s, i, j, false);
+        }
+    }
+    if (race_active(s)) {
+        tracef(s, "NEMESIS election race ends at step %d", s->race.phase);
+        s->race.phase = RACE_DONE;
+        s->quiet_until = s->now;
+    }
+}
+
+static void race_enter(struct sim *s, enum race_phase p)
+{
+    s->race.phase = p;
+    s->race.since = s->now;
+    s->r->race_step = p;
+}
+
+/* With five voters, all up: L's majority is L, L0 and one more; W's is W,
+ * X and L0. (With three there is no room for X; seven would need two more
+ * voters on each side.) */
+static bool race_start(struct sim *s)
+{
+    struct snode *l0 = find_leader(s);
+    if (l0 == NULL) {
+        return false;
+    }
+    const struct cons_conf *c = cons_node_conf(CORE(l0));
+    if (c->n != RACE_VOTERS || cons_conf_voters(c) != RACE_VOTERS) {
+        return false;
+    }
+    for (unsigned i = 0; i < c->n; i++) {
+        rfs_nodeid_t id = c->servers[i].id;
+        if (id > s->n_ids || !s->nodes[id].up || s->nodes[id].paused) {
+            return false;
+        }
+    }
+    heal(s);
+    struct race *r = &s->race;
+    for (unsigned i = 0; i < c->n; i++) {
+        r->ids[i] = c->servers[i].id;
+    }
+    r->l0 = l0->id;
+    /* No writes (the logs of L0 and W must stay equal) and no other
+     * fault until it is over. */
+    s->quiet_until = UINT64_MAX / 2;
+    race_enter(s, RACE_ISOLATE);
+    tracef(s, "NEMESIS election race: isolate leader n%" PRIu64
+              ", its frames held",
+           l0->id);
+    return true;
+}
+
+/* What happens to a frame about to be delivered, by the step. */
+static enum race_verdict race_filter(struct sim *s, rfs_nodeid_t f,
+                                     rfs_nodeid_t t, const struct cons_msg *m)
+{
+    struct race *r = &s->race;
+    if (f == r->x && m->type == CONS_MSG_VOTE) {
+        return FRAME_LOSE; /* X must not win, nor move anyone's term. */
+    }
+    if (r->phase <= RACE_HOLD) {
+        /* L0 is cut off, so that the others elect without it; what it
+         * sends waits, for X to answer once it holds T+1. */
+        if (t == r->l0) {
+            return FRAME_LOSE;
+        }
+        if (f == r->l0) {
+            return FRAME_HOLD;
+        }
+        /* L's first appends wait while X's pre-votes pass; X never hears
+         * L (it would follow it). */
+        if (r->phase == RACE_HOLD && f == r->l) {
+            return t == r->x ? FRAME_LOSE : FRAME_HOLD;
+        }
+        return FRAME_PASS;
+    }
+    /* X holds a term above L's: either would end the other. */
+    if ((f == r->x && t == r->l) || (f == r->l && t == r->x)) {
+        return FRAME_LOSE;
+    }
+    /* W stops hearing L, so that it campaigns; L must not see its term. */
+    if (r->phase >= RACE_ADOPT &&
+        ((f == r->l && t == r->w) || (f == r->w && t == r->l))) {
+        return FRAME_LOSE;
+    }
+    if (r->phase == RACE_PIVOT) {
+        /* L must not hear L0's higher term before W is elected. */
+        return (f == r->l0 && t == r->l) || (f == r->l && t == r->l0)
+                   ? FRAME_LOSE
+                   : FRAME_PASS;
+    }
+    /* X's answers to L0 (T+1) wait for the pivot. */
+    if (f == r->x && t == r->l0) {
+        return FRAME_HOLD;
+    }
+    /* W's pre-vote for T+2 waits for the pivot too. Its earlier ones to
+     * L0 are lost: held, they would reach L0 once it holds T+1, where a
+     * pre-vote of the same term is granted whatever L0 heard, and W would
+     * count that stale grant in its next pre-campaign. */
+    if (r->phase == RACE_ADOPT && f == r->w && t == r->l0) {
+        if (m->type == CONS_MSG_PREVOTE && m->term == r->t + 2) {
+            r->vote_held = true;
+            return FRAME_HOLD;
+        }
+        return FRAME_LOSE;
+    }
+    /* The pivot comes right after L0 acknowledged a round: L's lease
+     * then rests on it for as long as it can. */
+    if (r->phase == RACE_ADOPT && r->vote_held && f == r->l0 && t == r->l &&
+        (m->type == CONS_MSG_APPEND_RESP ||
+         m->type == CONS_MSG_HEARTBEAT_RESP) &&
+        !m->reject) {
+        r->acked = true;
+    }
+    return FRAME_PASS;
+}
+
+/* At delivery: true if the race took the frame (lost or held). */
+static bool race_intercept(struct sim *s, struct smsg *m)
+{
+    struct cons_msg cm;
+    if (wire_msg_decode(m->plain.base, m->plain.len, &cm) != 0) {
+        return false;
+    }
+    enum race_verdict v = race_filter(s, m->from, m->to, &cm);
+    if (v != FRAME_PASS && s->o.trace != NULL) {
+        char buf[200];
+        describe(&cm, buf, sizeof(buf));
+        tracef(s, "n%" PRIu64 " -> n%" PRIu64 " %s: %s by the race", m->from,
+               m->to, buf, v == FRAME_LOSE ? "lost" : "held");
+    }
+    wire_msg_free(&cm);
+    if (v == FRAME_LOSE) {
+        msg_free(m);
+        return true;
+    }
+    if (v == FRAME_HOLD) {
+        struct race *r = &s->race;
+        m->next = NULL;
+        if (r->tail[m->from][m->to] != NULL) {
+            r->tail[m->from][m->to]->next = m;
+        } else {
+            r->head[m->from][m->to] = m;
+        }
+        r->tail[m->from][m->to] = m;
+        return true;
+    }
+    return false;
+}
+
+/* After every event while the race runs: move on when the cluster has
+ * reached the next step, give up when it went another way. */
+static void race_step(struct sim *s)
+{
+    struct race *r = &s->race;
+    struct cons_status st, ls;
+    switch (r->phase) {
+    case RACE_ISOLATE:
+        if (s->now > r->since + 800) {
+            race_end(s);
+            return;
+        }
+        for (unsigned i = 0; i < RACE_VOTERS; i++) {
+            if (r->ids[i] != r->l0 && race_status(s, r->ids[i], &st) &&
+                st.role == CONS_CANDIDATE) {
+                r->x = r->ids[i];
+                r->t = st.term;
+                race_enter(s, RACE_ELECT);
+                tracef(s, "NEMESIS election race: n%" PRIu64
+                          " campaigns for term %" PRIu64
+                          ", its vote requests lost",
+                       r->x, r->t);
+                return;
+            }
+        }
+        break;
+    case RACE_ELECT:
+        if (s->now > r->since + 500 || !race_status(s, r->x, &st) ||
+            st.term != r->t) {
+            race_end(s);
+            return;
+        }
+        for (unsigned i = 0; i < RACE_VOTERS; i++) {
+            rfs_nodeid_t id = r->ids[i];
+            if (id != r->l0 && id != r->x && race_status(s, id, &st) &&
+                st.role == CONS_LEADER && st.term == r->t) {
+                r->l = id;
+                race_enter(s, RACE_HOLD);
+                tracef(s, "NEMESIS election race: n%" PRIu64
+                          " wins term %" PRIu64 ", its frames held",
+                       r->l, r->t);
+                return;
+            }
+        }
+        break;
+    case RACE_HOLD:
+        /* Not past L's first quorum check: it would step down. */
+        if (s->now > r->since + 80 || !race_status(s, r->l, &ls) ||
+            ls.role != CONS_LEADER || ls.term != r->t ||
+            !race_status(s, r->x, &st)) {
+            race_end(s);
+            return;
+        }
+        if (st.role == CONS_CANDIDATE && st.term == r->t + 1) {
+            rfs_nodeid_t rest[2];
+            unsigned k = 0;
+            for (unsigned i = 0; i < RACE_VOTERS; i++) {
+                rfs_nodeid_t id = r->ids[i];
+                if (id != r->l0 && id != r->x && id != r->l) {
+                    rest[k++] = id;
+                }
+            }
+            r->w = rest[rndn(s, 2)];
+            for (unsigned i = 0; i < RACE_VOTERS; i++) {
+                race_release(s, r->l, r->ids[i], true);
+                race_release(s, r->l0, r->ids[i], r->ids[i] == r->x);
+            }
+            race_enter(s, RACE_SETTLE);
+            tracef(s, "NEMESIS election race: n%" PRIu64
+                      " holds term %" PRIu64 " above leader n%" PRIu64
+                      "'s; L's and L0's frames go out",
+                   r->x, r->t + 1, r->l);
+        }
+        break;
+    case RACE_SETTLE: {
+        if (s->now > r->since + 400) {
+            race_end(s);
+            return;
+        }
+        struct cons_status l0s, ws, xs;
+        struct snode *l = &s->nodes[r->l];
+        if (race_status(s, r->l, &ls) && ls.role == CONS_LEADER &&
+            ls.term == r->t && host_lease_end_ns(l->h) > io_now_ns(l) &&
+            race_status(s, r->l0, &l0s) && l0s.term == r->t &&
+            l0s.leader == r->l && race_status(s, r->w, &ws) &&
+            ws.term == r->t && ws.last_index >= ls.last_index &&
+            race_status(s, r->x, &xs) && xs.term == r->t + 1 &&
+            r->head[r->x][r->l0] != NULL) {
+            race_enter(s, RACE_ADOPT);
+            tracef(s, "NEMESIS election race: n%" PRIu64
+                      " cut from leader n%" PRIu64,
+                   r->w, r->l);
+        }
+        break;
+    }
+    case RACE_ADOPT:
+        if (s->now > r->since + 600 || !race_status(s, r->l, &ls) ||
+            ls.role != CONS_LEADER || ls.term != r->t ||
+            !race_status(s, r->l0, &st) || st.term != r->t) {
+            race_end(s);
+            return;
+        }
+        if (r->vote_held && r->acked) {
+            /* X's answers first, then W's pre-vote, to L0. */
+            race_release(s, r->x, r->l0, true);
+            race_release(s, r->w, r->l0, true);
+            race_enter(s, RACE_PIVOT);
+            tracef(s, "NEMESIS election race: n%" PRIu64
+                      " cut from leader n%" PRIu64
+                      ", gets n%" PRIu64 "'s answers and n%" PRIu64
+                      "'s pre-vote",
+                   r->l0, r->l, r->x, r->w);
+        }
+        break;
+    case RACE_PIVOT:
+        if (s->now > r->since + 200) {
+            race_end(s);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
 static void nemesis(struct sim *s)
 {
     if (!s->chaos) {
@@ -2030,7 +2408,12 @@ static void nemesis(struct sim *s)
     }
     push(s, s->now + 30 + rndn(s, 250), EV_NEMESIS, 0, NULL);
     if (s->now < s->quiet_until + 200) {
-        return; /* Let the lease attack play out. */
+        return; /* Let the lease attack (or the race) play out. */
+    }
+    if (s->race_seed && s->race.phase == RACE_OFF && s->now >= s->race_at &&
+        race_start(s)) {
+        s->r->faults++;
+        return;
     }
     unsigned what = rndn(s, 100);
     if (!s->o.faults) {
@@ -2226,6 +2609,9 @@ static void handle(struct sim *s, const struct ev *e)
     case EV_DELIVER: {
         if (!n->up || e->msg->to_boot != n->boot) {
             msg_free(e->msg);
+            break;
+        }
+        if (race_active(s) && race_intercept(s, e->msg)) {
             break;
         }
         if (n->paused) {
@@ -2492,6 +2878,12 @@ int sim_run(const struct sim_options *o, struct sim_result *r)
      * as they did before this mode existed. */
     uint64_t h = o->seed * 0x9E3779B97F4A7C15ULL;
     s->fig8 = o->faults && ((h ^ (h >> 29)) % 100) < FIG8_PCT;
+    /* The election race, likewise: some lease runs stage it once. */
+    uint64_t g = (o->seed ^ 0x632BE59BD9B4E019ULL) * 0xD6E8FEB86659FD93ULL;
+    g ^= g >> 31;
+    s->race_seed = o->faults && o->lease_reads && !s->fig8 &&
+                   g % 100 < RACE_PCT;
+    s->race_at = 300 + (g >> 8) % 1500;
     unsigned nodes = o->nodes;
     if (nodes == 0) {
         static const unsigned sizes[] = {3, 5, 7};
@@ -2550,6 +2942,7 @@ int sim_run(const struct sim_options *o, struct sim_result *r)
             /* Heal everything; from here on the cluster must recover. */
             healed = true;
             s->chaos = false;
+            race_end(s);
             heal(s);
             for (unsigned i = 1; i <= s->n_ids; i++) {
                 struct snode *n = &s->nodes[i];
@@ -2561,6 +2954,9 @@ int sim_run(const struct sim_options *o, struct sim_result *r)
             }
         }
         handle(s, &e);
+        if (race_active(s)) {
+            race_step(s);
+        }
         r->steps++;
         if (r->steps > 3000000) {
             violation(s, "livelock: over 3,000,000 events in one run");
@@ -2592,6 +2988,7 @@ int sim_run(const struct sim_options *o, struct sim_result *r)
 
     /* Tear down, quietly: these are not crashes of the run. */
     s->o.trace = NULL;
+    race_end(s);
     for (unsigned i = 1; i <= s->n_ids; i++) {
         struct snode *n = &s->nodes[i];
         if (n->up) {

@@ -78,6 +78,9 @@ struct sim_result {
     uint64_t lin_ops;    /* Register operations checked for linearizability. */
     uint64_t lin_explored;   /* The checker's search states. */
     uint64_t lin_unfinished; /* Keys whose search ran out of budget. */
+    /* The election race (docs/testing.md): the step this run's race
+     * reached (0: not staged; 1 to 6, 6 the pivot). */
+    uint64_t race_step;
 };
 
 void sim_options_default(struct sim_options *o, uint64_t seed);

@@ -97,6 +97,7 @@ int main(int argc, char **argv)
              faults_n = 0, snaps = 0, acked = 0, barriers = 0, timeouts = 0,
              leases = 0, leased = 0, wiped = 0, wiped_accepted = 0,
              lin_ops = 0, lin_explored = 0, lin_unfinished = 0;
+    uint64_t race_steps[8] = {0};
     time_t start = time(NULL);
     for (uint64_t k = 0; k < seeds; k++) {
         uint64_t seed = first + k;
@@ -128,6 +129,7 @@ int main(int argc, char **argv)
         lin_ops += r.lin_ops;
         lin_explored += r.lin_explored;
         lin_unfinished += r.lin_unfinished;
+        race_steps[r.race_step < 8 ? r.race_step : 7]++;
         if (r.violations > 0) {
             failed++;
             printf("seed %" PRIu64 " FAILED: %s\n", seed, r.first);
@@ -162,6 +164,11 @@ int main(int argc, char **argv)
            "(per seed, the whole history), %" PRIu64 " search states, %"
            PRIu64 " keys left unfinished\n",
            lin_ops, lin_explored, lin_unfinished);
+    printf("race: %" PRIu64 " of the seeds staged the election race; %"
+           PRIu64 " put a voter a term above the new leader, %" PRIu64
+           " reached the pivot\n",
+           seeds - race_steps[0], race_steps[4] + race_steps[5] +
+           race_steps[6], race_steps[6]);
     if (wipes) {
         printf("wipes: %" PRIu64 " of the seeds wiped a disk; peers accepted "
                "a wiped member's new folder %" PRIu64 " times\n",
