@@ -857,7 +857,13 @@ static void handle_vote(struct cons_node *n, const struct cons_msg *m)
      * forgot how it voted and what it acknowledged. Its vote could elect a
      * leader that lacks a committed entry. A real voter always holds the
      * configuration that added it (entries or snapshot). */
-    bool can_vote = n->conf.n > 0 &&
+    /* Leader stickiness for a request of our own term too: a term taken
+     * from an answer leaves no vote and no leader here, yet the leader we
+     * heard last still counts on our promise (cons_node_step checks the
+     * higher terms; cons__in_lease). The candidate we voted for is
+     * answered as before, and a transfer's candidate was asked for. */
+    bool sticky = !m->transfer && n->vote != m->from && cons__in_lease(n);
+    bool can_vote = n->conf.n > 0 && !sticky &&
                     (n->vote == m->from ||
                      (n->vote == RFS_NODE_NONE && n->leader == RFS_NODE_NONE) ||
                      (pre && m->term > n->term));
