@@ -3,17 +3,21 @@
  *
  * One process, virtual time in milliseconds, one seeded PRNG: every run is a
  * pure function of its options, so a failing seed replays exactly. Each
- * simulated node is a real struct cons_node plus a host that follows the
- * update protocol of core.h: an ordered queue of disk writes that complete
- * after a random delay, messages held until their writes are durable, apply of
- * committed entries to a small hashing state machine, snapshots taken when the
- * log grows and sent in chunks.
+ * simulated node is a real struct cons_node inside the real host driver
+ * (consensus/host.c, the ordering, request table, group commit, clock
+ * catch-up and snapshot policy the node runtime runs); sim.c supplies only
+ * its I/O, deterministically: disk writes that complete after a random
+ * delay, frames, timers, the clock, and a state machine of registers with
+ * the store's exactly-once sessions and its crash model (unsynced applies
+ * lost on a crash).
  *
  * The network drops, delays (and so reorders) and duplicates messages, and
  * partitions links, symmetrically or in one direction. The nemesis crashes
  * nodes (losing every write not yet reported durable), pauses them (no tick,
- * no message, then resumed with stale beliefs), changes membership and
- * transfers leadership while clients propose and read from any node.
+ * no message, then resumed with stale beliefs), changes membership,
+ * transfers leadership, jumps clocks, refuses or fails disk writes, wipes a
+ * disk, and stages the election race (docs/testing.md) while clients
+ * propose and read from any node.
  *
  * Invariants are checked after every event: at most one leader per term,
  * log matching, leader completeness, state machine safety (no two nodes apply
@@ -29,8 +33,9 @@
  *
  * Caveats:
  * - Not thread-safe; one struct sim per thread.
- * - The disk is in memory, behind the disk_* functions of sim.c: the seam
- *   where the RocksDB store plugs in when the node runtime exists.
+ * - The disk and the state machine are in memory (sim.c), with RocksDB's
+ *   crash model rather than RocksDB itself: thousands of seeds a minute.
+ *   The store's own behaviour is pinned by its tests on real RocksDB.
  */
 #ifndef RAFTFS_TESTS_LIB_SIM_H
 #define RAFTFS_TESTS_LIB_SIM_H
