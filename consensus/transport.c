@@ -69,6 +69,7 @@ struct peer {
     bool contact; /* Not in our configuration: a node that called us while
                    * we join, known by the address it announced. */
     unsigned n_waiting;
+    unsigned n_waiting_gossip; /* Of which GOSSIP frames. */
 };
 
 struct transport {
@@ -250,6 +251,7 @@ static void flush_waiting(struct peer *p)
         rfs_free(o);
     }
     p->n_waiting = 0;
+    p->n_waiting_gossip = 0;
 }
 
 static void admin_frame(struct transport *n, rfs_nodeid_t from,
@@ -567,8 +569,13 @@ static void send_frame_now(struct transport *n, rfs_nodeid_t to, uint8_t type,
         rfs_free(plain.base);
         return;
     }
-    if (p->n_waiting >= 256) {
-        rfs_free(plain.base); /* Bounded: the oldest state is stale anyway. */
+    if (p->n_waiting >= 256 ||
+        (type == WIRE_GOSSIP && p->n_waiting_gossip >= 16)) {
+        /* Bounded: the oldest state is stale anyway. Gossip more tightly:
+         * a push can carry hundreds of entries, an observer that a
+         * firewall keeps out never connects, and its peers' digests and
+         * pulls bring it what was lost. */
+        rfs_free(plain.base);
         return;
     }
     struct out_buf *o = rfs_malloc(sizeof(*o));
@@ -585,6 +592,7 @@ static void send_frame_now(struct transport *n, rfs_nodeid_t to, uint8_t type,
     }
     *t = o;
     p->n_waiting++;
+    p->n_waiting_gossip += type == WIRE_GOSSIP;
 }
 
 void transport_send(struct transport *n, rfs_nodeid_t to, struct rfs_buf plain)
