@@ -157,7 +157,9 @@ int spread_set_peers(struct spread *s, const rfs_nodeid_t *ids, unsigned n)
         return -ENOMEM;
     }
     unsigned nold = s->npeers;
-    memcpy(old, s->peers, nold * sizeof(*old));
+    if (nold > 0) { /* No peers yet: no array either. */
+        memcpy(old, s->peers, nold * sizeof(*old));
+    }
     s->npeers = 0;
     for (unsigned i = 0; i < n; i++) {
         struct peer *p = peer_get(s, ids[i], true);
@@ -214,7 +216,9 @@ static int cache_add(struct spread *s, const struct cons_entry *e)
     if (copy == NULL) {
         return -ENOMEM;
     }
-    memcpy(copy, e->data.base, e->data.len);
+    if (e->data.len > 0) { /* An empty entry (a no-op) may have no base. */
+        memcpy(copy, e->data.base, e->data.len);
+    }
     struct cached *c = &s->ring[e->index % s->o.cache];
     if (s->count == s->o.cache) {
         rfs_free(c->e.data.base);
