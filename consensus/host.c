@@ -200,7 +200,8 @@ static void batch_free(struct hbatch *b)
 
 static void start_batch(struct host *h)
 {
-    if (h->inflight != NULL || h->next_batch == NULL || h->failed) {
+    if (h->inflight != NULL || h->next_batch == NULL || h->failed ||
+        h->holds > 0) {
         return;
     }
     h->inflight = h->next_batch;
@@ -724,6 +725,10 @@ static void enter(struct host *h)
 
 static void leave(struct host *h)
 {
+    if (h->holds > 0) {
+        h->depth--; /* host_release() runs the loop. */
+        return;
+    }
     if (h->depth == 1) {
         host__session_work(h);
     }
@@ -837,6 +842,21 @@ void host_poke(struct host *h)
 {
     enter(h);
     leave(h);
+}
+
+void host_hold(struct host *h)
+{
+    h->holds++;
+}
+
+void host_release(struct host *h)
+{
+    RFS_ASSERT(h->holds > 0);
+    if (--h->holds == 0) {
+        enter(h);
+        start_batch(h); /* One kept back by a write's completion. */
+        leave(h);
+    }
 }
 
 void host_write_done(struct host *h, int rv, const char *errmsg)

@@ -195,6 +195,20 @@ void host_recv(struct host *h, const struct cons_msg *m);
  * arrived): run the loop. */
 void host_poke(struct host *h);
 /*
+ * Group commit across a burst of input. Until the matching host_release(),
+ * entry points step the core but the loop does not run: the core's update
+ * is taken once, after the whole burst (the frames of one socket read, the
+ * requests of one inbox drain). Its entries and hard state go to disk in
+ * one batch, with one fsync, and a leader sends each follower one APPEND
+ * for all of them, instead of the first starting alone and the rest
+ * waiting for its fsync (on this node and on every follower). Nothing is
+ * sent, applied or answered before the release, so a hold must cover only
+ * input that is already here, never a wait. Holds nest; the last release
+ * runs the loop. Owner thread only.
+ */
+void host_hold(struct host *h);
+void host_release(struct host *h);
+/*
  * A peer opened a connection and says which data folder it runs on
  * (data_id, random per folder; 0 from a peer too old to say). Returns
  * false if the peer must be refused (drop the connection and what comes

@@ -35,6 +35,7 @@ struct host {
 
     struct hbatch *inflight;
     struct hbatch *next_batch;
+    unsigned holds;           /* host_hold() not yet released. */
     uint64_t disk_retry_at;   /* ns; 0: no write waits for space. */
     /* Committed entries the store refused for space, kept in order, and
      * when to try them again (0: none kept). */

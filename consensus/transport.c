@@ -402,6 +402,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_close(c, why);
         return;
     }
+    if (n->cb.read_begin != NULL) {
+        n->cb.read_begin(n->cb.data);
+    }
     if (nread > 0 && !c->closing) {
         if (wire_reader_feed(&c->rd, c->rbuf, (size_t)nread) != 0) {
             conn_close(c, c->rd.errmsg[0] ? c->rd.errmsg : "out of memory");

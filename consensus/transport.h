@@ -58,6 +58,10 @@ struct transport_cbs {
      * handshake proved, after its hello (optional: NULL ignores them). */
     void (*gossip)(void *data, rfs_nodeid_t from, const uint8_t *body,
                    size_t len);
+    /* Before the frames of one read from a connection (optional): what
+     * they bring may be handled as one burst until the poke below, which
+     * follows every read_begin. */
+    void (*read_begin)(void *data);
     /* After each read from a connection: the node may have work. */
     void (*poke)(void *data);
     void (*log)(void *data, enum rfs_log_level lv, const char *line);

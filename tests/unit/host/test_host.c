@@ -486,6 +486,60 @@ static void test_host_holds_messages_until_durable(void **state)
     assert_true(answered);
 }
 
+/* Requests that arrive in one burst (host_hold .. host_release) go to
+ * disk as one batch, and each follower gets them in one APPEND: the second
+ * does not wait for the first's fsync, on the leader or on a follower. */
+static void test_host_hold_makes_one_batch(void **state)
+{
+    struct fix *f = *state;
+    unsigned l = elect(f);
+    struct fnode *ln = &f->nodes[l];
+    settle(f);
+    assert_null(ln->writing);
+    unsigned sent = f->sent;
+    struct store_cmd c = {.op = STORE_OP_NOOP};
+    host_hold(ln->h);
+    assert_int_equal(host_submit(ln->h, &c, ignore, NULL), 0);
+    assert_int_equal(host_submit(ln->h, &c, ignore, NULL), 0);
+    /* Nothing leaves and nothing is written during the burst. */
+    assert_null(ln->writing);
+    assert_int_equal(f->sent, sent);
+    host_release(ln->h);
+    assert_non_null(ln->writing);
+    assert_int_equal(ln->writing->n_ents, 2);
+    for (unsigned fo = 1; fo <= N; fo++) {
+        if (fo == l) {
+            continue;
+        }
+        unsigned appends = 0;
+        for (struct fmsg *m = f->net; m; m = m->next) {
+            struct cons_msg cm;
+            if (m->from != l || m->to != fo) {
+                continue;
+            }
+            assert_int_equal(wire_msg_decode(m->plain.base, m->plain.len,
+                                             &cm),
+                             0);
+            if (cm.type == CONS_MSG_APPEND) {
+                appends++;
+                assert_int_equal(cm.n_entries, 2);
+            }
+            wire_msg_free(&cm);
+        }
+        assert_int_equal(appends, 1);
+    }
+    /* Nested holds: only the last release runs the loop. */
+    host_hold(ln->h);
+    host_hold(ln->h);
+    settle(f);
+    assert_int_equal(host_submit(ln->h, &c, ignore, NULL), 0);
+    host_release(ln->h);
+    assert_null(ln->writing);
+    host_release(ln->h);
+    assert_non_null(ln->writing);
+    settle(f);
+}
+
 struct done {
     unsigned calls;
     int err;
@@ -758,6 +812,7 @@ int main(int argc, char **argv)
         T(test_host_read_catches_up_clock),
         T(test_host_submit_catches_up_clock),
         T(test_host_holds_messages_until_durable),
+        T(test_host_hold_makes_one_batch),
         T(test_host_follower_proposal_completes_once),
         T(test_host_write_failure_stops),
         T(test_host_enospc_retries_same_batch),
