@@ -37,6 +37,7 @@
 #include "batch.h"
 #include "host.h"
 #include "config.h"
+#include "node_i.h"
 #include "gossip.h"
 #include "requests.h"
 #include "secure.h"
@@ -79,65 +80,10 @@ struct job {
     char err[RFS_ERRMSG_SZ];
 };
 
-struct node {
-    struct node_options o;
-    char dir[1024];
-    uint8_t secret[SECURE_KEY_BYTES];
-    uint8_t sign_pk[SECURE_SIGN_PK_BYTES]; /* Of DATADIR/signing.key. */
-    struct store *store;
-    uint64_t data_id; /* This folder's (store_data_id). */
-    struct host *host;
-    struct snapfiles snaps;
-    uint64_t boot; /* This process's first boot id: said in hellos. */
-    /* The boot of the current session (a new one at each renewal after a
-     * lapse): what node_identity answers, from any thread. */
-    _Atomic uint64_t sess_boot;
-
-    pthread_t thread;
-    uv_loop_t loop;
-    uv_timer_t tick;
-    uv_async_t wake;
-    struct transport *net;
-    bool stopping;
-    char disk_err[RFS_ERRMSG_SZ]; /* The last storage error. */
-
-    pthread_mutex_t lock;   /* Protects inbox, stop_requested, status,
-                             * fast. */
-    /* What a reader on another thread needs to pass a barrier without the
-     * loop: see node_read_barrier(). */
-    struct {
-        uint64_t lease_end_ns; /* CLOCK_BOOTTIME; 0: no lease. */
-        /* What a leased read waits to be applied (cons_node_lease_index):
-         * a leader's commit index, a follower's last log index, published
-         * before any message or answer reveals it. */
-        rfs_index_t need;
-        rfs_index_t applied;   /* In the store, readable now. */
-    } fast;
-    struct sub *inbox;
-    bool stop_requested;
-    struct node_status status;
-
-    /* Gossip (node_options.gossip; loop thread only): NULL unless this
-     * node is a voter or an observer of its configuration. */
-    struct spread *spread;
-    bool spread_voter;
-    rfs_index_t spread_conf;   /* Configuration index its peers reflect. */
-    struct cons_entry *gossip_in; /* Decoding room for one message. */
-    uint8_t sign_sk[GOSSIP_SK_BYTES]; /* From DATADIR/signing.key. */
-    struct node_gossip gossip; /* Counters kept here (copied to status). */
-
-    struct admin *admins;   /* Admin requests waiting for the leader. */
-    struct admin *snap_waiters; /* `raftfs snapshot`s waiting for one. */
-    uint64_t admin_ids;
-};
-
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                   */
 
-static void nlog(struct node *n, enum rfs_log_level lv, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void nlog(struct node *n, enum rfs_log_level lv, const char *fmt, ...)
+void node__log(struct node *n, enum rfs_log_level lv, const char *fmt, ...)
 {
     if (lv > rfs_log_threshold && lv > RFS_LOG_WARN) {
         return;
@@ -160,7 +106,7 @@ static void nlog(struct node *n, enum rfs_log_level lv, const char *fmt, ...)
 static void core_trace(void *data, rfs_nodeid_t id, const char *line)
 {
     (void)id;
-    nlog(data, RFS_LOG_DEBUG, "raft: %s", line);
+    node__log(data, RFS_LOG_DEBUG, "raft: %s", line);
 }
 
 void node_options_default(struct node_options *o)
@@ -233,7 +179,7 @@ static void drain_inbox(struct node *n)
 /* ------------------------------------------------------------------------ */
 /* The driver's I/O: disk jobs in the threadpool, apply, clock               */
 
-static uint64_t boottime_ns(void)
+uint64_t node__boottime_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_BOOTTIME, &ts);
@@ -243,7 +189,7 @@ static uint64_t boottime_ns(void)
 static uint64_t io_now_ns(void *data)
 {
     (void)data;
-    return boottime_ns();
+    return node__boottime_ns();
 }
 
 static int64_t io_wall_ns(void *data)
@@ -394,9 +340,6 @@ static int io_snapshot_record(void *data, const struct cons_snap_meta *meta,
     return rv;
 }
 
-static void gossip_applied(struct node *n, const struct cons_entry *e,
-                           unsigned cnt);
-
 static int io_apply(void *data, const struct cons_entry *e, unsigned cnt,
                     struct store_result *res)
 {
@@ -406,7 +349,7 @@ static int io_apply(void *data, const struct cons_entry *e, unsigned cnt,
         snprintf(n->disk_err, sizeof(n->disk_err), "%s",
                  store_errmsg(n->store));
     } else {
-        gossip_applied(n, e, cnt);
+        node__gossip_applied(n, e, cnt);
     }
     return rv;
 }
@@ -437,8 +380,8 @@ static int io_new_boot(void *data, uint64_t *boot)
      * twice, across restarts too. */
     int rv = store_boot_next(n->store, (uint64_t)io_wall_ns(n), boot);
     if (rv != 0) {
-        nlog(n, RFS_LOG_ERROR, "cannot take a new boot id for a new "
-             "session: %s", store_errmsg(n->store));
+        node__log(n, RFS_LOG_ERROR, "cannot take a new boot id for a new "
+                  "session: %s", store_errmsg(n->store));
     } else {
         /* The host's commands carry it from now on, so the lock table
          * keys this node's new locks on it: fs/locks.c must look them up
@@ -477,7 +420,7 @@ static void io_send(void *data, rfs_nodeid_t to, struct rfs_buf plain)
 
 static void io_log(void *data, enum rfs_log_level lv, const char *line)
 {
-    nlog(data, (enum rfs_log_level)lv, "%s", line);
+    node__log(data, (enum rfs_log_level)lv, "%s", line);
 }
 
 /*
@@ -496,355 +439,6 @@ static void io_publish(void *data)
     n->fast.need = cons_node_lease_index(host_core(n->host));
     n->fast.applied = store_applied(n->store);
     pthread_mutex_unlock(&n->lock);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Gossip: observers fed by voters and by each other (issue 16)              */
-
-/*
- * With node_options.gossip, the leader sends observers no entries
- * (cons_options.gossip_observers). Instead:
- *
- * - a voter feeds every entry it applies to its struct spread (spread.h),
- *   which signs a commit point with this node's key and pushes the new
- *   entries, with it, to a few observers;
- * - an observer hands every message it hears to its spread, whose
- *   verifier releases entries only once a voter's signed point proves
- *   them, in log order; released entries go into the Raft log as
- *   committed (cons_node_commit_proven), so they are persisted, applied
- *   and answered (a forwarded write, a read barrier waiting for its index)
- *   exactly as entries from a leader would be;
- * - both tick it from the loop's timer (a voter's overdue point, an
- *   observer's digest, which pulls what pushes lost).
- *
- * Whether this node is a voter, an observer or neither is read from the
- * configuration after every host call (gossip_sync), which also keeps the
- * spread's peers and voters' keys in step with it. The spread starts at the
- * store's applied index and chain hash, and starts again there after a
- * snapshot was installed (the store jumped) or after a failure inside it.
- */
-static uint64_t gossip_now_ms(void)
-{
-    return boottime_ns() / 1000000u;
-}
-
-static void gossip_stop(struct node *n)
-{
-    if (n->spread != NULL) {
-        spread_free(n->spread);
-        n->spread = NULL;
-    }
-}
-
-/* A voter's spread also answers pulls from the entries it holds in memory
- * below its applied index: with no snapshot yet, the core's log holds the
- * whole history, and an observer that joins late pulls it from there. The
- * chain is recomputed from index 1 and must end on the store's value. */
-static void gossip_prefill(struct node *n, const struct spread_options *so,
-                           rfs_index_t applied,
-                           const uint8_t hash[GOSSIP_HASH_BYTES])
-{
-    struct cons_node *core = host_core(n->host);
-    if (applied == 0 || cons_node_entry(core, 1) == NULL) {
-        return;
-    }
-    uint8_t zero[GOSSIP_HASH_BYTES] = {0};
-    struct spread *s = spread_new(so, 0, zero);
-    if (s == NULL) {
-        return;
-    }
-    uint64_t now = gossip_now_ms();
-    for (rfs_index_t i = 1; i <= applied; i++) {
-        const struct cons_entry *e = cons_node_entry(core, i);
-        if (e == NULL || spread_applied(s, e, 1, now) != 0) {
-            spread_free(s);
-            return;
-        }
-    }
-    uint8_t got[GOSSIP_HASH_BYTES];
-    spread_applied_index(s, got);
-    if (memcmp(got, hash, GOSSIP_HASH_BYTES) != 0) {
-        nlog(n, RFS_LOG_WARN, "gossip: the log's chain at %" PRIu64
-             " differs from the store's; serving pulls from %" PRIu64
-             " on only", applied, applied);
-        spread_free(s);
-        return;
-    }
-    /* Nothing queued while prefilling was sent: the first ticks push. */
-    spread_outbox_clear(s);
-    spread_free(n->spread);
-    n->spread = s;
-}
-
-/* (Re)start the spread as voter or observer at the store's applied index. */
-static void gossip_start(struct node *n, bool voter)
-{
-    gossip_stop(n);
-    rfs_index_t applied;
-    uint8_t hash[GOSSIP_HASH_BYTES];
-    int rv = store_chain(n->store, &applied, hash);
-    if (rv != 0) {
-        /* A state from before the chain: it cannot vouch, nor check. */
-        nlog(n, RFS_LOG_WARN, "gossip: this node's state has no chain "
-             "hash (%s): it takes no part in gossip", rfs_strerror(rv));
-        return;
-    }
-    struct spread_options so = {.self = n->o.id, .voter = voter};
-    randombytes_buf(&so.seed, sizeof(so.seed));
-    n->spread = spread_new(&so, applied, hash);
-    if (n->spread == NULL) {
-        nlog(n, RFS_LOG_ERROR, "gossip: out of memory starting it");
-        return;
-    }
-    if (voter) {
-        gossip_prefill(n, &so, applied, hash);
-        spread_set_key(n->spread, n->sign_sk);
-    }
-    n->spread_voter = voter;
-    n->spread_conf = 0; /* Peers and keys to set. */
-    n->gossip.role = voter ? NODE_GOSSIP_VOTER : NODE_GOSSIP_OBSERVER;
-    nlog(n, RFS_LOG_INFO, "gossip: started as %s at index %" PRIu64,
-         voter ? "voter" : "observer", applied);
-}
-
-static bool key_recorded(const struct cons_server *sv)
-{
-    uint8_t any = 0;
-    for (unsigned b = 0; b < CONS_KEY_BYTES; b++) {
-        any |= sv->key[b];
-    }
-    return any != 0;
-}
-
-/* Peers and voters' keys from the configuration in force. */
-static void gossip_peers(struct node *n, const struct cons_conf *c)
-{
-    rfs_nodeid_t ids[CONS_MAX_SERVERS];
-    struct gossip_key keys[CONS_MAX_SERVERS];
-    unsigned ni = 0, nk = 0;
-    for (unsigned i = 0; i < c->n; i++) {
-        const struct cons_server *sv = &c->servers[i];
-        if (sv->role == CONS_VOTER && key_recorded(sv)) {
-            keys[nk].id = sv->id;
-            memcpy(keys[nk].pk, sv->key, GOSSIP_PK_BYTES);
-            nk++;
-        }
-        /* A voter pushes to observers; an observer talks to both. */
-        if (sv->id != n->o.id &&
-            (sv->role == CONS_OBSERVER ||
-             (sv->role == CONS_VOTER && !n->spread_voter))) {
-            ids[ni++] = sv->id;
-        }
-    }
-    if (spread_set_peers(n->spread, ids, ni) != 0 ||
-        spread_set_voters(n->spread, keys, nk) != 0) {
-        gossip_stop(n); /* Out of memory: started again next time. */
-    }
-}
-
-/*
- * Whether to start gossiping. A voter waits until the configuration
- * records its own key: a point nobody can check is refused, and a refusal
- * makes the observer stop listening to the sender for a while. An observer
- * waits until it holds every voter's key: before that it could only refuse
- * points from the voters it does not know yet, and the leader feeds it the
- * configuration entries that record them (cons_options.gossip_observers).
- */
-static bool gossip_ready(struct node *n, const struct cons_conf *c, bool voter)
-{
-    for (unsigned i = 0; i < c->n; i++) {
-        const struct cons_server *sv = &c->servers[i];
-        if (voter && sv->id == n->o.id) {
-            return key_recorded(sv) &&
-                   memcmp(sv->key, n->sign_pk, CONS_KEY_BYTES) == 0;
-        }
-        if (!voter && sv->role == CONS_VOTER && !key_recorded(sv)) {
-            return false;
-        }
-    }
-    return !voter;
-}
-
-/* Follow the configuration: this node's part, its peers, the voters' keys;
- * and start again after the store moved past the spread (a snapshot). */
-static void gossip_sync(struct node *n)
-{
-    if (!n->o.gossip || n->stopping) {
-        return;
-    }
-    struct cons_node *core = host_core(n->host);
-    const struct cons_conf *c = cons_node_conf(core);
-    const struct cons_server *me = cons_conf_get(c, n->o.id);
-    bool voter = me != NULL && me->role == CONS_VOTER;
-    bool observer = me != NULL && me->role == CONS_OBSERVER;
-    if (!voter && !observer) {
-        gossip_stop(n);
-        n->gossip.role = NODE_GOSSIP_NONE;
-        return;
-    }
-    if (n->spread == NULL && !gossip_ready(n, c, voter)) {
-        return;
-    }
-    if (n->spread == NULL || n->spread_voter != voter ||
-        (observer &&
-         store_applied(n->store) > spread_applied_index(n->spread, NULL))) {
-        gossip_start(n, voter);
-        if (n->spread == NULL) {
-            return;
-        }
-    }
-    struct cons_status st;
-    cons_node_status(core, &st);
-    if (n->spread_conf != st.conf_index) {
-        n->spread_conf = st.conf_index;
-        gossip_peers(n, c);
-    }
-}
-
-/* Send what the spread queued. */
-static void gossip_flush(struct node *n)
-{
-    if (n->spread == NULL) {
-        return;
-    }
-    unsigned k;
-    const struct spread_out *out = spread_outbox(n->spread, &k);
-    for (unsigned i = 0; i < k; i++) {
-        /* The outbox keeps its buffers; the transport takes a copy. */
-        void *copy = rfs_malloc(out[i].bytes.len);
-        if (copy == NULL) {
-            break; /* Lost like a dropped frame: pulls repair it. */
-        }
-        memcpy(copy, out[i].bytes.base, out[i].bytes.len);
-        transport_gossip(n->net, out[i].to,
-                         (struct rfs_buf){copy, out[i].bytes.len});
-    }
-    spread_outbox_clear(n->spread);
-}
-
-/* Hand released entries to the Raft log as committed, in batches. */
-static void gossip_commit(struct node *n, struct cons_entry *e, unsigned k)
-{
-    int rv = cons_node_commit_proven(host_core(n->host), e, k);
-    for (unsigned i = 0; i < k; i++) {
-        rfs_free(e[i].data.base);
-    }
-    if (rv != 0) {
-        nlog(n, RFS_LOG_ERROR, "gossip: entries %" PRIu64 "..%" PRIu64
-             " were proven committed but the log refused them: %s; "
-             "starting over from the store", e[0].index, e[k - 1].index,
-             rfs_strerror(rv));
-        gossip_stop(n);
-        return;
-    }
-    n->gossip.entries_taken += k;
-}
-
-/* After the spread did something: a failure starts it again, released
- * entries go to the log, a new refusal is logged, the outbox is sent. */
-static void gossip_after(struct node *n, int rv)
-{
-    if (rv != 0) {
-        nlog(n, RFS_LOG_ERROR, "gossip: %s; starting over from the store",
-             rfs_strerror(rv));
-        gossip_stop(n);
-        return;
-    }
-    if (!n->spread_voter) {
-        struct cons_entry batch[64];
-        unsigned k = 0;
-        struct cons_entry e;
-        while (n->spread != NULL && spread_take(n->spread, &e)) {
-            batch[k++] = e;
-            if (k == sizeof(batch) / sizeof(batch[0])) {
-                gossip_commit(n, batch, k);
-                k = 0;
-            }
-        }
-        if (k > 0 && n->spread != NULL) {
-            gossip_commit(n, batch, k);
-        } else {
-            for (unsigned i = 0; i < k; i++) {
-                rfs_free(batch[i].data.base);
-            }
-        }
-        if (n->spread == NULL) {
-            return;
-        }
-        const char *why = spread_refusal(n->spread);
-        if (why[0] != '\0' && strcmp(why, n->gossip.last_refusal) != 0) {
-            /* Named once per distinct refusal: a hostile peer repeating
-             * itself does not flood the log. */
-            nlog(n, RFS_LOG_WARN, "gossip: refused: %s", why);
-            snprintf(n->gossip.last_refusal, sizeof(n->gossip.last_refusal),
-                     "%s", why);
-        }
-    }
-    gossip_flush(n);
-}
-
-static void gossip_applied(struct node *n, const struct cons_entry *e,
-                           unsigned cnt)
-{
-    if (n->spread == NULL || !n->spread_voter || cnt == 0) {
-        return;
-    }
-    if (e[0].index != spread_applied_index(n->spread, NULL) + 1) {
-        /* The store jumped (a snapshot was installed): start over from
-         * it, now that it holds these entries too. */
-        gossip_start(n, true);
-        n->spread_conf = 0;
-        gossip_sync(n);
-        return;
-    }
-    gossip_after(n, spread_applied(n->spread, e, cnt, gossip_now_ms()));
-}
-
-/* A GOSSIP frame from an authenticated peer (transport.h). */
-static void net_gossip(void *data, rfs_nodeid_t from, const uint8_t *body,
-                       size_t len)
-{
-    struct node *n = data;
-    if (n->spread == NULL || n->stopping) {
-        return; /* Not part of it (yet): the sender's pulls retry. */
-    }
-    struct gossip_msg m;
-    struct rfs_buf in = {(void *)body, len};
-    int rv = gossip_msg_decode(&in, &m, n->gossip_in, GOSSIP_MSG_ENTRIES_MAX);
-    if (rv != 0) {
-        nlog(n, RFS_LOG_WARN, "gossip: a malformed message from node %" PRIu64
-             " (%zu bytes): dropped", from, len);
-        return;
-    }
-    gossip_after(n, spread_recv(n->spread, from, &m, gossip_now_ms()));
-    host_poke(n->host);
-}
-
-static void gossip_tick(struct node *n)
-{
-    if (n->spread != NULL) {
-        gossip_after(n, spread_tick(n->spread, gossip_now_ms()));
-    }
-}
-
-static void gossip_status(struct node *n, struct node_gossip *g)
-{
-    *g = n->gossip;
-    g->on = n->o.gossip;
-    if (n->spread == NULL) {
-        return;
-    }
-    struct spread_stats ss;
-    spread_get_stats(n->spread, &ss);
-    g->applied = spread_applied_index(n->spread, g->chain);
-    g->known_head = spread_known_head(n->spread);
-    g->msgs_out = ss.msgs_out;
-    g->bytes_out = ss.bytes_out;
-    g->entries_out = ss.entries_out;
-    g->points_signed = ss.points_signed;
-    g->pulls_answered = ss.pulls_answered;
-    g->too_old = ss.too_old;
-    g->refusals = ss.refusals;
 }
 
 static void publish_status(struct node *n)
@@ -870,7 +464,7 @@ static void publish_status(struct node *n)
     snprintf(st.listen, sizeof(st.listen), "%s", n->o.listen);
     memcpy(st.sign_pk, n->sign_pk, sizeof(st.sign_pk));
     host_session(n->host, &st.session);
-    gossip_status(n, &st.gossip);
+    node__gossip_status(n, &st.gossip);
     st.peers_connected = transport_connected_count(n->net);
     pthread_mutex_lock(&n->lock);
     memcpy(st.last_error, n->status.last_error, sizeof(st.last_error));
@@ -889,8 +483,8 @@ static void io_idle(void *data)
         cons_node_status(host_core(n->host), &st);
         transport_sync(n->net, cons_node_conf(host_core(n->host)),
                        st.conf_index);
-        gossip_sync(n);
-        gossip_flush(n);
+        node__gossip_sync(n);
+        node__gossip_flush(n);
         publish_status(n);
     }
     snapshot_waiters(n);
@@ -1037,7 +631,7 @@ static int admin_exec(struct node *n, const struct node_admin_cmd *c,
                      : add ? "adding learner"
                            : "removing",
                      c->id, idx);
-            nlog(n, RFS_LOG_INFO, "%s", out);
+            node__log(n, RFS_LOG_INFO, "%s", out);
         } else {
             snprintf(out, cap, "%s", rfs_strerror(rv));
         }
@@ -1071,8 +665,9 @@ static void net_admin(void *data, rfs_nodeid_t from,
         } else {
             snprintf(out, sizeof(out), "malformed admin request");
         }
-        nlog(n, RFS_LOG_INFO, "admin command %d from node %" PRIu64 ": %s",
-             (int)c.op, from, rv == 0 ? "done" : out);
+        node__log(n, RFS_LOG_INFO,
+                  "admin command %d from node %" PRIu64 ": %s", (int)c.op,
+                  from, rv == 0 ? "done" : out);
         transport_admin(n->net, from, ADMIN_REPLY, id, rv, out, strlen(out));
         return;
     }
@@ -1225,7 +820,7 @@ static void on_tick(uv_timer_t *t)
 {
     struct node *n = t->data;
     admin_expire(n);
-    gossip_tick(n);
+    node__gossip_tick(n);
     host_tick(n->host);
 }
 
@@ -1234,7 +829,7 @@ static void close_all(struct node *n)
     uv_timer_stop(&n->tick);
     uv_close((uv_handle_t *)&n->tick, NULL);
     uv_close((uv_handle_t *)&n->wake, NULL);
-    gossip_stop(n);
+    node__gossip_stop(n);
     transport_close(n->net);
     host_close(n->host, RFS_ESHUTDOWN);
     io_publish(n); /* No lease for the fast path once stopping. */
@@ -1250,7 +845,7 @@ static void on_wake(uv_async_t *a)
     drain_inbox(n);
     if (stop && !n->stopping) {
         n->stopping = true;
-        nlog(n, RFS_LOG_INFO, "stopping");
+        node__log(n, RFS_LOG_INFO, "stopping");
         close_all(n);
         return;
     }
@@ -1286,7 +881,8 @@ static int load_core(struct node *n, char *errmsg)
                      rfs_strerror(rv));
             return rv;
         }
-        nlog(n, RFS_LOG_INFO, "founded a cluster of %u", n->o.bootstrap->n);
+        node__log(n, RFS_LOG_INFO, "founded a cluster of %u",
+                  n->o.bootstrap->n);
         rv = store_load(n->store, &l);
         if (rv != 0) {
             snprintf(errmsg, RFS_ERRMSG_SZ, "%s", store_errmsg(n->store));
@@ -1497,8 +1093,8 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
      * receiving.img, which nothing would delete later. */
     int swept = snapfiles_sweep(&n->snaps, host_snap_index(n->host), true);
     if (swept > 0) {
-        nlog(n, RFS_LOG_INFO, "deleted %d stale file(s) in %s", swept,
-             n->snaps.dir);
+        node__log(n, RFS_LOG_INFO, "deleted %d stale file(s) in %s", swept,
+                  n->snaps.dir);
     }
     uv_loop_init(&n->loop);
     const struct transport_cbs cbs = {
@@ -1506,7 +1102,7 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
         .raft = net_raft,
         .hello = net_hello,
         .admin = net_admin,
-        .gossip = net_gossip,
+        .gossip = node__net_gossip,
         .read_begin = net_read_begin,
         .poke = net_poke,
         .log = io_log,
@@ -1528,7 +1124,8 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
         snprintf(errmsg, RFS_ERRMSG_SZ, "cannot start the loop thread");
         goto err_after_core; /* Handles leak here; the process exits. */
     }
-    nlog(n, RFS_LOG_INFO, "listening on %s, data in %s", o->listen, n->dir);
+    node__log(n, RFS_LOG_INFO, "listening on %s, data in %s", o->listen,
+              n->dir);
     *out = n;
     return 0;
 
@@ -1619,7 +1216,7 @@ int node_read_barrier(struct node *n, node_cb cb, void *arg)
     pthread_mutex_lock(&n->lock);
     bool now = n->fast.lease_end_ns != 0 &&
                n->fast.applied >= n->fast.need &&
-               boottime_ns() < n->fast.lease_end_ns;
+               node__boottime_ns() < n->fast.lease_end_ns;
     if (now) {
         n->status.fast_barriers++;
     }

@@ -1,0 +1,107 @@
+/*
+ * Private to the node runtime (node.c and node_gossip.c): the struct
+ * behind struct node, and the helpers its files share. Not included from
+ * anywhere else; node.h is the front door.
+ *
+ * Caveats:
+ * - Everything here runs on the node's loop thread, except what
+ *   struct node says is under its lock.
+ */
+#ifndef RAFTFS_CONSENSUS_NODE_I_H
+#define RAFTFS_CONSENSUS_NODE_I_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../common/err.h"
+#include "gossip.h"
+#include "host.h"
+#include "node.h"
+#include "secure.h"
+#include "snapfiles.h"
+#include "spread.h"
+#include "transport.h"
+
+struct admin;
+struct sub;
+
+struct node {
+    struct node_options o;
+    char dir[1024];
+    uint8_t secret[SECURE_KEY_BYTES];
+    uint8_t sign_pk[SECURE_SIGN_PK_BYTES]; /* Of DATADIR/signing.key. */
+    struct store *store;
+    uint64_t data_id; /* This folder's (store_data_id). */
+    struct host *host;
+    struct snapfiles snaps;
+    uint64_t boot; /* This process's first boot id: said in hellos. */
+    /* The boot of the current session (a new one at each renewal after a
+     * lapse): what node_identity answers, from any thread. */
+    _Atomic uint64_t sess_boot;
+
+    pthread_t thread;
+    uv_loop_t loop;
+    uv_timer_t tick;
+    uv_async_t wake;
+    struct transport *net;
+    bool stopping;
+    char disk_err[RFS_ERRMSG_SZ]; /* The last storage error. */
+
+    pthread_mutex_t lock;   /* Protects inbox, stop_requested, status,
+                             * fast. */
+    /* What a reader on another thread needs to pass a barrier without the
+     * loop: see node_read_barrier(). */
+    struct {
+        uint64_t lease_end_ns; /* CLOCK_BOOTTIME; 0: no lease. */
+        /* What a leased read waits to be applied (cons_node_lease_index):
+         * a leader's commit index, a follower's last log index, published
+         * before any message or answer reveals it. */
+        rfs_index_t need;
+        rfs_index_t applied;   /* In the store, readable now. */
+    } fast;
+    struct sub *inbox;
+    bool stop_requested;
+    struct node_status status;
+
+    /* Gossip (node_options.gossip; loop thread only): NULL unless this
+     * node is a voter or an observer of its configuration. */
+    struct spread *spread;
+    bool spread_voter;
+    rfs_index_t spread_conf;   /* Configuration index its peers reflect. */
+    struct cons_entry *gossip_in; /* Decoding room for one message. */
+    uint8_t sign_sk[GOSSIP_SK_BYTES]; /* From DATADIR/signing.key. */
+    struct node_gossip gossip; /* Counters kept here (copied to status). */
+
+    struct admin *admins;   /* Admin requests waiting for the leader. */
+    struct admin *snap_waiters; /* `raftfs snapshot`s waiting for one. */
+    uint64_t admin_ids;
+};
+
+/* node.c: a line to the log; a warning or worse is also kept for
+ * `raftfs status` (its last_error). */
+void node__log(struct node *n, enum rfs_log_level lv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* node.c: CLOCK_BOOTTIME in ns (it goes on across a suspend). */
+uint64_t node__boottime_ns(void);
+
+/* node_gossip.c: observers fed by gossip (issue 16; see there). */
+/* Entries e[0..cnt) were applied to the store: a voter spreads them. */
+void node__gossip_applied(struct node *n, const struct cons_entry *e,
+                          unsigned cnt);
+/* Follow the configuration (this node's part, its peers, the voters'
+ * keys); after every host call. */
+void node__gossip_sync(struct node *n);
+/* Send what the spread queued. */
+void node__gossip_flush(struct node *n);
+/* The loop's timer: overdue points, digests. */
+void node__gossip_tick(struct node *n);
+/* Drop the spread (stopping, or starting over). */
+void node__gossip_stop(struct node *n);
+/* The gossip part of `raftfs status`. */
+void node__gossip_status(struct node *n, struct node_gossip *g);
+/* transport's GOSSIP frame callback (transport.h). */
+void node__net_gossip(void *data, rfs_nodeid_t from, const uint8_t *body,
+                      size_t len);
+
+#endif /* RAFTFS_CONSENSUS_NODE_I_H */
