@@ -155,6 +155,22 @@ static void gossip_peers(struct node *n, const struct cons_conf *c)
     }
 }
 
+/* Which peers the transport is connected to now: the spread pushes and
+ * sends digests only to those (issue 16: an observer needs a way to some
+ * peers, not a firewall hole towards every one). Cheap (a few tens of
+ * servers), so it runs after every host call and at every tick rather
+ * than on the transport's connection events. */
+static void gossip_reach(struct node *n, const struct cons_conf *c)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        rfs_nodeid_t id = c->servers[i].id;
+        if (id != n->o.id) {
+            spread_set_reachable(n->spread, id,
+                                 transport_connected(n->net, id));
+        }
+    }
+}
+
 /*
  * Whether to start gossiping. A voter waits until the configuration
  * records its own key: a point nobody can check is refused, and a refusal
@@ -211,6 +227,9 @@ void node__gossip_sync(struct node *n)
     if (n->spread_conf != st.conf_index) {
         n->spread_conf = st.conf_index;
         gossip_peers(n, c);
+    }
+    if (n->spread != NULL) {
+        gossip_reach(n, c);
     }
 }
 
@@ -337,6 +356,7 @@ void node__net_gossip(void *data, rfs_nodeid_t from, const uint8_t *body,
 void node__gossip_tick(struct node *n)
 {
     if (n->spread != NULL) {
+        gossip_reach(n, cons_node_conf(host_core(n->host)));
         gossip_after(n, spread_tick(n->spread, gossip_now_ms()));
     }
 }

@@ -31,6 +31,9 @@ struct peer {
     rfs_index_t pulled_after; /* The last pull sent to it, and until when */
     uint64_t pulled_until;    /* it is not repeated (no answer: lost). */
     uint64_t banned_until;    /* Sent something the verifier refused. */
+    /* No connection to it (spread_set_reachable): a push or a digest to it
+     * would be lost, and the fanout it took would not reach anyone. */
+    bool unreachable;
 };
 
 struct spread {
@@ -165,12 +168,25 @@ int spread_set_peers(struct spread *s, const rfs_nodeid_t *ids, unsigned n)
         struct peer *p = peer_get(s, ids[i], true);
         for (unsigned k = 0; p != NULL && k < nold; k++) {
             if (old[k].id == p->id) {
-                p->holds = old[k].holds; /* What we knew still holds. */
+                /* What we knew still holds: its claim, a ban (a new
+                 * configuration must not lift it), the pull in flight,
+                 * whether we can reach it. */
+                bool voter = p->voter;
+                *p = old[k];
+                p->voter = voter;
             }
         }
     }
     rfs_free(old);
     return 0;
+}
+
+void spread_set_reachable(struct spread *s, rfs_nodeid_t id, bool up)
+{
+    struct peer *p = peer_get(s, id, false);
+    if (p != NULL) {
+        p->unreachable = !up;
+    }
 }
 
 int spread_set_voters(struct spread *s, const struct gossip_key *keys,
@@ -334,7 +350,7 @@ static int push_run(struct spread *s, rfs_index_t from, rfs_nodeid_t except)
     unsigned nc = 0;
     for (unsigned i = 0; i < s->npeers; i++) {
         if (s->peers[i].id != except && !s->peers[i].voter &&
-            s->peers[i].holds < s->applied) {
+            !s->peers[i].unreachable && s->peers[i].holds < s->applied) {
             cand[nc++] = i;
         }
     }
@@ -472,7 +488,8 @@ static int maybe_pull(struct spread *s, struct peer *p)
     if (!p->voter && after + s->o.pull_max > s->applied + GOSSIP_WINDOW) {
         struct peer *v = NULL;
         for (unsigned i = 0, k = 0; i < s->npeers; i++) {
-            if (s->peers[i].voter && next_rand(s) % ++k == 0) {
+            if (s->peers[i].voter && !s->peers[i].unreachable &&
+                next_rand(s) % ++k == 0) {
                 v = &s->peers[i];
             }
         }
@@ -593,7 +610,17 @@ int spread_tick(struct spread *s, uint64_t now_ms)
         return 0;
     }
     s->next_digest_ms = now_ms + s->o.digest_ms;
-    struct peer *p = &s->peers[next_rand(s) % s->npeers];
+    /* One reachable peer at random (reservoir sampling): one we cannot
+     * reach would lose the digest, and the repair with it. */
+    struct peer *p = NULL;
+    for (unsigned i = 0, k = 0; i < s->npeers; i++) {
+        if (!s->peers[i].unreachable && next_rand(s) % ++k == 0) {
+            p = &s->peers[i];
+        }
+    }
+    if (p == NULL) {
+        return 0;
+    }
     struct gossip_msg m = {.kind = GOSSIP_DIGEST, .from = s->o.self,
                            .applied = s->applied,
                            .proven = gossip_verifier_proven(s->v)};

@@ -31,6 +31,8 @@
  * - Only the last `cache` entries are kept to answer pulls. A peer asking
  *   for older ones gets nothing and is counted in stats.too_old; it needs a
  *   snapshot (not this module's job).
+ * - Pushes and digests go only to peers marked reachable
+ *   (spread_set_reachable).
  * - Nothing is pushed to a voter (Raft feeds them); a peer the verifier
  *   refused is not listened to for 10 digest periods; what peers claim to
  *   hold only steers pushes and pulls, never what counts as known.
@@ -85,6 +87,13 @@ void spread_free(struct spread *s);
 /* The peers this node gossips with (replaces the list; self is skipped).
  * A node that hears from a peer not on it adds it. 0 or -ENOMEM. */
 int spread_set_peers(struct spread *s, const rfs_nodeid_t *ids, unsigned n);
+/* Whether the transport holds a connection to peer id now (a peer not on
+ * the list is ignored; a new one counts as reachable). Pushes and digests
+ * go only to reachable peers, so a peer this node cannot reach (a
+ * firewall, a peer down) does not take a share of the fanout; answers go
+ * back to whoever asked. The caller refreshes it as connections come and
+ * go. */
+void spread_set_reachable(struct spread *s, rfs_nodeid_t id, bool up);
 /* Observers: the voters whose points count. 0 or -ENOMEM. */
 int spread_set_voters(struct spread *s, const struct gossip_key *keys,
                       unsigned n);

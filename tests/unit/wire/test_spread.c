@@ -50,6 +50,9 @@ struct sim {
     rfs_nodeid_t id[NODES];
     bool dead[NODES];
     bool cut[NODES];
+    /* No connection from slot i to slot j: what i sends j is lost (each
+     * node sends on the connection it dialed, so this is one way). */
+    bool unreach[NODES][NODES];
     uint8_t sk[VOTERS][GOSSIP_SK_BYTES];
     struct gossip_key keys[VOTERS];
     int leader; /* Slot of the voter counted as leader. */
@@ -171,7 +174,7 @@ static void send_all(struct sim *s, unsigned i)
             s->voter_in_bytes += out[k].bytes.len;
         }
         bool lost = (double)(rnd(s) % 10000) / 10000.0 < s->loss;
-        if (to < 0 || lost || s->cut[i] || s->cut[to]) {
+        if (to < 0 || lost || s->cut[i] || s->cut[to] || s->unreach[i][to]) {
             continue;
         }
         if (s->nq == s->capq) {
@@ -534,6 +537,44 @@ static void test_far_behind_observer_catches_up_from_a_peer(void **state)
     sim_free(&s);
 }
 
+/* Most peers are out of reach (a firewall lets each observer reach only the
+ * next two, and the voters only the first two observers): each node is
+ * told which (spread_set_reachable), so its fanout goes to peers it can
+ * reach and every entry reaches every observer by pushes alone, well
+ * within a digest period. A fanout spent on unreachable peers leaves most
+ * entries to the digests' pulls, a second or more late. */
+static void test_pushes_go_to_reachable_peers(void **state)
+{
+    (void)state;
+    static struct sim s;
+    const unsigned nobs = 12;
+    sim_init(&s, nobs, 0.0, 3);
+    rfs_nodeid_t all[VOTERS + OBS_MAX];
+    for (unsigned i = 0; i < slots(&s); i++) {
+        all[i] = s.id[i];
+    }
+    for (unsigned i = 0; i < slots(&s); i++) {
+        /* Everyone knows everyone, as the configuration tells it. */
+        assert_int_equal(spread_set_peers(s.sp[i], all, slots(&s)), 0);
+        for (unsigned j = 0; j < slots(&s); j++) {
+            bool up;
+            if (i < VOTERS) {
+                up = j == VOTERS || j == VOTERS + 1;
+            } else {
+                up = j < VOTERS || j == i + 1 || j == i + 2;
+            }
+            s.unreach[i][j] = !up;
+            spread_set_reachable(s.sp[i], s.id[j], up);
+        }
+    }
+    run(&s, 2000);
+    report(&s, "most peers unreachable");
+    assert_true(identical(&s));
+    /* A voter's point every 20 ms, then a few hops of 1 to 4 ms. */
+    assert_true(pct(&s, 1.0) < 100);
+    sim_free(&s);
+}
+
 /* A peer that claims to have applied far more than exists moves no
  * observer's known head (only proven indexes count), and gets at most one
  * pull per claim. */
@@ -619,6 +660,7 @@ int main(void)
         cmocka_unit_test(test_kills_cut_and_leader_change),
         cmocka_unit_test(test_forged_pushes_refused),
         cmocka_unit_test(test_far_behind_observer_catches_up_from_a_peer),
+        cmocka_unit_test(test_pushes_go_to_reachable_peers),
         cmocka_unit_test(test_lying_digest_changes_nothing),
         cmocka_unit_test(test_poisoner_is_ignored),
     };
