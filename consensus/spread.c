@@ -18,6 +18,17 @@
  * from the honest copies, short enough that a peer wrongly blamed (it
  * forwarded what another forged) comes back. */
 #define BAN_DIGESTS 10
+/* A voter reading its log (spread_options.log_entry) keeps the chain hash
+ * of every MARK_EVERY-th index it applied: an answer from the log hashes
+ * at most MARK_EVERY + pull_max entries to sign its point, and a million
+ * entries cost 4,096 marks (160 KiB). At MARKS_MAX the older half goes. */
+#define MARK_EVERY 256
+#define MARKS_MAX 65536
+
+struct mark {
+    rfs_index_t index;
+    uint8_t hash[GOSSIP_HASH_BYTES]; /* chain(index) */
+};
 
 struct cached {
     struct cons_entry e; /* data owned */
@@ -67,6 +78,9 @@ struct spread {
     unsigned nout, capout;
     char refusal[160];
     struct spread_stats st;
+    /* Voters with log_entry: chain hashes at MARK_EVERY steps, ascending. */
+    struct mark *marks;
+    unsigned nmarks, capmarks;
 };
 
 static uint64_t next_rand(struct spread *s)
@@ -76,6 +90,30 @@ static uint64_t next_rand(struct spread *s)
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
+}
+
+/* Remember chain(index) = hash. Best effort: without memory, answers from
+ * the log start at a later mark (older pulls get too_old). */
+static void add_mark(struct spread *s, rfs_index_t index,
+                     const uint8_t hash[GOSSIP_HASH_BYTES])
+{
+    if (s->nmarks == MARKS_MAX) {
+        memmove(s->marks, s->marks + MARKS_MAX / 2,
+                (MARKS_MAX / 2) * sizeof(*s->marks));
+        s->nmarks = MARKS_MAX / 2;
+    }
+    if (s->nmarks == s->capmarks) {
+        unsigned cap = s->capmarks ? 2 * s->capmarks : 64;
+        struct mark *m = rfs_realloc(s->marks, cap * sizeof(*m));
+        if (m == NULL) {
+            return;
+        }
+        s->marks = m;
+        s->capmarks = cap;
+    }
+    s->marks[s->nmarks].index = index;
+    memcpy(s->marks[s->nmarks].hash, hash, GOSSIP_HASH_BYTES);
+    s->nmarks++;
 }
 
 struct spread *spread_new(const struct spread_options *o, rfs_index_t applied,
@@ -103,6 +141,9 @@ struct spread *spread_new(const struct spread_options *o, rfs_index_t applied,
     s->rng = d.seed ^ ((uint64_t)d.self << 32);
     s->ring = rfs_calloc(d.cache, sizeof(*s->ring));
     s->peers = rfs_calloc(PEERS_MAX, sizeof(*s->peers));
+    if (d.voter && d.log_entry != NULL) {
+        add_mark(s, applied, hash); /* Where the log's answers can start. */
+    }
     if (!d.voter) {
         s->v = gossip_verifier_new(applied, hash);
     }
@@ -125,6 +166,7 @@ void spread_free(struct spread *s)
     }
     rfs_free(s->ring);
     rfs_free(s->peers);
+    rfs_free(s->marks);
     gossip_verifier_free(s->v);
     for (unsigned i = 0; i < s->rel_n; i++) {
         rfs_free(s->rel[(s->rel_head + i) % s->rel_cap].data.base);
@@ -246,6 +288,9 @@ static int cache_add(struct spread *s, const struct cons_entry *e)
     store_chain_next(s->hash, e, c->hash);
     memcpy(s->hash, c->hash, GOSSIP_HASH_BYTES);
     s->applied = e->index;
+    if (s->o.voter && s->o.log_entry != NULL && e->index % MARK_EVERY == 0) {
+        add_mark(s, e->index, c->hash);
+    }
     if (s->head < s->applied) {
         s->head = s->applied;
     }
@@ -304,6 +349,81 @@ static bool point_for(struct spread *s, rfs_index_t end, struct gossip_cert *c)
     return gossip_verifier_last_cert(s->v, c) && c->index >= end;
 }
 
+/* The entry at index (at most applied): from the cache, else from the
+ * caller's log (a voter's); NULL if neither holds it. */
+static const struct cons_entry *entry_at(struct spread *s, rfs_index_t i)
+{
+    if (i >= cache_first(s)) {
+        return &cache_at(s, i)->e;
+    }
+    const struct cons_entry *e = s->o.voter && s->o.log_entry != NULL
+                                     ? s->o.log_entry(s->o.log_arg, i)
+                                     : NULL;
+    return e != NULL && e->index == i ? e : NULL;
+}
+
+/* A pull below the cache (issue 16: an observer cut off for longer than
+ * the cache lasts). A voter that reads its log answers it from there,
+ * with a point it signs at the answer's end: the chain up to it is hashed
+ * from the nearest mark at or below `after`. Anyone else, or a voter whose
+ * log no longer holds the entries (compacted), answers nothing and counts
+ * too_old: the observer needs a snapshot. */
+static int push_from_log(struct spread *s, rfs_nodeid_t to,
+                         rfs_index_t after, rfs_index_t end)
+{
+    const struct mark *m = NULL;
+    for (unsigned i = s->nmarks; i-- > 0;) {
+        if (s->marks[i].index <= after) {
+            m = &s->marks[i];
+            break;
+        }
+    }
+    if (m == NULL || !s->has_key) {
+        s->st.too_old++;
+        return 0;
+    }
+    if (end - after > s->o.pull_max) {
+        end = after + s->o.pull_max;
+    }
+    unsigned n = (unsigned)(end - after);
+    struct cons_entry *es = rfs_malloc(n * sizeof(*es));
+    if (es == NULL) {
+        return -ENOMEM;
+    }
+    uint8_t hash[GOSSIP_HASH_BYTES];
+    memcpy(hash, m->hash, GOSSIP_HASH_BYTES);
+    const struct cons_entry *e = NULL;
+    for (rfs_index_t i = m->index + 1; i <= end; i++) {
+        e = entry_at(s, i);
+        if (e == NULL) {
+            rfs_free(es);
+            s->st.too_old++;
+            return 0;
+        }
+        uint8_t next[GOSSIP_HASH_BYTES];
+        store_chain_next(hash, e, next);
+        memcpy(hash, next, GOSSIP_HASH_BYTES);
+        if (i > after) {
+            es[i - after - 1] = *e;
+        }
+    }
+    struct gossip_msg msg = {.kind = GOSSIP_PUSH, .from = s->o.self,
+                             .entries = es, .n_entries = n, .has_cert = true};
+    msg.cert.index = end;
+    msg.cert.term = e->term;
+    memcpy(msg.cert.hash, hash, GOSSIP_HASH_BYTES);
+    msg.cert.signer = s->o.self;
+    gossip_cert_sign(&msg.cert, s->sk);
+    s->st.points_signed++;
+    int rv = queue(s, to, &msg);
+    rfs_free(es);
+    if (rv == 0) {
+        s->st.entries_out += n;
+        s->st.from_log += n;
+    }
+    return rv;
+}
+
 /* Push entries (after, end] (at most pull_max, the lowest first) from the
  * cache to `to`, with a point. Nothing if the cache starts above after + 1
  * (counted: the peer needs a snapshot). */
@@ -317,8 +437,7 @@ static int push(struct spread *s, rfs_nodeid_t to, rfs_index_t after,
         return 0;
     }
     if (after + 1 < cache_first(s)) {
-        s->st.too_old++;
-        return 0;
+        return push_from_log(s, to, after, end);
     }
     if (end - after > s->o.pull_max) {
         end = after + s->o.pull_max;

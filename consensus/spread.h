@@ -28,9 +28,12 @@
  * - A voter trusts what its host applied (it applies only committed
  *   entries) and computes the chain itself from the hash it started at, so
  *   its points match its store's chain (store_chain_next).
- * - Only the last `cache` entries are kept to answer pulls. A peer asking
- *   for older ones gets nothing and is counted in stats.too_old; it needs a
- *   snapshot (not this module's job).
+ * - Only the last `cache` entries are kept to answer pulls. A voter given
+ *   log_entry answers older ones from its log, signing a point at the
+ *   answer's end (it keeps the chain hash every 256 entries to compute
+ *   it); an observer cannot prove old entries and does not. A peer asking
+ *   for what nobody can answer gets nothing and is counted in
+ *   stats.too_old; it needs a snapshot (not this module's job).
  * - Pushes and digests go only to peers marked reachable
  *   (spread_set_reachable).
  * - Nothing is pushed to a voter (Raft feeds them); a peer the verifier
@@ -59,6 +62,12 @@ struct spread_options {
     uint64_t digest_ms; /* An observer's digest period (0: 1000). */
     uint64_t point_ms;  /* A voter signs at most this often (0: 20). */
     uint64_t seed;
+    /* Voters: the committed entry at index from this node's log (its Raft
+     * log: what it persisted and has not compacted), or NULL. With it, a
+     * pull below the cache is answered from the log (see the contract).
+     * Called only for indexes at or below the applied one. */
+    const struct cons_entry *(*log_entry)(void *arg, rfs_index_t index);
+    void *log_arg;
 };
 
 struct spread_stats {
@@ -66,7 +75,8 @@ struct spread_stats {
     uint64_t entries_out;  /* Entries carried by this node's pushes. */
     uint64_t points_signed;
     uint64_t pulls_answered;
-    uint64_t too_old;      /* Pulls reaching below the cache. */
+    uint64_t too_old;      /* Pulls reaching below what can be answered. */
+    uint64_t from_log;     /* Entries answered from the log (voters). */
     uint64_t refusals;     /* Verifier refusals (observers). */
 };
 

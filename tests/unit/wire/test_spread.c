@@ -575,6 +575,50 @@ static void test_pushes_go_to_reachable_peers(void **state)
     sim_free(&s);
 }
 
+/* The voters' Raft log, as spread_options.log_entry reads it. */
+static const struct cons_entry *sim_log_entry(void *arg, rfs_index_t index)
+{
+    struct sim *s = arg;
+    return index >= 1 && index <= s->last ? &s->log[index] : NULL;
+}
+
+/* An observer cut off while 3 times its peers' cache (512 entries) commits
+ * catches up from a voter's log (spread_options.log_entry), each answer
+ * proven by a point the voter signs at its end; a voter without the log
+ * answers nothing (too_old) and the observer stays behind. Voter 1 reads
+ * its log; voters 2 and 3 are down, so only it can answer. */
+static void test_far_behind_observer_fed_from_a_voters_log(void **state)
+{
+    (void)state;
+    static struct sim s;
+    sim_init(&s, 2, 0.0, 11);
+    uint8_t zero[GOSSIP_HASH_BYTES] = {0};
+    spread_free(s.sp[0]);
+    struct spread_options o = {.self = s.id[0], .voter = true, .seed = 5,
+                               .cache = 512, .log_entry = sim_log_entry,
+                               .log_arg = &s};
+    s.sp[0] = spread_new(&o, 0, zero);
+    assert_non_null(s.sp[0]);
+    spread_set_key(s.sp[0], s.sk[0]);
+    rfs_nodeid_t obs[2] = {s.id[VOTERS], s.id[VOTERS + 1]};
+    assert_int_equal(spread_set_peers(s.sp[0], obs, 2), 0);
+    s.dead[1] = s.dead[2] = true;
+    s.cut[VOTERS + 1] = true;
+    while (s.last < 3 * 512) {
+        step(&s, true);
+    }
+    s.cut[VOTERS + 1] = false;
+    run(&s, 0);
+    struct spread_stats st;
+    spread_get_stats(s.sp[0], &st);
+    printf("# %llu entries behind: %llu answered from the log\n",
+           (unsigned long long)s.last, (unsigned long long)st.from_log);
+    assert_int_equal(s.got[VOTERS + 1], s.last);
+    assert_memory_equal(s.got_hash[VOTERS + 1], s.chain, GOSSIP_HASH_BYTES);
+    assert_true(st.from_log >= s.last - 512);
+    sim_free(&s);
+}
+
 /* A peer that claims to have applied far more than exists moves no
  * observer's known head (only proven indexes count), and gets at most one
  * pull per claim. */
@@ -661,6 +705,7 @@ int main(void)
         cmocka_unit_test(test_forged_pushes_refused),
         cmocka_unit_test(test_far_behind_observer_catches_up_from_a_peer),
         cmocka_unit_test(test_pushes_go_to_reachable_peers),
+        cmocka_unit_test(test_far_behind_observer_fed_from_a_voters_log),
         cmocka_unit_test(test_lying_digest_changes_nothing),
         cmocka_unit_test(test_poisoner_is_ignored),
     };
