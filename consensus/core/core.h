@@ -312,8 +312,10 @@ struct cons_options {
      * configuration entry is fed as a learner is, up to it: that entry
      * holds the voters' keys its verifier trusts, so a joining observer
      * could not check anything before it has it. So is one more than
-     * gossip_behind_max entries behind the commit index, until it is
-     * within: what it lacks may be in no peer's gossip cache. Observers
+     * gossip_behind_max entries behind the commit index whose answers
+     * showed no progress for gossip_stall_heartbeats heartbeats, until it
+     * is within: peers answer pulls from their caches and voters from
+     * their logs, but what it lacks may be in no peer's reach. Observers
      * take entries with cons_node_commit_proven.
      * Every member of a cluster must agree on it: an observer that waits
      * for gossip under a leader that feeds it gets entries twice
@@ -323,6 +325,10 @@ struct cons_options {
     /* See gossip_observers (default 4096, spread.h's cache of entries kept
      * for pulls). */
     uint64_t gossip_behind_max;
+    /* See gossip_observers (default 50: 2 s at the node's 40 ms heartbeat,
+     * two of an observer's digest periods, in which it pulls from a voter's
+     * log). */
+    unsigned gossip_stall_heartbeats;
     unsigned max_inflight;      /* Unacked APPENDs per follower. */
     size_t max_msg_bytes;       /* Payload bytes per APPEND (soft: >= 1 entry). */
     size_t max_uncommitted;     /* Leader refuses proposals past this. */

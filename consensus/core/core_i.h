@@ -108,6 +108,12 @@ struct progress {
     /* The number of the latest answer received from this follower, echoed
      * once with the next APPEND or HEARTBEAT (node sessions: flease.c). */
     uint32_t echo_seq;
+    /* Observers with gossip_observers: the match the last answer showed,
+     * answered heartbeats since it last moved, and whether this leader
+     * feeds it because gossip did not (fed_by_gossip). */
+    rfs_index_t gossip_match;
+    unsigned gossip_stalls;
+    bool gossip_fed;
     /* Last index of each APPEND in flight; kept last so that a reset can
      * clear everything above it cheaply. */
     rfs_index_t in_last[CONS_MAX_INFLIGHT];
@@ -295,14 +301,16 @@ static inline bool is_voter(const struct cons_node *n, rfs_nodeid_t id)
  * - below the latest configuration entry (fed up to it): the
  *   configuration is what an observer's verifier trusts (the voters'
  *   keys), and a joining observer has none;
- * - more than gossip_behind_max entries behind the commit index (fed until
- *   it is within): its peers keep only their recent entries for pulls
- *   (spread.h's cache), so what it lacks may be in no peer's cache. */
+ * - more than gossip_behind_max entries behind the commit index and
+ *   stalled (its answers showed no progress for gossip_stall_heartbeats
+ *   heartbeats; fed until it is within, p->gossip_fed): its peers answer
+ *   from their caches and voters from their logs, so an observer far
+ *   behind is normally fed by them, but what it lacks may be in no peer's
+ *   reach (compacted, or only in this leader's log). */
 static inline bool fed_by_gossip(const struct cons_node *n,
                                  const struct progress *p)
 {
-    if (!n->o.gossip_observers || p->match < n->conf_index ||
-        p->match + n->o.gossip_behind_max < n->commit) {
+    if (!n->o.gossip_observers || p->match < n->conf_index || p->gossip_fed) {
         return false;
     }
     const struct cons_server *s = cons_conf_get(&n->conf, p->id);

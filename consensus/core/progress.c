@@ -175,8 +175,7 @@ void cons__send_append(struct cons_node *n, struct progress *p, bool empty)
         return;
     }
     rfs_index_t last = last_index(n);
-    if (n->o.gossip_observers && last > n->conf_index &&
-        p->match + n->o.gossip_behind_max >= n->commit &&
+    if (n->o.gossip_observers && last > n->conf_index && !p->gossip_fed &&
         cons_conf_get(&n->conf, p->id) != NULL &&
         cons_conf_get(&n->conf, p->id)->role == CONS_OBSERVER) {
         /* An observer behind the configuration gets entries up to it

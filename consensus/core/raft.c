@@ -474,6 +474,33 @@ static void leader_append_resp(struct cons_node *n, const struct cons_msg *m,
     maybe_send_timeout_now(n, p);
 }
 
+/* At each heartbeat, before fed_by_gossip: whether gossip moves an
+ * observer far behind. Only answered heartbeats count, so an observer cut
+ * off is not taken over the moment it comes back: its peers get the
+ * first gossip_stall_heartbeats to feed it. */
+static void gossip_watch(struct cons_node *n, struct progress *p)
+{
+    if (!n->o.gossip_observers) {
+        return;
+    }
+    if (p->match + n->o.gossip_behind_max >= n->commit) {
+        /* Within reach of its peers' caches: nothing to watch. */
+        p->gossip_fed = false;
+        p->gossip_stalls = 0;
+        p->gossip_match = p->match;
+        return;
+    }
+    if (p->match > p->gossip_match) {
+        p->gossip_match = p->match;
+        p->gossip_stalls = 0;
+    } else if (p->acked && p->gossip_stalls < n->o.gossip_stall_heartbeats) {
+        p->gossip_stalls++;
+    }
+    if (p->gossip_stalls >= n->o.gossip_stall_heartbeats) {
+        p->gossip_fed = true;
+    }
+}
+
 static void leader_heartbeat_tick(struct cons_node *n)
 {
     /* Renews the lease while a quorum answers; without leases, still the
@@ -492,6 +519,7 @@ static void leader_heartbeat_tick(struct cons_node *n)
                 cons__become_probe(p);
             }
         }
+        gossip_watch(n, p); /* Before acked is cleared: it reads it. */
         p->acked = false;
         if (p->state == CONS_PROGRESS_SNAPSHOT) {
             if (!p->snap_moved) {
@@ -911,6 +939,7 @@ void cons_options_default(struct cons_options *o, rfs_nodeid_t id)
     o->max_uncommitted = 64u << 20;
     o->snap_chunk_bytes = 1 << 20;
     o->gossip_behind_max = 4096;
+    o->gossip_stall_heartbeats = 50;
     o->seed = id;
 }
 

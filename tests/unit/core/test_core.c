@@ -2150,9 +2150,10 @@ static void test_gossip_observer_fed_up_to_configuration(void **state)
     cl_close(&c);
 }
 
-/* An observer further behind than gossip_behind_max (what its peers may
- * still hold for pulls) is fed by the leader until it is within, and no
- * further: then gossip takes over again. */
+/* An observer further behind than gossip_behind_max that gossip does not
+ * move (its answers show the same match for gossip_stall_heartbeats
+ * heartbeats) is fed by the leader until it is within, and no further:
+ * then gossip takes over again. */
 static void test_gossip_far_behind_observer_fed(void **state)
 {
     (void)state;
@@ -2161,6 +2162,7 @@ static void test_gossip_far_behind_observer_fed(void **state)
     cons_options_default(&o, 1);
     o.gossip_observers = true;
     o.gossip_behind_max = 4;
+    o.gossip_stall_heartbeats = 5;
     cl_init_opts(&c, 3, 0, &o);
     cl_elect(&c, 1);
     add_observer4(&c);
@@ -2175,7 +2177,14 @@ static void test_gossip_far_behind_observer_fed(void **state)
     assert_true(before + 4 < commit);
     cl_isolate(&c, 4, false);
     unsigned to4 = 0;
-    for (unsigned t = 0; t < 10 * c.opts.heartbeat_ticks; t++) {
+    /* Its peers get the first heartbeats (none feeds it here). */
+    for (unsigned t = 0; t < 3 * c.opts.heartbeat_ticks; t++) {
+        cl_tick(&c, 1, 1);
+        cl_tick(&c, 4, 1);
+        to4 += deliver_counting(&c, 4);
+    }
+    assert_int_equal(to4, 0);
+    for (unsigned t = 0; t < 15 * c.opts.heartbeat_ticks; t++) {
         cl_tick(&c, 1, 1);
         cl_tick(&c, 4, 1);
         to4 += deliver_counting(&c, 4);
@@ -2191,6 +2200,49 @@ static void test_gossip_far_behind_observer_fed(void **state)
         assert_int_equal(to4, 0);
     }
     assert_int_equal(cl_status(&c, 4).last_index, caught);
+    cl_close(&c);
+}
+
+/* An observer further behind than gossip_behind_max that gossip moves
+ * (here the test, through cons_node_commit_proven, a few entries per
+ * heartbeat, as a voter's log answers its pulls) gets no entries from the
+ * leader: only its probes. */
+static void test_gossip_far_behind_observer_left_to_gossip(void **state)
+{
+    (void)state;
+    struct cl c;
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    o.gossip_observers = true;
+    o.gossip_behind_max = 4;
+    o.gossip_stall_heartbeats = 3;
+    cl_init_opts(&c, 3, 0, &o);
+    cl_elect(&c, 1);
+    add_observer4(&c);
+    cl_isolate(&c, 4, true);
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(cl_propose(&c, 1, "x"), 0);
+        cl_process(&c, 1);
+        cl_deliver(&c);
+    }
+    rfs_index_t commit = cl_status(&c, 1).commit;
+    assert_true(cl_status(&c, 4).last_index + 4 < commit);
+    cl_isolate(&c, 4, false);
+    unsigned to4 = 0;
+    for (unsigned t = 0; t < 40 * c.opts.heartbeat_ticks; t++) {
+        rfs_index_t at = cl_status(&c, 4).last_index;
+        if (t % c.opts.heartbeat_ticks == 0 && at < commit) {
+            struct cons_entry e = *cons_node_entry(c.nodes[1].n, at + 1);
+            assert_int_equal(cons_node_commit_proven(c.nodes[4].n, &e, 1),
+                             0);
+            cl_process(&c, 4);
+        }
+        cl_tick(&c, 1, 1);
+        cl_tick(&c, 4, 1);
+        to4 += deliver_counting(&c, 4);
+    }
+    assert_int_equal(to4, 0);
+    assert_int_equal(cl_status(&c, 4).last_index, commit);
     cl_close(&c);
 }
 
@@ -2292,6 +2344,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_gossip_observer_fed_up_to_configuration),
         cmocka_unit_test(test_gossip_commit_proven_rules),
         cmocka_unit_test(test_gossip_far_behind_observer_fed),
+        cmocka_unit_test(test_gossip_far_behind_observer_left_to_gossip),
         cmocka_unit_test(test_conf_codec_observer),
         cmocka_unit_test(test_conf_codec_keys),
         T(test_conf_record_keys),
