@@ -1071,6 +1071,9 @@ int host_new(const struct host_options *o, const struct host_io *io,
     co.heartbeat_ticks = o->heartbeat_ticks;
     co.lease_reads = o->lease_reads;
     co.gossip_observers = o->gossip_observers;
+    if (o->gossip_behind_max != 0) {
+        co.gossip_behind_max = o->gossip_behind_max;
+    }
     co.boot_hold = o->boot_hold;
     co.follower_leases = o->follower_leases;
     co.seed = o->seed;

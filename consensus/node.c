@@ -901,6 +901,7 @@ static int load_core(struct node *n, char *errmsg)
         .boot_hold = true, /* Other members may use leases. */
         .follower_leases = n->o.lease_reads,
         .gossip_observers = n->o.gossip,
+        .gossip_behind_max = n->o.gossip_cache,
         .snapshot_entries = n->o.snapshot_entries,
         .snapshot_bytes = n->o.snapshot_bytes,
         .session_ttl_ms = n->o.session_ttl_ms,

@@ -68,6 +68,11 @@ struct node_options {
      * sends observers no entries (cons_options.gossip_observers). Every
      * member of a cluster must agree on it. Off by default. */
     bool gossip;
+    /* With gossip: the recent entries each node keeps to answer pulls
+     * (spread_options.cache; 0: 4096, at least 512), and how far behind
+     * an observer counts as far (cons_options.gossip_behind_max). Tests
+     * make it small to cut an observer off for longer than it lasts. */
+    unsigned gossip_cache;
     /* If set and the store is empty: found a cluster with this
      * configuration (every founder must use the same one). */
     const struct cons_conf *bootstrap;
@@ -161,6 +166,7 @@ struct node_gossip {
     uint64_t entries_out;    /* Entries its pushes carried. */
     uint64_t points_signed;  /* Commit points it signed (voters). */
     uint64_t pulls_answered, too_old;
+    uint64_t from_log;       /* Entries answered from its log (voters). */
     uint64_t refusals;       /* Refused by its verifier (observers). */
     uint64_t entries_taken;  /* Released entries given to its log. */
     /* Raft traffic this node sent to observers (a leader feeding them

@@ -89,6 +89,15 @@ static void gossip_prefill(struct node *n, const struct spread_options *so,
     n->spread = s;
 }
 
+/* A voter's spread answers pulls below its cache from the Raft log: the
+ * core keeps every entry since its last compaction. */
+static const struct cons_entry *gossip_log_entry(void *arg,
+                                                 rfs_index_t index)
+{
+    struct node *n = arg;
+    return cons_node_entry(host_core(n->host), index);
+}
+
 /* (Re)start the spread as voter or observer at the store's applied index. */
 static void gossip_start(struct node *n, bool voter)
 {
@@ -102,7 +111,12 @@ static void gossip_start(struct node *n, bool voter)
                   "hash (%s): it takes no part in gossip", rfs_strerror(rv));
         return;
     }
-    struct spread_options so = {.self = n->o.id, .voter = voter};
+    struct spread_options so = {.self = n->o.id, .voter = voter,
+                                .cache = n->o.gossip_cache};
+    if (voter) {
+        so.log_entry = gossip_log_entry;
+        so.log_arg = n;
+    }
     randombytes_buf(&so.seed, sizeof(so.seed));
     n->spread = spread_new(&so, applied, hash);
     if (n->spread == NULL) {
@@ -378,5 +392,6 @@ void node__gossip_status(struct node *n, struct node_gossip *g)
     g->points_signed = ss.points_signed;
     g->pulls_answered = ss.pulls_answered;
     g->too_old = ss.too_old;
+    g->from_log = ss.from_log;
     g->refusals = ss.refusals;
 }

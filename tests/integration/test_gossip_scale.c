@@ -80,6 +80,7 @@ struct gnode {
     char role[16];
     unsigned long long term, leader, commit, applied;
     unsigned long long gapplied, gtaken, gbytes, graft, grefusals;
+    unsigned long long gfromlog;
     char chain[2 * 32 + 1];
     int64_t *at;          /* Apply time (ms) by index; 0: not seen. */
 };
@@ -87,6 +88,7 @@ struct gnode {
 static const char *exe;
 static const char *forger_exe; /* raftfs-testnode-forger, or NULL. */
 static bool leader_fed;        /* --j2 leader: gossip off everywhere. */
+static int gossip_cache;       /* --gossip-cache for every node (0: none). */
 static int n_observers = 30;
 static struct gnode nodes[MAX_NODES + 1];
 static int n_nodes;
@@ -190,10 +192,14 @@ static void start(int i)
         dup2(fd, 2);
         close(in[1]);
         close(out[0]);
+        char cache[16];
+        snprintf(cache, sizeof(cache), "%d", gossip_cache);
         const char *argv[] = {g->exe, "--id", id, "--dir", ddir, "--listen",
                               listen, "--bootstrap", boot, "--timeout-ms",
                               "5000", "--gossip", leader_fed ? "off" : "on",
-                              "--apply-times", "on", NULL};
+                              "--apply-times", "on",
+                              gossip_cache ? "--gossip-cache" : NULL, cache,
+                              NULL};
         execv(g->exe, (char *const *)argv);
         _exit(127);
     }
@@ -268,6 +274,7 @@ static void on_line(int i, char *line)
         g->gbytes = field(line, "gbytes");
         g->graft = field(line, "graft");
         g->grefusals = field(line, "grefusals");
+        g->gfromlog = field(line, "gfromlog");
         const char *c = strstr(line, " chain=");
         if (c != NULL) {
             snprintf(g->chain, sizeof(g->chain), "%.64s", c + 7);
@@ -772,6 +779,55 @@ static void test_gossip_forger_refused(void **state)
     assert_true(named);
 }
 
+/* An observer cut off while more than twice its peers' cache commits
+ * (--gossip-cache 512 on every node, which is also how far behind counts
+ * as far for the leader) catches up from the voters' logs once healed
+ * (issue 16): the leader's Raft bytes to observers over the catch-up stay
+ * its probes, far below the entries it would have sent. */
+static void test_gossip_far_behind_fed_by_peers(void **state)
+{
+    (void)state;
+    gossip_cache = 512;
+    cluster_up(2, 0);
+    int l = wait_leader(30000);
+    assert_true(l >= 1 && l <= VOTERS);
+    write_entries(l, 5, 0);
+    assert_true(converge(30000));
+    const int cut = VOTERS + 2;
+    tell(cut, "cut 0\n");
+    for (int i = 1; i <= n_nodes; i++) {
+        if (i != cut) {
+            tell(i, "cut %d\n", cut);
+        }
+    }
+    const int behind = 1200;
+    write_entries(l, behind, 0);
+    status_all();
+    unsigned long long cut_at = nodes[cut].applied;
+    unsigned long long r0 = nodes[l].graft;
+    unsigned long long commit = nodes[l].commit;
+    int64_t t0 = now_ms();
+    for (int i = 1; i <= n_nodes; i++) {
+        tell(i, "heal\n");
+    }
+    bool same = converge(60000);
+    unsigned long long r1 = nodes[l].graft, from_log = 0;
+    for (int i = 1; i <= VOTERS; i++) {
+        from_log += nodes[i].gfromlog;
+    }
+    fprintf(stderr, "# far behind: %llu entries, caught up in %lld ms; the "
+            "leader's Raft bytes to observers meanwhile: %llu (the entries "
+            "alone: %d); entries answered from voters' logs: %llu\n",
+            commit - cut_at, (long long)(now_ms() - t0), r1 - r0,
+            behind * VALUE_BYTES, from_log);
+    cluster_down(!same);
+    gossip_cache = 0;
+    assert_true(commit - cut_at > 2 * 512);
+    assert_true(same);
+    assert_true(r1 - r0 < (unsigned long long)behind * VALUE_BYTES / 4);
+    assert_true(from_log > 0);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -825,6 +881,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gossip_scale),
         cmocka_unit_test(test_gossip_forger_refused),
+        cmocka_unit_test(test_gossip_far_behind_fed_by_peers),
     };
     if (getenv("RAFTFS_TEST_FILTER") != NULL) {
         cmocka_set_test_filter(getenv("RAFTFS_TEST_FILTER"));

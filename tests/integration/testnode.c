@@ -5,10 +5,11 @@
  *   raftfs-testnode --id N --dir DIR --listen IP:PORT
  *                   [--bootstrap 1=IP:PORT,2=IP:PORT,...]
  *                   [--snapshot-entries K] [--timeout-ms T] [--tick-ms T]
- *                   [--gossip on] [--apply-times on]
+ *                   [--gossip on] [--gossip-cache N] [--apply-times on]
  *
  * In --bootstrap, an id followed by "o" (4o=IP:PORT) founds an observer.
- * --gossip on: node_options.gossip. --apply-times on: print "a INDEX MS"
+ * --gossip on: node_options.gossip; --gossip-cache N: its gossip_cache.
+ * --apply-times on: print "a INDEX MS"
  * for every command applied here (MS: CLOCK_MONOTONIC milliseconds, the
  * same clock in every process), so a test can measure dissemination lag.
  *
@@ -20,8 +21,9 @@
  *                                       and, with --gossip on or off,
  *                                       a line gossip id=.. gapplied=..
  *                                       gtaken=.. gbytes=.. graft=..
- *                                       grefusals=.. chain=HEX (graft
- *                                       counts with gossip off too)
+ *                                       grefusals=.. gfromlog=..
+ *                                       chain=HEX (graft counts with
+ *                                       gossip off too)
  *   cut ID                       (none: frames to node ID, or to every
  *                                peer for 0, dropped from now on)
  *   heal                         (none: nothing dropped any more)
@@ -214,6 +216,8 @@ int main(int argc, char **argv)
         } else if (strcmp(k, "--gossip") == 0) {
             o.gossip = strcmp(v, "on") == 0;
             gossip_status = true;
+        } else if (strcmp(k, "--gossip-cache") == 0) {
+            o.gossip_cache = (unsigned)atoi(v);
         } else if (strcmp(k, "--apply-times") == 0) {
             if (strcmp(v, "on") == 0) {
                 o.on_apply = apply_times;
@@ -293,13 +297,15 @@ int main(int argc, char **argv)
                     snprintf(hex + 2 * b, 3, "%02x", st.gossip.chain[b]);
                 }
                 say("gossip id=%llu grole=%u gapplied=%llu gtaken=%llu "
-                    "gbytes=%llu graft=%llu grefusals=%llu chain=%s\n",
+                    "gbytes=%llu graft=%llu grefusals=%llu gfromlog=%llu "
+                    "chain=%s\n",
                     (unsigned long long)o.id, st.gossip.role,
                     (unsigned long long)st.gossip.applied,
                     (unsigned long long)st.gossip.entries_taken,
                     (unsigned long long)st.gossip.bytes_out,
                     (unsigned long long)st.gossip.raft_bytes_to_observers,
-                    (unsigned long long)st.gossip.refusals, hex);
+                    (unsigned long long)st.gossip.refusals,
+                    (unsigned long long)st.gossip.from_log, hex);
             }
         } else if (strcmp(cmd, "cut") == 0 && can_cut &&
                    sscanf(line, "cut %ld", &id) == 1 && id >= 0 && id < 64) {
