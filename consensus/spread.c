@@ -604,7 +604,12 @@ static int maybe_pull(struct spread *s, struct peer *p)
         return 0;
     }
     rfs_index_t after = gap - 1;
-    if (!p->voter && after + s->o.pull_max > s->applied + GOSSIP_WINDOW) {
+    /* An observer keeps only its last `cache` entries (the same option
+     * everywhere) and cannot prove older ones: a gap below that goes to a
+     * voter, which answers from its log. */
+    bool beyond_cache = p->holds > after + s->o.cache;
+    if (!p->voter && (beyond_cache ||
+                      after + s->o.pull_max > s->applied + GOSSIP_WINDOW)) {
         struct peer *v = NULL;
         for (unsigned i = 0, k = 0; i < s->npeers; i++) {
             if (s->peers[i].voter && !s->peers[i].unreachable &&
@@ -693,6 +698,16 @@ int spread_recv(struct spread *s, rfs_nodeid_t from,
     case GOSSIP_DIGEST:
         if (p != NULL && p->holds < m->applied) {
             p->holds = m->applied;
+        }
+        if (m->applied < s->applied && !s->o.voter &&
+            m->applied + 1 < cache_first(s)) {
+            /* Below what an observer can answer: say what it holds, so
+             * that the asker takes its gap to a voter (maybe_pull). */
+            s->st.too_old++;
+            struct gossip_msg d = {.kind = GOSSIP_DIGEST, .from = s->o.self,
+                                   .applied = s->applied,
+                                   .proven = gossip_verifier_proven(s->v)};
+            return queue(s, from, &d);
         }
         if (m->applied < s->applied) {
             return push(s, from, m->applied, s->applied);

@@ -325,9 +325,9 @@ struct cons_options {
     /* See gossip_observers (default 4096, spread.h's cache of entries kept
      * for pulls). */
     uint64_t gossip_behind_max;
-    /* See gossip_observers (default 50: 2 s at the node's 40 ms heartbeat,
-     * two of an observer's digest periods, in which it pulls from a voter's
-     * log). */
+    /* See gossip_observers (default 100: 4 s at the node's 40 ms
+     * heartbeat, four of an observer's digest periods, in which it pulls
+     * from a voter's log; 2 s was too short on a loaded machine). */
     unsigned gossip_stall_heartbeats;
     unsigned max_inflight;      /* Unacked APPENDs per follower. */
     size_t max_msg_bytes;       /* Payload bytes per APPEND (soft: >= 1 entry). */

@@ -939,7 +939,7 @@ void cons_options_default(struct cons_options *o, rfs_nodeid_t id)
     o->max_uncommitted = 64u << 20;
     o->snap_chunk_bytes = 1 << 20;
     o->gossip_behind_max = 4096;
-    o->gossip_stall_heartbeats = 50;
+    o->gossip_stall_heartbeats = 100;
     o->seed = id;
 }
 

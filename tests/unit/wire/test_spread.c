@@ -619,6 +619,61 @@ static void test_far_behind_observer_fed_from_a_voters_log(void **state)
     sim_free(&s);
 }
 
+/* The one message in slot i's outbox, decoded (then cleared). */
+static void only_message(struct sim *s, unsigned i, rfs_nodeid_t *to,
+                         struct gossip_msg *m, struct cons_entry *es)
+{
+    unsigned n;
+    const struct spread_out *out = spread_outbox(s->sp[i], &n);
+    assert_int_equal(n, 1);
+    *to = out[0].to;
+    static uint8_t copy[1 << 16];
+    assert_true(out[0].bytes.len <= sizeof(copy));
+    memcpy(copy, out[0].bytes.base, out[0].bytes.len);
+    struct rfs_buf b = {copy, out[0].bytes.len};
+    spread_outbox_clear(s->sp[i]);
+    assert_int_equal(gossip_msg_decode(&b, m, es, GOSSIP_MSG_ENTRIES_MAX), 0);
+}
+
+/* An observer whose gap lies below a peer observer's cache gets no entries
+ * from it (it could not prove them): the peer answers the digest with its
+ * own, and the asker takes its gap to a voter it can reach, which answers
+ * from its log, instead of waiting for a digest to land on a voter. */
+static void test_far_behind_digest_goes_to_a_voter(void **state)
+{
+    (void)state;
+    static struct sim s;
+    static struct cons_entry es[GOSSIP_MSG_ENTRIES_MAX];
+    sim_init(&s, 2, 0.0, 13);
+    unsigned a = VOTERS, b = VOTERS + 1;
+    spread_free(s.sp[a]);
+    /* A starts far ahead (from its store, say), B at 0: both keep the
+     * default cache of 4,096. */
+    struct spread_options o = {.self = s.id[a], .seed = 1};
+    uint8_t h[GOSSIP_HASH_BYTES] = {7};
+    s.sp[a] = spread_new(&o, 5000, h);
+    assert_non_null(s.sp[a]);
+    assert_int_equal(spread_set_voters(s.sp[a], s.keys, VOTERS), 0);
+    rfs_nodeid_t peers[] = {1, 2, 3, s.id[b]};
+    assert_int_equal(spread_set_peers(s.sp[a], peers, 4), 0);
+    spread_set_reachable(s.sp[b], 2, false);
+    spread_set_reachable(s.sp[b], 3, false);
+    struct gossip_msg d = {.kind = GOSSIP_DIGEST, .from = s.id[b]};
+    assert_int_equal(spread_recv(s.sp[a], s.id[b], &d, 1), 0);
+    rfs_nodeid_t to;
+    struct gossip_msg m;
+    only_message(&s, a, &to, &m, es);
+    assert_int_equal(to, s.id[b]);
+    assert_int_equal(m.kind, GOSSIP_DIGEST);
+    assert_int_equal(m.applied, 5000);
+    assert_int_equal(spread_recv(s.sp[b], s.id[a], &m, 2), 0);
+    only_message(&s, b, &to, &m, es);
+    assert_int_equal(to, 1);
+    assert_int_equal(m.kind, GOSSIP_PULL);
+    assert_int_equal(m.after, 0);
+    sim_free(&s);
+}
+
 /* A peer that claims to have applied far more than exists moves no
  * observer's known head (only proven indexes count), and gets at most one
  * pull per claim. */
@@ -706,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_far_behind_observer_catches_up_from_a_peer),
         cmocka_unit_test(test_pushes_go_to_reachable_peers),
         cmocka_unit_test(test_far_behind_observer_fed_from_a_voters_log),
+        cmocka_unit_test(test_far_behind_digest_goes_to_a_voter),
         cmocka_unit_test(test_lying_digest_changes_nothing),
         cmocka_unit_test(test_poisoner_is_ignored),
     };
