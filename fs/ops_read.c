@@ -603,6 +603,32 @@ static int list_dir(struct fs *fs, struct fs_handle *h)
                          dent_cb, h);
 }
 
+/* The attributes a readdirplus entry hands the kernel, which caches them
+ * for the entry and attribute timeouts. A handle with a view (reads=local)
+ * lists the directory as it was at opendir, but attributes from that view
+ * could be older than a change whose invalidation has already passed (the
+ * same hazard as drop_if_behind's pages): an `ls -l` through an old
+ * descriptor would put an old size back, and later opens would read the
+ * new bytes cut at it. So the attributes come from the latest state, and
+ * only while the name still names the same inode there; otherwise
+ * -ESTALE: list the name without attributes. */
+static int plus_attr(struct fs *fs, const struct fs_handle *h,
+                     const struct fs_dent *d, struct store_attr *a)
+{
+    if (d->ino & FS_VIRT_BIT) {
+        return fs__vattr(fs, d->ino, a);
+    }
+    struct store *s = node_store(fs->node);
+    if (h->view == NULL) {
+        return store_getattr(s, NULL, d->ino, a);
+    }
+    int rv = store_lookup(s, NULL, h->ino, d->name, strlen(d->name), a);
+    if (rv == -ENOENT || (rv == 0 && a->ino != d->ino)) {
+        return -ESTALE;
+    }
+    return rv;
+}
+
 static void readdir_common(fuse_req_t req, size_t size, off_t off,
                            struct fuse_file_info *fi, bool plus)
 {
@@ -644,10 +670,14 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
                 e.attr.st_mode = S_IFDIR;
             } else {
                 struct store_attr a;
-                int rv = d->ino & FS_VIRT_BIT
-                             ? fs__vattr(fs, d->ino, &a)
-                             : store_getattr(node_store(fs->node), h->view,
-                                             d->ino, &a);
+                int rv = plus_attr(fs, h, d, &a);
+                if (rv == -ESTALE) {
+                    /* Listed, but not attributes to cache: a plain entry
+                     * (nodeid 0), which the kernel looks up if used. */
+                    e.attr.st_ino = d->ino;
+                    e.attr.st_mode = fs__type_mode(d->type);
+                    goto add;
+                }
                 if (rv != 0) {
                     continue;
                 }
@@ -657,6 +687,7 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
                 e.attr_timeout = virt ? 0 : fs__timeout(fs);
                 e.entry_timeout = virt ? 0 : fs__timeout(fs);
             }
+        add:
             need = fuse_add_direntry_plus(req, buf + pos, size - pos, d->name,
                                           &e, (off_t)i + 1);
         }

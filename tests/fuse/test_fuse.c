@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -1652,6 +1653,45 @@ static void test_local_old_snapshot_leaves_no_stale_pages(void **state)
     assert_string_equal(buf, "new-data");
 }
 
+/* The same hazard for attributes: in reads=local a directory descriptor
+ * lists the directory as it was at opendir. A readdirplus through it
+ * (`ls -l`) after a change's invalidation has passed must not hand the
+ * kernel the file's old size to cache, or later opens read the new bytes
+ * cut at the old size until the cache timeout. */
+static void test_local_old_dir_leaves_no_stale_attrs(void **state)
+{
+    struct mcluster *c = *state;
+    char buf[64];
+    assert_int_equal(mkdir(mc_path(c, 1, "ds"), 0755), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "ds/f"), "short", 5), 0);
+    long deadline = pc_now_ms() + 3000;
+    while (mc_read(mc_path(c, 3, "ds/f"), buf, sizeof(buf)) != 5 &&
+           pc_now_ms() < deadline) {
+        usleep(10000);
+    }
+    assert_int_equal(mc_read(mc_path(c, 3, "ds/f"), buf, sizeof(buf)), 5);
+    int dfd = open(mc_path(c, 3, "ds"), O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "ds/f"), "a longer text", 13), 0);
+    assert_int_equal(mc_write(mc_path(c, 1, "marker2"), "m", 1), 0);
+    deadline = pc_now_ms() + 3000;
+    while (access(mc_path(c, 3, "marker2"), F_OK) != 0 &&
+           pc_now_ms() < deadline) {
+        usleep(10000);
+    }
+    assert_int_equal(access(mc_path(c, 3, "marker2"), F_OK), 0);
+    /* The first read of a directory is a readdirplus. */
+    char dents[4096];
+    long got = syscall(SYS_getdents64, dfd, dents, sizeof(dents));
+    assert_true(got > 0);
+    close(dfd);
+    struct stat st;
+    assert_int_equal(stat(mc_path(c, 3, "ds/f"), &st), 0);
+    assert_int_equal(st.st_size, 13);
+    assert_int_equal(mc_read(mc_path(c, 3, "ds/f"), buf, sizeof(buf)), 13);
+    assert_memory_equal(buf, "a longer text", 13);
+}
+
 /* Ownership and permissions as on a local filesystem: a new file belongs to
  * its creator (on every node), the kernel enforces modes
  * (default_permissions), and a denial is EACCES from the kernel, never
@@ -3194,6 +3234,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(
             test_local_old_snapshot_leaves_no_stale_pages, setup_local,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_local_old_dir_leaves_no_stale_attrs, setup_local, teardown),
         cmocka_unit_test_setup_teardown(test_permissions, setup_allow_other,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_posix_acls, setup_allow_other,
