@@ -1448,26 +1448,71 @@ static void daemonize(const char *logpath)
     setsid();
 }
 
-/* A node lives long: it must not keep descriptors it did not open. One
- * inherited from a script that holds a file of a raftfs mount open (say
- * `exec 3>lock; flock 3` before `raftfs mount`) would keep that file
- * open after the script closes it: the kernel sends the RELEASE only at
- * the last close, so the script's flock would stay held for as long as
- * this node runs. Standard input, output and error stay. */
+/* Whether descriptor fd is on a raftfs mount: its mount id (fdinfo)
+ * is one /proc/self/mountinfo gives the type fuse.raftfs. Read from
+ * /proc, never from the file: an fstatfs would ask that mount's daemon,
+ * which may be hung. */
+static bool fd_on_raftfs(int fd, const int *ids, size_t nids)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        return false;
+    }
+    int mnt = -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "mnt_id: %d", &mnt) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    for (size_t i = 0; i < nids; i++) {
+        if (ids[i] == mnt) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A node lives long: it must not keep a raftfs file it did not open. One
+ * inherited from a script that holds it open (say `exec 3>lock; flock 3`
+ * before `raftfs mount`) would stay open after the script closes it: the
+ * kernel sends the RELEASE only at the last close, so the script's flock
+ * would stay held for as long as this node runs. Only descriptors on
+ * raftfs mounts are closed: others are the caller's business (a
+ * `flock -n guard raftfs mount` keeps its guard), and closing a file of
+ * some other, hung FUSE mount could block the start. */
 static void close_inherited(void)
 {
-    if (close_range(3, ~0U, 0) == 0) {
+    int ids[256];
+    size_t nids = 0;
+    FILE *mi = fopen("/proc/self/mountinfo", "re");
+    if (mi == NULL) {
+        return; /* No /proc: nothing better to do; the node still runs. */
+    }
+    char line[4096];
+    while (fgets(line, sizeof(line), mi) != NULL && nids < 256) {
+        const char *sep = strstr(line, " - ");
+        int id;
+        if (sep != NULL && strncmp(sep + 3, "fuse.raftfs ", 12) == 0 &&
+            sscanf(line, "%d", &id) == 1) {
+            ids[nids++] = id;
+        }
+    }
+    fclose(mi);
+    if (nids == 0) {
         return;
     }
     DIR *d = opendir("/proc/self/fd");
     if (d == NULL) {
-        return; /* No /proc: nothing better to do; the node still runs. */
+        return;
     }
     int self = dirfd(d);
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         int fd = atoi(e->d_name);
-        if (fd > 2 && fd != self) {
+        if (fd > 2 && fd != self && fd_on_raftfs(fd, ids, nids)) {
             close(fd);
         }
     }

@@ -1326,9 +1326,35 @@ static void test_restarted_node_keeps_no_inherited_descriptor(void **state)
     int fd = open(mc_path(c, 1, "inherit"), O_RDWR); /* No O_CLOEXEC. */
     assert_true(fd >= 0);
     assert_int_equal(flock(fd, LOCK_EX), 0);
+    /* A descriptor on another filesystem stays: a `flock -n guard raftfs
+     * mount` keeps its guard. */
+    char guard[4096];
+    snprintf(guard, sizeof(guard), "%s/guard", c->dir);
+    int gfd = open(guard, O_RDWR | O_CREAT, 0644); /* No O_CLOEXEC. */
+    assert_true(gfd >= 0);
     mc_kill9(c, 3);
     mc_start(c, 3);
     assert_true(mc_wait_leader(c, 10000) > 0);
+    bool kept = false, raftfs_kept = false;
+    char fddir[64];
+    snprintf(fddir, sizeof(fddir), "/proc/%d/fd", (int)c->pid[3]);
+    DIR *fds = opendir(fddir);
+    assert_non_null(fds);
+    struct dirent *de;
+    while ((de = readdir(fds)) != NULL) {
+        char link[4200], to[4096];
+        snprintf(link, sizeof(link), "%s/%s", fddir, de->d_name);
+        ssize_t n = readlink(link, to, sizeof(to) - 1);
+        if (n > 0) {
+            to[n] = '\0';
+            kept |= strcmp(to, guard) == 0;
+            raftfs_kept |= strstr(to, "/inherit") != NULL;
+        }
+    }
+    closedir(fds);
+    assert_true(kept);
+    assert_false(raftfs_kept);
+    assert_int_equal(close(gfd), 0);
     assert_int_equal(close(fd), 0); /* The last reference: RELEASE. */
     int fd2 = open(mc_path(c, 2, "inherit"), O_RDWR);
     assert_true(fd2 >= 0);
