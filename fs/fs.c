@@ -656,6 +656,8 @@ static void inval_push(struct fs *fs, uint64_t ino, uint64_t parent,
     v->next = NULL;
     v->ino = ino;
     v->parent = parent;
+    v->off = 0;
+    v->len = 0;
     v->name_len = name_len;
     if (name_len) {
         memcpy(v->name, name, name_len);
@@ -693,7 +695,8 @@ static void *inval_main(void *arg)
                                              v->name_len);
         }
         if (se != NULL && v->ino != 0) {
-            fuse_lowlevel_notify_inval_inode(se, v->ino, 0, 0);
+            fuse_lowlevel_notify_inval_inode(se, v->ino, (off_t)v->off,
+                                             (off_t)v->len);
         }
         rfs_free(v);
         pthread_mutex_lock(&fs->lock);
@@ -705,6 +708,41 @@ static void *inval_main(void *arg)
 void fs__inval_inode(struct fs *fs, uint64_t kino)
 {
     inval_push(fs, kino, 0, NULL, 0);
+}
+
+void fs__inval_range(struct fs *fs, uint64_t kino, uint64_t off,
+                     uint64_t len)
+{
+    uint64_t end = off + len;
+    pthread_mutex_lock(&fs->lock);
+    for (struct fs_inval *v = fs->inval_head; v != NULL; v = v->next) {
+        if (v->ino != kino || v->parent != 0) {
+            continue;
+        }
+        /* Still queued, so it goes out after this caller's reply. */
+        if (v->len != 0) {
+            if (off > v->off + v->len || end < v->off) {
+                continue; /* Apart: merging would drop pages not read. */
+            }
+            uint64_t vend = v->off + v->len;
+            v->off = off < v->off ? off : v->off;
+            v->len = (end > vend ? end : vend) - v->off;
+        }
+        pthread_mutex_unlock(&fs->lock);
+        return;
+    }
+    pthread_mutex_unlock(&fs->lock);
+    struct fs_inval *v = rfs_malloc(sizeof(*v));
+    if (v == NULL) {
+        return; /* The cache timeout still bounds the staleness. */
+    }
+    *v = (struct fs_inval){.ino = kino, .off = off, .len = len};
+    pthread_mutex_lock(&fs->lock);
+    *fs->inval_tail = v;
+    fs->inval_tail = &v->next;
+    fs->inval_pushed++;
+    pthread_cond_signal(&fs->inval_cond);
+    pthread_mutex_unlock(&fs->lock);
 }
 
 bool fs__test_stuck(struct fs *fs, uint64_t parent, const char *name)

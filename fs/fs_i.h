@@ -136,6 +136,8 @@ struct fs_inval {
     struct fs_inval *next;
     uint64_t ino;    /* Inode to invalidate, or 0. */
     uint64_t parent; /* With name: entry to invalidate, or 0. */
+    uint64_t off;    /* With ino: the pages from off, len bytes of them */
+    uint64_t len;    /* (0: attributes and every page). */
     uint16_t name_len;
     char name[];
 };
@@ -226,9 +228,19 @@ bool fs__test_stuck(struct fs *fs, uint64_t parent, const char *name);
 /* Queues the dropping of everything the kernel caches of inode kino: its
  * attributes and its pages. */
 void fs__inval_inode(struct fs *fs, uint64_t kino);
-/* uring.c. On a ring's own thread: hands the kernel the replies this
- * thread queued, so that it has them before anything sent after through
- * /dev/fuse (a notification, from any thread). Elsewhere, and without
+/* Queues the dropping of kino's attributes and of its pages holding bytes
+ * off to off + len (len > 0), unless an invalidation still queued covers
+ * them; one queued for an adjacent or overlapping range of kino grows to
+ * cover them instead (sequential reads through an old descriptor queue
+ * one notification, not one per read). */
+void fs__inval_range(struct fs *fs, uint64_t kino, uint64_t off,
+                     uint64_t len);
+/* uring.c. On a ring's own thread: submits the replies this thread has
+ * queued in its ring. An io_uring reply reaches the kernel only at the
+ * next io_uring_enter, while a notification from the invalidation thread
+ * goes through /dev/fuse at once: a caller that must have the kernel take
+ * its reply before a notification it queues next (a read whose pages the
+ * notification is to drop) calls this first. Elsewhere, and without
  * io_uring, replies are written at once and this does nothing. */
 void fs__uring_flush(void);
 uint64_t fs__resolve(struct fs *fs, uint64_t ino);

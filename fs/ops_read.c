@@ -411,11 +411,13 @@ void fs__op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
  * when the file changed after the view was taken, the pages just filled
  * are older than the change, whose invalidation may already have passed:
  * nothing would drop them before the cache timeout. Queue another
- * invalidation, behind the reply, so the kernel drops them once it has
- * them; this handle's own reads just come back to its view. Costs
+ * invalidation of the bytes just read, behind the reply, so the kernel
+ * drops them once it has them (merged with one still queued for the same
+ * file); this handle's own reads just come back to its view. Costs
  * nothing until some change is applied on this node after the open, and
  * two attribute reads the first time one is. */
-static void drop_if_behind(struct fs *fs, struct fs_handle *h)
+static void drop_if_behind(struct fs *fs, struct fs_handle *h, uint64_t off,
+                           uint64_t len)
 {
     pthread_mutex_lock(&fs->lock);
     uint64_t pushed = fs->inval_pushed;
@@ -435,7 +437,7 @@ static void drop_if_behind(struct fs *fs, struct fs_handle *h)
     }
     if (behind) {
         fs__uring_flush(); /* The reply first, then the invalidation. */
-        fs__inval_inode(fs, h->kino);
+        fs__inval_range(fs, h->kino, off, len);
     }
 }
 
@@ -484,8 +486,10 @@ static void read_handle(struct fs *fs, fuse_req_t req, struct fs_handle *h,
     }
     if (rv == 0) {
         fuse_reply_buf(req, buf, got);
-        if (h->view != NULL && !fs->o.linearizable) {
-            drop_if_behind(fs, h);
+        /* The range asked, not got: the kernel zero-fills what a short
+         * read left of its pages, and keeps those too. */
+        if (h->view != NULL && !fs->o.linearizable && size > 0) {
+            drop_if_behind(fs, h, (uint64_t)off, size);
         }
     } else {
         fs__reply_err(req, rv);
