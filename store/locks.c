@@ -601,7 +601,9 @@ int locks_apply(struct tx *t, const struct store_cmd *c)
     }
     int res = 0;
     if (c->op == STORE_OP_LOCK_CANCEL) {
-        res = drop_waiters(&tb, &l, 0) ? 0 : ENOENT;
+        /* Only the cancelled request's waiter, and older ones: the
+         * owner's next request may already wait too. */
+        res = drop_waiters(&tb, &l, l.order ? l.order + 1 : 0) ? 0 : ENOENT;
     } else if (l.type == STORE_LK_UN) {
         rv = carve(&tb, &l, l.start, l.end, l.order);
         drop_waiters(&tb, &l, l.order);

@@ -267,7 +267,9 @@ enum store_op {
  * owner's next lock (two proposals of one node may land in either order)
  * leaves that lock alone. The node need not wait for an unlock to apply
  * before it sends the owner's next lock. POSIX ranges merge, so they get
- * no order: their node still waits.
+ * no order: their node still waits. A LOCK_CANCEL carries the order of
+ * the request it cancels and drops only the waiters of that request and
+ * older ones, not those of the owner's next request.
  *
  * Deadlocks (as Linux's F_SETLKW): a blocking POSIX request of a process
  * owner (not STORE_LK_OFD) fails with EDEADLK, at apply, when an owner

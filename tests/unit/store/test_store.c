@@ -2852,6 +2852,35 @@ static void test_lock_unlock_keeps_later_lock(void **state)
     assert_string_equal(t, "");
 }
 
+/* A cancel of the owner's request N (Ctrl-C) that applies after the
+ * owner's request N+1 queued drops N's waiter only, not N+1's. */
+static void test_lock_cancel_keeps_later_waiter(void **state)
+{
+    struct fixture *f = *state;
+    lk_file(f);
+    char t[512];
+    assert_int_equal(lko(f, 2, 20, STORE_LK_WR, 1, false).err, 0);
+    assert_int_equal(lko(f, 1, 10, STORE_LK_WR, 1, true).err, EINPROGRESS);
+    assert_int_equal(lko(f, 1, 10, STORE_LK_RD, 2, true).err, EINPROGRESS);
+    struct store_cmd c = {.op = STORE_OP_LOCK_CANCEL, .client = 1, .boot = 1,
+                          .seq = ++f->seq, .ino = f->lk_ino, .parent = 10,
+                          .valid = STORE_LK_FLOCK, .new_parent = 1};
+    assert_int_equal(apply(f, &c).err, 0);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H20w0--1 W10r0--1");
+    /* Again: request 1 waits no more, and 2 is not its to drop. */
+    c.seq = ++f->seq;
+    assert_int_equal(apply(f, &c).err, ENOENT);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H20w0--1 W10r0--1");
+    /* The cancel of request 2 does drop it. */
+    c.seq = ++f->seq;
+    c.new_parent = 2;
+    assert_int_equal(apply(f, &c).err, 0);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H20w0--1");
+}
+
 /* POSIX ranges of one owner split, merge, upgrade and downgrade; other
  * owners conflict only where they overlap and one side is exclusive. */
 static void test_lock_ranges(void **state)
@@ -3271,6 +3300,7 @@ int main(int argc, char **argv)
         T(test_ephemeral_files_go_with_session),
         T(test_sessions_in_snapshot),
         T(test_lock_unlock_keeps_later_lock),
+        T(test_lock_cancel_keeps_later_waiter),
         T(test_lock_ranges),
         T(test_lock_queue_and_cancel),
         T(test_lock_drop_session),
