@@ -9,8 +9,13 @@
  *   'W' ino index                        -> client, boot, owner, kind,
  *                                           type, start, end, pid, flags
  *                                           [, order]
+ *   'U' ino client boot owner kind       -> order
  * The order is written only when not 0, so the records of requests
- * without one are those of older builds, byte for byte.
+ * without one are those of older builds, byte for byte. A 'U' record
+ * keeps the highest order that an unlock or cancel of the owner applied
+ * with (only requests with an order write one), so that a lock request
+ * sent before it but applied after it is refused (see "Order" in
+ * store.h); it goes with the session, like the holdings.
  * Holders sort by owner and range; waiters by the index of the request
  * that queued them, which is their arrival order.
  *
@@ -35,6 +40,8 @@
 #define WKEY 17
 #define WVAL 54
 #define WVAL_ORDER 62 /* With the order, at byte 54. */
+#define UKEY 34
+#define UVAL 8
 #define WFLAG_OFD 0x1 /* Waiter byte 46 (0 in records of older builds). */
 
 struct table {
@@ -561,6 +568,60 @@ static int deadlock(struct store *s, const struct table *tb,
     return rv;
 }
 
+static void ukey(uint8_t *k, uint64_t ino, const struct store_lock *l)
+{
+    k[0] = 'U';
+    rfs_put_be64(k + 1, ino);
+    rfs_put_be64(k + 9, l->client);
+    rfs_put_be64(k + 17, l->boot);
+    rfs_put_be64(k + 25, l->owner);
+    k[33] = l->kind;
+}
+
+/* The highest order an unlock or cancel of l's owner applied with on ino
+ * (its 'U' record), into *order; 0 if none. */
+static int unlocked_through(struct store *s, uint64_t ino,
+                            const struct store_lock *l, uint64_t *order)
+{
+    uint8_t k[UKEY];
+    ukey(k, ino, l);
+    size_t vlen = 0;
+    char *err = NULL;
+    char *v = rocksdb_get_cf(s->db, s->ro, s->cf[CF_LOCKS], (char *)k, UKEY,
+                             &vlen, &err);
+    *order = 0;
+    if (err != NULL) {
+        return store__rocks_err(s, err, "reading the locks of inode %llu",
+                                (unsigned long long)ino);
+    }
+    int rv = 0;
+    if (v != NULL && vlen == UVAL) {
+        *order = rfs_get_le64((uint8_t *)v);
+    } else if (v != NULL) {
+        rv = store__set_err(s, RFS_ECORRUPT,
+                            "a damaged lock record of inode %llu",
+                            (unsigned long long)ino);
+    }
+    rocksdb_free(v);
+    return rv;
+}
+
+/* An unlock or cancel with l's order applies: requests of the owner up to
+ * it are settled, and one of them that applies later is refused. */
+static int unlocked_put(struct tx *t, uint64_t ino, const struct store_lock *l)
+{
+    uint64_t was;
+    int rv = unlocked_through(t->s, ino, l, &was);
+    if (rv == 0 && l->order > was) {
+        uint8_t k[UKEY], v[UVAL];
+        ukey(k, ino, l);
+        rfs_put_le64(v, l->order);
+        rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_LOCKS], (char *)k, UKEY,
+                                  (char *)v, UVAL);
+    }
+    return rv;
+}
+
 int locks_apply(struct tx *t, const struct store_cmd *c)
 {
     struct store_lock l = {
@@ -600,13 +661,26 @@ int locks_apply(struct tx *t, const struct store_cmd *c)
         return rv;
     }
     int res = 0;
-    if (c->op == STORE_OP_LOCK_CANCEL) {
+    uint64_t settled = 0;
+    if (l.order != 0) {
+        rv = c->op == STORE_OP_LOCK_CANCEL || l.type == STORE_LK_UN
+                 ? unlocked_put(t, c->ino, &l)
+                 : unlocked_through(t->s, c->ino, &l, &settled);
+    }
+    if (rv != 0) {
+        /* The entry fails as a whole (a failed read). */
+    } else if (c->op == STORE_OP_LOCK_CANCEL) {
         /* Only the cancelled request's waiter, and older ones: the
          * owner's next request may already wait too. */
         res = drop_waiters(&tb, &l, l.order ? l.order + 1 : 0) ? 0 : ENOENT;
     } else if (l.type == STORE_LK_UN) {
         rv = carve(&tb, &l, l.start, l.end, l.order);
         drop_waiters(&tb, &l, l.order);
+    } else if (l.order != 0 && l.order <= settled) {
+        /* Sent before an unlock or cancel of its owner that applied first:
+         * its caller gave up on it (a timeout, EINTR) and released, so a
+         * grant now would stay held with nobody to release it. */
+        res = EINTR;
     } else if (blocked_by_holders(&tb, &l)) {
         bool cycle = false;
         if ((c->flags & STORE_LK_WAIT) && l.kind == STORE_LK_POSIX &&
@@ -626,7 +700,8 @@ int locks_apply(struct tx *t, const struct store_cmd *c)
     } else {
         rv = hold(&tb, l);
     }
-    if (rv == 0 && res != EAGAIN && res != ENOENT && res != EDEADLK) {
+    if (rv == 0 && res != EAGAIN && res != ENOENT && res != EDEADLK &&
+        res != EINTR) {
         rv = grant_waiters(t, &tb);
         if (rv == 0) {
             rv = table_write(t, &tb);
@@ -651,6 +726,16 @@ int locks_drop_session(struct tx *t, rfs_nodeid_t client, uint64_t boot)
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
         bool mine = false;
+        if (k[0] == 'U' && klen == UKEY) {
+            /* Not needed once the session ended: its late requests apply
+             * as ENOLCK (store/state.c). */
+            if (rfs_get_be64(k + 9) == client &&
+                rfs_get_be64(k + 17) == boot) {
+                rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_LOCKS],
+                                             (const char *)k, klen);
+            }
+            continue;
+        }
         if (k[0] == 'H' && klen == HKEY) {
             mine = rfs_get_be64(k + 9) == client &&
                    rfs_get_be64(k + 17) == boot;

@@ -269,7 +269,12 @@ enum store_op {
  * before it sends the owner's next lock. POSIX ranges merge, so they get
  * no order: their node still waits. A LOCK_CANCEL carries the order of
  * the request it cancels and drops only the waiters of that request and
- * older ones, not those of the owner's next request.
+ * older ones, not those of the owner's next request. The store keeps, per
+ * file and owner, the highest order an unlock or cancel applied with; a
+ * lock request with an order at or below it (sent before that unlock, and
+ * given up by its caller: a timeout, EINTR) applies as EINTR, holding and
+ * queueing nothing, instead of granting a lock that nobody would release
+ * before the session ends.
  *
  * Deadlocks (as Linux's F_SETLKW): a blocking POSIX request of a process
  * owner (not STORE_LK_OFD) fails with EDEADLK, at apply, when an owner

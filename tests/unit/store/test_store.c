@@ -2852,6 +2852,22 @@ static void test_lock_unlock_keeps_later_lock(void **state)
     assert_string_equal(t, "");
 }
 
+/* How many records of the lock table start with letter c. */
+static int lk_keys(struct fixture *f, char c)
+{
+    int n = 0;
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(f->s->db, f->s->ro, f->s->cf[CF_LOCKS]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t klen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        n += klen > 0 && k[0] == c;
+    }
+    rocksdb_iter_destroy(it);
+    return n;
+}
+
 /* A cancel of the owner's request N (Ctrl-C) that applies after the
  * owner's request N+1 queued drops N's waiter only, not N+1's. */
 static void test_lock_cancel_keeps_later_waiter(void **state)
@@ -2879,6 +2895,52 @@ static void test_lock_cancel_keeps_later_waiter(void **state)
     assert_int_equal(apply(f, &c).err, 0);
     lk_dump(f, t, sizeof(t));
     assert_string_equal(t, "H20w0--1");
+}
+
+/* A lock request that applies after a later unlock or cancel of its owner
+ * (its caller timed out or was interrupted, then released) is refused
+ * with EINTR: it neither holds nor waits, so nothing is left held that
+ * nobody will release. Other owners, and later requests, are not
+ * touched; the session's end removes what the store kept for it. */
+static void test_lock_late_after_unlock_refused(void **state)
+{
+    struct fixture *f = *state;
+    lk_file(f);
+    char t[512];
+    /* Request 1 timed out at its caller, which unlocked (2). */
+    assert_int_equal(lko(f, 1, 10, STORE_LK_UN, 2, false).err, 0);
+    assert_int_equal(lko(f, 1, 10, STORE_LK_WR, 1, false).err, EINTR);
+    assert_int_equal(lko(f, 1, 10, STORE_LK_WR, 2, true).err, EINTR);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "");
+    /* Another owner, even of the same node, with an older order. */
+    assert_int_equal(lko(f, 1, 11, STORE_LK_RD, 1, false).err, 0);
+    /* The owner's later request. */
+    assert_int_equal(lko(f, 1, 10, STORE_LK_RD, 3, false).err, 0);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H10r0--1 H11r0--1");
+    /* A cancel counts too: request 5 waits, is cancelled, and an older
+     * request (4) that applies after the cancel does not queue. */
+    assert_int_equal(lko(f, 2, 20, STORE_LK_WR, 5, true).err, EINPROGRESS);
+    struct store_cmd c = {.op = STORE_OP_LOCK_CANCEL, .client = 2, .boot = 1,
+                          .seq = ++f->seq, .ino = f->lk_ino, .parent = 20,
+                          .valid = STORE_LK_FLOCK, .new_parent = 5};
+    assert_int_equal(apply(f, &c).err, 0);
+    assert_int_equal(lko(f, 2, 20, STORE_LK_WR, 4, true).err, EINTR);
+    lk_dump(f, t, sizeof(t));
+    assert_string_equal(t, "H10r0--1 H11r0--1");
+    /* Without an order (an older build's entry) nothing is refused. */
+    assert_int_equal(lko(f, 1, 10, STORE_LK_RD, 0, false).err, 0);
+    /* Node 1's new boot ends its session: its 'U' records go with it,
+     * so the next boot's request 1 (orders start again) is granted. */
+    assert_int_equal(lk_keys(f, 'U'), 2);
+    struct store_cmd nb = {.op = STORE_OP_NOOP, .client = 1, .boot = 2,
+                           .seq = 1};
+    assert_int_equal(apply(f, &nb).err, 0);
+    assert_int_equal(lk_keys(f, 'U'), 1); /* Node 2's stays. */
+    nb.client = 2;
+    assert_int_equal(apply(f, &nb).err, 0);
+    assert_int_equal(lk_keys(f, 'U'), 0);
 }
 
 /* POSIX ranges of one owner split, merge, upgrade and downgrade; other
@@ -3301,6 +3363,7 @@ int main(int argc, char **argv)
         T(test_sessions_in_snapshot),
         T(test_lock_unlock_keeps_later_lock),
         T(test_lock_cancel_keeps_later_waiter),
+        T(test_lock_late_after_unlock_refused),
         T(test_lock_ranges),
         T(test_lock_queue_and_cancel),
         T(test_lock_drop_session),
