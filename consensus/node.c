@@ -452,6 +452,7 @@ static void publish_status(struct node *n)
     st.batches_written = host_batches(n->host);
     st.conf = *cons_node_conf(core);
     st.removed = host_removed(n->host);
+    st.lock_orders = atomic_load(&n->lock_orders);
     for (unsigned i = 0; i < st.conf.n && i < CONS_MAX_SERVERS; i++) {
         struct cons_progress p;
         st.match[i] = cons_node_progress(core, st.conf.servers[i].id, &p) == 0
@@ -475,6 +476,50 @@ static void publish_status(struct node *n)
 
 static void snapshot_waiters(struct node *n);
 
+/* The level peer's last hello said; 0 if none came since this process
+ * started (a build that says none, or one not heard yet). */
+static uint32_t peer_level(const struct node *n, rfs_nodeid_t peer)
+{
+    for (unsigned i = 0; i < n->n_levels; i++) {
+        if (n->levels[i].id == peer) {
+            return n->levels[i].level;
+        }
+    }
+    return 0;
+}
+
+/* Orders go out only once every other member (voters, learners and
+ * observers alike: each applies the log) said it knows them: an older
+ * build would apply an ordered entry otherwise, and read the longer lock
+ * records as damaged (docs/protocol.md, "Upgrades: flock orders"). A
+ * member not heard yet counts as older. */
+static void lock_orders_sync(struct node *n, const struct cons_conf *c)
+{
+    bool on = cons_conf_get(c, n->o.id) != NULL;
+    rfs_nodeid_t old = 0;
+    for (unsigned i = 0; on && i < c->n; i++) {
+        rfs_nodeid_t id = c->servers[i].id;
+        if (id != n->o.id &&
+            peer_level(n, id) < TRANSPORT_LEVEL_LOCK_ORDER) {
+            on = false;
+            old = id;
+        }
+    }
+    if (atomic_exchange(&n->lock_orders, on) != on) {
+        if (on) {
+            node__log(n, RFS_LOG_INFO,
+                      "flock orders on: every member knows them (protocol "
+                      "level %u)",
+                      TRANSPORT_LEVEL_LOCK_ORDER);
+        } else if (old != 0) {
+            node__log(n, RFS_LOG_INFO,
+                      "flock orders off: node %" PRIu64 " has not said "
+                      "protocol level %u (an older build, or not heard yet)",
+                      old, TRANSPORT_LEVEL_LOCK_ORDER);
+        }
+    }
+}
+
 static void io_idle(void *data)
 {
     struct node *n = data;
@@ -483,6 +528,7 @@ static void io_idle(void *data)
         cons_node_status(host_core(n->host), &st);
         transport_sync(n->net, cons_node_conf(host_core(n->host)),
                        st.conf_index);
+        lock_orders_sync(n, cons_node_conf(host_core(n->host)));
         node__gossip_sync(n);
         node__gossip_flush(n);
         publish_status(n);
@@ -693,6 +739,26 @@ static bool net_hello(void *data, rfs_nodeid_t from, uint64_t data_id,
 {
     struct node *n = data;
     return host_hello_key(n->host, from, data_id, key);
+}
+
+static void net_level(void *data, rfs_nodeid_t from, uint32_t level)
+{
+    struct node *n = data;
+    unsigned i = 0;
+    while (i < n->n_levels && n->levels[i].id != from) {
+        i++;
+    }
+    if (i == n->n_levels && i < sizeof(n->levels) / sizeof(n->levels[0])) {
+        n->n_levels++;
+    } else if (i == n->n_levels) {
+        /* Full of peers past and present: forget the oldest. A member
+         * forgotten counts as older until its next hello. */
+        memmove(&n->levels[0], &n->levels[1],
+                (n->n_levels - 1) * sizeof(n->levels[0]));
+        i = n->n_levels - 1;
+    }
+    n->levels[i].id = from;
+    n->levels[i].level = level;
 }
 
 /* The frames of one read are one burst: a follower's forwarded requests
@@ -1102,6 +1168,7 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
         .data = n,
         .raft = net_raft,
         .hello = net_hello,
+        .level = net_level,
         .admin = net_admin,
         .gossip = node__net_gossip,
         .read_begin = net_read_begin,
@@ -1266,6 +1333,11 @@ static int count_live(void *arg, rfs_nodeid_t client, uint64_t boot,
     (void)ttl_ms;
     *(unsigned *)arg += live;
     return 0;
+}
+
+bool node_lock_orders(struct node *n)
+{
+    return atomic_load(&n->lock_orders);
 }
 
 void node_identity(struct node *n, rfs_nodeid_t *id, uint64_t *boot)

@@ -155,6 +155,11 @@ struct store *node_store(struct node *n);
 /* The (client, boot) this node's commands carry: its session, which the
  * store's lock table keys on. Any thread, after node_start. */
 void node_identity(struct node *n, rfs_nodeid_t *id, uint64_t *boot);
+/* Whether flock requests may carry their order (store.h, "Order"): every
+ * other member of the configuration said, in its last hello, a protocol
+ * level that knows them (docs/protocol.md, "Upgrades: flock orders").
+ * Any thread. */
+bool node_lock_orders(struct node *n);
 
 /* What gossip did on this node (node_options.gossip). */
 struct node_gossip {
@@ -194,6 +199,7 @@ struct node_status {
     /* Leader only: each member's replicated index (conf order), else 0. */
     rfs_index_t match[CONS_MAX_SERVERS];
     bool removed;              /* This node was removed from the cluster. */
+    bool lock_orders;          /* node_lock_orders() when published. */
     char last_error[192];      /* The last warning or error logged. */
     char listen[CONS_ADDR_MAX]; /* This node's peer address. */
     uint8_t sign_pk[CONS_KEY_BYTES]; /* This node's public signing key. */

@@ -76,6 +76,16 @@ struct node {
     struct admin *admins;   /* Admin requests waiting for the leader. */
     struct admin *snap_waiters; /* `raftfs snapshot`s waiting for one. */
     uint64_t admin_ids;
+
+    /* The feature level each peer's last hello said (loop thread only),
+     * and whether every other member of the configuration said one that
+     * knows flock orders (node_lock_orders, any thread). */
+    struct {
+        rfs_nodeid_t id;
+        uint32_t level;
+    } levels[2 * CONS_MAX_SERVERS];
+    unsigned n_levels;
+    _Atomic bool lock_orders;
 };
 
 /* node.c: a line to the log; a warning or worse is also kept for

@@ -76,6 +76,7 @@ struct transport {
     uv_loop_t *loop;
     rfs_nodeid_t id;
     uint64_t data_id;
+    uint32_t level; /* Said in hellos: TRANSPORT_LEVEL. */
     uint8_t sign_pk[SECURE_SIGN_PK_BYTES];
     char listen[CONS_ADDR_MAX];
     uint8_t secret[SECURE_KEY_BYTES];
@@ -258,9 +259,10 @@ static void admin_frame(struct transport *n, rfs_nodeid_t from,
                         const uint8_t *b, size_t len);
 
 /* Where we listen (a node that is joining knows no one, and answers its
- * leader there), our data folder's id, and after the address a NUL and our
- * public signing key: an older build reads the address as a string and
- * stops at the NUL. Straight onto the connection, past the test fault
+ * leader there), our data folder's id, our feature level in the code field
+ * (which older builds send as 0 and do not read), and after the address a
+ * NUL and our public signing key: an older build reads the address as a
+ * string and stops at the NUL. Straight onto the connection, past the test fault
  * layer: it must be the first frame the peer reads. */
 static void send_hello(struct transport *n, struct conn *c)
 {
@@ -268,7 +270,7 @@ static void send_hello(struct transport *n, struct conn *c)
     uint8_t b[13 + CONS_ADDR_MAX + 1 + SECURE_SIGN_PK_BYTES];
     b[0] = ADMIN_HELLO;
     rfs_put_le64(b + 1, n->data_id);
-    rfs_put_le32(b + 9, 0);
+    rfs_put_le32(b + 9, n->level);
     memcpy(b + 13, n->listen, tl);
     b[13 + tl] = '\0';
     memcpy(b + 14 + tl, n->sign_pk, SECURE_SIGN_PK_BYTES);
@@ -338,6 +340,9 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
             return;
         }
         c->greeted = true;
+        if (n->cb.level != NULL) {
+            n->cb.level(n->cb.data, c->sec.peer, rfs_get_le32(plain + 9));
+        }
     } else if (!c->greeted) {
         rfs_free(plain);
         conn_close(c, "a frame before the peer's hello");
@@ -742,6 +747,12 @@ int transport_open(uv_loop_t *loop, rfs_nodeid_t id, uint64_t data_id,
     n->loop = loop;
     n->id = id;
     n->data_id = data_id;
+    n->level = TRANSPORT_LEVEL;
+    /* Tests play a build from before the levels (tests/fuse). */
+    const char *lv = getenv("RAFTFS_TEST_PROTO_LEVEL");
+    if (lv != NULL) {
+        n->level = (uint32_t)strtoul(lv, NULL, 10);
+    }
     memcpy(n->sign_pk, sign_pk, SECURE_SIGN_PK_BYTES);
     snprintf(n->listen, sizeof(n->listen), "%s", listen);
     memcpy(n->secret, secret, SECURE_KEY_BYTES);

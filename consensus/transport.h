@@ -32,6 +32,13 @@
 #include "core/core.h"
 #include "host.h"
 
+/* The protocol feature level this build says in its hellos (the code
+ * field of ADMIN_HELLO; older builds send 0 and never read it). 1: it
+ * knows flock orders and the lock records they write (docs/protocol.md,
+ * "Upgrades: flock orders"). */
+#define TRANSPORT_LEVEL 1
+#define TRANSPORT_LEVEL_LOCK_ORDER 1
+
 enum transport_admin_kind {
     ADMIN_REQUEST = 1, /* An operator's command for the leader. */
     ADMIN_REPLY = 2,   /* The leader's answer: code and text. */
@@ -54,6 +61,9 @@ struct transport_cbs {
      * (host_hello). */
     bool (*hello)(void *data, rfs_nodeid_t from, uint64_t data_id,
                   const uint8_t *key);
+    /* The feature level a peer's accepted hello said (0 from a build that
+     * says none; optional: NULL ignores it). */
+    void (*level)(void *data, rfs_nodeid_t from, uint32_t level);
     /* A GOSSIP frame's body (borrowed, len bytes) from the peer the
      * handshake proved, after its hello (optional: NULL ignores them). */
     void (*gossip)(void *data, rfs_nodeid_t from, const uint8_t *body,

@@ -34,9 +34,11 @@
  * reach the log in either order, and a lock applied before the unlock
  * would be undone by it, so: flock requests carry their order on this
  * node, and the store makes an unlock end only what older requests made
- * (store.h, "Order"); a POSIX unlock is recorded in fs->lkuns until it
+ * (store.h, "Order"); every unlock is recorded in fs->lkuns until it
  * applies, and a later request of the same file and owner from this node
- * waits for it (ranges merge, so an order could not tell them apart).
+ * waits for it unless both carry an order (POSIX ranges merge, so an
+ * order could not tell them apart; and orders go out only while every
+ * member knows them, node_lock_orders).
  * An unlock that times out is proposed again, with its order, until it
  * applies or this node's session ends (which frees every lock of the
  * session anyway). Unlocks commute with each other and do not wait.
@@ -473,7 +475,15 @@ static int lkun_start(struct fs *fs, const struct store_cmd *c)
 static bool lkun_defer(struct fs *fs, fuse_req_t req, struct fs_handle *h,
                        const struct store_cmd *c)
 {
-    struct fs_lkun *u = lkun_find(fs, c, NULL);
+    /* An ordered flock request need not wait for an ordered unlock: the
+     * store keeps it from that unlock (store.h, "Order"). It does wait for
+     * one sent without an order (before every member knew them), which
+     * would end it. */
+    struct fs_lkun *u = fs->lkuns;
+    while (u != NULL && (!lkun_same(&u->c, c) ||
+                         (c->new_parent != 0 && u->c.new_parent != 0))) {
+        u = u->next;
+    }
     if (u == NULL) {
         return false;
     }
@@ -529,9 +539,7 @@ static void lk_submit_now(fuse_req_t req, struct fs_handle *h,
     }
     pthread_mutex_lock(&fs->lock);
     touched_add(fs, c->ino, c->parent, (uint8_t)c->valid);
-    /* An ordered flock request need not wait: the store keeps it from a
-     * late unlock of the owner's (store.h, "Order"). */
-    bool deferred = c->new_parent == 0 && lkun_defer(fs, req, h, c);
+    bool deferred = lkun_defer(fs, req, h, c);
     pthread_mutex_unlock(&fs->lock);
     if (deferred) {
         return; /* Sent once the pending unlock applied. */
@@ -764,8 +772,11 @@ void fs__op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
     c.uid = (uint32_t)fuse_req_ctx(req)->pid;
     c.flags = !(op & LOCK_NB) && c.mode != STORE_LK_UN ? STORE_LK_WAIT : 0;
     struct fs *fs = fuse_req_userdata(req);
+    /* Without an order (a member may run an older build, which would
+     * misread it) the request waits for a pending unlock, as before. */
+    bool ordered = node_lock_orders(fs->node);
     pthread_mutex_lock(&fs->lock);
-    c.new_parent = ++fs->lk_order;
+    c.new_parent = ordered ? ++fs->lk_order : 0;
     pthread_mutex_unlock(&fs->lock);
     lk_submit(req, h, &c);
 }
@@ -778,6 +789,7 @@ static void lk_close(struct fs *fs, struct fs_handle *h,
 {
     struct store_cmd c[2];
     int m = 0;
+    bool ordered = node_lock_orders(fs->node);
     pthread_mutex_lock(&fs->lock);
     for (int i = 0; i < n; i++) {
         if (touched_find(fs, h->ino, owners[i], kinds[i], true)) {
@@ -788,7 +800,9 @@ static void lk_close(struct fs *fs, struct fs_handle *h,
             c[m].valid = kinds[i];
             c[m].mode = STORE_LK_UN;
             c[m].size = STORE_LK_EOF;
-            c[m].new_parent = kinds[i] == STORE_LK_FLOCK ? ++fs->lk_order : 0;
+            c[m].new_parent = kinds[i] == STORE_LK_FLOCK && ordered
+                                  ? ++fs->lk_order
+                                  : 0;
             m++;
         }
     }

@@ -261,7 +261,9 @@ enum store_op {
  * fencing token). A client's new boot drops its old boot's locks.
  *
  * Order (flock only): a node numbers its flock requests in the order its
- * callers made them (new_parent, increasing within a boot; 0 for none).
+ * callers made them (new_parent, increasing within a boot; 0 for none:
+ * also while some member may run a build that does not know orders,
+ * node_lock_orders).
  * An unlock then ends only the owner's holding and waiters that an
  * earlier request made, so an unlock that reaches the log after the
  * owner's next lock (two proposals of one node may land in either order)

@@ -1249,6 +1249,58 @@ static void test_write_waits_for_a_truncate_in_flight(void **state)
  * it could apply first and the unlock undo it); and the close's unlock
  * frees the lock for another node.
  */
+/* Whether every node in [from, to] reports lock_orders == want, waiting up
+ * to 15 s for it. */
+static bool lock_orders_are(struct mcluster *c, int from, int to, int want)
+{
+    long d = pc_now_ms() + 15000;
+    for (;;) {
+        bool all = true;
+        for (int i = from; i <= to; i++) {
+            all = all && (int)mc_status(c, i, "lock_orders") == want;
+        }
+        if (all || pc_now_ms() > d) {
+            return all;
+        }
+        usleep(50000);
+    }
+}
+
+/* flock requests carry their order only once every member said, in its
+ * hello, a protocol level that knows orders (docs/protocol.md, "Upgrades:
+ * flock orders"): a member that plays an older build (level 0) turns them
+ * off on the others, and flock still works as before the orders; its
+ * upgrade turns them on again. */
+static void test_flock_orders_wait_for_every_member(void **state)
+{
+    struct mcluster *c = *state;
+    assert_true(mc_wait_leader(c, 10000) > 0);
+    assert_true(lock_orders_are(c, 1, 3, 1));
+    assert_int_equal(mc_stop(c, 3), 0);
+    setenv("RAFTFS_TEST_PROTO_LEVEL", "0", 1);
+    mc_start(c, 3);
+    unsetenv("RAFTFS_TEST_PROTO_LEVEL");
+    assert_true(mc_wait_leader(c, 30000) > 0);
+    assert_true(lock_orders_are(c, 1, 2, 0));
+    /* Without orders: an unlock then a relock of one open file, and the
+     * lock is held (the relock waited for the unlock's apply). */
+    assert_int_equal(mc_write(mc_path(c, 1, "ord"), "", 0), 0);
+    int fd = open(mc_path(c, 1, "ord"), O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0);
+    assert_int_equal(flock(fd, LOCK_UN), 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0);
+    int fd2 = open(mc_path(c, 2, "ord"), O_RDWR);
+    assert_true(fd2 >= 0);
+    assert_int_equal(flock(fd2, LOCK_EX | LOCK_NB), -1);
+    assert_int_equal(errno, EWOULDBLOCK);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(close(fd2), 0);
+    assert_int_equal(mc_stop(c, 3), 0);
+    mc_start(c, 3);
+    assert_true(lock_orders_are(c, 1, 3, 1));
+}
+
 static void test_unlock_does_not_wait_for_its_commit(void **state)
 {
     struct mcluster *c = *state;
@@ -3240,6 +3292,8 @@ int main(int argc, char **argv)
             test_write_waits_for_a_truncate_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_unlock_does_not_wait_for_its_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_flock_orders_wait_for_every_member, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_restarted_node_keeps_no_inherited_descriptor, setup,
             teardown),
