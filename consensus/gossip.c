@@ -77,6 +77,7 @@ struct gossip_verifier {
     bool have_last;
     struct gossip_key *keys;
     unsigned nkeys;
+    size_t held_bytes; /* Data of held slots (GOSSIP_HELD_MAX_BYTES). */
 };
 
 struct gossip_verifier *gossip_verifier_new(rfs_index_t applied,
@@ -96,8 +97,11 @@ static struct slot *slot_of(struct gossip_verifier *v, rfs_index_t i)
     return &v->slots[i % GOSSIP_WINDOW];
 }
 
-static void slot_clear(struct slot *s)
+static void slot_clear(struct gossip_verifier *v, struct slot *s)
 {
+    if (s->held) {
+        v->held_bytes -= s->e.data.len;
+    }
     rfs_free(s->e.data.base);
     memset(s, 0, sizeof(*s));
 }
@@ -108,7 +112,7 @@ void gossip_verifier_free(struct gossip_verifier *v)
         return;
     }
     for (unsigned i = 0; i < GOSSIP_WINDOW; i++) {
-        slot_clear(&v->slots[i]);
+        slot_clear(v, &v->slots[i]);
     }
     rfs_free(v->keys);
     rfs_free(v);
@@ -185,7 +189,7 @@ static void advance(struct gossip_verifier *v, struct gossip_verdict *out)
         out->refused = RFS_EFORGED;
         for (rfs_index_t i = v->applied + 1; i <= c->index; i++) {
             name_culprit(out, slot_of(v, i)->from);
-            slot_clear(slot_of(v, i));
+            slot_clear(v, slot_of(v, i));
         }
         snprintf(out->why, sizeof(out->why),
                  "entries %llu..%llu do not chain to the commit point "
@@ -195,6 +199,28 @@ static void advance(struct gossip_verifier *v, struct gossip_verdict *out)
                  (unsigned long long)c->signer);
         return;
     }
+}
+
+/* Whether e may be held within GOSSIP_HELD_MAX_BYTES, dropping held
+ * entries above it, highest first, to make room: releases go upwards from
+ * the applied index, so the low entries are the ones worth keeping (and
+ * the ones a peer stuffing the window far ahead would otherwise keep out).
+ * Released entries not yet taken are never dropped. Past the budget with
+ * nothing above it to drop, e is still held if it is the lowest missing
+ * entry under a held commit point: the next release needs it, and without
+ * this an entry larger than the budget could never pass. */
+static bool make_room(struct gossip_verifier *v, const struct cons_entry *e)
+{
+    size_t len = e->data.len;
+    for (rfs_index_t i = v->taken + GOSSIP_WINDOW;
+         v->held_bytes + len > GOSSIP_HELD_MAX_BYTES && i > e->index; i--) {
+        slot_clear(v, slot_of(v, i));
+    }
+    if (v->held_bytes + len <= GOSSIP_HELD_MAX_BYTES) {
+        return true;
+    }
+    return v->ncerts > 0 && e->index <= v->certs[v->ncerts - 1].index &&
+           e->index == gossip_verifier_gap(v);
 }
 
 int gossip_verifier_offer(struct gossip_verifier *v, rfs_nodeid_t from,
@@ -211,6 +237,9 @@ int gossip_verifier_offer(struct gossip_verifier *v, rfs_nodeid_t from,
          * both are asked for again. */
         return 0;
     }
+    if (!make_room(v, e)) {
+        return 0; /* Dropped unread: it comes again. */
+    }
     void *data = NULL;
     if (e->data.len > 0) {
         data = rfs_malloc(e->data.len);
@@ -223,6 +252,7 @@ int gossip_verifier_offer(struct gossip_verifier *v, rfs_nodeid_t from,
     s->from = from;
     s->e = *e;
     s->e.data.base = data;
+    v->held_bytes += e->data.len;
     advance(v, out);
     return 0;
 }
@@ -287,6 +317,7 @@ bool gossip_verifier_take(struct gossip_verifier *v, struct cons_entry *e)
     v->taken++;
     struct slot *s = slot_of(v, v->taken);
     *e = s->e;
+    v->held_bytes -= e->data.len;
     memset(s, 0, sizeof(*s));
     return true;
 }
@@ -313,6 +344,11 @@ bool gossip_verifier_last_cert(const struct gossip_verifier *v,
     }
     *c = v->last;
     return true;
+}
+
+size_t gossip_verifier_held_bytes(const struct gossip_verifier *v)
+{
+    return v->held_bytes;
 }
 
 rfs_index_t gossip_verifier_gap(const struct gossip_verifier *v)

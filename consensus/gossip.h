@@ -53,6 +53,14 @@
 /* Entries a verifier holds beyond its applied index; further ones are
  * dropped unread (they come again, by push or by pull). */
 #define GOSSIP_WINDOW 4096
+/* Bytes of entry data a verifier holds (released or not). Past it, an
+ * entry is held only in place of higher ones, which are dropped (they come
+ * again): a peer that fills the window with large entries far ahead cannot
+ * make an observer hold GOSSIP_WINDOW times the largest frame, and cannot
+ * keep out the low entries the next release needs. The lowest missing
+ * entry under a held commit point is always taken, so an entry larger
+ * than the budget still passes, alone. */
+#define GOSSIP_HELD_MAX_BYTES (64u << 20)
 /* Commit points a verifier holds above its applied index, lowest first:
  * an observer far behind can then prove a run long before it catches up
  * with the newest point. */
@@ -138,6 +146,8 @@ bool gossip_verifier_take(struct gossip_verifier *v, struct cons_entry *e);
 rfs_index_t gossip_verifier_applied(const struct gossip_verifier *v,
                                     uint8_t hash[GOSSIP_HASH_BYTES]);
 rfs_index_t gossip_verifier_proven(const struct gossip_verifier *v);
+/* Bytes of entry data held now (see GOSSIP_HELD_MAX_BYTES). */
+size_t gossip_verifier_held_bytes(const struct gossip_verifier *v);
 /* The commit point that proved the last release, to forward with those
  * entries; false if nothing was released yet. */
 bool gossip_verifier_last_cert(const struct gossip_verifier *v,

@@ -294,6 +294,70 @@ static void test_window_bounds_memory(void **state)
     gossip_verifier_free(v); /* Frees what it holds (ASan checks). */
 }
 
+/* A peer stuffing the window far ahead with large entries (the review's
+ * 4096 pushes of an 8 MiB entry each: 32 GiB held) is held to the byte
+ * budget, and the honest low entries that arrive after it still get in,
+ * pushing its junk out, and are released. */
+static void test_held_bytes_bounded(void **state)
+{
+    (void)state;
+    struct gossip_verifier *v = fresh();
+    struct gossip_verdict d;
+    static char junk[256 << 10];
+    memset(junk, 'j', sizeof(junk));
+    for (rfs_index_t i = N + 1; i <= GOSSIP_WINDOW; i++) {
+        struct cons_entry e = {.term = 9, .index = i,
+                               .type = CONS_ENTRY_NORMAL,
+                               .data = {.base = junk, .len = sizeof(junk)}};
+        offer(v, 7, &e, &d);
+        assert_true(gossip_verifier_held_bytes(v) <= GOSSIP_HELD_MAX_BYTES);
+    }
+    assert_true(gossip_verifier_held_bytes(v) >
+                GOSSIP_HELD_MAX_BYTES - sizeof(junk));
+    /* The honest run, one entry at a time, then its point. */
+    struct gossip_cert c = cert_at(N, 1, sk1);
+    for (rfs_index_t i = 1; i <= N; i++) {
+        offer(v, 3, &log_[i], &d);
+        assert_true(gossip_verifier_held_bytes(v) <= GOSSIP_HELD_MAX_BYTES);
+    }
+    assert_int_equal(gossip_verifier_certify(v, 1, &c, &d), 0);
+    assert_int_equal(d.ready, N);
+    assert_int_equal(take_all(v, 0), N);
+    gossip_verifier_free(v);
+}
+
+/* An entry larger than the whole budget still passes when the next
+ * release needs it: the lowest missing entry under a held commit point. */
+static void test_entry_above_budget_passes_alone(void **state)
+{
+    (void)state;
+    size_t len = GOSSIP_HELD_MAX_BYTES + 1;
+    char *big = malloc(len);
+    assert_non_null(big);
+    memset(big, 'b', len);
+    struct cons_entry e = {.term = 1, .index = 1, .type = CONS_ENTRY_NORMAL,
+                           .data = {.base = big, .len = len}};
+    uint8_t h[GOSSIP_HASH_BYTES];
+    store_chain_next(chain[0], &e, h);
+    struct gossip_cert c = {.index = 1, .term = 1, .signer = 1};
+    memcpy(c.hash, h, sizeof(h));
+    gossip_cert_sign(&c, sk1);
+    struct gossip_verifier *v = fresh();
+    struct gossip_verdict d;
+    offer(v, 3, &e, &d); /* No point yet: not needed by a release. */
+    assert_int_equal(gossip_verifier_gap(v), 1);
+    assert_int_equal(gossip_verifier_certify(v, 1, &c, &d), 0);
+    offer(v, 3, &e, &d);
+    assert_int_equal(d.ready, 1);
+    struct cons_entry got;
+    assert_true(gossip_verifier_take(v, &got));
+    assert_int_equal(got.data.len, len);
+    rfs_free(got.data.base);
+    assert_int_equal(gossip_verifier_held_bytes(v), 0);
+    gossip_verifier_free(v);
+    free(big);
+}
+
 /* Messages round-trip; every truncation and trailing byte is refused. */
 static void test_msg_codec(void **state)
 {
@@ -356,6 +420,8 @@ int main(void)
         cmocka_unit_test(test_bad_commit_points_refused),
         cmocka_unit_test(test_far_behind_releases_run_by_run),
         cmocka_unit_test(test_window_bounds_memory),
+        cmocka_unit_test(test_held_bytes_bounded),
+        cmocka_unit_test(test_entry_above_budget_passes_alone),
         cmocka_unit_test(test_msg_codec),
     };
     return cmocka_run_group_tests_name("gossip", tests, group_setup, NULL);
