@@ -264,7 +264,18 @@ int gossip_verifier_certify(struct gossip_verifier *v, rfs_nodeid_t from,
     memset(out, 0, sizeof(*out));
     if (gossip_cert_verify(c, v->keys, v->nkeys) != 0) {
         out->refused = RFS_EAUTH;
-        name_culprit(out, from);
+        /* Only a bad signature of a voter known here is the forwarder's
+         * doing. A signer this node does not know may be a voter of a
+         * configuration it has not applied yet, or one it has applied the
+         * removal of while the signer had not: honest forwarders of its
+         * points must not be banned for that (the point is dropped). */
+        bool known = false;
+        for (unsigned k = 0; k < v->nkeys; k++) {
+            known |= v->keys[k].id == c->signer;
+        }
+        if (known) {
+            name_culprit(out, from);
+        }
         snprintf(out->why, sizeof(out->why),
                  "commit point at %llu from node %llu claims signer %llu, "
                  "not a voter's valid signature: refused",
