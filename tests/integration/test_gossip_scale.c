@@ -753,8 +753,11 @@ static void test_gossip_forger_refused(void **state)
     int l = wait_leader(30000);
     assert_true(l >= 1 && l <= VOTERS);
     /* Writes in bursts, with pauses for digests: the forger is pushed to,
-     * pushes on, and answers pulls, all forged. */
-    for (int round = 0; round < 10; round++) {
+     * pushes on, and answers pulls, all forged. A refusal needs a forged
+     * copy to reach an observer before the honest ones, and each refusal
+     * bans the forger for 10 digest periods: 10 rounds gave 1 to 3
+     * refusals, and one clean-clone run none; 20 rounds. */
+    for (int round = 0; round < 20; round++) {
         write_entries(l, 30, 0);
         pump(300);
     }
