@@ -29,6 +29,7 @@
  * POSIX request of a process meets a conflict.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../common/heap.h"
@@ -142,20 +143,21 @@ static void table_free(struct table *tb)
 
 /* Read ino's table (holders, then waiters in arrival order). keep: also
  * remember the keys, to delete them when the table is written back. */
-static int table_load(struct store *s, const rocksdb_readoptions_t *ro,
-                      uint64_t ino, struct table *tb, bool keep)
+static int table_load(struct store *s, uint64_t ino, struct table *tb,
+                      bool keep)
 {
     memset(tb, 0, sizeof(*tb));
     tb->ino = ino;
     int rv = 0;
     for (int pass = 0; pass < 2 && rv == 0; pass++) {
-        uint8_t pre[9];
+        uint8_t pre[9], end[9];
         pre[0] = pass == 0 ? 'H' : 'W';
         rfs_put_be64(pre + 1, ino);
-        rocksdb_iterator_t *it =
-            rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_LOCKS]);
-        for (rocksdb_iter_seek(it, (char *)pre, 9);
-             rv == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        struct store_iter i;
+        store__iter_open(s, NULL, CF_LOCKS, pre, 9, end,
+                         store__prefix_end(pre, 9, end), &i);
+        rocksdb_iterator_t *it = i.it;
+        for (; rv == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
             size_t klen, vlen;
             const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
             if (klen < 9 || memcmp(k, pre, 9) != 0) {
@@ -202,14 +204,12 @@ static int table_load(struct store *s, const rocksdb_readoptions_t *ro,
                 }
             }
         }
-        char *err = NULL;
-        rocksdb_iter_get_error(it, &err);
-        rocksdb_iter_destroy(it);
-        if (err != NULL && rv == 0) {
-            rv = store__rocks_err(s, err, "reading the locks of inode %llu",
-                                  (unsigned long long)ino);
-        } else if (err != NULL) {
-            rocksdb_free(err);
+        char what[64];
+        snprintf(what, sizeof(what), "reading the locks of inode %llu",
+                 (unsigned long long)ino);
+        int crv = store__iter_close(s, &i, what);
+        if (rv == 0) {
+            rv = crv;
         }
     }
     if (rv != 0) {
@@ -440,10 +440,10 @@ static int dl_waiters(struct store *s, const struct table *tb,
             rv = dl_push(out, n, &cap, tb->ino, &tb->v[i]);
         }
     }
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CF_LOCKS]);
-    for (rocksdb_iter_seek(it, "W", 1); rv == 0 && rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
+    struct store_iter i;
+    store__iter_open(s, NULL, CF_LOCKS, "W", 1, "X", 1, &i);
+    rocksdb_iterator_t *it = i.it;
+    for (; rv == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
         if (klen < 1 || k[0] != 'W') {
@@ -474,13 +474,9 @@ static int dl_waiters(struct store *s, const struct table *tb,
         wdecode(k, v, vlen, &l);
         rv = dl_push(out, n, &cap, rfs_get_be64(k + 1), &l);
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    if (err != NULL && rv == 0) {
-        rv = store__rocks_err(s, err, "reading the lock waiters");
-    } else if (err != NULL) {
-        rocksdb_free(err);
+    int crv = store__iter_close(s, &i, "reading the lock waiters");
+    if (rv == 0) {
+        rv = crv;
     }
     if (rv != 0) {
         rfs_free(*out);
@@ -554,7 +550,7 @@ static int deadlock(struct store *s, const struct table *tb,
                     continue;
                 }
                 struct table wt;
-                rv = table_load(s, s->ro, ws[j].ino, &wt, false);
+                rv = table_load(s, ws[j].ino, &wt, false);
                 if (rv == 0) {
                     *found = dl_blockers(dw, &wt, w);
                     table_free(&wt);
@@ -656,7 +652,7 @@ int locks_apply(struct tx *t, const struct store_cmd *c)
         return rv;
     }
     struct table tb;
-    rv = table_load(t->s, t->s->ro, c->ino, &tb, true);
+    rv = table_load(t->s, c->ino, &tb, true);
     if (rv != 0) {
         return rv;
     }
@@ -772,7 +768,7 @@ int locks_drop_session(struct tx *t, rfs_nodeid_t client, uint64_t boot)
             continue;
         }
         struct table tb;
-        rv = table_load(t->s, t->s->ro, inos[i], &tb, true);
+        rv = table_load(t->s, inos[i], &tb, true);
         if (rv != 0) {
             break;
         }
@@ -797,7 +793,7 @@ int store_lock_list(struct store *s, uint64_t ino, struct store_lock **out,
                     size_t *n)
 {
     struct table tb;
-    int rv = table_load(s, s->ro, ino, &tb, false);
+    int rv = table_load(s, ino, &tb, false);
     *out = rv == 0 ? tb.v : NULL;
     *n = rv == 0 ? tb.n : 0;
     return rv;

@@ -595,7 +595,7 @@ int store__op_remove(struct tx *t, const struct store_cmd *c, bool dir_op,
     }
     if (dir_op) {
         bool empty;
-        rv = store__dir_is_empty(t->s, t->s->ro, ino, &empty);
+        rv = store__dir_is_empty(t->s, NULL, ino, &empty);
         if (rv != 0) {
             return rv;
         }
@@ -776,7 +776,7 @@ int store__op_rename(struct tx *t, const struct store_cmd *c, uint64_t *out)
                 return EISDIR;
             }
             bool empty;
-            rv = store__dir_is_empty(t->s, t->s->ro, dino, &empty);
+            rv = store__dir_is_empty(t->s, NULL, dino, &empty);
             if (rv != 0) {
                 return rv;
             }

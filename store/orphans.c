@@ -7,6 +7,7 @@
  * last close drops it. Never in a snapshot, emptied at open.
  */
 #include <errno.h>
+#include <stdio.h>
 
 #include "store_i.h"
 
@@ -23,10 +24,12 @@ int store__orphan_keep(struct tx *t, const struct store_attr *a)
     rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_ORPHANS], (char *)k, 8,
                               (char *)v, sizeof(v));
     store__chunk_key(k, a->ino, 0);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(t->s->db, t->s->ro, t->s->cf[CF_CHUNKS]);
-    for (rocksdb_iter_seek(it, (char *)k, 16); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
+    uint8_t end[8];
+    struct store_iter i;
+    store__iter_open(t->s, NULL, CF_CHUNKS, k, 16, end,
+                     store__prefix_end(k, 8, end), &i);
+    rocksdb_iterator_t *it = i.it;
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const char *key = rocksdb_iter_key(it, &klen);
         if (klen != 16 || rfs_get_be64((const uint8_t *)key) != a->ino) {
@@ -36,14 +39,10 @@ int store__orphan_keep(struct tx *t, const struct store_attr *a)
         rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_ORPHANS], key, klen, val,
                                   vlen);
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    if (err != NULL) {
-        return store__rocks_err(t->s, err, "keeping open file %llu",
-                                (unsigned long long)a->ino);
-    }
-    return 0;
+    char what[64];
+    snprintf(what, sizeof(what), "keeping open file %llu",
+             (unsigned long long)a->ino);
+    return store__iter_close(t->s, &i, what);
 }
 
 void store_set_keep(struct store *s, store_keep_fn fn, void *arg)
@@ -90,7 +89,7 @@ int store_orphan_read(struct store *s, uint64_t ino, uint64_t off,
     if (rv != 0) {
         return rv;
     }
-    return store__read_chunks(s, s->ro, CF_ORPHANS, ino, a.size, off, len, buf,
+    return store__read_chunks(s, NULL, CF_ORPHANS, ino, a.size, off, len, buf,
                        got);
 }
 

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../common/heap.h"
@@ -56,7 +57,7 @@ int store_lookup(struct store *s, const struct store_view *v, uint64_t parent,
 
 /* Read len bytes at off of a file of size `size` whose chunks are in cf:
  * holes read as zeros. */
-int store__read_chunks(struct store *s, const rocksdb_readoptions_t *ro,
+int store__read_chunks(struct store *s, const struct store_view *v,
                        int cf, uint64_t ino, uint64_t size, uint64_t off,
                        size_t len, void *buf, size_t *got)
 {
@@ -68,11 +69,13 @@ int store__read_chunks(struct store *s, const rocksdb_readoptions_t *ro,
         len = (size_t)(size - off);
     }
     memset(buf, 0, len); /* Holes read as zeros. */
-    uint8_t from[16];
+    uint8_t from[16], end[8];
     store__chunk_key(from, ino, off / STORE_CHUNK_SIZE);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[cf]);
-    for (rocksdb_iter_seek(it, (char *)from, 16); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
+    struct store_iter i;
+    store__iter_open(s, v, cf, from, 16, end, store__prefix_end(from, 8, end),
+                     &i);
+    rocksdb_iterator_t *it = i.it;
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
         if (klen != 16 || rfs_get_be64(k) != ino) {
@@ -90,12 +93,11 @@ int store__read_chunks(struct store *s, const rocksdb_readoptions_t *ro,
                    (size_t)(a1 - a0));
         }
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    if (err != NULL) {
-        return store__rocks_err(s, err, "reading file %llu",
-                                (unsigned long long)ino);
+    char what[64];
+    snprintf(what, sizeof(what), "reading file %llu", (unsigned long long)ino);
+    int rv = store__iter_close(s, &i, what);
+    if (rv != 0) {
+        return rv;
     }
     *got = len;
     return 0;
@@ -114,7 +116,7 @@ int store_read(struct store *s, const struct store_view *v, uint64_t ino,
     if (a.type == STORE_DIR) {
         return -EISDIR;
     }
-    return store__read_chunks(s, ro, CF_CHUNKS, ino, a.size, off, len, buf,
+    return store__read_chunks(s, v, CF_CHUNKS, ino, a.size, off, len, buf,
                               got);
 }
 
@@ -143,7 +145,6 @@ int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
                   const char *after, size_t after_len, store_dirent_cb cb,
                   void *arg)
 {
-    const rocksdb_readoptions_t *ro = store__ro(s, v);
     uint8_t k[8 + STORE_NAME_MAX + 1];
     rfs_put_be64(k, ino);
     size_t klen0 = 8;
@@ -152,11 +153,13 @@ int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
         k[8 + after_len] = '\0'; /* Just past `after` in key order. */
         klen0 = 8 + after_len + 1;
     }
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_DENTRIES]);
+    uint8_t end[8];
+    struct store_iter i;
+    store__iter_open(s, v, CF_DENTRIES, k, klen0, end,
+                     store__prefix_end(k, 8, end), &i);
+    rocksdb_iterator_t *it = i.it;
     bool damaged = false;
-    for (rocksdb_iter_seek(it, (char *)k, klen0); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &klen);
         if (klen < 8 || rfs_get_be64(key) != ino) {
@@ -174,19 +177,16 @@ int store_readdir(struct store *s, const struct store_view *v, uint64_t ino,
             break;
         }
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    if (damaged && err == NULL) {
+    char what[64];
+    snprintf(what, sizeof(what), "listing directory %llu",
+             (unsigned long long)ino);
+    int rv = store__iter_close(s, &i, what);
+    if (rv == 0 && damaged) {
         return store__set_err(s, RFS_ECORRUPT,
                               "directory entry in %llu of %s is damaged",
                               (unsigned long long)ino, s->dir);
     }
-    if (err != NULL) {
-        return store__rocks_err(s, err, "listing directory %llu",
-                                (unsigned long long)ino);
-    }
-    return 0;
+    return rv;
 }
 
 int store_getxattr(struct store *s, const struct store_view *v, uint64_t ino,
@@ -254,7 +254,7 @@ int store_listxattr(struct store *s, const struct store_view *v,
         return rv;
     }
     struct xattr_names l = {buf, cap, 0};
-    rv = store__xattr_walk(s, ro, ino, xattr_name_one, &l);
+    rv = store__xattr_walk(s, v, ino, xattr_name_one, &l);
     if (rv == 0) {
         *len = l.n;
     }

@@ -13,6 +13,7 @@
  * writer thread, and read the state as it was before the entry.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "store_i.h"
@@ -247,14 +248,14 @@ void store__dentry_del(struct tx *t, uint64_t parent, const char *name,
 int store__chunks_drop(struct tx *t, uint64_t ino, uint64_t from,
                        uint64_t *dropped)
 {
-    uint8_t k[16];
+    uint8_t k[16], end[8];
     store__chunk_key(k, ino, from);
     uint64_t bytes = 0;
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(t->s->db, t->s->ro,
-                                   t->s->cf[store__chunks_cf(t)]);
-    for (rocksdb_iter_seek(it, (char *)k, 16); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
+    struct store_iter i;
+    store__iter_open(t->s, NULL, store__chunks_cf(t), k, 16, end,
+                     store__prefix_end(k, 8, end), &i);
+    rocksdb_iterator_t *it = i.it;
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const char *key = rocksdb_iter_key(it, &klen);
         if (klen != 16 || rfs_get_be64((const uint8_t *)key) != ino) {
@@ -265,12 +266,12 @@ int store__chunks_drop(struct tx *t, uint64_t ino, uint64_t from,
         rocksdb_writebatch_delete_cf(t->b, t->s->cf[store__chunks_cf(t)], key,
                                      klen);
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    if (err != NULL) {
-        return store__rocks_err(t->s, err, "listing the chunks of %llu",
-                                (unsigned long long)ino);
+    char what[64];
+    snprintf(what, sizeof(what), "listing the chunks of %llu",
+             (unsigned long long)ino);
+    int rv = store__iter_close(t->s, &i, what);
+    if (rv != 0) {
+        return rv;
     }
     if (dropped != NULL) {
         *dropped = bytes;
@@ -278,15 +279,16 @@ int store__chunks_drop(struct tx *t, uint64_t ino, uint64_t from,
     return 0;
 }
 
-int store__xattr_walk(struct store *s, const rocksdb_readoptions_t *ro,
+int store__xattr_walk(struct store *s, const struct store_view *v,
                       uint64_t ino, xattr_fn fn, void *arg)
 {
-    uint8_t k[8];
+    uint8_t k[8], end[8];
     rfs_put_be64(k, ino);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro,
-                                                        s->cf[CF_XATTRS]);
-    for (rocksdb_iter_seek(it, (char *)k, 8); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
+    struct store_iter i;
+    store__iter_open(s, v, CF_XATTRS, k, 8, end, store__prefix_end(k, 8, end),
+                     &i);
+    rocksdb_iterator_t *it = i.it;
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const char *key = rocksdb_iter_key(it, &klen);
         if (klen <= 8 || memcmp(key, k, 8) != 0) {
@@ -295,15 +297,10 @@ int store__xattr_walk(struct store *s, const rocksdb_readoptions_t *ro,
         const char *val = rocksdb_iter_value(it, &vlen);
         fn(arg, key, klen, val, vlen);
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    if (err != NULL) {
-        return store__rocks_err(s, err,
-                                "listing the extended attributes of %llu",
-                                (unsigned long long)ino);
-    }
-    return 0;
+    char what[64];
+    snprintf(what, sizeof(what), "listing the extended attributes of %llu",
+             (unsigned long long)ino);
+    return store__iter_close(s, &i, what);
 }
 
 static void xattr_delete_one(void *arg, const char *key, size_t klen,
@@ -318,7 +315,7 @@ static void xattr_delete_one(void *arg, const char *key, size_t klen,
  * deletes, as store__chunks_drop). */
 static int xattrs_drop(struct tx *t, uint64_t ino)
 {
-    return store__xattr_walk(t->s, t->s->ro, ino, xattr_delete_one, t);
+    return store__xattr_walk(t->s, NULL, ino, xattr_delete_one, t);
 }
 
 /* One name fewer for a non-directory that keeps others: its ctime moves
@@ -362,26 +359,23 @@ int store__inode_drop(struct tx *t, uint64_t ino)
     return rv;
 }
 
-int store__dir_is_empty(struct store *s, const rocksdb_readoptions_t *ro,
+int store__dir_is_empty(struct store *s, const struct store_view *v,
                         uint64_t ino, bool *empty)
 {
-    uint8_t k[8];
+    uint8_t k[8], end[8];
     rfs_put_be64(k, ino);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_DENTRIES]);
-    rocksdb_iter_seek(it, (char *)k, 8);
+    struct store_iter i;
+    store__iter_open(s, v, CF_DENTRIES, k, 8, end,
+                     store__prefix_end(k, 8, end), &i);
+    rocksdb_iterator_t *it = i.it;
     *empty = true;
     if (rocksdb_iter_valid(it)) {
         size_t klen;
         const char *key = rocksdb_iter_key(it, &klen);
         *empty = !(klen >= 8 && memcmp(key, k, 8) == 0);
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    if (err != NULL) {
-        return store__rocks_err(s, err, "listing directory %llu",
-                                (unsigned long long)ino);
-    }
-    return 0;
+    char what[64];
+    snprintf(what, sizeof(what), "listing directory %llu",
+             (unsigned long long)ino);
+    return store__iter_close(s, &i, what);
 }

@@ -16,6 +16,7 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
+#include "../common/assert.h"
 #include "store_i.h"
 
 int store__set_err(struct store *s, int code, const char *fmt, ...)
@@ -144,6 +145,49 @@ const rocksdb_readoptions_t *store__ro(const struct store *s,
                                        const struct store_view *v)
 {
     return v != NULL ? v->ro : s->ro;
+}
+
+void store__iter_open(struct store *s, const struct store_view *v, int cf,
+                      const void *lo, size_t lolen, const void *hi,
+                      size_t hilen, struct store_iter *i)
+{
+    RFS_ASSERT(hilen <= sizeof(i->hi));
+    i->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(i->ro, 1);
+    if (v != NULL) {
+        rocksdb_readoptions_set_snapshot(i->ro, v->snap);
+    }
+    if (hilen > 0) {
+        memcpy(i->hi, hi, hilen);
+        rocksdb_readoptions_set_iterate_upper_bound(i->ro, (const char *)i->hi,
+                                                    hilen);
+    }
+    i->it = rocksdb_create_iterator_cf(s->db, i->ro, s->cf[cf]);
+    rocksdb_iter_seek(i->it, lo, lolen);
+}
+
+size_t store__prefix_end(const void *p, size_t n, uint8_t *out)
+{
+    memcpy(out, p, n);
+    while (n > 0 && out[n - 1] == 0xff) {
+        n--;
+    }
+    if (n > 0) {
+        out[n - 1]++;
+    }
+    return n;
+}
+
+int store__iter_close(struct store *s, struct store_iter *i, const char *what)
+{
+    char *err = NULL;
+    rocksdb_iter_get_error(i->it, &err);
+    rocksdb_iter_destroy(i->it);
+    rocksdb_readoptions_destroy(i->ro);
+    if (err != NULL) {
+        return store__rocks_err(s, err, "%s", what);
+    }
+    return 0;
 }
 
 const char *store_errmsg(const struct store *s)

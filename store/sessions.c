@@ -91,24 +91,17 @@ static int session_forget(struct tx *t, rfs_nodeid_t client, uint64_t boot,
     uint8_t a[25], z[25];
     session_key(a, client, boot, from);
     session_key(z, client, boot, to);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(t->s->db, t->s->ro, t->s->cf[CF_SESSIONS]);
-    for (rocksdb_iter_seek(it, (char *)a, 25); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
+    struct store_iter i;
+    store__iter_open(t->s, NULL, CF_SESSIONS, a, 25, z, 25, &i);
+    for (; rocksdb_iter_valid(i.it); rocksdb_iter_next(i.it)) {
         size_t klen;
-        const char *k = rocksdb_iter_key(it, &klen);
+        const char *k = rocksdb_iter_key(i.it, &klen);
         if (klen != 25 || memcmp(k, z, 25) >= 0) {
             break;
         }
         rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_SESSIONS], k, klen);
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    if (err != NULL) {
-        return store__rocks_err(t->s, err, "forgetting answered requests");
-    }
-    return 0;
+    return store__iter_close(t->s, &i, "forgetting answered requests");
 }
 
 static int session_end(struct tx *t, rfs_nodeid_t client, uint64_t boot);
@@ -271,11 +264,11 @@ static int ephemeral_drop(struct tx *t, rfs_nodeid_t client, uint64_t boot)
     uint8_t a[25], z[25];
     ephemeral_key(a, client, boot, 0);
     ephemeral_key(z, client, boot + 1, 0);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(t->s->db, t->s->ro, t->s->cf[CF_SESSIONS]);
+    struct store_iter i;
+    store__iter_open(t->s, NULL, CF_SESSIONS, a, 25, z, 25, &i);
+    rocksdb_iterator_t *it = i.it;
     int rv = 0;
-    for (rocksdb_iter_seek(it, (char *)a, 25);
-         rv == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    for (; rv == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const char *k = rocksdb_iter_key(it, &klen);
         if (klen != 25 || memcmp(k, z, 25) >= 0 || k[0] != 'E') {
@@ -311,13 +304,8 @@ static int ephemeral_drop(struct tx *t, rfs_nodeid_t client, uint64_t boot)
             rv = rv > 0 ? 0 : rv; /* Gone meanwhile: nothing to do. */
         }
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    if (err != NULL) {
-        return store__rocks_err(t->s, err, "reading ephemeral files");
-    }
-    return rv;
+    int crv = store__iter_close(t->s, &i, "reading ephemeral files");
+    return rv != 0 ? rv : crv;
 }
 
 /*
@@ -385,10 +373,10 @@ int store__session_fenced(struct tx *t, const struct store_cmd *c,
 
 int store_sessions(struct store *s, store_session_cb cb, void *arg)
 {
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CF_SESSIONS]);
-    for (rocksdb_iter_seek(it, "L", 1); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
+    struct store_iter i;
+    store__iter_open(s, NULL, CF_SESSIONS, "L", 1, "M", 1, &i);
+    rocksdb_iterator_t *it = i.it;
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const char *k = rocksdb_iter_key(it, &klen);
         if (klen == 0 || k[0] != 'L') {
@@ -403,11 +391,5 @@ int store_sessions(struct store *s, store_session_cb cb, void *arg)
             break;
         }
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    if (err != NULL) {
-        return store__rocks_err(s, err, "reading node sessions");
-    }
-    return 0;
+    return store__iter_close(s, &i, "reading node sessions");
 }

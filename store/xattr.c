@@ -104,7 +104,7 @@ static int xattr_usage(struct tx *t, uint64_t ino, const uint8_t *skip,
                        size_t skip_len, uint64_t *list, uint64_t *total)
 {
     struct xattr_sum u = {skip, skip_len, 0, 0};
-    int rv = store__xattr_walk(t->s, t->s->ro, ino, xattr_add_one, &u);
+    int rv = store__xattr_walk(t->s, NULL, ino, xattr_add_one, &u);
     *list = u.list;
     *total = u.total;
     return rv;

@@ -863,6 +863,45 @@ static void test_duplicate_of_lowest_outstanding(void **state)
     assert_int_equal(apply(f, &c).err, ESTALE);
 }
 
+/* Forgetting a client's answered requests does not walk the deleted
+ * records of the clients sorted after it. A follower whose id sorts before
+ * the leader's did: after 20,000 creates through the leader, each of its
+ * own requests stepped over the leader's 20,000 forgotten records (an
+ * iterator without an upper bound runs on to the next live key), and an
+ * flock pair on it took 5 ms instead of 0.8. RocksDB's perf context counts
+ * the deleted keys an iterator skipped, on this thread. */
+static void test_forget_skips_no_later_tombstones(void **state)
+{
+    struct fixture *f = *state;
+    char name[16];
+    struct store_cmd c = {.op = STORE_OP_MKDIR, .parent = STORE_ROOT_INO,
+                          .client = 9, .boot = 1};
+    for (uint64_t i = 1; i <= 2000; i++) {
+        c.name_len = (uint16_t)snprintf(name, sizeof(name), "l%llu",
+                                        (unsigned long long)i);
+        c.name = name;
+        c.seq = i;
+        c.first_outstanding = i;
+        assert_int_equal(apply(f, &c).err, 0);
+    }
+    struct store_cmd d = {.op = STORE_OP_MKDIR, .parent = STORE_ROOT_INO,
+                          .name = "a", .name_len = 1, .client = 4,
+                          .boot = 1, .seq = 1, .first_outstanding = 1};
+    assert_int_equal(apply(f, &d).err, 0);
+    d.name = "b";
+    d.seq = 2;
+    d.first_outstanding = 2; /* Forgets seq 1: the last record of client 4. */
+    rocksdb_set_perf_level(rocksdb_enable_count);
+    rocksdb_perfcontext_t *pc = rocksdb_perfcontext_create();
+    rocksdb_perfcontext_reset(pc);
+    assert_int_equal(apply(f, &d).err, 0);
+    uint64_t skipped =
+        rocksdb_perfcontext_metric(pc, rocksdb_internal_delete_skipped_count);
+    rocksdb_perfcontext_destroy(pc);
+    rocksdb_set_perf_level(rocksdb_disable);
+    assert_true(skipped < 100);
+}
+
 /* The applied index survives a restart, and re-applying the log from the
  * start skips what was applied. */
 static void test_reapply_after_restart_is_idempotent(void **state)
@@ -3391,6 +3430,7 @@ int main(int argc, char **argv)
         T(test_setattr),
         T(test_duplicate_request_applied_once),
         T(test_duplicate_of_lowest_outstanding),
+        T(test_forget_skips_no_later_tombstones),
         T(test_reapply_after_restart_is_idempotent),
         T(test_boot_counter_grows_across_reopen),
         T(test_boot_counter_migrates_above_old_ids),
