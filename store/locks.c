@@ -10,12 +10,24 @@
  *                                           type, start, end, pid, flags
  *                                           [, order]
  *   'U' ino client boot owner kind       -> order
+ *   'V' client boot seq                  -> 'U' key, order
  * The order is written only when not 0, so the records of requests
  * without one are those of older builds, byte for byte. A 'U' record
  * keeps the highest order that an unlock or cancel of the owner applied
  * with (only requests with an order write one), so that a lock request
  * sent before it but applied after it is refused (see "Order" in
- * store.h); it goes with the session, like the holdings.
+ * store.h). The request it guards against is one whose caller gave up
+ * (a timeout, EINTR) and then released: its node had submitted it before
+ * the caller gave up, so before the unlock, and gave it a lower seq. Once
+ * the client's first outstanding seq passes the unlock's, every such
+ * request has applied or never will (sessions.c refuses it, ESTALE), and
+ * the 'U' record can go. (A lock and an unlock of one open file from two
+ * threads at once may get seqs in either order; whichever applies first,
+ * the lock's caller is answered, so nothing is left held unseen.) The 'V' record, keyed by the unlock's seq, finds it then
+ * (locks_forget, beside the session's own forgetting); without it every
+ * open file that was ever flocked and closed would leave a record until
+ * its node's session ended. Whatever is left goes with the session, like
+ * the holdings.
  * Holders sort by owner and range; waiters by the index of the request
  * that queued them, which is their arrival order.
  *
@@ -43,6 +55,8 @@
 #define WVAL_ORDER 62 /* With the order, at byte 54. */
 #define UKEY 34
 #define UVAL 8
+#define VKEY 25
+#define VVAL (UKEY + 8)
 #define WFLAG_OFD 0x1 /* Waiter byte 46 (0 in records of older builds). */
 
 struct table {
@@ -602,20 +616,90 @@ static int unlocked_through(struct store *s, uint64_t ino,
     return rv;
 }
 
-/* An unlock or cancel with l's order applies: requests of the owner up to
- * it are settled, and one of them that applies later is refused. */
-static int unlocked_put(struct tx *t, uint64_t ino, const struct store_lock *l)
+static void vkey(uint8_t *k, rfs_nodeid_t client, uint64_t boot,
+                 uint64_t seq)
+{
+    k[0] = 'V';
+    rfs_put_be64(k + 1, client);
+    rfs_put_be64(k + 9, boot);
+    rfs_put_be64(k + 17, seq);
+}
+
+/* An unlock or cancel with l's order applies, as request seq of its
+ * client: requests of the owner up to it are settled, and one of them
+ * that applies later is refused. The 'U' record is tracked under seq
+ * either way (when it keeps a higher order, under that order), so that
+ * locks_forget finds it once seq is answered. */
+static int unlocked_put(struct tx *t, uint64_t ino, const struct store_lock *l,
+                        uint64_t seq)
 {
     uint64_t was;
     int rv = unlocked_through(t->s, ino, l, &was);
-    if (rv == 0 && l->order > was) {
-        uint8_t k[UKEY], v[UVAL];
-        ukey(k, ino, l);
+    if (rv != 0) {
+        return rv;
+    }
+    uint8_t k[UKEY], v[UVAL], vk[VKEY], vv[VVAL];
+    ukey(k, ino, l);
+    uint64_t order = l->order > was ? l->order : was;
+    if (l->order > was) {
         rfs_put_le64(v, l->order);
         rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_LOCKS], (char *)k, UKEY,
                                   (char *)v, UVAL);
     }
-    return rv;
+    vkey(vk, l->client, l->boot, seq);
+    memcpy(vv, k, UKEY);
+    rfs_put_le64(vv + UKEY, order);
+    rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_LOCKS], (char *)vk, VKEY,
+                              (char *)vv, VVAL);
+    return 0;
+}
+
+int locks_forget(struct tx *t, const struct store_cmd *c,
+                 const struct store_result *r, uint64_t from, uint64_t to)
+{
+    /* This entry's own unlock, if it wrote (c is still in the batch: not
+     * refused), re-tracks its 'U' record under its own seq: keep it. */
+    uint8_t mine[UKEY];
+    bool writes = (r->err == 0 || r->err == EINPROGRESS) &&
+                  c->valid == STORE_LK_FLOCK && c->new_parent != 0 &&
+                  (c->op == STORE_OP_LOCK_CANCEL ||
+                   (c->op == STORE_OP_LOCK && c->mode == STORE_LK_UN));
+    if (writes) {
+        struct store_lock l = {.client = c->client, .boot = c->boot,
+                               .owner = c->parent, .kind = STORE_LK_FLOCK};
+        ukey(mine, c->ino, &l);
+    }
+    uint8_t a[VKEY], z[VKEY];
+    vkey(a, c->client, c->boot, from);
+    vkey(z, c->client, c->boot, to);
+    struct store_iter i;
+    store__iter_open(t->s, NULL, CF_LOCKS, a, VKEY, z, VKEY, &i);
+    int rv = 0;
+    for (; rv == 0 && rocksdb_iter_valid(i.it); rocksdb_iter_next(i.it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(i.it, &klen);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(i.it, &vlen);
+        rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_LOCKS], k, klen);
+        if (klen != VKEY || vlen != VVAL || v[0] != 'U' ||
+            (writes && memcmp(v, mine, UKEY) == 0)) {
+            continue;
+        }
+        size_t ulen = 0;
+        char *err = NULL;
+        char *u = rocksdb_get_cf(t->s->db, t->s->ro, t->s->cf[CF_LOCKS],
+                                 (const char *)v, UKEY, &ulen, &err);
+        if (err != NULL) {
+            rv = store__rocks_err(t->s, err, "reading an unlock record");
+        } else if (u != NULL && ulen == UVAL &&
+                   rfs_get_le64((uint8_t *)u) == rfs_get_le64(v + UKEY)) {
+            /* No later unlock raised it (that one tracks it now). */
+            rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_LOCKS],
+                                         (const char *)v, UKEY);
+        }
+        rocksdb_free(u);
+    }
+    int crv = store__iter_close(t->s, &i, "reading unlock records");
+    return rv != 0 ? rv : crv;
 }
 
 int locks_apply(struct tx *t, const struct store_cmd *c)
@@ -660,7 +744,7 @@ int locks_apply(struct tx *t, const struct store_cmd *c)
     uint64_t settled = 0;
     if (l.order != 0) {
         rv = c->op == STORE_OP_LOCK_CANCEL || l.type == STORE_LK_UN
-                 ? unlocked_put(t, c->ino, &l)
+                 ? unlocked_put(t, c->ino, &l, c->seq)
                  : unlocked_through(t->s, c->ino, &l, &settled);
     }
     if (rv != 0) {
@@ -722,11 +806,12 @@ int locks_drop_session(struct tx *t, rfs_nodeid_t client, uint64_t boot)
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
         bool mine = false;
-        if (k[0] == 'U' && klen == UKEY) {
+        if ((k[0] == 'U' && klen == UKEY) || (k[0] == 'V' && klen == VKEY)) {
             /* Not needed once the session ended: its late requests apply
              * as ENOLCK (store/state.c). */
-            if (rfs_get_be64(k + 9) == client &&
-                rfs_get_be64(k + 17) == boot) {
+            int at = k[0] == 'U' ? 9 : 1;
+            if (rfs_get_be64(k + at) == client &&
+                rfs_get_be64(k + at + 8) == boot) {
                 rocksdb_writebatch_delete_cf(t->b, t->s->cf[CF_LOCKS],
                                              (const char *)k, klen);
             }

@@ -130,6 +130,9 @@ int store__session_record(struct tx *t, const struct store_cmd *c,
     if (rv == 0 && c->first_outstanding > nh.purged) {
         rv = session_forget(t, c->client, c->boot, nh.purged,
                             c->first_outstanding);
+        if (rv == 0) {
+            rv = locks_forget(t, c, r, nh.purged, c->first_outstanding);
+        }
         nh.purged = c->first_outstanding;
     }
     if (rv != 0) {

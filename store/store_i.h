@@ -185,6 +185,11 @@ int locks_apply(struct tx *t, const struct store_cmd *c);
 /* Release every lock of session (client, boot) and drop its waiters,
  * granting the next waiters. 0 or a negative store error. */
 int locks_drop_session(struct tx *t, rfs_nodeid_t client, uint64_t boot);
+/* c's client answered its requests [from, to) (c->first_outstanding moved):
+ * forget the flock unlock records they tracked, as the session forgets
+ * their results (store/locks.c, 'V'). r: c's result. 0 or a read error. */
+int locks_forget(struct tx *t, const struct store_cmd *c,
+                 const struct store_result *r, uint64_t from, uint64_t to);
 
 /*
  * The state machine's files share what follows: records.c the records,

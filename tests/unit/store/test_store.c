@@ -2982,6 +2982,57 @@ static void test_lock_late_after_unlock_refused(void **state)
     assert_int_equal(lk_keys(f, 'U'), 0);
 }
 
+/* A flock request of client 1's owner, with its own seq and the lowest
+ * seq its node still had outstanding. */
+static int lkx(struct fixture *f, uint64_t owner, uint8_t type,
+               uint64_t order, uint64_t seq, uint64_t fo)
+{
+    struct store_cmd c = {.op = STORE_OP_LOCK, .client = 1, .boot = 1,
+                          .seq = seq, .first_outstanding = fo,
+                          .ino = f->lk_ino, .parent = owner,
+                          .valid = STORE_LK_FLOCK, .mode = type,
+                          .size = STORE_LK_EOF, .uid = 42,
+                          .new_parent = order};
+    return apply(f, &c).err;
+}
+
+/* An unlock's 'U' record goes once its node answered the unlock (its
+ * first outstanding seq moved past it): a request its caller gave up on
+ * was sent before the unlock, so by then it applied or never will. Each
+ * open file ever flocked and closed left one until its node's session
+ * ended. */
+static void test_lock_unlock_record_forgotten(void **state)
+{
+    struct fixture *f = *state;
+    lk_file(f);
+    /* Lock 1 timed out at its caller, which unlocked (2). */
+    assert_int_equal(lkx(f, 10, STORE_LK_UN, 2, 2, 1), 0);
+    assert_int_equal(lk_keys(f, 'U'), 1);
+    assert_int_equal(lkx(f, 10, STORE_LK_WR, 1, 1, 1), EINTR);
+    assert_int_equal(lk_keys(f, 'U'), 1); /* 2 is still outstanding. */
+    assert_int_equal(lkx(f, 11, STORE_LK_RD, 3, 3, 3), 0);
+    assert_int_equal(lk_keys(f, 'U'), 0);
+    assert_int_equal(lk_keys(f, 'V'), 0);
+    /* A later unlock of the owner raises the record: forgetting the
+     * first leaves it, forgetting the second removes it. */
+    assert_int_equal(lkx(f, 10, STORE_LK_UN, 4, 4, 4), 0);
+    assert_int_equal(lkx(f, 10, STORE_LK_UN, 5, 5, 4), 0);
+    assert_int_equal(lkx(f, 11, STORE_LK_UN, 6, 6, 5), 0);
+    assert_int_equal(lk_keys(f, 'U'), 2); /* Owners 10 and 11. */
+    assert_int_equal(lkx(f, 12, STORE_LK_RD, 7, 7, 7), 0);
+    assert_int_equal(lk_keys(f, 'U'), 0);
+    /* An unlock that forgets the owner's previous one in its own entry
+     * keeps the record it raises. */
+    assert_int_equal(lkx(f, 10, STORE_LK_UN, 8, 8, 8), 0);
+    assert_int_equal(lkx(f, 10, STORE_LK_UN, 9, 9, 9), 0);
+    assert_int_equal(lk_keys(f, 'U'), 1);
+    assert_int_equal(lkx(f, 10, STORE_LK_WR, 8, 10, 9), EINTR);
+    assert_int_equal(lk_keys(f, 'V'), 1);
+    assert_int_equal(lkx(f, 13, STORE_LK_RD, 11, 11, 11), 0);
+    assert_int_equal(lk_keys(f, 'U'), 0);
+    assert_int_equal(lk_keys(f, 'V'), 0);
+}
+
 /* POSIX ranges of one owner split, merge, upgrade and downgrade; other
  * owners conflict only where they overlap and one side is exclusive. */
 static void test_lock_ranges(void **state)
@@ -3403,6 +3454,7 @@ int main(int argc, char **argv)
         T(test_lock_unlock_keeps_later_lock),
         T(test_lock_cancel_keeps_later_waiter),
         T(test_lock_late_after_unlock_refused),
+        T(test_lock_unlock_record_forgotten),
         T(test_lock_ranges),
         T(test_lock_queue_and_cancel),
         T(test_lock_drop_session),
