@@ -3,8 +3,8 @@
  * raftfs-testnode-forger (and nowhere else), it installs a transport
  * decorator (transport.h) that alters every gossip PUSH this node sends
  * that carries entries: one byte of the first entry's data is flipped
- * (or, for an entry without data, its type changed), and the message is
- * encoded again, so it arrives well formed and sealed by a node that holds
+ * (or, for an entry without data, its type changed), three entries are
+ * invented after the last, and the message is encoded again, so it arrives well formed and sealed by a node that holds
  * the cluster secret. Whatever it forwards is then forged, while the
  * commit point it forwards is a voter's true one: the receivers'
  * verifiers must refuse it and name this node (docs/protocol.md, the
@@ -49,6 +49,25 @@ static bool fg_wrap(void *state, rfs_nodeid_t to, uint8_t type,
     } else {
         e->type = e->type == CONS_ENTRY_NOOP ? CONS_ENTRY_NORMAL
                                              : CONS_ENTRY_NOOP;
+    }
+    /* And entries invented past the last one, which nobody has yet: an
+     * observer takes the first copy it is offered of an entry, and voters
+     * push the true ones at once, so a forged copy of an existing entry
+     * reaches an observer first only now and then (one clean-clone run
+     * counted no refusal in 20 bursts). These always come first; the
+     * voters' next commit point over them proves them forged. */
+    static char junk[] = "forged by raftfs-testnode-forger";
+    const struct cons_entry *last = &room[m.n_entries - 1];
+    for (unsigned k = 1; k <= 3 && m.n_entries < GOSSIP_MSG_ENTRIES_MAX;
+         k++) {
+        struct cons_entry *x = &room[m.n_entries];
+        memset(x, 0, sizeof(*x));
+        x->index = last->index + k;
+        x->term = last->term;
+        x->type = CONS_ENTRY_NORMAL;
+        x->data.base = junk;
+        x->data.len = sizeof(junk) - 1;
+        m.n_entries++;
     }
     m.entries = room;
     struct rfs_buf forged;

@@ -753,19 +753,25 @@ static void test_gossip_forger_refused(void **state)
     int l = wait_leader(30000);
     assert_true(l >= 1 && l <= VOTERS);
     /* Writes in bursts, with pauses for digests: the forger is pushed to,
-     * pushes on, and answers pulls, all forged. A refusal needs a forged
-     * copy to reach an observer before the honest ones, and each refusal
-     * bans the forger for 10 digest periods: 10 rounds gave 1 to 3
-     * refusals, and one clean-clone run none; 20 rounds. */
-    for (int round = 0; round < 20; round++) {
+     * pushes on, and answers pulls, all forged, with entries invented
+     * past the last it has (forger.c), which reach every observer before
+     * the true ones. Each refusal bans the forger for 10 digest periods,
+     * so an observer refuses it about once a run: every honest observer
+     * must have. (Forging only entries that exist gave 1 to 3 refusals
+     * in all, and once none.) */
+    for (int round = 0; round < 10; round++) {
         write_entries(l, 30, 0);
         pump(300);
     }
     bool same = converge(30000);
     unsigned long long refusals = 0;
+    int refusing = 0;
     for (int i = VOTERS + 1; i <= n_nodes; i++) {
         if (i != forger) {
             refusals += nodes[i].grefusals;
+            refusing += nodes[i].grefusals > 0;
+            fprintf(stderr, "# forger: node %d refused %llu\n", i,
+                    nodes[i].grefusals);
         }
     }
     char cmd[512];
@@ -776,9 +782,9 @@ static void test_gossip_forger_refused(void **state)
     fprintf(stderr, "# forger: %llu refusals on the honest observers, "
             "named in their logs: %s, all identical: %s\n", refusals,
             named ? "yes" : "no", same ? "yes" : "no");
-    cluster_down(!same || refusals == 0);
+    cluster_down(!same || refusing < 3);
     assert_true(same);
-    assert_true(refusals > 0);
+    assert_int_equal(refusing, 3);
     assert_true(named);
 }
 
