@@ -452,7 +452,8 @@ static void publish_status(struct node *n)
     st.batches_written = host_batches(n->host);
     st.conf = *cons_node_conf(core);
     st.removed = host_removed(n->host);
-    st.lock_orders = atomic_load(&n->lock_orders);
+    st.lock_orders = atomic_load(&n->lock_level) >= TRANSPORT_LEVEL_LOCK_ORDER;
+    st.lock_level = atomic_load(&n->lock_level);
     for (unsigned i = 0; i < st.conf.n && i < CONS_MAX_SERVERS; i++) {
         struct cons_progress p;
         st.match[i] = cons_node_progress(core, st.conf.servers[i].id, &p) == 0
@@ -495,17 +496,27 @@ static uint32_t peer_level(const struct node *n, rfs_nodeid_t peer)
  * member not heard yet counts as older. */
 static void lock_orders_sync(struct node *n, const struct cons_conf *c)
 {
-    bool on = cons_conf_get(c, n->o.id) != NULL;
+    unsigned level = cons_conf_get(c, n->o.id) != NULL ? TRANSPORT_LEVEL : 0;
     rfs_nodeid_t old = 0;
-    for (unsigned i = 0; on && i < c->n; i++) {
+    for (unsigned i = 0; level > 0 && i < c->n; i++) {
         rfs_nodeid_t id = c->servers[i].id;
-        if (id != n->o.id &&
-            peer_level(n, id) < TRANSPORT_LEVEL_LOCK_ORDER) {
-            on = false;
+        if (id != n->o.id && peer_level(n, id) < level) {
+            level = peer_level(n, id);
             old = id;
         }
     }
-    if (atomic_exchange(&n->lock_orders, on) != on) {
+    unsigned was = atomic_exchange(&n->lock_level, level);
+    if ((was >= TRANSPORT_LEVEL_LOCK_FORGET) !=
+        (level >= TRANSPORT_LEVEL_LOCK_FORGET)) {
+        node__log(n, RFS_LOG_INFO,
+                  "flock unlock records %s (protocol level %u)",
+                  level >= TRANSPORT_LEVEL_LOCK_FORGET
+                      ? "forgotten once answered: every member knows it"
+                      : "kept until the session ends: a member is below",
+                  TRANSPORT_LEVEL_LOCK_FORGET);
+    }
+    bool on = level >= TRANSPORT_LEVEL_LOCK_ORDER;
+    if ((was >= TRANSPORT_LEVEL_LOCK_ORDER) != on) {
         if (on) {
             node__log(n, RFS_LOG_INFO,
                       "flock orders on: every member knows them (protocol "
@@ -1337,7 +1348,12 @@ static int count_live(void *arg, rfs_nodeid_t client, uint64_t boot,
 
 bool node_lock_orders(struct node *n)
 {
-    return atomic_load(&n->lock_orders);
+    return atomic_load(&n->lock_level) >= TRANSPORT_LEVEL_LOCK_ORDER;
+}
+
+bool node_lock_forget(struct node *n)
+{
+    return atomic_load(&n->lock_level) >= TRANSPORT_LEVEL_LOCK_FORGET;
 }
 
 void node_identity(struct node *n, rfs_nodeid_t *id, uint64_t *boot)

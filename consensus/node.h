@@ -160,6 +160,10 @@ void node_identity(struct node *n, rfs_nodeid_t *id, uint64_t *boot);
  * level that knows them (docs/protocol.md, "Upgrades: flock orders").
  * Any thread. */
 bool node_lock_orders(struct node *n);
+/* Whether ordered flock unlocks may ask for their record to be forgotten
+ * once answered (STORE_LK_FORGET): every other member said protocol level
+ * 2. Any thread. */
+bool node_lock_forget(struct node *n);
 
 /* What gossip did on this node (node_options.gossip). */
 struct node_gossip {
@@ -200,6 +204,7 @@ struct node_status {
     rfs_index_t match[CONS_MAX_SERVERS];
     bool removed;              /* This node was removed from the cluster. */
     bool lock_orders;          /* node_lock_orders() when published. */
+    unsigned lock_level;       /* The members' lowest protocol level. */
     char last_error[192];      /* The last warning or error logged. */
     char listen[CONS_ADDR_MAX]; /* This node's peer address. */
     uint8_t sign_pk[CONS_KEY_BYTES]; /* This node's public signing key. */

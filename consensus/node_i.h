@@ -78,14 +78,15 @@ struct node {
     uint64_t admin_ids;
 
     /* The feature level each peer's last hello said (loop thread only),
-     * and whether every other member of the configuration said one that
-     * knows flock orders (node_lock_orders, any thread). */
+     * and the lowest that every other member of the configuration said,
+     * capped at this build's (0 if this node is not a member):
+     * node_lock_orders and node_lock_forget, any thread. */
     struct {
         rfs_nodeid_t id;
         uint32_t level;
     } levels[2 * CONS_MAX_SERVERS];
     unsigned n_levels;
-    _Atomic bool lock_orders;
+    _Atomic unsigned lock_level;
 };
 
 /* node.c: a line to the log; a warning or worse is also kept for

@@ -91,8 +91,10 @@ size_t status_json(const struct node_status *st, char *buf, size_t cap)
         st->peers_connected, st->core.leased_reads, st->fast_barriers);
     put_json_string(&o, st->listen);
     put_key(&o, "signing_key", st->sign_pk);
-    put(&o, ",\"removed\":%s,\"lock_orders\":%d,\"last_error\":",
-        st->removed ? "true" : "false", st->lock_orders ? 1 : 0);
+    put(&o, ",\"removed\":%s,\"lock_orders\":%d,\"lock_level\":%u,"
+        "\"last_error\":",
+        st->removed ? "true" : "false", st->lock_orders ? 1 : 0,
+        st->lock_level);
     put_json_string(&o, st->last_error);
     static const char *const state[] = {"off", "opening", "live",
                                         "may have ended", "ended"};

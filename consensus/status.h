@@ -15,7 +15,9 @@
 /* One JSON object: id, role, term, leader, commit_index, applied_index,
  * last_index, snapshot_index, entries_proposed, batches_written,
  * peers_connected, address, signing_key (hex), removed, lock_orders (1:
- * flock requests carry their order, node_lock_orders), last_error,
+ * flock requests carry their order, node_lock_orders), lock_level (the
+ * members' lowest protocol level: 2 also forgets answered unlocks'
+ * records, node_lock_forget), last_error,
  * session (state: "off",
  * "opening", "live", "may have ended" or "ended"; boot; ttl_ms),
  * live_sessions (in the replicated state), gossip (with gossip=on: role

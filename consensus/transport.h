@@ -34,10 +34,12 @@
 
 /* The protocol feature level this build says in its hellos (the code
  * field of ADMIN_HELLO; older builds send 0 and never read it). 1: it
- * knows flock orders and the lock records they write (docs/protocol.md,
- * "Upgrades: flock orders"). */
-#define TRANSPORT_LEVEL 1
+ * knows flock orders and the lock records they write; 2: it also forgets
+ * an unlock's record once the unlock was answered, when the unlock says
+ * so (STORE_LK_FORGET) (docs/protocol.md, "Upgrades: flock orders"). */
+#define TRANSPORT_LEVEL 2
 #define TRANSPORT_LEVEL_LOCK_ORDER 1
+#define TRANSPORT_LEVEL_LOCK_FORGET 2
 
 enum transport_admin_kind {
     ADMIN_REQUEST = 1, /* An operator's command for the leader. */

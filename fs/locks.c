@@ -229,6 +229,16 @@ static void cancel_done(void *arg, int err, const struct store_result *r)
     lk_free(w);
 }
 
+/* A cancel carries its request's order; with one, it may ask for its
+ * 'U' record to be forgotten once answered (store.h, STORE_LK_FORGET). */
+static void lk_cancel_flags(struct fs *fs, struct store_cmd *c)
+{
+    c->flags &= ~(uint32_t)STORE_LK_FORGET;
+    if (c->new_parent != 0 && node_lock_forget(fs->node)) {
+        c->flags |= STORE_LK_FORGET;
+    }
+}
+
 static void lk_interrupt(fuse_req_t req, void *data)
 {
     (void)req;
@@ -242,6 +252,7 @@ static void lk_interrupt(fuse_req_t req, void *data)
     if (go) {
         struct store_cmd c = w->c;
         c.op = STORE_OP_LOCK_CANCEL;
+        lk_cancel_flags(fs, &c);
         lk_in_interrupt = true;
         int rv = node_submit(fs->node, &c, cancel_done, w);
         lk_in_interrupt = false;
@@ -282,6 +293,7 @@ static void lock_done(void *arg, int err, const struct store_result *r)
         /* Interrupted before the store queued it. */
         struct store_cmd c = w->c;
         c.op = STORE_OP_LOCK_CANCEL;
+        lk_cancel_flags(fs, &c);
         if (node_submit(fs->node, &c, cancel_done, w) != 0) {
             struct store_result rr = {.err = 0};
             cancel_done(w, -ENOMEM, &rr);
@@ -778,6 +790,9 @@ void fs__op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
     pthread_mutex_lock(&fs->lock);
     c.new_parent = ordered ? ++fs->lk_order : 0;
     pthread_mutex_unlock(&fs->lock);
+    if (ordered && c.mode == STORE_LK_UN && node_lock_forget(fs->node)) {
+        c.flags |= STORE_LK_FORGET;
+    }
     lk_submit(req, h, &c);
 }
 
@@ -790,6 +805,7 @@ static void lk_close(struct fs *fs, struct fs_handle *h,
     struct store_cmd c[2];
     int m = 0;
     bool ordered = node_lock_orders(fs->node);
+    bool forget = node_lock_forget(fs->node);
     pthread_mutex_lock(&fs->lock);
     for (int i = 0; i < n; i++) {
         if (touched_find(fs, h->ino, owners[i], kinds[i], true)) {
@@ -803,6 +819,8 @@ static void lk_close(struct fs *fs, struct fs_handle *h,
             c[m].new_parent = kinds[i] == STORE_LK_FLOCK && ordered
                                   ? ++fs->lk_order
                                   : 0;
+            c[m].flags = c[m].new_parent != 0 && forget ? STORE_LK_FORGET
+                                                        : 0;
             m++;
         }
     }

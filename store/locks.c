@@ -631,7 +631,7 @@ static void vkey(uint8_t *k, rfs_nodeid_t client, uint64_t boot,
  * either way (when it keeps a higher order, under that order), so that
  * locks_forget finds it once seq is answered. */
 static int unlocked_put(struct tx *t, uint64_t ino, const struct store_lock *l,
-                        uint64_t seq)
+                        uint64_t seq, bool track)
 {
     uint64_t was;
     int rv = unlocked_through(t->s, ino, l, &was);
@@ -646,6 +646,9 @@ static int unlocked_put(struct tx *t, uint64_t ino, const struct store_lock *l,
         rocksdb_writebatch_put_cf(t->b, t->s->cf[CF_LOCKS], (char *)k, UKEY,
                                   (char *)v, UVAL);
     }
+    if (!track) {
+        return 0; /* Kept until the session ends, as older builds do. */
+    }
     vkey(vk, l->client, l->boot, seq);
     memcpy(vv, k, UKEY);
     rfs_put_le64(vv + UKEY, order);
@@ -658,7 +661,8 @@ int locks_forget(struct tx *t, const struct store_cmd *c,
                  const struct store_result *r, uint64_t from, uint64_t to)
 {
     /* This entry's own unlock, if it wrote (c is still in the batch: not
-     * refused), re-tracks its 'U' record under its own seq: keep it. */
+     * refused), may rewrite the 'U' record: keep it (tracked again under
+     * its own seq if it asked to be forgotten, else kept for good). */
     uint8_t mine[UKEY];
     bool writes = (r->err == 0 || r->err == EINPROGRESS) &&
                   c->valid == STORE_LK_FLOCK && c->new_parent != 0 &&
@@ -744,7 +748,8 @@ int locks_apply(struct tx *t, const struct store_cmd *c)
     uint64_t settled = 0;
     if (l.order != 0) {
         rv = c->op == STORE_OP_LOCK_CANCEL || l.type == STORE_LK_UN
-                 ? unlocked_put(t, c->ino, &l, c->seq)
+                 ? unlocked_put(t, c->ino, &l, c->seq,
+                                (c->flags & STORE_LK_FORGET) != 0)
                  : unlocked_through(t->s, c->ino, &l, &settled);
     }
     if (rv != 0) {

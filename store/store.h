@@ -297,6 +297,12 @@ enum store_op {
 #define STORE_LK_WAIT 0x1
 #define STORE_LK_OFD 0x2 /* The owner is an open file description, not a
                           * process: no deadlock detection (as Linux). */
+#define STORE_LK_FORGET 0x4 /* An ordered flock unlock or cancel whose 'U'
+                             * record goes once its node answered it
+                             * (store/locks.c); sent only while every
+                             * member knows it (node_lock_forget): older
+                             * builds ignore the bit and keep the record,
+                             * so every node must agree to drop it. */
 #define STORE_LK_DL_DEPTH 10
 #define STORE_LK_DL_OWNERS 64
 #define STORE_LK_EOF UINT64_MAX

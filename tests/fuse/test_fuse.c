@@ -1249,15 +1249,18 @@ static void test_write_waits_for_a_truncate_in_flight(void **state)
  * it could apply first and the unlock undo it); and the close's unlock
  * frees the lock for another node.
  */
-/* Whether every node in [from, to] reports lock_orders == want, waiting up
- * to 15 s for it. */
-static bool lock_orders_are(struct mcluster *c, int from, int to, int want)
+/* Whether every node in [from, to] reports lock_orders == want, and
+ * lock_level == level (the members' lowest protocol level: 2 also forgets
+ * answered unlocks' records), waiting up to 15 s for it. */
+static bool lock_orders_are(struct mcluster *c, int from, int to, int want,
+                            int level)
 {
     long d = pc_now_ms() + 15000;
     for (;;) {
         bool all = true;
         for (int i = from; i <= to; i++) {
-            all = all && (int)mc_status(c, i, "lock_orders") == want;
+            all = all && (int)mc_status(c, i, "lock_orders") == want &&
+                  (int)mc_status(c, i, "lock_level") == level;
         }
         if (all || pc_now_ms() > d) {
             return all;
@@ -1275,13 +1278,13 @@ static void test_flock_orders_wait_for_every_member(void **state)
 {
     struct mcluster *c = *state;
     assert_true(mc_wait_leader(c, 10000) > 0);
-    assert_true(lock_orders_are(c, 1, 3, 1));
+    assert_true(lock_orders_are(c, 1, 3, 1, 2));
     assert_int_equal(mc_stop(c, 3), 0);
     setenv("RAFTFS_TEST_PROTO_LEVEL", "0", 1);
     mc_start(c, 3);
     unsetenv("RAFTFS_TEST_PROTO_LEVEL");
     assert_true(mc_wait_leader(c, 30000) > 0);
-    assert_true(lock_orders_are(c, 1, 2, 0));
+    assert_true(lock_orders_are(c, 1, 2, 0, 0));
     /* Without orders: an unlock then a relock of one open file, and the
      * lock is held (the relock waited for the unlock's apply). */
     assert_int_equal(mc_write(mc_path(c, 1, "ord"), "", 0), 0);
@@ -1298,7 +1301,7 @@ static void test_flock_orders_wait_for_every_member(void **state)
     assert_int_equal(close(fd2), 0);
     assert_int_equal(mc_stop(c, 3), 0);
     mc_start(c, 3);
-    assert_true(lock_orders_are(c, 1, 3, 1));
+    assert_true(lock_orders_are(c, 1, 3, 1, 2));
 }
 
 static void test_unlock_does_not_wait_for_its_commit(void **state)

@@ -2983,7 +2983,10 @@ static void test_lock_late_after_unlock_refused(void **state)
 }
 
 /* A flock request of client 1's owner, with its own seq and the lowest
- * seq its node still had outstanding. */
+ * seq its node still had outstanding; its unlocks ask for their record to
+ * be forgotten (as every member at protocol level 2 sends them) unless
+ * lkx_keep is set (an unlock sent while a member is older). */
+static bool lkx_keep;
 static int lkx(struct fixture *f, uint64_t owner, uint8_t type,
                uint64_t order, uint64_t seq, uint64_t fo)
 {
@@ -2993,6 +2996,9 @@ static int lkx(struct fixture *f, uint64_t owner, uint8_t type,
                           .valid = STORE_LK_FLOCK, .mode = type,
                           .size = STORE_LK_EOF, .uid = 42,
                           .new_parent = order};
+    if (type == STORE_LK_UN && !lkx_keep) {
+        c.flags = STORE_LK_FORGET;
+    }
     return apply(f, &c).err;
 }
 
@@ -3031,6 +3037,14 @@ static void test_lock_unlock_record_forgotten(void **state)
     assert_int_equal(lkx(f, 13, STORE_LK_RD, 11, 11, 11), 0);
     assert_int_equal(lk_keys(f, 'U'), 0);
     assert_int_equal(lk_keys(f, 'V'), 0);
+    /* An unlock that does not ask (a member of an older build would keep
+     * its record: every node must) keeps it until the session ends. */
+    lkx_keep = true;
+    assert_int_equal(lkx(f, 10, STORE_LK_UN, 12, 12, 12), 0);
+    assert_int_equal(lkx(f, 13, STORE_LK_RD, 13, 13, 13), 0);
+    assert_int_equal(lk_keys(f, 'U'), 1);
+    assert_int_equal(lkx(f, 10, STORE_LK_WR, 12, 14, 14), EINTR);
+    lkx_keep = false;
 }
 
 /* POSIX ranges of one owner split, merge, upgrade and downgrade; other
