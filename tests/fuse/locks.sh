@@ -18,9 +18,17 @@ now_ms() { date +%s%3N; }
 # The kernel sends an flock's RELEASE after the last close without waiting
 # for it, so a holder's exit can return before its unlock applied: wait
 # (up to 3 s) for the lock to be free, as seen from mount $1.
+# The probe's own release is answered once proposed (docs/fs.md, "Locks"):
+# a lock taken elsewhere right after could still find the probe holding
+# it, and both racers of the next round lose (seen under load). A write
+# from the same node after it commits behind the release: once it has
+# returned, the release has applied everywhere that matters.
 free_on() {
     for _ in $(seq 30); do
-        flock -n -E 9 "$1/lk" true && return 0
+        if flock -n -E 9 "$1/lk" true; then
+            : > "$1/lk.probed"
+            return 0
+        fi
         sleep 0.1
     done
     return 1
