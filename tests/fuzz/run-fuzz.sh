@@ -4,10 +4,11 @@
 # Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for
 # its share of a bounded time over a copy of its seed corpus (the
 # checked-in corpora are never modified): the wire decoder (frames and Raft
-# messages from peers) half, the gossip decoder and verifier (what an
-# observer takes from any peer) a quarter, and dissemination (runs of such
-# messages into an observer and a voter) a quarter. Any crash, leak, overread or
-# timeout fails the test; libFuzzer prints the reproducer's path.
+# messages from peers) half, the gossip and image-fetch decoders and the
+# verifier (what an observer takes from any peer) a quarter, and
+# dissemination (runs of such messages into an observer and a voter) a
+# quarter. Any crash, leak, overread or timeout fails the test; libFuzzer
+# prints the reproducer's path.
 set -eu
 src=$(cd "$1" && pwd)
 mkdir -p "$2/fuzz"
@@ -24,7 +25,7 @@ clang $cflags -o "$out/fuzz_wire" "$src/tests/fuzz/fuzz_wire.c" \
     "$src/consensus/wire.c" "$src"/consensus/core/*.c $common -lpthread
 # shellcheck disable=SC2086
 clang $cflags -o "$out/fuzz_gossip" "$src/tests/fuzz/fuzz_gossip.c" \
-    "$src/consensus/gossip.c" "$src/store/chain.c" $common -lsodium -lpthread
+    "$src/consensus/gossip.c" "$src/consensus/gimage.c" "$src/store/chain.c" $common -lsodium -lpthread
 # shellcheck disable=SC2086
 clang $cflags -o "$out/fuzz_spread" "$src/tests/fuzz/fuzz_spread.c" \
     "$src/consensus/spread.c" "$src/consensus/gossip.c" "$src/store/chain.c" \

@@ -1,0 +1,129 @@
+/*
+ * gimage: snapshot images that observers fetch from any peer, vouched for
+ * by a voter's signature (docs/protocol.md, "Observers: images from
+ * peers").
+ *
+ * An observer whose gap lies below every peer's compacted log cannot be fed
+ * entries; it needs an image. Images are a deterministic function of the
+ * state at (index, term) (snapfiles.h), so the same bytes can come from any
+ * node that holds them, as long as something proves they are the committed
+ * state. That proof is an image statement: a voter holding snap-I.img signs
+ * (I, term of I, chain(I), the image's size, BLAKE2b-256 of its bytes,
+ * BLAKE2b-256 of the configuration in force at I, its id) with its Ed25519
+ * node key under the tag "raftfs-image-v1", which no other statement the
+ * key signs begins with. An observer that installed a vouched image keeps
+ * the statement and serves the same bytes with it; an image it took
+ * itself, unvouched, it does not offer.
+ *
+ * This module holds the statement (sign, verify), the streaming image hash,
+ * and the codec of the four messages of a fetch, which travel in GOSSIP
+ * frames beside gossip.h's (their kinds never collide):
+ *   ASK    "who holds an image at or above index `at`?"
+ *   OFFER  a statement and the configuration bytes it covers;
+ *   GET    "send me len bytes at off of image index";
+ *   CHUNK  bytes at off of image index (last: the final ones).
+ * The decoder checks every length before touching a byte (fuzzed with the
+ * gossip messages). Like gossip.c, it opens no file and keeps no timer.
+ *
+ * Caveats:
+ * - Pure: no I/O, no clock; libsodium for hashing and signatures.
+ * - Who may sign is the caller's key set (gimage_stmt_verify): pass the
+ *   voters of the observer's latest applied configuration, the set the
+ *   gossip verifier uses for commit points (gossip_verifier_set_voters).
+ */
+#ifndef RAFTFS_CONSENSUS_GIMAGE_H
+#define RAFTFS_CONSENSUS_GIMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/types.h"
+#include "gossip.h"
+
+/* Message kinds, in the same first byte as enum gossip_kind. */
+enum gimage_kind {
+    GIMAGE_ASK = 16,
+    GIMAGE_OFFER = 17,
+    GIMAGE_GET = 18,
+    GIMAGE_CHUNK = 19,
+};
+
+/* Most bytes one CHUNK carries (or one GET asks for): well under a frame's
+ * body (WIRE_MAX_BODY), and small enough that one transfer never holds a
+ * peer's connection for long. */
+#define GIMAGE_CHUNK_MAX (1u << 20)
+/* Most configuration bytes an OFFER carries: a configuration of thousands
+ * of members encodes in far less. */
+#define GIMAGE_CONF_MAX (1u << 20)
+
+/* A voter's word that image `index` is the committed state there. */
+struct gimage_stmt {
+    rfs_index_t index;
+    rfs_term_t term;                   /* Of entry index. */
+    uint8_t chain[GOSSIP_HASH_BYTES];  /* chain(index): the verifier's base. */
+    uint64_t size;                     /* Bytes of the image. */
+    uint8_t image[GOSSIP_HASH_BYTES];  /* BLAKE2b-256 of those bytes. */
+    uint8_t conf[GOSSIP_HASH_BYTES];   /* BLAKE2b-256 of the configuration
+                                        * bytes (a CONF entry's payload). */
+    rfs_nodeid_t signer;
+    uint8_t sig[GOSSIP_SIG_BYTES];
+};
+
+/* Streaming BLAKE2b-256 of an image or configuration (libsodium's state,
+ * kept opaque in size only so callers can hold it by value). */
+struct gimage_hash {
+    _Alignas(64) uint8_t state[384];
+};
+void gimage_hash_init(struct gimage_hash *h);
+void gimage_hash_update(struct gimage_hash *h, const void *data, size_t len);
+void gimage_hash_final(struct gimage_hash *h, uint8_t out[GOSSIP_HASH_BYTES]);
+/* One-shot form of the three above. */
+void gimage_hash(const void *data, size_t len, uint8_t out[GOSSIP_HASH_BYTES]);
+
+/* Fill s->sig with signer's secret key over every other field. */
+void gimage_stmt_sign(struct gimage_stmt *s, const uint8_t sk[GOSSIP_SK_BYTES]);
+/* Check s against keys[0..n) (the voters the caller knows) and, when conf
+ * is not NULL, the configuration bytes it came with. 0 if the signer is
+ * one of them, its signature is good and conf hashes to s->conf.
+ * -ENOKEY if the signer is not among keys: it may be a voter of a
+ * configuration the caller has not applied (a far-behind observer's is
+ * old), so this names no culprit; the caller asks another peer.
+ * RFS_EAUTH if a known voter's signature is bad: whoever sent it forged it.
+ * RFS_EFORGED if the signature is good but conf does not match: whoever
+ * sent the bytes altered them. */
+int gimage_stmt_verify(const struct gimage_stmt *s, const struct rfs_buf *conf,
+                       const struct gossip_key *keys, unsigned n);
+
+/* One message of a fetch. */
+struct gimage_msg {
+    uint8_t kind;
+    rfs_nodeid_t from;
+    /* ASK: the lowest index that would help the asker (its gap). */
+    rfs_index_t at;
+    /* OFFER: the statement and its configuration bytes (borrowed from the
+     * decoded buffer). */
+    struct gimage_stmt stmt;
+    struct rfs_buf conf;
+    /* GET and CHUNK: which image and where. GET: len bytes wanted. CHUNK:
+     * data (borrowed from the decoded buffer), last if it ends the image. */
+    rfs_index_t index;
+    uint64_t off;
+    uint32_t len;
+    struct rfs_buf data;
+    bool last;
+};
+
+/* Encode into a buffer from rfs_malloc. 0; -EINVAL (unknown kind, a GET or
+ * CHUNK over GIMAGE_CHUNK_MAX, a configuration over GIMAGE_CONF_MAX);
+ * -ENOMEM. */
+int gimage_msg_encode(const struct gimage_msg *m, struct rfs_buf *out);
+/* Decode in into *m (conf and data point into in). 0 or RFS_EMALFORMED
+ * (truncated, trailing bytes, an unknown kind, a length over its bound,
+ * a flag other than 0 or 1, off + length wrapping around). */
+int gimage_msg_decode(const struct rfs_buf *in, struct gimage_msg *m);
+/* Whether a frame's first byte is one of this module's kinds (the node
+ * runtime sends the rest to gossip_msg_decode). */
+bool gimage_is_kind(uint8_t first);
+
+#endif /* RAFTFS_CONSENSUS_GIMAGE_H */

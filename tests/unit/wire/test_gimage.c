@@ -1,0 +1,332 @@
+/*
+ * Unit tests of image statements and the fetch messages
+ * (consensus/gimage.h): a statement verifies only under the key of the
+ * voter it names and only with every field as signed; an unknown signer is
+ * told apart from a forged signature; configuration bytes altered in
+ * transit are refused; and the codec refuses every truncation, trailing
+ * byte and out-of-bound length.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "../../../common/err.h"
+#include "../../../common/heap.h"
+#include "../../../consensus/gimage.h"
+
+/* Voters 1 and 2 have keys in the configuration; node 9 has a key that is
+ * not in it. */
+static struct gossip_key keys[2];
+static uint8_t sk1[GOSSIP_SK_BYTES], sk2[GOSSIP_SK_BYTES];
+static uint8_t sk9[GOSSIP_SK_BYTES];
+static uint8_t image[3000];
+static const char conf[] = "voters 1 2; observers 3 4 5";
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (sodium_init() < 0) {
+        return -1;
+    }
+    keys[0].id = 1;
+    gossip_keypair(keys[0].pk, sk1);
+    keys[1].id = 2;
+    gossip_keypair(keys[1].pk, sk2);
+    uint8_t pk9[GOSSIP_PK_BYTES];
+    gossip_keypair(pk9, sk9);
+    for (size_t i = 0; i < sizeof(image); i++) {
+        image[i] = (uint8_t)(i * 31 + 7);
+    }
+    return 0;
+}
+
+/* A statement of image at index 500 signed by signer with sk. */
+static struct gimage_stmt stmt_by(rfs_nodeid_t signer, const uint8_t *sk)
+{
+    struct gimage_stmt s = {.index = 500, .term = 7, .size = sizeof(image),
+                            .signer = signer};
+    memset(s.chain, 0xc4, sizeof(s.chain));
+    gimage_hash(image, sizeof(image), s.image);
+    gimage_hash(conf, strlen(conf), s.conf);
+    gimage_stmt_sign(&s, sk);
+    return s;
+}
+
+static const struct rfs_buf conf_buf = {.base = (void *)conf,
+                                        .len = sizeof(conf) - 1};
+
+/* A voter's statement verifies, with and without its configuration. */
+static void test_stmt_verifies(void **state)
+{
+    (void)state;
+    struct gimage_stmt s = stmt_by(1, sk1);
+    assert_int_equal(gimage_stmt_verify(&s, &conf_buf, keys, 2), 0);
+    assert_int_equal(gimage_stmt_verify(&s, NULL, keys, 2), 0);
+    s = stmt_by(2, sk2);
+    assert_int_equal(gimage_stmt_verify(&s, &conf_buf, keys, 2), 0);
+}
+
+/* Every signed field matters: changing any one after signing is refused as
+ * a forgery of a known voter's word. */
+static void test_stmt_binds_every_field(void **state)
+{
+    (void)state;
+    const struct gimage_stmt good = stmt_by(1, sk1);
+    struct gimage_stmt v[8];
+    for (unsigned k = 0; k < 8; k++) {
+        v[k] = good;
+    }
+    v[0].index++;
+    v[1].term++;
+    v[2].chain[31] ^= 1;
+    v[3].size--;
+    v[4].image[0] ^= 0x80;
+    v[5].conf[12] ^= 4;
+    v[6].signer = 2; /* Voter 1's signature claimed as voter 2's. */
+    v[7].sig[5] ^= 1;
+    for (unsigned k = 0; k < 8; k++) {
+        assert_int_equal(gimage_stmt_verify(&v[k], NULL, keys, 2), RFS_EAUTH);
+    }
+}
+
+/* A signer the caller does not know is not a forgery (it may be a voter of
+ * a newer configuration): -ENOKEY, which names nobody. A key outside the
+ * configuration claiming a voter's id is a forgery. */
+static void test_stmt_unknown_signer(void **state)
+{
+    (void)state;
+    struct gimage_stmt s = stmt_by(9, sk9);
+    assert_int_equal(gimage_stmt_verify(&s, NULL, keys, 2), -ENOKEY);
+    assert_int_equal(gimage_stmt_verify(&s, NULL, keys, 0), -ENOKEY);
+    s = stmt_by(1, sk9);
+    assert_int_equal(gimage_stmt_verify(&s, NULL, keys, 2), RFS_EAUTH);
+    /* Voter 2's key set alone does not know voter 1. */
+    s = stmt_by(1, sk1);
+    assert_int_equal(gimage_stmt_verify(&s, NULL, &keys[1], 1), -ENOKEY);
+}
+
+/* Configuration bytes that do not hash to the signed ones were altered by
+ * whoever sent them. */
+static void test_stmt_conf_altered(void **state)
+{
+    (void)state;
+    struct gimage_stmt s = stmt_by(1, sk1);
+    char other[sizeof(conf)];
+    memcpy(other, conf, sizeof(conf));
+    other[7] = '9';
+    struct rfs_buf b = {.base = other, .len = sizeof(conf) - 1};
+    assert_int_equal(gimage_stmt_verify(&s, &b, keys, 2), RFS_EFORGED);
+    b.base = (void *)conf;
+    b.len--;
+    assert_int_equal(gimage_stmt_verify(&s, &b, keys, 2), RFS_EFORGED);
+}
+
+/* A commit point's signature over the same key never stands for a
+ * statement: the tags differ. */
+static void test_stmt_not_a_commit_point(void **state)
+{
+    (void)state;
+    struct gimage_stmt s = stmt_by(1, sk1);
+    struct gossip_cert c = {.index = s.index, .term = s.term, .signer = 1};
+    memcpy(c.hash, s.chain, sizeof(c.hash));
+    gossip_cert_sign(&c, sk1);
+    assert_int_equal(gossip_cert_verify(&c, keys, 2), 0);
+    memcpy(s.sig, c.sig, sizeof(s.sig));
+    assert_int_equal(gimage_stmt_verify(&s, NULL, keys, 2), RFS_EAUTH);
+}
+
+/* The streaming hash, fed in uneven pieces, equals the one-shot hash, and
+ * one changed byte changes it. */
+static void test_hash_streams(void **state)
+{
+    (void)state;
+    uint8_t one[GOSSIP_HASH_BYTES], streamed[GOSSIP_HASH_BYTES];
+    gimage_hash(image, sizeof(image), one);
+    struct gimage_hash h;
+    gimage_hash_init(&h);
+    size_t off = 0, step = 1;
+    while (off < sizeof(image)) {
+        size_t n = step < sizeof(image) - off ? step : sizeof(image) - off;
+        gimage_hash_update(&h, image + off, n);
+        off += n;
+        step = step * 3 + 1;
+    }
+    gimage_hash_final(&h, streamed);
+    assert_memory_equal(one, streamed, sizeof(one));
+    image[1234] ^= 1;
+    gimage_hash(image, sizeof(image), streamed);
+    image[1234] ^= 1;
+    assert_memory_not_equal(one, streamed, sizeof(one));
+}
+
+/* Encode m, decode it back, check that every truncation and one trailing
+ * byte are refused; returns the decoded message (its buffers point into
+ * *enc, which the caller frees). */
+static struct gimage_msg round_trip(const struct gimage_msg *m,
+                                    struct rfs_buf *enc)
+{
+    assert_int_equal(gimage_msg_encode(m, enc), 0);
+    struct gimage_msg d;
+    assert_int_equal(gimage_msg_decode(enc, &d), 0);
+    assert_int_equal(d.kind, m->kind);
+    assert_int_equal(d.from, m->from);
+    for (size_t cut = 0; cut < enc->len; cut++) {
+        struct rfs_buf t = {.base = enc->base, .len = cut};
+        struct gimage_msg x;
+        assert_int_equal(gimage_msg_decode(&t, &x), RFS_EMALFORMED);
+    }
+    uint8_t *longer = rfs_malloc(enc->len + 1);
+    assert_non_null(longer);
+    memcpy(longer, enc->base, enc->len);
+    longer[enc->len] = 0;
+    struct rfs_buf t = {.base = longer, .len = enc->len + 1};
+    struct gimage_msg x;
+    assert_int_equal(gimage_msg_decode(&t, &x), RFS_EMALFORMED);
+    rfs_free(longer);
+    return d;
+}
+
+static void test_msg_codec(void **state)
+{
+    (void)state;
+    struct rfs_buf enc;
+    struct gimage_msg m = {.kind = GIMAGE_ASK, .from = 42, .at = 12345};
+    struct gimage_msg d = round_trip(&m, &enc);
+    assert_int_equal(d.at, 12345);
+    rfs_free(enc.base);
+
+    m = (struct gimage_msg){.kind = GIMAGE_OFFER, .from = 3,
+                            .stmt = stmt_by(2, sk2), .conf = conf_buf};
+    d = round_trip(&m, &enc);
+    assert_memory_equal(&d.stmt, &m.stmt, sizeof(m.stmt));
+    assert_int_equal(d.conf.len, conf_buf.len);
+    assert_memory_equal(d.conf.base, conf, conf_buf.len);
+    /* What came over the wire still verifies with what it carried. */
+    assert_int_equal(gimage_stmt_verify(&d.stmt, &d.conf, keys, 2), 0);
+    rfs_free(enc.base);
+
+    m = (struct gimage_msg){.kind = GIMAGE_GET, .from = 4, .index = 500,
+                            .off = 1u << 20, .len = GIMAGE_CHUNK_MAX};
+    d = round_trip(&m, &enc);
+    assert_int_equal(d.index, 500);
+    assert_int_equal(d.off, 1u << 20);
+    assert_int_equal(d.len, GIMAGE_CHUNK_MAX);
+    rfs_free(enc.base);
+
+    m = (struct gimage_msg){.kind = GIMAGE_CHUNK, .from = 5, .index = 500,
+                            .off = 1000, .last = true,
+                            .data = {.base = image + 1000, .len = 2000}};
+    d = round_trip(&m, &enc);
+    assert_int_equal(d.index, 500);
+    assert_int_equal(d.off, 1000);
+    assert_true(d.last);
+    assert_int_equal(d.data.len, 2000);
+    assert_memory_equal(d.data.base, image + 1000, 2000);
+    rfs_free(enc.base);
+
+    /* An empty final chunk (an image whose size is a multiple of the
+     * chunk) and an offer without configuration bytes are valid. */
+    m = (struct gimage_msg){.kind = GIMAGE_CHUNK, .from = 5, .index = 500,
+                            .off = sizeof(image), .last = true};
+    d = round_trip(&m, &enc);
+    assert_int_equal(d.data.len, 0);
+    assert_null(d.data.base);
+    rfs_free(enc.base);
+}
+
+/* Bounds: the encoder refuses what the decoder would, and the decoder
+ * refuses lengths over their bound, bad flags, wrapping offsets and kinds
+ * it does not know (gossip's included). */
+static void test_msg_bounds(void **state)
+{
+    (void)state;
+    struct rfs_buf enc;
+    struct gimage_msg m = {.kind = GIMAGE_GET, .len = GIMAGE_CHUNK_MAX + 1};
+    assert_int_equal(gimage_msg_encode(&m, &enc), -EINVAL);
+    m = (struct gimage_msg){.kind = GIMAGE_CHUNK,
+                            .data = {.base = image,
+                                     .len = GIMAGE_CHUNK_MAX + 1}};
+    assert_int_equal(gimage_msg_encode(&m, &enc), -EINVAL);
+    m = (struct gimage_msg){.kind = GIMAGE_OFFER,
+                            .conf = {.base = image,
+                                     .len = GIMAGE_CONF_MAX + 1}};
+    assert_int_equal(gimage_msg_encode(&m, &enc), -EINVAL);
+    m = (struct gimage_msg){.kind = GOSSIP_PUSH};
+    assert_int_equal(gimage_msg_encode(&m, &enc), -EINVAL);
+
+    /* GET: len over the bound; off + len past 2^64. */
+    m = (struct gimage_msg){.kind = GIMAGE_GET, .index = 1, .len = 10};
+    assert_int_equal(gimage_msg_encode(&m, &enc), 0);
+    uint8_t *p = enc.base;
+    struct gimage_msg d;
+    p[9 + 16 + 2] = 0x20; /* len = 0x200000a */
+    assert_int_equal(gimage_msg_decode(&enc, &d), RFS_EMALFORMED);
+    p[9 + 16 + 2] = 0;
+    memset(p + 9 + 8, 0xff, 8); /* off = 2^64 - 1 */
+    assert_int_equal(gimage_msg_decode(&enc, &d), RFS_EMALFORMED);
+    rfs_free(enc.base);
+
+    /* CHUNK: a last flag of 2; a length that disagrees with the bytes. */
+    m = (struct gimage_msg){.kind = GIMAGE_CHUNK, .index = 1,
+                            .data = {.base = image, .len = 10}};
+    assert_int_equal(gimage_msg_encode(&m, &enc), 0);
+    p = enc.base;
+    assert_int_equal(gimage_msg_decode(&enc, &d), 0);
+    p[9 + 16] = 2;
+    assert_int_equal(gimage_msg_decode(&enc, &d), RFS_EMALFORMED);
+    p[9 + 16] = 0;
+    p[9 + 17] = 9;
+    assert_int_equal(gimage_msg_decode(&enc, &d), RFS_EMALFORMED);
+    p[9 + 17] = 10;
+    memset(p + 9 + 8, 0xff, 8);
+    assert_int_equal(gimage_msg_decode(&enc, &d), RFS_EMALFORMED);
+    /* Gossip's kinds and unknown ones are not this codec's. */
+    for (unsigned k = 0; k < 256; k++) {
+        p[0] = (uint8_t)k;
+        bool mine = k >= GIMAGE_ASK && k <= GIMAGE_CHUNK;
+        assert_int_equal(gimage_is_kind((uint8_t)k), mine);
+        if (!mine) {
+            assert_int_equal(gimage_msg_decode(&enc, &d), RFS_EMALFORMED);
+        }
+    }
+    assert_false(gimage_is_kind(GOSSIP_PUSH));
+    assert_false(gimage_is_kind(GOSSIP_DIGEST));
+    assert_false(gimage_is_kind(GOSSIP_PULL));
+    rfs_free(enc.base);
+
+    /* OFFER: a configuration length that disagrees with the bytes. */
+    m = (struct gimage_msg){.kind = GIMAGE_OFFER, .stmt = stmt_by(1, sk1),
+                            .conf = conf_buf};
+    assert_int_equal(gimage_msg_encode(&m, &enc), 0);
+    p = enc.base;
+    size_t lenat = enc.len - conf_buf.len - 4;
+    assert_int_equal(p[lenat], conf_buf.len);
+    p[lenat]++;
+    assert_int_equal(gimage_msg_decode(&enc, &d), RFS_EMALFORMED);
+    p[lenat] -= 2;
+    assert_int_equal(gimage_msg_decode(&enc, &d), RFS_EMALFORMED);
+    rfs_free(enc.base);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stmt_verifies),
+        cmocka_unit_test(test_stmt_binds_every_field),
+        cmocka_unit_test(test_stmt_unknown_signer),
+        cmocka_unit_test(test_stmt_conf_altered),
+        cmocka_unit_test(test_stmt_not_a_commit_point),
+        cmocka_unit_test(test_hash_streams),
+        cmocka_unit_test(test_msg_codec),
+        cmocka_unit_test(test_msg_bounds),
+    };
+    return cmocka_run_group_tests(tests, group_setup, NULL);
+}
