@@ -271,3 +271,119 @@ int gimage_msg_decode(const struct rfs_buf *in, struct gimage_msg *m)
         return RFS_EMALFORMED;
     }
 }
+
+/* ---- The serving side ------------------------------------------------------ */
+
+struct gimage_server {
+    bool held;
+    struct gimage_stmt stmt;
+    uint8_t *conf;
+    size_t conf_len;
+    /* Who each read in flight is for (to 0: a free slot; node ids start
+     * at 1). Few slots: a scan is cheaper than any map. */
+    rfs_nodeid_t reading[GIMAGE_SERVE_MAX];
+};
+
+struct gimage_server *gimage_server_new(void)
+{
+    return rfs_calloc(1, sizeof(struct gimage_server));
+}
+
+void gimage_server_free(struct gimage_server *s)
+{
+    if (s != NULL) {
+        rfs_free(s->conf);
+        rfs_free(s);
+    }
+}
+
+int gimage_server_set(struct gimage_server *s, const struct gimage_stmt *st,
+                      const struct rfs_buf *conf)
+{
+    uint8_t *c = NULL;
+    if (conf->len > 0) {
+        c = rfs_malloc(conf->len);
+        if (c == NULL) {
+            gimage_server_clear(s);
+            return -ENOMEM;
+        }
+        memcpy(c, conf->base, conf->len);
+    }
+    rfs_free(s->conf);
+    s->conf = c;
+    s->conf_len = conf->len;
+    s->stmt = *st;
+    s->held = true;
+    return 0;
+}
+
+void gimage_server_clear(struct gimage_server *s)
+{
+    rfs_free(s->conf);
+    s->conf = NULL;
+    s->conf_len = 0;
+    s->held = false;
+}
+
+bool gimage_server_ask(const struct gimage_server *s, rfs_nodeid_t self,
+                       rfs_index_t at, struct gimage_msg *offer)
+{
+    /* An image at or below what the asker applied would take it nowhere. */
+    if (!s->held || s->stmt.index < at) {
+        return false;
+    }
+    *offer = (struct gimage_msg){.kind = GIMAGE_OFFER, .from = self,
+                                 .stmt = s->stmt,
+                                 .conf = {.base = s->conf,
+                                          .len = s->conf_len}};
+    return true;
+}
+
+int gimage_server_get(struct gimage_server *s, rfs_nodeid_t from,
+                      const struct gimage_msg *get, struct gimage_read *r)
+{
+    if (!s->held || get->index != s->stmt.index || get->off > s->stmt.size) {
+        return RFS_ENOSNAP;
+    }
+    unsigned mine = 0;
+    int slot = -1;
+    for (unsigned i = 0; i < GIMAGE_SERVE_MAX; i++) {
+        if (s->reading[i] == from) {
+            mine++;
+        } else if (s->reading[i] == 0 && slot < 0) {
+            slot = (int)i;
+        }
+    }
+    if (mine >= GIMAGE_SERVE_PER_PEER || slot < 0) {
+        return RFS_EBUSY;
+    }
+    uint64_t left = s->stmt.size - get->off;
+    s->reading[slot] = from;
+    *r = (struct gimage_read){.to = from, .index = get->index,
+                              .off = get->off,
+                              .len = left < get->len ? (uint32_t)left
+                                                     : get->len};
+    r->last = r->off + r->len == s->stmt.size;
+    return 0;
+}
+
+bool gimage_server_done(struct gimage_server *s, const struct gimage_read *r)
+{
+    for (unsigned i = 0; i < GIMAGE_SERVE_MAX; i++) {
+        if (s->reading[i] == r->to) {
+            s->reading[i] = 0;
+            break;
+        }
+    }
+    return s->held && s->stmt.index == r->index;
+}
+
+unsigned gimage_server_reading(const struct gimage_server *s,
+                               rfs_nodeid_t peer)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < GIMAGE_SERVE_MAX; i++) {
+        k += peer == 0 ? s->reading[i] != 0 : s->reading[i] == peer;
+    }
+    return k;
+}

@@ -126,4 +126,64 @@ int gimage_msg_decode(const struct rfs_buf *in, struct gimage_msg *m);
  * runtime sends the rest to gossip_msg_decode). */
 bool gimage_is_kind(uint8_t first);
 
+/* ---- The serving side --------------------------------------------------- */
+
+/*
+ * struct gimage_server decides what a node holding a vouched image answers:
+ * an OFFER to an ASK it can help, and which GETs to read now. Reading is
+ * the caller's (snapfiles_read on the threadpool, never the loop); this
+ * only bounds it: at most GIMAGE_SERVE_PER_PEER reads in flight per peer
+ * (a fetcher keeps one chunk in flight, so one transfer per peer) and
+ * GIMAGE_SERVE_MAX in all, so serving holds at most GIMAGE_SERVE_MAX
+ * chunks of memory however many observers ask at once. A GET over a bound
+ * is dropped unanswered (RFS_EBUSY): the fetcher asks again or asks
+ * another peer. Loop thread only; no I/O.
+ */
+#define GIMAGE_SERVE_PER_PEER 1
+#define GIMAGE_SERVE_MAX 4
+
+struct gimage_server;
+
+/* One read the caller performs: len bytes at off of image index, for
+ * peer `to`. */
+struct gimage_read {
+    rfs_nodeid_t to;
+    rfs_index_t index;
+    uint64_t off;
+    uint32_t len;
+    bool last; /* off + len is the image's end. */
+};
+
+/* NULL on -ENOMEM. */
+struct gimage_server *gimage_server_new(void);
+void gimage_server_free(struct gimage_server *s);
+/* Serve the image st vouches for, with its configuration bytes (copied),
+ * instead of any earlier one; reads of the earlier one still in flight
+ * finish (gimage_server_done) but answer nothing. The caller checked st
+ * (its own signature, or gimage_stmt_verify when it fetched the image). 0
+ * or -ENOMEM (then nothing is served). */
+int gimage_server_set(struct gimage_server *s, const struct gimage_stmt *st,
+                      const struct rfs_buf *conf);
+/* Serve nothing (the image was deleted, or this node's key is gone). */
+void gimage_server_clear(struct gimage_server *s);
+
+/* An ASK from a peer whose gap is `at`: true with *offer filled (its conf
+ * borrowed from s, valid until the next set or clear) if the image held
+ * reaches it (index >= at); false if there is none or it is too old to
+ * help. */
+bool gimage_server_ask(const struct gimage_server *s, rfs_nodeid_t self,
+                       rfs_index_t at, struct gimage_msg *offer);
+/* A GET from peer `from`: 0 with *r filled (len cut at the image's end) to
+ * be read now; RFS_ENOSNAP if it names another image than the one held
+ * or an offset past its end; RFS_EBUSY if `from` or everyone is at its
+ * bound (see above). */
+int gimage_server_get(struct gimage_server *s, rfs_nodeid_t from,
+                      const struct gimage_msg *get, struct gimage_read *r);
+/* Read r finished (or failed): its slot is free again. true if its bytes
+ * are still worth sending (the image served is still r->index). */
+bool gimage_server_done(struct gimage_server *s, const struct gimage_read *r);
+/* Reads in flight now for peer (0: in all; tests, status). */
+unsigned gimage_server_reading(const struct gimage_server *s,
+                               rfs_nodeid_t peer);
+
 #endif /* RAFTFS_CONSENSUS_GIMAGE_H */

@@ -316,6 +316,87 @@ static void test_msg_bounds(void **state)
     rfs_free(enc.base);
 }
 
+/* The server offers its image only to an asker it takes further, and
+ * answers GETs only for that image, cut at its end. */
+static void test_server_offers_and_reads(void **state)
+{
+    (void)state;
+    struct gimage_server *s = gimage_server_new();
+    assert_non_null(s);
+    struct gimage_msg o;
+    assert_false(gimage_server_ask(s, 1, 10, &o)); /* Nothing held. */
+    struct gimage_stmt st = stmt_by(1, sk1);
+    assert_int_equal(gimage_server_set(s, &st, &conf_buf), 0);
+    assert_false(gimage_server_ask(s, 1, 501, &o)); /* Too old to help. */
+    assert_true(gimage_server_ask(s, 1, 500, &o));
+    assert_int_equal(o.kind, GIMAGE_OFFER);
+    assert_int_equal(o.from, 1);
+    assert_memory_equal(&o.stmt, &st, sizeof(st));
+    assert_int_equal(gimage_stmt_verify(&o.stmt, &o.conf, keys, 2), 0);
+    assert_true(gimage_server_ask(s, 1, 3, &o));
+
+    struct gimage_read r;
+    struct gimage_msg g = {.kind = GIMAGE_GET, .index = 499, .len = 1000};
+    assert_int_equal(gimage_server_get(s, 5, &g, &r), RFS_ENOSNAP);
+    g.index = 500;
+    g.off = sizeof(image) + 1;
+    assert_int_equal(gimage_server_get(s, 5, &g, &r), RFS_ENOSNAP);
+    g.off = 2500;
+    assert_int_equal(gimage_server_get(s, 5, &g, &r), 0);
+    assert_int_equal(r.to, 5);
+    assert_int_equal(r.index, 500);
+    assert_int_equal(r.off, 2500);
+    assert_int_equal(r.len, sizeof(image) - 2500);
+    assert_true(r.last);
+    assert_true(gimage_server_done(s, &r));
+    g.off = 0;
+    assert_int_equal(gimage_server_get(s, 5, &g, &r), 0);
+    assert_int_equal(r.len, 1000);
+    assert_false(r.last);
+    /* A newer image replaces it: the read in flight answers nothing. */
+    st.index = 600;
+    gimage_stmt_sign(&st, sk1);
+    assert_int_equal(gimage_server_set(s, &st, &conf_buf), 0);
+    assert_false(gimage_server_done(s, &r));
+    assert_int_equal(gimage_server_reading(s, 0), 0);
+    gimage_server_clear(s);
+    assert_false(gimage_server_ask(s, 1, 3, &o));
+    g.index = 600;
+    assert_int_equal(gimage_server_get(s, 5, &g, &r), RFS_ENOSNAP);
+    gimage_server_free(s);
+}
+
+/* One read in flight per peer and GIMAGE_SERVE_MAX in all: a hundred
+ * observers asking at once hold a few chunks of memory, and a freed slot
+ * serves the next. */
+static void test_server_bounds_reads(void **state)
+{
+    (void)state;
+    struct gimage_server *s = gimage_server_new();
+    assert_non_null(s);
+    struct gimage_stmt st = stmt_by(2, sk2);
+    assert_int_equal(gimage_server_set(s, &st, &conf_buf), 0);
+    struct gimage_msg g = {.kind = GIMAGE_GET, .index = 500, .len = 100};
+    struct gimage_read r[GIMAGE_SERVE_MAX], x;
+    for (unsigned i = 0; i < GIMAGE_SERVE_MAX; i++) {
+        g.off = 100 * i;
+        assert_int_equal(gimage_server_get(s, 10 + i, &g, &r[i]), 0);
+        /* The same peer again, before its read finished. */
+        assert_int_equal(gimage_server_get(s, 10 + i, &g, &x), RFS_EBUSY);
+        assert_int_equal(gimage_server_reading(s, 10 + i), 1);
+    }
+    assert_int_equal(gimage_server_reading(s, 0), GIMAGE_SERVE_MAX);
+    for (unsigned p = 100; p < 200; p++) {
+        assert_int_equal(gimage_server_get(s, p, &g, &x), RFS_EBUSY);
+    }
+    assert_true(gimage_server_done(s, &r[1]));
+    assert_int_equal(gimage_server_reading(s, 11), 0);
+    assert_int_equal(gimage_server_get(s, 150, &g, &x), 0);
+    assert_int_equal(gimage_server_get(s, 151, &g, &x), RFS_EBUSY);
+    assert_int_equal(gimage_server_get(s, 11, &g, &x), RFS_EBUSY);
+    gimage_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +408,8 @@ int main(void)
         cmocka_unit_test(test_hash_streams),
         cmocka_unit_test(test_msg_codec),
         cmocka_unit_test(test_msg_bounds),
+        cmocka_unit_test(test_server_offers_and_reads),
+        cmocka_unit_test(test_server_bounds_reads),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
