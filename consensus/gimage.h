@@ -186,4 +186,102 @@ bool gimage_server_done(struct gimage_server *s, const struct gimage_read *r);
 unsigned gimage_server_reading(const struct gimage_server *s,
                                rfs_nodeid_t peer);
 
+/* ---- The fetching side -------------------------------------------------- */
+
+/*
+ * struct gimage_fetch is a far-behind observer's fetch of one image: it
+ * decides whom to ASK and when, which OFFER to take, which GET to send, and
+ * what each CHUNK is worth; the caller sends, writes receiving.img
+ * (snapfiles_receive) and installs. Offers are checked on arrival
+ * (gimage_stmt_verify against the voters set here, which the caller keeps
+ * equal to the gossip verifier's). Among those that check, the highest
+ * index wins, then a peer that is not the leader (the point is to spare
+ * it), then the lowest id.
+ *
+ * One chunk is in flight at a time, from one peer, in order, hashed as it
+ * comes. A peer that leaves a GET unanswered for stall_ms loses its offer
+ * and the transfer restarts from the best other one, from offset 0: a
+ * transfer resumed with another peer's bytes could not say, on a hash
+ * mismatch, which of them lied, and a refusal must name the sender. A
+ * chunk of the wrong length or flag, or a last chunk whose image does not
+ * hash to the statement's, is refused (RFS_EMALFORMED, RFS_EFORGED),
+ * names the peer, bans it for the rest of this fetch (its offers are
+ * ignored), and the transfer restarts with another.
+ *
+ * Caveats: loop thread only; no I/O, no clock (now_ms is the caller's).
+ */
+#define GIMAGE_FETCH_CANDS 16  /* Offers kept (one per peer). */
+#define GIMAGE_FETCH_BANNED 32 /* Peers refused, remembered per fetch. */
+
+struct gimage_fetch_options {
+    uint32_t chunk;    /* Bytes a GET asks for (<= GIMAGE_CHUNK_MAX). */
+    uint64_t ask_ms;   /* Between ASKs while no offer is usable. */
+    uint64_t stall_ms; /* A GET unanswered this long drops its peer. */
+};
+
+struct gimage_fetch;
+
+/* A fetch for an observer whose gap (first index it lacks) is gap: an
+ * image below it would take it nowhere. leader: the leader as this node
+ * knows it (0: none). NULL on -ENOMEM or bad options (chunk 0 or over
+ * GIMAGE_CHUNK_MAX). */
+struct gimage_fetch *gimage_fetch_new(const struct gimage_fetch_options *o,
+                                      rfs_index_t gap, rfs_nodeid_t leader);
+void gimage_fetch_free(struct gimage_fetch *f);
+/* Whose statements count (copied): 0 or -ENOMEM. */
+int gimage_fetch_set_voters(struct gimage_fetch *f,
+                            const struct gossip_key *keys, unsigned n);
+void gimage_fetch_set_leader(struct gimage_fetch *f, rfs_nodeid_t leader);
+
+/* Take an OFFER from `from`. 0 or -ENOMEM; *out says what happened:
+ * refused RFS_EAUTH or RFS_EFORGED (see gimage_stmt_verify) with `from`
+ * named and banned, or 0 (kept, or ignored: a banned sender, an image
+ * below the gap, a signer not known here, no room for a lower image). */
+int gimage_fetch_offer(struct gimage_fetch *f, rfs_nodeid_t from,
+                       const struct gimage_msg *offer,
+                       struct gossip_verdict *out);
+
+/* What the caller does next. */
+struct gimage_step {
+    uint8_t kind;       /* 0: nothing; GIMAGE_ASK: msg to every peer;
+                         * GIMAGE_GET: msg to `to`. */
+    rfs_nodeid_t to;
+    bool fresh;         /* The GET starts a transfer: drop any partial
+                         * receiving.img first. */
+    struct gimage_msg msg;
+};
+/* The next message to send at now_ms (call after each event and on the
+ * caller's tick); msg.from is left 0 for the caller to fill. */
+void gimage_fetch_next(struct gimage_fetch *f, uint64_t now_ms,
+                       struct gimage_step *step);
+
+enum gimage_chunk_fate {
+    GIMAGE_CHUNK_IGNORE = 0, /* Not the chunk awaited (late, another peer). */
+    GIMAGE_CHUNK_WRITE,      /* Write it at its offset; more to come. */
+    GIMAGE_CHUNK_INSTALL,    /* The last one, and the image hashes to the
+                              * statement: write it and install
+                              * (gimage_fetch_result). */
+    GIMAGE_CHUNK_REFUSED,    /* *out names the peer; drop receiving.img,
+                              * write nothing. */
+};
+/* Take a CHUNK from `from`. */
+enum gimage_chunk_fate gimage_fetch_chunk(struct gimage_fetch *f,
+                                          rfs_nodeid_t from,
+                                          const struct gimage_msg *chunk,
+                                          struct gossip_verdict *out);
+/* Writing a chunk failed (ENOSPC, EIO): the transfer starts again at the
+ * next step, from the best offer. */
+void gimage_fetch_abort(struct gimage_fetch *f);
+/* After GIMAGE_CHUNK_INSTALL: the statement and the configuration bytes
+ * (borrowed from f) to install with, and to keep for serving. NULL
+ * before. */
+const struct gimage_stmt *gimage_fetch_result(const struct gimage_fetch *f,
+                                              struct rfs_buf *conf);
+
+struct gimage_fetch_stats {
+    uint64_t asks, offers, unknown, refused, restarts, bytes;
+};
+void gimage_fetch_get_stats(const struct gimage_fetch *f,
+                            struct gimage_fetch_stats *st);
+
 #endif /* RAFTFS_CONSENSUS_GIMAGE_H */

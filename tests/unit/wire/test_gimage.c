@@ -397,6 +397,272 @@ static void test_server_bounds_reads(void **state)
     gimage_server_free(s);
 }
 
+/* ---- Fetching ---- */
+
+static const struct gimage_fetch_options fopts = {
+    .chunk = 1000, .ask_ms = 100, .stall_ms = 500};
+
+static struct gimage_fetch *fetch_new(rfs_index_t gap, rfs_nodeid_t leader)
+{
+    struct gimage_fetch *f = gimage_fetch_new(&fopts, gap, leader);
+    assert_non_null(f);
+    assert_int_equal(gimage_fetch_set_voters(f, keys, 2), 0);
+    return f;
+}
+
+static void give_offer(struct gimage_fetch *f, rfs_nodeid_t from,
+                       const struct gimage_stmt *st, int refused)
+{
+    struct gimage_msg o = {.kind = GIMAGE_OFFER, .from = from, .stmt = *st,
+                           .conf = conf_buf};
+    struct gossip_verdict d;
+    assert_int_equal(gimage_fetch_offer(f, from, &o, &d), 0);
+    assert_int_equal(d.refused, refused);
+    if (refused != 0) {
+        assert_int_equal(d.nculprits, 1);
+        assert_int_equal(d.culprits[0], from);
+    }
+}
+
+/* Answer the GET in *step as a server of image bytes src would. */
+static enum gimage_chunk_fate answer(struct gimage_fetch *f,
+                                     const struct gimage_step *step,
+                                     const uint8_t *src,
+                                     struct gossip_verdict *d)
+{
+    assert_int_equal(step->kind, GIMAGE_GET);
+    struct gimage_msg c = {
+        .kind = GIMAGE_CHUNK, .from = step->to, .index = step->msg.index,
+        .off = step->msg.off,
+        .data = {.base = (void *)(src + step->msg.off), .len = step->msg.len},
+        .last = step->msg.off + step->msg.len == sizeof(image)};
+    return gimage_fetch_chunk(f, step->to, &c, d);
+}
+
+/* Fetch to the end from whoever the steps name; returns the last fate. */
+static enum gimage_chunk_fate fetch_all(struct gimage_fetch *f,
+                                        uint64_t now, const uint8_t *src,
+                                        rfs_nodeid_t from,
+                                        struct gossip_verdict *d)
+{
+    struct gimage_step step;
+    enum gimage_chunk_fate fate;
+    uint64_t off = 0;
+    do {
+        gimage_fetch_next(f, now, &step);
+        assert_int_equal(step.to, from);
+        assert_int_equal(step.msg.off, off);
+        assert_int_equal(step.fresh, off == 0);
+        fate = answer(f, &step, src, d);
+        off += step.msg.len;
+    } while (fate == GIMAGE_CHUNK_WRITE);
+    return fate;
+}
+
+/* With no offer the fetch asks, at most every ask_ms; offered the same
+ * image by the leader and an observer, it takes it from the observer, and
+ * the newest image before an older one; chunks from anyone else, late or
+ * out of place, change nothing; the image installs with its statement. */
+static void test_fetch_prefers_peers_over_leader(void **state)
+{
+    (void)state;
+    struct gimage_fetch *f = fetch_new(100, 1);
+    struct gimage_step step;
+    gimage_fetch_next(f, 1000, &step);
+    assert_int_equal(step.kind, GIMAGE_ASK);
+    assert_int_equal(step.msg.at, 100);
+    gimage_fetch_next(f, 1050, &step);
+    assert_int_equal(step.kind, 0);
+    gimage_fetch_next(f, 1100, &step);
+    assert_int_equal(step.kind, GIMAGE_ASK);
+
+    struct gimage_stmt st = stmt_by(1, sk1), old = st;
+    old.index = 450;
+    old.signer = 2;
+    gimage_stmt_sign(&old, sk2);
+    give_offer(f, 1, &st, 0);
+    give_offer(f, 8, &old, 0);
+    give_offer(f, 7, &st, 0);
+    gimage_fetch_next(f, 1200, &step);
+    assert_int_equal(step.kind, GIMAGE_GET);
+    assert_int_equal(step.to, 7);
+    assert_true(step.fresh);
+    assert_int_equal(step.msg.index, 500);
+    assert_int_equal(step.msg.off, 0);
+    assert_int_equal(step.msg.len, 1000);
+    /* Nothing more while the chunk is awaited. */
+    struct gimage_step again;
+    gimage_fetch_next(f, 1300, &again);
+    assert_int_equal(again.kind, 0);
+    struct gossip_verdict d;
+    struct gimage_msg wrong = {.kind = GIMAGE_CHUNK, .index = 500, .off = 0,
+                               .data = {.base = image, .len = 1000}};
+    assert_int_equal(gimage_fetch_chunk(f, 1, &wrong, &d), GIMAGE_CHUNK_IGNORE);
+    wrong.off = 1000;
+    assert_int_equal(gimage_fetch_chunk(f, 7, &wrong, &d), GIMAGE_CHUNK_IGNORE);
+    assert_int_equal(answer(f, &step, image, &d), GIMAGE_CHUNK_WRITE);
+    /* The same chunk again (a duplicate) is not the one awaited. */
+    assert_int_equal(answer(f, &step, image, &d), GIMAGE_CHUNK_IGNORE);
+    gimage_fetch_next(f, 1300, &step);
+    assert_int_equal(step.to, 7);
+    assert_false(step.fresh);
+    assert_int_equal(step.msg.off, 1000);
+    assert_null(gimage_fetch_result(f, &(struct rfs_buf){0}));
+    assert_int_equal(answer(f, &step, image, &d), GIMAGE_CHUNK_WRITE);
+    gimage_fetch_next(f, 1300, &step);
+    assert_int_equal(step.msg.len, 1000);
+    assert_int_equal(answer(f, &step, image, &d), GIMAGE_CHUNK_INSTALL);
+    struct rfs_buf got;
+    const struct gimage_stmt *r = gimage_fetch_result(f, &got);
+    assert_non_null(r);
+    assert_memory_equal(r, &st, sizeof(st));
+    assert_int_equal(got.len, conf_buf.len);
+    assert_memory_equal(got.base, conf, got.len);
+    gimage_fetch_next(f, 5000, &step);
+    assert_int_equal(step.kind, 0); /* Done: no more asks. */
+    struct gimage_fetch_stats fs;
+    gimage_fetch_get_stats(f, &fs);
+    assert_int_equal(fs.asks, 2);
+    assert_int_equal(fs.bytes, sizeof(image));
+    assert_int_equal(fs.restarts, 0);
+    gimage_fetch_free(f);
+
+    /* Only the leader offers: it serves, as the last resort among peers. */
+    f = fetch_new(100, 1);
+    give_offer(f, 1, &st, 0);
+    assert_int_equal(fetch_all(f, 0, image, 1, &d), GIMAGE_CHUNK_INSTALL);
+    gimage_fetch_free(f);
+}
+
+/* A peer serving altered bytes is refused when the image ends, named,
+ * banned (its offers ignored from then on), and the fetch starts again
+ * from offset 0 with an honest peer, and installs. */
+static void test_fetch_forged_image_refused(void **state)
+{
+    (void)state;
+    uint8_t forged[sizeof(image)];
+    memcpy(forged, image, sizeof(image));
+    forged[2999] ^= 0x40;
+    struct gimage_fetch *f = fetch_new(100, 1);
+    struct gimage_stmt st = stmt_by(2, sk2);
+    give_offer(f, 5, &st, 0);
+    give_offer(f, 6, &st, 0);
+    struct gossip_verdict d;
+    assert_int_equal(fetch_all(f, 0, forged, 5, &d), GIMAGE_CHUNK_REFUSED);
+    assert_int_equal(d.refused, RFS_EFORGED);
+    assert_int_equal(d.nculprits, 1);
+    assert_int_equal(d.culprits[0], 5);
+    assert_non_null(strstr(d.why, "node 5"));
+    assert_null(gimage_fetch_result(f, &(struct rfs_buf){0}));
+    give_offer(f, 5, &st, 0); /* Ignored: banned. */
+    assert_int_equal(fetch_all(f, 0, image, 6, &d), GIMAGE_CHUNK_INSTALL);
+    struct gimage_fetch_stats fs;
+    gimage_fetch_get_stats(f, &fs);
+    assert_int_equal(fs.refused, 1);
+    assert_int_equal(fs.restarts, 1);
+    assert_int_equal(fs.offers, 2);
+    gimage_fetch_free(f);
+
+    /* A chunk of another length than asked is refused at once. */
+    f = fetch_new(100, 1);
+    give_offer(f, 5, &st, 0);
+    give_offer(f, 6, &st, 0);
+    struct gimage_step step;
+    gimage_fetch_next(f, 0, &step);
+    assert_int_equal(step.to, 5);
+    step.msg.len--;
+    assert_int_equal(answer(f, &step, image, &d), GIMAGE_CHUNK_REFUSED);
+    assert_int_equal(d.refused, RFS_EMALFORMED);
+    assert_int_equal(d.culprits[0], 5);
+    gimage_fetch_next(f, 0, &step);
+    assert_int_equal(step.to, 6);
+    assert_true(step.fresh);
+    gimage_fetch_free(f);
+}
+
+/* Offers are checked as they come: a known voter's bad signature or
+ * altered configuration bytes name the sender; an unknown signer and an
+ * image below the gap are ignored without blame; with nothing usable the
+ * fetch keeps asking. */
+static void test_fetch_offer_checks(void **state)
+{
+    (void)state;
+    struct gimage_fetch *f = fetch_new(600, 0);
+    struct gimage_stmt st = stmt_by(1, sk1);
+    give_offer(f, 8, &st, 0); /* 500 < gap 600: ignored. */
+    st.index = 700;
+    gimage_stmt_sign(&st, sk9); /* Voter 1's id, another key. */
+    give_offer(f, 5, &st, RFS_EAUTH);
+    struct gimage_stmt u = st;
+    u.signer = 9; /* Unknown here: perhaps a newer voter. */
+    gimage_stmt_sign(&u, sk9);
+    give_offer(f, 6, &u, 0);
+    gimage_stmt_sign(&st, sk1);
+    struct gimage_msg o = {.kind = GIMAGE_OFFER, .stmt = st,
+                           .conf = {.base = (void *)"voters 1 9",
+                                    .len = 10}};
+    struct gossip_verdict d;
+    assert_int_equal(gimage_fetch_offer(f, 7, &o, &d), 0);
+    assert_int_equal(d.refused, RFS_EFORGED);
+    assert_int_equal(d.culprits[0], 7);
+    struct gimage_step step;
+    gimage_fetch_next(f, 0, &step);
+    assert_int_equal(step.kind, GIMAGE_ASK);
+    struct gimage_fetch_stats fs;
+    gimage_fetch_get_stats(f, &fs);
+    assert_int_equal(fs.unknown, 1);
+    assert_int_equal(fs.refused, 2);
+    /* The refused senders stay refused even with a good offer; node 6,
+     * which only relayed an unknown signer's statement, is heard. */
+    give_offer(f, 5, &st, 0);
+    give_offer(f, 7, &st, 0);
+    gimage_fetch_next(f, 1000, &step);
+    assert_int_equal(step.kind, GIMAGE_ASK);
+    give_offer(f, 6, &st, 0);
+    gimage_fetch_next(f, 1000, &step);
+    assert_int_equal(step.kind, GIMAGE_GET);
+    assert_int_equal(step.to, 6);
+    gimage_fetch_free(f);
+}
+
+/* A peer that leaves a GET unanswered for stall_ms loses its offer; the
+ * transfer starts again from offset 0 with another, and the silent peer's
+ * late chunk is ignored. */
+static void test_fetch_stall_moves_on(void **state)
+{
+    (void)state;
+    struct gimage_fetch *f = fetch_new(100, 0);
+    struct gimage_stmt st = stmt_by(1, sk1);
+    give_offer(f, 5, &st, 0);
+    give_offer(f, 6, &st, 0);
+    struct gimage_step s5, step;
+    struct gossip_verdict d;
+    gimage_fetch_next(f, 0, &s5);
+    assert_int_equal(s5.to, 5);
+    assert_int_equal(answer(f, &s5, image, &d), GIMAGE_CHUNK_WRITE);
+    gimage_fetch_next(f, 10, &s5);
+    assert_int_equal(s5.msg.off, 1000);
+    gimage_fetch_next(f, 509, &step);
+    assert_int_equal(step.kind, 0);
+    gimage_fetch_next(f, 510, &step);
+    assert_int_equal(step.kind, GIMAGE_GET);
+    assert_int_equal(step.to, 6);
+    assert_true(step.fresh);
+    assert_int_equal(step.msg.off, 0);
+    assert_int_equal(answer(f, &s5, image, &d), GIMAGE_CHUNK_IGNORE);
+    assert_int_equal(d.refused, 0);
+    /* Writing failed here: the transfer starts over, from the best offer
+     * left (node 6's). */
+    gimage_fetch_abort(f);
+    gimage_fetch_next(f, 520, &step);
+    assert_int_equal(step.to, 6);
+    assert_true(step.fresh);
+    struct gimage_fetch_stats fs;
+    gimage_fetch_get_stats(f, &fs);
+    assert_int_equal(fs.restarts, 2);
+    gimage_fetch_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +676,10 @@ int main(void)
         cmocka_unit_test(test_msg_bounds),
         cmocka_unit_test(test_server_offers_and_reads),
         cmocka_unit_test(test_server_bounds_reads),
+        cmocka_unit_test(test_fetch_prefers_peers_over_leader),
+        cmocka_unit_test(test_fetch_forged_image_refused),
+        cmocka_unit_test(test_fetch_offer_checks),
+        cmocka_unit_test(test_fetch_stall_moves_on),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
