@@ -59,10 +59,22 @@ int gossip_cert_verify(const struct gossip_cert *c,
 
 /* ---- The verifier -------------------------------------------------------- */
 
-struct slot {
-    bool held;
-    rfs_nodeid_t from;
+/* One copy of an entry as some peers sent it. Copies of one index that
+ * differ are all kept (up to SLOT_COPIES, one per sender): the first to
+ * arrive may be a poisoner's, and only a commit point says which one
+ * committed. */
+#define SLOT_COPIES 3
+#define COPY_SENDERS 4
+struct copy {
     struct cons_entry e;
+    rfs_nodeid_t from[COPY_SENDERS]; /* Who sent this copy (the first few). */
+    unsigned nfrom;
+};
+
+struct slot {
+    unsigned ncopies; /* 0: not held. Released: exactly one, copies[0]. */
+    unsigned pick;    /* The copy tried, while searching for a chain. */
+    struct copy copies[SLOT_COPIES];
 };
 
 struct gossip_verifier {
@@ -77,7 +89,14 @@ struct gossip_verifier {
     bool have_last;
     struct gossip_key *keys;
     unsigned nkeys;
-    size_t held_bytes; /* Data of held slots (GOSSIP_HELD_MAX_BYTES). */
+    size_t held_bytes; /* Data of every held copy (GOSSIP_HELD_MAX_BYTES). */
+    /* The lowest point's run is wholly held but no choice of copies
+     * chains to it: not checked again until a new copy arrives in it or a
+     * lower point does, and the run is asked for again (gossip_verifier_gap). */
+    bool stuck;
+    rfs_index_t failed; /* The last point refused that way (said once). */
+    /* chain(applied + k) along the copies tried, while searching. */
+    uint8_t path[GOSSIP_WINDOW + 1][GOSSIP_HASH_BYTES];
 };
 
 struct gossip_verifier *gossip_verifier_new(rfs_index_t applied,
@@ -97,13 +116,48 @@ static struct slot *slot_of(struct gossip_verifier *v, rfs_index_t i)
     return &v->slots[i % GOSSIP_WINDOW];
 }
 
+static void copy_free(struct gossip_verifier *v, struct copy *c)
+{
+    v->held_bytes -= c->e.data.len;
+    rfs_free(c->e.data.base);
+    memset(c, 0, sizeof(*c));
+}
+
 static void slot_clear(struct gossip_verifier *v, struct slot *s)
 {
-    if (s->held) {
-        v->held_bytes -= s->e.data.len;
+    for (unsigned k = 0; k < s->ncopies; k++) {
+        copy_free(v, &s->copies[k]);
     }
-    rfs_free(s->e.data.base);
     memset(s, 0, sizeof(*s));
+}
+
+/* Drop copy k of s, keeping the others in arrival order. */
+static void slot_drop_copy(struct gossip_verifier *v, struct slot *s,
+                           unsigned k)
+{
+    copy_free(v, &s->copies[k]);
+    memmove(&s->copies[k], &s->copies[k + 1],
+            (s->ncopies - k - 1) * sizeof(s->copies[0]));
+    s->ncopies--;
+    memset(&s->copies[s->ncopies], 0, sizeof(s->copies[0]));
+}
+
+static bool copy_from(const struct copy *c, rfs_nodeid_t id)
+{
+    for (unsigned k = 0; k < c->nfrom; k++) {
+        if (c->from[k] == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool same_entry(const struct cons_entry *a, const struct cons_entry *b)
+{
+    return a->term == b->term && a->index == b->index &&
+           a->type == b->type && a->data.len == b->data.len &&
+           (a->data.len == 0 ||
+            memcmp(a->data.base, b->data.base, a->data.len) == 0);
 }
 
 void gossip_verifier_free(struct gossip_verifier *v)
@@ -154,50 +208,220 @@ static void drop_cert(struct gossip_verifier *v, unsigned k)
     v->ncerts--;
 }
 
+/* The copy of s to try when preferring sender `prefer` (0: none): that
+ * sender's copy if it sent one, else the copy most senders sent, the
+ * first to arrive on a tie. */
+static unsigned pick_copy(const struct slot *s, rfs_nodeid_t prefer)
+{
+    unsigned best = 0;
+    for (unsigned k = 0; k < s->ncopies; k++) {
+        if (prefer != 0 && copy_from(&s->copies[k], prefer)) {
+            return k;
+        }
+        if (s->copies[k].nfrom > s->copies[best].nfrom) {
+            best = k;
+        }
+    }
+    return best;
+}
+
+/* Whether the run applied+1..c->index, through the copies preferring
+ * sender `prefer`, chains to c; each slot's pick is left on the copy
+ * tried and v->path[k] is the chain k entries after applied. */
+static bool chain_with(struct gossip_verifier *v, const struct gossip_cert *c,
+                       rfs_nodeid_t prefer)
+{
+    size_t n = (size_t)(c->index - v->applied);
+    memcpy(v->path[0], v->hash, GOSSIP_HASH_BYTES);
+    for (size_t d = 0; d < n; d++) {
+        struct slot *s = slot_of(v, v->applied + 1 + d);
+        s->pick = pick_copy(s, prefer);
+        store_chain_next(v->path[d], &s->copies[s->pick].e, v->path[d + 1]);
+    }
+    return sodium_memcmp(v->path[n], c->hash, GOSSIP_HASH_BYTES) == 0;
+}
+
+/* Look for one copy per index of the run applied+1..c->index whose chain
+ * from the applied hash is c->hash; on success each slot's pick is the
+ * copy chosen. A point pins only the end of the run, so trying every
+ * combination would cost a pass per combination: instead a few passes,
+ * each a plausible history: the copies most senders agree on, then, for
+ * each sender of a copy where copies differ, that sender's copies (an
+ * honest sender's copies all chain; the rest of its run taken from the
+ * copies most agree on). */
+static bool find_chain(struct gossip_verifier *v, const struct gossip_cert *c)
+{
+    if (chain_with(v, c, 0)) {
+        return true;
+    }
+    rfs_nodeid_t tried[GOSSIP_CULPRITS_MAX];
+    unsigned ntried = 0;
+    for (rfs_index_t i = v->applied + 1; i <= c->index; i++) {
+        const struct slot *s = slot_of(v, i);
+        if (s->ncopies < 2) {
+            continue;
+        }
+        for (unsigned k = 0; k < s->ncopies; k++) {
+            for (unsigned f = 0; f < s->copies[k].nfrom; f++) {
+                rfs_nodeid_t x = s->copies[k].from[f];
+                bool seen = false;
+                for (unsigned t = 0; t < ntried; t++) {
+                    seen |= tried[t] == x;
+                }
+                if (seen) {
+                    continue;
+                }
+                if (ntried == GOSSIP_CULPRITS_MAX) {
+                    return false; /* Enough hashing for one offer. */
+                }
+                tried[ntried++] = x;
+                if (chain_with(v, c, x)) {
+                    return true;
+                }
+            }
+        }
+    }
+    return false;
+}
+
+/* The run applied+1..c->index chains to c through the picked copies: every
+ * other copy in it is proven not committed (one entry committed at each
+ * index), and whoever sent one is named. */
+static void release_run(struct gossip_verifier *v, const struct gossip_cert *c,
+                        struct gossip_verdict *out)
+{
+    rfs_index_t first_bad = 0;
+    for (rfs_index_t i = v->applied + 1; i <= c->index; i++) {
+        struct slot *s = slot_of(v, i);
+        for (unsigned k = s->ncopies; k-- > 0;) {
+            if (k == s->pick) {
+                continue;
+            }
+            for (unsigned f = 0; f < s->copies[k].nfrom; f++) {
+                name_culprit(out, s->copies[k].from[f]);
+            }
+            if (first_bad == 0) {
+                first_bad = i;
+            }
+            if (k < s->pick) {
+                s->pick--;
+            }
+            slot_drop_copy(v, s, k);
+        }
+    }
+    if (first_bad != 0) {
+        out->refused = RFS_EFORGED;
+        snprintf(out->why, sizeof(out->why),
+                 "a copy of entry %llu does not chain to the commit point "
+                 "at %llu signed by node %llu: refused, released another",
+                 (unsigned long long)first_bad, (unsigned long long)c->index,
+                 (unsigned long long)c->signer);
+    }
+    out->ready += (unsigned)(c->index - v->applied);
+    memcpy(v->hash, v->path[c->index - v->applied], GOSSIP_HASH_BYTES);
+    v->applied = c->index;
+    v->last = *c;
+    v->have_last = true;
+}
+
+/* No choice of the copies held chains to c. A peer that sent a copy of
+ * every entry of the run is proven wrong (its own run does not chain), so
+ * it is named and its copies dropped; any other sender may be honest (its
+ * part may be right and another's wrong), so it is not named, and its
+ * copies stay to be chosen once the right copies of the rest come. */
+static void refuse_run(struct gossip_verifier *v, const struct gossip_cert *c,
+                       struct gossip_verdict *out)
+{
+    rfs_index_t lo = v->applied + 1;
+    size_t n = (size_t)(c->index - v->applied);
+    struct slot *s0 = slot_of(v, lo);
+    rfs_nodeid_t cand[SLOT_COPIES * COPY_SENDERS];
+    unsigned ncand = 0;
+    for (unsigned k = 0; k < s0->ncopies; k++) {
+        for (unsigned f = 0; f < s0->copies[k].nfrom; f++) {
+            cand[ncand++] = s0->copies[k].from[f];
+        }
+    }
+    unsigned named = 0;
+    for (unsigned x = 0; x < ncand; x++) {
+        uint8_t h[GOSSIP_HASH_BYTES];
+        memcpy(h, v->hash, sizeof(h));
+        bool whole = true;
+        for (size_t d = 0; whole && d < n; d++) {
+            struct slot *s = slot_of(v, lo + d);
+            whole = false;
+            for (unsigned k = 0; k < s->ncopies; k++) {
+                if (copy_from(&s->copies[k], cand[x])) {
+                    store_chain_next(h, &s->copies[k].e, h);
+                    whole = true;
+                    break;
+                }
+            }
+        }
+        if (!whole || sodium_memcmp(h, c->hash, sizeof(h)) == 0) {
+            continue;
+        }
+        name_culprit(out, cand[x]);
+        named++;
+        for (size_t d = 0; d < n; d++) {
+            struct slot *s = slot_of(v, lo + d);
+            for (unsigned k = s->ncopies; k-- > 0;) {
+                struct copy *cp = &s->copies[k];
+                for (unsigned f = 0; f < cp->nfrom; f++) {
+                    if (cp->from[f] == cand[x]) {
+                        cp->from[f] = cp->from[--cp->nfrom];
+                        break;
+                    }
+                }
+                if (cp->nfrom == 0) {
+                    slot_drop_copy(v, s, k);
+                }
+            }
+        }
+    }
+    v->stuck = true;
+    if (named == 0 && v->failed == c->index) {
+        return; /* Said already: the copy that came chose nothing. */
+    }
+    v->failed = c->index;
+    out->refused = RFS_EFORGED;
+    snprintf(out->why, sizeof(out->why),
+             "entries %llu..%llu do not chain to the commit point signed by "
+             "node %llu: %s",
+             (unsigned long long)lo, (unsigned long long)c->index,
+             (unsigned long long)c->signer,
+             named > 0 ? "dropped the copies of who sent them all"
+                       : "no copy proven wrong yet, asking again");
+}
+
 /* Release runs while the lowest commit point above applied is wholly held
- * and its chain matches. A mismatch drops the run's entries (they come
- * again from someone else) and names who sent them. */
+ * and some choice of the copies held chains to it. */
 static void advance(struct gossip_verifier *v, struct gossip_verdict *out)
 {
     while (v->ncerts > 0) {
         struct gossip_cert *c = &v->certs[0];
         if (c->index <= v->applied) {
             drop_cert(v, 0);
+            v->stuck = false;
             continue;
         }
         if (c->index > v->taken + GOSSIP_WINDOW) {
             return; /* Cannot hold its run yet: the caller must take. */
         }
-        uint8_t h[GOSSIP_HASH_BYTES];
-        memcpy(h, v->hash, sizeof(h));
+        if (v->stuck) {
+            return; /* Nothing new to choose from since it failed. */
+        }
         for (rfs_index_t i = v->applied + 1; i <= c->index; i++) {
-            struct slot *s = slot_of(v, i);
-            if (!s->held) {
+            if (slot_of(v, i)->ncopies == 0) {
                 return; /* A gap: wait for it (push or pull). */
             }
-            store_chain_next(h, &s->e, h);
         }
-        if (sodium_memcmp(h, c->hash, sizeof(h)) == 0) {
-            out->ready += (unsigned)(c->index - v->applied);
-            v->applied = c->index;
-            memcpy(v->hash, h, sizeof(h));
-            v->last = *c;
-            v->have_last = true;
-            drop_cert(v, 0);
-            continue;
+        if (!find_chain(v, c)) {
+            refuse_run(v, c, out);
+            return;
         }
-        out->refused = RFS_EFORGED;
-        for (rfs_index_t i = v->applied + 1; i <= c->index; i++) {
-            name_culprit(out, slot_of(v, i)->from);
-            slot_clear(v, slot_of(v, i));
-        }
-        snprintf(out->why, sizeof(out->why),
-                 "entries %llu..%llu do not chain to the commit point "
-                 "signed by node %llu: dropped",
-                 (unsigned long long)v->applied + 1,
-                 (unsigned long long)c->index,
-                 (unsigned long long)c->signer);
-        return;
+        release_run(v, c, out);
+        drop_cert(v, 0);
     }
 }
 
@@ -232,10 +456,24 @@ int gossip_verifier_offer(struct gossip_verifier *v, rfs_nodeid_t from,
         return 0;
     }
     struct slot *s = slot_of(v, e->index);
-    if (s->held) {
-        /* The first copy stays; if it was wrong the chain says so and
-         * both are asked for again. */
-        return 0;
+    for (unsigned k = 0; k < s->ncopies; k++) {
+        struct copy *cp = &s->copies[k];
+        if (same_entry(&cp->e, e)) {
+            /* Another sender of a copy held: remembered, so that if this
+             * copy proves wrong each of its senders is named. */
+            if (!copy_from(cp, from) && cp->nfrom < COPY_SENDERS) {
+                cp->from[cp->nfrom++] = from;
+            }
+            return 0;
+        }
+    }
+    for (unsigned k = 0; k < s->ncopies; k++) {
+        if (copy_from(&s->copies[k], from)) {
+            return 0; /* One copy of an index per sender. */
+        }
+    }
+    if (s->ncopies == SLOT_COPIES) {
+        return 0; /* Dropped unread: the chain decides among those held. */
     }
     if (!make_room(v, e)) {
         return 0; /* Dropped unread: it comes again. */
@@ -248,11 +486,15 @@ int gossip_verifier_offer(struct gossip_verifier *v, rfs_nodeid_t from,
         }
         memcpy(data, e->data.base, e->data.len);
     }
-    s->held = true;
-    s->from = from;
-    s->e = *e;
-    s->e.data.base = data;
+    struct copy *cp = &s->copies[s->ncopies++];
+    cp->e = *e;
+    cp->e.data.base = data;
+    cp->from[0] = from;
+    cp->nfrom = 1;
     v->held_bytes += e->data.len;
+    if (v->ncerts == 0 || e->index <= v->certs[0].index) {
+        v->stuck = false; /* A new choice for the run that failed. */
+    }
     advance(v, out);
     return 0;
 }
@@ -316,6 +558,9 @@ int gossip_verifier_certify(struct gossip_verifier *v, rfs_nodeid_t from,
             (v->ncerts - k) * sizeof(v->certs[0]));
     v->certs[k] = *c;
     v->ncerts++;
+    if (k == 0) {
+        v->stuck = false; /* A shorter run to check. */
+    }
     advance(v, out);
     return 0;
 }
@@ -327,7 +572,7 @@ bool gossip_verifier_take(struct gossip_verifier *v, struct cons_entry *e)
     }
     v->taken++;
     struct slot *s = slot_of(v, v->taken);
-    *e = s->e;
+    *e = s->copies[0].e;
     v->held_bytes -= e->data.len;
     memset(s, 0, sizeof(*s));
     return true;
@@ -365,8 +610,12 @@ size_t gossip_verifier_held_bytes(const struct gossip_verifier *v)
 rfs_index_t gossip_verifier_gap(const struct gossip_verifier *v)
 {
     rfs_index_t i = v->applied + 1;
+    if (v->stuck) {
+        /* Held, but no choice chains: other peers' copies are needed. */
+        return i;
+    }
     while (i <= v->taken + GOSSIP_WINDOW &&
-           v->slots[i % GOSSIP_WINDOW].held) {
+           v->slots[i % GOSSIP_WINDOW].ncopies > 0) {
         i++;
     }
     return i;

@@ -19,8 +19,12 @@
  * struct gossip_verifier is the observer's side: it holds entries ahead of
  * what it applied, takes commit points, and releases entries in log order
  * once the chain from its applied hash through them matches a commit point
- * signed by a voter it knows. When the chain does not match, it drops the
- * unproven entries and names who forwarded them and who signed. Messages
+ * signed by a voter it knows. Differing copies of one index, from
+ * different senders, are all held (up to three, one per sender): the point
+ * chooses, and the senders of the copies it proves wrong are named. A run
+ * that no choice chains to names only a sender of a copy of every entry in
+ * it (its own run is proven wrong); the other copies wait for the right
+ * ones of the rest. Messages
  * (gossip_msg_encode/decode) carry entries and commit points between peers;
  * the decoder checks every length before touching a byte (fuzzed).
  *
@@ -114,15 +118,21 @@ int gossip_verifier_set_voters(struct gossip_verifier *v,
 struct gossip_verdict {
     unsigned ready;   /* Entries released by this call (gossip_verifier_take). */
     int refused;      /* 0, or RFS_EAUTH (a commit point with a bad signature
-                       * or an unknown signer), or RFS_EFORGED (the entries
-                       * held do not chain to a valid commit point: dropped). */
-    rfs_nodeid_t culprits[GOSSIP_CULPRITS_MAX]; /* Who sent what was refused. */
+                       * or an unknown signer), or RFS_EFORGED (copies held
+                       * that do not chain to a valid commit point: with
+                       * ready > 0, other copies of those entries did and
+                       * were released). */
+    rfs_nodeid_t culprits[GOSSIP_CULPRITS_MAX]; /* Who is proven to have sent
+                                                 * what was refused (maybe
+                                                 * none yet). */
     unsigned nculprits;
     char why[160];    /* For the log: what was refused, from whom. */
 };
 
 /* Hold entry e (copied), received from `from`. An entry at or below the
- * applied index, or one already held, or beyond the window, is ignored. If
+ * applied index, a copy already held (its sender is noted), a second copy
+ * of an index from one sender, a fourth copy, or one beyond the window, is
+ * ignored. If
  * a held commit point now covers a whole run, entries are released. 0 or
  * -ENOMEM; *out says what happened. */
 int gossip_verifier_offer(struct gossip_verifier *v, rfs_nodeid_t from,
@@ -153,7 +163,8 @@ size_t gossip_verifier_held_bytes(const struct gossip_verifier *v);
 bool gossip_verifier_last_cert(const struct gossip_verifier *v,
                                struct gossip_cert *c);
 /* The first index after the applied one that is not held: where a pull
- * starts. */
+ * starts. After a run failed with no copy proven wrong, the index after
+ * the applied one: the run is asked for again, from other peers. */
 rfs_index_t gossip_verifier_gap(const struct gossip_verifier *v);
 
 /* ---- Messages ---------------------------------------------------------- */

@@ -551,10 +551,10 @@ static void note_verdict(struct spread *s, const struct gossip_verdict *d)
     s->st.refusals++;
     int n = snprintf(s->refusal, sizeof(s->refusal), "%s", d->why);
     for (unsigned i = 0; i < d->nculprits; i++) {
-        /* Who forwarded it: the operator needs the name, and the observer
-         * stops listening to it for a while, or a poisoner that keeps
-         * sending forged copies first would keep the honest ones out (the
-         * verifier keeps the first copy of an index). */
+        /* Who is proven to have sent a wrong copy: the operator needs the
+         * name, and the observer stops listening to it for a while, or a
+         * poisoner that keeps sending wrong copies first would fill the
+         * verifier's copies of an index and its byte budget. */
         if (n > 0 && (size_t)n < sizeof(s->refusal)) {
             n += snprintf(s->refusal + n, sizeof(s->refusal) - (size_t)n,
                           "%s%llu", i == 0 ? "; sent by node " : ", ",

@@ -156,8 +156,9 @@ static void test_release_in_order_once_proven(void **state)
 }
 
 /* A forged entry (altered bytes), a reordered pair, and an uncommitted
- * entry of another history are refused at the commit point, named by who
- * forwarded them; the honest copies then go through. */
+ * entry of another history are refused at the commit point; whoever is
+ * proven to have sent a wrong copy is named; the honest copies then go
+ * through. */
 static void test_forged_entries_refused_and_named(void **state)
 {
     (void)state;
@@ -174,19 +175,20 @@ static void test_forged_entries_refused_and_named(void **state)
     assert_int_equal(gossip_verifier_certify(v, 4, &c, &d), 0);
     assert_int_equal(d.refused, RFS_EFORGED);
     assert_int_equal(d.ready, 0);
-    bool named = false;
-    for (unsigned k = 0; k < d.nculprits; k++) {
-        named = named || d.culprits[k] == 66;
-    }
-    assert_true(named);
+    /* Not yet known which copy is wrong: nobody is named, and the run is
+     * asked for again. */
+    assert_int_equal(d.nculprits, 0);
     assert_non_null(strstr(d.why, "do not chain"));
+    assert_int_equal(gossip_verifier_gap(v), 1);
     struct cons_entry e;
     assert_false(gossip_verifier_take(v, &e));
-    /* The honest copies, from someone else, pass against the kept point. */
-    for (unsigned i = 1; i <= 5; i++) {
-        offer(v, 4, &log_[i], &d);
-    }
+    /* The honest copy, from someone else, passes against the kept point
+     * and proves the forger's wrong. */
+    offer(v, 8, &log_[3], &d);
     assert_int_equal(d.ready, 5);
+    assert_int_equal(d.refused, RFS_EFORGED);
+    assert_int_equal(d.nculprits, 1);
+    assert_int_equal(d.culprits[0], 66);
     assert_int_equal(take_all(v, 0), 5);
 
     /* Reordered: entries 6 and 7 swapped in place (each claims the other's
@@ -213,6 +215,82 @@ static void test_forged_entries_refused_and_named(void **state)
     assert_int_equal(d.refused, 0);
     assert_int_equal(d.ready, 2);
     assert_int_equal(take_all(v, 5), 7);
+    gossip_verifier_free(v);
+}
+
+/* A poisoner sending the first copy of one entry gets only itself named:
+ * the honest peers that sent the rest of the run, or the true copy of that
+ * entry after it, are not (the runtime bans whoever is named), and the
+ * true copy held aside releases the run with no new pull. */
+static void test_poisoner_alone_named(void **state)
+{
+    (void)state;
+    struct gossip_verifier *v = fresh();
+    struct gossip_verdict d;
+    char evil[32] = "put /k5 poisoned";
+    struct cons_entry p5 = log_[5];
+    p5.data.base = evil;
+    p5.data.len = strlen(evil);
+    /* Point last: the poisoner's copy of 5 first, the true one after. */
+    for (unsigned i = 1; i <= 8; i++) {
+        if (i == 5) {
+            offer(v, 66, &p5, &d);
+            offer(v, 7, &log_[5], &d);
+        } else {
+            offer(v, 4, &log_[i], &d);
+        }
+    }
+    struct gossip_cert c = cert_at(8, 1, sk1);
+    assert_int_equal(gossip_verifier_certify(v, 4, &c, &d), 0);
+    assert_int_equal(d.ready, 8);
+    assert_int_equal(d.refused, RFS_EFORGED);
+    assert_int_equal(d.nculprits, 1);
+    assert_int_equal(d.culprits[0], 66);
+    assert_int_equal(take_all(v, 0), 8);
+
+    /* Point first, the true copy of 10 only after the run failed: no one
+     * is named at the failure, then only the poisoner. */
+    struct cons_entry p10 = log_[10];
+    p10.term = 99;
+    c = cert_at(12, 2, sk2);
+    assert_int_equal(gossip_verifier_certify(v, 4, &c, &d), 0);
+    for (unsigned i = 9; i <= 12; i++) {
+        offer(v, i == 10 ? 66 : 4, i == 10 ? &p10 : &log_[i], &d);
+    }
+    assert_int_equal(d.refused, RFS_EFORGED);
+    assert_int_equal(d.nculprits, 0);
+    assert_int_equal(d.ready, 0);
+    assert_int_equal(gossip_verifier_gap(v), 9); /* Asked for again. */
+    offer(v, 4, &log_[11], &d); /* The same copy again changes nothing. */
+    assert_int_equal(d.refused, 0);
+    struct cons_entry p10b = p10;
+    p10b.term = 98;
+    offer(v, 66, &p10b, &d); /* Nor a second copy of 10 from one sender. */
+    assert_int_equal(d.refused, 0);
+    assert_int_equal(gossip_verifier_gap(v), 9);
+    offer(v, 5, &log_[10], &d);
+    assert_int_equal(d.ready, 4);
+    assert_int_equal(d.nculprits, 1);
+    assert_int_equal(d.culprits[0], 66);
+    assert_int_equal(take_all(v, 8), 12);
+
+    /* A peer that sent the whole failing run alone is proven wrong at
+     * once, and its copies are dropped. */
+    struct cons_entry u13 = log_[13], u14 = log_[14];
+    u13.term = u14.term = 99;
+    offer(v, 67, &u13, &d);
+    offer(v, 4, &log_[13], &d);
+    offer(v, 67, &u14, &d);
+    c = cert_at(14, 2, sk2);
+    assert_int_equal(gossip_verifier_certify(v, 4, &c, &d), 0);
+    assert_int_equal(d.refused, RFS_EFORGED);
+    assert_int_equal(d.nculprits, 1);
+    assert_int_equal(d.culprits[0], 67);
+    assert_int_equal(gossip_verifier_gap(v), 13);
+    offer(v, 4, &log_[14], &d);
+    assert_int_equal(d.ready, 2);
+    assert_int_equal(d.refused, 0);
+    assert_int_equal(take_all(v, 12), 14);
     gossip_verifier_free(v);
 }
 
@@ -423,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_chain_binds_every_field),
         cmocka_unit_test(test_release_in_order_once_proven),
         cmocka_unit_test(test_forged_entries_refused_and_named),
+        cmocka_unit_test(test_poisoner_alone_named),
         cmocka_unit_test(test_bad_commit_points_refused),
         cmocka_unit_test(test_far_behind_releases_run_by_run),
         cmocka_unit_test(test_window_bounds_memory),

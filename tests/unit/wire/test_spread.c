@@ -707,9 +707,9 @@ static void test_lying_digest_changes_nothing(void **state)
 }
 
 /* A poisoner keeps pushing forged copies of the entries an observer lacks
- * ahead of the honest ones (the verifier keeps the first copy of an
- * index): after the first refusal names it, the observer stops listening
- * to it for a while, and converges. */
+ * ahead of the honest ones: once an honest copy proves its copy wrong it
+ * is named, the observer stops listening to it for a while, and
+ * converges. */
 static void test_poisoner_is_ignored(void **state)
 {
     (void)state;
