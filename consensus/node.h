@@ -177,6 +177,9 @@ struct node_gossip {
     uint64_t pulls_answered, too_old;
     uint64_t from_log;       /* Entries answered from its log (voters). */
     uint64_t refusals;       /* Refused by its verifier (observers). */
+    /* DIGEST and PULL answers not sent, or cut short, because the asker
+     * spent its answer budget (spread.c, ANSWER_RATE). */
+    uint64_t answers_refused, answers_cut;
     uint64_t entries_taken;  /* Released entries given to its log. */
     /* Raft traffic this node sent to observers (a leader feeding them
      * by Raft sends them every entry; fed by gossip, ~0 per entry). */

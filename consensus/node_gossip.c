@@ -394,4 +394,6 @@ void node__gossip_status(struct node *n, struct node_gossip *g)
     g->too_old = ss.too_old;
     g->from_log = ss.from_log;
     g->refusals = ss.refusals;
+    g->answers_refused = ss.answers_refused;
+    g->answers_cut = ss.answers_cut;
 }

@@ -24,6 +24,20 @@
  * entries cost 4,096 marks (160 KiB). At MARKS_MAX the older half goes. */
 #define MARK_EVERY 256
 #define MARKS_MAX 65536
+/* Answers to a peer's DIGESTs and PULLs are metered, per peer, in entries:
+ * a bucket holding ANSWER_BURST pulls' worth (pull_max entries each: 4,096
+ * by default, so an honest observer far behind catches up at once),
+ * refilled with ANSWER_RATE pulls' worth per digest period. Without it, one admitted peer asking in
+ * a loop makes a node send its cache at line rate. A commit point signed
+ * for an answer costs SIGN_COST entries of it: an Ed25519 signature costs
+ * about as much as hashing that many small entries, and a peer asking for
+ * one entry at a time must not make a voter sign at line rate either. */
+#define ANSWER_BURST 8
+#define ANSWER_RATE 2
+#define SIGN_COST 32
+/* Commit points a voter keeps once signed, to give again to any answer
+ * ending at one of them (or ending there rather than at a new one). */
+#define POINTS_KEPT 8
 
 struct mark {
     rfs_index_t index;
@@ -42,6 +56,10 @@ struct peer {
     rfs_index_t pulled_after; /* The last pull sent to it, and until when */
     uint64_t pulled_until;    /* it is not repeated (no answer: lost). */
     uint64_t banned_until;    /* Sent something the verifier refused. */
+    /* Its answer budget (ANSWER_RATE): entries times digest_ms, as of
+     * budget_at; full when first metered. */
+    uint64_t budget, budget_at;
+    bool metered;
     /* No connection to it (spread_set_reachable): a push or a digest to it
      * would be lost, and the fanout it took would not reach anyone. */
     bool unreachable;
@@ -67,8 +85,8 @@ struct spread {
     rfs_index_t head; /* Proven: applied, or a valid point held. */
     rfs_nodeid_t voters[VOTERS_MAX];
     unsigned nvoters;
-    struct gossip_cert vcert; /* A voter's last point, to reuse. */
-    bool has_vcert;
+    struct gossip_cert points[POINTS_KEPT]; /* A voter's last points. */
+    unsigned npoints, points_next;
     uint64_t now; /* The last time the caller passed. */
     int err;      /* An allocation failed mid-release: stuck, say so. */
     /* Released, not yet taken (observers). */
@@ -321,6 +339,30 @@ static int queue(struct spread *s, rfs_nodeid_t to, const struct gossip_msg *m)
     return 0;
 }
 
+/* The highest point this voter kept with after < index <= end, or NULL. */
+static const struct gossip_cert *point_kept(const struct spread *s,
+                                            rfs_index_t after, rfs_index_t end)
+{
+    const struct gossip_cert *best = NULL;
+    for (unsigned i = 0; i < s->npoints; i++) {
+        const struct gossip_cert *c = &s->points[i];
+        if (c->index > after && c->index <= end &&
+            (best == NULL || c->index > best->index)) {
+            best = c;
+        }
+    }
+    return best;
+}
+
+static void point_keep(struct spread *s, const struct gossip_cert *c)
+{
+    s->points[s->points_next] = *c;
+    s->points_next = (s->points_next + 1) % POINTS_KEPT;
+    if (s->npoints < POINTS_KEPT) {
+        s->npoints++;
+    }
+}
+
 /* The point to send with entries ending at `end`: a voter signs one there,
  * an observer forwards the one that proved its last release (at or above
  * end, or none). */
@@ -330,8 +372,9 @@ static bool point_for(struct spread *s, rfs_index_t end, struct gossip_cert *c)
         if (!s->has_key || end < cache_first(s) || end > s->applied) {
             return false;
         }
-        if (s->has_vcert && s->vcert.index == end) {
-            *c = s->vcert; /* One signature per point, however many ask. */
+        const struct gossip_cert *kept = point_kept(s, end - 1, end);
+        if (kept != NULL) {
+            *c = *kept; /* One signature per point, however many ask. */
             return true;
         }
         const struct cached *k = cache_at(s, end);
@@ -342,8 +385,7 @@ static bool point_for(struct spread *s, rfs_index_t end, struct gossip_cert *c)
         c->signer = s->o.self;
         gossip_cert_sign(c, s->sk);
         s->st.points_signed++;
-        s->vcert = *c;
-        s->has_vcert = true;
+        point_keep(s, c);
         return true;
     }
     return gossip_verifier_last_cert(s->v, c) && c->index >= end;
@@ -385,6 +427,10 @@ static int push_from_log(struct spread *s, rfs_nodeid_t to,
     if (end - after > s->o.pull_max) {
         end = after + s->o.pull_max;
     }
+    const struct gossip_cert *kept = point_kept(s, after, end);
+    if (kept != NULL) {
+        end = kept->index; /* Ends where a point is signed already. */
+    }
     unsigned n = (unsigned)(end - after);
     struct cons_entry *es = rfs_malloc(n * sizeof(*es));
     if (es == NULL) {
@@ -409,12 +455,17 @@ static int push_from_log(struct spread *s, rfs_nodeid_t to,
     }
     struct gossip_msg msg = {.kind = GOSSIP_PUSH, .from = s->o.self,
                              .entries = es, .n_entries = n, .has_cert = true};
-    msg.cert.index = end;
-    msg.cert.term = e->term;
-    memcpy(msg.cert.hash, hash, GOSSIP_HASH_BYTES);
-    msg.cert.signer = s->o.self;
-    gossip_cert_sign(&msg.cert, s->sk);
-    s->st.points_signed++;
+    if (kept != NULL) {
+        msg.cert = *kept;
+    } else {
+        msg.cert.index = end;
+        msg.cert.term = e->term;
+        memcpy(msg.cert.hash, hash, GOSSIP_HASH_BYTES);
+        msg.cert.signer = s->o.self;
+        gossip_cert_sign(&msg.cert, s->sk);
+        s->st.points_signed++;
+        point_keep(s, &msg.cert);
+    }
     int rv = queue(s, to, &msg);
     rfs_free(es);
     if (rv == 0) {
@@ -426,9 +477,11 @@ static int push_from_log(struct spread *s, rfs_nodeid_t to,
 
 /* Push entries (after, end] (at most pull_max, the lowest first) from the
  * cache to `to`, with a point. Nothing if the cache starts above after + 1
- * (counted: the peer needs a snapshot). */
+ * (counted: the peer needs a snapshot). An answer (to a DIGEST or a PULL)
+ * from a voter ends at a point it signed already, if one is in the range,
+ * rather than at a new one. */
 static int push(struct spread *s, rfs_nodeid_t to, rfs_index_t after,
-                rfs_index_t end)
+                rfs_index_t end, bool answer)
 {
     if (end > s->applied) {
         end = s->applied;
@@ -441,6 +494,13 @@ static int push(struct spread *s, rfs_nodeid_t to, rfs_index_t after,
     }
     if (end - after > s->o.pull_max) {
         end = after + s->o.pull_max;
+    }
+    if (answer && s->o.voter && point_kept(s, end - 1, end) == NULL) {
+        /* Rather end where a point is signed already than sign one. */
+        const struct gossip_cert *kept = point_kept(s, after, end);
+        if (kept != NULL) {
+            end = kept->index;
+        }
     }
     unsigned n = (unsigned)(end - after);
     struct cons_entry *es = rfs_malloc(n * sizeof(*es));
@@ -458,6 +518,52 @@ static int push(struct spread *s, rfs_nodeid_t to, rfs_index_t after,
     if (rv == 0) {
         s->st.entries_out += n;
     }
+    return rv;
+}
+
+/* How many entries p may be answered now: its bucket, refilled by the
+ * time since it was last metered (ANSWER_RATE). */
+static uint64_t answer_allowance(struct spread *s, struct peer *p)
+{
+    uint64_t cap = (uint64_t)ANSWER_BURST * s->o.pull_max * s->o.digest_ms;
+    if (!p->metered) {
+        p->metered = true;
+        p->budget = cap;
+        p->budget_at = s->now;
+    }
+    if (s->now > p->budget_at) {
+        uint64_t gain = (s->now - p->budget_at) * ANSWER_RATE * s->o.pull_max;
+        p->budget = gain >= cap - p->budget ? cap : p->budget + gain;
+        p->budget_at = s->now;
+    }
+    return p->budget / s->o.digest_ms;
+}
+
+/* Answer p's DIGEST or PULL with entries (after, end], as far as its budget
+ * goes; nothing (counted in answers_refused) once it is spent, or to a peer
+ * that cannot be metered (past PEERS_MAX). */
+static int answer(struct spread *s, struct peer *p, rfs_index_t after,
+                  rfs_index_t end)
+{
+    if (end <= after) {
+        return 0;
+    }
+    uint64_t allow = p != NULL ? answer_allowance(s, p) : 0;
+    if (allow == 0) {
+        s->st.answers_refused++;
+        return 0;
+    }
+    uint64_t want = end - after < s->o.pull_max ? end - after : s->o.pull_max;
+    if (want > allow) {
+        end = after + allow;
+        s->st.answers_cut++;
+    }
+    uint64_t entries = s->st.entries_out, points = s->st.points_signed;
+    int rv = push(s, p->id, after, end, true);
+    uint64_t cost = (s->st.entries_out - entries +
+                     SIGN_COST * (s->st.points_signed - points)) *
+                    s->o.digest_ms;
+    p->budget = cost >= p->budget ? 0 : p->budget - cost;
     return rv;
 }
 
@@ -486,7 +592,7 @@ static int push_run(struct spread *s, rfs_index_t from, rfs_nodeid_t except)
         if (s->applied - after > s->o.pull_max) {
             after = s->applied - s->o.pull_max;
         }
-        int rv = push(s, p->id, after, s->applied);
+        int rv = push(s, p->id, after, s->applied, false);
         if (rv != 0) {
             return rv;
         }
@@ -710,7 +816,7 @@ int spread_recv(struct spread *s, rfs_nodeid_t from,
             return queue(s, from, &d);
         }
         if (m->applied < s->applied) {
-            return push(s, from, m->applied, s->applied);
+            return answer(s, p, m->applied, s->applied);
         }
         return maybe_pull(s, p);
     case GOSSIP_PULL: {
@@ -723,7 +829,7 @@ int spread_recv(struct spread *s, rfs_nodeid_t from,
         if (end < m->after) {
             end = s->applied; /* Wrapped: as much as we have. */
         }
-        return push(s, from, m->after, end < s->applied ? end : s->applied);
+        return answer(s, p, m->after, end < s->applied ? end : s->applied);
     }
     default:
         return 0;

@@ -78,6 +78,9 @@ struct spread_stats {
     uint64_t too_old;      /* Pulls reaching below what can be answered. */
     uint64_t from_log;     /* Entries answered from the log (voters). */
     uint64_t refusals;     /* Verifier refusals (observers). */
+    /* Answers to DIGESTs and PULLs not sent, or cut short, because the
+     * asker spent its budget (spread.c, ANSWER_RATE). */
+    uint64_t answers_refused, answers_cut;
 };
 
 /* An encoded message for peer `to`. */

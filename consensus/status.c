@@ -112,12 +112,13 @@ size_t status_json(const struct node_status *st, char *buf, size_t cap)
             ",\"points_signed\":%" PRIu64 ",\"pulls_answered\":%" PRIu64
             ",\"too_old\":%" PRIu64 ",\"refusals\":%" PRIu64
             ",\"entries_taken\":%" PRIu64
+            ",\"answers_refused\":%" PRIu64 ",\"answers_cut\":%" PRIu64
             ",\"raft_msgs_to_observers\":%" PRIu64
             ",\"raft_bytes_to_observers\":%" PRIu64 ",\"last_refusal\":",
             g->role < 3 ? groles[g->role] : "?", g->applied, g->known_head,
             g->msgs_out, g->bytes_out, g->entries_out, g->points_signed,
             g->pulls_answered, g->too_old, g->refusals, g->entries_taken,
-            g->raft_msgs_to_observers, g->raft_bytes_to_observers);
+            g->answers_refused, g->answers_cut, g->raft_msgs_to_observers, g->raft_bytes_to_observers);
         put_json_string(&o, g->last_refusal);
         put(&o, "}");
     }

@@ -23,7 +23,8 @@
  * live_sessions (in the replicated state), gossip (with gossip=on: role
  * "none", "voter" or "observer", applied, known_head, msgs_out, bytes_out,
  * entries_out, points_signed, pulls_answered, too_old, refusals,
- * entries_taken, raft_msgs_to_observers, raft_bytes_to_observers,
+ * entries_taken, answers_refused, answers_cut, raft_msgs_to_observers,
+ * raft_bytes_to_observers,
  * last_refusal; see struct node_gossip), members (objects with id,
  * address, role, key (hex, once recorded), and on the leader match and
  * lag). */

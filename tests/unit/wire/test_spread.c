@@ -751,6 +751,61 @@ static void test_poisoner_is_ignored(void **state)
     sim_free(&s);
 }
 
+/* A peer asking in a loop: a voter holding 3,000 entries gets 20,000 PULLs
+ * for one entry each, at one instant, from HOSTILE. It answers within the
+ * peer's budget (at most its cache, then ANSWER_RATE pulls' worth per
+ * digest period), counts the rest, and signs few points: a point it signed
+ * already is given again to whoever asks for it, or an answer ends there
+ * rather than at a new one. Another peer is metered apart. */
+static void test_answers_metered_per_peer(void **state)
+{
+    (void)state;
+    static struct sim s;
+    sim_init(&s, 2, 0.0, 9);
+    while (s.last < 3000) {
+        step(&s, true);
+    }
+    run(&s, 0);
+    struct spread *v = s.sp[0];
+    spread_outbox_clear(v);
+    struct spread_stats st0, st;
+    spread_get_stats(v, &st0);
+    uint64_t now = s.now + 1;
+    for (unsigned k = 0; k < 20000; k++) {
+        struct gossip_msg m = {.kind = GOSSIP_PULL, .from = HOSTILE,
+                               .after = 1 + k % 2900, .max = 1};
+        assert_int_equal(spread_recv(v, HOSTILE, &m, now), 0);
+        spread_outbox_clear(v);
+    }
+    spread_get_stats(v, &st);
+    uint64_t sent = st.entries_out - st0.entries_out;
+    uint64_t signed_ = st.points_signed - st0.points_signed;
+    printf("# 20000 one-entry pulls: %llu entries sent, %llu points signed, "
+           "%llu answers refused\n", (unsigned long long)sent,
+           (unsigned long long)signed_,
+           (unsigned long long)(st.answers_refused - st0.answers_refused));
+    assert_true(sent <= 4096);
+    assert_true(signed_ <= 4096 / 32 + 1);
+    assert_true(st.answers_refused - st0.answers_refused >= 19000);
+    /* A digest period later, a little more. */
+    struct gossip_msg m = {.kind = GOSSIP_PULL, .from = HOSTILE,
+                           .after = 10, .max = 512};
+    assert_int_equal(spread_recv(v, HOSTILE, &m, now + 1000), 0);
+    spread_get_stats(v, &st0);
+    assert_true(st0.entries_out > st.entries_out);
+    /* Another peer asking the same is answered whole, with a point signed
+     * already (an answer ends at the last point below what it asked). */
+    spread_outbox_clear(v);
+    m.from = s.id[VOTERS];
+    assert_int_equal(spread_recv(v, s.id[VOTERS], &m, now + 1000), 0);
+    spread_get_stats(v, &st);
+    assert_int_equal(st.points_signed, st0.points_signed);
+    assert_true(st.entries_out > st0.entries_out);
+    assert_int_equal(st.answers_refused, st0.answers_refused);
+    spread_outbox_clear(v);
+    sim_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -764,6 +819,7 @@ int main(void)
         cmocka_unit_test(test_far_behind_digest_goes_to_a_voter),
         cmocka_unit_test(test_lying_digest_changes_nothing),
         cmocka_unit_test(test_poisoner_is_ignored),
+        cmocka_unit_test(test_answers_metered_per_peer),
     };
     return cmocka_run_group_tests_name("spread", tests, group_setup, NULL);
 }
