@@ -2112,6 +2112,76 @@ static void test_gossip_leader_feeds_observers_nothing(void **state)
     cl_close(&c);
 }
 
+/* An observer that learns a newer term from a proven entry (the new
+ * leader's first one, brought by gossip before that leader's first
+ * heartbeat reached it) knows no leader until that heartbeat: a proposal
+ * then is refused (RFS_ENOLEADER) and the update says the role changed,
+ * and the node's requests (consensus/requests.c) are sent again at each
+ * role change and every retry period until commit_timeout, so a write
+ * waits rather than fails. Within one heartbeat interval of the new
+ * leader the observer knows it, says so, and a proposal forwarded then
+ * commits. */
+static void test_gossip_observer_learns_new_leader(void **state)
+{
+    (void)state;
+    struct cl c;
+    gossip_cluster(&c);
+    for (unsigned t = 0; t < 2 * c.opts.heartbeat_ticks; t++) {
+        cl_tick(&c, 1, 1);
+        cl_deliver(&c);
+    }
+    assert_int_equal(cl_status(&c, 4).leader, 1);
+    cl_isolate(&c, 1, true);
+    cl_isolate(&c, 4, true);
+    unsigned l = 0;
+    for (unsigned t = 0; t < 10 * c.opts.election_ticks &&
+                         (l = cl_leader(&c)) == 1; t++) {
+        cl_tick(&c, 2, 1);
+        cl_tick(&c, 3, 1);
+        cl_deliver(&c);
+    }
+    assert_true(l == 2 || l == 3);
+    for (unsigned t = 0; t < 2 * c.opts.heartbeat_ticks; t++) {
+        cl_tick(&c, l, 1);
+        cl_deliver(&c);
+    }
+    struct cons_status st2 = cl_status(&c, l);
+    assert_int_equal(st2.role, CONS_LEADER);
+    assert_int_equal(st2.commit, st2.last_index);
+    assert_true(st2.term > cl_status(&c, 4).term);
+
+    struct cons_entry e[8];
+    unsigned k = 0;
+    for (rfs_index_t i = cl_status(&c, 4).last_index + 1; i <= st2.commit;
+         i++) {
+        e[k++] = *cons_node_entry(c.nodes[l].n, i);
+    }
+    assert_true(k > 0);
+    assert_int_equal(cons_node_commit_proven(c.nodes[4].n, e, k), 0);
+    c.nodes[4].told_leader = 99;
+    cl_process(&c, 4);
+    assert_int_equal(cl_status(&c, 4).term, st2.term);
+    assert_int_equal(cl_status(&c, 4).leader, RFS_NODE_NONE);
+    assert_int_equal(c.nodes[4].told_leader, RFS_NODE_NONE);
+    assert_int_equal(cl_propose(&c, 4, "during the gap"), RFS_ENOLEADER);
+
+    cl_isolate(&c, 4, false);
+    for (unsigned t = 0; t < c.opts.heartbeat_ticks; t++) {
+        cl_tick(&c, l, 1);
+        cl_tick(&c, 4, 1);
+        cl_deliver(&c);
+    }
+    assert_int_equal(cl_status(&c, 4).leader, l);
+    assert_int_equal(c.nodes[4].told_leader, l);
+    assert_int_equal(cl_propose(&c, 4, "after the gap"), 0);
+    for (unsigned t = 0; t < 4; t++) {
+        cl_deliver(&c);
+        cl_process(&c, l);
+    }
+    assert_int_equal(cl_status(&c, l).last_index, st2.last_index + 1);
+    cl_close(&c);
+}
+
 /* An observer behind the latest configuration entry is fed by the leader
  * up to that entry only (it holds the voters' keys its verifier needs), not
  * the entries after it. */
@@ -2341,6 +2411,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_observer_never_holds_follower_lease),
         cmocka_unit_test(test_observer_never_promoted_nor_readded),
         cmocka_unit_test(test_gossip_leader_feeds_observers_nothing),
+        cmocka_unit_test(test_gossip_observer_learns_new_leader),
         cmocka_unit_test(test_gossip_observer_fed_up_to_configuration),
         cmocka_unit_test(test_gossip_commit_proven_rules),
         cmocka_unit_test(test_gossip_far_behind_observer_fed),
