@@ -8,7 +8,16 @@
  * the cluster secret. Whatever it forwards is then forged, while the
  * commit point it forwards is a voter's true one: the receivers'
  * verifiers must refuse it and name this node (docs/protocol.md, the
- * threat model). Everything else passes untouched.
+ * threat model).
+ *
+ * With every such push it also plants forged copies further ahead:
+ * single-entry pushes, without a point, of made-up entries at PLANT_COUNT
+ * indexes PLANT_STEP apart above the push's last one. A refusal bans this
+ * node for 10 digest periods, so whatever it sends after an observer's
+ * first refusal is not even read, and each observer refused it about once
+ * a run; the copies planted before that stay held and are refused one by
+ * one as the voters' points reach them, a dozen times a run. Everything
+ * else passes untouched.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +27,12 @@
 #include "../../consensus/gossip.h"
 #include "../../consensus/transport.h"
 #include "../../consensus/wire.h"
+
+/* Far enough apart that a point (the voters sign at most every 20 ms, a
+ * few per burst of the test's writes) covers one planted index at a time,
+ * each a refusal of its own; about as far as the test's writes reach. */
+#define PLANT_STEP 24
+#define PLANT_COUNT 12
 
 static struct cons_entry room[GOSSIP_MSG_ENTRIES_MAX];
 
@@ -31,6 +46,32 @@ static void *fg_open(struct transport *t, uv_loop_t *loop, rfs_nodeid_t id,
     return t;
 }
 
+/* Send `to` a made-up copy of entry `index`: the data of `model` (a true
+ * entry) with its first byte flipped, in model's term, without a point. */
+static void plant(struct transport *t, rfs_nodeid_t to, rfs_nodeid_t self,
+                  const struct cons_entry *model, rfs_index_t index)
+{
+    uint8_t fill = 0x5a;
+    struct cons_entry e = *model;
+    e.index = index;
+    e.type = CONS_ENTRY_NORMAL;
+    if (e.data.len == 0) {
+        e.data.base = &fill;
+        e.data.len = 1;
+    }
+    struct gossip_msg m = {.kind = GOSSIP_PUSH, .from = self, .entries = &e,
+                           .n_entries = 1};
+    struct rfs_buf b;
+    if (gossip_msg_encode(&m, &b) != 0) {
+        return;
+    }
+    /* The data ends just before the point flag, the message's last byte:
+     * flipped in the encoding, the model (in a frame still to be sent)
+     * stays as it was. */
+    ((uint8_t *)b.base)[b.len - 1 - e.data.len] ^= 0x01;
+    transport_send_frame_now(t, to, WIRE_GOSSIP, b);
+}
+
 static bool fg_wrap(void *state, rfs_nodeid_t to, uint8_t type,
                     struct rfs_buf plain)
 {
@@ -41,6 +82,12 @@ static bool fg_wrap(void *state, rfs_nodeid_t to, uint8_t type,
     if (gossip_msg_decode(&plain, &m, room, GOSSIP_MSG_ENTRIES_MAX) != 0 ||
         m.kind != GOSSIP_PUSH || m.n_entries == 0) {
         return false;
+    }
+    /* The planted copies, modelled on the last entry before anything is
+     * forged (it is the first one when there is only one). */
+    const struct cons_entry model = room[m.n_entries - 1];
+    for (unsigned k = 1; k <= PLANT_COUNT; k++) {
+        plant(state, to, m.from, &model, model.index + k * PLANT_STEP);
     }
     /* The entries' data point into plain, which is ours now. */
     struct cons_entry *e = &room[0];
