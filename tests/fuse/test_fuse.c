@@ -905,8 +905,8 @@ static void test_leader_killed_under_writers(void **state)
         usleep(10000);
     }
     int before[2] = {w[0].acked, w[1].acked};
+    long killed = pc_now_ms(); /* mc_kill9 also unmounts, after the kill. */
     mc_kill9(c, l);
-    long killed = pc_now_ms();
     deadline = killed + 10000;
     while ((w[0].acked < before[0] + 5 || w[1].acked < before[1] + 5) &&
            w[0].failed == 0 && w[1].failed == 0 && pc_now_ms() < deadline) {
