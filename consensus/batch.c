@@ -97,3 +97,62 @@ int batch_writes_add(struct batch_writes *w, const struct cons_update *u)
     w->tag = u->tag;
     return 0;
 }
+
+int batch_writes_take(struct batch_writes *w, struct batch_writes *later)
+{
+    /* Every allocation first, so that a failure changes nothing. */
+    if (later->n_chunks > 0) {
+        struct batch_chunk *c = rfs_realloc(
+            w->chunks, (w->n_chunks + later->n_chunks) * sizeof(*c));
+        if (c == NULL) {
+            return -ENOMEM;
+        }
+        w->chunks = c;
+    }
+    bool installs = false;
+    for (unsigned i = 0; i < later->n_chunks; i++) {
+        installs |= later->chunks[i].last;
+    }
+    /* The entries of w that stay: none after an install (later's own
+     * entries already come after it), else those below later's first. */
+    unsigned keep = w->n_ents;
+    if (installs) {
+        keep = 0;
+    } else if (later->n_ents > 0) {
+        keep = 0;
+        while (keep < w->n_ents &&
+               w->ents[keep].index < later->ents[0].index) {
+            keep++;
+        }
+    }
+    if (keep + later->n_ents > w->cap_ents) {
+        unsigned cap = (keep + later->n_ents) * 2;
+        struct cons_entry *e = rfs_realloc(w->ents, cap * sizeof(*e));
+        if (e == NULL) {
+            return -ENOMEM;
+        }
+        w->ents = e;
+        w->cap_ents = cap;
+    }
+    if (later->has_hs) {
+        w->has_hs = true;
+        w->hs = later->hs;
+    }
+    if (later->n_chunks > 0) {
+        memcpy(&w->chunks[w->n_chunks], later->chunks,
+               later->n_chunks * sizeof(*later->chunks));
+        w->n_chunks += later->n_chunks;
+    }
+    drop_entries_from(w, keep);
+    if (later->n_ents > 0) {
+        memcpy(&w->ents[w->n_ents], later->ents,
+               later->n_ents * sizeof(*later->ents));
+        w->n_ents += later->n_ents;
+    }
+    w->tag = later->tag;
+    /* The data buffers now belong to w: free only later's arrays. */
+    rfs_free(later->ents);
+    rfs_free(later->chunks);
+    memset(later, 0, sizeof(*later));
+    return 0;
+}

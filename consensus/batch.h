@@ -41,5 +41,9 @@ void batch_writes_init(struct batch_writes *w);
  * which w is unusable: the host must stop (it cannot write what it lost). */
 int batch_writes_add(struct batch_writes *w, const struct cons_update *u);
 void batch_writes_close(struct batch_writes *w);
+/* Move every write of `later` (queued after w's) into w, as if its updates
+ * had been added to w one by one; later is left empty. 0, or -ENOMEM with
+ * both unchanged: the caller just writes w alone, later stays queued. */
+int batch_writes_take(struct batch_writes *w, struct batch_writes *later);
 
 #endif /* RAFTFS_CONSENSUS_BATCH_H */

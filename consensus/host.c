@@ -204,13 +204,16 @@ static void start_batch(struct host *h)
         h->holds > 0) {
         return;
     }
+    pthread_mutex_lock(&h->batch_mu);
     h->inflight = h->next_batch;
     h->next_batch = NULL;
+    pthread_mutex_unlock(&h->batch_mu);
     h->io.write(h->io.data, &h->inflight->w);
 }
 
 static void batch_add(struct host *h, const struct cons_update *u)
 {
+    pthread_mutex_lock(&h->batch_mu);
     if (h->next_batch == NULL) {
         h->next_batch = rfs_calloc(1, sizeof(*h->next_batch));
         RFS_ASSERT(h->next_batch != NULL); /* Out of memory: stop. */
@@ -220,6 +223,39 @@ static void batch_add(struct host *h, const struct cons_update *u)
     /* Out of memory while holding writes the core counts on: stop rather
      * than acknowledge something never written. */
     RFS_ASSERT(batch_writes_add(&h->next_batch->w, u) == 0);
+    pthread_mutex_unlock(&h->batch_mu);
+}
+
+/*
+ * The writer's thread, as its write starts: the batch in flight takes
+ * every update queued since it was handed over, with the messages held
+ * behind them. A frame that arrived while the pool thread was waking (the
+ * next lock after an unlock, the APPEND carrying it) then shares the one
+ * fsync instead of waiting for it and paying its own. Only the hand-over
+ * crosses threads: the core is never called here. The merged batch keeps
+ * the latest tag (writes complete in order), so cons_node_persisted()
+ * covers everything it holds.
+ */
+void host_write_begin(struct host *h)
+{
+    struct hbatch *later = NULL;
+    pthread_mutex_lock(&h->batch_mu);
+    struct hbatch *b = h->inflight;
+    if (b != NULL && h->next_batch != NULL &&
+        batch_writes_take(&b->w, &h->next_batch->w) == 0) {
+        later = h->next_batch;
+        h->next_batch = NULL;
+        if (later->held != NULL) {
+            *b->held_tail = later->held;
+            b->held_tail = later->held_tail;
+            later->held = NULL;
+        }
+        h->batches_taken++;
+    }
+    pthread_mutex_unlock(&h->batch_mu);
+    if (later != NULL) {
+        batch_free(later); /* Empty now: its arrays only. */
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -239,10 +275,7 @@ static void send_msg(struct host *h, const struct cons_msg *m,
     if (wire_msg_encode(m, &plain) != 0) {
         return; /* Out of memory: Raft retransmits. */
     }
-    struct hbatch *b = wait_durable
-                           ? (h->next_batch ? h->next_batch : h->inflight)
-                           : NULL;
-    if (b == NULL) {
+    if (!wait_durable) {
         send_now(h, m->to, plain);
         return;
     }
@@ -254,8 +287,19 @@ static void send_msg(struct host *h, const struct cons_msg *m,
     o->to = m->to;
     o->plain = plain;
     o->next = NULL;
-    *b->held_tail = o;
-    b->held_tail = &o->next;
+    /* Under the lock: the writer may be moving the batch being filled into
+     * the one in flight (host_write_begin) right now. */
+    pthread_mutex_lock(&h->batch_mu);
+    struct hbatch *b = h->next_batch ? h->next_batch : h->inflight;
+    if (b != NULL) {
+        *b->held_tail = o;
+        b->held_tail = &o->next;
+    }
+    pthread_mutex_unlock(&h->batch_mu);
+    if (b == NULL) {
+        send_now(h, o->to, o->plain);
+        rfs_free(o);
+    }
 }
 
 /* A SNAPSHOT message carries no bytes from the core: read its chunk from
@@ -877,7 +921,10 @@ void host_write_done(struct host *h, int rv, const char *errmsg)
         leave(h);
         return;
     }
+    /* No write runs now: the writer's thread has let go of b. */
+    pthread_mutex_lock(&h->batch_mu);
     h->inflight = NULL;
+    pthread_mutex_unlock(&h->batch_mu);
     if (rv != 0) {
         host__log(h, RFS_LOG_ERROR, "storage failed, this node stops: %s",
                   errmsg);
@@ -1063,6 +1110,9 @@ int host_new(const struct host_options *o, const struct host_io *io,
     if (h == NULL) {
         return -ENOMEM;
     }
+    /* A default mutex holds no resource on Linux: the error paths below
+     * free h without destroying it. */
+    pthread_mutex_init(&h->batch_mu, NULL);
     h->o = *o;
     h->io = *io;
     struct cons_options co;
@@ -1142,6 +1192,7 @@ void host_free(struct host *h)
     backlog_free(h);
     rfs_free(h->backlog);
     cons_node_free(h->core);
+    pthread_mutex_destroy(&h->batch_mu);
     rfs_free(h);
 }
 
@@ -1173,4 +1224,9 @@ uint64_t host_proposed(const struct host *h)
 uint64_t host_batches(const struct host *h)
 {
     return h->batches;
+}
+
+uint64_t host_batches_taken(const struct host *h)
+{
+    return h->batches_taken;
 }

@@ -34,8 +34,9 @@
  * state; the runtime's libuv code and the simulator are thin I/O around it.
  *
  * Caveats:
- * - One owner thread: every host_* call comes from it, and every callback
- *   (request completions, host_io calls, on_apply) runs on it.
+ * - One owner thread: every host_* call comes from it (but
+ *   host_write_begin(), the writer's), and every callback (request
+ *   completions, host_io calls, on_apply) runs on it.
  * - Request callbacks run exactly once: on completion, timeout, or
  *   host_close() (with the code given there).
  * - After a storage failure (a write or an apply that failed other than for
@@ -79,7 +80,8 @@ struct host_io {
     /* The wall clock, stamped into commands for mtime and ctime. */
     int64_t (*wall_ns)(void *data);
     /* Write w durably (synced), in order; at most one write is in flight.
-     * Report with host_write_done(). w stays valid until then. */
+     * Report with host_write_done(). w stays valid until then; a writer
+     * that calls host_write_begin() first writes w as that leaves it. */
     void (*write)(void *data, const struct batch_writes *w);
     /* Send an encoded message (takes plain). Best effort: Raft retransmits. */
     void (*send)(void *data, rfs_nodeid_t to, struct rfs_buf plain);
@@ -233,6 +235,13 @@ uint64_t host_refusals(const struct host *h);
  * written; it is retried every second, nothing acknowledged meanwhile), or
  * another code (the node stops; errmsg says why). */
 void host_write_done(struct host *h, int rv, const char *errmsg);
+/* The one call allowed from another thread: the writer calls it just
+ * before it writes the batch handed to host_io.write (or retries it). That
+ * batch then takes in every update queued since (and the messages held
+ * behind them), so they share its fsync; w is the same pointer, grown.
+ * Optional: a host_io that never calls it writes batches as handed over.
+ * Not to be called after host_write_done() for that write. */
+void host_write_begin(struct host *h);
 /* A chunk read finished (0 or a code: the transfer restarts). */
 void host_chunk_done(struct host *h, struct host_chunk *c, int rv);
 /* A snapshot finished: image of applied index `index`, `size` bytes. */
@@ -294,5 +303,7 @@ bool host_removed(const struct host *h);
 rfs_index_t host_snap_index(const struct host *h);
 uint64_t host_proposed(const struct host *h);
 uint64_t host_batches(const struct host *h);
+/* Queued batches host_write_begin() took into the write in flight. */
+uint64_t host_batches_taken(const struct host *h);
 
 #endif /* RAFTFS_CONSENSUS_HOST_H */

@@ -9,6 +9,8 @@
 #ifndef RAFTFS_CONSENSUS_HOST_I_H
 #define RAFTFS_CONSENSUS_HOST_I_H
 
+#include <pthread.h>
+
 #include "host.h"
 
 /* Senders a leader remembers hearing from, for node sessions. */
@@ -33,6 +35,11 @@ struct host {
     uint64_t core_ticks;      /* Ticks handed to the core (fewer after a
                                * stall: see catch_up). */
 
+    /* The batch being written and the one being filled. batch_mu guards
+     * both pointers, next_batch's contents and the held lists of both:
+     * host_write_begin(), on the writer's thread, moves next_batch into
+     * the one in flight. Everything else about the host is loop-only. */
+    pthread_mutex_t batch_mu;
     struct hbatch *inflight;
     struct hbatch *next_batch;
     unsigned holds;           /* host_hold() not yet released. */
@@ -62,6 +69,7 @@ struct host {
 
     uint64_t proposed;
     uint64_t batches;
+    uint64_t batches_taken; /* Queued batches host_write_begin() took. */
     unsigned depth; /* Nested entry points (a callback calling in). */
 
     /* The last peer refused for a changed data folder, and the id it

@@ -214,6 +214,9 @@ static void write_work(uv_work_t *w)
     struct job *j = w->data;
     struct node *n = j->n;
     j->rv = 0;
+    /* Late binding: what the loop queued while this thread woke up (20 to
+     * 80 us here) joins this write and its fsync (docs/node.md). */
+    host_write_begin(n->host);
     for (unsigned i = 0; i < j->w->n_chunks && j->rv == 0; i++) {
         const struct batch_chunk *c = &j->w->chunks[i];
         j->rv = snapfiles_receive(&n->snaps, n->store, &c->meta, c->offset,

@@ -79,6 +79,7 @@ enum ev_type {
     EV_ATTACK, /* The lease attack's second step. */
     EV_READ,   /* A linearizable read on one node. */
     EV_KILL,   /* Figure 8 mode: crash this incarnation of a node. */
+    EV_WRITE_BEGIN, /* The writer starts: the queued batch joins its write. */
 };
 
 /* A frame on the wire: the encoded message, as TCP would carry it. */
@@ -1059,8 +1060,16 @@ static void io_write(void *data, const struct batch_writes *w)
     RFS_ASSERT(n->writing == NULL); /* The driver writes one at a time. */
     n->writing = w;
     n->write_applied = n->sm.applied;
-    push(s, s->now + s->disk_min + rndn(s, s->disk_span), EV_DISK,
-         (int)n->id, NULL);
+    unsigned took = s->disk_min + rndn(s, s->disk_span);
+    if (chance(s, 75)) {
+        /* As the runtime's pool thread: the write starts some time after
+         * it was handed over, and takes in what was queued by then
+         * (host_write_begin). Pushed first: at the same instant it still
+         * comes before the completion. */
+        push(s, s->now + rndn(s, took + 1), EV_WRITE_BEGIN, (int)n->id,
+             NULL);
+    }
+    push(s, s->now + took, EV_DISK, (int)n->id, NULL);
 }
 
 static void io_send(void *data, rfs_nodeid_t to, struct rfs_buf plain)
@@ -2646,6 +2655,20 @@ static void handle(struct sim *s, const struct ev *e)
         msg_free(e->msg);
         break;
     }
+    case EV_WRITE_BEGIN:
+        /* A paused process's writer does not run either; one left over
+         * from an earlier write of this boot merges into the current one,
+         * which is as valid (any instant before its completion is). */
+        if (n->up && e->boot == n->boot && !n->paused && n->writing != NULL) {
+            uint64_t before = host_batches_taken(n->h);
+            host_write_begin(n->h);
+            if (host_batches_taken(n->h) > before) {
+                s->r->writes_merged++;
+                tracef(s, "n%" PRIu64 " write takes the queued batch in",
+                       n->id);
+            }
+        }
+        break;
     case EV_DISK:
         if (n->up && e->boot == n->boot) {
             if (n->paused) {

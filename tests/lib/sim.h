@@ -86,6 +86,9 @@ struct sim_result {
     /* The election race (docs/testing.md): the step this run's race
      * reached (0: not staged; 1 to 6, 6 the pivot). */
     uint64_t race_step;
+    /* Writes that took the queued batch in as they started
+     * (host_write_begin, EV_WRITE_BEGIN). */
+    uint64_t writes_merged;
 };
 
 void sim_options_default(struct sim_options *o, uint64_t seed);

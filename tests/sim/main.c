@@ -96,6 +96,7 @@ int main(int argc, char **argv)
     uint64_t steps = 0, violations = 0, failed = 0, reads = 0, commits = 0,
              faults_n = 0, snaps = 0, acked = 0, barriers = 0, timeouts = 0,
              leases = 0, leased = 0, wiped = 0, wiped_accepted = 0,
+             merged = 0,
              lin_ops = 0, lin_explored = 0, lin_unfinished = 0;
     uint64_t race_steps[8] = {0};
     time_t start = time(NULL);
@@ -126,6 +127,7 @@ int main(int argc, char **argv)
         leased += r.leased_reads;
         wiped += r.wipes;
         wiped_accepted += r.wiped_accepted;
+        merged += r.writes_merged;
         lin_ops += r.lin_ops;
         lin_explored += r.lin_explored;
         lin_unfinished += r.lin_unfinished;
@@ -169,6 +171,8 @@ int main(int argc, char **argv)
            " reached the pivot\n",
            seeds - race_steps[0], race_steps[4] + race_steps[5] +
            race_steps[6], race_steps[6]);
+    printf("late batches: %" PRIu64 " writes took the queued batch in as "
+           "they started\n", merged);
     if (wipes) {
         printf("wipes: %" PRIu64 " of the seeds wiped a disk; peers accepted "
                "a wiped member's new folder %" PRIu64 " times\n",

@@ -801,6 +801,139 @@ static void test_host_leader_ends_unheard_session(void **state)
     assert_true(f->nodes[nl].sess[b == nl ? a : b].live);
 }
 
+
+/* Deliver the frames queued for node `to` (in order), keep the others. */
+static void deliver_to(struct fix *f, unsigned to)
+{
+    struct fmsg *keep = NULL, **kt = &keep;
+    while (f->net) {
+        struct fmsg *m = f->net;
+        f->net = m->next;
+        if (m->to != to) {
+            m->next = NULL;
+            *kt = m;
+            kt = &m->next;
+            continue;
+        }
+        struct cons_msg cm;
+        assert_int_equal(wire_msg_decode(m->plain.base, m->plain.len, &cm),
+                         0);
+        host_recv(f->nodes[to].h, &cm);
+        wire_msg_free(&cm);
+        rfs_free(m->plain.base);
+        free(m);
+    }
+    /* What the deliveries sent went to f->net meanwhile: after the kept. */
+    *kt = f->net;
+    f->net = keep;
+}
+
+static unsigned count_from(struct fix *f, unsigned from, unsigned to)
+{
+    unsigned k = 0;
+    for (struct fmsg *m = f->net; m; m = m->next) {
+        k += m->from == from && m->to == to;
+    }
+    return k;
+}
+
+/* Late binding (issue 14): an unlock and the next lock proposed one after
+ * the other, the second while the first's write has not started yet. When
+ * the writer starts (host_write_begin) it takes the second in: one write,
+ * one fsync, on the leader and on a follower, whose acks for both APPENDs
+ * wait for that write and leave when it is durable. */
+static void test_host_write_begin_takes_queued_batch(void **state)
+{
+    struct fix *f = *state;
+    unsigned l = elect(f);
+    unsigned fo = l == 1 ? 2 : 1;
+    struct fnode *ln = &f->nodes[l], *fn = &f->nodes[fo];
+    settle(f);
+    uint64_t lb = host_batches(ln->h), fb = host_batches(fn->h);
+    struct done d1 = {0}, d2 = {0};
+    struct store_cmd c = {.op = STORE_OP_NOOP};
+    assert_int_equal(host_submit(ln->h, &c, on_done, &d1), 0);
+    const struct batch_writes *w = ln->writing;
+    assert_non_null(w);
+    assert_int_equal(w->n_ents, 1);
+    assert_int_equal(host_submit(ln->h, &c, on_done, &d2), 0);
+    /* The writer wakes: the second entry joins the first's write. */
+    host_write_begin(ln->h);
+    assert_ptr_equal(ln->writing, w);
+    assert_int_equal(w->n_ents, 2);
+    assert_int_equal(w->ents[1].index, w->ents[0].index + 1);
+    assert_int_equal(host_batches_taken(ln->h), 1);
+    ln->writing = NULL;
+    host_write_done(ln->h, 0, NULL);
+    assert_null(ln->writing); /* Nothing left for a second write. */
+    assert_int_equal(host_batches(ln->h), lb + 1);
+
+    /* The follower gets the entries (one APPEND or two); its first write
+     * starts; the rest waits for it, then is taken in. */
+    assert_null(fn->writing);
+    deliver_to(f, fo);
+    assert_non_null(fn->writing);
+    host_write_begin(fn->h);
+    assert_int_equal(count_from(f, fo, l), 0); /* Acks wait for the disk. */
+    assert_int_equal(fn->writing->n_ents, 2);
+    fn->writing = NULL;
+    host_write_done(fn->h, 0, NULL);
+    assert_null(fn->writing);
+    assert_int_equal(host_batches(fn->h), fb + 1);
+    assert_true(count_from(f, fo, l) > 0); /* Released with the write. */
+    settle(f);
+    run_ms(f, 50);
+    assert_int_equal(d1.calls, 1);
+    assert_int_equal(d1.err, 0);
+    assert_int_equal(d2.calls, 1);
+    assert_int_equal(d2.err, 0);
+}
+
+/* A follower's APPENDs, one per entry: the second arrives while the
+ * first's write has not started; the merged write releases both acks. */
+static void test_host_write_begin_moves_held_acks(void **state)
+{
+    struct fix *f = *state;
+    unsigned l = elect(f);
+    unsigned fo = l == 1 ? 2 : 1;
+    struct fnode *ln = &f->nodes[l], *fn = &f->nodes[fo];
+    settle(f);
+    uint64_t fb = host_batches(fn->h);
+    struct store_cmd c = {.op = STORE_OP_NOOP};
+    assert_int_equal(host_submit(ln->h, &c, ignore, NULL), 0);
+    deliver_to(f, fo); /* The first APPEND: its write is handed over. */
+    const struct batch_writes *w = fn->writing;
+    assert_non_null(w);
+    assert_int_equal(w->n_ents, 1);
+    assert_int_equal(host_submit(ln->h, &c, ignore, NULL), 0);
+    deliver_to(f, fo); /* The second: queued behind it, its ack held. */
+    assert_int_equal(count_from(f, fo, l), 0);
+    host_write_begin(fn->h);
+    assert_ptr_equal(fn->writing, w);
+    assert_int_equal(w->n_ents, 2);
+    rfs_index_t last = w->ents[1].index; /* w is freed at completion. */
+    fn->writing = NULL;
+    host_write_done(fn->h, 0, NULL);
+    assert_null(fn->writing);
+    assert_int_equal(host_batches(fn->h), fb + 1);
+    /* Both acks left, and the second names the second entry. */
+    rfs_index_t acked = 0;
+    for (struct fmsg *m = f->net; m; m = m->next) {
+        struct cons_msg cm;
+        if (m->from != fo || m->to != l) {
+            continue;
+        }
+        assert_int_equal(wire_msg_decode(m->plain.base, m->plain.len, &cm),
+                         0);
+        if (cm.type == CONS_MSG_APPEND_RESP && cm.index > acked) {
+            acked = cm.index;
+        }
+        wire_msg_free(&cm);
+    }
+    assert_int_equal(acked, last);
+    settle(f);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -817,6 +950,8 @@ int main(int argc, char **argv)
         T(test_host_write_failure_stops),
         T(test_host_enospc_retries_same_batch),
         T(test_host_apply_enospc_keeps_entries),
+        T(test_host_write_begin_takes_queued_batch),
+        T(test_host_write_begin_moves_held_acks),
 #undef T
         cmocka_unit_test_setup_teardown(test_host_session_lapses_after_stall,
                                         setup_sessions, teardown),
