@@ -453,6 +453,7 @@ static void publish_status(struct node *n)
     st.applied = store_applied(n->store);
     st.entries_proposed = host_proposed(n->host);
     st.batches_written = host_batches(n->host);
+    st.batches_taken = host_batches_taken(n->host);
     st.conf = *cons_node_conf(core);
     st.removed = host_removed(n->host);
     st.lock_orders = atomic_load(&n->lock_level) >= TRANSPORT_LEVEL_LOCK_ORDER;

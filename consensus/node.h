@@ -198,6 +198,8 @@ struct node_status {
     rfs_index_t applied;
     uint64_t entries_proposed; /* Proposals this node submitted. */
     uint64_t batches_written;  /* Synced log writes. */
+    uint64_t batches_taken;    /* Queued batches a starting write took in
+                                * (host_write_begin, docs/node.md). */
     unsigned peers_connected;
     /* Read barriers passed on the caller's thread from this node's lease
      * (leader or follower), without the loop. */

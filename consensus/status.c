@@ -82,13 +82,14 @@ size_t status_json(const struct node_status *st, char *buf, size_t cap)
         ",\"leader\":%" PRIu64 ",\"commit_index\":%" PRIu64
         ",\"applied_index\":%" PRIu64 ",\"last_index\":%" PRIu64
         ",\"snapshot_index\":%" PRIu64 ",\"entries_proposed\":%" PRIu64
-        ",\"batches_written\":%" PRIu64 ",\"peers_connected\":%u"
+        ",\"batches_written\":%" PRIu64 ",\"batches_taken\":%" PRIu64
+        ",\"peers_connected\":%u"
         ",\"leased_reads\":%" PRIu64 ",\"fast_barriers\":%" PRIu64
         ",\"address\":",
         st->core.id, cons_role_name(st->core.role), st->core.term,
         st->core.leader, st->core.commit, st->applied, st->core.last_index,
         st->core.snap_index, st->entries_proposed, st->batches_written,
-        st->peers_connected, st->core.leased_reads, st->fast_barriers);
+        st->batches_taken, st->peers_connected, st->core.leased_reads, st->fast_barriers);
     put_json_string(&o, st->listen);
     put_key(&o, "signing_key", st->sign_pk);
     put(&o, ",\"removed\":%s,\"lock_orders\":%d,\"lock_level\":%u,"

@@ -14,6 +14,7 @@
 
 /* One JSON object: id, role, term, leader, commit_index, applied_index,
  * last_index, snapshot_index, entries_proposed, batches_written,
+ * batches_taken (queued batches a starting write took in),
  * peers_connected, address, signing_key (hex), removed, lock_orders (1:
  * flock requests carry their order, node_lock_orders), lock_level (the
  * members' lowest protocol level: 2 also forgets answered unlocks'
