@@ -934,6 +934,99 @@ static void test_host_write_begin_moves_held_acks(void **state)
     settle(f);
 }
 
+
+/* One update for the batch tests: entries first..first+n-1 of term t,
+ * optionally after a snapshot chunk (last: an install). */
+static void mk_update(struct cons_update *u, struct cons_entry *e,
+                      struct cons_snap_chunk *c, rfs_index_t first,
+                      unsigned n, rfs_term_t t, bool install, uint64_t seq)
+{
+    memset(u, 0, sizeof(*u));
+    for (unsigned i = 0; i < n; i++) {
+        memset(&e[i], 0, sizeof(e[i]));
+        e[i].index = first + i;
+        e[i].term = t;
+        e[i].type = CONS_ENTRY_NORMAL;
+        e[i].data.base = &e[i].term; /* Any bytes: copied by the batch. */
+        e[i].data.len = sizeof(e[i].term);
+    }
+    if (install) {
+        memset(c, 0, sizeof(*c));
+        c->meta.index = first - 1;
+        c->meta.term = t;
+        c->last = true;
+        u->chunks = c;
+        u->n_chunks = 1;
+    }
+    u->hs_changed = true;
+    u->hs.term = t;
+    u->hs.commit = first;
+    u->entries = e;
+    u->n_entries = n;
+    u->needs_persist = true;
+    u->tag.seq = seq;
+    u->tag.term = t;
+    u->tag.index = first + n - 1;
+}
+
+static void assert_same_writes(const struct batch_writes *a,
+                               const struct batch_writes *b)
+{
+    assert_int_equal(a->has_hs, b->has_hs);
+    assert_int_equal(a->hs.term, b->hs.term);
+    assert_int_equal(a->hs.commit, b->hs.commit);
+    assert_int_equal(a->n_chunks, b->n_chunks);
+    for (unsigned i = 0; i < a->n_chunks; i++) {
+        assert_int_equal(a->chunks[i].meta.index, b->chunks[i].meta.index);
+        assert_int_equal(a->chunks[i].last, b->chunks[i].last);
+    }
+    assert_int_equal(a->n_ents, b->n_ents);
+    for (unsigned i = 0; i < a->n_ents; i++) {
+        assert_int_equal(a->ents[i].index, b->ents[i].index);
+        assert_int_equal(a->ents[i].term, b->ents[i].term);
+        assert_int_equal(a->ents[i].data.len, b->ents[i].data.len);
+        assert_memory_equal(a->ents[i].data.base, b->ents[i].data.base,
+                            a->ents[i].data.len);
+    }
+    assert_int_equal(a->tag.seq, b->tag.seq);
+    assert_int_equal(a->tag.index, b->tag.index);
+}
+
+/* A write that takes the queued batch in (batch_writes_take) holds what
+ * adding the same updates to it one by one would have: a later entry
+ * replaces the suffix from its index, an install drops the entries before
+ * it, the later hard state and tag win. Split after each update in turn. */
+static void test_batch_take_equals_adding(void **state)
+{
+    (void)state;
+    struct cons_update u[4];
+    struct cons_entry e[4][3];
+    struct cons_snap_chunk c[4];
+    mk_update(&u[0], e[0], NULL, 1, 3, 1, false, 1);  /* 1..3 of term 1 */
+    mk_update(&u[1], e[1], NULL, 3, 2, 2, false, 2);  /* 3..4 of term 2 */
+    mk_update(&u[2], e[2], &c[2], 11, 1, 3, true, 3); /* install 10, 11 */
+    mk_update(&u[3], e[3], NULL, 12, 2, 3, false, 4); /* 12..13 */
+    for (unsigned split = 1; split < 4; split++) {
+        struct batch_writes one, first, later;
+        batch_writes_init(&one);
+        batch_writes_init(&first);
+        batch_writes_init(&later);
+        for (unsigned i = 0; i < 4; i++) {
+            assert_int_equal(batch_writes_add(&one, &u[i]), 0);
+            assert_int_equal(batch_writes_add(i < split ? &first : &later,
+                                              &u[i]),
+                             0);
+        }
+        assert_int_equal(batch_writes_take(&first, &later), 0);
+        assert_same_writes(&first, &one);
+        assert_int_equal(later.n_ents, 0);
+        assert_int_equal(later.n_chunks, 0);
+        batch_writes_close(&one);
+        batch_writes_close(&first);
+        batch_writes_close(&later);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -953,6 +1046,7 @@ int main(int argc, char **argv)
         T(test_host_write_begin_takes_queued_batch),
         T(test_host_write_begin_moves_held_acks),
 #undef T
+        cmocka_unit_test(test_batch_take_equals_adding),
         cmocka_unit_test_setup_teardown(test_host_session_lapses_after_stall,
                                         setup_sessions, teardown),
         cmocka_unit_test_setup_teardown(test_host_session_lapses_one_way,
