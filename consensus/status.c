@@ -89,7 +89,8 @@ size_t status_json(const struct node_status *st, char *buf, size_t cap)
         st->core.id, cons_role_name(st->core.role), st->core.term,
         st->core.leader, st->core.commit, st->applied, st->core.last_index,
         st->core.snap_index, st->entries_proposed, st->batches_written,
-        st->batches_taken, st->peers_connected, st->core.leased_reads, st->fast_barriers);
+        st->batches_taken, st->peers_connected, st->core.leased_reads,
+        st->fast_barriers);
     put_json_string(&o, st->listen);
     put_key(&o, "signing_key", st->sign_pk);
     put(&o, ",\"removed\":%s,\"lock_orders\":%d,\"lock_level\":%u,"
