@@ -79,18 +79,7 @@ void gimage_fetch_free(struct gimage_fetch *f)
 int gimage_fetch_set_voters(struct gimage_fetch *f,
                             const struct gossip_key *keys, unsigned n)
 {
-    struct gossip_key *k = NULL;
-    if (n > 0) {
-        k = rfs_malloc(n * sizeof(*k));
-        if (k == NULL) {
-            return -ENOMEM;
-        }
-        memcpy(k, keys, n * sizeof(*k));
-    }
-    rfs_free(f->keys);
-    f->keys = k;
-    f->nkeys = n;
-    return 0;
+    return gossip_keys_replace(&f->keys, &f->nkeys, keys, n);
 }
 
 void gimage_fetch_set_leader(struct gimage_fetch *f, rfs_nodeid_t leader)

@@ -172,8 +172,8 @@ void gossip_verifier_free(struct gossip_verifier *v)
     rfs_free(v);
 }
 
-int gossip_verifier_set_voters(struct gossip_verifier *v,
-                               const struct gossip_key *keys, unsigned n)
+int gossip_keys_replace(struct gossip_key **keys, unsigned *nkeys,
+                        const struct gossip_key *from, unsigned n)
 {
     struct gossip_key *k = NULL;
     if (n > 0) {
@@ -181,12 +181,18 @@ int gossip_verifier_set_voters(struct gossip_verifier *v,
         if (k == NULL) {
             return -ENOMEM;
         }
-        memcpy(k, keys, n * sizeof(*k));
+        memcpy(k, from, n * sizeof(*k));
     }
-    rfs_free(v->keys);
-    v->keys = k;
-    v->nkeys = n;
+    rfs_free(*keys);
+    *keys = k;
+    *nkeys = n;
     return 0;
+}
+
+int gossip_verifier_set_voters(struct gossip_verifier *v,
+                               const struct gossip_key *keys, unsigned n)
+{
+    return gossip_keys_replace(&v->keys, &v->nkeys, keys, n);
 }
 
 static void name_culprit(struct gossip_verdict *out, rfs_nodeid_t id)

@@ -110,6 +110,10 @@ struct gossip_verifier *gossip_verifier_new(rfs_index_t applied,
                                             const uint8_t hash[GOSSIP_HASH_BYTES]);
 void gossip_verifier_free(struct gossip_verifier *v);
 
+/* *keys becomes a copy of keys[0..n) (NULL when n is 0), *nkeys n; the
+ * old copy is freed. 0, or -ENOMEM leaving both as they were. */
+int gossip_keys_replace(struct gossip_key **keys, unsigned *nkeys,
+                        const struct gossip_key *from, unsigned n);
 /* The voters whose signatures count (copied). 0 or -ENOMEM. */
 int gossip_verifier_set_voters(struct gossip_verifier *v,
                                const struct gossip_key *keys, unsigned n);
