@@ -1068,7 +1068,8 @@ int host_submit(struct host *h, const struct store_cmd *cmd, request_cb cb,
     return rv;
 }
 
-int host_read(struct host *h, request_cb cb, void *arg)
+int host_read(struct host *h, bool leaderless_fails, request_cb cb,
+              void *arg)
 {
     if (h->closed) {
         return h->close_err;
@@ -1077,7 +1078,8 @@ int host_read(struct host *h, request_cb cb, void *arg)
         return h->failed ? -EIO : RFS_EREMOVED;
     }
     enter(h);
-    int rv = requests_read(&h->rq, h->core, now_ms(h), cb, arg);
+    int rv = requests_read(&h->rq, h->core, now_ms(h), leaderless_fails, cb,
+                           arg);
     leave(h);
     return rv;
 }

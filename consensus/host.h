@@ -256,8 +256,10 @@ void host_snapshot_done(struct host *h, int rv, rfs_index_t index,
 int host_submit(struct host *h, const struct store_cmd *cmd, request_cb cb,
                 void *arg);
 /* A read barrier: cb runs once this node applied everything committed
- * before the call (result: the read index). Same codes. */
-int host_read(struct host *h, request_cb cb, void *arg);
+ * before the call (result: the read index). Same codes. leaderless_fails:
+ * see requests_read() (cb then gets RFS_ENOLEADER). */
+int host_read(struct host *h, bool leaderless_fails, request_cb cb,
+              void *arg);
 /* Ask for a snapshot now (an operator's command). It is taken unless the
  * last one holds everything applied already. */
 void host_snapshot_now(struct host *h);

@@ -61,6 +61,7 @@ struct admin {
 struct sub {
     struct sub *next;
     bool read;
+    bool leaderless_fails; /* Reads: NODE_READ_LEADERLESS_FAILS. */
     node_cb cb;
     void *arg;
     node_admin_cb admin_cb; /* An admin command: admin. */
@@ -167,7 +168,8 @@ static void drain_inbox(struct node *n)
             sub_done(s, RFS_ESHUTDOWN, NULL);
             continue;
         }
-        int rv = s->read ? host_read(n->host, sub_done, s)
+        int rv = s->read ? host_read(n->host, s->leaderless_fails, sub_done,
+                                     s)
                          : host_submit(n->host, &s->cmd, sub_done, s);
         if (rv != 0) {
             sub_done(s, rv, NULL);
@@ -1290,7 +1292,7 @@ int node_submit(struct node *n, const struct store_cmd *cmd, node_cb cb,
     return enqueue(n, s);
 }
 
-int node_read_barrier(struct node *n, node_cb cb, void *arg)
+int node_read_barrier(struct node *n, unsigned flags, node_cb cb, void *arg)
 {
     /* A leader inside its lease that has applied its whole commit index,
      * or a follower inside its read lease that has applied its whole log,
@@ -1313,6 +1315,7 @@ int node_read_barrier(struct node *n, node_cb cb, void *arg)
         return -ENOMEM;
     }
     s->read = true;
+    s->leaderless_fails = (flags & NODE_READ_LEADERLESS_FAILS) != 0;
     s->cb = cb;
     s->arg = arg;
     return enqueue(n, s);

@@ -117,8 +117,12 @@ int node_submit(struct node *n, const struct store_cmd *cmd, node_cb cb,
  * everything committed before the call, on the loop thread; except that a
  * leader inside its lease that has applied its commit index runs cb at
  * once, on the calling thread, before this returns (see the file comment).
- * Same errors as node_submit. */
-int node_read_barrier(struct node *n, node_cb cb, void *arg);
+ * Same errors as node_submit; and with NODE_READ_LEADERLESS_FAILS,
+ * RFS_ENOLEADER as soon as this node has no leader to ask (none known, or
+ * the leader it asked stepped down) instead of waiting up to
+ * commit_timeout for one: for callers with a local answer to give then. */
+enum { NODE_READ_LEADERLESS_FAILS = 1u << 0 };
+int node_read_barrier(struct node *n, unsigned flags, node_cb cb, void *arg);
 
 /* An operator's command. The text an operator types is parsed by the
  * raftfs command (mount-tools); the node takes it typed. */

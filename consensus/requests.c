@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../common/err.h"
 #include "../common/heap.h"
 
 struct request {
@@ -13,6 +14,8 @@ struct request {
     struct rfs_buf enc;     /* Proposals: the command, resent as is. */
     uint64_t ctx;           /* Reads: the current attempt's id. */
     rfs_index_t read_index; /* Reads: the answer (0: not yet). */
+    bool leaderless_fails;  /* Reads: see requests_read(). */
+    bool leaderless;        /* Its last attempt found no leader to ask. */
     uint64_t deadline;
     uint64_t last_try;
     request_cb cb;
@@ -78,7 +81,23 @@ static void send(struct requests *rq, struct cons_node *core,
     }
     r->ctx = ++rq->ctx;
     r->read_index = 0;
-    (void)cons_node_read_index(core, r->ctx);
+    /* Other refusals (no memory for the message) are retried later. */
+    r->leaderless = cons_node_read_index(core, r->ctx) == RFS_ENOLEADER;
+}
+
+/* Finish the reads that asked to fail rather than wait for a leader, once
+ * an attempt found none. Separate from the loops that send, which must not
+ * free what they walk. */
+static void finish_leaderless(struct requests *rq)
+{
+    struct request *r = rq->head;
+    while (r != NULL) {
+        struct request *next = r->next;
+        if (r->read && r->leaderless_fails && r->leaderless) {
+            finish(rq, r, RFS_ENOLEADER, NULL);
+        }
+        r = next;
+    }
 }
 
 static struct request *track(struct requests *rq, bool read, uint64_t now,
@@ -113,13 +132,17 @@ int requests_propose(struct requests *rq, struct cons_node *core,
 }
 
 int requests_read(struct requests *rq, struct cons_node *core, uint64_t now,
-                  request_cb cb, void *arg)
+                  bool leaderless_fails, request_cb cb, void *arg)
 {
     struct request *r = track(rq, true, now, cb, arg);
     if (r == NULL) {
         return -ENOMEM;
     }
+    r->leaderless_fails = leaderless_fails;
     send(rq, core, r, now);
+    if (r->leaderless_fails && r->leaderless) {
+        finish(rq, r, RFS_ENOLEADER, NULL);
+    }
     return 0;
 }
 
@@ -158,6 +181,7 @@ void requests_update(struct requests *rq, struct cons_node *core,
             }
         }
     }
+    finish_leaderless(rq);
 }
 
 void requests_check(struct requests *rq, struct cons_node *core,
@@ -181,6 +205,7 @@ void requests_check(struct requests *rq, struct cons_node *core,
         }
         r = next;
     }
+    finish_leaderless(rq);
 }
 
 unsigned requests_pending(const struct requests *rq)

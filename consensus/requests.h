@@ -62,9 +62,13 @@ uint64_t requests_first_outstanding(const struct requests *rq);
 int requests_propose(struct requests *rq, struct cons_node *core,
                      uint64_t seq, struct rfs_buf enc, uint64_t now,
                      request_cb cb, void *arg);
-/* Track and start a read barrier. 0 or -ENOMEM. */
+/* Track and start a read barrier. 0 or -ENOMEM. With leaderless_fails,
+ * it fails with RFS_ENOLEADER as soon as an attempt finds no leader to ask
+ * (at once, or after a leader it waited on stepped down), instead of
+ * retrying until the timeout: for a caller that has a local answer to fall
+ * back on. */
 int requests_read(struct requests *rq, struct cons_node *core, uint64_t now,
-                  request_cb cb, void *arg);
+                  bool leaderless_fails, request_cb cb, void *arg);
 
 /* This node applied its proposal seq, with result. */
 void requests_applied(struct requests *rq, uint64_t seq, const void *result);

@@ -434,7 +434,12 @@ static void barrier_done(void *data, int err, const struct store_result *r)
         b->fs->quorum_lost = true;
         pthread_mutex_unlock(&b->fs->lock);
     }
-    if (b->local_if_cut_off && (err == RFS_EREMOVED || err == -ETIMEDOUT)) {
+    /* RFS_ENOLEADER: the leader it asked stepped down, and none is known
+     * now (it asked NODE_READ_LEADERLESS_FAILS). Answered locally, as a
+     * node that knows no leader answers at once (fs__cut_off), without
+     * marking the quorum lost: an election may well be under way. */
+    if (b->local_if_cut_off && (err == RFS_EREMOVED || err == -ETIMEDOUT ||
+                                err == RFS_ENOLEADER)) {
         err = 0; /* See fs__after_barrier_or_local(). */
     }
     if (err != 0) {
@@ -538,7 +543,9 @@ static void after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
     pthread_mutex_unlock(&fs->lock);
     /* Concurrent barriers share one ReadIndex round: the core confirms
      * leadership once for every read asked since its last round. */
-    int rv = node_read_barrier(fs->node, barrier_done, b);
+    int rv = node_read_barrier(
+        fs->node, local_if_cut_off ? NODE_READ_LEADERLESS_FAILS : 0,
+        barrier_done, b);
     if (rv != 0) {
         fs__reply_err(req, rv);
         rfs_free(arg);

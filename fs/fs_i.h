@@ -292,8 +292,9 @@ typedef void (*fs_read_fn)(struct fs *fs, fuse_req_t req, void *arg);
 void fs__after_barrier(struct fs *fs, fuse_req_t req, fs_read_fn fn,
                        void *arg);
 /* The same, but if the node turns out cut off from the cluster (removed,
- * or the barrier timed out), fn runs anyway on the local state: for the
- * root's attributes, which every path walk needs, /.raftfs/ included. */
+ * the barrier timed out, or the leader it asked stepped down and none is
+ * known), fn runs anyway on the local state: for the root's attributes,
+ * which every path walk needs, /.raftfs/ included. */
 void fs__after_barrier_or_local(struct fs *fs, fuse_req_t req, fs_read_fn fn,
                                 void *arg);
 

@@ -1053,6 +1053,45 @@ static void test_no_quorum_shell(void **state)
     assert_string_equal(buf, "later\n");
 }
 
+/* The leader's two followers are killed. Until it steps down (CheckQuorum,
+ * within two election timeouts) its lease runs out and the root's getattr,
+ * which every path walk makes, waits for a heartbeat round nobody answers.
+ * That barrier once waited out commit_timeout (10 s here) after the
+ * step-down too; now it falls back to the local copy as soon as no leader
+ * is left, so /.raftfs/status answers within about an election timeout,
+ * on every read, to say why nothing else does. */
+static void test_status_on_leader_left_alone(void **state)
+{
+    struct mcluster *c = *state;
+    int l = mc_wait_leader(c, 10000);
+    assert_int_not_equal(l, 0);
+    for (int i = 1; i <= 3; i++) {
+        if (i != l) {
+            mc_kill9(c, i);
+        }
+    }
+    long worst = 0;
+    unsigned reads = 0;
+    for (long end = pc_now_ms() + 2000; pc_now_ms() < end; reads++) {
+        char buf[4096];
+        long t0 = pc_now_ms();
+        ssize_t n = mc_read(mc_path(c, l, ".raftfs/status"), buf,
+                            sizeof(buf));
+        long took = pc_now_ms() - t0;
+        assert_true(n > 0);
+        worst = took > worst ? took : worst;
+        usleep(20000);
+    }
+    fprintf(stderr, "# %u status reads on the abandoned leader, slowest %ld "
+                    "ms\n", reads, worst);
+    assert_true(worst < 1500);
+}
+
+static int setup_long_timeout(void **state)
+{
+    return setup3(state, "commit_timeout=10");
+}
+
 /* The same with reads=local: changes fail (ETIMEDOUT, then EROFS at once)
  * while local reads go on answering. */
 static void test_no_quorum_local_reads(void **state)
@@ -3299,6 +3338,8 @@ int main(int argc, char **argv)
                                         setup_short_timeout, teardown),
         cmocka_unit_test_setup_teardown(test_no_quorum_local_reads,
                                         setup_local_short_timeout, teardown),
+        cmocka_unit_test_setup_teardown(test_status_on_leader_left_alone,
+                                        setup_long_timeout, teardown),
         cmocka_unit_test_setup_teardown(test_no_torn_reads_across_rename,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_empty_reads_during_rewrites,

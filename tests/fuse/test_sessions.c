@@ -44,18 +44,6 @@ static int setup(void **state)
     return 0;
 }
 
-/* With commit_timeout=3 as well, for a test that reads the status of a
- * node left without a leader: that read's lookup may have to wait for a
- * read barrier, which no leader answers, for the whole commit_timeout (30
- * s by default) before the node serves its status locally. */
-static int setup_short(void **state)
-{
-    struct mcluster *c = calloc(1, sizeof(*c));
-    mc_init(c, 3, OPTS ",commit_timeout=3");
-    *state = c;
-    return 0;
-}
-
 static int teardown(void **state)
 {
     struct mcluster *c = *state;
@@ -389,7 +377,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_clean_unmount_ends_session,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_lone_node_unmounts_without_waiting, setup_short,
+            test_lone_node_unmounts_without_waiting, setup,
             teardown),
         cmocka_unit_test_setup_teardown(test_paused_node_is_fenced, setup,
                                         teardown),

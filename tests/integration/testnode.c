@@ -271,7 +271,7 @@ int main(int argc, char **argv)
             struct op *op = calloc(1, sizeof(*op));
             op->id = id;
             snprintf(op->name, sizeof(op->name), "%s", name);
-            if (node_read_barrier(node, get_done, op) != 0) {
+            if (node_read_barrier(node, 0, get_done, op) != 0) {
                 say("val %ld %d\n", id, -ENOMEM);
                 free(op);
             }

@@ -1863,7 +1863,7 @@ static void client(struct sim *s)
             }
         } else if (what < 85) {
             struct sreq *q = sreq_new(s, n->id, true);
-            if (host_read(n->h, req_done, q) != 0) {
+            if (host_read(n->h, false, req_done, q) != 0) {
                 q->completions = 1;
             }
         } else {
@@ -2573,7 +2573,7 @@ static void resume(struct sim *s, struct snode *n)
     if (chance(s, 50)) {
         struct sreq *q = sreq_new(s, n->id, true);
         tracef(s, "n%" PRIu64 " read before any message", n->id);
-        if (host_read(n->h, req_done, q) != 0) {
+        if (host_read(n->h, false, req_done, q) != 0) {
             q->completions = 1;
         }
     }
@@ -2747,7 +2747,7 @@ static void handle(struct sim *s, const struct ev *e)
     case EV_READ:
         if (n->up && !n->paused && e->boot == n->boot) {
             struct sreq *q = sreq_new(s, n->id, true);
-            if (host_read(n->h, req_done, q) != 0) {
+            if (host_read(n->h, false, req_done, q) != 0) {
                 q->completions = 1;
             }
         }

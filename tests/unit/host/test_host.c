@@ -385,7 +385,7 @@ static void stall_then(struct fix *f, enum entry e)
         host_snapshot_done(n->h, 0, n->applied, 100);
         break;
     case E_READ:
-        assert_int_equal(host_read(n->h, ignore, NULL), 0);
+        assert_int_equal(host_read(n->h, false, ignore, NULL), 0);
         break;
     case E_SUBMIT: {
         struct store_cmd c = {.op = STORE_OP_NOOP};
@@ -590,8 +590,46 @@ static void test_host_write_failure_stops(void **state)
     assert_int_equal(d.calls, 1);
     assert_int_equal(d.err, -EIO);
     assert_int_equal(host_submit(n->h, &c, on_done, &d), -EIO);
-    assert_int_equal(host_read(n->h, on_done, &d), -EIO);
+    assert_int_equal(host_read(n->h, false, on_done, &d), -EIO);
     assert_int_equal(d.calls, 1);
+}
+
+/* A leader whose followers are gone: between the end of its lease and its
+ * step-down (CheckQuorum, up to two election timeouts), a read barrier
+ * waits for a heartbeat round that cannot succeed. At the step-down, a
+ * barrier that asked to fail when no leader is left (the root's getattr,
+ * which falls back to the local copy) fails with RFS_ENOLEADER then, not
+ * at commit_timeout; one that did not ask keeps waiting for a leader. */
+static void test_host_read_fails_when_leader_steps_down(void **state)
+{
+    struct fix *f = *state;
+    unsigned l = elect(f);
+    struct fnode *n = &f->nodes[l];
+    for (unsigned i = 1; i <= N; i++) {
+        f->nodes[i].down = i != l;
+    }
+    for (unsigned ms = 0; cons_node_lease_end(host_core(n->h)) != 0; ms++) {
+        assert_true(ms < 1000);
+        run_ms(f, TICK_MS);
+    }
+    assert_int_equal(leader_of(f), l);
+    struct done quick = {0}, patient = {0};
+    assert_int_equal(host_read(n->h, true, on_done, &quick), 0);
+    assert_int_equal(host_read(n->h, false, on_done, &patient), 0);
+    run_ms(f, 3 * ELECTION_TICKS * TICK_MS);
+    assert_int_equal(leader_of(f), 0);
+    assert_int_equal(quick.calls, 1);
+    assert_int_equal(quick.err, RFS_ENOLEADER);
+    assert_int_equal(patient.calls, 0);
+    /* With no leader known, such a barrier fails at once. */
+    struct done now = {0};
+    assert_int_equal(host_read(n->h, true, on_done, &now), 0);
+    assert_int_equal(now.calls, 1);
+    assert_int_equal(now.err, RFS_ENOLEADER);
+    /* The patient one times out as before (commit_timeout, 5 s here). */
+    run_ms(f, 5000);
+    assert_int_equal(patient.calls, 1);
+    assert_int_equal(patient.err, -ETIMEDOUT);
 }
 
 /* ENOSPC: nothing acknowledged, the same batch retried a second later. */
@@ -1041,6 +1079,7 @@ int main(int argc, char **argv)
         T(test_host_hold_makes_one_batch),
         T(test_host_follower_proposal_completes_once),
         T(test_host_write_failure_stops),
+        T(test_host_read_fails_when_leader_steps_down),
         T(test_host_enospc_retries_same_batch),
         T(test_host_apply_enospc_keeps_entries),
         T(test_host_write_begin_takes_queued_batch),
