@@ -68,6 +68,9 @@ struct peer {
     struct out_buf *waiting; /* Until the connection opens. */
     bool contact; /* Not in our configuration: a node that called us while
                    * we join, known by the address it announced. */
+    /* Its last hello was refused (host_hello: a wiped folder): nothing is
+     * sent to it until one is accepted, so it hears no leader from us. */
+    bool refused;
     unsigned n_waiting;
     unsigned n_waiting_gossip; /* Of which GOSSIP frames. */
 };
@@ -334,10 +337,30 @@ static void on_frame(struct conn *c, const struct wire_frame *f)
         const uint8_t *key = plen == 14 + tl + SECURE_SIGN_PK_BYTES
                                  ? plain + 14 + tl
                                  : NULL;
+        struct peer *p = peer_get(n, c->sec.peer);
         if (!n->cb.hello(n->cb.data, c->sec.peer, data_id, key)) {
             rfs_free(plain);
             conn_close(c, "refused: its data folder is not the one it had");
+            /* Our own connection to it stops too: a wiped node that kept
+             * hearing our heartbeats would take us for its leader, and
+             * wait for it, while its answers are refused here. */
+            if (p != NULL) {
+                p->refused = true;
+                if (p->out != NULL) {
+                    conn_close(p->out, NULL);
+                }
+                while (p->waiting != NULL) {
+                    struct out_buf *o = p->waiting;
+                    p->waiting = o->next;
+                    rfs_free(o->plain.base);
+                    rfs_free(o);
+                }
+                p->n_waiting = p->n_waiting_gossip = 0;
+            }
             return;
+        }
+        if (p != NULL) {
+            p->refused = false;
         }
         c->greeted = true;
         if (n->cb.level != NULL) {
@@ -539,7 +562,8 @@ void transport_sync(struct transport *n, const struct cons_conf *c,
     uint64_t now = uv_now(n->loop);
     for (unsigned i = 0; i < n->n_peers; i++) {
         struct peer *p = &n->peers[i];
-        if (p->out == NULL && now >= p->next_attempt && !n->stopping) {
+        if (p->out == NULL && now >= p->next_attempt && !n->stopping &&
+            !p->refused) {
             peer_connect(n, p);
         }
     }
@@ -568,7 +592,7 @@ static void send_frame_now(struct transport *n, rfs_nodeid_t to, uint8_t type,
                            struct rfs_buf plain)
 {
     struct peer *p = peer_get(n, to);
-    if (p == NULL) {
+    if (p == NULL || p->refused) {
         rfs_free(plain.base);
         return;
     }

@@ -1112,6 +1112,18 @@ void cons_node_tick(struct cons_node *n)
         if (promotable(n) && n->election_elapsed >= n->randomized_timeout) {
             n->election_elapsed = 0;
             campaign(n, n->o.pre_vote, false);
+        } else if (!promotable(n) && n->leader != RFS_NODE_NONE &&
+                   n->election_elapsed >= 2 * n->o.election_ticks) {
+            /* A voter that stops hearing its leader campaigns, and so
+             * forgets it. A learner or observer never campaigns: without
+             * this it would name a leader it has not heard for hours (a
+             * wiped node its peers refuse did), and its host would wait
+             * for that leader instead of saying it knows none. */
+            cons__trace(n, "leader %llu not heard: forgotten",
+                        (unsigned long long)n->leader);
+            n->leader = RFS_NODE_NONE;
+            n->role_changed = true;
+            cons__flease_drop(n);
         }
         return;
     }
