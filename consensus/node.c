@@ -289,7 +289,7 @@ static void snapshot_work(uv_work_t *w)
 {
     struct job *j = w->data;
     j->rv = snapfiles_take(&j->n->snaps, j->n->store, &j->index, &j->size,
-                           j->err);
+                           NULL, j->err);
 }
 
 static void snapshot_done(uv_work_t *w, int status)

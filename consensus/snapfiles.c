@@ -116,10 +116,30 @@ int snapfiles_receive(struct snapfiles *f, struct store *s,
     return 0;
 }
 
+int snapfiles_receive_part(const struct snapfiles *f, uint64_t offset,
+                           const void *data, size_t len, char *errmsg)
+{
+    char path[1200];
+    named(f, "receiving.img", path, sizeof(path));
+    int fd = open(path, O_CREAT | O_WRONLY | (offset == 0 ? O_TRUNC : 0),
+                  0600);
+    int rv = 0;
+    if (fd < 0 || pwrite(fd, data, len, (off_t)offset) != (ssize_t)len) {
+        rv = errno == ENOSPC ? -ENOSPC : -EIO;
+        snprintf(errmsg, RFS_ERRMSG_SZ, "writing %.150s: %.60s", path,
+                 strerror(errno));
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return rv;
+}
+
 int snapfiles_sweep(const struct snapfiles *f, rfs_index_t keep, bool all)
 {
-    char want[64];
+    char want[64], want_stmt[64];
     snprintf(want, sizeof(want), "snap-%" PRIu64 ".img", keep);
+    snprintf(want_stmt, sizeof(want_stmt), "snap-%" PRIu64 ".stmt", keep);
     DIR *d = opendir(f->dir);
     if (d == NULL) {
         return 0;
@@ -129,7 +149,8 @@ int snapfiles_sweep(const struct snapfiles *f, rfs_index_t keep, bool all)
     while ((e = readdir(d)) != NULL) {
         bool image = strncmp(e->d_name, "snap-", 5) == 0;
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
-            (keep != 0 && strcmp(e->d_name, want) == 0) ||
+            (keep != 0 && (strcmp(e->d_name, want) == 0 ||
+                           strcmp(e->d_name, want_stmt) == 0)) ||
             (!image && !all)) {
             continue;
         }
@@ -140,11 +161,12 @@ int snapfiles_sweep(const struct snapfiles *f, rfs_index_t keep, bool all)
 }
 
 int snapfiles_take(struct snapfiles *f, struct store *s, rfs_index_t *index,
-                   uint64_t *size, char *errmsg)
+                   uint64_t *size, struct store_snap_sums *sums,
+                   char *errmsg)
 {
     char tmp[1200];
     named(f, "taking.img", tmp, sizeof(tmp));
-    int rv = store_snapshot_write(s, tmp, index, size);
+    int rv = store_snapshot_write_sums(s, tmp, index, size, sums);
     if (rv != 0) {
         snprintf(errmsg, RFS_ERRMSG_SZ, "%s", store_errmsg(s));
         return rv;
@@ -167,11 +189,71 @@ int snapfiles_read(const struct snapfiles *f, rfs_index_t index, uint64_t off,
     return rv;
 }
 
+static void stmt_path(const struct snapfiles *f, rfs_index_t index,
+                      char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/snap-%" PRIu64 ".stmt", f->dir, index);
+}
+
 void snapfiles_drop(const struct snapfiles *f, rfs_index_t index)
 {
     char path[1200];
+    /* The statement first: one left without its image would vouch for
+     * nothing, but an image left without its statement is only not
+     * served to peers. */
+    stmt_path(f, index, path, sizeof(path));
+    unlink(path);
     snapfiles_path(f, index, path, sizeof(path));
     unlink(path);
+}
+
+int snapfiles_stmt_put(const struct snapfiles *f, rfs_index_t index,
+                       const void *data, size_t len, char *errmsg)
+{
+    char tmp[1200], to[1200];
+    named(f, "stmt.tmp", tmp, sizeof(tmp));
+    stmt_path(f, index, to, sizeof(to));
+    int fd = open(tmp, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    int rv = 0;
+    if (fd < 0 || write(fd, data, len) != (ssize_t)len || fsync(fd) != 0) {
+        rv = errno == ENOSPC ? -ENOSPC : -EIO;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (rv == 0 && (rename(tmp, to) != 0 || sync_dir(f) != 0)) {
+        rv = errno == ENOSPC ? -ENOSPC : -EIO;
+    }
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "writing %.150s: %.60s", to,
+                 strerror(errno));
+        unlink(tmp);
+    }
+    return rv;
+}
+
+int snapfiles_stmt_get(const struct snapfiles *f, rfs_index_t index,
+                       void *buf, size_t cap, size_t *len)
+{
+    char path[1200];
+    stmt_path(f, index, path, sizeof(path));
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        return errno == ENOENT ? -ENOENT : -EIO;
+    }
+    struct stat st;
+    int rv = 0;
+    if (fstat(fd, &st) != 0) {
+        rv = -EIO;
+    } else if ((uint64_t)st.st_size > cap) {
+        rv = -EFBIG;
+    } else if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size) {
+        rv = -EIO;
+    } else {
+        *len = (size_t)st.st_size;
+    }
+    close(fd);
+    return rv;
 }
 
 rfs_index_t snapfiles_image_index(const char *path, uint64_t *size)

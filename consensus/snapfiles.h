@@ -4,7 +4,13 @@
  * The only code that knows their names and how they come and go:
  *   snap-INDEX.img  the image of the state at INDEX, served to followers;
  *   taking.img      an image being written from the local state;
- *   receiving.img   an image arriving from the leader, chunk by chunk.
+ *   receiving.img   an image arriving from the leader (or, for an
+ *                   observer, from a peer: docs/protocol.md), chunk by
+ *                   chunk;
+ *   snap-INDEX.stmt a voter's signed statement that snap-INDEX.img is the
+ *                   committed state at INDEX (consensus/gimage.h), kept
+ *                   beside the image and gone with it;
+ *   stmt.tmp        a statement being written.
  * An image becomes snap-INDEX.img by a rename followed by an fsync of the
  * folder, so a power loss never leaves a name without its bytes. The node
  * runtime and `raftfs init --restore` both go through here.
@@ -48,21 +54,41 @@ int snapfiles_receive(struct snapfiles *f, struct store *s,
                       const struct cons_snap_meta *meta, uint64_t offset,
                       const void *data, size_t len, bool last,
                       char *errmsg);
+/* Write len bytes at offset of receiving.img, not synced (an image fetched
+ * from a peer, chunk by chunk; offset 0 starts a new file). The core's
+ * install (cons_node_install_image) then hands snapfiles_receive an empty
+ * last chunk, which syncs and installs it. 0, -EIO or -ENOSPC, errmsg
+ * naming the file. */
+int snapfiles_receive_part(const struct snapfiles *f, uint64_t offset,
+                           const void *data, size_t len, char *errmsg);
 /* Write an image of s's state (at whatever index it has applied: *index
- * says which) and keep it as snap-INDEX.img. */
+ * says which) and keep it as snap-INDEX.img. sums (NULL: not wanted) gets
+ * the image's hash and its chain hash, computed as it is written
+ * (store_snapshot_write_sums). */
 int snapfiles_take(struct snapfiles *f, struct store *s, rfs_index_t *index,
-                   uint64_t *size, char *errmsg);
+                   uint64_t *size, struct store_snap_sums *sums,
+                   char *errmsg);
+/* Keep data (an encoded statement, opaque here) as snap-INDEX.stmt,
+ * atomically: written to stmt.tmp, synced, renamed, the folder synced. 0,
+ * -EIO or -ENOSPC, errmsg naming the file. */
+int snapfiles_stmt_put(const struct snapfiles *f, rfs_index_t index,
+                       const void *data, size_t len, char *errmsg);
+/* Read snap-INDEX.stmt into buf[0..cap): 0 with *len set; -ENOENT (none);
+ * -EFBIG (over cap); -EIO. */
+int snapfiles_stmt_get(const struct snapfiles *f, rfs_index_t index,
+                       void *buf, size_t cap, size_t *len);
 /* Read len bytes at off of image index. 0 or -EIO. */
 int snapfiles_read(const struct snapfiles *f, rfs_index_t index, uint64_t off,
                    void *buf, size_t len);
-/* Delete every snap-*.img in the folder but snap-KEEP.img (best effort;
- * keep 0 keeps none), and with all set every other file too (a partial
- * receiving.img or taking.img). At start (all), a crash can have left any
+/* Delete every snap-* file in the folder (images and their statements)
+ * but snap-KEEP.img and snap-KEEP.stmt (best effort; keep 0 keeps none),
+ * and with all set every other file too (a partial receiving.img,
+ * taking.img or stmt.tmp). At start (all), a crash can have left any
  * of them; after an install, the image the node had before (and any
  * installed earlier in the same batch) is superseded. Returns how many
  * files were deleted. */
 int snapfiles_sweep(const struct snapfiles *f, rfs_index_t keep, bool all);
-/* Delete image index (best effort). */
+/* Delete image index and its statement (best effort). */
 void snapfiles_drop(const struct snapfiles *f, rfs_index_t index);
 /* `raftfs init --restore`: install the image at path into s with meta
  * (meta->index and size taken from the image) and keep a copy as

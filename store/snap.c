@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,10 +42,15 @@ struct out {
     uint32_t crc;
     uint64_t total;
     int err;
+    crypto_generichash_state *hash; /* NULL: no sums asked for. */
 };
 
 static void out_flush(struct out *o)
 {
+    /* Every byte of the image passes here once, in order. */
+    if (o->hash != NULL && o->n > 0) {
+        crypto_generichash_update(o->hash, o->buf, o->n);
+    }
     size_t off = 0;
     while (off < o->n && o->err == 0) {
         ssize_t w = write(o->fd, o->buf + off, o->n - off);
@@ -93,9 +99,25 @@ static int fsync_dir(const char *path)
 int store_snapshot_write(struct store *s, const char *path,
                          rfs_index_t *index, uint64_t *size)
 {
+    return store_snapshot_write_sums(s, path, index, size, NULL);
+}
+
+int store_snapshot_write_sums(struct store *s, const char *path,
+                              rfs_index_t *index, uint64_t *size,
+                              struct store_snap_sums *sums)
+{
+    _Static_assert(sizeof(sums->chain) == STORE_CHAIN_BYTES, "chain size");
+    _Static_assert(sizeof(sums->image) == crypto_generichash_BYTES,
+                   "BLAKE2b-256");
     char tmp[4200];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    crypto_generichash_state hs;
     struct out o = {.fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY, 0600)};
+    if (sums != NULL) {
+        memset(sums, 0, sizeof(*sums));
+        crypto_generichash_init(&hs, NULL, 0, sizeof(sums->image));
+        o.hash = &hs;
+    }
     if (o.fd < 0) {
         int e = errno;
         return store__set_err(s, -e, "cannot create snapshot %s: %s", tmp,
@@ -126,6 +148,23 @@ int store_snapshot_write(struct store *s, const char *path,
         applied = rfs_get_le64((uint8_t *)av);
     }
     rocksdb_free(av);
+    if (rv == 0 && sums != NULL) {
+        /* The chain at the dump's own applied index: applies go on
+         * meanwhile, so only the snapshot's view of it is the image's. */
+        size_t clen = 0;
+        char *cv = rocksdb_get_cf(s->db, ro, s->cf[CF_SESSIONS],
+                                  STORE__CHAIN_KEY,
+                                  sizeof(STORE__CHAIN_KEY) - 1, &clen, &err);
+        if (err != NULL) {
+            rv = store__rocks_err(s, err, "reading the chain hash");
+        } else if (cv != NULL && clen == STORE_CHAIN_BYTES) {
+            memcpy(sums->chain, cv, clen);
+            sums->chain_known = true;
+        } else if (cv == NULL && applied == 0) {
+            sums->chain_known = true; /* chain(0): zeros. */
+        }
+        rocksdb_free(cv);
+    }
 
     uint8_t hdr[16];
     memcpy(hdr, SNAP_MAGIC, 8);
@@ -198,6 +237,9 @@ int store_snapshot_write(struct store *s, const char *path,
     }
     *index = applied;
     *size = o.total;
+    if (sums != NULL) {
+        crypto_generichash_final(&hs, sums->image, sizeof(sums->image));
+    }
     return 0;
 }
 

@@ -786,6 +786,20 @@ int store_orphan_count(struct store *s, uint64_t *n);
  */
 int store_snapshot_write(struct store *s, const char *path,
                          rfs_index_t *index, uint64_t *size);
+/* What an image is, for a statement vouching for it (consensus/gimage.h):
+ * the chain hash at its applied index, read under the same RocksDB
+ * snapshot as the dump (chain_known false if the state predates the
+ * chain), and the BLAKE2b-256 of its bytes, hashed as they are written so
+ * the image is not read a second time. */
+struct store_snap_sums {
+    bool chain_known;
+    uint8_t chain[32]; /* STORE_CHAIN_BYTES */
+    uint8_t image[32];
+};
+/* store_snapshot_write, and the sums of the image written into *sums. */
+int store_snapshot_write_sums(struct store *s, const char *path,
+                              rfs_index_t *index, uint64_t *size,
+                              struct store_snap_sums *sums);
 
 /*
  * Replace the whole state by the image at path (checksum-verified first),

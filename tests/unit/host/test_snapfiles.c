@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "../../../common/heap.h"
 #include "../../../consensus/snapfiles.h"
@@ -88,7 +89,7 @@ static void test_snapfiles_receive_retry_is_idempotent(void **state)
     rfs_index_t idx;
     uint64_t size;
     char err[RFS_ERRMSG_SZ];
-    assert_int_equal(snapfiles_take(&f->fa, f->sa, &idx, &size, err), 0);
+    assert_int_equal(snapfiles_take(&f->fa, f->sa, &idx, &size, NULL, err), 0);
     assert_int_equal(idx, 3);
     assert_true(exists(f->a, "snap-3.img"));
     assert_false(exists(f->a, "taking.img"));
@@ -141,7 +142,7 @@ static void test_snapfiles_install_and_start_sweep(void **state)
     rfs_index_t idx;
     uint64_t size;
     char err[RFS_ERRMSG_SZ];
-    assert_int_equal(snapfiles_take(&f->fa, f->sa, &idx, &size, err), 0);
+    assert_int_equal(snapfiles_take(&f->fa, f->sa, &idx, &size, NULL, err), 0);
     uint8_t *img = malloc(size);
     assert_int_equal(snapfiles_read(&f->fa, idx, 0, img, size), 0);
     touch(f->b, "snap-1.img"); /* b's previous snapshot. */
@@ -220,6 +221,68 @@ static void test_snapfiles_meta_through_store(void **state)
     assert_int_equal(snapfiles_meta_from_store(&bad, &got), RFS_ECORRUPT);
 }
 
+/* What a voter's statement needs of an image it took: its BLAKE2b-256
+ * (hashed as it was written) equals the hash of the file, and its chain is
+ * the store's at the image's index. The statement is kept beside the image
+ * (snap-I.stmt, read back whole), survives a sweep that keeps its image,
+ * and goes with the image (snapfiles_drop, or a sweep keeping another). */
+static void test_snapfiles_statement_beside_image(void **state)
+{
+    struct fix *f = *state;
+    struct cons_entry e[4];
+    for (unsigned i = 0; i < 4; i++) {
+        e[i] = (struct cons_entry){.term = 2, .index = i + 1,
+                                   .type = CONS_ENTRY_NOOP};
+    }
+    assert_int_equal(store_apply(f->sa, e, 4, NULL), 0);
+    rfs_index_t idx;
+    uint64_t size;
+    char err[RFS_ERRMSG_SZ];
+    struct store_snap_sums sums;
+    memset(&sums, 0xaa, sizeof(sums));
+    assert_int_equal(snapfiles_take(&f->fa, f->sa, &idx, &size, &sums, err),
+                     0);
+    assert_int_equal(idx, 4);
+    uint8_t *img = malloc(size);
+    assert_int_equal(snapfiles_read(&f->fa, idx, 0, img, size), 0);
+    uint8_t h[32];
+    crypto_generichash(h, sizeof(h), img, size, NULL, 0);
+    free(img);
+    assert_memory_equal(h, sums.image, sizeof(h));
+    rfs_index_t at;
+    uint8_t chain[STORE_CHAIN_BYTES];
+    assert_int_equal(store_chain(f->sa, &at, chain), 0);
+    assert_int_equal(at, 4);
+    assert_true(sums.chain_known);
+    assert_memory_equal(chain, sums.chain, sizeof(chain));
+
+    const char stmt[] = "a statement, opaque here";
+    assert_int_equal(snapfiles_stmt_put(&f->fa, idx, stmt, sizeof(stmt),
+                                        err),
+                     0);
+    assert_true(exists(f->a, "snap-4.stmt"));
+    assert_false(exists(f->a, "stmt.tmp"));
+    char back[64];
+    size_t len = 0;
+    assert_int_equal(snapfiles_stmt_get(&f->fa, idx, back, sizeof(back),
+                                        &len),
+                     0);
+    assert_int_equal(len, sizeof(stmt));
+    assert_memory_equal(back, stmt, sizeof(stmt));
+    assert_int_equal(snapfiles_stmt_get(&f->fa, idx, back, 4, &len), -EFBIG);
+    assert_int_equal(snapfiles_stmt_get(&f->fa, 9, back, sizeof(back), &len),
+                     -ENOENT);
+    assert_int_equal(snapfiles_sweep(&f->fa, idx, true), 0);
+    assert_true(exists(f->a, "snap-4.stmt"));
+    snapfiles_drop(&f->fa, idx);
+    assert_false(exists(f->a, "snap-4.img"));
+    assert_false(exists(f->a, "snap-4.stmt"));
+    touch(f->a, "snap-4.img");
+    touch(f->a, "snap-4.stmt");
+    assert_int_equal(snapfiles_sweep(&f->fa, 5, false), 2);
+    assert_false(exists(f->a, "snap-4.stmt"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -231,6 +294,8 @@ int main(void)
             test_snapfiles_install_and_start_sweep, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_snapfiles_meta_through_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_snapfiles_statement_beside_image, setup, teardown),
     };
     return cmocka_run_group_tests_name("snapfiles", tests, NULL, NULL);
 }
