@@ -329,6 +329,14 @@ struct cons_options {
      * heartbeat, four of an observer's digest periods, in which it pulls
      * from a voter's log; 2 s was too short on a loaded machine). */
     unsigned gossip_stall_heartbeats;
+    /* With gossip_observers: peers serve images (docs/protocol.md,
+     * "Observers: images from peers"), so an observer whose match was
+     * compacted away is probed at the log's base, and gets this node's
+     * snapshot only once it is more than gossip_behind_max behind and
+     * its answers showed no progress for gossip_stall_heartbeats (as any
+     * far observer), not at once: it fetches an image from a peer
+     * meanwhile. Off: the snapshot goes at once. */
+    bool gossip_images;
     unsigned max_inflight;      /* Unacked APPENDs per follower. */
     size_t max_msg_bytes;       /* Payload bytes per APPEND (soft: >= 1 entry). */
     size_t max_uncommitted;     /* Leader refuses proposals past this. */
@@ -418,6 +426,21 @@ int cons_node_propose(struct cons_node *n, const struct rfs_buf *data,
  */
 int cons_node_commit_proven(struct cons_node *n, const struct cons_entry *e,
                             unsigned count);
+
+/*
+ * Observers fed by gossip: an image of the state at meta (index, term,
+ * size, configuration), vouched for by a voter's signed statement and
+ * fetched from a peer (consensus/gimage.h), whose bytes the host already
+ * wrote to its receiving file. Installed as a leader's snapshot is: the
+ * update's chunks hold one empty chunk at offset meta->size with last set
+ * (the host installs the file it holds, discards the stored log and
+ * records meta), and the log, commit index and configuration restart at
+ * meta->index. Not on a leader. 0; -EINVAL (a leader, or size 0);
+ * -EALREADY (meta->index is at or below the commit index: nothing to
+ * gain, nothing done); -ENOMEM.
+ */
+int cons_node_install_image(struct cons_node *n,
+                            const struct cons_snap_meta *meta);
 
 /*
  * Ask for a linearizable read point. ctx must be unique per attempt. The

@@ -371,6 +371,12 @@ void cons__leader_snapshot_resp(struct cons_node *n,
                                 const struct cons_msg *m, struct progress *p);
 /* Follower: one chunk of an image from the leader. */
 void cons__handle_snapshot(struct cons_node *n, const struct cons_msg *m);
+/* Install the image meta describes as the node's state: the log, commit
+ * index and configuration restart at meta->index (a leader's last chunk,
+ * cons_node_install_image). The caller queued the chunk that makes the
+ * host install it. */
+void cons__snapshot_install(struct cons_node *n,
+                            const struct cons_snap_meta *meta);
 
 /* ---- Output (raft.c) ----------------------------------------------------- */
 

@@ -1297,6 +1297,35 @@ int cons_node_commit_proven(struct cons_node *n, const struct cons_entry *e,
     return 0;
 }
 
+int cons_node_install_image(struct cons_node *n,
+                            const struct cons_snap_meta *meta)
+{
+    if (n->role == CONS_LEADER || meta->size == 0) {
+        return -EINVAL;
+    }
+    if (meta->index <= n->commit) {
+        return -EALREADY;
+    }
+    if (cons__grow((void **)&n->chunks, &n->chunks_cap, n->chunks_n + 1,
+                   sizeof(*n->chunks)) != 0) {
+        return -ENOMEM;
+    }
+    /* The bytes are in the host's receiving file already: one empty last
+     * chunk at the image's end makes the host install it by the same
+     * path as a leader's last chunk. */
+    struct cons_snap_chunk *c = &n->chunks[n->chunks_n++];
+    *c = (struct cons_snap_chunk){.meta = *meta, .offset = meta->size,
+                                  .last = true};
+    if (meta->term > n->term) {
+        /* As cons_node_commit_proven: a leader of that term exists, and
+         * the hard state goes out with the install, so a restart never
+         * finds the snapshot ahead of the term. */
+        become_follower(n, meta->term, RFS_NODE_NONE);
+    }
+    cons__snapshot_install(n, meta);
+    return 0;
+}
+
 int cons_node_transfer(struct cons_node *n, rfs_nodeid_t to)
 {
     if (n->role != CONS_LEADER) {

@@ -86,6 +86,23 @@ static void respond_snapshot(struct cons_node *n, const struct cons_msg *in,
     }
 }
 
+/* See core_i.h. */
+void cons__snapshot_install(struct cons_node *n,
+                            const struct cons_snap_meta *meta)
+{
+    cons__trace(n, "install snapshot %llu (term %llu)",
+                (unsigned long long)meta->index,
+                (unsigned long long)meta->term);
+    cons__log_reset(&n->log, meta->index, meta->term);
+    n->snap = *meta;
+    n->commit = meta->index;
+    n->stable = meta->index;
+    n->handed_out = meta->index;
+    n->dirty_from = 0;
+    n->recv_index = 0;
+    cons__conf_set(n, &meta->conf, meta->index);
+}
+
 void cons__handle_snapshot(struct cons_node *n, const struct cons_msg *m)
 {
     const struct cons_snap_meta *meta = m->snap;
@@ -141,20 +158,7 @@ void cons__handle_snapshot(struct cons_node *n, const struct cons_msg *m)
         respond_snapshot(n, m, n->recv_offset, false, false, meta->index);
         return;
     }
-    cons__trace(n, "install snapshot %llu (term %llu)",
-                (unsigned long long)meta->index,
-                (unsigned long long)meta->term);
-    /* Install: the image replaces state and log. Entries queued for
-     * persistence before it are superseded (the host discards the whole
-     * stored log when it installs). */
-    cons__log_reset(&n->log, meta->index, meta->term);
-    n->snap = *meta;
-    n->commit = meta->index;
-    n->stable = meta->index;
-    n->handed_out = meta->index;
-    n->dirty_from = 0;
-    n->recv_index = 0;
-    cons__conf_set(n, &meta->conf, meta->index);
+    cons__snapshot_install(n, meta);
     respond_snapshot(n, m, n->recv_offset, false, true, meta->index);
 }
 

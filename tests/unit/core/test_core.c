@@ -2352,6 +2352,137 @@ static void test_gossip_commit_proven_rules(void **state)
     cl_close(&c);
 }
 
+/* cons_node_install_image (an image fetched from a peer, issue 16): the
+ * update holds one empty last chunk at the image's end, the log and commit
+ * restart at its index,
+ * and proven entries after it are taken; an image at or below the commit
+ * index changes nothing (-EALREADY), a leader or an empty image is
+ * refused (-EINVAL). */
+static void test_gossip_install_image(void **state)
+{
+    (void)state;
+    struct cl c;
+    gossip_cluster(&c);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(cl_propose(&c, 1, "x"), 0);
+        cl_process(&c, 1);
+        cl_deliver(&c);
+    }
+    for (unsigned t = 0; t < 2 * c.opts.heartbeat_ticks; t++) {
+        cl_tick(&c, 1, 1);
+        cl_deliver(&c);
+    }
+    struct cons_status st1 = cl_status(&c, 1);
+    assert_int_equal(st1.commit, st1.last_index);
+    struct cons_node *o = c.nodes[4].n;
+    rfs_index_t at = st1.commit - 1;
+    struct cons_snap_meta meta = {
+        .index = at, .term = cons_node_entry(c.nodes[1].n, at)->term,
+        .size = 1234};
+    meta.conf = *cons_node_conf(c.nodes[1].n);
+
+    struct cons_snap_meta zero = meta;
+    zero.size = 0;
+    assert_int_equal(cons_node_install_image(o, &zero), -EINVAL);
+    assert_int_equal(cons_node_install_image(c.nodes[1].n, &meta), -EINVAL);
+    struct cons_snap_meta old = meta;
+    old.index = cl_status(&c, 4).commit;
+    assert_int_equal(cons_node_install_image(o, &old), -EALREADY);
+
+    cl_process(&c, 4);
+    assert_false(cons_node_has_update(o));
+    assert_int_equal(cons_node_install_image(o, &meta), 0);
+    assert_true(cons_node_has_update(o));
+    struct cons_update u;
+    cons_node_take_update(o, &u);
+    assert_int_equal(u.n_chunks, 1);
+    assert_true(u.chunks[0].last);
+    assert_int_equal(u.chunks[0].offset, 1234);
+    assert_int_equal(u.chunks[0].data.len, 0);
+    assert_int_equal(u.chunks[0].meta.index, at);
+    assert_int_equal(u.chunks[0].meta.conf.n, meta.conf.n);
+    assert_true(u.needs_persist);
+    cons_node_persisted(o, &u.tag);
+    struct cons_status st4 = cl_status(&c, 4);
+    assert_int_equal(st4.commit, at);
+    assert_int_equal(st4.last_index, at);
+    assert_int_equal(st4.last_term, meta.term);
+    assert_int_equal(st4.snap_index, at);
+
+    /* The log goes on from the image. */
+    struct cons_entry next = *cons_node_entry(c.nodes[1].n, at + 1);
+    assert_int_equal(cons_node_commit_proven(o, &next, 1), 0);
+    assert_int_equal(cl_status(&c, 4).commit, at + 1);
+    cl_close(&c);
+}
+
+/* An observer whose match the leader compacted away, far behind: how many
+ * SNAPSHOT messages the leader sends in the first `beats` heartbeat
+ * intervals after it comes back, with gossip_images or without. */
+static unsigned compacted_observer_snapshots(bool images, unsigned beats,
+                                             bool install)
+{
+    struct cl c;
+    struct cons_options o;
+    cons_options_default(&o, 1);
+    o.gossip_observers = true;
+    o.gossip_behind_max = 4;
+    o.gossip_stall_heartbeats = 5;
+    o.gossip_images = images;
+    cl_init_opts(&c, 3, 0, &o);
+    cl_elect(&c, 1);
+    add_observer4(&c);
+    cl_isolate(&c, 4, true);
+    for (int i = 0; i < 12; i++) {
+        assert_int_equal(cl_propose(&c, 1, "x"), 0);
+        cl_process(&c, 1);
+        cl_deliver(&c);
+    }
+    rfs_index_t applied = c.nodes[1].applied;
+    struct cons_snap_meta meta;
+    assert_int_equal(cons_node_snapshot_taken(c.nodes[1].n, applied, 100, 0,
+                                              &meta),
+                     0);
+    assert_true(cl_status(&c, 4).last_index + 4 < applied);
+    if (install) {
+        /* An image from a peer: the probe at the leader's base finds it
+         * there, and nothing more is needed from the leader. */
+        assert_int_equal(cons_node_install_image(c.nodes[4].n, &meta), 0);
+        cl_process(&c, 4);
+    }
+    cl_isolate(&c, 4, false);
+    unsigned before = c.sent[CONS_MSG_SNAPSHOT];
+    for (unsigned t = 0; t < beats * c.opts.heartbeat_ticks; t++) {
+        cl_tick(&c, 1, 1);
+        cl_tick(&c, 4, 1);
+        cl_deliver(&c);
+    }
+    unsigned sent = c.sent[CONS_MSG_SNAPSHOT] - before;
+    if (install) {
+        assert_int_equal(cl_status(&c, 4).commit, applied);
+        struct cons_progress p;
+        assert_int_equal(cons_node_progress(c.nodes[1].n, 4, &p), 0);
+        assert_int_equal(p.match, applied);
+    }
+    cl_close(&c);
+    return sent;
+}
+
+/* With gossip_images (peers serve images, issue 16), an observer whose
+ * match was compacted away on the leader is not sent the leader's
+ * snapshot at once: it gets gossip_stall_heartbeats answered heartbeats to
+ * fetch an image from a peer, and the leader's snapshot only after them,
+ * as the last resort; one that installed an image meanwhile gets none.
+ * Without gossip_images the snapshot goes at once. */
+static void test_gossip_images_leader_snapshot_waits(void **state)
+{
+    (void)state;
+    assert_true(compacted_observer_snapshots(false, 3, false) > 0);
+    assert_int_equal(compacted_observer_snapshots(true, 3, false), 0);
+    assert_true(compacted_observer_snapshots(true, 20, false) > 0);
+    assert_int_equal(compacted_observer_snapshots(true, 20, true), 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -2414,6 +2545,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_gossip_observer_learns_new_leader),
         cmocka_unit_test(test_gossip_observer_fed_up_to_configuration),
         cmocka_unit_test(test_gossip_commit_proven_rules),
+        cmocka_unit_test(test_gossip_install_image),
+        cmocka_unit_test(test_gossip_images_leader_snapshot_waits),
         cmocka_unit_test(test_gossip_far_behind_observer_fed),
         cmocka_unit_test(test_gossip_far_behind_observer_left_to_gossip),
         cmocka_unit_test(test_conf_codec_observer),
