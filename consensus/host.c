@@ -1126,6 +1126,10 @@ int host_new(const struct host_options *o, const struct host_io *io,
     if (o->gossip_behind_max != 0) {
         co.gossip_behind_max = o->gossip_behind_max;
     }
+    if (o->gossip_stall_heartbeats != 0) {
+        co.gossip_stall_heartbeats = o->gossip_stall_heartbeats;
+    }
+    co.gossip_images = o->gossip_images;
     co.boot_hold = o->boot_hold;
     co.follower_leases = o->follower_leases;
     co.seed = o->seed;

@@ -151,6 +151,8 @@ struct host_options {
     bool follower_leases;       /* See cons_options.follower_leases. */
     bool gossip_observers;      /* See cons_options.gossip_observers. */
     uint64_t gossip_behind_max; /* Its namesake there (0: its default). */
+    unsigned gossip_stall_heartbeats; /* Likewise. */
+    bool gossip_images;         /* Likewise. */
     uint64_t snapshot_entries;  /* Snapshot after this many applied... */
     uint64_t snapshot_bytes;    /* ...or this many bytes of entries. */
     rfs_index_t snap_index;     /* The image already on disk (0: none). */

@@ -77,6 +77,7 @@ struct job {
     struct host_chunk *chunk;     /* Chunk reads. */
     rfs_index_t index;            /* Snapshots: the image's applied index. */
     uint64_t size;
+    struct store_snap_sums sums;  /* Snapshots: for a statement (gimage). */
     int rv;
     char err[RFS_ERRMSG_SZ];
 };
@@ -271,6 +272,9 @@ static void chunk_done(uv_work_t *w, int status)
     struct host_chunk *c = j->chunk;
     int rv = j->rv;
     rfs_free(j);
+    if (rv == 0) {
+        n->gossip.raft_snap_bytes += c->len; /* Read to be sent. */
+    }
     host_chunk_done(n->host, c, rv);
 }
 
@@ -289,7 +293,7 @@ static void snapshot_work(uv_work_t *w)
 {
     struct job *j = w->data;
     j->rv = snapfiles_take(&j->n->snaps, j->n->store, &j->index, &j->size,
-                           NULL, j->err);
+                           &j->sums, j->err);
 }
 
 static void snapshot_done(uv_work_t *w, int status)
@@ -303,6 +307,9 @@ static void snapshot_done(uv_work_t *w, int status)
     int rv = j->rv;
     rfs_index_t idx = j->index;
     uint64_t size = j->size;
+    if (rv == 0) {
+        node__gimage_sums(n, idx, &j->sums);
+    }
     rfs_free(j);
     if (rv == 0 && idx < host_snap_index(n->host)) {
         /* An install overtook it while it ran: the image is of an older
@@ -341,6 +348,9 @@ static int io_snapshot_record(void *data, const struct cons_snap_meta *meta,
     }
     if (old_index != 0) {
         snapfiles_drop(&n->snaps, old_index);
+    }
+    if (rv == 0) {
+        node__gimage_recorded(n, meta);
     }
     return rv;
 }
@@ -985,6 +995,10 @@ static int load_core(struct node *n, char *errmsg)
         .follower_leases = n->o.lease_reads,
         .gossip_observers = n->o.gossip,
         .gossip_behind_max = n->o.gossip_cache,
+        /* Peers serve images (node_gimage.c): the leader waits about one
+         * fetch longer before it sends its own snapshot. */
+        .gossip_stall_heartbeats = n->o.gossip ? NODE_GIMAGE_STALL_HB : 0,
+        .gossip_images = n->o.gossip,
         .snapshot_entries = n->o.snapshot_entries,
         .snapshot_bytes = n->o.snapshot_bytes,
         .session_ttl_ms = n->o.session_ttl_ms,
@@ -1180,6 +1194,11 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
         node__log(n, RFS_LOG_INFO, "deleted %d stale file(s) in %s", swept,
                   n->snaps.dir);
     }
+    rv = node__gimage_open(n);
+    if (rv != 0) {
+        snprintf(errmsg, RFS_ERRMSG_SZ, "out of memory");
+        goto err_after_core;
+    }
     uv_loop_init(&n->loop);
     const struct transport_cbs cbs = {
         .data = n,
@@ -1215,6 +1234,7 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
     return 0;
 
 err_after_core:
+    node__gimage_close(n);
     host_free(n->host);
 err_after_store:
     store_close(n->store);
@@ -1235,6 +1255,7 @@ void node_stop(struct node *n)
     pthread_join(n->thread, NULL);
     uv_loop_close(&n->loop);
     transport_free(n->net);
+    node__gimage_close(n);
     host_free(n->host);
     store_close(n->store);
     pthread_mutex_destroy(&n->lock);

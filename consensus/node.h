@@ -188,6 +188,14 @@ struct node_gossip {
     /* Raft traffic this node sent to observers (a leader feeding them
      * by Raft sends them every entry; fed by gossip, ~0 per entry). */
     uint64_t raft_msgs_to_observers, raft_bytes_to_observers;
+    /* Raft snapshot bytes this node sent as leader (to anyone): what
+     * images from peers spare it (docs/protocol.md). */
+    uint64_t raft_snap_bytes;
+    /* Images from peers: statements this voter signed; images (their last
+     * chunks) and bytes it served; images it fetched and installed, their
+     * bytes; offers and chunks it refused. */
+    uint64_t images_signed, images_served, image_bytes_served;
+    uint64_t images_fetched, image_bytes_fetched, image_refusals;
     char last_refusal[160];  /* The verifier's last refusal ("" none). */
     /* The chain hash at `applied` (store.h, "The chain"): two nodes at the
      * same index with the same hash hold the same committed log. */

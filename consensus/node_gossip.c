@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../common/heap.h"
+#include "gimage.h"
 #include "node_i.h"
 
 /* ------------------------------------------------------------------------ */
@@ -351,6 +352,11 @@ void node__net_gossip(void *data, rfs_nodeid_t from, const uint8_t *body,
                       size_t len)
 {
     struct node *n = data;
+    if (len > 0 && gimage_is_kind(body[0])) {
+        node__gimage_recv(n, from, body, len);
+        host_poke(n->host);
+        return;
+    }
     if (n->spread == NULL || n->stopping) {
         return; /* Not part of it (yet): the sender's pulls retry. */
     }
@@ -373,6 +379,7 @@ void node__gossip_tick(struct node *n)
         gossip_reach(n, cons_node_conf(host_core(n->host)));
         gossip_after(n, spread_tick(n->spread, gossip_now_ms()));
     }
+    node__gimage_tick(n);
 }
 
 void node__gossip_status(struct node *n, struct node_gossip *g)

@@ -24,6 +24,7 @@
 #include "transport.h"
 
 struct admin;
+struct node_gimage;
 struct sub;
 
 struct node {
@@ -72,6 +73,8 @@ struct node {
     struct cons_entry *gossip_in; /* Decoding room for one message. */
     uint8_t sign_sk[GOSSIP_SK_BYTES]; /* From DATADIR/signing.key. */
     struct node_gossip gossip; /* Counters kept here (copied to status). */
+    struct node_gimage *gimage; /* Images from peers (node_gimage.c);
+                                 * NULL without gossip. */
 
     struct admin *admins;   /* Admin requests waiting for the leader. */
     struct admin *snap_waiters; /* `raftfs snapshot`s waiting for one. */
@@ -114,5 +117,30 @@ void node__gossip_status(struct node *n, struct node_gossip *g);
 /* transport's GOSSIP frame callback (transport.h). */
 void node__net_gossip(void *data, rfs_nodeid_t from, const uint8_t *body,
                       size_t len);
+
+/* node_gimage.c: images from peers (issue 16, part 2; see there). */
+/* The answered heartbeats a leader waits, with gossip, before it sends a
+ * stalled observer its own snapshot (cons_options.gossip_stall_heartbeats,
+ * 100 by default, 4 s at 40 ms heartbeats): 6 s more, the time an
+ * observer takes to see it is stalled (2 s) and fetch an image from a
+ * peer, so the leader's snapshot stays the last resort. */
+#define NODE_GIMAGE_STALL_HB 250
+/* After the host is open: serve the statement kept beside the snapshot.
+ * 0 or -ENOMEM. Nothing without gossip. */
+int node__gimage_open(struct node *n);
+/* After the loop ended. */
+void node__gimage_close(struct node *n);
+/* The image of index this node just took hashed to sums (from the
+ * thread that wrote it). */
+void node__gimage_sums(struct node *n, rfs_index_t index,
+                       const struct store_snap_sums *sums);
+/* The host records meta as this node's snapshot: a voter signs and
+ * serves it; an image superseded is no longer served. */
+void node__gimage_recorded(struct node *n, const struct cons_snap_meta *meta);
+/* The loop's timer (from node__gossip_tick): an observer's fetch. */
+void node__gimage_tick(struct node *n);
+/* A GOSSIP frame whose first byte is a gimage kind (gimage_is_kind). */
+void node__gimage_recv(struct node *n, rfs_nodeid_t from, const uint8_t *body,
+                       size_t len);
 
 #endif /* RAFTFS_CONSENSUS_NODE_I_H */

@@ -116,11 +116,20 @@ size_t status_json(const struct node_status *st, char *buf, size_t cap)
             ",\"entries_taken\":%" PRIu64
             ",\"answers_refused\":%" PRIu64 ",\"answers_cut\":%" PRIu64
             ",\"raft_msgs_to_observers\":%" PRIu64
-            ",\"raft_bytes_to_observers\":%" PRIu64 ",\"last_refusal\":",
+            ",\"raft_bytes_to_observers\":%" PRIu64
+            ",\"raft_snap_bytes\":%" PRIu64 ",\"images_signed\":%" PRIu64
+            ",\"images_served\":%" PRIu64
+            ",\"image_bytes_served\":%" PRIu64
+            ",\"images_fetched\":%" PRIu64
+            ",\"image_bytes_fetched\":%" PRIu64
+            ",\"image_refusals\":%" PRIu64 ",\"last_refusal\":",
             g->role < 3 ? groles[g->role] : "?", g->applied, g->known_head,
             g->msgs_out, g->bytes_out, g->entries_out, g->points_signed,
             g->pulls_answered, g->too_old, g->refusals, g->entries_taken,
-            g->answers_refused, g->answers_cut, g->raft_msgs_to_observers, g->raft_bytes_to_observers);
+            g->answers_refused, g->answers_cut, g->raft_msgs_to_observers,
+            g->raft_bytes_to_observers, g->raft_snap_bytes, g->images_signed,
+            g->images_served, g->image_bytes_served, g->images_fetched,
+            g->image_bytes_fetched, g->image_refusals);
         put_json_string(&o, g->last_refusal);
         put(&o, "}");
     }

@@ -25,7 +25,9 @@
  * "none", "voter" or "observer", applied, known_head, msgs_out, bytes_out,
  * entries_out, points_signed, pulls_answered, too_old, refusals,
  * entries_taken, answers_refused, answers_cut, raft_msgs_to_observers,
- * raft_bytes_to_observers,
+ * raft_bytes_to_observers, raft_snap_bytes (Raft snapshot bytes sent as
+ * leader), images_signed, images_served, image_bytes_served,
+ * images_fetched, image_bytes_fetched, image_refusals (images from peers),
  * last_refusal; see struct node_gossip), members (objects with id,
  * address, role, key (hex, once recorded), and on the leader match and
  * lag). */

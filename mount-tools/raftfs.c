@@ -852,12 +852,22 @@ static int cmd_status(int argc, char **argv)
         printf("gossip: %s, at index %llu, proven up to %llu (lag %llu), "
                "%llu entries taken, %llu refused%s%s; sent %llu messages "
                "(%llu bytes), %llu points signed; Raft bytes to observers "
-               "%llu\n",
+               "%llu, Raft snapshot bytes sent %llu\n",
                grole, ap, head, head > ap ? head - ap : 0,
                json_num(g, "entries_taken"), json_num(g, "refusals"),
                why[0] ? ", last: " : "", why, json_num(g, "msgs_out"),
                json_num(g, "bytes_out"), json_num(g, "points_signed"),
-               json_num(g, "raft_bytes_to_observers"));
+               json_num(g, "raft_bytes_to_observers"),
+               json_num(g, "raft_snap_bytes"));
+        /* Images from peers (docs/protocol.md): what this node vouched
+         * for, served, fetched and refused. */
+        printf("images: %llu signed, %llu served (%llu bytes), %llu "
+               "fetched (%llu bytes), %llu refused\n",
+               json_num(g, "images_signed"), json_num(g, "images_served"),
+               json_num(g, "image_bytes_served"),
+               json_num(g, "images_fetched"),
+               json_num(g, "image_bytes_fetched"),
+               json_num(g, "image_refusals"));
     }
     printf("last error: %s\n", err[0] ? err : "none");
     if (admin_call(dir, "members", members, sizeof(members)) == 0) {

@@ -81,6 +81,9 @@ struct gnode {
     unsigned long long term, leader, commit, applied;
     unsigned long long gapplied, gtaken, gbytes, graft, grefusals;
     unsigned long long gfromlog;
+    /* Images from peers: the Raft snapshot bytes it sent as leader, the
+     * images it served and fetched, the offers and chunks it refused. */
+    unsigned long long gsnapbytes, iserved, ifetched, irefused;
     char chain[2 * 32 + 1];
     int64_t *at;          /* Apply time (ms) by index; 0: not seen. */
 };
@@ -89,6 +92,8 @@ static const char *exe;
 static const char *forger_exe; /* raftfs-testnode-forger, or NULL. */
 static bool leader_fed;        /* --j2 leader: gossip off everywhere. */
 static int gossip_cache;       /* --gossip-cache for every node (0: none). */
+static int snapshot_entries;   /* --snapshot-entries for every node (0:
+                                * the default). */
 static int n_observers = 30;
 static struct gnode nodes[MAX_NODES + 1];
 static int n_nodes;
@@ -192,12 +197,15 @@ static void start(int i)
         dup2(fd, 2);
         close(in[1]);
         close(out[0]);
-        char cache[16];
+        char cache[16], snaps[16];
         snprintf(cache, sizeof(cache), "%d", gossip_cache);
+        snprintf(snaps, sizeof(snaps), "%d", snapshot_entries);
         const char *argv[] = {g->exe, "--id", id, "--dir", ddir, "--listen",
                               listen, "--bootstrap", boot, "--timeout-ms",
                               "5000", "--gossip", leader_fed ? "off" : "on",
                               "--apply-times", "on",
+                              "--snapshot-entries",
+                              snapshot_entries ? snaps : "20000",
                               gossip_cache ? "--gossip-cache" : NULL, cache,
                               NULL};
         execv(g->exe, (char *const *)argv);
@@ -275,6 +283,10 @@ static void on_line(int i, char *line)
         g->graft = field(line, "graft");
         g->grefusals = field(line, "grefusals");
         g->gfromlog = field(line, "gfromlog");
+        g->gsnapbytes = field(line, "gsnapbytes");
+        g->iserved = field(line, "iserved");
+        g->ifetched = field(line, "ifetched");
+        g->irefused = field(line, "irefused");
         const char *c = strstr(line, " chain=");
         if (c != NULL) {
             snprintf(g->chain, sizeof(g->chain), "%.64s", c + 7);
@@ -847,6 +859,72 @@ static void test_gossip_far_behind_fed_by_peers(void **state)
     assert_true(from_log > 0);
 }
 
+/* An observer stopped while every voter compacts its log past it (a
+ * snapshot every 100 entries) and the other observers' caches (512
+ * entries) move past it is restarted: nobody can answer its pulls, so it
+ * fetches a voter's image from a peer, vouched for by the voter's signed
+ * statement (issue 16, part 2: docs/protocol.md, "Observers: images from
+ * peers"), installs it, and gossip brings the rest: it ends on the same
+ * index and chain hash as everyone, and no leader sent a Raft snapshot
+ * byte. Without images from peers, the leader's snapshot fed it. */
+static void test_gossip_image_from_peer(void **state)
+{
+    (void)state;
+    gossip_cache = 512; /* The least a spread takes (its pull_max). */
+    snapshot_entries = 100;
+    cluster_up(3, 0);
+    int l = wait_leader(30000);
+    assert_true(l >= 1 && l <= VOTERS);
+    write_entries(l, 5, 0);
+    assert_true(converge(30000));
+    const int gone = VOTERS + 2;
+    stop_node(gone, SIGKILL);
+    write_entries(l, 1200, 0);
+    status_all();
+    for (int i = 1; i <= VOTERS; i++) {
+        /* Compacted past it, and more than the other observers keep:
+         * only an image can bring it back. */
+        assert_true(nodes[i].applied > 1200);
+    }
+    int64_t t0 = now_ms();
+    start(gone);
+    /* Writes go on, a few at a time: their signed points tell the
+     * observer how far behind it is. */
+    while (nodes[gone].ifetched == 0 && now_ms() - t0 < 60000) {
+        write_entries(l, 2, 0);
+        pump(200);
+        status_all();
+    }
+    bool same = converge(30000);
+    unsigned long long snap_bytes = 0, served = 0;
+    for (int i = 1; i <= VOTERS; i++) {
+        snap_bytes += nodes[i].gsnapbytes;
+    }
+    for (int i = 1; i <= n_nodes; i++) {
+        served += nodes[i].iserved;
+        fprintf(stderr, "# node %d: images served %llu, fetched %llu, "
+                "refused %llu\n", i, nodes[i].iserved, nodes[i].ifetched,
+                nodes[i].irefused);
+    }
+    fprintf(stderr, "# image from a peer: fetched %llu, caught up in %lld "
+            "ms, images served %llu, leaders' snapshot bytes %llu, all "
+            "identical: %s\n", nodes[gone].ifetched,
+            (long long)(now_ms() - t0), served, snap_bytes,
+            same ? "yes" : "no");
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "grep -q 'images: installed image' "
+             "%s/node%d.log", dir, gone);
+    bool logged = system(cmd) == 0;
+    cluster_down(!same || nodes[gone].ifetched == 0);
+    gossip_cache = 0;
+    snapshot_entries = 0;
+    assert_true(same);
+    assert_true(nodes[gone].ifetched >= 1);
+    assert_true(served >= 1);
+    assert_true(logged);
+    assert_int_equal(snap_bytes, 0);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -901,6 +979,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_gossip_scale),
         cmocka_unit_test(test_gossip_forger_refused),
         cmocka_unit_test(test_gossip_far_behind_fed_by_peers),
+        cmocka_unit_test(test_gossip_image_from_peer),
     };
     if (getenv("RAFTFS_TEST_FILTER") != NULL) {
         cmocka_set_test_filter(getenv("RAFTFS_TEST_FILTER"));

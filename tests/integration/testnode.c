@@ -298,6 +298,8 @@ int main(int argc, char **argv)
                 }
                 say("gossip id=%llu grole=%u gapplied=%llu gtaken=%llu "
                     "gbytes=%llu graft=%llu grefusals=%llu gfromlog=%llu "
+                    "gsnapbytes=%llu isigned=%llu iserved=%llu "
+                    "ifetched=%llu ibytes=%llu irefused=%llu "
                     "chain=%s\n",
                     (unsigned long long)o.id, st.gossip.role,
                     (unsigned long long)st.gossip.applied,
@@ -305,7 +307,13 @@ int main(int argc, char **argv)
                     (unsigned long long)st.gossip.bytes_out,
                     (unsigned long long)st.gossip.raft_bytes_to_observers,
                     (unsigned long long)st.gossip.refusals,
-                    (unsigned long long)st.gossip.from_log, hex);
+                    (unsigned long long)st.gossip.from_log,
+                    (unsigned long long)st.gossip.raft_snap_bytes,
+                    (unsigned long long)st.gossip.images_signed,
+                    (unsigned long long)st.gossip.images_served,
+                    (unsigned long long)st.gossip.images_fetched,
+                    (unsigned long long)st.gossip.image_bytes_fetched,
+                    (unsigned long long)st.gossip.image_refusals, hex);
             }
         } else if (strcmp(cmd, "cut") == 0 && can_cut &&
                    sscanf(line, "cut %ld", &id) == 1 && id >= 0 && id < 64) {
