@@ -335,7 +335,8 @@ struct cons_options {
      * snapshot only once it is more than gossip_behind_max behind and
      * its answers showed no progress for gossip_stall_heartbeats (as any
      * far observer), not at once: it fetches an image from a peer
-     * meanwhile. Off: the snapshot goes at once. */
+     * meanwhile, and one within gossip_behind_max is fed by its peers'
+     * caches. Off: the snapshot goes at once. */
     bool gossip_images;
     unsigned max_inflight;      /* Unacked APPENDs per follower. */
     size_t max_msg_bytes;       /* Payload bytes per APPEND (soft: >= 1 entry). */

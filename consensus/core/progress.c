@@ -257,8 +257,7 @@ void cons__send_gossip_probe(struct cons_node *n, struct progress *p)
     rfs_index_t prev = p->next - 1;
     rfs_term_t prev_term;
     if (cons__log_term(&n->log, prev, &prev_term) != 0) {
-        if (!n->o.gossip_images || p->gossip_fed ||
-            p->match + n->o.gossip_behind_max >= n->commit) {
+        if (!n->o.gossip_images || p->gossip_fed) {
             /* What it lacks was compacted away, and may be gone from
              * every peer's gossip cache too: it gets the image from
              * here. */
@@ -268,7 +267,9 @@ void cons__send_gossip_probe(struct cons_node *n, struct progress *p)
         /* Its peers may serve it an image: probe at the log's base, which
          * it answers with its match until it holds the base (an image
          * installed); the snapshot from here waits for gossip_watch to
-         * find it stalled. next stays: a reject's hint keeps it below. */
+         * find it far behind and stalled. One within gossip_behind_max
+         * lacks only what its peers' caches hold. next stays: a reject's
+         * hint keeps it below. */
         prev = n->log.base_index;
         prev_term = n->log.base_term;
     }
