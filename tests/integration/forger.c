@@ -18,12 +18,20 @@
  * a run; the copies planted before that stay held and are refused one by
  * one as the voters' points reach them, a dozen times a run. Everything
  * else passes untouched.
+ *
+ * With RAFTFS_FORGER_IMAGES=1 in its environment it forges images instead
+ * (issue 16, part 2): every image CHUNK it serves has its first data byte
+ * flipped, and its gossip passes untouched, so a test can tell an image
+ * refusal from a gossip one. The statement it offers is the voter's true
+ * one: the fetcher's hash check over the last chunk must refuse the bytes
+ * and name this node.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/heap.h"
+#include "../../consensus/gimage.h"
 #include "../../consensus/gossip.h"
 #include "../../consensus/transport.h"
 #include "../../consensus/wire.h"
@@ -72,11 +80,31 @@ static void plant(struct transport *t, rfs_nodeid_t to, rfs_nodeid_t self,
     transport_send_frame_now(t, to, WIRE_GOSSIP, b);
 }
 
+/* RAFTFS_FORGER_IMAGES=1: flip the first data byte of every image chunk,
+ * in place (plain is ours: it is sent as it is after). */
+static bool forge_chunk(struct rfs_buf plain)
+{
+    struct gimage_msg c;
+    if (gimage_msg_decode(&plain, &c) == 0 && c.kind == GIMAGE_CHUNK &&
+        c.data.len > 0) {
+        ((uint8_t *)c.data.base)[0] ^= 0x01;
+    }
+    return false;
+}
+
 static bool fg_wrap(void *state, rfs_nodeid_t to, uint8_t type,
                     struct rfs_buf plain)
 {
     if (type != WIRE_GOSSIP) {
         return false;
+    }
+    static int images = -1;
+    if (images < 0) {
+        const char *v = getenv("RAFTFS_FORGER_IMAGES");
+        images = v != NULL && strcmp(v, "1") == 0;
+    }
+    if (images) {
+        return forge_chunk(plain);
     }
     struct gossip_msg m;
     if (gossip_msg_decode(&plain, &m, room, GOSSIP_MSG_ENTRIES_MAX) != 0 ||
