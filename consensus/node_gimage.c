@@ -373,8 +373,10 @@ static void install(struct node *n)
         rv = cons_node_install_image(host_core(n->host), &meta);
     }
     if (rv != 0) {
-        node__log(n, RFS_LOG_WARN, "images: image %" PRIu64 " not "
-                  "installed: %s", st->index, rfs_strerror(rv));
+        /* -EALREADY: gossip brought this node past it meanwhile. */
+        node__log(n, rv == -EALREADY ? RFS_LOG_INFO : RFS_LOG_WARN,
+                  "images: image %" PRIu64 " not installed: %s", st->index,
+                  rfs_strerror(rv));
         rfs_free(keep);
         fetch_end(g);
         return;
