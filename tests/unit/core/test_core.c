@@ -2224,24 +2224,32 @@ static void test_gossip_observer_fed_up_to_configuration(void **state)
  * move (its answers show the same match for gossip_stall_heartbeats
  * heartbeats) is fed by the leader until it is within, and no further:
  * then gossip takes over again. */
-static void test_gossip_far_behind_observer_fed(void **state)
+/* Three voters led by node 1 and observer 4 (gossip_behind_max 4, a stall
+ * of 5 heartbeats), cut off while 12 entries commit: far behind. */
+static void far_behind_observer(struct cl *c, bool images)
 {
-    (void)state;
-    struct cl c;
     struct cons_options o;
     cons_options_default(&o, 1);
     o.gossip_observers = true;
     o.gossip_behind_max = 4;
     o.gossip_stall_heartbeats = 5;
-    cl_init_opts(&c, 3, 0, &o);
-    cl_elect(&c, 1);
-    add_observer4(&c);
-    cl_isolate(&c, 4, true);
+    o.gossip_images = images;
+    cl_init_opts(c, 3, 0, &o);
+    cl_elect(c, 1);
+    add_observer4(c);
+    cl_isolate(c, 4, true);
     for (int i = 0; i < 12; i++) {
-        assert_int_equal(cl_propose(&c, 1, "x"), 0);
-        cl_process(&c, 1);
-        cl_deliver(&c);
+        assert_int_equal(cl_propose(c, 1, "x"), 0);
+        cl_process(c, 1);
+        cl_deliver(c);
     }
+}
+
+static void test_gossip_far_behind_observer_fed(void **state)
+{
+    (void)state;
+    struct cl c;
+    far_behind_observer(&c, false);
     rfs_index_t commit = cl_status(&c, 1).commit;
     rfs_index_t before = cl_status(&c, 4).last_index;
     assert_true(before + 4 < commit);
@@ -2423,21 +2431,7 @@ static unsigned compacted_observer_snapshots(bool images, unsigned beats,
                                              bool install)
 {
     struct cl c;
-    struct cons_options o;
-    cons_options_default(&o, 1);
-    o.gossip_observers = true;
-    o.gossip_behind_max = 4;
-    o.gossip_stall_heartbeats = 5;
-    o.gossip_images = images;
-    cl_init_opts(&c, 3, 0, &o);
-    cl_elect(&c, 1);
-    add_observer4(&c);
-    cl_isolate(&c, 4, true);
-    for (int i = 0; i < 12; i++) {
-        assert_int_equal(cl_propose(&c, 1, "x"), 0);
-        cl_process(&c, 1);
-        cl_deliver(&c);
-    }
+    far_behind_observer(&c, images);
     rfs_index_t applied = c.nodes[1].applied;
     struct cons_snap_meta meta;
     assert_int_equal(cons_node_snapshot_taken(c.nodes[1].n, applied, 100, 0,
