@@ -48,6 +48,7 @@ int batch_writes_add(struct batch_writes *w, const struct cons_update *u)
             d->meta = u->chunks[i].meta;
             d->offset = u->chunks[i].offset;
             d->last = u->chunks[i].last;
+            d->fetched = u->chunks[i].fetched;
             d->data.len = u->chunks[i].data.len;
             d->data.base = NULL;
             if (d->data.len > 0) {

@@ -23,6 +23,7 @@ struct batch_chunk {
     uint64_t offset;
     struct rfs_buf data; /* Owned. */
     bool last;
+    bool fetched; /* cons_snap_chunk.fetched */
 };
 
 struct batch_writes {

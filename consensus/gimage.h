@@ -140,7 +140,10 @@ bool gimage_is_kind(uint8_t first);
  * another peer. Loop thread only; no I/O.
  */
 #define GIMAGE_SERVE_PER_PEER 1
-#define GIMAGE_SERVE_MAX 4
+/* Two of libuv's four threadpool threads at most: the log's writes and
+ * fsyncs run on the same pool, and a voter (the leader, too) must not
+ * queue them behind cold 1 MiB reads for observers. */
+#define GIMAGE_SERVE_MAX 2
 
 struct gimage_server;
 
@@ -191,7 +194,7 @@ unsigned gimage_server_reading(const struct gimage_server *s,
 /*
  * struct gimage_fetch is a far-behind observer's fetch of one image: it
  * decides whom to ASK and when, which OFFER to take, which GET to send, and
- * what each CHUNK is worth; the caller sends, writes receiving.img
+ * what each CHUNK is worth; the caller sends, writes fetching.img
  * (snapfiles_receive) and installs. Offers are checked on arrival
  * (gimage_stmt_verify against the voters set here, which the caller keeps
  * equal to the gossip verifier's). Among those that check, the highest
@@ -247,7 +250,7 @@ struct gimage_step {
                          * GIMAGE_GET: msg to `to`. */
     rfs_nodeid_t to;
     bool fresh;         /* The GET starts a transfer: drop any partial
-                         * receiving.img first. */
+                         * fetching.img first. */
     struct gimage_msg msg;
 };
 /* The next message to send at now_ms (call after each event and on the
@@ -261,7 +264,7 @@ enum gimage_chunk_fate {
     GIMAGE_CHUNK_INSTALL,    /* The last one, and the image hashes to the
                               * statement: write it and install
                               * (gimage_fetch_result). */
-    GIMAGE_CHUNK_REFUSED,    /* *out names the peer; drop receiving.img,
+    GIMAGE_CHUNK_REFUSED,    /* *out names the peer; drop fetching.img,
                               * write nothing. */
 };
 /* Take a CHUNK from `from`. */

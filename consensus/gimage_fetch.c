@@ -335,9 +335,11 @@ enum gimage_chunk_fate gimage_fetch_chunk(struct gimage_fetch *f,
 
 void gimage_fetch_abort(struct gimage_fetch *f)
 {
-    if (!f->done) {
-        stop(f);
-    }
+    /* Also after the last chunk checked out: its write may still fail,
+     * and then the image is not on disk. Kept as done, the fetch asked for
+     * nothing more, and the observer waited for the leader's snapshot. */
+    f->done = false;
+    stop(f);
 }
 
 const struct gimage_stmt *gimage_fetch_result(const struct gimage_fetch *f,

@@ -223,7 +223,8 @@ static void write_work(uv_work_t *w)
     for (unsigned i = 0; i < j->w->n_chunks && j->rv == 0; i++) {
         const struct batch_chunk *c = &j->w->chunks[i];
         j->rv = snapfiles_receive(&n->snaps, n->store, &c->meta, c->offset,
-                                  c->data.base, c->data.len, c->last, j->err);
+                                  c->data.base, c->data.len, c->last,
+                                  c->fetched, j->err);
     }
     if (j->rv == 0 && (j->w->has_hs || j->w->n_ents > 0)) {
         j->rv = store_log_write(n->store, j->w->has_hs ? &j->w->hs : NULL,
@@ -1188,7 +1189,7 @@ int node_start(const struct node_options *o, struct node **out, char *errmsg)
     }
     /* Only the image of the recorded snapshot is worth keeping: a crash
      * can leave an older one, a newer unrecorded one or a partial
-     * receiving.img, which nothing would delete later. */
+     * receiving.img or fetching.img, which nothing would delete later. */
     int swept = snapfiles_sweep(&n->snaps, host_snap_index(n->host), true);
     if (swept > 0) {
         node__log(n, RFS_LOG_INFO, "deleted %d stale file(s) in %s", swept,

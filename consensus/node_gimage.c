@@ -13,15 +13,15 @@
  * - Serving. ASK is answered with an OFFER through struct gimage_server;
  *   a GET it admits is read by snapfiles_read on the threadpool and
  *   answered with a CHUNK. Bounds are the server's: one read per peer,
- *   four in all.
+ *   two in all.
  * - Fetching. An observer whose released index has not moved for
  *   FETCH_AFTER_MS while a signed point proves more (its gap is below what
  *   any peer answers) runs a struct gimage_fetch: ASK, take an offer, GET
- *   one chunk at a time, each written to receiving.img on the threadpool
+ *   one chunk at a time, each written to fetching.img on the threadpool
  *   before the next GET goes out. The last chunk's hash is checked by the
  *   fetch; the image is then installed through the core
  *   (cons_node_install_image), whose empty last chunk makes the host
- *   install receiving.img by the leader's own path. Once the host recorded
+ *   install fetching.img by the leader's own path. Once the host recorded
  *   it, the statement is kept and served, and the gossip spread restarts
  *   at the image's index from the store's chain, which must equal the
  *   statement's.
@@ -33,11 +33,9 @@
  * peer's offer. If no peer can serve, nothing is lost: the leader's Raft
  * snapshot still comes, later (node.c's gossip_stall_heartbeats).
  *
- * Known limit: the leader's snapshot and a fetch both write receiving.img.
- * The leader waits longer than a fetch takes before it sends (see above),
- * and store_snapshot_install checks the image's checksum and index, so a
- * file mixed from the two is refused, not installed; the fetch then starts
- * again.
+ * A leader's snapshot may arrive during a fetch: it fills receiving.img,
+ * the fetch fetching.img, so neither truncates or mixes the other's bytes
+ * (snapfiles_receive_part), and whichever is installed first wins.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -364,7 +362,9 @@ static void install(struct node *n)
     const struct gimage_stmt *st = gimage_fetch_result(g->fetch, &conf);
     struct cons_snap_meta meta = {.index = st->index, .term = st->term,
                                   .size = st->size};
-    int rv = cons_conf_decode(&conf, &meta.conf);
+    /* The node may have become a voter while the last chunk was written:
+     * the core refuses it then too (-EINVAL). */
+    int rv = n->spread_voter ? -EINVAL : cons_conf_decode(&conf, &meta.conf);
     uint8_t *keep = conf.len > 0 ? rfs_malloc(conf.len) : NULL;
     if (rv == 0 && conf.len > 0 && keep == NULL) {
         rv = -ENOMEM;

@@ -69,13 +69,14 @@ static int keep(struct snapfiles *f, const char *from, rfs_index_t index,
 
 int snapfiles_receive(struct snapfiles *f, struct store *s,
                       const struct cons_snap_meta *meta, uint64_t offset,
-                      const void *data, size_t len, bool last, char *errmsg)
+                      const void *data, size_t len, bool last, bool fetched,
+                      char *errmsg)
 {
     if (meta->index == f->installed) {
         return 0; /* A retried batch: this image is in already. */
     }
     char path[1200];
-    named(f, "receiving.img", path, sizeof(path));
+    named(f, fetched ? "fetching.img" : "receiving.img", path, sizeof(path));
     int fd = open(path, O_CREAT | O_WRONLY | (offset == 0 ? O_TRUNC : 0),
                   0600);
     int rv = 0;
@@ -120,7 +121,7 @@ int snapfiles_receive_part(const struct snapfiles *f, uint64_t offset,
                            const void *data, size_t len, char *errmsg)
 {
     char path[1200];
-    named(f, "receiving.img", path, sizeof(path));
+    named(f, "fetching.img", path, sizeof(path));
     int fd = open(path, O_CREAT | O_WRONLY | (offset == 0 ? O_TRUNC : 0),
                   0600);
     int rv = 0;
@@ -210,8 +211,11 @@ void snapfiles_drop(const struct snapfiles *f, rfs_index_t index)
 int snapfiles_stmt_put(const struct snapfiles *f, rfs_index_t index,
                        const void *data, size_t len, char *errmsg)
 {
-    char tmp[1200], to[1200];
-    named(f, "stmt.tmp", tmp, sizeof(tmp));
+    char tmp[1200], to[1200], name[64];
+    /* One temporary per index: two statements kept at once (two quick
+     * snapshots) must not truncate or rename each other's. */
+    snprintf(name, sizeof(name), "stmt-%" PRIu64 ".tmp", index);
+    named(f, name, tmp, sizeof(tmp));
     stmt_path(f, index, to, sizeof(to));
     int fd = open(tmp, O_CREAT | O_WRONLY | O_TRUNC, 0600);
     int rv = 0;

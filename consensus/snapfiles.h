@@ -4,13 +4,14 @@
  * The only code that knows their names and how they come and go:
  *   snap-INDEX.img  the image of the state at INDEX, served to followers;
  *   taking.img      an image being written from the local state;
- *   receiving.img   an image arriving from the leader (or, for an
- *                   observer, from a peer: docs/protocol.md), chunk by
- *                   chunk;
+ *   receiving.img   an image arriving from the leader, chunk by chunk;
+ *   fetching.img    an image an observer fetches from a peer
+ *                   (docs/protocol.md), chunk by chunk: its own file, so
+ *                   a leader's snapshot arriving meanwhile mixes nothing;
  *   snap-INDEX.stmt a voter's signed statement that snap-INDEX.img is the
  *                   committed state at INDEX (consensus/gimage.h), kept
  *                   beside the image and gone with it;
- *   stmt.tmp        a statement being written.
+ *   stmt-INDEX.tmp  a statement being written.
  * An image becomes snap-INDEX.img by a rename followed by an fsync of the
  * folder, so a power loss never leaves a name without its bytes. The node
  * runtime and `raftfs init --restore` both go through here.
@@ -47,18 +48,22 @@ int snapfiles_init(struct snapfiles *f, const char *datadir, char *errmsg);
 void snapfiles_path(const struct snapfiles *f, rfs_index_t index, char *buf,
                     size_t len);
 
-/* Store one received chunk; on the last one, install the image into s and
- * keep it as snap-INDEX.img. 0, -EIO, -ENOSPC, or the store's code, with
- * errmsg naming the file. */
+/* Store one received chunk (in receiving.img; fetched: in fetching.img,
+ * see snapfiles_receive_part); on the last one, install the image into s
+ * and keep it as snap-INDEX.img. 0, -EIO, -ENOSPC, or the store's code,
+ * with errmsg naming the file. */
 int snapfiles_receive(struct snapfiles *f, struct store *s,
                       const struct cons_snap_meta *meta, uint64_t offset,
-                      const void *data, size_t len, bool last,
+                      const void *data, size_t len, bool last, bool fetched,
                       char *errmsg);
-/* Write len bytes at offset of receiving.img, not synced (an image fetched
+/* Write len bytes at offset of fetching.img, not synced (an image fetched
  * from a peer, chunk by chunk; offset 0 starts a new file). The core's
  * install (cons_node_install_image) then hands snapfiles_receive an empty
- * last chunk, which syncs and installs it. 0, -EIO or -ENOSPC, errmsg
- * naming the file. */
+ * last chunk marked fetched, which syncs and installs it. A leader's
+ * snapshot may arrive at the same time: it fills receiving.img, so neither
+ * transfer truncates or mixes the other's bytes, and whichever image is
+ * installed first wins (the other one's install is refused as older, or
+ * its transfer restarts). 0, -EIO or -ENOSPC, errmsg naming the file. */
 int snapfiles_receive_part(const struct snapfiles *f, uint64_t offset,
                            const void *data, size_t len, char *errmsg);
 /* Write an image of s's state (at whatever index it has applied: *index
@@ -69,7 +74,7 @@ int snapfiles_take(struct snapfiles *f, struct store *s, rfs_index_t *index,
                    uint64_t *size, struct store_snap_sums *sums,
                    char *errmsg);
 /* Keep data (an encoded statement, opaque here) as snap-INDEX.stmt,
- * atomically: written to stmt.tmp, synced, renamed, the folder synced. 0,
+ * atomically: written to stmt-INDEX.tmp, synced, renamed, the folder synced. 0,
  * -EIO or -ENOSPC, errmsg naming the file. */
 int snapfiles_stmt_put(const struct snapfiles *f, rfs_index_t index,
                        const void *data, size_t len, char *errmsg);
@@ -82,8 +87,8 @@ int snapfiles_read(const struct snapfiles *f, rfs_index_t index, uint64_t off,
                    void *buf, size_t len);
 /* Delete every snap-* file in the folder (images and their statements)
  * but snap-KEEP.img and snap-KEEP.stmt (best effort; keep 0 keeps none),
- * and with all set every other file too (a partial receiving.img,
- * taking.img or stmt.tmp). At start (all), a crash can have left any
+ * and with all set every other file too (a partial receiving.img or
+ * fetching.img, taking.img or stmt-INDEX.tmp). At start (all), a crash can have left any
  * of them; after an install, the image the node had before (and any
  * installed earlier in the same batch) is superseded. Returns how many
  * files were deleted. */

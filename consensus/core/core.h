@@ -221,6 +221,10 @@ struct cons_snap_chunk {
     uint64_t offset;
     struct rfs_buf data; /* Borrowed until the next call. */
     bool last;           /* The image is complete: install it. */
+    /* The image was fetched from a peer (cons_node_install_image): its
+     * bytes are in the host's fetch file, not in the file a leader's
+     * chunks fill, so that the two transfers never write one file. */
+    bool fetched;
 };
 
 /*
@@ -436,7 +440,8 @@ int cons_node_commit_proven(struct cons_node *n, const struct cons_entry *e,
  * update's chunks hold one empty chunk at offset meta->size with last set
  * (the host installs the file it holds, discards the stored log and
  * records meta), and the log, commit index and configuration restart at
- * meta->index. Not on a leader. 0; -EINVAL (a leader, or size 0);
+ * meta->index. Not on a voter (a leader or a follower voter: the reset
+ * would drop entries it acknowledged). 0; -EINVAL (a voter, or size 0);
  * -EALREADY (meta->index is at or below the commit index: nothing to
  * gain, nothing done); -ENOMEM.
  */

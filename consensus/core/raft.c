@@ -1300,7 +1300,10 @@ int cons_node_commit_proven(struct cons_node *n, const struct cons_entry *e,
 int cons_node_install_image(struct cons_node *n,
                             const struct cons_snap_meta *meta)
 {
-    if (n->role == CONS_LEADER || meta->size == 0) {
+    /* Never on a voter: the install resets the log, and a voter's entries
+     * past the image may be the ones its acknowledgements counted toward
+     * a commit. Only an observer fetches images. */
+    if (n->role == CONS_LEADER || is_voter(n, n->id) || meta->size == 0) {
         return -EINVAL;
     }
     if (meta->index <= n->commit) {
@@ -1315,7 +1318,7 @@ int cons_node_install_image(struct cons_node *n,
      * path as a leader's last chunk. */
     struct cons_snap_chunk *c = &n->chunks[n->chunks_n++];
     *c = (struct cons_snap_chunk){.meta = *meta, .offset = meta->size,
-                                  .last = true};
+                                  .last = true, .fetched = true};
     if (meta->term > n->term) {
         /* As cons_node_commit_proven: a leader of that term exists, and
          * the hard state goes out with the install, so a restart never

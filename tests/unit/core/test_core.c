@@ -2424,6 +2424,32 @@ static void test_gossip_install_image(void **state)
     cl_close(&c);
 }
 
+/* cons_node_install_image resets the log: never on a voter, whose entries
+ * past the image may have counted toward a commit (only an observer
+ * fetches images). */
+static void test_gossip_install_image_refused_on_voter(void **state)
+{
+    (void)state;
+    struct cl c;
+    gossip_cluster(&c);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(cl_propose(&c, 1, "x"), 0);
+        cl_process(&c, 1);
+        cl_deliver(&c);
+    }
+    for (unsigned t = 0; t < 2 * c.opts.heartbeat_ticks; t++) {
+        cl_tick(&c, 1, 1);
+        cl_deliver(&c);
+    }
+    struct cons_status s2 = cl_status(&c, 2);
+    struct cons_snap_meta meta = {.index = s2.commit + 1, .term = s2.term,
+                                  .size = 1234};
+    meta.conf = *cons_node_conf(c.nodes[1].n);
+    assert_int_equal(cons_node_install_image(c.nodes[2].n, &meta), -EINVAL);
+    assert_int_equal(cons_node_install_image(c.nodes[1].n, &meta), -EINVAL);
+    cl_close(&c);
+}
+
 /* An observer whose match the leader compacted away, far behind: how many
  * SNAPSHOT messages the leader sends in the first `beats` heartbeat
  * intervals after it comes back, with gossip_images or without. */
@@ -2537,6 +2563,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_observer_never_promoted_nor_readded),
         cmocka_unit_test(test_gossip_leader_feeds_observers_nothing),
         cmocka_unit_test(test_gossip_observer_learns_new_leader),
+        cmocka_unit_test(test_gossip_install_image_refused_on_voter),
         cmocka_unit_test(test_gossip_observer_fed_up_to_configuration),
         cmocka_unit_test(test_gossip_commit_proven_rules),
         cmocka_unit_test(test_gossip_install_image),

@@ -103,7 +103,7 @@ static void test_snapfiles_receive_retry_is_idempotent(void **state)
         for (int k = round; k < 3; k++) {
             int rv = snapfiles_receive(&f->fb, f->sb, &meta, cuts[k],
                                        img + cuts[k], cuts[k + 1] - cuts[k],
-                                       k == 2, err);
+                                       k == 2, false, err);
             assert_int_equal(rv, 0);
         }
         /* Installed, kept under its name, no leftover. */
@@ -149,7 +149,7 @@ static void test_snapfiles_install_and_start_sweep(void **state)
     touch(f->b, "taking.img");
     struct cons_snap_meta meta = {.index = idx, .term = 1, .size = size};
     assert_int_equal(snapfiles_receive(&f->fb, f->sb, &meta, 0, img, size,
-                                       true, err),
+                                       true, false, err),
                      0);
     free(img);
     assert_true(exists(f->b, "snap-2.img"));
@@ -283,11 +283,57 @@ static void test_snapfiles_statement_beside_image(void **state)
     assert_false(exists(f->a, "snap-4.stmt"));
 }
 
+/* A peer's image (fetched chunk by chunk) and a leader's snapshot arriving
+ * at the same time each fill their own file: the leader's first chunk
+ * does not truncate the half-fetched image, and the fetched image then
+ * installs. When both wrote receiving.img, the install found a mixed file
+ * (a damaged checksum), and a failed install stops the node. */
+static void test_snapfiles_fetch_and_leader_apart(void **state)
+{
+    struct fix *f = *state;
+    struct cons_entry e[6];
+    for (unsigned i = 0; i < 6; i++) {
+        e[i] = (struct cons_entry){.term = 1, .index = i + 1,
+                                   .type = CONS_ENTRY_NOOP};
+    }
+    char err[RFS_ERRMSG_SZ];
+    rfs_index_t i3, i6;
+    uint64_t s3, s6;
+    assert_int_equal(store_apply(f->sa, e, 3, NULL), 0);
+    assert_int_equal(snapfiles_take(&f->fa, f->sa, &i3, &s3, NULL, err), 0);
+    assert_int_equal(store_apply(f->sa, e + 3, 3, NULL), 0);
+    assert_int_equal(snapfiles_take(&f->fa, f->sa, &i6, &s6, NULL, err), 0);
+    uint8_t *img3 = malloc(s3), *img6 = malloc(s6);
+    assert_int_equal(snapfiles_read(&f->fa, 3, 0, img3, s3), 0);
+    assert_int_equal(snapfiles_read(&f->fa, 6, 0, img6, s6), 0);
+    uint64_t half = s3 / 2;
+    assert_int_equal(snapfiles_receive_part(&f->fb, 0, img3, half, err), 0);
+    struct cons_snap_meta m6 = {.index = 6, .term = 1, .size = s6};
+    assert_int_equal(snapfiles_receive(&f->fb, f->sb, &m6, 0, img6, 16,
+                                       false, false, err),
+                     0);
+    assert_int_equal(snapfiles_receive_part(&f->fb, half, img3 + half,
+                                            s3 - half, err),
+                     0);
+    struct cons_snap_meta m3 = {.index = 3, .term = 1, .size = s3};
+    int rv = snapfiles_receive(&f->fb, f->sb, &m3, s3, NULL, 0, true, true,
+                               err);
+    if (rv != 0) {
+        fprintf(stderr, "install refused: %s\n", err);
+    }
+    assert_int_equal(rv, 0);
+    assert_int_equal(store_applied(f->sb), 3);
+    free(img3);
+    free(img6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_snapfiles_receive_retry_is_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapfiles_fetch_and_leader_apart,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_snapfiles_restore_refuses_other_files, setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -625,6 +625,24 @@ static void test_fetch_offer_checks(void **state)
     gimage_fetch_free(f);
 }
 
+/* The last chunk checks out, but writing it fails (a full disk): the
+ * fetch starts again (it asks for offers anew), rather than staying done
+ * with no image on disk and asking for nothing more. */
+static void test_fetch_abort_after_last_chunk_restarts(void **state)
+{
+    (void)state;
+    struct gimage_fetch *f = fetch_new(100, 0);
+    struct gimage_stmt st = stmt_by(1, sk1);
+    give_offer(f, 5, &st, 0);
+    struct gossip_verdict d;
+    assert_int_equal(fetch_all(f, 0, image, 5, &d), GIMAGE_CHUNK_INSTALL);
+    gimage_fetch_abort(f);
+    struct gimage_step step;
+    gimage_fetch_next(f, 10000, &step);
+    assert_int_not_equal(step.kind, 0);
+    gimage_fetch_free(f);
+}
+
 /* A peer that leaves a GET unanswered for stall_ms loses its offer; the
  * transfer starts again from offset 0 with another, and the silent peer's
  * late chunk is ignored. */
@@ -680,6 +698,7 @@ int main(void)
         cmocka_unit_test(test_fetch_forged_image_refused),
         cmocka_unit_test(test_fetch_offer_checks),
         cmocka_unit_test(test_fetch_stall_moves_on),
+        cmocka_unit_test(test_fetch_abort_after_last_chunk_restarts),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
