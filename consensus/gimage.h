@@ -202,7 +202,8 @@ unsigned gimage_server_reading(const struct gimage_server *s,
  * it), then the lowest id.
  *
  * One chunk is in flight at a time, from one peer, in order, hashed as it
- * comes. A peer that leaves a GET unanswered for stall_ms loses its offer
+ * comes. A GET unanswered for stall_ms / 4 is sent again to the same
+ * peer. A peer that leaves a GET unanswered for stall_ms loses its offer
  * and the transfer restarts from the best other one, from offset 0: a
  * transfer resumed with another peer's bytes could not say, on a hash
  * mismatch, which of them lied, and a refusal must name the sender. A

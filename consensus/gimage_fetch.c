@@ -35,7 +35,8 @@ struct gimage_fetch {
     struct cand xfer;
     uint64_t off;
     uint32_t want;
-    uint64_t sent_ms;
+    uint64_t sent_ms;  /* The current GET's last sending. */
+    uint64_t first_ms; /* Its first. */
     struct gimage_hash hash;
     bool asked;
     uint64_t asked_ms;
@@ -251,7 +252,20 @@ void gimage_fetch_next(struct gimage_fetch *f, uint64_t now_ms,
         return;
     }
     if (f->active && f->waiting) {
-        if (now_ms - f->sent_ms < f->o.stall_ms) {
+        if (now_ms - f->first_ms < f->o.stall_ms) {
+            if (now_ms - f->sent_ms < f->o.stall_ms / 4) {
+                return;
+            }
+            /* A server over its bounds drops a GET unanswered (so does a
+             * full send queue): ask the same peer for the same bytes
+             * again, rather than throw the transfer away for one busy
+             * moment. Every byte still comes from that one peer. */
+            f->sent_ms = now_ms;
+            step->kind = GIMAGE_GET;
+            step->to = f->xfer.peer;
+            step->msg = (struct gimage_msg){.kind = GIMAGE_GET,
+                                            .index = f->xfer.stmt.index,
+                                            .off = f->off, .len = f->want};
             return;
         }
         /* Silent: maybe busy or gone, not a liar; its offer goes, it may
@@ -288,7 +302,7 @@ void gimage_fetch_next(struct gimage_fetch *f, uint64_t now_ms,
     }
     f->want = next_len(f);
     f->waiting = true;
-    f->sent_ms = now_ms;
+    f->sent_ms = f->first_ms = now_ms;
     step->kind = GIMAGE_GET;
     step->to = f->xfer.peer;
     step->msg = (struct gimage_msg){.kind = GIMAGE_GET,

@@ -625,6 +625,32 @@ static void test_fetch_offer_checks(void **state)
     gimage_fetch_free(f);
 }
 
+/* A GET the server dropped (busy) and sent again is answered: the
+ * transfer goes on from there with the same peer, no restart. Without the
+ * resend, one dropped GET threw the whole transfer away after stall_ms. */
+static void test_fetch_resent_get_goes_on(void **state)
+{
+    (void)state;
+    struct gimage_fetch *f = fetch_new(100, 0);
+    struct gimage_stmt st = stmt_by(1, sk1);
+    give_offer(f, 5, &st, 0);
+    struct gimage_step step;
+    struct gossip_verdict d;
+    gimage_fetch_next(f, 0, &step);
+    assert_int_equal(step.msg.off, 0);
+    gimage_fetch_next(f, 130, &step);
+    assert_int_equal(step.kind, GIMAGE_GET);
+    assert_int_equal(step.msg.off, 0);
+    assert_int_equal(answer(f, &step, image, &d), GIMAGE_CHUNK_WRITE);
+    gimage_fetch_next(f, 600, &step);
+    assert_int_equal(step.to, 5);
+    assert_int_equal(step.msg.off, 1000);
+    struct gimage_fetch_stats fs;
+    gimage_fetch_get_stats(f, &fs);
+    assert_int_equal(fs.restarts, 0);
+    gimage_fetch_free(f);
+}
+
 /* The last chunk checks out, but writing it fails (a full disk): the
  * fetch starts again (it asks for offers anew), rather than staying done
  * with no image on disk and asking for nothing more. */
@@ -660,8 +686,21 @@ static void test_fetch_stall_moves_on(void **state)
     assert_int_equal(answer(f, &s5, image, &d), GIMAGE_CHUNK_WRITE);
     gimage_fetch_next(f, 10, &s5);
     assert_int_equal(s5.msg.off, 1000);
-    gimage_fetch_next(f, 509, &step);
+    gimage_fetch_next(f, 100, &step);
     assert_int_equal(step.kind, 0);
+    /* Unanswered for a quarter of stall_ms: the same GET again, to the
+     * same peer (a busy server drops what is over its bounds). */
+    gimage_fetch_next(f, 140, &step);
+    assert_int_equal(step.kind, GIMAGE_GET);
+    assert_int_equal(step.to, 5);
+    assert_false(step.fresh);
+    assert_int_equal(step.msg.off, 1000);
+    gimage_fetch_next(f, 200, &step);
+    assert_int_equal(step.kind, 0);
+    gimage_fetch_next(f, 509, &step);
+    assert_int_equal(step.to, 5);
+    assert_int_equal(step.msg.off, 1000);
+    /* stall_ms after the first sending: its offer goes. */
     gimage_fetch_next(f, 510, &step);
     assert_int_equal(step.kind, GIMAGE_GET);
     assert_int_equal(step.to, 6);
@@ -699,6 +738,7 @@ int main(void)
         cmocka_unit_test(test_fetch_offer_checks),
         cmocka_unit_test(test_fetch_stall_moves_on),
         cmocka_unit_test(test_fetch_abort_after_last_chunk_restarts),
+        cmocka_unit_test(test_fetch_resent_get_goes_on),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
