@@ -144,6 +144,7 @@ void cons__handle_snapshot(struct cons_node *n, const struct cons_msg *m)
     c->meta = *meta;
     c->offset = m->offset;
     c->last = m->last && m->offset + m->data.len == meta->size;
+    c->fetched = false; /* A leader's chunk: its receiving file. */
     c->data.len = m->data.len;
     c->data.base = NULL;
     if (m->data.len > 0) {
