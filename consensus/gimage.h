@@ -284,6 +284,7 @@ const struct gimage_stmt *gimage_fetch_result(const struct gimage_fetch *f,
 
 struct gimage_fetch_stats {
     uint64_t asks, offers, unknown, refused, restarts, bytes;
+    uint64_t repeats; /* Offers a peer had made already: not verified again. */
 };
 void gimage_fetch_get_stats(const struct gimage_fetch *f,
                             struct gimage_fetch_stats *st);

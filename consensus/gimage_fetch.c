@@ -144,6 +144,31 @@ static void refuse(struct gimage_fetch *f, rfs_nodeid_t peer, int code,
     }
 }
 
+/* memcmp compares statements whole: no padding in them to differ. */
+_Static_assert(sizeof(struct gimage_stmt) ==
+                   3 * sizeof(uint64_t) + sizeof(rfs_nodeid_t) +
+                       3 * GOSSIP_HASH_BYTES + GOSSIP_SIG_BYTES,
+               "struct gimage_stmt has padding");
+
+/* Whether from's offer is the one it offered last, byte for byte: verified
+ * then, so not verified again. A peer repeating a valid offer (never
+ * banned: it is not lying) would otherwise cost a signature check on the
+ * loop each time. */
+static bool offered_already(const struct gimage_fetch *f, rfs_nodeid_t from,
+                            const struct gimage_msg *offer)
+{
+    for (unsigned i = 0; i < f->ncands; i++) {
+        const struct cand *c = &f->cands[i];
+        if (c->peer == from) {
+            return memcmp(&c->stmt, &offer->stmt, sizeof(c->stmt)) == 0 &&
+                   c->conf_len == offer->conf.len &&
+                   (c->conf_len == 0 ||
+                    memcmp(c->conf, offer->conf.base, c->conf_len) == 0);
+        }
+    }
+    return false;
+}
+
 int gimage_fetch_offer(struct gimage_fetch *f, rfs_nodeid_t from,
                        const struct gimage_msg *offer,
                        struct gossip_verdict *out)
@@ -153,6 +178,10 @@ int gimage_fetch_offer(struct gimage_fetch *f, rfs_nodeid_t from,
         return 0;
     }
     f->st.offers++;
+    if (offered_already(f, from, offer)) {
+        f->st.repeats++;
+        return 0;
+    }
     int rv = gimage_stmt_verify(&offer->stmt, &offer->conf, f->keys,
                                 f->nkeys);
     if (rv == -ENOKEY) {

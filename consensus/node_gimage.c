@@ -392,7 +392,6 @@ static void install(struct node *n)
     g->inst_conf_len = conf.len;
     g->inst = *st;
     g->installing = true;
-    n->gossip.image_bytes_fetched += st->size;
     fetch_end(g);
     host_poke(n->host);
 }
@@ -469,10 +468,18 @@ static void installed(struct node *n)
     if (host_snap_index(n->host) != g->inst.index) {
         return; /* A newer image (the leader's) overtook it. */
     }
-    rfs_index_t at;
-    uint8_t chain[STORE_CHAIN_BYTES];
-    if (store_chain(n->store, &at, chain) == 0 && at == g->inst.index &&
-        memcmp(chain, g->inst.chain, sizeof(chain)) != 0) {
+    n->gossip.images_fetched++;
+    n->gossip.image_bytes_fetched += g->inst.size;
+    /* The chain as the install left it (snapfiles_receive reads it before
+     * anything applies past the image: by now gossip may have). */
+    if (n->snaps.installed != g->inst.index || !n->snaps.installed_chain_ok) {
+        node__log(n, RFS_LOG_WARN, "images: installed image %" PRIu64
+                  " from a peer; not served on: its chain hash could not "
+                  "be read after the install", g->inst.index);
+        return;
+    }
+    if (memcmp(n->snaps.installed_chain, g->inst.chain,
+               sizeof(g->inst.chain)) != 0) {
         /* The image hashed to a voter's statement yet holds another
          * chain: that voter signed a bad image. Not served on. */
         node__log(n, RFS_LOG_ERROR, "images: image %" PRIu64 " holds "
@@ -480,7 +487,6 @@ static void installed(struct node *n)
                   "says", g->inst.index, g->inst.signer);
         return;
     }
-    n->gossip.images_fetched++;
     struct rfs_buf conf = {g->inst_conf, g->inst_conf_len};
     serve(n, &g->inst, &conf);
     node__log(n, RFS_LOG_INFO, "images: installed image %" PRIu64

@@ -106,6 +106,9 @@ int snapfiles_receive(struct snapfiles *f, struct store *s,
         return rv;
     }
     f->installed = meta->index;
+    rfs_index_t at = 0;
+    f->installed_chain_ok = store_chain(s, &at, f->installed_chain) == 0 &&
+                            at == meta->index;
     /* The state is in; the image is only kept to serve other followers.
      * If keeping it fails, the next snapshot taken here makes a new one. */
     char ignored[RFS_ERRMSG_SZ];

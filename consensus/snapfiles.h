@@ -40,6 +40,12 @@ struct snapfiles {
      * chunks of an image already installed, and must not write them into a
      * new receiving.img (the old one was renamed away). */
     rfs_index_t installed;
+    /* chain(installed), read right after the install, before anything
+     * applies past it (an image fetched from a peer is checked against
+     * its statement's). Valid when installed_chain_ok; written by the
+     * thread that installs, read after that job completed. */
+    uint8_t installed_chain[STORE_CHAIN_BYTES];
+    bool installed_chain_ok;
 };
 
 /* Make DATADIR/snapshots if missing. 0 or -errno, errmsg naming it. */

@@ -651,6 +651,29 @@ static void test_fetch_resent_get_goes_on(void **state)
     gimage_fetch_free(f);
 }
 
+/* A peer repeating its offer byte for byte costs no second signature
+ * check; the same statement with any field changed is checked again, and
+ * refused, naming the peer. */
+static void test_fetch_repeated_offer_not_verified_again(void **state)
+{
+    (void)state;
+    struct gimage_fetch *f = fetch_new(100, 0);
+    struct gimage_stmt st = stmt_by(1, sk1);
+    for (int i = 0; i < 5; i++) {
+        give_offer(f, 5, &st, 0);
+    }
+    struct gimage_fetch_stats fs;
+    gimage_fetch_get_stats(f, &fs);
+    assert_int_equal(fs.offers, 5);
+    assert_int_equal(fs.repeats, 4);
+    st.size--; /* The signature no longer covers it. */
+    give_offer(f, 5, &st, RFS_EAUTH);
+    gimage_fetch_get_stats(f, &fs);
+    assert_int_equal(fs.repeats, 4);
+    assert_int_equal(fs.refused, 1);
+    gimage_fetch_free(f);
+}
+
 /* The last chunk checks out, but writing it fails (a full disk): the
  * fetch starts again (it asks for offers anew), rather than staying done
  * with no image on disk and asking for nothing more. */
@@ -739,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_fetch_stall_moves_on),
         cmocka_unit_test(test_fetch_abort_after_last_chunk_restarts),
         cmocka_unit_test(test_fetch_resent_get_goes_on),
+        cmocka_unit_test(test_fetch_repeated_offer_not_verified_again),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
