@@ -83,7 +83,7 @@ struct gnode {
     unsigned long long gfromlog;
     /* Images from peers: the Raft snapshot bytes it sent as leader, the
      * images it served and fetched, the offers and chunks it refused. */
-    unsigned long long gsnapbytes, iserved, ifetched, irefused;
+    unsigned long long gsnapbytes, iserved, ifetched, ibytes, irefused;
     char chain[2 * 32 + 1];
     int64_t *at;          /* Apply time (ms) by index; 0: not seen. */
 };
@@ -286,6 +286,7 @@ static void on_line(int i, char *line)
         g->gsnapbytes = field(line, "gsnapbytes");
         g->iserved = field(line, "iserved");
         g->ifetched = field(line, "ifetched");
+        g->ibytes = field(line, "ibytes");
         g->irefused = field(line, "irefused");
         const char *c = strstr(line, " chain=");
         if (c != NULL) {
@@ -865,8 +866,13 @@ static void test_gossip_far_behind_fed_by_peers(void **state)
  * fetches a voter's image from a peer, vouched for by the voter's signed
  * statement (issue 16, part 2: docs/protocol.md, "Observers: images from
  * peers"), installs it, and gossip brings the rest: it ends on the same
- * index and chain hash as everyone, and no leader sent a Raft snapshot
- * byte. Without images from peers, the leader's snapshot fed it. */
+ * index and chain hash as everyone, and the leader's Raft bytes to
+ * observers meanwhile stay far below the image (its probes): it sent the
+ * observer no snapshot. Without images from peers, the leader's snapshot
+ * fed it. (A leader may still send a Raft snapshot to a voter that fell
+ * behind its compacted log: under ASan a follower voter got one, 400 KB,
+ * in 1 clean-clone run of 3, which is why snapshot bytes sent are printed
+ * but not the measure.) */
 static void test_gossip_image_from_peer(void **state)
 {
     (void)state;
@@ -885,6 +891,8 @@ static void test_gossip_image_from_peer(void **state)
      * keep: only an image can bring it back. */
     assert_true(converge(30000));
     assert_true(nodes[l].commit > 1200);
+    status_all();
+    unsigned long long r0 = nodes[l].graft;
     int64_t t0 = now_ms();
     start(gone);
     /* Writes go on, a few at a time: their signed points tell the
@@ -895,6 +903,8 @@ static void test_gossip_image_from_peer(void **state)
         status_all();
     }
     bool same = converge(30000);
+    status_all();
+    unsigned long long raft = nodes[l].graft - r0;
     unsigned long long snap_bytes = 0, served = 0;
     for (int i = 1; i <= VOTERS; i++) {
         snap_bytes += nodes[i].gsnapbytes;
@@ -905,11 +915,12 @@ static void test_gossip_image_from_peer(void **state)
                 "refused %llu\n", i, nodes[i].iserved, nodes[i].ifetched,
                 nodes[i].irefused);
     }
-    fprintf(stderr, "# image from a peer: fetched %llu, caught up in %lld "
-            "ms, images served %llu, leaders' snapshot bytes %llu, all "
-            "identical: %s\n", nodes[gone].ifetched,
-            (long long)(now_ms() - t0), served, snap_bytes,
-            same ? "yes" : "no");
+    fprintf(stderr, "# image from a peer: fetched %llu (%llu bytes), caught "
+            "up in %lld ms, images served %llu, the leader's Raft bytes to "
+            "observers meanwhile %llu, leaders' snapshot bytes (to anyone) "
+            "%llu, all identical: %s\n", nodes[gone].ifetched,
+            nodes[gone].ibytes, (long long)(now_ms() - t0), served, raft,
+            snap_bytes, same ? "yes" : "no");
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "grep -q 'images: installed image' "
              "%s/node%d.log", dir, gone);
@@ -921,7 +932,8 @@ static void test_gossip_image_from_peer(void **state)
     assert_true(nodes[gone].ifetched >= 1);
     assert_true(served >= 1);
     assert_true(logged);
-    assert_int_equal(snap_bytes, 0);
+    assert_true(nodes[gone].ibytes > 0);
+    assert_true(raft < nodes[gone].ibytes / 2);
 }
 
 /* Write a few entries at a time until cond(i) holds for node i, or
