@@ -1013,7 +1013,7 @@ void host_snapshot_done(struct host *h, int rv, rfs_index_t idx,
         leave(h);
         return;
     }
-    rfs_index_t trailing = h->o.snapshot_entries / 4;
+    rfs_index_t trailing = h->trailing;
     struct cons_snap_meta meta;
     rv = cons_node_snapshot_taken(h->core, idx, size, trailing, &meta);
     if (rv == 0) {
@@ -1125,6 +1125,15 @@ int host_new(const struct host_options *o, const struct host_io *io,
     co.gossip_observers = o->gossip_observers;
     if (o->gossip_behind_max != 0) {
         co.gossip_behind_max = o->gossip_behind_max;
+    }
+    h->trailing = o->snapshot_entries / 4;
+    if (o->gossip_observers && h->trailing < co.gossip_behind_max) {
+        /* An observer within gossip_behind_max of the commit index never
+         * gets the leader's snapshot: it counts on its peers for those
+         * entries, and the oldest of them stay only in voters' logs. With
+         * a short snapshot interval a voter compacted them away, and such
+         * an observer waited for the commit index to move on. */
+        h->trailing = co.gossip_behind_max;
     }
     if (o->gossip_stall_heartbeats != 0) {
         co.gossip_stall_heartbeats = o->gossip_stall_heartbeats;

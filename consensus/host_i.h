@@ -26,6 +26,9 @@ struct host_stall {
 
 struct host {
     struct host_options o;
+    /* Entries kept behind each snapshot taken: a quarter of the interval,
+     * and with gossip observers at least the core's gossip_behind_max. */
+    rfs_index_t trailing;
     struct host_io io;
     struct cons_node *core;
     struct requests rq;

@@ -175,6 +175,8 @@ static const char *f_errmsg(void *d)
 }
 
 static unsigned session_ttl_ms; /* For the node sessions tests. */
+static uint64_t snap_entries;   /* 0: never (1,000,000). */
+static bool gossip_on;          /* gossip_observers, behind_max 50. */
 
 static int f_new_boot(void *d, uint64_t *boot)
 {
@@ -198,10 +200,12 @@ static void start(struct fix *f, unsigned i, const struct cons_entry *boot)
         .ids_from = (uint64_t)i << 40,
         .lease_reads = true,
         .boot_hold = true,
-        .snapshot_entries = 1000000,
+        .snapshot_entries = snap_entries ? snap_entries : 1000000,
         .snapshot_bytes = 1ull << 40,
         .seed = i,
         .session_ttl_ms = session_ttl_ms,
+        .gossip_observers = gossip_on,
+        .gossip_behind_max = gossip_on ? 50 : 0,
     };
     n->boot = 1;
     struct host_io io = {
@@ -689,6 +693,44 @@ static void test_host_apply_enospc_keeps_entries(void **state)
     assert_int_equal(d2.err, 0);
 }
 
+/* With gossip observers, a snapshot keeps at least gossip_behind_max
+ * entries behind it (50 here), not only a quarter of the interval (10 of
+ * 40): an observer that close to the commit index never gets the
+ * leader's snapshot and counts on its peers for those entries, and the
+ * oldest of them are only in voters' logs. */
+static int setup_gossip_snaps(void **state)
+{
+    gossip_on = true;
+    snap_entries = 40;
+    int rv = setup(state);
+    gossip_on = false;
+    snap_entries = 0;
+    return rv;
+}
+
+static void test_host_snapshot_keeps_what_observers_need(void **state)
+{
+    struct fix *f = *state;
+    unsigned l = elect(f);
+    struct fnode *n = &f->nodes[l];
+    for (int i = 0; i < 70; i++) {
+        struct store_cmd c = {.op = STORE_OP_NOOP};
+        assert_int_equal(host_submit(n->h, &c, ignore, NULL), 0);
+    }
+    run_ms(f, 200);
+    if (!n->snapshotting) {
+        host_snapshot_now(n->h);
+    }
+    assert_true(n->snapshotting);
+    n->snapshotting = false;
+    host_snapshot_done(n->h, 0, n->applied, 100);
+    struct cons_status st;
+    cons_node_status(host_core(n->h), &st);
+    assert_int_equal(st.snap_index, n->applied);
+    assert_true(st.snap_index >= 70);
+    assert_true(st.first_index + 50 <= st.snap_index + 1);
+}
+
 /* ---- Node sessions ---------------------------------------------------- */
 
 static int setup_sessions(void **state)
@@ -1085,6 +1127,9 @@ int main(int argc, char **argv)
         T(test_host_write_begin_takes_queued_batch),
         T(test_host_write_begin_moves_held_acks),
 #undef T
+        cmocka_unit_test_setup_teardown(
+            test_host_snapshot_keeps_what_observers_need, setup_gossip_snaps,
+            teardown),
         cmocka_unit_test(test_batch_take_equals_adding),
         cmocka_unit_test_setup_teardown(test_host_session_lapses_after_stall,
                                         setup_sessions, teardown),
