@@ -128,7 +128,7 @@ int gimage_stmt_verify(const struct gimage_stmt *s, const struct rfs_buf *conf,
 
 /* ---- Messages -------------------------------------------------------------- */
 
-#define HEAD (1 + 8)              /* kind, from */
+#define HEAD GOSSIP_MSG_HEAD      /* kind, from */
 #define ASK_BODY 8                /* at */
 #define GET_BODY (8 + 8 + 4)      /* index, off, len */
 #define CHUNK_HEAD (8 + 8 + 1 + 4) /* index, off, last, len */
@@ -166,15 +166,10 @@ int gimage_msg_encode(const struct gimage_msg *m, struct rfs_buf *out)
     default:
         return -EINVAL;
     }
-    uint8_t *p = rfs_malloc(len);
+    uint8_t *p = gossip_msg_start(out, len, m->kind, m->from);
     if (p == NULL) {
         return -ENOMEM;
     }
-    out->base = p;
-    out->len = len;
-    p[0] = m->kind;
-    rfs_put_le64(p + 1, m->from);
-    p += HEAD;
     switch (m->kind) {
     case GIMAGE_ASK:
         rfs_put_le64(p, m->at);

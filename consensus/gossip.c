@@ -650,9 +650,23 @@ static void cert_get(const uint8_t *p, struct gossip_cert *c)
     memcpy(c->sig, p + 24 + GOSSIP_HASH_BYTES, GOSSIP_SIG_BYTES);
 }
 
+uint8_t *gossip_msg_start(struct rfs_buf *out, size_t len, uint8_t kind,
+                          uint64_t from)
+{
+    uint8_t *p = rfs_malloc(len);
+    if (p == NULL) {
+        return NULL;
+    }
+    out->base = p;
+    out->len = len;
+    p[0] = kind;
+    rfs_put_le64(p + 1, from);
+    return p + GOSSIP_MSG_HEAD;
+}
+
 int gossip_msg_encode(const struct gossip_msg *m, struct rfs_buf *out)
 {
-    size_t len = 1 + 8;
+    size_t len = GOSSIP_MSG_HEAD;
     switch (m->kind) {
     case GOSSIP_PUSH:
         if (m->n_entries > GOSSIP_MSG_ENTRIES_MAX) {
@@ -673,15 +687,10 @@ int gossip_msg_encode(const struct gossip_msg *m, struct rfs_buf *out)
     default:
         return -EINVAL;
     }
-    uint8_t *p = rfs_malloc(len);
+    uint8_t *p = gossip_msg_start(out, len, m->kind, m->from);
     if (p == NULL) {
         return -ENOMEM;
     }
-    out->base = p;
-    out->len = len;
-    *p++ = m->kind;
-    rfs_put_le64(p, m->from);
-    p += 8;
     if (m->kind == GOSSIP_DIGEST) {
         rfs_put_le64(p, m->applied);
         rfs_put_le64(p + 8, m->proven);

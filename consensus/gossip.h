@@ -193,6 +193,14 @@ struct gossip_msg {
     uint32_t max;
 };
 
+/* Every message in a GOSSIP frame (these and gimage.h's) starts with its
+ * kind and its sender: GOSSIP_MSG_HEAD bytes. gossip_msg_start allocates
+ * len bytes (the head included) into *out, writes the head, and returns
+ * where the body goes; NULL if out of memory. */
+#define GOSSIP_MSG_HEAD (1 + 8)
+uint8_t *gossip_msg_start(struct rfs_buf *out, size_t len, uint8_t kind,
+                          uint64_t from);
+
 /* Encode into a buffer from rfs_malloc. 0; -EINVAL (unknown kind, too many
  * entries); -ENOMEM. */
 int gossip_msg_encode(const struct gossip_msg *m, struct rfs_buf *out);
