@@ -454,7 +454,29 @@ static void io_publish(void *data)
     n->fast.lease_end_ns = end_ns;
     n->fast.need = cons_node_lease_index(host_core(n->host));
     n->fast.applied = store_applied(n->store);
+    n->fast.last = cons_node_last_index(host_core(n->host));
     pthread_mutex_unlock(&n->lock);
+}
+
+/* Each update as the driver takes it: what enters the log is published
+ * first (a cache filled from now on is not counted as covering it), then
+ * the host drops what it cached that these entries may change, before the
+ * batch holding them is written and any answer acknowledges them. */
+static void io_observe(void *data, const struct cons_update *u)
+{
+    struct node *n = data;
+    if (n->o.on_log == NULL) {
+        return;
+    }
+    bool reset = false;
+    for (unsigned i = 0; i < u->n_chunks; i++) {
+        reset = reset || u->chunks[i].last;
+    }
+    if (u->n_entries == 0 && !reset) {
+        return;
+    }
+    io_publish(n);
+    n->o.on_log(n->o.apply_data, u->entries, u->n_entries, reset);
 }
 
 static void publish_status(struct node *n)
@@ -1029,6 +1051,7 @@ static int load_core(struct node *n, char *errmsg)
         .new_boot = io_new_boot,
         .sessions = io_sessions,
         .publish = io_publish,
+        .observe = io_observe,
         .idle = io_idle,
         .log = io_log,
     };
@@ -1341,6 +1364,25 @@ int node_read_barrier(struct node *n, unsigned flags, node_cb cb, void *arg)
     s->cb = cb;
     s->arg = arg;
     return enqueue(n, s);
+}
+
+rfs_index_t node_read_floor(struct node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    rfs_index_t applied = n->fast.applied;
+    pthread_mutex_unlock(&n->lock);
+    return applied;
+}
+
+uint64_t node_cache_ttl_ns(struct node *n, rfs_index_t seen)
+{
+    pthread_mutex_lock(&n->lock);
+    uint64_t end = n->fast.lease_end_ns;
+    bool covered = end != 0 && seen >= n->fast.last &&
+                   seen >= n->fast.need;
+    pthread_mutex_unlock(&n->lock);
+    uint64_t now = node__boottime_ns();
+    return covered && now < end ? end - now : 0;
 }
 
 int node_admin(struct node *n, const struct node_admin_cmd *c,

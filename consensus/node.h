@@ -82,6 +82,15 @@ struct node_options {
      * called once with c == NULL and r == NULL. Must not block. */
     void (*on_apply)(void *data, rfs_index_t index, const struct store_cmd *c,
                      const struct store_result *r, bool own);
+    /* If set: called on the loop thread with the entries of every update
+     * as they enter this node's log (proposed here or received), and with
+     * reset set when a snapshot is about to replace the whole state; after
+     * node_cache_ttl_ns() counts them, before this node persists,
+     * acknowledges or applies them. What a host cached on the strength of
+     * the lease (node_cache_ttl_ns) and these entries may change must be
+     * dropped here, synchronously. Must not block. */
+    void (*on_log)(void *data, const struct cons_entry *e, unsigned n,
+                   bool reset);
     void *apply_data;
 };
 
@@ -123,6 +132,17 @@ int node_submit(struct node *n, const struct store_cmd *cmd, node_cb cb,
  * commit_timeout for one: for callers with a local answer to give then. */
 enum { NODE_READ_LEADERLESS_FAILS = 1u << 0 };
 int node_read_barrier(struct node *n, unsigned flags, node_cb cb, void *arg);
+
+/* Kernel caching under the lease (docs/fs.md, "Directories cached under
+ * the lease"), any thread. node_read_floor: an index every store read
+ * started after this call sees at least (what is applied, as published).
+ * node_cache_ttl_ns: how long what such a read returned may be cached,
+ * given the floor taken before it: while this node holds a lease (leader
+ * or follower) and seen covers its whole log (so every change that could
+ * still complete went through on_log after the cache was filled), the
+ * time left in the lease, on CLOCK_BOOTTIME; else 0. */
+rfs_index_t node_read_floor(struct node *n);
+uint64_t node_cache_ttl_ns(struct node *n, rfs_index_t seen);
 
 /* An operator's command. The text an operator types is parsed by the
  * raftfs command (mount-tools); the node takes it typed. */

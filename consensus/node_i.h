@@ -60,6 +60,8 @@ struct node {
          * before any message or answer reveals it. */
         rfs_index_t need;
         rfs_index_t applied;   /* In the store, readable now. */
+        rfs_index_t last;      /* The log's last index (node_cache_ttl_ns),
+                                * published before on_log sees it. */
     } fast;
     struct sub *inbox;
     bool stop_requested;

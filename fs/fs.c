@@ -21,6 +21,7 @@ void fs_options_default(struct fs_options *o)
     memset(o, 0, sizeof(*o));
     o->linearizable = true;
     o->cache_timeout = 1.0;
+    o->dircache = true;
     o->max_write = 1u << 20;
 }
 
@@ -590,6 +591,20 @@ static size_t transport(const struct node_status *st, char *buf, size_t cap)
     return fs_uring_describe(buf, cap);
 }
 
+/* /.raftfs/transport's second line: what the kernel caches (dircache.c). */
+static size_t dircache_line(struct fs *fs, char *buf, size_t cap)
+{
+    struct fs_dc_counters c;
+    fs__dc_counters(fs, &c);
+    int n = snprintf(buf, cap,
+                     "dircache %s names=%s cached=%u granted=%" PRIu64
+                     " dropped=%" PRIu64 " epochs=%" PRIu64 " late=%" PRIu64
+                     "\n",
+                     fs->dc.on ? "on" : "off", c.names ? "yes" : "no",
+                     c.cached, c.granted, c.dropped, c.epochs, c.late);
+    return n < 0 ? 0 : (size_t)n;
+}
+
 int fs__vrender(struct fs *fs, uint64_t ino, char **text, size_t *len)
 {
     struct node_status st;
@@ -611,12 +626,21 @@ int fs__vrender(struct fs *fs, uint64_t ino, char **text, size_t *len)
     default:
         return -ENOENT;
     }
-    size_t need = render(&st, NULL, 0);
+    bool dc = render == transport;
+    size_t head = render(&st, NULL, 0);
+    size_t need = head + (dc ? dircache_line(fs, NULL, 0) + 64 : 0);
     char *buf = rfs_malloc(need + 1);
     if (buf == NULL) {
         return -ENOMEM;
     }
     render(&st, buf, need + 1);
+    if (dc) {
+        /* The counters may have grown since they were measured: the
+         * 64 bytes spare cover that, and snprintf cuts what they do not. */
+        size_t room = need - head;
+        size_t line = dircache_line(fs, buf + head, room + 1);
+        need = head + (line < room ? line : room);
+    }
     *text = buf;
     *len = need;
     return 0;
@@ -859,6 +883,7 @@ int fs_new(const struct fs_options *o, struct fs **out)
             snprintf(fs->test_stuck, sizeof(fs->test_stuck), "%s", stuck);
         }
     }
+    fs__dc_init(fs);
     *out = fs;
     return 0;
 }
@@ -929,6 +954,7 @@ void fs_free(struct fs *fs)
     rfs_free(fs->kept);
     fs__watch_free(fs); /* Parked watches: the kernel's side is gone. */
     pthread_mutex_destroy(&fs->watch_lock);
+    fs__dc_free(fs);
     pthread_cond_destroy(&fs->inval_cond);
     pthread_cond_destroy(&fs->stage_cond);
     pthread_mutex_destroy(&fs->lock);

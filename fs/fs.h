@@ -52,6 +52,10 @@
 struct fs_options {
     bool linearizable;          /* reads=linearizable (default) or local. */
     double cache_timeout;       /* reads=local: attr/entry cache seconds. */
+    /* reads=linearizable with the lease: directories' names and
+     * attributes cached by the kernel while the lease holds (dircache=,
+     * default on; fs/dircache.c). */
+    bool dircache;
     uint32_t max_write;         /* Largest write asked of the kernel. */
     const char *data_dir;       /* For statfs: the disk the store is on. */
     uint64_t min_free_bytes;    /* statfs: the store's reserve. */
@@ -81,6 +85,10 @@ void fs_free(struct fs *fs);
 extern const struct fuse_lowlevel_ops fs_ops;
 
 /* The node's on_apply hook (node_options.on_apply, apply_data = fs). */
+/* node_options.on_log: drops what the kernel cached under the lease that
+ * these entries may change (fs/dircache.c). */
+void fs_on_log(void *data, const struct cons_entry *e, unsigned n,
+               bool reset);
 void fs_on_apply(void *data, rfs_index_t index, const struct store_cmd *c,
                  const struct store_result *r, bool own);
 

@@ -157,8 +157,41 @@ struct fs_lkown {
 struct fs_lkwait;
 struct fs_lkun;
 
+/* dircache.c: directories the kernel caches under the lease. */
+#define FS_DC_MAX 64 /* Directories cached at once; past it, none more. */
+enum { FS_DC_UNKNOWN = 0, FS_DC_YES, FS_DC_NO };
+struct fs_dircache {
+    bool on;              /* reads=linearizable, lease=on, dircache=on. */
+    bool nodrop;          /* RAFTFS_TEST_DIRCACHE_NODROP (tests only). */
+    pthread_mutex_t lock; /* Everything below. */
+    int epoch;            /* Whether FUSE_NOTIFY_INC_EPOCH works here. */
+    bool names;           /* A name may be cached since the last epoch. */
+    unsigned n;
+    uint64_t ino[FS_DC_MAX]; /* Directories whose attributes may be cached. */
+    uint64_t granted, dropped, epochs, late;
+};
+struct fs_dc_counters {
+    uint64_t granted; /* Replies with a timeout. */
+    uint64_t dropped; /* Attributes dropped (FUSE_NOTIFY_INVAL_INODE). */
+    uint64_t epochs;  /* Names dropped (FUSE_NOTIFY_INC_EPOCH). */
+    uint64_t late;    /* Replies dropped again for reaching the kernel late. */
+    unsigned cached;  /* Directories recorded now. */
+    bool names;       /* Names are cached too. */
+};
+void fs__dc_init(struct fs *fs);
+void fs__dc_free(struct fs *fs);
+/* Reply to a lookup or getattr with the timeouts the lease allows a
+ * directory (none for anything else); seen: node_read_floor() taken
+ * before the store read that gave a. */
+void fs__dc_reply_entry(struct fs *fs, fuse_req_t req,
+                        const struct store_attr *a, rfs_index_t seen);
+void fs__dc_reply_attr(struct fs *fs, fuse_req_t req,
+                       const struct store_attr *a, rfs_index_t seen);
+void fs__dc_counters(struct fs *fs, struct fs_dc_counters *c);
+
 struct fs {
     struct fs_options o;
+    struct fs_dircache dc;
     char data_dir[1024];
     struct node *node;
     struct fuse_session *se;

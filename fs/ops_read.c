@@ -74,6 +74,7 @@ static void lookup_run(struct fs *fs, fuse_req_t req, void *arg)
 {
     struct lookup_arg *l = arg;
     struct store_attr a;
+    rfs_index_t seen = node_read_floor(fs->node);
     int rv = store_lookup(node_store(fs->node), NULL, l->parent, l->name,
                           l->len, &a);
     if (rv == -ENOENT) {
@@ -87,7 +88,9 @@ static void lookup_run(struct fs *fs, fuse_req_t req, void *arg)
         pthread_mutex_unlock(&fs->lock);
     }
     rfs_free(l);
-    if (rv == 0) {
+    if (rv == 0 && fs->o.linearizable) {
+        fs__dc_reply_entry(fs, req, &a, seen);
+    } else if (rv == 0) {
         fs__reply_entry(fs, req, &a);
     } else if (rv == -ENOENT && fs__timeout(fs) > 0) {
         /* A negative entry, cached like the positive ones (and dropped
@@ -176,6 +179,7 @@ static void getattr_run(struct fs *fs, fuse_req_t req, void *arg)
     struct getattr_arg *g = arg;
     struct store_attr a;
     struct store *s = node_store(fs->node);
+    rfs_index_t seen = node_read_floor(fs->node);
     int rv = store_getattr(s, NULL, fs__resolve(fs, g->ino), &a);
     if (rv == -ENOENT) {
         /* Unlinked or replaced while open here: fstat of the orphan (the
@@ -194,7 +198,11 @@ static void getattr_run(struct fs *fs, fuse_req_t req, void *arg)
          * again, where ENOENT would claim the name is gone. */
         rv = -ESTALE;
     }
-    if (rv == 0) {
+    if (rv == 0 && fs->o.linearizable) {
+        /* An orphan's or a view's attributes are no directory's: no
+         * timeout (only a directory gets one). */
+        fs__dc_reply_attr(fs, req, &a, seen);
+    } else if (rv == 0) {
         struct stat st;
         fs__attr_to_stat(&a, &st);
         fuse_reply_attr(req, &st, fs__timeout(fs));

@@ -116,6 +116,11 @@ static const char usage[] =
     "                       without a round to the leader or a quorum\n"
     "                       (default on; safe while clocks tick at rates\n"
     "                       within 10% of each other, see docs/core.md)\n"
+    "  dircache=on|off      reads=linearizable with lease=on: the kernel\n"
+    "                       may cache directories' names and attributes\n"
+    "                       while this node's lease holds; every change\n"
+    "                       drops them before any node acknowledges it\n"
+    "                       (default on; see docs/fs.md)\n"
     "  gossip=on|off        observers are fed by gossip from voters and\n"
     "                       from each other, not by the leader (default\n"
     "                       off; every member of a cluster must use the\n"
@@ -1129,6 +1134,12 @@ static void parse_mount_opts(char *list, struct mount_opts *m)
         } else if (strcmp(o, "lease") == 0) {
             die("mount option lease=%s: expected lease=on or lease=off",
                 v ? v : "");
+        } else if (strcmp(o, "dircache") == 0 && v &&
+                   (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)) {
+            m->fs.dircache = strcmp(v, "on") == 0;
+        } else if (strcmp(o, "dircache") == 0) {
+            die("mount option dircache=%s: expected dircache=on or "
+                "dircache=off", v ? v : "");
         } else if (strcmp(o, "gossip") == 0 && v &&
                    (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)) {
             m->gossip = strcmp(v, "on") == 0;
@@ -1656,6 +1667,7 @@ static int cmd_mount(int argc, char **argv)
     no.gossip = m.gossip;
     no.session_ttl_ms = m.session_ttl_ms;
     no.on_apply = fs_on_apply;
+    no.on_log = fs_on_log;
     no.apply_data = fs;
 
     char opts[512];

@@ -469,6 +469,8 @@ uint64_t cons_node_lease_end(const struct cons_node *n);
  * index on a leader, the last log index on a follower (a follower holding
  * a lease has every entry that may have committed). */
 rfs_index_t cons_node_lease_index(const struct cons_node *n);
+/* The index of the last entry in this node's log, committed or not. */
+rfs_index_t cons_node_last_index(const struct cons_node *n);
 /*
  * Node sessions (docs/core.md): the last tick (this node's count) at which
  * this node sent a message that a leader is known to have received: for a

@@ -213,3 +213,8 @@ rfs_index_t cons_node_lease_index(const struct cons_node *n)
 {
     return n->role == CONS_LEADER ? n->commit : last_index(n);
 }
+
+rfs_index_t cons_node_last_index(const struct cons_node *n)
+{
+    return last_index(n);
+}

@@ -1708,6 +1708,147 @@ static void test_follower_reads_from_lease(void **state)
     assert_true(after - before >= 200);
 }
 
+/* ---- Directories cached under the lease (fs/dircache.c) ---------------- */
+
+/* node i's dircache counter key (granted, dropped, epochs) from
+ * /.raftfs/transport; -1 if the line is missing. */
+static long dircache_count(struct mcluster *c, int i, const char *key)
+{
+    char path[256], text[512], pat[32];
+    snprintf(path, sizeof(path), "%s/.raftfs/transport", c->mnt[i]);
+    ssize_t n = mc_read(path, text, sizeof(text) - 1);
+    if (n <= 0) {
+        return -1;
+    }
+    text[n] = '\0';
+    snprintf(pat, sizeof(pat), " %s=", key);
+    const char *at = strstr(text, "dircache ");
+    at = at != NULL ? strstr(at, pat) : NULL;
+    return at != NULL ? strtol(at + strlen(pat), NULL, 10) : -1;
+}
+
+/* Fill node f's kernel cache with d/sub's name and attributes, and those
+ * of the directories above it: path walks and stats, as `ls` does. */
+static void dircache_warm(struct mcluster *c, int f, const char *sub)
+{
+    struct stat st;
+    char rel[128];
+    for (int k = 0; k < 3; k++) {
+        stat(mc_path(c, f, "dc"), &st);
+        snprintf(rel, sizeof(rel), "dc/%s", sub);
+        stat(mc_path(c, f, rel), &st);
+    }
+}
+
+/*
+ * Rounds of: warm node f's cache of dc/sub, change dc/sub on node w (the
+ * leader and the other follower in turn), and, as soon as the change has
+ * returned there, look at it on f. Every change must show at once: a mode,
+ * a new entry's mtime and nlink, a rename (old name gone, new one there).
+ * Returns the stale answers seen (0 is right); *granted gets the timeouts
+ * f handed the kernel meanwhile.
+ */
+static int dircache_rounds(struct mcluster *c, int rounds, long *granted)
+{
+    int l = mc_wait_leader(c, 5000);
+    assert_int_not_equal(l, 0);
+    int f = l % 3 + 1, o = 6 - l - f;
+    assert_int_equal(mkdir(mc_path(c, l, "dc"), 0755), 0);
+    assert_int_equal(mkdir(mc_path(c, l, "dc/sub"), 0755), 0);
+    assert_int_equal(mc_write(mc_path(c, l, "dc/sub/x"), "x", 1), 0);
+    usleep(300000); /* A few heartbeats: f holds a read lease. */
+    long before = dircache_count(c, f, "granted");
+    int stale = 0;
+    struct stat sw, sf;
+    char name[64];
+    for (int r = 0; r < rounds; r++) {
+        int w = r % 2 ? o : l;
+        /* 1. A mode. */
+        dircache_warm(c, f, "sub");
+        mode_t m = r % 2 ? 0700 : 0755;
+        assert_int_equal(chmod(mc_path(c, w, "dc/sub"), m), 0);
+        assert_int_equal(stat(mc_path(c, f, "dc/sub"), &sf), 0);
+        if ((sf.st_mode & 07777) != m) {
+            print_message("round %d: mode %o on node %d after chmod %o on "
+                          "node %d\n", r, sf.st_mode & 07777, f, m, w);
+            stale++;
+        }
+        /* 2. A new entry: the directory's mtime and, for a directory,
+         * its nlink. */
+        dircache_warm(c, f, "sub");
+        snprintf(name, sizeof(name), "dc/sub/e%d", r);
+        assert_int_equal(mkdir(mc_path(c, w, name), 0755), 0);
+        assert_int_equal(stat(mc_path(c, w, "dc/sub"), &sw), 0);
+        assert_int_equal(stat(mc_path(c, f, "dc/sub"), &sf), 0);
+        if (sf.st_nlink != sw.st_nlink ||
+            sf.st_mtim.tv_nsec != sw.st_mtim.tv_nsec ||
+            sf.st_mtim.tv_sec != sw.st_mtim.tv_sec) {
+            print_message("round %d: nlink %lu on node %d, %lu on node %d "
+                          "after mkdir there\n", r,
+                          (unsigned long)sf.st_nlink, f,
+                          (unsigned long)sw.st_nlink, w);
+            stale++;
+        }
+        assert_int_equal(rmdir(mc_path(c, w, name)), 0);
+        /* 3. A rename: the old name is gone, the new one is there. */
+        dircache_warm(c, f, "sub");
+        assert_int_equal(rename(mc_path(c, w, "dc/sub"),
+                                mc_path(c, w, "dc/moved")), 0);
+        if (access(mc_path(c, f, "dc/sub"), F_OK) == 0) {
+            print_message("round %d: dc/sub still there on node %d after "
+                          "a rename on node %d\n", r, f, w);
+            stale++;
+        }
+        if (access(mc_path(c, f, "dc/moved/x"), F_OK) != 0) {
+            print_message("round %d: dc/moved/x missing on node %d: %s\n",
+                          r, f, strerror(errno));
+            stale++;
+        }
+        dircache_warm(c, f, "moved");
+        assert_int_equal(rename(mc_path(c, w, "dc/moved"),
+                                mc_path(c, w, "dc/sub")), 0);
+        if (access(mc_path(c, f, "dc/moved"), F_OK) == 0) {
+            print_message("round %d: dc/moved still there on node %d\n", r,
+                          f);
+            stale++;
+        }
+    }
+    *granted = dircache_count(c, f, "granted") - before;
+    print_message("follower %d: %d stale answers in %d rounds; %ld cache "
+                  "timeouts granted, %ld drops, %ld name epochs\n", f, stale,
+                  rounds, *granted, dircache_count(c, f, "dropped"),
+                  dircache_count(c, f, "epochs"));
+    return stale;
+}
+
+/* reads=linearizable: what a follower's kernel caches under its lease is
+ * dropped before any node acknowledges a change to it. */
+static void test_dircache_changes_show_at_once(void **state)
+{
+    struct mcluster *c = *state;
+    long granted = 0;
+    assert_int_equal(dircache_rounds(c, 40, &granted), 0);
+    /* The cache was in play: else this proves nothing. */
+    assert_true(granted >= 40);
+}
+
+/* The same rounds with the drops taken out (RAFTFS_TEST_DIRCACHE_NODROP):
+ * stale answers must be seen, or the test above could not fail. */
+static void test_dircache_without_drops_is_caught(void **state)
+{
+    struct mcluster *c = *state;
+    long granted = 0;
+    assert_true(dircache_rounds(c, 20, &granted) > 0);
+}
+
+static int setup_dircache_nodrop(void **state)
+{
+    setenv("RAFTFS_TEST_DIRCACHE_NODROP", "1", 1);
+    int rv = setup(state);
+    unsetenv("RAFTFS_TEST_DIRCACHE_NODROP");
+    return rv;
+}
+
 static void test_mmap(void **state)
 {
     mmap_roundtrip(*state);
@@ -3362,6 +3503,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_handles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follower_reads_from_lease, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_dircache_changes_show_at_once,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dircache_without_drops_is_caught,
+                                        setup_dircache_nodrop, teardown),
         cmocka_unit_test_setup_teardown(test_mmap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mmap_local, setup_local,
                                         teardown),

@@ -53,7 +53,7 @@ echo hello > "$dir/m/f"
 check "uring=on, enable_uring=N: the mount works" hello "$(cat "$dir/m/f")"
 check "/.raftfs/transport names /dev/fuse and why" \
     "dev_fuse (the fuse module's enable_uring is N) requests_over_io_uring=0" \
-    "$(cat "$dir/m/.raftfs/transport")"
+    "$(head -n1 "$dir/m/.raftfs/transport")"
 unmount
 check "uring=on: one warning in the log" \
     "WARN: FUSE over io_uring: the fuse module's enable_uring is N; requests go through /dev/fuse reads" \
@@ -77,7 +77,7 @@ mount_with uring=off
 check "uring=off: the mount works" hello "$(cat "$dir/m/f")"
 check "uring=off: /.raftfs/transport" \
     "dev_fuse (uring=off) requests_over_io_uring=0" \
-    "$(cat "$dir/m/.raftfs/transport")"
+    "$(head -n1 "$dir/m/.raftfs/transport")"
 unmount
 check "uring=off: nothing in the log" "" "$(grep 'io_uring' "$dir/log")"
 

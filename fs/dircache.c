@@ -1,0 +1,306 @@
+/*
+ * Directories cached by the kernel under the lease (reads=linearizable,
+ * lease=on; issue 15 part 2; docs/fs.md, "Directories cached under the
+ * lease").
+ *
+ * A linearizable mount answers with zero timeouts, so every path walk asks
+ * the daemon for each directory's entry and attributes. While this node
+ * holds a lease (a leader's, or a follower's read lease), a directory's
+ * entry and attributes may instead be cached by the kernel for the time the
+ * lease has left, provided nothing that could complete anywhere is missing
+ * from them and anything that could is dropped before it completes:
+ *
+ * - Granted only for a read that saw this node's whole log (node_read_floor
+ *   before the store read, node_cache_ttl_ns after): an entry that is in
+ *   the log, even uncommitted, may complete after the reply, and its
+ *   on_log call may already have run.
+ * - Dropped in on_log, on the loop thread, before this node persists,
+ *   acknowledges or applies an entry: a leader commits nothing a lease
+ *   holder has not acknowledged (and its own log is counted only once
+ *   written), so no change completes anywhere while a holder's kernel still
+ *   shows what it changed.
+ * - Attributes are dropped with FUSE_NOTIFY_INVAL_INODE (attributes only),
+ *   names with FUSE_NOTIFY_INC_EPOCH (kernel 6.16 and later), which ages
+ *   every cached name at once. Neither takes an inode lock, so a drop never
+ *   waits for a request that waits for this very apply (the deadlock of
+ *   FUSE_NOTIFY_INVAL_ENTRY, which takes the parent's lock). Both are
+ *   raced safely by a reply in flight: the kernel notes the attribute
+ *   version and the epoch before it sends a request, and keeps nothing from
+ *   an answer older than the last drop.
+ * - A grant's ino is recorded before the lease is read, so an entry logged
+ *   after that read finds it and drops it.
+ * - The timeout is the lease's remaining time less a margin for the
+ *   kernel's clock (jiffies: rounding up and its tick) and the reply's way
+ *   to the kernel; a reply that took longer than the margin is dropped
+ *   again at once.
+ *
+ * Only directories: a file's attributes change with every write, and its
+ * name is the one R1 reads once.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/fuse.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs_i.h"
+
+/* The kernel's notification code (include/uapi/linux/fuse.h, 7.44), which
+ * Debian 12's headers lack. */
+#define FS_NOTIFY_INC_EPOCH 8
+
+/* The margin kept from the lease's end: two jiffies at HZ=100 (the
+ * coarsest tick Linux builds with; rounding up and the tick itself) and 5
+ * ms for the reply's way to the kernel. */
+#define DC_MARGIN_NS (25u * 1000000u)
+/* No grant shorter than this: it would cost a notification for nothing. */
+#define DC_MIN_NS (5u * 1000000u)
+
+static uint64_t boottime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Write FUSE_NOTIFY_INC_EPOCH (a header alone). 0 or a negative errno. */
+static int send_epoch(struct fuse_session *se)
+{
+    int fd = se != NULL ? fuse_session_fd(se) : -1;
+    if (fd < 0) {
+        return -EBADF;
+    }
+    struct fuse_out_header oh = {.len = sizeof(oh),
+                                 .error = FS_NOTIFY_INC_EPOCH,
+                                 .unique = 0};
+    ssize_t n = write(fd, &oh, sizeof(oh));
+    return n == (ssize_t)sizeof(oh) ? 0 : -errno;
+}
+
+void fs__dc_init(struct fs *fs)
+{
+    struct fs_dircache *d = &fs->dc;
+    pthread_mutex_init(&d->lock, NULL);
+    d->on = fs->o.linearizable && fs->o.dircache;
+    /* Tests only: the mutant test_dircache_without_drops_is_caught must
+     * catch (nothing is dropped on_log). */
+    d->nodrop = getenv("RAFTFS_TEST_DIRCACHE_NODROP") != NULL;
+}
+
+void fs__dc_free(struct fs *fs)
+{
+    pthread_mutex_destroy(&fs->dc.lock);
+}
+
+/* Record ino as cached, and its name too where the kernel can drop names
+ * (*name is cleared where it cannot). false when the table is full. Under
+ * d->lock. */
+static bool note(struct fs *fs, uint64_t ino, bool *name)
+{
+    struct fs_dircache *d = &fs->dc;
+    if (*name && d->epoch == FS_DC_UNKNOWN) {
+        /* The first name to cache: ask the kernel whether it takes the
+         * notification (EINVAL before 6.16). An epoch more costs only
+         * lookups. */
+        d->epoch = send_epoch(fs->se) == 0 ? FS_DC_YES : FS_DC_NO;
+        if (d->epoch == FS_DC_NO) {
+            RFS_LOG(RFS_LOG_INFO, "this kernel cannot drop cached names at "
+                    "once (FUSE_NOTIFY_INC_EPOCH, Linux 6.16): only "
+                    "directories' attributes are cached under the lease");
+        }
+    }
+    *name = *name && d->epoch == FS_DC_YES;
+    unsigned i = 0;
+    while (i < d->n && d->ino[i] != ino) {
+        i++;
+    }
+    if (i == d->n) {
+        if (d->n == FS_DC_MAX) {
+            return false;
+        }
+        d->ino[d->n++] = ino;
+    }
+    d->names = d->names || *name;
+    return true;
+}
+
+/* The timeout (seconds, 0 for none) for directory ino's attributes, and
+ * its name's if *name (cleared if not), as returned by a read that saw
+ * seen; *t0 gets the time the lease was read (0: no grant). */
+static double grant(struct fs *fs, uint64_t ino, bool *name, rfs_index_t seen,
+                    uint64_t *t0)
+{
+    struct fs_dircache *d = &fs->dc;
+    *t0 = 0;
+    if (!d->on || fs->node == NULL) {
+        *name = false;
+        return 0;
+    }
+    /* Recorded before the lease is read: see the file comment. */
+    pthread_mutex_lock(&d->lock);
+    bool noted = note(fs, ino, name);
+    pthread_mutex_unlock(&d->lock);
+    uint64_t now = boottime_ns();
+    uint64_t left = noted ? node_cache_ttl_ns(fs->node, seen) : 0;
+    if (left < DC_MARGIN_NS + DC_MIN_NS) {
+        *name = false;
+        return 0;
+    }
+    *t0 = now;
+    pthread_mutex_lock(&d->lock);
+    d->granted++;
+    pthread_mutex_unlock(&d->lock);
+    return (double)(left - DC_MARGIN_NS) / 1e9;
+}
+
+/* After the reply: one that reached the kernel later than the margin
+ * allows for may outlive the lease; drop it again. */
+static void after(struct fs *fs, uint64_t ino, bool name, uint64_t t0)
+{
+    if (t0 == 0 || boottime_ns() - t0 <= DC_MARGIN_NS / 5) {
+        return;
+    }
+    /* -ENOENT only says the kernel holds nothing of it any more. */
+    fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
+    if (name) {
+        send_epoch(fs->se);
+    }
+    pthread_mutex_lock(&fs->dc.lock);
+    fs->dc.late++;
+    pthread_mutex_unlock(&fs->dc.lock);
+}
+
+void fs__dc_reply_entry(struct fs *fs, fuse_req_t req,
+                        const struct store_attr *a, rfs_index_t seen)
+{
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    e.ino = a->ino;
+    fs__attr_to_stat(a, &e.attr);
+    uint64_t t0 = 0;
+    bool name = a->type == STORE_DIR;
+    if (name) {
+        e.attr_timeout = grant(fs, a->ino, &name, seen, &t0);
+        e.entry_timeout = name ? e.attr_timeout : 0;
+    }
+    fuse_reply_entry(req, &e);
+    after(fs, a->ino, name, t0);
+}
+
+void fs__dc_reply_attr(struct fs *fs, fuse_req_t req,
+                       const struct store_attr *a, rfs_index_t seen)
+{
+    struct stat st;
+    fs__attr_to_stat(a, &st);
+    uint64_t t0 = 0;
+    bool name = false;
+    double ttl = a->type == STORE_DIR ? grant(fs, a->ino, &name, seen, &t0)
+                                      : 0;
+    fuse_reply_attr(req, &st, ttl);
+    after(fs, a->ino, false, t0);
+}
+
+/* Drop the inodes in want[0..n) that are cached (all of them, with all),
+ * and the names, with names. On the loop thread. */
+static void drop(struct fs *fs, const uint64_t *want, unsigned n, bool all,
+                 bool names)
+{
+    struct fs_dircache *d = &fs->dc;
+    uint64_t out[FS_DC_MAX];
+    unsigned k = 0;
+    pthread_mutex_lock(&d->lock);
+    for (unsigned i = 0; i < d->n;) {
+        bool hit = all;
+        for (unsigned j = 0; j < n && !hit; j++) {
+            hit = d->ino[i] == want[j];
+        }
+        if (hit) {
+            out[k++] = d->ino[i];
+            d->ino[i] = d->ino[--d->n];
+        } else {
+            i++;
+        }
+    }
+    bool epoch = names && d->names;
+    if (epoch) {
+        d->names = false;
+    }
+    d->dropped += k;
+    d->epochs += epoch;
+    pthread_mutex_unlock(&d->lock);
+    for (unsigned i = 0; i < k; i++) {
+        fuse_lowlevel_notify_inval_inode(fs->se, out[i], -1, 0);
+    }
+    if (epoch) {
+        send_epoch(fs->se);
+    }
+}
+
+void fs_on_log(void *data, const struct cons_entry *e, unsigned n, bool reset)
+{
+    struct fs *fs = data;
+    if (!fs->dc.on || fs->dc.nodrop) {
+        return;
+    }
+    if (reset) {
+        drop(fs, NULL, 0, true, true); /* A snapshot replaced everything. */
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (e[i].type != CONS_ENTRY_NORMAL) {
+            continue; /* A no-op or a configuration: no file changes. */
+        }
+        struct store_cmd c;
+        if (store_cmd_decode(&e[i].data, &c) != 0) {
+            drop(fs, NULL, 0, true, true); /* Apply will say what it is. */
+            continue;
+        }
+        uint64_t want[1] = {0};
+        switch (c.op) {
+        case STORE_OP_CREATE:
+        case STORE_OP_MKDIR:
+        case STORE_OP_SYMLINK:
+        case STORE_OP_MKNOD:
+        case STORE_OP_UNLINK:
+        case STORE_OP_PUT:
+        case STORE_OP_LINK:
+            want[0] = c.parent; /* Its mtime, ctime, nlink, size. */
+            drop(fs, want, 1, false, false);
+            break;
+        case STORE_OP_SETATTR:
+        case STORE_OP_SETXATTR: /* ctime; an ACL decides permissions. */
+        case STORE_OP_REMOVEXATTR:
+            want[0] = c.ino;
+            drop(fs, want, 1, false, false);
+            break;
+        case STORE_OP_WRITE:
+        case STORE_OP_LOCK:
+        case STORE_OP_LOCK_CANCEL:
+        case STORE_OP_SESSION_OPEN:
+        case STORE_OP_NOOP:
+            break; /* Files' data and the lock table: no directory. */
+        default:
+            /* A rename or rmdir may move or remove a cached directory (and
+             * change its parent's and its own attributes), and a session's
+             * end removes its ephemeral files wherever they are: which
+             * directories these touch is known only at apply, so all go. */
+            drop(fs, NULL, 0, true, true);
+            break;
+        }
+    }
+}
+
+void fs__dc_counters(struct fs *fs, struct fs_dc_counters *c)
+{
+    struct fs_dircache *d = &fs->dc;
+    pthread_mutex_lock(&d->lock);
+    c->granted = d->granted;
+    c->dropped = d->dropped;
+    c->epochs = d->epochs;
+    c->late = d->late;
+    c->cached = d->n;
+    c->names = d->epoch == FS_DC_YES;
+    pthread_mutex_unlock(&d->lock);
+}
