@@ -28,7 +28,8 @@
  *   version and the epoch before it sends a request, and keeps nothing from
  *   an answer older than the last drop.
  * - A grant's ino is recorded before the lease is read, so an entry logged
- *   after that read finds it and drops it.
+ *   after that read finds it and drops it. A directory (and names) whose
+ *   last grant has run out needs no drop, and its slot may be reused.
  * - The timeout is the lease's remaining time less a margin for the
  *   kernel's clock (jiffies: rounding up and its tick) and the reply's way
  *   to the kernel; a reply that took longer than the margin is dropped
@@ -95,16 +96,12 @@ void fs__dc_free(struct fs *fs)
     pthread_mutex_destroy(&fs->dc.lock);
 }
 
-/* Record ino as cached, and its name too where the kernel can drop names
- * (*name is cleared where it cannot). false when the table is full. Under
- * d->lock. */
-static bool note(struct fs *fs, uint64_t ino, bool *name)
+/* Ask the kernel, once, whether it takes FUSE_NOTIFY_INC_EPOCH (EINVAL
+ * before 6.16). An epoch more costs only lookups. Under d->lock. */
+static bool names_droppable(struct fs *fs)
 {
     struct fs_dircache *d = &fs->dc;
-    if (*name && d->epoch == FS_DC_UNKNOWN) {
-        /* The first name to cache: ask the kernel whether it takes the
-         * notification (EINVAL before 6.16). An epoch more costs only
-         * lookups. */
+    if (d->epoch == FS_DC_UNKNOWN) {
         d->epoch = send_epoch(fs->se) == 0 ? FS_DC_YES : FS_DC_NO;
         if (d->epoch == FS_DC_NO) {
             RFS_LOG(RFS_LOG_INFO, "this kernel cannot drop cached names at "
@@ -112,24 +109,39 @@ static bool note(struct fs *fs, uint64_t ino, bool *name)
                     "directories' attributes are cached under the lease");
         }
     }
-    *name = *name && d->epoch == FS_DC_YES;
-    unsigned i = 0;
-    while (i < d->n && d->ino[i] != ino) {
-        i++;
-    }
-    if (i == d->n) {
-        if (d->n == FS_DC_MAX) {
-            return false;
+    return d->epoch == FS_DC_YES;
+}
+
+/* ino's slot in the table, added if need be (in place of one whose last
+ * grant has run out, when the table is full); -1 if there is no room.
+ * Under d->lock. */
+static int slot(struct fs_dircache *d, uint64_t ino, uint64_t now)
+{
+    int free_at = -1;
+    for (unsigned i = 0; i < d->n; i++) {
+        if (d->ino[i] == ino) {
+            return (int)i;
         }
-        d->ino[d->n++] = ino;
+        if (free_at < 0 && d->until[i] < now) {
+            free_at = (int)i;
+        }
     }
-    d->names = d->names || *name;
-    return true;
+    if (d->n < FS_DC_MAX) {
+        free_at = (int)d->n++;
+    } else if (free_at < 0) {
+        return -1;
+    }
+    d->ino[free_at] = ino;
+    d->until[free_at] = 0;
+    return free_at;
 }
 
 /* The timeout (seconds, 0 for none) for directory ino's attributes, and
  * its name's if *name (cleared if not), as returned by a read that saw
- * seen; *t0 gets the time the lease was read (0: no grant). */
+ * seen; *t0 gets the time the lease was read (0: no grant). The lease is
+ * read with ino in the table, under d->lock: an entry logged after that
+ * read finds ino there and drops it, and no slot is reused while a grant
+ * for it is being decided. */
 static double grant(struct fs *fs, uint64_t ino, bool *name, rfs_index_t seen,
                     uint64_t *t0)
 {
@@ -139,20 +151,27 @@ static double grant(struct fs *fs, uint64_t ino, bool *name, rfs_index_t seen,
         *name = false;
         return 0;
     }
-    /* Recorded before the lease is read: see the file comment. */
     pthread_mutex_lock(&d->lock);
-    bool noted = note(fs, ino, name);
-    pthread_mutex_unlock(&d->lock);
+    *name = *name && names_droppable(fs);
     uint64_t now = boottime_ns();
-    uint64_t left = noted ? node_cache_ttl_ns(fs->node, seen) : 0;
+    int i = slot(d, ino, now);
+    uint64_t left = i >= 0 ? node_cache_ttl_ns(fs->node, seen) : 0;
     if (left < DC_MARGIN_NS + DC_MIN_NS) {
+        pthread_mutex_unlock(&d->lock);
         *name = false;
         return 0;
     }
-    *t0 = now;
-    pthread_mutex_lock(&d->lock);
+    /* Past until, the kernel holds nothing of this grant any more (a late
+     * reply is dropped by after()): the slot may go without a drop. */
+    if (d->until[i] < now + left) {
+        d->until[i] = now + left;
+    }
+    if (*name && d->names_until < now + left) {
+        d->names_until = now + left;
+    }
     d->granted++;
     pthread_mutex_unlock(&d->lock);
+    *t0 = now;
     return (double)(left - DC_MARGIN_NS) / 1e9;
 }
 
@@ -211,6 +230,7 @@ static void drop(struct fs *fs, const uint64_t *want, unsigned n, bool all,
     struct fs_dircache *d = &fs->dc;
     uint64_t out[FS_DC_MAX];
     unsigned k = 0;
+    uint64_t now = boottime_ns();
     pthread_mutex_lock(&d->lock);
     for (unsigned i = 0; i < d->n;) {
         bool hit = all;
@@ -218,15 +238,19 @@ static void drop(struct fs *fs, const uint64_t *want, unsigned n, bool all,
             hit = d->ino[i] == want[j];
         }
         if (hit) {
-            out[k++] = d->ino[i];
-            d->ino[i] = d->ino[--d->n];
+            if (d->until[i] >= now) {
+                out[k++] = d->ino[i]; /* The kernel may still hold it. */
+            }
+            d->n--;
+            d->ino[i] = d->ino[d->n];
+            d->until[i] = d->until[d->n];
         } else {
             i++;
         }
     }
-    bool epoch = names && d->names;
-    if (epoch) {
-        d->names = false;
+    bool epoch = names && d->names_until >= now;
+    if (names) {
+        d->names_until = 0;
     }
     d->dropped += k;
     d->epochs += epoch;

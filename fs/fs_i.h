@@ -165,9 +165,10 @@ struct fs_dircache {
     bool nodrop;          /* RAFTFS_TEST_DIRCACHE_NODROP (tests only). */
     pthread_mutex_t lock; /* Everything below. */
     int epoch;            /* Whether FUSE_NOTIFY_INC_EPOCH works here. */
-    bool names;           /* A name may be cached since the last epoch. */
+    uint64_t names_until; /* A name may be cached until then (0: none). */
     unsigned n;
-    uint64_t ino[FS_DC_MAX]; /* Directories whose attributes may be cached. */
+    uint64_t ino[FS_DC_MAX]; /* Directories whose attributes may be cached, */
+    uint64_t until[FS_DC_MAX]; /* until then (CLOCK_BOOTTIME; 0: not yet). */
     uint64_t granted, dropped, epochs, late;
 };
 struct fs_dc_counters {

@@ -1832,6 +1832,58 @@ static void test_dircache_changes_show_at_once(void **state)
     assert_true(granted >= 40);
 }
 
+/* More directories than the table holds (FS_DC_MAX, 64): the slots of
+ * grants that ran out are reused, and every directory a follower's kernel
+ * may still hold is dropped when it changes. */
+static void test_dircache_more_directories_than_slots(void **state)
+{
+    struct mcluster *c = *state;
+    int l = mc_wait_leader(c, 5000);
+    assert_int_not_equal(l, 0);
+    int f = l % 3 + 1;
+    enum { NDIRS = 90 };
+    char rel[64];
+    assert_int_equal(mkdir(mc_path(c, l, "many"), 0755), 0);
+    for (int i = 0; i < NDIRS; i++) {
+        snprintf(rel, sizeof(rel), "many/d%d", i);
+        assert_int_equal(mkdir(mc_path(c, l, rel), 0755), 0);
+    }
+    usleep(300000);
+    long before = dircache_count(c, f, "granted");
+    struct stat st;
+    int stale = 0;
+    for (int pass = 0; pass < 4; pass++) {
+        /* Each pass walks all of them (the table fills up, and past it
+         * grants wait for older ones to run out), then changes each on
+         * the leader and looks at it on f at once. */
+        for (int i = 0; i < NDIRS; i++) {
+            snprintf(rel, sizeof(rel), "many/d%d", i);
+            assert_int_equal(stat(mc_path(c, f, rel), &st), 0);
+        }
+        /* Last walked first: those took reused slots, and their grants
+         * are the youngest. */
+        for (int i = NDIRS - 1; i >= 0; i--) {
+            snprintf(rel, sizeof(rel), "many/d%d", i);
+            mode_t m = (pass + i) % 2 ? 0700 : 0750;
+            assert_int_equal(chmod(mc_path(c, l, rel), m), 0);
+            assert_int_equal(stat(mc_path(c, f, rel), &st), 0);
+            if ((st.st_mode & 07777) != m) {
+                print_message("pass %d: %s has mode %o on node %d after "
+                              "chmod %o\n", pass, rel, st.st_mode & 07777, f,
+                              m);
+                stale++;
+            }
+        }
+        usleep(250000); /* Every grant has run out: slots free up. */
+    }
+    long granted = dircache_count(c, f, "granted") - before;
+    print_message("follower %d: %d stale answers; %ld timeouts granted for "
+                  "%d directories in 4 passes\n", f, stale, granted, NDIRS);
+    assert_int_equal(stale, 0);
+    /* More than the table holds at once: slots were reused. */
+    assert_true(granted > 64);
+}
+
 /* The same rounds with the drops taken out (RAFTFS_TEST_DIRCACHE_NODROP):
  * stale answers must be seen, or the test above could not fail. */
 static void test_dircache_without_drops_is_caught(void **state)
@@ -3505,6 +3557,8 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dircache_changes_show_at_once,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_dircache_more_directories_than_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dircache_without_drops_is_caught,
                                         setup_dircache_nodrop, teardown),
         cmocka_unit_test_setup_teardown(test_mmap, setup, teardown),
