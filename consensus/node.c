@@ -472,6 +472,12 @@ static void io_observe(void *data, const struct cons_update *u)
     for (unsigned i = 0; i < u->n_chunks; i++) {
         reset = reset || u->chunks[i].last;
     }
+    /* The target of a transfer campaigns at once and may commit without
+     * this node: what this node's host cached under its own lease must go
+     * before the message leaves (the driver sends after observing). */
+    for (unsigned i = 0; i < u->n_msgs; i++) {
+        reset = reset || u->msgs[i].msg.type == CONS_MSG_TIMEOUT_NOW;
+    }
     if (u->n_entries == 0 && !reset) {
         return;
     }
@@ -938,6 +944,9 @@ static void on_tick(uv_timer_t *t)
     admin_expire(n);
     node__gossip_tick(n);
     host_tick(n->host);
+    if (n->o.on_tick != NULL) {
+        n->o.on_tick(n->o.apply_data, (uint64_t)n->o.tick_ms * 1000000u);
+    }
 }
 
 static void close_all(struct node *n)

@@ -91,6 +91,11 @@ struct node_options {
      * dropped here, synchronously. Must not block. */
     void (*on_log)(void *data, const struct cons_entry *e, unsigned n,
                    bool reset);
+    /* If set: called on the loop thread at every tick (tick_ns apart), so
+     * a host can drop what it cached under the lease before the lease's
+     * end. reset is also set when this leader hands its leadership over
+     * (TimeoutNow): its lease no longer holds the next leader back. */
+    void (*on_tick)(void *data, uint64_t tick_ns);
     void *apply_data;
 };
 

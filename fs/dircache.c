@@ -5,35 +5,40 @@
  *
  * A linearizable mount answers with zero timeouts, so every path walk asks
  * the daemon for each directory's entry and attributes. While this node
- * holds a lease (a leader's, or a follower's read lease), a directory's
- * entry and attributes may instead be cached by the kernel for the time the
- * lease has left, provided nothing that could complete anywhere is missing
- * from them and anything that could is dropped before it completes:
+ * holds a lease (a leader's, or a follower's read lease), a directory's name
+ * and attributes may instead be cached by the kernel for the time the lease
+ * has left, provided nothing that could complete anywhere is missing from
+ * them and anything that could is dropped before it completes:
  *
- * - Granted only for a read that saw this node's whole log (node_read_floor
- *   before the store read, node_cache_ttl_ns after): an entry that is in
- *   the log, even uncommitted, may complete after the reply, and its
- *   on_log call may already have run.
- * - Dropped in on_log, on the loop thread, before this node persists,
- *   acknowledges or applies an entry: a leader commits nothing a lease
- *   holder has not acknowledged (and its own log is counted only once
- *   written), so no change completes anywhere while a holder's kernel still
- *   shows what it changed.
- * - Attributes are dropped with FUSE_NOTIFY_INVAL_INODE (attributes only),
- *   names with FUSE_NOTIFY_INC_EPOCH (kernel 6.16 and later), which ages
- *   every cached name at once. Neither takes an inode lock, so a drop never
- *   waits for a request that waits for this very apply (the deadlock of
- *   FUSE_NOTIFY_INVAL_ENTRY, which takes the parent's lock). Both are
- *   raced safely by a reply in flight: the kernel notes the attribute
- *   version and the epoch before it sends a request, and keeps nothing from
- *   an answer older than the last drop.
- * - A grant's ino is recorded before the lease is read, so an entry logged
- *   after that read finds it and drops it. A directory (and names) whose
- *   last grant has run out needs no drop, and its slot may be reused.
- * - The timeout is the lease's remaining time less a margin for the
- *   kernel's clock (jiffies: rounding up and its tick) and the reply's way
- *   to the kernel; a reply that took longer than the margin is dropped
- *   again at once.
+ * 1. Granted only for a read that saw this node's whole log (node_read_floor
+ *    before the store read, node_cache_ttl_ns after): an entry that is in
+ *    the log, even uncommitted, may complete after the reply, and its
+ *    on_log call may already have run.
+ * 2. Dropped in on_log, on the loop thread, before this node persists,
+ *    acknowledges or applies an entry: a leader commits nothing a lease
+ *    holder has not acknowledged (and its own log is counted only once
+ *    written), so no change completes anywhere while a holder's kernel
+ *    still shows what it changed. A leader handing over drops everything
+ *    before its TimeoutNow leaves.
+ * 3. No grant outlives its lease: the timeout is what the lease has left
+ *    less a margin (jiffies round up), and since the kernel starts counting
+ *    only when the asking task takes the reply in, the loop's tick also
+ *    drops every grant two ticks before its lease's end.
+ * 4. Attributes only in GETATTR replies, which the kernel sends only for an
+ *    inode it holds: a drop cannot reach an inode a LOOKUP reply has yet to
+ *    make, and such an inode has no attribute version to refuse an older
+ *    answer by. A LOOKUP reply carries the name's timeout alone.
+ *
+ * Attributes are dropped with FUSE_NOTIFY_INVAL_INODE (attributes only),
+ * names with FUSE_NOTIFY_INC_EPOCH (kernel 6.16 and later), which ages every
+ * cached name at once. Neither takes an inode lock, so a drop never waits
+ * for a request that waits for this very apply (the deadlock of
+ * FUSE_NOTIFY_INVAL_ENTRY, which takes the parent's lock). Both are raced
+ * safely by a reply in flight: the kernel notes the attribute version and
+ * the epoch before it sends a request, and keeps nothing from an answer
+ * older than the last drop. A grant is decided under the table's lock with
+ * the lease read inside it, so an entry logged after that read finds it
+ * recorded and drops it.
  *
  * Only directories: a file's attributes change with every write, and its
  * name is the one R1 reads once.
@@ -89,6 +94,9 @@ void fs__dc_init(struct fs *fs)
     /* Tests only: the mutant test_dircache_without_drops_is_caught must
      * catch (nothing is dropped on_log). */
     d->nodrop = getenv("RAFTFS_TEST_DIRCACHE_NODROP") != NULL;
+    /* Tests only: hold each granted reply back (test_dircache_races). */
+    const char *delay = getenv("RAFTFS_TEST_DIRCACHE_REPLY_DELAY_US");
+    d->reply_delay_us = delay != NULL ? (unsigned)atoi(delay) : 0;
 }
 
 void fs__dc_free(struct fs *fs)
@@ -136,60 +144,34 @@ static int slot(struct fs_dircache *d, uint64_t ino, uint64_t now)
     return free_at;
 }
 
-/* The timeout (seconds, 0 for none) for directory ino's attributes, and
- * its name's if *name (cleared if not), as returned by a read that saw
- * seen; *t0 gets the time the lease was read (0: no grant). The lease is
- * read with ino in the table, under d->lock: an entry logged after that
- * read finds ino there and drops it, and no slot is reused while a grant
- * for it is being decided. */
-static double grant(struct fs *fs, uint64_t ino, bool *name, rfs_index_t seen,
-                    uint64_t *t0)
+/* The timeout (seconds, 0 for none) for what a read that saw seen
+ * returned: directory ino's attributes (ino 0: none), or every name (name:
+ * the epoch drops them all at once). The lease is read under d->lock with
+ * the grant already recorded: an entry logged after that read finds it and
+ * drops it, and no slot is reused while a grant for it is being decided. */
+static double grant(struct fs *fs, uint64_t ino, bool name, rfs_index_t seen)
 {
     struct fs_dircache *d = &fs->dc;
-    *t0 = 0;
     if (!d->on || fs->node == NULL) {
-        *name = false;
         return 0;
     }
     pthread_mutex_lock(&d->lock);
-    *name = *name && names_droppable(fs);
     uint64_t now = boottime_ns();
-    int i = slot(d, ino, now);
-    uint64_t left = i >= 0 ? node_cache_ttl_ns(fs->node, seen) : 0;
+    int i = -1;
+    bool room = name ? names_droppable(fs) : (i = slot(d, ino, now)) >= 0;
+    uint64_t left = room ? node_cache_ttl_ns(fs->node, seen) : 0;
     if (left < DC_MARGIN_NS + DC_MIN_NS) {
         pthread_mutex_unlock(&d->lock);
-        *name = false;
         return 0;
     }
-    /* Past until, the kernel holds nothing of this grant any more (a late
-     * reply is dropped by after()): the slot may go without a drop. */
-    if (d->until[i] < now + left) {
-        d->until[i] = now + left;
-    }
-    if (*name && d->names_until < now + left) {
-        d->names_until = now + left;
+    /* The tick drops what is granted before until: see fs_on_tick. */
+    uint64_t *until = name ? &d->names_until : &d->until[i];
+    if (*until < now + left) {
+        *until = now + left;
     }
     d->granted++;
     pthread_mutex_unlock(&d->lock);
-    *t0 = now;
     return (double)(left - DC_MARGIN_NS) / 1e9;
-}
-
-/* After the reply: one that reached the kernel later than the margin
- * allows for may outlive the lease; drop it again. */
-static void after(struct fs *fs, uint64_t ino, bool name, uint64_t t0)
-{
-    if (t0 == 0 || boottime_ns() - t0 <= DC_MARGIN_NS / 5) {
-        return;
-    }
-    /* -ENOENT only says the kernel holds nothing of it any more. */
-    fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
-    if (name) {
-        send_epoch(fs->se);
-    }
-    pthread_mutex_lock(&fs->dc.lock);
-    fs->dc.late++;
-    pthread_mutex_unlock(&fs->dc.lock);
 }
 
 void fs__dc_reply_entry(struct fs *fs, fuse_req_t req,
@@ -199,14 +181,20 @@ void fs__dc_reply_entry(struct fs *fs, fuse_req_t req,
     memset(&e, 0, sizeof(e));
     e.ino = a->ino;
     fs__attr_to_stat(a, &e.attr);
-    uint64_t t0 = 0;
-    bool name = a->type == STORE_DIR;
-    if (name) {
-        e.attr_timeout = grant(fs, a->ino, &name, seen, &t0);
-        e.entry_timeout = name ? e.attr_timeout : 0;
+    /* The name only. Attributes in a LOOKUP reply may make a new inode in
+     * the kernel, which a drop sent before that (FUSE_NOTIFY_INVAL_INODE
+     * finds no inode: ENOENT) cannot reach, and which starts with no
+     * attribute version to refuse them by. A GETATTR is only ever sent for
+     * an inode the kernel holds, so its reply is refused if a drop came
+     * after it was sent (found by review). The epoch, which guards names,
+     * is read before any LOOKUP is sent. */
+    if (a->type == STORE_DIR) {
+        e.entry_timeout = grant(fs, 0, true, seen);
+    }
+    if (e.entry_timeout > 0 && fs->dc.reply_delay_us) {
+        usleep(fs->dc.reply_delay_us);
     }
     fuse_reply_entry(req, &e);
-    after(fs, a->ino, name, t0);
 }
 
 void fs__dc_reply_attr(struct fs *fs, fuse_req_t req,
@@ -214,12 +202,11 @@ void fs__dc_reply_attr(struct fs *fs, fuse_req_t req,
 {
     struct stat st;
     fs__attr_to_stat(a, &st);
-    uint64_t t0 = 0;
-    bool name = false;
-    double ttl = a->type == STORE_DIR ? grant(fs, a->ino, &name, seen, &t0)
-                                      : 0;
+    double ttl = a->type == STORE_DIR ? grant(fs, a->ino, false, seen) : 0;
+    if (ttl > 0 && fs->dc.reply_delay_us) {
+        usleep(fs->dc.reply_delay_us);
+    }
     fuse_reply_attr(req, &st, ttl);
-    after(fs, a->ino, false, t0);
 }
 
 /* Drop the inodes in want[0..n) that are cached (all of them, with all),
@@ -263,6 +250,70 @@ static void drop(struct fs *fs, const uint64_t *want, unsigned n, bool all,
     }
 }
 
+/* Whether (client, boot) is a boot of client newer than any seen here
+ * (or a client not seen, or one the table had no room to remember). On the
+ * loop thread only. */
+static bool new_boot(struct fs_dircache *d, rfs_nodeid_t client, uint64_t boot)
+{
+    if (client == 0) {
+        return false;
+    }
+    for (unsigned i = 0; i < d->nboots; i++) {
+        if (d->boots[i].client == client) {
+            bool newer = boot > d->boots[i].boot;
+            if (newer) {
+                d->boots[i].boot = boot;
+            }
+            return newer;
+        }
+    }
+    unsigned i = d->nboots < FS_DC_MAX ? d->nboots++
+                                       : (d->next_boot++ % FS_DC_MAX);
+    d->boots[i].client = client;
+    d->boots[i].boot = boot;
+    return true;
+}
+
+void fs_on_tick(void *data, uint64_t tick_ns)
+{
+    struct fs *fs = data;
+    struct fs_dircache *d = &fs->dc;
+    if (!d->on) {
+        return;
+    }
+    /* A grant ends at the latest when the lease it was made under ends
+     * (until), whenever the kernel got the reply: a reply taken in late by
+     * the task that asked would otherwise keep its timeout past the lease,
+     * where a change may complete without this node. Two ticks early, so
+     * this tick or the next does it in time. */
+    uint64_t by = boottime_ns() + 2 * tick_ns;
+    uint64_t out[FS_DC_MAX];
+    unsigned k = 0;
+    pthread_mutex_lock(&d->lock);
+    for (unsigned i = 0; i < d->n;) {
+        if (d->until[i] != 0 && d->until[i] <= by) {
+            out[k++] = d->ino[i];
+            d->n--;
+            d->ino[i] = d->ino[d->n];
+            d->until[i] = d->until[d->n];
+        } else {
+            i++;
+        }
+    }
+    bool epoch = d->names_until != 0 && d->names_until <= by;
+    if (epoch) {
+        d->names_until = 0;
+    }
+    d->expired += k + epoch;
+    pthread_mutex_unlock(&d->lock);
+    for (unsigned i = 0; i < k; i++) {
+        fuse_lowlevel_notify_inval_inode(fs->se, out[i], -1, 0);
+    }
+    if (epoch) {
+        send_epoch(fs->se);
+    }
+}
+
 void fs_on_log(void *data, const struct cons_entry *e, unsigned n, bool reset)
 {
     struct fs *fs = data;
@@ -270,7 +321,8 @@ void fs_on_log(void *data, const struct cons_entry *e, unsigned n, bool reset)
         return;
     }
     if (reset) {
-        drop(fs, NULL, 0, true, true); /* A snapshot replaced everything. */
+        /* A snapshot replaced everything, or this leader hands over. */
+        drop(fs, NULL, 0, true, true);
     }
     for (unsigned i = 0; i < n; i++) {
         if (e[i].type != CONS_ENTRY_NORMAL) {
@@ -280,6 +332,12 @@ void fs_on_log(void *data, const struct cons_entry *e, unsigned n, bool reset)
         if (store_cmd_decode(&e[i].data, &c) != 0) {
             drop(fs, NULL, 0, true, true); /* Apply will say what it is. */
             continue;
+        }
+        if (new_boot(&fs->dc, c.client, c.boot)) {
+            /* A newer boot of a client ends its old session at apply
+             * (store/sessions.c), removing its ephemeral files wherever
+             * they are: directories this entry does not name. */
+            drop(fs, NULL, 0, true, true);
         }
         uint64_t want[1] = {0};
         switch (c.op) {
@@ -302,14 +360,14 @@ void fs_on_log(void *data, const struct cons_entry *e, unsigned n, bool reset)
         case STORE_OP_WRITE:
         case STORE_OP_LOCK:
         case STORE_OP_LOCK_CANCEL:
-        case STORE_OP_SESSION_OPEN:
         case STORE_OP_NOOP:
             break; /* Files' data and the lock table: no directory. */
         default:
             /* A rename or rmdir may move or remove a cached directory (and
              * change its parent's and its own attributes), and a session's
-             * end removes its ephemeral files wherever they are: which
-             * directories these touch is known only at apply, so all go. */
+             * end or reopening removes its ephemeral files wherever they
+             * are: which directories these touch is known only at apply,
+             * so all go. */
             drop(fs, NULL, 0, true, true);
             break;
         }
@@ -323,7 +381,7 @@ void fs__dc_counters(struct fs *fs, struct fs_dc_counters *c)
     c->granted = d->granted;
     c->dropped = d->dropped;
     c->epochs = d->epochs;
-    c->late = d->late;
+    c->expired = d->expired;
     c->cached = d->n;
     c->names = d->epoch == FS_DC_YES;
     pthread_mutex_unlock(&d->lock);

@@ -598,10 +598,10 @@ static size_t dircache_line(struct fs *fs, char *buf, size_t cap)
     fs__dc_counters(fs, &c);
     int n = snprintf(buf, cap,
                      "dircache %s names=%s cached=%u granted=%" PRIu64
-                     " dropped=%" PRIu64 " epochs=%" PRIu64 " late=%" PRIu64
-                     "\n",
+                     " dropped=%" PRIu64 " epochs=%" PRIu64
+                     " expired=%" PRIu64 "\n",
                      fs->dc.on ? "on" : "off", c.names ? "yes" : "no",
-                     c.cached, c.granted, c.dropped, c.epochs, c.late);
+                     c.cached, c.granted, c.dropped, c.epochs, c.expired);
     return n < 0 ? 0 : (size_t)n;
 }
 

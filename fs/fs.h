@@ -89,6 +89,9 @@ extern const struct fuse_lowlevel_ops fs_ops;
  * these entries may change (fs/dircache.c). */
 void fs_on_log(void *data, const struct cons_entry *e, unsigned n,
                bool reset);
+/* node_options.on_tick: drops what the kernel cached under a lease that is
+ * about to end. */
+void fs_on_tick(void *data, uint64_t tick_ns);
 void fs_on_apply(void *data, rfs_index_t index, const struct store_cmd *c,
                  const struct store_result *r, bool own);
 

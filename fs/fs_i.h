@@ -163,19 +163,26 @@ enum { FS_DC_UNKNOWN = 0, FS_DC_YES, FS_DC_NO };
 struct fs_dircache {
     bool on;              /* reads=linearizable, lease=on, dircache=on. */
     bool nodrop;          /* RAFTFS_TEST_DIRCACHE_NODROP (tests only). */
+    unsigned reply_delay_us; /* RAFTFS_TEST_DIRCACHE_REPLY_DELAY_US (tests). */
     pthread_mutex_t lock; /* Everything below. */
     int epoch;            /* Whether FUSE_NOTIFY_INC_EPOCH works here. */
     uint64_t names_until; /* A name may be cached until then (0: none). */
     unsigned n;
     uint64_t ino[FS_DC_MAX]; /* Directories whose attributes may be cached, */
     uint64_t until[FS_DC_MAX]; /* until then (CLOCK_BOOTTIME; 0: not yet). */
-    uint64_t granted, dropped, epochs, late;
+    uint64_t granted, dropped, epochs, expired;
+    /* The newest boot seen per client (fs_on_log, loop thread only). */
+    struct {
+        rfs_nodeid_t client;
+        uint64_t boot;
+    } boots[FS_DC_MAX];
+    unsigned nboots, next_boot;
 };
 struct fs_dc_counters {
     uint64_t granted; /* Replies with a timeout. */
     uint64_t dropped; /* Attributes dropped (FUSE_NOTIFY_INVAL_INODE). */
     uint64_t epochs;  /* Names dropped (FUSE_NOTIFY_INC_EPOCH). */
-    uint64_t late;    /* Replies dropped again for reaching the kernel late. */
+    uint64_t expired; /* Dropped by the tick as their lease ran out. */
     unsigned cached;  /* Directories recorded now. */
     bool names;       /* Names are cached too. */
 };

@@ -1668,6 +1668,7 @@ static int cmd_mount(int argc, char **argv)
     no.session_ttl_ms = m.session_ttl_ms;
     no.on_apply = fs_on_apply;
     no.on_log = fs_on_log;
+    no.on_tick = fs_on_tick;
     no.apply_data = fs;
 
     char opts[512];

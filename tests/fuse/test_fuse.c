@@ -14,6 +14,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1884,6 +1885,186 @@ static void test_dircache_more_directories_than_slots(void **state)
     assert_true(granted > 64);
 }
 
+/* A reader that stats one path on one node as fast as it can, while the
+ * test changes it elsewhere. */
+struct dc_reader {
+    const char *path;
+    atomic_int stop;
+    long reads;
+};
+
+static void *dc_read_loop(void *arg)
+{
+    struct dc_reader *r = arg;
+    struct stat st;
+    while (!atomic_load(&r->stop)) {
+        stat(r->path, &st);
+        r->reads++;
+    }
+    return NULL;
+}
+
+/* Rounds of: a new directory, a reader stat-ing it on node x from its
+ * first lookup on, a chmod of it on node w; once the chmod has returned
+ * and the reader stopped, x must show the new mode. Returns the stale
+ * answers. */
+static int dc_race_rounds(struct mcluster *c, int x, int w, int rounds,
+                          const char *tag)
+{
+    char rel[64], path[512];
+    int stale = 0;
+    long reads = 0;
+    snprintf(rel, sizeof(rel), "race-%s", tag);
+    assert_int_equal(mkdir(mc_path(c, w, rel), 0755), 0);
+    for (int r = 0; r < rounds; r++) {
+        snprintf(rel, sizeof(rel), "race-%s/d%d", tag, r);
+        assert_int_equal(mkdir(mc_path(c, w, rel), 0755), 0);
+        snprintf(path, sizeof(path), "%s", mc_path(c, x, rel));
+        struct dc_reader rd = {.path = path};
+        atomic_init(&rd.stop, 0);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, dc_read_loop, &rd), 0);
+        usleep((useconds_t)(r % 7) * 300); /* Vary where the chmod lands. */
+        assert_int_equal(chmod(mc_path(c, w, rel), 0700), 0);
+        atomic_store(&rd.stop, 1);
+        pthread_join(t, NULL);
+        reads += rd.reads;
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        if ((st.st_mode & 07777) != 0700) {
+            print_message("%s round %d: %s has mode %o on node %d after "
+                          "chmod 700 returned on node %d\n", tag, r, rel,
+                          st.st_mode & 07777, x, w);
+            stale++;
+        }
+    }
+    print_message("%s: %d stale answers in %d rounds (%ld reads on node "
+                  "%d)\n", tag, stale, rounds, reads, x);
+    return stale;
+}
+
+/* Reads racing changes: on the leader while a follower changes (a grant
+ * needs a read that saw the whole log, entries not yet committed
+ * included), and on a follower from a directory's first lookup on (a
+ * LOOKUP reply may make a new inode, which no earlier drop reaches: it
+ * carries no attribute timeout). RAFTFS_TEST_DIRCACHE_REPLY_DELAY_US
+ * holds each granted reply back 2 ms, widening both windows. */
+static void test_dircache_races(void **state)
+{
+    struct mcluster *c = *state;
+    int l = mc_wait_leader(c, 5000);
+    assert_int_not_equal(l, 0);
+    int f = l % 3 + 1;
+    usleep(300000);
+    long before = dircache_count(c, l, "granted") +
+                  dircache_count(c, f, "granted");
+    int stale = dc_race_rounds(c, l, f, 150, "leader");
+    stale += dc_race_rounds(c, f, l, 150, "follower");
+    long granted = dircache_count(c, l, "granted") +
+                   dircache_count(c, f, "granted") - before;
+    print_message("%ld timeouts granted\n", granted);
+    assert_int_equal(stale, 0);
+    assert_true(granted >= 150);
+}
+
+static int setup_reply_delay(void **state)
+{
+    setenv("RAFTFS_TEST_DIRCACHE_REPLY_DELAY_US", "2000", 1);
+    int rv = setup(state);
+    unsetenv("RAFTFS_TEST_DIRCACHE_REPLY_DELAY_US");
+    return rv;
+}
+
+/* A leader that hands over its leadership (raftfs leader transfer) drops
+ * what its kernel cached under its lease before the target campaigns: the
+ * new leader may commit without it at once. The old leader's daemon is
+ * stopped right after, so nothing else could drop it: its kernel either
+ * answers from a cache (stale) or waits for the daemon. */
+static void test_dircache_transfer(void **state)
+{
+    struct mcluster *c = *state;
+    int stale = 0;
+    for (int round = 0; round < 3; round++) {
+        int l = mc_wait_leader(c, 5000);
+        assert_int_not_equal(l, 0);
+        int t = l % 3 + 1;
+        char rel[32], args[64];
+        snprintf(rel, sizeof(rel), "handed%d", round);
+        assert_int_equal(mkdir(mc_path(c, l, rel), 0755), 0);
+        usleep(200000);
+        struct stat st;
+        char path[512];
+        snprintf(path, sizeof(path), "%s", mc_path(c, l, rel));
+        /* Stats until the handover, so the kernel's last grant is fresh
+         * when the leader sends TimeoutNow. */
+        struct dc_reader rd = {.path = path};
+        atomic_init(&rd.stop, 0);
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, dc_read_loop, &rd), 0);
+        usleep(50000);
+        snprintf(args, sizeof(args), "leader -d DATA transfer %d", t);
+        pid_t cli = fork();
+        assert_true(cli >= 0);
+        if (cli == 0) {
+            _exit(mc_raftfs(c, l, args));
+        }
+        /* Stop the old leader as soon as the target leads: before any
+         * entry of the new leader's can reach it, and before its own
+         * tick could drop what it cached. */
+        char lead[64];
+        long deadline = pc_now_ms() + 5000;
+        unsigned long who = 0;
+        while (pc_now_ms() < deadline) {
+            ssize_t n = mc_read(mc_path(c, t, ".raftfs/leader"), lead,
+                                sizeof(lead) - 1);
+            lead[n > 0 ? n : 0] = '\0';
+            who = strtoul(lead, NULL, 10);
+            if (who == (unsigned long)t) {
+                break;
+            }
+        }
+        assert_int_equal(kill(c->pid[l], SIGSTOP), 0);
+        atomic_store(&rd.stop, 1);
+        assert_int_equal(who, t);
+        deadline = pc_now_ms() + 3000;
+        int rv;
+        while ((rv = chmod(mc_path(c, t, rel), 0700)) != 0 &&
+               pc_now_ms() < deadline) {
+            usleep(5000); /* The target may not lead yet. */
+        }
+        assert_int_equal(rv, 0);
+        pid_t p = fork();
+        assert_true(p >= 0);
+        if (p == 0) {
+            struct stat cs;
+            _exit(stat(mc_path(c, l, rel), &cs) == 0 &&
+                          (cs.st_mode & 07777) == 0755
+                      ? 1
+                      : 0);
+        }
+        usleep(200000); /* A cached answer comes at once. */
+        int ws = 0;
+        pid_t done = waitpid(p, &ws, WNOHANG);
+        assert_int_equal(kill(c->pid[l], SIGCONT), 0);
+        if (done == 0) {
+            waitpid(p, &ws, 0); /* It waited for the daemon: not cached. */
+        }
+        pthread_join(th, NULL);
+        int cs = 0;
+        waitpid(cli, &cs, 0);
+        assert_true(WIFEXITED(cs) && WEXITSTATUS(cs) == 0);
+        if (WIFEXITED(ws) && WEXITSTATUS(ws) == 1) {
+            print_message("round %d: node %d showed %s with mode 755 after "
+                          "handing over to node %d, which changed it\n",
+                          round, l, rel, t);
+            stale++;
+        }
+        assert_int_equal(stat(mc_path(c, l, rel), &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0700);
+    }
+    assert_int_equal(stale, 0);
+}
+
 /* The same rounds with the drops taken out (RAFTFS_TEST_DIRCACHE_NODROP):
  * stale answers must be seen, or the test above could not fail. */
 static void test_dircache_without_drops_is_caught(void **state)
@@ -3559,6 +3740,10 @@ int main(int argc, char **argv)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_dircache_more_directories_than_slots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dircache_transfer, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_dircache_races,
+                                        setup_reply_delay, teardown),
         cmocka_unit_test_setup_teardown(test_dircache_without_drops_is_caught,
                                         setup_dircache_nodrop, teardown),
         cmocka_unit_test_setup_teardown(test_mmap, setup, teardown),
