@@ -84,7 +84,9 @@ struct node_options {
                      const struct store_result *r, bool own);
     /* If set: called on the loop thread with the entries of every update
      * as they enter this node's log (proposed here or received), and with
-     * reset set when a snapshot is about to replace the whole state; after
+     * reset set when a snapshot is about to replace the whole state or this
+     * leader hands its leadership over (TimeoutNow: its lease no longer
+     * holds the next leader back); after
      * node_cache_ttl_ns() counts them, before this node persists,
      * acknowledges or applies them. What a host cached on the strength of
      * the lease (node_cache_ttl_ns) and these entries may change must be
@@ -93,8 +95,7 @@ struct node_options {
                    bool reset);
     /* If set: called on the loop thread at every tick (tick_ns apart), so
      * a host can drop what it cached under the lease before the lease's
-     * end. reset is also set when this leader hands its leadership over
-     * (TimeoutNow): its lease no longer holds the next leader back. */
+     * end. */
     void (*on_tick)(void *data, uint64_t tick_ns);
     void *apply_data;
 };

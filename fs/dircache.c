@@ -62,8 +62,10 @@
  * coarsest tick Linux builds with; rounding up and the tick itself) and 5
  * ms for the reply's way to the kernel. */
 #define DC_MARGIN_NS (25u * 1000000u)
-/* No grant shorter than this: it would cost a notification for nothing. */
-#define DC_MIN_NS (5u * 1000000u)
+/* No grant shorter than this: the tick drops a grant two ticks before its
+ * lease ends, and a late tick must still find it ahead (three ticks at the
+ * default 20 ms; see fs_on_tick). */
+#define DC_MIN_NS (60u * 1000000u)
 
 static uint64_t boottime_ns(void)
 {
@@ -94,6 +96,10 @@ void fs__dc_init(struct fs *fs)
     /* Tests only: the mutant test_dircache_without_drops_is_caught must
      * catch (nothing is dropped on_log). */
     d->nodrop = getenv("RAFTFS_TEST_DIRCACHE_NODROP") != NULL;
+    /* Tests only: each grant reaches the kernel with this much more than
+     * its lease, as a reply taken in late would (test_dircache_tick_drops). */
+    const char *slack = getenv("RAFTFS_TEST_DIRCACHE_KERNEL_SLACK_MS");
+    d->kernel_slack_s = slack != NULL ? atoi(slack) / 1000.0 : 0;
     /* Tests only: hold each granted reply back (test_dircache_races). */
     const char *delay = getenv("RAFTFS_TEST_DIRCACHE_REPLY_DELAY_US");
     d->reply_delay_us = delay != NULL ? (unsigned)atoi(delay) : 0;
@@ -123,8 +129,9 @@ static bool names_droppable(struct fs *fs)
 /* ino's slot in the table, added if need be (in place of one whose last
  * grant has run out, when the table is full); -1 if there is no room.
  * Under d->lock. */
-static int slot(struct fs_dircache *d, uint64_t ino, uint64_t now)
+static int slot(struct fs *fs, uint64_t ino, uint64_t now)
 {
+    struct fs_dircache *d = &fs->dc;
     int free_at = -1;
     for (unsigned i = 0; i < d->n; i++) {
         if (d->ino[i] == ino) {
@@ -138,6 +145,10 @@ static int slot(struct fs_dircache *d, uint64_t ino, uint64_t now)
         free_at = (int)d->n++;
     } else if (free_at < 0) {
         return -1;
+    } else {
+        /* Its grant ran out, unless the tick that should have dropped it
+         * was late: one write settles it. */
+        fuse_lowlevel_notify_inval_inode(fs->se, d->ino[free_at], -1, 0);
     }
     d->ino[free_at] = ino;
     d->until[free_at] = 0;
@@ -158,7 +169,7 @@ static double grant(struct fs *fs, uint64_t ino, bool name, rfs_index_t seen)
     pthread_mutex_lock(&d->lock);
     uint64_t now = boottime_ns();
     int i = -1;
-    bool room = name ? names_droppable(fs) : (i = slot(d, ino, now)) >= 0;
+    bool room = name ? names_droppable(fs) : (i = slot(fs, ino, now)) >= 0;
     uint64_t left = room ? node_cache_ttl_ns(fs->node, seen) : 0;
     if (left < DC_MARGIN_NS + DC_MIN_NS) {
         pthread_mutex_unlock(&d->lock);
@@ -171,7 +182,7 @@ static double grant(struct fs *fs, uint64_t ino, bool name, rfs_index_t seen)
     }
     d->granted++;
     pthread_mutex_unlock(&d->lock);
-    return (double)(left - DC_MARGIN_NS) / 1e9;
+    return (double)(left - DC_MARGIN_NS) / 1e9 + d->kernel_slack_s;
 }
 
 void fs__dc_reply_entry(struct fs *fs, fuse_req_t req,
@@ -217,7 +228,6 @@ static void drop(struct fs *fs, const uint64_t *want, unsigned n, bool all,
     struct fs_dircache *d = &fs->dc;
     uint64_t out[FS_DC_MAX];
     unsigned k = 0;
-    uint64_t now = boottime_ns();
     pthread_mutex_lock(&d->lock);
     for (unsigned i = 0; i < d->n;) {
         bool hit = all;
@@ -225,9 +235,9 @@ static void drop(struct fs *fs, const uint64_t *want, unsigned n, bool all,
             hit = d->ino[i] == want[j];
         }
         if (hit) {
-            if (d->until[i] >= now) {
-                out[k++] = d->ino[i]; /* The kernel may still hold it. */
-            }
+            /* Also one whose grant ran out: a late tick may have left it
+             * in the kernel. */
+            out[k++] = d->ino[i];
             d->n--;
             d->ino[i] = d->ino[d->n];
             d->until[i] = d->until[d->n];
@@ -235,7 +245,7 @@ static void drop(struct fs *fs, const uint64_t *want, unsigned n, bool all,
             i++;
         }
     }
-    bool epoch = names && d->names_until >= now;
+    bool epoch = names && d->names_until != 0;
     if (names) {
         d->names_until = 0;
     }
@@ -250,28 +260,42 @@ static void drop(struct fs *fs, const uint64_t *want, unsigned n, bool all,
     }
 }
 
-/* Whether (client, boot) is a boot of client newer than any seen here
- * (or a client not seen, or one the table had no room to remember). On the
- * loop thread only. */
+/* The newest boot of each client whose commands applied here
+ * (fs__dc_applied). A command entering the log from a boot newer than
+ * that may end the client's older session when it applies: counted from
+ * what applied, not from what entered the log, since an entry may be cut
+ * from the log and come again at another index. Loop thread only. */
+static unsigned boot_at(struct fs_dircache *d, rfs_nodeid_t client)
+{
+    unsigned i = 0;
+    while (i < d->nboots && d->boots[i].client != client) {
+        i++;
+    }
+    return i;
+}
+
 static bool new_boot(struct fs_dircache *d, rfs_nodeid_t client, uint64_t boot)
 {
-    if (client == 0) {
-        return false;
+    unsigned i = boot_at(d, client);
+    return client != 0 && (i == d->nboots || boot > d->boots[i].boot);
+}
+
+void fs__dc_applied(struct fs *fs, const struct store_cmd *c)
+{
+    struct fs_dircache *d = &fs->dc;
+    if (!d->on || c == NULL || c->client == 0) {
+        return;
     }
-    for (unsigned i = 0; i < d->nboots; i++) {
-        if (d->boots[i].client == client) {
-            bool newer = boot > d->boots[i].boot;
-            if (newer) {
-                d->boots[i].boot = boot;
-            }
-            return newer;
-        }
+    unsigned i = boot_at(d, c->client);
+    if (i == d->nboots) {
+        /* Full: forget one; its next command drops everything once. */
+        i = d->nboots < FS_DC_BOOTS ? d->nboots++
+                                    : d->next_boot++ % FS_DC_BOOTS;
+        d->boots[i].client = c->client;
+        d->boots[i].boot = c->boot;
+    } else if (c->boot > d->boots[i].boot) {
+        d->boots[i].boot = c->boot;
     }
-    unsigned i = d->nboots < FS_DC_MAX ? d->nboots++
-                                       : (d->next_boot++ % FS_DC_MAX);
-    d->boots[i].client = client;
-    d->boots[i].boot = boot;
-    return true;
 }
 
 void fs_on_tick(void *data, uint64_t tick_ns)

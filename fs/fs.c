@@ -791,6 +791,7 @@ void fs_on_apply(void *data, rfs_index_t index, const struct store_cmd *c,
     (void)index;
     struct fs *fs = data;
     mark_kept(fs);
+    fs__dc_applied(fs, c);
     fs__watch_applied(fs);
     fs__locks_on_apply(fs, r);
     /* Linearizable mounts cache nothing; changes made through this mount

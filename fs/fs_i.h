@@ -159,23 +159,26 @@ struct fs_lkun;
 
 /* dircache.c: directories the kernel caches under the lease. */
 #define FS_DC_MAX 64 /* Directories cached at once; past it, none more. */
+#define FS_DC_BOOTS 256 /* Clients whose boot is remembered (observers too). */
 enum { FS_DC_UNKNOWN = 0, FS_DC_YES, FS_DC_NO };
 struct fs_dircache {
     bool on;              /* reads=linearizable, lease=on, dircache=on. */
     bool nodrop;          /* RAFTFS_TEST_DIRCACHE_NODROP (tests only). */
     unsigned reply_delay_us; /* RAFTFS_TEST_DIRCACHE_REPLY_DELAY_US (tests). */
-    pthread_mutex_t lock; /* Everything below. */
+    double kernel_slack_s; /* RAFTFS_TEST_DIRCACHE_KERNEL_SLACK_MS (tests). */
+    pthread_mutex_t lock; /* From here to the counters. */
     int epoch;            /* Whether FUSE_NOTIFY_INC_EPOCH works here. */
     uint64_t names_until; /* A name may be cached until then (0: none). */
     unsigned n;
     uint64_t ino[FS_DC_MAX]; /* Directories whose attributes may be cached, */
     uint64_t until[FS_DC_MAX]; /* until then (CLOCK_BOOTTIME; 0: not yet). */
     uint64_t granted, dropped, epochs, expired;
-    /* The newest boot seen per client (fs_on_log, loop thread only). */
+    /* Not under lock, loop thread only: the newest boot applied per
+     * client (fs__dc_applied). */
     struct {
         rfs_nodeid_t client;
         uint64_t boot;
-    } boots[FS_DC_MAX];
+    } boots[FS_DC_BOOTS];
     unsigned nboots, next_boot;
 };
 struct fs_dc_counters {
@@ -196,6 +199,8 @@ void fs__dc_reply_entry(struct fs *fs, fuse_req_t req,
 void fs__dc_reply_attr(struct fs *fs, fuse_req_t req,
                        const struct store_attr *a, rfs_index_t seen);
 void fs__dc_counters(struct fs *fs, struct fs_dc_counters *c);
+/* From fs_on_apply, for every applied command (loop thread). */
+void fs__dc_applied(struct fs *fs, const struct store_cmd *c);
 
 struct fs {
     struct fs_options o;

@@ -39,6 +39,7 @@
 #include "../fs/fs.h"
 #include "coord.h"
 
+#define FUSE_THREADS_PER_CPU 8 /* Measured: docs/performance.md. */
 #define CONF_NAME "raftfs.conf"
 #define SECRET_BYTES 32
 
@@ -141,6 +142,8 @@ static const char usage[] =
     "                       module parameter enable_uring=Y), else fall\n"
     "                       back to /dev/fuse with one line in the log (a\n"
     "                       warning for on); default auto\n"
+    "  threads=N            FUSE threads reading /dev/fuse (default: 8\n"
+    "                       per CPU; io_uring uses one queue per CPU)\n"
     "  history=N            changes kept for raftfs watch --since: those\n"
     "                       of the last N log entries (default 100000)\n"
     "  cache_timeout=S      reads=local: seconds the kernel may cache names\n"
@@ -1079,6 +1082,7 @@ struct mount_opts {
     unsigned commit_timeout_s;
     unsigned session_ttl_ms;
     uint64_t history; /* history=N, 0: the store's default. */
+    unsigned threads; /* threads=N, 0: sized to the CPUs (fuse_threads). */
     enum fs_uring_mode uring;
     bool lease;
     bool gossip;
@@ -1155,6 +1159,16 @@ static void parse_mount_opts(char *list, struct mount_opts *m)
         } else if (strcmp(o, "uring") == 0) {
             die("mount option uring=%s: expected uring=on, uring=off or "
                 "uring=auto", v ? v : "");
+        } else if (strcmp(o, "threads") == 0) {
+            char *end;
+            errno = 0;
+            unsigned long t = v && *v >= '0' && *v <= '9'
+                                  ? strtoul(v, &end, 10) : 0;
+            if (t < 1 || t > 64 || errno != 0 || *end != '\0') {
+                die("mount option threads=%s: expected a count of FUSE "
+                    "threads from 1 to 64", v ? v : "");
+            }
+            m->threads = (unsigned)t;
         } else if (strcmp(o, "commit_timeout") == 0) {
             if (!v || !parse_seconds(v, 86400, &d) || d < 1) {
                 die("mount option commit_timeout=%s: expected whole seconds "
@@ -1540,6 +1554,18 @@ static void close_inherited(void)
     closedir(d);
 }
 
+/* FUSE worker threads over /dev/fuse when threads= is not given. A request
+ * that waits (a commit, a barrier off the lease) holds no thread: its
+ * answer comes from the node's loop. So threads only need to cover the
+ * CPUs, and each one more is one more sleeper the kernel may wake (a VM
+ * exit each here) instead of one already running: measured in
+ * docs/performance.md, "FUSE threads". */
+static unsigned fuse_threads(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return FUSE_THREADS_PER_CPU * (unsigned)(cpus > 0 ? cpus : 1);
+}
+
 static int cmd_mount(int argc, char **argv)
 {
     close_inherited();
@@ -1715,7 +1741,7 @@ static int cmd_mount(int argc, char **argv)
     report("ok");
 
     struct fuse_loop_config *lc = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_max_threads(lc, 16);
+    fuse_loop_cfg_set_max_threads(lc, m.threads ? m.threads : fuse_threads());
     rv = fuse_session_loop_mt(se, lc);
     fuse_loop_cfg_destroy(lc);
     fs_uring_stop();
