@@ -41,6 +41,12 @@ expect "reads=linearizable or reads=local" "$r" mount "$live" "$t/m" \
     -o reads=bogus
 expect "whole seconds" "$r" mount "$live" "$t/m" -o commit_timeout=0
 expect "lease=on or lease=off" "$r" mount "$live" "$t/m" -o lease=maybe
+expect "dircache=on or dircache=off" "$r" mount "$live" "$t/m" \
+    -o dircache=maybe
+expect "threads=0: expected a count of FUSE threads from 1 to 64" "$r" \
+    mount "$live" "$t/m" -o threads=0
+expect "threads=65: expected a count" "$r" mount "$live" "$t/m" -o threads=65
+expect "threads=4x: expected a count" "$r" mount "$live" "$t/m" -o threads=4x
 expect "session_ttl=abc: expected seconds from 2" "$r" mount "$live" "$t/m" \
     -o session_ttl=abc
 expect "session_ttl=1: expected seconds from 2" "$r" mount "$live" "$t/m" \
