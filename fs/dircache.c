@@ -62,10 +62,11 @@
  * coarsest tick Linux builds with; rounding up and the tick itself) and 5
  * ms for the reply's way to the kernel. */
 #define DC_MARGIN_NS (25u * 1000000u)
-/* No grant shorter than this: the tick drops a grant two ticks before its
- * lease ends, and a late tick must still find it ahead (three ticks at the
- * default 20 ms; see fs_on_tick). */
-#define DC_MIN_NS (60u * 1000000u)
+/* No grant with less lease left than the margin and this: the tick drops
+ * a grant at the first tick two ticks before its lease ends (fs_on_tick),
+ * so a grant this short is dropped by the next tick, still at least a tick
+ * (at the default 20 ms) before its lease ends, as every grant is. */
+#define DC_MIN_NS (20u * 1000000u)
 
 static uint64_t boottime_ns(void)
 {

@@ -2054,8 +2054,9 @@ static void test_dircache_transfer(void **state)
          * target not caught up in time, on a loaded machine) is asked
          * again. */
         unsigned long who = 0;
+        /* Lives until the last transfer thread is joined, below. */
+        struct dc_transfer x = {.c = c, .from = l, .to = t};
         for (int ask = 0; ask < 5 && who != (unsigned long)t; ask++) {
-            struct dc_transfer x = {.c = c, .from = l, .to = t};
             assert_int_equal(pthread_create(&tt, NULL, dc_transfer_main, &x),
                              0);
             long deadline = pc_now_ms() + 2000;
@@ -2134,10 +2135,17 @@ static void test_dircache_tick_drops(void **state)
     long before = dircache_count(c, f, "expired");
     int stale = 0;
     struct stat st;
+    int exercised = 0;
     for (int r = 0; r < 10; r++) {
-        for (int k = 0; k < 5; k++) {
+        /* Until the follower's kernel has a grant (a loaded machine may
+         * answer a few with too little lease left to give one). */
+        long g0 = dircache_count(c, f, "granted");
+        for (int k = 0; k < 50 && dircache_count(c, f, "granted") == g0;
+             k++) {
             assert_int_equal(stat(mc_path(c, f, "ticked"), &st), 0);
+            usleep(10000);
         }
+        exercised += dircache_count(c, f, "granted") > g0;
         usleep(400000); /* Past the lease of every grant above. */
         mode_t m = r % 2 ? 0700 : 0750;
         assert_int_equal(chmod(mc_path(c, l, "ticked"), m), 0);
@@ -2149,10 +2157,12 @@ static void test_dircache_tick_drops(void **state)
         }
     }
     long expired = dircache_count(c, f, "expired") - before;
-    print_message("follower %d: %d stale answers in 10 rounds, %ld grants "
-                  "dropped by the tick\n", f, stale, expired);
+    print_message("follower %d: %d stale answers in 10 rounds (%d with a "
+                  "grant), %ld grants dropped by the tick\n", f, stale,
+                  exercised, expired);
     assert_int_equal(stale, 0);
-    assert_true(expired >= 10);
+    assert_true(exercised >= 5);
+    assert_true(expired >= exercised);
 }
 
 static int setup_tick_only(void **state)
