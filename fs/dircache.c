@@ -221,6 +221,16 @@ void fs__dc_reply_attr(struct fs *fs, fuse_req_t req,
     fuse_reply_attr(req, &st, ttl);
 }
 
+/* Remove slot i (the last slot takes its place); its ino. Under d->lock. */
+static uint64_t take(struct fs_dircache *d, unsigned i)
+{
+    uint64_t ino = d->ino[i];
+    d->n--;
+    d->ino[i] = d->ino[d->n];
+    d->until[i] = d->until[d->n];
+    return ino;
+}
+
 /* Drop the inodes in want[0..n) that are cached (all of them, with all),
  * and the names, with names. On the loop thread. */
 static void drop(struct fs *fs, const uint64_t *want, unsigned n, bool all,
@@ -238,10 +248,7 @@ static void drop(struct fs *fs, const uint64_t *want, unsigned n, bool all,
         if (hit) {
             /* Also one whose grant ran out: a late tick may have left it
              * in the kernel. */
-            out[k++] = d->ino[i];
-            d->n--;
-            d->ino[i] = d->ino[d->n];
-            d->until[i] = d->until[d->n];
+            out[k++] = take(d, i);
         } else {
             i++;
         }
@@ -317,10 +324,7 @@ void fs_on_tick(void *data, uint64_t tick_ns)
     pthread_mutex_lock(&d->lock);
     for (unsigned i = 0; i < d->n;) {
         if (d->until[i] != 0 && d->until[i] <= by) {
-            out[k++] = d->ino[i];
-            d->n--;
-            d->ino[i] = d->ino[d->n];
-            d->until[i] = d->until[d->n];
+            out[k++] = take(d, i);
         } else {
             i++;
         }
